@@ -1,0 +1,415 @@
+//! Commands on the enterprise stream and the `decide` function that turns them into events.
+
+use chrono::Duration;
+
+use super::enterprise_id_for;
+use super::event::{
+    Coverage, DocumentApproved, DocumentReturned, DocumentUploaded, EnterpriseProfileChanged,
+    EnterpriseRegistered, FileRef,
+};
+use super::rejection::EnterpriseRejection;
+use super::state::EnterpriseFile;
+use crate::Instant;
+use crate::actor::Actor;
+use crate::credit_code::UnifiedSocialCreditCode;
+use crate::event::Event;
+use crate::ids::{DocumentId, EnterpriseId, RequirementCode, Town};
+use crate::rules::{EnterpriseProfile, Evidence, RuleSet};
+
+/// Longest enterprise name, in characters.
+pub const NAME_CHARS_MAX: usize = 200;
+/// Longest industry label, in characters.
+pub const INDUSTRY_CHARS_MAX: usize = 64;
+/// Longest record title, in characters.
+pub const TITLE_CHARS_MAX: usize = 200;
+/// Longest review feedback or comment, in characters.
+pub const FEEDBACK_CHARS_MAX: usize = 2000;
+/// Longest file name, in characters.
+pub const FILE_NAME_CHARS_MAX: usize = 255;
+
+/// Everything `decide` needs besides the state and the command: who asks, under which rules,
+/// and when. The caller reads the clock; the domain never does.
+#[derive(Debug, Clone, Copy)]
+pub struct DecisionContext<'a> {
+    pub actor: &'a Actor,
+    pub rules: &'a RuleSet,
+    pub now: Instant,
+}
+
+/// Enrol an enterprise on the platform. Its id is derived from the credit code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterEnterprise {
+    pub name: String,
+    pub credit_code: UnifiedSocialCreditCode,
+    pub town: Town,
+    pub industry: String,
+    pub profile: EnterpriseProfile,
+}
+
+/// Change an enterprise's name, town, industry or profile flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeEnterpriseProfile {
+    pub enterprise_id: EnterpriseId,
+    pub name: String,
+    pub town: Town,
+    pub industry: String,
+    pub profile: EnterpriseProfile,
+}
+
+/// Upload a record for one requirement of an indicator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadDocument {
+    pub enterprise_id: EnterpriseId,
+    pub document_id: DocumentId,
+    pub requirement: RequirementCode,
+    pub title: String,
+    pub file: FileRef,
+    pub coverage: Coverage,
+}
+
+/// Approve a pending record, or return it with feedback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewDocument {
+    pub enterprise_id: EnterpriseId,
+    pub document_id: DocumentId,
+    pub decision: ReviewDecision,
+}
+
+/// A reviewer's decision on a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReviewDecision {
+    Approve { comment: Option<String> },
+    Return { feedback: String },
+}
+
+/// Every command of the enterprise stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnterpriseCommand {
+    Register(RegisterEnterprise),
+    ChangeProfile(ChangeEnterpriseProfile),
+    UploadDocument(UploadDocument),
+    ReviewDocument(ReviewDocument),
+}
+
+impl EnterpriseCommand {
+    /// Returns the enterprise whose stream the command goes to.
+    pub fn enterprise_id(&self) -> EnterpriseId {
+        match self {
+            EnterpriseCommand::Register(command) => enterprise_id_for(&command.credit_code),
+            EnterpriseCommand::ChangeProfile(command) => command.enterprise_id,
+            EnterpriseCommand::UploadDocument(command) => command.enterprise_id,
+            EnterpriseCommand::ReviewDocument(command) => command.enterprise_id,
+        }
+    }
+
+    /// Returns the command's name for logs and traces.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EnterpriseCommand::Register(_) => "register_enterprise",
+            EnterpriseCommand::ChangeProfile(_) => "change_enterprise_profile",
+            EnterpriseCommand::UploadDocument(_) => "upload_document",
+            EnterpriseCommand::ReviewDocument(_) => "review_document",
+        }
+    }
+}
+
+impl EnterpriseFile {
+    /// Decides a command against the file's current state: the events to append, or why not.
+    pub fn decide(
+        &self,
+        command: &EnterpriseCommand,
+        context: &DecisionContext<'_>,
+    ) -> Result<Vec<Event>, EnterpriseRejection> {
+        match command {
+            EnterpriseCommand::Register(command) => self.decide_register(command, context),
+            EnterpriseCommand::ChangeProfile(command) => {
+                self.decide_change_profile(command, context)
+            }
+            EnterpriseCommand::UploadDocument(command) => self.decide_upload(command, context),
+            EnterpriseCommand::ReviewDocument(command) => self.decide_review(command, context),
+        }
+    }
+
+    fn decide_register(
+        &self,
+        command: &RegisterEnterprise,
+        context: &DecisionContext<'_>,
+    ) -> Result<Vec<Event>, EnterpriseRejection> {
+        if !context.actor.may_supervise_town(&command.town) {
+            return Err(EnterpriseRejection::forbidden(
+                "register an enterprise in this town",
+                context.actor,
+            ));
+        }
+        if let Some(registration) = &self.registration {
+            return Err(EnterpriseRejection::AlreadyRegistered {
+                enterprise_id: registration.enterprise_id,
+                credit_code: registration.credit_code.clone(),
+            });
+        }
+        check_text("name", &command.name, NAME_CHARS_MAX)?;
+        check_text("industry", &command.industry, INDUSTRY_CHARS_MAX)?;
+        Ok(vec![Event::EnterpriseRegistered(EnterpriseRegistered {
+            enterprise_id: enterprise_id_for(&command.credit_code),
+            name: command.name.trim().to_owned(),
+            credit_code: command.credit_code.clone(),
+            town: command.town.clone(),
+            industry: command.industry.trim().to_owned(),
+            profile: command.profile.clone(),
+            registered_at: context.now,
+        })])
+    }
+
+    fn decide_change_profile(
+        &self,
+        command: &ChangeEnterpriseProfile,
+        context: &DecisionContext<'_>,
+    ) -> Result<Vec<Event>, EnterpriseRejection> {
+        let registration = self.registered(command.enterprise_id)?;
+        if !context.actor.may_supervise_town(&registration.town)
+            || !context.actor.may_supervise_town(&command.town)
+        {
+            return Err(EnterpriseRejection::forbidden(
+                "change this enterprise's profile",
+                context.actor,
+            ));
+        }
+        check_text("name", &command.name, NAME_CHARS_MAX)?;
+        check_text("industry", &command.industry, INDUSTRY_CHARS_MAX)?;
+        Ok(vec![Event::EnterpriseProfileChanged(
+            EnterpriseProfileChanged {
+                name: command.name.trim().to_owned(),
+                town: command.town.clone(),
+                industry: command.industry.trim().to_owned(),
+                profile: command.profile.clone(),
+                changed_at: context.now,
+            },
+        )])
+    }
+
+    fn decide_upload(
+        &self,
+        command: &UploadDocument,
+        context: &DecisionContext<'_>,
+    ) -> Result<Vec<Event>, EnterpriseRejection> {
+        self.registered(command.enterprise_id)?;
+        if !context
+            .actor
+            .may_write_enterprise_file(command.enterprise_id)
+        {
+            return Err(EnterpriseRejection::forbidden(
+                "upload records to this enterprise's file",
+                context.actor,
+            ));
+        }
+        if self.documents.contains_key(&command.document_id) {
+            return Err(EnterpriseRejection::DuplicateDocument {
+                document_id: command.document_id,
+            });
+        }
+        check_text("title", &command.title, TITLE_CHARS_MAX)?;
+        check_file(&command.file)?;
+        let rules = context.rules;
+        let Some((indicator, requirement)) = rules.requirement(&command.requirement) else {
+            return Err(EnterpriseRejection::UnknownRequirement {
+                requirement: command.requirement.clone(),
+                rule_set: rules.version.clone(),
+            });
+        };
+        let profile = self.current_profile();
+        if !rules.holds(&indicator.applies_to, profile)
+            || !rules.holds(&requirement.applies_to, profile)
+        {
+            return Err(EnterpriseRejection::RequirementNotApplicable {
+                requirement: command.requirement.clone(),
+            });
+        }
+        check_coverage(
+            &command.requirement,
+            &requirement.evidence,
+            &command.coverage,
+            profile,
+            context,
+        )?;
+        Ok(vec![Event::DocumentUploaded(DocumentUploaded {
+            document_id: command.document_id,
+            requirement: command.requirement.clone(),
+            title: command.title.trim().to_owned(),
+            file: command.file.clone(),
+            coverage: command.coverage.clone(),
+            uploaded_at: context.now,
+        })])
+    }
+
+    fn decide_review(
+        &self,
+        command: &ReviewDocument,
+        context: &DecisionContext<'_>,
+    ) -> Result<Vec<Event>, EnterpriseRejection> {
+        let registration = self.registered(command.enterprise_id)?;
+        if !context.actor.may_supervise_town(&registration.town) {
+            return Err(EnterpriseRejection::forbidden(
+                "review records of this enterprise",
+                context.actor,
+            ));
+        }
+        let Some(document) = self.documents.get(&command.document_id) else {
+            return Err(EnterpriseRejection::UnknownDocument {
+                document_id: command.document_id,
+            });
+        };
+        if let Some(review) = &document.review {
+            return Err(EnterpriseRejection::AlreadyReviewed {
+                document_id: command.document_id,
+                outcome: review.outcome.name(),
+            });
+        }
+        let event = match &command.decision {
+            ReviewDecision::Approve { comment } => {
+                if let Some(comment) = comment {
+                    check_length("comment", comment, FEEDBACK_CHARS_MAX)?;
+                }
+                Event::DocumentApproved(DocumentApproved {
+                    document_id: command.document_id,
+                    comment: comment
+                        .as_ref()
+                        .map(|c| c.trim().to_owned())
+                        .filter(|c| !c.is_empty()),
+                    reviewed_at: context.now,
+                })
+            }
+            ReviewDecision::Return { feedback } => {
+                if feedback.trim().is_empty() {
+                    return Err(EnterpriseRejection::FeedbackRequired {
+                        document_id: command.document_id,
+                    });
+                }
+                check_length("feedback", feedback, FEEDBACK_CHARS_MAX)?;
+                Event::DocumentReturned(DocumentReturned {
+                    document_id: command.document_id,
+                    feedback: feedback.trim().to_owned(),
+                    reviewed_at: context.now,
+                })
+            }
+        };
+        Ok(vec![event])
+    }
+
+    fn registered(
+        &self,
+        enterprise_id: EnterpriseId,
+    ) -> Result<&super::state::Registration, EnterpriseRejection> {
+        self.registration
+            .as_ref()
+            .ok_or(EnterpriseRejection::UnknownEnterprise { enterprise_id })
+    }
+}
+
+fn check_text(
+    field: &'static str,
+    value: &str,
+    chars_max: usize,
+) -> Result<(), EnterpriseRejection> {
+    if value.trim().is_empty() {
+        return Err(EnterpriseRejection::InvalidField {
+            field,
+            reason: "must not be empty".into(),
+        });
+    }
+    check_length(field, value, chars_max)
+}
+
+fn check_length(
+    field: &'static str,
+    value: &str,
+    chars_max: usize,
+) -> Result<(), EnterpriseRejection> {
+    if value.chars().count() > chars_max {
+        return Err(EnterpriseRejection::InvalidField {
+            field,
+            reason: format!("must be at most {chars_max} characters"),
+        });
+    }
+    Ok(())
+}
+
+fn check_file(file: &FileRef) -> Result<(), EnterpriseRejection> {
+    if file.size_bytes == 0 {
+        return Err(EnterpriseRejection::EmptyFile);
+    }
+    let hash_ok = file.sha256.len() == 64
+        && file
+            .sha256
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if !hash_ok {
+        return Err(EnterpriseRejection::InvalidField {
+            field: "file.sha256",
+            reason: "must be 64 lower-case hex digits".into(),
+        });
+    }
+    check_text("file.file_name", &file.file_name, FILE_NAME_CHARS_MAX)?;
+    check_text("file.media_type", &file.media_type, 127)
+}
+
+fn check_coverage(
+    requirement_code: &RequirementCode,
+    evidence: &Evidence,
+    coverage: &Coverage,
+    profile: &EnterpriseProfile,
+    context: &DecisionContext<'_>,
+) -> Result<(), EnterpriseRejection> {
+    let mismatch = |expected: &'static str| EnterpriseRejection::CoverageMismatch {
+        requirement: requirement_code.clone(),
+        expected,
+    };
+    match (evidence, coverage) {
+        (Evidence::Review, Coverage::Once) => Ok(()),
+        (Evidence::Review, _) => Err(mismatch("no period and no validity")),
+        (
+            Evidence::Validity { validity_days_max },
+            Coverage::Validity {
+                valid_from,
+                valid_until,
+            },
+        ) => {
+            if valid_from >= valid_until {
+                return Err(EnterpriseRejection::InvalidValidity {
+                    valid_from: *valid_from,
+                    valid_until: *valid_until,
+                });
+            }
+            if let Some(days) = validity_days_max
+                && *valid_until - *valid_from > Duration::days(i64::from(*days))
+            {
+                return Err(EnterpriseRejection::ValidityTooLong {
+                    requirement: requirement_code.clone(),
+                    days_max: *days,
+                });
+            }
+            Ok(())
+        }
+        (Evidence::Validity { .. }, _) => {
+            Err(mismatch("a validity period (valid_from, valid_until)"))
+        }
+        (Evidence::Periodic { .. }, Coverage::Period { period }) => {
+            let Some(cadence) = context.rules.cadence_for(evidence, profile) else {
+                return Err(EnterpriseRejection::RequirementNotApplicable {
+                    requirement: requirement_code.clone(),
+                });
+            };
+            if period.cadence() != cadence {
+                return Err(EnterpriseRejection::WrongCadence {
+                    requirement: requirement_code.clone(),
+                    expected: cadence,
+                    period: *period,
+                });
+            }
+            if period.start(context.rules.time_zone) > context.now {
+                return Err(EnterpriseRejection::PeriodNotStarted { period: *period });
+            }
+            Ok(())
+        }
+        (Evidence::Periodic { .. }, _) => Err(mismatch("a reporting period")),
+    }
+}

@@ -1,0 +1,37 @@
+//! The enterprise aggregate: one enterprise's cloud file (云档案), its profile and its records.
+//! Stream: `enterprise-<EnterpriseId>`.
+
+pub mod command;
+pub mod event;
+pub mod rejection;
+pub mod state;
+
+pub use command::{
+    ChangeEnterpriseProfile, DecisionContext, EnterpriseCommand, RegisterEnterprise,
+    ReviewDecision, ReviewDocument, UploadDocument,
+};
+pub use event::{Coverage, FileRef};
+pub use rejection::EnterpriseRejection;
+pub use state::{DocumentRecord, EnterpriseFile, Registration, ReviewOutcome};
+
+use uuid::Uuid;
+
+use crate::credit_code::UnifiedSocialCreditCode;
+use crate::ids::EnterpriseId;
+
+/// The namespace of enterprise ids derived from credit codes (UUID v5).
+const ENTERPRISE_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6a1e_55c0_2b1f_4f0e_9c3d_7a1b_0e5d_4c21);
+
+/// Derives an enterprise's id from its credit code, so one code can only ever register once:
+/// a second registration lands on the same stream and is rejected there.
+pub fn enterprise_id_for(code: &UnifiedSocialCreditCode) -> EnterpriseId {
+    EnterpriseId(Uuid::new_v5(
+        &ENTERPRISE_ID_NAMESPACE,
+        code.as_str().as_bytes(),
+    ))
+}
+
+/// Returns the event stream name of an enterprise.
+pub fn stream_name(enterprise_id: EnterpriseId) -> String {
+    format!("enterprise-{enterprise_id}")
+}

@@ -1,0 +1,106 @@
+//! Why a command on the enterprise stream was refused; each variant names the broken rule.
+
+use crate::Instant;
+use crate::actor::Actor;
+use crate::credit_code::UnifiedSocialCreditCode;
+use crate::ids::{DocumentId, EnterpriseId, RequirementCode};
+use crate::period::{Cadence, Period};
+
+/// A refused enterprise command. Nothing was appended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnterpriseRejection {
+    #[error("{actor_role} {user_id} may not {action}")]
+    Forbidden {
+        action: &'static str,
+        actor_role: &'static str,
+        user_id: String,
+    },
+    #[error("enterprise {enterprise_id} is not registered")]
+    UnknownEnterprise { enterprise_id: EnterpriseId },
+    #[error(
+        "an enterprise with credit code {credit_code} is already registered as {enterprise_id}"
+    )]
+    AlreadyRegistered {
+        enterprise_id: EnterpriseId,
+        credit_code: UnifiedSocialCreditCode,
+    },
+    #[error("{field} {reason}")]
+    InvalidField { field: &'static str, reason: String },
+    #[error("the file is empty")]
+    EmptyFile,
+    #[error("requirement {requirement} is not in rule set {rule_set}")]
+    UnknownRequirement {
+        requirement: RequirementCode,
+        rule_set: String,
+    },
+    #[error("requirement {requirement} does not apply to this enterprise")]
+    RequirementNotApplicable { requirement: RequirementCode },
+    #[error("a record for {requirement} must state {expected}")]
+    CoverageMismatch {
+        requirement: RequirementCode,
+        expected: &'static str,
+    },
+    #[error("validity must end after it starts (from {valid_from}, until {valid_until})")]
+    InvalidValidity {
+        valid_from: Instant,
+        valid_until: Instant,
+    },
+    #[error("a record for {requirement} may be valid for at most {days_max} days")]
+    ValidityTooLong {
+        requirement: RequirementCode,
+        days_max: u32,
+    },
+    #[error(
+        "records for {requirement} are due {expected:?} for this enterprise, not for period {period}"
+    )]
+    WrongCadence {
+        requirement: RequirementCode,
+        expected: Cadence,
+        period: Period,
+    },
+    #[error("period {period} has not started yet")]
+    PeriodNotStarted { period: Period },
+    #[error("document {document_id} already exists")]
+    DuplicateDocument { document_id: DocumentId },
+    #[error("document {document_id} does not exist in this enterprise's file")]
+    UnknownDocument { document_id: DocumentId },
+    #[error("document {document_id} was already reviewed ({outcome})")]
+    AlreadyReviewed {
+        document_id: DocumentId,
+        outcome: &'static str,
+    },
+    #[error("returning document {document_id} needs feedback for the enterprise")]
+    FeedbackRequired { document_id: DocumentId },
+}
+
+impl EnterpriseRejection {
+    pub(crate) fn forbidden(action: &'static str, actor: &Actor) -> Self {
+        EnterpriseRejection::Forbidden {
+            action,
+            actor_role: actor.role.name(),
+            user_id: actor.user_id.to_string(),
+        }
+    }
+
+    /// Returns the stable code clients branch on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EnterpriseRejection::Forbidden { .. } => "FORBIDDEN",
+            EnterpriseRejection::UnknownEnterprise { .. } => "UNKNOWN_ENTERPRISE",
+            EnterpriseRejection::AlreadyRegistered { .. } => "ALREADY_REGISTERED",
+            EnterpriseRejection::InvalidField { .. } => "INVALID_FIELD",
+            EnterpriseRejection::EmptyFile => "EMPTY_FILE",
+            EnterpriseRejection::UnknownRequirement { .. } => "UNKNOWN_REQUIREMENT",
+            EnterpriseRejection::RequirementNotApplicable { .. } => "REQUIREMENT_NOT_APPLICABLE",
+            EnterpriseRejection::CoverageMismatch { .. } => "COVERAGE_MISMATCH",
+            EnterpriseRejection::InvalidValidity { .. } => "INVALID_VALIDITY",
+            EnterpriseRejection::ValidityTooLong { .. } => "VALIDITY_TOO_LONG",
+            EnterpriseRejection::WrongCadence { .. } => "WRONG_CADENCE",
+            EnterpriseRejection::PeriodNotStarted { .. } => "PERIOD_NOT_STARTED",
+            EnterpriseRejection::DuplicateDocument { .. } => "DUPLICATE_DOCUMENT",
+            EnterpriseRejection::UnknownDocument { .. } => "UNKNOWN_DOCUMENT",
+            EnterpriseRejection::AlreadyReviewed { .. } => "ALREADY_REVIEWED",
+            EnterpriseRejection::FeedbackRequired { .. } => "FEEDBACK_REQUIRED",
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The enterprise file: the state folded from the enterprise stream, used both to decide
+//! commands and, by the status engine, to evaluate compliance at any instant.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::event::{Coverage, FileRef};
+use crate::Instant;
+use crate::credit_code::UnifiedSocialCreditCode;
+use crate::event::Event;
+use crate::ids::{DocumentId, EnterpriseId, RequirementCode, Town};
+use crate::rules::EnterpriseProfile;
+
+/// An enterprise's cloud file (云档案), folded from its events.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnterpriseFile {
+    pub registration: Option<Registration>,
+    /// Every profile the enterprise had, oldest first, with the instant it took effect; the
+    /// first is the registration's. Kept so that status "as of" a past instant uses the profile
+    /// of that instant.
+    pub profile_history: Vec<(Instant, EnterpriseProfile)>,
+    pub documents: BTreeMap<DocumentId, DocumentRecord>,
+}
+
+/// Who the enterprise is (current values).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    pub enterprise_id: EnterpriseId,
+    pub name: String,
+    pub credit_code: UnifiedSocialCreditCode,
+    pub town: Town,
+    pub industry: String,
+    pub registered_at: Instant,
+}
+
+/// One uploaded record and its review.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentRecord {
+    pub document_id: DocumentId,
+    pub requirement: RequirementCode,
+    pub title: String,
+    pub file: FileRef,
+    pub coverage: Coverage,
+    pub uploaded_at: Instant,
+    pub review: Option<Review>,
+}
+
+/// A review of a record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Review {
+    pub outcome: ReviewOutcome,
+    pub reviewed_at: Instant,
+}
+
+/// What a reviewer decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum ReviewOutcome {
+    Approved { comment: Option<String> },
+    Returned { feedback: String },
+}
+
+impl ReviewOutcome {
+    /// Returns the outcome's stable name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ReviewOutcome::Approved { .. } => "approved",
+            ReviewOutcome::Returned { .. } => "returned",
+        }
+    }
+}
+
+impl DocumentRecord {
+    /// Tells whether the record was approved at or before `instant`.
+    pub fn approved_by(&self, instant: Instant) -> bool {
+        matches!(&self.review, Some(Review { outcome: ReviewOutcome::Approved { .. }, reviewed_at }) if *reviewed_at <= instant)
+    }
+
+    /// Returns the review as it stood at `instant` (none if it came later).
+    pub fn review_at(&self, instant: Instant) -> Option<&Review> {
+        self.review
+            .as_ref()
+            .filter(|review| review.reviewed_at <= instant)
+    }
+}
+
+impl EnterpriseFile {
+    /// Folds one event into the file. Events come from the store already decided, so the fold
+    /// never refuses one; an event for an unregistered file is ignored.
+    pub fn apply(&mut self, event: &Event) {
+        match event {
+            Event::EnterpriseRegistered(registered) => {
+                self.registration = Some(Registration {
+                    enterprise_id: registered.enterprise_id,
+                    name: registered.name.clone(),
+                    credit_code: registered.credit_code.clone(),
+                    town: registered.town.clone(),
+                    industry: registered.industry.clone(),
+                    registered_at: registered.registered_at,
+                });
+                self.profile_history
+                    .push((registered.registered_at, registered.profile.clone()));
+            }
+            Event::EnterpriseProfileChanged(changed) => {
+                if let Some(registration) = &mut self.registration {
+                    registration.name = changed.name.clone();
+                    registration.town = changed.town.clone();
+                    registration.industry = changed.industry.clone();
+                    self.profile_history
+                        .push((changed.changed_at, changed.profile.clone()));
+                }
+            }
+            Event::DocumentUploaded(uploaded) => {
+                self.documents.insert(
+                    uploaded.document_id,
+                    DocumentRecord {
+                        document_id: uploaded.document_id,
+                        requirement: uploaded.requirement.clone(),
+                        title: uploaded.title.clone(),
+                        file: uploaded.file.clone(),
+                        coverage: uploaded.coverage.clone(),
+                        uploaded_at: uploaded.uploaded_at,
+                        review: None,
+                    },
+                );
+            }
+            Event::DocumentApproved(approved) => {
+                if let Some(document) = self.documents.get_mut(&approved.document_id) {
+                    document.review = Some(Review {
+                        outcome: ReviewOutcome::Approved {
+                            comment: approved.comment.clone(),
+                        },
+                        reviewed_at: approved.reviewed_at,
+                    });
+                }
+            }
+            Event::DocumentReturned(returned) => {
+                if let Some(document) = self.documents.get_mut(&returned.document_id) {
+                    document.review = Some(Review {
+                        outcome: ReviewOutcome::Returned {
+                            feedback: returned.feedback.clone(),
+                        },
+                        reviewed_at: returned.reviewed_at,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Builds a file from its events, oldest first.
+    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a Event>) -> Self {
+        let mut file = EnterpriseFile::default();
+        for event in events {
+            file.apply(event);
+        }
+        file
+    }
+
+    /// Returns the profile in force now (the latest one).
+    pub fn current_profile(&self) -> &EnterpriseProfile {
+        static EMPTY: EnterpriseProfile = EnterpriseProfile {
+            staff_count: 0,
+            annual_revenue_10k_yuan: 0,
+            flags: std::collections::BTreeSet::new(),
+        };
+        self.profile_history
+            .last()
+            .map_or(&EMPTY, |(_, profile)| profile)
+    }
+
+    /// Returns the profile in force at `instant`, if the enterprise was registered by then.
+    pub fn profile_at(&self, instant: Instant) -> Option<&EnterpriseProfile> {
+        self.profile_history
+            .iter()
+            .rev()
+            .find(|(since, _)| *since <= instant)
+            .map(|(_, profile)| profile)
+    }
+}

@@ -1,0 +1,96 @@
+//! The event catalogue: every fact the platform records, with its stable type name and schema
+//! version. `docs/events.md` describes the whole catalogue for the three gates; this enum holds
+//! the events implemented so far. A shipped event is never edited: a change is a new schema
+//! version with an upcaster in [`Event::decode`], and a fixture under `tests/fixtures/events/`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::enterprise::event::{
+    DocumentApproved, DocumentReturned, DocumentUploaded, EnterpriseProfileChanged,
+    EnterpriseRegistered,
+};
+
+/// Why stored event data could not be turned back into an [`Event`].
+#[derive(Debug, thiserror::Error)]
+pub enum EventDecodeError {
+    #[error("unknown event type {event_type:?}")]
+    UnknownType { event_type: String },
+    #[error("event type {event_type} has no schema version {schema_version}")]
+    UnknownVersion {
+        event_type: String,
+        schema_version: u32,
+    },
+    #[error("event {event_type} v{schema_version} has malformed data")]
+    Malformed {
+        event_type: String,
+        schema_version: u32,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+macro_rules! event_catalogue {
+    ($($variant:ident => $version:literal),* $(,)?) => {
+        /// Every event type the platform records.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "type", content = "data")]
+        pub enum Event {
+            $($variant($variant),)*
+        }
+
+        impl Event {
+            /// Every event type name with its current schema version.
+            pub const CATALOGUE: &'static [(&'static str, u32)] = &[$((stringify!($variant), $version),)*];
+
+            /// Returns the stable type name stored beside the data.
+            pub fn event_type(&self) -> &'static str {
+                match self {
+                    $(Event::$variant(_) => stringify!($variant),)*
+                }
+            }
+
+            /// Returns the schema version the data is written in.
+            pub fn schema_version(&self) -> u32 {
+                match self {
+                    $(Event::$variant(_) => $version,)*
+                }
+            }
+
+            /// Encodes the event's data as compact JSON.
+            pub fn encode_data(&self) -> String {
+                let encoded = match self {
+                    $(Event::$variant(data) => serde_json::to_string(data),)*
+                };
+                // Event data are plain structs of strings, numbers, ids and maps with string
+                // keys, which serde_json always serialises.
+                encoded.unwrap_or_default()
+            }
+
+            /// Decodes stored data of any known schema version, upcasting old versions.
+            pub fn decode(event_type: &str, schema_version: u32, data: &str) -> Result<Event, EventDecodeError> {
+                let malformed = |source| EventDecodeError::Malformed {
+                    event_type: event_type.to_owned(),
+                    schema_version,
+                    source,
+                };
+                match (event_type, schema_version) {
+                    $((stringify!($variant), $version) => {
+                        serde_json::from_str(data).map(Event::$variant).map_err(malformed)
+                    })*
+                    _ if Self::CATALOGUE.iter().any(|(name, _)| *name == event_type) => {
+                        Err(EventDecodeError::UnknownVersion { event_type: event_type.to_owned(), schema_version })
+                    }
+                    _ => Err(EventDecodeError::UnknownType { event_type: event_type.to_owned() }),
+                }
+            }
+        }
+    };
+}
+
+event_catalogue! {
+    EnterpriseRegistered => 1,
+    EnterpriseProfileChanged => 1,
+    DocumentUploaded => 1,
+    DocumentApproved => 1,
+    DocumentReturned => 1,
+}

@@ -1,0 +1,364 @@
+//! Rule sets as data: the indicators, their requirements, cadences, grace periods, validity
+//! rules and applicability. Rule set files live under `projections/<version>/`; this module
+//! parses and checks them but never reads a file itself.
+
+mod condition;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::FixedOffset;
+use serde::{Deserialize, Serialize};
+
+pub use condition::{Condition, EnterpriseProfile, ProfileFlag};
+
+use crate::ids::{IndicatorCode, RequirementCode};
+use crate::period::Cadence;
+
+/// The file names a rule set is made of, in `projections/<version>/`.
+pub const RULE_SET_FILES: [&str; 2] = ["ruleset.toml", "indicators.toml"];
+
+/// A complete, checked rule set.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleSet {
+    pub version: String,
+    pub title: String,
+    /// The offset of the local calendar periods are counted in (China: +08:00).
+    #[serde(serialize_with = "serialize_offset")]
+    pub time_zone: FixedOffset,
+    pub status: StatusRules,
+    /// Named enterprise classes (KEY, 3S2E, 500W...) that conditions can refer to.
+    pub classes: BTreeMap<String, Condition>,
+    pub indicators: Vec<Indicator>,
+}
+
+/// Parameters of the status engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusRules {
+    /// A satisfied validity requirement is flagged "expiring soon" this many days before its end.
+    pub expiring_soon_days: u32,
+    /// Days after a period's end during which its record is still on time, unless a requirement
+    /// says otherwise.
+    pub default_grace_days: u32,
+    /// How the enterprise-level "responsibility implemented" follows from the indicators.
+    pub responsibility: ResponsibilityRule,
+}
+
+/// How the enterprise-level responsibility flag (主体落实) is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ResponsibilityRule {
+    /// Every applicable indicator implemented, and no veto.
+    AllApplicable,
+    /// At least this share (percent) of the applicable indicators implemented, and no veto.
+    ShareOfApplicable { percent_min: u32 },
+}
+
+/// One safety-responsibility indicator (R01..R21).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Indicator {
+    pub code: IndicatorCode,
+    pub name_zh: String,
+    pub name_en: String,
+    #[serde(default)]
+    pub applies_to: Condition,
+    #[serde(default)]
+    pub basis: String,
+    pub requirements: Vec<Requirement>,
+}
+
+/// One item of an indicator: what a record must show, and for how long it counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Requirement {
+    pub code: RequirementCode,
+    pub name_zh: String,
+    pub name_en: String,
+    /// A requirement that is not mandatory is shown but does not decide the indicator.
+    #[serde(default = "default_true")]
+    pub mandatory: bool,
+    #[serde(default)]
+    pub applies_to: Condition,
+    pub evidence: Evidence,
+}
+
+/// How approved records satisfy a requirement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Evidence {
+    /// One approved record satisfies it for good (until a newer rule set says otherwise).
+    Review,
+    /// An approved record satisfies it from its `valid_from` until its `valid_until` (exclusive).
+    Validity {
+        /// The longest validity a record may claim, in days; longer claims are rejected.
+        validity_days_max: Option<u32>,
+    },
+    /// A record is due for every period of the cadence, by the period's end plus the grace days.
+    Periodic {
+        /// The first rule whose condition holds gives the cadence; none holding means the
+        /// requirement does not apply.
+        cadence: Vec<CadenceRule>,
+        grace_days: Option<u32>,
+    },
+}
+
+/// A cadence, possibly only for enterprises matching a condition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CadenceRule {
+    #[serde(default)]
+    pub when: Condition,
+    pub every: Cadence,
+}
+
+/// Why a rule set cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleSetError {
+    #[error("rule set file {file} is not valid: {message}")]
+    Syntax { file: &'static str, message: String },
+    #[error("rule set time zone {0:?} is not an offset like +08:00")]
+    TimeZone(String),
+    #[error("rule set is inconsistent: {0}")]
+    Inconsistent(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleSetFile {
+    version: String,
+    title: String,
+    time_zone: String,
+    status: StatusRules,
+    #[serde(default)]
+    classes: BTreeMap<String, Condition>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IndicatorsFile {
+    indicators: Vec<Indicator>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn serialize_offset<S: serde::Serializer>(
+    offset: &FixedOffset,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&offset.to_string())
+}
+
+impl RuleSet {
+    /// Parses a rule set from the texts of its files (`ruleset.toml`, `indicators.toml`) and
+    /// checks it is consistent.
+    pub fn parse(ruleset_toml: &str, indicators_toml: &str) -> Result<Self, RuleSetError> {
+        let head: RuleSetFile =
+            toml::from_str(ruleset_toml).map_err(|error| RuleSetError::Syntax {
+                file: "ruleset.toml",
+                message: error.to_string(),
+            })?;
+        let body: IndicatorsFile =
+            toml::from_str(indicators_toml).map_err(|error| RuleSetError::Syntax {
+                file: "indicators.toml",
+                message: error.to_string(),
+            })?;
+        let time_zone: FixedOffset = head
+            .time_zone
+            .parse()
+            .map_err(|_| RuleSetError::TimeZone(head.time_zone.clone()))?;
+        let rules = RuleSet {
+            version: head.version,
+            title: head.title,
+            time_zone,
+            status: head.status,
+            classes: head.classes,
+            indicators: body.indicators,
+        };
+        rules.check()?;
+        Ok(rules)
+    }
+
+    /// Finds an indicator by code.
+    pub fn indicator(&self, code: &IndicatorCode) -> Option<&Indicator> {
+        self.indicators
+            .iter()
+            .find(|indicator| &indicator.code == code)
+    }
+
+    /// Finds a requirement by code, with its indicator.
+    pub fn requirement(&self, code: &RequirementCode) -> Option<(&Indicator, &Requirement)> {
+        let indicator = self.indicator(&code.indicator())?;
+        let requirement = indicator
+            .requirements
+            .iter()
+            .find(|requirement| &requirement.code == code)?;
+        Some((indicator, requirement))
+    }
+
+    /// Evaluates a condition for a profile, resolving class names.
+    pub fn holds(&self, condition: &Condition, profile: &EnterpriseProfile) -> bool {
+        condition.holds(profile, &|name| self.classes.get(name))
+    }
+
+    /// Returns the cadence that applies to this profile, if the evidence is periodic and one
+    /// of its rules holds.
+    pub fn cadence_for(&self, evidence: &Evidence, profile: &EnterpriseProfile) -> Option<Cadence> {
+        match evidence {
+            Evidence::Periodic { cadence, .. } => cadence
+                .iter()
+                .find(|rule| self.holds(&rule.when, profile))
+                .map(|rule| rule.every),
+            Evidence::Review | Evidence::Validity { .. } => None,
+        }
+    }
+
+    /// Returns the grace days of a periodic evidence.
+    pub fn grace_days(&self, evidence: &Evidence) -> u32 {
+        match evidence {
+            Evidence::Periodic {
+                grace_days: Some(days),
+                ..
+            } => *days,
+            _ => self.status.default_grace_days,
+        }
+    }
+
+    fn check(&self) -> Result<(), RuleSetError> {
+        let fail = |message: String| Err(RuleSetError::Inconsistent(message));
+        if self.version.is_empty()
+            || !self
+                .version
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return fail(format!(
+                "version {:?} must be letters, digits and _",
+                self.version
+            ));
+        }
+        if self.indicators.is_empty() {
+            return fail("it has no indicators".into());
+        }
+        if let ResponsibilityRule::ShareOfApplicable { percent_min } = self.status.responsibility
+            && percent_min > 100
+        {
+            return fail(format!("responsibility share {percent_min}% is above 100%"));
+        }
+        for (name, condition) in &self.classes {
+            if condition.refers_to_class() {
+                return fail(format!(
+                    "class {name} refers to another class; classes must use flags only"
+                ));
+            }
+        }
+        let mut indicator_codes = BTreeSet::new();
+        let mut requirement_codes = BTreeSet::new();
+        for indicator in &self.indicators {
+            if !indicator_codes.insert(indicator.code.clone()) {
+                return fail(format!("indicator {} is defined twice", indicator.code));
+            }
+            if indicator.requirements.is_empty() {
+                return fail(format!("indicator {} has no requirements", indicator.code));
+            }
+            self.check_classes(&indicator.applies_to, indicator.code.as_str())?;
+            for requirement in &indicator.requirements {
+                let code = requirement.code.as_str();
+                if requirement.code.indicator() != indicator.code {
+                    return fail(format!(
+                        "requirement {code} is listed under indicator {}",
+                        indicator.code
+                    ));
+                }
+                if !requirement_codes.insert(requirement.code.clone()) {
+                    return fail(format!("requirement {code} is defined twice"));
+                }
+                self.check_classes(&requirement.applies_to, code)?;
+                if let Evidence::Periodic { cadence, .. } = &requirement.evidence {
+                    if cadence.is_empty() {
+                        return fail(format!("periodic requirement {code} has no cadence"));
+                    }
+                    for rule in cadence {
+                        self.check_classes(&rule.when, code)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_classes(&self, condition: &Condition, owner: &str) -> Result<(), RuleSetError> {
+        match condition.unknown_class(&|name| self.classes.contains_key(name)) {
+            Some(name) => Err(RuleSetError::Inconsistent(format!(
+                "{owner} refers to unknown class {name}"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The repository's rule set v1, read at compile time so the domain tests run on it.
+    pub(crate) fn rule_set_v1() -> RuleSet {
+        RuleSet::parse(
+            include_str!("../../../../projections/v1/ruleset.toml"),
+            include_str!("../../../../projections/v1/indicators.toml"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn rule_set_v1_has_21_indicators_and_parses() {
+        let rules = rule_set_v1();
+        assert_eq!(rules.version, "v1");
+        assert_eq!(rules.indicators.len(), 21);
+        assert_eq!(rules.time_zone.local_minus_utc(), 8 * 3600);
+    }
+
+    #[test]
+    fn an_unknown_class_is_reported_with_its_owner() {
+        let head = include_str!("../../../../projections/v1/ruleset.toml");
+        let body = r#"
+            [[indicators]]
+            code = "R01"
+            name_zh = "x"
+            name_en = "x"
+            applies_to = { class = "no_such_class" }
+            [[indicators.requirements]]
+            code = "R01.a"
+            name_zh = "x"
+            name_en = "x"
+            evidence = { kind = "review" }
+        "#;
+        let error = RuleSet::parse(head, body).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "rule set is inconsistent: R01 refers to unknown class no_such_class"
+        );
+    }
+
+    #[test]
+    fn a_requirement_under_the_wrong_indicator_is_rejected() {
+        let head = include_str!("../../../../projections/v1/ruleset.toml");
+        let body = r#"
+            [[indicators]]
+            code = "R01"
+            name_zh = "x"
+            name_en = "x"
+            [[indicators.requirements]]
+            code = "R02.a"
+            name_zh = "x"
+            name_en = "x"
+            evidence = { kind = "review" }
+        "#;
+        assert!(matches!(
+            RuleSet::parse(head, body),
+            Err(RuleSetError::Inconsistent(_))
+        ));
+    }
+}

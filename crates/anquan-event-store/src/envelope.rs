@@ -1,0 +1,87 @@
+//! The envelope every event is stored in (DESIGN.md §2).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use anquan_domain::{Actor, CommandId};
+
+use crate::hash_chain::EventHash;
+use crate::stream::{Position, StreamId, StreamState, StreamVersion};
+
+/// An event to append: its id, type, schema version and JSON data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// A UUID v7, chosen by the writer so a retried append can be recognised.
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: u32,
+    /// The event's data as compact JSON text; stored and hashed byte for byte.
+    pub data: String,
+}
+
+/// What every event of one append shares: when it happened, who did it, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendMetadata {
+    pub occurred_at: DateTime<Utc>,
+    pub actor: Actor,
+    pub correlation_id: Uuid,
+    pub causation_id: Option<Uuid>,
+}
+
+/// One append: events for one stream, with the writer's expectation of the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendRequest {
+    pub stream_id: StreamId,
+    pub expected: StreamState,
+    /// Makes the append idempotent: a second append with the same id appends nothing and
+    /// returns the first one's outcome.
+    pub command_id: Option<CommandId>,
+    pub metadata: AppendMetadata,
+    pub events: Vec<NewEvent>,
+}
+
+/// What an append did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendOutcome {
+    pub stream_id: StreamId,
+    pub first_version: StreamVersion,
+    pub last_version: StreamVersion,
+    pub last_position: Position,
+    /// True when the command id had been seen: this is the first append's outcome and
+    /// nothing new was written.
+    pub duplicate: bool,
+}
+
+/// The metadata part of a stored event's envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventMetadata {
+    pub occurred_at: DateTime<Utc>,
+    pub actor: Actor,
+    pub correlation_id: Uuid,
+    pub causation_id: Option<Uuid>,
+    pub command_id: Option<CommandId>,
+}
+
+/// A stored event with its full envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedEvent {
+    pub event_id: Uuid,
+    pub stream_id: StreamId,
+    pub version: StreamVersion,
+    pub position: Position,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub data: String,
+    pub metadata: EventMetadata,
+    pub recorded_at: DateTime<Utc>,
+    /// SHA-256 over the previous event's hash and this event's canonical bytes.
+    pub hash: EventHash,
+}
+
+impl RecordedEvent {
+    /// Decodes the data into a domain event (upcasting old schema versions).
+    pub fn decode(&self) -> Result<anquan_domain::Event, anquan_domain::EventDecodeError> {
+        anquan_domain::Event::decode(&self.event_type, self.schema_version, &self.data)
+    }
+}

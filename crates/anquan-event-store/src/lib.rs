@@ -1,0 +1,28 @@
+//! The storage boundary of anquan: the [`EventStore`] and [`ReadModelStore`] traits, the event
+//! envelope with its per-stream SHA-256 hash chain, `execute` (load, decide, append with
+//! optimistic concurrency), an in-memory store for tests, and the conformance suite every
+//! backend runs (feature `conformance`).
+//!
+//! This crate must not know any concrete database, HTTP or configuration.
+
+mod envelope;
+mod error;
+pub mod execute;
+pub mod hash_chain;
+mod memory;
+pub mod read_model;
+mod store;
+mod stream;
+mod subscription;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use envelope::{AppendMetadata, AppendOutcome, AppendRequest, EventMetadata, NewEvent, RecordedEvent};
+pub use error::{AppendError, InvalidAppend, StoreError};
+pub use hash_chain::EventHash;
+pub use memory::InMemoryEventStore;
+pub use read_model::{Dialect, ProjectionBatch, ReadModelError, ReadModelStore, Row, SqlValue, Statement};
+pub use store::{EventStore, APPEND_EVENTS_MAX, EVENT_DATA_BYTES_MAX, READ_BATCH_MAX};
+pub use stream::{Position, StreamId, StreamIdError, StreamState, StreamVersion};
+pub use subscription::subscribe_all;

@@ -1,0 +1,179 @@
+//! The read-model storage boundary. Projection logic is written once as portable SQL
+//! statements with typed parameters; each backend executes them, together with the
+//! projection's checkpoint, in one transaction (exactly-once effect).
+//!
+//! Portable SQL here means: `$1, $2, …` placeholders in order of first use (SQLite reads them
+//! as numbered parameters), `INSERT … ON CONFLICT … DO UPDATE`, and no backend-specific
+//! functions. Only table definitions differ per backend (see [`Dialect`]).
+
+use std::borrow::Cow;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::stream::Position;
+
+/// The SQL dialect a read-model store speaks; selects the table definitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A typed SQL parameter or result value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Real(f64),
+    Text(String),
+    /// Stored as `timestamptz` in PostgreSQL and as RFC 3339 text (UTC, microseconds) in SQLite.
+    Timestamp(DateTime<Utc>),
+    /// JSON text; `jsonb` in PostgreSQL, text in SQLite.
+    Json(String),
+}
+
+/// One SQL statement with its parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statement {
+    pub sql: Cow<'static, str>,
+    pub params: Vec<SqlValue>,
+}
+
+impl Statement {
+    /// Builds a statement.
+    pub fn new(sql: impl Into<Cow<'static, str>>, params: Vec<SqlValue>) -> Self {
+        Self { sql: sql.into(), params }
+    }
+}
+
+/// The statements of one projection batch and the checkpoint to commit with them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectionBatch {
+    pub projection: String,
+    pub statements: Vec<Statement>,
+    pub checkpoint: Position,
+}
+
+/// A result row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row(pub Vec<SqlValue>);
+
+/// A read-model storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadModelError {
+    #[error("read-model store failed: {message}")]
+    Backend {
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    #[error("column {column} holds {found}, not {expected}")]
+    Type { column: usize, expected: &'static str, found: String },
+}
+
+impl ReadModelError {
+    /// Wraps a backend error with what was being done.
+    pub fn backend(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ReadModelError::Backend { message: message.into(), source: Some(Box::new(source)) }
+    }
+}
+
+/// Where read models live: tables a projector writes and queries read.
+#[async_trait]
+pub trait ReadModelStore: Send + Sync + 'static {
+    /// Returns the dialect, to pick table definitions.
+    fn dialect(&self) -> Dialect;
+
+    /// Runs schema statements (idempotent `CREATE … IF NOT EXISTS`), separated by `;`.
+    async fn migrate(&self, ddl: &str) -> Result<(), ReadModelError>;
+
+    /// Executes a batch's statements and moves its checkpoint, all in one transaction.
+    async fn apply(&self, batch: ProjectionBatch) -> Result<(), ReadModelError>;
+
+    /// Returns a projection's checkpoint: the position of the last event it applied.
+    async fn checkpoint(&self, projection: &str) -> Result<Option<Position>, ReadModelError>;
+
+    /// Runs statements (e.g. `DELETE FROM …`) and removes a projection's checkpoint in one
+    /// transaction, so it rebuilds from the start.
+    async fn reset(&self, projection: &str, statements: Vec<Statement>) -> Result<(), ReadModelError>;
+
+    /// Runs a query and returns its rows.
+    async fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>, ReadModelError>;
+}
+
+impl Row {
+    fn value(&self, column: usize) -> &SqlValue {
+        self.0.get(column).unwrap_or(&SqlValue::Null)
+    }
+
+    fn type_error(&self, column: usize, expected: &'static str) -> ReadModelError {
+        ReadModelError::Type { column, expected, found: format!("{:?}", self.value(column)) }
+    }
+
+    /// Reads a text column.
+    pub fn text(&self, column: usize) -> Result<String, ReadModelError> {
+        match self.value(column) {
+            SqlValue::Text(text) | SqlValue::Json(text) => Ok(text.clone()),
+            _ => Err(self.type_error(column, "text")),
+        }
+    }
+
+    /// Reads a nullable text column.
+    pub fn opt_text(&self, column: usize) -> Result<Option<String>, ReadModelError> {
+        match self.value(column) {
+            SqlValue::Null => Ok(None),
+            _ => self.text(column).map(Some),
+        }
+    }
+
+    /// Reads an integer column.
+    pub fn int(&self, column: usize) -> Result<i64, ReadModelError> {
+        match self.value(column) {
+            SqlValue::Int(value) => Ok(*value),
+            _ => Err(self.type_error(column, "integer")),
+        }
+    }
+
+    /// Reads a nullable integer column.
+    pub fn opt_int(&self, column: usize) -> Result<Option<i64>, ReadModelError> {
+        match self.value(column) {
+            SqlValue::Null => Ok(None),
+            _ => self.int(column).map(Some),
+        }
+    }
+
+    /// Reads a boolean column (an integer 0/1 in SQLite).
+    pub fn bool(&self, column: usize) -> Result<bool, ReadModelError> {
+        match self.value(column) {
+            SqlValue::Bool(value) => Ok(*value),
+            SqlValue::Int(value) => Ok(*value != 0),
+            _ => Err(self.type_error(column, "boolean")),
+        }
+    }
+
+    /// Reads a timestamp column (RFC 3339 text in SQLite).
+    pub fn timestamp(&self, column: usize) -> Result<DateTime<Utc>, ReadModelError> {
+        match self.value(column) {
+            SqlValue::Timestamp(value) => Ok(*value),
+            SqlValue::Text(text) => DateTime::parse_from_rfc3339(text)
+                .map(|value| value.to_utc())
+                .map_err(|_| self.type_error(column, "timestamp")),
+            _ => Err(self.type_error(column, "timestamp")),
+        }
+    }
+
+    /// Reads a nullable timestamp column.
+    pub fn opt_timestamp(&self, column: usize) -> Result<Option<DateTime<Utc>>, ReadModelError> {
+        match self.value(column) {
+            SqlValue::Null => Ok(None),
+            _ => self.timestamp(column).map(Some),
+        }
+    }
+}
+
+/// Formats a timestamp the way SQLite stores it: RFC 3339, UTC, microseconds, `Z`.
+pub fn sqlite_timestamp(instant: &DateTime<Utc>) -> String {
+    instant.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}

@@ -1,0 +1,94 @@
+//! The event store trait every backend implements.
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+use anquan_domain::CommandId;
+
+use crate::envelope::{AppendOutcome, AppendRequest, RecordedEvent};
+use crate::error::{AppendError, InvalidAppend, StoreError};
+use crate::stream::{Position, StreamId, StreamVersion};
+
+/// Most events one append may carry.
+pub const APPEND_EVENTS_MAX: usize = 1_000;
+/// Largest event data, in bytes.
+pub const EVENT_DATA_BYTES_MAX: usize = 1024 * 1024;
+/// Most events one read returns.
+pub const READ_BATCH_MAX: usize = 10_000;
+
+/// An append-only log of events in streams, with a global order.
+///
+/// Every backend passes the conformance suite (`conformance` feature): appends are atomic per
+/// request, the expected stream state is the only concurrency control, a command id makes an
+/// append idempotent, and `read_all` never skips an event that becomes visible later.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends events to one stream if it is in the expected state.
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError>;
+
+    /// Reads up to `limit` events of a stream from version `from`, in version order.
+    async fn read_stream(
+        &self,
+        stream_id: &StreamId,
+        from: StreamVersion,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Reads up to `limit` events of the global log after `after` (from the start if none), in
+    /// position order. A backend returns only a prefix of the log that can no longer change:
+    /// no event may later appear before the last one returned.
+    async fn read_all(&self, after: Option<Position>, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Returns the outcome of the append that carried this command id, if there was one.
+    async fn command_outcome(&self, command_id: CommandId) -> Result<Option<AppendOutcome>, StoreError>;
+
+    /// Returns a receiver that changes whenever new events may be readable through `read_all`.
+    fn head(&self) -> watch::Receiver<Option<Position>>;
+
+    /// Returns the backend's name for logs and metrics (`memory`, `sqlite`, `postgres`).
+    fn backend_name(&self) -> &'static str;
+}
+
+impl AppendRequest {
+    /// Checks what can be checked without the store: event count, types, sizes, JSON data and
+    /// unique event ids. Backends call it before anything else.
+    pub fn validate(&self) -> Result<(), AppendError> {
+        let invalid = |reason| AppendError::Invalid { stream_id: self.stream_id.clone(), reason };
+        if self.events.is_empty() {
+            return Err(invalid(InvalidAppend::NoEvents));
+        }
+        if self.events.len() > APPEND_EVENTS_MAX {
+            return Err(invalid(InvalidAppend::TooManyEvents { count: self.events.len(), max: APPEND_EVENTS_MAX }));
+        }
+        for (index, event) in self.events.iter().enumerate() {
+            let type_ok = !event.event_type.is_empty()
+                && event.event_type.len() <= 128
+                && event.event_type.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+            if !type_ok {
+                return Err(invalid(InvalidAppend::EventType(event.event_type.clone())));
+            }
+            if event.data.len() > EVENT_DATA_BYTES_MAX {
+                return Err(invalid(InvalidAppend::DataTooLarge {
+                    index,
+                    size: event.data.len(),
+                    max: EVENT_DATA_BYTES_MAX,
+                }));
+            }
+            if let Err(error) = serde_json::from_str::<serde::de::IgnoredAny>(&event.data) {
+                return Err(invalid(InvalidAppend::DataNotJson { index, reason: error.to_string() }));
+            }
+            if self.events[..index].iter().any(|earlier| earlier.event_id == event.event_id) {
+                return Err(invalid(InvalidAppend::DuplicateEventId(event.event_id)));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks a read limit.
+pub(crate) fn check_limit(limit: usize) -> Result<(), StoreError> {
+    if limit == 0 || limit > READ_BATCH_MAX {
+        return Err(StoreError::InvalidLimit { limit, max: READ_BATCH_MAX });
+    }
+    Ok(())
+}
