@@ -77,10 +77,7 @@ mod tests {
             },
         };
         let json = serde_json::to_string(&actor).unwrap();
-        assert_eq!(
-            json,
-            r#"{"user_id":"officer-1","role":"town_officer","town":"许村"}"#
-        );
+        assert_eq!(json, r#"{"user_id":"officer-1","role":"town_officer","town":"许村"}"#);
         assert_eq!(serde_json::from_str::<Actor>(&json).unwrap(), actor);
     }
 }

@@ -11,9 +11,7 @@ use crate::Instant;
 use crate::enterprise::{Coverage, DocumentRecord, EnterpriseFile, ReviewOutcome};
 use crate::ids::{DocumentId, IndicatorCode, RequirementCode};
 use crate::period::{Cadence, Period};
-use crate::rules::{
-    EnterpriseProfile, Evidence, Indicator, Requirement, ResponsibilityRule, RuleSet,
-};
+use crate::rules::{EnterpriseProfile, Evidence, Indicator, Requirement, ResponsibilityRule, RuleSet};
 
 /// Bounds the walk back over periods whose grace has not yet run out.
 const DUE_PERIOD_STEPS_MAX: usize = 64;
@@ -84,24 +82,15 @@ pub enum Detail {
         expiring_soon: bool,
     },
     /// An approved record covers the due period or a later one.
-    PeriodCovered {
-        document_id: DocumentId,
-        period: Period,
-    },
+    PeriodCovered { document_id: DocumentId, period: Period },
     /// No period has come due since the enterprise registered.
-    NothingDueYet {
-        next_period: Period,
-        due_at: Instant,
-    },
+    NothingDueYet { next_period: Period, due_at: Instant },
     /// No record was ever uploaded.
     NoRecord,
     /// The newest record awaits review.
     AwaitingReview { document_id: DocumentId },
     /// The newest record was returned with feedback.
-    Returned {
-        document_id: DocumentId,
-        feedback: String,
-    },
+    Returned { document_id: DocumentId, feedback: String },
     /// The newest approved record's validity ended.
     Expired {
         document_id: DocumentId,
@@ -137,23 +126,15 @@ pub fn evaluate(file: &EnterpriseFile, rules: &RuleSet, at: Instant) -> Option<C
         .iter()
         .map(|indicator| context.indicator(indicator))
         .collect();
-    let count = |state| {
-        u32::try_from(
-            indicators
-                .iter()
-                .filter(|status| status.state == state)
-                .count(),
-        )
-        .unwrap_or(u32::MAX)
-    };
+    let count =
+        |state| u32::try_from(indicators.iter().filter(|status| status.state == state).count()).unwrap_or(u32::MAX);
     let implemented = count(IndicatorState::Implemented);
     let not_implemented = count(IndicatorState::NotImplemented);
     let not_applicable = count(IndicatorState::NotApplicable);
     let responsibility_implemented = match rules.status.responsibility {
         ResponsibilityRule::AllApplicable => not_implemented == 0,
         ResponsibilityRule::ShareOfApplicable { percent_min } => {
-            u64::from(implemented) * 100
-                >= u64::from(percent_min) * u64::from(implemented + not_implemented)
+            u64::from(implemented) * 100 >= u64::from(percent_min) * u64::from(implemented + not_implemented)
         }
     };
     Some(ComplianceReport {
@@ -221,16 +202,12 @@ impl Evaluation<'_> {
         let outcome = match &requirement.evidence {
             Evidence::Review => self.review_evidence(&records),
             Evidence::Validity { .. } => self.validity_evidence(&records),
-            Evidence::Periodic { .. } => {
-                match self.rules.cadence_for(&requirement.evidence, self.profile) {
-                    Some(cadence) => self.periodic_evidence(
-                        &records,
-                        cadence,
-                        self.rules.grace_days(&requirement.evidence),
-                    ),
-                    None => return not_applicable(requirement),
+            Evidence::Periodic { .. } => match self.rules.cadence_for(&requirement.evidence, self.profile) {
+                Some(cadence) => {
+                    self.periodic_evidence(&records, cadence, self.rules.grace_days(&requirement.evidence))
                 }
-            }
+                None => return not_applicable(requirement),
+            },
         };
         let (state, detail) = match outcome {
             Ok(detail) => (RequirementState::Satisfied, detail),
@@ -273,17 +250,11 @@ impl Evaluation<'_> {
         let mut expired: Option<(DocumentId, Instant)> = None;
         for (document_id, valid_from, valid_until) in approved {
             if valid_from > self.at {
-                keep_if(&mut not_yet_valid, (document_id, valid_from), |new, old| {
-                    new < old
-                });
+                keep_if(&mut not_yet_valid, (document_id, valid_from), |new, old| new < old);
             } else if self.at < valid_until {
-                keep_if(&mut covering, (document_id, valid_until), |new, old| {
-                    new > old
-                });
+                keep_if(&mut covering, (document_id, valid_until), |new, old| new > old);
             } else {
-                keep_if(&mut expired, (document_id, valid_until), |new, old| {
-                    new > old
-                });
+                keep_if(&mut expired, (document_id, valid_until), |new, old| new > old);
             }
         }
         if let Some((document_id, valid_until)) = covering {
@@ -338,10 +309,7 @@ impl Evaluation<'_> {
             })
             .max();
         if let Some((period, document_id)) = covered {
-            return Ok(Detail::PeriodCovered {
-                document_id,
-                period,
-            });
+            return Ok(Detail::PeriodCovered { document_id, period });
         }
         if due.end(time_zone) <= self.registered_at {
             let next_period = due.next();
@@ -353,9 +321,7 @@ impl Evaluation<'_> {
         let pending_for_due = records
             .iter()
             .copied()
-            .filter(
-                |record| matches!(record.coverage, Coverage::Period { period } if period >= due),
-            )
+            .filter(|record| matches!(record.coverage, Coverage::Period { period } if period >= due))
             .collect::<Vec<_>>();
         Err(self
             .newest_unapproved(&pending_for_due)

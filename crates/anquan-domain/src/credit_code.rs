@@ -7,9 +7,7 @@ use serde::{Deserialize, Serialize};
 /// The 31 characters a credit code may use, in the order that gives each its value.
 const ALPHABET: &[u8; 31] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
 /// The weight of each of the first 17 positions.
-const WEIGHTS: [u32; 17] = [
-    1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28,
-];
+const WEIGHTS: [u32; 17] = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
 
 /// Why a text is not a unified social credit code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,14 +22,8 @@ pub enum CreditCodeError {
         character: char,
         position: usize,
     },
-    #[error(
-        "credit code {code:?} has check character {found:?} but its first 17 characters need {expected:?}"
-    )]
-    WrongCheckCharacter {
-        code: String,
-        expected: char,
-        found: char,
-    },
+    #[error("credit code {code:?} has check character {found:?} but its first 17 characters need {expected:?}")]
+    WrongCheckCharacter { code: String, expected: char, found: char },
 }
 
 /// A validated 18-character unified social credit code.
@@ -49,21 +41,16 @@ impl UnifiedSocialCreditCode {
         }
         let mut values = [0u32; 18];
         for (position, character) in code.chars().enumerate() {
-            values[position] =
-                char_value(character).ok_or_else(|| CreditCodeError::BadCharacter {
-                    code: code.clone(),
-                    character,
-                    position: position + 1,
-                })?;
+            values[position] = char_value(character).ok_or_else(|| CreditCodeError::BadCharacter {
+                code: code.clone(),
+                character,
+                position: position + 1,
+            })?;
         }
         let expected = check_character(&values);
         let found = code.chars().last().unwrap_or_default();
         if expected != found {
-            return Err(CreditCodeError::WrongCheckCharacter {
-                code,
-                expected,
-                found,
-            });
+            return Err(CreditCodeError::WrongCheckCharacter { code, expected, found });
         }
         Ok(Self(code))
     }
@@ -79,12 +66,11 @@ impl UnifiedSocialCreditCode {
             });
         }
         for (position, character) in upper.chars().enumerate() {
-            values[position] =
-                char_value(character).ok_or_else(|| CreditCodeError::BadCharacter {
-                    code: upper.clone(),
-                    character,
-                    position: position + 1,
-                })?;
+            values[position] = char_value(character).ok_or_else(|| CreditCodeError::BadCharacter {
+                code: upper.clone(),
+                character,
+                position: position + 1,
+            })?;
         }
         let check = check_character(&values);
         Ok(Self(format!("{upper}{check}")))

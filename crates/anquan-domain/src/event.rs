@@ -6,8 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::enterprise::event::{
-    DocumentApproved, DocumentReturned, DocumentUploaded, EnterpriseProfileChanged,
-    EnterpriseRegistered,
+    DocumentApproved, DocumentReturned, DocumentUploaded, EnterpriseProfileChanged, EnterpriseRegistered,
 };
 
 /// Why stored event data could not be turned back into an [`Event`].
@@ -16,10 +15,7 @@ pub enum EventDecodeError {
     #[error("unknown event type {event_type:?}")]
     UnknownType { event_type: String },
     #[error("event type {event_type} has no schema version {schema_version}")]
-    UnknownVersion {
-        event_type: String,
-        schema_version: u32,
-    },
+    UnknownVersion { event_type: String, schema_version: u32 },
     #[error("event {event_type} v{schema_version} has malformed data")]
     Malformed {
         event_type: String,

@@ -76,9 +76,7 @@ impl UserId {
 
     /// Parses a user id: 1 to 128 bytes, no control characters.
     pub fn parse(value: &str) -> Result<Self, IdError> {
-        let valid = !value.is_empty()
-            && value.len() <= Self::LEN_MAX
-            && !value.chars().any(char::is_control);
+        let valid = !value.is_empty() && value.len() <= Self::LEN_MAX && !value.chars().any(char::is_control);
         if valid {
             Ok(Self(value.to_owned()))
         } else {
@@ -157,8 +155,7 @@ impl IndicatorCode {
     /// Parses `R` followed by two digits.
     pub fn parse(value: &str) -> Result<Self, IdError> {
         let bytes = value.as_bytes();
-        let valid =
-            bytes.len() == 3 && bytes[0] == b'R' && bytes[1..].iter().all(u8::is_ascii_digit);
+        let valid = bytes.len() == 3 && bytes[0] == b'R' && bytes[1..].iter().all(u8::is_ascii_digit);
         if valid {
             Ok(Self(value.to_owned()))
         } else {
@@ -258,10 +255,7 @@ mod tests {
     #[test]
     fn malformed_ids_are_rejected_with_their_kind() {
         let error = "not-a-uuid".parse::<EnterpriseId>().unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "enterprise id \"not-a-uuid\" is not a valid id"
-        );
+        assert_eq!(error.to_string(), "enterprise id \"not-a-uuid\" is not a valid id");
         assert!(IndicatorCode::parse("R1").is_err());
         assert!(IndicatorCode::parse("X01").is_err());
         assert!(RequirementCode::parse("R10.Drill").is_err());

@@ -17,9 +17,7 @@ pub use actor::{Actor, Role};
 pub use credit_code::{CreditCodeError, UnifiedSocialCreditCode};
 pub use enterprise::DecisionContext;
 pub use event::{Event, EventDecodeError};
-pub use ids::{
-    CommandId, DocumentId, EnterpriseId, IdError, IndicatorCode, RequirementCode, Town, UserId,
-};
+pub use ids::{CommandId, DocumentId, EnterpriseId, IdError, IndicatorCode, RequirementCode, Town, UserId};
 pub use period::{Cadence, Period};
 
 /// An instant in time. Every time in the domain is UTC; local calendars (periods) are applied by

@@ -67,11 +67,7 @@ impl Period {
         if !(1970..=9999).contains(&year) || index == 0 || index > cadence.periods_per_year() {
             return Err(PeriodParseError(format!("{cadence:?} {year} #{index}")));
         }
-        Ok(Self {
-            cadence,
-            year,
-            index,
-        })
+        Ok(Self { cadence, year, index })
     }
 
     /// Returns the period's cadence.
@@ -203,9 +199,7 @@ mod tests {
         for text in ["2019", "2019-H2", "2019-Q1", "2019-12"] {
             assert_eq!(text.parse::<Period>().unwrap().to_string(), text);
         }
-        for bad in [
-            "19", "2019-Q5", "2019-13", "2019-H0", "2019-X1", "2019-Q", "2019-+1",
-        ] {
+        for bad in ["19", "2019-Q5", "2019-13", "2019-H0", "2019-X1", "2019-Q", "2019-+1"] {
             assert!(bad.parse::<Period>().is_err(), "{bad}");
         }
     }
@@ -216,10 +210,7 @@ mod tests {
         assert_eq!(q2.start(china()).to_rfc3339(), "2019-03-31T16:00:00+00:00");
         assert_eq!(q2.end(china()).to_rfc3339(), "2019-06-30T16:00:00+00:00");
         assert_eq!(q2.previous().to_string(), "2019-Q1");
-        assert_eq!(
-            "2019-Q4".parse::<Period>().unwrap().next().to_string(),
-            "2020-Q1"
-        );
+        assert_eq!("2019-Q4".parse::<Period>().unwrap().next().to_string(), "2020-Q1");
     }
 
     #[test]
@@ -227,15 +218,11 @@ mod tests {
         // 2019-03-31T17:00Z is already 1 April in China.
         let instant = "2019-03-31T17:00:00Z".parse().unwrap();
         assert_eq!(
-            Cadence::Quarterly
-                .period_containing(instant, china())
-                .to_string(),
+            Cadence::Quarterly.period_containing(instant, china()).to_string(),
             "2019-Q2"
         );
         assert_eq!(
-            Cadence::Monthly
-                .period_containing(instant, china())
-                .to_string(),
+            Cadence::Monthly.period_containing(instant, china()).to_string(),
             "2019-04"
         );
     }

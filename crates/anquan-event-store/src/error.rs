@@ -21,7 +21,10 @@ pub enum StoreError {
 impl StoreError {
     /// Wraps a backend error with what was being done.
     pub fn backend(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        StoreError::Backend { message: message.into(), source: Some(Box::new(source)) }
+        StoreError::Backend {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
     }
 }
 
@@ -47,7 +50,11 @@ pub enum InvalidAppend {
 pub enum AppendError {
     /// The stream is not in the expected state: reload and decide again.
     #[error("stream {stream_id} expected {expected} but is at {}", actual.map_or_else(|| "no stream".to_owned(), |v| format!("version {v}")))]
-    Conflict { stream_id: StreamId, expected: StreamState, actual: Option<StreamVersion> },
+    Conflict {
+        stream_id: StreamId,
+        expected: StreamState,
+        actual: Option<StreamVersion>,
+    },
     #[error("invalid append to {stream_id}: {reason}")]
     Invalid { stream_id: StreamId, reason: InvalidAppend },
     #[error(transparent)]

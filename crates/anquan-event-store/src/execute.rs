@@ -49,7 +49,11 @@ impl Aggregate for EnterpriseFile {
         EnterpriseFile::apply(self, event);
     }
 
-    fn decide(&self, command: &EnterpriseCommand, context: &DecisionContext<'_>) -> Result<Vec<Event>, EnterpriseRejection> {
+    fn decide(
+        &self,
+        command: &EnterpriseCommand,
+        context: &DecisionContext<'_>,
+    ) -> Result<Vec<Event>, EnterpriseRejection> {
         EnterpriseFile::decide(self, command, context)
     }
 }
@@ -101,7 +105,10 @@ pub async fn execute<A: Aggregate>(
     if let Some(command_id) = envelope.command_id
         && let Some(outcome) = store.command_outcome(command_id).await?
     {
-        return Ok(Executed { outcome: Some(outcome), events: Vec::new() });
+        return Ok(Executed {
+            outcome: Some(outcome),
+            events: Vec::new(),
+        });
     }
     for _ in 0..=CONFLICT_RETRIES_MAX {
         let (state, version) = load::<A>(store, &stream_id).await?;
@@ -124,14 +131,20 @@ pub async fn execute<A: Aggregate>(
         match store.append(request).await {
             Ok(outcome) => {
                 let events = if outcome.duplicate { Vec::new() } else { events };
-                return Ok(Executed { outcome: Some(outcome), events });
+                return Ok(Executed {
+                    outcome: Some(outcome),
+                    events,
+                });
             }
             Err(AppendError::Conflict { .. }) => continue,
             Err(AppendError::Invalid { reason, .. }) => return Err(ExecuteError::Invalid(reason)),
             Err(AppendError::Store(error)) => return Err(ExecuteError::Store(error)),
         }
     }
-    Err(ExecuteError::Conflict { stream_id, attempts: CONFLICT_RETRIES_MAX + 1 })
+    Err(ExecuteError::Conflict {
+        stream_id,
+        attempts: CONFLICT_RETRIES_MAX + 1,
+    })
 }
 
 /// Folds a whole stream into its aggregate state and returns its last version.

@@ -138,11 +138,18 @@ pub fn seal(
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainBreak {
     #[error("event at version {found} is where version {expected} should be (missing, inserted or reordered event)")]
-    VersionGap { expected: StreamVersion, found: StreamVersion },
+    VersionGap {
+        expected: StreamVersion,
+        found: StreamVersion,
+    },
     #[error("event at version {version} does not match its hash (altered event or altered predecessor)")]
     HashMismatch { version: StreamVersion },
     #[error("event at version {version} belongs to stream {found}, not {expected}")]
-    WrongStream { version: StreamVersion, expected: String, found: String },
+    WrongStream {
+        version: StreamVersion,
+        expected: String,
+        found: String,
+    },
 }
 
 /// Recomputes a whole stream's chain, given its events from version 0 in order.
@@ -152,7 +159,10 @@ pub fn verify_stream(events: &[RecordedEvent]) -> Result<(), ChainBreak> {
     for (index, event) in events.iter().enumerate() {
         let expected = StreamVersion(index as u64);
         if event.version != expected {
-            return Err(ChainBreak::VersionGap { expected, found: event.version });
+            return Err(ChainBreak::VersionGap {
+                expected,
+                found: event.version,
+            });
         }
         if event.stream_id != first.stream_id {
             return Err(ChainBreak::WrongStream {

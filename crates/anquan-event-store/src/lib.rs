@@ -23,6 +23,6 @@ pub use error::{AppendError, InvalidAppend, StoreError};
 pub use hash_chain::EventHash;
 pub use memory::InMemoryEventStore;
 pub use read_model::{Dialect, ProjectionBatch, ReadModelError, ReadModelStore, Row, SqlValue, Statement};
-pub use store::{EventStore, APPEND_EVENTS_MAX, EVENT_DATA_BYTES_MAX, READ_BATCH_MAX};
+pub use store::{APPEND_EVENTS_MAX, EVENT_DATA_BYTES_MAX, EventStore, READ_BATCH_MAX};
 pub use stream::{Position, StreamId, StreamIdError, StreamState, StreamVersion};
 pub use subscription::subscribe_all;

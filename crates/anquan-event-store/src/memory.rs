@@ -12,7 +12,7 @@ use anquan_domain::CommandId;
 use crate::envelope::{AppendOutcome, AppendRequest, RecordedEvent};
 use crate::error::{AppendError, StoreError};
 use crate::hash_chain::seal;
-use crate::store::{check_limit, EventStore};
+use crate::store::{EventStore, check_limit};
 use crate::stream::{Position, StreamId, StreamVersion};
 
 /// Keeps every event in memory, behind one lock.
@@ -37,7 +37,10 @@ impl Default for InMemoryEventStore {
 impl InMemoryEventStore {
     /// Creates an empty store.
     pub fn new() -> Self {
-        Self { inner: Mutex::new(Inner::default()), head: watch::Sender::new(None) }
+        Self {
+            inner: Mutex::new(Inner::default()),
+            head: watch::Sender::new(None),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -56,12 +59,19 @@ impl EventStore for InMemoryEventStore {
             if let Some(command_id) = request.command_id
                 && let Some(first) = inner.commands.get(&command_id)
             {
-                return Ok(AppendOutcome { duplicate: true, ..first.clone() });
+                return Ok(AppendOutcome {
+                    duplicate: true,
+                    ..first.clone()
+                });
             }
-            let last = inner.streams.get(&request.stream_id).and_then(|indexes| indexes.last()).map(|&index| {
-                let event = &inner.log[index];
-                (event.version, event.hash)
-            });
+            let last = inner
+                .streams
+                .get(&request.stream_id)
+                .and_then(|indexes| indexes.last())
+                .map(|&index| {
+                    let event = &inner.log[index];
+                    (event.version, event.hash)
+                });
             let actual = last.map(|(version, _)| version);
             if !request.expected.admits(actual) {
                 return Err(AppendError::Conflict {
@@ -106,9 +116,15 @@ impl EventStore for InMemoryEventStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         check_limit(limit)?;
         let inner = self.lock();
-        let Some(indexes) = inner.streams.get(stream_id) else { return Ok(Vec::new()) };
+        let Some(indexes) = inner.streams.get(stream_id) else {
+            return Ok(Vec::new());
+        };
         let start = usize::try_from(from.0).unwrap_or(usize::MAX).min(indexes.len());
-        Ok(indexes[start..].iter().take(limit).map(|&index| inner.log[index].clone()).collect())
+        Ok(indexes[start..]
+            .iter()
+            .take(limit)
+            .map(|&index| inner.log[index].clone())
+            .collect())
     }
 
     async fn read_all(&self, after: Option<Position>, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -121,7 +137,10 @@ impl EventStore for InMemoryEventStore {
     }
 
     async fn command_outcome(&self, command_id: CommandId) -> Result<Option<AppendOutcome>, StoreError> {
-        Ok(self.lock().commands.get(&command_id).map(|outcome| AppendOutcome { duplicate: true, ..outcome.clone() }))
+        Ok(self.lock().commands.get(&command_id).map(|outcome| AppendOutcome {
+            duplicate: true,
+            ..outcome.clone()
+        }))
     }
 
     fn head(&self) -> watch::Receiver<Option<Position>> {

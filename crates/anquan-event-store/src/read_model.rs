@@ -44,7 +44,10 @@ pub struct Statement {
 impl Statement {
     /// Builds a statement.
     pub fn new(sql: impl Into<Cow<'static, str>>, params: Vec<SqlValue>) -> Self {
-        Self { sql: sql.into(), params }
+        Self {
+            sql: sql.into(),
+            params,
+        }
     }
 }
 
@@ -70,13 +73,20 @@ pub enum ReadModelError {
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     #[error("column {column} holds {found}, not {expected}")]
-    Type { column: usize, expected: &'static str, found: String },
+    Type {
+        column: usize,
+        expected: &'static str,
+        found: String,
+    },
 }
 
 impl ReadModelError {
     /// Wraps a backend error with what was being done.
     pub fn backend(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        ReadModelError::Backend { message: message.into(), source: Some(Box::new(source)) }
+        ReadModelError::Backend {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
     }
 }
 
@@ -109,7 +119,11 @@ impl Row {
     }
 
     fn type_error(&self, column: usize, expected: &'static str) -> ReadModelError {
-        ReadModelError::Type { column, expected, found: format!("{:?}", self.value(column)) }
+        ReadModelError::Type {
+            column,
+            expected,
+            found: format!("{:?}", self.value(column)),
+        }
     }
 
     /// Reads a text column.

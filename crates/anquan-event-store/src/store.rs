@@ -53,17 +53,26 @@ impl AppendRequest {
     /// Checks what can be checked without the store: event count, types, sizes, JSON data and
     /// unique event ids. Backends call it before anything else.
     pub fn validate(&self) -> Result<(), AppendError> {
-        let invalid = |reason| AppendError::Invalid { stream_id: self.stream_id.clone(), reason };
+        let invalid = |reason| AppendError::Invalid {
+            stream_id: self.stream_id.clone(),
+            reason,
+        };
         if self.events.is_empty() {
             return Err(invalid(InvalidAppend::NoEvents));
         }
         if self.events.len() > APPEND_EVENTS_MAX {
-            return Err(invalid(InvalidAppend::TooManyEvents { count: self.events.len(), max: APPEND_EVENTS_MAX }));
+            return Err(invalid(InvalidAppend::TooManyEvents {
+                count: self.events.len(),
+                max: APPEND_EVENTS_MAX,
+            }));
         }
         for (index, event) in self.events.iter().enumerate() {
             let type_ok = !event.event_type.is_empty()
                 && event.event_type.len() <= 128
-                && event.event_type.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+                && event
+                    .event_type
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
             if !type_ok {
                 return Err(invalid(InvalidAppend::EventType(event.event_type.clone())));
             }
@@ -75,9 +84,15 @@ impl AppendRequest {
                 }));
             }
             if let Err(error) = serde_json::from_str::<serde::de::IgnoredAny>(&event.data) {
-                return Err(invalid(InvalidAppend::DataNotJson { index, reason: error.to_string() }));
+                return Err(invalid(InvalidAppend::DataNotJson {
+                    index,
+                    reason: error.to_string(),
+                }));
             }
-            if self.events[..index].iter().any(|earlier| earlier.event_id == event.event_id) {
+            if self.events[..index]
+                .iter()
+                .any(|earlier| earlier.event_id == event.event_id)
+            {
                 return Err(invalid(InvalidAppend::DuplicateEventId(event.event_id)));
             }
         }
@@ -88,7 +103,10 @@ impl AppendRequest {
 /// Checks a read limit.
 pub(crate) fn check_limit(limit: usize) -> Result<(), StoreError> {
     if limit == 0 || limit > READ_BATCH_MAX {
-        return Err(StoreError::InvalidLimit { limit, max: READ_BATCH_MAX });
+        return Err(StoreError::InvalidLimit {
+            limit,
+            max: READ_BATCH_MAX,
+        });
     }
     Ok(())
 }

@@ -23,8 +23,14 @@ impl StreamId {
         let valid = !value.is_empty()
             && value.len() <= Self::LEN_MAX
             && !value.starts_with('$')
-            && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
-        if valid { Ok(Self(value.to_owned())) } else { Err(StreamIdError(value.to_owned())) }
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+        if valid {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(StreamIdError(value.to_owned()))
+        }
     }
 
     /// Names the stream of one entity: `<category>-<uuid>`. A lower-case ASCII category and a
@@ -137,7 +143,10 @@ pub struct Position {
 impl Position {
     /// A position from a single global sequence number (SQLite, PostgreSQL, in-memory).
     pub const fn from_sequence(sequence: u64) -> Position {
-        Position { commit: sequence, prepare: sequence }
+        Position {
+            commit: sequence,
+            prepare: sequence,
+        }
     }
 
     /// Returns the single sequence number of a SQL-backed position.
@@ -148,6 +157,10 @@ impl Position {
 
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.commit == self.prepare { write!(f, "{}", self.commit) } else { write!(f, "{}/{}", self.commit, self.prepare) }
+        if self.commit == self.prepare {
+            write!(f, "{}", self.commit)
+        } else {
+            write!(f, "{}/{}", self.commit, self.prepare)
+        }
     }
 }

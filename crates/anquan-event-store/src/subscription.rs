@@ -31,7 +31,13 @@ pub fn subscribe_all(
         failed: bool,
     }
     let head = store.head();
-    let state = State { store, after, buffer: VecDeque::new(), head, failed: false };
+    let state = State {
+        store,
+        after,
+        buffer: VecDeque::new(),
+        head,
+        failed: false,
+    };
     stream::unfold(state, |mut state| async move {
         if state.failed {
             return None;

@@ -4,8 +4,8 @@ use chrono::Duration;
 
 use super::enterprise_id_for;
 use super::event::{
-    Coverage, DocumentApproved, DocumentReturned, DocumentUploaded, EnterpriseProfileChanged,
-    EnterpriseRegistered, FileRef,
+    Coverage, DocumentApproved, DocumentReturned, DocumentUploaded, EnterpriseProfileChanged, EnterpriseRegistered,
+    FileRef,
 };
 use super::rejection::EnterpriseRejection;
 use super::state::EnterpriseFile;
@@ -122,9 +122,7 @@ impl EnterpriseFile {
     ) -> Result<Vec<Event>, EnterpriseRejection> {
         match command {
             EnterpriseCommand::Register(command) => self.decide_register(command, context),
-            EnterpriseCommand::ChangeProfile(command) => {
-                self.decide_change_profile(command, context)
-            }
+            EnterpriseCommand::ChangeProfile(command) => self.decide_change_profile(command, context),
             EnterpriseCommand::UploadDocument(command) => self.decide_upload(command, context),
             EnterpriseCommand::ReviewDocument(command) => self.decide_review(command, context),
         }
@@ -166,9 +164,7 @@ impl EnterpriseFile {
         context: &DecisionContext<'_>,
     ) -> Result<Vec<Event>, EnterpriseRejection> {
         let registration = self.registered(command.enterprise_id)?;
-        if !context.actor.may_supervise_town(&registration.town)
-            || !context.actor.may_supervise_town(&command.town)
-        {
+        if !context.actor.may_supervise_town(&registration.town) || !context.actor.may_supervise_town(&command.town) {
             return Err(EnterpriseRejection::forbidden(
                 "change this enterprise's profile",
                 context.actor,
@@ -176,15 +172,13 @@ impl EnterpriseFile {
         }
         check_text("name", &command.name, NAME_CHARS_MAX)?;
         check_text("industry", &command.industry, INDUSTRY_CHARS_MAX)?;
-        Ok(vec![Event::EnterpriseProfileChanged(
-            EnterpriseProfileChanged {
-                name: command.name.trim().to_owned(),
-                town: command.town.clone(),
-                industry: command.industry.trim().to_owned(),
-                profile: command.profile.clone(),
-                changed_at: context.now,
-            },
-        )])
+        Ok(vec![Event::EnterpriseProfileChanged(EnterpriseProfileChanged {
+            name: command.name.trim().to_owned(),
+            town: command.town.clone(),
+            industry: command.industry.trim().to_owned(),
+            profile: command.profile.clone(),
+            changed_at: context.now,
+        })])
     }
 
     fn decide_upload(
@@ -193,10 +187,7 @@ impl EnterpriseFile {
         context: &DecisionContext<'_>,
     ) -> Result<Vec<Event>, EnterpriseRejection> {
         self.registered(command.enterprise_id)?;
-        if !context
-            .actor
-            .may_write_enterprise_file(command.enterprise_id)
-        {
+        if !context.actor.may_write_enterprise_file(command.enterprise_id) {
             return Err(EnterpriseRejection::forbidden(
                 "upload records to this enterprise's file",
                 context.actor,
@@ -217,9 +208,7 @@ impl EnterpriseFile {
             });
         };
         let profile = self.current_profile();
-        if !rules.holds(&indicator.applies_to, profile)
-            || !rules.holds(&requirement.applies_to, profile)
-        {
+        if !rules.holds(&indicator.applies_to, profile) || !rules.holds(&requirement.applies_to, profile) {
             return Err(EnterpriseRejection::RequirementNotApplicable {
                 requirement: command.requirement.clone(),
             });
@@ -271,10 +260,7 @@ impl EnterpriseFile {
                 }
                 Event::DocumentApproved(DocumentApproved {
                     document_id: command.document_id,
-                    comment: comment
-                        .as_ref()
-                        .map(|c| c.trim().to_owned())
-                        .filter(|c| !c.is_empty()),
+                    comment: comment.as_ref().map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()),
                     reviewed_at: context.now,
                 })
             }
@@ -295,21 +281,14 @@ impl EnterpriseFile {
         Ok(vec![event])
     }
 
-    fn registered(
-        &self,
-        enterprise_id: EnterpriseId,
-    ) -> Result<&super::state::Registration, EnterpriseRejection> {
+    fn registered(&self, enterprise_id: EnterpriseId) -> Result<&super::state::Registration, EnterpriseRejection> {
         self.registration
             .as_ref()
             .ok_or(EnterpriseRejection::UnknownEnterprise { enterprise_id })
     }
 }
 
-fn check_text(
-    field: &'static str,
-    value: &str,
-    chars_max: usize,
-) -> Result<(), EnterpriseRejection> {
+fn check_text(field: &'static str, value: &str, chars_max: usize) -> Result<(), EnterpriseRejection> {
     if value.trim().is_empty() {
         return Err(EnterpriseRejection::InvalidField {
             field,
@@ -319,11 +298,7 @@ fn check_text(
     check_length(field, value, chars_max)
 }
 
-fn check_length(
-    field: &'static str,
-    value: &str,
-    chars_max: usize,
-) -> Result<(), EnterpriseRejection> {
+fn check_length(field: &'static str, value: &str, chars_max: usize) -> Result<(), EnterpriseRejection> {
     if value.chars().count() > chars_max {
         return Err(EnterpriseRejection::InvalidField {
             field,
@@ -389,9 +364,7 @@ fn check_coverage(
             }
             Ok(())
         }
-        (Evidence::Validity { .. }, _) => {
-            Err(mismatch("a validity period (valid_from, valid_until)"))
-        }
+        (Evidence::Validity { .. }, _) => Err(mismatch("a validity period (valid_from, valid_until)")),
         (Evidence::Periodic { .. }, Coverage::Period { period }) => {
             let Some(cadence) = context.rules.cadence_for(evidence, profile) else {
                 return Err(EnterpriseRejection::RequirementNotApplicable {

@@ -47,10 +47,7 @@ pub enum Coverage {
     /// A record with no period or validity (e.g. an appointment document).
     Once,
     /// A certificate, plan or test valid from `valid_from` until just before `valid_until`.
-    Validity {
-        valid_from: Instant,
-        valid_until: Instant,
-    },
+    Validity { valid_from: Instant, valid_until: Instant },
     /// A periodic record (a drill, a report) for one period.
     Period { period: Period },
 }

@@ -7,8 +7,8 @@ pub mod rejection;
 pub mod state;
 
 pub use command::{
-    ChangeEnterpriseProfile, DecisionContext, EnterpriseCommand, RegisterEnterprise,
-    ReviewDecision, ReviewDocument, UploadDocument,
+    ChangeEnterpriseProfile, DecisionContext, EnterpriseCommand, RegisterEnterprise, ReviewDecision, ReviewDocument,
+    UploadDocument,
 };
 pub use event::{Coverage, FileRef};
 pub use rejection::EnterpriseRejection;
@@ -25,10 +25,7 @@ const ENTERPRISE_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6a1e_55c0_2b1f_4f0e_9c3d
 /// Derives an enterprise's id from its credit code, so one code can only ever register once:
 /// a second registration lands on the same stream and is rejected there.
 pub fn enterprise_id_for(code: &UnifiedSocialCreditCode) -> EnterpriseId {
-    EnterpriseId(Uuid::new_v5(
-        &ENTERPRISE_ID_NAMESPACE,
-        code.as_str().as_bytes(),
-    ))
+    EnterpriseId(Uuid::new_v5(&ENTERPRISE_ID_NAMESPACE, code.as_str().as_bytes()))
 }
 
 /// Returns the event stream name of an enterprise.

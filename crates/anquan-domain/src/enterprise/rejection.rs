@@ -17,9 +17,7 @@ pub enum EnterpriseRejection {
     },
     #[error("enterprise {enterprise_id} is not registered")]
     UnknownEnterprise { enterprise_id: EnterpriseId },
-    #[error(
-        "an enterprise with credit code {credit_code} is already registered as {enterprise_id}"
-    )]
+    #[error("an enterprise with credit code {credit_code} is already registered as {enterprise_id}")]
     AlreadyRegistered {
         enterprise_id: EnterpriseId,
         credit_code: UnifiedSocialCreditCode,
@@ -41,18 +39,13 @@ pub enum EnterpriseRejection {
         expected: &'static str,
     },
     #[error("validity must end after it starts (from {valid_from}, until {valid_until})")]
-    InvalidValidity {
-        valid_from: Instant,
-        valid_until: Instant,
-    },
+    InvalidValidity { valid_from: Instant, valid_until: Instant },
     #[error("a record for {requirement} may be valid for at most {days_max} days")]
     ValidityTooLong {
         requirement: RequirementCode,
         days_max: u32,
     },
-    #[error(
-        "records for {requirement} are due {expected:?} for this enterprise, not for period {period}"
-    )]
+    #[error("records for {requirement} are due {expected:?} for this enterprise, not for period {period}")]
     WrongCadence {
         requirement: RequirementCode,
         expected: Cadence,

@@ -79,9 +79,7 @@ impl DocumentRecord {
 
     /// Returns the review as it stood at `instant` (none if it came later).
     pub fn review_at(&self, instant: Instant) -> Option<&Review> {
-        self.review
-            .as_ref()
-            .filter(|review| review.reviewed_at <= instant)
+        self.review.as_ref().filter(|review| review.reviewed_at <= instant)
     }
 }
 
@@ -107,8 +105,7 @@ impl EnterpriseFile {
                     registration.name = changed.name.clone();
                     registration.town = changed.town.clone();
                     registration.industry = changed.industry.clone();
-                    self.profile_history
-                        .push((changed.changed_at, changed.profile.clone()));
+                    self.profile_history.push((changed.changed_at, changed.profile.clone()));
                 }
             }
             Event::DocumentUploaded(uploaded) => {
@@ -164,9 +161,7 @@ impl EnterpriseFile {
             annual_revenue_10k_yuan: 0,
             flags: std::collections::BTreeSet::new(),
         };
-        self.profile_history
-            .last()
-            .map_or(&EMPTY, |(_, profile)| profile)
+        self.profile_history.last().map_or(&EMPTY, |(_, profile)| profile)
     }
 
     /// Returns the profile in force at `instant`, if the enterprise was registered by then.

@@ -77,20 +77,14 @@ pub enum Condition {
 
 impl Condition {
     /// Evaluates the condition; `class` resolves a class name to its definition.
-    pub fn holds<'c>(
-        &self,
-        profile: &EnterpriseProfile,
-        class: &dyn Fn(&str) -> Option<&'c Condition>,
-    ) -> bool {
+    pub fn holds<'c>(&self, profile: &EnterpriseProfile, class: &dyn Fn(&str) -> Option<&'c Condition>) -> bool {
         match self {
             Condition::Always => true,
             Condition::Never => false,
             Condition::Flag(flag) => profile.has(*flag),
             // Rule sets are checked at load: classes exist and use no classes themselves,
             // so this recursion is one level deep.
-            Condition::Class(name) => {
-                class(name).is_some_and(|definition| definition.holds(profile, class))
-            }
+            Condition::Class(name) => class(name).is_some_and(|definition| definition.holds(profile, class)),
             Condition::AnyOf(conditions) => conditions.iter().any(|c| c.holds(profile, class)),
             Condition::AllOf(conditions) => conditions.iter().all(|c| c.holds(profile, class)),
             Condition::Not(condition) => !condition.holds(profile, class),
@@ -125,9 +119,10 @@ mod tests {
         struct Holder {
             c: Condition,
         }
-        let parsed: Holder =
-            toml::from_str(r#"c = { any_of = [{ flag = "hazardous_chemicals" }, { staff_at_least = 300 }, "always"] }"#)
-                .unwrap();
+        let parsed: Holder = toml::from_str(
+            r#"c = { any_of = [{ flag = "hazardous_chemicals" }, { staff_at_least = 300 }, "always"] }"#,
+        )
+        .unwrap();
         assert_eq!(
             parsed.c,
             Condition::AnyOf(vec![

@@ -144,10 +144,7 @@ fn default_true() -> bool {
     true
 }
 
-fn serialize_offset<S: serde::Serializer>(
-    offset: &FixedOffset,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
+fn serialize_offset<S: serde::Serializer>(offset: &FixedOffset, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&offset.to_string())
 }
 
@@ -155,16 +152,14 @@ impl RuleSet {
     /// Parses a rule set from the texts of its files (`ruleset.toml`, `indicators.toml`) and
     /// checks it is consistent.
     pub fn parse(ruleset_toml: &str, indicators_toml: &str) -> Result<Self, RuleSetError> {
-        let head: RuleSetFile =
-            toml::from_str(ruleset_toml).map_err(|error| RuleSetError::Syntax {
-                file: "ruleset.toml",
-                message: error.to_string(),
-            })?;
-        let body: IndicatorsFile =
-            toml::from_str(indicators_toml).map_err(|error| RuleSetError::Syntax {
-                file: "indicators.toml",
-                message: error.to_string(),
-            })?;
+        let head: RuleSetFile = toml::from_str(ruleset_toml).map_err(|error| RuleSetError::Syntax {
+            file: "ruleset.toml",
+            message: error.to_string(),
+        })?;
+        let body: IndicatorsFile = toml::from_str(indicators_toml).map_err(|error| RuleSetError::Syntax {
+            file: "indicators.toml",
+            message: error.to_string(),
+        })?;
         let time_zone: FixedOffset = head
             .time_zone
             .parse()
@@ -183,9 +178,7 @@ impl RuleSet {
 
     /// Finds an indicator by code.
     pub fn indicator(&self, code: &IndicatorCode) -> Option<&Indicator> {
-        self.indicators
-            .iter()
-            .find(|indicator| &indicator.code == code)
+        self.indicators.iter().find(|indicator| &indicator.code == code)
     }
 
     /// Finds a requirement by code, with its indicator.
@@ -219,8 +212,7 @@ impl RuleSet {
     pub fn grace_days(&self, evidence: &Evidence) -> u32 {
         match evidence {
             Evidence::Periodic {
-                grace_days: Some(days),
-                ..
+                grace_days: Some(days), ..
             } => *days,
             _ => self.status.default_grace_days,
         }
@@ -228,16 +220,8 @@ impl RuleSet {
 
     fn check(&self) -> Result<(), RuleSetError> {
         let fail = |message: String| Err(RuleSetError::Inconsistent(message));
-        if self.version.is_empty()
-            || !self
-                .version
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        {
-            return fail(format!(
-                "version {:?} must be letters, digits and _",
-                self.version
-            ));
+        if self.version.is_empty() || !self.version.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return fail(format!("version {:?} must be letters, digits and _", self.version));
         }
         if self.indicators.is_empty() {
             return fail("it has no indicators".into());
@@ -356,9 +340,6 @@ pub(crate) mod tests {
             name_en = "x"
             evidence = { kind = "review" }
         "#;
-        assert!(matches!(
-            RuleSet::parse(head, body),
-            Err(RuleSetError::Inconsistent(_))
-        ));
+        assert!(matches!(RuleSet::parse(head, body), Err(RuleSetError::Inconsistent(_))));
     }
 }

@@ -1,0 +1,1 @@
+//! The conformance suite every EventStore backend runs (to be written).
