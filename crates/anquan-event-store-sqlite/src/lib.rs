@@ -1,1 +1,4 @@
 //! placeholder
+
+mod read_model;
+pub use read_model::SqliteReadModelStore;

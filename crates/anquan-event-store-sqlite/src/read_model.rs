@@ -1,0 +1,493 @@
+//! The SQLite read-model store: projection tables in the same file as the event log, written
+//! through one connection and read through a few others (WAL lets readers run beside the writer).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::types::{Value, ValueRef};
+use rusqlite::{Connection, OpenFlags, Transaction};
+
+use anquan_event_store::read_model::sqlite_timestamp;
+use anquan_event_store::{
+    Dialect, Position, ProjectionBatch, ReadModelError, ReadModelStore, Row, SqlValue, Statement,
+};
+
+/// Read connections kept open beside the write connection.
+const READ_CONNECTIONS_MAX: usize = 4;
+/// How long a statement waits for another connection's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+const CHECKPOINTS_DDL: &str = "CREATE TABLE IF NOT EXISTS projection_checkpoints (
+    projection TEXT PRIMARY KEY,
+    commit_position INTEGER NOT NULL,
+    prepare_position INTEGER NOT NULL
+)";
+
+/// Read models in a SQLite file: one write connection behind a mutex, a few read connections.
+#[derive(Clone)]
+pub struct SqliteReadModelStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+impl std::fmt::Debug for SqliteReadModelStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteReadModelStore")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteReadModelStore {
+    /// Opens (creating if needed) the database file, in WAL mode with full synchronous writes,
+    /// and creates the checkpoint table.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, ReadModelError> {
+        let path = path.as_ref().to_path_buf();
+        tokio::task::spawn_blocking(move || Self::open_blocking(path))
+            .await
+            .map_err(|error| ReadModelError::backend("sqlite open task failed", error))?
+    }
+
+    fn open_blocking(path: PathBuf) -> Result<Self, ReadModelError> {
+        let writer = open_connection(&path, OpenFlags::default())?;
+        writer
+            .execute_batch(CHECKPOINTS_DDL)
+            .map_err(|error| backend("create projection_checkpoints", error))?;
+        let mut readers = Vec::with_capacity(READ_CONNECTIONS_MAX);
+        for _ in 0..READ_CONNECTIONS_MAX {
+            let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            readers.push(Mutex::new(open_connection(&path, flags)?));
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                writer: Mutex::new(writer),
+                readers,
+                next_reader: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// Returns the database file's path.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `work` on the write connection on the blocking pool.
+    async fn with_writer<T, F>(&self, work: F) -> Result<T, ReadModelError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, ReadModelError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || work(&mut lock(&inner.writer)))
+            .await
+            .map_err(|error| ReadModelError::backend("sqlite write task failed", error))?
+    }
+
+    /// Runs `work` on one of the read connections on the blocking pool.
+    async fn with_reader<T, F>(&self, work: F) -> Result<T, ReadModelError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, ReadModelError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let index = inner.next_reader.fetch_add(1, Ordering::Relaxed) % inner.readers.len().max(1);
+            match inner.readers.get(index) {
+                Some(reader) => work(&lock(reader)),
+                None => work(&lock(&inner.writer)),
+            }
+        })
+        .await
+        .map_err(|error| ReadModelError::backend("sqlite read task failed", error))?
+    }
+}
+
+#[async_trait]
+impl ReadModelStore for SqliteReadModelStore {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    async fn migrate(&self, ddl: &str) -> Result<(), ReadModelError> {
+        let ddl = ddl.to_owned();
+        self.with_writer(move |connection| {
+            connection
+                .execute_batch(&ddl)
+                .map_err(|error| backend("run read-model migration", error))
+        })
+        .await
+    }
+
+    async fn apply(&self, batch: ProjectionBatch) -> Result<(), ReadModelError> {
+        self.with_writer(move |connection| {
+            let transaction = connection
+                .transaction()
+                .map_err(|error| backend("begin projection batch", error))?;
+            execute_all(&transaction, &batch.statements)?;
+            let checkpoint = [
+                SqlValue::Text(batch.projection.clone()),
+                position_value(batch.checkpoint.commit)?,
+                position_value(batch.checkpoint.prepare)?,
+            ];
+            execute(
+                &transaction,
+                "INSERT INTO projection_checkpoints (projection, commit_position, prepare_position) \
+                 VALUES ($1, $2, $3) ON CONFLICT (projection) DO UPDATE SET \
+                 commit_position = excluded.commit_position, prepare_position = excluded.prepare_position",
+                &checkpoint,
+            )?;
+            transaction
+                .commit()
+                .map_err(|error| backend("commit projection batch", error))
+        })
+        .await
+    }
+
+    async fn checkpoint(&self, projection: &str) -> Result<Option<Position>, ReadModelError> {
+        let rows = self
+            .query(
+                "SELECT commit_position, prepare_position FROM projection_checkpoints WHERE projection = $1",
+                &[SqlValue::Text(projection.to_owned())],
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let part = |column| {
+            u64::try_from(row.int(column)?).map_err(|_| ReadModelError::Type {
+                column,
+                expected: "non-negative position",
+                found: format!("{:?}", row.0.get(column)),
+            })
+        };
+        Ok(Some(Position {
+            commit: part(0)?,
+            prepare: part(1)?,
+        }))
+    }
+
+    async fn reset(&self, projection: &str, statements: Vec<Statement>) -> Result<(), ReadModelError> {
+        let projection = projection.to_owned();
+        self.with_writer(move |connection| {
+            let transaction = connection
+                .transaction()
+                .map_err(|error| backend("begin projection reset", error))?;
+            execute_all(&transaction, &statements)?;
+            execute(
+                &transaction,
+                "DELETE FROM projection_checkpoints WHERE projection = $1",
+                &[SqlValue::Text(projection)],
+            )?;
+            transaction
+                .commit()
+                .map_err(|error| backend("commit projection reset", error))
+        })
+        .await
+    }
+
+    async fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>, ReadModelError> {
+        let sql = sql.to_owned();
+        let params = params.to_vec();
+        self.with_reader(move |connection| query_rows(connection, &sql, &params))
+            .await
+    }
+}
+
+fn open_connection(path: &Path, flags: OpenFlags) -> Result<Connection, ReadModelError> {
+    let connection = Connection::open_with_flags(path, flags)
+        .map_err(|error| backend(format!("open sqlite database {}", path.display()), error))?;
+    connection
+        .busy_timeout(BUSY_TIMEOUT)
+        .map_err(|error| backend("set busy_timeout", error))?;
+    if !flags.contains(OpenFlags::SQLITE_OPEN_READ_ONLY) {
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(|error| backend("enable WAL", error))?;
+    }
+    connection
+        .pragma_update(None, "synchronous", "FULL")
+        .map_err(|error| backend("set synchronous FULL", error))?;
+    Ok(connection)
+}
+
+fn lock(connection: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    // A panic inside a closure cannot leave a transaction open past the guard: rusqlite rolls
+    // back a dropped transaction, so a poisoned connection is safe to reuse.
+    connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn backend(message: impl Into<String>, error: rusqlite::Error) -> ReadModelError {
+    ReadModelError::backend(message, error)
+}
+
+fn position_value(part: u64) -> Result<SqlValue, ReadModelError> {
+    i64::try_from(part)
+        .map(SqlValue::Int)
+        .map_err(|_| ReadModelError::Backend {
+            message: format!("position {part} does not fit a sqlite integer"),
+            source: None,
+        })
+}
+
+fn execute_all(transaction: &Transaction<'_>, statements: &[Statement]) -> Result<(), ReadModelError> {
+    for statement in statements {
+        execute(transaction, &statement.sql, &statement.params)?;
+    }
+    Ok(())
+}
+
+fn execute(connection: &Connection, sql: &str, params: &[SqlValue]) -> Result<usize, ReadModelError> {
+    let mut statement = prepare_bound(connection, sql, params)?;
+    statement
+        .raw_execute()
+        .map_err(|error| backend(format!("execute {}", sql_head(sql)), error))
+}
+
+fn query_rows(connection: &Connection, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>, ReadModelError> {
+    let mut statement = prepare_bound(connection, sql, params)?;
+    let column_count = statement.column_count();
+    let mut rows = statement.raw_query();
+    let mut result = Vec::new();
+    loop {
+        let row = match rows.next() {
+            Ok(Some(row)) => row,
+            Ok(None) => return Ok(result),
+            Err(error) => return Err(backend(format!("query {}", sql_head(sql)), error)),
+        };
+        let mut values = Vec::with_capacity(column_count);
+        for column in 0..column_count {
+            let value = row
+                .get_ref(column)
+                .map_err(|error| backend(format!("read column {column}"), error))?;
+            values.push(from_sqlite(value, column)?);
+        }
+        result.push(Row(values));
+    }
+}
+
+/// Prepares a statement and binds every `$N` by name: SQLite numbers `$N` parameters in order
+/// of first appearance, so `$2` used before `$1` would otherwise receive the wrong value.
+fn prepare_bound<'c>(
+    connection: &'c Connection,
+    sql: &str,
+    params: &[SqlValue],
+) -> Result<rusqlite::CachedStatement<'c>, ReadModelError> {
+    let mut statement = connection
+        .prepare_cached(sql)
+        .map_err(|error| backend(format!("prepare {}", sql_head(sql)), error))?;
+    statement.clear_bindings();
+    if statement.parameter_count() != params.len() {
+        return Err(ReadModelError::Backend {
+            message: format!(
+                "statement {} takes {} parameters, got {}",
+                sql_head(sql),
+                statement.parameter_count(),
+                params.len()
+            ),
+            source: None,
+        });
+    }
+    for (offset, param) in params.iter().enumerate() {
+        let name = format!("${}", offset + 1);
+        let index = statement
+            .parameter_index(&name)
+            .map_err(|error| backend(format!("look up parameter {name}"), error))?
+            .ok_or_else(|| ReadModelError::Backend {
+                message: format!("statement {} does not use parameter {name}", sql_head(sql)),
+                source: None,
+            })?;
+        statement
+            .raw_bind_parameter(index, to_sqlite(param))
+            .map_err(|error| backend(format!("bind parameter {name}"), error))?;
+    }
+    Ok(statement)
+}
+
+fn to_sqlite(value: &SqlValue) -> Value {
+    match value {
+        SqlValue::Null => Value::Null,
+        SqlValue::Bool(value) => Value::Integer(i64::from(*value)),
+        SqlValue::Int(value) => Value::Integer(*value),
+        SqlValue::Real(value) => Value::Real(*value),
+        SqlValue::Text(value) | SqlValue::Json(value) => Value::Text(value.clone()),
+        SqlValue::Timestamp(value) => Value::Text(sqlite_timestamp(value)),
+    }
+}
+
+fn from_sqlite(value: ValueRef<'_>, column: usize) -> Result<SqlValue, ReadModelError> {
+    Ok(match value {
+        ValueRef::Null => SqlValue::Null,
+        ValueRef::Integer(value) => SqlValue::Int(value),
+        ValueRef::Real(value) => SqlValue::Real(value),
+        ValueRef::Text(bytes) => {
+            SqlValue::Text(String::from_utf8(bytes.to_vec()).map_err(|_| ReadModelError::Type {
+                column,
+                expected: "utf-8 text",
+                found: "invalid utf-8".to_owned(),
+            })?)
+        }
+        ValueRef::Blob(_) => {
+            return Err(ReadModelError::Type {
+                column,
+                expected: "integer, real, text or null",
+                found: "blob".to_owned(),
+            });
+        }
+    })
+}
+
+/// The start of a statement, for error messages (never its parameters).
+fn sql_head(sql: &str) -> String {
+    let compact: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    compact.chars().take(60).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    async fn store() -> (tempfile::TempDir, SqliteReadModelStore) {
+        let directory = tempfile::tempdir().unwrap();
+        let store = SqliteReadModelStore::open(directory.path().join("anquan.db"))
+            .await
+            .unwrap();
+        store
+            .migrate("CREATE TABLE IF NOT EXISTS items (id TEXT PRIMARY KEY, count INTEGER, at TEXT, flag INTEGER, score REAL, note TEXT)")
+            .await
+            .unwrap();
+        (directory, store)
+    }
+
+    fn insert(id: &str, count: i64) -> Statement {
+        Statement::new(
+            "INSERT INTO items (id, count) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET count = excluded.count",
+            vec![SqlValue::Text(id.into()), SqlValue::Int(count)],
+        )
+    }
+
+    #[tokio::test]
+    async fn parameters_are_bound_by_number_not_by_first_use() {
+        let (_directory, store) = store().await;
+        let at = Utc.with_ymd_and_hms(2024, 5, 6, 7, 8, 9).unwrap();
+        let statement = Statement::new(
+            "INSERT INTO items (note, flag, at, score, count, id) VALUES ($6, $5, $4, $3, $2, $1)",
+            vec![
+                SqlValue::Text("a".into()),
+                SqlValue::Int(7),
+                SqlValue::Real(1.5),
+                SqlValue::Timestamp(at),
+                SqlValue::Bool(true),
+                SqlValue::Json("{\"k\":1}".into()),
+            ],
+        );
+        store
+            .apply(ProjectionBatch {
+                projection: "test".into(),
+                statements: vec![statement],
+                checkpoint: Position::from_sequence(3),
+            })
+            .await
+            .unwrap();
+        let rows = store
+            .query(
+                "SELECT id, count, score, at, flag, note FROM items WHERE id = $1",
+                &[SqlValue::Text("a".into())],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![Row(vec![
+                SqlValue::Text("a".into()),
+                SqlValue::Int(7),
+                SqlValue::Real(1.5),
+                SqlValue::Text("2024-05-06T07:08:09.000000Z".into()),
+                SqlValue::Int(1),
+                SqlValue::Text("{\"k\":1}".into()),
+            ])]
+        );
+        assert_eq!(rows[0].timestamp(3).unwrap(), at);
+        assert!(rows[0].bool(4).unwrap());
+        assert_eq!(
+            store.checkpoint("test").await.unwrap(),
+            Some(Position::from_sequence(3))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_batch_leaves_rows_and_checkpoint_unchanged() {
+        let (_directory, store) = store().await;
+        let first = ProjectionBatch {
+            projection: "test".into(),
+            statements: vec![insert("a", 1)],
+            checkpoint: Position::from_sequence(1),
+        };
+        store.apply(first).await.unwrap();
+        let failing = ProjectionBatch {
+            projection: "test".into(),
+            statements: vec![
+                insert("a", 2),
+                Statement::new("INSERT INTO missing_table VALUES ($1)", vec![SqlValue::Int(1)]),
+            ],
+            checkpoint: Position::from_sequence(2),
+        };
+        assert!(store.apply(failing).await.is_err());
+        let rows = store.query("SELECT id, count FROM items", &[]).await.unwrap();
+        assert_eq!(rows, vec![Row(vec![SqlValue::Text("a".into()), SqlValue::Int(1)])]);
+        assert_eq!(
+            store.checkpoint("test").await.unwrap(),
+            Some(Position::from_sequence(1))
+        );
+    }
+
+    #[tokio::test]
+    async fn reset_clears_rows_and_checkpoint_together() {
+        let (_directory, store) = store().await;
+        store
+            .apply(ProjectionBatch {
+                projection: "test".into(),
+                statements: vec![insert("a", 1), insert("b", 2)],
+                checkpoint: Position::from_sequence(9),
+            })
+            .await
+            .unwrap();
+        store
+            .reset("test", vec![Statement::new("DELETE FROM items", vec![])])
+            .await
+            .unwrap();
+        assert!(store.query("SELECT id FROM items", &[]).await.unwrap().is_empty());
+        assert_eq!(store.checkpoint("test").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_parameter_count_mismatch_is_an_error_not_a_null() {
+        let (_directory, store) = store().await;
+        let error = store
+            .query(
+                "SELECT id FROM items WHERE id = $1 AND count = $2",
+                &[SqlValue::Text("a".into())],
+            )
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("takes 2 parameters, got 1"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn blobs_are_reported_as_a_type_error() {
+        let (_directory, store) = store().await;
+        let error = store.query("SELECT x'00ff'", &[]).await.unwrap_err();
+        assert!(matches!(error, ReadModelError::Type { column: 0, .. }), "{error}");
+    }
+}
