@@ -1,1 +1,22 @@
-//! placeholder
+//! The projector runtime and the read models: projections fold the global event log into plain
+//! tables (catch-up from a checkpoint, batches committed with their checkpoint in one
+//! transaction, rebuild from zero), and query functions read those tables for the API.
+//!
+//! This crate must not know a concrete database, HTTP or configuration: it speaks to the
+//! [`EventStore`](anquan_event_store::EventStore) and
+//! [`ReadModelStore`](anquan_event_store::ReadModelStore) traits only.
+
+pub mod compliance;
+mod dump;
+mod error;
+mod projection;
+mod runner;
+
+pub use compliance::ComplianceProjection;
+pub use dump::dump_tables;
+pub use error::{ProjectionError, QueryError, RunnerError};
+pub use projection::Projection;
+pub use runner::{
+    APPLY_ATTEMPTS_MAX, PROJECTION_BATCH_MAX, ProjectionRunner, REBUILD_PROGRESS_EVERY, RebuildReport,
+    wait_for_position,
+};

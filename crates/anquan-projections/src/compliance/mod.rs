@@ -1,0 +1,271 @@
+//! The compliance read model: enterprises, their profile history and their documents with
+//! reviews. It stores facts only; status is computed at query time by the domain's status
+//! engine, so "now" is right without an event and any past instant can be asked for.
+
+mod query;
+
+pub use query::{
+    DocumentView, PAGE_SIZE_MAX, Page, SummaryFilter, document, enterprise_file, enterprise_summaries, review_queue,
+};
+
+use anquan_domain::enterprise::event::{
+    Coverage, DocumentApproved, DocumentReturned, DocumentUploaded, EnterpriseProfileChanged, EnterpriseRegistered,
+};
+use anquan_domain::{EnterpriseId, Event};
+use anquan_event_store::{Dialect, RecordedEvent, SqlValue, Statement};
+
+use crate::error::ProjectionError;
+use crate::projection::Projection;
+
+const SQLITE_SCHEMA: &str = include_str!("../../../../projections/schema/sqlite/compliance.sql");
+const POSTGRES_SCHEMA: &str = include_str!("../../../../projections/schema/postgres/compliance.sql");
+
+const INSERT_ENTERPRISE: &str = "INSERT INTO enterprises \
+    (enterprise_id, name, credit_code, town, industry, profile, registered_at, last_position) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+    ON CONFLICT (enterprise_id) DO UPDATE SET name = excluded.name, credit_code = excluded.credit_code, \
+    town = excluded.town, industry = excluded.industry, profile = excluded.profile, \
+    registered_at = excluded.registered_at, last_position = excluded.last_position";
+const UPSERT_PROFILE: &str = "INSERT INTO enterprise_profiles (enterprise_id, effective_at, profile) \
+    VALUES ($1, $2, $3) ON CONFLICT (enterprise_id, effective_at) DO UPDATE SET profile = excluded.profile";
+const UPDATE_ENTERPRISE: &str = "UPDATE enterprises \
+    SET name = $2, town = $3, industry = $4, profile = $5, last_position = $6 WHERE enterprise_id = $1";
+const UPDATE_DOCUMENTS_TOWN: &str = "UPDATE documents SET town = $2 WHERE enterprise_id = $1";
+const TOUCH_ENTERPRISE: &str = "UPDATE enterprises SET last_position = $2 WHERE enterprise_id = $1";
+/// The document takes its enterprise's current town, kept in step by `UPDATE_DOCUMENTS_TOWN`.
+const INSERT_DOCUMENT: &str = "INSERT INTO documents \
+    (document_id, enterprise_id, town, requirement, indicator, title, file_sha256, file_size_bytes, \
+    media_type, file_name, coverage, valid_from, valid_until, period, uploaded_at, uploaded_by, position) \
+    VALUES ($1, $2, (SELECT town FROM enterprises WHERE enterprise_id = $2), $3, $4, $5, $6, $7, \
+    $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+const APPROVE_DOCUMENT: &str = "UPDATE documents SET review_outcome = 'approved', reviewed_at = $2, \
+    reviewed_by = $3, comment = $4, feedback = NULL, position = $5 WHERE document_id = $1";
+const RETURN_DOCUMENT: &str = "UPDATE documents SET review_outcome = 'returned', reviewed_at = $2, \
+    reviewed_by = $3, feedback = $4, comment = NULL, position = $5 WHERE document_id = $1";
+
+/// Folds enterprise events into `enterprises`, `enterprise_profiles` and `documents`.
+///
+/// Handles every event of the enterprise stream; events of other streams are ignored.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ComplianceProjection;
+
+impl ComplianceProjection {
+    /// The projection's name, keying its checkpoint.
+    pub const NAME: &'static str = "compliance";
+    /// The tables it owns.
+    pub const TABLES: &'static [&'static str] = &["enterprises", "enterprise_profiles", "documents"];
+}
+
+impl Projection for ComplianceProjection {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn schema(&self, dialect: Dialect) -> &'static str {
+        match dialect {
+            Dialect::Sqlite => SQLITE_SCHEMA,
+            Dialect::Postgres => POSTGRES_SCHEMA,
+        }
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        Self::TABLES
+    }
+
+    fn apply(&self, event: &RecordedEvent, decoded: &Event, out: &mut Vec<Statement>) -> Result<(), ProjectionError> {
+        if event.stream_id.category() != "enterprise" {
+            return Ok(());
+        }
+        let enterprise_id = enterprise_of(event)?;
+        let position = int("position", event.position.sequence())?;
+        match decoded {
+            Event::EnterpriseRegistered(registered) => registered_statements(registered, position, out),
+            Event::EnterpriseProfileChanged(changed) => changed_statements(enterprise_id, changed, position, out),
+            Event::DocumentUploaded(uploaded) => uploaded_statements(enterprise_id, event, uploaded, position, out),
+            Event::DocumentApproved(approved) => {
+                approved_statements(enterprise_id, event, approved, position, out);
+                Ok(())
+            }
+            Event::DocumentReturned(returned) => {
+                returned_statements(enterprise_id, event, returned, position, out);
+                Ok(())
+            }
+        }
+    }
+}
+
+fn registered_statements(
+    registered: &EnterpriseRegistered,
+    position: SqlValue,
+    out: &mut Vec<Statement>,
+) -> Result<(), ProjectionError> {
+    let id = text(registered.enterprise_id);
+    let profile = json("profile", &registered.profile)?;
+    out.push(Statement::new(
+        INSERT_ENTERPRISE,
+        vec![
+            id.clone(),
+            SqlValue::Text(registered.name.clone()),
+            SqlValue::Text(registered.credit_code.as_str().to_owned()),
+            SqlValue::Text(registered.town.as_str().to_owned()),
+            SqlValue::Text(registered.industry.clone()),
+            profile.clone(),
+            SqlValue::Timestamp(registered.registered_at),
+            position,
+        ],
+    ));
+    out.push(Statement::new(
+        UPSERT_PROFILE,
+        vec![id, SqlValue::Timestamp(registered.registered_at), profile],
+    ));
+    Ok(())
+}
+
+fn changed_statements(
+    enterprise_id: EnterpriseId,
+    changed: &EnterpriseProfileChanged,
+    position: SqlValue,
+    out: &mut Vec<Statement>,
+) -> Result<(), ProjectionError> {
+    let id = text(enterprise_id);
+    let town = SqlValue::Text(changed.town.as_str().to_owned());
+    let profile = json("profile", &changed.profile)?;
+    out.push(Statement::new(
+        UPDATE_ENTERPRISE,
+        vec![
+            id.clone(),
+            SqlValue::Text(changed.name.clone()),
+            town.clone(),
+            SqlValue::Text(changed.industry.clone()),
+            profile.clone(),
+            position,
+        ],
+    ));
+    out.push(Statement::new(
+        UPSERT_PROFILE,
+        vec![id.clone(), SqlValue::Timestamp(changed.changed_at), profile],
+    ));
+    out.push(Statement::new(UPDATE_DOCUMENTS_TOWN, vec![id, town]));
+    Ok(())
+}
+
+fn uploaded_statements(
+    enterprise_id: EnterpriseId,
+    event: &RecordedEvent,
+    uploaded: &DocumentUploaded,
+    position: SqlValue,
+    out: &mut Vec<Statement>,
+) -> Result<(), ProjectionError> {
+    let (valid_from, valid_until, period) = match &uploaded.coverage {
+        Coverage::Once => (SqlValue::Null, SqlValue::Null, SqlValue::Null),
+        Coverage::Validity {
+            valid_from,
+            valid_until,
+        } => (
+            SqlValue::Timestamp(*valid_from),
+            SqlValue::Timestamp(*valid_until),
+            SqlValue::Null,
+        ),
+        Coverage::Period { period } => (SqlValue::Null, SqlValue::Null, SqlValue::Text(period.to_string())),
+    };
+    let file = &uploaded.file;
+    out.push(Statement::new(
+        INSERT_DOCUMENT,
+        vec![
+            text(uploaded.document_id),
+            text(enterprise_id),
+            SqlValue::Text(uploaded.requirement.as_str().to_owned()),
+            SqlValue::Text(uploaded.requirement.indicator().as_str().to_owned()),
+            SqlValue::Text(uploaded.title.clone()),
+            SqlValue::Text(file.sha256.clone()),
+            int("file size", file.size_bytes)?,
+            SqlValue::Text(file.media_type.clone()),
+            SqlValue::Text(file.file_name.clone()),
+            json("coverage", &uploaded.coverage)?,
+            valid_from,
+            valid_until,
+            period,
+            SqlValue::Timestamp(uploaded.uploaded_at),
+            actor(event),
+            position.clone(),
+        ],
+    ));
+    out.push(touch(enterprise_id, position));
+    Ok(())
+}
+
+fn approved_statements(
+    enterprise_id: EnterpriseId,
+    event: &RecordedEvent,
+    approved: &DocumentApproved,
+    position: SqlValue,
+    out: &mut Vec<Statement>,
+) {
+    out.push(Statement::new(
+        APPROVE_DOCUMENT,
+        vec![
+            text(approved.document_id),
+            SqlValue::Timestamp(approved.reviewed_at),
+            actor(event),
+            approved.comment.clone().map_or(SqlValue::Null, SqlValue::Text),
+            position.clone(),
+        ],
+    ));
+    out.push(touch(enterprise_id, position));
+}
+
+fn returned_statements(
+    enterprise_id: EnterpriseId,
+    event: &RecordedEvent,
+    returned: &DocumentReturned,
+    position: SqlValue,
+    out: &mut Vec<Statement>,
+) {
+    out.push(Statement::new(
+        RETURN_DOCUMENT,
+        vec![
+            text(returned.document_id),
+            SqlValue::Timestamp(returned.reviewed_at),
+            actor(event),
+            SqlValue::Text(returned.feedback.clone()),
+            position.clone(),
+        ],
+    ));
+    out.push(touch(enterprise_id, position));
+}
+
+fn touch(enterprise_id: EnterpriseId, position: SqlValue) -> Statement {
+    Statement::new(TOUCH_ENTERPRISE, vec![text(enterprise_id), position])
+}
+
+/// Reads the enterprise id from the stream name `enterprise-<uuid>`.
+fn enterprise_of(event: &RecordedEvent) -> Result<EnterpriseId, ProjectionError> {
+    event
+        .stream_id
+        .as_str()
+        .strip_prefix("enterprise-")
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(|| ProjectionError::NotAnEnterpriseStream {
+            stream_id: event.stream_id.clone(),
+        })
+}
+
+fn actor(event: &RecordedEvent) -> SqlValue {
+    SqlValue::Text(event.metadata.actor.user_id.as_str().to_owned())
+}
+
+fn text(value: impl std::fmt::Display) -> SqlValue {
+    SqlValue::Text(value.to_string())
+}
+
+fn int(what: &'static str, value: u64) -> Result<SqlValue, ProjectionError> {
+    i64::try_from(value)
+        .map(SqlValue::Int)
+        .map_err(|_| ProjectionError::OutOfRange { what, value })
+}
+
+fn json(what: &'static str, value: &impl serde::Serialize) -> Result<SqlValue, ProjectionError> {
+    serde_json::to_string(value)
+        .map(SqlValue::Json)
+        .map_err(|source| ProjectionError::Json { what, source })
+}

@@ -1,0 +1,374 @@
+//! Queries over the compliance read model. Rows are turned back into the domain's
+//! `EnterpriseFile`, so status comes from the very status engine commands are decided with.
+
+use std::collections::BTreeMap;
+
+use anquan_domain::compliance::{ComplianceReport, IndicatorState, evaluate};
+use anquan_domain::enterprise::state::Review;
+use anquan_domain::enterprise::{DocumentRecord, EnterpriseFile, FileRef, Registration, ReviewOutcome};
+use anquan_domain::rules::{EnterpriseProfile, RuleSet};
+use anquan_domain::{DocumentId, EnterpriseId, IndicatorCode, Instant, RequirementCode, Town, UserId};
+use anquan_event_store::{ReadModelStore, Row, SqlValue};
+
+use crate::error::QueryError;
+
+/// Largest page a query returns.
+pub const PAGE_SIZE_MAX: usize = 100;
+/// Enterprises read per round while filtering summaries by computed status.
+const SUMMARY_CHUNK: usize = 200;
+/// Most enterprises one summaries request examines; past it, the page ends early with a cursor
+/// to continue from, so a rare filter cannot make one request scan a whole province.
+const SUMMARY_SCAN_MAX: usize = 5_000;
+
+/// One page of a keyset-paginated list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub has_next: bool,
+    /// Pass as `after` to get the next page.
+    pub end_cursor: Option<String>,
+}
+
+/// Which enterprises a summary list shows. Town is filtered in SQL; status filters need the
+/// status engine and are applied after evaluation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SummaryFilter {
+    pub town: Option<Town>,
+    pub responsibility_implemented: Option<bool>,
+    /// Only enterprises where this indicator is in this state.
+    pub indicator: Option<(IndicatorCode, IndicatorState)>,
+}
+
+/// A document with the enterprise it belongs to, as the review queue and document pages show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocumentView {
+    pub enterprise_id: EnterpriseId,
+    pub enterprise_name: String,
+    pub town: Town,
+    pub indicator: IndicatorCode,
+    pub record: DocumentRecord,
+    pub uploaded_by: UserId,
+    pub reviewed_by: Option<UserId>,
+}
+
+macro_rules! document_columns {
+    () => {
+        "d.document_id, d.enterprise_id, e.name, d.town, d.requirement, d.title, d.file_sha256, \
+         d.file_size_bytes, d.media_type, d.file_name, d.coverage, d.uploaded_at, d.uploaded_by, \
+         d.review_outcome, d.reviewed_at, d.reviewed_by, d.feedback, d.comment \
+         FROM documents d JOIN enterprises e ON e.enterprise_id = d.enterprise_id"
+    };
+}
+
+const ENTERPRISE_BY_ID: &str = "SELECT enterprise_id, name, credit_code, town, industry, registered_at \
+    FROM enterprises WHERE enterprise_id = $1";
+/// `$1 = ''` means any town; `$2` is the cursor (`''` for the first page).
+const ENTERPRISES_PAGE: &str = "SELECT enterprise_id, name, credit_code, town, industry, registered_at \
+    FROM enterprises WHERE ($1 = '' OR town = $1) AND enterprise_id > $2 ORDER BY enterprise_id LIMIT $3";
+const PROFILES_IN_RANGE: &str = "SELECT enterprise_id, effective_at, profile FROM enterprise_profiles \
+    WHERE enterprise_id >= $1 AND enterprise_id <= $2 ORDER BY enterprise_id, effective_at";
+const DOCUMENTS_IN_RANGE: &str = concat!(
+    "SELECT ",
+    document_columns!(),
+    " WHERE d.enterprise_id >= $1 AND d.enterprise_id <= $2 AND ($3 = '' OR d.town = $3) \
+     ORDER BY d.enterprise_id, d.document_id"
+);
+const DOCUMENT_BY_ID: &str = concat!("SELECT ", document_columns!(), " WHERE d.document_id = $1");
+/// Pending documents, oldest upload first; `$2` is the document the previous page ended with.
+const REVIEW_QUEUE: &str = concat!(
+    "SELECT ",
+    document_columns!(),
+    " WHERE d.review_outcome IS NULL AND ($1 = '' OR d.town = $1) \
+     AND ($2 = '' OR (d.uploaded_at, d.document_id) > \
+     (SELECT c.uploaded_at, c.document_id FROM documents c WHERE c.document_id = $2)) \
+     ORDER BY d.uploaded_at, d.document_id LIMIT $3"
+);
+
+/// Rebuilds an enterprise's file from the read model; `None` if it is not (yet) projected.
+/// Evaluate it with `anquan_domain::compliance::evaluate` for its status at any instant.
+pub async fn enterprise_file(
+    store: &dyn ReadModelStore,
+    enterprise_id: EnterpriseId,
+) -> Result<Option<EnterpriseFile>, QueryError> {
+    let id = SqlValue::Text(enterprise_id.to_string());
+    let rows = store.query(ENTERPRISE_BY_ID, std::slice::from_ref(&id)).await?;
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
+    let mut files = BTreeMap::from([(enterprise_id, new_file(row)?)]);
+    load_histories(store, &mut files, &id, &id, "").await?;
+    Ok(files.remove(&enterprise_id))
+}
+
+/// Lists enterprises with their compliance at `at`, ordered by enterprise id.
+pub async fn enterprise_summaries(
+    store: &dyn ReadModelStore,
+    filter: &SummaryFilter,
+    rules: &RuleSet,
+    at: Instant,
+    first: usize,
+    after: Option<&str>,
+) -> Result<Page<(Registration, ComplianceReport)>, QueryError> {
+    check_page_size(first)?;
+    let mut cursor = match after {
+        Some(cursor) => parse_cursor::<EnterpriseId>(cursor)?.to_string(),
+        None => String::new(),
+    };
+    let town = filter.town.as_ref().map_or("", Town::as_str).to_owned();
+    let mut items = Vec::new();
+    let mut scanned = 0;
+    while items.len() <= first && scanned < SUMMARY_SCAN_MAX {
+        let params = [
+            SqlValue::Text(town.clone()),
+            SqlValue::Text(cursor.clone()),
+            limit(SUMMARY_CHUNK),
+        ];
+        let rows = store.query(ENTERPRISES_PAGE, &params).await?;
+        let (Some(low), Some(high)) = (rows.first(), rows.last()) else {
+            return Ok(page(items, first, false));
+        };
+        let (low, high) = (SqlValue::Text(low.text(0)?), SqlValue::Text(high.text(0)?));
+        let mut files = BTreeMap::new();
+        for row in &rows {
+            files.insert(parse_id::<EnterpriseId>(row, 0, "enterprises")?, new_file(row)?);
+        }
+        load_histories(store, &mut files, &low, &high, &town).await?;
+        for (enterprise_id, file) in files {
+            scanned += 1;
+            cursor = enterprise_id.to_string();
+            if let Some(item) = summary(&file, filter, rules, at) {
+                items.push(item);
+                if items.len() > first {
+                    return Ok(page(items, first, true));
+                }
+            }
+        }
+        if rows.len() < SUMMARY_CHUNK {
+            return Ok(page(items, first, false));
+        }
+    }
+    // The scan budget ran out: end the page early where the scan stopped.
+    Ok(Page {
+        items,
+        has_next: true,
+        end_cursor: Some(cursor),
+    })
+}
+
+/// Lists documents awaiting review (in one town, or all), oldest upload first.
+pub async fn review_queue(
+    store: &dyn ReadModelStore,
+    town: Option<&Town>,
+    first: usize,
+    after: Option<&str>,
+) -> Result<Page<DocumentView>, QueryError> {
+    check_page_size(first)?;
+    let cursor = match after {
+        Some(cursor) => parse_cursor::<DocumentId>(cursor)?.to_string(),
+        None => String::new(),
+    };
+    let params = [
+        SqlValue::Text(town.map_or("", Town::as_str).to_owned()),
+        SqlValue::Text(cursor),
+        limit(first + 1),
+    ];
+    let rows = store.query(REVIEW_QUEUE, &params).await?;
+    let mut items = rows.iter().map(document_view).collect::<Result<Vec<_>, _>>()?;
+    let has_next = items.len() > first;
+    items.truncate(first);
+    let end_cursor = items.last().map(|view| view.record.document_id.to_string());
+    Ok(Page {
+        items,
+        has_next,
+        end_cursor,
+    })
+}
+
+/// Reads one document with its enterprise's name and town.
+pub async fn document(store: &dyn ReadModelStore, document_id: DocumentId) -> Result<Option<DocumentView>, QueryError> {
+    let rows = store
+        .query(DOCUMENT_BY_ID, &[SqlValue::Text(document_id.to_string())])
+        .await?;
+    rows.first().map(document_view).transpose()
+}
+
+/// Evaluates one file and keeps it if it was registered by `at` and passes the status filters.
+fn summary(
+    file: &EnterpriseFile,
+    filter: &SummaryFilter,
+    rules: &RuleSet,
+    at: Instant,
+) -> Option<(Registration, ComplianceReport)> {
+    let report = evaluate(file, rules, at)?;
+    if filter
+        .responsibility_implemented
+        .is_some_and(|wanted| report.responsibility_implemented != wanted)
+    {
+        return None;
+    }
+    if let Some((code, state)) = &filter.indicator
+        && !report
+            .indicators
+            .iter()
+            .any(|status| &status.code == code && status.state == *state)
+    {
+        return None;
+    }
+    Some((file.registration.clone()?, report))
+}
+
+fn page(
+    mut items: Vec<(Registration, ComplianceReport)>,
+    first: usize,
+    has_next: bool,
+) -> Page<(Registration, ComplianceReport)> {
+    items.truncate(first);
+    let end_cursor = items
+        .last()
+        .map(|(registration, _)| registration.enterprise_id.to_string());
+    Page {
+        items,
+        has_next,
+        end_cursor,
+    }
+}
+
+/// Loads the profile histories and documents of the enterprises with ids in `low..=high`
+/// into `files` (rows of enterprises not in `files` are skipped).
+async fn load_histories(
+    store: &dyn ReadModelStore,
+    files: &mut BTreeMap<EnterpriseId, EnterpriseFile>,
+    low: &SqlValue,
+    high: &SqlValue,
+    town: &str,
+) -> Result<(), QueryError> {
+    let range = [low.clone(), high.clone()];
+    for row in store.query(PROFILES_IN_RANGE, &range).await? {
+        let enterprise_id = parse_id::<EnterpriseId>(&row, 0, "enterprise_profiles")?;
+        if let Some(file) = files.get_mut(&enterprise_id) {
+            let profile: EnterpriseProfile = parse_json(&row, 2, "enterprise_profiles")?;
+            file.profile_history.push((row.timestamp(1)?, profile));
+        }
+    }
+    let params = [low.clone(), high.clone(), SqlValue::Text(town.to_owned())];
+    for row in store.query(DOCUMENTS_IN_RANGE, &params).await? {
+        let view = document_view(&row)?;
+        if let Some(file) = files.get_mut(&view.enterprise_id) {
+            file.documents.insert(view.record.document_id, view.record);
+        }
+    }
+    Ok(())
+}
+
+/// Starts a file from an `enterprises` row (id, name, credit code, town, industry, registered).
+fn new_file(row: &Row) -> Result<EnterpriseFile, QueryError> {
+    let table = "enterprises";
+    Ok(EnterpriseFile {
+        registration: Some(Registration {
+            enterprise_id: parse_id(row, 0, table)?,
+            name: row.text(1)?,
+            credit_code: parse_column(row, 2, table)?,
+            town: parse_column(row, 3, table)?,
+            industry: row.text(4)?,
+            registered_at: row.timestamp(5)?,
+        }),
+        profile_history: Vec::new(),
+        documents: BTreeMap::new(),
+    })
+}
+
+/// Reads a row of `document_columns!()`.
+fn document_view(row: &Row) -> Result<DocumentView, QueryError> {
+    let table = "documents";
+    let requirement: RequirementCode = parse_column(row, 4, table)?;
+    let review = match row.opt_text(13)?.as_deref() {
+        None => None,
+        Some(outcome) => {
+            let outcome = match outcome {
+                "approved" => ReviewOutcome::Approved {
+                    comment: row.opt_text(17)?,
+                },
+                "returned" => ReviewOutcome::Returned {
+                    feedback: row.opt_text(16)?.unwrap_or_default(),
+                },
+                other => return Err(malformed(table, format!("unknown review outcome {other:?}"))),
+            };
+            Some(Review {
+                outcome,
+                reviewed_at: row.timestamp(14)?,
+            })
+        }
+    };
+    Ok(DocumentView {
+        enterprise_id: parse_id(row, 1, table)?,
+        enterprise_name: row.text(2)?,
+        town: parse_column(row, 3, table)?,
+        indicator: requirement.indicator(),
+        record: DocumentRecord {
+            document_id: parse_id(row, 0, table)?,
+            requirement,
+            title: row.text(5)?,
+            file: FileRef {
+                sha256: row.text(6)?,
+                size_bytes: u64::try_from(row.int(7)?).map_err(|_| malformed(table, "negative file size".into()))?,
+                media_type: row.text(8)?,
+                file_name: row.text(9)?,
+            },
+            coverage: parse_json(row, 10, table)?,
+            uploaded_at: row.timestamp(11)?,
+            review,
+        },
+        uploaded_by: user_id(&row.text(12)?)?,
+        reviewed_by: row.opt_text(15)?.as_deref().map(user_id).transpose()?,
+    })
+}
+
+fn check_page_size(first: usize) -> Result<(), QueryError> {
+    if first > PAGE_SIZE_MAX {
+        return Err(QueryError::PageTooLarge {
+            first,
+            max: PAGE_SIZE_MAX,
+        });
+    }
+    Ok(())
+}
+
+fn limit(rows: usize) -> SqlValue {
+    SqlValue::Int(i64::try_from(rows).unwrap_or(i64::MAX))
+}
+
+fn parse_cursor<T: std::str::FromStr>(cursor: &str) -> Result<T, QueryError> {
+    cursor.parse().map_err(|_| QueryError::InvalidCursor {
+        cursor: cursor.to_owned(),
+    })
+}
+
+fn parse_column<T>(row: &Row, column: usize, table: &'static str) -> Result<T, QueryError>
+where
+    T: TryFrom<String>,
+    T::Error: std::fmt::Display,
+{
+    T::try_from(row.text(column)?).map_err(|error| malformed(table, format!("column {column}: {error}")))
+}
+
+fn parse_id<T>(row: &Row, column: usize, table: &'static str) -> Result<T, QueryError>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    row.text(column)?
+        .parse()
+        .map_err(|error| malformed(table, format!("column {column}: {error}")))
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(row: &Row, column: usize, table: &'static str) -> Result<T, QueryError> {
+    serde_json::from_str(&row.text(column)?).map_err(|error| malformed(table, format!("column {column}: {error}")))
+}
+
+fn user_id(text: &str) -> Result<UserId, QueryError> {
+    UserId::parse(text).map_err(|error| malformed("documents", error.to_string()))
+}
+
+fn malformed(table: &'static str, reason: String) -> QueryError {
+    QueryError::Malformed { table, reason }
+}
