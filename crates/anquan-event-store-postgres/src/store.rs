@@ -2,6 +2,7 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -160,7 +161,7 @@ impl PostgresEventStore {
     /// explicit transaction that is then rolled back. Used to prove that a rolled-back append
     /// never becomes visible and never makes a reader skip a committed one.
     #[doc(hidden)]
-    pub async fn append_then_roll_back(&self, request: AppendRequest) -> Result<(), AppendError> {
+    pub async fn append_then_roll_back(&self, request: AppendRequest, hold: Duration) -> Result<(), AppendError> {
         request.validate()?;
         let mut client = self.client().await?;
         let last = stream_head(&client, &request.stream_id).await?;
@@ -170,8 +171,8 @@ impl PostgresEventStore {
             Ok(_) | Err(WriteError::Unique(_)) => {}
             Err(WriteError::Store(error)) => return Err(error.into()),
         }
-        // Hold the head row a little, like a slow writer, before giving up.
-        tokio::task::yield_now().await;
+        // Hold the head row a while, like a slow writer, before giving up.
+        tokio::time::sleep(hold).await;
         transaction.rollback().await.map_err(backend("roll back"))?;
         Ok(())
     }

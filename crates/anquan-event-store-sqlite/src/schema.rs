@@ -1,0 +1,134 @@
+//! The event log's tables in the SQLite file, and how its connections are opened.
+//!
+//! The tables are prefixed `event_` so the read models of the projections, which live in the
+//! same file behind their own connections, cannot collide with them.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+use anquan_event_store::StoreError;
+
+use crate::store::{SqliteOptions, Synchronous};
+
+/// The layout version of the event tables; a later layout migrates from the stored one.
+pub(crate) const STORE_SCHEMA_VERSION: i64 = 1;
+
+/// Prepared statements each connection keeps.
+const STATEMENT_CACHE_CAPACITY: usize = 32;
+/// Memory-mapped bytes per connection: reads of a large log avoid a copy through the page cache.
+const MMAP_BYTES_MAX: i64 = 1 << 30;
+/// Page cache per connection, in KiB (negative means KiB to SQLite).
+const CACHE_KIB: i64 = 32 * 1024;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS event_store_meta (
+    key TEXT PRIMARY KEY NOT NULL,
+    value INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS event_log (
+    position INTEGER PRIMARY KEY,
+    stream_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    event_id BLOB NOT NULL UNIQUE,
+    event_type TEXT NOT NULL,
+    schema_version INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    occurred_at INTEGER NOT NULL,
+    recorded_at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    correlation_id BLOB NOT NULL,
+    causation_id BLOB,
+    command_id BLOB,
+    hash BLOB NOT NULL,
+    UNIQUE (stream_id, version)
+) STRICT;
+CREATE TABLE IF NOT EXISTS event_commands (
+    command_id BLOB PRIMARY KEY NOT NULL,
+    stream_id TEXT NOT NULL,
+    first_version INTEGER NOT NULL,
+    last_version INTEGER NOT NULL,
+    last_position INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+";
+
+pub(crate) fn sql_error(what: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    let what = what.into();
+    move |error| StoreError::backend(what, error)
+}
+
+/// Opens the write connection, creating the file and the tables if needed, in WAL mode.
+pub(crate) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreError> {
+    let where_ = path.display();
+    let mut connection = Connection::open(path).map_err(sql_error(format!("open sqlite file {where_}")))?;
+    configure(&connection, options.busy_timeout).map_err(sql_error(format!("configure {where_}")))?;
+    let mode: String = connection
+        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+        .map_err(sql_error(format!("switch {where_} to WAL")))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Backend {
+            message: format!("sqlite file {where_} cannot use WAL (journal mode {mode})"),
+            source: None,
+        });
+    }
+    let synchronous = match options.synchronous {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    connection
+        .execute_batch(&format!("PRAGMA synchronous = {synchronous}"))
+        .map_err(sql_error(format!("set synchronous on {where_}")))?;
+
+    let transaction = connection
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sql_error(format!("lock {where_} to create the schema")))?;
+    transaction
+        .execute_batch(SCHEMA)
+        .map_err(sql_error(format!("create the event tables in {where_}")))?;
+    transaction
+        .execute(
+            "INSERT OR IGNORE INTO event_store_meta (key, value) VALUES ('store_schema_version', ?1)",
+            [STORE_SCHEMA_VERSION],
+        )
+        .map_err(sql_error(format!("record the schema version in {where_}")))?;
+    let stored: Option<i64> = transaction
+        .query_row(
+            "SELECT value FROM event_store_meta WHERE key = 'store_schema_version'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(sql_error(format!("read the schema version of {where_}")))?;
+    if stored != Some(STORE_SCHEMA_VERSION) {
+        return Err(StoreError::Backend {
+            message: format!(
+                "sqlite file {where_} has event store schema version {stored:?}; this build knows {STORE_SCHEMA_VERSION}"
+            ),
+            source: None,
+        });
+    }
+    transaction
+        .commit()
+        .map_err(sql_error(format!("commit the schema of {where_}")))?;
+    Ok(connection)
+}
+
+/// Opens a read-only connection to a file the writer has already created.
+pub(crate) fn open_reader(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
+    let where_ = path.display();
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection = Connection::open_with_flags(path, flags)
+        .map_err(sql_error(format!("open sqlite file {where_} for reading")))?;
+    configure(&connection, busy_timeout).map_err(sql_error(format!("configure a reader of {where_}")))?;
+    Ok(connection)
+}
+
+fn configure(connection: &Connection, busy_timeout: Duration) -> rusqlite::Result<()> {
+    connection.busy_timeout(busy_timeout)?;
+    connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+    connection.execute_batch(&format!(
+        "PRAGMA mmap_size = {MMAP_BYTES_MAX}; PRAGMA cache_size = -{CACHE_KIB};"
+    ))?;
+    Ok(())
+}
