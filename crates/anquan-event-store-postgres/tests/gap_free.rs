@@ -85,7 +85,7 @@ async fn a_subscriber_sees_every_committed_event_once_in_order_under_concurrent_
                 let stream = &streams[append % streams.len()];
                 let request = support::request(stream, StreamState::Any, EVENTS_PER_APPEND, 100);
                 let ids = request.events.iter().map(|event| event.event_id);
-                if random.next() % ROLLBACK_ONE_IN == 0 {
+                if random.next().is_multiple_of(ROLLBACK_ONE_IN) {
                     rolled_back.extend(ids);
                     let hold = Duration::from_micros(random.next() % 2_000);
                     store.append_then_roll_back(request, hold).await.unwrap();
