@@ -1,0 +1,623 @@
+//! The compliance read model against real domain commands: rows, status equal to the status
+//! engine over the event stream, drop-and-replay determinism, the review queue and
+//! exactly-once batches. Events go to the in-memory store, read models to a SQLite file.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers outside #[test] functions fail the test on any error"
+)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use uuid::Uuid;
+
+use anquan_domain::compliance::{IndicatorState, evaluate};
+use anquan_domain::enterprise::{
+    ChangeEnterpriseProfile, Coverage, EnterpriseCommand, EnterpriseFile, FileRef, RegisterEnterprise, ReviewDecision,
+    ReviewDocument, UploadDocument, enterprise_id_for,
+};
+use anquan_domain::rules::{EnterpriseProfile, ProfileFlag, RuleSet};
+use anquan_domain::{
+    Actor, DecisionContext, DocumentId, EnterpriseId, IndicatorCode, RequirementCode, Role, Town,
+    UnifiedSocialCreditCode, UserId,
+};
+use anquan_event_store::execute::{CommandEnvelope, execute, load};
+use anquan_event_store::{
+    AppendMetadata, AppendRequest, EventStore, InMemoryEventStore, NewEvent, Position, ProjectionBatch, ReadModelStore,
+    SqlValue, Statement, StreamId, StreamState,
+};
+use anquan_event_store_sqlite::SqliteReadModelStore;
+use anquan_projections::compliance::{self, SummaryFilter};
+use anquan_projections::{
+    ComplianceProjection, Projection, ProjectionRunner, RunnerError, dump_tables, wait_for_position,
+};
+
+fn rules() -> RuleSet {
+    RuleSet::parse(
+        include_str!("../../../projections/v1/ruleset.toml"),
+        include_str!("../../../projections/v1/indicators.toml"),
+    )
+    .unwrap()
+}
+
+fn day(n: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 1, 10, 9, 0, 0).unwrap() + chrono::Duration::days(n)
+}
+
+fn town(name: &str) -> Town {
+    Town::parse(name).unwrap()
+}
+
+fn admin(user: &str) -> Actor {
+    Actor {
+        user_id: UserId::parse(user).unwrap(),
+        role: Role::CityAdmin,
+    }
+}
+
+fn owner(enterprise_id: EnterpriseId) -> Actor {
+    Actor {
+        user_id: UserId::parse(&format!("owner-{enterprise_id}")).unwrap(),
+        role: Role::Enterprise { enterprise_id },
+    }
+}
+
+struct World {
+    _directory: tempfile::TempDir,
+    events: Arc<InMemoryEventStore>,
+    read_models: Arc<SqliteReadModelStore>,
+    runner: Arc<ProjectionRunner>,
+    rules: RuleSet,
+    enterprises: Vec<EnterpriseId>,
+    /// Pending documents in upload order: (document, enterprise).
+    pending: Vec<DocumentId>,
+}
+
+impl World {
+    async fn new() -> World {
+        let directory = tempfile::tempdir().unwrap();
+        let events = Arc::new(InMemoryEventStore::new());
+        let read_models = Arc::new(
+            SqliteReadModelStore::open(directory.path().join("anquan.db"))
+                .await
+                .unwrap(),
+        );
+        let runner =
+            ProjectionRunner::new(events.clone(), read_models.clone()).with_projection(Arc::new(ComplianceProjection));
+        World {
+            _directory: directory,
+            events,
+            read_models,
+            runner: Arc::new(runner),
+            rules: rules(),
+            enterprises: Vec::new(),
+            pending: Vec::new(),
+        }
+    }
+
+    async fn execute(&self, actor: &Actor, now: DateTime<Utc>, command: EnterpriseCommand) -> Position {
+        let context = DecisionContext {
+            actor,
+            rules: &self.rules,
+            now,
+        };
+        let envelope = CommandEnvelope {
+            command_id: None,
+            correlation_id: Uuid::now_v7(),
+            causation_id: None,
+            expected_version: None,
+        };
+        let executed = execute::<EnterpriseFile>(self.events.as_ref(), &command, &context, &envelope)
+            .await
+            .unwrap();
+        executed.outcome.unwrap().last_position
+    }
+
+    async fn register(&mut self, serial: u32, town_name: &str, now: DateTime<Utc>) -> EnterpriseId {
+        let credit_code =
+            UnifiedSocialCreditCode::with_check_character(&format!("91330481MA28A0X{serial:02}")).unwrap();
+        let enterprise_id = enterprise_id_for(&credit_code);
+        let command = EnterpriseCommand::Register(RegisterEnterprise {
+            name: format!("海宁企业{serial}"),
+            credit_code,
+            town: town(town_name),
+            industry: "纺织".into(),
+            profile: EnterpriseProfile {
+                staff_count: 40,
+                annual_revenue_10k_yuan: 800,
+                flags: [ProfileFlag::SpecialEquipment].into(),
+            },
+        });
+        self.execute(&admin("city-admin"), now, command).await;
+        self.enterprises.push(enterprise_id);
+        enterprise_id
+    }
+
+    async fn upload(
+        &mut self,
+        enterprise_id: EnterpriseId,
+        requirement: &str,
+        coverage: Coverage,
+        now: DateTime<Utc>,
+    ) -> DocumentId {
+        let document_id = DocumentId(Uuid::now_v7());
+        let command = EnterpriseCommand::UploadDocument(UploadDocument {
+            enterprise_id,
+            document_id,
+            requirement: RequirementCode::parse(requirement).unwrap(),
+            title: format!("{requirement} record"),
+            file: FileRef {
+                sha256: format!("{:064x}", document_id.0.as_u128()),
+                size_bytes: 1024,
+                media_type: "application/pdf".into(),
+                file_name: "record.pdf".into(),
+            },
+            coverage,
+        });
+        self.execute(&owner(enterprise_id), now, command).await;
+        self.pending.push(document_id);
+        document_id
+    }
+
+    async fn review(
+        &mut self,
+        enterprise_id: EnterpriseId,
+        document_id: DocumentId,
+        decision: ReviewDecision,
+        now: DateTime<Utc>,
+    ) {
+        let command = EnterpriseCommand::ReviewDocument(ReviewDocument {
+            enterprise_id,
+            document_id,
+            decision,
+        });
+        self.execute(&admin("reviewer-1"), now, command).await;
+        self.pending.retain(|pending| *pending != document_id);
+    }
+
+    /// Three enterprises in two towns, documents approved, returned and pending, and a move of
+    /// one enterprise to the other town.
+    async fn populated() -> World {
+        let mut world = World::new().await;
+        let first = world.register(1, "许村", day(0)).await;
+        let second = world.register(2, "长安", day(1)).await;
+        let third = world.register(3, "许村", day(2)).await;
+        let system = world
+            .upload(first, "R01.responsibility_system", Coverage::Once, day(3))
+            .await;
+        world
+            .upload(
+                second,
+                "R01.annual_goals",
+                Coverage::Period {
+                    period: "2023".parse().unwrap(),
+                },
+                day(3) + chrono::Duration::hours(1),
+            )
+            .await;
+        let validity = Coverage::Validity {
+            valid_from: Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap(),
+            valid_until: Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap(),
+        };
+        let rules_doc = world
+            .upload(first, "R03.rules_compilation", validity.clone(), day(4))
+            .await;
+        world
+            .review(
+                first,
+                system,
+                ReviewDecision::Approve {
+                    comment: Some("好".into()),
+                },
+                day(5),
+            )
+            .await;
+        world
+            .review(
+                first,
+                rules_doc,
+                ReviewDecision::Return {
+                    feedback: "缺少签字".into(),
+                },
+                day(6),
+            )
+            .await;
+        let again = world.upload(first, "R03.rules_compilation", validity, day(7)).await;
+        world
+            .upload(third, "R01.responsibility_system", Coverage::Once, day(8))
+            .await;
+        world
+            .review(first, again, ReviewDecision::Approve { comment: None }, day(9))
+            .await;
+        world
+            .upload(
+                first,
+                "R01.annual_goals",
+                Coverage::Period {
+                    period: "2023".parse().unwrap(),
+                },
+                day(9),
+            )
+            .await;
+        let change = EnterpriseCommand::ChangeProfile(ChangeEnterpriseProfile {
+            enterprise_id: first,
+            name: "海宁企业1（迁址）".into(),
+            town: town("长安"),
+            industry: "纺织".into(),
+            profile: EnterpriseProfile {
+                staff_count: 120,
+                annual_revenue_10k_yuan: 3000,
+                flags: [ProfileFlag::SpecialEquipment, ProfileFlag::AboveDesignatedSize].into(),
+            },
+        });
+        world.execute(&admin("city-admin"), day(10), change).await;
+        world
+    }
+
+    async fn dump(&self) -> String {
+        dump_tables(self.read_models.as_ref(), &ComplianceProjection)
+            .await
+            .unwrap()
+    }
+
+    async fn checkpoint(&self) -> Option<Position> {
+        self.read_models.checkpoint(ComplianceProjection::NAME).await.unwrap()
+    }
+
+    async fn folded(&self, enterprise_id: EnterpriseId) -> EnterpriseFile {
+        let stream = StreamId::for_uuid("enterprise", enterprise_id.as_uuid());
+        load::<EnterpriseFile>(self.events.as_ref(), &stream).await.unwrap().0
+    }
+
+    /// The file folded from the enterprise's events that occurred by `at`.
+    async fn folded_until(&self, enterprise_id: EnterpriseId, at: DateTime<Utc>) -> EnterpriseFile {
+        let stream = StreamId::for_uuid("enterprise", enterprise_id.as_uuid());
+        let recorded = self
+            .events
+            .read_stream(&stream, anquan_event_store::StreamVersion::FIRST, 1000)
+            .await
+            .unwrap();
+        let events: Vec<_> = recorded
+            .iter()
+            .filter(|event| event.metadata.occurred_at <= at)
+            .map(|event| event.decode().unwrap())
+            .collect();
+        EnterpriseFile::from_events(&events)
+    }
+}
+
+#[tokio::test]
+async fn the_projection_builds_enterprise_profile_and_document_rows() {
+    let world = World::populated().await;
+    world.runner.rebuild(ComplianceProjection::NAME).await.unwrap();
+    let store = world.read_models.as_ref();
+    let count = |table: &'static str| async move {
+        let rows = store
+            .query(&format!("SELECT COUNT(*) FROM {table}"), &[])
+            .await
+            .unwrap();
+        rows[0].int(0).unwrap()
+    };
+    assert_eq!(count("enterprises").await, 3);
+    assert_eq!(count("enterprise_profiles").await, 4);
+    assert_eq!(count("documents").await, 6);
+
+    let first = world.enterprises[0].to_string();
+    let rows = store
+        .query(
+            "SELECT name, town, last_position FROM enterprises WHERE enterprise_id = $1",
+            &[SqlValue::Text(first.clone())],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows[0].text(0).unwrap(), "海宁企业1（迁址）");
+    assert_eq!(rows[0].text(1).unwrap(), "长安");
+    assert_eq!(
+        u64::try_from(rows[0].int(2).unwrap()).unwrap(),
+        world.checkpoint().await.unwrap().sequence()
+    );
+    // Documents follow their enterprise to its new town.
+    let towns = store
+        .query(
+            "SELECT DISTINCT town FROM documents WHERE enterprise_id = $1",
+            &[SqlValue::Text(first)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(towns.len(), 1);
+    assert_eq!(towns[0].text(0).unwrap(), "长安");
+
+    let returned = store
+        .query(
+            "SELECT review_outcome, feedback, reviewed_by, uploaded_by, valid_until, period, indicator \
+             FROM documents WHERE review_outcome = $1",
+            &[SqlValue::Text("returned".into())],
+        )
+        .await
+        .unwrap();
+    assert_eq!(returned.len(), 1);
+    let row = &returned[0];
+    assert_eq!(row.text(1).unwrap(), "缺少签字");
+    assert_eq!(row.text(2).unwrap(), "reviewer-1");
+    assert_eq!(row.text(3).unwrap(), format!("owner-{}", world.enterprises[0]));
+    assert_eq!(
+        row.timestamp(4).unwrap(),
+        Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap()
+    );
+    assert_eq!(row.opt_text(5).unwrap(), None);
+    assert_eq!(row.text(6).unwrap(), "R03");
+}
+
+#[tokio::test]
+async fn the_read_model_file_equals_the_folded_stream_and_gives_the_same_status_at_any_instant() {
+    let world = World::populated().await;
+    world.runner.rebuild(ComplianceProjection::NAME).await.unwrap();
+    let instants = [
+        day(-1),
+        day(0),
+        day(4),
+        day(6),
+        day(8),
+        day(9),
+        day(11),
+        day(400),
+        day(800),
+    ];
+    for &enterprise_id in &world.enterprises {
+        let from_rows = compliance::enterprise_file(world.read_models.as_ref(), enterprise_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(from_rows, world.folded(enterprise_id).await);
+        for at in instants {
+            let expected = evaluate(&world.folded_until(enterprise_id, at).await, &world.rules, at);
+            assert_eq!(
+                evaluate(&from_rows, &world.rules, at),
+                expected,
+                "{enterprise_id} at {at}"
+            );
+        }
+    }
+    let unknown = EnterpriseId(Uuid::nil());
+    assert_eq!(
+        compliance::enterprise_file(world.read_models.as_ref(), unknown)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn summaries_filter_by_town_and_status_and_page_by_enterprise_id() {
+    let world = World::populated().await;
+    world.runner.rebuild(ComplianceProjection::NAME).await.unwrap();
+    let store = world.read_models.as_ref();
+    let mut sorted = world.enterprises.clone();
+    sorted.sort();
+
+    let all = SummaryFilter::default();
+    let first_page = compliance::enterprise_summaries(store, &all, &world.rules, day(11), 2, None)
+        .await
+        .unwrap();
+    let ids = |page: &compliance::Page<_>| -> Vec<EnterpriseId> {
+        page.items
+            .iter()
+            .map(|(registration, _): &(anquan_domain::enterprise::Registration, _)| registration.enterprise_id)
+            .collect()
+    };
+    assert_eq!(ids(&first_page), sorted[..2]);
+    assert!(first_page.has_next);
+    let second_page =
+        compliance::enterprise_summaries(store, &all, &world.rules, day(11), 2, first_page.end_cursor.as_deref())
+            .await
+            .unwrap();
+    assert_eq!(ids(&second_page), sorted[2..]);
+    assert!(!second_page.has_next);
+
+    for (registration, report) in first_page.items.iter().chain(&second_page.items) {
+        let expected = evaluate(&world.folded(registration.enterprise_id).await, &world.rules, day(11)).unwrap();
+        assert_eq!(report, &expected);
+    }
+
+    let in_changan = SummaryFilter {
+        town: Some(town("长安")),
+        ..SummaryFilter::default()
+    };
+    let page = compliance::enterprise_summaries(store, &in_changan, &world.rules, day(11), 10, None)
+        .await
+        .unwrap();
+    let mut expected = vec![world.enterprises[0], world.enterprises[1]];
+    expected.sort();
+    assert_eq!(ids(&page), expected);
+
+    // Before the third enterprise registered it is not listed at all.
+    let page = compliance::enterprise_summaries(store, &all, &world.rules, day(1), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 2);
+
+    // R01 needs an approved responsibility system and yearly goals: only some have both.
+    let mut matched = 0;
+    for state in [IndicatorState::Implemented, IndicatorState::NotImplemented] {
+        let filter = SummaryFilter {
+            indicator: Some((IndicatorCode::parse("R01").unwrap(), state)),
+            ..SummaryFilter::default()
+        };
+        let page = compliance::enterprise_summaries(store, &filter, &world.rules, day(11), 10, None)
+            .await
+            .unwrap();
+        let mut expected = Vec::new();
+        for &enterprise_id in &sorted {
+            let report = evaluate(&world.folded(enterprise_id).await, &world.rules, day(11)).unwrap();
+            if report
+                .indicators
+                .iter()
+                .any(|status| status.code.as_str() == "R01" && status.state == state)
+            {
+                expected.push(enterprise_id);
+            }
+        }
+        assert_eq!(ids(&page), expected, "{state:?}");
+        matched += expected.len();
+    }
+    assert_eq!(matched, 3);
+    let none_implemented = SummaryFilter {
+        responsibility_implemented: Some(true),
+        ..SummaryFilter::default()
+    };
+    let page = compliance::enterprise_summaries(store, &none_implemented, &world.rules, day(11), 10, None)
+        .await
+        .unwrap();
+    assert!(page.items.is_empty() && !page.has_next);
+
+    let too_many = compliance::enterprise_summaries(store, &all, &world.rules, day(11), 101, None).await;
+    assert!(too_many.is_err());
+    let bad_cursor = compliance::enterprise_summaries(store, &all, &world.rules, day(11), 1, Some("x")).await;
+    assert!(bad_cursor.is_err());
+}
+
+#[tokio::test]
+async fn the_review_queue_lists_pending_documents_oldest_first_in_pages() {
+    let world = World::populated().await;
+    world.runner.rebuild(ComplianceProjection::NAME).await.unwrap();
+    let store = world.read_models.as_ref();
+    assert_eq!(world.pending.len(), 3);
+
+    let first = compliance::review_queue(store, None, 2, None).await.unwrap();
+    let ids = |page: &compliance::Page<compliance::DocumentView>| -> Vec<DocumentId> {
+        page.items.iter().map(|view| view.record.document_id).collect()
+    };
+    assert_eq!(ids(&first), world.pending[..2]);
+    assert!(first.has_next);
+    let second = compliance::review_queue(store, None, 2, first.end_cursor.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(ids(&second), world.pending[2..]);
+    assert!(!second.has_next);
+
+    // The first enterprise moved to 长安, and its pending document with it.
+    let changan = compliance::review_queue(store, Some(&town("长安")), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(ids(&changan), vec![world.pending[0], world.pending[2]]);
+    assert!(changan.items.iter().all(|view| view.town.as_str() == "长安"));
+    let xucun = compliance::review_queue(store, Some(&town("许村")), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(ids(&xucun), vec![world.pending[1]]);
+    assert_eq!(xucun.items[0].enterprise_name, "海宁企业3");
+
+    let view = compliance::document(store, world.pending[1]).await.unwrap().unwrap();
+    assert_eq!(view.enterprise_id, world.enterprises[2]);
+    assert_eq!(view.record.review, None);
+    assert_eq!(
+        compliance::document(store, DocumentId(Uuid::nil())).await.unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn dropping_and_replaying_gives_identical_rows() {
+    let world = World::populated().await;
+    // Build live, in whatever batches the subscription hands out, then rebuild from zero.
+    let runner = world.runner.clone();
+    let live = tokio::spawn(async move { runner.run().await });
+    let head = world.events.head().borrow().unwrap();
+    assert!(wait_for_position(world.runner.applied(), head, Duration::from_secs(10)).await);
+    live.abort();
+    let built_live = world.dump().await;
+    assert!(built_live.contains("table documents (6 rows)"), "{built_live}");
+
+    let report = world.runner.rebuild(ComplianceProjection::NAME).await.unwrap();
+    assert_eq!(report.last_position, Some(head));
+    let rebuilt = world.dump().await;
+    assert_eq!(built_live, rebuilt);
+
+    world.runner.rebuild(ComplianceProjection::NAME).await.unwrap();
+    assert_eq!(world.dump().await, rebuilt);
+    assert_eq!(world.checkpoint().await, Some(head));
+}
+
+#[tokio::test]
+async fn the_runner_publishes_positions_so_writers_can_wait_for_their_events() {
+    let mut world = World::new().await;
+    let runner = world.runner.clone();
+    let live = tokio::spawn(async move { runner.run().await });
+    let enterprise_id = world.register(7, "许村", day(0)).await;
+    let head = world.events.head().borrow().unwrap();
+    assert!(wait_for_position(world.runner.applied(), head, Duration::from_secs(10)).await);
+    let file = compliance::enterprise_file(world.read_models.as_ref(), enterprise_id)
+        .await
+        .unwrap();
+    assert!(file.is_some());
+    let future = Position::from_sequence(head.sequence() + 10);
+    assert!(!wait_for_position(world.runner.applied(), future, Duration::from_millis(50)).await);
+    live.abort();
+}
+
+#[tokio::test]
+async fn a_failed_batch_leaves_rows_and_checkpoint_unchanged() {
+    let mut world = World::populated().await;
+    world.runner.rebuild(ComplianceProjection::NAME).await.unwrap();
+    let before = world.dump().await;
+    let checkpoint = world.checkpoint().await;
+
+    // A batch whose last statement fails: nothing of it may stay.
+    let stream = StreamId::for_uuid("enterprise", world.enterprises[1].as_uuid());
+    let recorded = world
+        .events
+        .read_all(checkpoint.map(|p| Position::from_sequence(p.sequence() - 3)), 10)
+        .await
+        .unwrap();
+    let mut statements = Vec::new();
+    for event in &recorded {
+        ComplianceProjection
+            .apply(event, &event.decode().unwrap(), &mut statements)
+            .unwrap();
+    }
+    statements.push(Statement::new(
+        "INSERT INTO no_such_table VALUES ($1)",
+        vec![SqlValue::Int(1)],
+    ));
+    let batch = ProjectionBatch {
+        projection: ComplianceProjection::NAME.into(),
+        statements,
+        checkpoint: Position::from_sequence(checkpoint.unwrap().sequence() + 100),
+    };
+    assert!(world.read_models.apply(batch).await.is_err());
+    assert_eq!(world.dump().await, before);
+    assert_eq!(world.checkpoint().await, checkpoint);
+
+    // An event the projection cannot decode stops the runner loudly, and the valid events
+    // folded into the same batch do not commit either.
+    let enterprise_id = world.enterprises[1];
+    world
+        .upload(enterprise_id, "R01.responsibility_system", Coverage::Once, day(12))
+        .await;
+    let bogus = AppendRequest {
+        stream_id: stream,
+        expected: StreamState::Any,
+        command_id: None,
+        metadata: AppendMetadata {
+            occurred_at: day(12),
+            actor: admin("city-admin"),
+            correlation_id: Uuid::now_v7(),
+            causation_id: None,
+        },
+        events: vec![NewEvent {
+            event_id: Uuid::now_v7(),
+            event_type: "NoSuchEvent".into(),
+            schema_version: 1,
+            data: "{}".into(),
+        }],
+    };
+    world.events.append(bogus).await.unwrap();
+    let stopped = tokio::time::timeout(Duration::from_secs(10), world.runner.run())
+        .await
+        .unwrap();
+    assert!(matches!(stopped, Err(RunnerError::Undecodable { .. })), "{stopped:?}");
+    assert_eq!(world.dump().await, before);
+    assert_eq!(world.checkpoint().await, checkpoint);
+}
