@@ -1,0 +1,119 @@
+//! The PostgreSQL read-model store: every `SqlValue` kind round-trips, and the checkpoint moves
+//! with the batch.
+
+mod support;
+
+use chrono::{TimeZone, Utc};
+
+use anquan_event_store::{Dialect, Position, ProjectionBatch, ReadModelStore, Row, SqlValue, Statement};
+use anquan_event_store_postgres::PostgresReadModelStore;
+
+const DDL: &str = "
+CREATE TABLE IF NOT EXISTS sample (
+    id      BIGINT PRIMARY KEY,
+    small   INTEGER,
+    flag    BOOLEAN,
+    score   DOUBLE PRECISION,
+    name    TEXT,
+    at      TIMESTAMPTZ,
+    doc     JSONB,
+    raw     JSON,
+    note    TEXT
+);
+CREATE INDEX IF NOT EXISTS sample_name ON sample (name)";
+
+const UPSERT: &str = "INSERT INTO sample (id, small, flag, score, name, at, doc, raw, note) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+    ON CONFLICT (id) DO UPDATE SET small = EXCLUDED.small, note = EXCLUDED.note";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sql_value_kind_round_trips_and_the_checkpoint_commits_with_the_batch() {
+    let Some(database) = support::fresh_database("read-model test").await else {
+        return;
+    };
+    let store = PostgresReadModelStore::connect(&database.url, 4).await.unwrap();
+    assert_eq!(store.dialect(), Dialect::Postgres);
+    store.migrate(DDL).await.unwrap();
+    store.migrate(DDL).await.unwrap();
+    assert_eq!(store.checkpoint("sample").await.unwrap(), None);
+
+    let at = Utc.with_ymd_and_hms(2026, 3, 1, 8, 30, 15).unwrap() + chrono::Duration::microseconds(123_456);
+    let values = vec![
+        SqlValue::Int(1),
+        SqlValue::Int(42),
+        SqlValue::Bool(true),
+        SqlValue::Real(2.5),
+        SqlValue::Text("镇 one".to_owned()),
+        SqlValue::Timestamp(at),
+        SqlValue::Json(r#"{"a":[1,2]}"#.to_owned()),
+        SqlValue::Json(r#"{"b":  true}"#.to_owned()),
+        SqlValue::Null,
+    ];
+    let nulls = vec![
+        SqlValue::Int(2),
+        SqlValue::Null,
+        SqlValue::Null,
+        SqlValue::Null,
+        SqlValue::Null,
+        SqlValue::Null,
+        SqlValue::Null,
+        SqlValue::Null,
+        SqlValue::Null,
+    ];
+    store
+        .apply(ProjectionBatch {
+            projection: "sample".to_owned(),
+            statements: vec![
+                Statement::new(UPSERT, values.clone()),
+                Statement::new(UPSERT, nulls.clone()),
+            ],
+            checkpoint: Position::from_sequence(7),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.checkpoint("sample").await.unwrap(),
+        Some(Position::from_sequence(7))
+    );
+
+    let rows = store
+        .query(
+            "SELECT id, small, flag, score, name, at, doc, raw, note FROM sample WHERE id >= $1 ORDER BY id",
+            &[SqlValue::Int(1)],
+        )
+        .await
+        .unwrap();
+    // jsonb normalises its text; json keeps it byte for byte.
+    let mut expected = values;
+    expected[6] = SqlValue::Json(r#"{"a": [1, 2]}"#.to_owned());
+    assert_eq!(rows, vec![Row(expected), Row(nulls)]);
+    assert_eq!(rows[0].timestamp(5).unwrap(), at);
+    assert!(rows[0].bool(2).unwrap());
+
+    // A failing statement rolls back the whole batch, checkpoint included.
+    let failed = store
+        .apply(ProjectionBatch {
+            projection: "sample".to_owned(),
+            statements: vec![
+                Statement::new("DELETE FROM sample WHERE id = $1", vec![SqlValue::Int(1)]),
+                Statement::new("INSERT INTO sample (id) VALUES ($1)", vec![SqlValue::Null]),
+            ],
+            checkpoint: Position::from_sequence(9),
+        })
+        .await;
+    assert!(failed.is_err());
+    assert_eq!(
+        store.checkpoint("sample").await.unwrap(),
+        Some(Position::from_sequence(7))
+    );
+    let count = store.query("SELECT count(*) FROM sample", &[]).await.unwrap();
+    assert_eq!(count, vec![Row(vec![SqlValue::Int(2)])]);
+
+    store
+        .reset("sample", vec![Statement::new("DELETE FROM sample", vec![])])
+        .await
+        .unwrap();
+    assert_eq!(store.checkpoint("sample").await.unwrap(), None);
+    let count = store.query("SELECT count(*) FROM sample", &[]).await.unwrap();
+    assert_eq!(count, vec![Row(vec![SqlValue::Int(0)])]);
+}
