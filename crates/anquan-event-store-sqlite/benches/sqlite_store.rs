@@ -198,6 +198,31 @@ fn read_all(c: &mut Criterion) {
             })
         });
     });
+    // What a projection runner can do: read the next page while decoding this one.
+    group.bench_function(
+        format!("pages_of_{READ_PAGE}_decoded_into_domain_events_next_page_prefetched"),
+        |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    let mut decoded = 0usize;
+                    let mut page = store.read_all(None, READ_PAGE).await.expect("read a page");
+                    while let Some(last) = page.last() {
+                        let next = {
+                            let store = Arc::clone(&store);
+                            let after = Some(last.position);
+                            tokio::spawn(async move { store.read_all(after, READ_PAGE).await })
+                        };
+                        for event in &page {
+                            black_box(event.decode().expect("decode a DocumentUploaded"));
+                            decoded += 1;
+                        }
+                        page = next.await.expect("a read task").expect("read a page");
+                    }
+                    assert_eq!(decoded, READ_LOG_EVENTS);
+                })
+            });
+        },
+    );
     group.finish();
 }
 
