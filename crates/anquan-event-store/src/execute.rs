@@ -76,6 +76,13 @@ pub enum ExecuteError<R: std::error::Error + 'static> {
     /// Other writers kept changing the stream: try again later.
     #[error("stream {stream_id} kept changing; gave up after {attempts} attempts")]
     Conflict { stream_id: StreamId, attempts: usize },
+    /// The caller named the stream version it decided on, and the stream has moved on.
+    #[error("stream {stream_id} is at {actual:?}, not at the expected version {expected}")]
+    WrongExpectedVersion {
+        stream_id: StreamId,
+        expected: StreamVersion,
+        actual: Option<StreamVersion>,
+    },
     /// The events could not be stored as asked.
     #[error("invalid append: {0}")]
     Invalid(InvalidAppend),
@@ -90,6 +97,9 @@ pub struct CommandEnvelope {
     pub command_id: Option<CommandId>,
     pub correlation_id: Uuid,
     pub causation_id: Option<Uuid>,
+    /// The stream version the client decided on; when set, a stream that has moved on is an
+    /// error instead of a reason to decide again.
+    pub expected_version: Option<StreamVersion>,
 }
 
 /// Loads the command's stream, decides, and appends with the expected version.
@@ -112,6 +122,15 @@ pub async fn execute<A: Aggregate>(
     }
     for _ in 0..=CONFLICT_RETRIES_MAX {
         let (state, version) = load::<A>(store, &stream_id).await?;
+        if let Some(expected) = envelope.expected_version
+            && version != Some(expected)
+        {
+            return Err(ExecuteError::WrongExpectedVersion {
+                stream_id,
+                expected,
+                actual: version,
+            });
+        }
         let events = state.decide(command, context).map_err(ExecuteError::Rejected)?;
         if events.is_empty() {
             return Ok(Executed { outcome: None, events });
@@ -136,7 +155,15 @@ pub async fn execute<A: Aggregate>(
                     events,
                 });
             }
-            Err(AppendError::Conflict { .. }) => continue,
+            Err(AppendError::Conflict { actual, .. }) => {
+                if let Some(expected) = envelope.expected_version {
+                    return Err(ExecuteError::WrongExpectedVersion {
+                        stream_id,
+                        expected,
+                        actual,
+                    });
+                }
+            }
             Err(AppendError::Invalid { reason, .. }) => return Err(ExecuteError::Invalid(reason)),
             Err(AppendError::Store(error)) => return Err(ExecuteError::Store(error)),
         }

@@ -1,0 +1,157 @@
+//! Bearer-token identity: HS256 JWTs carry the user, the role and its scope (town, enterprise).
+
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use anquan_domain::{Actor, EnterpriseId, Role, Town, UserId};
+
+/// Shortest accepted signing secret, in bytes.
+pub const SECRET_BYTES_MIN: usize = 32;
+
+/// The claims of an anquan token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub town: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enterprise_id: Option<String>,
+    pub exp: i64,
+    pub iat: i64,
+}
+
+/// Why a token was refused or could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("the signing secret must be at least {SECRET_BYTES_MIN} bytes")]
+    WeakSecret,
+    #[error("the bearer token is invalid: {0}")]
+    InvalidToken(String),
+    #[error("the token's role {role:?} needs {needs}")]
+    BadScope { role: String, needs: &'static str },
+    #[error("unknown role {0:?}; roles are city_admin, town_officer, enterprise")]
+    UnknownRole(String),
+}
+
+/// Signs and verifies tokens with one HS256 secret.
+#[derive(Clone)]
+pub struct TokenAuthority {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl TokenAuthority {
+    /// Builds the authority from a secret of at least [`SECRET_BYTES_MIN`] bytes.
+    pub fn new(secret: &[u8]) -> Result<Self, AuthError> {
+        if secret.len() < SECRET_BYTES_MIN {
+            return Err(AuthError::WeakSecret);
+        }
+        let encoding = EncodingKey::from_secret(secret).map_err(|error| AuthError::InvalidToken(error.to_string()))?;
+        let decoding = DecodingKey::from_secret(secret).map_err(|error| AuthError::InvalidToken(error.to_string()))?;
+        Ok(Self { encoding, decoding })
+    }
+
+    /// Mints a token for an actor, valid until `expires_at`.
+    pub fn mint(
+        &self,
+        actor: &Actor,
+        issued_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<String, AuthError> {
+        let (town, enterprise_id) = match &actor.role {
+            Role::CityAdmin => (None, None),
+            Role::TownOfficer { town } => (Some(town.to_string()), None),
+            Role::Enterprise { enterprise_id } => (None, Some(enterprise_id.to_string())),
+        };
+        let claims = Claims {
+            sub: actor.user_id.to_string(),
+            role: actor.role.name().to_owned(),
+            town,
+            enterprise_id,
+            exp: expires_at.timestamp(),
+            iat: issued_at.timestamp(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|error| AuthError::InvalidToken(error.to_string()))
+    }
+
+    /// Verifies a token (signature, algorithm, expiry) and returns its actor.
+    pub fn verify(&self, token: &str) -> Result<Actor, AuthError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 5;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+            .map_err(|error| AuthError::InvalidToken(error.to_string()))?;
+        actor_from_claims(&data.claims)
+    }
+}
+
+/// Turns claims into an actor, checking the scope each role needs.
+pub fn actor_from_claims(claims: &Claims) -> Result<Actor, AuthError> {
+    let user_id = UserId::parse(&claims.sub).map_err(|error| AuthError::InvalidToken(error.to_string()))?;
+    let bad_scope = |needs| AuthError::BadScope {
+        role: claims.role.clone(),
+        needs,
+    };
+    let role = match claims.role.as_str() {
+        "city_admin" => Role::CityAdmin,
+        "town_officer" => {
+            let town = claims.town.as_deref().ok_or_else(|| bad_scope("a town"))?;
+            Role::TownOfficer {
+                town: Town::parse(town).map_err(|_| bad_scope("a valid town"))?,
+            }
+        }
+        "enterprise" => {
+            let id = claims
+                .enterprise_id
+                .as_deref()
+                .ok_or_else(|| bad_scope("an enterprise_id"))?;
+            let enterprise_id: EnterpriseId = id.parse().map_err(|_| bad_scope("a valid enterprise_id"))?;
+            Role::Enterprise { enterprise_id }
+        }
+        other => return Err(AuthError::UnknownRole(other.to_owned())),
+    };
+    Ok(Actor { user_id, role })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minted_token_verifies_to_the_same_actor() {
+        let authority = TokenAuthority::new(&[7u8; 32]).unwrap();
+        let actor = Actor {
+            user_id: UserId::parse("officer-1").unwrap(),
+            role: Role::TownOfficer {
+                town: Town::parse("许村").unwrap(),
+            },
+        };
+        let now = Utc::now();
+        let token = authority.mint(&actor, now, now + chrono::Duration::hours(1)).unwrap();
+        assert_eq!(authority.verify(&token).unwrap(), actor);
+    }
+
+    #[test]
+    fn expired_and_foreign_tokens_are_refused() {
+        let authority = TokenAuthority::new(&[7u8; 32]).unwrap();
+        let other = TokenAuthority::new(&[8u8; 32]).unwrap();
+        let actor = Actor {
+            user_id: UserId::parse("admin").unwrap(),
+            role: Role::CityAdmin,
+        };
+        let now = Utc::now();
+        let expired = authority
+            .mint(
+                &actor,
+                now - chrono::Duration::hours(2),
+                now - chrono::Duration::hours(1),
+            )
+            .unwrap();
+        assert!(authority.verify(&expired).is_err());
+        let foreign = other.mint(&actor, now, now + chrono::Duration::hours(1)).unwrap();
+        assert!(authority.verify(&foreign).is_err());
+        assert!(TokenAuthority::new(b"short").is_err());
+    }
+}

@@ -1,0 +1,148 @@
+//! The one table that maps every error to a stable `extensions.code`. Clients branch on codes;
+//! internal errors reach them as a generic message and are logged once, here.
+
+use async_graphql::ErrorExtensions as _;
+
+use anquan_domain::enterprise::EnterpriseRejection;
+use anquan_event_store::execute::ExecuteError;
+use anquan_event_store::{ReadModelError, StoreError};
+
+/// An error a resolver returns. It is deliberately not `Display`, so the only way into a
+/// GraphQL error is the conversion below, which always sets `extensions.code`.
+#[derive(Debug)]
+pub enum ApiError {
+    Rejected(EnterpriseRejection),
+    BadInput { code: &'static str, message: String },
+    Unauthenticated,
+    Forbidden(String),
+    NotFound(String),
+    WrongExpectedVersion { expected: String, actual: String },
+    Conflict,
+    FileTooLarge { size: u64, max: u64 },
+    Internal(String),
+}
+
+impl ApiError {
+    /// Returns the message the client sees (internal details are never included).
+    pub fn message(&self) -> String {
+        match self {
+            ApiError::Rejected(rejection) => rejection.to_string(),
+            ApiError::BadInput { message, .. } => message.clone(),
+            ApiError::Unauthenticated => "sign in with a bearer token to do this".to_owned(),
+            ApiError::Forbidden(message) => message.clone(),
+            ApiError::NotFound(what) => format!("{what} not found"),
+            ApiError::WrongExpectedVersion { expected, actual } => {
+                format!("the stream is at version {actual}, not the expected {expected}")
+            }
+            ApiError::Conflict => "another change to the same record won repeatedly; try again".to_owned(),
+            ApiError::FileTooLarge { size, max } => format!("the file is {size} bytes; at most {max} are accepted"),
+            ApiError::Internal(_) => "internal error".to_owned(),
+        }
+    }
+
+    /// Returns the stable code clients branch on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Rejected(rejection) => rejection.code(),
+            ApiError::BadInput { code, .. } => code,
+            ApiError::Unauthenticated => "UNAUTHENTICATED",
+            ApiError::Forbidden(_) => "FORBIDDEN",
+            ApiError::NotFound(_) => "NOT_FOUND",
+            ApiError::WrongExpectedVersion { .. } => "WRONG_EXPECTED_VERSION",
+            ApiError::Conflict => "CONFLICT",
+            ApiError::FileTooLarge { .. } => "FILE_TOO_LARGE",
+            ApiError::Internal(_) => "INTERNAL",
+        }
+    }
+
+    /// A malformed argument.
+    pub fn bad_input(message: impl Into<String>) -> Self {
+        ApiError::BadInput {
+            code: "BAD_INPUT",
+            message: message.into(),
+        }
+    }
+
+    /// Logs an internal failure once, with its whole chain, and hides it from the client.
+    pub fn internal(error: &(dyn std::error::Error + 'static)) -> Self {
+        let mut chain = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            chain.push_str(": ");
+            chain.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        tracing::error!(error = %chain, "request failed");
+        ApiError::Internal(chain)
+    }
+}
+
+impl From<ApiError> for async_graphql::Error {
+    fn from(error: ApiError) -> Self {
+        let code = error.code();
+        async_graphql::Error::new(error.message()).extend_with(|_, extensions| extensions.set("code", code))
+    }
+}
+
+impl From<EnterpriseRejection> for ApiError {
+    fn from(rejection: EnterpriseRejection) -> Self {
+        ApiError::Rejected(rejection)
+    }
+}
+
+impl From<ExecuteError<EnterpriseRejection>> for ApiError {
+    fn from(error: ExecuteError<EnterpriseRejection>) -> Self {
+        match error {
+            ExecuteError::Rejected(rejection) => ApiError::Rejected(rejection),
+            ExecuteError::Conflict { .. } => ApiError::Conflict,
+            ExecuteError::WrongExpectedVersion { expected, actual, .. } => ApiError::WrongExpectedVersion {
+                expected: expected.to_string(),
+                actual: actual.map_or_else(|| "none".to_owned(), |version| version.to_string()),
+            },
+            ExecuteError::Invalid(reason) => ApiError::BadInput {
+                code: "INVALID_EVENT",
+                message: reason.to_string(),
+            },
+            ExecuteError::Store(error) => ApiError::internal(&error),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        ApiError::internal(&error)
+    }
+}
+
+impl From<anquan_projections::QueryError> for ApiError {
+    fn from(error: anquan_projections::QueryError) -> Self {
+        use anquan_projections::QueryError;
+        match error {
+            QueryError::InvalidCursor { .. } | QueryError::PageTooLarge { .. } => {
+                ApiError::bad_input(error.to_string())
+            }
+            QueryError::ReadModel(_) | QueryError::Malformed { .. } => ApiError::internal(&error),
+        }
+    }
+}
+
+impl From<ReadModelError> for ApiError {
+    fn from(error: ReadModelError) -> Self {
+        ApiError::internal(&error)
+    }
+}
+
+/// Every code a client may see, for the README and the schema's description.
+pub const ERROR_CODES: &[&str] = &[
+    "BAD_INPUT",
+    "INVALID_ID",
+    "UNAUTHENTICATED",
+    "FORBIDDEN",
+    "NOT_FOUND",
+    "WRONG_EXPECTED_VERSION",
+    "CONFLICT",
+    "FILE_TOO_LARGE",
+    "EMPTY_FILE",
+    "INVALID_EVENT",
+    "INTERNAL",
+];

@@ -1,0 +1,49 @@
+//! The GraphQL schema: queries read read models, mutations issue commands.
+
+pub mod mutation;
+pub mod query;
+pub mod types;
+
+use async_graphql::{Context, EmptySubscription, Schema};
+
+use anquan_domain::Actor;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+pub use mutation::MutationRoot;
+pub use query::QueryRoot;
+
+/// The API's schema type.
+pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+
+/// Deepest query accepted.
+const QUERY_DEPTH_MAX: usize = 12;
+/// Most complex query accepted (async-graphql's field-count measure).
+const QUERY_COMPLEXITY_MAX: usize = 5_000;
+
+/// Builds the schema around the application state.
+pub fn schema(app: AppState) -> AppSchema {
+    builder().data(app).finish()
+}
+
+/// Renders the schema's SDL (what `schema.graphql` holds); needs no state.
+pub fn sdl() -> String {
+    builder().finish().sdl()
+}
+
+fn builder() -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+    Schema::build(QueryRoot, MutationRoot, EmptySubscription)
+        .limit_depth(QUERY_DEPTH_MAX)
+        .limit_complexity(QUERY_COMPLEXITY_MAX)
+        .extension(async_graphql::extensions::Tracing)
+}
+
+fn app<'a>(ctx: &'a Context<'_>) -> Result<&'a AppState, ApiError> {
+    ctx.data::<AppState>()
+        .map_err(|error| ApiError::Internal(error.message))
+}
+
+fn actor<'a>(ctx: &'a Context<'_>) -> Result<&'a Actor, ApiError> {
+    ctx.data_opt::<Actor>().ok_or(ApiError::Unauthenticated)
+}

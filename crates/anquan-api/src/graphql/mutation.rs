@@ -1,0 +1,292 @@
+//! Mutations: each parses its input into a domain command, runs `execute`, waits until the
+//! read models show the write, and returns the result. Nothing here decides a rule.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject, Upload};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use anquan_domain::enterprise::{
+    ChangeEnterpriseProfile, Coverage, DecisionContext, EnterpriseCommand, EnterpriseFile, RegisterEnterprise,
+    ReviewDecision, ReviewDocument, UploadDocument,
+};
+use anquan_domain::{CommandId, DocumentId, RequirementCode, Town, UnifiedSocialCreditCode};
+use anquan_event_store::StreamVersion;
+use anquan_event_store::execute::{CommandEnvelope, execute};
+use anquan_projections::compliance as read_model;
+
+use super::query::parse_enterprise_id;
+use super::types::{Enterprise, Profile};
+use super::{actor, app};
+use crate::error::ApiError;
+
+/// The mutation root.
+pub struct MutationRoot;
+
+/// Enrol an enterprise.
+#[derive(InputObject)]
+pub struct RegisterEnterpriseInput {
+    pub name: String,
+    /// 18-character unified social credit code; its check character is verified.
+    pub credit_code: String,
+    pub town: String,
+    pub industry: String,
+    pub profile: Profile,
+}
+
+/// Change an enterprise's name, town, industry or profile.
+#[derive(InputObject)]
+pub struct ChangeEnterpriseProfileInput {
+    pub enterprise_id: ID,
+    pub name: String,
+    pub town: String,
+    pub industry: String,
+    pub profile: Profile,
+}
+
+/// Describe an uploaded record. Give `validFrom` and `validUntil` for a requirement with a
+/// validity, `period` (`2019`, `2019-H1`, `2019-Q3`, `2019-07`) for a periodic one, neither
+/// for a one-off record.
+#[derive(InputObject)]
+pub struct UploadDocumentInput {
+    pub enterprise_id: ID,
+    /// A client-chosen id for the record; one is made if absent.
+    pub document_id: Option<ID>,
+    /// The requirement item, e.g. `R10.drill` (see `ruleSet`).
+    pub requirement: String,
+    pub title: String,
+    pub valid_from: Option<DateTime<Utc>>,
+    /// The instant the validity ends (exclusive).
+    pub valid_until: Option<DateTime<Utc>>,
+    pub period: Option<String>,
+}
+
+/// A reviewer's decision.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+pub enum ReviewDecisionKind {
+    /// 审核通过.
+    Approve,
+    /// 退回 with feedback.
+    Return,
+}
+
+/// Review a pending record.
+#[derive(InputObject)]
+pub struct ReviewDocumentInput {
+    pub enterprise_id: ID,
+    pub document_id: ID,
+    pub decision: ReviewDecisionKind,
+    /// Required when returning: what the enterprise must fix.
+    pub feedback: Option<String>,
+    /// Optional remark when approving.
+    pub comment: Option<String>,
+}
+
+/// What a command did.
+#[derive(SimpleObject)]
+pub struct CommandPayload {
+    /// The stream version after the command (pass as `expectedVersion` next time).
+    pub stream_version: Option<u64>,
+    /// The global position of the last event written.
+    pub position: Option<u64>,
+    /// True when `commandId` had been used before: nothing new was written and this is the
+    /// first call's result.
+    pub duplicate: bool,
+    /// The enterprise as the read models now show it.
+    pub enterprise: Option<Enterprise>,
+    /// The record the command created or reviewed, if any.
+    pub document_id: Option<ID>,
+}
+
+#[Object]
+impl MutationRoot {
+    /// Enrols an enterprise (city admin, or the officer of its town). Its id derives from the
+    /// credit code, so a code registers once.
+    async fn register_enterprise(
+        &self,
+        ctx: &Context<'_>,
+        input: RegisterEnterpriseInput,
+        command_id: Option<ID>,
+    ) -> Result<CommandPayload, ApiError> {
+        let credit_code = UnifiedSocialCreditCode::parse(&input.credit_code).map_err(|error| ApiError::BadInput {
+            code: "INVALID_CREDIT_CODE",
+            message: error.to_string(),
+        })?;
+        let command = EnterpriseCommand::Register(RegisterEnterprise {
+            name: input.name,
+            credit_code,
+            town: parse_town(&input.town)?,
+            industry: input.industry,
+            profile: input.profile.into(),
+        });
+        run(ctx, command, command_id, None, None).await
+    }
+
+    /// Changes an enterprise's name, town, industry or profile flags.
+    async fn change_enterprise_profile(
+        &self,
+        ctx: &Context<'_>,
+        input: ChangeEnterpriseProfileInput,
+        command_id: Option<ID>,
+        expected_version: Option<u64>,
+    ) -> Result<CommandPayload, ApiError> {
+        let command = EnterpriseCommand::ChangeProfile(ChangeEnterpriseProfile {
+            enterprise_id: parse_enterprise_id(&input.enterprise_id)?,
+            name: input.name,
+            town: parse_town(&input.town)?,
+            industry: input.industry,
+            profile: input.profile.into(),
+        });
+        run(ctx, command, command_id, expected_version, None).await
+    }
+
+    /// Uploads a record for a requirement (GraphQL multipart request). The file is stored by
+    /// its SHA-256; the record awaits review.
+    async fn upload_document(
+        &self,
+        ctx: &Context<'_>,
+        input: UploadDocumentInput,
+        file: Upload,
+        command_id: Option<ID>,
+        expected_version: Option<u64>,
+    ) -> Result<CommandPayload, ApiError> {
+        let app = app(ctx)?;
+        actor(ctx)?;
+        let enterprise_id = parse_enterprise_id(&input.enterprise_id)?;
+        let document_id = match &input.document_id {
+            Some(id) => id.parse::<DocumentId>().map_err(invalid_id)?,
+            None => DocumentId::from_uuid(Uuid::now_v7()),
+        };
+        let requirement = RequirementCode::parse(&input.requirement).map_err(invalid_id)?;
+        let coverage = coverage(&input)?;
+        let upload = file
+            .value(ctx)
+            .map_err(|error| ApiError::bad_input(format!("the upload cannot be read: {error}")))?;
+        let size = upload.content.len() as u64;
+        if size > app.upload_bytes_max {
+            return Err(ApiError::FileTooLarge {
+                size,
+                max: app.upload_bytes_max,
+            });
+        }
+        if size == 0 {
+            return Err(anquan_domain::enterprise::EnterpriseRejection::EmptyFile.into());
+        }
+        let media_type = upload
+            .content_type
+            .clone()
+            .unwrap_or_else(|| "application/octet-stream".to_owned());
+        let stored = app
+            .blobs
+            .put(upload.content.clone(), &media_type, &upload.filename)
+            .await
+            .map_err(|error| ApiError::internal(&error))?;
+        let command = EnterpriseCommand::UploadDocument(UploadDocument {
+            enterprise_id,
+            document_id,
+            requirement,
+            title: input.title,
+            file: stored,
+            coverage,
+        });
+        run(ctx, command, command_id, expected_version, Some(document_id)).await
+    }
+
+    /// Approves a pending record, or returns it with feedback (the officer of the
+    /// enterprise's town, or the city).
+    async fn review_document(
+        &self,
+        ctx: &Context<'_>,
+        input: ReviewDocumentInput,
+        command_id: Option<ID>,
+        expected_version: Option<u64>,
+    ) -> Result<CommandPayload, ApiError> {
+        let document_id = input.document_id.parse::<DocumentId>().map_err(invalid_id)?;
+        let decision = match input.decision {
+            ReviewDecisionKind::Approve => ReviewDecision::Approve { comment: input.comment },
+            ReviewDecisionKind::Return => ReviewDecision::Return {
+                feedback: input.feedback.unwrap_or_default(),
+            },
+        };
+        let command = EnterpriseCommand::ReviewDocument(ReviewDocument {
+            enterprise_id: parse_enterprise_id(&input.enterprise_id)?,
+            document_id,
+            decision,
+        });
+        run(ctx, command, command_id, expected_version, Some(document_id)).await
+    }
+}
+
+/// Executes a command for the caller and reads the enterprise back once projected.
+async fn run(
+    ctx: &Context<'_>,
+    command: EnterpriseCommand,
+    command_id: Option<ID>,
+    expected_version: Option<u64>,
+    document_id: Option<DocumentId>,
+) -> Result<CommandPayload, ApiError> {
+    let app = app(ctx)?;
+    let actor = actor(ctx)?;
+    let command_id = command_id
+        .map(|id| id.parse::<CommandId>().map_err(invalid_id))
+        .transpose()?;
+    let now = app.now();
+    let context = DecisionContext {
+        actor,
+        rules: &app.rules,
+        now,
+    };
+    let envelope = CommandEnvelope {
+        command_id,
+        correlation_id: Uuid::now_v7(),
+        causation_id: None,
+        expected_version: expected_version.map(StreamVersion),
+    };
+    let executed = execute::<EnterpriseFile>(app.event_store.as_ref(), &command, &context, &envelope).await?;
+    let outcome = executed.outcome;
+    if let Some(outcome) = &outcome
+        && !app.wait_for_projection(outcome.last_position).await
+    {
+        tracing::warn!(position = %outcome.last_position, "read models did not catch up in time");
+    }
+    let enterprise_id = command.enterprise_id();
+    let file = read_model::enterprise_file(app.read_models.as_ref(), enterprise_id).await?;
+    let enterprise = file.and_then(|file| Enterprise::at(Arc::new(file), &app.rules, now.max(app.now())));
+    Ok(CommandPayload {
+        stream_version: outcome.as_ref().map(|outcome| outcome.last_version.0),
+        position: outcome.as_ref().map(|outcome| outcome.last_position.sequence()),
+        duplicate: outcome.as_ref().is_some_and(|outcome| outcome.duplicate),
+        enterprise,
+        document_id: document_id.map(|id| ID(id.to_string())),
+    })
+}
+
+fn coverage(input: &UploadDocumentInput) -> Result<Coverage, ApiError> {
+    match (&input.valid_from, &input.valid_until, &input.period) {
+        (None, None, None) => Ok(Coverage::Once),
+        (Some(valid_from), Some(valid_until), None) => Ok(Coverage::Validity {
+            valid_from: *valid_from,
+            valid_until: *valid_until,
+        }),
+        (None, None, Some(period)) => Ok(Coverage::Period {
+            period: period
+                .parse()
+                .map_err(|error: anquan_domain::period::PeriodParseError| ApiError::bad_input(error.to_string()))?,
+        }),
+        _ => Err(ApiError::bad_input(
+            "give validFrom and validUntil together, or period, or neither",
+        )),
+    }
+}
+
+fn parse_town(town: &str) -> Result<Town, ApiError> {
+    Town::parse(town).map_err(invalid_id)
+}
+
+fn invalid_id(error: anquan_domain::IdError) -> ApiError {
+    ApiError::BadInput {
+        code: "INVALID_ID",
+        message: error.to_string(),
+    }
+}

@@ -1,0 +1,177 @@
+//! Queries: read models only, with the caller's scope enforced here, where they read.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, ID, Object};
+use chrono::{DateTime, Utc};
+
+use anquan_domain::{EnterpriseId, Role, Town};
+use anquan_projections::compliance as read_model;
+
+use super::types::{
+    Compliance, Document, DocumentConnection, Enterprise, EnterpriseConnection, EnterpriseSummary, PageInfo,
+    RuleSetInfo,
+};
+use super::{actor, app};
+use crate::error::ApiError;
+
+use anquan_projections::compliance::PAGE_SIZE_MAX;
+
+/// The query root.
+pub struct QueryRoot;
+
+#[Object]
+impl QueryRoot {
+    /// One enterprise's file and its status at `asOf` (default: now). Enterprises see only
+    /// their own file, town officers only their town's.
+    async fn enterprise(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        as_of: Option<DateTime<Utc>>,
+    ) -> Result<Option<Enterprise>, ApiError> {
+        let app = app(ctx)?;
+        let actor = actor(ctx)?;
+        let enterprise_id = parse_enterprise_id(&id)?;
+        let Some(file) = read_model::enterprise_file(app.read_models.as_ref(), enterprise_id).await? else {
+            return Ok(None);
+        };
+        let Some(registration) = &file.registration else {
+            return Ok(None);
+        };
+        if !actor.may_read_enterprise(enterprise_id, &registration.town) {
+            return Err(ApiError::Forbidden(format!(
+                "{} may not read enterprise {enterprise_id}",
+                actor.role.name()
+            )));
+        }
+        let at = as_of.unwrap_or_else(|| app.now());
+        Ok(Enterprise::at(Arc::new(file), &app.rules, at))
+    }
+
+    /// Enterprises with their status at `asOf` (default: now), filtered by town and by
+    /// whether their main responsibility is implemented, ordered by id, paged by cursor.
+    /// Town officers see only their town; enterprises cannot list.
+    async fn enterprises(
+        &self,
+        ctx: &Context<'_>,
+        town: Option<String>,
+        responsibility_implemented: Option<bool>,
+        as_of: Option<DateTime<Utc>>,
+        #[graphql(default = 20)] first: i32,
+        after: Option<String>,
+    ) -> Result<EnterpriseConnection, ApiError> {
+        let app = app(ctx)?;
+        let town = scoped_town(ctx, town)?;
+        let first = page_size(first)?;
+        let at = as_of.unwrap_or_else(|| app.now());
+        let filter = read_model::SummaryFilter {
+            town,
+            responsibility_implemented,
+            indicator: None,
+        };
+        let page = read_model::enterprise_summaries(
+            app.read_models.as_ref(),
+            &filter,
+            &app.rules,
+            at,
+            first,
+            after.as_deref(),
+        )
+        .await?;
+        let nodes = page
+            .items
+            .iter()
+            .map(|(registration, report)| EnterpriseSummary {
+                id: ID(registration.enterprise_id.to_string()),
+                name: registration.name.clone(),
+                town: registration.town.to_string(),
+                industry: registration.industry.clone(),
+                compliance: Compliance::from_report(report, &app.rules),
+            })
+            .collect();
+        Ok(EnterpriseConnection {
+            nodes,
+            page_info: PageInfo {
+                has_next_page: page.has_next,
+                end_cursor: page.end_cursor,
+            },
+        })
+    }
+
+    /// Records awaiting review, oldest upload first: a town's queue for town officers, any
+    /// town (or all) for the city.
+    async fn review_queue(
+        &self,
+        ctx: &Context<'_>,
+        town: Option<String>,
+        #[graphql(default = 20)] first: i32,
+        after: Option<String>,
+    ) -> Result<DocumentConnection, ApiError> {
+        let app = app(ctx)?;
+        let town = scoped_town(ctx, town)?;
+        let first = page_size(first)?;
+        let page = read_model::review_queue(app.read_models.as_ref(), town.as_ref(), first, after.as_deref()).await?;
+        let now = app.now();
+        let nodes = page
+            .items
+            .iter()
+            .map(|pending| Document {
+                enterprise_id: Some(ID(pending.enterprise_id.to_string())),
+                enterprise_name: Some(pending.enterprise_name.clone()),
+                town: Some(pending.town.to_string()),
+                ..Document::at(&pending.record, now)
+            })
+            .collect();
+        Ok(DocumentConnection {
+            nodes,
+            page_info: PageInfo {
+                has_next_page: page.has_next,
+                end_cursor: page.end_cursor,
+            },
+        })
+    }
+
+    /// The rule set in force: its indicators and requirements.
+    async fn rule_set(&self, ctx: &Context<'_>) -> Result<RuleSetInfo, ApiError> {
+        Ok(RuleSetInfo::from(app(ctx)?.rules.as_ref()))
+    }
+}
+
+/// Applies the caller's scope to a town filter: town officers are held to their town.
+fn scoped_town(ctx: &Context<'_>, town: Option<String>) -> Result<Option<Town>, ApiError> {
+    let actor = actor(ctx)?;
+    let town = town
+        .map(|town| {
+            Town::parse(&town).map_err(|error| ApiError::BadInput {
+                code: "INVALID_ID",
+                message: error.to_string(),
+            })
+        })
+        .transpose()?;
+    match (&actor.role, town) {
+        (Role::CityAdmin, town) => Ok(town),
+        (Role::TownOfficer { town: own }, None) => Ok(Some(own.clone())),
+        (Role::TownOfficer { town: own }, Some(town)) if &town == own => Ok(Some(town)),
+        (Role::TownOfficer { .. }, Some(town)) => {
+            Err(ApiError::Forbidden(format!("a town officer may not list {town}")))
+        }
+        (Role::Enterprise { .. }, _) => Err(ApiError::Forbidden(
+            "an enterprise may not list other enterprises".into(),
+        )),
+    }
+}
+
+fn page_size(first: i32) -> Result<usize, ApiError> {
+    usize::try_from(first)
+        .ok()
+        .filter(|first| (1..=PAGE_SIZE_MAX).contains(first))
+        .ok_or_else(|| ApiError::bad_input(format!("first must be between 1 and {PAGE_SIZE_MAX}")))
+}
+
+pub(super) fn parse_enterprise_id(id: &ID) -> Result<EnterpriseId, ApiError> {
+    id.parse().map_err(|error: anquan_domain::IdError| ApiError::BadInput {
+        code: "INVALID_ID",
+        message: error.to_string(),
+    })
+}

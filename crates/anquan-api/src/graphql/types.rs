@@ -1,0 +1,548 @@
+//! GraphQL object and input types, converted from domain and read-model values.
+
+use std::sync::Arc;
+
+use async_graphql::{ComplexObject, Enum, ID, InputObject, SimpleObject};
+use chrono::{DateTime, Utc};
+
+use anquan_domain::compliance::{ComplianceReport, Detail, IndicatorState, RequirementState};
+use anquan_domain::enterprise::{Coverage, DocumentRecord, EnterpriseFile, ReviewOutcome};
+use anquan_domain::rules::{EnterpriseProfile, RuleSet};
+
+/// A yes/no fact about an enterprise that decides which indicators apply.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "anquan_domain::rules::ProfileFlag")]
+pub enum ProfileFlag {
+    AboveDesignatedSize,
+    HazardousChemicals,
+    DustExplosion,
+    ConfinedSpace,
+    SprayPainting,
+    AmmoniaRefrigeration,
+    MoltenMetal,
+    SpecialEquipment,
+    SpecialOperators,
+    OccupationalHazards,
+    ContractsOrLeases,
+    HighRiskIndustry,
+    SafetyCostMandatory,
+    CrowdedPlace,
+}
+
+/// The facts about an enterprise that rules are conditioned on.
+#[derive(SimpleObject, InputObject, Clone)]
+#[graphql(input_name = "ProfileInput")]
+pub struct Profile {
+    /// Number of employees.
+    pub staff_count: u32,
+    /// Annual main-business revenue in units of 10,000 yuan (万元).
+    #[graphql(name = "annualRevenue10kYuan")]
+    pub annual_revenue_10k_yuan: u64,
+    /// Profile flags (hazardous chemicals, dust explosion, …).
+    pub flags: Vec<ProfileFlag>,
+}
+
+impl From<&EnterpriseProfile> for Profile {
+    fn from(profile: &EnterpriseProfile) -> Self {
+        Profile {
+            staff_count: profile.staff_count,
+            annual_revenue_10k_yuan: profile.annual_revenue_10k_yuan,
+            flags: profile.flags.iter().copied().map(ProfileFlag::from).collect(),
+        }
+    }
+}
+
+impl From<Profile> for EnterpriseProfile {
+    fn from(profile: Profile) -> Self {
+        EnterpriseProfile {
+            staff_count: profile.staff_count,
+            annual_revenue_10k_yuan: profile.annual_revenue_10k_yuan,
+            flags: profile.flags.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// An enterprise's cloud file, with its compliance at the instant asked for.
+#[derive(SimpleObject, Clone)]
+#[graphql(complex)]
+pub struct Enterprise {
+    /// The enterprise id (derived from the credit code).
+    pub id: ID,
+    /// Registered name.
+    pub name: String,
+    /// Unified social credit code (统一社会信用代码).
+    pub credit_code: String,
+    /// Town or sub-district (镇/街道).
+    pub town: String,
+    /// Industry.
+    pub industry: String,
+    /// When it joined the platform.
+    pub registered_at: DateTime<Utc>,
+    /// The profile in force at `compliance.at`.
+    pub profile: Profile,
+    /// Its status at the instant asked for (`asOf`, or now).
+    pub compliance: Compliance,
+    #[graphql(skip)]
+    pub file: Arc<EnterpriseFile>,
+    #[graphql(skip)]
+    pub at: DateTime<Utc>,
+}
+
+#[ComplexObject]
+impl Enterprise {
+    /// Records uploaded by `compliance.at`, newest first, optionally for one requirement.
+    async fn documents(&self, requirement: Option<String>) -> Vec<Document> {
+        let mut documents: Vec<&DocumentRecord> = self
+            .file
+            .documents
+            .values()
+            .filter(|document| document.uploaded_at <= self.at)
+            .filter(|document| {
+                requirement
+                    .as_deref()
+                    .is_none_or(|code| document.requirement.as_str() == code)
+            })
+            .collect();
+        documents.sort_by_key(|document| std::cmp::Reverse((document.uploaded_at, document.document_id)));
+        documents
+            .into_iter()
+            .map(|document| Document::at(document, self.at))
+            .collect()
+    }
+}
+
+impl Enterprise {
+    /// Builds the view of a file at an instant; `None` if it was not registered by then.
+    pub fn at(file: Arc<EnterpriseFile>, rules: &RuleSet, at: DateTime<Utc>) -> Option<Self> {
+        let registration = file.registration.as_ref()?;
+        let report = anquan_domain::compliance::evaluate(&file, rules, at)?;
+        let profile = file.profile_at(at).map(Profile::from)?;
+        Some(Enterprise {
+            id: ID(registration.enterprise_id.to_string()),
+            name: registration.name.clone(),
+            credit_code: registration.credit_code.to_string(),
+            town: registration.town.to_string(),
+            industry: registration.industry.clone(),
+            registered_at: registration.registered_at,
+            profile,
+            compliance: Compliance::from_report(&report, rules),
+            file: file.clone(),
+            at,
+        })
+    }
+}
+
+/// An enterprise in a list: who it is and how it stands.
+#[derive(SimpleObject, Clone)]
+pub struct EnterpriseSummary {
+    pub id: ID,
+    pub name: String,
+    pub town: String,
+    pub industry: String,
+    /// Its status at the list's instant.
+    pub compliance: Compliance,
+}
+
+/// "x of 21 implemented" and each indicator's status, at one instant.
+#[derive(SimpleObject, Clone)]
+pub struct Compliance {
+    /// The instant the status is for.
+    pub at: DateTime<Utc>,
+    /// The rule set version that decided it.
+    pub rule_set: String,
+    /// Indicators implemented (已落实).
+    pub implemented: u32,
+    /// Indicators not implemented (未落实).
+    pub not_implemented: u32,
+    /// Indicators not applicable (不适用).
+    pub not_applicable: u32,
+    /// Whether the enterprise's main responsibility is implemented (主体责任落实).
+    pub responsibility_implemented: bool,
+    /// "已落实 x / 未落实 y / 不适用 z".
+    pub summary: String,
+    /// Every indicator of the rule set, in order.
+    pub indicators: Vec<IndicatorStatusView>,
+}
+
+impl Compliance {
+    pub fn from_report(report: &ComplianceReport, rules: &RuleSet) -> Self {
+        let indicators = report
+            .indicators
+            .iter()
+            .map(|status| {
+                let rule = rules.indicator(&status.code);
+                let requirements: Vec<RequirementStatusView> = status
+                    .requirements
+                    .iter()
+                    .map(|requirement| {
+                        let names = rules
+                            .requirement(&requirement.code)
+                            .map(|(_, r)| (r.name_zh.clone(), r.name_en.clone()));
+                        RequirementStatusView::new(requirement, names.unwrap_or_default())
+                    })
+                    .collect();
+                let reasons = requirements
+                    .iter()
+                    .filter(|requirement| {
+                        requirement.mandatory && requirement.state == RequirementStateView::Unsatisfied
+                    })
+                    .map(|requirement| format!("{}: {}", requirement.name_en, requirement.message))
+                    .collect();
+                IndicatorStatusView {
+                    code: status.code.to_string(),
+                    name_zh: rule.map(|rule| rule.name_zh.clone()).unwrap_or_default(),
+                    name_en: rule.map(|rule| rule.name_en.clone()).unwrap_or_default(),
+                    state: status.state.into(),
+                    reasons,
+                    requirements,
+                }
+            })
+            .collect();
+        Compliance {
+            at: report.at,
+            rule_set: report.rule_set.clone(),
+            implemented: report.implemented,
+            not_implemented: report.not_implemented,
+            not_applicable: report.not_applicable,
+            responsibility_implemented: report.responsibility_implemented,
+            summary: format!(
+                "已落实 {} / 未落实 {} / 不适用 {}",
+                report.implemented, report.not_implemented, report.not_applicable
+            ),
+            indicators,
+        }
+    }
+}
+
+/// An indicator's state.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(name = "IndicatorState")]
+pub enum IndicatorStateView {
+    /// 已落实.
+    Implemented,
+    /// 未落实.
+    NotImplemented,
+    /// 不适用.
+    NotApplicable,
+}
+
+impl From<IndicatorState> for IndicatorStateView {
+    fn from(state: IndicatorState) -> Self {
+        match state {
+            IndicatorState::Implemented => IndicatorStateView::Implemented,
+            IndicatorState::NotImplemented => IndicatorStateView::NotImplemented,
+            IndicatorState::NotApplicable => IndicatorStateView::NotApplicable,
+        }
+    }
+}
+
+/// One indicator's status.
+#[derive(SimpleObject, Clone)]
+#[graphql(name = "IndicatorStatus")]
+pub struct IndicatorStatusView {
+    /// R01 … R21.
+    pub code: String,
+    pub name_zh: String,
+    pub name_en: String,
+    pub state: IndicatorStateView,
+    /// Why it is not implemented: one line per unmet mandatory requirement.
+    pub reasons: Vec<String>,
+    pub requirements: Vec<RequirementStatusView>,
+}
+
+/// A requirement's state.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(name = "RequirementState")]
+pub enum RequirementStateView {
+    Satisfied,
+    Unsatisfied,
+    NotApplicable,
+}
+
+/// One requirement item and the fact that decides it.
+#[derive(SimpleObject, Clone)]
+#[graphql(name = "RequirementStatus")]
+pub struct RequirementStatusView {
+    pub code: String,
+    pub name_zh: String,
+    pub name_en: String,
+    pub mandatory: bool,
+    pub state: RequirementStateView,
+    /// What decides the state: APPROVED, VALID_UNTIL, PERIOD_COVERED, NOTHING_DUE_YET,
+    /// NO_RECORD, AWAITING_REVIEW, RETURNED, EXPIRED, NOT_YET_VALID, PERIOD_MISSING,
+    /// PROFILE_EXCLUDES.
+    pub detail: String,
+    /// A sentence saying the same, in English.
+    pub message: String,
+    /// The record the detail is about, if any.
+    pub document_id: Option<ID>,
+    pub valid_from: Option<DateTime<Utc>>,
+    pub valid_until: Option<DateTime<Utc>>,
+    /// A satisfied validity that ends within the rule set's warning window.
+    pub expiring_soon: bool,
+    pub period: Option<String>,
+    pub due_at: Option<DateTime<Utc>>,
+    pub feedback: Option<String>,
+}
+
+impl RequirementStatusView {
+    fn new(status: &anquan_domain::compliance::RequirementStatus, (name_zh, name_en): (String, String)) -> Self {
+        let state = match status.state {
+            RequirementState::Satisfied => RequirementStateView::Satisfied,
+            RequirementState::Unsatisfied => RequirementStateView::Unsatisfied,
+            RequirementState::NotApplicable => RequirementStateView::NotApplicable,
+        };
+        let mut view = RequirementStatusView {
+            code: status.code.to_string(),
+            name_zh,
+            name_en,
+            mandatory: status.mandatory,
+            state,
+            detail: String::new(),
+            message: String::new(),
+            document_id: None,
+            valid_from: None,
+            valid_until: None,
+            expiring_soon: false,
+            period: None,
+            due_at: None,
+            feedback: None,
+        };
+        let id = |document_id: &anquan_domain::DocumentId| Some(ID(document_id.to_string()));
+        let (detail, message) = match &status.detail {
+            Detail::ProfileExcludes => (
+                "PROFILE_EXCLUDES",
+                "does not apply to this enterprise's profile".to_owned(),
+            ),
+            Detail::Approved { document_id } => {
+                view.document_id = id(document_id);
+                ("APPROVED", "an approved record is on file".to_owned())
+            }
+            Detail::ValidUntil {
+                document_id,
+                valid_until,
+                expiring_soon,
+            } => {
+                view.document_id = id(document_id);
+                view.valid_until = Some(*valid_until);
+                view.expiring_soon = *expiring_soon;
+                let soon = if *expiring_soon { " (expiring soon)" } else { "" };
+                ("VALID_UNTIL", format!("valid until {valid_until}{soon}"))
+            }
+            Detail::PeriodCovered { document_id, period } => {
+                view.document_id = id(document_id);
+                view.period = Some(period.to_string());
+                ("PERIOD_COVERED", format!("record for {period} approved"))
+            }
+            Detail::NothingDueYet { next_period, due_at } => {
+                view.period = Some(next_period.to_string());
+                view.due_at = Some(*due_at);
+                (
+                    "NOTHING_DUE_YET",
+                    format!("first record due for {next_period} by {due_at}"),
+                )
+            }
+            Detail::NoRecord => ("NO_RECORD", "no record uploaded".to_owned()),
+            Detail::AwaitingReview { document_id } => {
+                view.document_id = id(document_id);
+                ("AWAITING_REVIEW", "the newest record awaits review".to_owned())
+            }
+            Detail::Returned { document_id, feedback } => {
+                view.document_id = id(document_id);
+                view.feedback = Some(feedback.clone());
+                ("RETURNED", format!("the newest record was returned: {feedback}"))
+            }
+            Detail::Expired {
+                document_id,
+                valid_until,
+            } => {
+                view.document_id = id(document_id);
+                view.valid_until = Some(*valid_until);
+                ("EXPIRED", format!("the approved record expired at {valid_until}"))
+            }
+            Detail::NotYetValid {
+                document_id,
+                valid_from,
+            } => {
+                view.document_id = id(document_id);
+                view.valid_from = Some(*valid_from);
+                (
+                    "NOT_YET_VALID",
+                    format!("the approved record is valid only from {valid_from}"),
+                )
+            }
+            Detail::PeriodMissing { period, due_at } => {
+                view.period = Some(period.to_string());
+                view.due_at = Some(*due_at);
+                (
+                    "PERIOD_MISSING",
+                    format!("no approved record for {period}, due by {due_at}"),
+                )
+            }
+        };
+        view.detail = detail.to_owned();
+        view.message = message;
+        view
+    }
+}
+
+/// A record's review state.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+pub enum ReviewState {
+    /// 待审核.
+    Pending,
+    /// 审核通过.
+    Approved,
+    /// 退回.
+    Returned,
+}
+
+/// One uploaded record.
+#[derive(SimpleObject, Clone)]
+pub struct Document {
+    pub id: ID,
+    pub enterprise_id: Option<ID>,
+    pub enterprise_name: Option<String>,
+    pub town: Option<String>,
+    pub requirement: String,
+    pub indicator: String,
+    pub title: String,
+    pub file_sha256: String,
+    pub file_size_bytes: u64,
+    pub media_type: String,
+    pub file_name: String,
+    pub valid_from: Option<DateTime<Utc>>,
+    pub valid_until: Option<DateTime<Utc>>,
+    pub period: Option<String>,
+    pub uploaded_at: DateTime<Utc>,
+    pub review_state: ReviewState,
+    pub reviewed_at: Option<DateTime<Utc>>,
+    pub feedback: Option<String>,
+    pub comment: Option<String>,
+}
+
+impl Document {
+    /// The record as it stood at `at` (a later review is not shown).
+    pub fn at(record: &DocumentRecord, at: DateTime<Utc>) -> Self {
+        let (valid_from, valid_until, period) = match &record.coverage {
+            Coverage::Once => (None, None, None),
+            Coverage::Validity {
+                valid_from,
+                valid_until,
+            } => (Some(*valid_from), Some(*valid_until), None),
+            Coverage::Period { period } => (None, None, Some(period.to_string())),
+        };
+        let review = record.review_at(at);
+        let (review_state, feedback, comment) = match review.map(|review| &review.outcome) {
+            None => (ReviewState::Pending, None, None),
+            Some(ReviewOutcome::Approved { comment }) => (ReviewState::Approved, None, comment.clone()),
+            Some(ReviewOutcome::Returned { feedback }) => (ReviewState::Returned, Some(feedback.clone()), None),
+        };
+        Document {
+            id: ID(record.document_id.to_string()),
+            enterprise_id: None,
+            enterprise_name: None,
+            town: None,
+            requirement: record.requirement.to_string(),
+            indicator: record.requirement.indicator().to_string(),
+            title: record.title.clone(),
+            file_sha256: record.file.sha256.clone(),
+            file_size_bytes: record.file.size_bytes,
+            media_type: record.file.media_type.clone(),
+            file_name: record.file.file_name.clone(),
+            valid_from,
+            valid_until,
+            period,
+            uploaded_at: record.uploaded_at,
+            review_state,
+            reviewed_at: review.map(|review| review.reviewed_at),
+            feedback,
+            comment,
+        }
+    }
+}
+
+/// Paging information of a connection.
+#[derive(SimpleObject, Clone)]
+pub struct PageInfo {
+    pub has_next_page: bool,
+    /// Pass as `after` to get the next page.
+    pub end_cursor: Option<String>,
+}
+
+/// A page of enterprises.
+#[derive(SimpleObject, Clone)]
+pub struct EnterpriseConnection {
+    pub nodes: Vec<EnterpriseSummary>,
+    pub page_info: PageInfo,
+}
+
+/// A page of records.
+#[derive(SimpleObject, Clone)]
+pub struct DocumentConnection {
+    pub nodes: Vec<Document>,
+    pub page_info: PageInfo,
+}
+
+/// An indicator of the rule set in force, with its requirements.
+#[derive(SimpleObject, Clone)]
+pub struct IndicatorRule {
+    pub code: String,
+    pub name_zh: String,
+    pub name_en: String,
+    pub requirements: Vec<RequirementRule>,
+}
+
+/// A requirement of the rule set in force.
+#[derive(SimpleObject, Clone)]
+pub struct RequirementRule {
+    pub code: String,
+    pub name_zh: String,
+    pub name_en: String,
+    pub mandatory: bool,
+    /// REVIEW, VALIDITY or PERIODIC: what a record must state when uploaded.
+    pub evidence: String,
+}
+
+/// The rule set the service evaluates with.
+#[derive(SimpleObject, Clone)]
+pub struct RuleSetInfo {
+    pub version: String,
+    pub title: String,
+    pub indicators: Vec<IndicatorRule>,
+}
+
+impl From<&RuleSet> for RuleSetInfo {
+    fn from(rules: &RuleSet) -> Self {
+        use anquan_domain::rules::Evidence;
+        RuleSetInfo {
+            version: rules.version.clone(),
+            title: rules.title.clone(),
+            indicators: rules
+                .indicators
+                .iter()
+                .map(|indicator| IndicatorRule {
+                    code: indicator.code.to_string(),
+                    name_zh: indicator.name_zh.clone(),
+                    name_en: indicator.name_en.clone(),
+                    requirements: indicator
+                        .requirements
+                        .iter()
+                        .map(|requirement| RequirementRule {
+                            code: requirement.code.to_string(),
+                            name_zh: requirement.name_zh.clone(),
+                            name_en: requirement.name_en.clone(),
+                            mandatory: requirement.mandatory,
+                            evidence: match requirement.evidence {
+                                Evidence::Review => "REVIEW",
+                                Evidence::Validity { .. } => "VALIDITY",
+                                Evidence::Periodic { .. } => "PERIODIC",
+                            }
+                            .to_owned(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}

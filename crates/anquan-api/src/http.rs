@@ -1,0 +1,136 @@
+//! The HTTP surface: `/graphql` (POST, GET, multipart uploads), GraphiQL in development,
+//! `/healthz` and `/readyz`.
+
+use async_graphql::http::{GraphiQLSource, MultipartOptions};
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures::TryStreamExt;
+use tokio_util::compat::TokioAsyncReadCompatExt;
+use tower_http::trace::TraceLayer;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::graphql::AppSchema;
+
+/// Bytes a request may carry beyond its largest file (the operation and the multipart framing).
+const REQUEST_OVERHEAD_BYTES_MAX: u64 = 1024 * 1024;
+
+#[derive(Clone)]
+struct HttpState {
+    schema: AppSchema,
+    app: AppState,
+}
+
+/// Builds the router around a schema.
+pub fn router(schema: AppSchema, app: AppState) -> Router {
+    let body_limit = usize::try_from(app.upload_bytes_max + REQUEST_OVERHEAD_BYTES_MAX).unwrap_or(usize::MAX);
+    Router::new()
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TraceLayer::new_for_http())
+        .with_state(HttpState { schema, app })
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<HttpState>) -> Response {
+    match state.app.event_store.read_all(None, 1).await {
+        Ok(_) => (StatusCode::OK, "ready").into_response(),
+        Err(error) => {
+            tracing::warn!(error = %error, "not ready: event store unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, "event store unreachable").into_response()
+        }
+    }
+}
+
+async fn graphql_get(State(state): State<HttpState>, headers: HeaderMap, uri: axum::http::Uri) -> Response {
+    if uri.query().is_none_or(str::is_empty) && state.app.graphiql {
+        return Html(GraphiQLSource::build().endpoint("/graphql").finish()).into_response();
+    }
+    let request = match async_graphql::http::parse_query_string(uri.query().unwrap_or_default()) {
+        Ok(request) => request,
+        Err(error) => return bad_request(&error.to_string()),
+    };
+    execute(&state, &headers, request, Method::GET).await
+}
+
+async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: Body) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let stream = body
+        .into_data_stream()
+        .map_err(|error| std::io::Error::other(error.to_string()));
+    let reader = tokio_util::io::StreamReader::new(stream).compat();
+    let file_limit = usize::try_from(state.app.upload_bytes_max).unwrap_or(usize::MAX);
+    let options = MultipartOptions::default().max_file_size(file_limit).max_num_files(1);
+    match async_graphql::http::receive_body(content_type, reader, options).await {
+        Ok(request) => execute(&state, &headers, request, Method::POST).await,
+        Err(async_graphql::ParseRequestError::PayloadTooLarge) => error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &ApiError::FileTooLarge {
+                size: state.app.upload_bytes_max + 1,
+                max: state.app.upload_bytes_max,
+            },
+        ),
+        Err(error) => bad_request(&error.to_string()),
+    }
+}
+
+async fn execute(state: &HttpState, headers: &HeaderMap, request: async_graphql::Request, method: Method) -> Response {
+    let actor = match bearer_actor(&state.app, headers) {
+        Ok(actor) => actor,
+        Err(error) => return error_response(StatusCode::UNAUTHORIZED, &error),
+    };
+    if method == Method::GET && request.query.trim_start().starts_with("mutation") {
+        return bad_request("mutations must be sent with POST");
+    }
+    let request = match actor {
+        Some(actor) => request.data(actor),
+        None => request,
+    };
+    let response = state.schema.execute(request).await;
+    Json(response).into_response()
+}
+
+/// Reads the caller from `Authorization: Bearer …`; no header means an anonymous caller.
+fn bearer_actor(app: &AppState, headers: &HeaderMap) -> Result<Option<anquan_domain::Actor>, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|text| text.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::BadInput {
+            code: "UNAUTHENTICATED",
+            message: "expected `Bearer <token>`".into(),
+        })?;
+    app.tokens
+        .verify(token.trim())
+        .map(Some)
+        .map_err(|error| ApiError::BadInput {
+            code: "UNAUTHENTICATED",
+            message: error.to_string(),
+        })
+}
+
+fn bad_request(message: &str) -> Response {
+    error_response(StatusCode::BAD_REQUEST, &ApiError::bad_input(message.to_owned()))
+}
+
+fn error_response(status: StatusCode, error: &ApiError) -> Response {
+    let body = serde_json::json!({
+        "errors": [{ "message": error.message(), "extensions": { "code": error.code() } }]
+    });
+    (status, Json(body)).into_response()
+}

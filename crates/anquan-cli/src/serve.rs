@@ -1,0 +1,115 @@
+//! `anquan serve`: opens the stores, starts the projection runner and the HTTP server, and
+//! drains both on SIGINT or SIGTERM.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use anquan_api::{AppState, BlobStore};
+use anquan_event_store::{EventStore, ReadModelStore};
+use anquan_event_store_postgres::{PostgresEventStore, PostgresOptions, PostgresReadModelStore};
+use anquan_event_store_sqlite::{SqliteEventStore, SqliteOptions, SqliteReadModelStore};
+use anquan_projections::{ComplianceProjection, ProjectionRunner};
+
+use crate::config::{Config, Storage};
+
+/// Opens the configured stores.
+pub async fn open_stores(storage: &Storage) -> anyhow::Result<(Arc<dyn EventStore>, Arc<dyn ReadModelStore>)> {
+    match storage {
+        Storage::Embedded { database_file } => {
+            let events = SqliteEventStore::open(database_file, SqliteOptions::default())
+                .with_context(|| format!("cannot open the event store {}", database_file.display()))?;
+            let read_models = SqliteReadModelStore::open(database_file)
+                .await
+                .with_context(|| format!("cannot open the read models in {}", database_file.display()))?;
+            Ok((Arc::new(events), Arc::new(read_models)))
+        }
+        Storage::Postgres { url } => {
+            let options = PostgresOptions::default();
+            let pool_size = options.pool_size;
+            let events = PostgresEventStore::connect(url, options)
+                .await
+                .context("cannot open the PostgreSQL event store")?;
+            let read_models = PostgresReadModelStore::connect(url, pool_size)
+                .await
+                .context("cannot open the PostgreSQL read models")?;
+            Ok((Arc::new(events), Arc::new(read_models)))
+        }
+    }
+}
+
+/// Runs the service until `shutdown` completes or a component stops.
+pub async fn run(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (event_store, read_models) = open_stores(&config.storage).await?;
+    let runner =
+        ProjectionRunner::new(event_store.clone(), read_models.clone()).with_projection(Arc::new(ComplianceProjection));
+    runner.prepare().await.context("cannot prepare the read models")?;
+    let app = AppState {
+        event_store,
+        read_models,
+        rules: Arc::new(config.rules),
+        blobs: BlobStore::local(&config.data_dir.join("blobs")).context("cannot open the blob store")?,
+        tokens: config.tokens,
+        projected: runner.applied(),
+        clock: Arc::new(chrono::Utc::now),
+        upload_bytes_max: config.upload_bytes_max,
+        graphiql: config.graphiql,
+    };
+    let router = anquan_api::router(anquan_api::schema(app.clone()), app);
+    let address = listener.local_addr().context("listener has no address")?;
+    tracing::info!(%address, storage = storage_name(&config.storage), "anquan is serving GraphQL at /graphql");
+    let server = axum::serve(listener, router).with_graceful_shutdown(shutdown);
+    tokio::select! {
+        served = server => served.context("the HTTP server failed"),
+        projected = runner.run() => match projected {
+            Ok(()) => anyhow::bail!("the projection runner stopped"),
+            Err(error) => Err(error).context("the projection runner stopped"),
+        },
+    }
+}
+
+fn storage_name(storage: &Storage) -> &'static str {
+    match storage {
+        Storage::Embedded { .. } => "sqlite",
+        Storage::Postgres { .. } => "postgres",
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// The API's schema in SDL.
+pub fn schema_sdl() -> String {
+    anquan_api::sdl()
+}
