@@ -77,14 +77,18 @@ async fn raw_insert(store: &PostgresEventStore, request: &anquan_event_store::Ap
             "INSERT INTO event_log (position, stream_id, version, event_id, event_type, schema_version, data, \
              occurred_at, recorded_at, actor, correlation_id, hash) \
              SELECT nextval('bench_raw_position'), $1, nextval('bench_raw_version'), e.id, 'Raw', 1, e.data::json, \
-             now(), now(), '{}'::json, $2, '\\x00'::bytea FROM unnest($3::uuid[], $4::text[]) AS e(id, data)",
+             now(), now(), $5::text::json, $2, '\\x00'::bytea FROM unnest($3::uuid[], $4::text[]) AS e(id, data)",
         )
         .await
         .expect("prepare raw insert");
     let ids: Vec<Uuid> = request.events.iter().map(|event| event.event_id).collect();
     let data: Vec<&str> = request.events.iter().map(|event| event.data.as_str()).collect();
+    let actor = serde_json::to_string(&request.metadata.actor).expect("actor json");
     client
-        .execute(&statement, &[&request.stream_id.as_str(), &Uuid::now_v7(), &ids, &data])
+        .execute(
+            &statement,
+            &[&request.stream_id.as_str(), &Uuid::now_v7(), &ids, &data, &actor],
+        )
         .await
         .expect("raw insert");
 }
