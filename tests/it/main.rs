@@ -1,1 +1,14 @@
-//! placeholder
+//! Black-box tests: each starts the real `anquan` binary on a free port and talks GraphQL over
+//! HTTP like a client, on the embedded SQLite default and, when a server is configured, on
+//! PostgreSQL.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests abort on failure"
+)]
+
+mod bad_input;
+mod compliance_flow;
+mod support;

@@ -27,21 +27,30 @@ pub struct MutationRoot;
 /// Enrol an enterprise.
 #[derive(InputObject)]
 pub struct RegisterEnterpriseInput {
+    /// Registered name.
     pub name: String,
     /// 18-character unified social credit code; its check character is verified.
     pub credit_code: String,
+    /// Town or sub-district (镇/街道).
     pub town: String,
+    /// Industry.
     pub industry: String,
+    /// The facts that decide which indicators apply.
     pub profile: Profile,
 }
 
 /// Change an enterprise's name, town, industry or profile.
 #[derive(InputObject)]
 pub struct ChangeEnterpriseProfileInput {
+    /// The enterprise to change.
     pub enterprise_id: ID,
+    /// New registered name.
     pub name: String,
+    /// New town.
     pub town: String,
+    /// New industry.
     pub industry: String,
+    /// New profile.
     pub profile: Profile,
 }
 
@@ -50,15 +59,19 @@ pub struct ChangeEnterpriseProfileInput {
 /// for a one-off record.
 #[derive(InputObject)]
 pub struct UploadDocumentInput {
+    /// The enterprise whose file it joins.
     pub enterprise_id: ID,
     /// A client-chosen id for the record; one is made if absent.
     pub document_id: Option<ID>,
     /// The requirement item, e.g. `R10.drill` (see `ruleSet`).
     pub requirement: String,
+    /// A title for reviewers.
     pub title: String,
+    /// Start of the validity the record states.
     pub valid_from: Option<DateTime<Utc>>,
     /// The instant the validity ends (exclusive).
     pub valid_until: Option<DateTime<Utc>>,
+    /// The reporting period the record is for.
     pub period: Option<String>,
 }
 
@@ -74,8 +87,11 @@ pub enum ReviewDecisionKind {
 /// Review a pending record.
 #[derive(InputObject)]
 pub struct ReviewDocumentInput {
+    /// The enterprise whose record it is.
     pub enterprise_id: ID,
+    /// The record to review.
     pub document_id: ID,
+    /// Approve or return.
     pub decision: ReviewDecisionKind,
     /// Required when returning: what the enterprise must fix.
     pub feedback: Option<String>,
@@ -99,6 +115,7 @@ pub struct CommandPayload {
     pub document_id: Option<ID>,
 }
 
+/// Commands: each is decided against the current state of its enterprise and appended as events.
 #[Object]
 impl MutationRoot {
     /// Enrols an enterprise (city admin, or the officer of its town). Its id derives from the

@@ -20,6 +20,7 @@ use anquan_projections::compliance::PAGE_SIZE_MAX;
 /// The query root.
 pub struct QueryRoot;
 
+/// Reads: enterprises, their compliance, review queues and the rule set.
 #[Object]
 impl QueryRoot {
     /// One enterprise's file and its status at `asOf` (default: now). Enterprises see only

@@ -13,19 +13,33 @@ use anquan_domain::rules::{EnterpriseProfile, RuleSet};
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
 #[graphql(remote = "anquan_domain::rules::ProfileFlag")]
 pub enum ProfileFlag {
+    /// Above designated size (规上).
     AboveDesignatedSize,
+    /// Uses hazardous chemicals (危化使用).
     HazardousChemicals,
+    /// Combustible-dust explosion risk (粉尘涉爆).
     DustExplosion,
+    /// Confined-space work (有限空间).
     ConfinedSpace,
+    /// Spray painting (喷涂作业).
     SprayPainting,
+    /// Ammonia refrigeration (涉氨制冷).
     AmmoniaRefrigeration,
+    /// Molten metal (金属冶炼).
     MoltenMetal,
+    /// Special equipment (特种设备).
     SpecialEquipment,
+    /// Employs special operators (特种作业人员).
     SpecialOperators,
+    /// Occupational-hazard factors (职业危害).
     OccupationalHazards,
+    /// Contracts out work or leases out premises (发包出租).
     ContractsOrLeases,
+    /// One of the eight high-risk industries (高危行业).
     HighRiskIndustry,
+    /// Safety-cost extraction is mandatory (安全费用提取范围).
     SafetyCostMandatory,
+    /// A crowded place (人员密集场所).
     CrowdedPlace,
 }
 
@@ -135,9 +149,13 @@ impl Enterprise {
 /// An enterprise in a list: who it is and how it stands.
 #[derive(SimpleObject, Clone)]
 pub struct EnterpriseSummary {
+    /// The enterprise id.
     pub id: ID,
+    /// Registered name.
     pub name: String,
+    /// Town or sub-district (镇/街道).
     pub town: String,
+    /// Industry.
     pub industry: String,
     /// Its status at the list's instant.
     pub compliance: Compliance,
@@ -242,11 +260,15 @@ impl From<IndicatorState> for IndicatorStateView {
 pub struct IndicatorStatusView {
     /// R01 … R21.
     pub code: String,
+    /// Chinese name.
     pub name_zh: String,
+    /// English name.
     pub name_en: String,
+    /// Implemented, not implemented or not applicable.
     pub state: IndicatorStateView,
     /// Why it is not implemented: one line per unmet mandatory requirement.
     pub reasons: Vec<String>,
+    /// Each requirement item and the fact that decides it.
     pub requirements: Vec<RequirementStatusView>,
 }
 
@@ -254,8 +276,11 @@ pub struct IndicatorStatusView {
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
 #[graphql(name = "RequirementState")]
 pub enum RequirementStateView {
+    /// Met by an approved record.
     Satisfied,
+    /// Not met; `detail` says why.
     Unsatisfied,
+    /// Excluded by the enterprise's profile.
     NotApplicable,
 }
 
@@ -263,10 +288,15 @@ pub enum RequirementStateView {
 #[derive(SimpleObject, Clone)]
 #[graphql(name = "RequirementStatus")]
 pub struct RequirementStatusView {
+    /// Requirement code, e.g. `R10.drill`.
     pub code: String,
+    /// Chinese name.
     pub name_zh: String,
+    /// English name.
     pub name_en: String,
+    /// Whether it decides the indicator (optional items are shown only).
     pub mandatory: bool,
+    /// Satisfied, unsatisfied or not applicable.
     pub state: RequirementStateView,
     /// What decides the state: APPROVED, VALID_UNTIL, PERIOD_COVERED, NOTHING_DUE_YET,
     /// NO_RECORD, AWAITING_REVIEW, RETURNED, EXPIRED, NOT_YET_VALID, PERIOD_MISSING,
@@ -276,12 +306,17 @@ pub struct RequirementStatusView {
     pub message: String,
     /// The record the detail is about, if any.
     pub document_id: Option<ID>,
+    /// Start of the validity the detail is about.
     pub valid_from: Option<DateTime<Utc>>,
+    /// End (exclusive) of the validity the detail is about.
     pub valid_until: Option<DateTime<Utc>>,
     /// A satisfied validity that ends within the rule set's warning window.
     pub expiring_soon: bool,
+    /// The reporting period the detail is about (`2019-Q1`, …).
     pub period: Option<String>,
+    /// When the record for `period` is (or was) due.
     pub due_at: Option<DateTime<Utc>>,
+    /// The reviewer's feedback on a returned record.
     pub feedback: Option<String>,
 }
 
@@ -400,24 +435,43 @@ pub enum ReviewState {
 /// One uploaded record.
 #[derive(SimpleObject, Clone)]
 pub struct Document {
+    /// The record id.
     pub id: ID,
+    /// The enterprise (in lists that span enterprises).
     pub enterprise_id: Option<ID>,
+    /// The enterprise name (in lists that span enterprises).
     pub enterprise_name: Option<String>,
+    /// The enterprise town (in lists that span enterprises).
     pub town: Option<String>,
+    /// The requirement item it was uploaded for.
     pub requirement: String,
+    /// The indicator of that requirement.
     pub indicator: String,
+    /// Title given at upload.
     pub title: String,
+    /// SHA-256 of the stored file (its address in the blob store).
     pub file_sha256: String,
+    /// File size in bytes.
     pub file_size_bytes: u64,
+    /// Media type given at upload.
     pub media_type: String,
+    /// File name given at upload.
     pub file_name: String,
+    /// Start of the validity it states, if any.
     pub valid_from: Option<DateTime<Utc>>,
+    /// End (exclusive) of the validity it states, if any.
     pub valid_until: Option<DateTime<Utc>>,
+    /// The reporting period it is for, if any.
     pub period: Option<String>,
+    /// When it was uploaded.
     pub uploaded_at: DateTime<Utc>,
+    /// Pending, approved or returned (as of the instant asked for).
     pub review_state: ReviewState,
+    /// When it was reviewed.
     pub reviewed_at: Option<DateTime<Utc>>,
+    /// The reviewer's feedback, when returned.
     pub feedback: Option<String>,
+    /// The reviewer's remark, when approved.
     pub comment: Option<String>,
 }
 
@@ -465,6 +519,7 @@ impl Document {
 /// Paging information of a connection.
 #[derive(SimpleObject, Clone)]
 pub struct PageInfo {
+    /// Whether another page follows.
     pub has_next_page: bool,
     /// Pass as `after` to get the next page.
     pub end_cursor: Option<String>,
@@ -473,32 +528,44 @@ pub struct PageInfo {
 /// A page of enterprises.
 #[derive(SimpleObject, Clone)]
 pub struct EnterpriseConnection {
+    /// The enterprises of this page.
     pub nodes: Vec<EnterpriseSummary>,
+    /// Where the page ends.
     pub page_info: PageInfo,
 }
 
 /// A page of records.
 #[derive(SimpleObject, Clone)]
 pub struct DocumentConnection {
+    /// The records of this page.
     pub nodes: Vec<Document>,
+    /// Where the page ends.
     pub page_info: PageInfo,
 }
 
 /// An indicator of the rule set in force, with its requirements.
 #[derive(SimpleObject, Clone)]
 pub struct IndicatorRule {
+    /// R01 … R21.
     pub code: String,
+    /// Chinese name.
     pub name_zh: String,
+    /// English name.
     pub name_en: String,
+    /// Its requirement items.
     pub requirements: Vec<RequirementRule>,
 }
 
 /// A requirement of the rule set in force.
 #[derive(SimpleObject, Clone)]
 pub struct RequirementRule {
+    /// Requirement code, e.g. `R10.drill`.
     pub code: String,
+    /// Chinese name.
     pub name_zh: String,
+    /// English name.
     pub name_en: String,
+    /// Whether it decides the indicator.
     pub mandatory: bool,
     /// REVIEW, VALIDITY or PERIODIC: what a record must state when uploaded.
     pub evidence: String,
@@ -507,8 +574,11 @@ pub struct RequirementRule {
 /// The rule set the service evaluates with.
 #[derive(SimpleObject, Clone)]
 pub struct RuleSetInfo {
+    /// Rule set version, e.g. `v1`.
     pub version: String,
+    /// Human title.
     pub title: String,
+    /// The indicators, in order.
     pub indicators: Vec<IndicatorRule>,
 }
 

@@ -1,0 +1,221 @@
+//! `spawn_app`: the binary on a fresh data directory (and a fresh PostgreSQL database when
+//! asked), a GraphQL client, and token minting through `anquan token`.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The signing secret every spawned service and minted token share.
+const JWT_SECRET: &str = "black-box-tests-secret-of-at-least-32-bytes";
+/// How long the service may take to start.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where a spawned service keeps its events and read models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A running service.
+pub(crate) struct TestApp {
+    pub(crate) base_url: String,
+    pub(crate) client: reqwest::Client,
+    data_dir: tempfile::TempDir,
+    child: Child,
+    /// The PostgreSQL database made for this service, dropped by `stop`.
+    database: Option<String>,
+}
+
+/// The backends to run a black-box test on: SQLite always, PostgreSQL when
+/// `ANQUAN_TEST_POSTGRES_URL` is set (and required when `ANQUAN_TEST_REQUIRE_POSTGRES=1`).
+pub(crate) fn backends() -> Vec<Backend> {
+    let mut backends = vec![Backend::Sqlite];
+    if std::env::var("ANQUAN_TEST_POSTGRES_URL").is_ok() {
+        backends.push(Backend::Postgres);
+    } else if std::env::var("ANQUAN_TEST_REQUIRE_POSTGRES").is_ok_and(|value| value == "1") {
+        panic!("ANQUAN_TEST_REQUIRE_POSTGRES=1 but ANQUAN_TEST_POSTGRES_URL is not set");
+    } else {
+        eprintln!("skipping the PostgreSQL run: ANQUAN_TEST_POSTGRES_URL is not set");
+    }
+    backends
+}
+
+/// The `anquan` binary cargo built beside this test (`target/<profile>/anquan`).
+pub(crate) fn binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let binary = profile_dir.join(format!("anquan{}", std::env::consts::EXE_SUFFIX));
+    if !binary.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-p", "anquan-cli", "--bin", "anquan"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "building the anquan binary failed");
+    }
+    binary
+}
+
+async fn admin_sql(sql: &str) {
+    let admin_url = std::env::var("ANQUAN_TEST_POSTGRES_URL").unwrap();
+    let (client, connection) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client.batch_execute(sql).await.unwrap();
+}
+
+/// Creates a fresh PostgreSQL database; returns its name and URL.
+async fn fresh_database() -> (String, String) {
+    let admin_url = std::env::var("ANQUAN_TEST_POSTGRES_URL").unwrap();
+    let name = format!("anquan_it_{}", uuid::Uuid::new_v4().simple());
+    admin_sql(&format!("CREATE DATABASE {name}")).await;
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    let url = format!("{base}/{name}");
+    (name, url)
+}
+
+/// Starts the service with extra arguments and waits until it listens.
+pub(crate) async fn spawn_app(backend: Backend, extra_args: &[&str]) -> TestApp {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(binary());
+    command
+        .args([
+            "--log-format",
+            "json",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--graphiql",
+            "false",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .args(extra_args)
+        .env("ANQUAN_JWT_SECRET", JWT_SECRET)
+        .env("RUST_LOG", "info")
+        .env_remove("ANQUAN_DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut database = None;
+    if backend == Backend::Postgres {
+        let (name, url) = fresh_database().await;
+        command.arg("--database").arg(url);
+        database = Some(name);
+    }
+    let mut child = command.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let address = tokio::time::timeout(STARTUP_TIMEOUT, async {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let Ok(log) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if let Some(address) = log["fields"]["address"].as_str() {
+                let address = address.to_owned();
+                // Keep draining the log so the service never blocks on a full pipe.
+                tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+                return address;
+            }
+        }
+        panic!("the service exited before listening");
+    })
+    .await
+    .expect("the service did not start in time");
+    TestApp {
+        base_url: format!("http://{address}"),
+        client: reqwest::Client::new(),
+        data_dir,
+        child,
+        database,
+    }
+}
+
+impl TestApp {
+    /// Mints a token with `anquan token`.
+    pub(crate) fn token(&self, args: &[&str]) -> String {
+        let output = std::process::Command::new(binary())
+            .arg("token")
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.data_dir.path())
+            .env("ANQUAN_JWT_SECRET", JWT_SECRET)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    }
+
+    /// Sends a GraphQL request; returns the whole JSON response.
+    pub(crate) async fn graphql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut request = self
+            .client
+            .post(format!("{}/graphql", self.base_url))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap().json().await.unwrap()
+    }
+
+    /// Sends a GraphQL multipart request with one file bound to `$file`.
+    pub(crate) async fn graphql_upload(
+        &self,
+        token: &str,
+        query: &str,
+        variables: Value,
+        file: Vec<u8>,
+    ) -> (u16, Value) {
+        let operations = json!({ "query": query, "variables": variables });
+        let form = reqwest::multipart::Form::new()
+            .text("operations", operations.to_string())
+            .text("map", json!({ "0": ["variables.file"] }).to_string())
+            .part(
+                "0",
+                reqwest::multipart::Part::bytes(file)
+                    .file_name("record.pdf")
+                    .mime_str("application/pdf")
+                    .unwrap(),
+            );
+        let response = self
+            .client
+            .post(format!("{}/graphql", self.base_url))
+            .bearer_auth(token)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
+    /// Stops the service.
+    pub(crate) async fn stop(mut self) {
+        let _ = self.child.kill().await;
+        if let Some(name) = &self.database {
+            admin_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+        }
+    }
+}
+
+/// The `extensions.code` of the first error, panicking with the response if there is none.
+pub(crate) fn error_code(response: &Value) -> String {
+    response["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected an error, got {response}"))
+        .to_owned()
+}
+
+/// The response's data, panicking with the errors if there are any.
+pub(crate) fn data(response: &Value) -> &Value {
+    assert!(
+        response.get("errors").is_none_or(Value::is_null),
+        "unexpected errors: {response}"
+    );
+    &response["data"]
+}
