@@ -4,7 +4,7 @@
 //! instead of panicking, because this module is compiled outside `cfg(test)`. A backend's test
 //! file expands every case into one `#[tokio::test]` with [`event_store_conformance!`]:
 //!
-//! ```ignore
+//! ```text
 //! async fn make_store() -> anquan_event_store::conformance::Fixture {
 //!     anquan_event_store::conformance::Fixture::new(std::sync::Arc::new(InMemoryEventStore::new()))
 //! }
