@@ -18,6 +18,8 @@ pub struct Claims {
     pub town: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enterprise_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agency_id: Option<String>,
     pub exp: i64,
     pub iat: i64,
 }
@@ -31,7 +33,9 @@ pub enum AuthError {
     InvalidToken(String),
     #[error("the token's role {role:?} needs {needs}")]
     BadScope { role: String, needs: &'static str },
-    #[error("unknown role {0:?}; roles are city_admin, town_officer, enterprise")]
+    #[error(
+        "unknown role {0:?}; roles are city_admin, town_officer, enterprise, city_inspector, town_inspector, agency"
+    )]
     UnknownRole(String),
 }
 
@@ -60,16 +64,19 @@ impl TokenAuthority {
         issued_at: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<String, AuthError> {
-        let (town, enterprise_id) = match &actor.role {
-            Role::CityAdmin => (None, None),
-            Role::TownOfficer { town } => (Some(town.to_string()), None),
-            Role::Enterprise { enterprise_id } => (None, Some(enterprise_id.to_string())),
-        };
+        let (mut town, mut enterprise_id, mut agency_id) = (None, None, None);
+        match &actor.role {
+            Role::CityAdmin | Role::CityInspector => {}
+            Role::TownOfficer { town: own } | Role::TownInspector { town: own } => town = Some(own.to_string()),
+            Role::Enterprise { enterprise_id: own } => enterprise_id = Some(own.to_string()),
+            Role::Agency { agency_id: own } => agency_id = Some(own.to_string()),
+        }
         let claims = Claims {
             sub: actor.user_id.to_string(),
             role: actor.role.name().to_owned(),
             town,
             enterprise_id,
+            agency_id,
             exp: expires_at.timestamp(),
             iat: issued_at.timestamp(),
         };

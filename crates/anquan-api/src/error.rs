@@ -3,6 +3,7 @@
 
 use async_graphql::ErrorExtensions as _;
 
+use anquan_domain::DomainRejection;
 use anquan_domain::enterprise::EnterpriseRejection;
 use anquan_event_store::execute::ExecuteError;
 use anquan_event_store::{ReadModelError, StoreError};
@@ -11,7 +12,7 @@ use anquan_event_store::{ReadModelError, StoreError};
 /// GraphQL error is the conversion below, which always sets `extensions.code`.
 #[derive(Debug)]
 pub enum ApiError {
-    Rejected(EnterpriseRejection),
+    Rejected { code: &'static str, message: String },
     BadInput { code: &'static str, message: String },
     Unauthenticated,
     Forbidden(String),
@@ -26,7 +27,7 @@ impl ApiError {
     /// Returns the message the client sees (internal details are never included).
     pub fn message(&self) -> String {
         match self {
-            ApiError::Rejected(rejection) => rejection.to_string(),
+            ApiError::Rejected { message, .. } => message.clone(),
             ApiError::BadInput { message, .. } => message.clone(),
             ApiError::Unauthenticated => "sign in with a bearer token to do this".to_owned(),
             ApiError::Forbidden(message) => message.clone(),
@@ -43,7 +44,7 @@ impl ApiError {
     /// Returns the stable code clients branch on.
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::Rejected(rejection) => rejection.code(),
+            ApiError::Rejected { code, .. } => code,
             ApiError::BadInput { code, .. } => code,
             ApiError::Unauthenticated => "UNAUTHENTICATED",
             ApiError::Forbidden(_) => "FORBIDDEN",
@@ -84,16 +85,26 @@ impl From<ApiError> for async_graphql::Error {
     }
 }
 
-impl From<EnterpriseRejection> for ApiError {
-    fn from(rejection: EnterpriseRejection) -> Self {
-        ApiError::Rejected(rejection)
+impl ApiError {
+    /// A domain rule refused the command.
+    pub fn rejected(rejection: &dyn DomainRejection) -> Self {
+        ApiError::Rejected {
+            code: rejection.code(),
+            message: rejection.to_string(),
+        }
     }
 }
 
-impl From<ExecuteError<EnterpriseRejection>> for ApiError {
-    fn from(error: ExecuteError<EnterpriseRejection>) -> Self {
+impl From<EnterpriseRejection> for ApiError {
+    fn from(rejection: EnterpriseRejection) -> Self {
+        ApiError::rejected(&rejection)
+    }
+}
+
+impl<R: DomainRejection> From<ExecuteError<R>> for ApiError {
+    fn from(error: ExecuteError<R>) -> Self {
         match error {
-            ExecuteError::Rejected(rejection) => ApiError::Rejected(rejection),
+            ExecuteError::Rejected(rejection) => ApiError::rejected(&rejection),
             ExecuteError::Conflict { .. } => ApiError::Conflict,
             ExecuteError::WrongExpectedVersion { expected, actual, .. } => ApiError::WrongExpectedVersion {
                 expected: expected.to_string(),

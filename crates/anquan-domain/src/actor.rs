@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{EnterpriseId, Town, UserId};
+use crate::ids::{AgencyId, EnterpriseId, Town, UserId};
 
 /// A role together with the scope it acts in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -14,6 +14,12 @@ pub enum Role {
     TownOfficer { town: Town },
     /// An enterprise's safety officer: its own cloud file only.
     Enterprise { enterprise_id: EnterpriseId },
+    /// A city inspector: inspects and verifies rectifications in every town.
+    CityInspector,
+    /// A town inspector: inspects and verifies rectifications in one town.
+    TownInspector { town: Town },
+    /// A safety-service agency's staff: its own profile, staff, contracts and reports.
+    Agency { agency_id: AgencyId },
 }
 
 impl Role {
@@ -23,8 +29,21 @@ impl Role {
             Role::CityAdmin => "city_admin",
             Role::TownOfficer { .. } => "town_officer",
             Role::Enterprise { .. } => "enterprise",
+            Role::CityInspector => "city_inspector",
+            Role::TownInspector { .. } => "town_inspector",
+            Role::Agency { .. } => "agency",
         }
     }
+
+    /// Every role name, as tokens spell them.
+    pub const NAMES: [&'static str; 6] = [
+        "city_admin",
+        "town_officer",
+        "enterprise",
+        "city_inspector",
+        "town_inspector",
+        "agency",
+    ];
 }
 
 /// The authenticated caller of a command.
@@ -39,9 +58,29 @@ impl Actor {
     /// Tells whether this actor may see the file of an enterprise in `town`.
     pub fn may_read_enterprise(&self, enterprise_id: EnterpriseId, town: &Town) -> bool {
         match &self.role {
-            Role::CityAdmin => true,
-            Role::TownOfficer { town: own } => own == town,
+            Role::CityAdmin | Role::CityInspector => true,
+            Role::TownOfficer { town: own } | Role::TownInspector { town: own } => own == town,
             Role::Enterprise { enterprise_id: own } => *own == enterprise_id,
+            Role::Agency { .. } => false,
+        }
+    }
+
+    /// Tells whether this actor may inspect enterprises in `town` and verify their
+    /// rectifications.
+    pub fn may_inspect_town(&self, town: &Town) -> bool {
+        match &self.role {
+            Role::CityAdmin | Role::CityInspector => true,
+            Role::TownInspector { town: own } => own == town,
+            Role::TownOfficer { .. } | Role::Enterprise { .. } | Role::Agency { .. } => false,
+        }
+    }
+
+    /// Tells whether this actor acts for the agency.
+    pub fn may_act_for_agency(&self, agency_id: AgencyId) -> bool {
+        match &self.role {
+            Role::CityAdmin => true,
+            Role::Agency { agency_id: own } => *own == agency_id,
+            _ => false,
         }
     }
 
@@ -50,7 +89,7 @@ impl Actor {
         match &self.role {
             Role::CityAdmin => true,
             Role::TownOfficer { town: own } => own == town,
-            Role::Enterprise { .. } => false,
+            _ => false,
         }
     }
 
@@ -58,8 +97,8 @@ impl Actor {
     pub fn may_write_enterprise_file(&self, enterprise_id: EnterpriseId) -> bool {
         match &self.role {
             Role::CityAdmin => true,
-            Role::TownOfficer { .. } => false,
             Role::Enterprise { enterprise_id: own } => *own == enterprise_id,
+            _ => false,
         }
     }
 }

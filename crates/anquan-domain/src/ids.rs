@@ -60,6 +60,21 @@ uuid_id!(
     "document id"
 );
 uuid_id!(
+    /// A safety-service agency (中介服务机构); its event stream is `agency-<id>`.
+    AgencyId,
+    "agency id"
+);
+uuid_id!(
+    /// One inspection of an enterprise by city or town inspectors.
+    InspectionId,
+    "inspection id"
+);
+uuid_id!(
+    /// One hazard (隐患) found at an enterprise.
+    HazardId,
+    "hazard id"
+);
+uuid_id!(
     /// A client-chosen id that makes a command idempotent: a retry appends nothing twice.
     CommandId,
     "command id"

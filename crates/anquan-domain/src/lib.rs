@@ -5,6 +5,7 @@
 //! needs arrives as a parameter, every fact as an event.
 
 pub mod actor;
+pub mod aggregate;
 pub mod compliance;
 pub mod credit_code;
 pub mod enterprise;
@@ -14,10 +15,13 @@ pub mod period;
 pub mod rules;
 
 pub use actor::{Actor, Role};
+pub use aggregate::{Aggregate, DecisionContext, DomainRejection};
 pub use credit_code::{CreditCodeError, UnifiedSocialCreditCode};
-pub use enterprise::DecisionContext;
 pub use event::{Event, EventDecodeError};
-pub use ids::{CommandId, DocumentId, EnterpriseId, IdError, IndicatorCode, RequirementCode, Town, UserId};
+pub use ids::{
+    AgencyId, CommandId, DocumentId, EnterpriseId, HazardId, IdError, IndicatorCode, InspectionId, RequirementCode,
+    Town, UserId,
+};
 pub use period::{Cadence, Period};
 
 /// An instant in time. Every time in the domain is UTC; local calendars (periods) are applied by

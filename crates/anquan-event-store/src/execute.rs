@@ -4,7 +4,7 @@
 use tracing::instrument;
 use uuid::Uuid;
 
-use anquan_domain::enterprise::{DecisionContext, EnterpriseCommand, EnterpriseFile, EnterpriseRejection};
+pub use anquan_domain::{Aggregate, DecisionContext};
 use anquan_domain::{CommandId, Event};
 
 use crate::envelope::{AppendMetadata, AppendOutcome, AppendRequest, NewEvent};
@@ -14,49 +14,6 @@ use crate::stream::{StreamId, StreamState, StreamVersion};
 
 /// How often a command is decided again after losing a race for its stream.
 pub const CONFLICT_RETRIES_MAX: usize = 3;
-
-/// An aggregate: state folded from one stream's events, and a pure decision over it.
-pub trait Aggregate: Default + Send + Sync {
-    type Command: Send + Sync;
-    type Rejection: std::error::Error + Send + Sync + 'static;
-
-    /// Returns the stream the command goes to.
-    fn stream_id(command: &Self::Command) -> StreamId;
-
-    /// Returns the command's name for traces.
-    fn command_name(command: &Self::Command) -> &'static str;
-
-    /// Folds one event into the state.
-    fn apply(&mut self, event: &Event);
-
-    /// Decides a command: the events to append, or the rule it breaks.
-    fn decide(&self, command: &Self::Command, context: &DecisionContext<'_>) -> Result<Vec<Event>, Self::Rejection>;
-}
-
-impl Aggregate for EnterpriseFile {
-    type Command = EnterpriseCommand;
-    type Rejection = EnterpriseRejection;
-
-    fn stream_id(command: &EnterpriseCommand) -> StreamId {
-        StreamId::for_uuid("enterprise", command.enterprise_id().as_uuid())
-    }
-
-    fn command_name(command: &EnterpriseCommand) -> &'static str {
-        command.name()
-    }
-
-    fn apply(&mut self, event: &Event) {
-        EnterpriseFile::apply(self, event);
-    }
-
-    fn decide(
-        &self,
-        command: &EnterpriseCommand,
-        context: &DecisionContext<'_>,
-    ) -> Result<Vec<Event>, EnterpriseRejection> {
-        EnterpriseFile::decide(self, command, context)
-    }
-}
 
 /// What a command did.
 #[derive(Debug, Clone)]
@@ -110,7 +67,7 @@ pub async fn execute<A: Aggregate>(
     context: &DecisionContext<'_>,
     envelope: &CommandEnvelope,
 ) -> Result<Executed, ExecuteError<A::Rejection>> {
-    let stream_id = A::stream_id(command);
+    let stream_id = StreamId::for_uuid(A::CATEGORY, A::stream_key(command));
     tracing::Span::current().record("stream.id", stream_id.as_str());
     if let Some(command_id) = envelope.command_id
         && let Some(outcome) = store.command_outcome(command_id).await?

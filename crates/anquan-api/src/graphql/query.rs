@@ -151,15 +151,19 @@ fn scoped_town(ctx: &Context<'_>, town: Option<String>) -> Result<Option<Town>, 
         })
         .transpose()?;
     match (&actor.role, town) {
-        (Role::CityAdmin, town) => Ok(town),
-        (Role::TownOfficer { town: own }, None) => Ok(Some(own.clone())),
-        (Role::TownOfficer { town: own }, Some(town)) if &town == own => Ok(Some(town)),
-        (Role::TownOfficer { .. }, Some(town)) => {
-            Err(ApiError::Forbidden(format!("a town officer may not list {town}")))
+        (Role::CityAdmin | Role::CityInspector, town) => Ok(town),
+        (Role::TownOfficer { town: own } | Role::TownInspector { town: own }, None) => Ok(Some(own.clone())),
+        (Role::TownOfficer { town: own } | Role::TownInspector { town: own }, Some(town)) if &town == own => {
+            Ok(Some(town))
         }
-        (Role::Enterprise { .. }, _) => Err(ApiError::Forbidden(
-            "an enterprise may not list other enterprises".into(),
-        )),
+        (Role::TownOfficer { .. } | Role::TownInspector { .. }, Some(town)) => Err(ApiError::Forbidden(format!(
+            "a town {} may not list {town}",
+            actor.role.name()
+        ))),
+        (Role::Enterprise { .. } | Role::Agency { .. }, _) => Err(ApiError::Forbidden(format!(
+            "an {} may not list enterprises",
+            actor.role.name()
+        ))),
     }
 }
 

@@ -9,12 +9,11 @@ use super::event::{
 };
 use super::rejection::EnterpriseRejection;
 use super::state::EnterpriseFile;
-use crate::Instant;
-use crate::actor::Actor;
+pub use crate::aggregate::DecisionContext;
 use crate::credit_code::UnifiedSocialCreditCode;
 use crate::event::Event;
 use crate::ids::{DocumentId, EnterpriseId, RequirementCode, Town};
-use crate::rules::{EnterpriseProfile, Evidence, RuleSet};
+use crate::rules::{EnterpriseProfile, Evidence};
 
 /// Longest enterprise name, in characters.
 pub const NAME_CHARS_MAX: usize = 200;
@@ -26,15 +25,6 @@ pub const TITLE_CHARS_MAX: usize = 200;
 pub const FEEDBACK_CHARS_MAX: usize = 2000;
 /// Longest file name, in characters.
 pub const FILE_NAME_CHARS_MAX: usize = 255;
-
-/// Everything `decide` needs besides the state and the command: who asks, under which rules,
-/// and when. The caller reads the clock; the domain never does.
-#[derive(Debug, Clone, Copy)]
-pub struct DecisionContext<'a> {
-    pub actor: &'a Actor,
-    pub rules: &'a RuleSet,
-    pub now: Instant,
-}
 
 /// Enrol an enterprise on the platform. Its id is derived from the credit code.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -28,6 +28,33 @@ pub fn enterprise_id_for(code: &UnifiedSocialCreditCode) -> EnterpriseId {
     EnterpriseId(Uuid::new_v5(&ENTERPRISE_ID_NAMESPACE, code.as_str().as_bytes()))
 }
 
+impl crate::aggregate::Aggregate for EnterpriseFile {
+    type Command = EnterpriseCommand;
+    type Rejection = EnterpriseRejection;
+
+    const CATEGORY: &'static str = "enterprise";
+
+    fn stream_key(command: &EnterpriseCommand) -> Uuid {
+        command.enterprise_id().as_uuid()
+    }
+
+    fn command_name(command: &EnterpriseCommand) -> &'static str {
+        command.name()
+    }
+
+    fn apply(&mut self, event: &crate::event::Event) {
+        EnterpriseFile::apply(self, event);
+    }
+
+    fn decide(
+        &self,
+        command: &EnterpriseCommand,
+        context: &DecisionContext<'_>,
+    ) -> Result<Vec<crate::event::Event>, EnterpriseRejection> {
+        EnterpriseFile::decide(self, command, context)
+    }
+}
+
 /// Returns the event stream name of an enterprise.
 pub fn stream_name(enterprise_id: EnterpriseId) -> String {
     format!("enterprise-{enterprise_id}")

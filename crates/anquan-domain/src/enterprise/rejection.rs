@@ -66,6 +66,12 @@ pub enum EnterpriseRejection {
     FeedbackRequired { document_id: DocumentId },
 }
 
+impl crate::aggregate::DomainRejection for EnterpriseRejection {
+    fn code(&self) -> &'static str {
+        EnterpriseRejection::code(self)
+    }
+}
+
 impl EnterpriseRejection {
     pub(crate) fn forbidden(action: &'static str, actor: &Actor) -> Self {
         EnterpriseRejection::Forbidden {

@@ -142,6 +142,8 @@ impl EnterpriseFile {
                     });
                 }
             }
+            #[allow(unreachable_patterns, reason = "events of other aggregates arrive with later gates")]
+            _ => {}
         }
     }
 
