@@ -77,7 +77,7 @@ async fn raw_insert(store: &PostgresEventStore, request: &anquan_event_store::Ap
             "INSERT INTO event_log (position, stream_id, version, event_id, event_type, schema_version, data, \
              occurred_at, recorded_at, actor, correlation_id, hash) \
              SELECT nextval('bench_raw_position'), $1, nextval('bench_raw_version'), e.id, 'Raw', 1, e.data::json, \
-             now(), now(), $5::text::json, $2, '\\x00'::bytea FROM unnest($3::uuid[], $4::text[]) AS e(id, data)",
+             now(), now(), $5::text::json, $2, decode(repeat('00', 32), 'hex') FROM unnest($3::uuid[], $4::text[]) AS e(id, data)",
         )
         .await
         .expect("prepare raw insert");
