@@ -182,17 +182,17 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 
 /// Loads a rule set from a directory of rule files.
 pub fn load_rules(directory: &Path) -> anyhow::Result<RuleSet> {
-    let read = |name: &str| {
+    let mut files = anquan_domain::rules::RuleSetFiles::new();
+    for name in anquan_domain::rules::RULE_SET_FILES {
         let path = directory.join(name);
-        std::fs::read_to_string(&path).with_context(|| format!("cannot read rule file {}", path.display()))
-    };
-    Ok(RuleSet::parse(&read("ruleset.toml")?, &read("indicators.toml")?)?)
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("cannot read rule file {}", path.display()))?;
+        files.insert(name.to_owned(), text);
+    }
+    RuleSet::from_files(&files).with_context(|| format!("rule set in {} is invalid", directory.display()))
 }
 
 /// Rule set v1 as built into the binary.
 pub fn embedded_rules() -> anyhow::Result<RuleSet> {
-    Ok(RuleSet::parse(
-        include_str!("../../../projections/v1/ruleset.toml"),
-        include_str!("../../../projections/v1/indicators.toml"),
-    )?)
+    Ok(anquan_domain::rules::builtin_v1()?)
 }

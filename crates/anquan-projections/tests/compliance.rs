@@ -35,11 +35,7 @@ use anquan_projections::{
 };
 
 fn rules() -> RuleSet {
-    RuleSet::parse(
-        include_str!("../../../projections/v1/ruleset.toml"),
-        include_str!("../../../projections/v1/indicators.toml"),
-    )
-    .unwrap()
+    anquan_domain::rules::builtin_v1().unwrap()
 }
 
 fn day(n: i64) -> DateTime<Utc> {

@@ -14,8 +14,31 @@ pub use condition::{Condition, EnterpriseProfile, ProfileFlag};
 use crate::ids::{IndicatorCode, RequirementCode};
 use crate::period::Cadence;
 
-/// The file names a rule set is made of, in `projections/<version>/`.
+/// The file names a rule set is made of, in `projections/<version>/`. Each gate adds its file.
 pub const RULE_SET_FILES: [&str; 2] = ["ruleset.toml", "indicators.toml"];
+
+/// The texts of a rule set's files, by file name.
+pub type RuleSetFiles = BTreeMap<String, String>;
+
+/// The files of rule set v1 as built into the binary (read at compile time from
+/// `projections/v1/`), the default rule set and the one tests use.
+pub fn builtin_v1_files() -> RuleSetFiles {
+    [
+        ("ruleset.toml", include_str!("../../../../projections/v1/ruleset.toml")),
+        (
+            "indicators.toml",
+            include_str!("../../../../projections/v1/indicators.toml"),
+        ),
+    ]
+    .into_iter()
+    .map(|(name, text)| (name.to_owned(), text.to_owned()))
+    .collect()
+}
+
+/// Rule set v1 as built into the binary.
+pub fn builtin_v1() -> Result<RuleSet, RuleSetError> {
+    RuleSet::from_files(&builtin_v1_files())
+}
 
 /// A complete, checked rule set.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -117,6 +140,8 @@ pub struct CadenceRule {
 pub enum RuleSetError {
     #[error("rule set file {file} is not valid: {message}")]
     Syntax { file: &'static str, message: String },
+    #[error("rule set file {0} is missing")]
+    MissingFile(&'static str),
     #[error("rule set time zone {0:?} is not an offset like +08:00")]
     TimeZone(String),
     #[error("rule set is inconsistent: {0}")]
@@ -140,6 +165,15 @@ struct IndicatorsFile {
     indicators: Vec<Indicator>,
 }
 
+/// Parses one TOML file of the rule set.
+fn parse_file<T: serde::de::DeserializeOwned>(files: &RuleSetFiles, name: &'static str) -> Result<T, RuleSetError> {
+    let text = files.get(name).ok_or(RuleSetError::MissingFile(name))?;
+    toml::from_str(text).map_err(|error| RuleSetError::Syntax {
+        file: name,
+        message: error.to_string(),
+    })
+}
+
 fn default_true() -> bool {
     true
 }
@@ -149,17 +183,11 @@ fn serialize_offset<S: serde::Serializer>(offset: &FixedOffset, serializer: S) -
 }
 
 impl RuleSet {
-    /// Parses a rule set from the texts of its files (`ruleset.toml`, `indicators.toml`) and
-    /// checks it is consistent.
-    pub fn parse(ruleset_toml: &str, indicators_toml: &str) -> Result<Self, RuleSetError> {
-        let head: RuleSetFile = toml::from_str(ruleset_toml).map_err(|error| RuleSetError::Syntax {
-            file: "ruleset.toml",
-            message: error.to_string(),
-        })?;
-        let body: IndicatorsFile = toml::from_str(indicators_toml).map_err(|error| RuleSetError::Syntax {
-            file: "indicators.toml",
-            message: error.to_string(),
-        })?;
+    /// Parses a rule set from the texts of its files (see [`RULE_SET_FILES`]) and checks it is
+    /// consistent.
+    pub fn from_files(files: &RuleSetFiles) -> Result<Self, RuleSetError> {
+        let head: RuleSetFile = parse_file(files, "ruleset.toml")?;
+        let body: IndicatorsFile = parse_file(files, "indicators.toml")?;
         let time_zone: FixedOffset = head
             .time_zone
             .parse()
@@ -289,11 +317,13 @@ pub(crate) mod tests {
 
     /// The repository's rule set v1, read at compile time so the domain tests run on it.
     pub(crate) fn rule_set_v1() -> RuleSet {
-        RuleSet::parse(
-            include_str!("../../../../projections/v1/ruleset.toml"),
-            include_str!("../../../../projections/v1/indicators.toml"),
-        )
-        .unwrap()
+        builtin_v1().unwrap()
+    }
+
+    fn with_indicators(body: &str) -> Result<RuleSet, RuleSetError> {
+        let mut files = builtin_v1_files();
+        files.insert("indicators.toml".into(), body.into());
+        RuleSet::from_files(&files)
     }
 
     #[test]
@@ -306,7 +336,6 @@ pub(crate) mod tests {
 
     #[test]
     fn an_unknown_class_is_reported_with_its_owner() {
-        let head = include_str!("../../../../projections/v1/ruleset.toml");
         let body = r#"
             [[indicators]]
             code = "R01"
@@ -319,7 +348,7 @@ pub(crate) mod tests {
             name_en = "x"
             evidence = { kind = "review" }
         "#;
-        let error = RuleSet::parse(head, body).unwrap_err();
+        let error = with_indicators(body).unwrap_err();
         assert_eq!(
             error.to_string(),
             "rule set is inconsistent: R01 refers to unknown class no_such_class"
@@ -328,7 +357,6 @@ pub(crate) mod tests {
 
     #[test]
     fn a_requirement_under_the_wrong_indicator_is_rejected() {
-        let head = include_str!("../../../../projections/v1/ruleset.toml");
         let body = r#"
             [[indicators]]
             code = "R01"
@@ -340,6 +368,6 @@ pub(crate) mod tests {
             name_en = "x"
             evidence = { kind = "review" }
         "#;
-        assert!(matches!(RuleSet::parse(head, body), Err(RuleSetError::Inconsistent(_))));
+        assert!(matches!(with_indicators(body), Err(RuleSetError::Inconsistent(_))));
     }
 }

@@ -19,11 +19,7 @@ use anquan_domain::{
 };
 
 pub fn rules() -> RuleSet {
-    RuleSet::parse(
-        include_str!("../../../../projections/v1/ruleset.toml"),
-        include_str!("../../../../projections/v1/indicators.toml"),
-    )
-    .unwrap()
+    anquan_domain::rules::builtin_v1().unwrap()
 }
 
 pub fn at(text: &str) -> Instant {
