@@ -56,6 +56,8 @@ mod listener;
 mod read_model;
 mod schema;
 mod store;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 pub use read_model::PostgresReadModelStore;
 pub use schema::SCHEMA_VERSION;

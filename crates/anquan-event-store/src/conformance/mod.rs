@@ -98,10 +98,23 @@ macro_rules! ensure_eq {
 ///
 /// `$factory` is an expression evaluated once per case, whose value is a future of a
 /// [`Fixture`]. The calling crate needs `tokio` with the `macros` and `rt-multi-thread` features.
+///
+/// A backend that needs an external server uses the `optional:` form: its factory's future
+/// yields an `Option<Fixture>`, and `None` (after the factory printed why) makes the case print
+/// that it is skipped and return. A factory must never substitute another store, and it fails
+/// (panics) instead of returning `None` when its backend is required.
+///
+/// ```text
+/// async fn make_store() -> Option<Fixture> { /* None: server not configured */ }
+/// anquan_event_store::event_store_conformance!(optional: make_store());
+/// ```
 #[macro_export]
 macro_rules! event_store_conformance {
-    ($factory:expr) => {
-        $crate::event_store_conformance!(@cases $factory;
+    (optional: $factory:expr) => {
+        $crate::event_store_conformance!(@list optional $factory);
+    };
+    (@list $mode:ident $factory:expr) => {
+        $crate::event_store_conformance!(@cases $mode $factory;
             appending_with_no_stream_creates_the_stream,
             no_stream_on_an_existing_stream_conflicts,
             a_stale_expected_version_conflicts_with_the_actual_version,
@@ -121,7 +134,7 @@ macro_rules! event_store_conformance {
             the_envelope_round_trips,
         );
     };
-    (@cases $factory:expr; $($case:ident),+ $(,)?) => {
+    (@cases always $factory:expr; $($case:ident),+ $(,)?) => {
         $(
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
@@ -131,6 +144,27 @@ macro_rules! event_store_conformance {
                 }
             }
         )+
+    };
+    (@cases optional $factory:expr; $($case:ident),+ $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let fixture: ::core::option::Option<$crate::conformance::Fixture> = $factory.await;
+                let ::core::option::Option::Some(fixture) = fixture else {
+                    eprintln!(
+                        "skipping conformance case {}: its backend is not available (see above); nothing was tested",
+                        stringify!($case)
+                    );
+                    return;
+                };
+                if let Err(error) = $crate::conformance::$case(fixture.store()).await {
+                    panic!("conformance case {} failed: {error}", stringify!($case));
+                }
+            }
+        )+
+    };
+    ($factory:expr) => {
+        $crate::event_store_conformance!(@list always $factory);
     };
 }
 
