@@ -5,6 +5,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::agency::event::{
+    AgencyBlacklisted, AgencyComplaintFounded, AgencyDelisted, AgencyMisconductFound, AgencyProfileChanged,
+    AgencyRegistered, AgencyWarned, ContractSigned, ContractTerminated, CreditGraded, ReportSpotChecked, ServiceRated,
+    ServiceReported, StaffReported,
+};
 use crate::enterprise::event::{
     DocumentApproved, DocumentReturned, DocumentUploaded, EnterpriseProfileChanged, EnterpriseRegistered,
 };
@@ -89,4 +94,18 @@ event_catalogue! {
     DocumentUploaded => 1,
     DocumentApproved => 1,
     DocumentReturned => 1,
+    AgencyRegistered => 1,
+    AgencyProfileChanged => 1,
+    StaffReported => 1,
+    ContractSigned => 1,
+    ContractTerminated => 1,
+    ServiceReported => 1,
+    ServiceRated => 1,
+    ReportSpotChecked => 1,
+    AgencyComplaintFounded => 1,
+    AgencyWarned => 1,
+    AgencyMisconductFound => 1,
+    CreditGraded => 1,
+    AgencyBlacklisted => 1,
+    AgencyDelisted => 1,
 }

@@ -75,6 +75,21 @@ uuid_id!(
     "hazard id"
 );
 uuid_id!(
+    /// A service contract between an agency and an enterprise, kept on the agency's stream.
+    ContractId,
+    "contract id"
+);
+uuid_id!(
+    /// One service report (a visit) an agency filed under a contract.
+    ServiceReportId,
+    "service report id"
+);
+uuid_id!(
+    /// A member of an agency's staff; stable across the half-yearly staff reports.
+    StaffId,
+    "staff id"
+);
+uuid_id!(
     /// A client-chosen id that makes a command idempotent: a retry appends nothing twice.
     CommandId,
     "command id"

@@ -5,8 +5,10 @@
 //! needs arrives as a parameter, every fact as an event.
 
 pub mod actor;
+pub mod agency;
 pub mod aggregate;
 pub mod compliance;
+pub mod credit;
 pub mod credit_code;
 pub mod enterprise;
 pub mod event;
@@ -19,8 +21,8 @@ pub use aggregate::{Aggregate, DecisionContext, DomainRejection};
 pub use credit_code::{CreditCodeError, UnifiedSocialCreditCode};
 pub use event::{Event, EventDecodeError};
 pub use ids::{
-    AgencyId, CommandId, DocumentId, EnterpriseId, HazardId, IdError, IndicatorCode, InspectionId, RequirementCode,
-    Town, UserId,
+    AgencyId, CommandId, ContractId, DocumentId, EnterpriseId, HazardId, IdError, IndicatorCode, InspectionId,
+    RequirementCode, ServiceReportId, StaffId, Town, UserId,
 };
 pub use period::{Cadence, Period};
 

@@ -58,6 +58,22 @@ fn event_time(event: &Event) -> Instant {
         Event::DocumentUploaded(e) => e.uploaded_at,
         Event::DocumentApproved(e) => e.reviewed_at,
         Event::DocumentReturned(e) => e.reviewed_at,
+        Event::AgencyRegistered(_)
+        | Event::AgencyProfileChanged(_)
+        | Event::StaffReported(_)
+        | Event::ContractSigned(_)
+        | Event::ContractTerminated(_)
+        | Event::ServiceReported(_)
+        | Event::ServiceRated(_)
+        | Event::ReportSpotChecked(_)
+        | Event::AgencyComplaintFounded(_)
+        | Event::AgencyWarned(_)
+        | Event::AgencyMisconductFound(_)
+        | Event::CreditGraded(_)
+        | Event::AgencyBlacklisted(_)
+        | Event::AgencyDelisted(_) => {
+            panic!("not an enterprise event: {event:?}")
+        }
     }
 }
 

@@ -11,11 +11,12 @@ use serde::{Deserialize, Serialize};
 
 pub use condition::{Condition, EnterpriseProfile, ProfileFlag};
 
+use crate::credit::CreditRules;
 use crate::ids::{IndicatorCode, RequirementCode};
 use crate::period::Cadence;
 
 /// The file names a rule set is made of, in `projections/<version>/`. Each gate adds its file.
-pub const RULE_SET_FILES: [&str; 2] = ["ruleset.toml", "indicators.toml"];
+pub const RULE_SET_FILES: [&str; 3] = ["ruleset.toml", "indicators.toml", "credit.toml"];
 
 /// The texts of a rule set's files, by file name.
 pub type RuleSetFiles = BTreeMap<String, String>;
@@ -29,6 +30,7 @@ pub fn builtin_v1_files() -> RuleSetFiles {
             "indicators.toml",
             include_str!("../../../../projections/v1/indicators.toml"),
         ),
+        ("credit.toml", include_str!("../../../../projections/v1/credit.toml")),
     ]
     .into_iter()
     .map(|(name, text)| (name.to_owned(), text.to_owned()))
@@ -52,6 +54,8 @@ pub struct RuleSet {
     /// Named enterprise classes (KEY, 3S2E, 500W...) that conditions can refer to.
     pub classes: BTreeMap<String, Condition>,
     pub indicators: Vec<Indicator>,
+    /// The agency credit model, fee band tolerance and agency deadlines (`credit.toml`).
+    pub credit: CreditRules,
 }
 
 /// Parameters of the status engine.
@@ -188,6 +192,7 @@ impl RuleSet {
     pub fn from_files(files: &RuleSetFiles) -> Result<Self, RuleSetError> {
         let head: RuleSetFile = parse_file(files, "ruleset.toml")?;
         let body: IndicatorsFile = parse_file(files, "indicators.toml")?;
+        let credit: CreditRules = parse_file(files, "credit.toml")?;
         let time_zone: FixedOffset = head
             .time_zone
             .parse()
@@ -199,6 +204,7 @@ impl RuleSet {
             status: head.status,
             classes: head.classes,
             indicators: body.indicators,
+            credit,
         };
         rules.check()?;
         Ok(rules)
@@ -266,6 +272,9 @@ impl RuleSet {
                 ));
             }
         }
+        self.credit
+            .check()
+            .map_err(|error| RuleSetError::Inconsistent(error.to_string()))?;
         let mut indicator_codes = BTreeSet::new();
         let mut requirement_codes = BTreeSet::new();
         for indicator in &self.indicators {

@@ -90,6 +90,21 @@ impl Projection for ComplianceProjection {
                 returned_statements(enterprise_id, event, returned, position, out);
                 Ok(())
             }
+            // Agency events live on agency streams; the stream check above already skips them.
+            Event::AgencyRegistered(_)
+            | Event::AgencyProfileChanged(_)
+            | Event::StaffReported(_)
+            | Event::ContractSigned(_)
+            | Event::ContractTerminated(_)
+            | Event::ServiceReported(_)
+            | Event::ServiceRated(_)
+            | Event::ReportSpotChecked(_)
+            | Event::AgencyComplaintFounded(_)
+            | Event::AgencyWarned(_)
+            | Event::AgencyMisconductFound(_)
+            | Event::CreditGraded(_)
+            | Event::AgencyBlacklisted(_)
+            | Event::AgencyDelisted(_) => Ok(()),
         }
     }
 }

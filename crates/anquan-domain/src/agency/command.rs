@@ -1,0 +1,761 @@
+//! Commands on the agency stream and the `decide` function that turns them into events.
+
+use std::collections::BTreeSet;
+
+use chrono::Duration;
+
+use super::event::{
+    AgencyBlacklisted, AgencyComplaintFounded, AgencyDelisted, AgencyMisconductFound, AgencyProfile,
+    AgencyProfileChanged, AgencyRegistered, AgencyWarned, ContractSigned, ContractTerminated, CreditGraded, FeeCheck,
+    HazardLevel, ReportSpotChecked, ReportedHazard, ServiceRated, ServiceReported, StaffMember, StaffReported,
+    WarningKind,
+};
+use super::rejection::AgencyRejection;
+use super::state::{AgencyRecord, AgencyState};
+use crate::Instant;
+use crate::actor::Role;
+pub use crate::aggregate::DecisionContext;
+use crate::credit::{Grade, MisconductKind, compute_score};
+use crate::enterprise::FileRef;
+use crate::event::Event;
+use crate::ids::{AgencyId, ContractId, EnterpriseId, ServiceReportId, StaffId, Town};
+use crate::period::{Cadence, Period};
+
+/// Longest name (agency, staff), in characters.
+pub const NAME_CHARS_MAX: usize = 200;
+/// Longest free text (standards, findings, reasons, comments), in characters.
+pub const TEXT_CHARS_MAX: usize = 4000;
+/// Longest short label (licence, certificate number, phone, scope item), in characters.
+pub const LABEL_CHARS_MAX: usize = 100;
+/// Most items in a list (scope items, services, staff, hazards, photos).
+pub const LIST_ITEMS_MAX: usize = 500;
+
+/// Register an agency (city admin). The id is chosen by the caller (UUID v7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterAgency {
+    pub agency_id: AgencyId,
+    pub profile: AgencyProfile,
+}
+
+/// Change an agency's published profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeAgencyProfile {
+    pub agency_id: AgencyId,
+    pub profile: AgencyProfile,
+}
+
+/// Report the staff of a half-year; replaces that half-year's list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportStaff {
+    pub agency_id: AgencyId,
+    pub half_year: Period,
+    pub staff: Vec<StaffMember>,
+}
+
+/// Sign a service contract with a registered enterprise. The API checked that the enterprise is
+/// registered and supplies its town.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignContract {
+    pub agency_id: AgencyId,
+    pub contract_id: ContractId,
+    pub enterprise_id: EnterpriseId,
+    pub enterprise_town: Town,
+    pub valid_from: Instant,
+    pub valid_until: Instant,
+    pub services: Vec<String>,
+    pub visits_promised: u32,
+    pub fee_yuan: u64,
+}
+
+/// End a contract early.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TerminateContract {
+    pub agency_id: AgencyId,
+    pub contract_id: ContractId,
+    pub reason: String,
+}
+
+/// A hazard as the agency reports it; its index is given by its place in the list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HazardReport {
+    pub category: String,
+    pub level: HazardLevel,
+    pub description: String,
+    pub photos: Vec<FileRef>,
+    pub suggested_deadline: Option<Instant>,
+}
+
+/// Report a service visit under a contract.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportService {
+    pub agency_id: AgencyId,
+    pub report_id: ServiceReportId,
+    pub contract_id: ContractId,
+    pub visited_at: Instant,
+    pub staff_ids: Vec<StaffId>,
+    pub findings: String,
+    pub hazards: Vec<HazardReport>,
+    pub photos: Vec<FileRef>,
+    pub report_file: FileRef,
+}
+
+/// Rate a service record, 1 to 5 stars (the served enterprise, once).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateService {
+    pub agency_id: AgencyId,
+    pub report_id: ServiceReportId,
+    /// Checked to be 1..=5 by `decide`, so out-of-range input is a rule, not a parse error.
+    pub stars: i64,
+    pub comment: Option<String>,
+}
+
+/// Record the city's quality verdict on a sampled report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpotCheckReport {
+    pub agency_id: AgencyId,
+    pub report_id: ServiceReportId,
+    pub qualified: bool,
+    pub note: Option<String>,
+}
+
+/// Record a founded complaint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundComplaint {
+    pub agency_id: AgencyId,
+    pub complaint: String,
+}
+
+/// Issue a warning notice or a summons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WarnAgency {
+    pub agency_id: AgencyId,
+    pub kind: WarningKind,
+    pub reason: String,
+}
+
+/// Record misconduct found by the city.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordMisconduct {
+    pub agency_id: AgencyId,
+    pub kind: MisconductKind,
+    pub report_id: Option<ServiceReportId>,
+    pub reason: String,
+}
+
+/// Grade a half-year: the computed score is decided from the agency's facts; the official gives
+/// the final grade (with a reason when it differs) and the count of missed findings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GradeAgency {
+    pub agency_id: AgencyId,
+    pub half_year: Period,
+    pub missed_findings: u32,
+    pub grade: Grade,
+    pub reason: Option<String>,
+}
+
+/// Put an agency on the blacklist, or take it off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeBlacklist {
+    pub agency_id: AgencyId,
+    pub blacklisted: bool,
+    pub reason: String,
+}
+
+/// Every command of the agency stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgencyCommand {
+    Register(RegisterAgency),
+    ChangeProfile(ChangeAgencyProfile),
+    ReportStaff(ReportStaff),
+    SignContract(SignContract),
+    TerminateContract(TerminateContract),
+    ReportService(ReportService),
+    RateService(RateService),
+    SpotCheckReport(SpotCheckReport),
+    FoundComplaint(FoundComplaint),
+    Warn(WarnAgency),
+    RecordMisconduct(RecordMisconduct),
+    Grade(GradeAgency),
+    ChangeBlacklist(ChangeBlacklist),
+}
+
+impl AgencyCommand {
+    /// Returns the agency whose stream the command goes to.
+    pub fn agency_id(&self) -> AgencyId {
+        match self {
+            AgencyCommand::Register(c) => c.agency_id,
+            AgencyCommand::ChangeProfile(c) => c.agency_id,
+            AgencyCommand::ReportStaff(c) => c.agency_id,
+            AgencyCommand::SignContract(c) => c.agency_id,
+            AgencyCommand::TerminateContract(c) => c.agency_id,
+            AgencyCommand::ReportService(c) => c.agency_id,
+            AgencyCommand::RateService(c) => c.agency_id,
+            AgencyCommand::SpotCheckReport(c) => c.agency_id,
+            AgencyCommand::FoundComplaint(c) => c.agency_id,
+            AgencyCommand::Warn(c) => c.agency_id,
+            AgencyCommand::RecordMisconduct(c) => c.agency_id,
+            AgencyCommand::Grade(c) => c.agency_id,
+            AgencyCommand::ChangeBlacklist(c) => c.agency_id,
+        }
+    }
+
+    /// Returns the command's name for logs and traces.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AgencyCommand::Register(_) => "register_agency",
+            AgencyCommand::ChangeProfile(_) => "change_agency_profile",
+            AgencyCommand::ReportStaff(_) => "report_agency_staff",
+            AgencyCommand::SignContract(_) => "sign_service_contract",
+            AgencyCommand::TerminateContract(_) => "terminate_service_contract",
+            AgencyCommand::ReportService(_) => "report_service",
+            AgencyCommand::RateService(_) => "rate_service",
+            AgencyCommand::SpotCheckReport(_) => "spot_check_service_report",
+            AgencyCommand::FoundComplaint(_) => "found_agency_complaint",
+            AgencyCommand::Warn(_) => "warn_agency",
+            AgencyCommand::RecordMisconduct(_) => "record_agency_misconduct",
+            AgencyCommand::Grade(_) => "grade_agency",
+            AgencyCommand::ChangeBlacklist(_) => "change_agency_blacklist",
+        }
+    }
+}
+
+impl AgencyState {
+    /// Decides a command against the agency's current state: the events to append, or why not.
+    pub fn decide(
+        &self,
+        command: &AgencyCommand,
+        context: &DecisionContext<'_>,
+    ) -> Result<Vec<Event>, AgencyRejection> {
+        if let AgencyCommand::Register(command) = command {
+            return self.decide_register(command, context);
+        }
+        let agency = self.registered(command.agency_id())?;
+        match command {
+            AgencyCommand::Register(_) => Ok(Vec::new()),
+            AgencyCommand::ChangeProfile(c) => {
+                act_for_agency(agency.agency_id, "change this agency's profile", context)?;
+                check_profile(&c.profile)?;
+                Ok(vec![Event::AgencyProfileChanged(AgencyProfileChanged {
+                    profile: clean_profile(&c.profile),
+                    changed_at: context.now,
+                })])
+            }
+            AgencyCommand::ReportStaff(c) => self.decide_report_staff(agency, c, context),
+            AgencyCommand::SignContract(c) => self.decide_sign(agency, c, context),
+            AgencyCommand::TerminateContract(c) => self.decide_terminate(agency, c, context),
+            AgencyCommand::ReportService(c) => self.decide_report_service(agency, c, context),
+            AgencyCommand::RateService(c) => self.decide_rate(c, context),
+            AgencyCommand::SpotCheckReport(c) => {
+                city_admin("spot-check service reports", context)?;
+                let report = self.report(c.report_id)?;
+                if report.spot_check.is_some() {
+                    return Err(AgencyRejection::AlreadySpotChecked { report_id: c.report_id });
+                }
+                let note = optional_text("note", c.note.as_deref(), TEXT_CHARS_MAX)?;
+                Ok(vec![Event::ReportSpotChecked(ReportSpotChecked {
+                    report_id: c.report_id,
+                    qualified: c.qualified,
+                    note,
+                    checked_at: context.now,
+                })])
+            }
+            AgencyCommand::FoundComplaint(c) => {
+                city_admin("find complaints founded", context)?;
+                Ok(vec![Event::AgencyComplaintFounded(AgencyComplaintFounded {
+                    complaint: text("complaint", &c.complaint, TEXT_CHARS_MAX)?,
+                    decided_at: context.now,
+                })])
+            }
+            AgencyCommand::Warn(c) => {
+                city_admin("warn agencies", context)?;
+                Ok(vec![Event::AgencyWarned(AgencyWarned {
+                    kind: c.kind,
+                    reason: text("reason", &c.reason, TEXT_CHARS_MAX)?,
+                    issued_at: context.now,
+                })])
+            }
+            AgencyCommand::RecordMisconduct(c) => self.decide_misconduct(c, context),
+            AgencyCommand::Grade(c) => self.decide_grade(c, context),
+            AgencyCommand::ChangeBlacklist(c) => self.decide_blacklist(agency, c, context),
+        }
+    }
+
+    fn decide_register(
+        &self,
+        command: &RegisterAgency,
+        context: &DecisionContext<'_>,
+    ) -> Result<Vec<Event>, AgencyRejection> {
+        city_admin("register agencies", context)?;
+        if self.registration.is_some() {
+            return Err(AgencyRejection::AlreadyRegistered {
+                agency_id: command.agency_id,
+            });
+        }
+        check_profile(&command.profile)?;
+        Ok(vec![Event::AgencyRegistered(AgencyRegistered {
+            agency_id: command.agency_id,
+            profile: clean_profile(&command.profile),
+            registered_at: context.now,
+        })])
+    }
+
+    fn decide_report_staff(
+        &self,
+        agency: &AgencyRecord,
+        command: &ReportStaff,
+        context: &DecisionContext<'_>,
+    ) -> Result<Vec<Event>, AgencyRejection> {
+        act_for_agency(agency.agency_id, "report this agency's staff", context)?;
+        let start = started_half_year(command.half_year, context)?;
+        check_count("staff", command.staff.len())?;
+        let mut seen = BTreeSet::new();
+        let mut staff = Vec::with_capacity(command.staff.len());
+        for member in &command.staff {
+            if !seen.insert(member.staff_id) {
+                return Err(AgencyRejection::DuplicateStaff {
+                    staff_id: member.staff_id,
+                });
+            }
+            check_count("qualifications", member.qualifications.len())?;
+            let mut qualifications = member.qualifications.clone();
+            for qualification in &mut qualifications {
+                qualification.certificate_number =
+                    text("certificate_number", &qualification.certificate_number, LABEL_CHARS_MAX)?;
+            }
+            staff.push(StaffMember {
+                staff_id: member.staff_id,
+                name: text("staff name", &member.name, NAME_CHARS_MAX)?,
+                qualifications,
+                phone: optional_text("phone", member.phone.as_deref(), LABEL_CHARS_MAX)?,
+            });
+        }
+        let due_at = start + Duration::days(i64::from(context.rules.credit.staff.report_due_days));
+        Ok(vec![Event::StaffReported(StaffReported {
+            half_year: command.half_year,
+            staff,
+            due_at,
+            late: context.now > due_at,
+            reported_at: context.now,
+        })])
+    }
+
+    fn decide_sign(
+        &self,
+        agency: &AgencyRecord,
+        command: &SignContract,
+        context: &DecisionContext<'_>,
+    ) -> Result<Vec<Event>, AgencyRejection> {
+        act_for_agency(agency.agency_id, "sign contracts for this agency", context)?;
+        if self.is_blacklisted() {
+            return Err(AgencyRejection::Blacklisted {
+                agency_id: agency.agency_id,
+            });
+        }
+        if self.contracts.contains_key(&command.contract_id) {
+            return Err(AgencyRejection::DuplicateContract {
+                contract_id: command.contract_id,
+            });
+        }
+        if command.valid_from >= command.valid_until {
+            return Err(AgencyRejection::InvalidContractPeriod);
+        }
+        let services = labels("services", &command.services)?;
+        let band = agency.profile.fee_band;
+        let fee_check = if context
+            .rules
+            .credit
+            .fee_within_band(command.fee_yuan, band.min_yuan, band.max_yuan)
+        {
+            FeeCheck::WithinBand
+        } else if command.fee_yuan < band.min_yuan {
+            FeeCheck::BelowBand
+        } else {
+            FeeCheck::AboveBand
+        };
+        Ok(vec![Event::ContractSigned(ContractSigned {
+            contract_id: command.contract_id,
+            enterprise_id: command.enterprise_id,
+            enterprise_town: command.enterprise_town.clone(),
+            valid_from: command.valid_from,
+            valid_until: command.valid_until,
+            services,
+            visits_promised: command.visits_promised,
+            fee_yuan: command.fee_yuan,
+            fee_band: band,
+            fee_check,
+            signed_at: context.now,
+        })])
+    }
+
+    fn decide_terminate(
+        &self,
+        agency: &AgencyRecord,
+        command: &TerminateContract,
+        context: &DecisionContext<'_>,
+    ) -> Result<Vec<Event>, AgencyRejection> {
+        act_for_agency(agency.agency_id, "terminate this agency's contracts", context)?;
+        let contract = self
+            .contracts
+            .get(&command.contract_id)
+            .ok_or(AgencyRejection::UnknownContract {
+                contract_id: command.contract_id,
+            })?;
+        if contract.terminated_at.is_some() {
+            return Err(AgencyRejection::ContractTerminated {
+                contract_id: command.contract_id,
+            });
+        }
+        Ok(vec![Event::ContractTerminated(ContractTerminated {
+            contract_id: command.contract_id,
+            reason: text("reason", &command.reason, TEXT_CHARS_MAX)?,
+            terminated_at: context.now,
+        })])
+    }
+
+    fn decide_report_service(
+        &self,
+        agency: &AgencyRecord,
+        command: &ReportService,
+        context: &DecisionContext<'_>,
+    ) -> Result<Vec<Event>, AgencyRejection> {
+        act_for_agency(agency.agency_id, "report services for this agency", context)?;
+        if self.reports.contains_key(&command.report_id) {
+            return Err(AgencyRejection::DuplicateReport {
+                report_id: command.report_id,
+            });
+        }
+        let contract = self
+            .contracts
+            .get(&command.contract_id)
+            .ok_or(AgencyRejection::UnknownContract {
+                contract_id: command.contract_id,
+            })?;
+        if command.visited_at > context.now {
+            return Err(AgencyRejection::VisitInFuture);
+        }
+        if !contract.in_force_at(command.visited_at) {
+            return Err(AgencyRejection::ContractNotInForce {
+                contract_id: command.contract_id,
+            });
+        }
+        if command.staff_ids.is_empty() {
+            return Err(invalid("staff_ids", "must name at least one staff member"));
+        }
+        let known = self.known_staff();
+        let mut seen = BTreeSet::new();
+        for staff_id in &command.staff_ids {
+            if !known.contains(staff_id) {
+                return Err(AgencyRejection::UnknownStaff { staff_id: *staff_id });
+            }
+            if !seen.insert(*staff_id) {
+                return Err(AgencyRejection::DuplicateStaff { staff_id: *staff_id });
+            }
+        }
+        check_count("hazards", command.hazards.len())?;
+        check_count("photos", command.photos.len())?;
+        let mut hazards = Vec::with_capacity(command.hazards.len());
+        for (index, hazard) in command.hazards.iter().enumerate() {
+            check_count("hazard photos", hazard.photos.len())?;
+            hazards.push(ReportedHazard {
+                index: u32::try_from(index).unwrap_or(u32::MAX),
+                category: text("hazard category", &hazard.category, LABEL_CHARS_MAX)?,
+                level: hazard.level,
+                description: text("hazard description", &hazard.description, TEXT_CHARS_MAX)?,
+                photos: hazard.photos.clone(),
+                suggested_deadline: hazard.suggested_deadline,
+            });
+        }
+        let window = Duration::days(i64::from(context.rules.credit.timeliness.window_days));
+        Ok(vec![Event::ServiceReported(ServiceReported {
+            report_id: command.report_id,
+            contract_id: command.contract_id,
+            enterprise_id: contract.enterprise_id,
+            visited_at: command.visited_at,
+            staff_ids: command.staff_ids.clone(),
+            findings: text("findings", &command.findings, TEXT_CHARS_MAX)?,
+            hazards,
+            photos: command.photos.clone(),
+            report_file: command.report_file.clone(),
+            on_time: context.now - command.visited_at <= window,
+            reported_at: context.now,
+        })])
+    }
+
+    fn decide_rate(&self, command: &RateService, context: &DecisionContext<'_>) -> Result<Vec<Event>, AgencyRejection> {
+        let report = self.report(command.report_id)?;
+        match &context.actor.role {
+            Role::Enterprise { enterprise_id } if *enterprise_id == report.enterprise_id => {}
+            Role::Enterprise { .. } => {
+                return Err(AgencyRejection::NotServedEnterprise {
+                    report_id: command.report_id,
+                    served: report.enterprise_id,
+                });
+            }
+            _ => return Err(AgencyRejection::forbidden("rate services", context.actor)),
+        }
+        if report.rating.is_some() {
+            return Err(AgencyRejection::AlreadyRated {
+                report_id: command.report_id,
+            });
+        }
+        let stars = u8::try_from(command.stars)
+            .ok()
+            .filter(|stars| (1..=5).contains(stars))
+            .ok_or(AgencyRejection::StarsOutOfRange { stars: command.stars })?;
+        Ok(vec![Event::ServiceRated(ServiceRated {
+            report_id: command.report_id,
+            enterprise_id: report.enterprise_id,
+            stars,
+            comment: optional_text("comment", command.comment.as_deref(), TEXT_CHARS_MAX)?,
+            rated_at: context.now,
+        })])
+    }
+
+    fn decide_misconduct(
+        &self,
+        command: &RecordMisconduct,
+        context: &DecisionContext<'_>,
+    ) -> Result<Vec<Event>, AgencyRejection> {
+        city_admin("record agency misconduct", context)?;
+        if let Some(report_id) = command.report_id {
+            self.report(report_id)?;
+        }
+        if command.kind == MisconductKind::RefusedRectification
+            && !self.warnings.iter().any(|(kind, _)| *kind == WarningKind::Summons)
+        {
+            return Err(AgencyRejection::NoSummons);
+        }
+        let reason = text("reason", &command.reason, TEXT_CHARS_MAX)?;
+        let mut events = vec![Event::AgencyMisconductFound(AgencyMisconductFound {
+            kind: command.kind,
+            report_id: command.report_id,
+            reason: reason.clone(),
+            found_at: context.now,
+        })];
+        if context.rules.credit.blacklist.misconduct.contains(&command.kind) && !self.is_blacklisted() {
+            events.push(Event::AgencyBlacklisted(AgencyBlacklisted {
+                reason: format!("misconduct {}: {reason}", misconduct_name(command.kind)),
+                blacklisted_at: context.now,
+            }));
+        }
+        Ok(events)
+    }
+
+    fn decide_grade(
+        &self,
+        command: &GradeAgency,
+        context: &DecisionContext<'_>,
+    ) -> Result<Vec<Event>, AgencyRejection> {
+        city_admin("grade agencies", context)?;
+        started_half_year(command.half_year, context)?;
+        if self.grades.contains_key(&command.half_year) {
+            return Err(AgencyRejection::AlreadyGraded {
+                half_year: command.half_year,
+            });
+        }
+        let rules = &context.rules.credit;
+        let inputs = self.credit_inputs(
+            command.half_year,
+            command.missed_findings,
+            rules,
+            context.rules.time_zone,
+        );
+        let computed = compute_score(&inputs, rules);
+        let reason = optional_text("reason", command.reason.as_deref(), TEXT_CHARS_MAX)?;
+        if command.grade != computed.grade && reason.is_none() {
+            return Err(AgencyRejection::GradeReasonRequired {
+                grade: command.grade,
+                computed: computed.grade,
+            });
+        }
+        let mut events = vec![Event::CreditGraded(CreditGraded {
+            half_year: command.half_year,
+            inputs,
+            computed,
+            grade: command.grade,
+            reason,
+            graded_at: context.now,
+        })];
+        let consecutive = rules.blacklist.consecutive_d;
+        let mut earlier = command.half_year;
+        let mut run_of_d = u32::from(command.grade == Grade::D);
+        while command.grade == Grade::D && run_of_d < consecutive {
+            earlier = earlier.previous();
+            match self.grades.get(&earlier) {
+                Some(record) if record.grade == Grade::D => run_of_d += 1,
+                _ => break,
+            }
+        }
+        if command.grade == Grade::D && run_of_d >= consecutive && !self.is_blacklisted() {
+            events.push(Event::AgencyBlacklisted(AgencyBlacklisted {
+                reason: format!(
+                    "{consecutive} consecutive half-years graded D, the last {}",
+                    command.half_year
+                ),
+                blacklisted_at: context.now,
+            }));
+        }
+        Ok(events)
+    }
+
+    fn decide_blacklist(
+        &self,
+        agency: &AgencyRecord,
+        command: &ChangeBlacklist,
+        context: &DecisionContext<'_>,
+    ) -> Result<Vec<Event>, AgencyRejection> {
+        city_admin("change the blacklist", context)?;
+        let reason = text("reason", &command.reason, TEXT_CHARS_MAX)?;
+        match (command.blacklisted, self.is_blacklisted()) {
+            // Blacklisting an agency already on the list changes nothing: no event.
+            (true, true) => Ok(Vec::new()),
+            (true, false) => Ok(vec![Event::AgencyBlacklisted(AgencyBlacklisted {
+                reason,
+                blacklisted_at: context.now,
+            })]),
+            (false, true) => Ok(vec![Event::AgencyDelisted(AgencyDelisted {
+                reason,
+                delisted_at: context.now,
+            })]),
+            (false, false) => Err(AgencyRejection::NotBlacklisted {
+                agency_id: agency.agency_id,
+            }),
+        }
+    }
+
+    fn registered(&self, agency_id: AgencyId) -> Result<&AgencyRecord, AgencyRejection> {
+        self.registration
+            .as_ref()
+            .ok_or(AgencyRejection::UnknownAgency { agency_id })
+    }
+
+    fn report(&self, report_id: ServiceReportId) -> Result<&super::state::ReportRecord, AgencyRejection> {
+        self.reports
+            .get(&report_id)
+            .ok_or(AgencyRejection::UnknownReport { report_id })
+    }
+}
+
+/// Returns the stable name of a misconduct kind.
+pub fn misconduct_name(kind: MisconductKind) -> &'static str {
+    match kind {
+        MisconductKind::FalseReport => "false_report",
+        MisconductKind::Subcontracting => "subcontracting",
+        MisconductKind::PerfunctoryFinding => "perfunctory_finding",
+        MisconductKind::MaliciousUnderpricing => "malicious_underpricing",
+        MisconductKind::RefusedRectification => "refused_rectification",
+    }
+}
+
+fn city_admin(action: &'static str, context: &DecisionContext<'_>) -> Result<(), AgencyRejection> {
+    match context.actor.role {
+        Role::CityAdmin => Ok(()),
+        _ => Err(AgencyRejection::forbidden(action, context.actor)),
+    }
+}
+
+fn act_for_agency(
+    agency_id: AgencyId,
+    action: &'static str,
+    context: &DecisionContext<'_>,
+) -> Result<(), AgencyRejection> {
+    if context.actor.may_act_for_agency(agency_id) {
+        Ok(())
+    } else {
+        Err(AgencyRejection::forbidden(action, context.actor))
+    }
+}
+
+/// Checks that a period is a half-year that has started; returns its first instant.
+fn started_half_year(half_year: Period, context: &DecisionContext<'_>) -> Result<Instant, AgencyRejection> {
+    let start = half_year.start(context.rules.time_zone);
+    if half_year.cadence() != Cadence::HalfYearly || start > context.now {
+        return Err(AgencyRejection::InvalidHalfYear { half_year });
+    }
+    Ok(start)
+}
+
+fn check_profile(profile: &AgencyProfile) -> Result<(), AgencyRejection> {
+    text("name", &profile.name, NAME_CHARS_MAX)?;
+    optional_text("licence", profile.licence.as_deref(), LABEL_CHARS_MAX)?;
+    labels("service_scope", &profile.service_scope)?;
+    text("service_standards", &profile.service_standards, TEXT_CHARS_MAX)?;
+    optional_text("contact_phone", profile.contact_phone.as_deref(), LABEL_CHARS_MAX)?;
+    let band = profile.fee_band;
+    if band.min_yuan > band.max_yuan {
+        return Err(AgencyRejection::InvalidFeeBand {
+            min_yuan: band.min_yuan,
+            max_yuan: band.max_yuan,
+        });
+    }
+    Ok(())
+}
+
+/// Trims a checked profile's texts.
+fn clean_profile(profile: &AgencyProfile) -> AgencyProfile {
+    let trim = |value: &Option<String>| {
+        value
+            .as_deref()
+            .map(str::trim)
+            .filter(|value| !value.is_empty())
+            .map(str::to_owned)
+    };
+    AgencyProfile {
+        name: profile.name.trim().to_owned(),
+        licence: trim(&profile.licence),
+        service_scope: profile
+            .service_scope
+            .iter()
+            .map(|item| item.trim().to_owned())
+            .collect(),
+        service_standards: profile.service_standards.trim().to_owned(),
+        fee_band: profile.fee_band,
+        contact_phone: trim(&profile.contact_phone),
+    }
+}
+
+fn invalid(field: &'static str, reason: &str) -> AgencyRejection {
+    AgencyRejection::InvalidField {
+        field,
+        reason: reason.to_owned(),
+    }
+}
+
+/// Checks a required text and returns it trimmed.
+fn text(field: &'static str, value: &str, chars_max: usize) -> Result<String, AgencyRejection> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(invalid(field, "must not be empty"));
+    }
+    if trimmed.chars().count() > chars_max {
+        return Err(invalid(field, &format!("must be at most {chars_max} characters")));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// Checks an optional text; blank counts as absent.
+fn optional_text(
+    field: &'static str,
+    value: Option<&str>,
+    chars_max: usize,
+) -> Result<Option<String>, AgencyRejection> {
+    match value.map(str::trim).filter(|value| !value.is_empty()) {
+        None => Ok(None),
+        Some(value) => text(field, value, chars_max).map(Some),
+    }
+}
+
+fn labels(field: &'static str, values: &[String]) -> Result<Vec<String>, AgencyRejection> {
+    if values.is_empty() {
+        return Err(invalid(field, "must list at least one item"));
+    }
+    check_count(field, values.len())?;
+    values.iter().map(|value| text(field, value, LABEL_CHARS_MAX)).collect()
+}
+
+fn check_count(field: &'static str, count: usize) -> Result<(), AgencyRejection> {
+    if count > LIST_ITEMS_MAX {
+        return Err(invalid(field, &format!("must have at most {LIST_ITEMS_MAX} items")));
+    }
+    Ok(())
+}

@@ -1,0 +1,261 @@
+//! Events of the agency stream: the agency's profile and staff, its contracts, service reports
+//! and ratings, and the city's supervision of it (spot checks, complaints, warnings, misconduct,
+//! grades, blacklist).
+
+use serde::{Deserialize, Serialize};
+
+use crate::Instant;
+use crate::credit::{CreditInputs, CreditScore, Grade, MisconductKind};
+use crate::enterprise::FileRef;
+use crate::ids::{AgencyId, ContractId, EnterpriseId, ServiceReportId, StaffId, Town};
+use crate::period::Period;
+
+/// What an agency publishes about itself. `contact_phone` is private: only the city and the
+/// agency see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgencyProfile {
+    pub name: String,
+    /// The provincial licence number, for assessment, testing and inspection agencies;
+    /// consultancy ("safety housekeeper") services have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub licence: Option<String>,
+    /// What the agency offers (安全评价, 检测检验, 安全咨询, 安全管家, …).
+    pub service_scope: Vec<String>,
+    /// The service standard it commits to.
+    pub service_standards: String,
+    /// The published fee band of one contract year.
+    pub fee_band: FeeBand,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_phone: Option<String>,
+}
+
+/// A published fee range in whole yuan per contract year; fees may float within it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeeBand {
+    pub min_yuan: u64,
+    pub max_yuan: u64,
+}
+
+/// A kind of professional qualification a staff member holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QualificationKind {
+    /// 注册安全工程师.
+    RegisteredSafetyEngineer,
+    /// 安全评价师.
+    SafetyAssessor,
+    /// 职业卫生检测.
+    OccupationalHealth,
+    /// 特种设备检验.
+    SpecialEquipment,
+    /// Any other certificate.
+    Other,
+}
+
+/// One qualification with its certificate number (private).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Qualification {
+    pub kind: QualificationKind,
+    pub certificate_number: String,
+}
+
+/// One staff member as reported for a half-year. Certificate numbers and the phone are
+/// private.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaffMember {
+    pub staff_id: StaffId,
+    pub name: String,
+    pub qualifications: Vec<Qualification>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+}
+
+/// The city registered an agency on the platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgencyRegistered {
+    pub agency_id: AgencyId,
+    pub profile: AgencyProfile,
+    pub registered_at: Instant,
+}
+
+/// An agency's profile changed; the event holds the new values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgencyProfileChanged {
+    pub profile: AgencyProfile,
+    pub changed_at: Instant,
+}
+
+/// An agency reported its staff for a half-year; the list replaces any earlier list of that
+/// half-year. `late` says whether it came after `due_at` (rule data).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaffReported {
+    pub half_year: Period,
+    pub staff: Vec<StaffMember>,
+    pub due_at: Instant,
+    pub late: bool,
+    pub reported_at: Instant,
+}
+
+/// Where a contract's fee lies against the agency's published band.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeeCheck {
+    WithinBand,
+    BelowBand,
+    AboveBand,
+}
+
+/// An agency signed a service contract with an enterprise. The fee is checked against the
+/// band in force at signing; a fee outside it is recorded and flagged, not refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContractSigned {
+    pub contract_id: ContractId,
+    pub enterprise_id: EnterpriseId,
+    /// The enterprise's town at signing, for coverage per town.
+    pub enterprise_town: Town,
+    /// The contract is in force from `valid_from` until just before `valid_until`.
+    pub valid_from: Instant,
+    pub valid_until: Instant,
+    /// The services promised (e.g. 安全管家, 隐患排查, 安全培训).
+    pub services: Vec<String>,
+    /// Visits promised over the contract's period.
+    pub visits_promised: u32,
+    pub fee_yuan: u64,
+    pub fee_band: FeeBand,
+    pub fee_check: FeeCheck,
+    pub signed_at: Instant,
+}
+
+/// A contract ended before its period did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContractTerminated {
+    pub contract_id: ContractId,
+    pub reason: String,
+    pub terminated_at: Instant,
+}
+
+/// The level of a hazard found on a service visit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HazardLevel {
+    /// 一般隐患.
+    General,
+    /// 重大隐患.
+    Major,
+}
+
+/// A hazard found on a service visit. It enters the enterprise's hazard list (source
+/// "agency") through a relay keyed by (report id, index).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportedHazard {
+    /// The hazard's position in the report, from 0.
+    pub index: u32,
+    pub category: String,
+    pub level: HazardLevel,
+    pub description: String,
+    pub photos: Vec<FileRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suggested_deadline: Option<Instant>,
+}
+
+/// An agency reported a service visit under a contract.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceReported {
+    pub report_id: ServiceReportId,
+    pub contract_id: ContractId,
+    pub enterprise_id: EnterpriseId,
+    pub visited_at: Instant,
+    /// The staff who served, all from the agency's staff registry.
+    pub staff_ids: Vec<StaffId>,
+    pub findings: String,
+    pub hazards: Vec<ReportedHazard>,
+    pub photos: Vec<FileRef>,
+    pub report_file: FileRef,
+    /// Whether the report came within the timeliness window after the visit (rule data).
+    pub on_time: bool,
+    pub reported_at: Instant,
+}
+
+/// The served enterprise rated a service record (once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceRated {
+    pub report_id: ServiceReportId,
+    pub enterprise_id: EnterpriseId,
+    pub stars: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    pub rated_at: Instant,
+}
+
+/// The city sampled a service report and judged its quality.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportSpotChecked {
+    pub report_id: ServiceReportId,
+    pub qualified: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    pub checked_at: Instant,
+}
+
+/// The city found a complaint about the agency founded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgencyComplaintFounded {
+    pub complaint: String,
+    pub decided_at: Instant,
+}
+
+/// The kind of an official notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WarningKind {
+    /// 警示通报.
+    WarningNotice,
+    /// 约谈.
+    Summons,
+}
+
+/// The city issued a warning notice or a summons.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgencyWarned {
+    pub kind: WarningKind,
+    pub reason: String,
+    pub issued_at: Instant,
+}
+
+/// The city found misconduct (false report, subcontracting, …); some kinds force grade D or
+/// the blacklist (rule data).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgencyMisconductFound {
+    pub kind: MisconductKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_id: Option<ServiceReportId>,
+    pub reason: String,
+    pub found_at: Instant,
+}
+
+/// The city graded a half-year: the computed score with its inputs and breakdown, and the
+/// official's final grade, with the reason when it differs from the computed one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreditGraded {
+    pub half_year: Period,
+    pub inputs: CreditInputs,
+    pub computed: CreditScore,
+    pub grade: Grade,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub graded_at: Instant,
+}
+
+/// The agency went on the blacklist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgencyBlacklisted {
+    pub reason: String,
+    pub blacklisted_at: Instant,
+}
+
+/// The agency came off the blacklist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgencyDelisted {
+    pub reason: String,
+    pub delisted_at: Instant,
+}

@@ -1,0 +1,285 @@
+//! The agency's state folded from its stream: enough to decide every command and to gather a
+//! half-year's credit inputs.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::FixedOffset;
+use serde::{Deserialize, Serialize};
+
+use super::event::{AgencyProfile, FeeCheck, StaffMember, WarningKind};
+use crate::Instant;
+use crate::credit::{CreditInputs, CreditRules, CreditScore, Grade, MisconductKind};
+use crate::event::Event;
+use crate::ids::{AgencyId, ContractId, EnterpriseId, ServiceReportId, StaffId};
+use crate::period::{Cadence, Period};
+
+/// One agency, folded from its events.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AgencyState {
+    pub registration: Option<AgencyRecord>,
+    /// The staff list of each half-year (the latest report of that half-year).
+    pub staff_reports: BTreeMap<Period, StaffReport>,
+    pub contracts: BTreeMap<ContractId, ContractRecord>,
+    pub reports: BTreeMap<ServiceReportId, ReportRecord>,
+    pub complaints: Vec<Instant>,
+    pub warnings: Vec<(WarningKind, Instant)>,
+    pub misconduct: Vec<(MisconductKind, Instant)>,
+    pub grades: BTreeMap<Period, GradeRecord>,
+    /// Since when the agency is on the blacklist, if it is.
+    pub blacklisted_since: Option<Instant>,
+}
+
+/// Who the agency is (current values).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgencyRecord {
+    pub agency_id: AgencyId,
+    pub profile: AgencyProfile,
+    pub registered_at: Instant,
+}
+
+/// A half-year's staff list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaffReport {
+    pub staff: Vec<StaffMember>,
+    pub late: bool,
+    pub reported_at: Instant,
+}
+
+/// A contract.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContractRecord {
+    pub enterprise_id: EnterpriseId,
+    pub valid_from: Instant,
+    pub valid_until: Instant,
+    pub fee_check: FeeCheck,
+    pub signed_at: Instant,
+    pub terminated_at: Option<Instant>,
+}
+
+/// A service report and what happened to it since.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportRecord {
+    pub contract_id: ContractId,
+    pub enterprise_id: EnterpriseId,
+    pub visited_at: Instant,
+    pub staff_ids: Vec<StaffId>,
+    pub on_time: bool,
+    pub reported_at: Instant,
+    /// Stars and when they were given.
+    pub rating: Option<(u8, Instant)>,
+    /// The spot check's verdict and when it was made.
+    pub spot_check: Option<(bool, Instant)>,
+}
+
+/// A half-year's grade.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GradeRecord {
+    pub grade: Grade,
+    pub computed: CreditScore,
+}
+
+impl ContractRecord {
+    /// Tells whether the contract is in force at `instant`.
+    pub fn in_force_at(&self, instant: Instant) -> bool {
+        self.valid_from <= instant
+            && instant < self.valid_until
+            && self.terminated_at.is_none_or(|terminated| instant < terminated)
+    }
+}
+
+impl AgencyState {
+    /// Folds one event into the state; events of other streams are ignored.
+    pub fn apply(&mut self, event: &Event) {
+        match event {
+            Event::AgencyRegistered(e) => {
+                self.registration = Some(AgencyRecord {
+                    agency_id: e.agency_id,
+                    profile: e.profile.clone(),
+                    registered_at: e.registered_at,
+                });
+            }
+            Event::AgencyProfileChanged(e) => {
+                if let Some(registration) = &mut self.registration {
+                    registration.profile = e.profile.clone();
+                }
+            }
+            Event::StaffReported(e) => {
+                self.staff_reports.insert(
+                    e.half_year,
+                    StaffReport {
+                        staff: e.staff.clone(),
+                        late: e.late,
+                        reported_at: e.reported_at,
+                    },
+                );
+            }
+            Event::ContractSigned(e) => {
+                self.contracts.insert(
+                    e.contract_id,
+                    ContractRecord {
+                        enterprise_id: e.enterprise_id,
+                        valid_from: e.valid_from,
+                        valid_until: e.valid_until,
+                        fee_check: e.fee_check,
+                        signed_at: e.signed_at,
+                        terminated_at: None,
+                    },
+                );
+            }
+            Event::ContractTerminated(e) => {
+                if let Some(contract) = self.contracts.get_mut(&e.contract_id) {
+                    contract.terminated_at = Some(e.terminated_at);
+                }
+            }
+            Event::ServiceReported(e) => {
+                self.reports.insert(
+                    e.report_id,
+                    ReportRecord {
+                        contract_id: e.contract_id,
+                        enterprise_id: e.enterprise_id,
+                        visited_at: e.visited_at,
+                        staff_ids: e.staff_ids.clone(),
+                        on_time: e.on_time,
+                        reported_at: e.reported_at,
+                        rating: None,
+                        spot_check: None,
+                    },
+                );
+            }
+            Event::ServiceRated(e) => {
+                if let Some(report) = self.reports.get_mut(&e.report_id) {
+                    report.rating = Some((e.stars, e.rated_at));
+                }
+            }
+            Event::ReportSpotChecked(e) => {
+                if let Some(report) = self.reports.get_mut(&e.report_id) {
+                    report.spot_check = Some((e.qualified, e.checked_at));
+                }
+            }
+            Event::AgencyComplaintFounded(e) => self.complaints.push(e.decided_at),
+            Event::AgencyWarned(e) => self.warnings.push((e.kind, e.issued_at)),
+            Event::AgencyMisconductFound(e) => self.misconduct.push((e.kind, e.found_at)),
+            Event::CreditGraded(e) => {
+                self.grades.insert(
+                    e.half_year,
+                    GradeRecord {
+                        grade: e.grade,
+                        computed: e.computed.clone(),
+                    },
+                );
+            }
+            Event::AgencyBlacklisted(e) => self.blacklisted_since = Some(e.blacklisted_at),
+            Event::AgencyDelisted(_) => self.blacklisted_since = None,
+            #[allow(unreachable_patterns, reason = "events of other aggregates")]
+            _ => {}
+        }
+    }
+
+    /// Builds the state from its events, oldest first.
+    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a Event>) -> Self {
+        let mut state = AgencyState::default();
+        for event in events {
+            state.apply(event);
+        }
+        state
+    }
+
+    /// Tells whether the agency is on the blacklist.
+    pub fn is_blacklisted(&self) -> bool {
+        self.blacklisted_since.is_some()
+    }
+
+    /// Every staff id the agency ever reported.
+    pub fn known_staff(&self) -> BTreeSet<StaffId> {
+        self.staff_reports
+            .values()
+            .flat_map(|report| report.staff.iter().map(|member| member.staff_id))
+            .collect()
+    }
+
+    /// Gathers the credit inputs of a half-year from the agency's own facts; the missed
+    /// findings come from the official (supervision data the agency stream does not hold).
+    pub fn credit_inputs(
+        &self,
+        half_year: Period,
+        missed_findings: u32,
+        rules: &CreditRules,
+        time_zone: FixedOffset,
+    ) -> CreditInputs {
+        let within = |instant: Instant| Cadence::HalfYearly.period_containing(instant, time_zone) == half_year;
+        let mut inputs = CreditInputs {
+            missed_findings,
+            previous_ratings_points: self.grades.range(..half_year).next_back().and_then(|(_, grade)| {
+                grade
+                    .computed
+                    .components
+                    .iter()
+                    .find(|component| component.component == crate::credit::CreditComponent::Ratings)
+                    .map(|component| component.points)
+            }),
+            ..CreditInputs::default()
+        };
+        for report in self.reports.values() {
+            if let Some((stars, rated_at)) = report.rating
+                && within(rated_at)
+            {
+                inputs.ratings_count += 1;
+                inputs.stars_total += u32::from(stars);
+            }
+            if let Some((qualified, checked_at)) = report.spot_check
+                && within(checked_at)
+            {
+                inputs.spot_checks_sampled += 1;
+                inputs.spot_checks_qualified += u32::from(qualified);
+            }
+            if within(report.visited_at) {
+                inputs.reports_due += 1;
+                inputs.reports_on_time += u32::from(report.on_time);
+            }
+        }
+        for contract in self.contracts.values().filter(|contract| within(contract.signed_at)) {
+            inputs.contracts_filed += 1;
+            inputs.contracts_within_band += u32::from(contract.fee_check == FeeCheck::WithinBand);
+        }
+        let registry = self.staff_reports.get(&half_year).or_else(|| {
+            self.staff_reports
+                .range(..half_year)
+                .next_back()
+                .map(|(_, report)| report)
+        });
+        if let Some(report) = registry {
+            inputs.staff_count = u32::try_from(report.staff.len()).unwrap_or(u32::MAX);
+            inputs.staff_qualified = u32::try_from(
+                report
+                    .staff
+                    .iter()
+                    .filter(|member| {
+                        member
+                            .qualifications
+                            .iter()
+                            .any(|qualification| rules.staff.qualified_kinds.contains(&qualification.kind))
+                    })
+                    .count(),
+            )
+            .unwrap_or(u32::MAX);
+        }
+        inputs.staff_registry_on_time = self.staff_reports.get(&half_year).is_some_and(|report| !report.late);
+        inputs.founded_complaints = count(self.complaints.iter().filter(|at| within(**at)));
+        inputs.warning_notices = count(
+            self.warnings
+                .iter()
+                .filter(|(kind, at)| *kind == WarningKind::WarningNotice && within(*at)),
+        );
+        inputs.misconduct = self
+            .misconduct
+            .iter()
+            .filter(|(_, at)| within(*at))
+            .map(|(kind, _)| *kind)
+            .collect();
+        inputs
+    }
+}
+
+fn count<T>(items: impl Iterator<Item = T>) -> u32 {
+    u32::try_from(items.count()).unwrap_or(u32::MAX)
+}
