@@ -1,12 +1,18 @@
 //! The compliance read model against real domain commands: rows, status equal to the status
 //! engine over the event stream, drop-and-replay determinism, the review queue and
-//! exactly-once batches. Events go to the in-memory store, read models to a SQLite file.
+//! exactly-once batches. Events go to the in-memory store; every test body runs once per
+//! read-model backend: a SQLite file (`sqlite::…`) and a fresh PostgreSQL database
+//! (`postgres::…`, skipped with a printed reason unless `ANQUAN_TEST_POSTGRES_URL` is set, and
+//! failing when `ANQUAN_TEST_REQUIRE_POSTGRES=1` and the server is missing). The last test builds
+//! both from the same log and compares their dumps.
 
 #![expect(
     clippy::unwrap_used,
+    clippy::panic,
     reason = "test helpers outside #[test] functions fail the test on any error"
 )]
 
+use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,11 +34,88 @@ use anquan_event_store::{
     AppendMetadata, AppendRequest, EventStore, InMemoryEventStore, NewEvent, Position, ProjectionBatch, ReadModelStore,
     SqlValue, Statement, StreamId, StreamState,
 };
+use anquan_event_store_postgres::PostgresReadModelStore;
 use anquan_event_store_sqlite::SqliteReadModelStore;
 use anquan_projections::compliance::{self, SummaryFilter};
 use anquan_projections::{
     ComplianceProjection, Projection, ProjectionRunner, RunnerError, dump_tables, wait_for_position,
 };
+
+/// Where the read models of a test live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Expands each test body (an `async fn(Backend)`) into `sqlite::<name>` and
+/// `postgres::<name>` tests: one body, every backend.
+macro_rules! on_every_backend {
+    ($($test:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test(super::Backend::Sqlite).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test(super::Backend::Postgres).await;
+                }
+            )+
+        }
+    };
+}
+
+on_every_backend!(
+    the_projection_builds_enterprise_profile_and_document_rows,
+    the_read_model_file_equals_the_folded_stream_and_gives_the_same_status_at_any_instant,
+    summaries_filter_by_town_and_status_and_page_by_enterprise_id,
+    the_review_queue_lists_pending_documents_oldest_first_in_pages,
+    dropping_and_replaying_gives_identical_rows,
+    the_runner_publishes_positions_so_writers_can_wait_for_their_events,
+    a_failed_batch_leaves_rows_and_checkpoint_unchanged,
+);
+
+/// An error with its sources, one after the other.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
+}
+
+/// Opens an empty read-model store on `backend`, with whatever must outlive it (the temporary
+/// directory, or the test database dropped at the end). `None`: PostgreSQL is not configured;
+/// the reason is printed and the test returns without testing anything.
+async fn read_model_store(backend: Backend) -> Option<(Arc<dyn ReadModelStore>, Box<dyn Any + Send>)> {
+    match backend {
+        Backend::Sqlite => {
+            let directory = tempfile::tempdir().unwrap();
+            let store = SqliteReadModelStore::open(directory.path().join("anquan.db"))
+                .await
+                .unwrap();
+            Some((Arc::new(store), Box::new(directory)))
+        }
+        Backend::Postgres => {
+            // The test thread is named after the test (`postgres::…`).
+            let test = std::thread::current().name().unwrap_or("compliance test").to_owned();
+            let database = match anquan_event_store_postgres::testing::fresh_database(&test).await {
+                Ok(database) => database?,
+                Err(error) => panic!("{test} needs PostgreSQL: {}", error_chain(&error)),
+            };
+            let store = PostgresReadModelStore::connect(&database.url, 4).await.unwrap();
+            Some((Arc::new(store), Box::new(database)))
+        }
+    }
+}
 
 fn rules() -> RuleSet {
     anquan_domain::rules::builtin_v1().unwrap()
@@ -61,36 +144,32 @@ fn owner(enterprise_id: EnterpriseId) -> Actor {
 }
 
 struct World {
-    _directory: tempfile::TempDir,
     events: Arc<InMemoryEventStore>,
-    read_models: Arc<SqliteReadModelStore>,
+    read_models: Arc<dyn ReadModelStore>,
     runner: Arc<ProjectionRunner>,
     rules: RuleSet,
     enterprises: Vec<EnterpriseId>,
     /// Pending documents in upload order: (document, enterprise).
     pending: Vec<DocumentId>,
+    /// Dropped last: the temporary directory or the test database.
+    _guard: Box<dyn Any + Send>,
 }
 
 impl World {
-    async fn new() -> World {
-        let directory = tempfile::tempdir().unwrap();
+    async fn new(backend: Backend) -> Option<World> {
+        let (read_models, guard) = read_model_store(backend).await?;
         let events = Arc::new(InMemoryEventStore::new());
-        let read_models = Arc::new(
-            SqliteReadModelStore::open(directory.path().join("anquan.db"))
-                .await
-                .unwrap(),
-        );
         let runner =
             ProjectionRunner::new(events.clone(), read_models.clone()).with_projection(Arc::new(ComplianceProjection));
-        World {
-            _directory: directory,
+        Some(World {
             events,
             read_models,
             runner: Arc::new(runner),
             rules: rules(),
             enterprises: Vec::new(),
             pending: Vec::new(),
-        }
+            _guard: guard,
+        })
     }
 
     async fn execute(&self, actor: &Actor, now: DateTime<Utc>, command: EnterpriseCommand) -> Position {
@@ -175,8 +254,8 @@ impl World {
 
     /// Three enterprises in two towns, documents approved, returned and pending, and a move of
     /// one enterprise to the other town.
-    async fn populated() -> World {
-        let mut world = World::new().await;
+    async fn populated(backend: Backend) -> Option<World> {
+        let mut world = World::new(backend).await?;
         let first = world.register(1, "许村", day(0)).await;
         let second = world.register(2, "长安", day(1)).await;
         let third = world.register(3, "许村", day(2)).await;
@@ -249,7 +328,7 @@ impl World {
             },
         });
         world.execute(&admin("city-admin"), day(10), change).await;
-        world
+        Some(world)
     }
 
     async fn dump(&self) -> String {
@@ -284,9 +363,10 @@ impl World {
     }
 }
 
-#[tokio::test]
-async fn the_projection_builds_enterprise_profile_and_document_rows() {
-    let world = World::populated().await;
+async fn the_projection_builds_enterprise_profile_and_document_rows(backend: Backend) {
+    let Some(world) = World::populated(backend).await else {
+        return;
+    };
     world.runner.rebuild(ComplianceProjection::NAME).await.unwrap();
     let store = world.read_models.as_ref();
     let count = |table: &'static str| async move {
@@ -346,9 +426,10 @@ async fn the_projection_builds_enterprise_profile_and_document_rows() {
     assert_eq!(row.text(6).unwrap(), "R03");
 }
 
-#[tokio::test]
-async fn the_read_model_file_equals_the_folded_stream_and_gives_the_same_status_at_any_instant() {
-    let world = World::populated().await;
+async fn the_read_model_file_equals_the_folded_stream_and_gives_the_same_status_at_any_instant(backend: Backend) {
+    let Some(world) = World::populated(backend).await else {
+        return;
+    };
     world.runner.rebuild(ComplianceProjection::NAME).await.unwrap();
     let instants = [
         day(-1),
@@ -385,9 +466,10 @@ async fn the_read_model_file_equals_the_folded_stream_and_gives_the_same_status_
     );
 }
 
-#[tokio::test]
-async fn summaries_filter_by_town_and_status_and_page_by_enterprise_id() {
-    let world = World::populated().await;
+async fn summaries_filter_by_town_and_status_and_page_by_enterprise_id(backend: Backend) {
+    let Some(world) = World::populated(backend).await else {
+        return;
+    };
     world.runner.rebuild(ComplianceProjection::NAME).await.unwrap();
     let store = world.read_models.as_ref();
     let mut sorted = world.enterprises.clone();
@@ -474,9 +556,10 @@ async fn summaries_filter_by_town_and_status_and_page_by_enterprise_id() {
     assert!(bad_cursor.is_err());
 }
 
-#[tokio::test]
-async fn the_review_queue_lists_pending_documents_oldest_first_in_pages() {
-    let world = World::populated().await;
+async fn the_review_queue_lists_pending_documents_oldest_first_in_pages(backend: Backend) {
+    let Some(world) = World::populated(backend).await else {
+        return;
+    };
     world.runner.rebuild(ComplianceProjection::NAME).await.unwrap();
     let store = world.read_models.as_ref();
     assert_eq!(world.pending.len(), 3);
@@ -514,9 +597,10 @@ async fn the_review_queue_lists_pending_documents_oldest_first_in_pages() {
     );
 }
 
-#[tokio::test]
-async fn dropping_and_replaying_gives_identical_rows() {
-    let world = World::populated().await;
+async fn dropping_and_replaying_gives_identical_rows(backend: Backend) {
+    let Some(world) = World::populated(backend).await else {
+        return;
+    };
     // Build live, in whatever batches the subscription hands out, then rebuild from zero.
     let runner = world.runner.clone();
     let live = tokio::spawn(async move { runner.run().await });
@@ -536,9 +620,10 @@ async fn dropping_and_replaying_gives_identical_rows() {
     assert_eq!(world.checkpoint().await, Some(head));
 }
 
-#[tokio::test]
-async fn the_runner_publishes_positions_so_writers_can_wait_for_their_events() {
-    let mut world = World::new().await;
+async fn the_runner_publishes_positions_so_writers_can_wait_for_their_events(backend: Backend) {
+    let Some(mut world) = World::new(backend).await else {
+        return;
+    };
     let runner = world.runner.clone();
     let live = tokio::spawn(async move { runner.run().await });
     let enterprise_id = world.register(7, "许村", day(0)).await;
@@ -553,9 +638,10 @@ async fn the_runner_publishes_positions_so_writers_can_wait_for_their_events() {
     live.abort();
 }
 
-#[tokio::test]
-async fn a_failed_batch_leaves_rows_and_checkpoint_unchanged() {
-    let mut world = World::populated().await;
+async fn a_failed_batch_leaves_rows_and_checkpoint_unchanged(backend: Backend) {
+    let Some(mut world) = World::populated(backend).await else {
+        return;
+    };
     world.runner.rebuild(ComplianceProjection::NAME).await.unwrap();
     let before = world.dump().await;
     let checkpoint = world.checkpoint().await;
@@ -616,4 +702,114 @@ async fn a_failed_batch_leaves_rows_and_checkpoint_unchanged() {
     assert!(matches!(stopped, Err(RunnerError::Undecodable { .. })), "{stopped:?}");
     assert_eq!(world.dump().await, before);
     assert_eq!(world.checkpoint().await, checkpoint);
+}
+
+/// Normalises what is representation, not content, in a dump: JSON objects and arrays are
+/// re-serialised with sorted keys and no spaces, because PostgreSQL's `jsonb` stores its own
+/// key order and spacing (`{"a": 1}`) while SQLite keeps the text the projection wrote. Nothing
+/// else is touched: timestamps already render the same (RFC 3339 UTC with microseconds, from
+/// `timestamptz` on PostgreSQL and from the stored text on SQLite), as do integers and text.
+fn normalise_json(dump: &str) -> String {
+    let mut lines: Vec<String> = dump
+        .lines()
+        .map(|line| line.split('\t').map(normalise_field).collect::<Vec<_>>().join("\t"))
+        .collect();
+    // Rows are sorted by their rendered text, which the JSON rendering is part of.
+    let mut start = 0;
+    for end in 0..=lines.len() {
+        if end == lines.len() || lines[end].starts_with("table ") {
+            if start < end {
+                lines[start..end].sort();
+            }
+            start = end + 1;
+        }
+    }
+    lines.join("\n")
+}
+
+/// A rendered field (`"…"` for text) holding a JSON object or array, canonicalised.
+fn normalise_field(field: &str) -> String {
+    let Ok(text) = serde_json::from_str::<String>(field) else {
+        return field.to_owned();
+    };
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(value @ (serde_json::Value::Object(_) | serde_json::Value::Array(_))) => format!("{:?}", canonical(&value)),
+        _ => field.to_owned(),
+    }
+}
+
+/// Whether a rendered field holds a JSON object or array.
+fn is_json(field: &str) -> bool {
+    serde_json::from_str::<String>(field).is_ok_and(|text| {
+        matches!(
+            serde_json::from_str::<serde_json::Value>(&text),
+            Ok(serde_json::Value::Object(_) | serde_json::Value::Array(_))
+        )
+    })
+}
+
+fn canonical(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|left, right| left.0.cmp(right.0));
+            let entries: Vec<String> = entries
+                .into_iter()
+                .map(|(key, value)| format!("{}:{}", serde_json::Value::from(key.as_str()), canonical(value)))
+                .collect();
+            format!("{{{}}}", entries.join(","))
+        }
+        serde_json::Value::Array(items) => format!("[{}]", items.iter().map(canonical).collect::<Vec<_>>().join(",")),
+        other => other.to_string(),
+    }
+}
+
+/// Same log, same rules, same read models: the compliance tables built from one log into
+/// SQLite and into PostgreSQL dump identically, JSON spelling aside (see `normalise_json`).
+#[tokio::test]
+async fn sqlite_and_postgres_read_models_built_from_the_same_log_are_identical() {
+    let Some(world) = World::populated(Backend::Postgres).await else {
+        return;
+    };
+    let (sqlite, _directory) = read_model_store(Backend::Sqlite).await.unwrap();
+    let sqlite_runner =
+        ProjectionRunner::new(world.events.clone(), sqlite.clone()).with_projection(Arc::new(ComplianceProjection));
+    let on_sqlite = sqlite_runner.rebuild(ComplianceProjection::NAME).await.unwrap();
+    let on_postgres = world.runner.rebuild(ComplianceProjection::NAME).await.unwrap();
+    assert_eq!(on_sqlite.events, on_postgres.events);
+    assert_eq!(on_sqlite.last_position, on_postgres.last_position);
+
+    let sqlite_dump = dump_tables(sqlite.as_ref(), &ComplianceProjection).await.unwrap();
+    let postgres_dump = world.dump().await;
+    assert!(postgres_dump.contains("table documents (6 rows)"), "{postgres_dump}");
+    assert_eq!(normalise_json(&sqlite_dump), normalise_json(&postgres_dump));
+    // The normalisation is not hiding anything else: it changes only JSON fields, and the
+    // lines that differ before it are exactly those holding JSON (profiles and coverage).
+    for (sqlite_line, postgres_line) in sqlite_dump.lines().zip(postgres_dump.lines()) {
+        for (left, right) in sqlite_line.split('\t').zip(postgres_line.split('\t')) {
+            if left != right {
+                assert!(
+                    is_json(left) && is_json(right),
+                    "only JSON may differ: {left} vs {right}"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        sqlite.checkpoint(ComplianceProjection::NAME).await.unwrap(),
+        world.checkpoint().await
+    );
+}
+
+#[test]
+fn normalising_touches_json_objects_and_arrays_only() {
+    let sqlite = "table t (2 rows)\n\"a\"\t\"{\\\"b\\\":1,\\\"a\\\":[2]}\"\t\"2023\"\t1";
+    let postgres = "table t (2 rows)\n\"a\"\t\"{\\\"a\\\": [2], \\\"b\\\": 1}\"\t\"2023\"\t1";
+    assert_eq!(normalise_json(sqlite), normalise_json(postgres));
+    assert_ne!(
+        normalise_json(sqlite),
+        normalise_json(&postgres.replace("2023", "2024"))
+    );
+    assert_eq!(normalise_field("\"2023\""), "\"2023\"");
+    assert!(is_json("\"[1]\"") && !is_json("\"2023\"") && !is_json("1"));
 }
