@@ -5,15 +5,18 @@
 //! that fails (a conflict, a stored event id) is rolled back alone, commits once, and only then
 //! moves the head and answers every request. One fsync thus acknowledges many appends.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use anquan_event_store::hash_chain::seal;
-use anquan_event_store::{AppendError, AppendOutcome, AppendRequest, EventHash, Position, StoreError, StreamVersion};
+use anquan_event_store::{
+    AppendError, AppendOutcome, AppendRequest, EventHash, Position, StoreError, StreamId, StreamVersion,
+};
 
 use crate::row::{command_outcome, corrupt, to_i64, to_u64};
 use crate::schema::sql_error;
@@ -25,6 +28,12 @@ pub(crate) const WRITE_BATCH_EVENTS_MAX: usize = 20_000;
 /// Most append requests waiting for the writer; senders wait beyond this.
 pub(crate) const WRITE_QUEUE_MAX: usize = 4_096;
 
+/// Most stream heads the writer remembers; beyond this it forgets them all and reads again.
+pub(crate) const HEAD_CACHE_MAX: usize = 100_000;
+
+const SAVEPOINT_SQL: &str = "SAVEPOINT append";
+const RELEASE_SQL: &str = "RELEASE append";
+const ROLLBACK_TO_SQL: &str = "ROLLBACK TO append";
 const LAST_OF_STREAM_SQL: &str =
     "SELECT version, hash FROM event_log WHERE stream_id = ?1 ORDER BY version DESC LIMIT 1";
 const INSERT_EVENT_SQL: &str = "INSERT INTO event_log (stream_id, version, event_id, event_type, schema_version, \
@@ -55,6 +64,7 @@ pub(crate) fn run(
     counters: Arc<Counters>,
 ) {
     let mut batch = Vec::with_capacity(WRITE_BATCH_MAX);
+    let mut heads = Heads::default();
     while let Some(first) = requests.blocking_recv() {
         let mut events = first.request.events.len();
         batch.push(first);
@@ -67,15 +77,54 @@ pub(crate) fn run(
                 Err(_) => break,
             }
         }
-        commit_batch(&mut connection, &mut batch, &head, &counters);
+        commit_batch(&mut connection, &mut heads, &mut batch, &head, &counters);
     }
     if let Err((_, error)) = connection.close() {
         tracing::warn!(%error, "closing the sqlite write connection failed");
     }
 }
 
+/// The last version and hash of the streams the writer has written, so an append to a known
+/// stream needs no read before its insert.
+///
+/// `committed` holds heads of committed transactions; `pending` those written by the open
+/// transaction, merged into `committed` when it commits and dropped when it does not. A
+/// committed head can only be stale if another connection appended to the stream; its next
+/// version is then taken, the insert fails on `UNIQUE (stream_id, version)`, and the writer
+/// forgets the head and appends again from what the file holds.
+#[derive(Default)]
+struct Heads {
+    committed: HashMap<StreamId, (StreamVersion, EventHash)>,
+    pending: HashMap<StreamId, (StreamVersion, EventHash)>,
+}
+
+/// Where a stream head came from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum HeadSource {
+    /// Written by the open transaction: certainly current.
+    Pending,
+    /// Remembered from a committed transaction: current unless another connection wrote.
+    Committed,
+    /// Read from the file inside the open transaction.
+    File,
+}
+
+impl Heads {
+    fn committed(&mut self) {
+        if self.committed.len() + self.pending.len() > HEAD_CACHE_MAX {
+            self.committed.clear();
+        }
+        self.committed.extend(self.pending.drain());
+    }
+
+    fn rolled_back(&mut self) {
+        self.pending.clear();
+    }
+}
+
 fn commit_batch(
     connection: &mut Connection,
+    heads: &mut Heads,
     batch: &mut Vec<WriteRequest>,
     head: &watch::Sender<Option<Position>>,
     counters: &Counters,
@@ -83,14 +132,18 @@ fn commit_batch(
     let recorded_at = Utc::now();
     let mut results: Vec<Result<AppendOutcome, AppendError>> = Vec::with_capacity(batch.len());
     let committed = (|| -> Result<(), StoreError> {
-        let mut transaction = connection
+        let transaction = connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql_error("begin a write transaction"))?;
         for item in batch.iter() {
-            results.push(append_one(&mut transaction, &item.request, recorded_at));
+            results.push(append_one(&transaction, heads, &item.request, recorded_at));
         }
         transaction.commit().map_err(sql_error("commit appends"))
     })();
+    match &committed {
+        Ok(()) => heads.committed(),
+        Err(_) => heads.rolled_back(),
+    }
 
     let mut last_position = None;
     let mut appends = 0;
@@ -149,90 +202,210 @@ fn lost_result() -> AppendError {
 
 /// Appends one request inside its own savepoint: the command id first, then the expected state.
 fn append_one(
-    transaction: &mut Transaction<'_>,
+    connection: &Connection,
+    heads: &mut Heads,
     request: &AppendRequest,
     recorded_at: DateTime<Utc>,
 ) -> Result<AppendOutcome, AppendError> {
     if let Some(command_id) = request.command_id
-        && let Some(first) = command_outcome(transaction, command_id)?
+        && let Some(first) = command_outcome(connection, command_id)?
     {
         return Ok(first);
     }
+    match append_new(connection, heads, request, recorded_at, true) {
+        Err(Attempt::StaleHead) => {
+            heads.committed.remove(&request.stream_id);
+            append_new(connection, heads, request, recorded_at, false).map_err(Attempt::into_error)
+        }
+        result => result.map_err(Attempt::into_error),
+    }
+}
+
+/// Why an append attempt failed.
+enum Attempt {
+    Failed(AppendError),
+    /// The remembered head of the stream was stale; nothing was written.
+    StaleHead,
+}
+
+impl Attempt {
+    fn into_error(self) -> AppendError {
+        match self {
+            Attempt::Failed(error) => error,
+            Attempt::StaleHead => AppendError::Store(StoreError::Backend {
+                message: "the sqlite writer found a stale stream head twice".to_owned(),
+                source: None,
+            }),
+        }
+    }
+}
+
+impl From<AppendError> for Attempt {
+    fn from(error: AppendError) -> Self {
+        Attempt::Failed(error)
+    }
+}
+
+impl From<StoreError> for Attempt {
+    fn from(error: StoreError) -> Self {
+        Attempt::Failed(error.into())
+    }
+}
+
+/// Runs one cached statement that takes no parameters (the savepoint statements).
+fn run_cached(connection: &Connection, sql: &str, stream: &str) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(sql)
+        .and_then(|mut statement| statement.execute([]))
+        .map(|_| ())
+        .map_err(sql_error(format!("{sql} for stream {stream}")))
+}
+
+/// Checks the expected state against the stream's head, then writes the events and the
+/// command id inside a savepoint, released on success and rolled back on failure.
+fn append_new(
+    connection: &Connection,
+    heads: &mut Heads,
+    request: &AppendRequest,
+    recorded_at: DateTime<Utc>,
+    use_cache: bool,
+) -> Result<AppendOutcome, Attempt> {
     let stream = request.stream_id.as_str();
-    let savepoint = transaction
-        .savepoint()
-        .map_err(sql_error(format!("open a savepoint for stream {stream}")))?;
-    let last = last_of_stream(&savepoint, request)?;
+    let cached = match heads.pending.get(&request.stream_id) {
+        Some(head) => Some((Some(*head), HeadSource::Pending)),
+        None if use_cache => heads
+            .committed
+            .get(&request.stream_id)
+            .map(|head| (Some(*head), HeadSource::Committed)),
+        None => None,
+    };
+    let (last, source) = match cached {
+        Some(cached) => cached,
+        None => (last_of_stream(connection, request)?, HeadSource::File),
+    };
     let actual = last.map(|(version, _)| version);
     if !request.expected.admits(actual) {
-        // Dropping the savepoint rolls it back; nothing was written anyway.
-        return Err(AppendError::Conflict {
+        if source == HeadSource::Committed {
+            // Refuse only on what the file holds.
+            return Err(Attempt::StaleHead);
+        }
+        return Err(Attempt::Failed(AppendError::Conflict {
             stream_id: request.stream_id.clone(),
             expected: request.expected,
             actual,
-        });
+        }));
     }
     let sealed = seal(request, last, recorded_at);
     let (Some(first), Some(last_event)) = (sealed.first(), sealed.last()) else {
         // validate() refused empty appends before the request reached the writer.
-        return Err(AppendError::Invalid {
+        return Err(Attempt::Failed(AppendError::Invalid {
             stream_id: request.stream_id.clone(),
             reason: anquan_event_store::InvalidAppend::NoEvents,
-        });
+        }));
     };
-    let (first_version, last_version) = (first.version, last_event.version);
-    let versions = (to_i64(first_version.0, "version")?, to_i64(last_version.0, "version")?);
+    let (first_version, last_version, last_hash) = (first.version, last_event.version, last_event.hash);
     let actor = serde_json::to_string(&request.metadata.actor).map_err(|error| StoreError::Backend {
         message: format!("encode the actor of an append to {stream}"),
         source: Some(Box::new(error)),
     })?;
+    run_cached(connection, SAVEPOINT_SQL, stream)?;
+    let written = write_events(connection, request, &sealed, &actor, source);
+    match written {
+        Ok(last_position) => {
+            if let Err(error) = run_cached(connection, RELEASE_SQL, stream) {
+                roll_back(connection, stream);
+                return Err(error.into());
+            }
+            heads
+                .pending
+                .insert(request.stream_id.clone(), (last_version, last_hash));
+            Ok(AppendOutcome {
+                stream_id: request.stream_id.clone(),
+                first_version,
+                last_version,
+                last_position: Position::from_sequence(last_position),
+                duplicate: false,
+            })
+        }
+        Err(error) => {
+            roll_back(connection, stream);
+            Err(error)
+        }
+    }
+}
+
+/// Rolls back and releases the append's savepoint. If even that fails, the commit of the
+/// batch fails too, and every request of it gets an error.
+fn roll_back(connection: &Connection, stream: &str) {
+    let rolled_back =
+        run_cached(connection, ROLLBACK_TO_SQL, stream).and_then(|()| run_cached(connection, RELEASE_SQL, stream));
+    if let Err(error) = rolled_back {
+        tracing::error!(%error, "rolling back a failed sqlite append failed");
+    }
+}
+
+/// Inserts sealed events and the command id; returns the last event's position.
+fn write_events(
+    connection: &Connection,
+    request: &AppendRequest,
+    sealed: &[anquan_event_store::RecordedEvent],
+    actor: &str,
+    source: HeadSource,
+) -> Result<u64, Attempt> {
+    let stream = request.stream_id.as_str();
     let mut last_position = 0;
+    let mut versions = (0, 0);
     {
-        let mut insert = savepoint
+        let mut insert = connection
             .prepare_cached(INSERT_EVENT_SQL)
             .map_err(sql_error("prepare the event insert"))?;
-        for event in &sealed {
+        for (index, event) in sealed.iter().enumerate() {
             let metadata = &event.metadata;
+            let version = to_i64(event.version.0, "version")?;
+            if index == 0 {
+                versions.0 = version;
+            }
+            versions.1 = version;
             let inserted = insert.execute((
                 stream,
-                to_i64(event.version.0, "version")?,
+                version,
                 event.event_id.as_bytes(),
                 event.event_type.as_str(),
                 i64::from(event.schema_version),
                 event.data.as_str(),
                 metadata.occurred_at.timestamp_micros(),
                 event.recorded_at.timestamp_micros(),
-                actor.as_str(),
+                actor,
                 metadata.correlation_id.as_bytes(),
                 metadata.causation_id.as_ref().map(|id| id.as_bytes()),
                 metadata.command_id.as_ref().map(|id| id.0.as_bytes()),
                 &event.hash.0,
             ));
             if let Err(error) = inserted {
-                return Err(insert_error(&savepoint, request, error));
+                if source == HeadSource::Committed && is_unique(&error) {
+                    return Err(Attempt::StaleHead);
+                }
+                return Err(Attempt::Failed(insert_error(connection, request, error)));
             }
-            last_position = savepoint.last_insert_rowid();
+            last_position = connection.last_insert_rowid();
         }
     }
-    let outcome = AppendOutcome {
-        stream_id: request.stream_id.clone(),
-        first_version,
-        last_version,
-        last_position: Position::from_sequence(to_u64(last_position, || "event_log rowid".to_owned())?),
-        duplicate: false,
-    };
     if let Some(command_id) = request.command_id {
-        savepoint
+        connection
             .prepare_cached(INSERT_COMMAND_SQL)
             .and_then(|mut insert| {
                 insert.execute((command_id.0.as_bytes(), stream, versions.0, versions.1, last_position))
             })
             .map_err(sql_error(format!("record command {command_id}")))?;
     }
-    savepoint
-        .commit()
-        .map_err(sql_error(format!("release the savepoint of stream {stream}")))?;
-    Ok(outcome)
+    Ok(to_u64(last_position, || "event_log rowid".to_owned())?)
+}
+
+fn is_unique(error: &rusqlite::Error) -> bool {
+    matches!(
+        error,
+        rusqlite::Error::SqliteFailure(failure, _) if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+    )
 }
 
 /// Reads the stream's last version and hash, the start of the next seal.
@@ -263,11 +436,7 @@ fn last_of_stream(
 /// the operator's.
 fn insert_error(connection: &Connection, request: &AppendRequest, error: rusqlite::Error) -> AppendError {
     let stream = &request.stream_id;
-    let is_unique = matches!(
-        &error,
-        rusqlite::Error::SqliteFailure(failure, _) if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-    );
-    if is_unique {
+    if is_unique(&error) {
         let stored = request.events.iter().find(|event| {
             connection
                 .query_row(

@@ -196,3 +196,50 @@ async fn a_file_that_cannot_be_created_is_a_store_error() {
     let missing = dir.path().join("no-such-directory").join("events.sqlite");
     assert!(SqliteEventStore::open(&missing, SqliteOptions::default()).is_err());
 }
+
+/// The writer remembers stream heads; a second store on the same file makes them stale, and
+/// the writer must then append after what the file holds, keeping versions and the hash chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_head_made_stale_by_another_writer_is_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.sqlite");
+    let first = SqliteEventStore::open(&path, SqliteOptions::default()).unwrap();
+    let second = SqliteEventStore::open(&path, SqliteOptions::default()).unwrap();
+    let stream = StreamId::for_uuid("enterprise", Uuid::now_v7());
+
+    first.append(request(&stream, StreamState::NoStream, 1)).await.unwrap();
+    second
+        .append(request(&stream, StreamState::At(StreamVersion(0)), 1))
+        .await
+        .unwrap();
+    // `first` remembers version 0; the file holds version 1.
+    let stale = first
+        .append(request(&stream, StreamState::At(StreamVersion(1)), 1))
+        .await
+        .unwrap();
+    assert_eq!(stale.first_version, StreamVersion(2));
+    second.append(request(&stream, StreamState::Any, 2)).await.unwrap();
+    // `first` remembers version 2; the file holds version 4. Any must not collide.
+    let any = first.append(request(&stream, StreamState::Any, 1)).await.unwrap();
+    assert_eq!(any.first_version, StreamVersion(5));
+    // A stale remembered head must not make a right expectation conflict, nor a wrong one pass.
+    second.append(request(&stream, StreamState::Any, 1)).await.unwrap();
+    let conflict = first
+        .append(request(&stream, StreamState::At(StreamVersion(5)), 1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            conflict,
+            anquan_event_store::AppendError::Conflict {
+                actual: Some(StreamVersion(6)),
+                ..
+            }
+        ),
+        "{conflict:?}"
+    );
+
+    let events = first.read_stream(&stream, StreamVersion(0), 100).await.unwrap();
+    assert_eq!(events.len(), 7);
+    verify_stream(&events).unwrap();
+}
