@@ -8,8 +8,9 @@ use chrono::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::Instant;
+use crate::enterprise::event::HazardLevel;
 use crate::enterprise::{Coverage, DocumentRecord, EnterpriseFile, ReviewOutcome};
-use crate::ids::{DocumentId, IndicatorCode, RequirementCode};
+use crate::ids::{DocumentId, HazardId, IndicatorCode, RequirementCode};
 use crate::period::{Cadence, Period};
 use crate::rules::{EnterpriseProfile, Evidence, Indicator, Requirement, ResponsibilityRule, RuleSet};
 
@@ -24,9 +25,27 @@ pub struct ComplianceReport {
     pub implemented: u32,
     pub not_implemented: u32,
     pub not_applicable: u32,
-    /// The enterprise-level flag (主体责任落实): see [`ResponsibilityRule`].
+    /// The enterprise-level flag (主体责任落实): see [`ResponsibilityRule`]; false whenever a
+    /// veto applies.
     pub responsibility_implemented: bool,
+    /// What overrides the indicators (否决项), if anything.
+    pub vetoes: Vec<Veto>,
     pub indicators: Vec<IndicatorStatus>,
+}
+
+/// A fact that makes the main responsibility "not implemented" whatever the indicators show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Veto {
+    /// A government-found hazard past its deadline and not closed.
+    OverdueGovernmentHazard { hazard_id: HazardId, deadline: Instant },
+    /// An open major hazard.
+    OpenMajorHazard { hazard_id: HazardId },
+    /// A fatal accident within the rule set's window.
+    FatalAccident {
+        accident_id: uuid::Uuid,
+        occurred_at: Instant,
+    },
 }
 
 /// The status of one indicator.
@@ -131,7 +150,8 @@ pub fn evaluate(file: &EnterpriseFile, rules: &RuleSet, at: Instant) -> Option<C
     let implemented = count(IndicatorState::Implemented);
     let not_implemented = count(IndicatorState::NotImplemented);
     let not_applicable = count(IndicatorState::NotApplicable);
-    let responsibility_implemented = match rules.status.responsibility {
+    let vetoes = vetoes(file, rules, at);
+    let indicators_implemented = match rules.status.responsibility {
         ResponsibilityRule::AllApplicable => not_implemented == 0,
         ResponsibilityRule::ShareOfApplicable { percent_min } => {
             u64::from(implemented) * 100 >= u64::from(percent_min) * u64::from(implemented + not_implemented)
@@ -143,9 +163,45 @@ pub fn evaluate(file: &EnterpriseFile, rules: &RuleSet, at: Instant) -> Option<C
         implemented,
         not_implemented,
         not_applicable,
-        responsibility_implemented,
+        responsibility_implemented: indicators_implemented && vetoes.is_empty(),
+        vetoes,
         indicators,
     })
+}
+
+/// The vetoes in force at `at`, in a stable order (hazards by id, then accidents).
+pub fn vetoes(file: &EnterpriseFile, rules: &RuleSet, at: Instant) -> Vec<Veto> {
+    let veto = &rules.supervision.veto;
+    let mut vetoes = Vec::new();
+    for hazard in file.hazards.values().filter(|hazard| hazard.known_at(at)) {
+        if veto.open_major_hazard && hazard.level == HazardLevel::Major && hazard.closed_at(at).is_none() {
+            vetoes.push(Veto::OpenMajorHazard {
+                hazard_id: hazard.hazard_id,
+            });
+        }
+        if veto.overdue_government_hazard && hazard.is_government() && hazard.overdue_at(at) {
+            vetoes.push(Veto::OverdueGovernmentHazard {
+                hazard_id: hazard.hazard_id,
+                deadline: hazard.deadline_at(at),
+            });
+        }
+    }
+    if veto.fatal_accident_days > 0 {
+        let window = Duration::days(i64::from(veto.fatal_accident_days));
+        for accident in &file.accidents {
+            if accident.fatalities > 0
+                && accident.reported_at <= at
+                && accident.occurred_at <= at
+                && at - accident.occurred_at < window
+            {
+                vetoes.push(Veto::FatalAccident {
+                    accident_id: accident.accident_id,
+                    occurred_at: accident.occurred_at,
+                });
+            }
+        }
+    }
+    vetoes
 }
 
 struct Evaluation<'a> {

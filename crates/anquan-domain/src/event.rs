@@ -11,7 +11,9 @@ use crate::agency::event::{
     ServiceReported, StaffReported,
 };
 use crate::enterprise::event::{
-    DocumentApproved, DocumentReturned, DocumentUploaded, EnterpriseProfileChanged, EnterpriseRegistered,
+    AccidentReported, DocumentApproved, DocumentReturned, DocumentUploaded, EnterpriseProfileChanged,
+    EnterpriseRegistered, HazardDeadlineExtended, HazardFound, InspectionRecorded, RectificationAccepted,
+    RectificationReturned, RectificationSubmitted,
 };
 
 /// Why stored event data could not be turned back into an [`Event`].
@@ -94,6 +96,13 @@ event_catalogue! {
     DocumentUploaded => 1,
     DocumentApproved => 1,
     DocumentReturned => 1,
+    InspectionRecorded => 1,
+    HazardFound => 1,
+    HazardDeadlineExtended => 1,
+    RectificationSubmitted => 1,
+    RectificationAccepted => 1,
+    RectificationReturned => 1,
+    AccidentReported => 1,
     AgencyRegistered => 1,
     AgencyProfileChanged => 1,
     StaffReported => 1,

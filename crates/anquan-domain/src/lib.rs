@@ -14,6 +14,7 @@ pub mod enterprise;
 pub mod event;
 pub mod ids;
 pub mod period;
+pub mod risk;
 pub mod rules;
 
 pub use actor::{Actor, Role};

@@ -58,6 +58,13 @@ fn event_time(event: &Event) -> Instant {
         Event::DocumentUploaded(e) => e.uploaded_at,
         Event::DocumentApproved(e) => e.reviewed_at,
         Event::DocumentReturned(e) => e.reviewed_at,
+        Event::InspectionRecorded(e) => e.recorded_at,
+        Event::HazardFound(e) => e.recorded_at,
+        Event::HazardDeadlineExtended(e) => e.extended_at,
+        Event::RectificationSubmitted(e) => e.submitted_at,
+        Event::RectificationAccepted(e) => e.verified_at,
+        Event::RectificationReturned(e) => e.verified_at,
+        Event::AccidentReported(e) => e.reported_at,
         Event::AgencyRegistered(_)
         | Event::AgencyProfileChanged(_)
         | Event::StaffReported(_)

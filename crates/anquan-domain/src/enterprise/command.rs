@@ -9,6 +9,9 @@ use super::event::{
 };
 use super::rejection::EnterpriseRejection;
 use super::state::EnterpriseFile;
+use super::supervision::{
+    ExtendHazardDeadline, RecordHazard, RecordInspection, ReportAccident, SubmitRectification, VerifyRectification,
+};
 pub use crate::aggregate::DecisionContext;
 use crate::credit_code::UnifiedSocialCreditCode;
 use crate::event::Event;
@@ -79,6 +82,12 @@ pub enum EnterpriseCommand {
     ChangeProfile(ChangeEnterpriseProfile),
     UploadDocument(UploadDocument),
     ReviewDocument(ReviewDocument),
+    RecordInspection(RecordInspection),
+    RecordHazard(RecordHazard),
+    ExtendHazardDeadline(ExtendHazardDeadline),
+    SubmitRectification(SubmitRectification),
+    VerifyRectification(VerifyRectification),
+    ReportAccident(ReportAccident),
 }
 
 impl EnterpriseCommand {
@@ -89,6 +98,12 @@ impl EnterpriseCommand {
             EnterpriseCommand::ChangeProfile(command) => command.enterprise_id,
             EnterpriseCommand::UploadDocument(command) => command.enterprise_id,
             EnterpriseCommand::ReviewDocument(command) => command.enterprise_id,
+            EnterpriseCommand::RecordInspection(command) => command.enterprise_id,
+            EnterpriseCommand::RecordHazard(command) => command.enterprise_id,
+            EnterpriseCommand::ExtendHazardDeadline(command) => command.enterprise_id,
+            EnterpriseCommand::SubmitRectification(command) => command.enterprise_id,
+            EnterpriseCommand::VerifyRectification(command) => command.enterprise_id,
+            EnterpriseCommand::ReportAccident(command) => command.enterprise_id,
         }
     }
 
@@ -99,6 +114,12 @@ impl EnterpriseCommand {
             EnterpriseCommand::ChangeProfile(_) => "change_enterprise_profile",
             EnterpriseCommand::UploadDocument(_) => "upload_document",
             EnterpriseCommand::ReviewDocument(_) => "review_document",
+            EnterpriseCommand::RecordInspection(_) => "record_inspection",
+            EnterpriseCommand::RecordHazard(_) => "record_hazard",
+            EnterpriseCommand::ExtendHazardDeadline(_) => "extend_hazard_deadline",
+            EnterpriseCommand::SubmitRectification(_) => "submit_rectification",
+            EnterpriseCommand::VerifyRectification(_) => "verify_rectification",
+            EnterpriseCommand::ReportAccident(_) => "report_accident",
         }
     }
 }
@@ -115,6 +136,12 @@ impl EnterpriseFile {
             EnterpriseCommand::ChangeProfile(command) => self.decide_change_profile(command, context),
             EnterpriseCommand::UploadDocument(command) => self.decide_upload(command, context),
             EnterpriseCommand::ReviewDocument(command) => self.decide_review(command, context),
+            EnterpriseCommand::RecordInspection(command) => self.decide_record_inspection(command, context),
+            EnterpriseCommand::RecordHazard(command) => self.decide_record_hazard(command, context),
+            EnterpriseCommand::ExtendHazardDeadline(command) => self.decide_extend_deadline(command, context),
+            EnterpriseCommand::SubmitRectification(command) => self.decide_submit_rectification(command, context),
+            EnterpriseCommand::VerifyRectification(command) => self.decide_verify_rectification(command, context),
+            EnterpriseCommand::ReportAccident(command) => self.decide_report_accident(command, context),
         }
     }
 
@@ -271,7 +298,10 @@ impl EnterpriseFile {
         Ok(vec![event])
     }
 
-    fn registered(&self, enterprise_id: EnterpriseId) -> Result<&super::state::Registration, EnterpriseRejection> {
+    pub(super) fn registered(
+        &self,
+        enterprise_id: EnterpriseId,
+    ) -> Result<&super::state::Registration, EnterpriseRejection> {
         self.registration
             .as_ref()
             .ok_or(EnterpriseRejection::UnknownEnterprise { enterprise_id })

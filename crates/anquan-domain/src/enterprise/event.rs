@@ -4,9 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::Instant;
 use crate::credit_code::UnifiedSocialCreditCode;
-use crate::ids::{DocumentId, EnterpriseId, RequirementCode, Town};
+use crate::ids::{AgencyId, DocumentId, EnterpriseId, HazardId, InspectionId, RequirementCode, Town};
 use crate::period::Period;
-use crate::rules::EnterpriseProfile;
+use crate::rules::{EnterpriseProfile, Severity};
 
 /// An enterprise joined the platform.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,4 +78,174 @@ pub struct DocumentReturned {
     pub document_id: DocumentId,
     pub feedback: String,
     pub reviewed_at: Instant,
+}
+
+/// How an inspection was done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InspectionKind {
+    /// On site (现场检查).
+    OnSite,
+    /// Online, on the enterprise's cloud file (网上检查).
+    Online,
+}
+
+/// Who inspected: the city office or a town.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InspectorLevel {
+    City,
+    Town,
+}
+
+/// The kind of an enforcement document (执法文书).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InspectionDocumentKind {
+    /// 现场检查记录 / 安全检查记录.
+    InspectionRecord,
+    /// 责令限期整改指令书 / 隐患整改通知书.
+    RectificationOrder,
+    /// 整改复查意见书 / 复查记录.
+    ReinspectionOpinion,
+    /// 现场处理措施决定书.
+    OnSiteMeasures,
+    /// 强制措施决定书.
+    CoerciveMeasures,
+    Other,
+}
+
+/// A document filed with an inspection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InspectionDocument {
+    pub kind: InspectionDocumentKind,
+    pub file: FileRef,
+}
+
+/// City or town inspectors inspected an enterprise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InspectionRecorded {
+    pub inspection_id: InspectionId,
+    pub kind: InspectionKind,
+    pub level: InspectorLevel,
+    pub inspected_at: Instant,
+    pub inspectors: Vec<String>,
+    pub documents: Vec<InspectionDocument>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub notes: String,
+    /// When it was entered on the platform (status "as of" an instant uses what was known).
+    pub recorded_at: Instant,
+}
+
+/// Where a hazard was found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum HazardSource {
+    /// By government inspectors (政府检查).
+    GovernmentInspection { inspection_id: InspectionId },
+    /// By the enterprise's own inspection (企业自查).
+    SelfInspection,
+    /// By a safety-service agency's visit (中介服务).
+    AgencyService { agency_id: AgencyId, report_id: uuid::Uuid },
+}
+
+/// How grave a hazard is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HazardLevel {
+    /// 一般事故隐患.
+    General,
+    /// 重大事故隐患.
+    Major,
+}
+
+/// What a hazard concerns (domain.md §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HazardCategory {
+    Electrical,
+    Fire,
+    MachineGuarding,
+    SpecialEquipment,
+    HazardousChemicals,
+    ConfinedSpace,
+    Dust,
+    WorkEnvironment,
+    Records,
+    Other,
+}
+
+/// An item of the major-hazard catalogue in force on the day a hazard was found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CriterionRef {
+    pub catalogue: String,
+    pub item: String,
+}
+
+/// A hazard was found; it must be rectified by its deadline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HazardFound {
+    pub hazard_id: HazardId,
+    pub source: HazardSource,
+    pub category: HazardCategory,
+    pub level: HazardLevel,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub criterion: Option<CriterionRef>,
+    pub description: String,
+    pub photos: Vec<FileRef>,
+    pub found_at: Instant,
+    /// When it was entered on the platform.
+    pub recorded_at: Instant,
+    /// Rectified by this instant, or overdue from the first instant after it.
+    pub deadline: Instant,
+}
+
+/// An inspector approved a later deadline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HazardDeadlineExtended {
+    pub hazard_id: HazardId,
+    pub deadline: Instant,
+    pub reason: String,
+    pub extended_at: Instant,
+}
+
+/// The enterprise submitted its rectification of a hazard for verification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RectificationSubmitted {
+    pub hazard_id: HazardId,
+    pub rectification_id: uuid::Uuid,
+    pub text: String,
+    pub photos: Vec<FileRef>,
+    pub submitted_at: Instant,
+}
+
+/// An inspector verified the rectification: the hazard is closed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RectificationAccepted {
+    pub hazard_id: HazardId,
+    pub rectification_id: uuid::Uuid,
+    /// Passed at its first review (一次复核通过).
+    pub first_time: bool,
+    pub verified_at: Instant,
+}
+
+/// An inspector returned the rectification: the hazard stays open.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RectificationReturned {
+    pub hazard_id: HazardId,
+    pub rectification_id: uuid::Uuid,
+    pub reason: String,
+    pub verified_at: Instant,
+}
+
+/// An accident at the enterprise was reported to the office.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccidentReported {
+    pub accident_id: uuid::Uuid,
+    pub occurred_at: Instant,
+    pub fatalities: u32,
+    pub description: String,
+    pub reported_at: Instant,
 }

@@ -3,8 +3,10 @@
 
 pub mod command;
 pub mod event;
+pub mod hazard;
 pub mod rejection;
 pub mod state;
+pub mod supervision;
 
 pub use command::{
     ChangeEnterpriseProfile, DecisionContext, EnterpriseCommand, RegisterEnterprise, ReviewDecision, ReviewDocument,

@@ -3,7 +3,7 @@
 use crate::Instant;
 use crate::actor::Actor;
 use crate::credit_code::UnifiedSocialCreditCode;
-use crate::ids::{DocumentId, EnterpriseId, RequirementCode};
+use crate::ids::{DocumentId, EnterpriseId, HazardId, InspectionId, RequirementCode};
 use crate::period::{Cadence, Period};
 
 /// A refused enterprise command. Nothing was appended.
@@ -64,6 +64,36 @@ pub enum EnterpriseRejection {
     },
     #[error("returning document {document_id} needs feedback for the enterprise")]
     FeedbackRequired { document_id: DocumentId },
+    #[error("{field} is in the future")]
+    InFuture { field: &'static str },
+    #[error("inspection {inspection_id} already exists")]
+    DuplicateInspection { inspection_id: InspectionId },
+    #[error("hazard {hazard_id} already exists")]
+    DuplicateHazard { hazard_id: HazardId },
+    #[error("hazard {hazard_id} does not exist in this enterprise's file")]
+    UnknownHazard { hazard_id: HazardId },
+    #[error("a major hazard must cite an item of the major-hazard catalogue in force")]
+    CriterionRequired,
+    #[error("criterion {catalogue}/{item} is not in the catalogue in force on {on} ({})", in_force.as_deref().unwrap_or("none"))]
+    CriterionNotInForce {
+        catalogue: String,
+        item: String,
+        on: chrono::NaiveDate,
+        in_force: Option<String>,
+    },
+    #[error("the deadline {deadline} is not after the hazard was found ({found_at})")]
+    DeadlineNotAfterFinding { deadline: Instant, found_at: Instant },
+    #[error("the new deadline {requested} is not later than the current one ({current})")]
+    DeadlineNotLater { current: Instant, requested: Instant },
+    #[error("hazard {hazard_id} is already closed")]
+    HazardClosed { hazard_id: HazardId },
+    #[error("hazard {hazard_id} already has a rectification awaiting verification")]
+    RectificationPending { hazard_id: HazardId },
+    #[error("hazard {hazard_id} has no rectification {rectification_id} awaiting verification")]
+    NoPendingRectification {
+        hazard_id: HazardId,
+        rectification_id: uuid::Uuid,
+    },
 }
 
 impl crate::aggregate::DomainRejection for EnterpriseRejection {
@@ -100,6 +130,17 @@ impl EnterpriseRejection {
             EnterpriseRejection::UnknownDocument { .. } => "UNKNOWN_DOCUMENT",
             EnterpriseRejection::AlreadyReviewed { .. } => "ALREADY_REVIEWED",
             EnterpriseRejection::FeedbackRequired { .. } => "FEEDBACK_REQUIRED",
+            EnterpriseRejection::InFuture { .. } => "IN_FUTURE",
+            EnterpriseRejection::DuplicateInspection { .. } => "DUPLICATE_INSPECTION",
+            EnterpriseRejection::DuplicateHazard { .. } => "DUPLICATE_HAZARD",
+            EnterpriseRejection::UnknownHazard { .. } => "UNKNOWN_HAZARD",
+            EnterpriseRejection::CriterionRequired => "CRITERION_REQUIRED",
+            EnterpriseRejection::CriterionNotInForce { .. } => "CRITERION_NOT_IN_FORCE",
+            EnterpriseRejection::DeadlineNotAfterFinding { .. } => "DEADLINE_BEFORE_FINDING",
+            EnterpriseRejection::DeadlineNotLater { .. } => "DEADLINE_NOT_LATER",
+            EnterpriseRejection::HazardClosed { .. } => "HAZARD_CLOSED",
+            EnterpriseRejection::RectificationPending { .. } => "RECTIFICATION_PENDING",
+            EnterpriseRejection::NoPendingRectification { .. } => "NO_PENDING_RECTIFICATION",
         }
     }
 }

@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::event::{Coverage, FileRef};
+use super::hazard::{AccidentRecord, DeadlineExtension, HazardRecord, InspectionRecord, Rectification, Verdict};
 use crate::Instant;
 use crate::credit_code::UnifiedSocialCreditCode;
 use crate::event::Event;
-use crate::ids::{DocumentId, EnterpriseId, RequirementCode, Town};
+use crate::ids::{DocumentId, EnterpriseId, HazardId, InspectionId, RequirementCode, Town};
 use crate::rules::EnterpriseProfile;
 
 /// An enterprise's cloud file (云档案), folded from its events.
@@ -21,6 +22,9 @@ pub struct EnterpriseFile {
     /// of that instant.
     pub profile_history: Vec<(Instant, EnterpriseProfile)>,
     pub documents: BTreeMap<DocumentId, DocumentRecord>,
+    pub inspections: BTreeMap<InspectionId, InspectionRecord>,
+    pub hazards: BTreeMap<HazardId, HazardRecord>,
+    pub accidents: Vec<AccidentRecord>,
 }
 
 /// Who the enterprise is (current values).
@@ -142,8 +146,114 @@ impl EnterpriseFile {
                     });
                 }
             }
+            Event::InspectionRecorded(recorded) => {
+                self.inspections.insert(
+                    recorded.inspection_id,
+                    InspectionRecord {
+                        inspection_id: recorded.inspection_id,
+                        kind: recorded.kind,
+                        level: recorded.level,
+                        inspected_at: recorded.inspected_at,
+                        recorded_at: recorded.recorded_at,
+                        inspectors: recorded.inspectors.clone(),
+                        documents: recorded.documents.clone(),
+                        notes: recorded.notes.clone(),
+                        hazards: Vec::new(),
+                    },
+                );
+            }
+            Event::HazardFound(found) => {
+                if let super::event::HazardSource::GovernmentInspection { inspection_id } = &found.source
+                    && let Some(inspection) = self.inspections.get_mut(inspection_id)
+                {
+                    inspection.hazards.push(found.hazard_id);
+                }
+                self.hazards.insert(
+                    found.hazard_id,
+                    HazardRecord {
+                        hazard_id: found.hazard_id,
+                        source: found.source.clone(),
+                        category: found.category,
+                        level: found.level,
+                        severity: found.severity,
+                        criterion: found.criterion.clone(),
+                        description: found.description.clone(),
+                        photos: found.photos.clone(),
+                        found_at: found.found_at,
+                        recorded_at: found.recorded_at,
+                        initial_deadline: found.deadline,
+                        extensions: Vec::new(),
+                        rectifications: Vec::new(),
+                    },
+                );
+            }
+            Event::HazardDeadlineExtended(extended) => {
+                if let Some(hazard) = self.hazards.get_mut(&extended.hazard_id) {
+                    hazard.extensions.push(DeadlineExtension {
+                        deadline: extended.deadline,
+                        reason: extended.reason.clone(),
+                        extended_at: extended.extended_at,
+                    });
+                }
+            }
+            Event::RectificationSubmitted(submitted) => {
+                if let Some(hazard) = self.hazards.get_mut(&submitted.hazard_id) {
+                    hazard.rectifications.push(Rectification {
+                        rectification_id: submitted.rectification_id,
+                        text: submitted.text.clone(),
+                        photos: submitted.photos.clone(),
+                        submitted_at: submitted.submitted_at,
+                        verdict: None,
+                    });
+                }
+            }
+            Event::RectificationAccepted(accepted) => {
+                self.set_verdict(
+                    accepted.hazard_id,
+                    accepted.rectification_id,
+                    Verdict {
+                        accepted: true,
+                        first_time: accepted.first_time,
+                        reason: String::new(),
+                        verified_at: accepted.verified_at,
+                    },
+                );
+            }
+            Event::RectificationReturned(returned) => {
+                self.set_verdict(
+                    returned.hazard_id,
+                    returned.rectification_id,
+                    Verdict {
+                        accepted: false,
+                        first_time: false,
+                        reason: returned.reason.clone(),
+                        verified_at: returned.verified_at,
+                    },
+                );
+            }
+            Event::AccidentReported(reported) => {
+                self.accidents.push(AccidentRecord {
+                    accident_id: reported.accident_id,
+                    occurred_at: reported.occurred_at,
+                    fatalities: reported.fatalities,
+                    description: reported.description.clone(),
+                    reported_at: reported.reported_at,
+                });
+            }
             #[allow(unreachable_patterns, reason = "events of other aggregates arrive with later gates")]
             _ => {}
+        }
+    }
+
+    fn set_verdict(&mut self, hazard_id: HazardId, rectification_id: uuid::Uuid, verdict: Verdict) {
+        let rectification = self.hazards.get_mut(&hazard_id).and_then(|hazard| {
+            hazard
+                .rectifications
+                .iter_mut()
+                .find(|r| r.rectification_id == rectification_id)
+        });
+        if let Some(rectification) = rectification {
+            rectification.verdict = Some(verdict);
         }
     }
 

@@ -3,6 +3,7 @@
 //! parses and checks them but never reads a file itself.
 
 mod condition;
+pub mod supervision;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,13 +11,14 @@ use chrono::FixedOffset;
 use serde::{Deserialize, Serialize};
 
 pub use condition::{Condition, EnterpriseProfile, ProfileFlag};
+pub use supervision::{RiskColour, RiskCondition, Severity, SupervisionRules};
 
 use crate::credit::CreditRules;
 use crate::ids::{IndicatorCode, RequirementCode};
 use crate::period::Cadence;
 
 /// The file names a rule set is made of, in `projections/<version>/`. Each gate adds its file.
-pub const RULE_SET_FILES: [&str; 3] = ["ruleset.toml", "indicators.toml", "credit.toml"];
+pub const RULE_SET_FILES: [&str; 4] = ["ruleset.toml", "indicators.toml", "supervision.toml", "credit.toml"];
 
 /// The texts of a rule set's files, by file name.
 pub type RuleSetFiles = BTreeMap<String, String>;
@@ -29,6 +31,10 @@ pub fn builtin_v1_files() -> RuleSetFiles {
         (
             "indicators.toml",
             include_str!("../../../../projections/v1/indicators.toml"),
+        ),
+        (
+            "supervision.toml",
+            include_str!("../../../../projections/v1/supervision.toml"),
         ),
         ("credit.toml", include_str!("../../../../projections/v1/credit.toml")),
     ]
@@ -54,6 +60,8 @@ pub struct RuleSet {
     /// Named enterprise classes (KEY, 3S2E, 500W...) that conditions can refer to.
     pub classes: BTreeMap<String, Condition>,
     pub indicators: Vec<Indicator>,
+    /// Deadlines, major-hazard catalogues, veto, colours and cadences (`supervision.toml`).
+    pub supervision: SupervisionRules,
     /// The agency credit model, fee band tolerance and agency deadlines (`credit.toml`).
     pub credit: CreditRules,
 }
@@ -192,6 +200,7 @@ impl RuleSet {
     pub fn from_files(files: &RuleSetFiles) -> Result<Self, RuleSetError> {
         let head: RuleSetFile = parse_file(files, "ruleset.toml")?;
         let body: IndicatorsFile = parse_file(files, "indicators.toml")?;
+        let supervision: SupervisionRules = parse_file(files, "supervision.toml")?;
         let credit: CreditRules = parse_file(files, "credit.toml")?;
         let time_zone: FixedOffset = head
             .time_zone
@@ -204,6 +213,7 @@ impl RuleSet {
             status: head.status,
             classes: head.classes,
             indicators: body.indicators,
+            supervision,
             credit,
         };
         rules.check()?;
@@ -272,6 +282,7 @@ impl RuleSet {
                 ));
             }
         }
+        self.check_supervision()?;
         self.credit
             .check()
             .map_err(|error| RuleSetError::Inconsistent(error.to_string()))?;
@@ -305,6 +316,17 @@ impl RuleSet {
                         self.check_classes(&rule.when, code)?;
                     }
                 }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_supervision(&self) -> Result<(), RuleSetError> {
+        self.supervision.check().map_err(RuleSetError::Inconsistent)?;
+        let risk = &self.supervision.risk;
+        for rule in risk.red.iter().chain(&risk.orange).chain(&risk.yellow) {
+            for condition in rule.when.profile_conditions() {
+                self.check_classes(condition, &rule.name)?;
             }
         }
         Ok(())

@@ -152,3 +152,82 @@ pub fn history(steps: &[(Actor, &str, EnterpriseCommand)]) -> Vec<Event> {
     }
     events
 }
+
+/// A file in which every applicable requirement has an approved record valid at `now`: 100 %
+/// compliance, so colour tests start from blue (or the profile's inherent yellow).
+pub fn fully_compliant(n: u32, town: &str, profile: EnterpriseProfile, registered: &str, now: &str) -> EnterpriseFile {
+    use anquan_domain::compliance::{RequirementState, evaluate};
+    use anquan_domain::enterprise::ReviewDecision;
+    use anquan_domain::rules::Evidence;
+    let rules = rules();
+    let id = anquan_domain::enterprise::enterprise_id_for(&credit_code(n));
+    let now = at(now);
+    let mut file = EnterpriseFile::from_events(&history(&[(officer(town), registered, register(n, town, profile))]));
+    let owner = enterprise_user(id);
+    let reviewer = officer(town);
+    let decide = |file: &mut EnterpriseFile, actor: &Actor, command: EnterpriseCommand| {
+        let context = DecisionContext {
+            actor,
+            rules: &rules,
+            now,
+        };
+        for event in file.decide(&command, &context).unwrap() {
+            file.apply(&event);
+        }
+    };
+    let applicable: Vec<_> = evaluate(&file, &rules, now)
+        .unwrap()
+        .indicators
+        .iter()
+        .flat_map(|indicator| indicator.requirements.clone())
+        .filter(|requirement| requirement.state != RequirementState::NotApplicable)
+        .collect();
+    for (index, requirement) in applicable.into_iter().enumerate() {
+        let (_, rule) = rules.requirement(&requirement.code).unwrap();
+        let coverage = match &rule.evidence {
+            Evidence::Review => Coverage::Once,
+            Evidence::Validity { .. } => Coverage::Validity {
+                valid_from: now - chrono::Duration::days(30),
+                valid_until: now + chrono::Duration::days(300),
+            },
+            evidence @ Evidence::Periodic { .. } => {
+                let cadence = rules.cadence_for(evidence, file.current_profile()).unwrap();
+                Coverage::Period {
+                    period: cadence.period_containing(now, rules.time_zone),
+                }
+            }
+        };
+        let document = 10_000 + index as u128;
+        decide(
+            &mut file,
+            &owner,
+            upload(id, document, requirement.code.as_str(), coverage),
+        );
+        decide(
+            &mut file,
+            &reviewer,
+            EnterpriseCommand::ReviewDocument(anquan_domain::enterprise::ReviewDocument {
+                enterprise_id: id,
+                document_id: document_id(document),
+                decision: ReviewDecision::Approve { comment: None },
+            }),
+        );
+    }
+    file
+}
+
+pub fn inspector(town: &str) -> Actor {
+    Actor {
+        user_id: UserId::parse(&format!("inspector-{town}")).unwrap(),
+        role: Role::TownInspector {
+            town: Town::parse(town).unwrap(),
+        },
+    }
+}
+
+pub fn city_inspector() -> Actor {
+    Actor {
+        user_id: UserId::parse("city-inspector").unwrap(),
+        role: Role::CityInspector,
+    }
+}

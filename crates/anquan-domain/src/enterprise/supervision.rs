@@ -1,0 +1,464 @@
+//! Supervision commands on the enterprise stream: inspections, hazards, deadline extensions,
+//! rectifications and their verification, accidents.
+
+use chrono::{Days, Duration, NaiveTime, TimeZone};
+
+use super::event::{
+    AccidentReported, CriterionRef, FileRef, HazardCategory, HazardDeadlineExtended, HazardFound, HazardLevel,
+    HazardSource, InspectionDocument, InspectionKind, InspectionRecorded, InspectorLevel, RectificationAccepted,
+    RectificationReturned, RectificationSubmitted,
+};
+use super::hazard::HazardRecord;
+use super::rejection::EnterpriseRejection;
+use super::state::EnterpriseFile;
+use crate::aggregate::DecisionContext;
+use crate::event::Event;
+use crate::ids::{EnterpriseId, HazardId, InspectionId};
+use crate::rules::{RuleSet, Severity};
+use crate::{Instant, Role};
+
+/// Longest hazard description, rectification text or reason, in characters.
+pub const TEXT_CHARS_MAX: usize = 4000;
+/// Most hazards one inspection may record.
+pub const INSPECTION_HAZARDS_MAX: usize = 200;
+/// Most files (photos, documents) on one record.
+pub const FILES_MAX: usize = 50;
+
+/// A hazard as an inspector, the enterprise or an agency describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewHazard {
+    pub hazard_id: HazardId,
+    pub category: HazardCategory,
+    pub level: HazardLevel,
+    /// For a general hazard: sets the default deadline (moderate if absent).
+    pub severity: Option<Severity>,
+    /// For a major hazard: the item of the catalogue in force on the day found.
+    pub criterion: Option<CriterionRef>,
+    pub description: String,
+    pub photos: Vec<FileRef>,
+    /// Overrides the rule set's default deadline.
+    pub deadline: Option<Instant>,
+}
+
+/// Record an inspection and the hazards it found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordInspection {
+    pub enterprise_id: EnterpriseId,
+    pub inspection_id: InspectionId,
+    pub kind: InspectionKind,
+    pub inspected_at: Instant,
+    pub inspectors: Vec<String>,
+    pub documents: Vec<InspectionDocument>,
+    pub notes: String,
+    pub hazards: Vec<NewHazard>,
+}
+
+/// Record a hazard found by the enterprise itself or by an agency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordHazard {
+    pub enterprise_id: EnterpriseId,
+    pub source: HazardSource,
+    pub hazard: NewHazard,
+}
+
+/// Approve a later deadline for a hazard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtendHazardDeadline {
+    pub enterprise_id: EnterpriseId,
+    pub hazard_id: HazardId,
+    pub deadline: Instant,
+    pub reason: String,
+}
+
+/// Submit a rectification of a hazard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubmitRectification {
+    pub enterprise_id: EnterpriseId,
+    pub hazard_id: HazardId,
+    pub rectification_id: uuid::Uuid,
+    pub text: String,
+    pub photos: Vec<FileRef>,
+}
+
+/// Accept or return a submitted rectification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyRectification {
+    pub enterprise_id: EnterpriseId,
+    pub hazard_id: HazardId,
+    pub rectification_id: uuid::Uuid,
+    /// `None` accepts; `Some(reason)` returns it.
+    pub returned_because: Option<String>,
+}
+
+/// Report an accident at the enterprise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportAccident {
+    pub enterprise_id: EnterpriseId,
+    pub accident_id: uuid::Uuid,
+    pub occurred_at: Instant,
+    pub fatalities: u32,
+    pub description: String,
+}
+
+/// Returns the default deadline of a hazard found at `found_at`: local midnight ending the day
+/// that is the rule set's number of days after the day found.
+pub fn default_deadline(rules: &RuleSet, found_at: Instant, level: HazardLevel, severity: Option<Severity>) -> Instant {
+    let deadlines = &rules.supervision.deadlines;
+    let days = match level {
+        HazardLevel::Major => deadlines.major_days,
+        HazardLevel::General => {
+            let severity = severity.unwrap_or(Severity::Moderate);
+            deadlines.general.get(&severity).copied().unwrap_or(15)
+        }
+    };
+    let local_day = found_at.with_timezone(&rules.time_zone).date_naive();
+    let last_day = local_day
+        .checked_add_days(Days::new(u64::from(days) + 1))
+        .unwrap_or(local_day);
+    rules
+        .time_zone
+        .from_local_datetime(&last_day.and_time(NaiveTime::MIN))
+        .single()
+        .map_or(found_at + Duration::days(i64::from(days) + 1), |local| local.to_utc())
+}
+
+impl EnterpriseFile {
+    pub(super) fn decide_record_inspection(
+        &self,
+        command: &RecordInspection,
+        context: &DecisionContext<'_>,
+    ) -> Result<Vec<Event>, EnterpriseRejection> {
+        let town = &self.registered(command.enterprise_id)?.town;
+        if !context.actor.may_inspect_town(town) {
+            return Err(EnterpriseRejection::forbidden(
+                "inspect enterprises in this town",
+                context.actor,
+            ));
+        }
+        let level = match context.actor.role {
+            Role::TownInspector { .. } => InspectorLevel::Town,
+            _ => InspectorLevel::City,
+        };
+        if self.inspections.contains_key(&command.inspection_id) {
+            return Err(EnterpriseRejection::DuplicateInspection {
+                inspection_id: command.inspection_id,
+            });
+        }
+        if command.inspected_at > context.now {
+            return Err(EnterpriseRejection::InFuture { field: "inspected_at" });
+        }
+        if command.hazards.len() > INSPECTION_HAZARDS_MAX || command.documents.len() > FILES_MAX {
+            return Err(EnterpriseRejection::InvalidField {
+                field: "hazards",
+                reason: "too many entries".into(),
+            });
+        }
+        let mut events = vec![Event::InspectionRecorded(InspectionRecorded {
+            inspection_id: command.inspection_id,
+            kind: command.kind,
+            level,
+            inspected_at: command.inspected_at,
+            inspectors: command.inspectors.iter().map(|name| name.trim().to_owned()).collect(),
+            documents: command.documents.clone(),
+            notes: command.notes.trim().to_owned(),
+            recorded_at: context.now,
+        })];
+        let source = HazardSource::GovernmentInspection {
+            inspection_id: command.inspection_id,
+        };
+        for (index, hazard) in command.hazards.iter().enumerate() {
+            if command.hazards[..index]
+                .iter()
+                .any(|earlier| earlier.hazard_id == hazard.hazard_id)
+            {
+                return Err(EnterpriseRejection::DuplicateHazard {
+                    hazard_id: hazard.hazard_id,
+                });
+            }
+            events.push(self.hazard_found(hazard, source.clone(), command.inspected_at, context)?);
+        }
+        Ok(events)
+    }
+
+    pub(super) fn decide_record_hazard(
+        &self,
+        command: &RecordHazard,
+        context: &DecisionContext<'_>,
+    ) -> Result<Vec<Event>, EnterpriseRejection> {
+        self.registered(command.enterprise_id)?;
+        let allowed = match &command.source {
+            HazardSource::SelfInspection => context.actor.may_write_enterprise_file(command.enterprise_id),
+            HazardSource::AgencyService { agency_id, .. } => context.actor.may_act_for_agency(*agency_id),
+            HazardSource::GovernmentInspection { .. } => false,
+        };
+        if !allowed {
+            return Err(EnterpriseRejection::forbidden("record this hazard", context.actor));
+        }
+        Ok(vec![self.hazard_found(
+            &command.hazard,
+            command.source.clone(),
+            context.now,
+            context,
+        )?])
+    }
+
+    fn hazard_found(
+        &self,
+        hazard: &NewHazard,
+        source: HazardSource,
+        found_at: Instant,
+        context: &DecisionContext<'_>,
+    ) -> Result<Event, EnterpriseRejection> {
+        let rules = context.rules;
+        if self.hazards.contains_key(&hazard.hazard_id) {
+            return Err(EnterpriseRejection::DuplicateHazard {
+                hazard_id: hazard.hazard_id,
+            });
+        }
+        check_text("description", &hazard.description)?;
+        if hazard.photos.len() > FILES_MAX {
+            return Err(EnterpriseRejection::InvalidField {
+                field: "photos",
+                reason: "too many photos".into(),
+            });
+        }
+        match (&hazard.level, &hazard.criterion) {
+            (HazardLevel::Major, None) => return Err(EnterpriseRejection::CriterionRequired),
+            (_, Some(criterion)) => check_criterion(criterion, found_at, rules)?,
+            (HazardLevel::General, None) => {}
+        }
+        let deadline = match hazard.deadline {
+            Some(deadline) if deadline <= found_at => {
+                return Err(EnterpriseRejection::DeadlineNotAfterFinding { deadline, found_at });
+            }
+            Some(deadline) => deadline,
+            None => default_deadline(rules, found_at, hazard.level, hazard.severity),
+        };
+        let severity = match hazard.level {
+            HazardLevel::General => Some(hazard.severity.unwrap_or(Severity::Moderate)),
+            HazardLevel::Major => None,
+        };
+        Ok(Event::HazardFound(HazardFound {
+            hazard_id: hazard.hazard_id,
+            source,
+            category: hazard.category,
+            level: hazard.level,
+            severity,
+            criterion: hazard.criterion.clone(),
+            description: hazard.description.trim().to_owned(),
+            photos: hazard.photos.clone(),
+            found_at,
+            recorded_at: context.now,
+            deadline,
+        }))
+    }
+
+    pub(super) fn decide_extend_deadline(
+        &self,
+        command: &ExtendHazardDeadline,
+        context: &DecisionContext<'_>,
+    ) -> Result<Vec<Event>, EnterpriseRejection> {
+        let hazard = self.supervised_hazard(command.enterprise_id, command.hazard_id, context)?;
+        if hazard.closed_at(context.now).is_some() {
+            return Err(EnterpriseRejection::HazardClosed {
+                hazard_id: command.hazard_id,
+            });
+        }
+        if command.deadline <= hazard.deadline() {
+            return Err(EnterpriseRejection::DeadlineNotLater {
+                current: hazard.deadline(),
+                requested: command.deadline,
+            });
+        }
+        check_text("reason", &command.reason)?;
+        Ok(vec![Event::HazardDeadlineExtended(HazardDeadlineExtended {
+            hazard_id: command.hazard_id,
+            deadline: command.deadline,
+            reason: command.reason.trim().to_owned(),
+            extended_at: context.now,
+        })])
+    }
+
+    pub(super) fn decide_submit_rectification(
+        &self,
+        command: &SubmitRectification,
+        context: &DecisionContext<'_>,
+    ) -> Result<Vec<Event>, EnterpriseRejection> {
+        self.registered(command.enterprise_id)?;
+        if !context.actor.may_write_enterprise_file(command.enterprise_id) {
+            return Err(EnterpriseRejection::forbidden(
+                "rectify this enterprise's hazards",
+                context.actor,
+            ));
+        }
+        let hazard = self.hazard(command.hazard_id)?;
+        if hazard.closed_at(context.now).is_some() {
+            return Err(EnterpriseRejection::HazardClosed {
+                hazard_id: command.hazard_id,
+            });
+        }
+        if hazard.pending_rectification().is_some() {
+            return Err(EnterpriseRejection::RectificationPending {
+                hazard_id: command.hazard_id,
+            });
+        }
+        if hazard
+            .rectifications
+            .iter()
+            .any(|r| r.rectification_id == command.rectification_id)
+        {
+            return Err(EnterpriseRejection::InvalidField {
+                field: "rectification_id",
+                reason: "was used before".into(),
+            });
+        }
+        check_text("text", &command.text)?;
+        if command.photos.len() > FILES_MAX {
+            return Err(EnterpriseRejection::InvalidField {
+                field: "photos",
+                reason: "too many photos".into(),
+            });
+        }
+        Ok(vec![Event::RectificationSubmitted(RectificationSubmitted {
+            hazard_id: command.hazard_id,
+            rectification_id: command.rectification_id,
+            text: command.text.trim().to_owned(),
+            photos: command.photos.clone(),
+            submitted_at: context.now,
+        })])
+    }
+
+    pub(super) fn decide_verify_rectification(
+        &self,
+        command: &VerifyRectification,
+        context: &DecisionContext<'_>,
+    ) -> Result<Vec<Event>, EnterpriseRejection> {
+        let hazard = self.supervised_hazard(command.enterprise_id, command.hazard_id, context)?;
+        if hazard.closed_at(context.now).is_some() {
+            return Err(EnterpriseRejection::HazardClosed {
+                hazard_id: command.hazard_id,
+            });
+        }
+        match hazard.pending_rectification() {
+            Some(pending) if pending.rectification_id == command.rectification_id => {}
+            _ => {
+                return Err(EnterpriseRejection::NoPendingRectification {
+                    hazard_id: command.hazard_id,
+                    rectification_id: command.rectification_id,
+                });
+            }
+        }
+        let event = match &command.returned_because {
+            None => Event::RectificationAccepted(RectificationAccepted {
+                hazard_id: command.hazard_id,
+                rectification_id: command.rectification_id,
+                first_time: hazard.rectifications.iter().all(|r| r.verdict.is_none()),
+                verified_at: context.now,
+            }),
+            Some(reason) => {
+                check_text("reason", reason)?;
+                Event::RectificationReturned(RectificationReturned {
+                    hazard_id: command.hazard_id,
+                    rectification_id: command.rectification_id,
+                    reason: reason.trim().to_owned(),
+                    verified_at: context.now,
+                })
+            }
+        };
+        Ok(vec![event])
+    }
+
+    pub(super) fn decide_report_accident(
+        &self,
+        command: &ReportAccident,
+        context: &DecisionContext<'_>,
+    ) -> Result<Vec<Event>, EnterpriseRejection> {
+        let town = &self.registered(command.enterprise_id)?.town;
+        if !context.actor.may_inspect_town(town) {
+            return Err(EnterpriseRejection::forbidden(
+                "report accidents in this town",
+                context.actor,
+            ));
+        }
+        if command.occurred_at > context.now {
+            return Err(EnterpriseRejection::InFuture { field: "occurred_at" });
+        }
+        if self
+            .accidents
+            .iter()
+            .any(|accident| accident.accident_id == command.accident_id)
+        {
+            return Err(EnterpriseRejection::InvalidField {
+                field: "accident_id",
+                reason: "was used before".into(),
+            });
+        }
+        check_text("description", &command.description)?;
+        Ok(vec![Event::AccidentReported(AccidentReported {
+            accident_id: command.accident_id,
+            occurred_at: command.occurred_at,
+            fatalities: command.fatalities,
+            description: command.description.trim().to_owned(),
+            reported_at: context.now,
+        })])
+    }
+
+    fn hazard(&self, hazard_id: HazardId) -> Result<&HazardRecord, EnterpriseRejection> {
+        self.hazards
+            .get(&hazard_id)
+            .ok_or(EnterpriseRejection::UnknownHazard { hazard_id })
+    }
+
+    /// Returns a hazard the actor may supervise (inspectors of its town, the city).
+    fn supervised_hazard(
+        &self,
+        enterprise_id: EnterpriseId,
+        hazard_id: HazardId,
+        context: &DecisionContext<'_>,
+    ) -> Result<&HazardRecord, EnterpriseRejection> {
+        let town = &self.registered(enterprise_id)?.town;
+        if !context.actor.may_inspect_town(town) {
+            return Err(EnterpriseRejection::forbidden(
+                "verify hazards in this town",
+                context.actor,
+            ));
+        }
+        self.hazard(hazard_id)
+    }
+}
+
+fn check_text(field: &'static str, value: &str) -> Result<(), EnterpriseRejection> {
+    if value.trim().is_empty() {
+        return Err(EnterpriseRejection::InvalidField {
+            field,
+            reason: "must not be empty".into(),
+        });
+    }
+    if value.chars().count() > TEXT_CHARS_MAX {
+        return Err(EnterpriseRejection::InvalidField {
+            field,
+            reason: format!("must be at most {TEXT_CHARS_MAX} characters"),
+        });
+    }
+    Ok(())
+}
+
+/// Checks that the criterion is an item of the catalogue in force on the local day found.
+fn check_criterion(criterion: &CriterionRef, found_at: Instant, rules: &RuleSet) -> Result<(), EnterpriseRejection> {
+    let day = found_at.with_timezone(&rules.time_zone).date_naive();
+    let in_force = rules.supervision.catalogue_in_force(day);
+    let not_in_force = || EnterpriseRejection::CriterionNotInForce {
+        catalogue: criterion.catalogue.clone(),
+        item: criterion.item.clone(),
+        on: day,
+        in_force: in_force.map(|catalogue| catalogue.code.clone()),
+    };
+    let catalogue = in_force
+        .filter(|catalogue| catalogue.code == criterion.catalogue)
+        .ok_or_else(not_in_force)?;
+    if catalogue.items.iter().any(|item| item.code == criterion.item) {
+        Ok(())
+    } else {
+        Err(not_in_force())
+    }
+}

@@ -1,0 +1,237 @@
+//! Supervision-gate rules as data (`supervision.toml`): rectification deadlines, the
+//! major-hazard catalogues with the dates they are in force, the veto, the four-colour risk
+//! rules and the supervision cadence by colour.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use super::Condition;
+
+/// Everything `supervision.toml` holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisionRules {
+    pub deadlines: DeadlineRules,
+    pub major_hazard_catalogues: Vec<MajorHazardCatalogue>,
+    pub veto: VetoRules,
+    pub risk: RiskRules,
+    /// How often enterprises of each colour get an online check and an on-site inspection.
+    pub cadence: BTreeMap<RiskColour, SupervisionCadence>,
+    /// The escalation path (网上检查 → 上门服务/督查辅导 → 降低诚信等级 + 列入年度执法计划 →
+    /// 联合/委托/交办/派驻执法): the step for an enterprise by its colour and how many of the last
+    /// quarter-ends it was red.
+    pub escalation: Vec<EscalationStep>,
+}
+
+/// Default rectification deadlines, in days after the local day the hazard was found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadlineRules {
+    /// For general hazards, by severity; 0 means by the end of the day found (当场整改).
+    pub general: BTreeMap<Severity, u32>,
+    /// For major hazards (set by the remediation plan; this is the default).
+    pub major_days: u32,
+}
+
+/// How serious a general hazard is, which sets its default deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    OnTheSpot,
+    Minor,
+    Moderate,
+    Serious,
+}
+
+/// One version of the major-hazard criteria (重大事故隐患判定标准).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MajorHazardCatalogue {
+    pub code: String,
+    pub title: String,
+    /// First day (local) the catalogue applies to a hazard found on that day.
+    pub in_force_from: NaiveDate,
+    /// First day it no longer applies (the next catalogue's first day), if replaced.
+    pub in_force_until: Option<NaiveDate>,
+    pub items: Vec<CatalogueItem>,
+}
+
+/// One criterion of a catalogue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogueItem {
+    pub code: String,
+    pub text: String,
+}
+
+/// What overrides the 21 indicators (否决项).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VetoRules {
+    /// A government-found hazard past its deadline and not closed.
+    pub overdue_government_hazard: bool,
+    /// Any open major hazard.
+    pub open_major_hazard: bool,
+    /// A fatal accident within this many days (0: no such veto).
+    pub fatal_accident_days: u32,
+}
+
+/// The four colours (红橙黄蓝).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RiskColour {
+    Red,
+    Orange,
+    Yellow,
+    Blue,
+}
+
+impl RiskColour {
+    /// Returns the colour's stable name.
+    pub fn name(self) -> &'static str {
+        match self {
+            RiskColour::Red => "red",
+            RiskColour::Orange => "orange",
+            RiskColour::Yellow => "yellow",
+            RiskColour::Blue => "blue",
+        }
+    }
+}
+
+/// The colour rules: the first colour (red, then orange, then yellow) with a matching rule
+/// wins; blue otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RiskRules {
+    pub red: Vec<RiskRule>,
+    pub orange: Vec<RiskRule>,
+    pub yellow: Vec<RiskRule>,
+}
+
+/// A named colour rule, so an enterprise's colour can say which rule decided it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RiskRule {
+    pub name: String,
+    pub when: RiskCondition,
+}
+
+/// A condition over an enterprise's facts at an instant, written in TOML as e.g.
+/// `"open_major_hazard"`, `{ government_hazard_overdue_days_over = 30 }`,
+/// `{ compliance_percent_below = 70 }` or `{ all_of = [...] }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum RiskCondition {
+    /// An open major hazard (重大事故隐患).
+    OpenMajorHazard,
+    /// Any open hazard, overdue or not.
+    OpenHazard,
+    /// Any hazard past its deadline and not closed.
+    OverdueHazard,
+    /// A government-found hazard overdue by more than this many days.
+    GovernmentHazardOverdueDaysOver(u32),
+    /// Applicable indicators implemented below this percentage.
+    CompliancePercentBelow(u32),
+    /// Main responsibility not implemented now and at each of the last N local month ends.
+    ResponsibilityNotImplementedMonths(u32),
+    /// A fatal accident within this many days.
+    FatalAccidentWithinDays(u32),
+    /// At least this many hazards found in the last government inspection.
+    HazardsInLastGovernmentInspectionAtLeast(u32),
+    /// A condition on the enterprise profile (flags, classes, staff, revenue).
+    Profile(Condition),
+    AnyOf(Vec<RiskCondition>),
+    AllOf(Vec<RiskCondition>),
+    Not(Box<RiskCondition>),
+}
+
+/// How often an enterprise of one colour is checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisionCadence {
+    /// Months between online checks (网上检查); none: no scheduled online check.
+    pub online_check_months: Option<u32>,
+    /// Months between on-site inspections; none: only by random selection (双随机抽查).
+    pub on_site_months: Option<u32>,
+    /// Put on the annual enforcement plan (年度执法计划).
+    #[serde(default)]
+    pub enforcement_plan: bool,
+}
+
+/// One step of the escalation path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationStep {
+    pub code: String,
+    pub name_zh: String,
+    pub name_en: String,
+    /// The colours this step is for.
+    pub colours: Vec<RiskColour>,
+    /// The step applies when the enterprise was red at least this many of the last four
+    /// local quarter ends (repeat offenders).
+    #[serde(default)]
+    pub red_quarters_at_least: u32,
+}
+
+impl RiskCondition {
+    /// Returns every profile condition inside, to check the classes they name.
+    pub fn profile_conditions(&self) -> Vec<&Condition> {
+        match self {
+            RiskCondition::Profile(condition) => vec![condition],
+            RiskCondition::AnyOf(conditions) | RiskCondition::AllOf(conditions) => {
+                conditions.iter().flat_map(RiskCondition::profile_conditions).collect()
+            }
+            RiskCondition::Not(condition) => condition.profile_conditions(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl SupervisionRules {
+    /// Finds the catalogue in force on a local date.
+    pub fn catalogue_in_force(&self, date: NaiveDate) -> Option<&MajorHazardCatalogue> {
+        self.major_hazard_catalogues.iter().find(|catalogue| {
+            catalogue.in_force_from <= date && catalogue.in_force_until.is_none_or(|until| date < until)
+        })
+    }
+
+    /// Checks the catalogues do not overlap and their item codes are unique.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        for (index, catalogue) in self.major_hazard_catalogues.iter().enumerate() {
+            if catalogue
+                .in_force_until
+                .is_some_and(|until| until <= catalogue.in_force_from)
+            {
+                return Err(format!("catalogue {} ends before it starts", catalogue.code));
+            }
+            for other in &self.major_hazard_catalogues[index + 1..] {
+                let overlaps = catalogue.in_force_until.is_none_or(|until| other.in_force_from < until)
+                    && other.in_force_until.is_none_or(|until| catalogue.in_force_from < until);
+                if overlaps {
+                    return Err(format!(
+                        "catalogues {} and {} are in force at the same time",
+                        catalogue.code, other.code
+                    ));
+                }
+            }
+            let mut codes: Vec<&str> = catalogue.items.iter().map(|item| item.code.as_str()).collect();
+            codes.sort_unstable();
+            if codes.windows(2).any(|pair| pair[0] == pair[1]) {
+                return Err(format!("catalogue {} lists an item code twice", catalogue.code));
+            }
+        }
+        for colour in [
+            RiskColour::Red,
+            RiskColour::Orange,
+            RiskColour::Yellow,
+            RiskColour::Blue,
+        ] {
+            if !self.cadence.contains_key(&colour) {
+                return Err(format!("no supervision cadence for {}", colour.name()));
+            }
+        }
+        Ok(())
+    }
+}

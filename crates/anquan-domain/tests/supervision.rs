@@ -1,0 +1,569 @@
+//! The supervision gate: inspections, hazards, deadlines (one instant before and after),
+//! rectification and verification, the veto, each colour rule, and who may do what.
+
+#![allow(clippy::unwrap_used, clippy::panic, reason = "tests abort on broken fixtures")]
+
+mod support;
+
+use anquan_domain::compliance::{Veto, evaluate};
+use anquan_domain::enterprise::event::{CriterionRef, HazardCategory, HazardLevel, HazardSource, InspectionKind};
+use anquan_domain::enterprise::hazard::HazardState;
+use anquan_domain::enterprise::supervision::{
+    ExtendHazardDeadline, NewHazard, RecordHazard, RecordInspection, ReportAccident, SubmitRectification,
+    VerifyRectification,
+};
+use anquan_domain::enterprise::{DecisionContext, EnterpriseCommand, EnterpriseFile, enterprise_id_for};
+use anquan_domain::risk::{assess, colour_history};
+use anquan_domain::rules::{ProfileFlag, RiskColour, Severity};
+use anquan_domain::{Actor, EnterpriseId, HazardId, InspectionId, Instant};
+use chrono::Duration;
+use support::*;
+
+const REGISTERED: &str = "2024-01-02T02:00:00Z";
+const COMPLIANT_AT: &str = "2024-03-10T02:00:00Z";
+/// April's monthly records were due 15 days after April (local), by 2024-05-15T16:00Z.
+const APRIL_RECORDS_LATE: &str = "2024-05-16T00:00:00Z";
+
+fn id(n: u32) -> EnterpriseId {
+    enterprise_id_for(&credit_code(n))
+}
+
+fn hazard_id(n: u128) -> HazardId {
+    HazardId::from_uuid(uuid::Uuid::from_u128(n))
+}
+
+fn general(n: u128, deadline: Option<Instant>) -> NewHazard {
+    NewHazard {
+        hazard_id: hazard_id(n),
+        category: HazardCategory::Fire,
+        level: HazardLevel::General,
+        severity: Some(Severity::Minor),
+        criterion: None,
+        description: "消防通道堵塞".into(),
+        photos: vec![file_ref(9)],
+        deadline,
+    }
+}
+
+fn major(n: u128, catalogue: &str, item: &str) -> NewHazard {
+    NewHazard {
+        hazard_id: hazard_id(n),
+        category: HazardCategory::Dust,
+        level: HazardLevel::Major,
+        severity: None,
+        criterion: Some(CriterionRef {
+            catalogue: catalogue.into(),
+            item: item.into(),
+        }),
+        description: "干式除尘系统未采取任何爆炸防控措施".into(),
+        photos: vec![],
+        deadline: None,
+    }
+}
+
+fn inspection(enterprise: EnterpriseId, n: u128, when: &str, hazards: Vec<NewHazard>) -> EnterpriseCommand {
+    EnterpriseCommand::RecordInspection(RecordInspection {
+        enterprise_id: enterprise,
+        inspection_id: InspectionId::from_uuid(uuid::Uuid::from_u128(n)),
+        kind: InspectionKind::OnSite,
+        inspected_at: at(when),
+        inspectors: vec!["张三".into(), "李四".into()],
+        documents: vec![],
+        notes: String::new(),
+        hazards,
+    })
+}
+
+/// Decides and applies, panicking on a refusal.
+fn apply(file: &mut EnterpriseFile, actor: &Actor, now: &str, command: EnterpriseCommand) {
+    let rules = rules();
+    let context = DecisionContext {
+        actor,
+        rules: &rules,
+        now: at(now),
+    };
+    for event in file
+        .decide(&command, &context)
+        .unwrap_or_else(|rejection| panic!("{rejection}"))
+    {
+        file.apply(&event);
+    }
+}
+
+fn refused(file: &EnterpriseFile, actor: &Actor, now: &str, command: EnterpriseCommand) -> &'static str {
+    let rules = rules();
+    let context = DecisionContext {
+        actor,
+        rules: &rules,
+        now: at(now),
+    };
+    file.decide(&command, &context).unwrap_err().code()
+}
+
+fn colour(file: &EnterpriseFile, instant: Instant) -> (RiskColour, Option<String>) {
+    let assessment = assess(file, &rules(), instant).unwrap();
+    (assessment.colour, assessment.rule)
+}
+
+fn compliant(n: u32, profile: anquan_domain::rules::EnterpriseProfile) -> EnterpriseFile {
+    fully_compliant(n, "许村", profile, REGISTERED, COMPLIANT_AT)
+}
+
+#[test]
+fn a_fully_compliant_plain_enterprise_is_blue() {
+    let file = compliant(1, plain_profile());
+    assert_eq!(colour(&file, at(COMPLIANT_AT)), (RiskColour::Blue, None));
+}
+
+#[test]
+fn a_hazard_is_overdue_from_the_first_instant_after_its_deadline_and_turns_orange() {
+    let mut file = compliant(2, plain_profile());
+    let deadline = at("2024-03-20T16:00:00Z");
+    apply(
+        &mut file,
+        &inspector("许村"),
+        COMPLIANT_AT,
+        inspection(id(2), 1, COMPLIANT_AT, vec![general(1, Some(deadline))]),
+    );
+    let hazard = &file.hazards[&hazard_id(1)];
+    assert!(!hazard.overdue_at(deadline));
+    assert!(hazard.overdue_at(deadline + Duration::microseconds(1)));
+    assert_eq!(colour(&file, deadline).0, RiskColour::Yellow, "open, not yet overdue");
+    assert_eq!(
+        colour(&file, deadline + Duration::microseconds(1)),
+        (RiskColour::Orange, Some("overdue_hazard".into()))
+    );
+    // The veto: an overdue government hazard makes the responsibility not implemented.
+    let rules = rules();
+    assert!(evaluate(&file, &rules, deadline).unwrap().responsibility_implemented);
+    let late = evaluate(&file, &rules, deadline + Duration::microseconds(1)).unwrap();
+    assert!(!late.responsibility_implemented);
+    assert_eq!(
+        late.vetoes,
+        vec![Veto::OverdueGovernmentHazard {
+            hazard_id: hazard_id(1),
+            deadline
+        }]
+    );
+    // Over 30 days overdue, it is red.
+    assert_eq!(colour(&file, deadline + Duration::days(30)).0, RiskColour::Orange);
+    assert_eq!(
+        colour(&file, deadline + Duration::days(30) + Duration::microseconds(1)),
+        (RiskColour::Red, Some("government_hazard_overdue_over_30_days".into()))
+    );
+}
+
+#[test]
+fn the_default_deadline_ends_the_local_day_so_many_days_after_finding() {
+    let mut file = compliant(3, plain_profile());
+    // Found 10 March 10:00 local; minor: 7 days → the end of 17 March local = 17 March 16:00Z.
+    apply(
+        &mut file,
+        &inspector("许村"),
+        COMPLIANT_AT,
+        inspection(id(3), 1, COMPLIANT_AT, vec![general(1, None)]),
+    );
+    assert_eq!(file.hazards[&hazard_id(1)].deadline(), at("2024-03-17T16:00:00Z"));
+}
+
+#[test]
+fn an_extension_moves_the_deadline_from_the_instant_it_is_approved() {
+    let mut file = compliant(4, plain_profile());
+    let deadline = at("2024-03-20T16:00:00Z");
+    apply(
+        &mut file,
+        &inspector("许村"),
+        COMPLIANT_AT,
+        inspection(id(4), 1, COMPLIANT_AT, vec![general(1, Some(deadline))]),
+    );
+    let extend = EnterpriseCommand::ExtendHazardDeadline(ExtendHazardDeadline {
+        enterprise_id: id(4),
+        hazard_id: hazard_id(1),
+        deadline: at("2024-04-20T16:00:00Z"),
+        reason: "设备到货延迟".into(),
+    });
+    apply(&mut file, &inspector("许村"), "2024-03-25T00:00:00Z", extend);
+    let hazard = &file.hazards[&hazard_id(1)];
+    assert!(
+        hazard.overdue_at(at("2024-03-24T23:59:59Z")),
+        "overdue before the extension was approved"
+    );
+    assert!(!hazard.overdue_at(at("2024-03-25T00:00:00Z")));
+    assert!(hazard.overdue_at(at("2024-04-20T16:00:00.000001Z")));
+}
+
+#[test]
+fn rectification_closes_a_hazard_only_when_verified_and_records_first_time_pass() {
+    let mut file = compliant(5, plain_profile());
+    let owner = enterprise_user(id(5));
+    apply(
+        &mut file,
+        &inspector("许村"),
+        COMPLIANT_AT,
+        inspection(id(5), 1, COMPLIANT_AT, vec![general(1, None), general(2, None)]),
+    );
+    let submit = |hazard: u128, rectification: u128| {
+        EnterpriseCommand::SubmitRectification(SubmitRectification {
+            enterprise_id: id(5),
+            hazard_id: hazard_id(hazard),
+            rectification_id: uuid::Uuid::from_u128(rectification),
+            text: "已清理通道".into(),
+            photos: vec![file_ref(3)],
+        })
+    };
+    let verify = |hazard: u128, rectification: u128, returned: Option<&str>| {
+        EnterpriseCommand::VerifyRectification(VerifyRectification {
+            enterprise_id: id(5),
+            hazard_id: hazard_id(hazard),
+            rectification_id: uuid::Uuid::from_u128(rectification),
+            returned_because: returned.map(Into::into),
+        })
+    };
+    apply(&mut file, &owner, "2024-03-11T00:00:00Z", submit(1, 11));
+    assert_eq!(
+        file.hazards[&hazard_id(1)].state_at(at("2024-03-11T00:00:00Z")),
+        HazardState::Submitted
+    );
+    assert_eq!(
+        refused(&file, &owner, "2024-03-11T01:00:00Z", submit(1, 12)),
+        "RECTIFICATION_PENDING"
+    );
+    apply(
+        &mut file,
+        &inspector("许村"),
+        "2024-03-12T00:00:00Z",
+        verify(1, 11, None),
+    );
+    let closed = &file.hazards[&hazard_id(1)];
+    assert_eq!(closed.state_at(at("2024-03-12T00:00:00Z")), HazardState::Closed);
+    assert!(closed.rectifications[0].verdict.as_ref().unwrap().first_time);
+    // Verifying twice and rectifying a closed hazard are refused.
+    assert_eq!(
+        refused(&file, &inspector("许村"), "2024-03-13T00:00:00Z", verify(1, 11, None)),
+        "HAZARD_CLOSED"
+    );
+    assert_eq!(
+        refused(&file, &owner, "2024-03-13T00:00:00Z", submit(1, 13)),
+        "HAZARD_CLOSED"
+    );
+    // A returned rectification keeps the hazard open; the next pass is not first-time.
+    apply(&mut file, &owner, "2024-03-11T00:00:00Z", submit(2, 21));
+    apply(
+        &mut file,
+        &inspector("许村"),
+        "2024-03-12T00:00:00Z",
+        verify(2, 21, Some("照片不清晰")),
+    );
+    assert_eq!(
+        file.hazards[&hazard_id(2)].state_at(at("2024-03-12T00:00:00Z")),
+        HazardState::Open
+    );
+    apply(&mut file, &owner, "2024-03-13T00:00:00Z", submit(2, 22));
+    apply(
+        &mut file,
+        &inspector("许村"),
+        "2024-03-14T00:00:00Z",
+        verify(2, 22, None),
+    );
+    assert!(
+        !file.hazards[&hazard_id(2)].rectifications[1]
+            .verdict
+            .as_ref()
+            .unwrap()
+            .first_time
+    );
+}
+
+#[test]
+fn a_deadline_before_the_inspection_and_an_unknown_hazard_are_refused() {
+    let file = compliant(6, plain_profile());
+    let before = general(1, Some(at("2024-03-09T00:00:00Z")));
+    assert_eq!(
+        refused(
+            &file,
+            &inspector("许村"),
+            COMPLIANT_AT,
+            inspection(id(6), 1, COMPLIANT_AT, vec![before])
+        ),
+        "DEADLINE_BEFORE_FINDING"
+    );
+    let verify = EnterpriseCommand::VerifyRectification(VerifyRectification {
+        enterprise_id: id(6),
+        hazard_id: hazard_id(99),
+        rectification_id: uuid::Uuid::from_u128(1),
+        returned_because: None,
+    });
+    assert_eq!(
+        refused(&file, &inspector("许村"), COMPLIANT_AT, verify),
+        "UNKNOWN_HAZARD"
+    );
+}
+
+#[test]
+fn a_major_hazard_cites_the_catalogue_in_force_on_the_day_found() {
+    let file = compliant(7, plain_profile());
+    let command = |hazard| inspection(id(7), 1, COMPLIANT_AT, vec![hazard]);
+    // 2024: the 2023 catalogue (应急管理部令第10号) is in force, the 2017 one no longer.
+    assert_eq!(
+        refused(
+            &file,
+            &inspector("许村"),
+            COMPLIANT_AT,
+            command(major(1, "gm2017", "dust-3"))
+        ),
+        "CRITERION_NOT_IN_FORCE"
+    );
+    assert_eq!(
+        refused(
+            &file,
+            &inspector("许村"),
+            COMPLIANT_AT,
+            command(major(1, "mem10_2023", "dust-99"))
+        ),
+        "CRITERION_NOT_IN_FORCE"
+    );
+    let mut no_criterion = major(1, "mem10_2023", "dust-3");
+    no_criterion.criterion = None;
+    assert_eq!(
+        refused(&file, &inspector("许村"), COMPLIANT_AT, command(no_criterion)),
+        "CRITERION_REQUIRED"
+    );
+    let mut accepted = file.clone();
+    apply(
+        &mut accepted,
+        &inspector("许村"),
+        COMPLIANT_AT,
+        command(major(1, "mem10_2023", "dust-3")),
+    );
+    // An open major hazard: a veto, and red.
+    let report = evaluate(&accepted, &rules(), at(COMPLIANT_AT)).unwrap();
+    assert_eq!(
+        report.vetoes,
+        vec![Veto::OpenMajorHazard {
+            hazard_id: hazard_id(1)
+        }]
+    );
+    assert_eq!(
+        colour(&accepted, at(COMPLIANT_AT)),
+        (RiskColour::Red, Some("open_major_hazard".into()))
+    );
+    // The 2017 catalogue applied to a hazard found on 14 May 2023, local time.
+    let early = fully_compliant(
+        8,
+        "许村",
+        plain_profile(),
+        "2023-01-02T02:00:00Z",
+        "2023-05-14T10:00:00Z",
+    );
+    let mut early_found = early.clone();
+    apply(
+        &mut early_found,
+        &inspector("许村"),
+        "2023-05-14T10:00:00Z",
+        inspection(id(8), 1, "2023-05-14T10:00:00Z", vec![major(1, "gm2017", "dust-3")]),
+    );
+    assert_eq!(
+        refused(
+            &early,
+            &inspector("许村"),
+            "2023-05-14T10:00:00Z",
+            inspection(id(8), 2, "2023-05-14T10:00:00Z", vec![major(2, "mem10_2023", "dust-3")])
+        ),
+        "CRITERION_NOT_IN_FORCE"
+    );
+}
+
+#[test]
+fn town_inspectors_act_only_in_their_town_and_enterprises_only_on_their_own_hazards() {
+    let mut file = compliant(9, plain_profile());
+    assert_eq!(
+        refused(
+            &file,
+            &inspector("长安"),
+            COMPLIANT_AT,
+            inspection(id(9), 1, COMPLIANT_AT, vec![])
+        ),
+        "FORBIDDEN"
+    );
+    assert_eq!(
+        refused(
+            &file,
+            &officer("许村"),
+            COMPLIANT_AT,
+            inspection(id(9), 1, COMPLIANT_AT, vec![])
+        ),
+        "FORBIDDEN"
+    );
+    assert_eq!(
+        refused(
+            &file,
+            &enterprise_user(id(9)),
+            COMPLIANT_AT,
+            inspection(id(9), 1, COMPLIANT_AT, vec![])
+        ),
+        "FORBIDDEN"
+    );
+    apply(
+        &mut file,
+        &city_inspector(),
+        COMPLIANT_AT,
+        inspection(id(9), 1, COMPLIANT_AT, vec![general(1, None)]),
+    );
+    let submit = EnterpriseCommand::SubmitRectification(SubmitRectification {
+        enterprise_id: id(9),
+        hazard_id: hazard_id(1),
+        rectification_id: uuid::Uuid::from_u128(5),
+        text: "已整改".into(),
+        photos: vec![],
+    });
+    assert_eq!(
+        refused(&file, &enterprise_user(id(10)), COMPLIANT_AT, submit.clone()),
+        "FORBIDDEN"
+    );
+    apply(&mut file, &enterprise_user(id(9)), COMPLIANT_AT, submit);
+    let verify = EnterpriseCommand::VerifyRectification(VerifyRectification {
+        enterprise_id: id(9),
+        hazard_id: hazard_id(1),
+        rectification_id: uuid::Uuid::from_u128(5),
+        returned_because: None,
+    });
+    assert_eq!(
+        refused(&file, &enterprise_user(id(9)), COMPLIANT_AT, verify.clone()),
+        "FORBIDDEN"
+    );
+    assert_eq!(
+        refused(&file, &inspector("长安"), COMPLIANT_AT, verify.clone()),
+        "FORBIDDEN"
+    );
+    apply(&mut file, &inspector("许村"), COMPLIANT_AT, verify);
+}
+
+#[test]
+fn a_self_found_overdue_hazard_is_orange_but_no_veto() {
+    let mut file = compliant(11, plain_profile());
+    let record = EnterpriseCommand::RecordHazard(RecordHazard {
+        enterprise_id: id(11),
+        source: HazardSource::SelfInspection,
+        hazard: general(1, Some(at("2024-03-12T00:00:00Z"))),
+    });
+    apply(&mut file, &enterprise_user(id(11)), COMPLIANT_AT, record);
+    let later = at("2024-03-13T00:00:00Z");
+    assert!(evaluate(&file, &rules(), later).unwrap().vetoes.is_empty());
+    assert_eq!(colour(&file, later).0, RiskColour::Orange);
+}
+
+#[test]
+fn a_fatal_accident_is_a_veto_and_red_for_twelve_months() {
+    let mut file = compliant(12, plain_profile());
+    let report = EnterpriseCommand::ReportAccident(ReportAccident {
+        enterprise_id: id(12),
+        accident_id: uuid::Uuid::from_u128(1),
+        occurred_at: at("2024-03-01T00:00:00Z"),
+        fatalities: 1,
+        description: "机械伤害".into(),
+    });
+    apply(&mut file, &city_inspector(), COMPLIANT_AT, report);
+    assert_eq!(
+        colour(&file, at(COMPLIANT_AT)),
+        (RiskColour::Red, Some("fatal_accident_within_12_months".into()))
+    );
+    assert!(
+        !evaluate(&file, &rules(), at(COMPLIANT_AT))
+            .unwrap()
+            .responsibility_implemented
+    );
+    // Before it was reported, nobody knew.
+    assert_eq!(
+        colour(&file, at("2024-03-09T00:00:00Z")).1.as_deref(),
+        Some("compliance_below_70_percent")
+    );
+}
+
+#[test]
+fn ten_hazards_in_the_last_inspection_make_an_enterprise_orange() {
+    let mut file = compliant(13, plain_profile());
+    let hazards = (1..=10).map(|n| general(n, Some(at("2024-06-01T00:00:00Z")))).collect();
+    apply(
+        &mut file,
+        &inspector("许村"),
+        COMPLIANT_AT,
+        inspection(id(13), 1, COMPLIANT_AT, hazards),
+    );
+    assert_eq!(
+        colour(&file, at(COMPLIANT_AT)),
+        (
+            RiskColour::Orange,
+            Some("ten_or_more_hazards_in_last_inspection".into())
+        )
+    );
+}
+
+#[test]
+fn compliance_below_seventy_percent_is_orange_below_one_hundred_yellow() {
+    // Registered and nothing uploaded: far below 70 %.
+    let events = history(&[(officer("许村"), REGISTERED, register(14, "许村", plain_profile()))]);
+    let file = EnterpriseFile::from_events(&events);
+    assert_eq!(
+        colour(&file, at(COMPLIANT_AT)),
+        (RiskColour::Orange, Some("compliance_below_70_percent".into()))
+    );
+    // Fully compliant, then the April monthly records fall due unrecorded: below 100 %, yellow.
+    let compliant = compliant(15, plain_profile());
+    let expired = at(APRIL_RECORDS_LATE);
+    let assessment = assess(&compliant, &rules(), expired).unwrap();
+    assert!(
+        assessment.compliance_percent < 100 && assessment.compliance_percent >= 70,
+        "{assessment:?}"
+    );
+    assert_eq!(assessment.colour, RiskColour::Yellow);
+}
+
+#[test]
+fn a_key_unit_below_ninety_percent_is_orange_and_inherent_risk_is_yellow() {
+    let key = compliant(16, profile_with(&[ProfileFlag::HazardousChemicals]));
+    assert_eq!(
+        colour(&key, at(COMPLIANT_AT)),
+        (RiskColour::Yellow, Some("inherent_risk".into()))
+    );
+    let assessment = assess(&key, &rules(), at(APRIL_RECORDS_LATE)).unwrap();
+    assert!(assessment.compliance_percent < 90, "{assessment:?}");
+    assert_eq!(assessment.rule.as_deref(), Some("key_unit_compliance_below_90_percent"));
+}
+
+#[test]
+fn a_key_unit_not_implemented_for_three_month_ends_is_red() {
+    let events = history(&[(
+        officer("许村"),
+        REGISTERED,
+        register(17, "许村", profile_with(&[ProfileFlag::DustExplosion])),
+    )]);
+    let file = EnterpriseFile::from_events(&events);
+    // End of Jan, Feb, Mar all not implemented: red from April.
+    assert_eq!(colour(&file, at("2024-03-15T00:00:00Z")).0, RiskColour::Orange);
+    assert_eq!(
+        colour(&file, at("2024-04-15T00:00:00Z")),
+        (RiskColour::Red, Some("key_unit_not_implemented_3_months".into()))
+    );
+}
+
+#[test]
+fn the_colour_history_records_each_change() {
+    let mut file = compliant(18, plain_profile());
+    let deadline = at("2024-03-20T16:00:00Z");
+    apply(
+        &mut file,
+        &inspector("许村"),
+        "2024-03-11T00:00:00Z",
+        inspection(id(18), 1, "2024-03-11T00:00:00Z", vec![general(1, Some(deadline))]),
+    );
+    let history = colour_history(&file, &rules(), at(COMPLIANT_AT), at("2024-03-25T00:00:00Z"));
+    let colours: Vec<_> = history.iter().map(|change| (change.at, change.colour)).collect();
+    assert_eq!(
+        colours,
+        vec![
+            (at(COMPLIANT_AT), RiskColour::Blue),
+            (at("2024-03-11T00:00:00Z"), RiskColour::Yellow),
+            (deadline + Duration::microseconds(1), RiskColour::Orange),
+        ]
+    );
+}
