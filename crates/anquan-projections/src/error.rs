@@ -7,6 +7,8 @@ use anquan_event_store::{Position, ReadModelError, StoreError, StreamId};
 pub enum ProjectionError {
     #[error("stream {stream_id} is not an enterprise stream")]
     NotAnEnterpriseStream { stream_id: StreamId },
+    #[error("stream {stream_id} is not an agency stream")]
+    NotAnAgencyStream { stream_id: StreamId },
     #[error("{what} {value} does not fit a signed 64-bit column")]
     OutOfRange { what: &'static str, value: u64 },
     #[error("{what} could not be encoded as json")]

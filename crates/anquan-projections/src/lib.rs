@@ -6,12 +6,14 @@
 //! [`EventStore`](anquan_event_store::EventStore) and
 //! [`ReadModelStore`](anquan_event_store::ReadModelStore) traits only.
 
+pub mod agency;
 pub mod compliance;
 mod dump;
 mod error;
 mod projection;
 mod runner;
 
+pub use agency::AgencyProjection;
 pub use compliance::ComplianceProjection;
 pub use dump::dump_tables;
 pub use error::{ProjectionError, QueryError, RunnerError};

@@ -1,0 +1,360 @@
+//! The agency read model: agencies and their profiles, half-yearly staff registries, contracts
+//! (with their periods, for coverage at any date), service reports with ratings and spot checks,
+//! sanctions and grades. It stores facts; statistics (enterprises served, services, stars per
+//! agency and per staff member per year) are counted at query time.
+
+mod query;
+
+pub use query::{
+    AgencyView, ContractView, DirectoryEntry, DirectoryFilter, GradeView, ReportView, SanctionView, ServiceStatistics,
+    StaffReportView, StaffView, StatisticsScope, agencies, agency, contracts_of_agency, contracts_of_enterprise,
+    directory, grades, reports_of_agency, reports_of_enterprise, sanctions, service_coverage, staff_member,
+    staff_of_agency, staff_reports, yearly_statistics,
+};
+
+use anquan_domain::agency::event::{
+    AgencyBlacklisted, AgencyProfile, ContractSigned, CreditGraded, ServiceRated, ServiceReported, StaffReported,
+};
+use anquan_domain::agency::{FeeCheck, HazardLevel, WarningKind, misconduct_name};
+use anquan_domain::{AgencyId, Event};
+use anquan_event_store::{Dialect, RecordedEvent, SqlValue, Statement};
+
+use crate::error::ProjectionError;
+use crate::projection::Projection;
+
+const SQLITE_SCHEMA: &str = include_str!("../../../../projections/schema/sqlite/agency.sql");
+const POSTGRES_SCHEMA: &str = include_str!("../../../../projections/schema/postgres/agency.sql");
+
+const UPSERT_AGENCY: &str = "INSERT INTO agency_agencies (agency_id, name, licence, service_scope, \
+    service_standards, fee_min_yuan, fee_max_yuan, contact_phone, registered_at, last_position) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+    ON CONFLICT (agency_id) DO UPDATE SET name = excluded.name, licence = excluded.licence, \
+    service_scope = excluded.service_scope, service_standards = excluded.service_standards, \
+    fee_min_yuan = excluded.fee_min_yuan, fee_max_yuan = excluded.fee_max_yuan, \
+    contact_phone = excluded.contact_phone, registered_at = excluded.registered_at, \
+    last_position = excluded.last_position";
+const UPDATE_PROFILE: &str = "UPDATE agency_agencies SET name = $2, licence = $3, service_scope = $4, \
+    service_standards = $5, fee_min_yuan = $6, fee_max_yuan = $7, contact_phone = $8, last_position = $9 \
+    WHERE agency_id = $1";
+const UPSERT_STAFF_REPORT: &str = "INSERT INTO agency_staff_reports (agency_id, half_year, due_at, late, reported_at) \
+    VALUES ($1, $2, $3, $4, $5) ON CONFLICT (agency_id, half_year) DO UPDATE SET due_at = excluded.due_at, \
+    late = excluded.late, reported_at = excluded.reported_at";
+/// A half-year's report replaces its list: the old rows go first.
+const DELETE_STAFF: &str = "DELETE FROM agency_staff WHERE agency_id = $1 AND half_year = $2";
+const INSERT_STAFF: &str = "INSERT INTO agency_staff (agency_id, half_year, staff_id, name, qualifications, phone) \
+    VALUES ($1, $2, $3, $4, $5, $6)";
+const INSERT_CONTRACT: &str = "INSERT INTO agency_contracts (contract_id, agency_id, enterprise_id, town, \
+    valid_from, valid_until, services, visits_promised, fee_yuan, fee_min_yuan, fee_max_yuan, fee_check, signed_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+const TERMINATE_CONTRACT: &str = "UPDATE agency_contracts SET terminated_at = $2 WHERE contract_id = $1";
+const INSERT_REPORT: &str = "INSERT INTO agency_reports (report_id, agency_id, contract_id, enterprise_id, \
+    visited_at, findings, hazards, hazard_count, major_hazard_count, photos, report_file, on_time, reported_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+const INSERT_REPORT_STAFF: &str =
+    "INSERT INTO agency_report_staff (report_id, staff_id, agency_id) VALUES ($1, $2, $3)";
+const RATE_REPORT: &str = "UPDATE agency_reports SET stars = $2, comment = $3, rated_at = $4 WHERE report_id = $1";
+const SPOT_CHECK_REPORT: &str =
+    "UPDATE agency_reports SET spot_check_qualified = $2, spot_checked_at = $3 WHERE report_id = $1";
+const INSERT_SANCTION: &str =
+    "INSERT INTO agency_sanctions (position, agency_id, kind, reason, report_id, at) VALUES ($1, $2, $3, $4, $5, $6)";
+const SET_BLACKLISTED: &str = "UPDATE agency_agencies SET blacklisted_at = $2 WHERE agency_id = $1";
+const INSERT_GRADE: &str = "INSERT INTO agency_grades (agency_id, half_year, computed_total, computed_grade, grade, \
+    reason, inputs, computed, graded_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
+/// Folds agency events into the `agency_*` tables.
+///
+/// Handles every event of the agency stream; events of other streams are ignored.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AgencyProjection;
+
+impl AgencyProjection {
+    /// The projection's name, keying its checkpoint.
+    pub const NAME: &'static str = "agency";
+    /// The tables it owns.
+    pub const TABLES: &'static [&'static str] = &[
+        "agency_agencies",
+        "agency_staff_reports",
+        "agency_staff",
+        "agency_contracts",
+        "agency_reports",
+        "agency_report_staff",
+        "agency_sanctions",
+        "agency_grades",
+    ];
+}
+
+impl Projection for AgencyProjection {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn schema(&self, dialect: Dialect) -> &'static str {
+        match dialect {
+            Dialect::Sqlite => SQLITE_SCHEMA,
+            Dialect::Postgres => POSTGRES_SCHEMA,
+        }
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        Self::TABLES
+    }
+
+    fn apply(&self, event: &RecordedEvent, decoded: &Event, out: &mut Vec<Statement>) -> Result<(), ProjectionError> {
+        if event.stream_id.category() != "agency" {
+            return Ok(());
+        }
+        let agency_id = agency_of(event)?;
+        let id = text(agency_id);
+        let position = int("position", event.position.sequence())?;
+        match decoded {
+            Event::AgencyRegistered(e) => {
+                let mut params = profile_params(&id, &e.profile)?;
+                params.push(SqlValue::Timestamp(e.registered_at));
+                params.push(position);
+                out.push(Statement::new(UPSERT_AGENCY, params));
+            }
+            Event::AgencyProfileChanged(e) => {
+                let mut params = profile_params(&id, &e.profile)?;
+                params.push(position);
+                out.push(Statement::new(UPDATE_PROFILE, params));
+            }
+            Event::StaffReported(e) => staff_statements(&id, e, out)?,
+            Event::ContractSigned(e) => out.push(contract_statement(&id, e)?),
+            Event::ContractTerminated(e) => out.push(Statement::new(
+                TERMINATE_CONTRACT,
+                vec![text(e.contract_id), SqlValue::Timestamp(e.terminated_at)],
+            )),
+            Event::ServiceReported(e) => report_statements(&id, e, out)?,
+            Event::ServiceRated(e) => out.push(rating_statement(e)),
+            Event::ReportSpotChecked(e) => out.push(Statement::new(
+                SPOT_CHECK_REPORT,
+                vec![
+                    text(e.report_id),
+                    SqlValue::Bool(e.qualified),
+                    SqlValue::Timestamp(e.checked_at),
+                ],
+            )),
+            Event::AgencyComplaintFounded(e) => out.push(sanction(
+                position,
+                &id,
+                "founded_complaint",
+                &e.complaint,
+                None,
+                e.decided_at,
+            )),
+            Event::AgencyWarned(e) => {
+                let kind = match e.kind {
+                    WarningKind::WarningNotice => "warning_notice",
+                    WarningKind::Summons => "summons",
+                };
+                out.push(sanction(position, &id, kind, &e.reason, None, e.issued_at));
+            }
+            Event::AgencyMisconductFound(e) => out.push(sanction(
+                position,
+                &id,
+                misconduct_name(e.kind),
+                &e.reason,
+                e.report_id.map(text),
+                e.found_at,
+            )),
+            Event::CreditGraded(e) => out.push(grade_statement(&id, e)?),
+            Event::AgencyBlacklisted(AgencyBlacklisted { reason, blacklisted_at }) => {
+                out.push(sanction(position, &id, "blacklisted", reason, None, *blacklisted_at));
+                out.push(Statement::new(
+                    SET_BLACKLISTED,
+                    vec![id, SqlValue::Timestamp(*blacklisted_at)],
+                ));
+            }
+            Event::AgencyDelisted(e) => {
+                out.push(sanction(position, &id, "delisted", &e.reason, None, e.delisted_at));
+                out.push(Statement::new(SET_BLACKLISTED, vec![id, SqlValue::Null]));
+            }
+            // Events of other aggregates never sit on an agency stream.
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn profile_params(id: &SqlValue, profile: &AgencyProfile) -> Result<Vec<SqlValue>, ProjectionError> {
+    Ok(vec![
+        id.clone(),
+        SqlValue::Text(profile.name.clone()),
+        optional(profile.licence.clone()),
+        json("service scope", &profile.service_scope)?,
+        SqlValue::Text(profile.service_standards.clone()),
+        int("fee band minimum", profile.fee_band.min_yuan)?,
+        int("fee band maximum", profile.fee_band.max_yuan)?,
+        optional(profile.contact_phone.clone()),
+    ])
+}
+
+fn staff_statements(id: &SqlValue, e: &StaffReported, out: &mut Vec<Statement>) -> Result<(), ProjectionError> {
+    let half_year = SqlValue::Text(e.half_year.to_string());
+    out.push(Statement::new(
+        UPSERT_STAFF_REPORT,
+        vec![
+            id.clone(),
+            half_year.clone(),
+            SqlValue::Timestamp(e.due_at),
+            SqlValue::Bool(e.late),
+            SqlValue::Timestamp(e.reported_at),
+        ],
+    ));
+    out.push(Statement::new(DELETE_STAFF, vec![id.clone(), half_year.clone()]));
+    for member in &e.staff {
+        out.push(Statement::new(
+            INSERT_STAFF,
+            vec![
+                id.clone(),
+                half_year.clone(),
+                text(member.staff_id),
+                SqlValue::Text(member.name.clone()),
+                json("qualifications", &member.qualifications)?,
+                optional(member.phone.clone()),
+            ],
+        ));
+    }
+    Ok(())
+}
+
+fn contract_statement(id: &SqlValue, e: &ContractSigned) -> Result<Statement, ProjectionError> {
+    let fee_check = match e.fee_check {
+        FeeCheck::WithinBand => "within_band",
+        FeeCheck::BelowBand => "below_band",
+        FeeCheck::AboveBand => "above_band",
+    };
+    Ok(Statement::new(
+        INSERT_CONTRACT,
+        vec![
+            text(e.contract_id),
+            id.clone(),
+            text(e.enterprise_id),
+            SqlValue::Text(e.enterprise_town.as_str().to_owned()),
+            SqlValue::Timestamp(e.valid_from),
+            SqlValue::Timestamp(e.valid_until),
+            json("services", &e.services)?,
+            SqlValue::Int(i64::from(e.visits_promised)),
+            int("fee", e.fee_yuan)?,
+            int("fee band minimum", e.fee_band.min_yuan)?,
+            int("fee band maximum", e.fee_band.max_yuan)?,
+            SqlValue::Text(fee_check.to_owned()),
+            SqlValue::Timestamp(e.signed_at),
+        ],
+    ))
+}
+
+fn report_statements(id: &SqlValue, e: &ServiceReported, out: &mut Vec<Statement>) -> Result<(), ProjectionError> {
+    let majors = e
+        .hazards
+        .iter()
+        .filter(|hazard| hazard.level == HazardLevel::Major)
+        .count();
+    out.push(Statement::new(
+        INSERT_REPORT,
+        vec![
+            text(e.report_id),
+            id.clone(),
+            text(e.contract_id),
+            text(e.enterprise_id),
+            SqlValue::Timestamp(e.visited_at),
+            SqlValue::Text(e.findings.clone()),
+            json("hazards", &e.hazards)?,
+            int("hazard count", e.hazards.len() as u64)?,
+            int("major hazard count", majors as u64)?,
+            json("photos", &e.photos)?,
+            json("report file", &e.report_file)?,
+            SqlValue::Bool(e.on_time),
+            SqlValue::Timestamp(e.reported_at),
+        ],
+    ));
+    for staff_id in &e.staff_ids {
+        out.push(Statement::new(
+            INSERT_REPORT_STAFF,
+            vec![text(e.report_id), text(staff_id), id.clone()],
+        ));
+    }
+    Ok(())
+}
+
+fn rating_statement(e: &ServiceRated) -> Statement {
+    Statement::new(
+        RATE_REPORT,
+        vec![
+            text(e.report_id),
+            SqlValue::Int(i64::from(e.stars)),
+            optional(e.comment.clone()),
+            SqlValue::Timestamp(e.rated_at),
+        ],
+    )
+}
+
+fn grade_statement(id: &SqlValue, e: &CreditGraded) -> Result<Statement, ProjectionError> {
+    Ok(Statement::new(
+        INSERT_GRADE,
+        vec![
+            id.clone(),
+            SqlValue::Text(e.half_year.to_string()),
+            SqlValue::Real(e.computed.total),
+            SqlValue::Text(e.computed.grade.letter().to_owned()),
+            SqlValue::Text(e.grade.letter().to_owned()),
+            optional(e.reason.clone()),
+            json("credit inputs", &e.inputs)?,
+            json("computed score", &e.computed)?,
+            SqlValue::Timestamp(e.graded_at),
+        ],
+    ))
+}
+
+fn sanction(
+    position: SqlValue,
+    id: &SqlValue,
+    kind: &str,
+    reason: &str,
+    report_id: Option<SqlValue>,
+    at: anquan_domain::Instant,
+) -> Statement {
+    Statement::new(
+        INSERT_SANCTION,
+        vec![
+            position,
+            id.clone(),
+            SqlValue::Text(kind.to_owned()),
+            SqlValue::Text(reason.to_owned()),
+            report_id.unwrap_or(SqlValue::Null),
+            SqlValue::Timestamp(at),
+        ],
+    )
+}
+
+/// Reads the agency id from the stream name `agency-<uuid>`.
+fn agency_of(event: &RecordedEvent) -> Result<AgencyId, ProjectionError> {
+    event
+        .stream_id
+        .as_str()
+        .strip_prefix("agency-")
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(|| ProjectionError::NotAnAgencyStream {
+            stream_id: event.stream_id.clone(),
+        })
+}
+
+fn optional(value: Option<String>) -> SqlValue {
+    value.map_or(SqlValue::Null, SqlValue::Text)
+}
+
+fn text(value: impl std::fmt::Display) -> SqlValue {
+    SqlValue::Text(value.to_string())
+}
+
+fn int(what: &'static str, value: u64) -> Result<SqlValue, ProjectionError> {
+    i64::try_from(value)
+        .map(SqlValue::Int)
+        .map_err(|_| ProjectionError::OutOfRange { what, value })
+}
+
+fn json(what: &'static str, value: &impl serde::Serialize) -> Result<SqlValue, ProjectionError> {
+    serde_json::to_string(value)
+        .map(SqlValue::Json)
+        .map_err(|source| ProjectionError::Json { what, source })
+}

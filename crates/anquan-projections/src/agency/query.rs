@@ -1,0 +1,634 @@
+//! Queries over the agency read model: agencies, staff, contracts, reports, sanctions, grades,
+//! the public directory, service coverage at an instant, and yearly service statistics per
+//! agency and per staff member (counted here from the stored reports, in the rule set's local
+//! calendar).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{Datelike, FixedOffset};
+
+use anquan_domain::agency::{AgencyProfile, FeeBand, FeeCheck, Qualification, ReportedHazard, StaffMember};
+use anquan_domain::credit::{CreditInputs, CreditScore, Grade};
+use anquan_domain::enterprise::FileRef;
+use anquan_domain::{AgencyId, ContractId, EnterpriseId, Instant, Period, ServiceReportId, StaffId, Town};
+use anquan_event_store::{ReadModelStore, Row, SqlValue};
+
+use crate::error::QueryError;
+
+/// Most rows one list query returns; the service gate counts dozens of agencies and thousands of
+/// reports a year per agency, far below it.
+const ROWS_MAX: i64 = 100_000;
+
+/// An agency and its published profile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgencyView {
+    pub agency_id: AgencyId,
+    pub profile: AgencyProfile,
+    pub registered_at: Instant,
+    pub blacklisted_at: Option<Instant>,
+}
+
+/// When a half-year's staff list was reported and whether it was late.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StaffReportView {
+    pub half_year: Period,
+    pub due_at: Instant,
+    pub late: bool,
+    pub reported_at: Instant,
+}
+
+/// A staff member as listed for a half-year.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StaffView {
+    pub agency_id: AgencyId,
+    pub half_year: Period,
+    pub member: StaffMember,
+}
+
+/// A service contract.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContractView {
+    pub contract_id: ContractId,
+    pub agency_id: AgencyId,
+    pub enterprise_id: EnterpriseId,
+    pub town: Town,
+    pub valid_from: Instant,
+    pub valid_until: Instant,
+    pub terminated_at: Option<Instant>,
+    pub services: Vec<String>,
+    pub visits_promised: u32,
+    pub fee_yuan: u64,
+    pub fee_band: FeeBand,
+    pub fee_check: FeeCheck,
+    pub signed_at: Instant,
+}
+
+/// A service report with its rating and spot check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportView {
+    pub report_id: ServiceReportId,
+    pub agency_id: AgencyId,
+    pub contract_id: ContractId,
+    pub enterprise_id: EnterpriseId,
+    pub visited_at: Instant,
+    pub findings: String,
+    pub hazards: Vec<ReportedHazard>,
+    pub photos: Vec<FileRef>,
+    pub report_file: FileRef,
+    pub on_time: bool,
+    pub reported_at: Instant,
+    pub staff_ids: Vec<StaffId>,
+    pub stars: Option<u8>,
+    pub comment: Option<String>,
+    pub rated_at: Option<Instant>,
+    pub spot_check_qualified: Option<bool>,
+}
+
+/// A sanction or supervision fact: founded complaint, warning notice, summons, misconduct,
+/// blacklisting or delisting.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SanctionView {
+    pub kind: String,
+    pub reason: String,
+    pub report_id: Option<ServiceReportId>,
+    pub at: Instant,
+}
+
+/// A half-year's grade with the computed score and its inputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GradeView {
+    pub half_year: Period,
+    pub grade: Grade,
+    pub reason: Option<String>,
+    pub inputs: CreditInputs,
+    pub computed: CreditScore,
+    pub graded_at: Instant,
+}
+
+/// Services of one agency or staff member in one calendar year (of the visit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServiceStatistics {
+    pub year: i32,
+    /// Distinct enterprises served.
+    pub enterprises_served: u32,
+    /// Service reports (visits).
+    pub services: u32,
+    /// Rated services and their stars.
+    pub ratings: u32,
+    pub stars_total: u32,
+}
+
+impl ServiceStatistics {
+    /// Returns the mean stars, if any service was rated.
+    pub fn average_stars(&self) -> Option<f64> {
+        (self.ratings > 0).then(|| f64::from(self.stars_total) / f64::from(self.ratings))
+    }
+}
+
+/// Whose services to count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatisticsScope {
+    Agency(AgencyId),
+    Staff(StaffId),
+}
+
+/// Which agencies the public directory lists.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DirectoryFilter {
+    /// Only agencies whose service scope has an item containing this text.
+    pub service: Option<String>,
+    /// Only agencies whose latest grade is this one.
+    pub grade: Option<Grade>,
+    /// Blacklisted agencies are left out unless asked for.
+    pub include_blacklisted: bool,
+}
+
+/// One agency in the directory, ranked by latest grade, then mean stars of the year.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirectoryEntry {
+    pub agency: AgencyView,
+    pub latest_grade: Option<(Period, Grade)>,
+    pub statistics: ServiceStatistics,
+}
+
+const AGENCY_COLUMNS: &str = "SELECT agency_id, name, licence, service_scope, service_standards, fee_min_yuan, \
+    fee_max_yuan, contact_phone, registered_at, blacklisted_at FROM agency_agencies";
+const STAFF_REPORTS: &str = "SELECT half_year, due_at, late, reported_at FROM agency_staff_reports \
+    WHERE agency_id = $1 ORDER BY half_year";
+const STAFF_OF_HALF_YEAR: &str = "SELECT agency_id, half_year, staff_id, name, qualifications, phone \
+    FROM agency_staff WHERE agency_id = $1 AND half_year = $2 ORDER BY name, staff_id";
+const STAFF_BY_ID: &str = "SELECT agency_id, half_year, staff_id, name, qualifications, phone \
+    FROM agency_staff WHERE staff_id = $1 ORDER BY half_year DESC LIMIT 1";
+const CONTRACT_COLUMNS: &str = "SELECT contract_id, agency_id, enterprise_id, town, valid_from, valid_until, \
+    terminated_at, services, visits_promised, fee_yuan, fee_min_yuan, fee_max_yuan, fee_check, signed_at \
+    FROM agency_contracts";
+const REPORT_COLUMNS: &str = "SELECT report_id, agency_id, contract_id, enterprise_id, visited_at, findings, \
+    hazards, photos, report_file, on_time, reported_at, stars, comment, rated_at, spot_check_qualified \
+    FROM agency_reports";
+const REPORT_STAFF_OF_AGENCY: &str = "SELECT report_id, staff_id FROM agency_report_staff WHERE agency_id = $1";
+const REPORT_STAFF_OF_ENTERPRISE: &str = "SELECT s.report_id, s.staff_id FROM agency_report_staff s \
+    JOIN agency_reports r ON r.report_id = s.report_id WHERE r.enterprise_id = $1";
+const SANCTIONS: &str =
+    "SELECT kind, reason, report_id, at FROM agency_sanctions WHERE agency_id = $1 ORDER BY position";
+const GRADE_COLUMNS: &str =
+    "SELECT agency_id, half_year, grade, reason, inputs, computed, graded_at FROM agency_grades";
+/// Services of an agency: (enterprise, visited, stars).
+const SERVICES_OF_AGENCY: &str =
+    "SELECT enterprise_id, visited_at, stars FROM agency_reports WHERE agency_id = $1 LIMIT $2";
+const SERVICES_OF_STAFF: &str = "SELECT r.enterprise_id, r.visited_at, r.stars FROM agency_report_staff s \
+    JOIN agency_reports r ON r.report_id = s.report_id WHERE s.staff_id = $1 LIMIT $2";
+const SERVICES_IN_RANGE: &str = "SELECT agency_id, enterprise_id, stars FROM agency_reports \
+    WHERE visited_at >= $1 AND visited_at < $2 LIMIT $3";
+/// Contracts in force at `$1`; `$2 = ''` means every town.
+const COVERAGE: &str = "SELECT DISTINCT enterprise_id, town FROM agency_contracts \
+    WHERE valid_from <= $1 AND valid_until > $1 AND (terminated_at IS NULL OR terminated_at > $1) \
+    AND ($2 = '' OR town = $2) ORDER BY enterprise_id LIMIT $3";
+
+/// Reads one agency.
+pub async fn agency(store: &dyn ReadModelStore, agency_id: AgencyId) -> Result<Option<AgencyView>, QueryError> {
+    let sql = format!("{AGENCY_COLUMNS} WHERE agency_id = $1");
+    let rows = store.query(&sql, &[text(agency_id)]).await?;
+    rows.first().map(agency_view).transpose()
+}
+
+/// Reads every agency, by name.
+pub async fn agencies(store: &dyn ReadModelStore) -> Result<Vec<AgencyView>, QueryError> {
+    let sql = format!("{AGENCY_COLUMNS} ORDER BY name, agency_id LIMIT $1");
+    let rows = store.query(&sql, &[SqlValue::Int(ROWS_MAX)]).await?;
+    rows.iter().map(agency_view).collect()
+}
+
+/// Lists an agency's half-yearly staff reports, oldest first (late ones flagged).
+pub async fn staff_reports(
+    store: &dyn ReadModelStore,
+    agency_id: AgencyId,
+) -> Result<Vec<StaffReportView>, QueryError> {
+    let rows = store.query(STAFF_REPORTS, &[text(agency_id)]).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(StaffReportView {
+                half_year: parse_column(row, 0, "agency_staff_reports")?,
+                due_at: row.timestamp(1)?,
+                late: row.bool(2)?,
+                reported_at: row.timestamp(3)?,
+            })
+        })
+        .collect()
+}
+
+/// Lists the staff of a half-year (default: the latest reported one).
+pub async fn staff_of_agency(
+    store: &dyn ReadModelStore,
+    agency_id: AgencyId,
+    half_year: Option<Period>,
+) -> Result<Vec<StaffView>, QueryError> {
+    let half_year = match half_year {
+        Some(half_year) => half_year,
+        None => match staff_reports(store, agency_id).await?.last() {
+            Some(report) => report.half_year,
+            None => return Ok(Vec::new()),
+        },
+    };
+    let rows = store
+        .query(
+            STAFF_OF_HALF_YEAR,
+            &[text(agency_id), SqlValue::Text(half_year.to_string())],
+        )
+        .await?;
+    rows.iter().map(staff_view).collect()
+}
+
+/// Reads a staff member as last reported.
+pub async fn staff_member(store: &dyn ReadModelStore, staff_id: StaffId) -> Result<Option<StaffView>, QueryError> {
+    let rows = store.query(STAFF_BY_ID, &[text(staff_id)]).await?;
+    rows.first().map(staff_view).transpose()
+}
+
+/// Lists an enterprise's contracts, oldest first.
+pub async fn contracts_of_enterprise(
+    store: &dyn ReadModelStore,
+    enterprise_id: EnterpriseId,
+) -> Result<Vec<ContractView>, QueryError> {
+    let sql = format!("{CONTRACT_COLUMNS} WHERE enterprise_id = $1 ORDER BY signed_at, contract_id LIMIT $2");
+    let rows = store
+        .query(&sql, &[text(enterprise_id), SqlValue::Int(ROWS_MAX)])
+        .await?;
+    rows.iter().map(contract_view).collect()
+}
+
+/// Lists an agency's contracts, oldest first.
+pub async fn contracts_of_agency(
+    store: &dyn ReadModelStore,
+    agency_id: AgencyId,
+) -> Result<Vec<ContractView>, QueryError> {
+    let sql = format!("{CONTRACT_COLUMNS} WHERE agency_id = $1 ORDER BY signed_at, contract_id LIMIT $2");
+    let rows = store.query(&sql, &[text(agency_id), SqlValue::Int(ROWS_MAX)]).await?;
+    rows.iter().map(contract_view).collect()
+}
+
+/// Lists the service reports at an enterprise, by visit.
+pub async fn reports_of_enterprise(
+    store: &dyn ReadModelStore,
+    enterprise_id: EnterpriseId,
+) -> Result<Vec<ReportView>, QueryError> {
+    let sql = format!("{REPORT_COLUMNS} WHERE enterprise_id = $1 ORDER BY visited_at, report_id LIMIT $2");
+    let id = text(enterprise_id);
+    let rows = store.query(&sql, &[id.clone(), SqlValue::Int(ROWS_MAX)]).await?;
+    let staff = store.query(REPORT_STAFF_OF_ENTERPRISE, &[id]).await?;
+    reports_with_staff(&rows, &staff)
+}
+
+/// Lists an agency's service reports, by visit.
+pub async fn reports_of_agency(store: &dyn ReadModelStore, agency_id: AgencyId) -> Result<Vec<ReportView>, QueryError> {
+    let sql = format!("{REPORT_COLUMNS} WHERE agency_id = $1 ORDER BY visited_at, report_id LIMIT $2");
+    let id = text(agency_id);
+    let rows = store.query(&sql, &[id.clone(), SqlValue::Int(ROWS_MAX)]).await?;
+    let staff = store.query(REPORT_STAFF_OF_AGENCY, &[id]).await?;
+    reports_with_staff(&rows, &staff)
+}
+
+/// Lists an agency's sanctions and supervision facts, oldest first.
+pub async fn sanctions(store: &dyn ReadModelStore, agency_id: AgencyId) -> Result<Vec<SanctionView>, QueryError> {
+    let rows = store.query(SANCTIONS, &[text(agency_id)]).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(SanctionView {
+                kind: row.text(0)?,
+                reason: row.text(1)?,
+                report_id: row
+                    .opt_text(2)?
+                    .map(|id| parse_text(&id, "agency_sanctions"))
+                    .transpose()?,
+                at: row.timestamp(3)?,
+            })
+        })
+        .collect()
+}
+
+/// Lists an agency's grades, oldest half-year first.
+pub async fn grades(store: &dyn ReadModelStore, agency_id: AgencyId) -> Result<Vec<GradeView>, QueryError> {
+    let sql = format!("{GRADE_COLUMNS} WHERE agency_id = $1 ORDER BY half_year");
+    let rows = store.query(&sql, &[text(agency_id)]).await?;
+    rows.iter().map(|row| grade_view(row).map(|(_, view)| view)).collect()
+}
+
+/// Counts the services of an agency or a staff member per calendar year of the visit (local
+/// calendar of `time_zone`), oldest year first.
+pub async fn yearly_statistics(
+    store: &dyn ReadModelStore,
+    scope: StatisticsScope,
+    time_zone: FixedOffset,
+) -> Result<Vec<ServiceStatistics>, QueryError> {
+    let (sql, id) = match scope {
+        StatisticsScope::Agency(agency_id) => (SERVICES_OF_AGENCY, text(agency_id)),
+        StatisticsScope::Staff(staff_id) => (SERVICES_OF_STAFF, text(staff_id)),
+    };
+    let rows = store.query(sql, &[id, SqlValue::Int(ROWS_MAX)]).await?;
+    let mut years: BTreeMap<i32, Tally> = BTreeMap::new();
+    for row in &rows {
+        let year = row.timestamp(1)?.with_timezone(&time_zone).year();
+        years
+            .entry(year)
+            .or_default()
+            .add(row.text(0)?, stars(row, 2, "agency_reports")?);
+    }
+    Ok(years.into_iter().map(|(year, tally)| tally.statistics(year)).collect())
+}
+
+/// Lists the directory: agencies with their latest grade and their services in `year`, ranked
+/// by grade (A first, ungraded last), then mean stars, then name.
+pub async fn directory(
+    store: &dyn ReadModelStore,
+    filter: &DirectoryFilter,
+    year: i32,
+    time_zone: FixedOffset,
+) -> Result<Vec<DirectoryEntry>, QueryError> {
+    let mut latest: BTreeMap<AgencyId, (Period, Grade)> = BTreeMap::new();
+    for row in &store.query(GRADE_COLUMNS, &[]).await? {
+        let (agency_id, grade) = grade_view(row)?;
+        let newer = latest
+            .get(&agency_id)
+            .is_none_or(|(half_year, _)| *half_year < grade.half_year);
+        if newer {
+            latest.insert(agency_id, (grade.half_year, grade.grade));
+        }
+    }
+    let year_period = Period::new(anquan_domain::Cadence::Yearly, year, 1).map_err(|error| QueryError::Malformed {
+        table: "agency_reports",
+        reason: error.to_string(),
+    })?;
+    let range = [
+        SqlValue::Timestamp(year_period.start(time_zone)),
+        SqlValue::Timestamp(year_period.end(time_zone)),
+        SqlValue::Int(ROWS_MAX),
+    ];
+    let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
+    for row in &store.query(SERVICES_IN_RANGE, &range).await? {
+        tallies
+            .entry(row.text(0)?)
+            .or_default()
+            .add(row.text(1)?, stars(row, 2, "agency_reports")?);
+    }
+    let mut entries: Vec<DirectoryEntry> = agencies(store)
+        .await?
+        .into_iter()
+        .filter(|agency| filter.include_blacklisted || agency.blacklisted_at.is_none())
+        .filter(|agency| {
+            filter.service.as_deref().is_none_or(|wanted| {
+                agency
+                    .profile
+                    .service_scope
+                    .iter()
+                    .any(|item| item.contains(wanted.trim()))
+            })
+        })
+        .map(|agency| DirectoryEntry {
+            latest_grade: latest.get(&agency.agency_id).copied(),
+            statistics: tallies.get(&agency.agency_id.to_string()).map_or(
+                ServiceStatistics {
+                    year,
+                    ..Default::default()
+                },
+                |tally| tally.statistics(year),
+            ),
+            agency,
+        })
+        .filter(|entry| {
+            filter
+                .grade
+                .is_none_or(|grade| entry.latest_grade.is_some_and(|(_, latest)| latest == grade))
+        })
+        .collect();
+    entries.sort_by(|a, b| {
+        let grade_rank = |entry: &DirectoryEntry| entry.latest_grade.map_or(4, |(_, grade)| grade as u8);
+        grade_rank(a)
+            .cmp(&grade_rank(b))
+            .then_with(|| {
+                let stars = |entry: &DirectoryEntry| entry.statistics.average_stars().unwrap_or(0.0);
+                stars(b).total_cmp(&stars(a))
+            })
+            .then_with(|| a.agency.profile.name.cmp(&b.agency.profile.name))
+    });
+    Ok(entries)
+}
+
+/// Lists the enterprises with a contract in force at `at` (in one town, or all), with their
+/// town at signing.
+pub async fn service_coverage(
+    store: &dyn ReadModelStore,
+    at: Instant,
+    town: Option<&Town>,
+) -> Result<Vec<(EnterpriseId, Town)>, QueryError> {
+    let params = [
+        SqlValue::Timestamp(at),
+        SqlValue::Text(town.map_or("", Town::as_str).to_owned()),
+        SqlValue::Int(ROWS_MAX),
+    ];
+    let rows = store.query(COVERAGE, &params).await?;
+    let mut covered = BTreeSet::new();
+    for row in &rows {
+        covered.insert((
+            parse_text::<EnterpriseId>(&row.text(0)?, "agency_contracts")?,
+            parse_column::<Town>(row, 1, "agency_contracts")?,
+        ));
+    }
+    Ok(covered.into_iter().collect())
+}
+
+/// Distinct enterprises, services and stars being counted.
+#[derive(Default)]
+struct Tally {
+    enterprises: BTreeSet<String>,
+    services: u32,
+    ratings: u32,
+    stars_total: u32,
+}
+
+impl Tally {
+    fn add(&mut self, enterprise_id: String, stars: Option<u8>) {
+        self.enterprises.insert(enterprise_id);
+        self.services += 1;
+        if let Some(stars) = stars {
+            self.ratings += 1;
+            self.stars_total += u32::from(stars);
+        }
+    }
+
+    fn statistics(&self, year: i32) -> ServiceStatistics {
+        ServiceStatistics {
+            year,
+            enterprises_served: u32::try_from(self.enterprises.len()).unwrap_or(u32::MAX),
+            services: self.services,
+            ratings: self.ratings,
+            stars_total: self.stars_total,
+        }
+    }
+}
+
+fn agency_view(row: &Row) -> Result<AgencyView, QueryError> {
+    let table = "agency_agencies";
+    Ok(AgencyView {
+        agency_id: parse_text(&row.text(0)?, table)?,
+        profile: AgencyProfile {
+            name: row.text(1)?,
+            licence: row.opt_text(2)?,
+            service_scope: parse_json(row, 3, table)?,
+            service_standards: row.text(4)?,
+            fee_band: FeeBand {
+                min_yuan: unsigned(row, 5, table)?,
+                max_yuan: unsigned(row, 6, table)?,
+            },
+            contact_phone: row.opt_text(7)?,
+        },
+        registered_at: row.timestamp(8)?,
+        blacklisted_at: row.opt_timestamp(9)?,
+    })
+}
+
+fn staff_view(row: &Row) -> Result<StaffView, QueryError> {
+    let table = "agency_staff";
+    let qualifications: Vec<Qualification> = parse_json(row, 4, table)?;
+    Ok(StaffView {
+        agency_id: parse_text(&row.text(0)?, table)?,
+        half_year: parse_column(row, 1, table)?,
+        member: StaffMember {
+            staff_id: parse_text(&row.text(2)?, table)?,
+            name: row.text(3)?,
+            qualifications,
+            phone: row.opt_text(5)?,
+        },
+    })
+}
+
+fn contract_view(row: &Row) -> Result<ContractView, QueryError> {
+    let table = "agency_contracts";
+    let fee_check = match row.text(12)?.as_str() {
+        "within_band" => FeeCheck::WithinBand,
+        "below_band" => FeeCheck::BelowBand,
+        "above_band" => FeeCheck::AboveBand,
+        other => return Err(malformed(table, format!("unknown fee check {other:?}"))),
+    };
+    Ok(ContractView {
+        contract_id: parse_text(&row.text(0)?, table)?,
+        agency_id: parse_text(&row.text(1)?, table)?,
+        enterprise_id: parse_text(&row.text(2)?, table)?,
+        town: parse_column(row, 3, table)?,
+        valid_from: row.timestamp(4)?,
+        valid_until: row.timestamp(5)?,
+        terminated_at: row.opt_timestamp(6)?,
+        services: parse_json(row, 7, table)?,
+        visits_promised: u32::try_from(row.int(8)?).map_err(|_| malformed(table, "visits out of range".into()))?,
+        fee_yuan: unsigned(row, 9, table)?,
+        fee_band: FeeBand {
+            min_yuan: unsigned(row, 10, table)?,
+            max_yuan: unsigned(row, 11, table)?,
+        },
+        fee_check,
+        signed_at: row.timestamp(13)?,
+    })
+}
+
+fn reports_with_staff(rows: &[Row], staff_rows: &[Row]) -> Result<Vec<ReportView>, QueryError> {
+    let mut staff: BTreeMap<String, Vec<StaffId>> = BTreeMap::new();
+    for row in staff_rows {
+        staff
+            .entry(row.text(0)?)
+            .or_default()
+            .push(parse_text(&row.text(1)?, "agency_report_staff")?);
+    }
+    rows.iter()
+        .map(|row| {
+            let mut view = report_view(row)?;
+            view.staff_ids = staff.remove(&view.report_id.to_string()).unwrap_or_default();
+            view.staff_ids.sort();
+            Ok(view)
+        })
+        .collect()
+}
+
+fn report_view(row: &Row) -> Result<ReportView, QueryError> {
+    let table = "agency_reports";
+    Ok(ReportView {
+        report_id: parse_text(&row.text(0)?, table)?,
+        agency_id: parse_text(&row.text(1)?, table)?,
+        contract_id: parse_text(&row.text(2)?, table)?,
+        enterprise_id: parse_text(&row.text(3)?, table)?,
+        visited_at: row.timestamp(4)?,
+        findings: row.text(5)?,
+        hazards: parse_json(row, 6, table)?,
+        photos: parse_json(row, 7, table)?,
+        report_file: parse_json(row, 8, table)?,
+        on_time: row.bool(9)?,
+        reported_at: row.timestamp(10)?,
+        staff_ids: Vec::new(),
+        stars: stars(row, 11, table)?,
+        comment: row.opt_text(12)?,
+        rated_at: row.opt_timestamp(13)?,
+        spot_check_qualified: match row.0.get(14) {
+            None | Some(SqlValue::Null) => None,
+            Some(_) => Some(row.bool(14)?),
+        },
+    })
+}
+
+fn grade_view(row: &Row) -> Result<(AgencyId, GradeView), QueryError> {
+    let table = "agency_grades";
+    let grade = match row.text(2)?.as_str() {
+        "A" => Grade::A,
+        "B" => Grade::B,
+        "C" => Grade::C,
+        "D" => Grade::D,
+        other => return Err(malformed(table, format!("unknown grade {other:?}"))),
+    };
+    Ok((
+        parse_text(&row.text(0)?, table)?,
+        GradeView {
+            half_year: parse_column(row, 1, table)?,
+            grade,
+            reason: row.opt_text(3)?,
+            inputs: parse_json(row, 4, table)?,
+            computed: parse_json(row, 5, table)?,
+            graded_at: row.timestamp(6)?,
+        },
+    ))
+}
+
+fn stars(row: &Row, column: usize, table: &'static str) -> Result<Option<u8>, QueryError> {
+    row.opt_int(column)?
+        .map(|stars| u8::try_from(stars).map_err(|_| malformed(table, format!("stars {stars} out of range"))))
+        .transpose()
+}
+
+fn unsigned(row: &Row, column: usize, table: &'static str) -> Result<u64, QueryError> {
+    u64::try_from(row.int(column)?).map_err(|_| malformed(table, format!("column {column} is negative")))
+}
+
+fn text(value: impl std::fmt::Display) -> SqlValue {
+    SqlValue::Text(value.to_string())
+}
+
+fn parse_text<T>(value: &str, table: &'static str) -> Result<T, QueryError>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    value
+        .parse()
+        .map_err(|error: T::Err| malformed(table, error.to_string()))
+}
+
+fn parse_column<T>(row: &Row, column: usize, table: &'static str) -> Result<T, QueryError>
+where
+    T: TryFrom<String>,
+    T::Error: std::fmt::Display,
+{
+    T::try_from(row.text(column)?).map_err(|error| malformed(table, format!("column {column}: {error}")))
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(row: &Row, column: usize, table: &'static str) -> Result<T, QueryError> {
+    serde_json::from_str(&row.text(column)?).map_err(|error| malformed(table, format!("column {column}: {error}")))
+}
+
+fn malformed(table: &'static str, reason: String) -> QueryError {
+    QueryError::Malformed { table, reason }
+}

@@ -1,0 +1,109 @@
+-- Agency read model (SQLite): agencies, staff registries, contracts, service reports with their
+-- ratings and spot checks, sanctions and grades. Written only by AgencyProjection, dropped and
+-- rebuilt from the event log at will. Timestamps are RFC 3339 text in UTC with microseconds.
+CREATE TABLE IF NOT EXISTS agency_agencies (
+    agency_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    licence TEXT,
+    service_scope TEXT NOT NULL,
+    service_standards TEXT NOT NULL,
+    fee_min_yuan INTEGER NOT NULL,
+    fee_max_yuan INTEGER NOT NULL,
+    contact_phone TEXT,
+    registered_at TEXT NOT NULL,
+    blacklisted_at TEXT,
+    last_position INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS agency_staff_reports (
+    agency_id TEXT NOT NULL,
+    half_year TEXT NOT NULL,
+    due_at TEXT NOT NULL,
+    late INTEGER NOT NULL,
+    reported_at TEXT NOT NULL,
+    PRIMARY KEY (agency_id, half_year)
+);
+
+CREATE TABLE IF NOT EXISTS agency_staff (
+    agency_id TEXT NOT NULL,
+    half_year TEXT NOT NULL,
+    staff_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    qualifications TEXT NOT NULL,
+    phone TEXT,
+    PRIMARY KEY (agency_id, half_year, staff_id)
+);
+CREATE INDEX IF NOT EXISTS agency_staff_by_id ON agency_staff (staff_id, half_year);
+
+CREATE TABLE IF NOT EXISTS agency_contracts (
+    contract_id TEXT PRIMARY KEY,
+    agency_id TEXT NOT NULL,
+    enterprise_id TEXT NOT NULL,
+    town TEXT NOT NULL,
+    valid_from TEXT NOT NULL,
+    valid_until TEXT NOT NULL,
+    terminated_at TEXT,
+    services TEXT NOT NULL,
+    visits_promised INTEGER NOT NULL,
+    fee_yuan INTEGER NOT NULL,
+    fee_min_yuan INTEGER NOT NULL,
+    fee_max_yuan INTEGER NOT NULL,
+    fee_check TEXT NOT NULL,
+    signed_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS agency_contracts_by_enterprise ON agency_contracts (enterprise_id, valid_from);
+CREATE INDEX IF NOT EXISTS agency_contracts_by_period ON agency_contracts (valid_from, valid_until);
+
+CREATE TABLE IF NOT EXISTS agency_reports (
+    report_id TEXT PRIMARY KEY,
+    agency_id TEXT NOT NULL,
+    contract_id TEXT NOT NULL,
+    enterprise_id TEXT NOT NULL,
+    visited_at TEXT NOT NULL,
+    findings TEXT NOT NULL,
+    hazards TEXT NOT NULL,
+    hazard_count INTEGER NOT NULL,
+    major_hazard_count INTEGER NOT NULL,
+    photos TEXT NOT NULL,
+    report_file TEXT NOT NULL,
+    on_time INTEGER NOT NULL,
+    reported_at TEXT NOT NULL,
+    stars INTEGER,
+    comment TEXT,
+    rated_at TEXT,
+    spot_check_qualified INTEGER,
+    spot_checked_at TEXT
+);
+CREATE INDEX IF NOT EXISTS agency_reports_by_agency ON agency_reports (agency_id, visited_at);
+CREATE INDEX IF NOT EXISTS agency_reports_by_enterprise ON agency_reports (enterprise_id, visited_at);
+
+CREATE TABLE IF NOT EXISTS agency_report_staff (
+    report_id TEXT NOT NULL,
+    staff_id TEXT NOT NULL,
+    agency_id TEXT NOT NULL,
+    PRIMARY KEY (report_id, staff_id)
+);
+CREATE INDEX IF NOT EXISTS agency_report_staff_by_staff ON agency_report_staff (staff_id);
+
+CREATE TABLE IF NOT EXISTS agency_sanctions (
+    position INTEGER PRIMARY KEY,
+    agency_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    report_id TEXT,
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS agency_sanctions_by_agency ON agency_sanctions (agency_id, position);
+
+CREATE TABLE IF NOT EXISTS agency_grades (
+    agency_id TEXT NOT NULL,
+    half_year TEXT NOT NULL,
+    computed_total REAL NOT NULL,
+    computed_grade TEXT NOT NULL,
+    grade TEXT NOT NULL,
+    reason TEXT,
+    inputs TEXT NOT NULL,
+    computed TEXT NOT NULL,
+    graded_at TEXT NOT NULL,
+    PRIMARY KEY (agency_id, half_year)
+)
