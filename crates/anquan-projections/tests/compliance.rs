@@ -20,15 +20,25 @@ use chrono::{DateTime, TimeZone, Utc};
 use uuid::Uuid;
 
 use anquan_domain::compliance::{IndicatorState, evaluate};
+use anquan_domain::enterprise::event::{
+    CriterionRef, HazardCategory, HazardLevel, HazardSource, InspectionDocument, InspectionDocumentKind, InspectionKind,
+};
+use anquan_domain::enterprise::supervision::{
+    ExtendHazardDeadline, NewHazard, RecordHazard, RecordInspection, ReportAccident, SubmitRectification,
+    VerifyRectification,
+};
 use anquan_domain::enterprise::{
     ChangeEnterpriseProfile, Coverage, EnterpriseCommand, EnterpriseFile, FileRef, RegisterEnterprise, ReviewDecision,
     ReviewDocument, UploadDocument, enterprise_id_for,
 };
+use anquan_domain::risk;
+use anquan_domain::rules::RiskColour;
 use anquan_domain::rules::{EnterpriseProfile, ProfileFlag, RuleSet};
 use anquan_domain::{
     Actor, DecisionContext, DocumentId, EnterpriseId, IndicatorCode, RequirementCode, Role, Town,
     UnifiedSocialCreditCode, UserId,
 };
+use anquan_domain::{HazardId, InspectionId};
 use anquan_event_store::execute::{CommandEnvelope, execute, load};
 use anquan_event_store::{
     AppendMetadata, AppendRequest, EventStore, InMemoryEventStore, NewEvent, Position, ProjectionBatch, ReadModelStore,
@@ -36,7 +46,7 @@ use anquan_event_store::{
 };
 use anquan_event_store_postgres::PostgresReadModelStore;
 use anquan_event_store_sqlite::SqliteReadModelStore;
-use anquan_projections::compliance::{self, SummaryFilter};
+use anquan_projections::compliance::{self, HazardFilter, HazardStateFilter, HazardView, SummaryFilter};
 use anquan_projections::{
     ComplianceProjection, Projection, ProjectionRunner, RunnerError, dump_tables, wait_for_position,
 };
@@ -74,6 +84,7 @@ macro_rules! on_every_backend {
 on_every_backend!(
     the_projection_builds_enterprise_profile_and_document_rows,
     the_read_model_file_equals_the_folded_stream_and_gives_the_same_status_at_any_instant,
+    hazard_queries_decide_state_overdue_colour_and_plan_at_the_instant,
     summaries_filter_by_town_and_status_and_page_by_enterprise_id,
     the_review_queue_lists_pending_documents_oldest_first_in_pages,
     dropping_and_replaying_gives_identical_rows,
@@ -125,6 +136,15 @@ fn day(n: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2024, 1, 10, 9, 0, 0).unwrap() + chrono::Duration::days(n)
 }
 
+fn photo(n: u128) -> FileRef {
+    FileRef {
+        sha256: format!("{n:064x}"),
+        size_bytes: 2048,
+        media_type: "image/jpeg".into(),
+        file_name: format!("photo-{n}.jpg"),
+    }
+}
+
 fn town(name: &str) -> Town {
     Town::parse(name).unwrap()
 }
@@ -151,6 +171,9 @@ struct World {
     enterprises: Vec<EnterpriseId>,
     /// Pending documents in upload order: (document, enterprise).
     pending: Vec<DocumentId>,
+    /// The hazards of `supervise`: general (closed day 9), major (open), late (overdue after
+    /// day 6), own (self-inspection).
+    hazards: Vec<HazardId>,
     /// Dropped last: the temporary directory or the test database.
     _guard: Box<dyn Any + Send>,
 }
@@ -168,6 +191,7 @@ impl World {
             rules: rules(),
             enterprises: Vec::new(),
             pending: Vec::new(),
+            hazards: Vec::new(),
             _guard: guard,
         })
     }
@@ -327,8 +351,105 @@ impl World {
                 flags: [ProfileFlag::SpecialEquipment, ProfileFlag::AboveDesignatedSize].into(),
             },
         });
+        world.supervise().await;
         world.execute(&admin("city-admin"), day(10), change).await;
         Some(world)
+    }
+
+    /// Supervision facts: an inspection of the first enterprise (before its move) with a general
+    /// hazard (extended, returned once, then accepted) and a major one left open; an inspection
+    /// of the second with a hazard left to go overdue; a self-inspection hazard; an accident.
+    async fn supervise(&mut self) {
+        let (first, second) = (self.enterprises[0], self.enterprises[1]);
+        let inspector = admin("city-inspector");
+        let [general, major, late, own] = [0; 4].map(|_| HazardId(Uuid::now_v7()));
+        let hazard = |hazard_id, level, criterion: Option<(&str, &str)>, deadline| NewHazard {
+            hazard_id,
+            category: HazardCategory::Dust,
+            level,
+            severity: None,
+            criterion: criterion.map(|(catalogue, item)| CriterionRef {
+                catalogue: catalogue.into(),
+                item: item.into(),
+            }),
+            description: "除尘系统未设泄爆装置".into(),
+            photos: vec![photo(1)],
+            deadline,
+        };
+        let inspect = |enterprise_id, inspected_at, hazards| {
+            EnterpriseCommand::RecordInspection(RecordInspection {
+                enterprise_id,
+                inspection_id: InspectionId(Uuid::now_v7()),
+                kind: InspectionKind::OnSite,
+                inspected_at,
+                inspectors: vec!["张三".into(), "李四".into()],
+                documents: vec![InspectionDocument {
+                    kind: InspectionDocumentKind::RectificationOrder,
+                    file: photo(2),
+                }],
+                notes: "现场检查".into(),
+                hazards,
+            })
+        };
+        let command = inspect(
+            first,
+            day(3),
+            vec![
+                hazard(general, HazardLevel::General, None, Some(day(8))),
+                hazard(major, HazardLevel::Major, Some(("mem10_2023", "dust-3")), None),
+            ],
+        );
+        self.execute(&inspector, day(3) + chrono::Duration::hours(2), command)
+            .await;
+        let command = inspect(
+            second,
+            day(4),
+            vec![hazard(late, HazardLevel::General, None, Some(day(6)))],
+        );
+        self.execute(&inspector, day(4), command).await;
+        let extend = EnterpriseCommand::ExtendHazardDeadline(ExtendHazardDeadline {
+            enterprise_id: first,
+            hazard_id: general,
+            deadline: day(12),
+            reason: "设备到货延迟".into(),
+        });
+        self.execute(&inspector, day(5), extend).await;
+        let [once, twice] = [0; 2].map(|_| Uuid::now_v7());
+        for (rectification_id, submitted, verdict, returned_because) in [
+            (once, day(6), day(7), Some("照片不清".to_owned())),
+            (twice, day(8), day(9), None),
+        ] {
+            let submit = EnterpriseCommand::SubmitRectification(SubmitRectification {
+                enterprise_id: first,
+                hazard_id: general,
+                rectification_id,
+                text: "已加装泄爆片".into(),
+                photos: vec![photo(3)],
+            });
+            self.execute(&owner(first), submitted, submit).await;
+            let verify = EnterpriseCommand::VerifyRectification(VerifyRectification {
+                enterprise_id: first,
+                hazard_id: general,
+                rectification_id,
+                returned_because,
+            });
+            self.execute(&inspector, verdict, verify).await;
+        }
+        let found = EnterpriseCommand::RecordHazard(RecordHazard {
+            enterprise_id: second,
+            source: HazardSource::SelfInspection,
+            hazard: hazard(own, HazardLevel::General, None, None),
+        });
+        self.execute(&owner(second), day(5), found).await;
+        let accident = EnterpriseCommand::ReportAccident(ReportAccident {
+            enterprise_id: second,
+            accident_id: Uuid::now_v7(),
+            occurred_at: day(7),
+            fatalities: 0,
+            description: "轻伤一人".into(),
+        });
+        self.execute(&inspector, day(7), accident).await;
+        self.hazards = vec![general, major, late, own];
     }
 
     async fn dump(&self) -> String {
@@ -439,6 +560,8 @@ async fn the_read_model_file_equals_the_folded_stream_and_gives_the_same_status_
         day(8),
         day(9),
         day(11),
+        day(13),
+        day(40),
         day(400),
         day(800),
     ];
@@ -455,6 +578,12 @@ async fn the_read_model_file_equals_the_folded_stream_and_gives_the_same_status_
                 expected,
                 "{enterprise_id} at {at}"
             );
+            let folded = world.folded_until(enterprise_id, at).await;
+            assert_eq!(
+                risk::assess(&from_rows, &world.rules, at),
+                risk::assess(&folded, &world.rules, at),
+                "colour of {enterprise_id} at {at}"
+            );
         }
     }
     let unknown = EnterpriseId(Uuid::nil());
@@ -464,6 +593,133 @@ async fn the_read_model_file_equals_the_folded_stream_and_gives_the_same_status_
             .unwrap(),
         None
     );
+}
+
+async fn hazard_queries_decide_state_overdue_colour_and_plan_at_the_instant(backend: Backend) {
+    let Some(world) = World::populated(backend).await else {
+        return;
+    };
+    world.runner.rebuild(ComplianceProjection::NAME).await.unwrap();
+    let store = world.read_models.as_ref();
+    let [general, major, late, own] = world.hazards[..] else {
+        panic!("four hazards");
+    };
+    let ids = |page: &compliance::Page<HazardView>| -> Vec<HazardId> {
+        page.items.iter().map(|view| view.record.hazard_id).collect()
+    };
+    let sorted = |mut hazards: Vec<HazardId>| {
+        hazards.sort();
+        hazards
+    };
+    let list = |town: Option<&str>, state, at| {
+        let filter = HazardFilter {
+            town: town.map(self::town),
+            enterprise: None,
+            state,
+        };
+        async move { compliance::hazards(store, &filter, at, 100, None).await.unwrap() }
+    };
+    // The first enterprise moved to 长安 on day 10: its hazards moved with it.
+    assert_eq!(
+        ids(&list(Some("长安"), None, day(11)).await),
+        sorted(vec![general, major, late, own])
+    );
+    assert!(list(Some("许村"), None, day(11)).await.items.is_empty());
+    // State is decided at the instant asked for.
+    let at = day(6) + chrono::Duration::hours(1);
+    assert_eq!(
+        ids(&list(None, Some(HazardStateFilter::Submitted), at).await),
+        vec![general]
+    );
+    assert_eq!(
+        ids(&list(None, Some(HazardStateFilter::Overdue), day(6)).await),
+        Vec::<HazardId>::new()
+    );
+    assert_eq!(ids(&list(None, Some(HazardStateFilter::Overdue), at).await), vec![late]);
+    assert_eq!(
+        ids(&list(None, Some(HazardStateFilter::Closed), day(9)).await),
+        vec![general]
+    );
+    assert!(
+        list(None, Some(HazardStateFilter::Closed), day(8))
+            .await
+            .items
+            .is_empty()
+    );
+    assert_eq!(
+        ids(&list(None, Some(HazardStateFilter::Open), day(11)).await),
+        sorted(vec![major, late, own])
+    );
+    // Known only once recorded.
+    assert!(list(None, None, day(2)).await.items.is_empty());
+    // Paging by hazard id.
+    let filter = HazardFilter::default();
+    let first_page = compliance::hazards(store, &filter, day(11), 3, None).await.unwrap();
+    assert!(first_page.has_next);
+    let rest = compliance::hazards(store, &filter, day(11), 3, first_page.end_cursor.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(
+        [ids(&first_page), ids(&rest)].concat(),
+        sorted(vec![general, major, late, own])
+    );
+
+    // The overdue queue: oldest deadline in force first.
+    let queue = compliance::overdue_queue(store, Some(&town("长安")), day(30), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(ids(&queue), vec![late, own]);
+    let queue = compliance::overdue_queue(store, None, day(30), 1, None).await.unwrap();
+    assert_eq!(ids(&queue), vec![late]);
+    let queue = compliance::overdue_queue(store, None, day(30), 1, queue.end_cursor.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(ids(&queue), vec![own]);
+    assert!(!queue.has_next);
+
+    // Colours and the plan equal the domain's over the folded files.
+    for at in [day(5), day(11), day(40), day(200)] {
+        let distribution = compliance::colour_distribution(store, &world.rules, None, at)
+            .await
+            .unwrap();
+        let mut expected = compliance::ColourDistribution {
+            complete: true,
+            ..Default::default()
+        };
+        let mut due = Vec::new();
+        for &enterprise_id in &world.enterprises {
+            let folded = world.folded_until(enterprise_id, at).await;
+            match risk::assess(&folded, &world.rules, at).map(|assessment| assessment.colour) {
+                Some(RiskColour::Red) => expected.red += 1,
+                Some(RiskColour::Orange) => expected.orange += 1,
+                Some(RiskColour::Yellow) => expected.yellow += 1,
+                Some(RiskColour::Blue) => expected.blue += 1,
+                None => {}
+            }
+            if let Some(checks) = risk::checks_due(&folded, &world.rules, at, at + chrono::Duration::days(31))
+                && (checks.online_check_due || checks.on_site_due || checks.enforcement_plan)
+            {
+                due.push((enterprise_id, checks));
+            }
+        }
+        assert_eq!(distribution, expected, "at {at}");
+        let (plan, complete) =
+            compliance::supervision_plan(store, &world.rules, None, at + chrono::Duration::days(31), at)
+                .await
+                .unwrap();
+        assert!(complete);
+        let mut planned: Vec<_> = plan
+            .into_iter()
+            .map(|entry| (entry.registration.enterprise_id, entry.checks))
+            .collect();
+        planned.sort_by_key(|(id, _)| *id);
+        due.sort_by_key(|(id, _)| *id);
+        assert_eq!(planned, due, "at {at}");
+    }
+    let red = compliance::colour_distribution(store, &world.rules, None, day(11))
+        .await
+        .unwrap();
+    assert!(red.red >= 1, "the open major hazard makes its enterprise red: {red:?}");
 }
 
 async fn summaries_filter_by_town_and_status_and_page_by_enterprise_id(backend: Backend) {

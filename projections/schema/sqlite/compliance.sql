@@ -48,3 +48,92 @@ CREATE INDEX IF NOT EXISTS documents_by_enterprise ON documents (enterprise_id, 
 CREATE INDEX IF NOT EXISTS documents_by_town ON documents (town);
 CREATE INDEX IF NOT EXISTS documents_review_queue ON documents (town, uploaded_at, document_id) WHERE review_outcome IS NULL;
 CREATE INDEX IF NOT EXISTS documents_pending ON documents (uploaded_at, document_id) WHERE review_outcome IS NULL
+;
+
+-- Supervision (issue 4): inspections, hazards with their deadline extensions and rectifications,
+-- and accidents. Facts only: whether a hazard is overdue is decided at query time.
+CREATE TABLE IF NOT EXISTS inspections (
+    inspection_id TEXT NOT NULL,
+    enterprise_id TEXT NOT NULL,
+    town TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    level TEXT NOT NULL,
+    inspected_at TEXT NOT NULL,
+    recorded_at TEXT NOT NULL,
+    inspectors TEXT NOT NULL,
+    documents TEXT NOT NULL,
+    notes TEXT NOT NULL,
+    recorded_by TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (enterprise_id, inspection_id)
+);
+CREATE INDEX IF NOT EXISTS inspections_by_town ON inspections (town, inspected_at);
+
+CREATE TABLE IF NOT EXISTS hazards (
+    hazard_id TEXT NOT NULL,
+    enterprise_id TEXT NOT NULL,
+    town TEXT NOT NULL,
+    source_kind TEXT NOT NULL,
+    source TEXT NOT NULL,
+    inspection_id TEXT,
+    category TEXT NOT NULL,
+    level TEXT NOT NULL,
+    severity TEXT,
+    criterion_catalogue TEXT,
+    criterion_item TEXT,
+    description TEXT NOT NULL,
+    photos TEXT NOT NULL,
+    found_at TEXT NOT NULL,
+    recorded_at TEXT NOT NULL,
+    recorded_by TEXT NOT NULL,
+    initial_deadline TEXT NOT NULL,
+    deadline TEXT NOT NULL,
+    closed_at TEXT,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (enterprise_id, hazard_id)
+);
+CREATE INDEX IF NOT EXISTS hazards_by_id ON hazards (hazard_id);
+CREATE INDEX IF NOT EXISTS hazards_by_town ON hazards (town, hazard_id);
+CREATE INDEX IF NOT EXISTS hazards_open_by_deadline ON hazards (deadline) WHERE closed_at IS NULL;
+
+CREATE TABLE IF NOT EXISTS hazard_extensions (
+    hazard_id TEXT NOT NULL,
+    enterprise_id TEXT NOT NULL,
+    deadline TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    extended_at TEXT NOT NULL,
+    extended_by TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (enterprise_id, hazard_id, position)
+);
+
+CREATE TABLE IF NOT EXISTS rectifications (
+    rectification_id TEXT NOT NULL,
+    hazard_id TEXT NOT NULL,
+    enterprise_id TEXT NOT NULL,
+    text TEXT NOT NULL,
+    photos TEXT NOT NULL,
+    submitted_at TEXT NOT NULL,
+    submitted_by TEXT NOT NULL,
+    verdict TEXT,
+    first_time INTEGER,
+    reason TEXT,
+    verified_at TEXT,
+    verified_by TEXT,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (enterprise_id, hazard_id, rectification_id)
+);
+
+CREATE TABLE IF NOT EXISTS accidents (
+    accident_id TEXT NOT NULL,
+    enterprise_id TEXT NOT NULL,
+    town TEXT NOT NULL,
+    occurred_at TEXT NOT NULL,
+    fatalities INTEGER NOT NULL,
+    description TEXT NOT NULL,
+    reported_at TEXT NOT NULL,
+    reported_by TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (enterprise_id, accident_id)
+);
+CREATE INDEX IF NOT EXISTS accidents_by_town ON accidents (town, occurred_at)

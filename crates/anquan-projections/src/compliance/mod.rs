@@ -1,11 +1,18 @@
-//! The compliance read model: enterprises, their profile history and their documents with
-//! reviews. It stores facts only; status is computed at query time by the domain's status
-//! engine, so "now" is right without an event and any past instant can be asked for.
+//! The compliance read model: enterprises, their profile history, their documents with
+//! reviews, and their supervision facts (inspections, hazards with extensions and
+//! rectifications, accidents). It stores facts only; status, overdue hazards and colour are
+//! computed at query time by the domain, so "now" is right without an event and any past
+//! instant can be asked for.
 
 mod query;
+mod supervision;
 
 pub use query::{
     DocumentView, PAGE_SIZE_MAX, Page, SummaryFilter, document, enterprise_file, enterprise_summaries, review_queue,
+};
+pub use supervision::{
+    ColourDistribution, HazardFilter, HazardStateFilter, HazardView, OpenDeadline, PlanEntry, SCAN_MAX,
+    colour_distribution, hazards, open_deadlines, overdue_queue, supervision_plan,
 };
 
 use anquan_domain::enterprise::event::{
@@ -31,6 +38,11 @@ const UPSERT_PROFILE: &str = "INSERT INTO enterprise_profiles (enterprise_id, ef
 const UPDATE_ENTERPRISE: &str = "UPDATE enterprises \
     SET name = $2, town = $3, industry = $4, profile = $5, last_position = $6 WHERE enterprise_id = $1";
 const UPDATE_DOCUMENTS_TOWN: &str = "UPDATE documents SET town = $2 WHERE enterprise_id = $1";
+const UPDATE_SUPERVISION_TOWN: [&str; 3] = [
+    "UPDATE inspections SET town = $2 WHERE enterprise_id = $1",
+    "UPDATE hazards SET town = $2 WHERE enterprise_id = $1",
+    "UPDATE accidents SET town = $2 WHERE enterprise_id = $1",
+];
 const TOUCH_ENTERPRISE: &str = "UPDATE enterprises SET last_position = $2 WHERE enterprise_id = $1";
 /// The document takes its enterprise's current town, kept in step by `UPDATE_DOCUMENTS_TOWN`.
 const INSERT_DOCUMENT: &str = "INSERT INTO documents \
@@ -53,7 +65,16 @@ impl ComplianceProjection {
     /// The projection's name, keying its checkpoint.
     pub const NAME: &'static str = "compliance";
     /// The tables it owns.
-    pub const TABLES: &'static [&'static str] = &["enterprises", "enterprise_profiles", "documents"];
+    pub const TABLES: &'static [&'static str] = &[
+        "enterprises",
+        "enterprise_profiles",
+        "documents",
+        "inspections",
+        "hazards",
+        "hazard_extensions",
+        "rectifications",
+        "accidents",
+    ];
 }
 
 impl Projection for ComplianceProjection {
@@ -90,6 +111,13 @@ impl Projection for ComplianceProjection {
                 returned_statements(enterprise_id, event, returned, position, out);
                 Ok(())
             }
+            Event::InspectionRecorded(_)
+            | Event::HazardFound(_)
+            | Event::HazardDeadlineExtended(_)
+            | Event::RectificationSubmitted(_)
+            | Event::RectificationAccepted(_)
+            | Event::RectificationReturned(_)
+            | Event::AccidentReported(_) => supervision::statements(enterprise_id, event, decoded, position, out),
             // Agency events live on agency streams; the stream check above already skips them.
             Event::AgencyRegistered(_)
             | Event::AgencyProfileChanged(_)
@@ -160,7 +188,10 @@ fn changed_statements(
         UPSERT_PROFILE,
         vec![id.clone(), SqlValue::Timestamp(changed.changed_at), profile],
     ));
-    out.push(Statement::new(UPDATE_DOCUMENTS_TOWN, vec![id, town]));
+    out.push(Statement::new(UPDATE_DOCUMENTS_TOWN, vec![id.clone(), town.clone()]));
+    for sql in UPDATE_SUPERVISION_TOWN {
+        out.push(Statement::new(sql, vec![id.clone(), town.clone()]));
+    }
     Ok(())
 }
 

@@ -100,6 +100,32 @@ pub async fn enterprise_file(
     Ok(files.remove(&enterprise_id))
 }
 
+/// Reads up to `chunk` enterprises of `town` (`""` for every town) with ids after `after`
+/// (`""` for the first), with their whole files, ordered by id.
+pub(super) async fn files_after(
+    store: &dyn ReadModelStore,
+    town: &str,
+    after: &str,
+    chunk: usize,
+) -> Result<BTreeMap<EnterpriseId, EnterpriseFile>, QueryError> {
+    let params = [
+        SqlValue::Text(town.to_owned()),
+        SqlValue::Text(after.to_owned()),
+        limit(chunk),
+    ];
+    let rows = store.query(ENTERPRISES_PAGE, &params).await?;
+    let mut files = BTreeMap::new();
+    let (Some(low), Some(high)) = (rows.first(), rows.last()) else {
+        return Ok(files);
+    };
+    let (low, high) = (SqlValue::Text(low.text(0)?), SqlValue::Text(high.text(0)?));
+    for row in &rows {
+        files.insert(parse_id::<EnterpriseId>(row, 0, "enterprises")?, new_file(row)?);
+    }
+    load_histories(store, &mut files, &low, &high, town).await?;
+    Ok(files)
+}
+
 /// Lists enterprises with their compliance at `at`, ordered by enterprise id.
 pub async fn enterprise_summaries(
     store: &dyn ReadModelStore,
@@ -235,7 +261,7 @@ fn page(
 
 /// Loads the profile histories and documents of the enterprises with ids in `low..=high`
 /// into `files` (rows of enterprises not in `files` are skipped).
-async fn load_histories(
+pub(super) async fn load_histories(
     store: &dyn ReadModelStore,
     files: &mut BTreeMap<EnterpriseId, EnterpriseFile>,
     low: &SqlValue,
@@ -257,11 +283,12 @@ async fn load_histories(
             file.documents.insert(view.record.document_id, view.record);
         }
     }
+    super::supervision::load_supervision(store, files, low, high).await?;
     Ok(())
 }
 
 /// Starts a file from an `enterprises` row (id, name, credit code, town, industry, registered).
-fn new_file(row: &Row) -> Result<EnterpriseFile, QueryError> {
+pub(super) fn new_file(row: &Row) -> Result<EnterpriseFile, QueryError> {
     let table = "enterprises";
     Ok(EnterpriseFile {
         registration: Some(Registration {
@@ -274,6 +301,9 @@ fn new_file(row: &Row) -> Result<EnterpriseFile, QueryError> {
         }),
         profile_history: Vec::new(),
         documents: BTreeMap::new(),
+        inspections: BTreeMap::new(),
+        hazards: BTreeMap::new(),
+        accidents: Vec::new(),
     })
 }
 
@@ -323,7 +353,7 @@ fn document_view(row: &Row) -> Result<DocumentView, QueryError> {
     })
 }
 
-fn check_page_size(first: usize) -> Result<(), QueryError> {
+pub(super) fn check_page_size(first: usize) -> Result<(), QueryError> {
     if first > PAGE_SIZE_MAX {
         return Err(QueryError::PageTooLarge {
             first,
@@ -333,17 +363,17 @@ fn check_page_size(first: usize) -> Result<(), QueryError> {
     Ok(())
 }
 
-fn limit(rows: usize) -> SqlValue {
+pub(super) fn limit(rows: usize) -> SqlValue {
     SqlValue::Int(i64::try_from(rows).unwrap_or(i64::MAX))
 }
 
-fn parse_cursor<T: std::str::FromStr>(cursor: &str) -> Result<T, QueryError> {
+pub(super) fn parse_cursor<T: std::str::FromStr>(cursor: &str) -> Result<T, QueryError> {
     cursor.parse().map_err(|_| QueryError::InvalidCursor {
         cursor: cursor.to_owned(),
     })
 }
 
-fn parse_column<T>(row: &Row, column: usize, table: &'static str) -> Result<T, QueryError>
+pub(super) fn parse_column<T>(row: &Row, column: usize, table: &'static str) -> Result<T, QueryError>
 where
     T: TryFrom<String>,
     T::Error: std::fmt::Display,
@@ -351,7 +381,7 @@ where
     T::try_from(row.text(column)?).map_err(|error| malformed(table, format!("column {column}: {error}")))
 }
 
-fn parse_id<T>(row: &Row, column: usize, table: &'static str) -> Result<T, QueryError>
+pub(super) fn parse_id<T>(row: &Row, column: usize, table: &'static str) -> Result<T, QueryError>
 where
     T: std::str::FromStr,
     T::Err: std::fmt::Display,
@@ -361,14 +391,18 @@ where
         .map_err(|error| malformed(table, format!("column {column}: {error}")))
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(row: &Row, column: usize, table: &'static str) -> Result<T, QueryError> {
+pub(super) fn parse_json<T: serde::de::DeserializeOwned>(
+    row: &Row,
+    column: usize,
+    table: &'static str,
+) -> Result<T, QueryError> {
     serde_json::from_str(&row.text(column)?).map_err(|error| malformed(table, format!("column {column}: {error}")))
 }
 
-fn user_id(text: &str) -> Result<UserId, QueryError> {
+pub(super) fn user_id(text: &str) -> Result<UserId, QueryError> {
     UserId::parse(text).map_err(|error| malformed("documents", error.to_string()))
 }
 
-fn malformed(table: &'static str, reason: String) -> QueryError {
+pub(super) fn malformed(table: &'static str, reason: String) -> QueryError {
     QueryError::Malformed { table, reason }
 }
