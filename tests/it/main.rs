@@ -9,6 +9,7 @@
     reason = "tests abort on failure"
 )]
 
+mod agency_flow;
 mod bad_input;
 mod compliance_flow;
 mod support;

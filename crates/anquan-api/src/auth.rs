@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use anquan_domain::{Actor, EnterpriseId, Role, Town, UserId};
+use anquan_domain::{Actor, AgencyId, EnterpriseId, Role, Town, UserId};
 
 /// Shortest accepted signing secret, in bytes.
 pub const SECRET_BYTES_MIN: usize = 32;
@@ -116,6 +116,11 @@ pub fn actor_from_claims(claims: &Claims) -> Result<Actor, AuthError> {
                 .ok_or_else(|| bad_scope("an enterprise_id"))?;
             let enterprise_id: EnterpriseId = id.parse().map_err(|_| bad_scope("a valid enterprise_id"))?;
             Role::Enterprise { enterprise_id }
+        }
+        "agency" => {
+            let id = claims.agency_id.as_deref().ok_or_else(|| bad_scope("an agency_id"))?;
+            let agency_id: AgencyId = id.parse().map_err(|_| bad_scope("a valid agency_id"))?;
+            Role::Agency { agency_id }
         }
         other => return Err(AuthError::UnknownRole(other.to_owned())),
     };

@@ -10,7 +10,7 @@ use anquan_api::{AppState, BlobStore};
 use anquan_event_store::{EventStore, ReadModelStore};
 use anquan_event_store_postgres::{PostgresEventStore, PostgresOptions, PostgresReadModelStore};
 use anquan_event_store_sqlite::{SqliteEventStore, SqliteOptions, SqliteReadModelStore};
-use anquan_projections::{ComplianceProjection, ProjectionRunner};
+use anquan_projections::{AgencyProjection, ComplianceProjection, ProjectionRunner};
 
 use crate::config::{Config, Storage};
 
@@ -48,6 +48,7 @@ pub async fn run(
     let (event_store, read_models) = open_stores(&config.storage).await?;
     let runner =
         ProjectionRunner::new(event_store.clone(), read_models.clone()).with_projection(Arc::new(ComplianceProjection));
+    let runner = runner.with_projection(Arc::new(AgencyProjection));
     runner.prepare().await.context("cannot prepare the read models")?;
     let app = AppState {
         event_store,

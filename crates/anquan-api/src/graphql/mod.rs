@@ -1,18 +1,29 @@
 //! The GraphQL schema: queries read read models, mutations issue commands.
 
+pub mod agency;
+pub mod agency_types;
 pub mod mutation;
 pub mod query;
 pub mod types;
 
-use async_graphql::{Context, EmptySubscription, Schema};
+use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
 
 use anquan_domain::Actor;
 
 use crate::AppState;
 use crate::error::ApiError;
 
-pub use mutation::MutationRoot;
-pub use query::QueryRoot;
+pub use agency::{AgencyMutation, AgencyQuery};
+pub use mutation::EnterpriseMutation;
+pub use query::EnterpriseQuery;
+
+/// The query root: every gate's queries merged.
+#[derive(MergedObject, Default)]
+pub struct QueryRoot(EnterpriseQuery, AgencyQuery);
+
+/// The mutation root: every gate's commands merged.
+#[derive(MergedObject, Default)]
+pub struct MutationRoot(EnterpriseMutation, AgencyMutation);
 
 /// The API's schema type.
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
@@ -33,7 +44,7 @@ pub fn sdl() -> String {
 }
 
 fn builder() -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
-    Schema::build(QueryRoot, MutationRoot, EmptySubscription)
+    Schema::build(QueryRoot::default(), MutationRoot::default(), EmptySubscription)
         .limit_depth(QUERY_DEPTH_MAX)
         .limit_complexity(QUERY_COMPLEXITY_MAX)
         .extension(async_graphql::extensions::Tracing)

@@ -21,8 +21,9 @@ use super::types::{Enterprise, Profile};
 use super::{actor, app};
 use crate::error::ApiError;
 
-/// The mutation root.
-pub struct MutationRoot;
+/// Mutations of the foundation gate; part of the mutation root.
+#[derive(Default)]
+pub struct EnterpriseMutation;
 
 /// Enrol an enterprise.
 #[derive(InputObject)]
@@ -117,7 +118,7 @@ pub struct CommandPayload {
 
 /// Commands: each is decided against the current state of its enterprise and appended as events.
 #[Object]
-impl MutationRoot {
+impl EnterpriseMutation {
     /// Enrols an enterprise (city admin, or the officer of its town). Its id derives from the
     /// credit code, so a code registers once.
     async fn register_enterprise(

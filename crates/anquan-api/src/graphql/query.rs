@@ -17,12 +17,13 @@ use crate::error::ApiError;
 
 use anquan_projections::compliance::PAGE_SIZE_MAX;
 
-/// The query root.
-pub struct QueryRoot;
+/// Queries of the foundation gate (enterprises, compliance, review); part of the query root.
+#[derive(Default)]
+pub struct EnterpriseQuery;
 
 /// Reads: enterprises, their compliance, review queues and the rule set.
 #[Object]
-impl QueryRoot {
+impl EnterpriseQuery {
     /// One enterprise's file and its status at `asOf` (default: now). Enterprises see only
     /// their own file, town officers only their town's.
     async fn enterprise(
@@ -140,7 +141,7 @@ impl QueryRoot {
 }
 
 /// Applies the caller's scope to a town filter: town officers are held to their town.
-fn scoped_town(ctx: &Context<'_>, town: Option<String>) -> Result<Option<Town>, ApiError> {
+pub(super) fn scoped_town(ctx: &Context<'_>, town: Option<String>) -> Result<Option<Town>, ApiError> {
     let actor = actor(ctx)?;
     let town = town
         .map(|town| {
