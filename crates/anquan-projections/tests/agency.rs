@@ -160,7 +160,12 @@ impl World {
             agency_id: agency_id(agency),
             contract_id: ContractId::from_uuid(Uuid::from_u128(contract)),
             enterprise_id: enterprise_id(enterprise),
-            enterprise_town: Town::parse(if enterprise.is_multiple_of(2) { "许村" } else { "长安" }).unwrap(),
+            enterprise_town: Town::parse(if enterprise.is_multiple_of(2) {
+                "许村"
+            } else {
+                "长安"
+            })
+            .unwrap(),
             valid_from: day(from),
             valid_until: day(from + days),
             services: vec!["安全管家".into()],
