@@ -15,6 +15,7 @@ use crate::enterprise::event::{
     EnterpriseRegistered, HazardDeadlineExtended, HazardFound, InspectionRecorded, RectificationAccepted,
     RectificationReturned, RectificationSubmitted,
 };
+use crate::rules::log::{RuleSetPromoted, RuleSetPublished};
 
 /// Why stored event data could not be turned back into an [`Event`].
 #[derive(Debug, thiserror::Error)]
@@ -117,4 +118,6 @@ event_catalogue! {
     CreditGraded => 1,
     AgencyBlacklisted => 1,
     AgencyDelisted => 1,
+    RuleSetPublished => 1,
+    RuleSetPromoted => 1,
 }

@@ -3,6 +3,7 @@
 //! parses and checks them but never reads a file itself.
 
 mod condition;
+pub mod log;
 pub mod supervision;
 
 use std::collections::{BTreeMap, BTreeSet};

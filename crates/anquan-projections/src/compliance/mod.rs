@@ -133,6 +133,8 @@ impl Projection for ComplianceProjection {
             | Event::CreditGraded(_)
             | Event::AgencyBlacklisted(_)
             | Event::AgencyDelisted(_) => Ok(()),
+            // Rule-set events live on the `rulesets` stream.
+            Event::RuleSetPublished(_) | Event::RuleSetPromoted(_) => Ok(()),
         }
     }
 }
