@@ -1,8 +1,11 @@
-//! The HTTP surface: `/graphql` (POST, GET, multipart uploads), GraphiQL in development,
+//! The HTTP surface: `/graphql` (POST, GET, multipart uploads), `/graphql/ws` (subscriptions
+//! over a websocket; the bearer token goes in `connection_init`), GraphiQL in development,
 //! `/healthz` and `/readyz`.
 
-use async_graphql::http::{GraphiQLSource, MultipartOptions};
+use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource, MultipartOptions};
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::body::Body;
+use axum::extract::WebSocketUpgrade;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -18,6 +21,9 @@ use crate::graphql::AppSchema;
 
 /// Bytes a request may carry beyond its largest file (the operation and the multipart framing).
 const REQUEST_OVERHEAD_BYTES_MAX: u64 = 1024 * 1024;
+/// Most files one multipart request may carry (an inspection's documents and hazard photos);
+/// all of them together stay within the body limit.
+const UPLOAD_FILES_MAX: usize = 100;
 
 #[derive(Clone)]
 struct HttpState {
@@ -30,6 +36,7 @@ pub fn router(schema: AppSchema, app: AppState) -> Router {
     let body_limit = usize::try_from(app.upload_bytes_max + REQUEST_OVERHEAD_BYTES_MAX).unwrap_or(usize::MAX);
     Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(body_limit))
@@ -72,7 +79,9 @@ async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: 
         .map_err(|error| std::io::Error::other(error.to_string()));
     let reader = tokio_util::io::StreamReader::new(stream).compat();
     let file_limit = usize::try_from(state.app.upload_bytes_max).unwrap_or(usize::MAX);
-    let options = MultipartOptions::default().max_file_size(file_limit).max_num_files(1);
+    let options = MultipartOptions::default()
+        .max_file_size(file_limit)
+        .max_num_files(UPLOAD_FILES_MAX);
     match async_graphql::http::receive_body(content_type, reader, options).await {
         Ok(request) => execute(&state, &headers, request, Method::POST).await,
         Err(async_graphql::ParseRequestError::PayloadTooLarge) => error_response(
@@ -102,26 +111,55 @@ async fn execute(state: &HttpState, headers: &HeaderMap, request: async_graphql:
     Json(response).into_response()
 }
 
+/// Serves subscriptions over a websocket (graphql-ws and graphql-transport-ws). The caller is
+/// read from `{"Authorization": "Bearer …"}` in the `connection_init` payload; none means an
+/// anonymous caller, whom subscriptions refuse.
+async fn graphql_ws(State(state): State<HttpState>, protocol: GraphQLProtocol, upgrade: WebSocketUpgrade) -> Response {
+    let schema = state.schema.clone();
+    let app = state.app.clone();
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |stream| {
+            GraphQLWebSocket::new(stream, schema, protocol)
+                .on_connection_init(move |payload| async move {
+                    let mut data = async_graphql::Data::default();
+                    let header = payload
+                        .get("Authorization")
+                        .or_else(|| payload.get("authorization"))
+                        .and_then(serde_json::Value::as_str);
+                    if let Some(header) = header {
+                        let actor = actor_from_header(&app, header).map_err(async_graphql::Error::from)?;
+                        data.insert(actor);
+                    }
+                    Ok(data)
+                })
+                .serve()
+        })
+        .into_response()
+}
+
 /// Reads the caller from `Authorization: Bearer …`; no header means an anonymous caller.
 fn bearer_actor(app: &AppState, headers: &HeaderMap) -> Result<Option<anquan_domain::Actor>, ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|text| text.strip_prefix("Bearer "))
-        .ok_or_else(|| ApiError::BadInput {
-            code: "UNAUTHENTICATED",
-            message: "expected `Bearer <token>`".into(),
-        })?;
-    app.tokens
-        .verify(token.trim())
-        .map(Some)
-        .map_err(|error| ApiError::BadInput {
-            code: "UNAUTHENTICATED",
-            message: error.to_string(),
-        })
+    let value = value.to_str().map_err(|_| ApiError::BadInput {
+        code: "UNAUTHENTICATED",
+        message: "expected `Bearer <token>`".into(),
+    })?;
+    actor_from_header(app, value).map(Some)
+}
+
+/// Verifies the token of an `Authorization` value (`Bearer <token>`).
+fn actor_from_header(app: &AppState, value: &str) -> Result<anquan_domain::Actor, ApiError> {
+    let token = value.strip_prefix("Bearer ").ok_or_else(|| ApiError::BadInput {
+        code: "UNAUTHENTICATED",
+        message: "expected `Bearer <token>`".into(),
+    })?;
+    app.tokens.verify(token.trim()).map_err(|error| ApiError::BadInput {
+        code: "UNAUTHENTICATED",
+        message: error.to_string(),
+    })
 }
 
 fn bad_request(message: &str) -> Response {

@@ -10,6 +10,7 @@ pub mod blobs;
 pub mod error;
 pub mod graphql;
 mod http;
+pub mod watcher;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,7 @@ pub use auth::TokenAuthority;
 pub use blobs::BlobStore;
 pub use graphql::{AppSchema, schema, sdl};
 pub use http::router;
+pub use watcher::{SupervisionEvents, SupervisionWatcher};
 
 /// The default largest upload: 20 MiB.
 pub const UPLOAD_BYTES_MAX_DEFAULT: u64 = 20 * 1024 * 1024;
@@ -47,6 +49,9 @@ pub struct AppState {
     pub upload_bytes_max: u64,
     /// Serve GraphiQL at `GET /graphql` (development).
     pub graphiql: bool,
+    /// Supervision notifications (overdue hazards, colour changes) for subscriptions; the
+    /// `SupervisionWatcher` sends them.
+    pub supervision: SupervisionEvents,
 }
 
 impl AppState {

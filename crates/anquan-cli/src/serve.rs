@@ -1,5 +1,5 @@
-//! `anquan serve`: opens the stores, starts the projection runner and the HTTP server, and
-//! drains both on SIGINT or SIGTERM.
+//! `anquan serve`: opens the stores, starts the projection runner, the supervision watcher and
+//! the HTTP server, and drains them on SIGINT or SIGTERM.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -60,7 +60,9 @@ pub async fn run(
         clock: Arc::new(chrono::Utc::now),
         upload_bytes_max: config.upload_bytes_max,
         graphiql: config.graphiql,
+        supervision: anquan_api::SupervisionEvents::new(),
     };
+    let watcher = anquan_api::SupervisionWatcher::new(app.clone());
     let router = anquan_api::router(anquan_api::schema(app.clone()), app);
     let address = listener.local_addr().context("listener has no address")?;
     tracing::info!(%address, storage = storage_name(&config.storage), "anquan is serving GraphQL at /graphql");
@@ -71,6 +73,7 @@ pub async fn run(
             Ok(()) => anyhow::bail!("the projection runner stopped"),
             Err(error) => Err(error).context("the projection runner stopped"),
         },
+        () = watcher.run() => anyhow::bail!("the supervision watcher stopped"),
     }
 }
 

@@ -4,9 +4,10 @@ pub mod agency;
 pub mod agency_types;
 pub mod mutation;
 pub mod query;
+pub mod supervision;
 pub mod types;
 
-use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
+use async_graphql::{Context, MergedObject, Schema};
 
 use anquan_domain::Actor;
 
@@ -16,17 +17,18 @@ use crate::error::ApiError;
 pub use agency::{AgencyMutation, AgencyQuery};
 pub use mutation::EnterpriseMutation;
 pub use query::EnterpriseQuery;
+pub use supervision::{SubscriptionRoot, SupervisionMutation, SupervisionQuery};
 
 /// The query root: every gate's queries merged.
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(EnterpriseQuery, AgencyQuery);
+pub struct QueryRoot(EnterpriseQuery, AgencyQuery, SupervisionQuery);
 
 /// The mutation root: every gate's commands merged.
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(EnterpriseMutation, AgencyMutation);
+pub struct MutationRoot(EnterpriseMutation, AgencyMutation, SupervisionMutation);
 
 /// The API's schema type.
-pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// Deepest query accepted.
 const QUERY_DEPTH_MAX: usize = 12;
@@ -43,8 +45,8 @@ pub fn sdl() -> String {
     builder().finish().sdl()
 }
 
-fn builder() -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
-    Schema::build(QueryRoot::default(), MutationRoot::default(), EmptySubscription)
+fn builder() -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
+    Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot)
         .limit_depth(QUERY_DEPTH_MAX)
         .limit_complexity(QUERY_COMPLEXITY_MAX)
         .extension(async_graphql::extensions::Tracing)

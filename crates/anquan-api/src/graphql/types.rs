@@ -2,12 +2,15 @@
 
 use std::sync::Arc;
 
-use async_graphql::{ComplexObject, Enum, ID, InputObject, SimpleObject};
+use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use anquan_domain::compliance::{ComplianceReport, Detail, IndicatorState, RequirementState};
 use anquan_domain::enterprise::{Coverage, DocumentRecord, EnterpriseFile, ReviewOutcome};
 use anquan_domain::rules::{EnterpriseProfile, RuleSet};
+
+use super::supervision;
+use crate::error::ApiError;
 
 /// A yes/no fact about an enterprise that decides which indicators apply.
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +125,54 @@ impl Enterprise {
             .into_iter()
             .map(|document| Document::at(document, self.at))
             .collect()
+    }
+
+    /// Its four-colour risk at `compliance.at`: the colour, the rule that decided it and the
+    /// compliance percentage.
+    async fn risk(&self, ctx: &Context<'_>) -> Result<Option<supervision::Risk>, ApiError> {
+        Ok(supervision::enterprise_risk(
+            &self.file,
+            &super::app(ctx)?.rules,
+            self.at,
+        ))
+    }
+
+    /// Its colour changes from `from` (default: registration) to `to` (default:
+    /// `compliance.at`), evaluated at every local midnight and every recorded fact; the first
+    /// entry is the colour at `from`.
+    async fn colour_history(
+        &self,
+        ctx: &Context<'_>,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<Vec<supervision::ColourChange>, ApiError> {
+        let rules = &super::app(ctx)?.rules;
+        let from = from.unwrap_or(self.registered_at).max(self.registered_at);
+        supervision::colour_history(&self.file, rules, from, to.unwrap_or(self.at))
+    }
+
+    /// What vetoes its main responsibility at `compliance.at` (否决项).
+    async fn vetoes(&self, ctx: &Context<'_>) -> Result<Vec<supervision::VetoView>, ApiError> {
+        Ok(supervision::vetoes(&self.file, &super::app(ctx)?.rules, self.at))
+    }
+
+    /// Its hazards known at `compliance.at`, optionally in one state then, oldest found first.
+    async fn hazards(
+        &self,
+        ctx: &Context<'_>,
+        state: Option<supervision::HazardState>,
+    ) -> Result<Vec<supervision::Hazard>, ApiError> {
+        Ok(supervision::enterprise_hazards(
+            &self.file,
+            &super::app(ctx)?.rules,
+            self.at,
+            state,
+        ))
+    }
+
+    /// Its inspections recorded by `compliance.at`, newest first.
+    async fn inspections(&self) -> Vec<supervision::Inspection> {
+        supervision::enterprise_inspections(&self.file, self.at)
     }
 }
 

@@ -1,0 +1,364 @@
+//! `SupervisionWatcher`: tells dashboards when a hazard becomes overdue or an enterprise's colour
+//! changes. Overdue is a fact of time, not an event, so something must watch the clock: the
+//! watcher keeps the upcoming deadlines of open hazards (loaded from the read model at start,
+//! refreshed for every enterprise whose events the projections apply) and, when the clock
+//! passes one, broadcasts `HazardOverdue`; after new events and passed deadlines it re-assesses
+//! the enterprise's colour and broadcasts `ColourChanged` when it differs from the last known.
+//!
+//! It reads the read models only through `anquan-projections` and the clock only through
+//! `AppState::now`, so tests can drive time.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::broadcast;
+
+use anquan_domain::enterprise::EnterpriseFile;
+use anquan_domain::enterprise::event::HazardLevel;
+use anquan_domain::risk;
+use anquan_domain::rules::RiskColour;
+use anquan_domain::{EnterpriseId, HazardId, Town};
+use anquan_event_store::Position;
+use anquan_projections::compliance as read_model;
+
+use crate::AppState;
+
+/// How many supervision notifications a slow subscriber may fall behind before it skips some.
+pub const SUPERVISION_EVENTS_CAPACITY: usize = 1024;
+/// Most upcoming deadlines held in memory; when they run out, the next ones are loaded.
+pub const WATCHED_DEADLINES_MAX: usize = 100_000;
+/// The longest the watcher sleeps before looking at the clock again (the clock may be moved
+/// by tests, and a sleep of the runtime does not follow it).
+const CLOCK_POLL: Duration = Duration::from_millis(500);
+/// Events read per page while following the log.
+const LOG_PAGE: usize = 500;
+/// The pause after a failed read, before trying again.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// A notification for dashboards.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SupervisionEvent {
+    HazardOverdue(HazardOverdue),
+    ColourChanged(ColourChanged),
+}
+
+/// A hazard passed its deadline without being closed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HazardOverdue {
+    pub enterprise_id: EnterpriseId,
+    pub enterprise_name: String,
+    pub town: Town,
+    pub hazard_id: HazardId,
+    pub level: HazardLevel,
+    /// Found by a government inspection (its being overdue vetoes the enterprise).
+    pub government: bool,
+    pub deadline: DateTime<Utc>,
+    /// When the watcher saw it pass.
+    pub noticed_at: DateTime<Utc>,
+}
+
+/// An enterprise's four-colour risk changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColourChanged {
+    pub enterprise_id: EnterpriseId,
+    pub enterprise_name: String,
+    pub town: Town,
+    /// None for an enterprise that was not registered before.
+    pub previous: Option<RiskColour>,
+    pub colour: RiskColour,
+    /// The rule that decided the new colour (none for blue).
+    pub rule: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+impl SupervisionEvent {
+    /// The enterprise it is about.
+    pub fn enterprise_id(&self) -> EnterpriseId {
+        match self {
+            SupervisionEvent::HazardOverdue(event) => event.enterprise_id,
+            SupervisionEvent::ColourChanged(event) => event.enterprise_id,
+        }
+    }
+
+    /// The town of that enterprise.
+    pub fn town(&self) -> &Town {
+        match self {
+            SupervisionEvent::HazardOverdue(event) => &event.town,
+            SupervisionEvent::ColourChanged(event) => &event.town,
+        }
+    }
+}
+
+/// The broadcast channel of supervision notifications, shared by the watcher and subscriptions.
+#[derive(Clone)]
+pub struct SupervisionEvents(broadcast::Sender<SupervisionEvent>);
+
+impl Default for SupervisionEvents {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SupervisionEvents {
+    /// Creates a channel holding up to `SUPERVISION_EVENTS_CAPACITY` notifications.
+    pub fn new() -> Self {
+        SupervisionEvents(broadcast::Sender::new(SUPERVISION_EVENTS_CAPACITY))
+    }
+
+    /// Returns a receiver of every notification sent from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<SupervisionEvent> {
+        self.0.subscribe()
+    }
+
+    fn send(&self, event: SupervisionEvent) {
+        // No subscriber is not an error: nobody is watching.
+        let _ = self.0.send(event);
+    }
+}
+
+/// Watches deadlines and applied events; see the module documentation.
+pub struct SupervisionWatcher {
+    app: AppState,
+    /// Upcoming deadlines of open hazards: (deadline, enterprise, hazard).
+    deadlines: BTreeSet<(DateTime<Utc>, EnterpriseId, HazardId)>,
+    /// Whether the last load of deadlines from the read model was cut at the maximum.
+    truncated: bool,
+    /// The last colour announced (or first seen) per enterprise.
+    colours: HashMap<EnterpriseId, RiskColour>,
+    /// The last event of the log looked at.
+    after: Option<Position>,
+    /// The instant everything was last checked at.
+    checked_at: DateTime<Utc>,
+}
+
+impl SupervisionWatcher {
+    /// Creates a watcher over the application's stores, clock and channel.
+    pub fn new(app: AppState) -> Self {
+        let checked_at = app.now();
+        SupervisionWatcher {
+            app,
+            deadlines: BTreeSet::new(),
+            truncated: false,
+            colours: HashMap::new(),
+            after: None,
+            checked_at,
+        }
+    }
+
+    /// Runs until the projections' position channel closes. Read failures are logged and
+    /// retried; they never stop the service.
+    pub async fn run(mut self) {
+        let mut projected = self.app.projected.clone();
+        self.after = *projected.borrow_and_update();
+        self.checked_at = self.app.now();
+        while let Err(error) = self.load_deadlines().await {
+            tracing::warn!(error = %error_chain(&error), "supervision watcher cannot load deadlines, retrying");
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+        tracing::info!(deadlines = self.deadlines.len(), "supervision watcher started");
+        loop {
+            let pause = self.pause();
+            tokio::select! {
+                changed = projected.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+                () = tokio::time::sleep(pause) => {}
+            }
+            let applied = *projected.borrow_and_update();
+            if let Err(error) = self.tick(applied).await {
+                tracing::warn!(error = %error, "supervision watcher tick failed, retrying");
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+        }
+    }
+
+    /// How long to sleep: until the next deadline has passed, at most `CLOCK_POLL`.
+    fn pause(&self) -> Duration {
+        let Some((deadline, _, _)) = self.deadlines.first() else {
+            return CLOCK_POLL;
+        };
+        let until = (*deadline - self.app.now()).to_std().unwrap_or(Duration::ZERO);
+        (until + Duration::from_millis(1)).min(CLOCK_POLL)
+    }
+
+    async fn load_deadlines(&mut self) -> Result<(), anquan_projections::QueryError> {
+        let open =
+            read_model::open_deadlines(self.app.read_models.as_ref(), self.checked_at, WATCHED_DEADLINES_MAX).await?;
+        self.truncated = open.len() >= WATCHED_DEADLINES_MAX;
+        self.deadlines.extend(
+            open.into_iter()
+                .map(|open| (open.deadline, open.enterprise_id, open.hazard_id)),
+        );
+        Ok(())
+    }
+
+    /// Handles the events applied since the last tick and the deadlines passed since then.
+    async fn tick(&mut self, applied: Option<Position>) -> Result<(), String> {
+        let now = self.app.now();
+        let mut touched: BTreeMap<EnterpriseId, Option<EnterpriseFile>> = BTreeMap::new();
+        for enterprise_id in self.applied_enterprises(applied).await? {
+            touched.insert(enterprise_id, None);
+        }
+        // Refresh the deadlines of changed enterprises before looking at passed ones, so a
+        // deadline set and passed within one tick still fires.
+        for (enterprise_id, slot) in &mut touched {
+            let file = self.file(*enterprise_id).await?;
+            if let Some(file) = &file {
+                self.watch_hazards(*enterprise_id, file);
+            }
+            *slot = file;
+        }
+        let mut passed = Vec::new();
+        while let Some(&(deadline, enterprise_id, hazard_id)) = self.deadlines.first() {
+            if deadline >= now {
+                break;
+            }
+            self.deadlines.pop_first();
+            passed.push((deadline, enterprise_id, hazard_id));
+        }
+        for (deadline, enterprise_id, hazard_id) in passed {
+            if let std::collections::btree_map::Entry::Vacant(entry) = touched.entry(enterprise_id) {
+                entry.insert(self.file(enterprise_id).await?);
+            }
+            let Some(Some(file)) = touched.get(&enterprise_id) else {
+                continue;
+            };
+            self.announce_overdue(file, hazard_id, deadline, now);
+        }
+        let previous = self.checked_at;
+        for file in touched.values().flatten() {
+            self.announce_colour(file, previous, now);
+        }
+        self.checked_at = now;
+        if self.deadlines.is_empty() && self.truncated {
+            self.load_deadlines().await.map_err(|error| error_chain(&error))?;
+        }
+        Ok(())
+    }
+
+    /// The enterprises with events in the log after `self.after` up to `applied`.
+    async fn applied_enterprises(&mut self, applied: Option<Position>) -> Result<BTreeSet<EnterpriseId>, String> {
+        let mut enterprises = BTreeSet::new();
+        let Some(applied) = applied else {
+            return Ok(enterprises);
+        };
+        while self.after.is_none_or(|after| after < applied) {
+            let page = self
+                .app
+                .event_store
+                .read_all(self.after, LOG_PAGE)
+                .await
+                .map_err(|error| error_chain(&error))?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            let last = last.position;
+            for event in page.iter().filter(|event| event.position <= applied) {
+                if let Some(id) = event.stream_id.as_str().strip_prefix("enterprise-")
+                    && let Ok(enterprise_id) = id.parse()
+                {
+                    enterprises.insert(enterprise_id);
+                }
+            }
+            self.after = Some(last.min(applied));
+            if last >= applied {
+                break;
+            }
+        }
+        Ok(enterprises)
+    }
+
+    async fn file(&self, enterprise_id: EnterpriseId) -> Result<Option<EnterpriseFile>, String> {
+        read_model::enterprise_file(self.app.read_models.as_ref(), enterprise_id)
+            .await
+            .map_err(|error| error_chain(&error))
+    }
+
+    /// Replaces the enterprise's watched deadlines by those of its hazards open now and not
+    /// passed before the last check.
+    fn watch_hazards(&mut self, enterprise_id: EnterpriseId, file: &EnterpriseFile) {
+        self.deadlines.retain(|(_, watched, _)| *watched != enterprise_id);
+        let now = self.app.now().max(self.checked_at);
+        for hazard in file.hazards.values() {
+            let deadline = hazard.deadline();
+            if hazard.closed_at(now).is_none() && deadline >= self.checked_at {
+                self.deadlines.insert((deadline, enterprise_id, hazard.hazard_id));
+            }
+        }
+    }
+
+    fn announce_overdue(
+        &self,
+        file: &EnterpriseFile,
+        hazard_id: HazardId,
+        deadline: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) {
+        let (Some(registration), Some(hazard)) = (&file.registration, file.hazards.get(&hazard_id)) else {
+            return;
+        };
+        // Closed or extended meanwhile: nothing to tell.
+        if !hazard.overdue_at(now) || hazard.deadline_at(now) != deadline {
+            return;
+        }
+        tracing::info!(hazard.id = %hazard_id, enterprise.id = %registration.enterprise_id, "hazard became overdue");
+        self.app
+            .supervision
+            .send(SupervisionEvent::HazardOverdue(HazardOverdue {
+                enterprise_id: registration.enterprise_id,
+                enterprise_name: registration.name.clone(),
+                town: registration.town.clone(),
+                hazard_id,
+                level: hazard.level,
+                government: hazard.is_government(),
+                deadline,
+                noticed_at: now,
+            }));
+    }
+
+    /// Announces the colour at `now` if it differs from the last known one (for an enterprise
+    /// not seen before, its colour at `previous`, when the facts recorded since were unknown).
+    fn announce_colour(&mut self, file: &EnterpriseFile, previous: DateTime<Utc>, now: DateTime<Utc>) {
+        let rules = self.app.rules.as_ref();
+        let Some(registration) = &file.registration else {
+            return;
+        };
+        let Some(assessment) = risk::assess(file, rules, now) else {
+            return;
+        };
+        let enterprise_id = registration.enterprise_id;
+        let last = match self.colours.get(&enterprise_id) {
+            Some(colour) => Some(*colour),
+            None => risk::assess(file, rules, previous).map(|earlier| earlier.colour),
+        };
+        self.colours.insert(enterprise_id, assessment.colour);
+        if last == Some(assessment.colour) {
+            return;
+        }
+        self.app
+            .supervision
+            .send(SupervisionEvent::ColourChanged(ColourChanged {
+                enterprise_id,
+                enterprise_name: registration.name.clone(),
+                town: registration.town.clone(),
+                previous: last,
+                colour: assessment.colour,
+                rule: assessment.rule,
+                at: now,
+            }));
+    }
+}
+
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut chain = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    chain
+}
