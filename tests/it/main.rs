@@ -11,5 +11,6 @@
 
 mod agency_flow;
 mod bad_input;
+mod bench_store;
 mod compliance_flow;
 mod support;

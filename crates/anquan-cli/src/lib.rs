@@ -3,6 +3,7 @@
 //!
 //! This is the only crate that knows a concrete backend or reads configuration.
 
+pub mod bench;
 pub mod config;
 pub mod serve;
 pub mod telemetry;
@@ -35,6 +36,8 @@ pub enum Command {
     ExportSchema,
     /// Mints a bearer token for development and operations.
     Token(TokenArgs),
+    /// Benchmarks: `bench store` runs the shared event-store workload.
+    Bench(bench::BenchArgs),
 }
 
 /// Arguments of `anquan token`.
@@ -77,6 +80,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             std::io::Write::write_all(&mut std::io::stdout(), sdl.as_bytes()).context("cannot write the schema")?;
             Ok(())
         }
+        Command::Bench(args) => bench::run(args).await,
         Command::Token(args) => {
             let token = mint_token(&args)?;
             std::io::Write::write_all(&mut std::io::stdout(), format!("{token}\n").as_bytes())
