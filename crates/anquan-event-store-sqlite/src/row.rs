@@ -13,7 +13,7 @@ use anquan_event_store::{
     AppendOutcome, EventHash, EventMetadata, Position, RecordedEvent, StoreError, StreamId, StreamVersion,
 };
 
-use crate::schema::sql_error;
+use crate::schema::{sql_error, sql_error_with};
 
 /// Every event read selects the columns in the order [`Decoder::decode`] expects.
 const READ_ALL_SQL: &str = "SELECT position, stream_id, version, event_id, event_type, schema_version, data, \
@@ -33,7 +33,7 @@ pub(crate) fn read_all(connection: &Connection, after: u64, limit: usize) -> Res
     let after = to_i64(after, "position")?;
     let mut rows = statement
         .query((after, to_i64(limit as u64, "limit")?))
-        .map_err(sql_error(format!("read the log after position {after}")))?;
+        .map_err(sql_error_with(|| format!("read the log after position {after}")))?;
     decode_rows(&mut rows, limit)
 }
 
@@ -53,7 +53,7 @@ pub(crate) fn read_stream(
     };
     let mut rows = statement
         .query((stream_id.as_str(), from, to_i64(limit as u64, "limit")?))
-        .map_err(sql_error(format!("read stream {stream_id}")))?;
+        .map_err(sql_error_with(|| format!("read stream {stream_id}")))?;
     decode_rows(&mut rows, limit)
 }
 
@@ -75,7 +75,7 @@ pub(crate) fn command_outcome(
             ))
         })
         .optional()
-        .map_err(sql_error(format!("look up command {command_id}")))?;
+        .map_err(sql_error_with(|| format!("look up command {command_id}")))?;
     let Some((stream_id, first_version, last_version, last_position)) = row else {
         return Ok(None);
     };
@@ -186,7 +186,7 @@ impl Decoder {
 }
 
 fn column<'row>(row: &'row Row<'_>, index: usize) -> Result<ValueRef<'row>, StoreError> {
-    row.get_ref(index).map_err(sql_error(format!("read column {index}")))
+    row.get_ref(index).map_err(sql_error_with(|| format!("read column {index}")))
 }
 
 fn bad_type(index: usize) -> impl FnOnce(rusqlite::types::FromSqlError) -> StoreError {

@@ -21,6 +21,9 @@ const STATEMENT_CACHE_CAPACITY: usize = 32;
 const MMAP_BYTES_MAX: i64 = 1 << 30;
 /// Page cache per connection, in KiB (negative means KiB to SQLite).
 const CACHE_KIB: i64 = 32 * 1024;
+/// WAL pages after which the writer checkpoints by itself: only if the checkpoint thread,
+/// which normally runs far more often, falls behind.
+const WRITER_AUTOCHECKPOINT_PAGES: i64 = 16_384;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS event_store_meta (
@@ -53,19 +56,24 @@ CREATE TABLE IF NOT EXISTS event_commands (
 ) STRICT, WITHOUT ROWID;
 ";
 
-pub(crate) fn sql_error(what: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StoreError {
-    let what = what.into();
+/// Explains a SQLite error; allocates only when there is one (the hot paths call it per row).
+pub(crate) fn sql_error(what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     move |error| StoreError::backend(what, error)
+}
+
+/// Explains a SQLite error with a message built only when there is one.
+pub(crate) fn sql_error_with(what: impl FnOnce() -> String) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |error| StoreError::backend(what(), error)
 }
 
 /// Opens the write connection, creating the file and the tables if needed, in WAL mode.
 pub(crate) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreError> {
     let where_ = path.display();
-    let mut connection = Connection::open(path).map_err(sql_error(format!("open sqlite file {where_}")))?;
-    configure(&connection, options.busy_timeout).map_err(sql_error(format!("configure {where_}")))?;
+    let mut connection = Connection::open(path).map_err(sql_error_with(|| format!("open sqlite file {where_}")))?;
+    configure(&connection, options.busy_timeout).map_err(sql_error_with(|| format!("configure {where_}")))?;
     let mode: String = connection
         .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-        .map_err(sql_error(format!("switch {where_} to WAL")))?;
+        .map_err(sql_error_with(|| format!("switch {where_} to WAL")))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::Backend {
             message: format!("sqlite file {where_} cannot use WAL (journal mode {mode})"),
@@ -77,21 +85,23 @@ pub(crate) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connec
         Synchronous::Normal => "NORMAL",
     };
     connection
-        .execute_batch(&format!("PRAGMA synchronous = {synchronous}"))
-        .map_err(sql_error(format!("set synchronous on {where_}")))?;
+        .execute_batch(&format!(
+            "PRAGMA synchronous = {synchronous}; PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES};"
+        ))
+        .map_err(sql_error_with(|| format!("set synchronous on {where_}")))?;
 
     let transaction = connection
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(sql_error(format!("lock {where_} to create the schema")))?;
+        .map_err(sql_error_with(|| format!("lock {where_} to create the schema")))?;
     transaction
         .execute_batch(SCHEMA)
-        .map_err(sql_error(format!("create the event tables in {where_}")))?;
+        .map_err(sql_error_with(|| format!("create the event tables in {where_}")))?;
     transaction
         .execute(
             "INSERT OR IGNORE INTO event_store_meta (key, value) VALUES ('store_schema_version', ?1)",
             [STORE_SCHEMA_VERSION],
         )
-        .map_err(sql_error(format!("record the schema version in {where_}")))?;
+        .map_err(sql_error_with(|| format!("record the schema version in {where_}")))?;
     let stored: Option<i64> = transaction
         .query_row(
             "SELECT value FROM event_store_meta WHERE key = 'store_schema_version'",
@@ -99,7 +109,7 @@ pub(crate) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connec
             |row| row.get(0),
         )
         .optional()
-        .map_err(sql_error(format!("read the schema version of {where_}")))?;
+        .map_err(sql_error_with(|| format!("read the schema version of {where_}")))?;
     if stored != Some(STORE_SCHEMA_VERSION) {
         return Err(StoreError::Backend {
             message: format!(
@@ -110,7 +120,27 @@ pub(crate) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connec
     }
     transaction
         .commit()
-        .map_err(sql_error(format!("commit the schema of {where_}")))?;
+        .map_err(sql_error_with(|| format!("commit the schema of {where_}")))?;
+    Ok(connection)
+}
+
+/// Opens the connection that checkpoints the WAL beside the writer, with the writer's
+/// synchronous setting so a checkpoint syncs the file as the writer's own would.
+pub(crate) fn open_checkpointer(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreError> {
+    let where_ = path.display();
+    let connection = Connection::open(path).map_err(sql_error_with(|| format!("open sqlite file {where_} to checkpoint")))?;
+    connection
+        .busy_timeout(options.busy_timeout)
+        .map_err(sql_error_with(|| format!("configure the checkpointer of {where_}")))?;
+    let synchronous = match options.synchronous {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    connection
+        .execute_batch(&format!(
+            "PRAGMA synchronous = {synchronous}; PRAGMA wal_autocheckpoint = 0;"
+        ))
+        .map_err(sql_error_with(|| format!("configure the checkpointer of {where_}")))?;
     Ok(connection)
 }
 
@@ -119,8 +149,8 @@ pub(crate) fn open_reader(path: &Path, busy_timeout: Duration) -> Result<Connect
     let where_ = path.display();
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let connection = Connection::open_with_flags(path, flags)
-        .map_err(sql_error(format!("open sqlite file {where_} for reading")))?;
-    configure(&connection, busy_timeout).map_err(sql_error(format!("configure a reader of {where_}")))?;
+        .map_err(sql_error_with(|| format!("open sqlite file {where_} for reading")))?;
+    configure(&connection, busy_timeout).map_err(sql_error_with(|| format!("configure a reader of {where_}")))?;
     Ok(connection)
 }
 

@@ -17,8 +17,8 @@ use anquan_event_store::{
 };
 
 use crate::row;
-use crate::schema::{open_reader, open_writer, sql_error};
-use crate::writer::{self, Counters, WRITE_QUEUE_MAX, WriteRequest};
+use crate::schema::{open_checkpointer, open_reader, open_writer, sql_error};
+use crate::writer::{self, Checkpointer, Counters, WRITE_QUEUE_MAX, WriteRequest};
 
 /// Idle read connections kept open; more are opened while reads overlap, then closed.
 pub const READ_CONNECTIONS_MAX: usize = 4;
@@ -84,12 +84,21 @@ impl SqliteEventStore {
         let head = Arc::new(watch::Sender::new(head));
         let counters = Arc::new(Counters::default());
         let (requests, receiver) = mpsc::channel(WRITE_QUEUE_MAX);
+        let checkpointer = {
+            let connection = open_checkpointer(path, &options)?;
+            let (wake, woken) = std::sync::mpsc::sync_channel(1);
+            let thread = std::thread::Builder::new()
+                .name("anquan-sqlite-checkpoint".to_owned())
+                .spawn(move || writer::run_checkpoints(connection, woken))
+                .map_err(|error| StoreError::backend("start the sqlite checkpoint thread", error))?;
+            Checkpointer { wake, thread }
+        };
         let writer = {
             let head = Arc::clone(&head);
             let counters = Arc::clone(&counters);
             std::thread::Builder::new()
                 .name("anquan-sqlite-writer".to_owned())
-                .spawn(move || writer::run(connection, receiver, head, counters))
+                .spawn(move || writer::run(connection, receiver, head, counters, Some(checkpointer)))
                 .map_err(|error| StoreError::backend("start the sqlite writer thread", error))?
         };
         let readers = Arc::new(ReaderPool {

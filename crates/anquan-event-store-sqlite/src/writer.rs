@@ -19,7 +19,7 @@ use anquan_event_store::{
 };
 
 use crate::row::{command_outcome, corrupt, to_i64, to_u64};
-use crate::schema::sql_error;
+use crate::schema::{sql_error, sql_error_with};
 
 /// Most append requests committed in one transaction.
 pub(crate) const WRITE_BATCH_MAX: usize = 512;
@@ -27,6 +27,10 @@ pub(crate) const WRITE_BATCH_MAX: usize = 512;
 pub(crate) const WRITE_BATCH_EVENTS_MAX: usize = 20_000;
 /// Most append requests waiting for the writer; senders wait beyond this.
 pub(crate) const WRITE_QUEUE_MAX: usize = 4_096;
+
+/// Event bytes committed after which the writer asks the checkpoint thread to checkpoint
+/// (about SQLite's default of 1,000 WAL pages with the index pages the events touch).
+pub(crate) const CHECKPOINT_EVERY_BYTES: usize = 2 * 1024 * 1024;
 
 /// Most stream heads the writer remembers; beyond this it forgets them all and reads again.
 pub(crate) const HEAD_CACHE_MAX: usize = 100_000;
@@ -56,15 +60,37 @@ pub(crate) struct Counters {
     pub(crate) events: AtomicU64,
 }
 
+/// The WAL checkpoints, run on their own thread and connection so copying pages into the
+/// file and syncing it do not hold up commits (a PASSIVE checkpoint never blocks the writer).
+pub(crate) struct Checkpointer {
+    pub(crate) wake: std::sync::mpsc::SyncSender<()>,
+    pub(crate) thread: std::thread::JoinHandle<()>,
+}
+
+/// Checkpoints whenever woken, until the writer goes away.
+pub(crate) fn run_checkpoints(connection: Connection, wake: std::sync::mpsc::Receiver<()>) {
+    while wake.recv().is_ok() {
+        let checkpoint = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        if let Err(error) = checkpoint {
+            tracing::warn!(%error, "checkpointing the sqlite WAL failed; the writer will checkpoint");
+        }
+    }
+    if let Err((_, error)) = connection.close() {
+        tracing::warn!(%error, "closing the sqlite checkpoint connection failed");
+    }
+}
+
 /// Runs until every sender is gone, then closes the connection.
 pub(crate) fn run(
     mut connection: Connection,
     mut requests: mpsc::Receiver<WriteRequest>,
     head: Arc<watch::Sender<Option<Position>>>,
     counters: Arc<Counters>,
+    checkpointer: Option<Checkpointer>,
 ) {
     let mut batch = Vec::with_capacity(WRITE_BATCH_MAX);
     let mut heads = Heads::default();
+    let mut bytes_since_checkpoint = 0;
     while let Some(first) = requests.blocking_recv() {
         let mut events = first.request.events.len();
         batch.push(first);
@@ -77,7 +103,25 @@ pub(crate) fn run(
                 Err(_) => break,
             }
         }
+        bytes_since_checkpoint += batch
+            .iter()
+            .flat_map(|item| &item.request.events)
+            .map(|event| event.data.len() + 256)
+            .sum::<usize>();
         commit_batch(&mut connection, &mut heads, &mut batch, &head, &counters);
+        if bytes_since_checkpoint >= CHECKPOINT_EVERY_BYTES
+            && let Some(checkpointer) = &checkpointer
+        {
+            // Full means a checkpoint is already due: the one waiting will cover these pages.
+            let _ = checkpointer.wake.try_send(());
+            bytes_since_checkpoint = 0;
+        }
+    }
+    if let Some(Checkpointer { wake, thread }) = checkpointer {
+        drop(wake);
+        if thread.join().is_err() {
+            tracing::error!("the sqlite checkpoint thread panicked");
+        }
     }
     if let Err((_, error)) = connection.close() {
         tracing::warn!(%error, "closing the sqlite write connection failed");
@@ -258,7 +302,7 @@ fn run_cached(connection: &Connection, sql: &str, stream: &str) -> Result<(), St
         .prepare_cached(sql)
         .and_then(|mut statement| statement.execute([]))
         .map(|_| ())
-        .map_err(sql_error(format!("{sql} for stream {stream}")))
+        .map_err(sql_error_with(|| format!("{sql} for stream {stream}")))
 }
 
 /// Checks the expected state against the stream's head, then writes the events and the
@@ -396,7 +440,7 @@ fn write_events(
             .and_then(|mut insert| {
                 insert.execute((command_id.0.as_bytes(), stream, versions.0, versions.1, last_position))
             })
-            .map_err(sql_error(format!("record command {command_id}")))?;
+            .map_err(sql_error_with(|| format!("record command {command_id}")))?;
     }
     Ok(to_u64(last_position, || "event_log rowid".to_owned())?)
 }
@@ -420,7 +464,7 @@ fn last_of_stream(
     let row = statement
         .query_row([stream], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?)))
         .optional()
-        .map_err(sql_error(format!("read the head of stream {stream}")))?;
+        .map_err(sql_error_with(|| format!("read the head of stream {stream}")))?;
     let Some((version, hash)) = row else {
         return Ok(None);
     };
