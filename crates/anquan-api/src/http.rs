@@ -25,6 +25,10 @@ const REQUEST_OVERHEAD_BYTES_MAX: u64 = 1024 * 1024;
 /// all of them together stay within the body limit.
 const UPLOAD_FILES_MAX: usize = 100;
 
+/// A request header naming the rule-set version every field of the request evaluates with
+/// (default: the live one), to read a version side by side with the live one.
+pub const RULE_SET_HEADER: &str = "x-anquan-rule-set";
+
 #[derive(Clone)]
 struct HttpState {
     schema: AppSchema,
@@ -107,7 +111,18 @@ async fn execute(state: &HttpState, headers: &HeaderMap, request: async_graphql:
         Some(actor) => request.data(actor),
         None => request,
     };
-    let response = state.schema.execute(request).await;
+    // Pin the live rule set (or the one named by the header) for the whole request.
+    let version = headers.get(RULE_SET_HEADER).and_then(|value| value.to_str().ok());
+    let Some(pinned) = state.app.for_request(version) else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            &ApiError::BadInput {
+                code: "UNKNOWN_RULE_SET",
+                message: format!("rule set {} is not loaded on this node", version.unwrap_or_default()),
+            },
+        );
+    };
+    let response = state.schema.execute(request.data(pinned)).await;
     Json(response).into_response()
 }
 

@@ -20,11 +20,12 @@ use tokio::sync::watch;
 
 use anquan_domain::rules::RuleSet;
 use anquan_event_store::{EventStore, Position, ReadModelStore};
+use anquan_projections::rule_sets::RuleSetRegistry;
 
 pub use auth::TokenAuthority;
 pub use blobs::BlobStore;
 pub use graphql::{AppSchema, schema, sdl};
-pub use http::router;
+pub use http::{RULE_SET_HEADER, router};
 pub use watcher::{SupervisionEvents, SupervisionWatcher};
 
 /// The default largest upload: 20 MiB.
@@ -40,7 +41,11 @@ pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 pub struct AppState {
     pub event_store: Arc<dyn EventStore>,
     pub read_models: Arc<dyn ReadModelStore>,
+    /// The rule set this request evaluates with: the live one when the request started (see
+    /// [`AppState::for_request`]), so a query in flight keeps its rules across a promotion.
     pub rules: Arc<RuleSet>,
+    /// Every loaded rule-set version and the live one, switched when a promotion is read.
+    pub rule_sets: Arc<RuleSetRegistry>,
     pub blobs: BlobStore,
     pub tokens: TokenAuthority,
     /// The position the compliance read model has applied, for read-your-writes.
@@ -55,6 +60,19 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The state one request runs with: `rules` pinned to the live rule set as the request
+    /// starts, or to `version` when the caller names one (`x-anquan-rule-set` header).
+    pub fn for_request(&self, version: Option<&str>) -> Option<AppState> {
+        let rules = match version {
+            None => self.rule_sets.active(),
+            Some(version) => self.rule_sets.get(version)?.rules.clone(),
+        };
+        Some(AppState {
+            rules,
+            ..self.clone()
+        })
+    }
+
     /// Returns the current instant.
     /// Truncated to microseconds, the precision every store keeps, so a decision and its
     /// stored, re-read facts agree to the instant.

@@ -3,8 +3,10 @@
 //!
 //! This is the only crate that knows a concrete backend or reads configuration.
 
+pub mod audit;
 pub mod bench;
 pub mod config;
+pub mod rulesets;
 pub mod serve;
 pub mod telemetry;
 
@@ -38,6 +40,17 @@ pub enum Command {
     Token(TokenArgs),
     /// Benchmarks: `bench store` runs the shared event-store workload.
     Bench(bench::BenchArgs),
+    /// Prints an enterprise's complete history as JSON lines, or its status `--as-of` an instant.
+    Replay(audit::ReplayArgs),
+    /// Recomputes every stream's hash chain and reports altered, missing, inserted or
+    /// reordered events; exits non-zero on a break.
+    Verify(audit::VerifyArgs),
+    /// Exports an enterprise's history (`events.jsonl`, `files.txt`, `manifest.json`).
+    Export(audit::ExportArgs),
+    /// Verifies an export offline.
+    VerifyExport(audit::VerifyExportArgs),
+    /// Rule-set versions and read models: list, publish, rebuild, diff, promote.
+    Projections(rulesets::ProjectionsArgs),
 }
 
 /// Arguments of `anquan token`.
@@ -81,6 +94,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(args) => bench::run(args).await,
+        Command::Replay(args) => audit::replay(args).await,
+        Command::Verify(args) => audit::verify(args).await,
+        Command::Export(args) => audit::export(args).await,
+        Command::VerifyExport(args) => audit::verify_export(&args),
+        Command::Projections(args) => rulesets::run(args).await,
         Command::Token(args) => {
             let token = mint_token(&args)?;
             std::io::Write::write_all(&mut std::io::stdout(), format!("{token}\n").as_bytes())

@@ -50,10 +50,12 @@ pub async fn run(
         ProjectionRunner::new(event_store.clone(), read_models.clone()).with_projection(Arc::new(ComplianceProjection));
     let runner = runner.with_projection(Arc::new(AgencyProjection));
     runner.prepare().await.context("cannot prepare the read models")?;
+    let rule_sets = Arc::new(crate::rulesets::serve_registry(&config.rules)?);
     let app = AppState {
         event_store,
         read_models,
-        rules: Arc::new(config.rules),
+        rules: rule_sets.active(),
+        rule_sets: rule_sets.clone(),
         blobs: BlobStore::local(&config.data_dir.join("blobs")).context("cannot open the blob store")?,
         tokens: config.tokens,
         projected: runner.applied(),
@@ -63,6 +65,7 @@ pub async fn run(
         supervision: anquan_api::SupervisionEvents::new(),
     };
     let watcher = anquan_api::SupervisionWatcher::new(app.clone());
+    let rule_set_follower = anquan_projections::rule_sets::follow(app.event_store.clone(), rule_sets);
     let router = anquan_api::router(anquan_api::schema(app.clone()), app);
     let address = listener.local_addr().context("listener has no address")?;
     tracing::info!(%address, storage = storage_name(&config.storage), "anquan is serving GraphQL at /graphql");
@@ -74,6 +77,10 @@ pub async fn run(
             Err(error) => Err(error).context("the projection runner stopped"),
         },
         () = watcher.run() => anyhow::bail!("the supervision watcher stopped"),
+        followed = rule_set_follower => match followed {
+            Ok(()) => anyhow::bail!("the rule-set follower stopped"),
+            Err(error) => Err(error).context("the rule-set follower stopped"),
+        },
     }
 }
 

@@ -7,10 +7,12 @@
 //! [`ReadModelStore`](anquan_event_store::ReadModelStore) traits only.
 
 pub mod agency;
+pub mod audit;
 pub mod compliance;
 mod dump;
 mod error;
 mod projection;
+pub mod rule_sets;
 mod runner;
 
 pub use agency::AgencyProjection;

@@ -2,6 +2,7 @@
 
 pub mod agency;
 pub mod agency_types;
+pub mod audit;
 pub mod mutation;
 pub mod query;
 pub mod supervision;
@@ -15,13 +16,14 @@ use crate::AppState;
 use crate::error::ApiError;
 
 pub use agency::{AgencyMutation, AgencyQuery};
+pub use audit::AuditQuery;
 pub use mutation::EnterpriseMutation;
 pub use query::EnterpriseQuery;
 pub use supervision::{SubscriptionRoot, SupervisionMutation, SupervisionQuery};
 
 /// The query root: every gate's queries merged.
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(EnterpriseQuery, AgencyQuery, SupervisionQuery);
+pub struct QueryRoot(EnterpriseQuery, AgencyQuery, SupervisionQuery, AuditQuery);
 
 /// The mutation root: every gate's commands merged.
 #[derive(MergedObject, Default)]

@@ -24,15 +24,19 @@ pub struct EnterpriseQuery;
 /// Reads: enterprises, their compliance, review queues and the rule set.
 #[Object]
 impl EnterpriseQuery {
-    /// One enterprise's file and its status at `asOf` (default: now). Enterprises see only
-    /// their own file, town officers only their town's.
+    /// One enterprise's file and its status at `asOf` (default: now), evaluated with rule set
+    /// `ruleSet` (default: the live one; nested risk and hazard fields follow the request's
+    /// rule set, chosen with the `x-anquan-rule-set` header). Enterprises see only their own
+    /// file, town officers only their town's.
     async fn enterprise(
         &self,
         ctx: &Context<'_>,
         id: ID,
         as_of: Option<DateTime<Utc>>,
+        rule_set: Option<String>,
     ) -> Result<Option<Enterprise>, ApiError> {
         let app = app(ctx)?;
+        let rules = super::audit::rules_for(app, rule_set.as_deref())?;
         let actor = actor(ctx)?;
         let enterprise_id = parse_enterprise_id(&id)?;
         let Some(file) = read_model::enterprise_file(app.read_models.as_ref(), enterprise_id).await? else {
@@ -48,10 +52,11 @@ impl EnterpriseQuery {
             )));
         }
         let at = as_of.unwrap_or_else(|| app.now());
-        Ok(Enterprise::at(Arc::new(file), &app.rules, at))
+        Ok(Enterprise::at(Arc::new(file), &rules, at))
     }
 
-    /// Enterprises with their status at `asOf` (default: now), filtered by town and by
+    /// Enterprises with their status at `asOf` (default: now) under rule set `ruleSet`
+    /// (default: the live one), filtered by town and by
     /// whether their main responsibility is implemented, ordered by id, paged by cursor.
     /// Town officers see only their town; enterprises cannot list.
     async fn enterprises(
@@ -62,8 +67,10 @@ impl EnterpriseQuery {
         as_of: Option<DateTime<Utc>>,
         #[graphql(default = 20)] first: i32,
         after: Option<String>,
+        rule_set: Option<String>,
     ) -> Result<EnterpriseConnection, ApiError> {
         let app = app(ctx)?;
+        let rules = super::audit::rules_for(app, rule_set.as_deref())?;
         let town = scoped_town(ctx, town)?;
         let first = page_size(first)?;
         let at = as_of.unwrap_or_else(|| app.now());
@@ -75,7 +82,7 @@ impl EnterpriseQuery {
         let page = read_model::enterprise_summaries(
             app.read_models.as_ref(),
             &filter,
-            &app.rules,
+            &rules,
             at,
             first,
             after.as_deref(),
@@ -89,7 +96,7 @@ impl EnterpriseQuery {
                 name: registration.name.clone(),
                 town: registration.town.to_string(),
                 industry: registration.industry.clone(),
-                compliance: Compliance::from_report(report, &app.rules),
+                compliance: Compliance::from_report(report, &rules),
             })
             .collect();
         Ok(EnterpriseConnection {

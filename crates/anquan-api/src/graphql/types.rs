@@ -107,6 +107,25 @@ pub struct Enterprise {
 
 #[ComplexObject]
 impl Enterprise {
+    /// Its complete history, oldest first: every event with its actor, recorded and occurred
+    /// times, correlation and causation, hash and the files it references (read from the
+    /// event store, not a read model). `after` is a version from `pageInfo.endCursor`.
+    async fn history(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 100)] first: i32,
+        after: Option<String>,
+    ) -> Result<super::audit::HistoryConnection, ApiError> {
+        let enterprise_id = super::query::parse_enterprise_id(&self.id)?;
+        super::audit::history(super::app(ctx)?, enterprise_id, first, after).await
+    }
+
+    /// Its hash chain recomputed now from the stored events: intact, or where it breaks.
+    async fn verification(&self, ctx: &Context<'_>) -> Result<super::audit::ChainVerification, ApiError> {
+        let enterprise_id = super::query::parse_enterprise_id(&self.id)?;
+        super::audit::verification(super::app(ctx)?, enterprise_id).await
+    }
+
     /// Records uploaded by `compliance.at`, newest first, optionally for one requirement.
     async fn documents(&self, requirement: Option<String>) -> Vec<Document> {
         let mut documents: Vec<&DocumentRecord> = self

@@ -8,7 +8,7 @@ mod query;
 mod supervision;
 
 pub use query::{
-    DocumentView, PAGE_SIZE_MAX, Page, SummaryFilter, document, enterprise_file, enterprise_summaries, review_queue,
+    DocumentView, PAGE_SIZE_MAX, Page, SummaryFilter, document, enterprise_file, enterprise_summaries, files_after, review_queue,
 };
 pub use supervision::{
     ColourDistribution, HazardFilter, HazardStateFilter, HazardView, OpenDeadline, PlanEntry, SCAN_MAX,

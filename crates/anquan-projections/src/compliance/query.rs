@@ -102,7 +102,7 @@ pub async fn enterprise_file(
 
 /// Reads up to `chunk` enterprises of `town` (`""` for every town) with ids after `after`
 /// (`""` for the first), with their whole files, ordered by id.
-pub(super) async fn files_after(
+pub async fn files_after(
     store: &dyn ReadModelStore,
     town: &str,
     after: &str,

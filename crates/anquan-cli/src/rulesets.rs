@@ -1,0 +1,392 @@
+//! Analysts' commands: `anquan projections list | publish | rebuild | diff | promote`, and the
+//! loading of every rule-set folder under the rules root (`projections/` by default).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+
+use anquan_domain::Actor;
+use anquan_domain::rules::log::RuleSetLog;
+use anquan_domain::rules::{RULE_SET_FILES, RuleSetFiles};
+use anquan_event_store::{AppendMetadata, AppendRequest, EventStore, NewEvent, ReadModelStore, StreamState, StreamVersion};
+use anquan_projections::rule_sets::rebuild::fold_to_end;
+use anquan_projections::rule_sets::snapshot::{self, SnapshotOutcome};
+use anquan_projections::rule_sets::{RuleSetRegistry, read_log, rule_set_stream};
+use anquan_projections::{AgencyProjection, ComplianceProjection, Projection};
+
+use crate::config::Storage;
+
+/// Where the stores and the rule-set folders are, for the operator commands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// Data directory of the embedded store. Default: `./anquan-data`.
+    #[arg(long, env = "ANQUAN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL (`postgres://…`); default: the embedded SQLite file.
+    #[arg(long = "database", env = "ANQUAN_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// The folder holding one sub-folder per rule-set version (`v1/`, `v2/`, …). Default:
+    /// `./projections` when it exists; rule set v1 is always built in.
+    #[arg(long, env = "ANQUAN_RULES_ROOT")]
+    pub rules_root: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    fn storage(&self) -> anyhow::Result<Storage> {
+        match &self.database_url {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(Storage::Postgres { url: url.clone() })
+            }
+            Some(_) => anyhow::bail!("--database must be a postgres:// URL"),
+            None => {
+                let data_dir = self.data_dir.clone().unwrap_or_else(crate::default_data_dir);
+                std::fs::create_dir_all(&data_dir)
+                    .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+                Ok(Storage::Embedded {
+                    database_file: data_dir.join("anquan.sqlite"),
+                })
+            }
+        }
+    }
+
+    /// Opens the configured stores.
+    pub async fn open(&self) -> anyhow::Result<(Arc<dyn EventStore>, Arc<dyn ReadModelStore>)> {
+        crate::serve::open_stores(&self.storage()?).await
+    }
+}
+
+/// Reads the files of one rule-set folder.
+pub fn read_rule_set_files(directory: &Path) -> anyhow::Result<RuleSetFiles> {
+    let mut files = RuleSetFiles::new();
+    for name in RULE_SET_FILES {
+        let path = directory.join(name);
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("cannot read rule file {}", path.display()))?;
+        files.insert(name.to_owned(), text);
+    }
+    Ok(files)
+}
+
+/// Reads every version folder (a sub-folder with a `ruleset.toml`) under `root`, by name.
+pub fn read_rule_set_folders(root: Option<&Path>) -> anyhow::Result<BTreeMap<String, RuleSetFiles>> {
+    let root = match root {
+        Some(root) => root.to_path_buf(),
+        None if Path::new("projections").is_dir() => PathBuf::from("projections"),
+        None => return Ok(BTreeMap::new()),
+    };
+    let mut folders = BTreeMap::new();
+    let entries = std::fs::read_dir(&root).with_context(|| format!("cannot read rules root {}", root.display()))?;
+    for entry in entries {
+        let path = entry.with_context(|| format!("cannot read rules root {}", root.display()))?.path();
+        if !path.join("ruleset.toml").is_file() {
+            continue;
+        }
+        let Some(name) = path.file_name().and_then(|name| name.to_str()) else { continue };
+        folders.insert(name.to_owned(), read_rule_set_files(&path)?);
+    }
+    Ok(folders)
+}
+
+/// The registry of every folder plus the built-in v1, switched to the version the log says is
+/// live.
+pub async fn registry(args: &StoreArgs, store: &dyn EventStore) -> anyhow::Result<RuleSetRegistry> {
+    let registry = RuleSetRegistry::new(
+        read_rule_set_folders(args.rules_root.as_deref())?,
+        &anquan_domain::rules::builtin_v1_files(),
+    )?;
+    let mut log = RuleSetLog::default();
+    read_log(store, &mut log, StreamVersion::FIRST).await?;
+    registry.apply_log(&log)?;
+    Ok(registry)
+}
+
+/// The registry `anquan serve` starts with: every folder under `ANQUAN_RULES_ROOT` (default
+/// `./projections`), the built-in v1, and the configured rule set active until the log names
+/// a promoted one (the follower switches it then).
+pub fn serve_registry(configured: &anquan_domain::rules::RuleSet) -> anyhow::Result<RuleSetRegistry> {
+    let root = std::env::var_os("ANQUAN_RULES_ROOT").map(PathBuf::from);
+    let folders = read_rule_set_folders(root.as_deref())?;
+    let builtin = anquan_domain::rules::builtin_v1_files();
+    let files = [folders.get(&configured.version), Some(&builtin)]
+        .into_iter()
+        .flatten()
+        .find(|files| anquan_domain::rules::RuleSet::from_files(files).is_ok_and(|rules| &rules == configured))
+        .cloned()
+        .context("the rule set given by --rules must also be a version folder under the rules root (ANQUAN_RULES_ROOT)")?;
+    Ok(RuleSetRegistry::new(folders, &files)?)
+}
+
+/// `anquan projections …`.
+#[derive(Debug, clap::Args)]
+pub struct ProjectionsArgs {
+    #[command(subcommand)]
+    pub command: ProjectionsCommand,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// What to do with rule sets and read models.
+#[derive(Debug, clap::Subcommand)]
+pub enum ProjectionsCommand {
+    /// Lists the rule-set versions, with the live one and the snapshots built.
+    List,
+    /// Publishes a version: records the digest of its files in the log (once; a version's
+    /// files can never change afterwards).
+    Publish { version: String },
+    /// Builds a version's rule-dependent views beside the live ones (publishing it if needed),
+    /// and the live version's at the same instant, so they can be diffed. With
+    /// `--read-models`, also refolds the fact read models from the log (into `--into`, a
+    /// fresh SQLite file, when given), reporting events/s. Ctrl-C stops between batches; the
+    /// same command resumes.
+    Rebuild {
+        /// The version to build (default: the live one).
+        #[arg(long = "rules")]
+        version: Option<String>,
+        /// The instant to evaluate at (default: now, truncated to the second).
+        #[arg(long)]
+        at: Option<DateTime<Utc>>,
+        /// Also refold the fact read models from the log.
+        #[arg(long)]
+        read_models: bool,
+        /// With `--read-models`: a SQLite file to rebuild into instead of the live database.
+        #[arg(long)]
+        into: Option<PathBuf>,
+    },
+    /// Reports the enterprises whose status, indicators or colour change from `a` to `b`, and
+    /// the town metrics that move.
+    Diff {
+        a: String,
+        b: String,
+        /// Print the diff as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Makes a published version the live one: appends `RuleSetPromoted`; running services
+    /// switch on their next read of the rule-set stream, without a restart.
+    Promote { version: String },
+}
+
+/// Runs `anquan projections …`.
+pub async fn run(args: ProjectionsArgs) -> anyhow::Result<()> {
+    let (event_store, read_models) = args.store.open().await?;
+    let registry = registry(&args.store, event_store.as_ref()).await?;
+    match args.command {
+        ProjectionsCommand::List => {
+            for (version, loaded) in registry.versions() {
+                let built = snapshot::snapshot_instant(read_models.as_ref(), version).await?;
+                let live = if *version == registry.active_version() { " (live)" } else { "" };
+                let built = built.map_or_else(|| "no snapshot".to_owned(), |at| format!("snapshot at {at}"));
+                println_out(&format!("{version}{live}  {}  {}  {built}", loaded.digest, loaded.rules.title))?;
+            }
+            Ok(())
+        }
+        ProjectionsCommand::Publish { version } => publish(event_store.as_ref(), &registry, &version).await,
+        ProjectionsCommand::Promote { version } => {
+            publish(event_store.as_ref(), &registry, &version).await?;
+            append_rule_set_event(event_store.as_ref(), |log, now| log.promote(&version, now)).await?;
+            eprintln!("{version} promoted: services switch on their next read of the rule-set stream");
+            Ok(())
+        }
+        ProjectionsCommand::Rebuild {
+            version,
+            at,
+            read_models: refold,
+            into,
+        } => {
+            let cancel = cancel_on_ctrl_c();
+            if refold {
+                let target: Arc<dyn ReadModelStore> = match &into {
+                    Some(path) => Arc::new(anquan_event_store_sqlite::SqliteReadModelStore::open(path).await?),
+                    None => read_models.clone(),
+                };
+                rebuild_read_models(event_store.as_ref(), target.as_ref(), &cancel).await?;
+                if cancel.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+            }
+            let version = version.unwrap_or_else(|| registry.active_version());
+            let at = at.unwrap_or_else(|| {
+                let now = Utc::now();
+                now - chrono::Duration::nanoseconds(i64::from(chrono::Timelike::nanosecond(&now)))
+            });
+            publish(event_store.as_ref(), &registry, &version).await?;
+            let live = registry.active_version();
+            let mut versions = vec![version.clone()];
+            if live != version {
+                versions.push(live);
+            }
+            for version in versions {
+                let loaded = registry
+                    .get(&version)
+                    .with_context(|| format!("rule set {version} is not loaded"))?;
+                let outcome = snapshot::materialise(
+                    read_models.as_ref(),
+                    &loaded.rules,
+                    &loaded.digest,
+                    at,
+                    cancel.clone(),
+                    |progress| {
+                        let eta = progress.eta.map_or_else(|| "?".to_owned(), |eta| format!("{:.1}s", eta.as_secs_f64()));
+                        eprintln!(
+                            "{}: {} of {} enterprises, {:.0} enterprises/s, ETA {eta}",
+                            progress.version, progress.done, progress.total, progress.per_second
+                        );
+                    },
+                )
+                .await?;
+                match outcome {
+                    SnapshotOutcome::Complete { enterprises, elapsed } => {
+                        eprintln!("{version}: snapshot at {at} complete, {enterprises} enterprises in {:.2}s", elapsed.as_secs_f64());
+                    }
+                    SnapshotOutcome::Cancelled {
+                        last_enterprise,
+                        enterprises,
+                    } => {
+                        eprintln!("{version}: cancelled after {enterprises} enterprises (last {last_enterprise}); run the same command to resume");
+                        return Ok(());
+                    }
+                }
+            }
+            Ok(())
+        }
+        ProjectionsCommand::Diff { a, b, json } => {
+            let diff = snapshot::diff(read_models.as_ref(), &a, &b).await?;
+            if json {
+                println_out(&serde_json::to_string_pretty(&diff)?)?;
+                return Ok(());
+            }
+            println_out(&format!(
+                "{a} → {b} at {}: {} of {} enterprises change",
+                diff.at,
+                diff.enterprises.len(),
+                diff.enterprises_compared
+            ))?;
+            for change in &diff.enterprises {
+                let mut parts = Vec::new();
+                if let Some((x, y)) = change.responsibility {
+                    parts.push(format!("responsibility {x} → {y}"));
+                }
+                if let Some((x, y)) = &change.colour {
+                    parts.push(format!("colour {x} → {y}"));
+                }
+                for (code, (x, y)) in &change.indicators {
+                    parts.push(format!("{code} {x} → {y}"));
+                }
+                println_out(&format!("  {} ({}): {}", change.enterprise_id, change.town, parts.join(", ")))?;
+            }
+            for town in &diff.towns {
+                println_out(&format!("  town {} {}: {} → {}", town.town, town.metric, town.a, town.b))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn println_out(line: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    out.write_all(line.as_bytes()).context("cannot write")?;
+    out.write_all(b"\n").context("cannot write")?;
+    Ok(())
+}
+
+fn cancel_on_ctrl_c() -> Arc<AtomicBool> {
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("cancelling after the current batch…");
+            flag.store(true, Ordering::Relaxed);
+        }
+    });
+    cancel
+}
+
+/// Refolds the fact read models (compliance, agency) from the log into `target`, from its
+/// checkpoints, printing events/s. Returns the number of events folded.
+pub async fn rebuild_read_models(
+    event_store: &dyn EventStore,
+    target: &dyn ReadModelStore,
+    cancel: &AtomicBool,
+) -> anyhow::Result<u64> {
+    let projections: Vec<Arc<dyn Projection>> = vec![Arc::new(ComplianceProjection), Arc::new(AgencyProjection)];
+    let mut next_report = 0u64;
+    let report = fold_to_end(event_store, target, &projections, cancel, |progress| {
+        if progress.events >= next_report {
+            next_report = progress.events + 100_000;
+            eprintln!(
+                "read models: {} events, position {}, {:.0} events/s",
+                progress.events, progress.position, progress.per_second
+            );
+        }
+    })
+    .await?;
+    let rate = report.events as f64 / report.elapsed.as_secs_f64().max(f64::EPSILON);
+    eprintln!(
+        "read models {}: {} events in {:.2}s ({rate:.0} events/s){}",
+        if report.cancelled { "cancelled" } else { "rebuilt" },
+        report.events,
+        report.elapsed.as_secs_f64(),
+        if report.cancelled { "; run the same command to resume" } else { "" }
+    );
+    Ok(report.events)
+}
+
+async fn publish(store: &dyn EventStore, registry: &RuleSetRegistry, version: &str) -> anyhow::Result<()> {
+    let loaded = registry
+        .get(version)
+        .with_context(|| format!("rule set {version} is not loaded: is there a folder {version}/ under the rules root?"))?;
+    let (digest, title) = (loaded.digest.clone(), loaded.rules.title.clone());
+    append_rule_set_event(store, |log, now| log.publish(version, &digest, &title, now)).await
+}
+
+/// Decides against the rule-set stream and appends with its expected version.
+pub async fn append_rule_set_event(
+    store: &dyn EventStore,
+    decide: impl Fn(&RuleSetLog, DateTime<Utc>) -> Result<Vec<anquan_domain::Event>, anquan_domain::rules::log::RuleSetLogRejection>,
+) -> anyhow::Result<()> {
+    let mut log = RuleSetLog::default();
+    let next = read_log(store, &mut log, StreamVersion::FIRST).await?;
+    let now = anquan_event_store::hash_chain::canonical_time(Utc::now());
+    let events = decide(&log, now).map_err(|rejection| anyhow::anyhow!("{} ({})", rejection, rejection.code()))?;
+    if events.is_empty() {
+        return Ok(());
+    }
+    let expected = match next.0 {
+        0 => StreamState::NoStream,
+        n => StreamState::At(StreamVersion(n - 1)),
+    };
+    let request = AppendRequest {
+        stream_id: rule_set_stream(),
+        expected,
+        command_id: None,
+        metadata: AppendMetadata {
+            occurred_at: now,
+            actor: Actor {
+                user_id: anquan_domain::UserId::parse(&format!(
+                    "cli:{}",
+                    std::env::var("USER").unwrap_or_else(|_| "operator".to_owned())
+                ))?,
+                role: anquan_domain::Role::CityAdmin,
+            },
+            correlation_id: uuid::Uuid::now_v7(),
+            causation_id: None,
+        },
+        events: events
+            .iter()
+            .map(|event| NewEvent {
+                event_id: uuid::Uuid::now_v7(),
+                event_type: event.event_type().to_owned(),
+                schema_version: event.schema_version(),
+                data: event.encode_data(),
+            })
+            .collect(),
+    };
+    store.append(request).await.context("cannot append to the rule-set stream")?;
+    Ok(())
+}

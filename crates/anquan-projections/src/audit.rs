@@ -1,0 +1,345 @@
+//! What auditors run: one stream's complete history (read through the event store, not a read
+//! model, because the hash chain is over the stored events themselves), its verification with
+//! a classification of every break, the files its events reference, the export format that can
+//! be verified offline, and the brute-force "status as of an instant" over the log.
+//!
+//! Verification recomputes `hash_chain::event_hash` for every event in version order. A break
+//! is classified from the evidence the chain leaves:
+//! - a version that is absent is **missing** (a deleted row);
+//! - an event whose hash verifies only as another version, after another stored event, is
+//!   **reordered** (its version was changed, e.g. two events swapped);
+//! - an event that verifies nowhere and sits out of position order (its global position is
+//!   not between its neighbours') is **inserted**;
+//! - any other event that does not verify is **altered** (its data, envelope or hash changed).
+//!
+//! A changed stored hash does not also break its successor: the successor is accepted when it
+//! chains from either the stored or the recomputed hash, so one tampered row is one break.
+//! Truncating a stream's tail or appending a freshly hashed event leaves no break inside the
+//! chain; an auditor detects those against a head hash recorded earlier (the export's
+//! manifest), which is why the export writes it.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use anquan_domain::Event;
+use anquan_domain::compliance::ComplianceReport;
+use anquan_domain::enterprise::{EnterpriseFile, FileRef};
+use anquan_domain::risk::RiskAssessment;
+use anquan_domain::rules::RuleSet;
+use anquan_event_store::hash_chain::event_hash;
+use anquan_event_store::{EventHash, EventStore, Position, READ_BATCH_MAX, RecordedEvent, StoreError, StreamId, StreamVersion};
+
+/// How far around a broken event verification looks for the version and predecessor its hash
+/// was sealed with.
+const REORDER_WINDOW: u64 = 8;
+
+/// The kind of a break in a stream's hash chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakKind {
+    /// The event does not match its hash: its data, envelope or stored hash changed.
+    Altered,
+    /// Versions are absent: events were deleted.
+    Missing,
+    /// The event is not where it was sealed: its hash verifies as another version.
+    Reordered,
+    /// The event was never sealed into this chain and sits out of position order.
+    Inserted,
+    /// The event names another stream.
+    WrongStream,
+}
+
+impl BreakKind {
+    /// The stable lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            BreakKind::Altered => "altered",
+            BreakKind::Missing => "missing",
+            BreakKind::Reordered => "reordered",
+            BreakKind::Inserted => "inserted",
+            BreakKind::WrongStream => "wrong_stream",
+        }
+    }
+}
+
+/// One break in a chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainBreakReport {
+    /// The version the break is at (the first absent version, for missing events).
+    pub version: u64,
+    pub kind: BreakKind,
+    pub detail: String,
+}
+
+/// The verification of one stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamVerification {
+    pub stream_id: String,
+    pub events_checked: u64,
+    pub breaks: Vec<ChainBreakReport>,
+    /// The stored hash of the last event: what an auditor records to detect a later truncation.
+    pub head: Option<String>,
+}
+
+impl StreamVerification {
+    /// True when no break was found.
+    pub fn intact(&self) -> bool {
+        self.breaks.is_empty()
+    }
+}
+
+/// Reads a whole stream in version order, page by page.
+pub async fn read_stream_all(store: &dyn EventStore, stream_id: &StreamId) -> Result<Vec<RecordedEvent>, StoreError> {
+    let mut events: Vec<RecordedEvent> = Vec::new();
+    let mut from = StreamVersion::FIRST;
+    loop {
+        let page = store.read_stream(stream_id, from, READ_BATCH_MAX).await?;
+        let Some(last) = page.last() else { break };
+        from = last.version.next();
+        let full = page.len() == READ_BATCH_MAX;
+        events.extend(page);
+        if !full {
+            break;
+        }
+    }
+    Ok(events)
+}
+
+/// Recomputes a stream's chain from its events in version order and classifies every break.
+pub fn verify_events(stream_id: &StreamId, events: &[RecordedEvent]) -> StreamVerification {
+    let mut breaks = Vec::new();
+    let mut expected: u64 = 0;
+    // The stored hash of the previous event and the hash it should have had.
+    let mut previous = (EventHash::GENESIS, EventHash::GENESIS);
+    for (index, event) in events.iter().enumerate() {
+        if &event.stream_id != stream_id {
+            breaks.push(ChainBreakReport {
+                version: event.version.0,
+                kind: BreakKind::WrongStream,
+                detail: format!("the event names stream {}", event.stream_id),
+            });
+            continue;
+        }
+        let mut link_known = true;
+        if event.version.0 > expected {
+            breaks.push(ChainBreakReport {
+                version: expected,
+                kind: BreakKind::Missing,
+                detail: format!("versions {expected} to {} are absent", event.version.0 - 1),
+            });
+            link_known = false;
+        }
+        let recomputed = event_hash(&previous.1, event);
+        let chained = event_hash(&previous.0, event) == event.hash || recomputed == event.hash;
+        if link_known && !chained {
+            breaks.push(classify(events, index));
+        }
+        let own = if link_known { recomputed } else { event.hash };
+        previous = (event.hash, own);
+        expected = event.version.0 + 1;
+    }
+    StreamVerification {
+        stream_id: stream_id.to_string(),
+        events_checked: events.len() as u64,
+        breaks,
+        head: events.last().map(|event| event.hash.to_hex()),
+    }
+}
+
+/// Classifies the event at `index`, which does not chain from its predecessor.
+fn classify(events: &[RecordedEvent], index: usize) -> ChainBreakReport {
+    let event = &events[index];
+    let low = index.saturating_sub(REORDER_WINDOW as usize + 1);
+    let high = (index + REORDER_WINDOW as usize + 2).min(events.len());
+    let mut predecessors: Vec<(Option<u64>, EventHash)> = vec![(None, EventHash::GENESIS)];
+    predecessors.extend(
+        events[low..high]
+            .iter()
+            .filter(|other| other.event_id != event.event_id)
+            .map(|other| (Some(other.version.0), other.hash)),
+    );
+    let first = event.version.0.saturating_sub(REORDER_WINDOW);
+    for version in first..=event.version.0 + REORDER_WINDOW {
+        if version == event.version.0 {
+            continue;
+        }
+        let mut sealed = event.clone();
+        sealed.version = StreamVersion(version);
+        for (predecessor_version, hash) in &predecessors {
+            if event_hash(hash, &sealed) == event.hash {
+                let after = predecessor_version.map_or_else(|| "first".to_owned(), |v| format!("after version {v}"));
+                return ChainBreakReport {
+                    version: event.version.0,
+                    kind: BreakKind::Reordered,
+                    detail: format!("the event was sealed as version {version} ({after}), not {}", event.version.0),
+                };
+            }
+        }
+    }
+    let out_of_order = |other: Option<&RecordedEvent>, before: bool| {
+        other.is_some_and(|other| (other.position > event.position) == before && other.position != event.position)
+    };
+    let previous = index.checked_sub(1).and_then(|i| events.get(i));
+    if out_of_order(previous, true) || out_of_order(events.get(index + 1), false) {
+        return ChainBreakReport {
+            version: event.version.0,
+            kind: BreakKind::Inserted,
+            detail: format!(
+                "the event at position {} was never sealed into this chain and is out of position order",
+                event.position
+            ),
+        };
+    }
+    ChainBreakReport {
+        version: event.version.0,
+        kind: BreakKind::Altered,
+        detail: "the event does not match its hash".to_owned(),
+    }
+}
+
+/// Reads and verifies one stream through the event store.
+pub async fn verify_stream_in(store: &dyn EventStore, stream_id: &StreamId) -> Result<StreamVerification, StoreError> {
+    let events = read_stream_all(store, stream_id).await?;
+    Ok(verify_events(stream_id, &events))
+}
+
+/// Lists every stream of the log with its event count, and reports global positions that are
+/// absent (the SQL backends hand out positions without gaps, so a gap is a deleted row).
+/// `progress` is called after every page with the events read so far.
+pub async fn list_streams(
+    store: &dyn EventStore,
+    mut progress: impl FnMut(u64),
+) -> Result<(Vec<(StreamId, u64)>, Vec<(u64, u64)>), StoreError> {
+    let mut streams: std::collections::BTreeMap<StreamId, u64> = std::collections::BTreeMap::new();
+    let mut gaps = Vec::new();
+    let mut after: Option<Position> = None;
+    let mut read: u64 = 0;
+    loop {
+        let page = store.read_all(after, READ_BATCH_MAX).await?;
+        let Some(last) = page.last() else { break };
+        for event in &page {
+            let expected = after.map_or(1, |position| position.sequence() + 1);
+            if event.position.commit == event.position.prepare && event.position.sequence() > expected {
+                gaps.push((expected, event.position.sequence() - 1));
+            }
+            after = Some(event.position);
+            *streams.entry(event.stream_id.clone()).or_default() += 1;
+        }
+        after = Some(last.position);
+        read += page.len() as u64;
+        progress(read);
+    }
+    Ok((streams.into_iter().collect(), gaps))
+}
+
+/// The file references in an event's data: every object with `sha256`, `size_bytes`,
+/// `media_type` and `file_name`, wherever it sits (documents, photos, reports).
+pub fn file_refs(event: &Event) -> Vec<FileRef> {
+    let mut found = Vec::new();
+    if let Ok(value) = serde_json::to_value(event) {
+        collect_files(&value, &mut found);
+    }
+    found
+}
+
+fn collect_files(value: &serde_json::Value, found: &mut Vec<FileRef>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if map.contains_key("sha256") && map.contains_key("size_bytes") && map.contains_key("media_type") {
+                if let Ok(file) = serde_json::from_value::<FileRef>(value.clone()) {
+                    found.push(file);
+                    return;
+                }
+            }
+            map.values().for_each(|value| collect_files(value, found));
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|value| collect_files(value, found)),
+        _ => {}
+    }
+}
+
+/// One line of an export or a replay: the stored event with its full envelope, the canonical
+/// fields its hash covers in the form an independent implementation needs, the decoded data,
+/// and the files it references.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HistoryLine {
+    /// The stored event, byte for byte (`data` is the stored JSON text).
+    pub event: RecordedEvent,
+    /// The hash this event chains from (zeros for version 0), as stored in its predecessor.
+    pub previous_hash: String,
+    /// The actor exactly as hashed: compact JSON, fields in declaration order.
+    pub actor_json: String,
+    pub recorded_at_micros: i64,
+    pub occurred_at_micros: i64,
+    /// The data decoded and upcast to the current schema version (absent if it does not decode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decoded: Option<serde_json::Value>,
+    #[serde(default)]
+    pub files: Vec<FileRef>,
+}
+
+/// Builds the history lines of a stream's events, in order.
+pub fn history_lines(events: &[RecordedEvent]) -> Vec<HistoryLine> {
+    let mut previous = EventHash::GENESIS;
+    events
+        .iter()
+        .map(|event| {
+            let decoded = event.decode().ok();
+            let line = HistoryLine {
+                event: event.clone(),
+                previous_hash: previous.to_hex(),
+                actor_json: serde_json::to_string(&event.metadata.actor).unwrap_or_default(),
+                recorded_at_micros: event.recorded_at.timestamp_micros(),
+                occurred_at_micros: event.metadata.occurred_at.timestamp_micros(),
+                decoded: decoded.as_ref().and_then(|event| serde_json::to_value(event).ok()),
+                files: decoded.as_ref().map(file_refs).unwrap_or_default(),
+            };
+            previous = event.hash;
+            line
+        })
+        .collect()
+}
+
+/// The distinct files a history references, ordered by hash.
+pub fn referenced_files(lines: &[HistoryLine]) -> Vec<FileRef> {
+    let mut seen = BTreeSet::new();
+    let mut files = Vec::new();
+    for file in lines.iter().flat_map(|line| &line.files) {
+        if seen.insert(file.sha256.clone()) {
+            files.push(file.clone());
+        }
+    }
+    files.sort_by(|a, b| a.sha256.cmp(&b.sha256));
+    files
+}
+
+/// What was known about an enterprise at an instant and how it stood then.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusAsOf {
+    /// Events recorded at or before the instant.
+    pub events: usize,
+    pub report: Option<ComplianceReport>,
+    pub risk: Option<RiskAssessment>,
+}
+
+/// Brute force: folds only the events recorded at or before `at` and evaluates them at `at`,
+/// which is what the live read models showed at that instant.
+pub fn status_as_of(events: &[RecordedEvent], rules: &RuleSet, at: DateTime<Utc>) -> StatusAsOf {
+    let decoded: Vec<Event> = events
+        .iter()
+        .filter(|event| event.recorded_at <= at)
+        .filter_map(|event| event.decode().ok())
+        .collect();
+    let file = EnterpriseFile::from_events(&decoded);
+    let report = anquan_domain::compliance::evaluate(&file, rules, at);
+    let risk = report
+        .as_ref()
+        .map(|report| anquan_domain::risk::assess_with(&file, rules, at, report));
+    StatusAsOf {
+        events: decoded.len(),
+        report,
+        risk,
+    }
+}

@@ -1,0 +1,249 @@
+//! Versioned rule sets beside the live ones.
+//!
+//! The read models store facts, and status, veto and colour are computed at query time from
+//! the facts, a rule set and an instant. "A complete set of read models for v2 beside the live
+//! ones" is therefore two things: the fact tables, which every version shares (they do not
+//! depend on rules, and `rebuild --read-models` refolds them from the log), and, per version,
+//! the rule-dependent views materialised by [`snapshot::materialise`] into
+//! `rule_set_snapshots` (every enterprise's status, indicators and colour at one instant) for
+//! [`snapshot::diff`] and for analysts' SQL. Live queries evaluate with the active version,
+//! held by the [`RuleSetRegistry`] and switched when a `RuleSetPromoted` event is read from the
+//! `rulesets` stream ([`follow`]).
+
+pub mod rebuild;
+pub mod snapshot;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use anquan_domain::rules::log::{RULE_SET_STREAM, RuleSetLog};
+use anquan_domain::rules::{RULE_SET_FILES, RuleSet, RuleSetError, RuleSetFiles};
+use anquan_event_store::{EventStore, StoreError, StreamId, StreamVersion};
+
+pub use snapshot::{
+    BuildProgress, EnterpriseChange, SnapshotDiff, SnapshotError, SnapshotOutcome, TownChange, diff, materialise,
+};
+
+/// How often [`follow`] reads the rule-set stream when no new event was announced (another
+/// process, such as `anquan projections promote` on the embedded store, may have appended).
+pub const FOLLOW_POLL: Duration = Duration::from_secs(1);
+
+/// The digest of a rule set: SHA-256 over each file of [`RULE_SET_FILES`] in order, as its
+/// name, its length (8 bytes big-endian) and its bytes. Lower-case hex.
+pub fn rule_set_digest(files: &RuleSetFiles) -> String {
+    let mut hasher = Sha256::new();
+    for name in RULE_SET_FILES {
+        let text = files.get(name).map_or("", String::as_str);
+        hasher.update(name.as_bytes());
+        hasher.update((text.len() as u64).to_be_bytes());
+        hasher.update(text.as_bytes());
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// A parsed rule set with the digest of its files.
+#[derive(Debug, Clone)]
+pub struct LoadedRuleSet {
+    pub rules: Arc<RuleSet>,
+    pub digest: String,
+}
+
+/// Why the registry cannot be built or switched.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("rule set in folder {folder} is invalid")]
+    Invalid {
+        folder: String,
+        #[source]
+        source: RuleSetError,
+    },
+    #[error("folder {folder} holds rule set version {found}; a folder must be named after its version")]
+    MisnamedFolder { folder: String, found: String },
+    #[error("rule set {0} is not loaded on this node")]
+    Unknown(String),
+    #[error("rule set {version} was published with digest {published}; this node's files have {local}")]
+    DigestMismatch {
+        version: String,
+        published: String,
+        local: String,
+    },
+}
+
+/// Every rule-set version this node knows, and the active one that live queries use.
+pub struct RuleSetRegistry {
+    versions: BTreeMap<String, LoadedRuleSet>,
+    active: watch::Sender<(String, Arc<RuleSet>)>,
+}
+
+impl std::fmt::Debug for RuleSetRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleSetRegistry")
+            .field("versions", &self.versions.keys().collect::<Vec<_>>())
+            .field("active", &self.active_version())
+            .finish()
+    }
+}
+
+impl RuleSetRegistry {
+    /// Builds a registry from the files of every version folder (name → files) and the
+    /// configured rule set, which is active until the log says otherwise.
+    pub fn new(folders: BTreeMap<String, RuleSetFiles>, configured: &RuleSetFiles) -> Result<Self, RegistryError> {
+        let mut versions = BTreeMap::new();
+        for (folder, files) in &folders {
+            let loaded = load(folder, files)?;
+            if &loaded.rules.version != folder {
+                return Err(RegistryError::MisnamedFolder {
+                    folder: folder.clone(),
+                    found: loaded.rules.version.clone(),
+                });
+            }
+            versions.insert(folder.clone(), loaded);
+        }
+        let configured = load("(configured)", configured)?;
+        let version = configured.rules.version.clone();
+        let active = (version.clone(), Arc::clone(&configured.rules));
+        versions.entry(version).or_insert(configured);
+        Ok(Self {
+            versions,
+            active: watch::Sender::new(active),
+        })
+    }
+
+    /// A registry of one rule set, active (tests and tools).
+    pub fn single(files: &RuleSetFiles) -> Result<Self, RegistryError> {
+        Self::new(BTreeMap::new(), files)
+    }
+
+    /// Returns a version.
+    pub fn get(&self, version: &str) -> Option<&LoadedRuleSet> {
+        self.versions.get(version)
+    }
+
+    /// Returns every version, ordered by name.
+    pub fn versions(&self) -> impl Iterator<Item = (&String, &LoadedRuleSet)> {
+        self.versions.iter()
+    }
+
+    /// Returns the active rule set; a caller keeps it for a whole query.
+    pub fn active(&self) -> Arc<RuleSet> {
+        Arc::clone(&self.active.borrow().1)
+    }
+
+    /// Returns the active version's name.
+    pub fn active_version(&self) -> String {
+        self.active.borrow().0.clone()
+    }
+
+    /// Returns a receiver that changes at every switch.
+    pub fn subscribe(&self) -> watch::Receiver<(String, Arc<RuleSet>)> {
+        self.active.subscribe()
+    }
+
+    /// Makes the log's live version active, if the log names one and it differs. Returns
+    /// whether it switched. Refuses a version this node does not have, or whose files differ
+    /// from the published digest.
+    pub fn apply_log(&self, log: &RuleSetLog) -> Result<bool, RegistryError> {
+        let Some((version, digest)) = &log.live else {
+            return Ok(false);
+        };
+        if &self.active_version() == version {
+            return Ok(false);
+        }
+        let loaded = self
+            .versions
+            .get(version)
+            .ok_or_else(|| RegistryError::Unknown(version.clone()))?;
+        if &loaded.digest != digest {
+            return Err(RegistryError::DigestMismatch {
+                version: version.clone(),
+                published: digest.clone(),
+                local: loaded.digest.clone(),
+            });
+        }
+        self.active
+            .send_replace((version.clone(), Arc::clone(&loaded.rules)));
+        tracing::info!(rule_set.version = %version, "rule set promoted: live queries now use it");
+        Ok(true)
+    }
+}
+
+fn load(folder: &str, files: &RuleSetFiles) -> Result<LoadedRuleSet, RegistryError> {
+    let rules = RuleSet::from_files(files).map_err(|source| RegistryError::Invalid {
+        folder: folder.to_owned(),
+        source,
+    })?;
+    Ok(LoadedRuleSet {
+        rules: Arc::new(rules),
+        digest: rule_set_digest(files),
+    })
+}
+
+/// The stream of rule-set events.
+pub fn rule_set_stream() -> StreamId {
+    // A constant, valid name.
+    StreamId::parse(RULE_SET_STREAM).unwrap_or_else(|_| StreamId::for_uuid("rulesets", uuid::Uuid::nil()))
+}
+
+/// Reads the `rulesets` stream from `from` and folds it into `log`; returns the next version
+/// to read.
+pub async fn read_log(
+    store: &dyn EventStore,
+    log: &mut RuleSetLog,
+    mut from: StreamVersion,
+) -> Result<StreamVersion, StoreError> {
+    let stream = rule_set_stream();
+    loop {
+        let page = store
+            .read_stream(&stream, from, anquan_event_store::READ_BATCH_MAX)
+            .await?;
+        let Some(last) = page.last() else {
+            return Ok(from);
+        };
+        from = last.version.next();
+        for event in &page {
+            match event.decode() {
+                Ok(decoded) => log.apply(&decoded),
+                Err(error) => tracing::error!(%error, version = %event.version, "undecodable rule-set event skipped"),
+            }
+        }
+    }
+}
+
+/// Follows the `rulesets` stream forever and switches the registry's active version at every
+/// promotion, on the first read after the event is appended (woken by the store's head, or
+/// every [`FOLLOW_POLL`]). A promotion this node cannot honour is logged and the current
+/// rules stay active. Returns only if the store keeps failing.
+pub async fn follow(store: Arc<dyn EventStore>, registry: Arc<RuleSetRegistry>) -> Result<(), StoreError> {
+    let mut log = RuleSetLog::default();
+    let mut next = StreamVersion::FIRST;
+    let mut head = store.head();
+    let mut failures = 0;
+    loop {
+        match read_log(store.as_ref(), &mut log, next).await {
+            Ok(version) => {
+                failures = 0;
+                next = version;
+                if let Err(error) = registry.apply_log(&log) {
+                    tracing::error!(%error, "cannot switch to the promoted rule set; the current one stays live");
+                }
+            }
+            Err(error) if failures >= 8 => return Err(error),
+            Err(error) => {
+                failures += 1;
+                tracing::warn!(%error, failures, "cannot read the rule-set stream, retrying");
+            }
+        }
+        tokio::select! {
+            changed = head.changed() => {
+                if changed.is_err() {
+                    tokio::time::sleep(FOLLOW_POLL).await;
+                }
+            }
+            () = tokio::time::sleep(FOLLOW_POLL) => {}
+        }
+    }
+}
