@@ -13,6 +13,7 @@ pub mod credit_code;
 pub mod enterprise;
 pub mod event;
 pub mod ids;
+pub mod metrics;
 pub mod period;
 pub mod risk;
 pub mod rules;

@@ -19,7 +19,13 @@ use crate::ids::{IndicatorCode, RequirementCode};
 use crate::period::Cadence;
 
 /// The file names a rule set is made of, in `projections/<version>/`. Each gate adds its file.
-pub const RULE_SET_FILES: [&str; 4] = ["ruleset.toml", "indicators.toml", "supervision.toml", "credit.toml"];
+pub const RULE_SET_FILES: [&str; 5] = [
+    "ruleset.toml",
+    "indicators.toml",
+    "supervision.toml",
+    "credit.toml",
+    "metrics.toml",
+];
 
 /// The texts of a rule set's files, by file name.
 pub type RuleSetFiles = BTreeMap<String, String>;
@@ -38,6 +44,7 @@ pub fn builtin_v1_files() -> RuleSetFiles {
             include_str!("../../../../projections/v1/supervision.toml"),
         ),
         ("credit.toml", include_str!("../../../../projections/v1/credit.toml")),
+        ("metrics.toml", include_str!("../../../../projections/v1/metrics.toml")),
     ]
     .into_iter()
     .map(|(name, text)| (name.to_owned(), text.to_owned()))
@@ -65,6 +72,8 @@ pub struct RuleSet {
     pub supervision: SupervisionRules,
     /// The agency credit model, fee band tolerance and agency deadlines (`credit.toml`).
     pub credit: CreditRules,
+    /// The town dashboard's 78 metrics (`metrics.toml`).
+    pub metrics: crate::metrics::MetricCatalogue,
 }
 
 /// Parameters of the status engine.
@@ -203,6 +212,9 @@ impl RuleSet {
         let body: IndicatorsFile = parse_file(files, "indicators.toml")?;
         let supervision: SupervisionRules = parse_file(files, "supervision.toml")?;
         let credit: CreditRules = parse_file(files, "credit.toml")?;
+        let metrics = parse_file::<crate::metrics::MetricsFile>(files, "metrics.toml")?
+            .into_catalogue()
+            .map_err(|error| RuleSetError::Inconsistent(error.to_string()))?;
         let time_zone: FixedOffset = head
             .time_zone
             .parse()
@@ -216,6 +228,7 @@ impl RuleSet {
             indicators: body.indicators,
             supervision,
             credit,
+            metrics,
         };
         rules.check()?;
         Ok(rules)
@@ -317,6 +330,29 @@ impl RuleSet {
                         self.check_classes(&rule.when, code)?;
                     }
                 }
+            }
+        }
+        // After the indicators: metrics name indicators and requirements.
+        self.check_metrics()
+    }
+
+    fn check_metrics(&self) -> Result<(), RuleSetError> {
+        for (condition, owner) in self.metrics.conditions() {
+            self.check_classes(condition, &owner)?;
+        }
+        let (indicators, requirements) = self.metrics.references();
+        for (code, owner) in indicators {
+            if self.indicator(code).is_none() {
+                return Err(RuleSetError::Inconsistent(format!(
+                    "metric {owner} names unknown indicator {code}"
+                )));
+            }
+        }
+        for (code, owner) in requirements {
+            if self.requirement(code).is_none() {
+                return Err(RuleSetError::Inconsistent(format!(
+                    "metric {owner} names unknown requirement {code}"
+                )));
             }
         }
         Ok(())

@@ -1,0 +1,540 @@
+//! The computation of each measure: one enterprise's contribution to every metric at an
+//! instant, and the city-wide agency figures.
+
+use chrono::Duration;
+use serde::{Deserialize, Serialize};
+
+use super::{DenominatorOf, Measure, MetricCatalogue, Scope, Tally, Window};
+use crate::Instant;
+use crate::agency::{QualificationKind, WarningKind};
+use crate::compliance::{ComplianceReport, IndicatorState, RequirementState, evaluate};
+use crate::credit::Grade;
+use crate::enterprise::event::HazardSource;
+use crate::enterprise::hazard::HazardRecord;
+use crate::enterprise::{Coverage, EnterpriseFile, ReviewOutcome};
+use crate::ids::{AgencyId, ContractId, RequirementCode, ServiceReportId, StaffId, Town};
+use crate::period::{Cadence, Period};
+use crate::risk::assess_with;
+use crate::rules::RuleSet;
+
+/// The agency facts about one enterprise: its contracts and the service reports on it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceFacts {
+    pub contracts: Vec<ContractFact>,
+    pub reports: Vec<ReportFact>,
+}
+
+/// A service contract as the metrics see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContractFact {
+    pub contract_id: ContractId,
+    pub signed_at: Instant,
+    pub valid_from: Instant,
+    pub valid_until: Instant,
+    pub terminated_at: Option<Instant>,
+}
+
+impl ContractFact {
+    /// Known (signed) by `at`, and in force at `at`.
+    pub fn in_force_at(&self, at: Instant) -> bool {
+        self.signed_at <= at
+            && self.valid_from <= at
+            && at < self.valid_until
+            && self.terminated_at.is_none_or(|terminated| at < terminated)
+    }
+}
+
+/// A service report as the metrics see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportFact {
+    pub report_id: ServiceReportId,
+    pub visited_at: Instant,
+    pub reported_at: Instant,
+    pub on_time: bool,
+    pub hazards: u32,
+    /// Stars and when they were given.
+    pub rating: Option<(u8, Instant)>,
+}
+
+/// One agency's facts for the city-wide metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgencyFacts {
+    pub agency_id: AgencyId,
+    pub registered_at: Instant,
+    /// The (latest) staff list of each half-year reported.
+    pub staff_lists: Vec<StaffList>,
+    pub grades: Vec<GradeFact>,
+    pub warnings: Vec<(WarningKind, Instant)>,
+    /// Blacklistings (true) and delistings (false), oldest first.
+    pub blacklist: Vec<(bool, Instant)>,
+}
+
+/// A half-year's staff list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaffList {
+    pub half_year: Period,
+    pub reported_at: Instant,
+    pub staff: Vec<StaffFact>,
+}
+
+/// One staff member on a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaffFact {
+    pub staff_id: StaffId,
+    pub qualifications: Vec<QualificationKind>,
+}
+
+/// A half-year's grade.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GradeFact {
+    pub half_year: Period,
+    pub grade: Grade,
+    pub graded_at: Instant,
+}
+
+/// One enterprise's contribution at an instant: its town, the breakdowns it belongs to (bit
+/// `i` = breakdown `i` of the catalogue) and a (numerator, denominator) per metric, in
+/// catalogue order (zero for city-scope metrics).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contribution {
+    pub town: Town,
+    pub breakdowns: u32,
+    pub tallies: Vec<(i64, i64)>,
+}
+
+/// The first instant of the metric window containing `at` (`None` for a snapshot).
+pub fn window_start(window: Window, at: Instant, rules: &RuleSet) -> Option<Instant> {
+    match window {
+        Window::Snapshot => None,
+        Window::Ytd => Some(
+            Cadence::Yearly
+                .period_containing(at, rules.time_zone)
+                .start(rules.time_zone),
+        ),
+        Window::HalfYear => Some(
+            Cadence::HalfYearly
+                .period_containing(at, rules.time_zone)
+                .start(rules.time_zone),
+        ),
+    }
+}
+
+/// One enterprise's contribution to every metric at `at`; `None` if it was not registered by
+/// then (it contributes nothing).
+pub fn enterprise_contribution(
+    catalogue: &MetricCatalogue,
+    rules: &RuleSet,
+    file: &EnterpriseFile,
+    services: &ServiceFacts,
+    at: Instant,
+) -> Option<Contribution> {
+    let registration = file.registration.as_ref()?;
+    let profile = file.profile_at(at)?;
+    let report = evaluate(file, rules, at)?;
+    let colour = assess_with(file, rules, at, &report).colour;
+    let facts = Facts {
+        catalogue,
+        rules,
+        file,
+        services,
+        at,
+        report: &report,
+    };
+    let mut breakdowns = 0u32;
+    for (index, breakdown) in catalogue.breakdowns.iter().enumerate() {
+        if rules.holds(&breakdown.when, profile) {
+            breakdowns |= 1 << index;
+        }
+    }
+    let tallies = catalogue
+        .metrics
+        .iter()
+        .map(|metric| {
+            if metric.scope == Scope::City {
+                return (0, 0);
+            }
+            let start = window_start(metric.window, at, rules).unwrap_or(at);
+            facts.tally(&metric.measure, metric.window, start, colour)
+        })
+        .collect();
+    Some(Contribution {
+        town: registration.town.clone(),
+        breakdowns,
+        tallies,
+    })
+}
+
+struct Facts<'a> {
+    catalogue: &'a MetricCatalogue,
+    rules: &'a RuleSet,
+    file: &'a EnterpriseFile,
+    services: &'a ServiceFacts,
+    at: Instant,
+    report: &'a ComplianceReport,
+}
+
+fn flag(value: bool) -> i64 {
+    i64::from(value)
+}
+
+fn count<T>(items: impl Iterator<Item = T>) -> i64 {
+    i64::try_from(items.count()).unwrap_or(i64::MAX)
+}
+
+impl Facts<'_> {
+    fn within(&self, instant: Instant, start: Instant) -> bool {
+        start <= instant && instant <= self.at
+    }
+
+    fn holds(&self, condition: &crate::rules::Condition) -> bool {
+        self.file
+            .profile_at(self.at)
+            .is_some_and(|profile| self.rules.holds(condition, profile))
+    }
+
+    fn requirement_state(&self, code: &RequirementCode) -> RequirementState {
+        self.report
+            .indicators
+            .iter()
+            .flat_map(|indicator| &indicator.requirements)
+            .find(|requirement| &requirement.code == code)
+            .map_or(RequirementState::NotApplicable, |requirement| requirement.state)
+    }
+
+    /// Government hazards known at the instant and found in the window, of a level.
+    fn government_found<'f>(
+        &'f self,
+        start: Instant,
+        level: Option<crate::enterprise::event::HazardLevel>,
+    ) -> impl Iterator<Item = &'f HazardRecord> + 'f {
+        self.file.hazards.values().filter(move |hazard| {
+            hazard.is_government()
+                && hazard.known_at(self.at)
+                && self.within(hazard.found_at, start)
+                && level.is_none_or(|level| hazard.level == level)
+        })
+    }
+
+    fn inspections_held(&self, start: Instant, level: Option<crate::enterprise::event::InspectorLevel>) -> i64 {
+        count(self.file.inspections.values().filter(|inspection| {
+            inspection.recorded_at <= self.at
+                && self.within(inspection.inspected_at, start)
+                && level.is_none_or(|level| inspection.level == level)
+        }))
+    }
+
+    fn tally(&self, measure: &Measure, window: Window, start: Instant, colour: crate::rules::RiskColour) -> (i64, i64) {
+        let at = self.at;
+        let documents = || {
+            self.file
+                .documents
+                .values()
+                .filter(move |document| document.uploaded_at <= at)
+        };
+        let reviewed_in_window = || {
+            documents().filter_map(move |document| {
+                document
+                    .review_at(at)
+                    .filter(|review| review.reviewed_at >= start)
+                    .map(|review| (document, review))
+            })
+        };
+        match measure {
+            Measure::Enterprises { filter } => (flag(self.holds(filter)), 1),
+            Measure::RegisteredInWindow => {
+                let registered = self
+                    .file
+                    .registration
+                    .as_ref()
+                    .is_some_and(|registration| self.within(registration.registered_at, start));
+                (flag(registered), 0)
+            }
+            Measure::ResponsibilityImplemented => (flag(self.report.responsibility_implemented), 1),
+            Measure::IndicatorImplemented { indicator } => {
+                let state = self
+                    .report
+                    .indicators
+                    .iter()
+                    .find(|status| &status.code == indicator)
+                    .map_or(IndicatorState::NotApplicable, |status| status.state);
+                (
+                    flag(state == IndicatorState::Implemented),
+                    flag(state != IndicatorState::NotApplicable),
+                )
+            }
+            Measure::DocumentsUploaded => (count(documents().filter(|d| d.uploaded_at >= start)), 0),
+            Measure::DocumentsReviewed => (count(reviewed_in_window()), 0),
+            Measure::DocumentsReturned => {
+                let returned = reviewed_in_window()
+                    .filter(|(_, review)| matches!(review.outcome, ReviewOutcome::Returned { .. }))
+                    .count();
+                (i64::try_from(returned).unwrap_or(i64::MAX), count(reviewed_in_window()))
+            }
+            Measure::FeedbackIssued => {
+                let feedback = reviewed_in_window().filter(|(_, review)| match &review.outcome {
+                    ReviewOutcome::Returned { .. } => true,
+                    ReviewOutcome::Approved { comment } => comment.as_deref().is_some_and(|c| !c.trim().is_empty()),
+                });
+                (count(feedback), 0)
+            }
+            Measure::ReviewBacklog => {
+                let cutoff = at - Duration::days(i64::from(self.catalogue.pending_review_days));
+                (
+                    count(documents().filter(|d| d.uploaded_at < cutoff && d.review_at(at).is_none())),
+                    0,
+                )
+            }
+            Measure::RequirementSatisfied {
+                requirement,
+                denominator_of,
+            } => {
+                let state = self.requirement_state(requirement);
+                let denominator = match denominator_of {
+                    DenominatorOf::Active => 1,
+                    DenominatorOf::Applicable => flag(state != RequirementState::NotApplicable),
+                };
+                (flag(state == RequirementState::Satisfied), denominator)
+            }
+            Measure::PeriodRecordApproved { requirements, filter } => {
+                if !self.holds(filter) {
+                    return (0, 0);
+                }
+                let cadence = match window {
+                    Window::HalfYear => Cadence::HalfYearly,
+                    Window::Snapshot | Window::Ytd => Cadence::Yearly,
+                };
+                let offset = self.rules.time_zone;
+                let current = cadence.period_containing(at, offset);
+                let (window_start, window_end) = (current.start(offset), current.end(offset));
+                let covered = documents().any(|document| {
+                    requirements.contains(&document.requirement)
+                        && document.approved_by(at)
+                        && match &document.coverage {
+                            Coverage::Period { period } => {
+                                period.start(offset) < window_end && period.end(offset) > window_start
+                            }
+                            Coverage::Once | Coverage::Validity { .. } => false,
+                        }
+                });
+                (flag(covered), 1)
+            }
+            Measure::RecordsApproved { requirements } => {
+                let approved = reviewed_in_window().filter(|(document, review)| {
+                    requirements.contains(&document.requirement)
+                        && matches!(review.outcome, ReviewOutcome::Approved { .. })
+                });
+                (count(approved), 0)
+            }
+            Measure::TrainingSessions => (0, 0),
+            Measure::Inspections { level } => (self.inspections_held(start, *level), 0),
+            Measure::EnterprisesInspected => (flag(self.inspections_held(start, None) > 0), 1),
+            Measure::GovernmentHazards { level } => (count(self.government_found(start, *level)), 0),
+            Measure::GovernmentHazardsClosed { level } => {
+                let closed = self
+                    .government_found(start, *level)
+                    .filter(|hazard| hazard.closed_at(at).is_some());
+                (count(closed), count(self.government_found(start, *level)))
+            }
+            Measure::OverdueGovernmentHazards => (
+                count(
+                    self.file
+                        .hazards
+                        .values()
+                        .filter(|hazard| hazard.is_government() && hazard.overdue_at(at)),
+                ),
+                0,
+            ),
+            Measure::RectificationTime => {
+                let mut seconds = 0;
+                let mut closed = 0;
+                for hazard in self.government_found(start, None) {
+                    if let Some(closed_at) = hazard.closed_at(at) {
+                        seconds += (closed_at - hazard.found_at).num_seconds();
+                        closed += 1;
+                    }
+                }
+                (seconds, closed)
+            }
+            Measure::HazardsPerInspection => (
+                count(self.government_found(start, None)),
+                self.inspections_held(start, None),
+            ),
+            Measure::FirstReviewPass => {
+                let mut passed = 0;
+                let mut given = 0;
+                for hazard in self
+                    .file
+                    .hazards
+                    .values()
+                    .filter(|hazard| hazard.is_government() && hazard.known_at(at))
+                {
+                    let first = hazard
+                        .rectifications
+                        .iter()
+                        .filter_map(|rectification| rectification.verdict.as_ref())
+                        .filter(|verdict| verdict.verified_at <= at)
+                        .min_by_key(|verdict| verdict.verified_at);
+                    if let Some(verdict) = first
+                        && verdict.verified_at >= start
+                    {
+                        given += 1;
+                        passed += flag(verdict.accepted);
+                    }
+                }
+                (passed, given)
+            }
+            Measure::SelfInspectionHazards => (
+                count(self.file.hazards.values().filter(|hazard| {
+                    matches!(hazard.source, HazardSource::SelfInspection)
+                        && hazard.known_at(at)
+                        && self.within(hazard.found_at, start)
+                })),
+                0,
+            ),
+            Measure::RiskColour { colours } => (flag(colours.contains(&colour)), 1),
+            Measure::ServiceCovered { filter } => {
+                if !self.holds(filter) {
+                    return (0, 0);
+                }
+                let covered = self.services.contracts.iter().any(|contract| contract.in_force_at(at));
+                (flag(covered), 1)
+            }
+            Measure::ContractsInForce => (
+                count(
+                    self.services
+                        .contracts
+                        .iter()
+                        .filter(|contract| contract.in_force_at(at)),
+                ),
+                0,
+            ),
+            Measure::ServiceReports => (
+                count(
+                    self.services
+                        .reports
+                        .iter()
+                        .filter(|r| self.within(r.reported_at, start)),
+                ),
+                0,
+            ),
+            Measure::ServiceReportHazards => (
+                self.services
+                    .reports
+                    .iter()
+                    .filter(|r| self.within(r.reported_at, start))
+                    .map(|r| i64::from(r.hazards))
+                    .sum(),
+                0,
+            ),
+            Measure::ServiceReportsOnTime => {
+                let due = || {
+                    self.services
+                        .reports
+                        .iter()
+                        .filter(|r| r.reported_at <= at && self.within(r.visited_at, start))
+                };
+                (count(due().filter(|r| r.on_time)), count(due()))
+            }
+            Measure::ServiceRating => {
+                let mut stars = 0;
+                let mut ratings = 0;
+                for (given, rated_at) in self.services.reports.iter().filter_map(|r| r.rating) {
+                    if self.within(rated_at, start) {
+                        stars += i64::from(given);
+                        ratings += 1;
+                    }
+                }
+                (stars, ratings)
+            }
+            Measure::AgenciesRegistered
+            | Measure::AgencyStaff { .. }
+            | Measure::AgencyGrades
+            | Measure::AgencyWarnings
+            | Measure::AgenciesBlacklisted => (0, 0),
+        }
+    }
+}
+
+/// The city-wide figures of the agency metrics at `at`, in catalogue order (`None` for
+/// metrics of town scope).
+pub fn agency_tallies(
+    catalogue: &MetricCatalogue,
+    rules: &RuleSet,
+    agencies: &[AgencyFacts],
+    at: Instant,
+) -> Vec<Option<Tally>> {
+    let registered = || agencies.iter().filter(move |agency| agency.registered_at <= at);
+    catalogue
+        .metrics
+        .iter()
+        .map(|metric| {
+            let start = window_start(metric.window, at, rules).unwrap_or(at);
+            let mut tally = Tally::default();
+            match &metric.measure {
+                Measure::AgenciesRegistered => tally.numerator = count(registered()),
+                Measure::AgencyStaff { qualification } => {
+                    for agency in registered() {
+                        let latest = agency
+                            .staff_lists
+                            .iter()
+                            .filter(|list| list.reported_at <= at)
+                            .max_by_key(|list| list.half_year);
+                        let Some(list) = latest else {
+                            continue;
+                        };
+                        let mut seen = std::collections::BTreeSet::new();
+                        for member in list.staff.iter().filter(|member| seen.insert(member.staff_id)) {
+                            match qualification {
+                                None => tally.numerator += 1,
+                                Some(kind) => {
+                                    tally.denominator += 1;
+                                    tally.numerator += flag(member.qualifications.contains(kind));
+                                }
+                            }
+                        }
+                    }
+                }
+                Measure::AgencyGrades => {
+                    let last = Cadence::HalfYearly.period_containing(at, rules.time_zone).previous();
+                    for grade in registered()
+                        .flat_map(|agency| &agency.grades)
+                        .filter(|grade| grade.half_year == last && grade.graded_at <= at)
+                    {
+                        tally.numerator += 1;
+                        let slot = match grade.grade {
+                            Grade::A => 0,
+                            Grade::B => 1,
+                            Grade::C => 2,
+                            Grade::D => 3,
+                        };
+                        tally.parts[slot] += 1;
+                    }
+                }
+                Measure::AgencyWarnings => {
+                    for (kind, issued_at) in registered().flat_map(|agency| &agency.warnings) {
+                        if start <= *issued_at && *issued_at <= at {
+                            tally.numerator += 1;
+                            let slot = match kind {
+                                WarningKind::WarningNotice => 0,
+                                WarningKind::Summons => 1,
+                            };
+                            tally.parts[slot] += 1;
+                        }
+                    }
+                }
+                Measure::AgenciesBlacklisted => {
+                    tally.numerator = count(registered().filter(|agency| {
+                        agency
+                            .blacklist
+                            .iter()
+                            .filter(|(_, changed_at)| *changed_at <= at)
+                            .max_by_key(|(_, changed_at)| *changed_at)
+                            .is_some_and(|(listed, _)| *listed)
+                    }));
+                }
+                _ => return None,
+            }
+            Some(tally)
+        })
+        .collect()
+}
