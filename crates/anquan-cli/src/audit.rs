@@ -28,6 +28,10 @@ pub struct ReplayArgs {
     /// Evaluate `--as-of` with this rule-set version (default: the live one).
     #[arg(long)]
     pub rule_set: Option<String>,
+    /// Cut the log by the instant events say they happened (`occurred_at`) instead of when
+    /// they were recorded: for histories loaded after the fact, such as the demo dataset.
+    #[arg(long)]
+    pub by_occurred: bool,
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -103,7 +107,11 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
                     .with_context(|| format!("rule set {version} is not loaded"))?,
                 None => registry.active(),
             };
-            let status = audit::status_as_of(&events, &rules, at);
+            let status = if args.by_occurred {
+                audit::status_as_of_occurred(&events, &rules, at)
+            } else {
+                audit::status_as_of(&events, &rules, at)
+            };
             let value = serde_json::json!({
                 "enterprise_id": args.id,
                 "at": at,

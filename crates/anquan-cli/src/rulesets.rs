@@ -24,14 +24,14 @@ use crate::config::Storage;
 #[derive(Debug, Clone, clap::Args)]
 pub struct StoreArgs {
     /// Data directory of the embedded store. Default: `./anquan-data`.
-    #[arg(long, env = "ANQUAN_DATA_DIR")]
+    #[arg(long, global = true, env = "ANQUAN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// PostgreSQL URL (`postgres://…`); default: the embedded SQLite file.
-    #[arg(long = "database", env = "ANQUAN_DATABASE_URL", hide_env_values = true)]
+    #[arg(long = "database", global = true, env = "ANQUAN_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// The folder holding one sub-folder per rule-set version (`v1/`, `v2/`, …). Default:
     /// `./projections` when it exists; rule set v1 is always built in.
-    #[arg(long, env = "ANQUAN_RULES_ROOT")]
+    #[arg(long, global = true, env = "ANQUAN_RULES_ROOT")]
     pub rules_root: Option<PathBuf>,
 }
 
@@ -207,6 +207,10 @@ pub async fn run(args: ProjectionsArgs) -> anyhow::Result<()> {
                 if cancel.load(Ordering::Relaxed) {
                     return Ok(());
                 }
+            }
+            if !refold && read_models.checkpoint(ComplianceProjection::NAME).await?.is_none() {
+                // No service has folded the log into this database yet: the snapshots need the facts.
+                rebuild_read_models(event_store.as_ref(), read_models.as_ref(), &cancel).await?;
             }
             let version = version.unwrap_or_else(|| registry.active_version());
             let at = at.unwrap_or_else(|| {

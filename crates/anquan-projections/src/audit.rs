@@ -327,9 +327,24 @@ pub struct StatusAsOf {
 /// Brute force: folds only the events recorded at or before `at` and evaluates them at `at`,
 /// which is what the live read models showed at that instant.
 pub fn status_as_of(events: &[RecordedEvent], rules: &RuleSet, at: DateTime<Utc>) -> StatusAsOf {
+    status_of_cut(events, rules, at, |event| event.recorded_at <= at)
+}
+
+/// Like [`status_as_of`], but cuts the log by the instant each event says it happened
+/// (`occurred_at`): for histories recorded after the fact.
+pub fn status_as_of_occurred(events: &[RecordedEvent], rules: &RuleSet, at: DateTime<Utc>) -> StatusAsOf {
+    status_of_cut(events, rules, at, |event| event.metadata.occurred_at <= at)
+}
+
+fn status_of_cut(
+    events: &[RecordedEvent],
+    rules: &RuleSet,
+    at: DateTime<Utc>,
+    keep: impl Fn(&RecordedEvent) -> bool,
+) -> StatusAsOf {
     let decoded: Vec<Event> = events
         .iter()
-        .filter(|event| event.recorded_at <= at)
+        .filter(|event| keep(event))
         .filter_map(|event| event.decode().ok())
         .collect();
     let file = EnterpriseFile::from_events(&decoded);
