@@ -13,4 +13,5 @@ mod agency_flow;
 mod bad_input;
 mod bench_store;
 mod compliance_flow;
+mod supervision_flow;
 mod support;

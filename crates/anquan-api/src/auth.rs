@@ -103,6 +103,13 @@ pub fn actor_from_claims(claims: &Claims) -> Result<Actor, AuthError> {
     };
     let role = match claims.role.as_str() {
         "city_admin" => Role::CityAdmin,
+        "city_inspector" => Role::CityInspector,
+        "town_inspector" => {
+            let town = claims.town.as_deref().ok_or_else(|| bad_scope("a town"))?;
+            Role::TownInspector {
+                town: Town::parse(town).map_err(|_| bad_scope("a valid town"))?,
+            }
+        }
         "town_officer" => {
             let town = claims.town.as_deref().ok_or_else(|| bad_scope("a town"))?;
             Role::TownOfficer {
