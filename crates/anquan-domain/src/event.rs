@@ -12,8 +12,8 @@ use crate::agency::event::{
 };
 use crate::enterprise::event::{
     AccidentReported, DocumentApproved, DocumentReturned, DocumentUploaded, EnterpriseProfileChanged,
-    EnterpriseRegistered, HazardDeadlineExtended, HazardFound, InspectionRecorded, RectificationAccepted,
-    RectificationReturned, RectificationSubmitted,
+    EnterpriseRegistered, HazardDeadlineExtended, HazardFound, InspectionRecorded, PublicTokenRotated,
+    RectificationAccepted, RectificationReturned, RectificationSubmitted,
 };
 use crate::rules::log::{RuleSetPromoted, RuleSetPublished};
 
@@ -104,6 +104,7 @@ event_catalogue! {
     RectificationAccepted => 1,
     RectificationReturned => 1,
     AccidentReported => 1,
+    PublicTokenRotated => 1,
     AgencyRegistered => 1,
     AgencyProfileChanged => 1,
     StaffReported => 1,

@@ -65,6 +65,7 @@ fn event_time(event: &Event) -> Instant {
         Event::RectificationAccepted(e) => e.verified_at,
         Event::RectificationReturned(e) => e.verified_at,
         Event::AccidentReported(e) => e.reported_at,
+        Event::PublicTokenRotated(e) => e.rotated_at,
         Event::AgencyRegistered(_)
         | Event::AgencyProfileChanged(_)
         | Event::StaffReported(_)

@@ -136,4 +136,12 @@ CREATE TABLE IF NOT EXISTS accidents (
     position BIGINT NOT NULL,
     PRIMARY KEY (enterprise_id, accident_id)
 );
-CREATE INDEX IF NOT EXISTS accidents_by_town ON accidents (town, occurred_at)
+CREATE INDEX IF NOT EXISTS accidents_by_town ON accidents (town, occurred_at);
+
+-- The digest (SHA-256, hex) of each enterprise's current public QR token; one row per
+-- enterprise, replaced on rotation, so an old token finds nothing. Tokens are never stored.
+CREATE TABLE IF NOT EXISTS public_tokens (
+    enterprise_id TEXT PRIMARY KEY,
+    token_digest TEXT NOT NULL UNIQUE,
+    rotated_at TIMESTAMPTZ NOT NULL
+)

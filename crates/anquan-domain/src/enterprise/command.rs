@@ -7,6 +7,7 @@ use super::event::{
     Coverage, DocumentApproved, DocumentReturned, DocumentUploaded, EnterpriseProfileChanged, EnterpriseRegistered,
     FileRef,
 };
+use super::public_token::RotatePublicToken;
 use super::rejection::EnterpriseRejection;
 use super::state::EnterpriseFile;
 use super::supervision::{
@@ -88,6 +89,7 @@ pub enum EnterpriseCommand {
     SubmitRectification(SubmitRectification),
     VerifyRectification(VerifyRectification),
     ReportAccident(ReportAccident),
+    RotatePublicToken(RotatePublicToken),
 }
 
 impl EnterpriseCommand {
@@ -104,6 +106,7 @@ impl EnterpriseCommand {
             EnterpriseCommand::SubmitRectification(command) => command.enterprise_id,
             EnterpriseCommand::VerifyRectification(command) => command.enterprise_id,
             EnterpriseCommand::ReportAccident(command) => command.enterprise_id,
+            EnterpriseCommand::RotatePublicToken(command) => command.enterprise_id,
         }
     }
 
@@ -120,6 +123,7 @@ impl EnterpriseCommand {
             EnterpriseCommand::SubmitRectification(_) => "submit_rectification",
             EnterpriseCommand::VerifyRectification(_) => "verify_rectification",
             EnterpriseCommand::ReportAccident(_) => "report_accident",
+            EnterpriseCommand::RotatePublicToken(_) => "rotate_public_token",
         }
     }
 }
@@ -142,6 +146,7 @@ impl EnterpriseFile {
             EnterpriseCommand::SubmitRectification(command) => self.decide_submit_rectification(command, context),
             EnterpriseCommand::VerifyRectification(command) => self.decide_verify_rectification(command, context),
             EnterpriseCommand::ReportAccident(command) => self.decide_report_accident(command, context),
+            EnterpriseCommand::RotatePublicToken(command) => self.decide_rotate_public_token(command, context),
         }
     }
 

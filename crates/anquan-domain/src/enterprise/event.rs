@@ -240,6 +240,15 @@ pub struct RectificationReturned {
     pub verified_at: Instant,
 }
 
+/// The enterprise's public QR token was issued or replaced; the previous one stops working.
+/// Only the token's SHA-256 is kept, never the token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicTokenRotated {
+    /// Lower-case hex SHA-256 of the token.
+    pub token_digest: String,
+    pub rotated_at: Instant,
+}
+
 /// An accident at the enterprise was reported to the office.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccidentReported {

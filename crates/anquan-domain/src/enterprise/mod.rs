@@ -4,6 +4,7 @@
 pub mod command;
 pub mod event;
 pub mod hazard;
+pub mod public_token;
 pub mod rejection;
 pub mod state;
 pub mod supervision;
@@ -13,6 +14,7 @@ pub use command::{
     UploadDocument,
 };
 pub use event::{Coverage, FileRef};
+pub use public_token::{PublicToken, RotatePublicToken};
 pub use rejection::EnterpriseRejection;
 pub use state::{DocumentRecord, EnterpriseFile, Registration, ReviewOutcome};
 

@@ -4,6 +4,7 @@
 //! agency and per staff member per year) are counted at query time.
 
 mod query;
+mod serving;
 
 pub use query::{
     AgencyView, ContractView, DirectoryEntry, DirectoryFilter, GradeView, ReportView, SanctionView, ServiceStatistics,
@@ -11,6 +12,7 @@ pub use query::{
     directory, grades, reports_of_agency, reports_of_enterprise, sanctions, service_coverage, staff_member,
     staff_of_agency, staff_reports, yearly_statistics,
 };
+pub use serving::{ServingAgency, serving_agency};
 
 use anquan_domain::agency::event::{
     AgencyBlacklisted, AgencyProfile, ContractSigned, CreditGraded, ServiceRated, ServiceReported, StaffReported,

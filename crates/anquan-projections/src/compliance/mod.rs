@@ -4,11 +4,14 @@
 //! computed at query time by the domain, so "now" is right without an event and any past
 //! instant can be asked for.
 
+mod public_page;
 mod query;
 mod supervision;
 
+pub use public_page::{enterprise_by_public_token_digest, public_token_rotated_at};
 pub use query::{
-    DocumentView, PAGE_SIZE_MAX, Page, SummaryFilter, document, enterprise_file, enterprise_summaries, files_after, review_queue,
+    DocumentView, PAGE_SIZE_MAX, Page, SummaryFilter, document, enterprise_file, enterprise_summaries, files_after,
+    review_queue,
 };
 pub use supervision::{
     ColourDistribution, HazardFilter, HazardStateFilter, HazardView, OpenDeadline, PlanEntry, SCAN_MAX,
@@ -43,6 +46,11 @@ const UPDATE_SUPERVISION_TOWN: [&str; 3] = [
     "UPDATE hazards SET town = $2 WHERE enterprise_id = $1",
     "UPDATE accidents SET town = $2 WHERE enterprise_id = $1",
 ];
+/// One row per enterprise: a rotation replaces the digest, so the old token stops matching in
+/// the same batch that makes the new one match.
+const UPSERT_PUBLIC_TOKEN: &str = "INSERT INTO public_tokens (enterprise_id, token_digest, rotated_at) \
+    VALUES ($1, $2, $3) ON CONFLICT (enterprise_id) DO UPDATE SET token_digest = excluded.token_digest, \
+    rotated_at = excluded.rotated_at";
 const TOUCH_ENTERPRISE: &str = "UPDATE enterprises SET last_position = $2 WHERE enterprise_id = $1";
 /// The document takes its enterprise's current town, kept in step by `UPDATE_DOCUMENTS_TOWN`.
 const INSERT_DOCUMENT: &str = "INSERT INTO documents \
@@ -74,6 +82,7 @@ impl ComplianceProjection {
         "hazard_extensions",
         "rectifications",
         "accidents",
+        "public_tokens",
     ];
 }
 
@@ -118,6 +127,18 @@ impl Projection for ComplianceProjection {
             | Event::RectificationAccepted(_)
             | Event::RectificationReturned(_)
             | Event::AccidentReported(_) => supervision::statements(enterprise_id, event, decoded, position, out),
+            Event::PublicTokenRotated(rotated) => {
+                out.push(Statement::new(
+                    UPSERT_PUBLIC_TOKEN,
+                    vec![
+                        text(enterprise_id),
+                        SqlValue::Text(rotated.token_digest.clone()),
+                        SqlValue::Timestamp(rotated.rotated_at),
+                    ],
+                ));
+                out.push(touch(enterprise_id, position));
+                Ok(())
+            }
             // Agency events live on agency streams; the stream check above already skips them.
             Event::AgencyRegistered(_)
             | Event::AgencyProfileChanged(_)

@@ -1,0 +1,60 @@
+//! The agency serving an enterprise at an instant, for the enterprise's public page.
+
+use anquan_domain::credit::Grade;
+use anquan_domain::{AgencyId, EnterpriseId, Instant, Period};
+use anquan_event_store::ReadModelStore;
+
+use super::query::{agency, contracts_of_enterprise, grades};
+use crate::error::QueryError;
+
+/// The agency with a contract in force with an enterprise, and its grade as known then.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServingAgency {
+    pub agency_id: AgencyId,
+    /// The agency's registered name (public).
+    pub name: String,
+    /// The end (exclusive) of the contract in force.
+    pub contract_valid_until: Instant,
+    /// The latest grade given by `at`, with its half-year; `None` if not graded yet.
+    pub grade: Option<(Period, Grade)>,
+    /// Whether the agency was on the blacklist at `at`.
+    pub blacklisted: bool,
+}
+
+/// Finds the agency whose contract with the enterprise is in force at `at` (valid and not
+/// terminated; the latest signed if several), with its latest grade given by `at`.
+pub async fn serving_agency(
+    store: &dyn ReadModelStore,
+    enterprise_id: EnterpriseId,
+    at: Instant,
+) -> Result<Option<ServingAgency>, QueryError> {
+    let contracts = contracts_of_enterprise(store, enterprise_id).await?;
+    let in_force = contracts
+        .iter()
+        .filter(|contract| {
+            contract.valid_from <= at
+                && at < contract.valid_until
+                && contract.terminated_at.is_none_or(|terminated| at < terminated)
+                && contract.signed_at <= at
+        })
+        .max_by_key(|contract| (contract.signed_at, contract.contract_id));
+    let Some(contract) = in_force else {
+        return Ok(None);
+    };
+    let Some(view) = agency(store, contract.agency_id).await? else {
+        return Ok(None);
+    };
+    let grade = grades(store, contract.agency_id)
+        .await?
+        .into_iter()
+        .filter(|grade| grade.graded_at <= at)
+        .max_by_key(|grade| grade.half_year)
+        .map(|grade| (grade.half_year, grade.grade));
+    Ok(Some(ServingAgency {
+        agency_id: view.agency_id,
+        name: view.profile.name.clone(),
+        contract_valid_until: contract.valid_until,
+        grade,
+        blacklisted: view.blacklisted_at.is_some_and(|since| since <= at),
+    }))
+}
