@@ -111,8 +111,9 @@ pub async fn read_stream_all(store: &dyn EventStore, stream_id: &StreamId) -> Re
 pub fn verify_events(stream_id: &StreamId, events: &[RecordedEvent]) -> StreamVerification {
     let mut breaks = Vec::new();
     let mut expected: u64 = 0;
-    // The stored hash of the previous event and the hash it should have had.
-    let mut previous = (EventHash::GENESIS, EventHash::GENESIS);
+    // The hashes the next event may chain from: the previous event's stored hash and the hash
+    // it should have had, and after a reordered event the stored hashes around it.
+    let mut previous = vec![EventHash::GENESIS];
     for (index, event) in events.iter().enumerate() {
         if &event.stream_id != stream_id {
             breaks.push(ChainBreakReport {
@@ -131,13 +132,23 @@ pub fn verify_events(stream_id: &StreamId, events: &[RecordedEvent]) -> StreamVe
             });
             link_known = false;
         }
-        let recomputed = event_hash(&previous.1, event);
-        let chained = event_hash(&previous.0, event) == event.hash || recomputed == event.hash;
-        if link_known && !chained {
-            breaks.push(classify(events, index));
+        let chained_from = previous
+            .iter()
+            .copied()
+            .find(|candidate| event_hash(candidate, event) == event.hash);
+        let mut next = vec![event.hash];
+        if link_known && chained_from.is_none() {
+            let found = classify(events, index);
+            if found.kind == BreakKind::Reordered {
+                next.extend(events[index.saturating_sub(2)..index].iter().map(|other| other.hash));
+            }
+            breaks.push(found);
+            // Had only its stored hash changed, this is the hash its successor chains from.
+            if let Some(first) = previous.first() {
+                next.push(event_hash(first, event));
+            }
         }
-        let own = if link_known { recomputed } else { event.hash };
-        previous = (event.hash, own);
+        previous = next;
         expected = event.version.0 + 1;
     }
     StreamVerification {
