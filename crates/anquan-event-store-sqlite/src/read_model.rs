@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::types::{Value, ValueRef};
+use rusqlite::ToSql;
+use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, OpenFlags, Transaction};
 
 use anquan_event_store::read_model::sqlite_timestamp;
@@ -299,29 +300,44 @@ fn prepare_bound<'c>(
         });
     }
     for (offset, param) in params.iter().enumerate() {
-        let name = format!("${}", offset + 1);
-        let index = statement
-            .parameter_index(&name)
-            .map_err(|error| backend(format!("look up parameter {name}"), error))?
-            .ok_or_else(|| ReadModelError::Backend {
-                message: format!("statement {} does not use parameter {name}", sql_head(sql)),
-                source: None,
-            })?;
+        let number = offset + 1;
+        // Usually `$N` is the N-th parameter: bind it there without building its name.
+        let in_place = statement
+            .parameter_name(number)
+            .and_then(|name| name.strip_prefix('$'))
+            .is_some_and(|digits| !digits.starts_with('0') && digits.parse::<usize>() == Ok(number));
+        let index = if in_place {
+            number
+        } else {
+            let name = format!("${number}");
+            statement
+                .parameter_index(&name)
+                .map_err(|error| backend(format!("look up parameter {name}"), error))?
+                .ok_or_else(|| ReadModelError::Backend {
+                    message: format!("statement {} does not use parameter {name}", sql_head(sql)),
+                    source: None,
+                })?
+        };
         statement
-            .raw_bind_parameter(index, to_sqlite(param))
-            .map_err(|error| backend(format!("bind parameter {name}"), error))?;
+            .raw_bind_parameter(index, Param(param))
+            .map_err(|error| backend(format!("bind parameter ${number}"), error))?;
     }
     Ok(statement)
 }
 
-fn to_sqlite(value: &SqlValue) -> Value {
-    match value {
-        SqlValue::Null => Value::Null,
-        SqlValue::Bool(value) => Value::Integer(i64::from(*value)),
-        SqlValue::Int(value) => Value::Integer(*value),
-        SqlValue::Real(value) => Value::Real(*value),
-        SqlValue::Text(value) | SqlValue::Json(value) => Value::Text(value.clone()),
-        SqlValue::Timestamp(value) => Value::Text(sqlite_timestamp(value)),
+/// A parameter bound without copying its text (the projections' batches are mostly text).
+struct Param<'a>(&'a SqlValue);
+
+impl ToSql for Param<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self.0 {
+            SqlValue::Null => ToSqlOutput::Owned(Value::Null),
+            SqlValue::Bool(value) => ToSqlOutput::Owned(Value::Integer(i64::from(*value))),
+            SqlValue::Int(value) => ToSqlOutput::Owned(Value::Integer(*value)),
+            SqlValue::Real(value) => ToSqlOutput::Owned(Value::Real(*value)),
+            SqlValue::Text(value) | SqlValue::Json(value) => ToSqlOutput::Borrowed(ValueRef::Text(value.as_bytes())),
+            SqlValue::Timestamp(value) => ToSqlOutput::Owned(Value::Text(sqlite_timestamp(value))),
+        })
     }
 }
 
