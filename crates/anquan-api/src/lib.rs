@@ -67,10 +67,7 @@ impl AppState {
             None => self.rule_sets.active(),
             Some(version) => self.rule_sets.get(version)?.rules.clone(),
         };
-        Some(AppState {
-            rules,
-            ..self.clone()
-        })
+        Some(AppState { rules, ..self.clone() })
     }
 
     /// Returns the current instant.

@@ -172,7 +172,10 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         }
         if (index + 1) % 1_000 == 0 {
             let rate = events as f64 / started.elapsed().as_secs_f64().max(f64::EPSILON);
-            eprintln!("verified {} of {total} streams, {events} events ({rate:.0} events/s)", index + 1);
+            eprintln!(
+                "verified {} of {total} streams, {events} events ({rate:.0} events/s)",
+                index + 1
+            );
         }
     }
     let summary = serde_json::json!({
@@ -244,7 +247,10 @@ pub fn verify_export_dir(dir: &Path) -> anyhow::Result<StreamVerification> {
         lines.push(line);
     }
     let events: Vec<_> = lines.iter().map(|line| line.event.clone()).collect();
-    let stream = events.first().map(|event| event.stream_id.clone()).context("the export is empty")?;
+    let stream = events
+        .first()
+        .map(|event| event.stream_id.clone())
+        .context("the export is empty")?;
     let mut verification = audit::verify_events(&stream, &events);
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).context("cannot read manifest.json")?)

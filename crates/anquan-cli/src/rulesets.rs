@@ -12,7 +12,9 @@ use chrono::{DateTime, Utc};
 use anquan_domain::Actor;
 use anquan_domain::rules::log::RuleSetLog;
 use anquan_domain::rules::{RULE_SET_FILES, RuleSetFiles};
-use anquan_event_store::{AppendMetadata, AppendRequest, EventStore, NewEvent, ReadModelStore, StreamState, StreamVersion};
+use anquan_event_store::{
+    AppendMetadata, AppendRequest, EventStore, NewEvent, ReadModelStore, StreamState, StreamVersion,
+};
 use anquan_projections::rule_sets::rebuild::fold_to_end;
 use anquan_projections::rule_sets::snapshot::{self, SnapshotOutcome};
 use anquan_projections::rule_sets::{RuleSetRegistry, read_log, rule_set_stream};
@@ -27,7 +29,12 @@ pub struct StoreArgs {
     #[arg(long, global = true, env = "ANQUAN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// PostgreSQL URL (`postgres://…`); default: the embedded SQLite file.
-    #[arg(long = "database", global = true, env = "ANQUAN_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long = "database",
+        global = true,
+        env = "ANQUAN_DATABASE_URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
     /// The folder holding one sub-folder per rule-set version (`v1/`, `v2/`, …). Default:
     /// `./projections` when it exists; rule set v1 is always built in.
@@ -81,11 +88,15 @@ pub fn read_rule_set_folders(root: Option<&Path>) -> anyhow::Result<BTreeMap<Str
     let mut folders = BTreeMap::new();
     let entries = std::fs::read_dir(&root).with_context(|| format!("cannot read rules root {}", root.display()))?;
     for entry in entries {
-        let path = entry.with_context(|| format!("cannot read rules root {}", root.display()))?.path();
+        let path = entry
+            .with_context(|| format!("cannot read rules root {}", root.display()))?
+            .path();
         if !path.join("ruleset.toml").is_file() {
             continue;
         }
-        let Some(name) = path.file_name().and_then(|name| name.to_str()) else { continue };
+        let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
+            continue;
+        };
         folders.insert(name.to_owned(), read_rule_set_files(&path)?);
     }
     Ok(folders)
@@ -116,7 +127,9 @@ pub fn serve_registry(configured: &anquan_domain::rules::RuleSet) -> anyhow::Res
         .flatten()
         .find(|files| anquan_domain::rules::RuleSet::from_files(files).is_ok_and(|rules| &rules == configured))
         .cloned()
-        .context("the rule set given by --rules must also be a version folder under the rules root (ANQUAN_RULES_ROOT)")?;
+        .context(
+            "the rule set given by --rules must also be a version folder under the rules root (ANQUAN_RULES_ROOT)",
+        )?;
     Ok(RuleSetRegistry::new(folders, &files)?)
 }
 
@@ -178,9 +191,16 @@ pub async fn run(args: ProjectionsArgs) -> anyhow::Result<()> {
         ProjectionsCommand::List => {
             for (version, loaded) in registry.versions() {
                 let built = snapshot::snapshot_instant(read_models.as_ref(), version).await?;
-                let live = if *version == registry.active_version() { " (live)" } else { "" };
+                let live = if *version == registry.active_version() {
+                    " (live)"
+                } else {
+                    ""
+                };
                 let built = built.map_or_else(|| "no snapshot".to_owned(), |at| format!("snapshot at {at}"));
-                println_out(&format!("{version}{live}  {}  {}  {built}", loaded.digest, loaded.rules.title))?;
+                println_out(&format!(
+                    "{version}{live}  {}  {}  {built}",
+                    loaded.digest, loaded.rules.title
+                ))?;
             }
             Ok(())
         }
@@ -234,7 +254,9 @@ pub async fn run(args: ProjectionsArgs) -> anyhow::Result<()> {
                     at,
                     cancel.clone(),
                     |progress| {
-                        let eta = progress.eta.map_or_else(|| "?".to_owned(), |eta| format!("{:.1}s", eta.as_secs_f64()));
+                        let eta = progress
+                            .eta
+                            .map_or_else(|| "?".to_owned(), |eta| format!("{:.1}s", eta.as_secs_f64()));
                         eprintln!(
                             "{}: {} of {} enterprises, {:.0} enterprises/s, ETA {eta}",
                             progress.version, progress.done, progress.total, progress.per_second
@@ -244,13 +266,18 @@ pub async fn run(args: ProjectionsArgs) -> anyhow::Result<()> {
                 .await?;
                 match outcome {
                     SnapshotOutcome::Complete { enterprises, elapsed } => {
-                        eprintln!("{version}: snapshot at {at} complete, {enterprises} enterprises in {:.2}s", elapsed.as_secs_f64());
+                        eprintln!(
+                            "{version}: snapshot at {at} complete, {enterprises} enterprises in {:.2}s",
+                            elapsed.as_secs_f64()
+                        );
                     }
                     SnapshotOutcome::Cancelled {
                         last_enterprise,
                         enterprises,
                     } => {
-                        eprintln!("{version}: cancelled after {enterprises} enterprises (last {last_enterprise}); run the same command to resume");
+                        eprintln!(
+                            "{version}: cancelled after {enterprises} enterprises (last {last_enterprise}); run the same command to resume"
+                        );
                         return Ok(());
                     }
                 }
@@ -280,10 +307,18 @@ pub async fn run(args: ProjectionsArgs) -> anyhow::Result<()> {
                 for (code, (x, y)) in &change.indicators {
                     parts.push(format!("{code} {x} → {y}"));
                 }
-                println_out(&format!("  {} ({}): {}", change.enterprise_id, change.town, parts.join(", ")))?;
+                println_out(&format!(
+                    "  {} ({}): {}",
+                    change.enterprise_id,
+                    change.town,
+                    parts.join(", ")
+                ))?;
             }
             for town in &diff.towns {
-                println_out(&format!("  town {} {}: {} → {}", town.town, town.metric, town.a, town.b))?;
+                println_out(&format!(
+                    "  town {} {}: {} → {}",
+                    town.town, town.metric, town.a, town.b
+                ))?;
             }
             Ok(())
         }
@@ -336,15 +371,19 @@ pub async fn rebuild_read_models(
         if report.cancelled { "cancelled" } else { "rebuilt" },
         report.events,
         report.elapsed.as_secs_f64(),
-        if report.cancelled { "; run the same command to resume" } else { "" }
+        if report.cancelled {
+            "; run the same command to resume"
+        } else {
+            ""
+        }
     );
     Ok(report.events)
 }
 
 async fn publish(store: &dyn EventStore, registry: &RuleSetRegistry, version: &str) -> anyhow::Result<()> {
-    let loaded = registry
-        .get(version)
-        .with_context(|| format!("rule set {version} is not loaded: is there a folder {version}/ under the rules root?"))?;
+    let loaded = registry.get(version).with_context(|| {
+        format!("rule set {version} is not loaded: is there a folder {version}/ under the rules root?")
+    })?;
     let (digest, title) = (loaded.digest.clone(), loaded.rules.title.clone());
     append_rule_set_event(store, |log, now| log.publish(version, &digest, &title, now)).await
 }
@@ -352,7 +391,10 @@ async fn publish(store: &dyn EventStore, registry: &RuleSetRegistry, version: &s
 /// Decides against the rule-set stream and appends with its expected version.
 pub async fn append_rule_set_event(
     store: &dyn EventStore,
-    decide: impl Fn(&RuleSetLog, DateTime<Utc>) -> Result<Vec<anquan_domain::Event>, anquan_domain::rules::log::RuleSetLogRejection>,
+    decide: impl Fn(
+        &RuleSetLog,
+        DateTime<Utc>,
+    ) -> Result<Vec<anquan_domain::Event>, anquan_domain::rules::log::RuleSetLogRejection>,
 ) -> anyhow::Result<()> {
     let mut log = RuleSetLog::default();
     let next = read_log(store, &mut log, StreamVersion::FIRST).await?;
@@ -391,6 +433,9 @@ pub async fn append_rule_set_event(
             })
             .collect(),
     };
-    store.append(request).await.context("cannot append to the rule-set stream")?;
+    store
+        .append(request)
+        .await
+        .context("cannot append to the rule-set stream")?;
     Ok(())
 }

@@ -29,7 +29,9 @@ use anquan_domain::enterprise::{EnterpriseFile, FileRef};
 use anquan_domain::risk::RiskAssessment;
 use anquan_domain::rules::RuleSet;
 use anquan_event_store::hash_chain::event_hash;
-use anquan_event_store::{EventHash, EventStore, Position, READ_BATCH_MAX, RecordedEvent, StoreError, StreamId, StreamVersion};
+use anquan_event_store::{
+    EventHash, EventStore, Position, READ_BATCH_MAX, RecordedEvent, StoreError, StreamId, StreamVersion,
+};
 
 /// How far around a broken event verification looks for the version and predecessor its hash
 /// was sealed with.
@@ -184,7 +186,10 @@ fn classify(events: &[RecordedEvent], index: usize) -> ChainBreakReport {
                 return ChainBreakReport {
                     version: event.version.0,
                     kind: BreakKind::Reordered,
-                    detail: format!("the event was sealed as version {version} ({after}), not {}", event.version.0),
+                    detail: format!(
+                        "the event was sealed as version {version} ({after}), not {}",
+                        event.version.0
+                    ),
                 };
             }
         }
@@ -258,11 +263,13 @@ pub fn file_refs(event: &Event) -> Vec<FileRef> {
 fn collect_files(value: &serde_json::Value, found: &mut Vec<FileRef>) {
     match value {
         serde_json::Value::Object(map) => {
-            if map.contains_key("sha256") && map.contains_key("size_bytes") && map.contains_key("media_type") {
-                if let Ok(file) = serde_json::from_value::<FileRef>(value.clone()) {
-                    found.push(file);
-                    return;
-                }
+            if map.contains_key("sha256")
+                && map.contains_key("size_bytes")
+                && map.contains_key("media_type")
+                && let Ok(file) = serde_json::from_value::<FileRef>(value.clone())
+            {
+                found.push(file);
+                return;
             }
             map.values().for_each(|value| collect_files(value, found));
         }

@@ -4,7 +4,7 @@
 //! snapshots (a digest compared), on SQLite and on PostgreSQL (skipped with a printed reason
 //! unless `ANQUAN_TEST_POSTGRES_URL` is set, failing when `ANQUAN_TEST_REQUIRE_POSTGRES=1`).
 
-#![expect(
+#![allow(
     clippy::unwrap_used,
     clippy::panic,
     reason = "test helpers outside #[test] functions fail the test on any error"
@@ -31,8 +31,8 @@ use anquan_event_store_postgres::{PostgresEventStore, PostgresOptions, PostgresR
 use anquan_event_store_sqlite::{SqliteEventStore, SqliteOptions, SqliteReadModelStore};
 use anquan_projections::audit::{BreakKind, verify_stream_in};
 use anquan_projections::rule_sets::rebuild::fold_to_end;
-use anquan_projections::rule_sets::snapshot::{SnapshotOutcome, dump_snapshot, materialise};
 use anquan_projections::rule_sets::rule_set_digest;
+use anquan_projections::rule_sets::snapshot::{SnapshotOutcome, dump_snapshot, materialise};
 use anquan_projections::{AgencyProjection, ComplianceProjection, Projection, dump_tables};
 
 const EVENTS_PER_STREAM: u64 = 12;
@@ -116,18 +116,28 @@ async fn one_changed_byte_a_deleted_row_and_a_swapped_pair_in_the_sqlite_file_ar
     assert_breaks(&reopen(), &streams[1..], 0, &[(6, BreakKind::Altered)]).await;
 
     // A deleted row and a swapped pair of versions in the third stream.
-    tamper("DELETE FROM event_log WHERE stream_id = ?1 AND version = 2", &streams[2]);
+    tamper(
+        "DELETE FROM event_log WHERE stream_id = ?1 AND version = 2",
+        &streams[2],
+    );
     tamper(
         "UPDATE event_log SET version = CASE version WHEN 7 THEN -8 ELSE -7 END WHERE stream_id = ?1 AND version IN (7, 8)",
         &streams[2],
     );
-    tamper("UPDATE event_log SET version = -version WHERE stream_id = ?1 AND version < 0", &streams[2]);
+    tamper(
+        "UPDATE event_log SET version = -version WHERE stream_id = ?1 AND version < 0",
+        &streams[2],
+    );
     let store = reopen();
     let verification = verify_stream_in(&store, &streams[2]).await.unwrap();
     let found: Vec<(u64, BreakKind)> = verification.breaks.iter().map(|b| (b.version, b.kind)).collect();
     assert_eq!(
         found,
-        [(2, BreakKind::Missing), (7, BreakKind::Reordered), (8, BreakKind::Reordered)],
+        [
+            (2, BreakKind::Missing),
+            (7, BreakKind::Reordered),
+            (8, BreakKind::Reordered)
+        ],
         "{verification:?}"
     );
 }
@@ -163,7 +173,11 @@ async fn one_changed_byte_a_deleted_row_and_a_swapped_pair_in_the_postgres_table
     )
     .await;
     assert_breaks(&store, &streams[1..], 0, &[(6, BreakKind::Altered)]).await;
-    tamper("DELETE FROM event_log WHERE stream_id = $1 AND version = 2", &streams[2]).await;
+    tamper(
+        "DELETE FROM event_log WHERE stream_id = $1 AND version = 2",
+        &streams[2],
+    )
+    .await;
     tamper(
         "UPDATE event_log SET version = CASE version WHEN 7 THEN -8 ELSE -7 END WHERE stream_id = $1 AND version IN (7, 8)",
         &streams[2],
@@ -178,7 +192,11 @@ async fn one_changed_byte_a_deleted_row_and_a_swapped_pair_in_the_postgres_table
     let found: Vec<(u64, BreakKind)> = verification.breaks.iter().map(|b| (b.version, b.kind)).collect();
     assert_eq!(
         found,
-        [(2, BreakKind::Missing), (7, BreakKind::Reordered), (8, BreakKind::Reordered)],
+        [
+            (2, BreakKind::Missing),
+            (7, BreakKind::Reordered),
+            (8, BreakKind::Reordered)
+        ],
         "{verification:?}"
     );
 }
@@ -205,7 +223,8 @@ async fn enterprise_log(rules: &RuleSet) -> Arc<InMemoryEventStore> {
             .unwrap();
     };
     for serial in 0..12u32 {
-        let credit_code = UnifiedSocialCreditCode::with_check_character(&format!("91330481MA28A1X{serial:02}")).unwrap();
+        let credit_code =
+            UnifiedSocialCreditCode::with_check_character(&format!("91330481MA28A1X{serial:02}")).unwrap();
         let enterprise_id = enterprise_id_for(&credit_code);
         let town = if serial % 2 == 0 { "许村" } else { "长安" };
         let flags = if serial % 3 == 0 {
@@ -234,10 +253,24 @@ async fn enterprise_log(rules: &RuleSet) -> Arc<InMemoryEventStore> {
             role: Role::Enterprise { enterprise_id },
         };
         // Key enterprises (dust explosion) drill half-yearly, the others yearly.
-        let periods = if serial % 3 == 0 { ["2023-H1", "2023-H2"] } else { ["2022", "2023"] };
+        let periods = if serial % 3 == 0 {
+            ["2023-H1", "2023-H2"]
+        } else {
+            ["2022", "2023"]
+        };
         for (index, (requirement, coverage)) in [
-            ("R10.drill", Coverage::Period { period: periods[0].parse().unwrap() }),
-            ("R10.drill", Coverage::Period { period: periods[1].parse().unwrap() }),
+            (
+                "R10.drill",
+                Coverage::Period {
+                    period: periods[0].parse().unwrap(),
+                },
+            ),
+            (
+                "R10.drill",
+                Coverage::Period {
+                    period: periods[1].parse().unwrap(),
+                },
+            ),
             ("R01.responsibility_system", Coverage::Once),
         ]
         .into_iter()
@@ -264,7 +297,9 @@ async fn enterprise_log(rules: &RuleSet) -> Arc<InMemoryEventStore> {
             )
             .await;
             let decision = if (serial + index as u32) % 4 == 3 {
-                ReviewDecision::Return { feedback: "盖章缺失".into() }
+                ReviewDecision::Return {
+                    feedback: "盖章缺失".into(),
+                }
             } else {
                 ReviewDecision::Approve { comment: None }
             };
@@ -296,7 +331,10 @@ async fn rebuild_digest(log: &dyn EventStore, target: &dyn ReadModelStore, rules
     let outcome = materialise(target, rules, &digest, at, Arc::new(AtomicBool::new(false)), |_| {})
         .await
         .unwrap();
-    assert!(matches!(outcome, SnapshotOutcome::Complete { enterprises: 12, .. }), "{outcome:?}");
+    assert!(
+        matches!(outcome, SnapshotOutcome::Complete { enterprises: 12, .. }),
+        "{outcome:?}"
+    );
     let mut hasher = Sha256::new();
     for projection in &projections {
         hasher.update(dump_tables(target, projection.as_ref()).await.unwrap());
@@ -310,8 +348,12 @@ async fn two_rebuilds_of_the_same_log_give_identical_read_models_on_sqlite() {
     let rules = anquan_domain::rules::builtin_v1().unwrap();
     let log = enterprise_log(&rules).await;
     let directory = tempfile::tempdir().unwrap();
-    let first = SqliteReadModelStore::open(directory.path().join("first.sqlite")).await.unwrap();
-    let second = SqliteReadModelStore::open(directory.path().join("second.sqlite")).await.unwrap();
+    let first = SqliteReadModelStore::open(directory.path().join("first.sqlite"))
+        .await
+        .unwrap();
+    let second = SqliteReadModelStore::open(directory.path().join("second.sqlite"))
+        .await
+        .unwrap();
     let a = rebuild_digest(log.as_ref(), &first, &rules).await;
     let b = rebuild_digest(log.as_ref(), &second, &rules).await;
     assert_eq!(a, b);
@@ -320,7 +362,10 @@ async fn two_rebuilds_of_the_same_log_give_identical_read_models_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_rebuilds_of_the_same_log_give_identical_read_models_on_postgres() {
     let mut databases = Vec::new();
-    for name in ["postgres determinism test (first)", "postgres determinism test (second)"] {
+    for name in [
+        "postgres determinism test (first)",
+        "postgres determinism test (second)",
+    ] {
         match anquan_event_store_postgres::testing::fresh_database(name).await {
             Ok(Some(database)) => databases.push(database),
             Ok(None) => return,

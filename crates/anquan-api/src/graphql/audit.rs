@@ -147,7 +147,10 @@ pub async fn history(
     let nodes = events
         .iter()
         .map(|event| {
-            let files = event.decode().map(|decoded| audit::file_refs(&decoded)).unwrap_or_default();
+            let files = event
+                .decode()
+                .map(|decoded| audit::file_refs(&decoded))
+                .unwrap_or_default();
             HistoryEvent {
                 version: event.version.0.to_string(),
                 position: event.position.to_string(),

@@ -79,15 +79,9 @@ impl EnterpriseQuery {
             responsibility_implemented,
             indicator: None,
         };
-        let page = read_model::enterprise_summaries(
-            app.read_models.as_ref(),
-            &filter,
-            &rules,
-            at,
-            first,
-            after.as_deref(),
-        )
-        .await?;
+        let page =
+            read_model::enterprise_summaries(app.read_models.as_ref(), &filter, &rules, at, first, after.as_deref())
+                .await?;
         let nodes = page
             .items
             .iter()

@@ -36,7 +36,9 @@ pub struct RuleSetPromoted {
 /// Why a rule-set command is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RuleSetLogRejection {
-    #[error("rule set {version} was published with digest {published}; these files have {offered}: publish a new version instead of editing one")]
+    #[error(
+        "rule set {version} was published with digest {published}; these files have {offered}: publish a new version instead of editing one"
+    )]
     DigestChanged {
         version: String,
         published: String,
@@ -80,8 +82,7 @@ impl RuleSetLog {
             }
             Event::RuleSetPromoted(promoted) => {
                 self.live = Some((promoted.version.clone(), promoted.digest.clone()));
-                self.promotions
-                    .push((promoted.version.clone(), promoted.promoted_at));
+                self.promotions.push((promoted.version.clone(), promoted.promoted_at));
             }
             _ => {}
         }

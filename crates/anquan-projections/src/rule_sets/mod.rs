@@ -164,8 +164,7 @@ impl RuleSetRegistry {
                 local: loaded.digest.clone(),
             });
         }
-        self.active
-            .send_replace((version.clone(), Arc::clone(&loaded.rules)));
+        self.active.send_replace((version.clone(), Arc::clone(&loaded.rules)));
         tracing::info!(rule_set.version = %version, "rule set promoted: live queries now use it");
         Ok(true)
     }

@@ -115,7 +115,10 @@ async fn build_of(store: &dyn ReadModelStore, version: &str) -> Result<Option<Bu
 }
 
 /// Returns the instant a version's complete snapshot is evaluated at, if it has one.
-pub async fn snapshot_instant(store: &dyn ReadModelStore, version: &str) -> Result<Option<DateTime<Utc>>, SnapshotError> {
+pub async fn snapshot_instant(
+    store: &dyn ReadModelStore,
+    version: &str,
+) -> Result<Option<DateTime<Utc>>, SnapshotError> {
     migrate(store).await?;
     Ok(build_of(store, version)
         .await?
@@ -139,7 +142,10 @@ pub async fn materialise(
     let started = Clock::now();
     migrate(store).await?;
     let version = SqlValue::Text(rules.version.clone());
-    let checkpoint = store.checkpoint("compliance").await?.unwrap_or(Position::from_sequence(0));
+    let checkpoint = store
+        .checkpoint("compliance")
+        .await?
+        .unwrap_or(Position::from_sequence(0));
     let projection = format!("rule_set_snapshot:{}", rules.version);
     let (mut cursor, mut written) = match build_of(store, &rules.version).await? {
         Some(build) if build.digest == digest && build.at == at && build.complete => {
@@ -184,8 +190,12 @@ pub async fn materialise(
         let last = last.to_string();
         let mut statements = Vec::with_capacity(files.len() + 1);
         for (enterprise_id, file) in &files {
-            let Some(registration) = &file.registration else { continue };
-            let Some(report) = evaluate(file, rules, at) else { continue };
+            let Some(registration) = &file.registration else {
+                continue;
+            };
+            let Some(report) = evaluate(file, rules, at) else {
+                continue;
+            };
             let risk = assess_with(file, rules, at, &report);
             let indicators: BTreeMap<String, &'static str> = report
                 .indicators
@@ -248,7 +258,14 @@ pub async fn materialise(
     })
 }
 
-fn build_statement(version: &str, digest: &str, at: DateTime<Utc>, last: &str, written: u64, complete: bool) -> Statement {
+fn build_statement(
+    version: &str,
+    digest: &str,
+    at: DateTime<Utc>,
+    last: &str,
+    written: u64,
+    complete: bool,
+) -> Statement {
     Statement::new(
         UPSERT_BUILD,
         vec![
@@ -287,7 +304,9 @@ pub struct SnapshotRow {
 
 /// Reads a version's snapshot, ordered by enterprise id.
 pub async fn snapshot_rows(store: &dyn ReadModelStore, version: &str) -> Result<Vec<SnapshotRow>, SnapshotError> {
-    let rows = store.query(SNAPSHOT_ROWS, &[SqlValue::Text(version.to_owned())]).await?;
+    let rows = store
+        .query(SNAPSHOT_ROWS, &[SqlValue::Text(version.to_owned())])
+        .await?;
     rows.iter()
         .map(|row| {
             Ok(SnapshotRow {
@@ -297,7 +316,8 @@ pub async fn snapshot_rows(store: &dyn ReadModelStore, version: &str) -> Result<
                 implemented: row.int(3)?,
                 not_implemented: row.int(4)?,
                 not_applicable: row.int(5)?,
-                indicators: serde_json::from_str(&row.text(6)?).map_err(|_| SnapshotError::Encode(row.text(0).unwrap_or_default()))?,
+                indicators: serde_json::from_str(&row.text(6)?)
+                    .map_err(|_| SnapshotError::Encode(row.text(0).unwrap_or_default()))?,
                 colour: row.text(7)?,
                 rule: row.opt_text(8)?,
             })
@@ -367,8 +387,14 @@ pub fn town_metrics(rows: &[SnapshotRow]) -> BTreeMap<String, BTreeMap<String, f
 /// Compares the complete snapshots of two versions (built at the same instant).
 pub async fn diff(store: &dyn ReadModelStore, a: &str, b: &str) -> Result<SnapshotDiff, SnapshotError> {
     migrate(store).await?;
-    let build_a = build_of(store, a).await?.filter(|build| build.complete).ok_or_else(|| SnapshotError::NotBuilt(a.to_owned()))?;
-    let build_b = build_of(store, b).await?.filter(|build| build.complete).ok_or_else(|| SnapshotError::NotBuilt(b.to_owned()))?;
+    let build_a = build_of(store, a)
+        .await?
+        .filter(|build| build.complete)
+        .ok_or_else(|| SnapshotError::NotBuilt(a.to_owned()))?;
+    let build_b = build_of(store, b)
+        .await?
+        .filter(|build| build.complete)
+        .ok_or_else(|| SnapshotError::NotBuilt(b.to_owned()))?;
     if build_a.at != build_b.at {
         return Err(SnapshotError::DifferentInstants {
             a: a.to_owned(),
@@ -382,7 +408,9 @@ pub async fn diff(store: &dyn ReadModelStore, a: &str, b: &str) -> Result<Snapsh
     let by_id: BTreeMap<&str, &SnapshotRow> = rows_b.iter().map(|row| (row.enterprise_id.as_str(), row)).collect();
     let mut enterprises = Vec::new();
     for row_a in &rows_a {
-        let Some(row_b) = by_id.get(row_a.enterprise_id.as_str()) else { continue };
+        let Some(row_b) = by_id.get(row_a.enterprise_id.as_str()) else {
+            continue;
+        };
         let mut indicators = BTreeMap::new();
         for (code, state_a) in &row_a.indicators {
             let state_b = row_b.indicators.get(code).cloned().unwrap_or_else(|| "absent".into());
