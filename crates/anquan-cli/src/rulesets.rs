@@ -159,7 +159,7 @@ pub enum ProjectionsCommand {
         /// The version to build (default: the live one).
         #[arg(long = "rules")]
         version: Option<String>,
-        /// The instant to evaluate at (default: now, truncated to the second).
+        /// The instant to evaluate at (default: now).
         #[arg(long)]
         at: Option<DateTime<Utc>>,
         /// Also refold the fact read models from the log.
@@ -233,10 +233,7 @@ pub async fn run(args: ProjectionsArgs) -> anyhow::Result<()> {
                 rebuild_read_models(event_store.as_ref(), read_models.as_ref(), &cancel).await?;
             }
             let version = version.unwrap_or_else(|| registry.active_version());
-            let at = at.unwrap_or_else(|| {
-                let now = Utc::now();
-                now - chrono::Duration::nanoseconds(i64::from(chrono::Timelike::nanosecond(&now)))
-            });
+            let at = at.unwrap_or_else(|| anquan_event_store::hash_chain::canonical_time(Utc::now()));
             publish(event_store.as_ref(), &registry, &version).await?;
             let live = registry.active_version();
             let mut versions = vec![version.clone()];
