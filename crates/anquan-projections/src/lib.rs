@@ -9,6 +9,7 @@
 pub mod agency;
 pub mod audit;
 pub mod compliance;
+pub mod metrics;
 mod dump;
 mod error;
 mod projection;

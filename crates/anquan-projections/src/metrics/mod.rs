@@ -1,0 +1,269 @@
+//! Town and city statistics: the 78 metrics of the rule set's catalogue for every town and the
+//! city, at any instant, with breakdowns by enterprise type.
+//!
+//! There is no table of its own: the figures are sums of per-enterprise contributions
+//! (`anquan_domain::metrics::enterprise_contribution`) computed from the facts the compliance
+//! and agency read models keep, plus the city-wide agency figures. [`load_facts`] reads those
+//! facts in bulk, [`Snapshot::compute`] sums them at an instant (any past instant: what
+//! `asOf` asks), and [`MetricsCache`] keeps each enterprise's contribution and the sums in
+//! memory so "now" is served without reading the store: the API replaces an enterprise's
+//! contribution when its facts change and recomputes everything as time passes.
+
+mod load;
+
+use std::collections::{BTreeMap, HashMap};
+
+use anquan_domain::enterprise::EnterpriseFile;
+use anquan_domain::metrics::{AgencyFacts, Contribution, ServiceFacts, Tally, agency_tallies, enterprise_contribution};
+use anquan_domain::rules::RuleSet;
+use anquan_domain::{EnterpriseId, Instant, Town};
+
+pub use load::{agency_facts, enterprise_facts, load_facts};
+
+/// Everything the metrics are computed from, as the read models hold it.
+#[derive(Debug, Clone, Default)]
+pub struct MetricFacts {
+    pub files: BTreeMap<EnterpriseId, EnterpriseFile>,
+    pub services: HashMap<EnterpriseId, ServiceFacts>,
+    pub agencies: Vec<AgencyFacts>,
+}
+
+/// The tallies of one scope (a town or the city): every metric over all its enterprises, and
+/// over the enterprises of each breakdown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeTallies {
+    pub all: Vec<Tally>,
+    /// By breakdown index of the catalogue.
+    pub by_breakdown: Vec<Vec<Tally>>,
+}
+
+impl ScopeTallies {
+    fn new(metrics: usize, breakdowns: usize) -> Self {
+        ScopeTallies {
+            all: vec![Tally::default(); metrics],
+            by_breakdown: vec![vec![Tally::default(); metrics]; breakdowns],
+        }
+    }
+
+    fn apply(&mut self, contribution: &Contribution, add: bool) {
+        let apply = |tallies: &mut Vec<Tally>| {
+            for (tally, (numerator, denominator)) in tallies.iter_mut().zip(&contribution.tallies) {
+                let part = Tally {
+                    numerator: *numerator,
+                    denominator: *denominator,
+                    parts: [0; 4],
+                };
+                if add {
+                    tally.add(&part);
+                } else {
+                    tally.subtract(&part);
+                }
+            }
+        };
+        apply(&mut self.all);
+        for (index, tallies) in self.by_breakdown.iter_mut().enumerate() {
+            if contribution.breakdowns & (1 << index) != 0 {
+                apply(tallies);
+            }
+        }
+    }
+
+    /// The tallies of a breakdown (`None`: all enterprises).
+    pub fn tallies(&self, breakdown: Option<usize>) -> Option<&[Tally]> {
+        match breakdown {
+            None => Some(&self.all),
+            Some(index) => self.by_breakdown.get(index).map(Vec::as_slice),
+        }
+    }
+}
+
+/// The metrics of every town and the city at one instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub at: Instant,
+    /// Towns in the catalogue's order, then any other town with enterprises, by name.
+    pub towns: Vec<(Town, ScopeTallies)>,
+    pub city: ScopeTallies,
+}
+
+impl Snapshot {
+    /// Computes every metric at `at` from the facts.
+    pub fn compute(rules: &RuleSet, facts: &MetricFacts, at: Instant) -> Snapshot {
+        let empty = ServiceFacts::default();
+        let contributions = facts.files.iter().filter_map(|(enterprise_id, file)| {
+            let services = facts.services.get(enterprise_id).unwrap_or(&empty);
+            enterprise_contribution(&rules.metrics, rules, file, services, at)
+        });
+        Snapshot::from_contributions(rules, contributions, &facts.agencies, at)
+    }
+
+    /// Sums contributions (and the agency figures) into a snapshot at `at`.
+    pub fn from_contributions(
+        rules: &RuleSet,
+        contributions: impl IntoIterator<Item = impl std::borrow::Borrow<Contribution>>,
+        agencies: &[AgencyFacts],
+        at: Instant,
+    ) -> Snapshot {
+        let mut sums = Sums::new(rules);
+        for contribution in contributions {
+            sums.apply(rules, contribution.borrow(), true);
+        }
+        sums.snapshot(rules, agencies, at)
+    }
+
+    /// The tallies of a town.
+    pub fn town(&self, town: &Town) -> Option<&ScopeTallies> {
+        self.towns
+            .iter()
+            .find(|(name, _)| name == town)
+            .map(|(_, tallies)| tallies)
+    }
+}
+
+/// Running sums of contributions per town and for the city.
+#[derive(Debug, Clone, Default)]
+struct Sums {
+    towns: BTreeMap<Town, ScopeTallies>,
+    city: Option<ScopeTallies>,
+}
+
+impl Sums {
+    fn new(rules: &RuleSet) -> Sums {
+        let catalogue = &rules.metrics;
+        let (metrics, breakdowns) = (catalogue.metrics.len(), catalogue.breakdowns.len());
+        Sums {
+            towns: catalogue
+                .towns
+                .iter()
+                .map(|town| (town.clone(), ScopeTallies::new(metrics, breakdowns)))
+                .collect(),
+            city: Some(ScopeTallies::new(metrics, breakdowns)),
+        }
+    }
+
+    fn apply(&mut self, rules: &RuleSet, contribution: &Contribution, add: bool) {
+        let (metrics, breakdowns) = (rules.metrics.metrics.len(), rules.metrics.breakdowns.len());
+        self.towns
+            .entry(contribution.town.clone())
+            .or_insert_with(|| ScopeTallies::new(metrics, breakdowns))
+            .apply(contribution, add);
+        self.city
+            .get_or_insert_with(|| ScopeTallies::new(metrics, breakdowns))
+            .apply(contribution, add);
+    }
+
+    fn snapshot(&self, rules: &RuleSet, agencies: &[AgencyFacts], at: Instant) -> Snapshot {
+        let catalogue = &rules.metrics;
+        let (metrics, breakdowns) = (catalogue.metrics.len(), catalogue.breakdowns.len());
+        let agency = agency_tallies(catalogue, rules, agencies, at);
+        let mut city = self
+            .city
+            .clone()
+            .unwrap_or_else(|| ScopeTallies::new(metrics, breakdowns));
+        finish(rules, &mut city, &agency);
+        let listed = catalogue.towns.iter().filter_map(|town| self.towns.get_key_value(town));
+        let others = self.towns.iter().filter(|(town, _)| !catalogue.towns.contains(town));
+        let towns = listed
+            .chain(others)
+            .map(|(town, tallies)| {
+                let mut tallies = tallies.clone();
+                finish(rules, &mut tallies, &[]);
+                (town.clone(), tallies)
+            })
+            .collect();
+        Snapshot { at, towns, city }
+    }
+}
+
+/// Completes summed tallies: fills the parts that follow from the numerator and puts the
+/// city-wide agency figures (empty for a town) in place.
+fn finish(rules: &RuleSet, scope: &mut ScopeTallies, agency: &[Option<Tally>]) {
+    let lists = std::iter::once(&mut scope.all).chain(scope.by_breakdown.iter_mut());
+    for tallies in lists {
+        for (index, (tally, metric)) in tallies.iter_mut().zip(&rules.metrics.metrics).enumerate() {
+            if let Some(Some(city)) = agency.get(index) {
+                *tally = *city;
+            }
+            *tally = metric.complete(*tally);
+        }
+    }
+}
+
+/// Each enterprise's contribution at the instant it was last computed, their running sums per
+/// town and for the city, and the agency facts, so a snapshot of "now" costs a copy of the sums.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsCache {
+    contributions: HashMap<EnterpriseId, Contribution>,
+    sums: Sums,
+    agencies: Vec<AgencyFacts>,
+    /// The instant of the last full computation, or of the last change.
+    at: Option<Instant>,
+}
+
+impl MetricsCache {
+    /// Computes every enterprise's contribution at `at`.
+    pub fn compute(rules: &RuleSet, facts: &MetricFacts, at: Instant) -> MetricsCache {
+        let empty = ServiceFacts::default();
+        let mut sums = Sums::new(rules);
+        let mut contributions = HashMap::with_capacity(facts.files.len());
+        for (enterprise_id, file) in &facts.files {
+            let services = facts.services.get(enterprise_id).unwrap_or(&empty);
+            if let Some(contribution) = enterprise_contribution(&rules.metrics, rules, file, services, at) {
+                sums.apply(rules, &contribution, true);
+                contributions.insert(*enterprise_id, contribution);
+            }
+        }
+        MetricsCache {
+            contributions,
+            sums,
+            agencies: facts.agencies.clone(),
+            at: Some(at),
+        }
+    }
+
+    /// Recomputes one enterprise's contribution at `at` from its facts (none: it is gone), and
+    /// returns its town before and after.
+    pub fn update_enterprise(
+        &mut self,
+        rules: &RuleSet,
+        enterprise_id: EnterpriseId,
+        facts: Option<(&EnterpriseFile, &ServiceFacts)>,
+        at: Instant,
+    ) -> (Option<Town>, Option<Town>) {
+        let contribution =
+            facts.and_then(|(file, services)| enterprise_contribution(&rules.metrics, rules, file, services, at));
+        let before = self.contributions.remove(&enterprise_id);
+        if let Some(before) = &before {
+            self.sums.apply(rules, before, false);
+        }
+        let after = contribution.as_ref().map(|contribution| contribution.town.clone());
+        if let Some(contribution) = contribution {
+            self.sums.apply(rules, &contribution, true);
+            self.contributions.insert(enterprise_id, contribution);
+        }
+        self.at = Some(self.at.map_or(at, |known| known.max(at)));
+        (before.map(|before| before.town), after)
+    }
+
+    /// Replaces the agency facts.
+    pub fn update_agencies(&mut self, agencies: Vec<AgencyFacts>, at: Instant) {
+        self.agencies = agencies;
+        self.at = Some(self.at.map_or(at, |known| known.max(at)));
+    }
+
+    /// The instant of the latest computation.
+    pub fn at(&self) -> Option<Instant> {
+        self.at
+    }
+
+    /// The cached figures as a snapshot; agency figures are computed at the cache's instant.
+    pub fn snapshot(&self, rules: &RuleSet) -> Option<Snapshot> {
+        let at = self.at?;
+        Some(self.sums.snapshot(rules, &self.agencies, at))
+    }
+
+    /// How many enterprises contribute.
+    pub fn enterprises(&self) -> usize {
+        self.contributions.len()
+    }
+}
