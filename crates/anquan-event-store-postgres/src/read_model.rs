@@ -1,5 +1,6 @@
 //! [`PostgresReadModelStore`]: read models as plain PostgreSQL tables.
 
+use std::collections::HashMap;
 use std::error::Error;
 
 use async_trait::async_trait;
@@ -22,6 +23,12 @@ const CHECKPOINTS_DDL: &str = "CREATE TABLE IF NOT EXISTS projection_checkpoints
     commit     BIGINT NOT NULL,
     prepare    BIGINT NOT NULL
 )";
+
+/// Moves a projection's checkpoint, last in its batch's transaction.
+const CHECKPOINT_UPSERT: &str = "INSERT INTO projection_checkpoints (projection, commit, prepare) VALUES ($1, $2, $3) \
+    ON CONFLICT (projection) DO UPDATE SET commit = EXCLUDED.commit, prepare = EXCLUDED.prepare";
+/// Removes a projection's checkpoint, last in its reset's transaction.
+const CHECKPOINT_DELETE: &str = "DELETE FROM projection_checkpoints WHERE projection = $1";
 
 fn backend(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> ReadModelError {
     move |error| ReadModelError::backend(what, error)
@@ -109,18 +116,54 @@ fn json_to_sql(text: &str, ty: &Type, out: &mut bytes::BytesMut) -> Result<IsNul
     Ok(IsNull::No)
 }
 
-/// Runs one statement with its typed parameters.
-async fn execute(client: &impl GenericClient, statement: &Statement) -> Result<u64, ReadModelError> {
-    let prepared = client
-        .prepare_cached(&statement.sql)
-        .await
-        .map_err(|error| ReadModelError::backend(format!("prepare {:?}", statement.sql), error))?;
-    let params: Vec<Param<'_>> = statement.params.iter().map(Param).collect();
-    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|param| param as &(dyn ToSql + Sync)).collect();
-    client
-        .execute(&prepared, &refs)
-        .await
-        .map_err(|error| ReadModelError::backend(format!("execute {:?}", statement.sql), error))
+/// Runs statements in order, pipelined: the distinct statements are prepared (once per
+/// connection, through the statement cache), then every execution is sent without waiting
+/// for the one before, and the replies are awaited together. One connection runs its requests
+/// strictly in the order they were sent, so the effect is that of running them one by one;
+/// the first failure (in statement order) is returned, and the server rejects every later
+/// statement of the then-aborted transaction, which the caller rolls back.
+async fn execute_all(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    statements: &[Statement],
+) -> Result<(), ReadModelError> {
+    let mut distinct: HashMap<&str, tokio_postgres::Statement> = HashMap::new();
+    let mut prepared = Vec::with_capacity(statements.len());
+    for statement in statements {
+        let sql: &str = &statement.sql;
+        let handle = match distinct.get(sql) {
+            Some(handle) => handle.clone(),
+            None => {
+                let handle = transaction
+                    .prepare_cached(sql)
+                    .await
+                    .map_err(|error| ReadModelError::backend(format!("prepare {sql:?}"), error))?;
+                distinct.insert(sql, handle.clone());
+                handle
+            }
+        };
+        prepared.push(handle);
+    }
+    let params: Vec<Vec<Param<'_>>> = statements
+        .iter()
+        .map(|statement| statement.params.iter().map(Param).collect())
+        .collect();
+    let refs: Vec<Vec<&(dyn ToSql + Sync)>> = params
+        .iter()
+        .map(|params| params.iter().map(|param| param as &(dyn ToSql + Sync)).collect())
+        .collect();
+    // `try_join_all` polls the futures first in order, and each sends its request on its
+    // first poll, so the requests go out in statement order.
+    let executions = statements
+        .iter()
+        .zip(&prepared)
+        .zip(&refs)
+        .map(|((statement, prepared), refs)| async move {
+            transaction
+                .execute(prepared, refs)
+                .await
+                .map_err(|error| ReadModelError::backend(format!("execute {:?}", statement.sql), error))
+        });
+    futures::future::try_join_all(executions).await.map(|_| ())
 }
 
 fn to_value(row: &tokio_postgres::Row, column: usize) -> Result<SqlValue, ReadModelError> {
@@ -219,22 +262,18 @@ impl ReadModelStore for PostgresReadModelStore {
     async fn apply(&self, batch: ProjectionBatch) -> Result<(), ReadModelError> {
         let commit = i64::try_from(batch.checkpoint.commit).unwrap_or(i64::MAX);
         let prepare = i64::try_from(batch.checkpoint.prepare).unwrap_or(i64::MAX);
+        let mut statements = batch.statements;
+        statements.push(Statement::new(
+            CHECKPOINT_UPSERT,
+            vec![
+                SqlValue::Text(batch.projection),
+                SqlValue::Int(commit),
+                SqlValue::Int(prepare),
+            ],
+        ));
         let mut client = self.client().await?;
         let transaction = client.transaction().await.map_err(backend("begin projection batch"))?;
-        for statement in &batch.statements {
-            execute(&transaction, statement).await?;
-        }
-        let upsert = transaction
-            .prepare_cached(
-                "INSERT INTO projection_checkpoints (projection, commit, prepare) VALUES ($1, $2, $3) \
-                 ON CONFLICT (projection) DO UPDATE SET commit = EXCLUDED.commit, prepare = EXCLUDED.prepare",
-            )
-            .await
-            .map_err(backend("prepare checkpoint upsert"))?;
-        transaction
-            .execute(&upsert, &[&batch.projection, &commit, &prepare])
-            .await
-            .map_err(backend("move checkpoint"))?;
+        execute_all(&transaction, &statements).await?;
         transaction.commit().await.map_err(backend("commit projection batch"))
     }
 
@@ -264,19 +303,14 @@ impl ReadModelStore for PostgresReadModelStore {
         .transpose()
     }
 
-    async fn reset(&self, projection: &str, statements: Vec<Statement>) -> Result<(), ReadModelError> {
+    async fn reset(&self, projection: &str, mut statements: Vec<Statement>) -> Result<(), ReadModelError> {
+        statements.push(Statement::new(
+            CHECKPOINT_DELETE,
+            vec![SqlValue::Text(projection.to_owned())],
+        ));
         let mut client = self.client().await?;
         let transaction = client.transaction().await.map_err(backend("begin reset"))?;
-        for statement in &statements {
-            execute(&transaction, statement).await?;
-        }
-        transaction
-            .execute(
-                "DELETE FROM projection_checkpoints WHERE projection = $1",
-                &[&projection],
-            )
-            .await
-            .map_err(backend("remove checkpoint"))?;
+        execute_all(&transaction, &statements).await?;
         transaction.commit().await.map_err(backend("commit reset"))
     }
 

@@ -117,3 +117,114 @@ async fn every_sql_value_kind_round_trips_and_the_checkpoint_commits_with_the_ba
     let count = store.query("SELECT count(*) FROM sample", &[]).await.unwrap();
     assert_eq!(count, vec![Row(vec![SqlValue::Int(0)])]);
 }
+
+/// Long batches are pipelined: their statements still take effect in order, and a failure
+/// anywhere rolls back everything, later statements included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_batch_runs_in_order_and_fails_as_a_whole() {
+    let Some(database) = support::fresh_database("read-model pipelining test").await else {
+        return;
+    };
+    // One connection: the one that saw a failure serves the next batch.
+    let store = PostgresReadModelStore::connect(&database.url, 1).await.unwrap();
+    store
+        .migrate(
+            "CREATE TABLE IF NOT EXISTS counter (id BIGINT PRIMARY KEY, value BIGINT NOT NULL, trail TEXT NOT NULL)",
+        )
+        .await
+        .unwrap();
+    let insert = "INSERT INTO counter (id, value, trail) VALUES ($1, 0, '')";
+    // Each step depends on the one before: a reordering changes the value and the trail.
+    let step = "UPDATE counter SET value = value * 2 + $2, trail = trail || $3 WHERE id = $1";
+    let mut statements = Vec::new();
+    let mut expected = (0_i64, String::new());
+    for id in 0..10 {
+        statements.push(Statement::new(insert, vec![SqlValue::Int(id)]));
+    }
+    for round in 0..300_i64 {
+        let id = round % 10;
+        statements.push(Statement::new(
+            step,
+            vec![
+                SqlValue::Int(id),
+                SqlValue::Int(round % 2),
+                SqlValue::Text(format!("{round},")),
+            ],
+        ));
+        if id == 3 {
+            expected.0 = expected.0 * 2 + round % 2;
+            expected.1.push_str(&format!("{round},"));
+        }
+    }
+    store
+        .apply(ProjectionBatch {
+            projection: "counter".to_owned(),
+            statements,
+            checkpoint: Position::from_sequence(310),
+        })
+        .await
+        .unwrap();
+    let rows = store
+        .query("SELECT value, trail FROM counter WHERE id = $1", &[SqlValue::Int(3)])
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        vec![Row(vec![SqlValue::Int(expected.0), SqlValue::Text(expected.1.clone())])]
+    );
+
+    // The 101st of 400 statements fails; the others would succeed on their own.
+    let mut statements: Vec<Statement> = (0..400)
+        .map(|n| {
+            Statement::new(
+                step,
+                vec![SqlValue::Int(n % 10), SqlValue::Int(1), SqlValue::Text("x".to_owned())],
+            )
+        })
+        .collect();
+    statements[100] = Statement::new(
+        "INSERT INTO counter (id, value, trail) VALUES ($1, 0, '')",
+        vec![SqlValue::Int(0)],
+    );
+    let error = store
+        .apply(ProjectionBatch {
+            projection: "counter".to_owned(),
+            statements,
+            checkpoint: Position::from_sequence(710),
+        })
+        .await
+        .unwrap_err();
+    // The first failure is reported, not the aborted statements after it.
+    assert!(error.to_string().contains("INSERT INTO counter"), "{error}");
+    assert_eq!(
+        store.checkpoint("counter").await.unwrap(),
+        Some(Position::from_sequence(310))
+    );
+    let rows = store
+        .query("SELECT value, trail FROM counter WHERE id = $1", &[SqlValue::Int(3)])
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        vec![Row(vec![SqlValue::Int(expected.0), SqlValue::Text(expected.1)])]
+    );
+
+    // The connection that saw the failure commits the next batch.
+    store
+        .apply(ProjectionBatch {
+            projection: "counter".to_owned(),
+            statements: vec![Statement::new(
+                "DELETE FROM counter WHERE id = $1",
+                vec![SqlValue::Int(9)],
+            )],
+            checkpoint: Position::from_sequence(711),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.checkpoint("counter").await.unwrap(),
+        Some(Position::from_sequence(711))
+    );
+    let count = store.query("SELECT count(*) FROM counter", &[]).await.unwrap();
+    assert_eq!(count, vec![Row(vec![SqlValue::Int(9)])]);
+}
