@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod bench;
 pub mod config;
+pub mod demo;
 pub mod rulesets;
 pub mod serve;
 pub mod telemetry;
@@ -40,6 +41,9 @@ pub enum Command {
     Token(TokenArgs),
     /// Benchmarks: `bench store` runs the shared event-store workload.
     Bench(bench::BenchArgs),
+    /// Generates the demo dataset (Haining 2019; `--scale 100` for a province) through the
+    /// command path into a fresh data directory or database.
+    Demo(demo::DemoArgs),
     /// Prints an enterprise's complete history as JSON lines, or its status `--as-of` an instant.
     Replay(audit::ReplayArgs),
     /// Recomputes every stream's hash chain and reports altered, missing, inserted or
@@ -94,6 +98,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(args) => bench::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
         Command::Replay(args) => audit::replay(args).await,
         Command::Verify(args) => audit::verify(args).await,
         Command::Export(args) => audit::export(args).await,

@@ -1,0 +1,157 @@
+//! `anquan demo`: generates the demo dataset (Haining 2019 at scale 1, a province at scale 100)
+//! into the configured event store through the command path, with a progress bar on stderr
+//! (quiet when stderr is not a terminal), then prints what it generated and the headline rates.
+//! `anquan serve` on the same data directory builds the read models from the log on start.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use anquan_demo::{DemoOptions, DemoSummary, Progress, Tuning};
+
+use crate::config::{Config, ServeArgs};
+
+/// Arguments of `anquan demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// 1 = Haining (3,212 enterprises, 38 agencies); 100 = a province of 100 such counties.
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+    /// Simulated years, ending with --year.
+    #[arg(long, default_value_t = 1)]
+    pub years: u32,
+    /// The last simulated year.
+    #[arg(long, default_value_t = 2019)]
+    pub year: i32,
+    /// The random seed: the same seed gives the same history.
+    #[arg(long, default_value_t = 2019)]
+    pub seed: u64,
+    /// Overrides the number of enterprises the scale gives.
+    #[arg(long)]
+    pub enterprises: Option<u64>,
+    /// Enterprise histories in flight at once.
+    #[arg(long, default_value_t = anquan_demo::ENTERPRISES_IN_FLIGHT)]
+    pub in_flight: usize,
+    /// Where to write (the data directory or --database), as for `anquan serve`.
+    #[command(flatten)]
+    pub store: ServeArgs,
+}
+
+struct Bar {
+    bar: ProgressBar,
+}
+
+impl Progress for Bar {
+    fn phase(&self, name: &'static str, total: u64) {
+        self.bar.set_length(total);
+        self.bar.set_position(0);
+        self.bar.set_prefix(name);
+    }
+
+    fn advance(&self, events: u64) {
+        self.bar.inc(1);
+        let events = self.bar.message().parse::<u64>().unwrap_or(0) + events;
+        self.bar.set_message(events.to_string());
+    }
+}
+
+/// Runs `anquan demo`.
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let config = Config::load(args.store.clone())?;
+    let (events, _read_models) = crate::serve::open_stores(&config.storage).await?;
+    let existing = events.read_all(None, 1).await.context("cannot read the event store")?;
+    if !existing.is_empty() {
+        anyhow::bail!(
+            "the event store already holds events: the demo goes into a fresh data directory \
+             (--data-dir) or database (--database)"
+        );
+    }
+    let options = DemoOptions {
+        scale: args.scale,
+        years: args.years,
+        last_year: args.year,
+        seed: args.seed,
+        enterprises: args.enterprises,
+        in_flight: args.in_flight,
+    };
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new(0)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>11} [{elapsed_precise}] {wide_bar} {pos}/{len} · {msg} events")
+            .context("bad progress template")?,
+    );
+    bar.set_message("0");
+    let progress = Arc::new(Bar { bar: bar.clone() });
+    let rules = Arc::new(config.rules.clone());
+    let summary = anquan_demo::generate(events, rules, &options, Tuning::default(), progress).await?;
+    bar.finish_and_clear();
+    let report = render(&summary, &options);
+    std::io::Write::write_all(&mut std::io::stdout(), report.as_bytes()).context("cannot write the summary")?;
+    Ok(())
+}
+
+fn render(summary: &DemoSummary, options: &DemoOptions) -> String {
+    let seconds = summary.elapsed.as_secs_f64();
+    let rate = if seconds > 0.0 {
+        summary.events as f64 / seconds
+    } else {
+        0.0
+    };
+    let mut text = format!(
+        "demo: scale {} · {} year(s) to {} · seed {}\n\
+         generated {} events in {} appends in {seconds:.1} s ({rate:.0} events/s), peak resident memory {}\n\
+         enterprises {} · records uploaded {} · reviewed {} (returned {}, feedback {})\n\
+         inspections {} · hazards {} (major {}, overdue at year end {})\n\
+         agencies {} · staff {} · contracts {} · service reports {} · ratings {} · grades A/B/C/D {}/{}/{}/{} · blacklisted {}\n\
+         headline rates at the end of {}:\n",
+        options.scale,
+        options.years,
+        options.last_year,
+        options.seed,
+        summary.events,
+        summary.appends,
+        peak_rss().unwrap_or_else(|| "unknown".to_owned()),
+        summary.enterprises,
+        summary.uploads,
+        summary.reviews,
+        summary.returned,
+        summary.feedback,
+        summary.inspections,
+        summary.hazards,
+        summary.major_hazards,
+        summary.overdue_hazards_at_end,
+        summary.agencies,
+        summary.agency_staff,
+        summary.contracts,
+        summary.service_reports,
+        summary.ratings,
+        summary.grades[0],
+        summary.grades[1],
+        summary.grades[2],
+        summary.grades[3],
+        summary.blacklisted,
+        options.last_year,
+    );
+    for ((code, ours), (_, article)) in summary
+        .rates
+        .pairs()
+        .iter()
+        .zip(anquan_demo::HeadlineRates::ARTICLE.pairs())
+    {
+        text.push_str(&format!("  {code} {ours:5.1} %  (article {article} %)\n"));
+    }
+    text
+}
+
+/// Peak resident memory of this process (VmHWM), on Linux.
+pub fn peak_rss() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(format!("{} MiB", kib / 1024))
+}
