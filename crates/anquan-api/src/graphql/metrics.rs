@@ -1,0 +1,578 @@
+//! Town and city statistics: the 78 metrics' catalogue, one town's figures, all towns side by
+//! side, the city, a town ranking, the five headline rates, and a subscription that pushes
+//! changed figures. City admins and inspectors see everything; town officers and inspectors see
+//! their town and the city aggregates; enterprises, agencies and the public see none.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, Enum, Object, SimpleObject, Subscription};
+use chrono::{DateTime, Utc};
+use futures::Stream;
+
+use anquan_domain::metrics::{Headline, Metric, Scope, Tally, Unit, Window};
+use anquan_domain::{Role, Town};
+use anquan_projections::metrics::{ScopeTallies, Snapshot};
+
+use super::{actor, app};
+use crate::AppState;
+use crate::error::ApiError;
+use crate::metrics_service::{month_before, snapshots_at};
+
+/// A metric of the catalogue.
+#[derive(SimpleObject)]
+pub struct MetricDefinition {
+    /// A01…I06 (domain.md §5).
+    pub code: String,
+    /// Chinese name.
+    pub name_zh: String,
+    /// English name.
+    pub name_en: String,
+    /// The numerator in words.
+    pub numerator: String,
+    /// The denominator in words (empty for a plain count).
+    pub denominator: String,
+    /// The stretch of time it looks at.
+    pub window: MetricWindow,
+    /// How the value reads.
+    pub unit: MetricUnit,
+    /// True for city-wide figures no town owns (agencies).
+    pub city_only: bool,
+    /// The headline rate it carries, if any (snake_case name).
+    pub headline: Option<String>,
+    /// False when no fact is recorded for it yet (it reads 0).
+    pub recorded: bool,
+}
+
+/// A metric's window.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+pub enum MetricWindow {
+    /// The state at the instant.
+    Snapshot,
+    /// 1 January to the instant.
+    YearToDate,
+    /// The current half-year to the instant.
+    HalfYear,
+}
+
+/// A metric's unit.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+pub enum MetricUnit {
+    /// A count (or a mean count when there is a denominator).
+    Count,
+    /// A percentage, 1 decimal.
+    Percent,
+    /// Days, 1 decimal.
+    Days,
+    /// Stars, 2 decimals.
+    Stars,
+}
+
+impl From<&Metric> for MetricDefinition {
+    fn from(metric: &Metric) -> Self {
+        MetricDefinition {
+            code: metric.code.clone(),
+            name_zh: metric.name_zh.clone(),
+            name_en: metric.name_en.clone(),
+            numerator: metric.numerator.clone(),
+            denominator: metric.denominator.clone(),
+            window: match metric.window {
+                Window::Snapshot => MetricWindow::Snapshot,
+                Window::Ytd => MetricWindow::YearToDate,
+                Window::HalfYear => MetricWindow::HalfYear,
+            },
+            unit: match metric.unit {
+                Unit::Count => MetricUnit::Count,
+                Unit::Percent => MetricUnit::Percent,
+                Unit::Days => MetricUnit::Days,
+                Unit::Stars => MetricUnit::Stars,
+            },
+            city_only: metric.scope == Scope::City,
+            headline: metric.headline.map(headline_name),
+            recorded: metric.recorded,
+        }
+    }
+}
+
+fn headline_name(headline: Headline) -> String {
+    serde_json::to_value(headline)
+        .ok()
+        .and_then(|value| value.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// One part of a figure (A08 created/closed, I04 grades, I05 kinds, D06 sessions/attendees).
+#[derive(SimpleObject)]
+pub struct MetricPart {
+    /// The part's name.
+    pub name: String,
+    /// Its count.
+    pub value: f64,
+}
+
+/// One metric's figure in one scope.
+#[derive(SimpleObject)]
+pub struct MetricValue {
+    /// The metric's code.
+    pub code: String,
+    /// The value (none: a ratio over nothing, or a city-wide metric asked of a town).
+    pub value: Option<f64>,
+    /// The summed numerator.
+    pub numerator: f64,
+    /// The summed denominator.
+    pub denominator: f64,
+    /// The value one local month earlier.
+    pub previous_value: Option<f64>,
+    /// Month-over-month change: value − previous value.
+    pub change: Option<f64>,
+    /// The parts, for metrics that have them.
+    pub parts: Vec<MetricPart>,
+}
+
+/// The figures of one scope at one instant.
+#[derive(SimpleObject)]
+pub struct ScopeMetrics {
+    /// The town, or none for the city.
+    pub town: Option<String>,
+    /// The instant the figures are for.
+    pub at: DateTime<Utc>,
+    /// The breakdown (enterprise type) they are restricted to, if any.
+    pub breakdown: Option<String>,
+    /// Every metric, in catalogue order.
+    pub metrics: Vec<MetricValue>,
+}
+
+/// One town in a ranking.
+#[derive(SimpleObject)]
+pub struct RankingEntry {
+    /// 1 for the highest value; towns without a value come last, unranked.
+    pub rank: Option<i32>,
+    /// The town.
+    pub town: String,
+    /// Its value.
+    pub value: Option<f64>,
+    /// Month-over-month change.
+    pub change: Option<f64>,
+}
+
+/// The five rates the source article names, in one scope.
+#[derive(SimpleObject)]
+pub struct HeadlineRates {
+    /// The town, or none for the city.
+    pub town: Option<String>,
+    /// The instant.
+    pub at: DateTime<Utc>,
+    /// 企业主体落实率 (B02), percent.
+    pub enterprise_responsibility_rate: Option<f64>,
+    /// 负责人、安管员培训率 (D03), percent.
+    pub principal_and_safety_officer_training_rate: Option<f64>,
+    /// 应急演练完成率 (G02), percent.
+    pub emergency_drill_completion_rate: Option<f64>,
+    /// 社会化服务覆盖率 (H01), percent.
+    pub social_service_coverage: Option<f64>,
+    /// 500万以上企业服务覆盖率 (H02), percent.
+    #[graphql(name = "serviceCoverageOver5mRevenue")]
+    pub service_coverage_over_5m_revenue: Option<f64>,
+}
+
+/// An enterprise type the figures can be restricted to.
+#[derive(SimpleObject)]
+pub struct MetricBreakdown {
+    /// Its name (pass as `breakdown`).
+    pub name: String,
+    /// Chinese name.
+    pub name_zh: String,
+    /// English name.
+    pub name_en: String,
+}
+
+/// Town and city statistics.
+#[derive(Default)]
+pub struct MetricsQuery;
+
+/// What a caller may see: every town, or one town (plus the city).
+enum Visibility {
+    All,
+    Town(Town),
+}
+
+fn visibility(ctx: &Context<'_>) -> Result<Visibility, ApiError> {
+    let actor = actor(ctx)?;
+    match &actor.role {
+        Role::CityAdmin | Role::CityInspector => Ok(Visibility::All),
+        Role::TownOfficer { town } | Role::TownInspector { town } => Ok(Visibility::Town(town.clone())),
+        Role::Enterprise { .. } | Role::Agency { .. } => Err(ApiError::Forbidden(format!(
+            "an {} may not read town statistics",
+            actor.role.name()
+        ))),
+    }
+}
+
+fn parse_town(town: &str) -> Result<Town, ApiError> {
+    Town::parse(town).map_err(|error| ApiError::BadInput {
+        code: "INVALID_ID",
+        message: error.to_string(),
+    })
+}
+
+/// The snapshot at `as_of` (or now) and the one a month earlier.
+async fn snapshots(app: &AppState, as_of: Option<DateTime<Utc>>) -> Result<(Arc<Snapshot>, Arc<Snapshot>), ApiError> {
+    match as_of {
+        None => match app.metrics.current() {
+            Some(current) => Ok((current.now, current.month_ago)),
+            None => {
+                let now = app.now();
+                compute_pair(app, now).await
+            }
+        },
+        Some(at) => compute_pair(app, at).await,
+    }
+}
+
+async fn compute_pair(app: &AppState, at: DateTime<Utc>) -> Result<(Arc<Snapshot>, Arc<Snapshot>), ApiError> {
+    let mut snapshots = snapshots_at(app, &[at, month_before(app, at)])
+        .await
+        .map_err(|error| ApiError::Internal(error.to_string()))?
+        .into_iter()
+        .map(Arc::new);
+    match (snapshots.next(), snapshots.next()) {
+        (Some(now), Some(earlier)) => Ok((now, earlier)),
+        _ => Err(ApiError::Internal("no snapshot computed".into())),
+    }
+}
+
+fn breakdown_index(app: &AppState, breakdown: Option<&str>) -> Result<Option<usize>, ApiError> {
+    breakdown
+        .map(|name| {
+            app.rules
+                .metrics
+                .breakdown(name)
+                .map(|(index, _)| index)
+                .ok_or_else(|| ApiError::bad_input(format!("unknown breakdown {name:?}")))
+        })
+        .transpose()
+}
+
+fn values(app: &AppState, town: bool, now: Option<&[Tally]>, earlier: Option<&[Tally]>) -> Vec<MetricValue> {
+    app.rules
+        .metrics
+        .metrics
+        .iter()
+        .enumerate()
+        .map(|(index, metric)| {
+            let hidden = town && metric.scope == Scope::City;
+            let tally = now.and_then(|tallies| tallies.get(index)).copied().unwrap_or_default();
+            let value = if hidden { None } else { metric.value(&tally) };
+            let previous_value = if hidden {
+                None
+            } else {
+                earlier
+                    .and_then(|tallies| tallies.get(index))
+                    .and_then(|tally| metric.value(tally))
+            };
+            #[allow(clippy::cast_precision_loss, reason = "tallies are far below 2^52")]
+            let parts = metric
+                .measure
+                .part_names()
+                .iter()
+                .zip(tally.parts)
+                .map(|(name, value)| MetricPart {
+                    name: (*name).to_owned(),
+                    value: value as f64,
+                })
+                .collect();
+            #[allow(clippy::cast_precision_loss, reason = "tallies are far below 2^52")]
+            MetricValue {
+                code: metric.code.clone(),
+                value,
+                numerator: tally.numerator as f64,
+                denominator: tally.denominator as f64,
+                change: value
+                    .zip(previous_value)
+                    .map(|(value, previous)| ((value - previous) * 100.0).round() / 100.0),
+                previous_value,
+                parts,
+            }
+        })
+        .collect()
+}
+
+fn scope_metrics(
+    app: &AppState,
+    town: Option<&Town>,
+    breakdown: Option<(usize, &str)>,
+    now: &Snapshot,
+    earlier: &Snapshot,
+) -> ScopeMetrics {
+    let index = breakdown.map(|(index, _)| index);
+    let pick = |snapshot: &Snapshot| -> Option<Vec<Tally>> {
+        let scope: Option<&ScopeTallies> = match town {
+            None => Some(&snapshot.city),
+            Some(town) => snapshot.town(town),
+        };
+        scope.and_then(|scope| scope.tallies(index)).map(<[Tally]>::to_vec)
+    };
+    ScopeMetrics {
+        town: town.map(ToString::to_string),
+        at: now.at,
+        breakdown: breakdown.map(|(_, name)| name.to_owned()),
+        metrics: values(app, town.is_some(), pick(now).as_deref(), pick(earlier).as_deref()),
+    }
+}
+
+#[Object]
+impl MetricsQuery {
+    /// The 78 metrics of the rule set in force, in catalogue order.
+    async fn metric_catalogue(&self, ctx: &Context<'_>) -> Result<Vec<MetricDefinition>, ApiError> {
+        Ok(app(ctx)?
+            .rules
+            .metrics
+            .metrics
+            .iter()
+            .map(MetricDefinition::from)
+            .collect())
+    }
+
+    /// The enterprise types figures can be restricted to.
+    async fn metric_breakdowns(&self, ctx: &Context<'_>) -> Result<Vec<MetricBreakdown>, ApiError> {
+        Ok(app(ctx)?
+            .rules
+            .metrics
+            .breakdowns
+            .iter()
+            .map(|breakdown| MetricBreakdown {
+                name: breakdown.name.clone(),
+                name_zh: breakdown.name_zh.clone(),
+                name_en: breakdown.name_en.clone(),
+            })
+            .collect())
+    }
+
+    /// Every metric of one town at `asOf` (default now), optionally for one enterprise type.
+    async fn town_metrics(
+        &self,
+        ctx: &Context<'_>,
+        town: String,
+        as_of: Option<DateTime<Utc>>,
+        breakdown: Option<String>,
+    ) -> Result<ScopeMetrics, ApiError> {
+        let app = app(ctx)?;
+        let town = parse_town(&town)?;
+        if let Visibility::Town(own) = visibility(ctx)?
+            && own != town
+        {
+            return Err(ApiError::Forbidden(format!(
+                "a town officer of {own} may not read {town}"
+            )));
+        }
+        let index = breakdown_index(app, breakdown.as_deref())?;
+        let (now, earlier) = snapshots(app, as_of).await?;
+        if now.town(&town).is_none() && !app.rules.metrics.towns.contains(&town) {
+            return Err(ApiError::NotFound(format!("town {town}")));
+        }
+        Ok(scope_metrics(
+            app,
+            Some(&town),
+            index.zip(breakdown.as_deref()),
+            &now,
+            &earlier,
+        ))
+    }
+
+    /// Every metric of every town the caller may see, side by side, at `asOf` (default now).
+    async fn all_town_metrics(
+        &self,
+        ctx: &Context<'_>,
+        as_of: Option<DateTime<Utc>>,
+        breakdown: Option<String>,
+    ) -> Result<Vec<ScopeMetrics>, ApiError> {
+        let app = app(ctx)?;
+        let visible = visibility(ctx)?;
+        let index = breakdown_index(app, breakdown.as_deref())?;
+        let (now, earlier) = snapshots(app, as_of).await?;
+        Ok(now
+            .towns
+            .iter()
+            .filter(|(town, _)| match &visible {
+                Visibility::All => true,
+                Visibility::Town(own) => own == town,
+            })
+            .map(|(town, _)| scope_metrics(app, Some(town), index.zip(breakdown.as_deref()), &now, &earlier))
+            .collect())
+    }
+
+    /// Every metric of the whole city at `asOf` (default now).
+    async fn city_metrics(
+        &self,
+        ctx: &Context<'_>,
+        as_of: Option<DateTime<Utc>>,
+        breakdown: Option<String>,
+    ) -> Result<ScopeMetrics, ApiError> {
+        let app = app(ctx)?;
+        visibility(ctx)?;
+        let index = breakdown_index(app, breakdown.as_deref())?;
+        let (now, earlier) = snapshots(app, as_of).await?;
+        Ok(scope_metrics(
+            app,
+            None,
+            index.zip(breakdown.as_deref()),
+            &now,
+            &earlier,
+        ))
+    }
+
+    /// The towns ordered by one metric (highest first) at `asOf`, with month-over-month change.
+    /// Town officers see the whole ranking of values (no enterprise detail).
+    async fn town_ranking(
+        &self,
+        ctx: &Context<'_>,
+        metric: String,
+        as_of: Option<DateTime<Utc>>,
+    ) -> Result<Vec<RankingEntry>, ApiError> {
+        let app = app(ctx)?;
+        visibility(ctx)?;
+        let index = app
+            .rules
+            .metrics
+            .index_of(&metric)
+            .ok_or_else(|| ApiError::bad_input(format!("unknown metric {metric:?}")))?;
+        let definition = &app.rules.metrics.metrics[index];
+        if definition.scope == Scope::City {
+            return Err(ApiError::bad_input(format!(
+                "metric {metric} is city-wide; towns have no value"
+            )));
+        }
+        let (now, earlier) = snapshots(app, as_of).await?;
+        let mut entries: Vec<RankingEntry> = now
+            .towns
+            .iter()
+            .map(|(town, tallies)| {
+                let value = tallies.all.get(index).and_then(|tally| definition.value(tally));
+                let previous = earlier
+                    .town(town)
+                    .and_then(|tallies| tallies.all.get(index))
+                    .and_then(|tally| definition.value(tally));
+                RankingEntry {
+                    rank: None,
+                    town: town.to_string(),
+                    value,
+                    change: value
+                        .zip(previous)
+                        .map(|(value, previous)| ((value - previous) * 100.0).round() / 100.0),
+                }
+            })
+            .collect();
+        entries.sort_by(|a, b| match (a.value, b.value) {
+            (Some(a), Some(b)) => b.total_cmp(&a),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        });
+        let mut rank = 0;
+        let mut last: Option<f64> = None;
+        for (position, entry) in entries.iter_mut().enumerate() {
+            if let Some(value) = entry.value {
+                if last != Some(value) {
+                    rank = i32::try_from(position + 1).unwrap_or(i32::MAX);
+                    last = Some(value);
+                }
+                entry.rank = Some(rank);
+            }
+        }
+        Ok(entries)
+    }
+
+    /// The five headline rates of a town (or the city when `town` is absent) at `asOf`.
+    async fn headline_rates(
+        &self,
+        ctx: &Context<'_>,
+        town: Option<String>,
+        as_of: Option<DateTime<Utc>>,
+    ) -> Result<HeadlineRates, ApiError> {
+        let app = app(ctx)?;
+        let visible = visibility(ctx)?;
+        let town = town.as_deref().map(parse_town).transpose()?;
+        if let (Visibility::Town(own), Some(town)) = (&visible, &town)
+            && own != town
+        {
+            return Err(ApiError::Forbidden(format!(
+                "a town officer of {own} may not read {town}"
+            )));
+        }
+        let (now, _) = snapshots(app, as_of).await?;
+        let tallies = match &town {
+            None => Some(&now.city),
+            Some(town) => now.town(town),
+        };
+        let rate = |headline: Headline| {
+            let (index, metric) = app.rules.metrics.headline(headline)?;
+            tallies
+                .and_then(|tallies| tallies.all.get(index))
+                .and_then(|tally| metric.value(tally))
+        };
+        Ok(HeadlineRates {
+            town: town.map(|town| town.to_string()),
+            at: now.at,
+            enterprise_responsibility_rate: rate(Headline::EnterpriseResponsibilityRate),
+            principal_and_safety_officer_training_rate: rate(Headline::PrincipalAndSafetyOfficerTrainingRate),
+            emergency_drill_completion_rate: rate(Headline::EmergencyDrillCompletionRate),
+            social_service_coverage: rate(Headline::SocialServiceCoverage),
+            service_coverage_over_5m_revenue: rate(Headline::ServiceCoverageOver5mRevenue),
+        })
+    }
+}
+
+/// Live town statistics.
+#[derive(Default)]
+pub struct MetricsSubscription;
+
+#[Subscription]
+impl MetricsSubscription {
+    /// The figures of a town (default: the caller's town, or the city for city staff) each time
+    /// they change, after new facts or as time passes.
+    async fn metrics_changed(
+        &self,
+        ctx: &Context<'_>,
+        town: Option<String>,
+    ) -> Result<impl Stream<Item = ScopeMetrics> + use<>, ApiError> {
+        let app = app(ctx)?.clone();
+        let visible = visibility(ctx)?;
+        let town = town.as_deref().map(parse_town).transpose()?;
+        let town = match (visible, town) {
+            (Visibility::All, town) => town,
+            (Visibility::Town(own), None) => Some(own),
+            (Visibility::Town(own), Some(town)) if own == town => Some(town),
+            (Visibility::Town(own), Some(town)) => {
+                return Err(ApiError::Forbidden(format!(
+                    "a town officer of {own} may not watch {town}"
+                )));
+            }
+        };
+        let receiver = app.metrics.subscribe();
+        let stream = futures::stream::unfold(receiver, |mut receiver| async move {
+            loop {
+                match receiver.recv().await {
+                    Ok(changed) => return Some((changed, receiver)),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
+        Ok(futures::StreamExt::filter_map(stream, move |changed| {
+            let app = app.clone();
+            let town = town.clone();
+            async move {
+                if !changed.towns.contains(&town) {
+                    return None;
+                }
+                let current = app.metrics.current()?;
+                Some(scope_metrics(
+                    &app,
+                    town.as_ref(),
+                    None,
+                    &current.now,
+                    &current.month_ago,
+                ))
+            }
+        }))
+    }
+}

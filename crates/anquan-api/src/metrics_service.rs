@@ -1,0 +1,297 @@
+//! The town statistics service: keeps the 78 metrics of every town and the city for "now" in
+//! memory (an [`anquan_projections::metrics::MetricsCache`]), replaces an enterprise's
+//! contribution when the projections apply its events, recomputes everything as time passes,
+//! and tells subscribers which towns changed. Past instants (`asOf`) are computed from the
+//! read models on demand.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Months, Utc};
+use tokio::sync::broadcast;
+
+use anquan_domain::{EnterpriseId, Event, Town};
+use anquan_event_store::Position;
+use anquan_projections::QueryError;
+use anquan_projections::metrics::{MetricsCache, Snapshot, agency_facts, enterprise_facts, load_facts};
+
+use crate::AppState;
+
+/// How often everything is recomputed as time passes (windows, validity, deadlines).
+pub const METRICS_REFRESH: Duration = Duration::from_secs(60);
+/// Events read per page while following the log.
+const LOG_PAGE: usize = 500;
+/// How many change notices a slow subscriber may fall behind.
+const CHANGES_CAPACITY: usize = 256;
+
+/// The figures served for "now": the snapshot and the one a local month earlier.
+#[derive(Debug, Clone)]
+pub struct CurrentMetrics {
+    pub now: Arc<Snapshot>,
+    pub month_ago: Arc<Snapshot>,
+}
+
+/// Which towns' figures changed (`None` in the list: the city-wide ones).
+#[derive(Debug, Clone)]
+pub struct MetricsChanged {
+    pub towns: BTreeSet<Option<Town>>,
+    pub at: DateTime<Utc>,
+}
+
+/// Shared between the watcher (writer), the resolvers and subscriptions (readers).
+#[derive(Clone)]
+pub struct MetricsService {
+    current: Arc<RwLock<Option<CurrentMetrics>>>,
+    changes: broadcast::Sender<MetricsChanged>,
+}
+
+impl Default for MetricsService {
+    fn default() -> Self {
+        MetricsService {
+            current: Arc::new(RwLock::new(None)),
+            changes: broadcast::Sender::new(CHANGES_CAPACITY),
+        }
+    }
+}
+
+impl MetricsService {
+    /// The figures for "now", once the first computation is done.
+    pub fn current(&self) -> Option<CurrentMetrics> {
+        self.current.read().ok().and_then(|current| current.clone())
+    }
+
+    /// A receiver of change notices.
+    pub fn subscribe(&self) -> broadcast::Receiver<MetricsChanged> {
+        self.changes.subscribe()
+    }
+
+    fn publish(&self, current: CurrentMetrics, towns: BTreeSet<Option<Town>>) {
+        let at = current.now.at;
+        if let Ok(mut slot) = self.current.write() {
+            *slot = Some(current);
+        }
+        if !towns.is_empty() {
+            // No subscriber is not an error.
+            let _ = self.changes.send(MetricsChanged { towns, at });
+        }
+    }
+}
+
+/// One local month before `at` (the same wall-clock instant, clamped to the month's end).
+pub fn month_before(app: &AppState, at: DateTime<Utc>) -> DateTime<Utc> {
+    let local = at.with_timezone(&app.rules.time_zone);
+    local
+        .checked_sub_months(Months::new(1))
+        .map_or(at - chrono::Duration::days(30), |earlier| earlier.to_utc())
+}
+
+/// Computes the metrics at past (or any) instants from the read models, reading the facts once.
+pub async fn snapshots_at(app: &AppState, instants: &[DateTime<Utc>]) -> Result<Vec<Snapshot>, QueryError> {
+    let facts = load_facts(app.read_models.as_ref()).await?;
+    Ok(instants
+        .iter()
+        .map(|at| Snapshot::compute(&app.rules, &facts, *at))
+        .collect())
+}
+
+/// Follows the projections and the clock; see the module documentation.
+pub struct MetricsWatcher {
+    app: AppState,
+    cache: MetricsCache,
+    month_ago: Arc<Snapshot>,
+    after: Option<Position>,
+}
+
+impl MetricsWatcher {
+    /// Creates a watcher over the application's stores, clock and service.
+    pub fn new(app: AppState) -> Self {
+        let month_ago = Arc::new(Snapshot {
+            at: app.now(),
+            towns: Vec::new(),
+            city: anquan_projections::metrics::ScopeTallies {
+                all: Vec::new(),
+                by_breakdown: Vec::new(),
+            },
+        });
+        MetricsWatcher {
+            app,
+            cache: MetricsCache::default(),
+            month_ago,
+            after: None,
+        }
+    }
+
+    /// Runs until the projections' position channel closes; read failures are logged and retried.
+    pub async fn run(mut self) {
+        let mut projected = self.app.projected.clone();
+        loop {
+            self.after = *projected.borrow_and_update();
+            match self.recompute_all(false).await {
+                Ok(()) => break,
+                Err(error) => {
+                    tracing::warn!(error = %error, "metrics cannot load, retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        let mut last_full = std::time::Instant::now();
+        loop {
+            let until_refresh = METRICS_REFRESH.saturating_sub(last_full.elapsed());
+            tokio::select! {
+                changed = projected.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let applied = *projected.borrow_and_update();
+                    if let Err(error) = self.follow(applied).await {
+                        tracing::warn!(error = %error, "metrics update failed");
+                    }
+                }
+                () = tokio::time::sleep(until_refresh) => {
+                    if let Err(error) = self.recompute_all(true).await {
+                        tracing::warn!(error = %error, "metrics refresh failed");
+                    }
+                    last_full = std::time::Instant::now();
+                }
+            }
+        }
+    }
+
+    async fn recompute_all(&mut self, announce: bool) -> Result<(), String> {
+        let now = self.app.now();
+        let facts = load_facts(self.app.read_models.as_ref())
+            .await
+            .map_err(|error| error.to_string())?;
+        let rules = self.app.rules.clone();
+        let month_at = month_before(&self.app, now);
+        let computing = rules.clone();
+        let (cache, month_ago) = tokio::task::spawn_blocking(move || {
+            let cache = MetricsCache::compute(&computing, &facts, now);
+            let month_ago = Snapshot::compute(&computing, &facts, month_at);
+            (cache, month_ago)
+        })
+        .await
+        .map_err(|error| error.to_string())?;
+        let previous = self.app_current();
+        self.cache = cache;
+        self.month_ago = Arc::new(month_ago);
+        let snapshot = Arc::new(self.cache.snapshot(&rules).ok_or("no snapshot")?);
+        let towns = if announce {
+            changed_towns(previous.as_deref(), &snapshot)
+        } else {
+            BTreeSet::new()
+        };
+        tracing::debug!(enterprises = self.cache.enterprises(), "metrics recomputed");
+        self.app.metrics.publish(
+            CurrentMetrics {
+                now: snapshot,
+                month_ago: self.month_ago.clone(),
+            },
+            towns,
+        );
+        Ok(())
+    }
+
+    fn app_current(&self) -> Option<Arc<Snapshot>> {
+        self.app.metrics.current().map(|current| current.now)
+    }
+
+    /// Recomputes the enterprises (and agencies) whose events were applied up to `applied`.
+    async fn follow(&mut self, applied: Option<Position>) -> Result<(), String> {
+        let Some(applied) = applied else {
+            return Ok(());
+        };
+        let mut enterprises: BTreeSet<EnterpriseId> = BTreeSet::new();
+        let mut agencies = false;
+        while self.after.is_none_or(|after| after < applied) {
+            let page = self
+                .app
+                .event_store
+                .read_all(self.after, LOG_PAGE)
+                .await
+                .map_err(|error| error.to_string())?;
+            let Some(last) = page.last().map(|event| event.position) else {
+                break;
+            };
+            for recorded in page.iter().filter(|event| event.position <= applied) {
+                if let Some(id) = recorded.stream_id.as_str().strip_prefix("enterprise-") {
+                    if let Ok(enterprise_id) = id.parse() {
+                        enterprises.insert(enterprise_id);
+                    }
+                } else if recorded.stream_id.as_str().starts_with("agency-") {
+                    agencies = true;
+                    match recorded.decode() {
+                        Ok(Event::ContractSigned(e)) => {
+                            enterprises.insert(e.enterprise_id);
+                        }
+                        Ok(Event::ServiceReported(e)) => {
+                            enterprises.insert(e.enterprise_id);
+                        }
+                        Ok(Event::ServiceRated(e)) => {
+                            enterprises.insert(e.enterprise_id);
+                        }
+                        // A termination names the contract only: recompute everything below.
+                        Ok(Event::ContractTerminated(_)) => return self.recompute_all(true).await,
+                        _ => {}
+                    }
+                }
+            }
+            self.after = Some(last.min(applied));
+            if last >= applied {
+                break;
+            }
+        }
+        if enterprises.is_empty() && !agencies {
+            return Ok(());
+        }
+        let now = self.app.now();
+        let rules = self.app.rules.clone();
+        let mut towns = BTreeSet::new();
+        for enterprise_id in enterprises {
+            let facts = enterprise_facts(self.app.read_models.as_ref(), enterprise_id)
+                .await
+                .map_err(|error| error.to_string())?;
+            let (before, after) = self.cache.update_enterprise(
+                &rules,
+                enterprise_id,
+                facts.as_ref().map(|(file, services)| (file, services)),
+                now,
+            );
+            towns.extend([before, after].into_iter().flatten().map(Some));
+        }
+        if agencies {
+            let facts = agency_facts(self.app.read_models.as_ref())
+                .await
+                .map_err(|error| error.to_string())?;
+            self.cache.update_agencies(facts, now);
+        }
+        towns.insert(None);
+        let snapshot = Arc::new(self.cache.snapshot(&rules).ok_or("no snapshot")?);
+        self.app.metrics.publish(
+            CurrentMetrics {
+                now: snapshot,
+                month_ago: self.month_ago.clone(),
+            },
+            towns,
+        );
+        Ok(())
+    }
+}
+
+/// The towns whose tallies differ between two snapshots (`None`: the city).
+fn changed_towns(previous: Option<&Snapshot>, next: &Snapshot) -> BTreeSet<Option<Town>> {
+    let mut towns = BTreeSet::new();
+    let Some(previous) = previous else {
+        return towns;
+    };
+    if previous.city != next.city {
+        towns.insert(None);
+    }
+    for (town, tallies) in &next.towns {
+        if previous.town(town) != Some(tallies) {
+            towns.insert(Some(town.clone()));
+        }
+    }
+    towns
+}
