@@ -13,5 +13,6 @@ mod agency_flow;
 mod bad_input;
 mod bench_store;
 mod compliance_flow;
+mod rule_sets;
 mod supervision_flow;
 mod support;

@@ -137,6 +137,22 @@ pub(crate) async fn spawn_app(backend: Backend, extra_args: &[&str]) -> TestApp 
 }
 
 impl TestApp {
+    /// Wraps a service a test started itself (e.g. with extra environment).
+    pub(crate) fn from_parts(base_url: String, data_dir: tempfile::TempDir, child: Child) -> TestApp {
+        TestApp {
+            base_url,
+            client: reqwest::Client::new(),
+            data_dir,
+            child,
+            database: None,
+        }
+    }
+
+    /// The service's data directory, for the operator commands.
+    pub(crate) fn data_dir(&self) -> &std::path::Path {
+        self.data_dir.path()
+    }
+
     /// Mints a token with `anquan token`.
     pub(crate) fn token(&self, args: &[&str]) -> String {
         let output = std::process::Command::new(binary())
