@@ -42,6 +42,7 @@ pub fn router(schema: AppSchema, app: AppState) -> Router {
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(healthz))
+        .route("/dashboard", get(dashboard))
         .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http())
@@ -186,4 +187,10 @@ fn error_response(status: StatusCode, error: &ApiError) -> Response {
         "errors": [{ "message": error.message(), "extensions": { "code": error.code() } }]
     });
     (status, Json(body)).into_response()
+}
+
+/// The town statistics dashboard: one static page that reads the GraphQL API with the token
+/// the official pastes in (or `?token=`).
+async fn dashboard() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("dashboard.html"))
 }

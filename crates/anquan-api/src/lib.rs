@@ -10,6 +10,7 @@ pub mod blobs;
 pub mod error;
 pub mod graphql;
 mod http;
+pub mod metrics_service;
 pub mod watcher;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ pub use auth::TokenAuthority;
 pub use blobs::BlobStore;
 pub use graphql::{AppSchema, schema, sdl};
 pub use http::{RULE_SET_HEADER, router};
+pub use metrics_service::{MetricsService, MetricsWatcher};
 pub use watcher::{SupervisionEvents, SupervisionWatcher};
 
 /// The default largest upload: 20 MiB.
@@ -57,6 +59,8 @@ pub struct AppState {
     /// Supervision notifications (overdue hazards, colour changes) for subscriptions; the
     /// `SupervisionWatcher` sends them.
     pub supervision: SupervisionEvents,
+    /// Town statistics for "now", kept by the `MetricsWatcher`.
+    pub metrics: MetricsService,
 }
 
 impl AppState {

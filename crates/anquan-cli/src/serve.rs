@@ -63,8 +63,10 @@ pub async fn run(
         upload_bytes_max: config.upload_bytes_max,
         graphiql: config.graphiql,
         supervision: anquan_api::SupervisionEvents::new(),
+        metrics: anquan_api::MetricsService::default(),
     };
     let watcher = anquan_api::SupervisionWatcher::new(app.clone());
+    let metrics_watcher = anquan_api::MetricsWatcher::new(app.clone());
     let rule_set_follower = anquan_projections::rule_sets::follow(app.event_store.clone(), rule_sets);
     let router = anquan_api::router(anquan_api::schema(app.clone()), app);
     let address = listener.local_addr().context("listener has no address")?;
@@ -77,6 +79,7 @@ pub async fn run(
             Err(error) => Err(error).context("the projection runner stopped"),
         },
         () = watcher.run() => anyhow::bail!("the supervision watcher stopped"),
+        () = metrics_watcher.run() => anyhow::bail!("the metrics watcher stopped"),
         followed = rule_set_follower => match followed {
             Ok(()) => anyhow::bail!("the rule-set follower stopped"),
             Err(error) => Err(error).context("the rule-set follower stopped"),

@@ -3,6 +3,7 @@
 pub mod agency;
 pub mod agency_types;
 pub mod audit;
+pub mod metrics;
 pub mod mutation;
 pub mod query;
 pub mod supervision;
@@ -17,17 +18,23 @@ use crate::error::ApiError;
 
 pub use agency::{AgencyMutation, AgencyQuery};
 pub use audit::AuditQuery;
+pub use metrics::{MetricsQuery, MetricsSubscription};
 pub use mutation::EnterpriseMutation;
 pub use query::EnterpriseQuery;
-pub use supervision::{SubscriptionRoot, SupervisionMutation, SupervisionQuery};
+pub use supervision::{SubscriptionRoot as SupervisionSubscription, SupervisionMutation, SupervisionQuery};
 
 /// The query root: every gate's queries merged.
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(EnterpriseQuery, AgencyQuery, SupervisionQuery, AuditQuery);
+pub struct QueryRoot(EnterpriseQuery, AgencyQuery, SupervisionQuery, AuditQuery, MetricsQuery);
 
 /// The mutation root: every gate's commands merged.
 #[derive(MergedObject, Default)]
 pub struct MutationRoot(EnterpriseMutation, AgencyMutation, SupervisionMutation);
+
+/// The subscription root: every gate's subscriptions merged.
+#[derive(async_graphql::MergedSubscription, Default)]
+#[graphql(name = "Subscription")]
+pub struct SubscriptionRoot(SupervisionSubscription, MetricsSubscription);
 
 /// The API's schema type.
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
@@ -48,10 +55,14 @@ pub fn sdl() -> String {
 }
 
 fn builder() -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
-    Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot)
-        .limit_depth(QUERY_DEPTH_MAX)
-        .limit_complexity(QUERY_COMPLEXITY_MAX)
-        .extension(async_graphql::extensions::Tracing)
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        SubscriptionRoot::default(),
+    )
+    .limit_depth(QUERY_DEPTH_MAX)
+    .limit_complexity(QUERY_COMPLEXITY_MAX)
+    .extension(async_graphql::extensions::Tracing)
 }
 
 fn app<'a>(ctx: &'a Context<'_>) -> Result<&'a AppState, ApiError> {
