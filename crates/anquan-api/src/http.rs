@@ -1,6 +1,7 @@
 //! The HTTP surface: `/graphql` (POST, GET, multipart uploads), `/graphql/ws` (subscriptions
 //! over a websocket; the bearer token goes in `connection_init`), GraphiQL in development,
-//! `/healthz` and `/readyz`.
+//! `/healthz` and `/readyz`, and the public QR pages (`/p/{token}`, `/qr/…`, see
+//! [`crate::public_page`]).
 
 use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource, MultipartOptions};
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
@@ -44,6 +45,7 @@ pub fn router(schema: AppSchema, app: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/dashboard", get(dashboard))
         .route("/readyz", get(readyz))
+        .merge(crate::public_page::router(app.clone()))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http())
         .with_state(HttpState { schema, app })

@@ -11,6 +11,7 @@ pub mod error;
 pub mod graphql;
 mod http;
 pub mod metrics_service;
+pub mod public_page;
 pub mod watcher;
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ pub use blobs::BlobStore;
 pub use graphql::{AppSchema, schema, sdl};
 pub use http::{RULE_SET_HEADER, router};
 pub use metrics_service::{MetricsService, MetricsWatcher};
+pub use public_page::PublicPageSettings;
 pub use watcher::{SupervisionEvents, SupervisionWatcher};
 
 /// The default largest upload: 20 MiB.
@@ -59,6 +61,8 @@ pub struct AppState {
     /// Supervision notifications (overdue hazards, colour changes) for subscriptions; the
     /// `SupervisionWatcher` sends them.
     pub supervision: SupervisionEvents,
+    /// The public QR pages' base URL and town contacts.
+    pub public_page: PublicPageSettings,
     /// Town statistics for "now", kept by the `MetricsWatcher`.
     pub metrics: MetricsService,
 }

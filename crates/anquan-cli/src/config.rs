@@ -1,6 +1,7 @@
 //! One typed configuration: defaults, then an optional TOML file, then the command line and
 //! `ANQUAN_*` environment variables. The embedded default needs none of them.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -30,7 +31,8 @@ pub struct SecretArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
     /// A TOML file with any of: listen, data_dir, database_url, rules_dir, upload_bytes_max,
-    /// graphiql, jwt_secret.
+    /// graphiql, jwt_secret, public_base_url, town_contact_default and a `[town_contacts]`
+    /// table (town = "how to reach its safety office").
     #[arg(long, env = "ANQUAN_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address to listen on. Default: 127.0.0.1:8080.
@@ -49,6 +51,10 @@ pub struct ServeArgs {
     /// Serve GraphiQL at GET /graphql. Default: true.
     #[arg(long, env = "ANQUAN_GRAPHIQL")]
     pub graphiql: Option<bool>,
+    /// The URL the safety QR codes point at (`https://anquan.example.cn`). Default:
+    /// `http://<listen address>`.
+    #[arg(long, env = "ANQUAN_PUBLIC_BASE_URL")]
+    pub public_base_url: Option<String>,
     #[command(flatten)]
     pub secret: SecretArgs,
 }
@@ -63,6 +69,10 @@ struct ConfigFile {
     upload_bytes_max: Option<u64>,
     graphiql: Option<bool>,
     jwt_secret: Option<String>,
+    public_base_url: Option<String>,
+    #[serde(default)]
+    town_contacts: BTreeMap<String, String>,
+    town_contact_default: Option<String>,
 }
 
 /// Where events and read models live.
@@ -83,6 +93,12 @@ pub struct Config {
     pub upload_bytes_max: u64,
     pub graphiql: bool,
     pub tokens: TokenAuthority,
+    /// The public QR pages' base URL; `None` means `http://<bound address>`.
+    pub public_base_url: Option<String>,
+    /// Town → how to reach its safety office, shown on the public pages.
+    pub town_contacts: BTreeMap<String, String>,
+    /// Shown for a town without an entry.
+    pub town_contact_default: String,
 }
 
 impl Config {
@@ -117,6 +133,12 @@ impl Config {
                 database_file: data_dir.join("anquan.sqlite"),
             },
         };
+        let public_base_url = args.public_base_url.or(file.public_base_url);
+        if let Some(url) = &public_base_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            anyhow::bail!("public_base_url must start with https:// or http://, not {url:?}");
+        }
         let rules = match args.rules_dir.or(file.rules_dir) {
             Some(directory) => load_rules(&directory)?,
             None => embedded_rules()?,
@@ -132,6 +154,11 @@ impl Config {
             graphiql: args.graphiql.or(file.graphiql).unwrap_or(true),
             tokens: secret.authority()?,
             data_dir,
+            public_base_url,
+            town_contacts: file.town_contacts,
+            town_contact_default: file
+                .town_contact_default
+                .unwrap_or_else(|| anquan_api::public_page::DEFAULT_CONTACT.to_owned()),
         })
     }
 }

@@ -50,6 +50,15 @@ pub async fn run(
         ProjectionRunner::new(event_store.clone(), read_models.clone()).with_projection(Arc::new(ComplianceProjection));
     let runner = runner.with_projection(Arc::new(AgencyProjection));
     runner.prepare().await.context("cannot prepare the read models")?;
+    let address = listener.local_addr().context("listener has no address")?;
+    let mut public_page = anquan_api::PublicPageSettings::new(
+        config
+            .public_base_url
+            .as_deref()
+            .unwrap_or(&format!("http://{address}")),
+    );
+    public_page.town_contacts = config.town_contacts.clone();
+    public_page.default_contact = config.town_contact_default.clone();
     let rule_sets = Arc::new(crate::rulesets::serve_registry(&config.rules)?);
     let app = AppState {
         event_store,
@@ -63,13 +72,13 @@ pub async fn run(
         upload_bytes_max: config.upload_bytes_max,
         graphiql: config.graphiql,
         supervision: anquan_api::SupervisionEvents::new(),
+        public_page,
         metrics: anquan_api::MetricsService::default(),
     };
     let watcher = anquan_api::SupervisionWatcher::new(app.clone());
     let metrics_watcher = anquan_api::MetricsWatcher::new(app.clone());
     let rule_set_follower = anquan_projections::rule_sets::follow(app.event_store.clone(), rule_sets);
     let router = anquan_api::router(anquan_api::schema(app.clone()), app);
-    let address = listener.local_addr().context("listener has no address")?;
     tracing::info!(%address, storage = storage_name(&config.storage), "anquan is serving GraphQL at /graphql");
     let server = axum::serve(listener, router).with_graceful_shutdown(shutdown);
     tokio::select! {

@@ -5,6 +5,7 @@ pub mod agency_types;
 pub mod audit;
 pub mod metrics;
 pub mod mutation;
+pub mod public_page;
 pub mod query;
 pub mod supervision;
 pub mod types;
@@ -20,6 +21,7 @@ pub use agency::{AgencyMutation, AgencyQuery};
 pub use audit::AuditQuery;
 pub use metrics::{MetricsQuery, MetricsSubscription};
 pub use mutation::EnterpriseMutation;
+pub use public_page::PublicPageMutation;
 pub use query::EnterpriseQuery;
 pub use supervision::{SubscriptionRoot as SupervisionSubscription, SupervisionMutation, SupervisionQuery};
 
@@ -29,7 +31,7 @@ pub struct QueryRoot(EnterpriseQuery, AgencyQuery, SupervisionQuery, AuditQuery,
 
 /// The mutation root: every gate's commands merged.
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(EnterpriseMutation, AgencyMutation, SupervisionMutation);
+pub struct MutationRoot(EnterpriseMutation, AgencyMutation, SupervisionMutation, PublicPageMutation);
 
 /// The subscription root: every gate's subscriptions merged.
 #[derive(async_graphql::MergedSubscription, Default)]

@@ -193,6 +193,13 @@ impl Enterprise {
     async fn inspections(&self) -> Vec<supervision::Inspection> {
         supervision::enterprise_inspections(&self.file, self.at)
     }
+
+    /// Its public QR page, now (not at `compliance.at`): when the current token was issued;
+    /// null when none was issued or the caller may not read the enterprise. The URL is shown
+    /// only once, by `rotatePublicToken`.
+    async fn public_page(&self, ctx: &Context<'_>) -> Result<Option<super::public_page::PublicPageInfo>, ApiError> {
+        super::public_page::page_info(ctx, &self.file).await
+    }
 }
 
 impl Enterprise {

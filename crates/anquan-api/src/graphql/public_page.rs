@@ -1,0 +1,111 @@
+//! The safety QR code's GraphQL side: `rotatePublicToken` issues or replaces an enterprise's
+//! public token and returns it once; `Enterprise.publicPage` tells those who may read the
+//! enterprise when its current token was issued. The token itself is never stored, so no query
+//! can return it again: whoever holds the QR code can reprint it at `/qr/{token}/poster`.
+
+use async_graphql::{Context, ID, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use anquan_domain::enterprise::{DecisionContext, EnterpriseCommand, EnterpriseFile, RotatePublicToken};
+use anquan_event_store::execute::{CommandEnvelope, execute};
+use anquan_projections::compliance as read_model;
+
+use super::query::parse_enterprise_id;
+use super::{actor, app};
+use crate::error::ApiError;
+use crate::public_page::new_token;
+
+/// Mutations of the public QR page; part of the mutation root.
+#[derive(Default)]
+pub struct PublicPageMutation;
+
+/// A newly issued public token. It is shown once: only its SHA-256 is stored.
+#[derive(SimpleObject)]
+pub struct PublicTokenPayload {
+    /// The token (32 base32 characters, 160 random bits).
+    pub token: String,
+    /// The public page the QR code points at (`<base>/p/<token>`).
+    pub url: String,
+    /// The printable A4 poster with the QR code.
+    pub poster_url: String,
+    /// The QR code as SVG.
+    pub qr_svg_url: String,
+    /// The QR code as PNG.
+    pub qr_png_url: String,
+    /// When it was issued; the previous token stopped working at this instant.
+    pub rotated_at: DateTime<Utc>,
+    /// The global position of the rotation event.
+    pub position: Option<u64>,
+}
+
+/// Whether an enterprise has a public page, for those who may read the enterprise.
+#[derive(SimpleObject)]
+pub struct PublicPageInfo {
+    /// When the current token was issued. The URL is returned only by `rotatePublicToken`.
+    pub rotated_at: DateTime<Utc>,
+}
+
+#[Object]
+impl PublicPageMutation {
+    /// Issues the enterprise's public QR token, or replaces it: the old QR code stops working
+    /// at once (the enterprise itself or the city admin). Returns the new token and URLs once;
+    /// only the token's SHA-256 is stored. Not idempotent: every call draws a new token.
+    async fn rotate_public_token(&self, ctx: &Context<'_>, enterprise_id: ID) -> Result<PublicTokenPayload, ApiError> {
+        let app = app(ctx)?;
+        let actor = actor(ctx)?;
+        let token = new_token()?;
+        let command = EnterpriseCommand::RotatePublicToken(RotatePublicToken {
+            enterprise_id: parse_enterprise_id(&enterprise_id)?,
+            token: token.clone(),
+        });
+        let now = app.now();
+        let context = DecisionContext {
+            actor,
+            rules: &app.rules,
+            now,
+        };
+        let envelope = CommandEnvelope {
+            command_id: None,
+            correlation_id: Uuid::now_v7(),
+            causation_id: None,
+            expected_version: None,
+        };
+        let executed = execute::<EnterpriseFile>(app.event_store.as_ref(), &command, &context, &envelope).await?;
+        if let Some(outcome) = &executed.outcome
+            && !app.wait_for_projection(outcome.last_position).await
+        {
+            tracing::warn!(position = %outcome.last_position, "read models did not catch up in time");
+        }
+        let settings = &app.public_page;
+        let path = token.as_str();
+        Ok(PublicTokenPayload {
+            url: settings.page_url(&token),
+            poster_url: settings.url(&format!("/qr/{path}/poster")),
+            qr_svg_url: settings.url(&format!("/qr/{path}.svg")),
+            qr_png_url: settings.url(&format!("/qr/{path}.png")),
+            token: path.to_owned(),
+            rotated_at: now,
+            position: executed
+                .outcome
+                .as_ref()
+                .map(|outcome| outcome.last_position.sequence()),
+        })
+    }
+}
+
+/// `Enterprise.publicPage`: for callers who may read the enterprise, when its token was issued.
+pub(super) async fn page_info(ctx: &Context<'_>, file: &EnterpriseFile) -> Result<Option<PublicPageInfo>, ApiError> {
+    let app = app(ctx)?;
+    let Some(registration) = file.registration.as_ref() else {
+        return Ok(None);
+    };
+    let allowed = ctx
+        .data_opt::<anquan_domain::Actor>()
+        .is_some_and(|actor| actor.may_read_enterprise(registration.enterprise_id, &registration.town));
+    if !allowed {
+        return Ok(None);
+    }
+    let rotated_at = read_model::public_token_rotated_at(app.read_models.as_ref(), registration.enterprise_id).await?;
+    Ok(rotated_at.map(|rotated_at| PublicPageInfo { rotated_at }))
+}
