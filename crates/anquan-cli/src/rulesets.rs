@@ -218,12 +218,14 @@ pub async fn run(args: ProjectionsArgs) -> anyhow::Result<()> {
             into,
         } => {
             let cancel = cancel_on_ctrl_c();
+            // With `--into`, the whole set (facts and snapshots) goes to the fresh database.
+            let read_models: Arc<dyn ReadModelStore> = match (&into, refold) {
+                (Some(path), true) => Arc::new(anquan_event_store_sqlite::SqliteReadModelStore::open(path).await?),
+                (Some(_), false) => anyhow::bail!("--into needs --read-models"),
+                (None, _) => read_models,
+            };
             if refold {
-                let target: Arc<dyn ReadModelStore> = match &into {
-                    Some(path) => Arc::new(anquan_event_store_sqlite::SqliteReadModelStore::open(path).await?),
-                    None => read_models.clone(),
-                };
-                rebuild_read_models(event_store.as_ref(), target.as_ref(), &cancel).await?;
+                rebuild_read_models(event_store.as_ref(), read_models.as_ref(), &cancel).await?;
                 if cancel.load(Ordering::Relaxed) {
                     return Ok(());
                 }
