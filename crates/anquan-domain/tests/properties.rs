@@ -79,7 +79,9 @@ fn event_time(event: &Event) -> Instant {
         | Event::AgencyMisconductFound(_)
         | Event::CreditGraded(_)
         | Event::AgencyBlacklisted(_)
-        | Event::AgencyDelisted(_) => {
+        | Event::AgencyDelisted(_)
+        | Event::RuleSetPublished(_)
+        | Event::RuleSetPromoted(_) => {
             panic!("not an enterprise event: {event:?}")
         }
     }

@@ -31,7 +31,12 @@ pub struct QueryRoot(EnterpriseQuery, AgencyQuery, SupervisionQuery, AuditQuery,
 
 /// The mutation root: every gate's commands merged.
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(EnterpriseMutation, AgencyMutation, SupervisionMutation, PublicPageMutation);
+pub struct MutationRoot(
+    EnterpriseMutation,
+    AgencyMutation,
+    SupervisionMutation,
+    PublicPageMutation,
+);
 
 /// The subscription root: every gate's subscriptions merged.
 #[derive(async_graphql::MergedSubscription, Default)]
