@@ -13,6 +13,7 @@ mod agency_flow;
 mod bad_input;
 mod bench_store;
 mod compliance_flow;
+mod dashboard;
 mod public_page;
 mod rule_sets;
 mod supervision_flow;

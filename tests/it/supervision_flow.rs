@@ -58,7 +58,13 @@ async fn an_inspection_runs_to_rectification_and_an_unrectified_hazard_turns_ove
 }
 
 /// Sends a GraphQL multipart request binding files to `variables.<name>.<index>`.
-async fn multipart(app: &TestApp, token: &str, query: &str, variables: Value, files: &[(&str, usize)]) -> Value {
+pub(crate) async fn multipart(
+    app: &TestApp,
+    token: &str,
+    query: &str,
+    variables: Value,
+    files: &[(&str, usize)],
+) -> Value {
     let operations = json!({ "query": query, "variables": variables });
     let mut map = serde_json::Map::new();
     let mut form = reqwest::multipart::Form::new().text("operations", operations.to_string());

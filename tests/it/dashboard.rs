@@ -1,0 +1,496 @@
+//! The town statistics dashboard in a real browser: five enterprises in two towns with records,
+//! an inspection with hazards and an accepted rectification; `/dashboard?token=…` opened in
+//! headless Chromium must show the five headline rates and the town ranking GraphQL returns
+//! (`headlineRates`, `townRanking`, `allTownMetrics`), and a screenshot is kept under
+//! `target/test-output/dashboard/`.
+//!
+//! Needs `chromium` and `chromedriver` (Debian packages `chromium`, `chromium-driver`); without
+//! them the test prints why and passes, unless `ANQUAN_TEST_REQUIRE_BROWSER=1` (set by
+//! `.ci/run`), which makes it fail.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration as StdDuration;
+
+use chrono::{Duration, SubsecRound, Utc};
+use serde_json::{Value, json};
+
+use crate::compliance_flow::{register, review, upload};
+use crate::supervision_flow::multipart;
+use crate::support::{Backend, TestApp, data, spawn_app};
+
+/// How long the page may take to show its figures.
+const RENDER_TIMEOUT: StdDuration = StdDuration::from_secs(30);
+/// How long the metrics watcher may take to fold the seeded events into "now".
+const CATCH_UP_TIMEOUT: StdDuration = StdDuration::from_secs(30);
+
+const RECORD_INSPECTION: &str =
+    "mutation($input: RecordInspectionInput!, $documents: [Upload!]!, $photos: [Upload!]!) {
+  recordInspection(input: $input, documents: $documents, photos: $photos) { hazardIds } }";
+const SUBMIT: &str = "mutation($input: SubmitRectificationInput!, $photos: [Upload!]!) {
+  submitRectification(input: $input, photos: $photos) { rectificationId } }";
+const VERIFY: &str = "mutation($input: VerifyRectificationInput!) {
+  verifyRectification(input: $input) { streamVersion } }";
+const FIGURES: &str = "{
+  headlineRates { enterpriseResponsibilityRate principalAndSafetyOfficerTrainingRate
+    emergencyDrillCompletionRate socialServiceCoverage serviceCoverageOver5mRevenue }
+  townRanking(metric: \"B02\") { rank town value }
+  allTownMetrics { town metrics { code value numerator denominator } } }";
+
+/// The five headline fields, in the page's order.
+const HEADLINES: [&str; 5] = [
+    "enterpriseResponsibilityRate",
+    "principalAndSafetyOfficerTrainingRate",
+    "emergencyDrillCompletionRate",
+    "socialServiceCoverage",
+    "serviceCoverageOver5mRevenue",
+];
+
+#[tokio::test]
+async fn the_dashboard_shows_the_rates_and_ranking_graphql_returns() {
+    let Some(mut browser) = Browser::start().await else {
+        return;
+    };
+    let app = spawn_app(Backend::Sqlite, &[]).await;
+    let admin = app.token(&["--role", "city_admin"]);
+    seed(&app, &admin).await;
+    let figures = caught_up(&app, &admin).await;
+
+    browser.open(&format!("{}/dashboard?token={admin}", app.base_url)).await;
+    let deadline = tokio::time::Instant::now() + RENDER_TIMEOUT;
+    loop {
+        let state = browser.script("return document.body.dataset.state || ''").await;
+        if state == "ready" {
+            break;
+        }
+        assert_ne!(
+            state,
+            "error",
+            "the dashboard failed: {}",
+            browser.text("#message").await
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dashboard did not render in {RENDER_TIMEOUT:?} (state {state})"
+        );
+        tokio::time::sleep(StdDuration::from_millis(200)).await;
+    }
+    // Charts lay out after the data arrives; let the last frame paint before the screenshot.
+    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    browser.screenshot("dashboard.png").await;
+    browser.full_page_screenshot("dashboard_full.png").await;
+
+    // The five headline rates, city-wide, as GraphQL has them.
+    let rates = &figures["headlineRates"];
+    for field in HEADLINES {
+        let shown = browser
+            .text(&format!("[data-testid=rate-{field}] [data-testid=rate-value]"))
+            .await;
+        assert_eq!(shown, percent(&rates[field]), "{field}: page {shown}, GraphQL {rates}");
+    }
+
+    // The ranking table: one row per town, in GraphQL's order, ranks and B02 values as served,
+    // and each value the B02 of that town in allTownMetrics.
+    let ranking = figures["townRanking"].as_array().unwrap();
+    let towns = browser.texts("[data-testid=ranking-row] [data-testid=town]").await;
+    let ranks = browser.texts("[data-testid=ranking-row] [data-testid=rank]").await;
+    let values = browser.texts("[data-testid=ranking-row] [data-testid=value]").await;
+    assert_eq!(towns.len(), ranking.len(), "page {towns:?}, GraphQL {ranking:?}");
+    for (row, entry) in ranking.iter().enumerate() {
+        assert_eq!(towns[row], entry["town"].as_str().unwrap(), "row {row}");
+        let rank = entry["rank"].as_i64().map_or("—".to_owned(), |rank| rank.to_string());
+        assert_eq!(ranks[row], rank, "rank of {}", towns[row]);
+        assert_eq!(values[row], percent(&entry["value"]), "value of {}", towns[row]);
+        let town_b02 = metric(&figures, &towns[row], "B02");
+        assert_eq!(
+            values[row],
+            percent(&town_b02["value"]),
+            "allTownMetrics of {}",
+            towns[row]
+        );
+    }
+    // The seeded figures are what they must be: 许村 has 3 enterprises, 长安 2.
+    assert_eq!(metric(&figures, "许村", "A01")["numerator"], 3.0);
+    assert_eq!(metric(&figures, "长安", "A01")["numerator"], 2.0);
+    assert_eq!(metric(&figures, "许村", "E04")["numerator"], 2.0);
+    assert_eq!(metric(&figures, "许村", "E07")["numerator"], 1.0);
+    assert_eq!(metric(&figures, "许村", "E08")["value"], 50.0);
+    assert_eq!(metric(&figures, "长安", "E04")["numerator"], 1.0);
+    // 2 of the 5 hold valid certificates; the city's rates are the towns' sums.
+    assert_eq!(percent(&rates["principalAndSafetyOfficerTrainingRate"]), "40.0%");
+    for (field, code) in HEADLINES.iter().zip(["B02", "D03", "G02", "H01", "H02"]) {
+        let (numerator, denominator) = ["许村", "长安"].iter().fold((0.0, 0.0), |(n, d), town| {
+            let figure = metric(&figures, town, code);
+            (
+                n + figure["numerator"].as_f64().unwrap(),
+                d + figure["denominator"].as_f64().unwrap(),
+            )
+        });
+        let summed = (denominator > 0.0).then(|| json!(100.0 * numerator / denominator));
+        assert_eq!(
+            percent(&rates[*field]),
+            percent(&summed.unwrap_or(Value::Null)),
+            "{field} ({code}) is not the towns' sum"
+        );
+    }
+
+    // The rectification chart shows each town's E08.
+    let bars = browser.texts("#rectification text.bar-value").await;
+    assert!(bars.iter().any(|text| text == "50.0%"), "{bars:?}");
+    browser.stop().await;
+    app.stop().await;
+}
+
+/// Five enterprises: 许村 A (certificates and drill), B (certificates), C (inspected: two
+/// hazards, one rectified and accepted); 长安 D (drill), E (inspected: one open hazard).
+async fn seed(app: &TestApp, admin: &str) {
+    let codes = [
+        "91330481MA2D000017",
+        "91330481MA2D00002A",
+        "91330481MA2D00003D",
+        "91330481MA2D00004G",
+        "91330481MA2D00005K",
+    ];
+    let towns = ["许村", "许村", "许村", "长安", "长安"];
+    let mut ids = Vec::new();
+    for (code, town) in codes.iter().zip(towns) {
+        ids.push(register(app, admin, code, town).await);
+    }
+    let year = Utc::now().format("%Y").to_string();
+    let certificate = |id: &str| {
+        json!({ "enterpriseId": id, "requirement": "R04.leader_certificates", "title": "主要负责人安全培训合格证",
+                "validFrom": Utc::now() - Duration::days(10), "validUntil": Utc::now() + Duration::days(400) })
+    };
+    let drill =
+        |id: &str| json!({ "enterpriseId": id, "requirement": "R10.drill", "title": "演练记录", "period": year });
+    let records = [
+        (0, certificate(&ids[0])),
+        (0, drill(&ids[0])),
+        (1, certificate(&ids[1])),
+        (3, drill(&ids[3])),
+    ];
+    for (index, input) in records {
+        let owner = app.token(&["--role", "enterprise", "--enterprise", &ids[index]]);
+        let officer = app.token(&["--role", "town_officer", "--town", towns[index]]);
+        let uploaded = upload(app, &owner, input).await;
+        let document = data(&uploaded)["uploadDocument"]["documentId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        data(&review(app, &officer, &ids[index], &document, "APPROVE", None).await);
+    }
+
+    let inspect = |index: usize, hazards: Value| {
+        let inspector = app.token(&["--role", "town_inspector", "--town", towns[index]]);
+        let input = json!({
+            "enterpriseId": ids[index], "kind": "ON_SITE",
+            "inspectedAt": Utc::now().trunc_subsecs(6) - Duration::minutes(5),
+            "inspectors": ["王检查", "陈检查"], "notes": "现场检查", "documentKinds": ["RECTIFICATION_ORDER"],
+            "hazards": hazards,
+        });
+        let photos = input["hazards"].as_array().unwrap().len();
+        async move {
+            let response = multipart(
+                app,
+                &inspector,
+                RECORD_INSPECTION,
+                json!({ "input": input, "documents": [null], "photos": vec![Value::Null; photos] }),
+                &[("documents", 1), ("photos", photos)],
+            )
+            .await;
+            let ids: Vec<String> = data(&response)["recordInspection"]["hazardIds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|id| id.as_str().unwrap().to_owned())
+                .collect();
+            (inspector, ids)
+        }
+    };
+    let hazard = |description: &str, photo: usize| {
+        json!({ "category": "ELECTRICAL", "level": "GENERAL", "severity": "MINOR",
+                "description": description, "photoIndexes": [photo] })
+    };
+    inspect(4, json!([hazard("消防通道堵塞", 0)])).await;
+    let (inspector, hazards) = inspect(2, json!([hazard("积尘未清理", 0), hazard("配电箱未接地", 1)])).await;
+    let owner = app.token(&["--role", "enterprise", "--enterprise", &ids[2]]);
+    let input = json!({ "enterpriseId": ids[2], "hazardId": hazards[1], "text": "已接地并附测试报告" });
+    let submitted = multipart(
+        app,
+        &owner,
+        SUBMIT,
+        json!({ "input": input, "photos": [null] }),
+        &[("photos", 1)],
+    )
+    .await;
+    let rectification = data(&submitted)["submitRectification"]["rectificationId"].clone();
+    let input = json!({ "enterpriseId": ids[2], "hazardId": hazards[1],
+                        "rectificationId": rectification, "decision": "ACCEPT" });
+    data(&app.graphql(Some(&inspector), VERIFY, json!({ "input": input })).await);
+}
+
+/// The figures for now once the metrics watcher has folded in the last seeded event (the
+/// accepted rectification: 许村's E07 reads 1).
+async fn caught_up(app: &TestApp, admin: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + CATCH_UP_TIMEOUT;
+    loop {
+        let response = app.graphql(Some(admin), FIGURES, json!({})).await;
+        let figures = data(&response).clone();
+        let towns = figures["allTownMetrics"].as_array().unwrap();
+        let done = towns.iter().any(|town| {
+            town["town"] == "许村"
+                && town["metrics"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|metric| metric["code"] == "E07" && metric["numerator"] == 1.0)
+        });
+        if done {
+            return figures;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the metrics did not catch up: {figures}"
+        );
+        tokio::time::sleep(StdDuration::from_millis(200)).await;
+    }
+}
+
+/// One metric of one town in `allTownMetrics`.
+fn metric<'a>(figures: &'a Value, town: &str, code: &str) -> &'a Value {
+    figures["allTownMetrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|scope| scope["town"] == town)
+        .and_then(|scope| {
+            scope["metrics"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|metric| metric["code"] == code)
+        })
+        .unwrap_or_else(|| panic!("no {code} for {town}"))
+}
+
+/// A percentage as the page writes it: one decimal and `%`, or `—` for none.
+fn percent(value: &Value) -> String {
+    value
+        .as_f64()
+        .map_or_else(|| "—".to_owned(), |value| format!("{value:.1}%"))
+}
+
+/// Where the screenshots go: `target/test-output/dashboard/`.
+fn output_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let directory = target.join("test-output/dashboard");
+    std::fs::create_dir_all(&directory).unwrap();
+    directory
+}
+
+/// Headless desktop Chromium driven through chromedriver's W3C WebDriver HTTP API.
+struct Browser {
+    driver: tokio::process::Child,
+    client: reqwest::Client,
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+impl Browser {
+    /// Starts chromedriver and a 1280×900 headless Chromium; `None` (with a message) when they
+    /// are not installed, unless `ANQUAN_TEST_REQUIRE_BROWSER=1`.
+    async fn start() -> Option<Browser> {
+        let chromium = ["chromium", "chromium-browser", "google-chrome"]
+            .into_iter()
+            .find_map(which);
+        let (Some(chromium), Some(driver)) = (chromium, which("chromedriver")) else {
+            assert!(
+                std::env::var("ANQUAN_TEST_REQUIRE_BROWSER").as_deref() != Ok("1"),
+                "ANQUAN_TEST_REQUIRE_BROWSER=1 but chromium or chromedriver is not installed"
+            );
+            eprintln!("skipping the dashboard browser test: chromium and chromedriver are not installed");
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = tokio::process::Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let client = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        let mut ready = false;
+        for _ in 0..100 {
+            if let Ok(response) = client.get(format!("{base}/status")).send().await
+                && response
+                    .json::<Value>()
+                    .await
+                    .is_ok_and(|status| status["value"]["ready"] == true)
+            {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(StdDuration::from_millis(100)).await;
+        }
+        assert!(ready, "chromedriver did not start");
+        let profile = tempfile::tempdir().unwrap();
+        let args = [
+            "--headless".to_owned(),
+            "--no-sandbox".to_owned(),
+            "--disable-gpu".to_owned(),
+            "--disable-quic".to_owned(),
+            "--no-first-run".to_owned(),
+            "--disable-background-networking".to_owned(),
+            "--disable-component-update".to_owned(),
+            "--disable-sync".to_owned(),
+            "--disable-dev-shm-usage".to_owned(),
+            "--hide-scrollbars".to_owned(),
+            "--window-size=1280,900".to_owned(),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let capabilities = json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": { "binary": chromium.display().to_string(), "args": args }
+        } } });
+        let response: Value = client
+            .post(format!("{base}/session"))
+            .json(&capabilities)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let session = response["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {response}"))
+            .to_owned();
+        Some(Browser {
+            driver,
+            client,
+            session: format!("{base}/session/{session}"),
+            _profile: profile,
+        })
+    }
+
+    async fn command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = self.client.request(method, format!("{}{path}", self.session));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response: Value = request.send().await.unwrap().json().await.unwrap();
+        assert!(response["value"]["error"].is_null(), "WebDriver {path}: {response}");
+        response["value"].clone()
+    }
+
+    async fn open(&mut self, url: &str) {
+        self.command(reqwest::Method::POST, "/url", Some(json!({ "url": url })))
+            .await;
+    }
+
+    async fn texts(&self, css: &str) -> Vec<String> {
+        let found = self
+            .command(
+                reqwest::Method::POST,
+                "/elements",
+                Some(json!({ "using": "css selector", "value": css })),
+            )
+            .await;
+        let mut texts = Vec::new();
+        for element in found.as_array().unwrap() {
+            let id = element[ELEMENT_KEY].as_str().unwrap();
+            let text = self
+                .command(reqwest::Method::GET, &format!("/element/{id}/text"), None)
+                .await;
+            texts.push(text.as_str().unwrap().to_owned());
+        }
+        texts
+    }
+
+    /// The text of the one element `css` selects.
+    async fn text(&self, css: &str) -> String {
+        let texts = self.texts(css).await;
+        assert_eq!(texts.len(), 1, "{css} selects {} elements", texts.len());
+        texts.into_iter().next().unwrap()
+    }
+
+    async fn script(&self, script: &str) -> String {
+        let value = self
+            .command(
+                reqwest::Method::POST,
+                "/execute/sync",
+                Some(json!({ "script": script, "args": [] })),
+            )
+            .await;
+        value.as_str().unwrap_or_default().to_owned()
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let encoded = self.command(reqwest::Method::GET, "/screenshot", None).await;
+        save(name, encoded.as_str().unwrap());
+    }
+
+    /// The whole page, through the DevTools protocol (Chromium only).
+    async fn full_page_screenshot(&self, name: &str) {
+        let shot = self
+            .command(
+                reqwest::Method::POST,
+                "/goog/cdp/execute",
+                Some(json!({ "cmd": "Page.captureScreenshot",
+                    "params": { "format": "png", "captureBeyondViewport": true } })),
+            )
+            .await;
+        save(name, shot["data"].as_str().unwrap());
+    }
+
+    async fn stop(mut self) {
+        let _ = self.client.delete(&self.session).send().await;
+        let _ = self.driver.kill().await;
+    }
+}
+
+fn save(name: &str, base64_png: &str) {
+    let bytes = decode_base64(base64_png);
+    assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
+    let path = output_dir().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    eprintln!("screenshot: {}", path.display());
+}
+
+/// Standard base64 (WebDriver's screenshot encoding), padding and whitespace ignored.
+fn decode_base64(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bytes = Vec::with_capacity(text.len() / 4 * 3);
+    let (mut buffer, mut bits) = (0u32, 0u32);
+    for character in text.bytes().filter(|byte| !byte.is_ascii_whitespace() && *byte != b'=') {
+        let sextet = ALPHABET
+            .iter()
+            .position(|letter| *letter == character)
+            .unwrap_or_else(|| panic!("not base64: {character}"));
+        buffer = (buffer << 6) | u32::try_from(sextet).unwrap();
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            bytes.push(u8::try_from((buffer >> bits) & 0xff).unwrap());
+        }
+    }
+    bytes
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|directory| directory.join(name))
+            .find(|path| path.is_file())
+    })
+}
