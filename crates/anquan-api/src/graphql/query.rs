@@ -59,6 +59,7 @@ impl EnterpriseQuery {
     /// (default: the live one), filtered by town and by
     /// whether their main responsibility is implemented, ordered by id, paged by cursor.
     /// Town officers see only their town; enterprises cannot list.
+    #[allow(clippy::too_many_arguments, reason = "each argument is a GraphQL argument")]
     async fn enterprises(
         &self,
         ctx: &Context<'_>,
