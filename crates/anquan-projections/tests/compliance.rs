@@ -84,6 +84,7 @@ macro_rules! on_every_backend {
 on_every_backend!(
     the_projection_builds_enterprise_profile_and_document_rows,
     the_read_model_file_equals_the_folded_stream_and_gives_the_same_status_at_any_instant,
+    as_of_answers_equal_a_replay_of_the_log_cut_at_random_instants,
     hazard_queries_decide_state_overdue_colour_and_plan_at_the_instant,
     summaries_filter_by_town_and_status_and_page_by_enterprise_id,
     the_review_queue_lists_pending_documents_oldest_first_in_pages,
@@ -593,6 +594,63 @@ async fn the_read_model_file_equals_the_folded_stream_and_gives_the_same_status_
             .unwrap(),
         None
     );
+}
+
+/// The property behind `asOf`: for random instants (uniform over the history, and each event's
+/// instant and one microsecond either side of it), the status, vetoes and colour computed from
+/// the read model equal those of a brute-force fold of the log cut at that instant.
+async fn as_of_answers_equal_a_replay_of_the_log_cut_at_random_instants(backend: Backend) {
+    let Some(world) = World::populated(backend).await else {
+        return;
+    };
+    world.runner.rebuild(ComplianceProjection::NAME).await.unwrap();
+    // A fixed-seed generator (SplitMix64), so a failure reproduces.
+    let mut state: u64 = 0x5eed_2026_1129;
+    let mut next = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let (start, end) = (day(-2), day(900));
+    let span = u64::try_from((end - start).num_microseconds().unwrap()).unwrap();
+    for &enterprise_id in &world.enterprises {
+        let from_rows = compliance::enterprise_file(world.read_models.as_ref(), enterprise_id)
+            .await
+            .unwrap()
+            .unwrap();
+        let stream = StreamId::for_uuid("enterprise", enterprise_id.as_uuid());
+        let recorded = world
+            .events
+            .read_stream(&stream, anquan_event_store::StreamVersion::FIRST, 1000)
+            .await
+            .unwrap();
+        let mut instants: Vec<DateTime<Utc>> = (0..40)
+            .map(|_| start + chrono::Duration::microseconds(i64::try_from(next() % span).unwrap()))
+            .collect();
+        for event in &recorded {
+            let at = event.metadata.occurred_at;
+            instants.extend([
+                at - chrono::Duration::microseconds(1),
+                at,
+                at + chrono::Duration::microseconds(1),
+            ]);
+        }
+        for at in instants {
+            let cut = world.folded_until(enterprise_id, at).await;
+            assert_eq!(
+                evaluate(&from_rows, &world.rules, at),
+                evaluate(&cut, &world.rules, at),
+                "{enterprise_id} at {at}"
+            );
+            assert_eq!(
+                risk::assess(&from_rows, &world.rules, at),
+                risk::assess(&cut, &world.rules, at),
+                "colour of {enterprise_id} at {at}"
+            );
+        }
+    }
 }
 
 async fn hazard_queries_decide_state_overdue_colour_and_plan_at_the_instant(backend: Backend) {
