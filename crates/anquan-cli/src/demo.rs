@@ -145,13 +145,30 @@ fn render(summary: &DemoSummary, options: &DemoOptions) -> String {
     {
         text.push_str(&format!("  {code} {ours:5.1} %  (article {article} %)\n"));
     }
+    if let (Some(id), Some(token)) = (
+        anquan_demo::enterprise_id(0),
+        anquan_demo::public_token(options.seed, 0),
+    ) {
+        text.push_str(&format!(
+            "sample: enterprise {id} · its public page /p/{}\n",
+            token.as_str()
+        ));
+    }
     text
 }
 
 /// Peak resident memory of this process (VmHWM), on Linux.
 pub fn peak_rss() -> Option<String> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(format!("{} MiB", kib / 1024))
+    let mib = |key: &str| -> Option<u64> {
+        let line = status.lines().find(|line| line.starts_with(key))?;
+        Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? / 1024)
+    };
+    // RssFile is mostly SQLite's memory-mapped window of the database file (reclaimable).
+    Some(format!(
+        "{} MiB (at the end: heap {} MiB, mapped files {} MiB)",
+        mib("VmHWM:")?,
+        mib("RssAnon:")?,
+        mib("RssFile:")?
+    ))
 }

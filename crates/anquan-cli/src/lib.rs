@@ -7,6 +7,7 @@ pub mod audit;
 pub mod bench;
 pub mod config;
 pub mod demo;
+pub mod load;
 pub mod rulesets;
 pub mod serve;
 pub mod telemetry;
@@ -44,6 +45,9 @@ pub enum Command {
     /// Generates the demo dataset (Haining 2019; `--scale 100` for a province) through the
     /// command path into a fresh data directory or database.
     Demo(demo::DemoArgs),
+    /// Sends GraphQL or public-page requests at a fixed rate to a local service and prints
+    /// p50/p99 latency (loopback only).
+    Load(load::LoadArgs),
     /// Prints an enterprise's complete history as JSON lines, or its status `--as-of` an instant.
     Replay(audit::ReplayArgs),
     /// Recomputes every stream's hash chain and reports altered, missing, inserted or
@@ -99,6 +103,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(args) => bench::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Load(args) => load::run(args).await,
         Command::Replay(args) => audit::replay(args).await,
         Command::Verify(args) => audit::verify(args).await,
         Command::Export(args) => audit::export(args).await,

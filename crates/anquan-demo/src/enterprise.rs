@@ -13,8 +13,8 @@ use anquan_domain::enterprise::supervision::{
     NewHazard, RecordInspection, SubmitRectification, VerifyRectification, default_deadline,
 };
 use anquan_domain::enterprise::{
-    Coverage, EnterpriseCommand, EnterpriseFile, FileRef, RegisterEnterprise, ReviewDecision, ReviewDocument,
-    UploadDocument,
+    Coverage, EnterpriseCommand, EnterpriseFile, FileRef, PublicToken, RegisterEnterprise, ReviewDecision,
+    ReviewDocument, RotatePublicToken, UploadDocument,
 };
 use anquan_domain::ids::{HazardId, InspectionId};
 use anquan_domain::rules::{Evidence, RuleSet, Severity};
@@ -321,6 +321,19 @@ impl Life<'_> {
         writer
             .command(store, rules, &officer, self.plan.registered_at, correlation, &register)
             .await?;
+        // The safety QR code is issued with the file (the demo's tokens derive from the seed:
+        // demo data only).
+        if let Some(token) = public_token(self.world.seed, self.plan.index) {
+            let command = EnterpriseCommand::RotatePublicToken(RotatePublicToken {
+                enterprise_id: self.plan.enterprise_id,
+                token,
+            });
+            let correlation = self.rng.uuid();
+            let when = self.plan.registered_at + Duration::minutes(5);
+            writer
+                .command(store, rules, &enterprise, when, correlation, &command)
+                .await?;
+        }
         self.plan_records();
         self.plan_inspections();
         while let Some(((now, _), action)) = self.queue.pop_first() {
@@ -588,6 +601,13 @@ impl Life<'_> {
         }
         Ok(())
     }
+}
+
+/// The demo's public QR token of enterprise `index` (derived from the seed: demo data only, so
+/// a load test can name a page).
+pub fn public_token(seed: u64, index: u64) -> Option<PublicToken> {
+    let mut rng = Rng::derive(seed, tag::PUBLIC_TOKEN, index);
+    PublicToken::parse(&format!("demo{}", &rng.sha256_hex()[..32]))
 }
 
 fn actor(user: &str, role: Role) -> Result<Actor, DemoError> {

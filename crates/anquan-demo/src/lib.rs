@@ -28,6 +28,8 @@ use anquan_domain::rules::RuleSet;
 use anquan_event_store::{EventStore, Position, READ_BATCH_MAX};
 
 use crate::agency::AgencyContract;
+pub use crate::enterprise::public_token;
+pub use crate::plan::enterprise_id;
 pub use crate::rates::{HeadlineRates, RateCounts};
 
 /// Platform enterprises at scale 1 (Haining, end of 2019).

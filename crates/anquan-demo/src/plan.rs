@@ -139,6 +139,7 @@ pub(crate) mod tag {
     pub(crate) const ENTERPRISE_LIFE: u64 = 2;
     pub(crate) const AGENCY_LIFE: u64 = 3;
     pub(crate) const AGENCY_ID: u64 = 4;
+    pub(crate) const PUBLIC_TOKEN: u64 = 5;
 }
 
 /// The id of an agency (a UUID chosen by the caller, as the API does; here from the seed).
@@ -151,6 +152,11 @@ pub(crate) fn agency_weights(count: usize, exponent: f64) -> Vec<f64> {
     (0..count)
         .map(|rank| 1.0 / ((rank + 1) as f64).powf(exponent))
         .collect()
+}
+
+/// The id of the demo's enterprise `index` (its credit code depends on the index alone).
+pub fn enterprise_id(index: u64) -> Option<EnterpriseId> {
+    credit_code(index).ok().map(|code| enterprise_id_for(&code))
 }
 
 fn credit_code(index: u64) -> Result<UnifiedSocialCreditCode, DemoError> {
