@@ -34,9 +34,10 @@
 //! an error is reported in the run's line (`checks.passed = false`), and the command exits
 //! with an error after all runs.
 //!
-//! Peak RSS is the process's `VmHWM`, reset through `/proc/self/clear_refs` before each run;
-//! it is the peak resident size of the whole process during the run, the parsed workload
-//! included (it stays resident).
+//! Peak RSS is the process's `VmHWM`, reset through `/proc/self/clear_refs` before each run and
+//! read when the clock stops: the peak resident size of the whole process during the timed
+//! loop, the parsed workload included (it stays resident; `settings` gives its size and the
+//! size at the start of the run). File pages a store maps (SQLite's readers use `mmap`) count.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -501,6 +502,8 @@ fn with_database(url: &str, name: &str) -> String {
 struct Run {
     events: u64,
     seconds: Option<f64>,
+    /// Peak RSS when the clock stopped (before the checks read the store again).
+    peak_rss_mb: Option<f64>,
     checks: Map<String, Value>,
     failures: Vec<String>,
 }
@@ -797,6 +800,7 @@ async fn run_phase(phase: Phase, opened: &Opened, workload: &Arc<Workload>, acto
     let mut run = Run {
         events: workload.events.len() as u64,
         seconds: None,
+        peak_rss_mb: None,
         checks: Map::new(),
         failures: Vec::new(),
     };
@@ -809,17 +813,20 @@ async fn run_phase(phase: Phase, opened: &Opened, workload: &Arc<Workload>, acto
                     _ => phase_c(opened.store.clone(), workload.clone(), actor).await?,
                 };
                 run.seconds = Some(seconds);
+                run.peak_rss_mb = peak_rss_mb();
                 check_appended(store, workload, &mut run).await?;
             }
             Phase::D => {
                 let (seconds, tally) = phase_read(store, workload, None).await?;
                 run.seconds = Some(seconds);
+                run.peak_rss_mb = peak_rss_mb();
                 check_read(&tally, workload, &mut run);
             }
             Phase::E => {
                 let mut fold = Fold::new();
                 let (seconds, tally) = phase_read(store, workload, Some(&mut fold)).await?;
                 run.seconds = Some(seconds);
+                run.peak_rss_mb = peak_rss_mb();
                 check_read(&tally, workload, &mut run);
                 let digest = projection_digest(&fold);
                 let matches = digest == workload.expected_digest;
@@ -857,10 +864,20 @@ fn reset_peak_rss() -> bool {
 
 /// The process's peak resident set size in MiB (`VmHWM`), if the platform tells.
 fn peak_rss_mb() -> Option<f64> {
+    proc_status_mb("VmHWM:")
+}
+
+/// The process's resident set size in MiB now (`VmRSS`).
+fn rss_mb() -> Option<f64> {
+    proc_status_mb("VmRSS:")
+}
+
+/// A size field of `/proc/self/status`, in MiB to one decimal.
+fn proc_status_mb(field: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|line| line.starts_with(field))?;
     let kib: f64 = line
-        .trim_start_matches("VmHWM:")
+        .trim_start_matches(field)
         .trim()
         .trim_end_matches("kB")
         .trim()
@@ -883,6 +900,9 @@ struct RunSummary {
 struct Bench {
     args: StoreArgs,
     workload: Arc<Workload>,
+    /// Resident size right after parsing the workload: the part of every run's peak that is
+    /// the workload itself.
+    workload_rss_mb: Option<f64>,
     cluster: Cluster,
     actor: Actor,
     results: Vec<RunSummary>,
@@ -919,13 +939,15 @@ impl Bench {
             settings.insert("page".into(), json!(PAGE));
         }
         let rss_scope = if reset_peak_rss() {
-            "VmHWM of the bench process, reset before this run (the parsed workload stays resident and counts)"
+            "VmHWM of the bench process from just before the clock until it stops; the parsed workload stays resident and counts"
         } else {
             "VmHWM of the bench process since it started (resetting it failed)"
         };
         settings.insert("peak_rss".into(), json!(rss_scope));
+        settings.insert("rss_after_loading_workload_mb".into(), json!(self.workload_rss_mb));
+        settings.insert("rss_at_start_mb".into(), json!(rss_mb()));
         let run = run_phase(phase, &opened, &self.workload, &self.actor).await;
-        let peak = peak_rss_mb();
+        let peak = run.peak_rss_mb;
         let store_stats = opened.sqlite.as_ref().map(|store| {
             let stats = store.stats();
             json!({
@@ -1074,9 +1096,11 @@ async fn run_store(args: StoreArgs) -> anyhow::Result<()> {
         bail!("--database is for --backend postgres; SQLite files go to --dir");
     }
     let workload = Arc::new(load_workload(&args.workload)?);
+    let workload_rss_mb = rss_mb();
     let cluster = Cluster::new(&args).await?;
     let mut bench = Bench {
         workload,
+        workload_rss_mb,
         cluster,
         actor: bench_actor()?,
         results: Vec::new(),
