@@ -192,7 +192,8 @@ impl Decoder {
 }
 
 fn column<'row>(row: &'row Row<'_>, index: usize) -> Result<ValueRef<'row>, StoreError> {
-    row.get_ref(index).map_err(sql_error_with(|| format!("read column {index}")))
+    row.get_ref(index)
+        .map_err(sql_error_with(|| format!("read column {index}")))
 }
 
 fn bad_type(index: usize) -> impl FnOnce(rusqlite::types::FromSqlError) -> StoreError {

@@ -128,7 +128,8 @@ pub(crate) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connec
 /// synchronous setting so a checkpoint syncs the file as the writer's own would.
 pub(crate) fn open_checkpointer(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreError> {
     let where_ = path.display();
-    let connection = Connection::open(path).map_err(sql_error_with(|| format!("open sqlite file {where_} to checkpoint")))?;
+    let connection =
+        Connection::open(path).map_err(sql_error_with(|| format!("open sqlite file {where_} to checkpoint")))?;
     connection
         .busy_timeout(options.busy_timeout)
         .map_err(sql_error_with(|| format!("configure the checkpointer of {where_}")))?;

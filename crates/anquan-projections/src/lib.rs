@@ -9,9 +9,9 @@
 pub mod agency;
 pub mod audit;
 pub mod compliance;
-pub mod metrics;
 mod dump;
 mod error;
+pub mod metrics;
 mod projection;
 pub mod rule_sets;
 mod runner;
