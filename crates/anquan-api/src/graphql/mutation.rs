@@ -244,11 +244,29 @@ async fn run(
     expected_version: Option<u64>,
     document_id: Option<DocumentId>,
 ) -> Result<CommandPayload, ApiError> {
-    let app = app(ctx)?;
-    let actor = actor(ctx)?;
     let command_id = command_id
         .map(|id| id.parse::<CommandId>().map_err(invalid_id))
         .transpose()?;
+    let (outcome, enterprise) = execute_and_read_back(ctx, &command, command_id, expected_version).await?;
+    Ok(CommandPayload {
+        stream_version: outcome.as_ref().map(|outcome| outcome.last_version.0),
+        position: outcome.as_ref().map(|outcome| outcome.last_position.sequence()),
+        duplicate: outcome.as_ref().is_some_and(|outcome| outcome.duplicate),
+        enterprise,
+        document_id: document_id.map(|id| ID(id.to_string())),
+    })
+}
+
+/// Executes an enterprise command for the caller, waits until the read models show it, and
+/// reads the enterprise back: the one path every enterprise mutation takes.
+pub(super) async fn execute_and_read_back(
+    ctx: &Context<'_>,
+    command: &EnterpriseCommand,
+    command_id: Option<CommandId>,
+    expected_version: Option<u64>,
+) -> Result<(Option<anquan_event_store::AppendOutcome>, Option<Enterprise>), ApiError> {
+    let app = app(ctx)?;
+    let actor = actor(ctx)?;
     let now = app.now();
     let context = DecisionContext {
         actor,
@@ -261,23 +279,16 @@ async fn run(
         causation_id: None,
         expected_version: expected_version.map(StreamVersion),
     };
-    let executed = execute::<EnterpriseFile>(app.event_store.as_ref(), &command, &context, &envelope).await?;
+    let executed = execute::<EnterpriseFile>(app.event_store.as_ref(), command, &context, &envelope).await?;
     let outcome = executed.outcome;
     if let Some(outcome) = &outcome
         && !app.wait_for_projection(outcome.last_position).await
     {
         tracing::warn!(position = %outcome.last_position, "read models did not catch up in time");
     }
-    let enterprise_id = command.enterprise_id();
-    let file = read_model::enterprise_file(app.read_models.as_ref(), enterprise_id).await?;
+    let file = read_model::enterprise_file(app.read_models.as_ref(), command.enterprise_id()).await?;
     let enterprise = file.and_then(|file| Enterprise::at(Arc::new(file), &app.rules, now.max(app.now())));
-    Ok(CommandPayload {
-        stream_version: outcome.as_ref().map(|outcome| outcome.last_version.0),
-        position: outcome.as_ref().map(|outcome| outcome.last_position.sequence()),
-        duplicate: outcome.as_ref().is_some_and(|outcome| outcome.duplicate),
-        enterprise,
-        document_id: document_id.map(|id| ID(id.to_string())),
-    })
+    Ok((outcome, enterprise))
 }
 
 fn coverage(input: &UploadDocumentInput) -> Result<Coverage, ApiError> {

@@ -3,8 +3,6 @@
 //! Status is computed by the domain at the instant asked for (`asOf`, default now); nothing here
 //! decides a rule.
 
-use std::sync::Arc;
-
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject, Subscription, Upload};
 use chrono::{DateTime, Utc};
 use futures::Stream;
@@ -17,11 +15,9 @@ use anquan_domain::enterprise::supervision::{
     ExtendHazardDeadline, NewHazard, RecordHazard, RecordInspection, ReportAccident, SubmitRectification,
     VerifyRectification,
 };
-use anquan_domain::enterprise::{DecisionContext, EnterpriseCommand, EnterpriseFile, EnterpriseRejection, FileRef};
+use anquan_domain::enterprise::{EnterpriseCommand, EnterpriseFile, EnterpriseRejection, FileRef};
 use anquan_domain::rules::RuleSet;
 use anquan_domain::{Actor, CommandId, EnterpriseId, HazardId, InspectionId, Role, Town};
-use anquan_event_store::StreamVersion;
-use anquan_event_store::execute::{CommandEnvelope, execute};
 use anquan_projections::compliance::{self as read_model, HazardFilter, HazardStateFilter, HazardView};
 
 use super::agency_types::{HazardLevel, StoredFile};
@@ -1262,30 +1258,9 @@ async fn run(
     expected_version: Option<u64>,
     created: Created,
 ) -> Result<SupervisionPayload, ApiError> {
-    let app = app(ctx)?;
-    let actor = actor(ctx)?;
     let command_id = command_id.map(|id| parse_id::<CommandId>(&id)).transpose()?;
-    let now = app.now();
-    let context = DecisionContext {
-        actor,
-        rules: &app.rules,
-        now,
-    };
-    let envelope = CommandEnvelope {
-        command_id,
-        correlation_id: Uuid::now_v7(),
-        causation_id: None,
-        expected_version: expected_version.map(StreamVersion),
-    };
-    let executed = execute::<EnterpriseFile>(app.event_store.as_ref(), &command, &context, &envelope).await?;
-    let outcome = executed.outcome;
-    if let Some(outcome) = &outcome
-        && !app.wait_for_projection(outcome.last_position).await
-    {
-        tracing::warn!(position = %outcome.last_position, "read models did not catch up in time");
-    }
-    let file = read_model::enterprise_file(app.read_models.as_ref(), command.enterprise_id()).await?;
-    let enterprise = file.and_then(|file| Enterprise::at(Arc::new(file), &app.rules, now.max(app.now())));
+    let (outcome, enterprise) =
+        super::mutation::execute_and_read_back(ctx, &command, command_id, expected_version).await?;
     Ok(SupervisionPayload {
         stream_version: outcome.as_ref().map(|outcome| outcome.last_version.0),
         position: outcome.as_ref().map(|outcome| outcome.last_position.sequence()),
