@@ -14,7 +14,9 @@ use tokio::sync::broadcast;
 use anquan_domain::{EnterpriseId, Event, Town};
 use anquan_event_store::Position;
 use anquan_projections::QueryError;
-use anquan_projections::metrics::{MetricsCache, Snapshot, agency_facts, enterprise_facts, load_facts};
+use anquan_projections::metrics::{
+    MetricsCache, Snapshot, agency_facts, compute_streaming, enterprise_facts, load_facts,
+};
 
 use crate::AppState;
 
@@ -160,19 +162,11 @@ impl MetricsWatcher {
 
     async fn recompute_all(&mut self, announce: bool) -> Result<(), String> {
         let now = self.app.now();
-        let facts = load_facts(self.app.read_models.as_ref())
-            .await
-            .map_err(|error| error.to_string())?;
         let rules = self.app.rules.clone();
         let month_at = month_before(&self.app, now);
-        let computing = rules.clone();
-        let (cache, month_ago) = tokio::task::spawn_blocking(move || {
-            let cache = MetricsCache::compute(&computing, &facts, now);
-            let month_ago = Snapshot::compute(&computing, &facts, month_at);
-            (cache, month_ago)
-        })
-        .await
-        .map_err(|error| error.to_string())?;
+        let (cache, month_ago) = compute_streaming(self.app.read_models.as_ref(), rules.clone(), now, month_at)
+            .await
+            .map_err(|error| error.to_string())?;
         let previous = self.app_current();
         self.cache = cache;
         self.month_ago = Arc::new(month_ago);

@@ -17,7 +17,7 @@ use crate::compliance::{enterprise_file, files_after};
 use crate::error::QueryError;
 
 /// Enterprises read per round.
-const CHUNK: usize = 500;
+pub(super) const CHUNK: usize = 500;
 
 const CONTRACTS: &str = "SELECT enterprise_id, contract_id, signed_at, valid_from, valid_until, terminated_at \
     FROM agency_contracts WHERE ($1 = '' OR enterprise_id = $1) ORDER BY enterprise_id, contract_id";
@@ -68,7 +68,7 @@ pub async fn enterprise_facts(
     Ok(Some((file, services.remove(&enterprise_id).unwrap_or_default())))
 }
 
-async fn services(
+pub(super) async fn services(
     store: &dyn ReadModelStore,
     enterprise_id: Option<EnterpriseId>,
 ) -> Result<HashMap<EnterpriseId, ServiceFacts>, QueryError> {

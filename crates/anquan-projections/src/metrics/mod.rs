@@ -200,6 +200,68 @@ pub struct MetricsCache {
     at: Option<Instant>,
 }
 
+/// Computes the cache at `at` and the snapshot at `earlier_at`, reading the enterprises' files
+/// a chunk at a time: memory holds one chunk of files and every enterprise's contributions (a
+/// few hundred numbers each), never every file at once. The evaluation runs on blocking
+/// threads, a chunk at a time.
+pub async fn compute_streaming(
+    store: &dyn anquan_event_store::ReadModelStore,
+    rules: std::sync::Arc<RuleSet>,
+    at: Instant,
+    earlier_at: Instant,
+) -> Result<(MetricsCache, Snapshot), crate::error::QueryError> {
+    let services = std::sync::Arc::new(load::services(store, None).await?);
+    let agencies = agency_facts(store).await?;
+    let mut cache = MetricsCache {
+        sums: Sums::new(&rules),
+        ..MetricsCache::default()
+    };
+    let mut earlier: Vec<Contribution> = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let chunk = crate::compliance::files_after(store, "", &cursor, load::CHUNK).await?;
+        let count = chunk.len();
+        if let Some(last) = chunk.keys().next_back() {
+            cursor = last.to_string();
+        }
+        let (rules_for_chunk, services_for_chunk) = (rules.clone(), services.clone());
+        let computed = tokio::task::spawn_blocking(move || {
+            let empty = ServiceFacts::default();
+            chunk
+                .iter()
+                .map(|(enterprise_id, file)| {
+                    let services = services_for_chunk.get(enterprise_id).unwrap_or(&empty);
+                    let rules = &*rules_for_chunk;
+                    (
+                        *enterprise_id,
+                        enterprise_contribution(&rules.metrics, rules, file, services, at),
+                        enterprise_contribution(&rules.metrics, rules, file, services, earlier_at),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|error| crate::error::QueryError::Malformed {
+            table: "enterprises",
+            reason: format!("metrics computation stopped: {error}"),
+        })?;
+        for (enterprise_id, now, before) in computed {
+            if let Some(contribution) = now {
+                cache.sums.apply(&rules, &contribution, true);
+                cache.contributions.insert(enterprise_id, contribution);
+            }
+            earlier.extend(before);
+        }
+        if count < load::CHUNK {
+            break;
+        }
+    }
+    let earlier = Snapshot::from_contributions(&rules, earlier, &agencies, earlier_at);
+    cache.agencies = agencies;
+    cache.at = Some(at);
+    Ok((cache, earlier))
+}
+
 impl MetricsCache {
     /// Computes every enterprise's contribution at `at`.
     pub fn compute(rules: &RuleSet, facts: &MetricFacts, at: Instant) -> MetricsCache {
