@@ -8,13 +8,12 @@
 //! them the test prints why and passes, unless `ANQUAN_TEST_REQUIRE_BROWSER=1` (set by
 //! `.ci/run`), which makes it fail.
 
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration as StdDuration;
 
 use chrono::{Duration, SubsecRound, Utc};
 use serde_json::{Value, json};
 
+use crate::browser::{Browser, Viewport};
 use crate::compliance_flow::{register, review, upload};
 use crate::supervision_flow::multipart;
 use crate::support::{Backend, TestApp, data, spawn_app};
@@ -48,7 +47,7 @@ const HEADLINES: [&str; 5] = [
 
 #[tokio::test]
 async fn the_dashboard_shows_the_rates_and_ranking_graphql_returns() {
-    let Some(mut browser) = Browser::start().await else {
+    let Some(mut browser) = Browser::start(Viewport::Desktop, "dashboard").await else {
         return;
     };
     let app = spawn_app(Backend::Sqlite, &[]).await;
@@ -59,7 +58,12 @@ async fn the_dashboard_shows_the_rates_and_ranking_graphql_returns() {
     browser.open(&format!("{}/dashboard?token={admin}", app.base_url)).await;
     let deadline = tokio::time::Instant::now() + RENDER_TIMEOUT;
     loop {
-        let state = browser.script("return document.body.dataset.state || ''").await;
+        let state = browser
+            .script("return document.body.dataset.state || ''")
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         if state == "ready" {
             break;
         }
@@ -278,219 +282,4 @@ fn percent(value: &Value) -> String {
     value
         .as_f64()
         .map_or_else(|| "—".to_owned(), |value| format!("{value:.1}%"))
-}
-
-/// Where the screenshots go: `target/test-output/dashboard/`.
-fn output_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let directory = target.join("test-output/dashboard");
-    std::fs::create_dir_all(&directory).unwrap();
-    directory
-}
-
-/// Headless desktop Chromium driven through chromedriver's W3C WebDriver HTTP API.
-struct Browser {
-    driver: tokio::process::Child,
-    client: reqwest::Client,
-    session: String,
-    _profile: tempfile::TempDir,
-}
-
-const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-impl Browser {
-    /// Starts chromedriver and a 1280×900 headless Chromium; `None` (with a message) when they
-    /// are not installed, unless `ANQUAN_TEST_REQUIRE_BROWSER=1`.
-    async fn start() -> Option<Browser> {
-        let chromium = ["chromium", "chromium-browser", "google-chrome"]
-            .into_iter()
-            .find_map(which);
-        let (Some(chromium), Some(driver)) = (chromium, which("chromedriver")) else {
-            assert!(
-                std::env::var("ANQUAN_TEST_REQUIRE_BROWSER").as_deref() != Ok("1"),
-                "ANQUAN_TEST_REQUIRE_BROWSER=1 but chromium or chromedriver is not installed"
-            );
-            eprintln!("skipping the dashboard browser test: chromium and chromedriver are not installed");
-            return None;
-        };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let driver = tokio::process::Command::new(driver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let client = reqwest::Client::new();
-        let base = format!("http://127.0.0.1:{port}");
-        let mut ready = false;
-        for _ in 0..100 {
-            if let Ok(response) = client.get(format!("{base}/status")).send().await
-                && response
-                    .json::<Value>()
-                    .await
-                    .is_ok_and(|status| status["value"]["ready"] == true)
-            {
-                ready = true;
-                break;
-            }
-            tokio::time::sleep(StdDuration::from_millis(100)).await;
-        }
-        assert!(ready, "chromedriver did not start");
-        let profile = tempfile::tempdir().unwrap();
-        let args = [
-            "--headless".to_owned(),
-            "--no-sandbox".to_owned(),
-            "--disable-gpu".to_owned(),
-            "--disable-quic".to_owned(),
-            "--no-first-run".to_owned(),
-            "--disable-background-networking".to_owned(),
-            "--disable-component-update".to_owned(),
-            "--disable-sync".to_owned(),
-            "--disable-dev-shm-usage".to_owned(),
-            "--hide-scrollbars".to_owned(),
-            "--window-size=1280,900".to_owned(),
-            format!("--user-data-dir={}", profile.path().display()),
-        ];
-        let capabilities = json!({ "capabilities": { "alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": { "binary": chromium.display().to_string(), "args": args }
-        } } });
-        let response: Value = client
-            .post(format!("{base}/session"))
-            .json(&capabilities)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let session = response["value"]["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no WebDriver session: {response}"))
-            .to_owned();
-        Some(Browser {
-            driver,
-            client,
-            session: format!("{base}/session/{session}"),
-            _profile: profile,
-        })
-    }
-
-    async fn command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut request = self.client.request(method, format!("{}{path}", self.session));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response: Value = request.send().await.unwrap().json().await.unwrap();
-        assert!(response["value"]["error"].is_null(), "WebDriver {path}: {response}");
-        response["value"].clone()
-    }
-
-    async fn open(&mut self, url: &str) {
-        self.command(reqwest::Method::POST, "/url", Some(json!({ "url": url })))
-            .await;
-    }
-
-    async fn texts(&self, css: &str) -> Vec<String> {
-        let found = self
-            .command(
-                reqwest::Method::POST,
-                "/elements",
-                Some(json!({ "using": "css selector", "value": css })),
-            )
-            .await;
-        let mut texts = Vec::new();
-        for element in found.as_array().unwrap() {
-            let id = element[ELEMENT_KEY].as_str().unwrap();
-            let text = self
-                .command(reqwest::Method::GET, &format!("/element/{id}/text"), None)
-                .await;
-            texts.push(text.as_str().unwrap().to_owned());
-        }
-        texts
-    }
-
-    /// The text of the one element `css` selects.
-    async fn text(&self, css: &str) -> String {
-        let texts = self.texts(css).await;
-        assert_eq!(texts.len(), 1, "{css} selects {} elements", texts.len());
-        texts.into_iter().next().unwrap()
-    }
-
-    async fn script(&self, script: &str) -> String {
-        let value = self
-            .command(
-                reqwest::Method::POST,
-                "/execute/sync",
-                Some(json!({ "script": script, "args": [] })),
-            )
-            .await;
-        value.as_str().unwrap_or_default().to_owned()
-    }
-
-    async fn screenshot(&self, name: &str) {
-        let encoded = self.command(reqwest::Method::GET, "/screenshot", None).await;
-        save(name, encoded.as_str().unwrap());
-    }
-
-    /// The whole page, through the DevTools protocol (Chromium only).
-    async fn full_page_screenshot(&self, name: &str) {
-        let shot = self
-            .command(
-                reqwest::Method::POST,
-                "/goog/cdp/execute",
-                Some(json!({ "cmd": "Page.captureScreenshot",
-                    "params": { "format": "png", "captureBeyondViewport": true } })),
-            )
-            .await;
-        save(name, shot["data"].as_str().unwrap());
-    }
-
-    async fn stop(mut self) {
-        let _ = self.client.delete(&self.session).send().await;
-        let _ = self.driver.kill().await;
-    }
-}
-
-fn save(name: &str, base64_png: &str) {
-    let bytes = decode_base64(base64_png);
-    assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
-    let path = output_dir().join(name);
-    std::fs::write(&path, bytes).unwrap();
-    eprintln!("screenshot: {}", path.display());
-}
-
-/// Standard base64 (WebDriver's screenshot encoding), padding and whitespace ignored.
-fn decode_base64(text: &str) -> Vec<u8> {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut bytes = Vec::with_capacity(text.len() / 4 * 3);
-    let (mut buffer, mut bits) = (0u32, 0u32);
-    for character in text.bytes().filter(|byte| !byte.is_ascii_whitespace() && *byte != b'=') {
-        let sextet = ALPHABET
-            .iter()
-            .position(|letter| *letter == character)
-            .unwrap_or_else(|| panic!("not base64: {character}"));
-        buffer = (buffer << 6) | u32::try_from(sextet).unwrap();
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            bytes.push(u8::try_from((buffer >> bits) & 0xff).unwrap());
-        }
-    }
-    bytes
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|directory| directory.join(name))
-            .find(|path| path.is_file())
-    })
 }

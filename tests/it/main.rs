@@ -12,6 +12,7 @@
 mod agency_flow;
 mod bad_input;
 mod bench_store;
+mod browser;
 mod compliance_flow;
 mod dashboard;
 mod public_page;
