@@ -8,8 +8,9 @@
 //!   (`R04.leader_certificates`, the certificates of the principal and the safety officers) is
 //!   satisfied / enterprises.
 //! - G02 应急演练完成率: enterprises with an approved drill record (`R10.drill`) for every period
-//!   of their drill cadence that started in the year (and not before they registered) /
-//!   enterprises the drill requirement applies to.
+//!   of their drill cadence that started in the year so far (and did not end before they
+//!   registered) / enterprises the drill requirement applies to: the metric engine's
+//!   `cadence_met` over the year-to-date window, the one `headlineRates` uses.
 //! - H01 社会化服务覆盖率: enterprises with an agency contract in force / enterprises.
 //! - H02 500万以上企业服务覆盖率: the same among enterprises with revenue of at least 5 M yuan.
 
@@ -17,7 +18,8 @@ use std::collections::BTreeSet;
 
 use anquan_domain::agency::AgencyState;
 use anquan_domain::compliance::{self, RequirementState};
-use anquan_domain::enterprise::{Coverage, EnterpriseFile};
+use anquan_domain::enterprise::EnterpriseFile;
+use anquan_domain::metrics::{Window, cadence_met, window_start};
 use anquan_domain::rules::RuleSet;
 use anquan_domain::{EnterpriseId, Instant};
 
@@ -66,39 +68,18 @@ pub fn enterprise_facts(file: &EnterpriseFile, rules: &RuleSet, at: Instant) -> 
         drills_done: false,
         revenue_over_5m,
     };
+    // G02 is the metric engine's own definition (`cadence_met` over the year-to-date window),
+    // so the generator reports what `headlineRates` shows for the same instant.
     let Some(code) = anquan_domain::RequirementCode::parse(DRILL_REQUIREMENT).ok() else {
         return facts;
     };
-    let Some((indicator, requirement)) = rules.requirement(&code) else {
+    let Some(year_start) = window_start(Window::Ytd, at, rules) else {
         return facts;
     };
-    if !rules.holds(&indicator.applies_to, profile) || !rules.holds(&requirement.applies_to, profile) {
-        return facts;
+    if let Some(met) = cadence_met(file, rules, &code, year_start, at) {
+        facts.drill_applies = true;
+        facts.drills_done = met;
     }
-    let Some(cadence) = rules.cadence_for(&requirement.evidence, profile) else {
-        return facts;
-    };
-    facts.drill_applies = true;
-    let offset = rules.time_zone;
-    let registered_at = file.registration.as_ref().map_or(at, |r| r.registered_at);
-    let year_start = anquan_domain::Cadence::Yearly
-        .period_containing(at - chrono::Duration::seconds(1), offset)
-        .start(offset);
-    let mut period = cadence.period_containing(year_start, offset);
-    let mut done = true;
-    while period.start(offset) < at {
-        let counts = period.end(offset) > registered_at;
-        if counts {
-            let covered = file.documents.values().any(|document| {
-                document.requirement == code
-                    && document.coverage == Coverage::Period { period }
-                    && document.approved_by(at)
-            });
-            done &= covered;
-        }
-        period = period.next();
-    }
-    facts.drills_done = done;
     facts
 }
 

@@ -11,6 +11,7 @@ use anquan_demo::rates::{self, RateCounts};
 use anquan_demo::{DemoOptions, NoProgress, Tuning, generate, log_digest, year_end};
 use anquan_domain::agency::AgencyState;
 use anquan_domain::enterprise::EnterpriseFile;
+use anquan_domain::metrics::{ContractFact, Headline, ServiceFacts, enterprise_contribution};
 use anquan_domain::{Aggregate, EnterpriseId};
 use anquan_event_store::{EventStore, InMemoryEventStore, Position, READ_BATCH_MAX};
 
@@ -23,8 +24,13 @@ fn options(enterprises: u64, seed: u64) -> DemoOptions {
     }
 }
 
-/// Folds the log into aggregates and computes the five rates from them.
-async fn rates_from_log(store: &dyn EventStore, rules: &anquan_domain::rules::RuleSet) -> RateCounts {
+/// The log folded into aggregates, by stream.
+struct Folded {
+    enterprises: BTreeMap<String, EnterpriseFile>,
+    agencies: BTreeMap<String, AgencyState>,
+}
+
+async fn fold(store: &dyn EventStore) -> Folded {
     let mut enterprises: BTreeMap<String, EnterpriseFile> = BTreeMap::new();
     let mut agencies: BTreeMap<String, AgencyState> = BTreeMap::new();
     let mut after: Option<Position> = None;
@@ -42,18 +48,71 @@ async fn rates_from_log(store: &dyn EventStore, rules: &anquan_domain::rules::Ru
             }
         }
     }
+    Folded { enterprises, agencies }
+}
+
+/// Computes the five rates from the folded log as the generator does.
+fn rates_from_log(log: &Folded, rules: &anquan_domain::rules::RuleSet) -> RateCounts {
     let at = year_end(rules, 2019).unwrap();
     let mut covered: BTreeSet<EnterpriseId> = BTreeSet::new();
-    for agency in agencies.values() {
+    for agency in log.agencies.values() {
         rates::covered_enterprises(agency, at, &mut covered);
     }
     let mut counts = RateCounts::default();
-    for file in enterprises.values() {
+    for file in log.enterprises.values() {
         let facts = rates::enterprise_facts(file, rules, at);
         let id = file.registration.as_ref().map(|r| r.enterprise_id);
         counts.add(&facts, id.is_some_and(|id| covered.contains(&id)));
     }
     counts
+}
+
+/// The five headline metrics as the town statistics compute them (`enterprise_contribution`
+/// summed over the city) at the generator's instant: (numerator, denominator) per rate, in the
+/// article's order.
+fn headlines_from_engine(log: &Folded, rules: &anquan_domain::rules::RuleSet) -> Vec<(&'static str, i64, i64)> {
+    let at = year_end(rules, 2019).unwrap();
+    let mut services: BTreeMap<EnterpriseId, ServiceFacts> = BTreeMap::new();
+    for agency in log.agencies.values() {
+        for (contract_id, contract) in &agency.contracts {
+            services
+                .entry(contract.enterprise_id)
+                .or_default()
+                .contracts
+                .push(ContractFact {
+                    contract_id: *contract_id,
+                    signed_at: contract.signed_at,
+                    valid_from: contract.valid_from,
+                    valid_until: contract.valid_until,
+                    terminated_at: contract.terminated_at,
+                });
+        }
+    }
+    let empty = ServiceFacts::default();
+    let headlines = [
+        ("B02", Headline::EnterpriseResponsibilityRate),
+        ("D03", Headline::PrincipalAndSafetyOfficerTrainingRate),
+        ("G02", Headline::EmergencyDrillCompletionRate),
+        ("H01", Headline::SocialServiceCoverage),
+        ("H02", Headline::ServiceCoverageOver5mRevenue),
+    ];
+    let mut sums = vec![(0, 0); headlines.len()];
+    for file in log.enterprises.values() {
+        let id = file.registration.as_ref().unwrap().enterprise_id;
+        let contribution =
+            enterprise_contribution(&rules.metrics, rules, file, services.get(&id).unwrap_or(&empty), at).unwrap();
+        for ((_, headline), sum) in headlines.iter().zip(&mut sums) {
+            let (index, _) = rules.metrics.headline(*headline).unwrap();
+            let (numerator, denominator) = contribution.tallies[index];
+            sum.0 += numerator;
+            sum.1 += denominator;
+        }
+    }
+    headlines
+        .iter()
+        .zip(sums)
+        .map(|((code, _), (numerator, denominator))| (*code, numerator, denominator))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,8 +144,26 @@ async fn the_same_seed_gives_the_same_log_and_the_rates_land_near_the_article() 
     assert_eq!(summary.events, again.events);
 
     // The rates from the log alone equal the generator's, and land near the article's.
-    let counts = rates_from_log(first.as_ref(), &rules).await;
+    let log = fold(first.as_ref()).await;
+    let counts = rates_from_log(&log, &rules);
     assert_eq!(counts, summary.counts);
+    // The town statistics engine (what `headlineRates` answers for 2020-01-01T00:00+08:00)
+    // counts exactly the same enterprises for each of the five rates.
+    let as_i64 = |n: u64| i64::try_from(n).unwrap();
+    assert_eq!(
+        headlines_from_engine(&log, &rules),
+        vec![
+            (
+                "B02",
+                as_i64(counts.responsibility_implemented),
+                as_i64(counts.enterprises)
+            ),
+            ("D03", as_i64(counts.trained), as_i64(counts.enterprises)),
+            ("G02", as_i64(counts.drills_done), as_i64(counts.drill_applicable)),
+            ("H01", as_i64(counts.covered), as_i64(counts.enterprises)),
+            ("H02", as_i64(counts.over_5m_covered), as_i64(counts.over_5m)),
+        ]
+    );
     let rates = counts.rates();
     eprintln!("{summary:#?}");
     // 800 enterprises: a binomial share near 90 % has a standard error of about 1 point, so

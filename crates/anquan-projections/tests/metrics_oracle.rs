@@ -6,9 +6,11 @@
 //!
 //! The oracle shares no code with `anquan_projections::metrics` or
 //! `anquan_domain::metrics`: it walks the events itself. For the status metrics (B, D01-D03,
-//! D05, F, G01, G02) it folds each enterprise's raw events with the aggregate's own fold and runs
+//! D05, F, G01) it folds each enterprise's raw events with the aggregate's own fold and runs
 //! the status engine and colour rules on that (the engine has its own tests); that still checks
-//! the read model's rebuild of the file, the attribution to towns and the sums.
+//! the read model's rebuild of the file, the attribution to towns and the sums. G02 (a drill
+//! record for every drill period of the year so far) takes only applicability and the cadence
+//! from the rule set and walks the periods over the raw uploads and reviews.
 
 #![allow(
     clippy::unwrap_used,
@@ -697,8 +699,17 @@ fn oracle(
 ) -> BTreeMap<Option<Town>, Vec<Tally>> {
     let tz = rules.time_zone;
     let catalogue = &rules.metrics;
-    let year_start = Cadence::Yearly.period_containing(at, tz).start(tz);
-    let half_start = Cadence::HalfYearly.period_containing(at, tz).start(tz);
+    // A window ends at `at`; an instant on a boundary closes the period before it.
+    let closing = |cadence: Cadence| {
+        let period = cadence.period_containing(at, tz);
+        if period.start(tz) == at {
+            period.previous()
+        } else {
+            period
+        }
+    };
+    let year_start = closing(Cadence::Yearly).start(tz);
+    let half_start = closing(Cadence::HalfYearly).start(tz);
     let start_of = |window: Window| match window {
         Window::Snapshot => at,
         Window::Ytd => year_start,
@@ -932,10 +943,10 @@ fn oracle(
                     Measure::PeriodRecordApproved { requirements, filter } => {
                         if rules.holds(filter, &profile) {
                             let current = match w {
-                                Window::HalfYear => Cadence::HalfYearly,
-                                _ => Cadence::Yearly,
-                            }
-                            .period_containing(at, tz);
+                                Window::HalfYear => closing(Cadence::HalfYearly),
+                                Window::Ytd => closing(Cadence::Yearly),
+                                Window::Snapshot => Cadence::Yearly.period_containing(at, tz),
+                            };
                             let covered = uploads.iter().any(|(id, u)| {
                                 requirements.iter().any(|r| r.as_str() == u.0)
                                     && u.1 <= at
@@ -946,6 +957,30 @@ fn oracle(
                             (i64::from(covered), 1)
                         } else {
                             (0, 0)
+                        }
+                    }
+                    Measure::CadenceMet { requirement } => {
+                        // Applies as the status engine says; the periods are walked here.
+                        if requirement_state(requirement.as_str()) == RequirementState::NotApplicable {
+                            (0, 0)
+                        } else {
+                            let (_, rule) = rules.requirement(requirement).unwrap();
+                            let cadence = rules.cadence_for(&rule.evidence, &profile).unwrap();
+                            let mut period = cadence.period_containing(start_of(w), tz);
+                            let mut met = true;
+                            while period.start(tz) < at {
+                                let due =
+                                    period.start(tz) >= start_of(w) && period.end(tz) > registration.registered_at;
+                                let covered = uploads.iter().any(|(id, u)| {
+                                    u.0 == requirement.as_str()
+                                        && u.1 <= at
+                                        && u.2 == Coverage::Period { period }
+                                        && reviews.iter().any(|r| r.0 == *id && r.1 && r.3 <= at)
+                                });
+                                met &= !due || covered;
+                                period = period.next();
+                            }
+                            (i64::from(met), 1)
                         }
                     }
                     Measure::RecordsApproved { requirements } => (
@@ -1182,7 +1217,13 @@ async fn check(world: &World, seed: u64, steps: usize) {
     let mut rng = Rng(seed ^ 0x5eed);
     let start = Utc.with_ymd_and_hms(2018, 7, 1, 0, 0, 0).unwrap();
     let span = (end - start).num_minutes();
-    let mut instants = vec![end, end + Duration::days(40)];
+    // The end, later, and the local new year and mid-year instants (windows close there).
+    let mut instants = vec![
+        end,
+        end + Duration::days(40),
+        Utc.with_ymd_and_hms(2018, 12, 31, 16, 0, 0).unwrap(),
+        Utc.with_ymd_and_hms(2019, 6, 30, 16, 0, 0).unwrap(),
+    ];
     for _ in 0..4 {
         instants.push(start + Duration::minutes(rng.below(span as u64) as i64));
     }

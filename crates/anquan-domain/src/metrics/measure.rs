@@ -102,21 +102,75 @@ pub struct Contribution {
     pub tallies: Vec<(i64, i64)>,
 }
 
-/// The first instant of the metric window containing `at` (`None` for a snapshot).
+/// The local period a metric window covers when asked at `at` (`None` for a snapshot): the
+/// year (`Ytd`) or half-year (`HalfYear`) containing `at`, or, when `at` is exactly the start
+/// of one, the period that ends at `at` (an instant on a boundary closes the period before it;
+/// see [`Window`]).
+pub fn window_period(window: Window, at: Instant, rules: &RuleSet) -> Option<Period> {
+    let cadence = match window {
+        Window::Snapshot => return None,
+        Window::Ytd => Cadence::Yearly,
+        Window::HalfYear => Cadence::HalfYearly,
+    };
+    let offset = rules.time_zone;
+    let period = cadence.period_containing(at, offset);
+    Some(if period.start(offset) == at {
+        period.previous()
+    } else {
+        period
+    })
+}
+
+/// The first instant of the metric window asked at `at` (`None` for a snapshot).
 pub fn window_start(window: Window, at: Instant, rules: &RuleSet) -> Option<Instant> {
-    match window {
-        Window::Snapshot => None,
-        Window::Ytd => Some(
-            Cadence::Yearly
-                .period_containing(at, rules.time_zone)
-                .start(rules.time_zone),
-        ),
-        Window::HalfYear => Some(
-            Cadence::HalfYearly
-                .period_containing(at, rules.time_zone)
-                .start(rules.time_zone),
-        ),
+    window_period(window, at, rules).map(|period| period.start(rules.time_zone))
+}
+
+/// Whether an enterprise kept a periodic requirement's cadence from `from` to `at`: every
+/// period of its cadence (the rule set's, chosen by the profile at `at`) that began at or after
+/// `from` and before `at`, and did not end before the enterprise registered, has a record for
+/// exactly that period that was approved by `at`. A period counts from its start, so the one
+/// in progress counts too: the figure is the progress of the year so far, and at the year's
+/// end it is the year's.
+///
+/// `None` when the requirement does not apply to the enterprise at `at` (not registered by
+/// then, the indicator or the requirement excluded by its profile, or no periodic evidence),
+/// like the status engine's "not applicable".
+pub fn cadence_met(
+    file: &EnterpriseFile,
+    rules: &RuleSet,
+    requirement: &RequirementCode,
+    from: Instant,
+    at: Instant,
+) -> Option<bool> {
+    let registration = file.registration.as_ref()?;
+    if registration.registered_at > at {
+        return None;
     }
+    let profile = file.profile_at(at)?;
+    let (indicator, rule) = rules.requirement(requirement)?;
+    if !rules.holds(&indicator.applies_to, profile) || !rules.holds(&rule.applies_to, profile) {
+        return None;
+    }
+    let cadence = rules.cadence_for(&rule.evidence, profile)?;
+    let offset = rules.time_zone;
+    let mut period = cadence.period_containing(from, offset);
+    if period.start(offset) < from {
+        period = period.next();
+    }
+    let mut met = true;
+    while period.start(offset) < at {
+        if period.end(offset) > registration.registered_at {
+            let covered = file.documents.values().any(|document| {
+                &document.requirement == requirement
+                    && document.coverage == Coverage::Period { period }
+                    && document.approved_by(at)
+            });
+            met &= covered;
+        }
+        period = period.next();
+    }
+    Some(met)
 }
 
 /// One enterprise's contribution to every metric at `at`; `None` if it was not registered by
@@ -299,12 +353,10 @@ impl Facts<'_> {
                 if !self.holds(filter) {
                     return (0, 0);
                 }
-                let cadence = match window {
-                    Window::HalfYear => Cadence::HalfYearly,
-                    Window::Snapshot | Window::Ytd => Cadence::Yearly,
-                };
                 let offset = self.rules.time_zone;
-                let current = cadence.period_containing(at, offset);
+                // A snapshot looks at the year it falls in, like a year-to-date window.
+                let current = window_period(window, at, self.rules)
+                    .unwrap_or_else(|| Cadence::Yearly.period_containing(at, offset));
                 let (window_start, window_end) = (current.start(offset), current.end(offset));
                 let covered = documents().any(|document| {
                     requirements.contains(&document.requirement)
@@ -318,6 +370,10 @@ impl Facts<'_> {
                 });
                 (flag(covered), 1)
             }
+            Measure::CadenceMet { requirement } => match cadence_met(self.file, self.rules, requirement, start, at) {
+                Some(met) => (flag(met), 1),
+                None => (0, 0),
+            },
             Measure::RecordsApproved { requirements } => {
                 let approved = reviewed_in_window().filter(|(document, review)| {
                     requirements.contains(&document.requirement)

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use measure::{
     AgencyFacts, ContractFact, Contribution, GradeFact, ReportFact, ServiceFacts, StaffFact, StaffList, agency_tallies,
-    enterprise_contribution, window_start,
+    cadence_met, enterprise_contribution, window_period, window_start,
 };
 
 use crate::agency::QualificationKind;
@@ -66,6 +66,11 @@ pub struct Metric {
 }
 
 /// Which stretch of time a metric looks at.
+///
+/// A window ends at the instant, inclusive. An instant exactly on a period boundary (local
+/// 1 January or 1 July, 00:00) closes the period that ends there, so the window is that whole
+/// period: asked at 2020-01-01T00:00+08:00, a year-to-date figure is the figure for 2019, the
+/// instant an annual report is taken at (see [`window_period`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Window {
@@ -176,6 +181,12 @@ pub enum Measure {
         requirements: Vec<RequirementCode>,
         filter: Condition,
     },
+    /// Enterprises that kept the requirement's cadence in the window / enterprises where the
+    /// requirement applies: every period of its cadence (rule data, chosen by the profile) that
+    /// began in the window before the instant, and did not end before the enterprise registered,
+    /// has an approved record for exactly that period, known by the instant. See
+    /// [`cadence_met`].
+    CadenceMet { requirement: RequirementCode },
     /// Records of the requirements approved in the window.
     RecordsApproved { requirements: Vec<RequirementCode> },
     /// Government training sessions (parts: sessions, attendees); not recorded yet.
@@ -430,6 +441,14 @@ impl RawMetric {
                 requirements: requirements()?,
                 filter: filter(),
             },
+            "cadence_met" => {
+                if self.window == Window::Snapshot {
+                    return Err("measure cadence_met needs a window (ytd or half_year)".to_owned());
+                }
+                Measure::CadenceMet {
+                    requirement: self.requirement.clone().ok_or_else(|| missing("requirement"))?,
+                }
+            }
             "records_approved" => Measure::RecordsApproved {
                 requirements: requirements()?,
             },
@@ -567,7 +586,7 @@ impl MetricCatalogue {
         for metric in &self.metrics {
             match &metric.measure {
                 Measure::IndicatorImplemented { indicator } => indicators.push((indicator, metric.code.as_str())),
-                Measure::RequirementSatisfied { requirement, .. } => {
+                Measure::RequirementSatisfied { requirement, .. } | Measure::CadenceMet { requirement } => {
                     requirements.push((requirement, metric.code.as_str()));
                 }
                 Measure::PeriodRecordApproved { requirements: list, .. }

@@ -355,6 +355,25 @@ impl RuleSet {
                 )));
             }
         }
+        for metric in &self.metrics.metrics {
+            if let crate::metrics::Measure::CadenceMet { requirement } = &metric.measure
+                && !matches!(
+                    self.requirement(requirement),
+                    Some((
+                        _,
+                        Requirement {
+                            evidence: Evidence::Periodic { .. },
+                            ..
+                        }
+                    ))
+                )
+            {
+                return Err(RuleSetError::Inconsistent(format!(
+                    "metric {} keeps the cadence of {requirement}, which is not periodic",
+                    metric.code
+                )));
+            }
+        }
         Ok(())
     }
 
