@@ -22,6 +22,10 @@ use crate::writer::{self, Checkpointer, Counters, WRITE_QUEUE_MAX, WriteRequest}
 
 /// Idle read connections kept open; more are opened while reads overlap, then closed.
 pub const READ_CONNECTIONS_MAX: usize = 4;
+/// How often the head probe asks SQLite whether another connection (another process, such as
+/// `anquan projections promote` next to `anquan serve`) committed to the file: one
+/// `PRAGMA data_version`, answered from the shared WAL index without reading a page.
+pub(crate) const HEAD_PROBE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How durable an acknowledged append is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -71,6 +75,15 @@ pub struct SqliteEventStore {
     readers: Arc<ReaderPool>,
     head: Arc<watch::Sender<Option<Position>>>,
     counters: Arc<Counters>,
+    /// Moves the head for appends committed by other connections; stops when dropped.
+    probe: Option<HeadProbe>,
+}
+
+/// The thread that follows commits made by other connections to the same file.
+struct HeadProbe {
+    /// Dropping it disconnects the channel, which stops the thread.
+    stop: std::sync::mpsc::Sender<()>,
+    thread: JoinHandle<()>,
 }
 
 impl SqliteEventStore {
@@ -109,12 +122,23 @@ impl SqliteEventStore {
         // Open one reader now, so a file that cannot be read fails here and not on first use.
         let first = open_reader(path, options.busy_timeout)?;
         readers.put_back(first);
+        let probe = {
+            let connection = open_reader(path, options.busy_timeout)?;
+            let head = Arc::clone(&head);
+            let (stop, stopped) = std::sync::mpsc::channel();
+            let thread = std::thread::Builder::new()
+                .name("anquan-sqlite-head".to_owned())
+                .spawn(move || run_head_probe(&connection, &head, &stopped))
+                .map_err(|error| StoreError::backend("start the sqlite head probe thread", error))?;
+            HeadProbe { stop, thread }
+        };
         Ok(Self {
             requests: Some(requests),
             writer: Some(writer),
             readers,
             head,
             counters,
+            probe: Some(probe),
         })
     }
 
@@ -149,6 +173,62 @@ impl Drop for SqliteEventStore {
             && writer.join().is_err()
         {
             tracing::error!("the sqlite writer thread panicked");
+        }
+        if let Some(HeadProbe { stop, thread }) = self.probe.take() {
+            drop(stop);
+            if thread.join().is_err() {
+                tracing::error!("the sqlite head probe thread panicked");
+            }
+        }
+    }
+}
+
+/// Follows commits made to the file by other connections: every [`HEAD_PROBE_INTERVAL`] it
+/// reads `PRAGMA data_version`, which changes when another connection (of this process or
+/// another) has committed, and then moves the head to the log's last position. The writer
+/// moves the head for this store's own appends; this covers everyone else's, so the head watch
+/// wakes subscribers for events another process appended, as the trait promises. Returns when
+/// `stop` is disconnected.
+fn run_head_probe(
+    connection: &Connection,
+    head: &watch::Sender<Option<Position>>,
+    stop: &std::sync::mpsc::Receiver<()>,
+) {
+    let mut seen: Option<i64> = None;
+    let mut failing = false;
+    loop {
+        match stop.recv_timeout(HEAD_PROBE_INTERVAL) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        let probed = connection
+            .query_row("PRAGMA data_version", [], |row| row.get::<_, i64>(0))
+            .map_err(sql_error("read the sqlite data version"))
+            .and_then(|version| {
+                if seen == Some(version) {
+                    return Ok(None);
+                }
+                last_position(connection).map(|last| Some((version, last)))
+            });
+        match probed {
+            Ok(None) => failing = false,
+            Ok(Some((version, last))) => {
+                failing = false;
+                seen = Some(version);
+                head.send_if_modified(|head| {
+                    let moved = *head < last;
+                    if moved {
+                        *head = last;
+                    }
+                    moved
+                });
+            }
+            Err(error) => {
+                if !failing {
+                    tracing::warn!(%error, "the sqlite head probe cannot read the file; retrying");
+                }
+                failing = true;
+            }
         }
     }
 }

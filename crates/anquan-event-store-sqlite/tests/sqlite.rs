@@ -243,3 +243,34 @@ async fn a_stream_head_made_stale_by_another_writer_is_read_again() {
     assert_eq!(events.len(), 7);
     verify_stream(&events).unwrap();
 }
+
+/// Another process appending to the same file (here: a second store, its own connections)
+/// moves this store's head watch, so subscribers wake for it without polling the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_by_another_connection_moves_the_head_watch() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.sqlite");
+    let watching = SqliteEventStore::open(&path, SqliteOptions::default()).unwrap();
+    let other = SqliteEventStore::open(&path, SqliteOptions::default()).unwrap();
+    let mut head = watching.head();
+    assert_eq!(*head.borrow_and_update(), None);
+
+    let stream = StreamId::for_uuid("rulesets", Uuid::now_v7());
+    let appended = other.append(request(&stream, StreamState::NoStream, 2)).await.unwrap();
+    let started = std::time::Instant::now();
+    tokio::time::timeout(std::time::Duration::from_secs(5), head.changed())
+        .await
+        .expect("the head did not move for another connection's append")
+        .unwrap();
+    assert_eq!(*head.borrow_and_update(), Some(appended.last_position));
+    eprintln!("head moved {:?} after the other connection's commit", started.elapsed());
+
+    // Its own appends move it as before, and dropping the store stops the probe.
+    let own = watching
+        .append(request(&stream, StreamState::At(StreamVersion(1)), 1))
+        .await
+        .unwrap();
+    assert_eq!(*head.borrow_and_update(), Some(own.last_position));
+    drop(other);
+    drop(watching);
+}

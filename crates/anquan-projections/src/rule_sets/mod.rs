@@ -28,9 +28,11 @@ pub use snapshot::{
     BuildProgress, EnterpriseChange, SnapshotDiff, SnapshotError, SnapshotOutcome, TownChange, diff, materialise,
 };
 
-/// How often [`follow`] reads the rule-set stream when no new event was announced (another
-/// process, such as `anquan projections promote` on the embedded store, may have appended).
-pub const FOLLOW_POLL: Duration = Duration::from_secs(1);
+/// How often [`follow`] reads the rule-set stream when the store's head did not move: a safety
+/// net only. Every backend's head watch covers appends by other processes (`anquan projections
+/// promote` beside `anquan serve`): PostgreSQL by `LISTEN`/`NOTIFY`, SQLite by its head probe
+/// (`PRAGMA data_version`, every 100 ms), so a promotion is read within about that time.
+pub const FOLLOW_POLL: Duration = Duration::from_secs(10);
 
 /// The digest of a rule set: SHA-256 over each file of [`RULE_SET_FILES`] in order, as its
 /// name, its length (8 bytes big-endian) and its bytes. Lower-case hex.
@@ -213,8 +215,8 @@ pub async fn read_log(
 }
 
 /// Follows the `rulesets` stream forever and switches the registry's active version at every
-/// promotion, on the first read after the event is appended (woken by the store's head, or
-/// every [`FOLLOW_POLL`]). A promotion this node cannot honour is logged and the current
+/// promotion, on the first read after the event is appended (woken by the store's head, which
+/// moves for appends by any process; [`FOLLOW_POLL`] is a safety net). A promotion this node cannot honour is logged and the current
 /// rules stay active. Returns only if the store keeps failing.
 pub async fn follow(store: Arc<dyn EventStore>, registry: Arc<RuleSetRegistry>) -> Result<(), StoreError> {
     let mut log = RuleSetLog::default();
