@@ -266,7 +266,7 @@ fn collect_files(value: &serde_json::Value, found: &mut Vec<FileRef>) {
             if map.contains_key("sha256")
                 && map.contains_key("size_bytes")
                 && map.contains_key("media_type")
-                && let Ok(file) = serde_json::from_value::<FileRef>(value.clone())
+                && let Ok(file) = FileRef::deserialize(value)
             {
                 found.push(file);
                 return;
@@ -304,15 +304,24 @@ pub fn history_lines(events: &[RecordedEvent]) -> Vec<HistoryLine> {
     events
         .iter()
         .map(|event| {
-            let decoded = event.decode().ok();
+            // One decode and one conversion to a JSON value serve both the decoded data and
+            // the file references found in it.
+            let decoded = event
+                .decode()
+                .ok()
+                .and_then(|decoded| serde_json::to_value(&decoded).ok());
+            let mut files = Vec::new();
+            if let Some(value) = &decoded {
+                collect_files(value, &mut files);
+            }
             let line = HistoryLine {
                 event: event.clone(),
                 previous_hash: previous.to_hex(),
                 actor_json: serde_json::to_string(&event.metadata.actor).unwrap_or_default(),
                 recorded_at_micros: event.recorded_at.timestamp_micros(),
                 occurred_at_micros: event.metadata.occurred_at.timestamp_micros(),
-                decoded: decoded.as_ref().and_then(|event| serde_json::to_value(event).ok()),
-                files: decoded.as_ref().map(file_refs).unwrap_or_default(),
+                decoded,
+                files,
             };
             previous = event.hash;
             line
