@@ -69,13 +69,20 @@ pub struct AppState {
 
 impl AppState {
     /// The state one request runs with: `rules` pinned to the live rule set as the request
-    /// starts, or to `version` when the caller names one (`x-anquan-rule-set` header).
+    /// starts, or to `version` when the caller names one (`x-anquan-rule-set` header), the
+    /// default of every field that takes no `ruleSet` argument of its own.
     pub fn for_request(&self, version: Option<&str>) -> Option<AppState> {
         let rules = match version {
             None => self.rule_sets.active(),
             Some(version) => self.rule_sets.get(version)?.rules.clone(),
         };
         Some(AppState { rules, ..self.clone() })
+    }
+
+    /// The rule set commands are decided with: always the live one. A request that reads with
+    /// another version (header or `ruleSet`) still writes under the rules in force.
+    pub fn decision_rules(&self) -> Arc<RuleSet> {
+        self.rule_sets.active()
     }
 
     /// Returns the current instant.

@@ -630,9 +630,10 @@ async fn run(
     let app = app(ctx)?;
     let actor = actor(ctx)?;
     let command_id = command_id.as_ref().map(parse_id::<CommandId>).transpose()?;
+    let decision_rules = app.decision_rules();
     let context = DecisionContext {
         actor,
-        rules: &app.rules,
+        rules: &decision_rules,
         now: app.now(),
     };
     let envelope = CommandEnvelope {

@@ -208,7 +208,10 @@ pub async fn verification(app: &AppState, enterprise_id: EnterpriseId) -> Result
     })
 }
 
-/// Returns the rule set a query asked for: a named version, or the live one.
+/// Returns the rule set a field evaluates with: the version its `ruleSet` argument names, or
+/// else the request's (`AppState::rules`: the `x-anquan-rule-set` header's version, or the live
+/// one as the request started). This is the one way a version is picked: the argument decides
+/// for the field and everything under it, the header is only the request's default.
 pub fn rules_for(app: &AppState, version: Option<&str>) -> Result<std::sync::Arc<RuleSet>, ApiError> {
     match version {
         None => Ok(app.rules.clone()),

@@ -60,9 +60,10 @@ impl PublicPageMutation {
             token: token.clone(),
         });
         let now = app.now();
+        let decision_rules = app.decision_rules();
         let context = DecisionContext {
             actor,
-            rules: &app.rules,
+            rules: &decision_rules,
             now,
         };
         let envelope = CommandEnvelope {

@@ -24,10 +24,11 @@ pub struct EnterpriseQuery;
 /// Reads: enterprises, their compliance, review queues and the rule set.
 #[Object]
 impl EnterpriseQuery {
-    /// One enterprise's file and its status at `asOf` (default: now), evaluated with rule set
-    /// `ruleSet` (default: the live one; nested risk and hazard fields follow the request's
-    /// rule set, chosen with the `x-anquan-rule-set` header). Enterprises see only their own
-    /// file, town officers only their town's.
+    /// One enterprise's file at `asOf` (default: now), with every rule-dependent field under it
+    /// (compliance and its indicators, risk, colour history, vetoes, hazards) evaluated with
+    /// rule set `ruleSet`: a version from `ruleSets`, read side by side with the live one.
+    /// Without it, the request's rule set: the `x-anquan-rule-set` header's version, else the
+    /// live one. Enterprises see only their own file, town officers only their town's.
     async fn enterprise(
         &self,
         ctx: &Context<'_>,
@@ -56,7 +57,7 @@ impl EnterpriseQuery {
     }
 
     /// Enterprises with their status at `asOf` (default: now) under rule set `ruleSet`
-    /// (default: the live one), filtered by town and by
+    /// (default: the request's, see `enterprise`), filtered by town and by
     /// whether their main responsibility is implemented, ordered by id, paged by cursor.
     /// Town officers see only their town; enterprises cannot list.
     #[allow(clippy::too_many_arguments, reason = "each argument is a GraphQL argument")]

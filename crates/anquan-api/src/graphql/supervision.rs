@@ -334,6 +334,8 @@ pub struct Risk {
     pub rule: Option<String>,
     /// Applicable indicators implemented, in percent (rounded down).
     pub compliance_percent: u32,
+    /// The rule set version whose colour rules decided it.
+    pub rule_set: String,
 }
 
 /// A change of colour.
@@ -679,6 +681,8 @@ pub struct ColourDistribution {
     pub blue: u32,
     /// False when the count stopped at the scan limit.
     pub complete: bool,
+    /// The rule set version whose colour rules were applied.
+    pub rule_set: String,
 }
 
 /// A step of the escalation path.
@@ -732,12 +736,13 @@ pub struct SupervisionPlan {
     pub complete: bool,
 }
 
-fn risk_view(assessment: &anquan_domain::risk::RiskAssessment) -> Risk {
+fn risk_view(assessment: &anquan_domain::risk::RiskAssessment, rules: &RuleSet) -> Risk {
     Risk {
         at: assessment.at,
         colour: assessment.colour.into(),
         rule: assessment.rule.clone(),
         compliance_percent: assessment.compliance_percent,
+        rule_set: rules.version.clone(),
     }
 }
 
@@ -745,7 +750,7 @@ fn risk_view(assessment: &anquan_domain::risk::RiskAssessment) -> Risk {
 
 /// The enterprise's risk at `at`.
 pub(super) fn enterprise_risk(file: &EnterpriseFile, rules: &RuleSet, at: DateTime<Utc>) -> Option<Risk> {
-    anquan_domain::risk::assess(file, rules, at).map(|assessment| risk_view(&assessment))
+    anquan_domain::risk::assess(file, rules, at).map(|assessment| risk_view(&assessment, rules))
 }
 
 /// The enterprise's colour changes from `from` to `to`.
@@ -875,17 +880,20 @@ impl SupervisionQuery {
         Ok(connection(&page, &app.rules, at))
     }
 
-    /// How many enterprises of a town (or all) have each colour at `asOf` (default now).
+    /// How many enterprises of a town (or all) have each colour at `asOf` (default now) under
+    /// rule set `ruleSet` (default: the request's, see `enterprise`).
     async fn colour_distribution(
         &self,
         ctx: &Context<'_>,
         town: Option<String>,
         as_of: Option<DateTime<Utc>>,
+        rule_set: Option<String>,
     ) -> Result<ColourDistribution, ApiError> {
         let app = app(ctx)?;
+        let rules = super::audit::rules_for(app, rule_set.as_deref())?;
         let town = scoped_town(ctx, town)?;
         let at = as_of.unwrap_or_else(|| app.now());
-        let counts = read_model::colour_distribution(app.read_models.as_ref(), &app.rules, town.as_ref(), at).await?;
+        let counts = read_model::colour_distribution(app.read_models.as_ref(), &rules, town.as_ref(), at).await?;
         Ok(ColourDistribution {
             at,
             town: town.map(|town| town.to_string()),
@@ -894,26 +902,30 @@ impl SupervisionQuery {
             yellow: counts.yellow,
             blue: counts.blue,
             complete: counts.complete,
+            rule_set: rules.version.clone(),
         })
     }
 
     /// The enterprises of a town due an online check or an on-site inspection by `periodEnd`
-    /// by their colour's cadence (colour at `asOf`, default now), with their escalation step.
+    /// by their colour's cadence (colour at `asOf`, default now), with their escalation step,
+    /// under rule set `ruleSet` (default: the request's, see `enterprise`).
     async fn supervision_plan(
         &self,
         ctx: &Context<'_>,
         town: Option<String>,
         period_end: DateTime<Utc>,
         as_of: Option<DateTime<Utc>>,
+        rule_set: Option<String>,
     ) -> Result<SupervisionPlan, ApiError> {
         let app = app(ctx)?;
+        let rules = super::audit::rules_for(app, rule_set.as_deref())?;
         let town = scoped_town(ctx, town)?;
         let at = as_of.unwrap_or_else(|| app.now());
         if period_end < at {
             return Err(ApiError::bad_input("periodEnd must not be before asOf"));
         }
         let (entries, complete) =
-            read_model::supervision_plan(app.read_models.as_ref(), &app.rules, town.as_ref(), period_end, at).await?;
+            read_model::supervision_plan(app.read_models.as_ref(), &rules, town.as_ref(), period_end, at).await?;
         Ok(SupervisionPlan {
             town: town.map(|town| town.to_string()),
             period_end,
@@ -924,7 +936,7 @@ impl SupervisionQuery {
                     enterprise_id: ID(entry.registration.enterprise_id.to_string()),
                     name: entry.registration.name.clone(),
                     town: entry.registration.town.to_string(),
-                    risk: risk_view(&entry.assessment),
+                    risk: risk_view(&entry.assessment, &rules),
                     online_check_due: entry.checks.online_check_due,
                     on_site_due: entry.checks.on_site_due,
                     enforcement_plan: entry.checks.enforcement_plan,

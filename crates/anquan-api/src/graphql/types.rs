@@ -103,6 +103,10 @@ pub struct Enterprise {
     pub file: Arc<EnterpriseFile>,
     #[graphql(skip)]
     pub at: DateTime<Utc>,
+    /// The rule set every rule-dependent field of this enterprise is evaluated with (status,
+    /// risk, colour history, vetoes, hazards): the one the field that returned it chose.
+    #[graphql(skip)]
+    pub rules: Arc<RuleSet>,
 }
 
 #[ComplexObject]
@@ -146,47 +150,33 @@ impl Enterprise {
             .collect()
     }
 
-    /// Its four-colour risk at `compliance.at`: the colour, the rule that decided it and the
-    /// compliance percentage.
-    async fn risk(&self, ctx: &Context<'_>) -> Result<Option<supervision::Risk>, ApiError> {
-        Ok(supervision::enterprise_risk(
-            &self.file,
-            &super::app(ctx)?.rules,
-            self.at,
-        ))
+    /// Its four-colour risk at `compliance.at` under `compliance.ruleSet`: the colour, the rule
+    /// that decided it and the compliance percentage.
+    async fn risk(&self) -> Option<supervision::Risk> {
+        supervision::enterprise_risk(&self.file, &self.rules, self.at)
     }
 
-    /// Its colour changes from `from` (default: registration) to `to` (default:
-    /// `compliance.at`), evaluated at every local midnight and every recorded fact; the first
-    /// entry is the colour at `from`.
+    /// Its colour changes under `compliance.ruleSet` from `from` (default: registration) to
+    /// `to` (default: `compliance.at`), evaluated at every local midnight and every recorded
+    /// fact; the first entry is the colour at `from`.
     async fn colour_history(
         &self,
-        ctx: &Context<'_>,
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
     ) -> Result<Vec<supervision::ColourChange>, ApiError> {
-        let rules = &super::app(ctx)?.rules;
         let from = from.unwrap_or(self.registered_at).max(self.registered_at);
-        supervision::colour_history(&self.file, rules, from, to.unwrap_or(self.at))
+        supervision::colour_history(&self.file, &self.rules, from, to.unwrap_or(self.at))
     }
 
-    /// What vetoes its main responsibility at `compliance.at` (否决项).
-    async fn vetoes(&self, ctx: &Context<'_>) -> Result<Vec<supervision::VetoView>, ApiError> {
-        Ok(supervision::vetoes(&self.file, &super::app(ctx)?.rules, self.at))
+    /// What vetoes its main responsibility at `compliance.at` under `compliance.ruleSet` (否决项).
+    async fn vetoes(&self) -> Vec<supervision::VetoView> {
+        supervision::vetoes(&self.file, &self.rules, self.at)
     }
 
-    /// Its hazards known at `compliance.at`, optionally in one state then, oldest found first.
-    async fn hazards(
-        &self,
-        ctx: &Context<'_>,
-        state: Option<supervision::HazardState>,
-    ) -> Result<Vec<supervision::Hazard>, ApiError> {
-        Ok(supervision::enterprise_hazards(
-            &self.file,
-            &super::app(ctx)?.rules,
-            self.at,
-            state,
-        ))
+    /// Its hazards known at `compliance.at`, optionally in one state then, oldest found first
+    /// (major-hazard criteria named from `compliance.ruleSet`'s catalogues).
+    async fn hazards(&self, state: Option<supervision::HazardState>) -> Vec<supervision::Hazard> {
+        supervision::enterprise_hazards(&self.file, &self.rules, self.at, state)
     }
 
     /// Its inspections recorded by `compliance.at`, newest first.
@@ -203,8 +193,9 @@ impl Enterprise {
 }
 
 impl Enterprise {
-    /// Builds the view of a file at an instant; `None` if it was not registered by then.
-    pub fn at(file: Arc<EnterpriseFile>, rules: &RuleSet, at: DateTime<Utc>) -> Option<Self> {
+    /// Builds the view of a file at an instant, every rule-dependent field evaluated with
+    /// `rules`; `None` if it was not registered by then.
+    pub fn at(file: Arc<EnterpriseFile>, rules: &Arc<RuleSet>, at: DateTime<Utc>) -> Option<Self> {
         let registration = file.registration.as_ref()?;
         let report = anquan_domain::compliance::evaluate(&file, rules, at)?;
         let profile = file.profile_at(at).map(Profile::from)?;
@@ -219,6 +210,7 @@ impl Enterprise {
             compliance: Compliance::from_report(&report, rules),
             file: file.clone(),
             at,
+            rules: Arc::clone(rules),
         })
     }
 }
