@@ -2,20 +2,25 @@
 //! memory (an [`anquan_projections::metrics::MetricsCache`]), replaces an enterprise's
 //! contribution when the projections apply its events, recomputes everything as time passes,
 //! and tells subscribers which towns changed. Past instants (`asOf`) are computed from the
-//! read models on demand.
+//! read models on demand, a chunk of files at a time, and kept for the requests that ask for the
+//! same instants again before the read models move (the root fields of one request ask in turn).
+//!
+//! While the projections catch up with a long log, the watcher does not follow them batch by
+//! batch: it waits until they are near the head and recomputes everything once.
 
-use std::collections::BTreeSet;
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Months, Utc};
 use tokio::sync::broadcast;
 
+use anquan_domain::rules::RuleSet;
 use anquan_domain::{EnterpriseId, Event, Town};
 use anquan_event_store::Position;
 use anquan_projections::QueryError;
 use anquan_projections::metrics::{
-    MetricsCache, Snapshot, agency_facts, compute_streaming, enterprise_facts, load_facts,
+    CHUNK, MetricsCache, Snapshot, agency_facts, compute_streaming, enterprise_facts, snapshots_streaming,
 };
 
 use crate::AppState;
@@ -26,6 +31,14 @@ pub const METRICS_REFRESH: Duration = Duration::from_secs(60);
 const LOG_PAGE: usize = 500;
 /// How many change notices a slow subscriber may fall behind.
 const CHANGES_CAPACITY: usize = 256;
+/// A follow that touches more enterprises than this recomputes everything instead: one pass
+/// over every file a chunk at a time costs less than this many files read one by one.
+const FOLLOW_ENTERPRISES_MAX: usize = 250;
+/// The projections are catching up while they are more than this many positions behind the
+/// head of the log: the watcher waits for them instead of following every batch.
+const CATCH_UP_LAG: u64 = 10_000;
+/// Past-instant computations kept (each is a few snapshots, a few hundred KB per 13 scopes).
+const PAST_KEPT: usize = 4;
 
 /// The figures served for "now": the snapshot and the one a local month earlier.
 #[derive(Debug, Clone)]
@@ -46,6 +59,31 @@ pub struct MetricsChanged {
 pub struct MetricsService {
     current: Arc<RwLock<Option<CurrentMetrics>>>,
     changes: broadcast::Sender<MetricsChanged>,
+    /// The latest past-instant computations, newest last.
+    past: Arc<Mutex<VecDeque<PastEntry>>>,
+}
+
+/// What a past-instant computation depends on: the instants, the rule set and how far the
+/// read models had applied the log.
+#[derive(Clone)]
+struct PastKey {
+    instants: Vec<DateTime<Utc>>,
+    rules: Arc<RuleSet>,
+    applied: Option<Position>,
+}
+
+impl PartialEq for PastKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.instants == other.instants && Arc::ptr_eq(&self.rules, &other.rules) && self.applied == other.applied
+    }
+}
+
+/// One past-instant computation: computed once by the first caller, awaited by the others.
+type PastCell = Arc<tokio::sync::OnceCell<Vec<Arc<Snapshot>>>>;
+
+struct PastEntry {
+    key: PastKey,
+    cell: PastCell,
 }
 
 impl Default for MetricsService {
@@ -53,6 +91,7 @@ impl Default for MetricsService {
         MetricsService {
             current: Arc::new(RwLock::new(None)),
             changes: broadcast::Sender::new(CHANGES_CAPACITY),
+            past: Arc::new(Mutex::new(VecDeque::with_capacity(PAST_KEPT))),
         }
     }
 }
@@ -66,6 +105,25 @@ impl MetricsService {
     /// A receiver of change notices.
     pub fn subscribe(&self) -> broadcast::Receiver<MetricsChanged> {
         self.changes.subscribe()
+    }
+
+    /// The cell of the computation for `key`, shared with any caller that asked for the same
+    /// key; entries computed for another applied position can never be asked for again.
+    fn past_cell(&self, key: PastKey) -> PastCell {
+        let mut past = self.past.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(entry) = past.iter().find(|entry| entry.key == key) {
+            return entry.cell.clone();
+        }
+        past.retain(|entry| entry.key.applied == key.applied);
+        while past.len() >= PAST_KEPT {
+            past.pop_front();
+        }
+        let cell = PastCell::default();
+        past.push_back(PastEntry {
+            key,
+            cell: cell.clone(),
+        });
+        cell
     }
 
     fn publish(&self, current: CurrentMetrics, towns: BTreeSet<Option<Town>>) {
@@ -88,13 +146,24 @@ pub fn month_before(app: &AppState, at: DateTime<Utc>) -> DateTime<Utc> {
         .map_or(at - chrono::Duration::days(30), |earlier| earlier.to_utc())
 }
 
-/// Computes the metrics at past (or any) instants from the read models, reading the facts once.
-pub async fn snapshots_at(app: &AppState, instants: &[DateTime<Utc>]) -> Result<Vec<Snapshot>, QueryError> {
-    let facts = load_facts(app.read_models.as_ref()).await?;
-    Ok(instants
-        .iter()
-        .map(|at| Snapshot::compute(&app.rules, &facts, *at))
-        .collect())
+/// Computes the metrics at past (or any) instants from the read models, in one pass over the
+/// files a chunk at a time. The result is shared with every caller asking for the same instants
+/// with the same rules before the read models move: the root fields of one request (e.g.
+/// `allTownMetrics` and `cityMetrics` with the same `asOf`) compute it once.
+pub async fn snapshots_at(app: &AppState, instants: &[DateTime<Utc>]) -> Result<Vec<Arc<Snapshot>>, QueryError> {
+    let key = PastKey {
+        instants: instants.to_vec(),
+        rules: app.rules.clone(),
+        applied: *app.projected.borrow(),
+    };
+    let cell = app.metrics.past_cell(key);
+    cell.get_or_try_init(|| async {
+        snapshots_streaming(app.read_models.as_ref(), app.rules.clone(), instants, CHUNK)
+            .await
+            .map(|snapshots| snapshots.into_iter().map(Arc::new).collect())
+    })
+    .await
+    .cloned()
 }
 
 /// Follows the projections and the clock; see the module documentation.
@@ -146,11 +215,21 @@ impl MetricsWatcher {
                         return;
                     }
                     let applied = *projected.borrow_and_update();
+                    // The projections catch up with a long log: following every batch would
+                    // read every enterprise's file over and over. The first change near the
+                    // head follows the whole span at once (one recomputation of everything).
+                    if self.catching_up(applied) {
+                        continue;
+                    }
                     if let Err(error) = self.follow(applied).await {
                         tracing::warn!(error = %error, "metrics update failed");
                     }
                 }
                 () = tokio::time::sleep(until_refresh) => {
+                    last_full = std::time::Instant::now();
+                    if self.catching_up(*projected.borrow()) {
+                        continue;
+                    }
                     if let Err(error) = self.recompute_all(true).await {
                         tracing::warn!(error = %error, "metrics refresh failed");
                     }
@@ -160,11 +239,20 @@ impl MetricsWatcher {
         }
     }
 
+    /// Whether the projections are still far behind the head of the log.
+    fn catching_up(&self, applied: Option<Position>) -> bool {
+        let head = *self.app.event_store.head().borrow();
+        let (Some(head), applied) = (head, applied.map_or(0, |applied| applied.commit)) else {
+            return false;
+        };
+        head.commit.saturating_sub(applied) > CATCH_UP_LAG
+    }
+
     async fn recompute_all(&mut self, announce: bool) -> Result<(), String> {
         let now = self.app.now();
         let rules = self.app.rules.clone();
         let month_at = month_before(&self.app, now);
-        let (cache, month_ago) = compute_streaming(self.app.read_models.as_ref(), rules.clone(), now, month_at)
+        let (cache, month_ago) = compute_streaming(self.app.read_models.as_ref(), rules.clone(), now, month_at, CHUNK)
             .await
             .map_err(|error| error.to_string())?;
         let previous = self.app_current();
@@ -191,13 +279,16 @@ impl MetricsWatcher {
         self.app.metrics.current().map(|current| current.now)
     }
 
-    /// Recomputes the enterprises (and agencies) whose events were applied up to `applied`.
+    /// Recomputes the enterprises (and agencies) whose events were applied up to `applied`, or
+    /// everything when a contract ended (a termination names the contract only) or when more
+    /// than [`FOLLOW_ENTERPRISES_MAX`] enterprises changed.
     async fn follow(&mut self, applied: Option<Position>) -> Result<(), String> {
         let Some(applied) = applied else {
             return Ok(());
         };
         let mut enterprises: BTreeSet<EnterpriseId> = BTreeSet::new();
         let mut agencies = false;
+        let mut everything = false;
         while self.after.is_none_or(|after| after < applied) {
             let page = self
                 .app
@@ -225,13 +316,18 @@ impl MetricsWatcher {
                         Ok(Event::ServiceRated(e)) => {
                             enterprises.insert(e.enterprise_id);
                         }
-                        // A termination names the contract only: recompute everything below.
-                        Ok(Event::ContractTerminated(_)) => return self.recompute_all(true).await,
+                        Ok(Event::ContractTerminated(_)) => everything = true,
                         _ => {}
                     }
                 }
             }
             self.after = Some(last.min(applied));
+            if everything || enterprises.len() > FOLLOW_ENTERPRISES_MAX {
+                // Everything is recomputed from the read models, which hold at least `applied`:
+                // the rest of the span need not be read.
+                self.after = Some(applied);
+                return self.recompute_all(true).await;
+            }
             if last >= applied {
                 break;
             }

@@ -232,8 +232,7 @@ async fn compute_pair(app: &AppState, at: DateTime<Utc>) -> Result<(Arc<Snapshot
     let mut snapshots = snapshots_at(app, &[at, month_before(app, at)])
         .await
         .map_err(|error| ApiError::Internal(error.to_string()))?
-        .into_iter()
-        .map(Arc::new);
+        .into_iter();
     match (snapshots.next(), snapshots.next()) {
         (Some(now), Some(earlier)) => Ok((now, earlier)),
         _ => Err(ApiError::Internal("no snapshot computed".into())),

@@ -16,8 +16,11 @@ use super::MetricFacts;
 use crate::compliance::{enterprise_file, files_after};
 use crate::error::QueryError;
 
-/// Enterprises read per round.
-pub(super) const CHUNK: usize = 500;
+/// Enterprises whose files are read per round when the metrics stream over the city: one
+/// round materialises their rows (about 80 documents each in the demo) and files at once, so
+/// this bounds the transient memory of a computation (the rows of 500 demo enterprises peaked
+/// at 43 MB in a heap profile), while a round's few queries cost little beside the evaluation.
+pub const CHUNK: usize = 100;
 
 const CONTRACTS: &str = "SELECT enterprise_id, contract_id, signed_at, valid_from, valid_until, terminated_at \
     FROM agency_contracts WHERE ($1 = '' OR enterprise_id = $1) ORDER BY enterprise_id, contract_id";

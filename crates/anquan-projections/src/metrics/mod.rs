@@ -3,11 +3,12 @@
 //!
 //! There is no table of its own: the figures are sums of per-enterprise contributions
 //! (`anquan_domain::metrics::enterprise_contribution`) computed from the facts the compliance
-//! and agency read models keep, plus the city-wide agency figures. [`load_facts`] reads those
-//! facts in bulk, [`Snapshot::compute`] sums them at an instant (any past instant: what
-//! `asOf` asks), and [`MetricsCache`] keeps each enterprise's contribution and the sums in
-//! memory so "now" is served without reading the store: the API replaces an enterprise's
-//! contribution when its facts change and recomputes everything as time passes.
+//! and agency read models keep, plus the city-wide agency figures. [`snapshots_streaming`]
+//! sums them at any instants (past instants: what `asOf` asks) reading the files a chunk at a
+//! time; [`load_facts`] and [`Snapshot::compute`] do the same over facts held whole (tests).
+//! [`MetricsCache`] keeps each enterprise's contribution and the sums in memory so "now" is
+//! served without reading the store: the API replaces an enterprise's contribution when its
+//! facts change and recomputes everything as time passes ([`compute_streaming`]).
 
 mod load;
 
@@ -18,7 +19,7 @@ use anquan_domain::metrics::{AgencyFacts, Contribution, ServiceFacts, Tally, age
 use anquan_domain::rules::RuleSet;
 use anquan_domain::{EnterpriseId, Instant, Town};
 
-pub use load::{agency_facts, enterprise_facts, load_facts};
+pub use load::{CHUNK, agency_facts, enterprise_facts, load_facts};
 
 /// Everything the metrics are computed from, as the read models hold it.
 #[derive(Debug, Clone, Default)]
@@ -200,43 +201,106 @@ pub struct MetricsCache {
     at: Option<Instant>,
 }
 
-/// Computes the cache at `at` and the snapshot at `earlier_at`, reading the enterprises' files
-/// a chunk at a time: memory holds one chunk of files and every enterprise's contributions (a
-/// few hundred numbers each), never every file at once. The evaluation runs on blocking
-/// threads, a chunk at a time.
+/// Computes the cache at `at` and the snapshot at `earlier_at` in one pass over the
+/// enterprises' files, `chunk` at a time ([`CHUNK`] unless a
+/// test wants several rounds): memory holds one chunk of files and every enterprise's
+/// contribution at `at` (a few hundred numbers each), never every file.
 pub async fn compute_streaming(
     store: &dyn anquan_event_store::ReadModelStore,
     rules: std::sync::Arc<RuleSet>,
     at: Instant,
     earlier_at: Instant,
+    chunk: usize,
 ) -> Result<(MetricsCache, Snapshot), crate::error::QueryError> {
-    let services = std::sync::Arc::new(load::services(store, None).await?);
     let agencies = agency_facts(store).await?;
     let mut cache = MetricsCache {
         sums: Sums::new(&rules),
         ..MetricsCache::default()
     };
-    let mut earlier: Vec<Contribution> = Vec::new();
+    let mut earlier = Sums::new(&rules);
+    for_each_contribution(
+        store,
+        &rules,
+        &[at, earlier_at],
+        chunk,
+        |enterprise_id, contributions| {
+            let mut contributions = contributions.into_iter();
+            if let Some(Some(now)) = contributions.next() {
+                cache.sums.apply(&rules, &now, true);
+                cache.contributions.insert(enterprise_id, now);
+            }
+            if let Some(Some(before)) = contributions.next() {
+                earlier.apply(&rules, &before, true);
+            }
+        },
+    )
+    .await?;
+    let earlier = earlier.snapshot(&rules, &agencies, earlier_at);
+    cache.agencies = agencies;
+    cache.at = Some(at);
+    Ok((cache, earlier))
+}
+
+/// Computes every metric at each of `instants` (in that order) in one pass over the
+/// enterprises' files, `chunk` at a time ([`CHUNK`]): what [`Snapshot::compute`] gives over
+/// [`load_facts`], without holding every file in memory (past `asOf` instants).
+pub async fn snapshots_streaming(
+    store: &dyn anquan_event_store::ReadModelStore,
+    rules: std::sync::Arc<RuleSet>,
+    instants: &[Instant],
+    chunk: usize,
+) -> Result<Vec<Snapshot>, crate::error::QueryError> {
+    let agencies = agency_facts(store).await?;
+    let mut sums: Vec<Sums> = instants.iter().map(|_| Sums::new(&rules)).collect();
+    for_each_contribution(store, &rules, instants, chunk, |_, contributions| {
+        for (sums, contribution) in sums.iter_mut().zip(contributions) {
+            if let Some(contribution) = contribution {
+                sums.apply(&rules, &contribution, true);
+            }
+        }
+    })
+    .await?;
+    Ok(sums
+        .iter()
+        .zip(instants)
+        .map(|(sums, at)| sums.snapshot(&rules, &agencies, *at))
+        .collect())
+}
+
+/// Reads the enterprises' files `chunk` at a time, in enterprise order, and hands
+/// `each` every enterprise's contribution at each of `instants` (in that order; `None` where
+/// it contributes nothing). The evaluation runs on a blocking thread, a chunk at a time, so
+/// memory holds one chunk of files (and the agency facts about the enterprises) at once.
+async fn for_each_contribution(
+    store: &dyn anquan_event_store::ReadModelStore,
+    rules: &std::sync::Arc<RuleSet>,
+    instants: &[Instant],
+    chunk: usize,
+    mut each: impl FnMut(EnterpriseId, Vec<Option<Contribution>>),
+) -> Result<(), crate::error::QueryError> {
+    let chunk = chunk.max(1);
+    let services = std::sync::Arc::new(load::services(store, None).await?);
+    let instants: std::sync::Arc<[Instant]> = instants.into();
     let mut cursor = String::new();
     loop {
-        let chunk = crate::compliance::files_after(store, "", &cursor, load::CHUNK).await?;
-        let count = chunk.len();
-        if let Some(last) = chunk.keys().next_back() {
+        let files = crate::compliance::files_after(store, "", &cursor, chunk).await?;
+        let count = files.len();
+        if let Some(last) = files.keys().next_back() {
             cursor = last.to_string();
         }
-        let (rules_for_chunk, services_for_chunk) = (rules.clone(), services.clone());
+        let (rules, services, instants) = (rules.clone(), services.clone(), instants.clone());
         let computed = tokio::task::spawn_blocking(move || {
             let empty = ServiceFacts::default();
-            chunk
-                .iter()
+            let rules = &*rules;
+            files
+                .into_iter()
                 .map(|(enterprise_id, file)| {
-                    let services = services_for_chunk.get(enterprise_id).unwrap_or(&empty);
-                    let rules = &*rules_for_chunk;
-                    (
-                        *enterprise_id,
-                        enterprise_contribution(&rules.metrics, rules, file, services, at),
-                        enterprise_contribution(&rules.metrics, rules, file, services, earlier_at),
-                    )
+                    let services = services.get(&enterprise_id).unwrap_or(&empty);
+                    let contributions = instants
+                        .iter()
+                        .map(|at| enterprise_contribution(&rules.metrics, rules, &file, services, *at))
+                        .collect::<Vec<_>>();
+                    (enterprise_id, contributions)
                 })
                 .collect::<Vec<_>>()
         })
@@ -245,21 +309,13 @@ pub async fn compute_streaming(
             table: "enterprises",
             reason: format!("metrics computation stopped: {error}"),
         })?;
-        for (enterprise_id, now, before) in computed {
-            if let Some(contribution) = now {
-                cache.sums.apply(&rules, &contribution, true);
-                cache.contributions.insert(enterprise_id, contribution);
-            }
-            earlier.extend(before);
+        for (enterprise_id, contributions) in computed {
+            each(enterprise_id, contributions);
         }
-        if count < load::CHUNK {
-            break;
+        if count < chunk {
+            return Ok(());
         }
     }
-    let earlier = Snapshot::from_contributions(&rules, earlier, &agencies, earlier_at);
-    cache.agencies = agencies;
-    cache.at = Some(at);
-    Ok((cache, earlier))
 }
 
 impl MetricsCache {
