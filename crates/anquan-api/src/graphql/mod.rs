@@ -70,6 +70,39 @@ fn builder() -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, Subscripti
     .limit_depth(QUERY_DEPTH_MAX)
     .limit_complexity(QUERY_COMPLEXITY_MAX)
     .extension(async_graphql::extensions::Tracing)
+    .extension(LiveRules)
+}
+
+/// Pins the live rule set for every operation that did not pin one already. The HTTP handler
+/// pins each request's rules (the live ones, or the `x-anquan-rule-set` header's); operations
+/// over the websocket (`/graphql/ws`) come without that step and would otherwise read the
+/// schema's own `AppState`, whose rules are those live when the service started.
+struct LiveRules;
+
+impl async_graphql::extensions::ExtensionFactory for LiveRules {
+    fn create(&self) -> std::sync::Arc<dyn async_graphql::extensions::Extension> {
+        std::sync::Arc::new(LiveRules)
+    }
+}
+
+#[async_trait::async_trait]
+impl async_graphql::extensions::Extension for LiveRules {
+    async fn prepare_request(
+        &self,
+        ctx: &async_graphql::extensions::ExtensionContext<'_>,
+        request: async_graphql::Request,
+        next: async_graphql::extensions::NextPrepareRequest<'_>,
+    ) -> async_graphql::ServerResult<async_graphql::Request> {
+        let pinned = request.data.contains_key(&std::any::TypeId::of::<AppState>());
+        let request = match ctx.data_opt::<AppState>().filter(|_| !pinned) {
+            Some(app) => request.data(AppState {
+                rules: app.rule_sets.active(),
+                ..app.clone()
+            }),
+            None => request,
+        };
+        next.run(ctx, request).await
+    }
 }
 
 fn app<'a>(ctx: &'a Context<'_>) -> Result<&'a AppState, ApiError> {
