@@ -35,6 +35,22 @@ const CLOCK_POLL: Duration = Duration::from_millis(500);
 const LOG_PAGE: usize = 500;
 /// The pause after a failed read, before trying again.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// The projections are catching up while they are more than this many positions behind the
+/// head of the log: the watcher waits for them (one tick over the whole span at the end)
+/// instead of re-reading the files of every batch's enterprises.
+const CATCH_UP_LAG: u64 = 10_000;
+/// A tick whose events touch more enterprises than this looks at every enterprise, reading
+/// the files in rounds of [`FILES_PER_ROUND`], instead of reading the rest of the log to learn
+/// which ones (after a catch-up, the whole log, which the store may map into memory).
+const TOUCHED_MAX: usize = 500;
+/// Files read per round when a tick looks at every enterprise.
+const FILES_PER_ROUND: usize = 100;
+
+/// The enterprises a tick looks at.
+enum Touched {
+    These(BTreeSet<EnterpriseId>),
+    Every,
+}
 
 /// A notification for dashboards.
 #[derive(Debug, Clone, PartialEq)]
@@ -168,11 +184,23 @@ impl SupervisionWatcher {
                 () = tokio::time::sleep(pause) => {}
             }
             let applied = *projected.borrow_and_update();
+            if self.catching_up(applied) {
+                continue;
+            }
             if let Err(error) = self.tick(applied).await {
                 tracing::warn!(error = %error, "supervision watcher tick failed, retrying");
                 tokio::time::sleep(RETRY_PAUSE).await;
             }
         }
+    }
+
+    /// Whether the projections are still far behind the head of the log.
+    fn catching_up(&self, applied: Option<Position>) -> bool {
+        let head = *self.app.event_store.head().borrow();
+        let (Some(head), applied) = (head, applied.map_or(0, |applied| applied.commit)) else {
+            return false;
+        };
+        head.commit.saturating_sub(applied) > CATCH_UP_LAG
     }
 
     /// How long to sleep: until the next deadline has passed, at most `CLOCK_POLL`.
@@ -196,20 +224,42 @@ impl SupervisionWatcher {
     }
 
     /// Handles the events applied since the last tick and the deadlines passed since then.
+    ///
+    /// Files are read one at a time and dropped once looked at: a tick may span many
+    /// enterprises (after a catch-up, every one), and holding all their files at once is what
+    /// made the watcher's memory grow with the city. What is announced is the same as looking
+    /// at them together: overdue hazards first, then colour changes in enterprise order.
     async fn tick(&mut self, applied: Option<Position>) -> Result<(), String> {
         let now = self.app.now();
-        let mut touched: BTreeMap<EnterpriseId, Option<EnterpriseFile>> = BTreeMap::new();
-        for enterprise_id in self.applied_enterprises(applied).await? {
-            touched.insert(enterprise_id, None);
-        }
+        let previous = self.checked_at;
         // Refresh the deadlines of changed enterprises before looking at passed ones, so a
         // deadline set and passed within one tick still fires.
-        for (enterprise_id, slot) in &mut touched {
-            let file = self.file(*enterprise_id).await?;
-            if let Some(file) = &file {
-                self.watch_hazards(*enterprise_id, file);
+        let mut colours: BTreeMap<EnterpriseId, Option<ColourChanged>> = BTreeMap::new();
+        match self.applied_enterprises(applied).await? {
+            Touched::These(touched) => {
+                for enterprise_id in touched {
+                    let file = self.file(enterprise_id).await?;
+                    let change = file.map(|file| self.look_at(enterprise_id, &file, previous, now));
+                    colours.insert(enterprise_id, change.flatten());
+                }
             }
-            *slot = file;
+            Touched::Every => {
+                let mut cursor = String::new();
+                loop {
+                    let files = read_model::files_after(self.app.read_models.as_ref(), "", &cursor, FILES_PER_ROUND)
+                        .await
+                        .map_err(|error| error_chain(&error))?;
+                    let count = files.len();
+                    for (enterprise_id, file) in files {
+                        cursor = enterprise_id.to_string();
+                        let change = self.look_at(enterprise_id, &file, previous, now);
+                        colours.insert(enterprise_id, change);
+                    }
+                    if count < FILES_PER_ROUND {
+                        break;
+                    }
+                }
+            }
         }
         let mut passed = Vec::new();
         while let Some(&(deadline, enterprise_id, hazard_id)) = self.deadlines.first() {
@@ -219,18 +269,27 @@ impl SupervisionWatcher {
             self.deadlines.pop_first();
             passed.push((deadline, enterprise_id, hazard_id));
         }
+        // Passed deadlines are few (they pass one by one as time goes): their enterprises'
+        // files are read again, together.
+        let mut files: BTreeMap<EnterpriseId, Option<EnterpriseFile>> = BTreeMap::new();
         for (deadline, enterprise_id, hazard_id) in passed {
-            if let std::collections::btree_map::Entry::Vacant(entry) = touched.entry(enterprise_id) {
+            if let std::collections::btree_map::Entry::Vacant(entry) = files.entry(enterprise_id) {
                 entry.insert(self.file(enterprise_id).await?);
             }
-            let Some(Some(file)) = touched.get(&enterprise_id) else {
+            let Some(Some(file)) = files.get(&enterprise_id) else {
                 continue;
             };
             self.announce_overdue(file, hazard_id, deadline, now);
         }
-        let previous = self.checked_at;
-        for file in touched.values().flatten() {
-            self.announce_colour(file, previous, now);
+        for (enterprise_id, file) in files {
+            if let (std::collections::btree_map::Entry::Vacant(entry), Some(file)) =
+                (colours.entry(enterprise_id), file)
+            {
+                entry.insert(self.colour_change(&file, previous, now));
+            }
+        }
+        for change in colours.into_values().flatten() {
+            self.app.supervision.send(SupervisionEvent::ColourChanged(change));
         }
         self.checked_at = now;
         if self.deadlines.is_empty() && self.truncated {
@@ -239,11 +298,24 @@ impl SupervisionWatcher {
         Ok(())
     }
 
-    /// The enterprises with events in the log after `self.after` up to `applied`.
-    async fn applied_enterprises(&mut self, applied: Option<Position>) -> Result<BTreeSet<EnterpriseId>, String> {
+    /// Watches an enterprise's open hazards and returns its colour change, if any.
+    fn look_at(
+        &mut self,
+        enterprise_id: EnterpriseId,
+        file: &EnterpriseFile,
+        previous: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Option<ColourChanged> {
+        self.watch_hazards(enterprise_id, file);
+        self.colour_change(file, previous, now)
+    }
+
+    /// The enterprises with events in the log after `self.after` up to `applied`, or every
+    /// enterprise once they are more than [`TOUCHED_MAX`] (the rest of the span is not read).
+    async fn applied_enterprises(&mut self, applied: Option<Position>) -> Result<Touched, String> {
         let mut enterprises = BTreeSet::new();
         let Some(applied) = applied else {
-            return Ok(enterprises);
+            return Ok(Touched::These(enterprises));
         };
         while self.after.is_none_or(|after| after < applied) {
             let page = self
@@ -264,11 +336,15 @@ impl SupervisionWatcher {
                 }
             }
             self.after = Some(last.min(applied));
+            if enterprises.len() > TOUCHED_MAX {
+                self.after = Some(applied);
+                return Ok(Touched::Every);
+            }
             if last >= applied {
                 break;
             }
         }
-        Ok(enterprises)
+        Ok(Touched::These(enterprises))
     }
 
     async fn file(&self, enterprise_id: EnterpriseId) -> Result<Option<EnterpriseFile>, String> {
@@ -319,16 +395,18 @@ impl SupervisionWatcher {
             }));
     }
 
-    /// Announces the colour at `now` if it differs from the last known one (for an enterprise
-    /// not seen before, its colour at `previous`, when the facts recorded since were unknown).
-    fn announce_colour(&mut self, file: &EnterpriseFile, previous: DateTime<Utc>, now: DateTime<Utc>) {
+    /// The colour change to announce at `now`, if the colour differs from the last known one
+    /// (for an enterprise not seen before, its colour at `previous`, when the facts recorded
+    /// since were unknown); remembers the colour.
+    fn colour_change(
+        &mut self,
+        file: &EnterpriseFile,
+        previous: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Option<ColourChanged> {
         let rules = self.app.rules.as_ref();
-        let Some(registration) = &file.registration else {
-            return;
-        };
-        let Some(assessment) = risk::assess(file, rules, now) else {
-            return;
-        };
+        let registration = file.registration.as_ref()?;
+        let assessment = risk::assess(file, rules, now)?;
         let enterprise_id = registration.enterprise_id;
         let last = match self.colours.get(&enterprise_id) {
             Some(colour) => Some(*colour),
@@ -336,19 +414,17 @@ impl SupervisionWatcher {
         };
         self.colours.insert(enterprise_id, assessment.colour);
         if last == Some(assessment.colour) {
-            return;
+            return None;
         }
-        self.app
-            .supervision
-            .send(SupervisionEvent::ColourChanged(ColourChanged {
-                enterprise_id,
-                enterprise_name: registration.name.clone(),
-                town: registration.town.clone(),
-                previous: last,
-                colour: assessment.colour,
-                rule: assessment.rule,
-                at: now,
-            }));
+        Some(ColourChanged {
+            enterprise_id,
+            enterprise_name: registration.name.clone(),
+            town: registration.town.clone(),
+            previous: last,
+            colour: assessment.colour,
+            rule: assessment.rule,
+            at: now,
+        })
     }
 }
 
