@@ -102,10 +102,10 @@ pub(crate) async fn multipart(
     response.json().await.unwrap()
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub(crate) type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Opens a graphql-transport-ws connection with the token in `connection_init`.
-async fn subscribe(app: &TestApp, token: &str, subscriptions: &[(&str, &str)]) -> Socket {
+pub(crate) async fn subscribe(app: &TestApp, token: &str, subscriptions: &[(&str, &str)]) -> Socket {
     let url = format!("{}/graphql/ws", app.base_url.replacen("http", "ws", 1));
     let mut request = url.into_client_request().unwrap();
     request
@@ -124,7 +124,7 @@ async fn subscribe(app: &TestApp, token: &str, subscriptions: &[(&str, &str)]) -
 }
 
 /// The next JSON message (pings answered and skipped), or a panic after `timeout`.
-async fn next_message(socket: &mut Socket, timeout: StdDuration) -> Value {
+pub(crate) async fn next_message(socket: &mut Socket, timeout: StdDuration) -> Value {
     tokio::time::timeout(timeout, async {
         loop {
             match socket.next().await.unwrap().unwrap() {
@@ -149,7 +149,7 @@ async fn next_message(socket: &mut Socket, timeout: StdDuration) -> Value {
 }
 
 /// The next `next` message of subscription `id`, skipping others.
-async fn next_of(socket: &mut Socket, id: &str, timeout: StdDuration) -> Value {
+pub(crate) async fn next_of(socket: &mut Socket, id: &str, timeout: StdDuration) -> Value {
     let until = tokio::time::Instant::now() + timeout;
     loop {
         let left = until.saturating_duration_since(tokio::time::Instant::now());

@@ -7,6 +7,9 @@
 //!
 //! While the projections catch up with a long log, the watcher does not follow them batch by
 //! batch: it waits until they are near the head and recomputes everything once.
+//!
+//! The cache is computed with the live rule set. When a promotion switches it, the watcher
+//! recomputes everything with the new version and tells subscribers of every town and the city.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
@@ -45,6 +48,9 @@ const PAST_KEPT: usize = 4;
 pub struct CurrentMetrics {
     pub now: Arc<Snapshot>,
     pub month_ago: Arc<Snapshot>,
+    /// The rule set they were computed with: the live one when they were. A request reading
+    /// with another version computes its own.
+    pub rules: Arc<RuleSet>,
 }
 
 /// Which towns' figures changed (`None` in the list: the city-wide ones).
@@ -166,9 +172,22 @@ pub async fn snapshots_at(app: &AppState, instants: &[DateTime<Utc>]) -> Result<
     .cloned()
 }
 
-/// Follows the projections and the clock; see the module documentation.
+/// Which towns a recomputation tells subscribers about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Announce {
+    /// None (the first computation).
+    Nothing,
+    /// Those whose figures changed.
+    Changed,
+    /// Every town and the city (the rule set changed: every figure is now another version's).
+    Every,
+}
+
+/// Follows the projections, the clock and rule-set promotions; see the module documentation.
 pub struct MetricsWatcher {
     app: AppState,
+    /// The rule set the cache is computed with: the live one, switched at a promotion.
+    rules: Arc<RuleSet>,
     cache: MetricsCache,
     month_ago: Arc<Snapshot>,
     after: Option<Position>,
@@ -186,6 +205,7 @@ impl MetricsWatcher {
             },
         });
         MetricsWatcher {
+            rules: app.rule_sets.active(),
             app,
             cache: MetricsCache::default(),
             month_ago,
@@ -196,9 +216,11 @@ impl MetricsWatcher {
     /// Runs until the projections' position channel closes; read failures are logged and retried.
     pub async fn run(mut self) {
         let mut projected = self.app.projected.clone();
+        let mut promotions = self.app.rule_sets.subscribe();
+        self.rules = Arc::clone(&promotions.borrow_and_update().1);
         loop {
             self.after = *projected.borrow_and_update();
-            match self.recompute_all(false).await {
+            match self.recompute_all(Announce::Nothing).await {
                 Ok(()) => break,
                 Err(error) => {
                     tracing::warn!(error = %error, "metrics cannot load, retrying");
@@ -230,9 +252,24 @@ impl MetricsWatcher {
                     if self.catching_up(*projected.borrow()) {
                         continue;
                     }
-                    if let Err(error) = self.recompute_all(true).await {
+                    if let Err(error) = self.recompute_all(Announce::Changed).await {
                         tracing::warn!(error = %error, "metrics refresh failed");
                     }
+                    last_full = std::time::Instant::now();
+                }
+                promoted = promotions.changed() => {
+                    // The registry lives in `self.app`: its sender cannot be gone.
+                    if promoted.is_err() {
+                        return;
+                    }
+                    self.rules = Arc::clone(&promotions.borrow_and_update().1);
+                    // Every contribution depends on the rules: recompute them all, even while
+                    // the projections catch up, so the cache never mixes two versions.
+                    while let Err(error) = self.recompute_all(Announce::Every).await {
+                        tracing::warn!(error = %error, "metrics cannot recompute for the promoted rule set, retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    tracing::info!(rule_set.version = %self.rules.version, "metrics recomputed with the promoted rule set");
                     last_full = std::time::Instant::now();
                 }
             }
@@ -248,10 +285,16 @@ impl MetricsWatcher {
         head.commit.saturating_sub(applied) > CATCH_UP_LAG
     }
 
-    async fn recompute_all(&mut self, announce: bool) -> Result<(), String> {
+    async fn recompute_all(&mut self, announce: Announce) -> Result<(), String> {
         let now = self.app.now();
-        let rules = self.app.rules.clone();
-        let month_at = month_before(&self.app, now);
+        let rules = self.rules.clone();
+        let month_at = month_before(
+            &AppState {
+                rules: rules.clone(),
+                ..self.app.clone()
+            },
+            now,
+        );
         let (cache, month_ago) = compute_streaming(self.app.read_models.as_ref(), rules.clone(), now, month_at, CHUNK)
             .await
             .map_err(|error| error.to_string())?;
@@ -259,16 +302,19 @@ impl MetricsWatcher {
         self.cache = cache;
         self.month_ago = Arc::new(month_ago);
         let snapshot = Arc::new(self.cache.snapshot(&rules).ok_or("no snapshot")?);
-        let towns = if announce {
-            changed_towns(previous.as_deref(), &snapshot)
-        } else {
-            BTreeSet::new()
+        let towns = match announce {
+            Announce::Nothing => BTreeSet::new(),
+            Announce::Changed => changed_towns(previous.as_deref(), &snapshot),
+            Announce::Every => std::iter::once(None)
+                .chain(snapshot.towns.iter().map(|(town, _)| Some(town.clone())))
+                .collect(),
         };
         tracing::debug!(enterprises = self.cache.enterprises(), "metrics recomputed");
         self.app.metrics.publish(
             CurrentMetrics {
                 now: snapshot,
                 month_ago: self.month_ago.clone(),
+                rules,
             },
             towns,
         );
@@ -326,7 +372,7 @@ impl MetricsWatcher {
                 // Everything is recomputed from the read models, which hold at least `applied`:
                 // the rest of the span need not be read.
                 self.after = Some(applied);
-                return self.recompute_all(true).await;
+                return self.recompute_all(Announce::Changed).await;
             }
             if last >= applied {
                 break;
@@ -336,7 +382,7 @@ impl MetricsWatcher {
             return Ok(());
         }
         let now = self.app.now();
-        let rules = self.app.rules.clone();
+        let rules = self.rules.clone();
         let mut towns = BTreeSet::new();
         for enterprise_id in enterprises {
             let facts = enterprise_facts(self.app.read_models.as_ref(), enterprise_id)
@@ -362,6 +408,7 @@ impl MetricsWatcher {
             CurrentMetrics {
                 now: snapshot,
                 month_ago: self.month_ago.clone(),
+                rules,
             },
             towns,
         );

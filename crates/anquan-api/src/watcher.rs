@@ -5,10 +5,15 @@
 //! passes one, broadcasts `HazardOverdue`; after new events and passed deadlines it re-assesses
 //! the enterprise's colour and broadcasts `ColourChanged` when it differs from the last known.
 //!
+//! Colours are assessed with the live rule set. When a promotion switches it, the watcher
+//! re-assesses every enterprise with the new version and broadcasts `ColourChanged` for those
+//! whose colour the new rules change.
+//!
 //! It reads the read models only through `anquan-projections` and the clock only through
 //! `AppState::now`, so tests can drive time.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -17,7 +22,7 @@ use tokio::sync::broadcast;
 use anquan_domain::enterprise::EnterpriseFile;
 use anquan_domain::enterprise::event::HazardLevel;
 use anquan_domain::risk;
-use anquan_domain::rules::RiskColour;
+use anquan_domain::rules::{RiskColour, RuleSet};
 use anquan_domain::{EnterpriseId, HazardId, Town};
 use anquan_event_store::Position;
 use anquan_projections::compliance as read_model;
@@ -85,6 +90,8 @@ pub struct ColourChanged {
     pub colour: RiskColour,
     /// The rule that decided the new colour (none for blue).
     pub rule: Option<String>,
+    /// The rule set version whose rules decided it.
+    pub rule_set: String,
     pub at: DateTime<Utc>,
 }
 
@@ -133,9 +140,11 @@ impl SupervisionEvents {
     }
 }
 
-/// Watches deadlines and applied events; see the module documentation.
+/// Watches deadlines, applied events and promotions; see the module documentation.
 pub struct SupervisionWatcher {
     app: AppState,
+    /// The rule set colours are assessed with: the live one, switched at a promotion.
+    rules: Arc<RuleSet>,
     /// Upcoming deadlines of open hazards: (deadline, enterprise, hazard).
     deadlines: BTreeSet<(DateTime<Utc>, EnterpriseId, HazardId)>,
     /// Whether the last load of deadlines from the read model was cut at the maximum.
@@ -153,6 +162,7 @@ impl SupervisionWatcher {
     pub fn new(app: AppState) -> Self {
         let checked_at = app.now();
         SupervisionWatcher {
+            rules: app.rule_sets.active(),
             app,
             deadlines: BTreeSet::new(),
             truncated: false,
@@ -166,6 +176,8 @@ impl SupervisionWatcher {
     /// retried; they never stop the service.
     pub async fn run(mut self) {
         let mut projected = self.app.projected.clone();
+        let mut promotions = self.app.rule_sets.subscribe();
+        self.rules = Arc::clone(&promotions.borrow_and_update().1);
         self.after = *projected.borrow_and_update();
         self.checked_at = self.app.now();
         while let Err(error) = self.load_deadlines().await {
@@ -182,6 +194,15 @@ impl SupervisionWatcher {
                     }
                 }
                 () = tokio::time::sleep(pause) => {}
+                promoted = promotions.changed() => {
+                    // The registry lives in `self.app`: its sender cannot be gone.
+                    if promoted.is_err() {
+                        return;
+                    }
+                    let rules = Arc::clone(&promotions.borrow_and_update().1);
+                    self.switch_rules(rules).await;
+                    continue;
+                }
             }
             let applied = *projected.borrow_and_update();
             if self.catching_up(applied) {
@@ -395,6 +416,50 @@ impl SupervisionWatcher {
             }));
     }
 
+    /// Switches to a promoted rule set: re-assesses every enterprise's colour now with it, and
+    /// announces those that differ from the last known one (for an enterprise not seen before,
+    /// its colour now under the rules that were live). Files are read a round at a time; a
+    /// failed read is retried from where it stopped.
+    async fn switch_rules(&mut self, rules: Arc<RuleSet>) {
+        if rules.version == self.rules.version {
+            return;
+        }
+        let before = std::mem::replace(&mut self.rules, rules);
+        let now = self.app.now();
+        let mut cursor = String::new();
+        let mut changed = 0usize;
+        loop {
+            let files = match read_model::files_after(self.app.read_models.as_ref(), "", &cursor, FILES_PER_ROUND).await
+            {
+                Ok(files) => files,
+                Err(error) => {
+                    tracing::warn!(error = %error_chain(&error), "supervision watcher cannot re-assess colours, retrying");
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                    continue;
+                }
+            };
+            let count = files.len();
+            for (enterprise_id, file) in files {
+                cursor = enterprise_id.to_string();
+                let known = self.colours.get(&enterprise_id).copied();
+                let last = known.or_else(|| risk::assess(&file, &before, now).map(|earlier| earlier.colour));
+                let Some(change) = self.colour_change_from(&file, last, now) else {
+                    if known.is_none() {
+                        // Unchanged and never announced: no need to remember it.
+                        self.colours.remove(&enterprise_id);
+                    }
+                    continue;
+                };
+                changed += 1;
+                self.app.supervision.send(SupervisionEvent::ColourChanged(change));
+            }
+            if count < FILES_PER_ROUND {
+                break;
+            }
+        }
+        tracing::info!(rule_set.version = %self.rules.version, changed, "colours re-assessed with the promoted rule set");
+    }
+
     /// The colour change to announce at `now`, if the colour differs from the last known one
     /// (for an enterprise not seen before, its colour at `previous`, when the facts recorded
     /// since were unknown); remembers the colour.
@@ -404,14 +469,25 @@ impl SupervisionWatcher {
         previous: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Option<ColourChanged> {
-        let rules = self.app.rules.as_ref();
         let registration = file.registration.as_ref()?;
-        let assessment = risk::assess(file, rules, now)?;
-        let enterprise_id = registration.enterprise_id;
-        let last = match self.colours.get(&enterprise_id) {
+        let last = match self.colours.get(&registration.enterprise_id) {
             Some(colour) => Some(*colour),
-            None => risk::assess(file, rules, previous).map(|earlier| earlier.colour),
+            None => risk::assess(file, &self.rules, previous).map(|earlier| earlier.colour),
         };
+        self.colour_change_from(file, last, now)
+    }
+
+    /// The colour change to announce at `now` if the colour differs from `last`; remembers
+    /// the colour.
+    fn colour_change_from(
+        &mut self,
+        file: &EnterpriseFile,
+        last: Option<RiskColour>,
+        now: DateTime<Utc>,
+    ) -> Option<ColourChanged> {
+        let registration = file.registration.as_ref()?;
+        let assessment = risk::assess(file, &self.rules, now)?;
+        let enterprise_id = registration.enterprise_id;
         self.colours.insert(enterprise_id, assessment.colour);
         if last == Some(assessment.colour) {
             return None;
@@ -423,6 +499,7 @@ impl SupervisionWatcher {
             previous: last,
             colour: assessment.colour,
             rule: assessment.rule,
+            rule_set: self.rules.version.clone(),
             at: now,
         })
     }

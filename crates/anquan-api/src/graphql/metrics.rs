@@ -139,6 +139,8 @@ pub struct ScopeMetrics {
     pub breakdown: Option<String>,
     /// Every metric, in catalogue order.
     pub metrics: Vec<MetricValue>,
+    /// The rule set version the figures were computed with.
+    pub rule_set: String,
 }
 
 /// One town in a ranking.
@@ -172,6 +174,8 @@ pub struct HeadlineRates {
     /// 500万以上企业服务覆盖率 (H02), percent.
     #[graphql(name = "serviceCoverageOver5mRevenue")]
     pub service_coverage_over_5m_revenue: Option<f64>,
+    /// The rule set version the rates were computed with.
+    pub rule_set: String,
 }
 
 /// An enterprise type the figures can be restricted to.
@@ -214,12 +218,22 @@ fn parse_town(town: &str) -> Result<Town, ApiError> {
     })
 }
 
-/// The snapshot at `as_of` (or now) and the one a month earlier.
+/// The state a metrics field reads with: `app` with `rules` set to the version its `ruleSet`
+/// argument names (default: the request's).
+fn with_rules(app: &AppState, rule_set: Option<&str>) -> Result<AppState, ApiError> {
+    Ok(AppState {
+        rules: super::audit::rules_for(app, rule_set)?,
+        ..app.clone()
+    })
+}
+
+/// The snapshot at `as_of` (or now) and the one a month earlier, under `app.rules`. "Now" is
+/// the watcher's cache when it was computed with the same version, and computed otherwise.
 async fn snapshots(app: &AppState, as_of: Option<DateTime<Utc>>) -> Result<(Arc<Snapshot>, Arc<Snapshot>), ApiError> {
     match as_of {
         None => match app.metrics.current() {
-            Some(current) => Ok((current.now, current.month_ago)),
-            None => {
+            Some(current) if current.rules.version == app.rules.version => Ok((current.now, current.month_ago)),
+            _ => {
                 let now = app.now();
                 compute_pair(app, now).await
             }
@@ -315,15 +329,20 @@ fn scope_metrics(
         at: now.at,
         breakdown: breakdown.map(|(_, name)| name.to_owned()),
         metrics: values(app, town.is_some(), pick(now).as_deref(), pick(earlier).as_deref()),
+        rule_set: app.rules.version.clone(),
     }
 }
 
 #[Object]
 impl MetricsQuery {
-    /// The 78 metrics of the rule set in force, in catalogue order.
-    async fn metric_catalogue(&self, ctx: &Context<'_>) -> Result<Vec<MetricDefinition>, ApiError> {
-        Ok(app(ctx)?
-            .rules
+    /// The 78 metrics of rule set `ruleSet` (default: the request's: the `x-anquan-rule-set`
+    /// header's version, else the live one), in catalogue order.
+    async fn metric_catalogue(
+        &self,
+        ctx: &Context<'_>,
+        rule_set: Option<String>,
+    ) -> Result<Vec<MetricDefinition>, ApiError> {
+        Ok(super::audit::rules_for(app(ctx)?, rule_set.as_deref())?
             .metrics
             .metrics
             .iter()
@@ -331,10 +350,14 @@ impl MetricsQuery {
             .collect())
     }
 
-    /// The enterprise types figures can be restricted to.
-    async fn metric_breakdowns(&self, ctx: &Context<'_>) -> Result<Vec<MetricBreakdown>, ApiError> {
-        Ok(app(ctx)?
-            .rules
+    /// The enterprise types figures can be restricted to under rule set `ruleSet` (default: the
+    /// request's).
+    async fn metric_breakdowns(
+        &self,
+        ctx: &Context<'_>,
+        rule_set: Option<String>,
+    ) -> Result<Vec<MetricBreakdown>, ApiError> {
+        Ok(super::audit::rules_for(app(ctx)?, rule_set.as_deref())?
             .metrics
             .breakdowns
             .iter()
@@ -346,15 +369,18 @@ impl MetricsQuery {
             .collect())
     }
 
-    /// Every metric of one town at `asOf` (default now), optionally for one enterprise type.
+    /// Every metric of one town at `asOf` (default now), optionally for one enterprise type,
+    /// computed with rule set `ruleSet` (default: the request's: the `x-anquan-rule-set`
+    /// header's version, else the live one).
     async fn town_metrics(
         &self,
         ctx: &Context<'_>,
         town: String,
         as_of: Option<DateTime<Utc>>,
         breakdown: Option<String>,
+        rule_set: Option<String>,
     ) -> Result<ScopeMetrics, ApiError> {
-        let app = app(ctx)?;
+        let app = &with_rules(app(ctx)?, rule_set.as_deref())?;
         let town = parse_town(&town)?;
         if let Visibility::Town(own) = visibility(ctx)?
             && own != town
@@ -377,14 +403,16 @@ impl MetricsQuery {
         ))
     }
 
-    /// Every metric of every town the caller may see, side by side, at `asOf` (default now).
+    /// Every metric of every town the caller may see, side by side, at `asOf` (default now),
+    /// under rule set `ruleSet` (default: the request's).
     async fn all_town_metrics(
         &self,
         ctx: &Context<'_>,
         as_of: Option<DateTime<Utc>>,
         breakdown: Option<String>,
+        rule_set: Option<String>,
     ) -> Result<Vec<ScopeMetrics>, ApiError> {
-        let app = app(ctx)?;
+        let app = &with_rules(app(ctx)?, rule_set.as_deref())?;
         let visible = visibility(ctx)?;
         let index = breakdown_index(app, breakdown.as_deref())?;
         let (now, earlier) = snapshots(app, as_of).await?;
@@ -399,14 +427,16 @@ impl MetricsQuery {
             .collect())
     }
 
-    /// Every metric of the whole city at `asOf` (default now).
+    /// Every metric of the whole city at `asOf` (default now), under rule set `ruleSet`
+    /// (default: the request's).
     async fn city_metrics(
         &self,
         ctx: &Context<'_>,
         as_of: Option<DateTime<Utc>>,
         breakdown: Option<String>,
+        rule_set: Option<String>,
     ) -> Result<ScopeMetrics, ApiError> {
-        let app = app(ctx)?;
+        let app = &with_rules(app(ctx)?, rule_set.as_deref())?;
         visibility(ctx)?;
         let index = breakdown_index(app, breakdown.as_deref())?;
         let (now, earlier) = snapshots(app, as_of).await?;
@@ -419,15 +449,17 @@ impl MetricsQuery {
         ))
     }
 
-    /// The towns ordered by one metric (highest first) at `asOf`, with month-over-month change.
+    /// The towns ordered by one metric (highest first) at `asOf` under rule set `ruleSet`
+    /// (default: the request's), with month-over-month change.
     /// Town officers see the whole ranking of values (no enterprise detail).
     async fn town_ranking(
         &self,
         ctx: &Context<'_>,
         metric: String,
         as_of: Option<DateTime<Utc>>,
+        rule_set: Option<String>,
     ) -> Result<Vec<RankingEntry>, ApiError> {
-        let app = app(ctx)?;
+        let app = &with_rules(app(ctx)?, rule_set.as_deref())?;
         visibility(ctx)?;
         let index = app
             .rules
@@ -480,14 +512,16 @@ impl MetricsQuery {
         Ok(entries)
     }
 
-    /// The five headline rates of a town (or the city when `town` is absent) at `asOf`.
+    /// The five headline rates of a town (or the city when `town` is absent) at `asOf`, under
+    /// rule set `ruleSet` (default: the request's).
     async fn headline_rates(
         &self,
         ctx: &Context<'_>,
         town: Option<String>,
         as_of: Option<DateTime<Utc>>,
+        rule_set: Option<String>,
     ) -> Result<HeadlineRates, ApiError> {
-        let app = app(ctx)?;
+        let app = &with_rules(app(ctx)?, rule_set.as_deref())?;
         let visible = visibility(ctx)?;
         let town = town.as_deref().map(parse_town).transpose()?;
         if let (Visibility::Town(own), Some(town)) = (&visible, &town)
@@ -516,6 +550,7 @@ impl MetricsQuery {
             emergency_drill_completion_rate: rate(Headline::EmergencyDrillCompletionRate),
             social_service_coverage: rate(Headline::SocialServiceCoverage),
             service_coverage_over_5m_revenue: rate(Headline::ServiceCoverageOver5mRevenue),
+            rule_set: app.rules.version.clone(),
         })
     }
 }
@@ -527,7 +562,8 @@ pub struct MetricsSubscription;
 #[Subscription]
 impl MetricsSubscription {
     /// The figures of a town (default: the caller's town, or the city for city staff) each time
-    /// they change, after new facts or as time passes.
+    /// they change, after new facts, as time passes, or when a rule set is promoted (then
+    /// computed with the new live version, `ruleSet` says which).
     async fn metrics_changed(
         &self,
         ctx: &Context<'_>,
@@ -564,6 +600,11 @@ impl MetricsSubscription {
                     return None;
                 }
                 let current = app.metrics.current()?;
+                // The figures' own rule set: the live one, also after a promotion.
+                let app = AppState {
+                    rules: current.rules.clone(),
+                    ..app
+                };
                 Some(scope_metrics(
                     &app,
                     town.as_ref(),

@@ -1330,6 +1330,9 @@ pub struct ColourChanged {
     pub colour: RiskColour,
     /// The rule that decided it (none for blue).
     pub rule: Option<String>,
+    /// The rule set version whose rules decided it: the live one (after a promotion, the
+    /// enterprises whose colour the new version changes are pushed).
+    pub rule_set: String,
     /// When it changed (as noticed).
     pub at: DateTime<Utc>,
 }
@@ -1366,7 +1369,7 @@ impl SubscriptionRoot {
     }
 
     /// Enterprises of a town (scoped like queries) whose four-colour risk changes, after new
-    /// facts or as deadlines pass.
+    /// facts, as deadlines pass, or when a promoted rule set colours them otherwise.
     async fn colour_changed(
         &self,
         ctx: &Context<'_>,
@@ -1381,6 +1384,7 @@ impl SubscriptionRoot {
                 previous: changed.previous.map(Into::into),
                 colour: changed.colour.into(),
                 rule: changed.rule,
+                rule_set: changed.rule_set,
                 at: changed.at,
             }),
             SupervisionEvent::HazardOverdue(_) => None,
