@@ -15,6 +15,7 @@ use anquan_domain::rules::{RULE_SET_FILES, RuleSetFiles};
 use anquan_event_store::{
     AppendMetadata, AppendRequest, EventStore, NewEvent, ReadModelStore, StreamState, StreamVersion,
 };
+use anquan_event_store_sqlite::{ReadModelDurability, SqliteReadModelStore};
 use anquan_projections::rule_sets::rebuild::fold_to_end;
 use anquan_projections::rule_sets::snapshot::{self, SnapshotOutcome};
 use anquan_projections::rule_sets::{RuleSetRegistry, read_log, rule_set_stream};
@@ -218,14 +219,22 @@ pub async fn run(args: ProjectionsArgs) -> anyhow::Result<()> {
             into,
         } => {
             let cancel = cancel_on_ctrl_c();
-            // With `--into`, the whole set (facts and snapshots) goes to the fresh database.
-            let read_models: Arc<dyn ReadModelStore> = match (&into, refold) {
-                (Some(path), true) => Arc::new(anquan_event_store_sqlite::SqliteReadModelStore::open(path).await?),
+            // With `--into`, the whole set (facts and snapshots) goes to the fresh database,
+            // written without fsyncs until the facts are folded: the log can always rebuild it.
+            let into = match (into, refold) {
+                (Some(path), true) => Some(SqliteReadModelStore::open_with(path, ReadModelDurability::Rebuild).await?),
                 (Some(_), false) => anyhow::bail!("--into needs --read-models"),
-                (None, _) => read_models,
+                (None, _) => None,
+            };
+            let read_models: Arc<dyn ReadModelStore> = match &into {
+                Some(into) => Arc::new(into.clone()),
+                None => read_models,
             };
             if refold {
                 rebuild_read_models(event_store.as_ref(), read_models.as_ref(), &cancel).await?;
+                if let Some(into) = &into {
+                    into.make_durable().await?;
+                }
                 if cancel.load(Ordering::Relaxed) {
                     return Ok(());
                 }

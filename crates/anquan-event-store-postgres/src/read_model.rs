@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::error::Error;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::BufMut;
@@ -122,13 +123,14 @@ fn json_to_sql(text: &str, ty: &Type, out: &mut bytes::BytesMut) -> Result<IsNul
 /// strictly in the order they were sent, so the effect is that of running them one by one;
 /// the first failure (in statement order) is returned, and the server rejects every later
 /// statement of the then-aborted transaction, which the caller rolls back.
-async fn execute_all(
+async fn execute_all<'s>(
     transaction: &deadpool_postgres::Transaction<'_>,
-    statements: &[Statement],
+    statements: impl IntoIterator<Item = &'s Statement>,
 ) -> Result<(), ReadModelError> {
+    let statements: Vec<&Statement> = statements.into_iter().collect();
     let mut distinct: HashMap<&str, tokio_postgres::Statement> = HashMap::new();
     let mut prepared = Vec::with_capacity(statements.len());
-    for statement in statements {
+    for statement in &statements {
         let sql: &str = &statement.sql;
         let handle = match distinct.get(sql) {
             Some(handle) => handle.clone(),
@@ -259,21 +261,20 @@ impl ReadModelStore for PostgresReadModelStore {
             .map_err(backend("commit read-model migration"))
     }
 
-    async fn apply(&self, batch: ProjectionBatch) -> Result<(), ReadModelError> {
+    async fn apply(&self, batch: Arc<ProjectionBatch>) -> Result<(), ReadModelError> {
         let commit = i64::try_from(batch.checkpoint.commit).unwrap_or(i64::MAX);
         let prepare = i64::try_from(batch.checkpoint.prepare).unwrap_or(i64::MAX);
-        let mut statements = batch.statements;
-        statements.push(Statement::new(
+        let checkpoint = [Statement::new(
             CHECKPOINT_UPSERT,
             vec![
-                SqlValue::Text(batch.projection),
+                SqlValue::Text(batch.projection.clone()),
                 SqlValue::Int(commit),
                 SqlValue::Int(prepare),
             ],
-        ));
+        )];
         let mut client = self.client().await?;
         let transaction = client.transaction().await.map_err(backend("begin projection batch"))?;
-        execute_all(&transaction, &statements).await?;
+        execute_all(&transaction, batch.statements.iter().chain(&checkpoint)).await?;
         transaction.commit().await.map_err(backend("commit projection batch"))
     }
 

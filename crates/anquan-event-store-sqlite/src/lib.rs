@@ -13,4 +13,4 @@ mod writer;
 pub use store::{READ_CONNECTIONS_MAX, SqliteEventStore, SqliteOptions, SqliteStats, Synchronous};
 
 mod read_model;
-pub use read_model::SqliteReadModelStore;
+pub use read_model::{ReadModelDurability, SqliteReadModelStore};

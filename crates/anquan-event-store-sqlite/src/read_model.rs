@@ -20,12 +20,35 @@ use anquan_event_store::{
 const READ_CONNECTIONS_MAX: usize = 4;
 /// How long a statement waits for another connection's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Prepared statements each connection keeps: the projections write with a few dozen distinct
+/// statements, more than rusqlite's default of 16, and a miss re-parses the SQL.
+const STATEMENT_CACHE_CAPACITY: usize = 64;
+/// Page cache of the write connection, in KiB: the pages a batch updates (documents and their
+/// indexes) stay in memory instead of being re-read through the OS for every statement.
+const WRITER_CACHE_KIB: i64 = 32 * 1024;
+/// Page cache of the write connection while it rebuilds a fresh file, in KiB.
+const REBUILD_CACHE_KIB: i64 = 512 * 1024;
 
 const CHECKPOINTS_DDL: &str = "CREATE TABLE IF NOT EXISTS projection_checkpoints (
     projection TEXT PRIMARY KEY,
     commit_position INTEGER NOT NULL,
     prepare_position INTEGER NOT NULL
 )";
+
+/// How the write connection commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadModelDurability {
+    /// Every batch is fsynced with its checkpoint: the live read models.
+    #[default]
+    Durable,
+    /// For a rebuild into a file of its own (never one holding the event log), which the log
+    /// can always rebuild again: a large page cache, the rollback journal in memory and no
+    /// fsync, so a commit writes each changed page once instead of to the WAL and then again
+    /// into the file. A failed batch still rolls back, and a cancelled rebuild resumes from its
+    /// checkpoints; a crash during a commit may corrupt the file, which is then deleted and
+    /// rebuilt. [`SqliteReadModelStore::make_durable`] ends it.
+    Rebuild,
+}
 
 /// Read models in a SQLite file: one write connection behind a mutex, a few read connections.
 #[derive(Clone)]
@@ -52,21 +75,35 @@ impl SqliteReadModelStore {
     /// Opens (creating if needed) the database file, in WAL mode with full synchronous writes,
     /// and creates the checkpoint table.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, ReadModelError> {
+        Self::open_with(path, ReadModelDurability::Durable).await
+    }
+
+    /// Opens (creating if needed) the database file with the given durability.
+    pub async fn open_with(path: impl AsRef<Path>, durability: ReadModelDurability) -> Result<Self, ReadModelError> {
         let path = path.as_ref().to_path_buf();
-        tokio::task::spawn_blocking(move || Self::open_blocking(path))
+        tokio::task::spawn_blocking(move || Self::open_blocking(path, durability))
             .await
             .map_err(|error| ReadModelError::backend("sqlite open task failed", error))?
     }
 
-    fn open_blocking(path: PathBuf) -> Result<Self, ReadModelError> {
-        let writer = open_connection(&path, OpenFlags::default())?;
+    fn open_blocking(path: PathBuf, durability: ReadModelDurability) -> Result<Self, ReadModelError> {
+        let (journal_mode, synchronous, cache_kib) = match durability {
+            ReadModelDurability::Durable => ("WAL", "FULL", WRITER_CACHE_KIB),
+            ReadModelDurability::Rebuild => ("MEMORY", "OFF", REBUILD_CACHE_KIB),
+        };
+        let writer = open_connection(&path, OpenFlags::default(), journal_mode)?;
+        writer
+            .execute_batch(&format!(
+                "PRAGMA synchronous = {synchronous}; PRAGMA cache_size = -{cache_kib};"
+            ))
+            .map_err(|error| backend("configure the read-model writer", error))?;
         writer
             .execute_batch(CHECKPOINTS_DDL)
             .map_err(|error| backend("create projection_checkpoints", error))?;
         let mut readers = Vec::with_capacity(READ_CONNECTIONS_MAX);
         for _ in 0..READ_CONNECTIONS_MAX {
             let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-            readers.push(Mutex::new(open_connection(&path, flags)?));
+            readers.push(Mutex::new(open_connection(&path, flags, journal_mode)?));
         }
         Ok(Self {
             inner: Arc::new(Inner {
@@ -81,6 +118,32 @@ impl SqliteReadModelStore {
     /// Returns the database file's path.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Makes everything committed so far durable and every later batch crash-safe and fsynced:
+    /// puts the file in WAL mode with full synchronous commits, then syncs it and its folder.
+    /// Ends a [`ReadModelDurability::Rebuild`]; harmless on a durable store.
+    pub async fn make_durable(&self) -> Result<(), ReadModelError> {
+        let path = self.inner.path.clone();
+        self.with_writer(move |connection| {
+            connection
+                .execute_batch(&format!(
+                    "PRAGMA synchronous = FULL; PRAGMA cache_size = -{WRITER_CACHE_KIB};"
+                ))
+                .map_err(|error| backend("set synchronous FULL", error))?;
+            connection
+                .pragma_update(None, "journal_mode", "WAL")
+                .map_err(|error| backend("enable WAL", error))?;
+            // The commits before were not synced: sync the whole file (any descriptor will do)
+            // and the folder, for a file the rebuild created.
+            let sync = |path: &Path| std::fs::File::open(path).and_then(|file| file.sync_all());
+            sync(&path).map_err(|error| ReadModelError::backend(format!("sync {}", path.display()), error))?;
+            if let Some(folder) = path.parent().filter(|folder| !folder.as_os_str().is_empty()) {
+                sync(folder).map_err(|error| ReadModelError::backend(format!("sync {}", folder.display()), error))?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Runs `work` on the write connection on the blocking pool.
@@ -130,7 +193,7 @@ impl ReadModelStore for SqliteReadModelStore {
         .await
     }
 
-    async fn apply(&self, batch: ProjectionBatch) -> Result<(), ReadModelError> {
+    async fn apply(&self, batch: Arc<ProjectionBatch>) -> Result<(), ReadModelError> {
         self.with_writer(move |connection| {
             let transaction = connection
                 .transaction()
@@ -205,16 +268,17 @@ impl ReadModelStore for SqliteReadModelStore {
     }
 }
 
-fn open_connection(path: &Path, flags: OpenFlags) -> Result<Connection, ReadModelError> {
+fn open_connection(path: &Path, flags: OpenFlags, journal_mode: &str) -> Result<Connection, ReadModelError> {
     let connection = Connection::open_with_flags(path, flags)
         .map_err(|error| backend(format!("open sqlite database {}", path.display()), error))?;
     connection
         .busy_timeout(BUSY_TIMEOUT)
         .map_err(|error| backend("set busy_timeout", error))?;
+    connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
     if !flags.contains(OpenFlags::SQLITE_OPEN_READ_ONLY) {
         connection
-            .pragma_update(None, "journal_mode", "WAL")
-            .map_err(|error| backend("enable WAL", error))?;
+            .pragma_update(None, "journal_mode", journal_mode)
+            .map_err(|error| backend(format!("set journal mode {journal_mode}"), error))?;
     }
     connection
         .pragma_update(None, "synchronous", "FULL")
@@ -241,11 +305,72 @@ fn position_value(part: u64) -> Result<SqlValue, ReadModelError> {
         })
 }
 
+/// Runs statements in order. A batch repeats a few distinct statements thousands of times, so
+/// each distinct one is taken from the cache and has its parameters mapped once per batch,
+/// not once per execution.
 fn execute_all(transaction: &Transaction<'_>, statements: &[Statement]) -> Result<(), ReadModelError> {
+    let mut prepared: Vec<Prepared<'_, '_>> = Vec::new();
     for statement in statements {
-        execute(transaction, &statement.sql, &statement.params)?;
+        let sql: &str = &statement.sql;
+        let slot = match prepared.iter().position(|known| known.is(sql)) {
+            Some(slot) => slot,
+            None => {
+                prepared.push(Prepared::new(transaction, sql)?);
+                prepared.len() - 1
+            }
+        };
+        // `slot` was just found or pushed, so the lookup cannot miss.
+        if let Some(known) = prepared.get_mut(slot) {
+            known.execute(&statement.params)?;
+        }
     }
     Ok(())
+}
+
+/// A statement prepared for a batch, with the SQLite index of each `$N`.
+struct Prepared<'c, 's> {
+    sql: &'s str,
+    statement: rusqlite::CachedStatement<'c>,
+    /// `indexes[N - 1]` is where `$N` binds.
+    indexes: Vec<usize>,
+}
+
+impl<'c, 's> Prepared<'c, 's> {
+    fn new(connection: &'c Connection, sql: &'s str) -> Result<Self, ReadModelError> {
+        let statement = connection
+            .prepare_cached(sql)
+            .map_err(|error| backend(format!("prepare {}", sql_head(sql)), error))?;
+        let mut indexes = Vec::with_capacity(statement.parameter_count());
+        for number in 1..=statement.parameter_count() {
+            indexes.push(parameter_index(&statement, sql, number)?);
+        }
+        Ok(Self {
+            sql,
+            statement,
+            indexes,
+        })
+    }
+
+    /// Whether this is the statement for `sql` (the same constant, usually: compared by
+    /// address first).
+    fn is(&self, sql: &str) -> bool {
+        std::ptr::eq(self.sql, sql) || self.sql == sql
+    }
+
+    fn execute(&mut self, params: &[SqlValue]) -> Result<usize, ReadModelError> {
+        if params.len() != self.indexes.len() {
+            return Err(parameter_count_mismatch(self.sql, self.indexes.len(), params.len()));
+        }
+        // Every parameter is bound on every execution, so no earlier value can leak into this one.
+        for ((number, param), index) in params.iter().enumerate().zip(&self.indexes) {
+            self.statement
+                .raw_bind_parameter(*index, Param(param))
+                .map_err(|error| backend(format!("bind parameter ${}", number + 1), error))?;
+        }
+        self.statement
+            .raw_execute()
+            .map_err(|error| backend(format!("execute {}", sql_head(self.sql)), error))
+    }
 }
 
 fn execute(connection: &Connection, sql: &str, params: &[SqlValue]) -> Result<usize, ReadModelError> {
@@ -289,40 +414,43 @@ fn prepare_bound<'c>(
         .map_err(|error| backend(format!("prepare {}", sql_head(sql)), error))?;
     statement.clear_bindings();
     if statement.parameter_count() != params.len() {
-        return Err(ReadModelError::Backend {
-            message: format!(
-                "statement {} takes {} parameters, got {}",
-                sql_head(sql),
-                statement.parameter_count(),
-                params.len()
-            ),
-            source: None,
-        });
+        return Err(parameter_count_mismatch(sql, statement.parameter_count(), params.len()));
     }
     for (offset, param) in params.iter().enumerate() {
         let number = offset + 1;
-        // Usually `$N` is the N-th parameter: bind it there without building its name.
-        let in_place = statement
-            .parameter_name(number)
-            .and_then(|name| name.strip_prefix('$'))
-            .is_some_and(|digits| !digits.starts_with('0') && digits.parse::<usize>() == Ok(number));
-        let index = if in_place {
-            number
-        } else {
-            let name = format!("${number}");
-            statement
-                .parameter_index(&name)
-                .map_err(|error| backend(format!("look up parameter {name}"), error))?
-                .ok_or_else(|| ReadModelError::Backend {
-                    message: format!("statement {} does not use parameter {name}", sql_head(sql)),
-                    source: None,
-                })?
-        };
+        let index = parameter_index(&statement, sql, number)?;
         statement
             .raw_bind_parameter(index, Param(param))
             .map_err(|error| backend(format!("bind parameter ${number}"), error))?;
     }
     Ok(statement)
+}
+
+/// Returns where `$number` binds in a prepared statement.
+fn parameter_index(statement: &rusqlite::Statement<'_>, sql: &str, number: usize) -> Result<usize, ReadModelError> {
+    // Usually `$N` is the N-th parameter: bind it there without building its name.
+    let in_place = statement
+        .parameter_name(number)
+        .and_then(|name| name.strip_prefix('$'))
+        .is_some_and(|digits| !digits.starts_with('0') && digits.parse::<usize>() == Ok(number));
+    if in_place {
+        return Ok(number);
+    }
+    let name = format!("${number}");
+    statement
+        .parameter_index(&name)
+        .map_err(|error| backend(format!("look up parameter {name}"), error))?
+        .ok_or_else(|| ReadModelError::Backend {
+            message: format!("statement {} does not use parameter {name}", sql_head(sql)),
+            source: None,
+        })
+}
+
+fn parameter_count_mismatch(sql: &str, expected: usize, got: usize) -> ReadModelError {
+    ReadModelError::Backend {
+        message: format!("statement {} takes {expected} parameters, got {got}", sql_head(sql)),
+        source: None,
+    }
 }
 
 /// A parameter bound without copying its text (the projections' batches are mostly text).
@@ -409,11 +537,11 @@ mod tests {
             ],
         );
         store
-            .apply(ProjectionBatch {
+            .apply(Arc::new(ProjectionBatch {
                 projection: "test".into(),
                 statements: vec![statement],
                 checkpoint: Position::from_sequence(3),
-            })
+            }))
             .await
             .unwrap();
         let rows = store
@@ -450,7 +578,7 @@ mod tests {
             statements: vec![insert("a", 1)],
             checkpoint: Position::from_sequence(1),
         };
-        store.apply(first).await.unwrap();
+        store.apply(Arc::new(first)).await.unwrap();
         let failing = ProjectionBatch {
             projection: "test".into(),
             statements: vec![
@@ -459,7 +587,7 @@ mod tests {
             ],
             checkpoint: Position::from_sequence(2),
         };
-        assert!(store.apply(failing).await.is_err());
+        assert!(store.apply(Arc::new(failing)).await.is_err());
         let rows = store.query("SELECT id, count FROM items", &[]).await.unwrap();
         assert_eq!(rows, vec![Row(vec![SqlValue::Text("a".into()), SqlValue::Int(1)])]);
         assert_eq!(
@@ -472,11 +600,11 @@ mod tests {
     async fn reset_clears_rows_and_checkpoint_together() {
         let (_directory, store) = store().await;
         store
-            .apply(ProjectionBatch {
+            .apply(Arc::new(ProjectionBatch {
                 projection: "test".into(),
                 statements: vec![insert("a", 1), insert("b", 2)],
                 checkpoint: Position::from_sequence(9),
-            })
+            }))
             .await
             .unwrap();
         store
@@ -498,6 +626,62 @@ mod tests {
             .await
             .unwrap_err();
         assert!(error.to_string().contains("takes 2 parameters, got 1"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_rebuild_store_becomes_a_durable_wal_store() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("rebuilt.db");
+        let store = SqliteReadModelStore::open_with(&path, ReadModelDurability::Rebuild)
+            .await
+            .unwrap();
+        store
+            .migrate("CREATE TABLE IF NOT EXISTS items (id TEXT PRIMARY KEY, count INTEGER)")
+            .await
+            .unwrap();
+        let batch = |id: &str, count, position| {
+            Arc::new(ProjectionBatch {
+                projection: "test".into(),
+                statements: vec![insert(id, count)],
+                checkpoint: Position::from_sequence(position),
+            })
+        };
+        store.apply(batch("a", 1, 1)).await.unwrap();
+        let failing = Arc::new(ProjectionBatch {
+            projection: "test".into(),
+            statements: vec![
+                insert("b", 2),
+                Statement::new("INSERT INTO missing_table VALUES (1)", vec![]),
+            ],
+            checkpoint: Position::from_sequence(2),
+        });
+        assert!(store.apply(failing).await.is_err(), "the failed batch rolls back");
+        store.make_durable().await.unwrap();
+        store.apply(batch("c", 3, 3)).await.unwrap();
+        let rows = store
+            .query("SELECT id, count FROM items ORDER BY id", &[])
+            .await
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                Row(vec![SqlValue::Text("a".into()), SqlValue::Int(1)]),
+                Row(vec![SqlValue::Text("c".into()), SqlValue::Int(3)]),
+            ]
+        );
+        assert_eq!(
+            store.checkpoint("test").await.unwrap(),
+            Some(Position::from_sequence(3))
+        );
+        // Bytes 18 and 19 of the header are the file format's read and write versions: 2 is WAL.
+        let header = std::fs::read(&path).unwrap();
+        assert_eq!(header[18..20], [2, 2], "the file is in WAL mode");
+        drop(store);
+        let reopened = SqliteReadModelStore::open(&path).await.unwrap();
+        assert_eq!(
+            reopened.checkpoint("test").await.unwrap(),
+            Some(Position::from_sequence(3))
+        );
     }
 
     #[tokio::test]

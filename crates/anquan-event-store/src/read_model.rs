@@ -7,9 +7,10 @@
 //! functions. Only table definitions differ per backend (see [`Dialect`]).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 
 use crate::stream::Position;
 
@@ -100,7 +101,10 @@ pub trait ReadModelStore: Send + Sync + 'static {
     async fn migrate(&self, ddl: &str) -> Result<(), ReadModelError>;
 
     /// Executes a batch's statements and moves its checkpoint, all in one transaction.
-    async fn apply(&self, batch: ProjectionBatch) -> Result<(), ReadModelError>;
+    ///
+    /// The batch is shared, so a caller retrying after a failure sends the same batch again
+    /// without copying its statements.
+    async fn apply(&self, batch: Arc<ProjectionBatch>) -> Result<(), ReadModelError>;
 
     /// Returns a projection's checkpoint: the position of the last event it applied.
     async fn checkpoint(&self, projection: &str) -> Result<Option<Position>, ReadModelError>;
@@ -188,6 +192,74 @@ impl Row {
 }
 
 /// Formats a timestamp the way SQLite stores it: RFC 3339, UTC, microseconds, `Z`.
+///
+/// Every timestamp a projection writes goes through here, so the usual case (years 0 to 9999,
+/// no leap second) is written digit by digit instead of through chrono's format parser; the
+/// rest takes chrono's path, which gives the same text for the usual case too (tested).
 pub fn sqlite_timestamp(instant: &DateTime<Utc>) -> String {
-    instant.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    let year = instant.year();
+    let nanosecond = instant.nanosecond();
+    if !(0..=9999).contains(&year) || nanosecond >= 1_000_000_000 {
+        return instant.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+    }
+    let mut text = String::with_capacity(27);
+    // `year` is within 0..=9999 here, so it is non-negative and four digits at most.
+    let year = year.unsigned_abs();
+    push_digits(&mut text, year / 100, 2);
+    push_digits(&mut text, year % 100, 2);
+    text.push('-');
+    push_digits(&mut text, instant.month(), 2);
+    text.push('-');
+    push_digits(&mut text, instant.day(), 2);
+    text.push('T');
+    push_digits(&mut text, instant.hour(), 2);
+    text.push(':');
+    push_digits(&mut text, instant.minute(), 2);
+    text.push(':');
+    push_digits(&mut text, instant.second(), 2);
+    text.push('.');
+    push_digits(&mut text, nanosecond / 1_000, 6);
+    text.push('Z');
+    text
+}
+
+/// Appends the last `width` decimal digits of `value`, zero-padded.
+fn push_digits(text: &mut String, value: u32, width: u32) {
+    for place in (0..width).rev() {
+        let digit = value / 10u32.pow(place) % 10;
+        text.push(char::from(b'0' + digit as u8));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn chrono_format(instant: &DateTime<Utc>) -> String {
+        instant.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    }
+
+    #[test]
+    fn sqlite_timestamps_read_as_chrono_formats_them() {
+        let mut instants = vec![
+            Utc.with_ymd_and_hms(2019, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(1970, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap() + chrono::Duration::nanoseconds(999_999_999),
+            Utc.with_ymd_and_hms(0, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(-1, 12, 31, 23, 59, 59).unwrap(),
+            Utc.with_ymd_and_hms(10_000, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(2024, 2, 29, 12, 34, 56).unwrap() + chrono::Duration::microseconds(7),
+        ];
+        // A walk over many instants with every field changing, fractions included.
+        let mut instant = Utc.with_ymd_and_hms(1899, 3, 4, 5, 6, 7).unwrap();
+        for step in 0..20_000_i64 {
+            instant += chrono::Duration::nanoseconds(7_919_000_013 * 1_013 + step * 104_729);
+            instants.push(instant);
+        }
+        for instant in instants {
+            assert_eq!(sqlite_timestamp(&instant), chrono_format(&instant), "{instant:?}");
+        }
+    }
 }

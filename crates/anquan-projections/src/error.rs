@@ -53,6 +53,11 @@ pub enum RunnerError {
     },
     #[error("projection {0} is not registered with this runner")]
     UnknownProjection(String),
+    #[error("folding a page of the log failed")]
+    FoldTask {
+        #[source]
+        source: tokio::task::JoinError,
+    },
 }
 
 /// Why a read-model query failed.

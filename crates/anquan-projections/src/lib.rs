@@ -11,6 +11,7 @@ pub mod audit;
 pub mod compliance;
 mod dump;
 mod error;
+mod fold;
 pub mod metrics;
 mod projection;
 pub mod rule_sets;
@@ -20,7 +21,7 @@ pub use agency::AgencyProjection;
 pub use compliance::ComplianceProjection;
 pub use dump::dump_tables;
 pub use error::{ProjectionError, QueryError, RunnerError};
-pub use projection::Projection;
+pub use projection::{BatchStatements, Projection};
 pub use runner::{
     APPLY_ATTEMPTS_MAX, PROJECTION_BATCH_MAX, ProjectionRunner, REBUILD_PROGRESS_EVERY, RebuildReport,
     wait_for_position,

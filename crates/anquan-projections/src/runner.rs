@@ -1,33 +1,31 @@
-//! The projection runner: for each projection, create its tables, read its checkpoint, follow
+//! The projection runner: create every projection's tables, read their checkpoints, follow
 //! the global log from there in batches, and commit each batch with its checkpoint in one
-//! transaction. It publishes how far every projection has got, so a writer can wait for its
-//! own events to become readable.
+//! transaction. One reader serves every projection (see `fold`: each page is read and decoded
+//! once, and folded on one core while the previous page commits on the other). It publishes
+//! how far every projection has got, so a writer can wait for its own events to become
+//! readable.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use tokio::sync::watch;
-use tracing::Instrument;
 
-use anquan_event_store::{
-    EventStore, Position, ProjectionBatch, ReadModelError, ReadModelStore, RecordedEvent, Statement, StoreError,
-    subscribe_all,
-};
+use anquan_event_store::{EventStore, Position, ReadModelError, ReadModelStore, Statement};
 
 use crate::error::RunnerError;
+use crate::fold::{self, Fold, Until};
 use crate::projection::Projection;
 
-/// Most events folded into one batch (one transaction).
-pub const PROJECTION_BATCH_MAX: usize = 500;
+/// Most events folded into one batch (one transaction). Catching up, larger batches commit
+/// (and fsync) less often and let a batch keep only the last of many overwrites of a row; the
+/// live tail's batches are as small as what was appended since the last one. A batch holds the
+/// read models' write lock, which appends to the same SQLite file wait for, for about as many
+/// milliseconds as it holds thousands of events.
+pub const PROJECTION_BATCH_MAX: usize = 2_000;
 /// Most attempts at one store call before the projection stops.
-pub const APPLY_ATTEMPTS_MAX: usize = 8;
+pub const APPLY_ATTEMPTS_MAX: usize = fold::STORE_ATTEMPTS_MAX;
 /// A rebuild reports its progress every this many events.
 pub const REBUILD_PROGRESS_EVERY: u64 = 10_000;
-/// The first pause after a failed store call; it doubles on every further failure.
-const BACKOFF_INITIAL: Duration = Duration::from_millis(50);
-/// The longest pause between attempts.
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Runs projections over an event store into a read-model store.
 pub struct ProjectionRunner {
@@ -94,10 +92,19 @@ impl ProjectionRunner {
     }
 
     /// Follows the log for every projection, forever. Returns only when a projection stops
-    /// (an undecodable event, or a store that keeps failing); cancel it by dropping the future.
+    /// (an undecodable event, or a store that keeps failing) or the event store closes; cancel
+    /// it by dropping the future.
     pub async fn run(&self) -> Result<(), RunnerError> {
-        let runs = (0..self.projections.len()).map(|index| self.run_one(index));
-        futures::future::try_join_all(runs).await.map(|_| ())
+        if self.projections.is_empty() {
+            return Ok(());
+        }
+        let mut checkpoints = Vec::with_capacity(self.projections.len());
+        for index in 0..self.projections.len() {
+            checkpoints.push(self.prepare_one(index).await?);
+        }
+        let indexes: Vec<usize> = (0..self.projections.len()).collect();
+        self.fold(&indexes, checkpoints, Until::Forever, |_| {}).await?;
+        Ok(())
     }
 
     /// Deletes a projection's rows and checkpoint, then folds the whole log again up to its
@@ -124,11 +131,27 @@ impl ProjectionRunner {
         .await?;
         self.publish(index, None);
         tracing::info!(projection.name = projection.name(), "projection reset, rebuilding");
-        let (events, last_position) = self.catch_up(index, None, started).await?;
+        let mut next_report = REBUILD_PROGRESS_EVERY;
+        let folded = self
+            .fold(&[index], vec![None], Until::EndOfLog, |folded| {
+                if folded.events < next_report {
+                    return;
+                }
+                next_report = folded.events + REBUILD_PROGRESS_EVERY;
+                let seconds = started.elapsed().as_secs_f64().max(f64::EPSILON);
+                tracing::info!(
+                    projection.name = projection.name(),
+                    events.count = folded.events,
+                    position = ?folded.last_position,
+                    events_per_second = (folded.events as f64 / seconds).round(),
+                    "rebuild progress"
+                );
+            })
+            .await?;
         let report = RebuildReport {
             projection: projection.name(),
-            events,
-            last_position,
+            events: folded.events,
+            last_position: folded.last_position,
             duration: started.elapsed(),
         };
         tracing::info!(
@@ -151,111 +174,50 @@ impl ProjectionRunner {
         Ok(checkpoint)
     }
 
+    /// Creates a projection's tables and its query indexes: the runner serves queries while it
+    /// catches up, so the indexes are there from the start.
     async fn migrate(&self, projection: &dyn Projection) -> Result<(), RunnerError> {
-        let ddl = projection.schema(self.read_models.dialect());
-        self.retry_read_model(projection.name(), || self.read_models.migrate(ddl))
-            .await
-    }
-
-    async fn run_one(&self, index: usize) -> Result<(), RunnerError> {
-        let name = self.projections[index].name();
-        let mut checkpoint = self.prepare_one(index).await?;
-        let mut failures = 0;
-        loop {
-            let events = subscribe_all(Arc::clone(&self.event_store), checkpoint).ready_chunks(PROJECTION_BATCH_MAX);
-            futures::pin_mut!(events);
-            let error = loop {
-                let Some(chunk) = events.next().await else {
-                    tracing::info!(projection.name = name, "event store closed, projection stops");
-                    return Ok(());
-                };
-                let mut ready = Vec::with_capacity(chunk.len());
-                let mut failed = None;
-                for item in chunk {
-                    match item {
-                        Ok(event) => ready.push(event),
-                        Err(error) => failed = Some(error),
-                    }
-                }
-                if let Some(position) = self.apply_batch(index, &ready).await? {
-                    checkpoint = Some(position);
-                    failures = 0;
-                }
-                if let Some(error) = failed {
-                    break error;
-                }
-            };
-            failures += 1;
-            if failures >= APPLY_ATTEMPTS_MAX {
-                return Err(RunnerError::EventStore {
-                    projection: name,
-                    attempts: failures,
-                    source: error,
-                });
+        let dialect = self.read_models.dialect();
+        for ddl in [projection.schema(dialect), projection.query_indexes(dialect)] {
+            if ddl.trim().is_empty() {
+                continue;
             }
-            log_retry(name, failures, &error);
-            tokio::time::sleep(backoff(failures)).await;
+            self.retry_read_model(projection.name(), || self.read_models.migrate(ddl))
+                .await?;
         }
+        Ok(())
     }
 
-    /// Folds the log after `after` up to its current end, page by page.
-    async fn catch_up(
+    /// Folds the log into the projections at `indexes` from their checkpoints, publishing each
+    /// committed batch's position.
+    async fn fold(
         &self,
-        index: usize,
-        mut after: Option<Position>,
-        started: Instant,
-    ) -> Result<(u64, Option<Position>), RunnerError> {
-        let name = self.projections[index].name();
-        let mut events_total: u64 = 0;
-        let mut next_report = REBUILD_PROGRESS_EVERY;
-        loop {
-            let event_store = Arc::clone(&self.event_store);
-            let page = self
-                .retry_event_store(name, || event_store.read_all(after, PROJECTION_BATCH_MAX))
-                .await?;
-            let Some(position) = self.apply_batch(index, &page).await? else {
-                return Ok((events_total, after));
-            };
-            after = Some(position);
-            events_total += page.len() as u64;
-            if events_total >= next_report {
-                next_report += REBUILD_PROGRESS_EVERY;
-                let seconds = started.elapsed().as_secs_f64().max(f64::EPSILON);
-                tracing::info!(
-                    projection.name = name,
-                    events.count = events_total,
-                    position = %position,
-                    events_per_second = (events_total as f64 / seconds).round(),
-                    "rebuild progress"
-                );
-            }
+        indexes: &[usize],
+        checkpoints: Vec<Option<Position>>,
+        until: Until,
+        progress: impl FnMut(fold::Folded),
+    ) -> Result<fold::Folded, RunnerError> {
+        let projections = indexes
+            .iter()
+            .filter_map(|index| self.projections.get(*index).cloned())
+            .collect();
+        Fold {
+            event_store: self.event_store.as_ref(),
+            read_models: self.read_models.as_ref(),
+            projections,
+            checkpoints,
+            page_max: PROJECTION_BATCH_MAX,
+            until,
+            cancel: None,
         }
-    }
-
-    /// Folds events into one batch and commits it with its checkpoint. Returns the new
-    /// checkpoint, or `None` for an empty batch.
-    async fn apply_batch(&self, index: usize, events: &[RecordedEvent]) -> Result<Option<Position>, RunnerError> {
-        let projection = Arc::clone(&self.projections[index]);
-        let (Some(first), Some(last)) = (events.first(), events.last()) else {
-            return Ok(None);
-        };
-        let span = tracing::info_span!(
-            "projection.batch",
-            projection.name = projection.name(),
-            position.from = %first.position,
-            events.count = events.len()
-        );
-        async {
-            let batch = fold(projection.as_ref(), events, last.position).inspect_err(|error| {
-                tracing::error!(error = %error, "projection stopped on an event it cannot fold");
-            })?;
-            let read_models = Arc::clone(&self.read_models);
-            self.retry_read_model(projection.name(), || read_models.apply(batch.clone()))
-                .await?;
-            self.publish(index, Some(last.position));
-            Ok(Some(last.position))
-        }
-        .instrument(span)
+        .run(
+            |slot, position| {
+                if let Some(index) = indexes.get(slot) {
+                    self.publish(*index, Some(position));
+                }
+            },
+            progress,
+        )
         .await
     }
 
@@ -278,34 +240,8 @@ impl ProjectionRunner {
                     });
                 }
                 Err(error) => {
-                    log_retry(projection, attempts, &error);
-                    tokio::time::sleep(backoff(attempts)).await;
-                }
-            }
-        }
-    }
-
-    async fn retry_event_store<T, F, Fut>(&self, projection: &'static str, mut call: F) -> Result<T, RunnerError>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, StoreError>>,
-    {
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            match call().await {
-                Ok(value) => return Ok(value),
-                Err(source) if attempts >= APPLY_ATTEMPTS_MAX => {
-                    tracing::error!(projection.name = projection, error = %source, attempts, "event store keeps failing, projection stops");
-                    return Err(RunnerError::EventStore {
-                        projection,
-                        attempts,
-                        source,
-                    });
-                }
-                Err(error) => {
-                    log_retry(projection, attempts, &error);
-                    tokio::time::sleep(backoff(attempts)).await;
+                    fold::log_retry(projection, attempts, &error);
+                    tokio::time::sleep(fold::backoff(attempts)).await;
                 }
             }
         }
@@ -331,42 +267,4 @@ impl ProjectionRunner {
         // Every write under this lock is a single assignment, so a poisoned lock holds no torn state.
         self.positions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-}
-
-/// Decodes events and folds them into one batch ending at `checkpoint`.
-fn fold(
-    projection: &dyn Projection,
-    events: &[RecordedEvent],
-    checkpoint: Position,
-) -> Result<ProjectionBatch, RunnerError> {
-    let mut statements = Vec::new();
-    for event in events {
-        let decoded = event.decode().map_err(|source| RunnerError::Undecodable {
-            projection: projection.name(),
-            position: event.position,
-            event_type: event.event_type.clone(),
-            source,
-        })?;
-        projection
-            .apply(event, &decoded, &mut statements)
-            .map_err(|source| RunnerError::Apply {
-                projection: projection.name(),
-                position: event.position,
-                source,
-            })?;
-    }
-    Ok(ProjectionBatch {
-        projection: projection.name().to_owned(),
-        statements,
-        checkpoint,
-    })
-}
-
-fn backoff(attempt: usize) -> Duration {
-    let exponent = u32::try_from(attempt.saturating_sub(1)).unwrap_or(u32::MAX).min(16);
-    BACKOFF_INITIAL.saturating_mul(1 << exponent).min(BACKOFF_MAX)
-}
-
-fn log_retry(projection: &'static str, attempt: usize, error: &dyn std::fmt::Display) {
-    tracing::warn!(projection.name = projection, attempt, error = %error, "store call failed, retrying");
 }

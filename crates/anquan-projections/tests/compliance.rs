@@ -48,7 +48,7 @@ use anquan_event_store_postgres::PostgresReadModelStore;
 use anquan_event_store_sqlite::SqliteReadModelStore;
 use anquan_projections::compliance::{self, HazardFilter, HazardStateFilter, HazardView, SummaryFilter};
 use anquan_projections::{
-    ComplianceProjection, Projection, ProjectionRunner, RunnerError, dump_tables, wait_for_position,
+    BatchStatements, ComplianceProjection, Projection, ProjectionRunner, RunnerError, dump_tables, wait_for_position,
 };
 
 /// Where the read models of a test live.
@@ -967,7 +967,7 @@ async fn a_failed_batch_leaves_rows_and_checkpoint_unchanged(backend: Backend) {
         .read_all(checkpoint.map(|p| Position::from_sequence(p.sequence() - 3)), 10)
         .await
         .unwrap();
-    let mut statements = Vec::new();
+    let mut statements = BatchStatements::new();
     for event in &recorded {
         ComplianceProjection
             .apply(event, &event.decode().unwrap(), &mut statements)
@@ -979,10 +979,10 @@ async fn a_failed_batch_leaves_rows_and_checkpoint_unchanged(backend: Backend) {
     ));
     let batch = ProjectionBatch {
         projection: ComplianceProjection::NAME.into(),
-        statements,
+        statements: statements.into_statements(),
         checkpoint: Position::from_sequence(checkpoint.unwrap().sequence() + 100),
     };
-    assert!(world.read_models.apply(batch).await.is_err());
+    assert!(world.read_models.apply(Arc::new(batch)).await.is_err());
     assert_eq!(world.dump().await, before);
     assert_eq!(world.checkpoint().await, checkpoint);
 

@@ -33,7 +33,6 @@ CREATE TABLE IF NOT EXISTS agency_staff (
     phone TEXT,
     PRIMARY KEY (agency_id, half_year, staff_id)
 );
-CREATE INDEX IF NOT EXISTS agency_staff_by_id ON agency_staff (staff_id, half_year);
 
 CREATE TABLE IF NOT EXISTS agency_contracts (
     contract_id TEXT PRIMARY KEY,
@@ -51,8 +50,6 @@ CREATE TABLE IF NOT EXISTS agency_contracts (
     fee_check TEXT NOT NULL,
     signed_at TIMESTAMPTZ NOT NULL
 );
-CREATE INDEX IF NOT EXISTS agency_contracts_by_enterprise ON agency_contracts (enterprise_id, valid_from);
-CREATE INDEX IF NOT EXISTS agency_contracts_by_period ON agency_contracts (valid_from, valid_until);
 
 CREATE TABLE IF NOT EXISTS agency_reports (
     report_id TEXT PRIMARY KEY,
@@ -74,8 +71,6 @@ CREATE TABLE IF NOT EXISTS agency_reports (
     spot_check_qualified BOOLEAN,
     spot_checked_at TIMESTAMPTZ
 );
-CREATE INDEX IF NOT EXISTS agency_reports_by_agency ON agency_reports (agency_id, visited_at);
-CREATE INDEX IF NOT EXISTS agency_reports_by_enterprise ON agency_reports (enterprise_id, visited_at);
 
 CREATE TABLE IF NOT EXISTS agency_report_staff (
     report_id TEXT NOT NULL,
@@ -83,7 +78,6 @@ CREATE TABLE IF NOT EXISTS agency_report_staff (
     agency_id TEXT NOT NULL,
     PRIMARY KEY (report_id, staff_id)
 );
-CREATE INDEX IF NOT EXISTS agency_report_staff_by_staff ON agency_report_staff (staff_id);
 
 CREATE TABLE IF NOT EXISTS agency_sanctions (
     position BIGINT PRIMARY KEY,
@@ -93,7 +87,6 @@ CREATE TABLE IF NOT EXISTS agency_sanctions (
     report_id TEXT,
     at TIMESTAMPTZ NOT NULL
 );
-CREATE INDEX IF NOT EXISTS agency_sanctions_by_agency ON agency_sanctions (agency_id, position);
 
 CREATE TABLE IF NOT EXISTS agency_grades (
     agency_id TEXT NOT NULL,

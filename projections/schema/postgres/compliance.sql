@@ -11,7 +11,6 @@ CREATE TABLE IF NOT EXISTS enterprises (
     registered_at TIMESTAMPTZ NOT NULL,
     last_position BIGINT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS enterprises_by_town ON enterprises (town, enterprise_id);
 
 CREATE TABLE IF NOT EXISTS enterprise_profiles (
     enterprise_id TEXT NOT NULL,
@@ -45,10 +44,6 @@ CREATE TABLE IF NOT EXISTS documents (
     position BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS documents_by_enterprise ON documents (enterprise_id, document_id);
-CREATE INDEX IF NOT EXISTS documents_by_town ON documents (town);
-CREATE INDEX IF NOT EXISTS documents_review_queue ON documents (town, uploaded_at, document_id) WHERE review_outcome IS NULL;
-CREATE INDEX IF NOT EXISTS documents_pending ON documents (uploaded_at, document_id) WHERE review_outcome IS NULL
-;
 
 -- Supervision (issue 4): inspections, hazards with their deadline extensions and rectifications,
 -- and accidents. Facts only: whether a hazard is overdue is decided at query time.
@@ -67,7 +62,6 @@ CREATE TABLE IF NOT EXISTS inspections (
     position BIGINT NOT NULL,
     PRIMARY KEY (enterprise_id, inspection_id)
 );
-CREATE INDEX IF NOT EXISTS inspections_by_town ON inspections (town, inspected_at);
 
 CREATE TABLE IF NOT EXISTS hazards (
     hazard_id TEXT NOT NULL,
@@ -92,9 +86,6 @@ CREATE TABLE IF NOT EXISTS hazards (
     position BIGINT NOT NULL,
     PRIMARY KEY (enterprise_id, hazard_id)
 );
-CREATE INDEX IF NOT EXISTS hazards_by_id ON hazards (hazard_id);
-CREATE INDEX IF NOT EXISTS hazards_by_town ON hazards (town, hazard_id);
-CREATE INDEX IF NOT EXISTS hazards_open_by_deadline ON hazards (deadline) WHERE closed_at IS NULL;
 
 CREATE TABLE IF NOT EXISTS hazard_extensions (
     hazard_id TEXT NOT NULL,
@@ -136,7 +127,6 @@ CREATE TABLE IF NOT EXISTS accidents (
     position BIGINT NOT NULL,
     PRIMARY KEY (enterprise_id, accident_id)
 );
-CREATE INDEX IF NOT EXISTS accidents_by_town ON accidents (town, occurred_at);
 
 -- The digest (SHA-256, hex) of each enterprise's current public QR token; one row per
 -- enterprise, replaced on rotation, so an old token finds nothing. Tokens are never stored.

@@ -22,10 +22,12 @@ use anquan_domain::{AgencyId, Event};
 use anquan_event_store::{Dialect, RecordedEvent, SqlValue, Statement};
 
 use crate::error::ProjectionError;
-use crate::projection::Projection;
+use crate::projection::{BatchStatements, Projection};
 
 const SQLITE_SCHEMA: &str = include_str!("../../../../projections/schema/sqlite/agency.sql");
 const POSTGRES_SCHEMA: &str = include_str!("../../../../projections/schema/postgres/agency.sql");
+const SQLITE_QUERY_INDEXES: &str = include_str!("../../../../projections/schema/sqlite/agency_query_indexes.sql");
+const POSTGRES_QUERY_INDEXES: &str = include_str!("../../../../projections/schema/postgres/agency_query_indexes.sql");
 
 const UPSERT_AGENCY: &str = "INSERT INTO agency_agencies (agency_id, name, licence, service_scope, \
     service_standards, fee_min_yuan, fee_max_yuan, contact_phone, registered_at, last_position) \
@@ -97,11 +99,18 @@ impl Projection for AgencyProjection {
         }
     }
 
+    fn query_indexes(&self, dialect: Dialect) -> &'static str {
+        match dialect {
+            Dialect::Sqlite => SQLITE_QUERY_INDEXES,
+            Dialect::Postgres => POSTGRES_QUERY_INDEXES,
+        }
+    }
+
     fn tables(&self) -> &'static [&'static str] {
         Self::TABLES
     }
 
-    fn apply(&self, event: &RecordedEvent, decoded: &Event, out: &mut Vec<Statement>) -> Result<(), ProjectionError> {
+    fn apply(&self, event: &RecordedEvent, decoded: &Event, out: &mut BatchStatements) -> Result<(), ProjectionError> {
         if event.stream_id.category() != "agency" {
             return Ok(());
         }
@@ -191,7 +200,7 @@ fn profile_params(id: &SqlValue, profile: &AgencyProfile) -> Result<Vec<SqlValue
     ])
 }
 
-fn staff_statements(id: &SqlValue, e: &StaffReported, out: &mut Vec<Statement>) -> Result<(), ProjectionError> {
+fn staff_statements(id: &SqlValue, e: &StaffReported, out: &mut BatchStatements) -> Result<(), ProjectionError> {
     let half_year = SqlValue::Text(e.half_year.to_string());
     out.push(Statement::new(
         UPSERT_STAFF_REPORT,
@@ -246,7 +255,7 @@ fn contract_statement(id: &SqlValue, e: &ContractSigned) -> Result<Statement, Pr
     ))
 }
 
-fn report_statements(id: &SqlValue, e: &ServiceReported, out: &mut Vec<Statement>) -> Result<(), ProjectionError> {
+fn report_statements(id: &SqlValue, e: &ServiceReported, out: &mut BatchStatements) -> Result<(), ProjectionError> {
     let majors = e
         .hazards
         .iter()

@@ -25,10 +25,13 @@ use anquan_domain::{EnterpriseId, Event};
 use anquan_event_store::{Dialect, RecordedEvent, SqlValue, Statement};
 
 use crate::error::ProjectionError;
-use crate::projection::Projection;
+use crate::projection::{BatchStatements, Projection};
 
 const SQLITE_SCHEMA: &str = include_str!("../../../../projections/schema/sqlite/compliance.sql");
 const POSTGRES_SCHEMA: &str = include_str!("../../../../projections/schema/postgres/compliance.sql");
+const SQLITE_QUERY_INDEXES: &str = include_str!("../../../../projections/schema/sqlite/compliance_query_indexes.sql");
+const POSTGRES_QUERY_INDEXES: &str =
+    include_str!("../../../../projections/schema/postgres/compliance_query_indexes.sql");
 
 const INSERT_ENTERPRISE: &str = "INSERT INTO enterprises \
     (enterprise_id, name, credit_code, town, industry, profile, registered_at, last_position) \
@@ -58,6 +61,16 @@ const INSERT_DOCUMENT: &str = "INSERT INTO documents \
     media_type, file_name, coverage, valid_from, valid_until, period, uploaded_at, uploaded_by, position) \
     VALUES ($1, $2, (SELECT town FROM enterprises WHERE enterprise_id = $2), $3, $4, $5, $6, $7, \
     $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+/// A document whose review is folded in the same batch as its upload: `INSERT_DOCUMENT` with the
+/// review's position and the review columns that `APPROVE_DOCUMENT` and `RETURN_DOCUMENT` set.
+const INSERT_REVIEWED_DOCUMENT: &str = "INSERT INTO documents \
+    (document_id, enterprise_id, town, requirement, indicator, title, file_sha256, file_size_bytes, \
+    media_type, file_name, coverage, valid_from, valid_until, period, uploaded_at, uploaded_by, position, \
+    review_outcome, reviewed_at, reviewed_by, feedback, comment) \
+    VALUES ($1, $2, (SELECT town FROM enterprises WHERE enterprise_id = $2), $3, $4, $5, $6, $7, \
+    $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)";
+/// The parameters of `INSERT_DOCUMENT` before its last one, the position.
+const DOCUMENT_PARAMS_BEFORE_POSITION: usize = 15;
 const APPROVE_DOCUMENT: &str = "UPDATE documents SET review_outcome = 'approved', reviewed_at = $2, \
     reviewed_by = $3, comment = $4, feedback = NULL, position = $5 WHERE document_id = $1";
 const RETURN_DOCUMENT: &str = "UPDATE documents SET review_outcome = 'returned', reviewed_at = $2, \
@@ -98,11 +111,18 @@ impl Projection for ComplianceProjection {
         }
     }
 
+    fn query_indexes(&self, dialect: Dialect) -> &'static str {
+        match dialect {
+            Dialect::Sqlite => SQLITE_QUERY_INDEXES,
+            Dialect::Postgres => POSTGRES_QUERY_INDEXES,
+        }
+    }
+
     fn tables(&self) -> &'static [&'static str] {
         Self::TABLES
     }
 
-    fn apply(&self, event: &RecordedEvent, decoded: &Event, out: &mut Vec<Statement>) -> Result<(), ProjectionError> {
+    fn apply(&self, event: &RecordedEvent, decoded: &Event, out: &mut BatchStatements) -> Result<(), ProjectionError> {
         if event.stream_id.category() != "enterprise" {
             return Ok(());
         }
@@ -136,7 +156,7 @@ impl Projection for ComplianceProjection {
                         SqlValue::Timestamp(rotated.rotated_at),
                     ],
                 ));
-                out.push(touch(enterprise_id, position));
+                touch(out, enterprise_id, position);
                 Ok(())
             }
             // Agency events live on agency streams; the stream check above already skips them.
@@ -163,7 +183,7 @@ impl Projection for ComplianceProjection {
 fn registered_statements(
     registered: &EnterpriseRegistered,
     position: SqlValue,
-    out: &mut Vec<Statement>,
+    out: &mut BatchStatements,
 ) -> Result<(), ProjectionError> {
     let id = text(registered.enterprise_id);
     let profile = json("profile", &registered.profile)?;
@@ -191,7 +211,7 @@ fn changed_statements(
     enterprise_id: EnterpriseId,
     changed: &EnterpriseProfileChanged,
     position: SqlValue,
-    out: &mut Vec<Statement>,
+    out: &mut BatchStatements,
 ) -> Result<(), ProjectionError> {
     let id = text(enterprise_id);
     let town = SqlValue::Text(changed.town.as_str().to_owned());
@@ -223,7 +243,7 @@ fn uploaded_statements(
     event: &RecordedEvent,
     uploaded: &DocumentUploaded,
     position: SqlValue,
-    out: &mut Vec<Statement>,
+    out: &mut BatchStatements,
 ) -> Result<(), ProjectionError> {
     let (valid_from, valid_until, period) = match &uploaded.coverage {
         Coverage::Once => (SqlValue::Null, SqlValue::Null, SqlValue::Null),
@@ -238,28 +258,33 @@ fn uploaded_statements(
         Coverage::Period { period } => (SqlValue::Null, SqlValue::Null, SqlValue::Text(period.to_string())),
     };
     let file = &uploaded.file;
-    out.push(Statement::new(
-        INSERT_DOCUMENT,
-        vec![
-            text(uploaded.document_id),
-            text(enterprise_id),
-            SqlValue::Text(uploaded.requirement.as_str().to_owned()),
-            SqlValue::Text(uploaded.requirement.indicator().as_str().to_owned()),
-            SqlValue::Text(uploaded.title.clone()),
-            SqlValue::Text(file.sha256.clone()),
-            int("file size", file.size_bytes)?,
-            SqlValue::Text(file.media_type.clone()),
-            SqlValue::Text(file.file_name.clone()),
-            json("coverage", &uploaded.coverage)?,
-            valid_from,
-            valid_until,
-            period,
-            SqlValue::Timestamp(uploaded.uploaded_at),
-            actor(event),
-            position.clone(),
-        ],
-    ));
-    out.push(touch(enterprise_id, position));
+    let document_id = uploaded.document_id.to_string();
+    out.push_insert(
+        "documents",
+        document_id.clone(),
+        Statement::new(
+            INSERT_DOCUMENT,
+            vec![
+                SqlValue::Text(document_id),
+                text(enterprise_id),
+                SqlValue::Text(uploaded.requirement.as_str().to_owned()),
+                SqlValue::Text(uploaded.requirement.indicator().as_str().to_owned()),
+                SqlValue::Text(uploaded.title.clone()),
+                SqlValue::Text(file.sha256.clone()),
+                int("file size", file.size_bytes)?,
+                SqlValue::Text(file.media_type.clone()),
+                SqlValue::Text(file.file_name.clone()),
+                json("coverage", &uploaded.coverage)?,
+                valid_from,
+                valid_until,
+                period,
+                SqlValue::Timestamp(uploaded.uploaded_at),
+                actor(event),
+                position.clone(),
+            ],
+        ),
+    );
+    touch(out, enterprise_id, position);
     Ok(())
 }
 
@@ -268,19 +293,20 @@ fn approved_statements(
     event: &RecordedEvent,
     approved: &DocumentApproved,
     position: SqlValue,
-    out: &mut Vec<Statement>,
+    out: &mut BatchStatements,
 ) {
-    out.push(Statement::new(
-        APPROVE_DOCUMENT,
-        vec![
-            text(approved.document_id),
-            SqlValue::Timestamp(approved.reviewed_at),
-            actor(event),
-            approved.comment.clone().map_or(SqlValue::Null, SqlValue::Text),
-            position.clone(),
-        ],
-    ));
-    out.push(touch(enterprise_id, position));
+    let review = Review {
+        outcome: "approved",
+        reviewed_at: SqlValue::Timestamp(approved.reviewed_at),
+        reviewed_by: actor(event),
+        feedback: SqlValue::Null,
+        comment: approved.comment.clone().map_or(SqlValue::Null, SqlValue::Text),
+        position: position.clone(),
+    };
+    review_statements(out, approved.document_id.to_string(), review, |review| {
+        vec![review.reviewed_at, review.reviewed_by, review.comment, review.position]
+    });
+    touch(out, enterprise_id, position);
 }
 
 fn returned_statements(
@@ -288,23 +314,80 @@ fn returned_statements(
     event: &RecordedEvent,
     returned: &DocumentReturned,
     position: SqlValue,
-    out: &mut Vec<Statement>,
+    out: &mut BatchStatements,
 ) {
-    out.push(Statement::new(
-        RETURN_DOCUMENT,
-        vec![
-            text(returned.document_id),
-            SqlValue::Timestamp(returned.reviewed_at),
-            actor(event),
-            SqlValue::Text(returned.feedback.clone()),
-            position.clone(),
-        ],
-    ));
-    out.push(touch(enterprise_id, position));
+    let review = Review {
+        outcome: "returned",
+        reviewed_at: SqlValue::Timestamp(returned.reviewed_at),
+        reviewed_by: actor(event),
+        feedback: SqlValue::Text(returned.feedback.clone()),
+        comment: SqlValue::Null,
+        position: position.clone(),
+    };
+    review_statements(out, returned.document_id.to_string(), review, |review| {
+        vec![review.reviewed_at, review.reviewed_by, review.feedback, review.position]
+    });
+    touch(out, enterprise_id, position);
 }
 
-fn touch(enterprise_id: EnterpriseId, position: SqlValue) -> Statement {
-    Statement::new(TOUCH_ENTERPRISE, vec![text(enterprise_id), position])
+/// What a review sets on its document's row.
+struct Review {
+    outcome: &'static str,
+    reviewed_at: SqlValue,
+    reviewed_by: SqlValue,
+    feedback: SqlValue,
+    comment: SqlValue,
+    position: SqlValue,
+}
+
+/// Folds a review into its document's insert when the upload is in the same batch (most are:
+/// a review follows its upload within about a thousand events), else updates the row with
+/// `APPROVE_DOCUMENT` or `RETURN_DOCUMENT`, whose parameters after the id `update_params` gives.
+/// Between the two, the batch only ever changes a document's town, which a review leaves alone.
+fn review_statements(
+    out: &mut BatchStatements,
+    document_id: String,
+    review: Review,
+    update_params: impl FnOnce(Review) -> Vec<SqlValue>,
+) {
+    if let Some(insert) = out.insert_mut("documents", &document_id) {
+        debug_assert!(
+            matches!(insert.params.len(), 16 | 21),
+            "an INSERT_DOCUMENT's parameters"
+        );
+        insert.sql = INSERT_REVIEWED_DOCUMENT.into();
+        // Also drops the review columns of an earlier review in the batch: the last one wins,
+        // as it would updating the row twice.
+        insert.params.truncate(DOCUMENT_PARAMS_BEFORE_POSITION);
+        insert.params.extend([
+            review.position,
+            SqlValue::Text(review.outcome.to_owned()),
+            review.reviewed_at,
+            review.reviewed_by,
+            review.feedback,
+            review.comment,
+        ]);
+        return;
+    }
+    let sql = if review.outcome == "approved" {
+        APPROVE_DOCUMENT
+    } else {
+        RETURN_DOCUMENT
+    };
+    let mut params = vec![SqlValue::Text(document_id)];
+    params.extend(update_params(review));
+    out.push(Statement::new(sql, params));
+}
+
+/// Moves the enterprise's `last_position`; within a batch only the last move of an enterprise
+/// runs (an overwrite), since nothing the projection writes reads it.
+fn touch(out: &mut BatchStatements, enterprise_id: EnterpriseId, position: SqlValue) {
+    let id = enterprise_id.to_string();
+    out.push_overwrite(
+        "enterprises.last_position",
+        id.clone(),
+        Statement::new(TOUCH_ENTERPRISE, vec![SqlValue::Text(id), position]),
+    );
 }
 
 /// Reads the enterprise id from the stream name `enterprise-<uuid>`.

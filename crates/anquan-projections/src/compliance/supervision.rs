@@ -25,6 +25,7 @@ use super::query::{
 };
 use super::{actor, json, text, touch};
 use crate::error::{ProjectionError, QueryError};
+use crate::projection::BatchStatements;
 
 /// Most rows (hazards or enterprises) one supervision query examines; past it, a list ends early
 /// (with a cursor where the scan stopped) and a distribution or plan says it is incomplete.
@@ -66,7 +67,7 @@ pub(super) fn statements(
     event: &RecordedEvent,
     decoded: &Event,
     position: SqlValue,
-    out: &mut Vec<Statement>,
+    out: &mut BatchStatements,
 ) -> Result<(), ProjectionError> {
     let id = text(enterprise_id);
     match decoded {
@@ -204,7 +205,7 @@ pub(super) fn statements(
         )),
         _ => return Ok(()),
     }
-    out.push(touch(enterprise_id, position));
+    touch(out, enterprise_id, position);
     Ok(())
 }
 

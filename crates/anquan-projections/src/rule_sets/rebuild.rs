@@ -1,15 +1,18 @@
 //! Refolding the fact read models from the log up to its current end, for a rebuild into
 //! fresh tables (or a fresh database) and for the rebuild benchmark: each page of the log is
-//! read and decoded once and applied to every projection, each in one transaction with its
-//! checkpoint. Cancellable between pages; running it again resumes from the checkpoints.
+//! read and decoded once and folded into every projection on one core while the previous page
+//! commits on the other (the runner's `fold`), each projection's batch in one transaction with
+//! its checkpoint. The indexes only queries use are created at the end, over full tables.
+//! Cancellable between pages; running it again resumes from the checkpoints.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use anquan_event_store::{EventStore, Position, ProjectionBatch, READ_BATCH_MAX, ReadModelStore};
+use anquan_event_store::{EventStore, Position, READ_BATCH_MAX, ReadModelStore};
 
 use crate::error::RunnerError;
+use crate::fold::{Fold, Until};
 use crate::projection::Projection;
 
 /// How a fold is going.
@@ -32,7 +35,7 @@ pub struct FoldReport {
 }
 
 /// Folds the log into `projections` from their checkpoints (the lowest of them) to the end of
-/// the log as it is now.
+/// the log as it is now, then creates their query indexes (unless cancelled).
 pub async fn fold_to_end(
     event_store: &dyn EventStore,
     read_models: &dyn ReadModelStore,
@@ -41,87 +44,66 @@ pub async fn fold_to_end(
     mut progress: impl FnMut(&FoldProgress),
 ) -> Result<FoldReport, RunnerError> {
     let started = Instant::now();
-    let mut checkpoints = Vec::with_capacity(projections.len());
-    for projection in projections {
-        let read_error = |source| RunnerError::ReadModel {
-            projection: projection.name(),
+    let dialect = read_models.dialect();
+    let read_error = |projection: &Arc<dyn Projection>| {
+        let projection = projection.name();
+        move |source| RunnerError::ReadModel {
+            projection,
             attempts: 1,
             source,
-        };
+        }
+    };
+    let mut checkpoints = Vec::with_capacity(projections.len());
+    for projection in projections {
         read_models
-            .migrate(projection.schema(read_models.dialect()))
+            .migrate(projection.schema(dialect))
             .await
-            .map_err(read_error)?;
-        checkpoints.push(read_models.checkpoint(projection.name()).await.map_err(read_error)?);
-    }
-    let mut after = checkpoints.iter().copied().min().flatten();
-    let mut events: u64 = 0;
-    let mut cancelled = false;
-    loop {
-        if cancel.load(Ordering::Relaxed) {
-            cancelled = true;
-            break;
-        }
-        let page = event_store
-            .read_all(after, READ_BATCH_MAX)
-            .await
-            .map_err(|source| RunnerError::EventStore {
-                projection: "rebuild",
-                attempts: 1,
-                source,
-            })?;
-        let Some(last) = page.last() else { break };
-        let last_position = last.position;
-        let mut decoded = Vec::with_capacity(page.len());
-        for event in &page {
-            decoded.push(event.decode().map_err(|source| RunnerError::Undecodable {
-                projection: "rebuild",
-                position: event.position,
-                event_type: event.event_type.clone(),
-                source,
-            })?);
-        }
-        for (projection, checkpoint) in projections.iter().zip(checkpoints.iter_mut()) {
-            let mut statements = Vec::new();
-            for (event, data) in page.iter().zip(&decoded) {
-                if checkpoint.is_some_and(|checkpoint| event.position <= checkpoint) {
-                    continue;
-                }
-                projection
-                    .apply(event, data, &mut statements)
-                    .map_err(|source| RunnerError::Apply {
-                        projection: projection.name(),
-                        position: event.position,
-                        source,
-                    })?;
-            }
+            .map_err(read_error(projection))?;
+        checkpoints.push(
             read_models
-                .apply(ProjectionBatch {
-                    projection: projection.name().to_owned(),
-                    statements,
-                    checkpoint: last_position,
-                })
+                .checkpoint(projection.name())
                 .await
-                .map_err(|source| RunnerError::ReadModel {
-                    projection: projection.name(),
-                    attempts: 1,
-                    source,
-                })?;
-            *checkpoint = Some(last_position);
+                .map_err(read_error(projection))?,
+        );
+    }
+    let after = checkpoints.iter().copied().min().flatten();
+    let folded = Fold {
+        event_store,
+        read_models,
+        projections: projections.to_vec(),
+        checkpoints,
+        page_max: READ_BATCH_MAX,
+        until: Until::EndOfLog,
+        cancel: Some(cancel),
+    }
+    .run(
+        |_, _| {},
+        |folded| {
+            let elapsed = started.elapsed();
+            if let Some(position) = folded.last_position {
+                progress(&FoldProgress {
+                    events: folded.events,
+                    position,
+                    per_second: folded.events as f64 / elapsed.as_secs_f64().max(f64::EPSILON),
+                    elapsed,
+                });
+            }
+        },
+    )
+    .await?;
+    let cancelled = cancel.load(std::sync::atomic::Ordering::Relaxed);
+    if !cancelled {
+        for projection in projections {
+            let ddl = projection.query_indexes(dialect);
+            if ddl.trim().is_empty() {
+                continue;
+            }
+            read_models.migrate(ddl).await.map_err(read_error(projection))?;
         }
-        events += page.len() as u64;
-        after = Some(last_position);
-        let elapsed = started.elapsed();
-        progress(&FoldProgress {
-            events,
-            position: last_position,
-            per_second: events as f64 / elapsed.as_secs_f64().max(f64::EPSILON),
-            elapsed,
-        });
     }
     Ok(FoldReport {
-        events,
-        last_position: after,
+        events: folded.events,
+        last_position: folded.last_position.or(after),
         elapsed: started.elapsed(),
         cancelled,
     })
