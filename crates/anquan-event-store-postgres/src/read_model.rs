@@ -123,14 +123,13 @@ fn json_to_sql(text: &str, ty: &Type, out: &mut bytes::BytesMut) -> Result<IsNul
 /// strictly in the order they were sent, so the effect is that of running them one by one;
 /// the first failure (in statement order) is returned, and the server rejects every later
 /// statement of the then-aborted transaction, which the caller rolls back.
-async fn execute_all<'s>(
+async fn execute_all(
     transaction: &deadpool_postgres::Transaction<'_>,
-    statements: impl IntoIterator<Item = &'s Statement>,
+    statements: &[&Statement],
 ) -> Result<(), ReadModelError> {
-    let statements: Vec<&Statement> = statements.into_iter().collect();
     let mut distinct: HashMap<&str, tokio_postgres::Statement> = HashMap::new();
     let mut prepared = Vec::with_capacity(statements.len());
-    for statement in &statements {
+    for statement in statements {
         let sql: &str = &statement.sql;
         let handle = match distinct.get(sql) {
             Some(handle) => handle.clone(),
@@ -262,19 +261,33 @@ impl ReadModelStore for PostgresReadModelStore {
     }
 
     async fn apply(&self, batch: Arc<ProjectionBatch>) -> Result<(), ReadModelError> {
-        let commit = i64::try_from(batch.checkpoint.commit).unwrap_or(i64::MAX);
-        let prepare = i64::try_from(batch.checkpoint.prepare).unwrap_or(i64::MAX);
-        let checkpoint = [Statement::new(
-            CHECKPOINT_UPSERT,
-            vec![
-                SqlValue::Text(batch.projection.clone()),
-                SqlValue::Int(commit),
-                SqlValue::Int(prepare),
-            ],
-        )];
+        self.apply_together(&[batch]).await
+    }
+
+    async fn apply_together(&self, batches: &[Arc<ProjectionBatch>]) -> Result<(), ReadModelError> {
+        let checkpoints: Vec<Statement> = batches
+            .iter()
+            .map(|batch| {
+                let commit = i64::try_from(batch.checkpoint.commit).unwrap_or(i64::MAX);
+                let prepare = i64::try_from(batch.checkpoint.prepare).unwrap_or(i64::MAX);
+                Statement::new(
+                    CHECKPOINT_UPSERT,
+                    vec![
+                        SqlValue::Text(batch.projection.clone()),
+                        SqlValue::Int(commit),
+                        SqlValue::Int(prepare),
+                    ],
+                )
+            })
+            .collect();
+        let mut statements: Vec<&Statement> = Vec::new();
+        for (batch, checkpoint) in batches.iter().zip(&checkpoints) {
+            statements.extend(&batch.statements);
+            statements.push(checkpoint);
+        }
         let mut client = self.client().await?;
         let transaction = client.transaction().await.map_err(backend("begin projection batch"))?;
-        execute_all(&transaction, batch.statements.iter().chain(&checkpoint)).await?;
+        execute_all(&transaction, &statements).await?;
         transaction.commit().await.map_err(backend("commit projection batch"))
     }
 
@@ -311,6 +324,7 @@ impl ReadModelStore for PostgresReadModelStore {
         ));
         let mut client = self.client().await?;
         let transaction = client.transaction().await.map_err(backend("begin reset"))?;
+        let statements: Vec<&Statement> = statements.iter().collect();
         execute_all(&transaction, &statements).await?;
         transaction.commit().await.map_err(backend("commit reset"))
     }

@@ -229,4 +229,40 @@ async fn a_long_batch_runs_in_order_and_fails_as_a_whole() {
     );
     let count = store.query("SELECT count(*) FROM counter", &[]).await.unwrap();
     assert_eq!(count, vec![Row(vec![SqlValue::Int(9)])]);
+
+    // Two projections' batches commit together or not at all, each moving its own checkpoint.
+    let batch = |projection: &str, statements, checkpoint| {
+        Arc::new(ProjectionBatch {
+            projection: projection.to_owned(),
+            statements,
+            checkpoint: Position::from_sequence(checkpoint),
+        })
+    };
+    let delete = |id| Statement::new("DELETE FROM counter WHERE id = $1", vec![SqlValue::Int(id)]);
+    let failing = Statement::new("INSERT INTO missing_table VALUES ($1)", vec![SqlValue::Int(1)]);
+    assert!(
+        store
+            .apply_together(&[
+                batch("counter", vec![delete(8)], 712),
+                batch("other", vec![failing], 712)
+            ])
+            .await
+            .is_err()
+    );
+    assert_eq!(store.query("SELECT count(*) FROM counter", &[]).await.unwrap(), count);
+    assert_eq!(store.checkpoint("other").await.unwrap(), None);
+    store
+        .apply_together(&[batch("counter", vec![delete(8)], 713), batch("other", vec![], 713)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.query("SELECT count(*) FROM counter", &[]).await.unwrap(),
+        vec![Row(vec![SqlValue::Int(8)])]
+    );
+    for projection in ["counter", "other"] {
+        assert_eq!(
+            store.checkpoint(projection).await.unwrap(),
+            Some(Position::from_sequence(713))
+        );
+    }
 }

@@ -106,6 +106,16 @@ pub trait ReadModelStore: Send + Sync + 'static {
     /// without copying its statements.
     async fn apply(&self, batch: Arc<ProjectionBatch>) -> Result<(), ReadModelError>;
 
+    /// Executes several projections' batches, each moving its own checkpoint, all in one
+    /// transaction: one commit (one fsync) for a page of the log folded into every projection.
+    /// The default applies them one by one, each in its own transaction.
+    async fn apply_together(&self, batches: &[Arc<ProjectionBatch>]) -> Result<(), ReadModelError> {
+        for batch in batches {
+            self.apply(Arc::clone(batch)).await?;
+        }
+        Ok(())
+    }
+
     /// Returns a projection's checkpoint: the position of the last event it applied.
     async fn checkpoint(&self, projection: &str) -> Result<Option<Position>, ReadModelError>;
 

@@ -4,7 +4,8 @@
 //!
 //! It is a two-stage pipeline. The reader reads each page of the log once, then decodes it once
 //! and folds it into every projection's batch on a blocking thread; meanwhile the committer
-//! commits the previous page's batches, each with its checkpoint, in page order. Reading and
+//! commits the previous page's batches, each with its checkpoint, in page order and in one
+//! transaction (one fsync per page, not one per projection). Reading and
 //! folding keep one core busy and the read-model store's writer the other; a bounded channel
 //! keeps the reader at most [`PREFETCH_PAGES_MAX`] pages ahead, which bounds the memory held.
 
@@ -109,18 +110,19 @@ impl Fold<'_> {
                     break;
                 }
                 let page = page?;
+                let batches: Vec<Arc<ProjectionBatch>> = page.batches.iter().flatten().cloned().collect();
+                let names = page_names(&projections, &page);
+                let span = tracing::info_span!(
+                    "projection.batch",
+                    projection.name = names,
+                    position.from = %page.first_position,
+                    events.count = page.events
+                );
+                commit(read_models, names, &batches).instrument(span).await?;
                 for (index, batch) in page.batches.iter().enumerate() {
-                    let (Some(batch), Some(projection)) = (batch, projections.get(index)) else {
-                        continue;
-                    };
-                    let span = tracing::info_span!(
-                        "projection.batch",
-                        projection.name = projection.name(),
-                        position.from = %page.first_position,
-                        events.count = page.events
-                    );
-                    commit(read_models, projection.name(), batch).instrument(span).await?;
-                    committed(index, batch.checkpoint);
+                    if let Some(batch) = batch {
+                        committed(index, batch.checkpoint);
+                    }
                 }
                 folded.events += page.events as u64;
                 folded.last_position = Some(page.last_position);
@@ -314,16 +316,34 @@ fn fold_page(
     })
 }
 
-/// Commits one batch, retrying a failing store with backoff; the batch is shared, not copied.
+/// The name a page's batches go by in logs and errors: the projection's, or "projections"
+/// when the page has batches of several.
+fn page_names(projections: &[Arc<dyn Projection>], page: &FoldedPage) -> &'static str {
+    let mut names = projections
+        .iter()
+        .zip(&page.batches)
+        .filter(|(_, batch)| batch.is_some())
+        .map(|(projection, _)| projection.name());
+    match (names.next(), names.next()) {
+        (Some(only), None) => only,
+        _ => "projections",
+    }
+}
+
+/// Commits a page's batches in one transaction, retrying a failing store with backoff; the
+/// batches are shared, not copied.
 async fn commit(
     read_models: &dyn ReadModelStore,
     projection: &'static str,
-    batch: &Arc<ProjectionBatch>,
+    batches: &[Arc<ProjectionBatch>],
 ) -> Result<(), RunnerError> {
+    if batches.is_empty() {
+        return Ok(());
+    }
     let mut attempts = 0;
     loop {
         attempts += 1;
-        match read_models.apply(Arc::clone(batch)).await {
+        match read_models.apply_together(batches).await {
             Ok(()) => return Ok(()),
             Err(source) if attempts >= STORE_ATTEMPTS_MAX => {
                 tracing::error!(projection.name = projection, error = %source, attempts, "read-model store keeps failing, projection stops");
