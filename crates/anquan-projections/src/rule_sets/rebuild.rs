@@ -9,11 +9,17 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use anquan_event_store::{EventStore, Position, READ_BATCH_MAX, ReadModelStore};
+use anquan_event_store::{EventStore, Position, ReadModelStore};
 
 use crate::error::RunnerError;
 use crate::fold::{Fold, Until};
 use crate::projection::Projection;
+
+/// Events per page of a rebuild, each page one transaction. Larger pages rewrite the randomly
+/// keyed index pages (document ids) fewer times and fold more reviews into their upload's
+/// insert: on the scale-1 demo 30,000 gave about 100-110k events/s against 75-105k with 10,000,
+/// for about 100 MiB more memory in flight.
+pub const REBUILD_PAGE_EVENTS_MAX: usize = 30_000;
 
 /// How a fold is going.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,7 +78,7 @@ pub async fn fold_to_end(
         read_models,
         projections: projections.to_vec(),
         checkpoints,
-        page_max: READ_BATCH_MAX,
+        page_max: REBUILD_PAGE_EVENTS_MAX,
         until: Until::EndOfLog,
         cancel: Some(cancel),
     }
