@@ -28,8 +28,13 @@ use anquan_projections::metrics::{
 
 use crate::AppState;
 
-/// How often everything is recomputed as time passes (windows, validity, deadlines).
+/// How often everything is recomputed as time passes (windows, validity, deadlines), at most.
 pub const METRICS_REFRESH: Duration = Duration::from_secs(60);
+/// The pause after a recomputation of everything is at least this many times as long as the
+/// recomputation took: it keeps at most a sixth of a core busy. A city's recomputation takes a
+/// few seconds and refreshes every minute; a province's takes minutes and refreshes less often,
+/// instead of recomputing back to back.
+const REFRESH_PAUSE_PER_BUSY: u32 = 5;
 /// Events read per page while following the log.
 const LOG_PAGE: usize = 500;
 /// How many change notices a slow subscriber may fall behind.
@@ -172,6 +177,11 @@ pub async fn snapshots_at(app: &AppState, instants: &[DateTime<Utc>]) -> Result<
     .cloned()
 }
 
+/// The pause before the next recomputation of everything, after one that took `took`.
+fn refresh_pause(took: Duration) -> Duration {
+    METRICS_REFRESH.max(took.saturating_mul(REFRESH_PAUSE_PER_BUSY))
+}
+
 /// Which towns a recomputation tells subscribers about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Announce {
@@ -218,19 +228,20 @@ impl MetricsWatcher {
         let mut projected = self.app.projected.clone();
         let mut promotions = self.app.rule_sets.subscribe();
         self.rules = Arc::clone(&promotions.borrow_and_update().1);
-        loop {
+        let mut refresh_every = loop {
             self.after = *projected.borrow_and_update();
+            let started = std::time::Instant::now();
             match self.recompute_all(Announce::Nothing).await {
-                Ok(()) => break,
+                Ok(()) => break refresh_pause(started.elapsed()),
                 Err(error) => {
                     tracing::warn!(error = %error, "metrics cannot load, retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
-        }
+        };
         let mut last_full = std::time::Instant::now();
         loop {
-            let until_refresh = METRICS_REFRESH.saturating_sub(last_full.elapsed());
+            let until_refresh = refresh_every.saturating_sub(last_full.elapsed());
             tokio::select! {
                 changed = projected.changed() => {
                     if changed.is_err() {
@@ -252,8 +263,9 @@ impl MetricsWatcher {
                     if self.catching_up(*projected.borrow()) {
                         continue;
                     }
-                    if let Err(error) = self.recompute_all(Announce::Changed).await {
-                        tracing::warn!(error = %error, "metrics refresh failed");
+                    match self.recompute_all(Announce::Changed).await {
+                        Ok(()) => refresh_every = refresh_pause(last_full.elapsed()),
+                        Err(error) => tracing::warn!(error = %error, "metrics refresh failed"),
                     }
                     last_full = std::time::Instant::now();
                 }
@@ -286,6 +298,7 @@ impl MetricsWatcher {
     }
 
     async fn recompute_all(&mut self, announce: Announce) -> Result<(), String> {
+        let started = std::time::Instant::now();
         let now = self.app.now();
         let rules = self.rules.clone();
         let month_at = month_before(
@@ -309,7 +322,11 @@ impl MetricsWatcher {
                 .chain(snapshot.towns.iter().map(|(town, _)| Some(town.clone())))
                 .collect(),
         };
-        tracing::debug!(enterprises = self.cache.enterprises(), "metrics recomputed");
+        tracing::info!(
+            enterprises = self.cache.enterprises(),
+            elapsed_ms = started.elapsed().as_millis(),
+            "metrics recomputed"
+        );
         self.app.metrics.publish(
             CurrentMetrics {
                 now: snapshot,
@@ -325,16 +342,16 @@ impl MetricsWatcher {
         self.app.metrics.current().map(|current| current.now)
     }
 
-    /// Recomputes the enterprises (and agencies) whose events were applied up to `applied`, or
-    /// everything when a contract ended (a termination names the contract only) or when more
-    /// than [`FOLLOW_ENTERPRISES_MAX`] enterprises changed.
+    /// Recomputes the enterprises (and agencies) whose events were applied up to `applied`
+    /// (a contract's termination names the contract only: its enterprise is read from the agency
+    /// read model), or everything when more than [`FOLLOW_ENTERPRISES_MAX`] enterprises changed.
     async fn follow(&mut self, applied: Option<Position>) -> Result<(), String> {
         let Some(applied) = applied else {
             return Ok(());
         };
         let mut enterprises: BTreeSet<EnterpriseId> = BTreeSet::new();
         let mut agencies = false;
-        let mut everything = false;
+        let mut terminated = Vec::new();
         while self.after.is_none_or(|after| after < applied) {
             let page = self
                 .app
@@ -362,13 +379,13 @@ impl MetricsWatcher {
                         Ok(Event::ServiceRated(e)) => {
                             enterprises.insert(e.enterprise_id);
                         }
-                        Ok(Event::ContractTerminated(_)) => everything = true,
+                        Ok(Event::ContractTerminated(e)) => terminated.push(e.contract_id),
                         _ => {}
                     }
                 }
             }
             self.after = Some(last.min(applied));
-            if everything || enterprises.len() > FOLLOW_ENTERPRISES_MAX {
+            if enterprises.len() + terminated.len() > FOLLOW_ENTERPRISES_MAX {
                 // Everything is recomputed from the read models, which hold at least `applied`:
                 // the rest of the span need not be read.
                 self.after = Some(applied);
@@ -376,6 +393,22 @@ impl MetricsWatcher {
             }
             if last >= applied {
                 break;
+            }
+        }
+        for contract_id in terminated {
+            let contract = anquan_projections::agency::contract(self.app.read_models.as_ref(), contract_id)
+                .await
+                .map_err(|error| error.to_string())?;
+            match contract {
+                Some(contract) => {
+                    enterprises.insert(contract.enterprise_id);
+                }
+                // The read models hold at least `applied`, so the contract is there; if it is
+                // not, recompute everything rather than miss its enterprise.
+                None => {
+                    self.after = Some(applied);
+                    return self.recompute_all(Announce::Changed).await;
+                }
             }
         }
         if enterprises.is_empty() && !agencies {
@@ -431,4 +464,16 @@ fn changed_towns(previous: Option<&Snapshot>, next: &Snapshot) -> BTreeSet<Optio
         }
     }
     towns
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quick_recomputation_refreshes_every_minute_and_a_slow_one_keeps_a_core_mostly_free() {
+        assert_eq!(refresh_pause(Duration::from_millis(300)), METRICS_REFRESH);
+        assert_eq!(refresh_pause(Duration::from_secs(12)), METRICS_REFRESH);
+        assert_eq!(refresh_pause(Duration::from_secs(100)), Duration::from_secs(500));
+    }
 }

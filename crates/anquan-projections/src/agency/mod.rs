@@ -8,9 +8,9 @@ mod serving;
 
 pub use query::{
     AgencyView, ContractView, DirectoryEntry, DirectoryFilter, GradeView, ReportView, SanctionView, ServiceStatistics,
-    StaffReportView, StaffView, StatisticsScope, agencies, agency, contracts_of_agency, contracts_of_enterprise,
-    directory, grades, reports_of_agency, reports_of_enterprise, sanctions, service_coverage, staff_member,
-    staff_of_agency, staff_reports, yearly_statistics,
+    StaffReportView, StaffView, StatisticsScope, agencies, agency, contract, contracts_of_agency,
+    contracts_of_enterprise, directory, grades, reports_of_agency, reports_of_enterprise, sanctions, service_coverage,
+    staff_member, staff_of_agency, staff_reports, yearly_statistics,
 };
 pub use serving::{ServingAgency, serving_agency};
 

@@ -244,6 +244,13 @@ pub async fn staff_member(store: &dyn ReadModelStore, staff_id: StaffId) -> Resu
     rows.first().map(staff_view).transpose()
 }
 
+/// Reads one contract.
+pub async fn contract(store: &dyn ReadModelStore, contract_id: ContractId) -> Result<Option<ContractView>, QueryError> {
+    let sql = format!("{CONTRACT_COLUMNS} WHERE contract_id = $1");
+    let rows = store.query(&sql, &[text(contract_id)]).await?;
+    rows.first().map(contract_view).transpose()
+}
+
 /// Lists an enterprise's contracts, oldest first.
 pub async fn contracts_of_enterprise(
     store: &dyn ReadModelStore,

@@ -1,0 +1,80 @@
+//! The town statistics for "now" follow the agency events: a contract signed with an enterprise
+//! counts it as served (H01, 社会化服务覆盖率), and the contract's termination, which names the
+//! contract only, takes it out again without waiting for the minute refresh.
+
+use std::time::Duration as StdDuration;
+
+use chrono::{Duration, Utc};
+use serde_json::{Value, json};
+
+use crate::compliance_flow::register;
+use crate::support::{Backend, TestApp, backends, data, spawn_app};
+
+/// How long the metrics watcher may take to follow an event.
+const FOLLOW_TIMEOUT: StdDuration = StdDuration::from_secs(20);
+
+const REGISTER_AGENCY: &str =
+    "mutation($profile: AgencyProfileInput!) { registerAgency(profile: $profile) { agencyId } }";
+const SIGN: &str = "mutation($input: SignServiceContractInput!) { signServiceContract(input: $input) { contractId } }";
+const TERMINATE: &str = "mutation($agency: ID!, $contract: ID!) {
+  terminateServiceContract(agencyId: $agency, contractId: $contract, reason: \"企业停产\") { eventTypes } }";
+const COVERAGE: &str = "{ headlineRates(town: \"许村\") { socialServiceCoverage } }";
+
+#[tokio::test]
+async fn a_terminated_contract_leaves_the_town_coverage_without_waiting_for_the_refresh() {
+    for backend in backends() {
+        follow_a_contract(backend).await;
+    }
+}
+
+async fn follow_a_contract(backend: Backend) {
+    let app = spawn_app(backend, &[]).await;
+    let admin = app.token(&["--role", "city_admin"]);
+    let enterprise_id = register(&app, &admin, "91330481MA28A0XX07", "许村").await;
+    let profile = json!({
+        "name": "海宁市安信安全技术服务有限公司", "licence": "APJ-(浙)-001", "serviceScope": ["安全管家"],
+        "serviceStandards": "每季度上门一次", "feeBand": { "minYuan": 3000, "maxYuan": 12000 },
+        "contactPhone": "0573-87001234"
+    });
+    let registered = app
+        .graphql(Some(&admin), REGISTER_AGENCY, json!({ "profile": profile }))
+        .await;
+    let agency_id = data(&registered)["registerAgency"]["agencyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let agency = app.token(&["--role", "agency", "--agency", &agency_id]);
+    coverage_becomes(&app, &admin, 0.0).await;
+
+    let now = Utc::now();
+    let contract = json!({ "agencyId": agency_id, "enterpriseId": enterprise_id,
+        "validFrom": now - Duration::days(1), "validUntil": now + Duration::days(365),
+        "services": ["安全管家"], "visitsPromised": 4, "feeYuan": 6000 });
+    let signed = app.graphql(Some(&agency), SIGN, json!({ "input": contract })).await;
+    let contract_id = data(&signed)["signServiceContract"]["contractId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    coverage_becomes(&app, &admin, 100.0).await;
+
+    let variables = json!({ "agency": agency_id, "contract": contract_id });
+    data(&app.graphql(Some(&agency), TERMINATE, variables).await);
+    coverage_becomes(&app, &admin, 0.0).await;
+}
+
+/// Waits until 许村's service coverage for now reads `expected`.
+async fn coverage_becomes(app: &TestApp, admin: &str, expected: f64) {
+    let deadline = tokio::time::Instant::now() + FOLLOW_TIMEOUT;
+    loop {
+        let response = app.graphql(Some(admin), COVERAGE, json!({})).await;
+        let coverage: &Value = &data(&response)["headlineRates"]["socialServiceCoverage"];
+        if coverage.as_f64() == Some(expected) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "coverage is {coverage}, not {expected}"
+        );
+        tokio::time::sleep(StdDuration::from_millis(200)).await;
+    }
+}
