@@ -12,14 +12,28 @@ use anquan_event_store::{ReadModelError, StoreError};
 /// GraphQL error is the conversion below, which always sets `extensions.code`.
 #[derive(Debug)]
 pub enum ApiError {
-    Rejected { code: &'static str, message: String },
-    BadInput { code: &'static str, message: String },
+    Rejected {
+        code: &'static str,
+        message: String,
+    },
+    BadInput {
+        code: &'static str,
+        message: String,
+    },
     Unauthenticated,
     Forbidden(String),
     NotFound(String),
-    WrongExpectedVersion { expected: String, actual: String },
+    WrongExpectedVersion {
+        expected: String,
+        actual: String,
+    },
     Conflict,
-    FileTooLarge { size: u64, max: u64 },
+    FileTooLarge {
+        size: u64,
+        max: u64,
+    },
+    /// Something the service computes after it starts is not there yet; the client may retry.
+    NotReady(String),
     Internal(String),
 }
 
@@ -37,6 +51,7 @@ impl ApiError {
             }
             ApiError::Conflict => "another change to the same record won repeatedly; try again".to_owned(),
             ApiError::FileTooLarge { size, max } => format!("the file is {size} bytes; at most {max} are accepted"),
+            ApiError::NotReady(message) => message.clone(),
             ApiError::Internal(_) => "internal error".to_owned(),
         }
     }
@@ -52,6 +67,7 @@ impl ApiError {
             ApiError::WrongExpectedVersion { .. } => "WRONG_EXPECTED_VERSION",
             ApiError::Conflict => "CONFLICT",
             ApiError::FileTooLarge { .. } => "FILE_TOO_LARGE",
+            ApiError::NotReady(_) => "NOT_READY",
             ApiError::Internal(_) => "INTERNAL",
         }
     }

@@ -12,11 +12,11 @@
 //! recomputes everything with the new version and tells subscribers of every town and the city.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Months, Utc};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use anquan_domain::rules::RuleSet;
 use anquan_domain::{EnterpriseId, Event, Town};
@@ -68,7 +68,7 @@ pub struct MetricsChanged {
 /// Shared between the watcher (writer), the resolvers and subscriptions (readers).
 #[derive(Clone)]
 pub struct MetricsService {
-    current: Arc<RwLock<Option<CurrentMetrics>>>,
+    current: watch::Sender<Option<CurrentMetrics>>,
     changes: broadcast::Sender<MetricsChanged>,
     /// The latest past-instant computations, newest last.
     past: Arc<Mutex<VecDeque<PastEntry>>>,
@@ -100,7 +100,7 @@ struct PastEntry {
 impl Default for MetricsService {
     fn default() -> Self {
         MetricsService {
-            current: Arc::new(RwLock::new(None)),
+            current: watch::Sender::new(None),
             changes: broadcast::Sender::new(CHANGES_CAPACITY),
             past: Arc::new(Mutex::new(VecDeque::with_capacity(PAST_KEPT))),
         }
@@ -110,7 +110,19 @@ impl Default for MetricsService {
 impl MetricsService {
     /// The figures for "now", once the first computation is done.
     pub fn current(&self) -> Option<CurrentMetrics> {
-        self.current.read().ok().and_then(|current| current.clone())
+        self.current.borrow().clone()
+    }
+
+    /// The figures for "now" computed with rule set `version`, waiting up to `wait` for the
+    /// watcher to compute them (after the service starts, or after a promotion to `version`).
+    pub async fn current_with(&self, version: &str, wait: Duration) -> Option<CurrentMetrics> {
+        let mut receiver = self.current.subscribe();
+        let computed =
+            receiver.wait_for(|current| current.as_ref().is_some_and(|current| current.rules.version == version));
+        match tokio::time::timeout(wait, computed).await {
+            Ok(Ok(current)) => current.clone(),
+            Ok(Err(_)) | Err(_) => None,
+        }
     }
 
     /// A receiver of change notices.
@@ -139,9 +151,7 @@ impl MetricsService {
 
     fn publish(&self, current: CurrentMetrics, towns: BTreeSet<Option<Town>>) {
         let at = current.now.at;
-        if let Ok(mut slot) = self.current.write() {
-            *slot = Some(current);
-        }
+        self.current.send_replace(Some(current));
         if !towns.is_empty() {
             // No subscriber is not an error.
             let _ = self.changes.send(MetricsChanged { towns, at });
@@ -469,6 +479,44 @@ fn changed_towns(previous: Option<&Snapshot>, next: &Snapshot) -> BTreeSet<Optio
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn computed_with(rules: Arc<RuleSet>) -> CurrentMetrics {
+        let empty = Arc::new(Snapshot {
+            at: Utc::now(),
+            towns: Vec::new(),
+            city: anquan_projections::metrics::ScopeTallies {
+                all: Vec::new(),
+                by_breakdown: Vec::new(),
+            },
+        });
+        CurrentMetrics {
+            now: empty.clone(),
+            month_ago: empty,
+            rules,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_waits_for_the_first_computation_with_its_rule_set_and_no_longer() {
+        let service = MetricsService::default();
+        let rules = Arc::new(anquan_domain::rules::builtin_v1().unwrap());
+        let short = Duration::from_millis(50);
+        assert!(service.current_with("v1", short).await.is_none());
+
+        let publisher = service.clone();
+        let published = rules.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            publisher.publish(computed_with(published), BTreeSet::new());
+        });
+        let current = service.current_with("v1", Duration::from_secs(10)).await;
+        assert_eq!(
+            current.map(|current| current.rules.version.clone()),
+            Some("v1".to_owned())
+        );
+        // Figures of another version are not what a request under v2 waits for.
+        assert!(service.current_with("v2", short).await.is_none());
+    }
 
     #[test]
     fn a_quick_recomputation_refreshes_every_minute_and_a_slow_one_keeps_a_core_mostly_free() {

@@ -227,12 +227,32 @@ fn with_rules(app: &AppState, rule_set: Option<&str>) -> Result<AppState, ApiErr
     })
 }
 
+/// How long a request for "now" under the live rules waits for the watcher's first computation
+/// (after the service starts or a promotion) before it is told to come back.
+const FIRST_COMPUTATION_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// The snapshot at `as_of` (or now) and the one a month earlier, under `app.rules`. "Now" is
-/// the watcher's cache when it was computed with the same version, and computed otherwise.
+/// the watcher's cache when it was computed with the same version. Under the live rules it is
+/// never computed per request: one pass reads every enterprise's file, minutes at province
+/// scale, and a dashboard opened while the service starts must not start one per request; the
+/// request waits for the watcher a while, then gets `NOT_READY`. Under another version "now"
+/// is computed for the request.
 async fn snapshots(app: &AppState, as_of: Option<DateTime<Utc>>) -> Result<(Arc<Snapshot>, Arc<Snapshot>), ApiError> {
     match as_of {
         None => match app.metrics.current() {
             Some(current) if current.rules.version == app.rules.version => Ok((current.now, current.month_ago)),
+            _ if app.rules.version == app.rule_sets.active_version() => app
+                .metrics
+                .current_with(&app.rules.version, FIRST_COMPUTATION_WAIT)
+                .await
+                .map(|current| (current.now, current.month_ago))
+                .ok_or_else(|| {
+                    ApiError::NotReady(format!(
+                        "the town statistics for now under rule set {} are still being computed (after the service \
+                         started or the rule set was promoted); try again shortly",
+                        app.rules.version
+                    ))
+                }),
             _ => {
                 let now = app.now();
                 compute_pair(app, now).await
