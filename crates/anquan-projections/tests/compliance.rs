@@ -896,6 +896,17 @@ async fn the_review_queue_lists_pending_documents_oldest_first_in_pages(backend:
         .unwrap();
     assert_eq!(ids(&changan), vec![world.pending[0], world.pending[2]]);
     assert!(changan.items.iter().all(|view| view.town.as_str() == "长安"));
+    // A town's queue pages with the same cursor.
+    let changan_first = compliance::review_queue(store, Some(&town("长安")), 1, None)
+        .await
+        .unwrap();
+    assert_eq!(ids(&changan_first), vec![world.pending[0]]);
+    assert!(changan_first.has_next);
+    let changan_next = compliance::review_queue(store, Some(&town("长安")), 1, changan_first.end_cursor.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(ids(&changan_next), vec![world.pending[2]]);
+    assert!(!changan_next.has_next);
     let xucun = compliance::review_queue(store, Some(&town("许村")), 10, None)
         .await
         .unwrap();
