@@ -23,7 +23,7 @@ use tokio::process::Command;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::compliance_flow::{review, upload};
-use crate::supervision_flow::{next_of, subscribe};
+use crate::supervision_flow::{next_message, next_of, subscribe};
 use crate::support::{TestApp, binary, data, error_code};
 
 const JWT_SECRET: &str = "black-box-tests-secret-of-at-least-32-bytes";
@@ -511,8 +511,6 @@ async fn subscribers_are_pushed_what_a_promotion_from_the_command_line_changes()
     let rules = rules_root_red_v2();
     let app = spawn(rules.path()).await;
     let admin = app.token(&["--role", "city_admin"]);
-    let id = plain_enterprise(&app, &admin, 200).await;
-    let before = enterprise_view(&app.graphql(Some(&admin), ENTERPRISE_RULES, json!({ "id": id })).await);
     let mut socket = subscribe(
         &app,
         &admin,
@@ -528,7 +526,24 @@ async fn subscribers_are_pushed_what_a_promotion_from_the_command_line_changes()
         ],
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The enterprise registers after the subscriptions: the pushes about it show both are live
+    // before the promotion (a fixed pause was not always enough on a loaded machine).
+    let id = plain_enterprise(&app, &admin, 200).await;
+    let (mut colour_live, mut metrics_live) = (false, false);
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !(colour_live && metrics_live) {
+        let message = next_message(
+            &mut socket,
+            until.saturating_duration_since(tokio::time::Instant::now()),
+        )
+        .await;
+        assert_ne!(message["type"], "error", "{message}");
+        if message["type"] == "next" {
+            colour_live |= message["id"] == "colour";
+            metrics_live |= message["id"] == "metrics";
+        }
+    }
+    let before = enterprise_view(&app.graphql(Some(&admin), ENTERPRISE_RULES, json!({ "id": id })).await);
 
     projections(&app, rules.path(), &["publish", "v2"]);
     projections(&app, rules.path(), &["promote", "v2"]);
