@@ -526,8 +526,8 @@ async fn subscribers_are_pushed_what_a_promotion_from_the_command_line_changes()
         ],
     )
     .await;
-    // The enterprise registers after the subscriptions: the pushes about it show both are live
-    // before the promotion (a fixed pause was not always enough on a loaded machine).
+    // The enterprise registers after the subscriptions, and the pushes about it come before the
+    // promotion's: the loops below skip them.
     let id = plain_enterprise(&app, &admin, 200).await;
     let (mut colour_live, mut metrics_live) = (false, false);
     let until = tokio::time::Instant::now() + Duration::from_secs(20);
