@@ -172,6 +172,12 @@ impl SqliteReadModelStore {
     {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
+            // A free reader if there is one: a long read (the metrics watcher's pass over every
+            // file, seconds per round at province scale) must not hold up the requests whose
+            // turn in the rotation falls on its connection. Otherwise wait in rotation.
+            if let Some(free) = inner.readers.iter().find_map(try_lock) {
+                return work(&free);
+            }
             let index = inner.next_reader.fetch_add(1, Ordering::Relaxed) % inner.readers.len().max(1);
             match inner.readers.get(index) {
                 Some(reader) => work(&lock(reader)),
@@ -303,6 +309,15 @@ fn lock(connection: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     // A panic inside a closure cannot leave a transaction open past the guard: rusqlite rolls
     // back a dropped transaction, so a poisoned connection is safe to reuse.
     connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The connection if no one holds it (poisoned is free, as in [`lock`]).
+fn try_lock(connection: &Mutex<Connection>) -> Option<MutexGuard<'_, Connection>> {
+    match connection.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
 }
 
 fn backend(message: impl Into<String>, error: rusqlite::Error) -> ReadModelError {
