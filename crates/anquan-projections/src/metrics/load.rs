@@ -22,22 +22,34 @@ use crate::error::QueryError;
 /// at 43 MB in a heap profile), while a round's few queries cost little beside the evaluation.
 pub const CHUNK: usize = 100;
 
-/// Every enterprise's contracts (`$1` is `''`), or one enterprise's (`$1`): two statements, as
-/// `$1 = '' OR enterprise_id = $1` cannot search the enterprise index and scanned every contract
-/// of the province for each enterprise the metrics follow.
-const CONTRACTS: [&str; 2] = [
-    "SELECT enterprise_id, contract_id, signed_at, valid_from, valid_until, terminated_at \
-     FROM agency_contracts WHERE $1 = '' ORDER BY enterprise_id, contract_id",
-    "SELECT enterprise_id, contract_id, signed_at, valid_from, valid_until, terminated_at \
-     FROM agency_contracts WHERE enterprise_id = $1 ORDER BY enterprise_id, contract_id",
-];
-/// Every enterprise's service reports, or one enterprise's, as [`CONTRACTS`].
-const REPORTS: [&str; 2] = [
-    "SELECT enterprise_id, report_id, visited_at, reported_at, on_time, hazard_count, stars, rated_at \
-     FROM agency_reports WHERE $1 = '' ORDER BY enterprise_id, report_id",
-    "SELECT enterprise_id, report_id, visited_at, reported_at, on_time, hazard_count, stars, rated_at \
-     FROM agency_reports WHERE enterprise_id = $1 ORDER BY enterprise_id, report_id",
-];
+macro_rules! contracts {
+    ($filter:literal) => {
+        concat!(
+            "SELECT enterprise_id, contract_id, signed_at, valid_from, valid_until, terminated_at \
+             FROM agency_contracts WHERE ",
+            $filter,
+            " ORDER BY enterprise_id, contract_id"
+        )
+    };
+}
+macro_rules! reports {
+    ($filter:literal) => {
+        concat!(
+            "SELECT enterprise_id, report_id, visited_at, reported_at, on_time, hazard_count, stars, rated_at \
+             FROM agency_reports WHERE ",
+            $filter,
+            " ORDER BY enterprise_id, report_id"
+        )
+    };
+}
+/// Every enterprise's contracts and service reports (`$1` is `''`), and one enterprise's
+/// (`$1`): two statements each, as `$1 = '' OR enterprise_id = $1` cannot search the enterprise
+/// index and scanned every contract and report of the province for each enterprise the metrics
+/// follow.
+const CONTRACTS: &str = contracts!("$1 = ''");
+const CONTRACTS_OF_ENTERPRISE: &str = contracts!("enterprise_id = $1");
+const REPORTS: &str = reports!("$1 = ''");
+const REPORTS_OF_ENTERPRISE: &str = reports!("enterprise_id = $1");
 const AGENCIES: &str = "SELECT agency_id, registered_at FROM agency_agencies ORDER BY agency_id";
 const STAFF_REPORTS: &str = "SELECT agency_id, half_year, reported_at FROM agency_staff_reports \
     ORDER BY agency_id, half_year";
@@ -90,9 +102,12 @@ pub(super) async fn services(
     let filter = [SqlValue::Text(
         enterprise_id.map(|id| id.to_string()).unwrap_or_default(),
     )];
-    let one = usize::from(enterprise_id.is_some());
+    let (contracts, reports) = match enterprise_id {
+        Some(_) => (CONTRACTS_OF_ENTERPRISE, REPORTS_OF_ENTERPRISE),
+        None => (CONTRACTS, REPORTS),
+    };
     let mut services: HashMap<EnterpriseId, ServiceFacts> = HashMap::new();
-    for row in store.query(CONTRACTS[one], &filter).await? {
+    for row in store.query(contracts, &filter).await? {
         let table = "agency_contracts";
         services
             .entry(id(&row, 0, table)?)
@@ -106,7 +121,7 @@ pub(super) async fn services(
                 terminated_at: row.opt_timestamp(5)?,
             });
     }
-    for row in store.query(REPORTS[one], &filter).await? {
+    for row in store.query(reports, &filter).await? {
         let table = "agency_reports";
         let rating = match (row.opt_int(6)?, row.opt_timestamp(7)?) {
             (Some(stars), Some(rated_at)) => Some((
