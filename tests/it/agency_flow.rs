@@ -13,7 +13,7 @@ const REGISTER_AGENCY: &str = "mutation($profile: AgencyProfileInput!) {
   registerAgency(profile: $profile) { agencyId eventTypes } }";
 const REPORT_STAFF: &str = "mutation($agency: ID!, $halfYear: String!, $staff: [StaffMemberInput!]!) {
   reportAgencyStaff(agencyId: $agency, halfYear: $halfYear, staff: $staff) { eventTypes } }";
-const SIGN: &str =
+pub(crate) const SIGN: &str =
     "mutation($input: SignServiceContractInput!) { signServiceContract(input: $input) { contractId eventTypes } }";
 const REPORT_SERVICE: &str = "mutation($input: ReportServiceInput!, $file: Upload!) {
   reportService(input: $input, reportFile: $file) { reportId eventTypes } }";
@@ -55,19 +55,24 @@ async fn ok(app: &TestApp, token: Option<&str>, query: &str, variables: Value) -
     data(&response).clone()
 }
 
+/// Registers the agency 海宁市安信安全技术服务有限公司 (fee band 3,000-12,000 yuan); returns its id.
+pub(crate) async fn register_agency(app: &TestApp, admin: &str) -> String {
+    let profile = json!({
+        "name": "海宁市安信安全技术服务有限公司", "licence": "APJ-(浙)-001", "serviceScope": ["安全管家", "隐患排查"],
+        "serviceStandards": "每季度上门一次，七日内出具报告", "feeBand": { "minYuan": 3000, "maxYuan": 12000 },
+        "contactPhone": AGENCY_PHONE
+    });
+    let registered = ok(app, Some(admin), REGISTER_AGENCY, json!({ "profile": profile })).await;
+    registered["registerAgency"]["agencyId"].as_str().unwrap().to_owned()
+}
+
 async fn run_flow(backend: Backend) {
     let app = spawn_app(backend, &[]).await;
     let admin = app.token(&["--role", "city_admin"]);
     let enterprise_id = register(&app, &admin, "91330481MA28A0XX07", "许村").await;
     let owner = app.token(&["--role", "enterprise", "--enterprise", &enterprise_id]);
 
-    let profile = json!({
-        "name": "海宁市安信安全技术服务有限公司", "licence": "APJ-(浙)-001", "serviceScope": ["安全管家", "隐患排查"],
-        "serviceStandards": "每季度上门一次，七日内出具报告", "feeBand": { "minYuan": 3000, "maxYuan": 12000 },
-        "contactPhone": AGENCY_PHONE
-    });
-    let registered = ok(&app, Some(&admin), REGISTER_AGENCY, json!({ "profile": profile })).await;
-    let agency_id = registered["registerAgency"]["agencyId"].as_str().unwrap().to_owned();
+    let agency_id = register_agency(&app, &admin).await;
     let agency = app.token(&["--role", "agency", "--agency", &agency_id]);
 
     // The agency reports its staff for the current half-year.

@@ -7,15 +7,13 @@ use std::time::Duration as StdDuration;
 use chrono::{Duration, Utc};
 use serde_json::{Value, json};
 
+use crate::agency_flow::{SIGN, register_agency};
 use crate::compliance_flow::register;
 use crate::support::{Backend, TestApp, backends, data, spawn_app};
 
 /// How long the metrics watcher may take to follow an event.
 const FOLLOW_TIMEOUT: StdDuration = StdDuration::from_secs(20);
 
-const REGISTER_AGENCY: &str =
-    "mutation($profile: AgencyProfileInput!) { registerAgency(profile: $profile) { agencyId } }";
-const SIGN: &str = "mutation($input: SignServiceContractInput!) { signServiceContract(input: $input) { contractId } }";
 const TERMINATE: &str = "mutation($agency: ID!, $contract: ID!) {
   terminateServiceContract(agencyId: $agency, contractId: $contract, reason: \"企业停产\") { eventTypes } }";
 const COVERAGE: &str = "{ headlineRates(town: \"许村\") { socialServiceCoverage } }";
@@ -31,18 +29,7 @@ async fn follow_a_contract(backend: Backend) {
     let app = spawn_app(backend, &[]).await;
     let admin = app.token(&["--role", "city_admin"]);
     let enterprise_id = register(&app, &admin, "91330481MA28A0XX07", "许村").await;
-    let profile = json!({
-        "name": "海宁市安信安全技术服务有限公司", "licence": "APJ-(浙)-001", "serviceScope": ["安全管家"],
-        "serviceStandards": "每季度上门一次", "feeBand": { "minYuan": 3000, "maxYuan": 12000 },
-        "contactPhone": "0573-87001234"
-    });
-    let registered = app
-        .graphql(Some(&admin), REGISTER_AGENCY, json!({ "profile": profile }))
-        .await;
-    let agency_id = data(&registered)["registerAgency"]["agencyId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let agency_id = register_agency(&app, &admin).await;
     let agency = app.token(&["--role", "agency", "--agency", &agency_id]);
     coverage_becomes(&app, &admin, 0.0).await;
 
