@@ -20,7 +20,7 @@ CREATE TABLE IF NOT EXISTS enterprise_profiles (
 );
 
 CREATE TABLE IF NOT EXISTS documents (
-    document_id TEXT PRIMARY KEY,
+    document_id TEXT NOT NULL,
     enterprise_id TEXT NOT NULL,
     town TEXT NOT NULL,
     requirement TEXT NOT NULL,
@@ -41,9 +41,9 @@ CREATE TABLE IF NOT EXISTS documents (
     reviewed_by TEXT,
     feedback TEXT,
     comment TEXT,
-    position BIGINT NOT NULL
+    position BIGINT NOT NULL,
+    PRIMARY KEY (enterprise_id, document_id)
 );
-CREATE INDEX IF NOT EXISTS documents_by_enterprise ON documents (enterprise_id, document_id);
 
 -- Supervision (issue 4): inspections, hazards with their deadline extensions and rectifications,
 -- and accidents. Facts only: whether a hazard is overdue is decided at query time.

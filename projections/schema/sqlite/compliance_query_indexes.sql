@@ -3,6 +3,7 @@
 -- filled, which is much faster than keeping them up to date row by row; the projection runner
 -- creates them with the tables (ComplianceProjection::query_indexes).
 CREATE INDEX IF NOT EXISTS enterprises_by_town ON enterprises (town, enterprise_id);
+CREATE INDEX IF NOT EXISTS documents_by_id ON documents (document_id);
 CREATE INDEX IF NOT EXISTS documents_by_town ON documents (town);
 CREATE INDEX IF NOT EXISTS documents_review_queue ON documents (town, uploaded_at, document_id) WHERE review_outcome IS NULL;
 CREATE INDEX IF NOT EXISTS documents_pending ON documents (uploaded_at, document_id) WHERE review_outcome IS NULL;

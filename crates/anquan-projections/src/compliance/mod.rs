@@ -71,10 +71,12 @@ const INSERT_REVIEWED_DOCUMENT: &str = "INSERT INTO documents \
     $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)";
 /// The parameters of `INSERT_DOCUMENT` before its last one, the position.
 const DOCUMENT_PARAMS_BEFORE_POSITION: usize = 15;
+/// A review's update names the enterprise too: `(enterprise_id, document_id)` is the table's key,
+/// while the index on `document_id` alone is a query index a rebuild builds only at its end.
 const APPROVE_DOCUMENT: &str = "UPDATE documents SET review_outcome = 'approved', reviewed_at = $2, \
-    reviewed_by = $3, comment = $4, feedback = NULL, position = $5 WHERE document_id = $1";
+    reviewed_by = $3, comment = $4, feedback = NULL, position = $5 WHERE enterprise_id = $6 AND document_id = $1";
 const RETURN_DOCUMENT: &str = "UPDATE documents SET review_outcome = 'returned', reviewed_at = $2, \
-    reviewed_by = $3, feedback = $4, comment = NULL, position = $5 WHERE document_id = $1";
+    reviewed_by = $3, feedback = $4, comment = NULL, position = $5 WHERE enterprise_id = $6 AND document_id = $1";
 
 /// Folds enterprise events into `enterprises`, `enterprise_profiles` and `documents`.
 ///
@@ -304,7 +306,13 @@ fn approved_statements(
         position: position.clone(),
     };
     review_statements(out, approved.document_id.to_string(), review, |review| {
-        vec![review.reviewed_at, review.reviewed_by, review.comment, review.position]
+        vec![
+            review.reviewed_at,
+            review.reviewed_by,
+            review.comment,
+            review.position,
+            text(enterprise_id),
+        ]
     });
     touch(out, enterprise_id, position);
 }
@@ -325,7 +333,13 @@ fn returned_statements(
         position: position.clone(),
     };
     review_statements(out, returned.document_id.to_string(), review, |review| {
-        vec![review.reviewed_at, review.reviewed_by, review.feedback, review.position]
+        vec![
+            review.reviewed_at,
+            review.reviewed_by,
+            review.feedback,
+            review.position,
+            text(enterprise_id),
+        ]
     });
     touch(out, enterprise_id, position);
 }
