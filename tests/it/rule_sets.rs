@@ -548,26 +548,39 @@ async fn subscribers_are_pushed_what_a_promotion_from_the_command_line_changes()
     projections(&app, rules.path(), &["publish", "v2"]);
     projections(&app, rules.path(), &["promote", "v2"]);
     let promoted = std::time::Instant::now();
-    // Pushes about the registration may still come first: skip to the first under v2.
-    let colour = loop {
-        let next = next_of(&mut socket, "colour", Duration::from_secs(20)).await;
-        if next["colourChanged"]["ruleSet"] == "v2" {
-            break next["colourChanged"].clone();
+    // Both pushes are awaited in one loop, whichever comes first: waiting for one subscription
+    // at a time would drop a push of the other that overtook it. Pushes about the registration
+    // may still come first (under v1): they are skipped.
+    let (mut colour, mut metrics) = (None, None);
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    while colour.is_none() || metrics.is_none() {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        let message = next_message(&mut socket, left).await;
+        assert_ne!(message["type"], "error", "{message}");
+        if message["type"] != "next" {
+            continue;
         }
-        assert_eq!(next["colourChanged"]["ruleSet"], "v1", "{next}");
-    };
-    let colour_latency = promoted.elapsed();
+        let data = &message["payload"]["data"];
+        match message["id"].as_str() {
+            Some("colour") if colour.is_none() => {
+                let changed = &data["colourChanged"];
+                if changed["ruleSet"] == "v2" {
+                    colour = Some((changed.clone(), promoted.elapsed()));
+                } else {
+                    assert_eq!(changed["ruleSet"], "v1", "{data}");
+                }
+            }
+            Some("metrics") if metrics.is_none() && data["metricsChanged"]["ruleSet"] == "v2" => {
+                metrics = Some((data["metricsChanged"].clone(), promoted.elapsed()));
+            }
+            _ => {}
+        }
+    }
+    let ((colour, colour_latency), (metrics, metrics_latency)) = (colour.unwrap(), metrics.unwrap());
     assert_eq!(colour["enterpriseId"], id.as_str());
     assert_eq!(colour["previous"], before.2.as_str());
     assert_eq!(colour["colour"], "RED");
     assert_eq!(colour["rule"], RED_IN_V2);
-    let metrics = loop {
-        let next = next_of(&mut socket, "metrics", Duration::from_secs(20)).await;
-        if next["metricsChanged"]["ruleSet"] == "v2" {
-            break next["metricsChanged"].clone();
-        }
-    };
-    let metrics_latency = promoted.elapsed();
     let red = metrics["metrics"]
         .as_array()
         .unwrap()
