@@ -1,8 +1,10 @@
 //! `spawn_app`: the binary on a fresh data directory (and a fresh PostgreSQL database when
 //! asked), a GraphQL client, and token minting through `anquan token`.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -29,6 +31,24 @@ pub(crate) struct TestApp {
     child: Child,
     /// The PostgreSQL database made for this service, dropped by `stop`.
     database: Option<String>,
+    /// The service's last log lines, printed when a test fails with the service running.
+    log: ServiceLog,
+}
+
+/// The last [`SERVICE_LOG_KEPT`] lines a service logged.
+type ServiceLog = Arc<Mutex<VecDeque<String>>>;
+const SERVICE_LOG_KEPT: usize = 400;
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            eprintln!("--- the service's last {} log lines ---", log.len());
+            for line in log.iter() {
+                eprintln!("{line}");
+            }
+        }
+    }
 }
 
 /// The backends to run a black-box test on: SQLite always, PostgreSQL when
@@ -110,16 +130,23 @@ pub(crate) async fn spawn_app(backend: Backend, extra_args: &[&str]) -> TestApp 
     }
     let mut child = command.spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
-    let address = tokio::time::timeout(STARTUP_TIMEOUT, async {
+    let log = ServiceLog::default();
+    let kept = log.clone();
+    let address = tokio::time::timeout(STARTUP_TIMEOUT, async move {
         let mut lines = BufReader::new(stderr).lines();
         while let Some(line) = lines.next_line().await.unwrap() {
+            keep(&kept, &line);
             let Ok(log) = serde_json::from_str::<Value>(&line) else {
                 continue;
             };
             if let Some(address) = log["fields"]["address"].as_str() {
                 let address = address.to_owned();
                 // Keep draining the log so the service never blocks on a full pipe.
-                tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+                tokio::spawn(async move {
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        keep(&kept, &line);
+                    }
+                });
                 return address;
             }
         }
@@ -133,7 +160,16 @@ pub(crate) async fn spawn_app(backend: Backend, extra_args: &[&str]) -> TestApp 
         data_dir,
         child,
         database,
+        log,
     }
+}
+
+fn keep(log: &ServiceLog, line: &str) {
+    let mut log = log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if log.len() == SERVICE_LOG_KEPT {
+        log.pop_front();
+    }
+    log.push_back(line.to_owned());
 }
 
 impl TestApp {
@@ -145,6 +181,7 @@ impl TestApp {
             data_dir,
             child,
             database: None,
+            log: ServiceLog::default(),
         }
     }
 
