@@ -305,14 +305,8 @@ fn approved_statements(
         comment: approved.comment.clone().map_or(SqlValue::Null, SqlValue::Text),
         position: position.clone(),
     };
-    review_statements(out, approved.document_id.to_string(), review, |review| {
-        vec![
-            review.reviewed_at,
-            review.reviewed_by,
-            review.comment,
-            review.position,
-            text(enterprise_id),
-        ]
+    review_statements(out, enterprise_id, approved.document_id.to_string(), review, |review| {
+        vec![review.reviewed_at, review.reviewed_by, review.comment, review.position]
     });
     touch(out, enterprise_id, position);
 }
@@ -332,14 +326,8 @@ fn returned_statements(
         comment: SqlValue::Null,
         position: position.clone(),
     };
-    review_statements(out, returned.document_id.to_string(), review, |review| {
-        vec![
-            review.reviewed_at,
-            review.reviewed_by,
-            review.feedback,
-            review.position,
-            text(enterprise_id),
-        ]
+    review_statements(out, enterprise_id, returned.document_id.to_string(), review, |review| {
+        vec![review.reviewed_at, review.reviewed_by, review.feedback, review.position]
     });
     touch(out, enterprise_id, position);
 }
@@ -356,10 +344,12 @@ struct Review {
 
 /// Folds a review into its document's insert when the upload is in the same batch (most are:
 /// a review follows its upload within about a thousand events), else updates the row with
-/// `APPROVE_DOCUMENT` or `RETURN_DOCUMENT`, whose parameters after the id `update_params` gives.
+/// `APPROVE_DOCUMENT` or `RETURN_DOCUMENT`, whose parameters between the document's id and its
+/// enterprise's `update_params` gives.
 /// Between the two, the batch only ever changes a document's town, which a review leaves alone.
 fn review_statements(
     out: &mut BatchStatements,
+    enterprise_id: EnterpriseId,
     document_id: String,
     review: Review,
     update_params: impl FnOnce(Review) -> Vec<SqlValue>,
@@ -390,6 +380,7 @@ fn review_statements(
     };
     let mut params = vec![SqlValue::Text(document_id)];
     params.extend(update_params(review));
+    params.push(text(enterprise_id));
     out.push(Statement::new(sql, params));
 }
 
