@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use futures::SinkExt;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -92,7 +91,7 @@ fn rules_root() -> tempfile::TempDir {
 /// Starts the service with the rules root in `ANQUAN_RULES_ROOT`.
 async fn spawn(rules: &Path) -> TestApp {
     let data_dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(binary())
+    let child = Command::new(binary())
         .args([
             "--log-format",
             "json",
@@ -113,22 +112,7 @@ async fn spawn(rules: &Path) -> TestApp {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let address = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            let Ok(log) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if let Some(address) = log["fields"]["address"].as_str() {
-                return address.to_owned();
-            }
-        }
-        panic!("the service exited before listening");
-    })
-    .await
-    .unwrap();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    TestApp::from_parts(format!("http://{address}"), data_dir, child)
+    TestApp::listening(child, data_dir).await
 }
 
 /// Runs `anquan projections …` against the service's data directory; returns stdout.

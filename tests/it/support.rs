@@ -128,40 +128,10 @@ pub(crate) async fn spawn_app(backend: Backend, extra_args: &[&str]) -> TestApp 
         command.arg("--database").arg(url);
         database = Some(name);
     }
-    let mut child = command.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let log = ServiceLog::default();
-    let kept = log.clone();
-    let address = tokio::time::timeout(STARTUP_TIMEOUT, async move {
-        let mut lines = BufReader::new(stderr).lines();
-        while let Some(line) = lines.next_line().await.unwrap() {
-            keep(&kept, &line);
-            let Ok(log) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if let Some(address) = log["fields"]["address"].as_str() {
-                let address = address.to_owned();
-                // Keep draining the log so the service never blocks on a full pipe.
-                tokio::spawn(async move {
-                    while let Ok(Some(line)) = lines.next_line().await {
-                        keep(&kept, &line);
-                    }
-                });
-                return address;
-            }
-        }
-        panic!("the service exited before listening");
-    })
-    .await
-    .expect("the service did not start in time");
-    TestApp {
-        base_url: format!("http://{address}"),
-        client: reqwest::Client::new(),
-        data_dir,
-        child,
-        database,
-        log,
-    }
+    let child = command.spawn().unwrap();
+    let mut app = TestApp::listening(child, data_dir).await;
+    app.database = database;
+    app
 }
 
 fn keep(log: &ServiceLog, line: &str) {
@@ -173,15 +143,41 @@ fn keep(log: &ServiceLog, line: &str) {
 }
 
 impl TestApp {
-    /// Wraps a service a test started itself (e.g. with extra environment).
-    pub(crate) fn from_parts(base_url: String, data_dir: tempfile::TempDir, child: Child) -> TestApp {
+    /// Waits until a service started with its JSON log on a piped stderr (by `spawn_app`, or by a
+    /// test that needs other environment) listens; keeps draining its log and its last lines.
+    pub(crate) async fn listening(mut child: Child, data_dir: tempfile::TempDir) -> TestApp {
+        let stderr = child.stderr.take().unwrap();
+        let log = ServiceLog::default();
+        let kept = log.clone();
+        let address = tokio::time::timeout(STARTUP_TIMEOUT, async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Some(line) = lines.next_line().await.unwrap() {
+                keep(&kept, &line);
+                let Ok(log) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                if let Some(address) = log["fields"]["address"].as_str() {
+                    let address = address.to_owned();
+                    // Keep draining the log so the service never blocks on a full pipe.
+                    tokio::spawn(async move {
+                        while let Ok(Some(line)) = lines.next_line().await {
+                            keep(&kept, &line);
+                        }
+                    });
+                    return address;
+                }
+            }
+            panic!("the service exited before listening");
+        })
+        .await
+        .expect("the service did not start in time");
         TestApp {
-            base_url,
+            base_url: format!("http://{address}"),
             client: reqwest::Client::new(),
             data_dir,
             child,
             database: None,
-            log: ServiceLog::default(),
+            log,
         }
     }
 
