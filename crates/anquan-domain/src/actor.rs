@@ -55,6 +55,17 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// Tells whether this actor may learn whether an enterprise is registered: those who may
+    /// read every enterprise, and an enterprise about itself. Anyone else gets the same refusal
+    /// for an unknown id as for an enterprise outside their scope, so ids cannot be probed.
+    pub fn may_know_enterprise(&self, enterprise_id: EnterpriseId) -> bool {
+        match &self.role {
+            Role::CityAdmin | Role::CityInspector => true,
+            Role::Enterprise { enterprise_id: own } => *own == enterprise_id,
+            Role::TownOfficer { .. } | Role::TownInspector { .. } | Role::Agency { .. } => false,
+        }
+    }
+
     /// Tells whether this actor may see the file of an enterprise in `town`.
     pub fn may_read_enterprise(&self, enterprise_id: EnterpriseId, town: &Town) -> bool {
         match &self.role {

@@ -345,7 +345,7 @@ impl Evaluation<'_> {
     ) -> Result<Detail, Detail> {
         let time_zone = self.rules.time_zone;
         let grace = Duration::days(i64::from(grace_days));
-        let due_at = |period: &Period| period.end(time_zone) + grace;
+        let due_at = |period: &Period| crate::bounds::plus(period.end(time_zone), grace);
         // The due period is the latest one whose record is already late if missing.
         let mut due = cadence.period_containing(self.at, time_zone).previous();
         for _ in 0..DUE_PERIOD_STEPS_MAX {

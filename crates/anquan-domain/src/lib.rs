@@ -7,6 +7,7 @@
 pub mod actor;
 pub mod agency;
 pub mod aggregate;
+pub mod bounds;
 pub mod compliance;
 pub mod credit;
 pub mod credit_code;

@@ -6,6 +6,7 @@ use chrono::{Duration, Months, NaiveDate, NaiveTime, TimeZone};
 use serde::{Deserialize, Serialize};
 
 use crate::Instant;
+use crate::bounds;
 use crate::compliance::{ComplianceReport, evaluate};
 use crate::enterprise::EnterpriseFile;
 use crate::enterprise::event::{HazardLevel, InspectionKind};
@@ -82,16 +83,20 @@ pub fn assess_with(file: &EnterpriseFile, rules: &RuleSet, at: Instant, report: 
 /// The colour from `from` to `to`, evaluated at every local midnight and at every instant a fact
 /// was recorded, reduced to its changes (the first entry is the colour at the start).
 pub fn colour_history(file: &EnterpriseFile, rules: &RuleSet, from: Instant, to: Instant) -> Vec<ColourChange> {
-    let to = to.min(from + Duration::days(HISTORY_DAYS_MAX));
+    let to = to.min(bounds::plus(from, Duration::days(HISTORY_DAYS_MAX)));
     let mut instants = fact_instants(file);
     let mut day = local_midnight_after(from, rules);
     while day <= to {
         instants.push(day);
-        day += Duration::days(1);
+        let next = bounds::plus(day, Duration::days(1));
+        if next == day {
+            break;
+        }
+        day = next;
     }
     for hazard in file.hazards.values() {
         for deadline in std::iter::once(hazard.initial_deadline).chain(hazard.extensions.iter().map(|e| e.deadline)) {
-            instants.push(deadline + Duration::microseconds(1));
+            instants.push(bounds::plus(deadline, Duration::microseconds(1)));
         }
     }
     instants.push(from);
@@ -194,7 +199,7 @@ fn holds(facts: &Facts<'_>, condition: &RiskCondition) -> bool {
         RiskCondition::GovernmentHazardOverdueDaysOver(days) => known().any(|hazard| {
             hazard.is_government()
                 && hazard.overdue_at(at)
-                && at > hazard.deadline_at(at) + Duration::days(i64::from(*days))
+                && at > bounds::plus(hazard.deadline_at(at), Duration::days(i64::from(*days)))
         }),
         RiskCondition::CompliancePercentBelow(percent) => {
             let applicable = u64::from(report.implemented + report.not_implemented);
@@ -260,7 +265,7 @@ fn local_midnight_after(instant: Instant, rules: &RuleSet) -> Instant {
         .time_zone
         .from_local_datetime(&next.and_time(NaiveTime::MIN))
         .single()
-        .map_or(instant + Duration::days(1), |local| local.to_utc())
+        .map_or(bounds::plus(instant, Duration::days(1)), |local| local.to_utc())
 }
 
 /// Every instant at which a fact of the file became known.

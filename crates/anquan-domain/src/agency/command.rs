@@ -15,6 +15,7 @@ use super::state::{AgencyRecord, AgencyState};
 use crate::Instant;
 use crate::actor::Role;
 pub use crate::aggregate::DecisionContext;
+use crate::bounds::{self, OutOfRange};
 use crate::credit::{Grade, MisconductKind, compute_score};
 use crate::enterprise::FileRef;
 use crate::event::Event;
@@ -180,6 +181,42 @@ pub enum AgencyCommand {
 }
 
 impl AgencyCommand {
+    /// Checks every value the command carries against the platform's bounds (`crate::bounds`),
+    /// before anything else is decided.
+    pub fn check_bounds(&self) -> Result<(), OutOfRange> {
+        match self {
+            AgencyCommand::Register(RegisterAgency { profile, .. })
+            | AgencyCommand::ChangeProfile(ChangeAgencyProfile { profile, .. }) => {
+                bounds::check_yuan("profile.feeBand.minYuan", profile.fee_band.min_yuan)?;
+                bounds::check_yuan("profile.feeBand.maxYuan", profile.fee_band.max_yuan)
+            }
+            AgencyCommand::ReportStaff(c) => bounds::check_period("halfYear", &c.half_year),
+            AgencyCommand::SignContract(c) => {
+                bounds::check_instant("validFrom", c.valid_from)?;
+                bounds::check_instant("validUntil", c.valid_until)?;
+                bounds::check_count("visitsPromised", u64::from(c.visits_promised))?;
+                bounds::check_yuan("feeYuan", c.fee_yuan)
+            }
+            AgencyCommand::ReportService(c) => {
+                bounds::check_instant("visitedAt", c.visited_at)?;
+                c.hazards.iter().try_for_each(|hazard| {
+                    bounds::check_optional_instant("hazards.suggestedDeadline", hazard.suggested_deadline)
+                })
+            }
+            AgencyCommand::Grade(c) => {
+                bounds::check_period("halfYear", &c.half_year)?;
+                bounds::check_count("missedFindings", u64::from(c.missed_findings))
+            }
+            AgencyCommand::TerminateContract(_)
+            | AgencyCommand::RateService(_)
+            | AgencyCommand::SpotCheckReport(_)
+            | AgencyCommand::FoundComplaint(_)
+            | AgencyCommand::Warn(_)
+            | AgencyCommand::RecordMisconduct(_)
+            | AgencyCommand::ChangeBlacklist(_) => Ok(()),
+        }
+    }
+
     /// Returns the agency whose stream the command goes to.
     pub fn agency_id(&self) -> AgencyId {
         match self {
@@ -226,6 +263,7 @@ impl AgencyState {
         command: &AgencyCommand,
         context: &DecisionContext<'_>,
     ) -> Result<Vec<Event>, AgencyRejection> {
+        command.check_bounds()?;
         if let AgencyCommand::Register(command) = command {
             return self.decide_register(command, context);
         }
@@ -329,7 +367,10 @@ impl AgencyState {
                 phone: optional_text("phone", member.phone.as_deref(), LABEL_CHARS_MAX)?,
             });
         }
-        let due_at = start + Duration::days(i64::from(context.rules.credit.staff.report_due_days));
+        let due_at = bounds::plus(
+            start,
+            Duration::days(i64::from(context.rules.credit.staff.report_due_days)),
+        );
         Ok(vec![Event::StaffReported(StaffReported {
             half_year: command.half_year,
             staff,

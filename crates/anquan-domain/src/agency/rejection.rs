@@ -20,6 +20,9 @@ pub enum AgencyRejection {
     AlreadyRegistered { agency_id: AgencyId },
     #[error("{field} {reason}")]
     InvalidField { field: &'static str, reason: String },
+    /// A value outside the bounds every read model can hold (`crate::bounds`).
+    #[error(transparent)]
+    ValueOutOfRange(#[from] crate::bounds::OutOfRange),
     #[error("the fee band's minimum {min_yuan} is above its maximum {max_yuan}")]
     InvalidFeeBand { min_yuan: u64, max_yuan: u64 },
     #[error("agency {agency_id} is on the blacklist and may not sign contracts")]
@@ -89,6 +92,7 @@ impl AgencyRejection {
             AgencyRejection::UnknownAgency { .. } => "UNKNOWN_AGENCY",
             AgencyRejection::AlreadyRegistered { .. } => "ALREADY_REGISTERED",
             AgencyRejection::InvalidField { .. } => "INVALID_FIELD",
+            AgencyRejection::ValueOutOfRange(_) => "VALUE_OUT_OF_RANGE",
             AgencyRejection::InvalidFeeBand { .. } => "INVALID_FEE_BAND",
             AgencyRejection::Blacklisted { .. } => "AGENCY_BLACKLISTED",
             AgencyRejection::NotBlacklisted { .. } => "NOT_BLACKLISTED",

@@ -14,6 +14,7 @@ use super::supervision::{
     ExtendHazardDeadline, RecordHazard, RecordInspection, ReportAccident, SubmitRectification, VerifyRectification,
 };
 pub use crate::aggregate::DecisionContext;
+use crate::bounds::{self, OutOfRange, check_count};
 use crate::credit_code::UnifiedSocialCreditCode;
 use crate::event::Event;
 use crate::ids::{DocumentId, EnterpriseId, RequirementCode, Town};
@@ -93,6 +94,48 @@ pub enum EnterpriseCommand {
 }
 
 impl EnterpriseCommand {
+    /// Checks every value the command carries against the platform's bounds (`crate::bounds`),
+    /// before anything else is decided.
+    pub fn check_bounds(&self) -> Result<(), OutOfRange> {
+        match self {
+            EnterpriseCommand::Register(command) => check_profile_bounds(&command.profile),
+            EnterpriseCommand::ChangeProfile(command) => check_profile_bounds(&command.profile),
+            EnterpriseCommand::UploadDocument(command) => {
+                check_count("file.sizeBytes", command.file.size_bytes)?;
+                match &command.coverage {
+                    Coverage::Once => Ok(()),
+                    Coverage::Validity {
+                        valid_from,
+                        valid_until,
+                    } => {
+                        bounds::check_instant("validFrom", *valid_from)?;
+                        bounds::check_instant("validUntil", *valid_until)
+                    }
+                    Coverage::Period { period } => bounds::check_period("period", period),
+                }
+            }
+            EnterpriseCommand::ReviewDocument(_)
+            | EnterpriseCommand::SubmitRectification(_)
+            | EnterpriseCommand::VerifyRectification(_)
+            | EnterpriseCommand::RotatePublicToken(_) => Ok(()),
+            EnterpriseCommand::RecordInspection(command) => {
+                bounds::check_instant("inspectedAt", command.inspected_at)?;
+                command
+                    .hazards
+                    .iter()
+                    .try_for_each(|hazard| bounds::check_optional_instant("hazards.deadline", hazard.deadline))
+            }
+            EnterpriseCommand::RecordHazard(command) => {
+                bounds::check_optional_instant("hazard.deadline", command.hazard.deadline)
+            }
+            EnterpriseCommand::ExtendHazardDeadline(command) => bounds::check_instant("deadline", command.deadline),
+            EnterpriseCommand::ReportAccident(command) => {
+                bounds::check_instant("occurredAt", command.occurred_at)?;
+                check_count("fatalities", u64::from(command.fatalities))
+            }
+        }
+    }
+
     /// Returns the enterprise whose stream the command goes to.
     pub fn enterprise_id(&self) -> EnterpriseId {
         match self {
@@ -135,6 +178,13 @@ impl EnterpriseFile {
         command: &EnterpriseCommand,
         context: &DecisionContext<'_>,
     ) -> Result<Vec<Event>, EnterpriseRejection> {
+        command.check_bounds()?;
+        if self.registration.is_none()
+            && !matches!(command, EnterpriseCommand::Register(_))
+            && !context.actor.may_know_enterprise(command.enterprise_id())
+        {
+            return Err(EnterpriseRejection::forbidden("act on this enterprise", context.actor));
+        }
         match command {
             EnterpriseCommand::Register(command) => self.decide_register(command, context),
             EnterpriseCommand::ChangeProfile(command) => self.decide_change_profile(command, context),
@@ -410,4 +460,12 @@ fn check_coverage(
         }
         (Evidence::Periodic { .. }, _) => Err(mismatch("a reporting period")),
     }
+}
+
+fn check_profile_bounds(profile: &EnterpriseProfile) -> Result<(), OutOfRange> {
+    check_count("profile.staffCount", u64::from(profile.staff_count))?;
+    bounds::check_yuan(
+        "profile.annualRevenue10kYuan",
+        profile.annual_revenue_10k_yuan.saturating_mul(10_000),
+    )
 }

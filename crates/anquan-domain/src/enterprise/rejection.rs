@@ -24,6 +24,9 @@ pub enum EnterpriseRejection {
     },
     #[error("{field} {reason}")]
     InvalidField { field: &'static str, reason: String },
+    /// A value outside the bounds every read model can hold (`crate::bounds`).
+    #[error(transparent)]
+    ValueOutOfRange(#[from] crate::bounds::OutOfRange),
     #[error("the file is empty")]
     EmptyFile,
     #[error("requirement {requirement} is not in rule set {rule_set}")]
@@ -118,6 +121,7 @@ impl EnterpriseRejection {
             EnterpriseRejection::UnknownEnterprise { .. } => "UNKNOWN_ENTERPRISE",
             EnterpriseRejection::AlreadyRegistered { .. } => "ALREADY_REGISTERED",
             EnterpriseRejection::InvalidField { .. } => "INVALID_FIELD",
+            EnterpriseRejection::ValueOutOfRange(_) => "VALUE_OUT_OF_RANGE",
             EnterpriseRejection::EmptyFile => "EMPTY_FILE",
             EnterpriseRejection::UnknownRequirement { .. } => "UNKNOWN_REQUIREMENT",
             EnterpriseRejection::RequirementNotApplicable { .. } => "REQUIREMENT_NOT_APPLICABLE",

@@ -119,7 +119,10 @@ pub fn default_deadline(rules: &RuleSet, found_at: Instant, level: HazardLevel, 
         .time_zone
         .from_local_datetime(&last_day.and_time(NaiveTime::MIN))
         .single()
-        .map_or(found_at + Duration::days(i64::from(days) + 1), |local| local.to_utc())
+        .map_or(
+            crate::bounds::plus(found_at, Duration::days(i64::from(days) + 1)),
+            |local| local.to_utc(),
+        )
 }
 
 impl EnterpriseFile {

@@ -332,7 +332,7 @@ impl Facts<'_> {
                 (count(feedback), 0)
             }
             Measure::ReviewBacklog => {
-                let cutoff = at - Duration::days(i64::from(self.catalogue.pending_review_days));
+                let cutoff = crate::bounds::minus(at, Duration::days(i64::from(self.catalogue.pending_review_days)));
                 (
                     count(documents().filter(|d| d.uploaded_at < cutoff && d.review_at(at).is_none())),
                     0,

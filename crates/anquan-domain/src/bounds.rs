@@ -1,0 +1,196 @@
+//! The contract of bounds between the write side and the read side.
+//!
+//! Every value a command carries into an event is checked here, where the command is decided,
+//! against a range that every read model can store and every query can compute with. A value
+//! outside it is refused with `VALUE_OUT_OF_RANGE`, naming the field, and nothing is appended:
+//! the read side never meets a value it cannot hold.
+//!
+//! | value | range | why |
+//! |---|---|---|
+//! | an instant | [`INSTANT_MIN`] (1949-10-01 00:00 +08:00) up to, not including, [`INSTANT_END`] (2200-01-01 00:00 +08:00) | nothing the platform supervises happened before the People's Republic, and no certificate or deadline runs for 175 years; the window leaves room for any rule-set arithmetic (a grace period, a deadline plus days, a metric window minus a year) far inside what SQLite's text timestamps (years 0000-9999), PostgreSQL's `timestamptz` (4713 BC-294276 AD) and chrono (±262,143) hold |
+//! | an amount of yuan | 0 ..= [`YUAN_MAX`] (one trillion) | read models store money as a signed 64-bit integer; a trillion yuan is far above any service fee |
+//! | a count (staff, visits, fatalities, missed findings) | 0 ..= [`COUNT_MAX`] | stored as a signed 64-bit integer and summed over a province |
+//! | a period's year | [`PERIOD_YEAR_MIN`] ..= [`PERIOD_YEAR_MAX`] | its end and due date must fall inside the instant window |
+//!
+//! Strings and lists are bounded where each command is defined (`NAME_CHARS_MAX`,
+//! `TEXT_CHARS_MAX`, `LIST_ITEMS_MAX`, …).
+
+use chrono::{DateTime, Utc};
+
+use crate::Instant;
+
+/// Microseconds since the epoch of 1949-10-01T00:00:00+08:00, the first instant the platform
+/// accepts.
+const INSTANT_MIN_MICROS: i64 = -639_129_600 * 1_000_000;
+/// Microseconds since the epoch of 2200-01-01T00:00:00+08:00, the first instant past the window.
+const INSTANT_END_MICROS: i64 = 7_258_089_600 * 1_000_000;
+
+/// The first instant the platform accepts: 1949-10-01T00:00:00+08:00.
+pub const INSTANT_MIN: Instant = DateTime::<Utc>::from_timestamp_nanos(INSTANT_MIN_MICROS * 1_000);
+/// The first instant past the platform's window: 2200-01-01T00:00:00+08:00 (exclusive).
+pub const INSTANT_END: Instant = DateTime::<Utc>::from_timestamp_nanos(INSTANT_END_MICROS * 1_000);
+/// The largest amount of yuan a command may state.
+pub const YUAN_MAX: u64 = 1_000_000_000_000;
+/// The largest count a command may state.
+pub const COUNT_MAX: u64 = 1_000_000_000;
+/// The first year a reporting period may be in.
+pub const PERIOD_YEAR_MIN: i32 = 1970;
+/// The last year a reporting period may be in (its due date falls in the next year).
+pub const PERIOD_YEAR_MAX: i32 = 2198;
+
+/// A value outside the platform's bounds: which field, and what it must be.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} is out of range: {reason}")]
+pub struct OutOfRange {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+/// Is `instant` inside the platform's window?
+pub fn instant_in_window(instant: Instant) -> bool {
+    (INSTANT_MIN..INSTANT_END).contains(&instant)
+}
+
+/// Checks that an instant lies inside the platform's window.
+pub fn check_instant(field: &'static str, instant: Instant) -> Result<(), OutOfRange> {
+    if instant_in_window(instant) {
+        Ok(())
+    } else {
+        Err(OutOfRange {
+            field,
+            reason: format!(
+                "{} is outside the platform's window {} to {} (exclusive)",
+                instant.to_rfc3339(),
+                INSTANT_MIN.to_rfc3339(),
+                INSTANT_END.to_rfc3339()
+            ),
+        })
+    }
+}
+
+/// Checks an optional instant.
+pub fn check_optional_instant(field: &'static str, instant: Option<Instant>) -> Result<(), OutOfRange> {
+    instant.map_or(Ok(()), |instant| check_instant(field, instant))
+}
+
+/// Checks an amount of yuan.
+pub fn check_yuan(field: &'static str, yuan: u64) -> Result<(), OutOfRange> {
+    check_at_most(field, yuan, YUAN_MAX)
+}
+
+/// Checks a count.
+pub fn check_count(field: &'static str, count: u64) -> Result<(), OutOfRange> {
+    check_at_most(field, count, COUNT_MAX)
+}
+
+fn check_at_most(field: &'static str, value: u64, max: u64) -> Result<(), OutOfRange> {
+    if value <= max {
+        Ok(())
+    } else {
+        Err(OutOfRange {
+            field,
+            reason: format!("{value} is more than {max}"),
+        })
+    }
+}
+
+/// Checks a signed count.
+pub fn check_signed_count(field: &'static str, count: i64) -> Result<(), OutOfRange> {
+    match u64::try_from(count) {
+        Ok(count) => check_count(field, count),
+        Err(_) => Err(OutOfRange {
+            field,
+            reason: format!("{count} is negative"),
+        }),
+    }
+}
+
+/// Checks that a reporting period's year is one whose end and due date fall in the window.
+pub fn check_period(field: &'static str, period: &crate::Period) -> Result<(), OutOfRange> {
+    if (PERIOD_YEAR_MIN..=PERIOD_YEAR_MAX).contains(&period.year()) {
+        Ok(())
+    } else {
+        Err(OutOfRange {
+            field,
+            reason: format!("period {period} is not in the years {PERIOD_YEAR_MIN} to {PERIOD_YEAR_MAX}"),
+        })
+    }
+}
+
+/// `instant + duration`, or the end of chrono's calendar it would pass. Every sum of an instant
+/// from an event or a request and a rule's duration goes through here or [`minus`]: the bounds
+/// keep new values far inside the calendar, and an old event's value must not panic a query.
+pub fn plus(instant: Instant, duration: chrono::Duration) -> Instant {
+    instant
+        .checked_add_signed(duration)
+        .unwrap_or(if duration < chrono::Duration::zero() {
+            DateTime::<Utc>::MIN_UTC
+        } else {
+            DateTime::<Utc>::MAX_UTC
+        })
+}
+
+/// `instant - duration`, or the end of chrono's calendar it would pass.
+pub fn minus(instant: Instant, duration: chrono::Duration) -> Instant {
+    instant
+        .checked_sub_signed(duration)
+        .unwrap_or(if duration < chrono::Duration::zero() {
+            DateTime::<Utc>::MAX_UTC
+        } else {
+            DateTime::<Utc>::MIN_UTC
+        })
+}
+
+/// Moves an instant that an old event recorded outside the window to the nearest instant inside
+/// it, and says whether it had to. Only the read side uses it, for events decided before the
+/// window was enforced; a command is refused instead.
+pub fn clamp_instant(instant: Instant) -> (Instant, bool) {
+    if instant < INSTANT_MIN {
+        (INSTANT_MIN, true)
+    } else if instant >= INSTANT_END {
+        (INSTANT_END - chrono::Duration::microseconds(1), true)
+    } else {
+        (instant, false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_is_the_documented_local_dates() {
+        assert_eq!(INSTANT_MIN.to_rfc3339(), "1949-09-30T16:00:00+00:00");
+        assert_eq!(INSTANT_END.to_rfc3339(), "2199-12-31T16:00:00+00:00");
+        assert!(check_instant("at", INSTANT_MIN).is_ok());
+        assert!(check_instant("at", INSTANT_END).is_err());
+        assert!(check_instant("at", INSTANT_MIN - chrono::Duration::microseconds(1)).is_err());
+        assert_eq!(
+            clamp_instant(DateTime::<Utc>::MAX_UTC),
+            (INSTANT_END - chrono::Duration::microseconds(1), true)
+        );
+        assert_eq!(clamp_instant(DateTime::<Utc>::MIN_UTC), (INSTANT_MIN, true));
+    }
+
+    #[test]
+    fn arithmetic_saturates_at_the_ends_of_the_calendar() {
+        let max = DateTime::<Utc>::MAX_UTC;
+        let min = DateTime::<Utc>::MIN_UTC;
+        assert_eq!(plus(max, chrono::Duration::microseconds(1)), max);
+        assert_eq!(minus(min, chrono::Duration::days(7)), min);
+        assert_eq!(plus(min, chrono::Duration::days(-1)), min);
+        assert_eq!(minus(max, chrono::Duration::days(-1)), max);
+        assert_eq!(
+            plus(INSTANT_MIN, chrono::Duration::days(1)),
+            INSTANT_MIN + chrono::Duration::days(1)
+        );
+    }
+
+    #[test]
+    fn amounts_and_counts_have_ceilings() {
+        assert!(check_yuan("fee", YUAN_MAX).is_ok());
+        assert_eq!(check_yuan("fee", u64::MAX).unwrap_err().field, "fee");
+        assert!(check_signed_count("stars", -1).is_err());
+        assert!(check_count("staff", COUNT_MAX + 1).is_err());
+    }
+}
