@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Pool};
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
+use anquan_event_store::read_model::storable_instant;
 use anquan_event_store::{
     Dialect, Position, ProjectionBatch, ReadModelError, ReadModelStore, Row, SqlValue, Statement,
 };
@@ -88,10 +89,10 @@ impl ToSql for Param<'_> {
                 Type::JSON | Type::JSONB => json_to_sql(text, ty, out),
                 _ => text.as_str().to_sql(ty, out),
             },
-            SqlValue::Timestamp(instant) => match *ty {
-                Type::TIMESTAMP => instant.naive_utc().to_sql(ty, out),
-                Type::TEXT | Type::VARCHAR => instant.to_rfc3339().as_str().to_sql(ty, out),
-                _ => instant.to_sql(ty, out),
+            SqlValue::Timestamp(instant) => match storable_instant(instant) {
+                instant if *ty == Type::TIMESTAMP => instant.naive_utc().to_sql(ty, out),
+                instant if matches!(*ty, Type::TEXT | Type::VARCHAR) => instant.to_rfc3339().as_str().to_sql(ty, out),
+                instant => instant.to_sql(ty, out),
             },
             SqlValue::Json(text) => match *ty {
                 Type::JSON | Type::JSONB => json_to_sql(text, ty, out),

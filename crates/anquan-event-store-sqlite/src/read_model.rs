@@ -11,7 +11,7 @@ use rusqlite::ToSql;
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, OpenFlags, Transaction};
 
-use anquan_event_store::read_model::sqlite_timestamp;
+use anquan_event_store::read_model::{sqlite_timestamp, storable_instant};
 use anquan_event_store::{
     Dialect, Position, ProjectionBatch, ReadModelError, ReadModelStore, Row, SqlValue, Statement,
 };
@@ -492,7 +492,7 @@ impl ToSql for Param<'_> {
             SqlValue::Int(value) => ToSqlOutput::Owned(Value::Integer(*value)),
             SqlValue::Real(value) => ToSqlOutput::Owned(Value::Real(*value)),
             SqlValue::Text(value) | SqlValue::Json(value) => ToSqlOutput::Borrowed(ValueRef::Text(value.as_bytes())),
-            SqlValue::Timestamp(value) => ToSqlOutput::Owned(Value::Text(sqlite_timestamp(value))),
+            SqlValue::Timestamp(value) => ToSqlOutput::Owned(Value::Text(sqlite_timestamp(&storable_instant(value)))),
         })
     }
 }

@@ -201,6 +201,24 @@ impl Row {
     }
 }
 
+/// The instant a read model stores for `instant`: itself inside the platform's window
+/// (`anquan_domain::bounds`), else the nearest instant inside it. `decide` refuses instants
+/// outside the window, so only an event decided before the window was enforced reaches the
+/// clamp; it is logged, and the projection goes on instead of failing on a value SQLite could
+/// not read back (years past 9999) or PostgreSQL could not store (before 4713 BC). Both
+/// backends bind every `SqlValue::Timestamp` through here, so they store the same rows.
+pub fn storable_instant(instant: &DateTime<Utc>) -> DateTime<Utc> {
+    let (stored, clamped) = anquan_domain::bounds::clamp_instant(*instant);
+    if clamped {
+        tracing::warn!(
+            recorded = %instant.to_rfc3339(),
+            stored = %stored.to_rfc3339(),
+            "an event's instant is outside the platform's window; the read model stores the nearest instant inside it"
+        );
+    }
+    stored
+}
+
 /// Formats a timestamp the way SQLite stores it: RFC 3339, UTC, microseconds, `Z`.
 ///
 /// Every timestamp a projection writes goes through here, so the usual case (years 0 to 9999,

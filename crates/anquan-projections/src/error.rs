@@ -9,8 +9,6 @@ pub enum ProjectionError {
     NotAnEnterpriseStream { stream_id: StreamId },
     #[error("stream {stream_id} is not an agency stream")]
     NotAnAgencyStream { stream_id: StreamId },
-    #[error("{what} {value} does not fit a signed 64-bit column")]
-    OutOfRange { what: &'static str, value: u64 },
     #[error("{what} could not be encoded as json")]
     Json {
         what: &'static str,

@@ -16,6 +16,7 @@ pub mod metrics;
 mod projection;
 pub mod rule_sets;
 mod runner;
+mod values;
 
 pub use agency::AgencyProjection;
 pub use compliance::ComplianceProjection;

@@ -73,7 +73,8 @@ impl BatchStatements {
     }
 
     /// Appends an overwrite of `columns` (a stable label such as `"enterprises.last_position"`)
-    /// of the row keyed `row`, dropping the previous overwrite of the same columns and row.
+    /// of the row keyed `row` (its whole primary key), dropping the previous overwrite of the
+    /// same columns and row.
     pub fn push_overwrite(&mut self, columns: &'static str, row: String, statement: Statement) {
         let index = self.statements.len();
         self.statements.push(Some(statement));
@@ -85,7 +86,8 @@ impl BatchStatements {
     }
 
     /// Appends an insert of the row keyed `row` into `table`, which later events of the batch
-    /// may change through [`BatchStatements::insert_mut`].
+    /// may change through [`BatchStatements::insert_mut`]. `row` must name the row's whole
+    /// primary key: two rows with one key here are one row to the batch.
     pub fn push_insert(&mut self, table: &'static str, row: String, statement: Statement) {
         let index = self.statements.len();
         self.statements.push(Some(statement));

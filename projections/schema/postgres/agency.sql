@@ -1,6 +1,7 @@
 -- Agency read model (PostgreSQL): agencies, staff registries, contracts, service reports with their
 -- ratings and spot checks, sanctions and grades. Written only by AgencyProjection, dropped and
--- rebuilt from the event log at will. Timestamps are timestamptz, lists jsonb.
+-- rebuilt from the event log at will. Contract and report ids are chosen by the agency, so they are
+-- unique only within its stream: every key that holds one starts with the agency. Timestamps are timestamptz, lists jsonb.
 CREATE TABLE IF NOT EXISTS agency_agencies (
     agency_id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -35,7 +36,7 @@ CREATE TABLE IF NOT EXISTS agency_staff (
 );
 
 CREATE TABLE IF NOT EXISTS agency_contracts (
-    contract_id TEXT PRIMARY KEY,
+    contract_id TEXT NOT NULL,
     agency_id TEXT NOT NULL,
     enterprise_id TEXT NOT NULL,
     town TEXT NOT NULL,
@@ -48,11 +49,12 @@ CREATE TABLE IF NOT EXISTS agency_contracts (
     fee_min_yuan BIGINT NOT NULL,
     fee_max_yuan BIGINT NOT NULL,
     fee_check TEXT NOT NULL,
-    signed_at TIMESTAMPTZ NOT NULL
+    signed_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (agency_id, contract_id)
 );
 
 CREATE TABLE IF NOT EXISTS agency_reports (
-    report_id TEXT PRIMARY KEY,
+    report_id TEXT NOT NULL,
     agency_id TEXT NOT NULL,
     contract_id TEXT NOT NULL,
     enterprise_id TEXT NOT NULL,
@@ -69,14 +71,15 @@ CREATE TABLE IF NOT EXISTS agency_reports (
     comment TEXT,
     rated_at TIMESTAMPTZ,
     spot_check_qualified BOOLEAN,
-    spot_checked_at TIMESTAMPTZ
+    spot_checked_at TIMESTAMPTZ,
+    PRIMARY KEY (agency_id, report_id)
 );
 
 CREATE TABLE IF NOT EXISTS agency_report_staff (
     report_id TEXT NOT NULL,
     staff_id TEXT NOT NULL,
     agency_id TEXT NOT NULL,
-    PRIMARY KEY (report_id, staff_id)
+    PRIMARY KEY (agency_id, report_id, staff_id)
 );
 
 CREATE TABLE IF NOT EXISTS agency_sanctions (

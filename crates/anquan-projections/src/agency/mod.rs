@@ -23,6 +23,7 @@ use anquan_event_store::{Dialect, RecordedEvent, SqlValue, Statement};
 
 use crate::error::ProjectionError;
 use crate::projection::{BatchStatements, Projection};
+use crate::values::{int, json, text};
 
 const SQLITE_SCHEMA: &str = include_str!("../../../../projections/schema/sqlite/agency.sql");
 const POSTGRES_SCHEMA: &str = include_str!("../../../../projections/schema/postgres/agency.sql");
@@ -50,15 +51,17 @@ const INSERT_STAFF: &str = "INSERT INTO agency_staff (agency_id, half_year, staf
 const INSERT_CONTRACT: &str = "INSERT INTO agency_contracts (contract_id, agency_id, enterprise_id, town, \
     valid_from, valid_until, services, visits_promised, fee_yuan, fee_min_yuan, fee_max_yuan, fee_check, signed_at) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
-const TERMINATE_CONTRACT: &str = "UPDATE agency_contracts SET terminated_at = $2 WHERE contract_id = $1";
+const TERMINATE_CONTRACT: &str =
+    "UPDATE agency_contracts SET terminated_at = $2 WHERE agency_id = $3 AND contract_id = $1";
 const INSERT_REPORT: &str = "INSERT INTO agency_reports (report_id, agency_id, contract_id, enterprise_id, \
     visited_at, findings, hazards, hazard_count, major_hazard_count, photos, report_file, on_time, reported_at) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 const INSERT_REPORT_STAFF: &str =
     "INSERT INTO agency_report_staff (report_id, staff_id, agency_id) VALUES ($1, $2, $3)";
-const RATE_REPORT: &str = "UPDATE agency_reports SET stars = $2, comment = $3, rated_at = $4 WHERE report_id = $1";
-const SPOT_CHECK_REPORT: &str =
-    "UPDATE agency_reports SET spot_check_qualified = $2, spot_checked_at = $3 WHERE report_id = $1";
+const RATE_REPORT: &str =
+    "UPDATE agency_reports SET stars = $2, comment = $3, rated_at = $4 WHERE agency_id = $5 AND report_id = $1";
+const SPOT_CHECK_REPORT: &str = "UPDATE agency_reports SET spot_check_qualified = $2, spot_checked_at = $3 \
+    WHERE agency_id = $4 AND report_id = $1";
 const INSERT_SANCTION: &str =
     "INSERT INTO agency_sanctions (position, agency_id, kind, reason, report_id, at) VALUES ($1, $2, $3, $4, $5, $6)";
 const SET_BLACKLISTED: &str = "UPDATE agency_agencies SET blacklisted_at = $2 WHERE agency_id = $1";
@@ -116,7 +119,7 @@ impl Projection for AgencyProjection {
         }
         let agency_id = agency_of(event)?;
         let id = text(agency_id);
-        let position = int("position", event.position.sequence())?;
+        let position = int("position", event.position.sequence());
         match decoded {
             Event::AgencyRegistered(e) => {
                 let mut params = profile_params(&id, &e.profile)?;
@@ -133,16 +136,17 @@ impl Projection for AgencyProjection {
             Event::ContractSigned(e) => out.push(contract_statement(&id, e)?),
             Event::ContractTerminated(e) => out.push(Statement::new(
                 TERMINATE_CONTRACT,
-                vec![text(e.contract_id), SqlValue::Timestamp(e.terminated_at)],
+                vec![text(e.contract_id), SqlValue::Timestamp(e.terminated_at), id.clone()],
             )),
             Event::ServiceReported(e) => report_statements(&id, e, out)?,
-            Event::ServiceRated(e) => out.push(rating_statement(e)),
+            Event::ServiceRated(e) => out.push(rating_statement(&id, e)),
             Event::ReportSpotChecked(e) => out.push(Statement::new(
                 SPOT_CHECK_REPORT,
                 vec![
                     text(e.report_id),
                     SqlValue::Bool(e.qualified),
                     SqlValue::Timestamp(e.checked_at),
+                    id.clone(),
                 ],
             )),
             Event::AgencyComplaintFounded(e) => out.push(sanction(
@@ -194,8 +198,8 @@ fn profile_params(id: &SqlValue, profile: &AgencyProfile) -> Result<Vec<SqlValue
         optional(profile.licence.clone()),
         json("service scope", &profile.service_scope)?,
         SqlValue::Text(profile.service_standards.clone()),
-        int("fee band minimum", profile.fee_band.min_yuan)?,
-        int("fee band maximum", profile.fee_band.max_yuan)?,
+        int("fee band minimum", profile.fee_band.min_yuan),
+        int("fee band maximum", profile.fee_band.max_yuan),
         optional(profile.contact_phone.clone()),
     ])
 }
@@ -246,9 +250,9 @@ fn contract_statement(id: &SqlValue, e: &ContractSigned) -> Result<Statement, Pr
             SqlValue::Timestamp(e.valid_until),
             json("services", &e.services)?,
             SqlValue::Int(i64::from(e.visits_promised)),
-            int("fee", e.fee_yuan)?,
-            int("fee band minimum", e.fee_band.min_yuan)?,
-            int("fee band maximum", e.fee_band.max_yuan)?,
+            int("fee", e.fee_yuan),
+            int("fee band minimum", e.fee_band.min_yuan),
+            int("fee band maximum", e.fee_band.max_yuan),
             SqlValue::Text(fee_check.to_owned()),
             SqlValue::Timestamp(e.signed_at),
         ],
@@ -271,8 +275,8 @@ fn report_statements(id: &SqlValue, e: &ServiceReported, out: &mut BatchStatemen
             SqlValue::Timestamp(e.visited_at),
             SqlValue::Text(e.findings.clone()),
             json("hazards", &e.hazards)?,
-            int("hazard count", e.hazards.len() as u64)?,
-            int("major hazard count", majors as u64)?,
+            int("hazard count", e.hazards.len() as u64),
+            int("major hazard count", majors as u64),
             json("photos", &e.photos)?,
             json("report file", &e.report_file)?,
             SqlValue::Bool(e.on_time),
@@ -288,7 +292,7 @@ fn report_statements(id: &SqlValue, e: &ServiceReported, out: &mut BatchStatemen
     Ok(())
 }
 
-fn rating_statement(e: &ServiceRated) -> Statement {
+fn rating_statement(id: &SqlValue, e: &ServiceRated) -> Statement {
     Statement::new(
         RATE_REPORT,
         vec![
@@ -296,6 +300,7 @@ fn rating_statement(e: &ServiceRated) -> Statement {
             SqlValue::Int(i64::from(e.stars)),
             optional(e.comment.clone()),
             SqlValue::Timestamp(e.rated_at),
+            id.clone(),
         ],
     )
 }
@@ -352,20 +357,4 @@ fn agency_of(event: &RecordedEvent) -> Result<AgencyId, ProjectionError> {
 
 fn optional(value: Option<String>) -> SqlValue {
     value.map_or(SqlValue::Null, SqlValue::Text)
-}
-
-fn text(value: impl std::fmt::Display) -> SqlValue {
-    SqlValue::Text(value.to_string())
-}
-
-fn int(what: &'static str, value: u64) -> Result<SqlValue, ProjectionError> {
-    i64::try_from(value)
-        .map(SqlValue::Int)
-        .map_err(|_| ProjectionError::OutOfRange { what, value })
-}
-
-fn json(what: &'static str, value: &impl serde::Serialize) -> Result<SqlValue, ProjectionError> {
-    serde_json::to_string(value)
-        .map(SqlValue::Json)
-        .map_err(|source| ProjectionError::Json { what, source })
 }

@@ -165,9 +165,10 @@ const CONTRACT_COLUMNS: &str = "SELECT contract_id, agency_id, enterprise_id, to
 const REPORT_COLUMNS: &str = "SELECT report_id, agency_id, contract_id, enterprise_id, visited_at, findings, \
     hazards, photos, report_file, on_time, reported_at, stars, comment, rated_at, spot_check_qualified \
     FROM agency_reports";
-const REPORT_STAFF_OF_AGENCY: &str = "SELECT report_id, staff_id FROM agency_report_staff WHERE agency_id = $1";
-const REPORT_STAFF_OF_ENTERPRISE: &str = "SELECT s.report_id, s.staff_id FROM agency_report_staff s \
-    JOIN agency_reports r ON r.report_id = s.report_id WHERE r.enterprise_id = $1";
+const REPORT_STAFF_OF_AGENCY: &str =
+    "SELECT report_id, staff_id, agency_id FROM agency_report_staff WHERE agency_id = $1";
+const REPORT_STAFF_OF_ENTERPRISE: &str = "SELECT s.report_id, s.staff_id, s.agency_id FROM agency_report_staff s \
+    JOIN agency_reports r ON r.agency_id = s.agency_id AND r.report_id = s.report_id WHERE r.enterprise_id = $1";
 const SANCTIONS: &str =
     "SELECT kind, reason, report_id, at FROM agency_sanctions WHERE agency_id = $1 ORDER BY position";
 const GRADE_COLUMNS: &str =
@@ -176,7 +177,7 @@ const GRADE_COLUMNS: &str =
 const SERVICES_OF_AGENCY: &str =
     "SELECT enterprise_id, visited_at, stars FROM agency_reports WHERE agency_id = $1 LIMIT $2";
 const SERVICES_OF_STAFF: &str = "SELECT r.enterprise_id, r.visited_at, r.stars FROM agency_report_staff s \
-    JOIN agency_reports r ON r.report_id = s.report_id WHERE s.staff_id = $1 LIMIT $2";
+    JOIN agency_reports r ON r.agency_id = s.agency_id AND r.report_id = s.report_id WHERE s.staff_id = $1 LIMIT $2";
 const SERVICES_IN_RANGE: &str = "SELECT agency_id, enterprise_id, stars FROM agency_reports \
     WHERE visited_at >= $1 AND visited_at < $2 LIMIT $3";
 /// Contracts in force at `$1`; `$2 = ''` means every town.
@@ -245,9 +246,13 @@ pub async fn staff_member(store: &dyn ReadModelStore, staff_id: StaffId) -> Resu
 }
 
 /// Reads one contract.
-pub async fn contract(store: &dyn ReadModelStore, contract_id: ContractId) -> Result<Option<ContractView>, QueryError> {
-    let sql = format!("{CONTRACT_COLUMNS} WHERE contract_id = $1");
-    let rows = store.query(&sql, &[text(contract_id)]).await?;
+pub async fn contract(
+    store: &dyn ReadModelStore,
+    agency_id: AgencyId,
+    contract_id: ContractId,
+) -> Result<Option<ContractView>, QueryError> {
+    let sql = format!("{CONTRACT_COLUMNS} WHERE agency_id = $1 AND contract_id = $2");
+    let rows = store.query(&sql, &[text(agency_id), text(contract_id)]).await?;
     rows.first().map(contract_view).transpose()
 }
 
@@ -536,17 +541,20 @@ fn contract_view(row: &Row) -> Result<ContractView, QueryError> {
 }
 
 fn reports_with_staff(rows: &[Row], staff_rows: &[Row]) -> Result<Vec<ReportView>, QueryError> {
-    let mut staff: BTreeMap<String, Vec<StaffId>> = BTreeMap::new();
+    // Report ids are unique only within an agency's stream.
+    let mut staff: BTreeMap<(String, String), Vec<StaffId>> = BTreeMap::new();
     for row in staff_rows {
         staff
-            .entry(row.text(0)?)
+            .entry((row.text(2)?, row.text(0)?))
             .or_default()
             .push(parse_text(&row.text(1)?, "agency_report_staff")?);
     }
     rows.iter()
         .map(|row| {
             let mut view = report_view(row)?;
-            view.staff_ids = staff.remove(&view.report_id.to_string()).unwrap_or_default();
+            view.staff_ids = staff
+                .remove(&(view.agency_id.to_string(), view.report_id.to_string()))
+                .unwrap_or_default();
             view.staff_ids.sort();
             Ok(view)
         })

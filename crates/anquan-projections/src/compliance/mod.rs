@@ -26,6 +26,7 @@ use anquan_event_store::{Dialect, RecordedEvent, SqlValue, Statement};
 
 use crate::error::ProjectionError;
 use crate::projection::{BatchStatements, Projection};
+use crate::values::{int, json, text};
 
 const SQLITE_SCHEMA: &str = include_str!("../../../../projections/schema/sqlite/compliance.sql");
 const POSTGRES_SCHEMA: &str = include_str!("../../../../projections/schema/postgres/compliance.sql");
@@ -129,7 +130,7 @@ impl Projection for ComplianceProjection {
             return Ok(());
         }
         let enterprise_id = enterprise_of(event)?;
-        let position = int("position", event.position.sequence())?;
+        let position = int("position", event.position.sequence());
         match decoded {
             Event::EnterpriseRegistered(registered) => registered_statements(registered, position, out),
             Event::EnterpriseProfileChanged(changed) => changed_statements(enterprise_id, changed, position, out),
@@ -263,7 +264,7 @@ fn uploaded_statements(
     let document_id = uploaded.document_id.to_string();
     out.push_insert(
         "documents",
-        document_id.clone(),
+        document_row(enterprise_id, &document_id),
         Statement::new(
             INSERT_DOCUMENT,
             vec![
@@ -273,7 +274,7 @@ fn uploaded_statements(
                 SqlValue::Text(uploaded.requirement.indicator().as_str().to_owned()),
                 SqlValue::Text(uploaded.title.clone()),
                 SqlValue::Text(file.sha256.clone()),
-                int("file size", file.size_bytes)?,
+                int("file size", file.size_bytes),
                 SqlValue::Text(file.media_type.clone()),
                 SqlValue::Text(file.file_name.clone()),
                 json("coverage", &uploaded.coverage)?,
@@ -354,7 +355,7 @@ fn review_statements(
     review: Review,
     update_params: impl FnOnce(Review) -> Vec<SqlValue>,
 ) {
-    if let Some(insert) = out.insert_mut("documents", &document_id) {
+    if let Some(insert) = out.insert_mut("documents", &document_row(enterprise_id, &document_id)) {
         debug_assert!(
             matches!(insert.params.len(), 16 | 21),
             "an INSERT_DOCUMENT's parameters"
@@ -384,6 +385,13 @@ fn review_statements(
     out.push(Statement::new(sql, params));
 }
 
+/// The batch's key of a document's row: its whole primary key. Document ids are chosen per
+/// enterprise, so two enterprises may each have a document with one id, and a key of the id
+/// alone would fold one's review into the other's insert.
+fn document_row(enterprise_id: EnterpriseId, document_id: &str) -> String {
+    format!("{enterprise_id}/{document_id}")
+}
+
 /// Moves the enterprise's `last_position`; within a batch only the last move of an enterprise
 /// runs (an overwrite), since nothing the projection writes reads it.
 fn touch(out: &mut BatchStatements, enterprise_id: EnterpriseId, position: SqlValue) {
@@ -409,20 +417,4 @@ fn enterprise_of(event: &RecordedEvent) -> Result<EnterpriseId, ProjectionError>
 
 fn actor(event: &RecordedEvent) -> SqlValue {
     SqlValue::Text(event.metadata.actor.user_id.as_str().to_owned())
-}
-
-fn text(value: impl std::fmt::Display) -> SqlValue {
-    SqlValue::Text(value.to_string())
-}
-
-fn int(what: &'static str, value: u64) -> Result<SqlValue, ProjectionError> {
-    i64::try_from(value)
-        .map(SqlValue::Int)
-        .map_err(|_| ProjectionError::OutOfRange { what, value })
-}
-
-fn json(what: &'static str, value: &impl serde::Serialize) -> Result<SqlValue, ProjectionError> {
-    serde_json::to_string(value)
-        .map(SqlValue::Json)
-        .map_err(|source| ProjectionError::Json { what, source })
 }

@@ -1,0 +1,44 @@
+//! How a projection turns a fact into the `SqlValue` a read model stores: one place for both
+//! projections.
+
+use anquan_event_store::SqlValue;
+
+use crate::error::ProjectionError;
+
+/// A value stored as its display text (ids, names).
+pub(crate) fn text(value: impl std::fmt::Display) -> SqlValue {
+    SqlValue::Text(value.to_string())
+}
+
+/// An amount or count as the read model stores it: a signed 64-bit integer. `decide` keeps
+/// every such value far below `i64::MAX` (`anquan_domain::bounds`); an event decided before the
+/// bounds were enforced is stored at the ceiling, and logged, instead of stopping the
+/// projection.
+pub(crate) fn int(what: &'static str, value: u64) -> SqlValue {
+    SqlValue::Int(i64::try_from(value).unwrap_or_else(|_| {
+        tracing::warn!(
+            what,
+            value,
+            "a value is above what the read model holds; stored as i64::MAX"
+        );
+        i64::MAX
+    }))
+}
+
+/// A value stored as JSON text.
+pub(crate) fn json(what: &'static str, value: &impl serde::Serialize) -> Result<SqlValue, ProjectionError> {
+    serde_json::to_string(value)
+        .map(SqlValue::Json)
+        .map_err(|source| ProjectionError::Json { what, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_past_the_column_are_stored_at_its_ceiling() {
+        assert_eq!(int("fee", u64::MAX), SqlValue::Int(i64::MAX));
+        assert_eq!(int("fee", 7), SqlValue::Int(7));
+    }
+}
