@@ -171,5 +171,8 @@ pub const ERROR_CODES: &[&str] = &[
     "FILE_TOO_LARGE",
     "EMPTY_FILE",
     "INVALID_EVENT",
+    "VALUE_OUT_OF_RANGE",
+    "GRAPHQL_PARSE_FAILED",
+    "GRAPHQL_VALIDATION_FAILED",
     "INTERNAL",
 ];

@@ -162,9 +162,10 @@ impl MetricsService {
 /// One local month before `at` (the same wall-clock instant, clamped to the month's end).
 pub fn month_before(app: &AppState, at: DateTime<Utc>) -> DateTime<Utc> {
     let local = at.with_timezone(&app.rules.time_zone);
-    local
-        .checked_sub_months(Months::new(1))
-        .map_or(at - chrono::Duration::days(30), |earlier| earlier.to_utc())
+    local.checked_sub_months(Months::new(1)).map_or(
+        anquan_domain::bounds::minus(at, chrono::Duration::days(30)),
+        |earlier| earlier.to_utc(),
+    )
 }
 
 /// Computes the metrics at past (or any) instants from the read models, in one pass over the
@@ -362,6 +363,7 @@ impl MetricsWatcher {
         let mut enterprises: BTreeSet<EnterpriseId> = BTreeSet::new();
         let mut agencies = false;
         let mut terminated = Vec::new();
+        let mut force_all = false;
         while self.after.is_none_or(|after| after < applied) {
             let page = self
                 .app
@@ -389,7 +391,13 @@ impl MetricsWatcher {
                         Ok(Event::ServiceRated(e)) => {
                             enterprises.insert(e.enterprise_id);
                         }
-                        Ok(Event::ContractTerminated(e)) => terminated.push(e.contract_id),
+                        Ok(Event::ContractTerminated(e)) => {
+                            // Contract ids are unique only within their agency's stream.
+                            match recorded.stream_id.as_str().strip_prefix("agency-").map(str::parse) {
+                                Some(Ok(agency_id)) => terminated.push((agency_id, e.contract_id)),
+                                _ => force_all = true,
+                            }
+                        }
                         _ => {}
                     }
                 }
@@ -405,8 +413,12 @@ impl MetricsWatcher {
                 break;
             }
         }
-        for contract_id in terminated {
-            let contract = anquan_projections::agency::contract(self.app.read_models.as_ref(), contract_id)
+        if force_all {
+            self.after = Some(applied);
+            return self.recompute_all(Announce::Changed).await;
+        }
+        for (agency_id, contract_id) in terminated {
+            let contract = anquan_projections::agency::contract(self.app.read_models.as_ref(), agency_id, contract_id)
                 .await
                 .map_err(|error| error.to_string())?;
             match contract {

@@ -27,7 +27,7 @@ use super::agency_types::{
     ServiceCoverage, ServiceReport, ServiceStatisticsView, Staff, StaffMemberInput, StoredFile, WarningKind,
 };
 use super::query::{parse_enterprise_id, scoped_town};
-use super::{actor, app};
+use super::{actor, app, optional_instant_arg};
 use crate::AppState;
 use crate::error::ApiError;
 
@@ -229,7 +229,15 @@ impl AgencyQuery {
         let app = app(ctx)?;
         let actor = actor(ctx)?;
         let enterprise_id = parse_enterprise_id(&enterprise_id)?;
-        let town = enterprise_town(app, enterprise_id).await?;
+        let town = match enterprise_town(app, enterprise_id).await {
+            Err(ApiError::Rejected {
+                code: "UNKNOWN_ENTERPRISE",
+                ..
+            }) if !actor.may_know_enterprise(enterprise_id) => {
+                return Err(super::query::forbidden_to_read(actor, enterprise_id));
+            }
+            town => town?,
+        };
         if !actor.may_read_enterprise(enterprise_id, &town) {
             return Err(ApiError::Forbidden(format!(
                 "{} may not read the services of enterprise {enterprise_id}",
@@ -262,7 +270,7 @@ impl AgencyQuery {
     ) -> Result<ServiceCoverage, ApiError> {
         let app = app(ctx)?;
         let town = scoped_town(ctx, town)?;
-        let at = at.unwrap_or_else(|| app.now());
+        let at = optional_instant_arg("at", at)?.unwrap_or_else(|| app.now());
         let covered = read_model::service_coverage(app.read_models.as_ref(), at, town.as_ref()).await?;
         Ok(ServiceCoverage {
             at,

@@ -13,7 +13,7 @@ use anquan_domain::metrics::{Headline, Metric, Scope, Tally, Unit, Window};
 use anquan_domain::{Role, Town};
 use anquan_projections::metrics::{ScopeTallies, Snapshot};
 
-use super::{actor, app};
+use super::{actor, app, optional_instant_arg};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::metrics_service::{month_before, snapshots_at};
@@ -238,6 +238,7 @@ const FIRST_COMPUTATION_WAIT: std::time::Duration = std::time::Duration::from_se
 /// request waits for the watcher a while, then gets `NOT_READY`. Under another version "now"
 /// is computed for the request.
 async fn snapshots(app: &AppState, as_of: Option<DateTime<Utc>>) -> Result<(Arc<Snapshot>, Arc<Snapshot>), ApiError> {
+    let as_of = optional_instant_arg("asOf", as_of)?;
     match as_of {
         None => match app.metrics.current() {
             Some(current) if current.rules.version == app.rules.version => Ok((current.now, current.month_ago)),

@@ -11,6 +11,7 @@ pub mod supervision;
 pub mod types;
 
 use async_graphql::{Context, MergedObject, Schema};
+use chrono::{DateTime, Utc};
 
 use anquan_domain::Actor;
 
@@ -71,6 +72,74 @@ fn builder() -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, Subscripti
     .limit_complexity(QUERY_COMPLEXITY_MAX)
     .extension(async_graphql::extensions::Tracing)
     .extension(LiveRules)
+    .extension(ErrorCodes)
+}
+
+/// Gives every error a stable `extensions.code`, including those async-graphql makes itself:
+/// a document that does not parse (`GRAPHQL_PARSE_FAILED`), one that breaks the schema or its
+/// depth and complexity limits (`GRAPHQL_VALIDATION_FAILED`), and an argument or variable that
+/// cannot be coerced to its type (`BAD_INPUT`). Resolvers' errors already carry theirs
+/// (`ApiError`).
+struct ErrorCodes;
+
+/// The code of a document that is not GraphQL.
+pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
+/// The code of a document that does not fit the schema or its limits.
+pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
+
+fn with_code(mut error: async_graphql::ServerError, code: &'static str) -> async_graphql::ServerError {
+    let extensions = error.extensions.get_or_insert_with(Default::default);
+    if extensions.get("code").is_none() {
+        extensions.set("code", code);
+    }
+    error
+}
+
+impl async_graphql::extensions::ExtensionFactory for ErrorCodes {
+    fn create(&self) -> std::sync::Arc<dyn async_graphql::extensions::Extension> {
+        std::sync::Arc::new(ErrorCodes)
+    }
+}
+
+#[async_trait::async_trait]
+impl async_graphql::extensions::Extension for ErrorCodes {
+    async fn request(
+        &self,
+        ctx: &async_graphql::extensions::ExtensionContext<'_>,
+        next: async_graphql::extensions::NextRequest<'_>,
+    ) -> async_graphql::Response {
+        let mut response = next.run(ctx).await;
+        response.errors = std::mem::take(&mut response.errors)
+            .into_iter()
+            .map(|error| with_code(error, "BAD_INPUT"))
+            .collect();
+        response
+    }
+
+    async fn parse_query(
+        &self,
+        ctx: &async_graphql::extensions::ExtensionContext<'_>,
+        query: &str,
+        variables: &async_graphql::Variables,
+        next: async_graphql::extensions::NextParseQuery<'_>,
+    ) -> async_graphql::ServerResult<async_graphql::parser::types::ExecutableDocument> {
+        next.run(ctx, query, variables)
+            .await
+            .map_err(|error| with_code(error, GRAPHQL_PARSE_FAILED))
+    }
+
+    async fn validation(
+        &self,
+        ctx: &async_graphql::extensions::ExtensionContext<'_>,
+        next: async_graphql::extensions::NextValidation<'_>,
+    ) -> Result<async_graphql::ValidationResult, Vec<async_graphql::ServerError>> {
+        next.run(ctx).await.map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|error| with_code(error, GRAPHQL_VALIDATION_FAILED))
+                .collect()
+        })
+    }
 }
 
 /// Pins the live rule set for every operation that did not pin one already. The HTTP handler
@@ -108,6 +177,25 @@ impl async_graphql::extensions::Extension for LiveRules {
 fn app<'a>(ctx: &'a Context<'_>) -> Result<&'a AppState, ApiError> {
     ctx.data::<AppState>()
         .map_err(|error| ApiError::Internal(error.message))
+}
+
+/// Checks an instant a client passed as an argument (`asOf`, `from`, `at`, …) against the
+/// platform's window (`anquan_domain::bounds`): every computation a query makes with it (a
+/// metric's window a year back, a colour history's days) then stays far inside the calendar.
+pub(crate) fn instant_arg(field: &'static str, instant: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
+    anquan_domain::bounds::check_instant(field, instant).map_err(|error| ApiError::BadInput {
+        code: "VALUE_OUT_OF_RANGE",
+        message: error.to_string(),
+    })?;
+    Ok(instant)
+}
+
+/// [`instant_arg`] for an optional argument.
+pub(crate) fn optional_instant_arg(
+    field: &'static str,
+    instant: Option<DateTime<Utc>>,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
+    instant.map(|instant| instant_arg(field, instant)).transpose()
 }
 
 fn actor<'a>(ctx: &'a Context<'_>) -> Result<&'a Actor, ApiError> {

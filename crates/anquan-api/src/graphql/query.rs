@@ -12,7 +12,7 @@ use super::types::{
     Compliance, Document, DocumentConnection, Enterprise, EnterpriseConnection, EnterpriseSummary, PageInfo,
     RuleSetInfo,
 };
-use super::{actor, app};
+use super::{actor, app, optional_instant_arg};
 use crate::error::ApiError;
 
 use anquan_projections::compliance::PAGE_SIZE_MAX;
@@ -40,17 +40,22 @@ impl EnterpriseQuery {
         let rules = super::audit::rules_for(app, rule_set.as_deref())?;
         let actor = actor(ctx)?;
         let enterprise_id = parse_enterprise_id(&id)?;
-        let Some(file) = read_model::enterprise_file(app.read_models.as_ref(), enterprise_id).await? else {
-            return Ok(None);
+        let as_of = optional_instant_arg("asOf", as_of)?;
+        let registered = read_model::enterprise_file(app.read_models.as_ref(), enterprise_id)
+            .await?
+            .filter(|file| file.registration.is_some());
+        let Some(file) = registered else {
+            return if actor.may_know_enterprise(enterprise_id) {
+                Ok(None)
+            } else {
+                Err(forbidden_to_read(actor, enterprise_id))
+            };
         };
         let Some(registration) = &file.registration else {
             return Ok(None);
         };
         if !actor.may_read_enterprise(enterprise_id, &registration.town) {
-            return Err(ApiError::Forbidden(format!(
-                "{} may not read enterprise {enterprise_id}",
-                actor.role.name()
-            )));
+            return Err(forbidden_to_read(actor, enterprise_id));
         }
         let at = as_of.unwrap_or_else(|| app.now());
         Ok(Enterprise::at(Arc::new(file), &rules, at))
@@ -75,7 +80,7 @@ impl EnterpriseQuery {
         let rules = super::audit::rules_for(app, rule_set.as_deref())?;
         let town = scoped_town(ctx, town)?;
         let first = page_size(first)?;
-        let at = as_of.unwrap_or_else(|| app.now());
+        let at = optional_instant_arg("asOf", as_of)?.unwrap_or_else(|| app.now());
         let filter = read_model::SummaryFilter {
             town,
             responsibility_implemented,
@@ -183,4 +188,9 @@ pub(super) fn parse_enterprise_id(id: &ID) -> Result<EnterpriseId, ApiError> {
         code: "INVALID_ID",
         message: error.to_string(),
     })
+}
+
+/// The one refusal for an enterprise the caller may not read, whether or not it exists.
+pub(super) fn forbidden_to_read(actor: &anquan_domain::Actor, enterprise_id: EnterpriseId) -> ApiError {
+    ApiError::Forbidden(format!("{} may not read enterprise {enterprise_id}", actor.role.name()))
 }

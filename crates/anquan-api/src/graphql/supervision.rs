@@ -23,7 +23,7 @@ use anquan_projections::compliance::{self as read_model, HazardFilter, HazardSta
 use super::agency_types::{HazardLevel, StoredFile};
 use super::query::{parse_enterprise_id, scoped_town};
 use super::types::{Enterprise, PageInfo};
-use super::{actor, app};
+use super::{actor, app, instant_arg, optional_instant_arg};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::watcher::SupervisionEvent;
@@ -840,7 +840,7 @@ impl SupervisionQuery {
         let app = app(ctx)?;
         let enterprise = enterprise_id.as_ref().map(parse_enterprise_id).transpose()?;
         let (town, enterprise) = hazard_scope(ctx, town, enterprise)?;
-        let at = as_of.unwrap_or_else(|| app.now());
+        let at = optional_instant_arg("asOf", as_of)?.unwrap_or_else(|| app.now());
         let filter = HazardFilter {
             town,
             enterprise,
@@ -868,7 +868,7 @@ impl SupervisionQuery {
     ) -> Result<HazardConnection, ApiError> {
         let app = app(ctx)?;
         let town = scoped_town(ctx, town)?;
-        let at = as_of.unwrap_or_else(|| app.now());
+        let at = optional_instant_arg("asOf", as_of)?.unwrap_or_else(|| app.now());
         let page = read_model::overdue_queue(
             app.read_models.as_ref(),
             town.as_ref(),
@@ -892,7 +892,7 @@ impl SupervisionQuery {
         let app = app(ctx)?;
         let rules = super::audit::rules_for(app, rule_set.as_deref())?;
         let town = scoped_town(ctx, town)?;
-        let at = as_of.unwrap_or_else(|| app.now());
+        let at = optional_instant_arg("asOf", as_of)?.unwrap_or_else(|| app.now());
         let counts = read_model::colour_distribution(app.read_models.as_ref(), &rules, town.as_ref(), at).await?;
         Ok(ColourDistribution {
             at,
@@ -920,7 +920,8 @@ impl SupervisionQuery {
         let app = app(ctx)?;
         let rules = super::audit::rules_for(app, rule_set.as_deref())?;
         let town = scoped_town(ctx, town)?;
-        let at = as_of.unwrap_or_else(|| app.now());
+        let at = optional_instant_arg("asOf", as_of)?.unwrap_or_else(|| app.now());
+        let period_end = instant_arg("periodEnd", period_end)?;
         if period_end < at {
             return Err(ApiError::bad_input("periodEnd must not be before asOf"));
         }

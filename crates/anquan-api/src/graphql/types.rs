@@ -164,6 +164,8 @@ impl Enterprise {
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
     ) -> Result<Vec<supervision::ColourChange>, ApiError> {
+        let from = super::optional_instant_arg("from", from)?;
+        let to = super::optional_instant_arg("to", to)?;
         let from = from.unwrap_or(self.registered_at).max(self.registered_at);
         supervision::colour_history(&self.file, &self.rules, from, to.unwrap_or(self.at))
     }
