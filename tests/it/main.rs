@@ -17,6 +17,7 @@ mod compliance_flow;
 mod dashboard;
 mod metrics_follow;
 mod public_page;
+mod read_side;
 mod rule_sets;
 mod supervision_flow;
 mod support;
