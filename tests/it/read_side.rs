@@ -65,7 +65,14 @@ async fn ready(app: &TestApp) -> u16 {
 async fn run(backend: Backend) {
     let app = spawn_app(backend, &[]).await;
     let admin = app.token(&["--role", "city_admin"]);
-    let id = register_with_flags(&app, &admin, "91330481MA28A0XX07", "许村", json!(["CONTRACTS_OR_LEASES"])).await;
+    let id = register_with_flags(
+        &app,
+        &admin,
+        "91330481MA28A0XX07",
+        "许村",
+        json!(["CONTRACTS_OR_LEASES"]),
+    )
+    .await;
     let other = register(&app, &admin, "91330100799655058B", "长安").await;
     let owner = app.token(&["--role", "enterprise", "--enterprise", &id]);
 
@@ -74,15 +81,23 @@ async fn run(backend: Backend) {
     for instant in OUTSIDE_THE_WINDOW {
         let hazard = json!({ "enterpriseId": id, "hazard": { "category": "FIRE", "level": "GENERAL",
             "description": "消防通道堵塞", "deadline": instant } });
-        let response = app.graphql(Some(&owner), RECORD_HAZARD, json!({ "input": hazard })).await;
+        let response = app
+            .graphql(Some(&owner), RECORD_HAZARD, json!({ "input": hazard }))
+            .await;
         if instant.starts_with('+') {
             // A year past 9999 is not RFC 3339: the scalar refuses it, with a code.
             let code = error_code(&response);
-            assert!(["VALUE_OUT_OF_RANGE", "BAD_INPUT"].contains(&code.as_str()), "{response}");
+            assert!(
+                ["VALUE_OUT_OF_RANGE", "BAD_INPUT"].contains(&code.as_str()),
+                "{response}"
+            );
         } else if instant < "2026" {
             // Before the finding: refused either as out of range or as before the finding.
             let code = error_code(&response);
-            assert!(["VALUE_OUT_OF_RANGE", "DEADLINE_BEFORE_FINDING"].contains(&code.as_str()), "{response}");
+            assert!(
+                ["VALUE_OUT_OF_RANGE", "DEADLINE_BEFORE_FINDING"].contains(&code.as_str()),
+                "{response}"
+            );
         } else {
             assert_out_of_range(&response, "hazard deadline");
         }
@@ -97,13 +112,19 @@ async fn run(backend: Backend) {
         let response = upload(&app, &owner, agreement).await;
         if !instant.starts_with('+') {
             let code = error_code(&response);
-            assert!(["VALUE_OUT_OF_RANGE", "INVALID_VALIDITY"].contains(&code.as_str()), "{response}");
+            assert!(
+                ["VALUE_OUT_OF_RANGE", "INVALID_VALIDITY"].contains(&code.as_str()),
+                "{response}"
+            );
         }
     }
     // The edge of the window itself is accepted and read back.
     let hazard = json!({ "enterpriseId": id, "hazard": { "category": "FIRE", "level": "GENERAL",
         "description": "消防通道堵塞", "deadline": "2199-12-31T15:59:59.999999Z" } });
-    data(&app.graphql(Some(&owner), RECORD_HAZARD, json!({ "input": hazard })).await);
+    data(
+        &app.graphql(Some(&owner), RECORD_HAZARD, json!({ "input": hazard }))
+            .await,
+    );
 
     // Every instant a query computes with is checked the same way.
     for instant in OUTSIDE_THE_WINDOW.iter().filter(|instant| !instant.starts_with('+')) {
@@ -133,8 +154,12 @@ async fn run(backend: Backend) {
     assert_eq!(file["enterprise"]["hazards"].as_array().unwrap().len(), 1, "{file}");
     data(&app.graphql(Some(&admin), COLOUR_HISTORY, json!({ "id": id })).await);
     data(
-        &app.graphql(Some(&admin), "{ hazards(town: \"许村\") { nodes { id deadline } } }", json!({}))
-            .await,
+        &app.graphql(
+            Some(&admin),
+            "{ hazards(town: \"许村\") { nodes { id deadline } } }",
+            json!({}),
+        )
+        .await,
     );
 
     // Two agencies may choose one contract id: each contract is its own row.
@@ -177,11 +202,10 @@ async fn run(backend: Backend) {
             json!({ "first": 1_u64 << 40 }),
         )
         .await;
-    assert!(
-        response["errors"][0]["extensions"]["code"].is_string(),
-        "{response}"
-    );
-    let response = app.graphql(None, "query { enterprise(id: 1) { name } }", json!({})).await;
+    assert!(response["errors"][0]["extensions"]["code"].is_string(), "{response}");
+    let response = app
+        .graphql(None, "query { enterprise(id: 1) { name } }", json!({}))
+        .await;
     assert!(
         response["errors"]
             .as_array()
@@ -203,7 +227,9 @@ async fn run(backend: Backend) {
         }
         let hazard = json!({ "enterpriseId": unknown, "hazard": { "category": "FIRE", "level": "GENERAL",
             "description": "x" } });
-        let missing = app.graphql(Some(token), RECORD_HAZARD, json!({ "input": hazard })).await;
+        let missing = app
+            .graphql(Some(token), RECORD_HAZARD, json!({ "input": hazard }))
+            .await;
         assert_eq!(error_code(&missing), "FORBIDDEN", "{missing}");
     }
     // The city may know: an unknown id is simply absent.

@@ -47,6 +47,28 @@ pub async fn fold_to_end(
     read_models: &dyn ReadModelStore,
     projections: &[Arc<dyn Projection>],
     cancel: &AtomicBool,
+    progress: impl FnMut(&FoldProgress),
+) -> Result<FoldReport, RunnerError> {
+    fold_to_end_in_pages(
+        event_store,
+        read_models,
+        projections,
+        REBUILD_PAGE_EVENTS_MAX,
+        cancel,
+        progress,
+    )
+    .await
+}
+
+/// [`fold_to_end`] with pages of `page_events` events. The rows it builds do not depend on the
+/// page size (a batch names every row by its whole key); tests fold one log in pages of 1, 7
+/// and 30,000 events and compare the dumps.
+pub async fn fold_to_end_in_pages(
+    event_store: &dyn EventStore,
+    read_models: &dyn ReadModelStore,
+    projections: &[Arc<dyn Projection>],
+    page_events: usize,
+    cancel: &AtomicBool,
     mut progress: impl FnMut(&FoldProgress),
 ) -> Result<FoldReport, RunnerError> {
     let started = Instant::now();
@@ -78,7 +100,7 @@ pub async fn fold_to_end(
         read_models,
         projections: projections.to_vec(),
         checkpoints,
-        page_max: REBUILD_PAGE_EVENTS_MAX,
+        page_max: page_events.max(1),
         until: Until::EndOfLog,
         cancel: Some(cancel),
     }
