@@ -27,7 +27,7 @@ use super::agency_types::{
     ServiceCoverage, ServiceReport, ServiceStatisticsView, Staff, StaffMemberInput, StoredFile, WarningKind,
 };
 use super::query::{parse_enterprise_id, scoped_town};
-use super::{actor, app};
+use super::{actor, app, created_id, parse_command_id};
 use crate::AppState;
 use crate::error::ApiError;
 
@@ -298,7 +298,7 @@ impl AgencyMutation {
     ) -> Result<AgencyCommandPayload, ApiError> {
         let agency_id = match agency_id {
             Some(id) => parse_id::<AgencyId>(&id)?,
-            None => AgencyId::from_uuid(Uuid::now_v7()),
+            None => AgencyId::from_uuid(created_id(parse_command_id(command_id.as_ref())?, "agency", 0)),
         };
         let command = AgencyCommand::Register(RegisterAgency {
             agency_id,
@@ -333,13 +333,15 @@ impl AgencyMutation {
         staff: Vec<StaffMemberInput>,
         command_id: Option<ID>,
     ) -> Result<AgencyCommandPayload, ApiError> {
+        let created_by = parse_command_id(command_id.as_ref())?;
         let staff = staff
             .into_iter()
-            .map(|member| {
+            .enumerate()
+            .map(|(index, member)| {
                 Ok(StaffMember {
                     staff_id: match &member.staff_id {
                         Some(id) => parse_id(id)?,
-                        None => StaffId::from_uuid(Uuid::now_v7()),
+                        None => StaffId::from_uuid(created_id(created_by, "staff", index)),
                     },
                     name: member.name,
                     qualifications: member
@@ -376,7 +378,7 @@ impl AgencyMutation {
         let enterprise_town = enterprise_town(app, enterprise_id).await?;
         let contract_id = match &input.contract_id {
             Some(id) => parse_id(id)?,
-            None => ContractId::from_uuid(Uuid::now_v7()),
+            None => ContractId::from_uuid(created_id(parse_command_id(command_id.as_ref())?, "contract", 0)),
         };
         let command = AgencyCommand::SignContract(SignContract {
             agency_id: parse_id(&input.agency_id)?,
@@ -438,7 +440,7 @@ impl AgencyMutation {
         actor(ctx)?;
         let report_id = match &input.report_id {
             Some(id) => parse_id(id)?,
-            None => ServiceReportId::from_uuid(Uuid::now_v7()),
+            None => ServiceReportId::from_uuid(created_id(parse_command_id(command_id.as_ref())?, "service_report", 0)),
         };
         let mut hazards = Vec::with_capacity(input.hazards.len());
         for hazard in input.hazards {
