@@ -288,7 +288,8 @@ impl AgencyQuery {
 
 #[Object]
 impl AgencyMutation {
-    /// Registers an agency (city admin). Its id is client-chosen or made here (UUID v7).
+    /// Registers an agency (city admin). Its id is client-chosen, or made here: derived from
+    /// `commandId` when one is sent (a retry names the same agency), else a UUID v7.
     async fn register_agency(
         &self,
         ctx: &Context<'_>,

@@ -30,7 +30,7 @@ pub const LABEL_CHARS_MAX: usize = 100;
 /// Most items in a list (scope items, services, staff, hazards, photos).
 pub const LIST_ITEMS_MAX: usize = 500;
 
-/// Register an agency (city admin). The id is chosen by the caller (UUID v7).
+/// Register an agency (city admin). The id is chosen by the caller.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RegisterAgency {
     pub agency_id: AgencyId,
