@@ -126,6 +126,13 @@ impl<R: DomainRejection> From<ExecuteError<R>> for ApiError {
                 expected: expected.to_string(),
                 actual: actual.map_or_else(|| "none".to_owned(), |version| version.to_string()),
             },
+            ExecuteError::IdempotencyKeyReused { command_id, .. } => ApiError::BadInput {
+                code: "IDEMPOTENCY_KEY_REUSED",
+                message: format!(
+                    "commandId {command_id} was used before for another command (another target, other input \
+                     or another caller); use a new commandId for a new command"
+                ),
+            },
             ExecuteError::Invalid(reason) => ApiError::BadInput {
                 code: "INVALID_EVENT",
                 message: reason.to_string(),
@@ -174,5 +181,6 @@ pub const ERROR_CODES: &[&str] = &[
     "VALUE_OUT_OF_RANGE",
     "GRAPHQL_PARSE_FAILED",
     "GRAPHQL_VALIDATION_FAILED",
+    "IDEMPOTENCY_KEY_REUSED",
     "INTERNAL",
 ];

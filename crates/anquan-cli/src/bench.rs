@@ -538,7 +538,7 @@ fn append_request(
     Ok(AppendRequest {
         stream_id: workload.streams[stream].clone(),
         expected,
-        command_id: None,
+        command: None,
         metadata: AppendMetadata {
             occurred_at: Utc::now(),
             actor: actor.clone(),

@@ -418,7 +418,7 @@ pub async fn append_rule_set_event(
     let request = AppendRequest {
         stream_id: rule_set_stream(),
         expected,
-        command_id: None,
+        command: None,
         metadata: AppendMetadata {
             occurred_at: now,
             actor: Actor {

@@ -58,7 +58,7 @@ impl<A: Aggregate> StreamWriter<A> {
         let request = AppendRequest {
             stream_id: self.stream_id.clone(),
             expected: StreamState::from_actual(self.version),
-            command_id: None,
+            command: None,
             metadata: AppendMetadata {
                 occurred_at: now,
                 actor: actor.clone(),

@@ -22,7 +22,9 @@ pub trait DomainRejection: std::error::Error + Send + Sync + 'static {
 
 /// An aggregate: the state of one stream and the rules its commands are decided by.
 pub trait Aggregate: Default + Send + Sync {
-    type Command: Send + Sync;
+    /// A command serialises to its canonical form: the idempotency digest of a command id is
+    /// taken over it (field order as declared; no hash maps).
+    type Command: Send + Sync + serde::Serialize;
     type Rejection: DomainRejection;
 
     /// The stream category: the aggregate's streams are `<CATEGORY>-<uuid>`.
@@ -37,6 +39,11 @@ pub trait Aggregate: Default + Send + Sync {
     /// Folds one event into the state; events of other aggregates are ignored.
     fn apply(&mut self, event: &Event);
 
-    /// Decides a command: the events to append, or the rule it breaks.
+    /// Tells whether the actor may issue the command against this state: the one place an
+    /// aggregate checks the actor's scope. `decide` calls it first, and `execute` calls it before
+    /// it answers a repeated command id, so a retry never tells an unauthorised caller anything.
+    fn authorise(&self, command: &Self::Command, actor: &Actor) -> Result<(), Self::Rejection>;
+
+    /// Decides a command: the events to append, or the rule it breaks. Starts with `authorise`.
     fn decide(&self, command: &Self::Command, context: &DecisionContext<'_>) -> Result<Vec<Event>, Self::Rejection>;
 }

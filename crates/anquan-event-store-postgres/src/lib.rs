@@ -6,7 +6,7 @@
 //! `event_log` holds one row per event with its full envelope (`data` and `actor` as `json`,
 //! which keeps the text byte for byte, as the hash chain needs; `xid` records the writing
 //! transaction). `event_log_head` is a single row holding the last position handed out.
-//! `event_commands` maps a command id to its append's outcome. `store_schema_version` records
+//! `event_commands` maps a command id to its append's outcome and the digest of its command. `store_schema_version` records
 //! the migrations applied; [`PostgresEventStore::connect`] applies missing ones inside a
 //! transaction holding `pg_advisory_xact_lock`, so nodes starting together queue and the later
 //! ones find the work done.
@@ -15,7 +15,8 @@
 //!
 //! An append first reads (pipelined, outside any transaction) the command id's recorded
 //! outcome and the stream's last version and hash. A known command returns its outcome with
-//! `duplicate = true`; an expectation the stream does not meet is a conflict. Otherwise the
+//! `duplicate = true` when the append is on its stream with its digest, and is refused
+//! (`CommandIdReused`) otherwise; an expectation the stream does not meet is a conflict. Otherwise the
 //! events are sealed (hash chain) and written by *one* statement, so one implicit transaction:
 //! it bumps the head row by the number of events (taking its row lock), inserts the events at
 //! the positions after the old head (multi-row insert from arrays), inserts the command row and

@@ -48,6 +48,11 @@ const MIGRATIONS: &[&str] = &[
         last_position BIGINT NOT NULL
     );
     "#,
+    // 2: the digest a command id is bound to (a retry must match it). Commands recorded before
+    // have none and match a retry on their stream alone.
+    r#"
+    ALTER TABLE event_commands ADD COLUMN digest BYTEA;
+    "#,
 ];
 
 /// Brings the schema up to date. Two nodes starting together queue on the advisory lock; the

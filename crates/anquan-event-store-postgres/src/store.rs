@@ -15,8 +15,9 @@ use uuid::Uuid;
 use anquan_domain::{Actor, CommandId};
 use anquan_event_store::hash_chain::seal;
 use anquan_event_store::{
-    AppendError, AppendOutcome, AppendRequest, EventHash, EventMetadata, EventStore, InvalidAppend, Position,
-    READ_BATCH_MAX, RecordedEvent, StoreError, StreamId, StreamVersion,
+    AppendError, AppendOutcome, AppendRequest, CommandDigest, EventHash, EventMetadata, EventStore, InvalidAppend,
+    Position, READ_BATCH_MAX, RecordedCommand, RecordedEvent, StoreError, StreamId, StreamVersion,
+    answer_recorded_command,
 };
 
 use crate::listener::{self, ListenerTask};
@@ -65,8 +66,8 @@ WITH head AS (
          WITH ORDINALITY AS e(version, event_id, event_type, schema_version, data, hash, ord)
     RETURNING position
 ), command AS (
-    INSERT INTO event_commands (command_id, stream_id, first_version, last_version, last_position)
-    SELECT $8, $2, $15, $16, head.base + $1 FROM head WHERE $8::uuid IS NOT NULL
+    INSERT INTO event_commands (command_id, stream_id, first_version, last_version, last_position, digest)
+    SELECT $8, $2, $15, $16, head.base + $1, $17 FROM head WHERE $8::uuid IS NOT NULL
 )
 SELECT head.base + $1, pg_notify('anquan_events', (head.base + $1)::text) FROM head";
 
@@ -208,14 +209,16 @@ async fn stream_head(
     .transpose()
 }
 
-/// Reads a command's recorded outcome.
+/// Reads a command's recorded outcome and digest (none for a command recorded before
+/// migration 2).
 async fn command_outcome(
     client: &impl GenericClient,
     command_id: CommandId,
-) -> Result<Option<AppendOutcome>, StoreError> {
+) -> Result<Option<RecordedCommand>, StoreError> {
     let statement = client
         .prepare_cached(
-            "SELECT stream_id, first_version, last_version, last_position FROM event_commands WHERE command_id = $1",
+            "SELECT stream_id, first_version, last_version, last_position, digest FROM event_commands \
+             WHERE command_id = $1",
         )
         .await
         .map_err(backend("prepare command lookup"))?;
@@ -229,16 +232,26 @@ async fn command_outcome(
         let first: i64 = row.try_get(1).map_err(backend("read command outcome"))?;
         let last: i64 = row.try_get(2).map_err(backend("read command outcome"))?;
         let position: i64 = row.try_get(3).map_err(read)?;
+        let digest: Option<&[u8]> = row.try_get(4).map_err(backend("read command digest"))?;
         let corrupt = |reason: &str| StoreError::Corrupt {
             location: format!("command {}", command_id.0),
             reason: reason.to_owned(),
         };
-        Ok(AppendOutcome {
-            stream_id: StreamId::parse(stream_id).map_err(|error| corrupt(&error.to_string()))?,
-            first_version: StreamVersion(u64::try_from(first).map_err(|_| corrupt("negative version"))?),
-            last_version: StreamVersion(u64::try_from(last).map_err(|_| corrupt("negative version"))?),
-            last_position: Position::from_sequence(u64::try_from(position).map_err(|_| corrupt("negative position"))?),
-            duplicate: true,
+        let digest = digest
+            .map(|bytes| <[u8; 32]>::try_from(bytes).map_err(|_| corrupt("a command digest is not 32 bytes")))
+            .transpose()?
+            .map(CommandDigest);
+        Ok(RecordedCommand {
+            outcome: AppendOutcome {
+                stream_id: StreamId::parse(stream_id).map_err(|error| corrupt(&error.to_string()))?,
+                first_version: StreamVersion(u64::try_from(first).map_err(|_| corrupt("negative version"))?),
+                last_version: StreamVersion(u64::try_from(last).map_err(|_| corrupt("negative version"))?),
+                last_position: Position::from_sequence(
+                    u64::try_from(position).map_err(|_| corrupt("negative position"))?,
+                ),
+                duplicate: true,
+            },
+            digest,
         })
     })
     .transpose()
@@ -278,7 +291,8 @@ async fn write(
             source: Some(Box::new(error)),
         })
     })?;
-    let command_id = metadata.command_id.map(|id| id.0);
+    let command_id = request.command.map(|key| key.id.0);
+    let digest = request.command.as_ref().map(|key| &key.digest.0[..]);
     let first_version = versions[0];
     let last_version = to_i64(last.version.0, "version").map_err(WriteError::Store)?;
     let statement = client.prepare_cached(APPEND_SQL).await?;
@@ -302,6 +316,7 @@ async fn write(
                 &hashes,
                 &first_version,
                 &last_version,
+                &digest,
             ],
         )
         .await?;
@@ -370,15 +385,15 @@ impl EventStore for PostgresEventStore {
         loop {
             attempt += 1;
             // The two reads are pipelined on one connection.
-            let (outcome, last) = match request.command_id {
-                Some(command_id) => futures::try_join!(
-                    command_outcome(&client, command_id),
+            let (recorded, last) = match &request.command {
+                Some(key) => futures::try_join!(
+                    command_outcome(&client, key.id),
                     stream_head(&client, &request.stream_id)
                 )?,
                 None => (None, stream_head(&client, &request.stream_id).await?),
             };
-            if let Some(outcome) = outcome {
-                return Ok(outcome);
+            if let (Some(key), Some(recorded)) = (&request.command, recorded) {
+                return answer_recorded_command(&request, key, recorded);
             }
             let actual = last.map(|(version, _)| version);
             if !request.expected.admits(actual) || attempt > APPEND_RETRIES_MAX {
@@ -398,10 +413,10 @@ impl EventStore for PostgresEventStore {
                 Err(WriteError::Unique(constraint))
                     if constraint == "event_log_stream_version_key" || constraint == "event_commands_pkey" => {}
                 Err(WriteError::Unique(constraint)) if constraint == "event_log_event_id_key" => {
-                    if let Some(command_id) = request.command_id
-                        && let Some(outcome) = command_outcome(&client, command_id).await?
+                    if let Some(key) = &request.command
+                        && let Some(recorded) = command_outcome(&client, key.id).await?
                     {
-                        return Ok(outcome);
+                        return answer_recorded_command(&request, key, recorded);
                     }
                     let ids: Vec<Uuid> = request.events.iter().map(|event| event.event_id).collect();
                     let row = client
@@ -473,7 +488,7 @@ impl EventStore for PostgresEventStore {
         rows.iter().map(decode).collect()
     }
 
-    async fn command_outcome(&self, command_id: CommandId) -> Result<Option<AppendOutcome>, StoreError> {
+    async fn command_outcome(&self, command_id: CommandId) -> Result<Option<RecordedCommand>, StoreError> {
         let client = self.client().await?;
         command_outcome(&client, command_id).await
     }

@@ -85,7 +85,10 @@ fn request(stream: &StreamId, events: usize) -> AppendRequest {
     AppendRequest {
         stream_id: stream.clone(),
         expected: StreamState::Any,
-        command_id: Some(CommandId(Uuid::now_v7())),
+        command: Some(anquan_event_store::CommandKey {
+            id: CommandId(Uuid::now_v7()),
+            digest: anquan_event_store::CommandDigest::of_bytes(b"crash test"),
+        }),
         metadata: AppendMetadata {
             occurred_at: Utc::now(),
             actor: Actor {

@@ -143,3 +143,64 @@ async fn concurrent_read_model_connects_and_migrations_on_a_fresh_database_all_s
     }
     drop(stores);
 }
+
+/// A database migrated before command digests were kept (schema version 1) is brought to the
+/// current version at connect, and keeps its commands: a retry on a command's stream is still
+/// answered with the first outcome, the same id on another stream is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_without_command_digests_is_migrated_and_keeps_its_commands() {
+    let Some(database) = support::fresh_database("command digest migration test").await else {
+        return;
+    };
+    let stream = StreamId::parse("digest-migration-1").unwrap();
+    let first_request = support::request(&stream, StreamState::NoStream, 2, 50);
+    let key = first_request.command.unwrap();
+    let first = {
+        let store = PostgresEventStore::connect(&database.url, PostgresOptions { pool_size: 2 })
+            .await
+            .unwrap();
+        store.append(first_request.clone()).await.unwrap()
+    };
+    // Turn the database back into the version-1 layout: no digest column.
+    let client = admin(&database.url).await;
+    client
+        .batch_execute(
+            "ALTER TABLE event_commands DROP COLUMN digest; DELETE FROM store_schema_version WHERE version > 1;",
+        )
+        .await
+        .unwrap();
+
+    let store = PostgresEventStore::connect(&database.url, PostgresOptions { pool_size: 2 })
+        .await
+        .unwrap();
+    let versions: Vec<i32> = client
+        .query("SELECT version FROM store_schema_version ORDER BY version", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let expected: Vec<i32> = (1..=i32::try_from(SCHEMA_VERSION).unwrap()).collect();
+    assert_eq!(versions, expected, "the missing migrations ran");
+    let recorded = store.command_outcome(key.id).await.unwrap().unwrap();
+    assert_eq!(recorded.digest, None, "a command recorded by version 1 has no digest");
+    let retry = store.append(first_request).await.unwrap();
+    assert!(retry.duplicate, "a retry on the command's stream is answered");
+    assert_eq!(retry.last_position, first.last_position);
+    let other = StreamId::parse("digest-migration-2").unwrap();
+    let mut elsewhere = support::request(&other, StreamState::NoStream, 1, 50);
+    elsewhere.command = Some(key);
+    assert!(matches!(
+        store.append(elsewhere).await,
+        Err(anquan_event_store::AppendError::CommandIdReused { .. })
+    ));
+    let next = support::request(&stream, StreamState::At(first.last_version), 1, 50);
+    let next_key = next.command.unwrap();
+    store.append(next).await.unwrap();
+    let recorded = store.command_outcome(next_key.id).await.unwrap().unwrap();
+    assert_eq!(
+        recorded.digest,
+        Some(next_key.digest),
+        "new commands record their digest"
+    );
+}

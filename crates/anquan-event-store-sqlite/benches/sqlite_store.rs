@@ -57,7 +57,10 @@ fn request(stream: &StreamId, expected: StreamState, events: Vec<NewEvent>) -> A
     AppendRequest {
         stream_id: stream.clone(),
         expected,
-        command_id: Some(anquan_domain::CommandId::from_uuid(Uuid::now_v7())),
+        command: Some(anquan_event_store::CommandKey {
+            id: anquan_domain::CommandId::from_uuid(Uuid::now_v7()),
+            digest: anquan_event_store::CommandDigest::of_bytes(b"bench"),
+        }),
         metadata: AppendMetadata {
             occurred_at: Utc::now(),
             actor: Actor {

@@ -10,7 +10,8 @@ use uuid::Uuid;
 
 use anquan_domain::{Actor, CommandId};
 use anquan_event_store::{
-    AppendOutcome, EventHash, EventMetadata, Position, RecordedEvent, StoreError, StreamId, StreamVersion,
+    AppendOutcome, CommandDigest, EventHash, EventMetadata, Position, RecordedCommand, RecordedEvent, StoreError,
+    StreamId, StreamVersion,
 };
 
 use crate::schema::{sql_error, sql_error_with};
@@ -23,7 +24,7 @@ const READ_STREAM_SQL: &str = "SELECT position, stream_id, version, event_id, ev
      occurred_at, recorded_at, actor, correlation_id, causation_id, command_id, hash \
      FROM event_log WHERE stream_id = ?1 AND version >= ?2 ORDER BY version LIMIT ?3";
 pub(crate) const COMMAND_SQL: &str =
-    "SELECT stream_id, first_version, last_version, last_position FROM event_commands WHERE command_id = ?1";
+    "SELECT stream_id, first_version, last_version, last_position, digest FROM event_commands WHERE command_id = ?1";
 
 /// Reads up to `limit` events after `after`.
 pub(crate) fn read_all(connection: &Connection, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -57,11 +58,12 @@ pub(crate) fn read_stream(
     decode_rows(&mut rows, limit)
 }
 
-/// Looks up the outcome of the append that carried a command id (marked as a duplicate).
+/// Looks up the outcome of the append that carried a command id (marked as a duplicate) and
+/// the command's digest (none for a command recorded before digests were kept).
 pub(crate) fn command_outcome(
     connection: &Connection,
     command_id: CommandId,
-) -> Result<Option<AppendOutcome>, StoreError> {
+) -> Result<Option<RecordedCommand>, StoreError> {
     let mut statement = connection
         .prepare_cached(COMMAND_SQL)
         .map_err(sql_error("prepare the command lookup"))?;
@@ -72,20 +74,33 @@ pub(crate) fn command_outcome(
                 row.get::<_, i64>(1)?,
                 row.get::<_, i64>(2)?,
                 row.get::<_, i64>(3)?,
+                row.get::<_, Option<Vec<u8>>>(4)?,
             ))
         })
         .optional()
         .map_err(sql_error_with(|| format!("look up command {command_id}")))?;
-    let Some((stream_id, first_version, last_version, last_position)) = row else {
+    let Some((stream_id, first_version, last_version, last_position, digest)) = row else {
         return Ok(None);
     };
     let location = || format!("event_commands {command_id}");
-    Ok(Some(AppendOutcome {
-        stream_id: StreamId::parse(&stream_id).map_err(|error| corrupt(location(), error))?,
-        first_version: StreamVersion(to_u64(first_version, location)?),
-        last_version: StreamVersion(to_u64(last_version, location)?),
-        last_position: Position::from_sequence(to_u64(last_position, location)?),
-        duplicate: true,
+    let digest = match digest {
+        None => None,
+        Some(bytes) => Some(CommandDigest(<[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+            StoreError::Corrupt {
+                location: location(),
+                reason: format!("a command digest has {} bytes, not 32", bytes.len()),
+            }
+        })?)),
+    };
+    Ok(Some(RecordedCommand {
+        outcome: AppendOutcome {
+            stream_id: StreamId::parse(&stream_id).map_err(|error| corrupt(location(), error))?,
+            first_version: StreamVersion(to_u64(first_version, location)?),
+            last_version: StreamVersion(to_u64(last_version, location)?),
+            last_position: Position::from_sequence(to_u64(last_position, location)?),
+            duplicate: true,
+        },
+        digest,
     }))
 }
 

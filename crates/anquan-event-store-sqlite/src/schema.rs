@@ -13,7 +13,8 @@ use anquan_event_store::StoreError;
 use crate::store::{SqliteOptions, Synchronous};
 
 /// The layout version of the event tables; a later layout migrates from the stored one.
-pub(crate) const STORE_SCHEMA_VERSION: i64 = 1;
+/// 2: `event_commands.digest`, the digest a command id is bound to.
+pub(crate) const STORE_SCHEMA_VERSION: i64 = 2;
 
 /// Prepared statements each connection keeps.
 const STATEMENT_CACHE_CAPACITY: usize = 32;
@@ -52,9 +53,15 @@ CREATE TABLE IF NOT EXISTS event_commands (
     stream_id TEXT NOT NULL,
     first_version INTEGER NOT NULL,
     last_version INTEGER NOT NULL,
-    last_position INTEGER NOT NULL
+    last_position INTEGER NOT NULL,
+    digest BLOB
 ) STRICT, WITHOUT ROWID;
 ";
+
+/// Migrations from each older layout version to the next, in order: index 0 takes version 1
+/// to 2. A file made by an older build keeps its rows; a command recorded before digests were
+/// kept has none (`NULL`) and matches a retry on its stream alone.
+const MIGRATIONS: &[&str] = &["ALTER TABLE event_commands ADD COLUMN digest BLOB;"];
 
 /// Explains a SQLite error; allocates only when there is one (the hot paths call it per row).
 pub(crate) fn sql_error(what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -102,6 +109,34 @@ pub(crate) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connec
             [STORE_SCHEMA_VERSION],
         )
         .map_err(sql_error_with(|| format!("record the schema version in {where_}")))?;
+    let stored: Option<i64> = transaction
+        .query_row(
+            "SELECT value FROM event_store_meta WHERE key = 'store_schema_version'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(sql_error_with(|| format!("read the schema version of {where_}")))?;
+    if let Some(stored) = stored
+        && (1..STORE_SCHEMA_VERSION).contains(&stored)
+    {
+        for (index, ddl) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(usize::try_from(stored - 1).unwrap_or(0))
+        {
+            transaction
+                .execute_batch(ddl)
+                .map_err(sql_error_with(|| format!("migrate the event tables of {where_}")))?;
+            tracing::info!(version = index + 2, "applied sqlite event store migration");
+        }
+        transaction
+            .execute(
+                "UPDATE event_store_meta SET value = ?1 WHERE key = 'store_schema_version'",
+                [STORE_SCHEMA_VERSION],
+            )
+            .map_err(sql_error_with(|| format!("record the schema version in {where_}")))?;
+    }
     let stored: Option<i64> = transaction
         .query_row(
             "SELECT value FROM event_store_meta WHERE key = 'store_schema_version'",

@@ -12,8 +12,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use anquan_domain::CommandId;
 use anquan_event_store::{
-    AppendError, AppendOutcome, AppendRequest, EventStore, Position, READ_BATCH_MAX, RecordedEvent, StoreError,
-    StreamId, StreamVersion,
+    AppendError, AppendOutcome, AppendRequest, EventStore, Position, READ_BATCH_MAX, RecordedCommand, RecordedEvent,
+    StoreError, StreamId, StreamVersion,
 };
 
 use crate::row;
@@ -325,7 +325,7 @@ impl EventStore for SqliteEventStore {
             .await
     }
 
-    async fn command_outcome(&self, command_id: CommandId) -> Result<Option<AppendOutcome>, StoreError> {
+    async fn command_outcome(&self, command_id: CommandId) -> Result<Option<RecordedCommand>, StoreError> {
         self.read(move |connection| row::command_outcome(connection, command_id))
             .await
     }

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use anquan_event_store::hash_chain::seal;
 use anquan_event_store::{
     AppendError, AppendOutcome, AppendRequest, EventHash, Position, StoreError, StreamId, StreamVersion,
+    answer_recorded_command,
 };
 
 use crate::row::{command_outcome, corrupt, to_i64, to_u64};
@@ -44,7 +45,7 @@ const INSERT_EVENT_SQL: &str = "INSERT INTO event_log (stream_id, version, event
      data, occurred_at, recorded_at, actor, correlation_id, causation_id, command_id, hash) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
 const INSERT_COMMAND_SQL: &str = "INSERT INTO event_commands (command_id, stream_id, first_version, last_version, \
-     last_position) VALUES (?1, ?2, ?3, ?4, ?5)";
+     last_position, digest) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
 /// One append waiting for the writer, with where to send its outcome.
 pub(crate) struct WriteRequest {
@@ -244,17 +245,19 @@ fn lost_result() -> AppendError {
     })
 }
 
-/// Appends one request inside its own savepoint: the command id first, then the expected state.
+/// Appends one request inside its own savepoint: the command id first (a retry of the same
+/// command answers its first outcome, another command with the id is refused), then the
+/// expected state.
 fn append_one(
     connection: &Connection,
     heads: &mut Heads,
     request: &AppendRequest,
     recorded_at: DateTime<Utc>,
 ) -> Result<AppendOutcome, AppendError> {
-    if let Some(command_id) = request.command_id
-        && let Some(first) = command_outcome(connection, command_id)?
+    if let Some(key) = &request.command
+        && let Some(first) = command_outcome(connection, key.id)?
     {
-        return Ok(first);
+        return answer_recorded_command(request, key, first);
     }
     match append_new(connection, heads, request, recorded_at, true) {
         Err(Attempt::StaleHead) => {
@@ -434,13 +437,20 @@ fn write_events(
             last_position = connection.last_insert_rowid();
         }
     }
-    if let Some(command_id) = request.command_id {
+    if let Some(key) = &request.command {
         connection
             .prepare_cached(INSERT_COMMAND_SQL)
             .and_then(|mut insert| {
-                insert.execute((command_id.0.as_bytes(), stream, versions.0, versions.1, last_position))
+                insert.execute((
+                    key.id.0.as_bytes(),
+                    stream,
+                    versions.0,
+                    versions.1,
+                    last_position,
+                    &key.digest.0[..],
+                ))
             })
-            .map_err(sql_error_with(|| format!("record command {command_id}")))?;
+            .map_err(sql_error_with(|| format!("record command {}", key.id)))?;
     }
     Ok(to_u64(last_position, || "event_log rowid".to_owned())?)
 }

@@ -10,14 +10,20 @@ use uuid::Uuid;
 
 use anquan_domain::{Actor, CommandId, Role, UserId};
 use anquan_event_store::hash_chain::verify_stream;
-use anquan_event_store::{AppendMetadata, AppendRequest, EventStore, NewEvent, StreamId, StreamState, StreamVersion};
+use anquan_event_store::{
+    AppendError, AppendMetadata, AppendRequest, CommandDigest, CommandKey, EventStore, NewEvent, StreamId, StreamState,
+    StreamVersion,
+};
 use anquan_event_store_sqlite::{SqliteEventStore, SqliteOptions, Synchronous};
 
 fn request(stream: &StreamId, expected: StreamState, count: usize) -> AppendRequest {
     AppendRequest {
         stream_id: stream.clone(),
         expected,
-        command_id: Some(CommandId::from_uuid(Uuid::now_v7())),
+        command: Some(CommandKey {
+            id: CommandId::from_uuid(Uuid::now_v7()),
+            digest: CommandDigest::of_bytes(b"sqlite test"),
+        }),
         metadata: AppendMetadata {
             occurred_at: Utc::now(),
             actor: Actor {
@@ -70,7 +76,7 @@ async fn reopening_the_file_keeps_every_event_and_its_hash_chain() {
             for stream in &streams {
                 let expected = StreamState::from_actual(round.checked_sub(1).map(|r| StreamVersion(r * 2 + 1)));
                 let request = request(stream, expected, 2);
-                command = request.command_id;
+                command = request.command.map(|key| key.id);
                 store.append(request).await.unwrap();
             }
         }
@@ -92,7 +98,8 @@ async fn reopening_the_file_keeps_every_event_and_its_hash_chain() {
         .await
         .unwrap()
         .expect("the command is remembered");
-    assert!(outcome.duplicate);
+    assert!(outcome.outcome.duplicate);
+    assert_eq!(outcome.digest, Some(CommandDigest::of_bytes(b"sqlite test")));
     // Appending continues the chains and the positions where they stopped.
     let next = store
         .append(request(&streams[0], StreamState::At(StreamVersion(9)), 1))
@@ -182,7 +189,7 @@ async fn an_event_id_already_stored_is_refused_and_the_rest_of_the_batch_commits
     );
     assert!(
         store
-            .command_outcome(clash.command_id.unwrap())
+            .command_outcome(clash.command.unwrap().id)
             .await
             .unwrap()
             .is_none()
@@ -273,4 +280,59 @@ async fn an_append_by_another_connection_moves_the_head_watch() {
     assert_eq!(*head.borrow_and_update(), Some(own.last_position));
     drop(other);
     drop(watching);
+}
+
+/// A file made before command digests were kept (store schema version 1) opens, gains the
+/// digest column, and keeps its commands: a retry on the command's stream is still answered
+/// with the first outcome, the same id on another stream is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_without_command_digests_is_migrated_and_keeps_its_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.sqlite");
+    let stream = StreamId::for_uuid("enterprise", Uuid::new_v4());
+    let first_request = request(&stream, StreamState::NoStream, 2);
+    let key = first_request.command.unwrap();
+    let first = {
+        let store = SqliteEventStore::open(&path, SqliteOptions::default()).unwrap();
+        store.append(first_request.clone()).await.unwrap()
+    };
+    // Turn the file back into the version-1 layout: no digest column.
+    {
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        connection
+            .execute_batch(
+                "ALTER TABLE event_commands DROP COLUMN digest; \
+                 UPDATE event_store_meta SET value = 1 WHERE key = 'store_schema_version';",
+            )
+            .unwrap();
+    }
+    let store = SqliteEventStore::open(&path, SqliteOptions::default()).unwrap();
+    let recorded = store.command_outcome(key.id).await.unwrap().unwrap();
+    assert_eq!(recorded.digest, None, "a command recorded by version 1 has no digest");
+    assert_eq!(recorded.outcome.last_position, first.last_position);
+    let retry = store.append(first_request).await.unwrap();
+    assert!(retry.duplicate, "a retry on the command's stream is answered");
+    assert_eq!(retry.last_position, first.last_position);
+    let other = StreamId::for_uuid("enterprise", Uuid::new_v4());
+    let mut elsewhere = request(&other, StreamState::NoStream, 1);
+    elsewhere.command = Some(key);
+    assert!(matches!(
+        store.append(elsewhere).await,
+        Err(AppendError::CommandIdReused { .. })
+    ));
+    // New commands record their digest in the migrated table.
+    let next = request(&stream, StreamState::At(first.last_version), 1);
+    let next_key = next.command.unwrap();
+    store.append(next).await.unwrap();
+    let recorded = store.command_outcome(next_key.id).await.unwrap().unwrap();
+    assert_eq!(recorded.digest, Some(next_key.digest));
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row(
+            "SELECT value FROM event_store_meta WHERE key = 'store_schema_version'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(version, 2);
 }

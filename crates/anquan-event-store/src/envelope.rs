@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use anquan_domain::{Actor, CommandId};
@@ -29,14 +30,59 @@ pub struct AppendMetadata {
     pub causation_id: Option<Uuid>,
 }
 
+/// The SHA-256 of a command's canonical form and its actor (see `execute::command_digest`):
+/// what a repeated command id must match to count as the same command.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CommandDigest(pub [u8; 32]);
+
+impl CommandDigest {
+    /// Hashes arbitrary bytes (tests and tools that have no domain command).
+    pub fn of_bytes(bytes: &[u8]) -> Self {
+        CommandDigest(Sha256::digest(bytes).into())
+    }
+}
+
+impl std::fmt::Debug for CommandDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CommandDigest({})", hex::encode(self.0))
+    }
+}
+
+/// The idempotency key of an append: the client's command id and the digest of the command it
+/// was sent with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandKey {
+    pub id: CommandId,
+    pub digest: CommandDigest,
+}
+
+/// What the store remembers of an append that carried a command id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedCommand {
+    /// The first append's outcome, marked `duplicate`; its `stream_id` is the stream the
+    /// command id belongs to.
+    pub outcome: AppendOutcome,
+    /// `None` for a command recorded before digests were kept (a store made by an older build).
+    pub digest: Option<CommandDigest>,
+}
+
+impl RecordedCommand {
+    /// Tells whether `key` on `stream_id` is a retry of this command: the same stream and the
+    /// same digest. A command recorded without a digest matches on its stream alone.
+    pub fn is_retry_of(&self, stream_id: &StreamId, key: &CommandKey) -> bool {
+        self.outcome.stream_id == *stream_id && self.digest.is_none_or(|digest| digest == key.digest)
+    }
+}
+
 /// One append: events for one stream, with the writer's expectation of the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppendRequest {
     pub stream_id: StreamId,
     pub expected: StreamState,
-    /// Makes the append idempotent: a second append with the same id appends nothing and
-    /// returns the first one's outcome.
-    pub command_id: Option<CommandId>,
+    /// Makes the append idempotent: a second append with the same id, stream and digest appends
+    /// nothing and returns the first one's outcome; the same id with another stream or digest
+    /// is `AppendError::CommandIdReused`.
+    pub command: Option<CommandKey>,
     pub metadata: AppendMetadata,
     pub events: Vec<NewEvent>,
 }

@@ -1,6 +1,8 @@
 //! Errors of the storage boundary, keeping the caller's, the retrier's and the operator's
 //! concerns apart.
 
+use anquan_domain::CommandId;
+
 use crate::stream::{StreamId, StreamState, StreamVersion};
 
 /// A storage failure: the operator's concern.
@@ -54,6 +56,14 @@ pub enum AppendError {
         stream_id: StreamId,
         expected: StreamState,
         actual: Option<StreamVersion>,
+    },
+    /// The command id was used before for another command: on another stream, or with
+    /// another digest (other input or another caller). Nothing was written.
+    #[error("command id {command_id} was used before for another command (on {recorded_stream})")]
+    CommandIdReused {
+        stream_id: StreamId,
+        command_id: CommandId,
+        recorded_stream: StreamId,
     },
     #[error("invalid append to {stream_id}: {reason}")]
     Invalid { stream_id: StreamId, reason: InvalidAppend },

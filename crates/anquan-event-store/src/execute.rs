@@ -5,9 +5,11 @@ use tracing::instrument;
 use uuid::Uuid;
 
 pub use anquan_domain::{Aggregate, DecisionContext};
-use anquan_domain::{CommandId, Event};
+use sha2::{Digest, Sha256};
 
-use crate::envelope::{AppendMetadata, AppendOutcome, AppendRequest, NewEvent};
+use anquan_domain::{Actor, CommandId, Event};
+
+use crate::envelope::{AppendMetadata, AppendOutcome, AppendRequest, CommandDigest, CommandKey, NewEvent};
 use crate::error::{AppendError, InvalidAppend, StoreError};
 use crate::store::{EventStore, READ_BATCH_MAX};
 use crate::stream::{StreamId, StreamState, StreamVersion};
@@ -20,14 +22,15 @@ pub const CONFLICT_RETRIES_MAX: usize = 3;
 pub struct Executed {
     /// The append's outcome; `None` when the decision produced no events.
     pub outcome: Option<AppendOutcome>,
-    /// The events appended by this call (empty for a duplicate command id).
+    /// The events the command appended: for a repeated command id, those of the first append,
+    /// read back from the stream.
     pub events: Vec<Event>,
 }
 
 /// Why a command did not execute. Nothing was appended.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecuteError<R: std::error::Error + 'static> {
-    /// The command breaks a domain rule: the user's concern.
+    /// The command breaks a domain rule (or the actor may not issue it): the user's concern.
     #[error(transparent)]
     Rejected(R),
     /// Other writers kept changing the stream: try again later.
@@ -40,6 +43,10 @@ pub enum ExecuteError<R: std::error::Error + 'static> {
         expected: StreamVersion,
         actual: Option<StreamVersion>,
     },
+    /// The command id was used before for another command: on another stream, with other input
+    /// or by another caller.
+    #[error("command id {command_id} was used before for another command")]
+    IdempotencyKeyReused { command_id: CommandId, stream_id: StreamId },
     /// The events could not be stored as asked.
     #[error("invalid append: {0}")]
     Invalid(InvalidAppend),
@@ -59,7 +66,44 @@ pub struct CommandEnvelope {
     pub expected_version: Option<StreamVersion>,
 }
 
-/// Loads the command's stream, decides, and appends with the expected version.
+/// The digest a command id is bound to: SHA-256 over a version tag, the aggregate's category,
+/// the actor and the command, each as compact JSON (serde's derived form: fields in declared
+/// order, sets and maps sorted), separated by a zero byte. The same key replayed by another
+/// caller, or with other input, has another digest. The one place a digest is computed.
+pub fn command_digest<A: Aggregate>(command: &A::Command, actor: &Actor) -> Result<CommandDigest, StoreError> {
+    let mut hasher = Sha256::new();
+    hasher.update(b"anquan-command/1\0");
+    hasher.update(A::CATEGORY.as_bytes());
+    hasher.update(b"\0");
+    let canonical = |what: &'static str, error: serde_json::Error| {
+        StoreError::backend(format!("serialise the {what} for its command digest"), error)
+    };
+    serde_json::to_writer(&mut DigestWriter(&mut hasher), actor).map_err(|error| canonical("actor", error))?;
+    hasher.update(b"\0");
+    serde_json::to_writer(&mut DigestWriter(&mut hasher), command).map_err(|error| canonical("command", error))?;
+    Ok(CommandDigest(hasher.finalize().into()))
+}
+
+/// Feeds serde_json's output straight into a hasher.
+struct DigestWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for DigestWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Loads the command's stream, authorises the actor against it, answers a repeated command id
+/// with the first outcome, or decides and appends with the expected version.
+///
+/// The order matters: the actor is authorised before a command id is looked up, so a retry
+/// tells a caller who may not issue the command nothing, not even that the id is known; and a
+/// command id is bound to its stream and digest, so it never answers for another command.
 #[instrument(skip_all, fields(command.name = A::command_name(command), stream.id = tracing::field::Empty))]
 pub async fn execute<A: Aggregate>(
     store: &dyn EventStore,
@@ -69,16 +113,29 @@ pub async fn execute<A: Aggregate>(
 ) -> Result<Executed, ExecuteError<A::Rejection>> {
     let stream_id = StreamId::for_uuid(A::CATEGORY, A::stream_key(command));
     tracing::Span::current().record("stream.id", stream_id.as_str());
-    if let Some(command_id) = envelope.command_id
-        && let Some(outcome) = store.command_outcome(command_id).await?
-    {
-        return Ok(Executed {
-            outcome: Some(outcome),
-            events: Vec::new(),
-        });
-    }
+    let key = match envelope.command_id {
+        Some(id) => Some(CommandKey {
+            id,
+            digest: command_digest::<A>(command, context.actor)?,
+        }),
+        None => None,
+    };
     for _ in 0..=CONFLICT_RETRIES_MAX {
         let (state, version) = load::<A>(store, &stream_id).await?;
+        state
+            .authorise(command, context.actor)
+            .map_err(ExecuteError::Rejected)?;
+        if let Some(key) = &key
+            && let Some(recorded) = store.command_outcome(key.id).await?
+        {
+            if !recorded.is_retry_of(&stream_id, key) {
+                return Err(ExecuteError::IdempotencyKeyReused {
+                    command_id: key.id,
+                    stream_id,
+                });
+            }
+            return first_answer(store, recorded.outcome).await;
+        }
         if let Some(expected) = envelope.expected_version
             && version != Some(expected)
         {
@@ -95,7 +152,7 @@ pub async fn execute<A: Aggregate>(
         let request = AppendRequest {
             stream_id: stream_id.clone(),
             expected: StreamState::from_actual(version),
-            command_id: envelope.command_id,
+            command: key,
             metadata: AppendMetadata {
                 occurred_at: context.now,
                 actor: context.actor.clone(),
@@ -105,8 +162,9 @@ pub async fn execute<A: Aggregate>(
             events: events.iter().map(new_event).collect(),
         };
         match store.append(request).await {
+            // Another call with the same key appended first (a concurrent retry).
+            Ok(outcome) if outcome.duplicate => return first_answer(store, outcome).await,
             Ok(outcome) => {
-                let events = if outcome.duplicate { Vec::new() } else { events };
                 return Ok(Executed {
                     outcome: Some(outcome),
                     events,
@@ -121,6 +179,9 @@ pub async fn execute<A: Aggregate>(
                     });
                 }
             }
+            Err(AppendError::CommandIdReused { command_id, .. }) => {
+                return Err(ExecuteError::IdempotencyKeyReused { command_id, stream_id });
+            }
             Err(AppendError::Invalid { reason, .. }) => return Err(ExecuteError::Invalid(reason)),
             Err(AppendError::Store(error)) => return Err(ExecuteError::Store(error)),
         }
@@ -128,6 +189,44 @@ pub async fn execute<A: Aggregate>(
     Err(ExecuteError::Conflict {
         stream_id,
         attempts: CONFLICT_RETRIES_MAX + 1,
+    })
+}
+
+/// The answer to a repeated command id: the first append's outcome and its events, read back
+/// by their versions.
+async fn first_answer<R: std::error::Error + 'static>(
+    store: &dyn EventStore,
+    outcome: AppendOutcome,
+) -> Result<Executed, ExecuteError<R>> {
+    let stream_id = &outcome.stream_id;
+    let count = outcome
+        .last_version
+        .0
+        .checked_sub(outcome.first_version.0)
+        .and_then(|span| usize::try_from(span).ok())
+        .and_then(|span| span.checked_add(1))
+        .filter(|&count| count <= READ_BATCH_MAX)
+        .ok_or_else(|| StoreError::Corrupt {
+            location: format!("command outcome of {stream_id}"),
+            reason: format!(
+                "versions {}..={} are not one append",
+                outcome.first_version, outcome.last_version
+            ),
+        })?;
+    let recorded = store.read_stream(stream_id, outcome.first_version, count).await?;
+    let mut events = Vec::with_capacity(recorded.len());
+    for recorded in recorded.iter().filter(|event| event.version <= outcome.last_version) {
+        events.push(recorded.decode().map_err(|error| StoreError::Corrupt {
+            location: format!("{stream_id}@{}", recorded.version),
+            reason: error.to_string(),
+        })?);
+    }
+    Ok(Executed {
+        outcome: Some(AppendOutcome {
+            duplicate: true,
+            ..outcome
+        }),
+        events,
     })
 }
 

@@ -106,7 +106,7 @@ pub fn seal(
         actor: request.metadata.actor.clone(),
         correlation_id: request.metadata.correlation_id,
         causation_id: request.metadata.causation_id,
-        command_id: request.command_id,
+        command_id: request.command.map(|key| key.id),
     };
     let (mut version, mut previous) = match last {
         Some((version, hash)) => (version.next(), hash),

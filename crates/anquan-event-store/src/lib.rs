@@ -18,11 +18,14 @@ mod subscription;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
-pub use envelope::{AppendMetadata, AppendOutcome, AppendRequest, EventMetadata, NewEvent, RecordedEvent};
+pub use envelope::{
+    AppendMetadata, AppendOutcome, AppendRequest, CommandDigest, CommandKey, EventMetadata, NewEvent, RecordedCommand,
+    RecordedEvent,
+};
 pub use error::{AppendError, InvalidAppend, StoreError};
 pub use hash_chain::EventHash;
 pub use memory::InMemoryEventStore;
 pub use read_model::{Dialect, ProjectionBatch, ReadModelError, ReadModelStore, Row, SqlValue, Statement};
-pub use store::{APPEND_EVENTS_MAX, EVENT_DATA_BYTES_MAX, EventStore, READ_BATCH_MAX};
+pub use store::{APPEND_EVENTS_MAX, EVENT_DATA_BYTES_MAX, EventStore, READ_BATCH_MAX, answer_recorded_command};
 pub use stream::{Position, StreamId, StreamIdError, StreamState, StreamVersion};
 pub use subscription::subscribe_all;

@@ -9,10 +9,10 @@ use tokio::sync::watch;
 
 use anquan_domain::CommandId;
 
-use crate::envelope::{AppendOutcome, AppendRequest, RecordedEvent};
+use crate::envelope::{AppendOutcome, AppendRequest, RecordedCommand, RecordedEvent};
 use crate::error::{AppendError, StoreError};
 use crate::hash_chain::seal;
-use crate::store::{EventStore, check_limit};
+use crate::store::{EventStore, answer_recorded_command, check_limit};
 use crate::stream::{Position, StreamId, StreamVersion};
 
 /// Keeps every event in memory, behind one lock.
@@ -25,7 +25,7 @@ pub struct InMemoryEventStore {
 struct Inner {
     log: Vec<RecordedEvent>,
     streams: HashMap<StreamId, Vec<usize>>,
-    commands: HashMap<CommandId, AppendOutcome>,
+    commands: HashMap<CommandId, RecordedCommand>,
 }
 
 impl Default for InMemoryEventStore {
@@ -56,13 +56,10 @@ impl EventStore for InMemoryEventStore {
         request.validate()?;
         let outcome = {
             let mut inner = self.lock();
-            if let Some(command_id) = request.command_id
-                && let Some(first) = inner.commands.get(&command_id)
+            if let Some(key) = &request.command
+                && let Some(first) = inner.commands.get(&key.id)
             {
-                return Ok(AppendOutcome {
-                    duplicate: true,
-                    ..first.clone()
-                });
+                return answer_recorded_command(&request, key, first.clone());
             }
             let last = inner
                 .streams
@@ -99,8 +96,17 @@ impl EventStore for InMemoryEventStore {
                 last_position,
                 duplicate: false,
             };
-            if let Some(command_id) = request.command_id {
-                inner.commands.insert(command_id, outcome.clone());
+            if let Some(key) = request.command {
+                inner.commands.insert(
+                    key.id,
+                    RecordedCommand {
+                        outcome: AppendOutcome {
+                            duplicate: true,
+                            ..outcome.clone()
+                        },
+                        digest: Some(key.digest),
+                    },
+                );
             }
             outcome
         };
@@ -136,11 +142,8 @@ impl EventStore for InMemoryEventStore {
         Ok(inner.log[start..].iter().take(limit).cloned().collect())
     }
 
-    async fn command_outcome(&self, command_id: CommandId) -> Result<Option<AppendOutcome>, StoreError> {
-        Ok(self.lock().commands.get(&command_id).map(|outcome| AppendOutcome {
-            duplicate: true,
-            ..outcome.clone()
-        }))
+    async fn command_outcome(&self, command_id: CommandId) -> Result<Option<RecordedCommand>, StoreError> {
+        Ok(self.lock().commands.get(&command_id).cloned())
     }
 
     fn head(&self) -> watch::Receiver<Option<Position>> {

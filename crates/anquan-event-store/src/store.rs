@@ -5,7 +5,7 @@ use tokio::sync::watch;
 
 use anquan_domain::CommandId;
 
-use crate::envelope::{AppendOutcome, AppendRequest, RecordedEvent};
+use crate::envelope::{AppendOutcome, AppendRequest, CommandKey, RecordedCommand, RecordedEvent};
 use crate::error::{AppendError, InvalidAppend, StoreError};
 use crate::stream::{Position, StreamId, StreamVersion};
 
@@ -39,8 +39,9 @@ pub trait EventStore: Send + Sync + 'static {
     /// no event may later appear before the last one returned.
     async fn read_all(&self, after: Option<Position>, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
 
-    /// Returns the outcome of the append that carried this command id, if there was one.
-    async fn command_outcome(&self, command_id: CommandId) -> Result<Option<AppendOutcome>, StoreError>;
+    /// Returns what the store recorded of the append that carried this command id, if there
+    /// was one: its outcome (marked duplicate, naming its stream) and the command's digest.
+    async fn command_outcome(&self, command_id: CommandId) -> Result<Option<RecordedCommand>, StoreError>;
 
     /// Returns a receiver that changes whenever new events may be readable through `read_all`.
     fn head(&self) -> watch::Receiver<Option<Position>>;
@@ -97,6 +98,27 @@ impl AppendRequest {
             }
         }
         Ok(())
+    }
+}
+
+/// Answers an append whose command id the store has recorded: the first outcome when the
+/// append is a retry of that command, else `CommandIdReused`. Every backend decides with it.
+pub fn answer_recorded_command(
+    request: &AppendRequest,
+    key: &CommandKey,
+    recorded: RecordedCommand,
+) -> Result<AppendOutcome, AppendError> {
+    if recorded.is_retry_of(&request.stream_id, key) {
+        Ok(AppendOutcome {
+            duplicate: true,
+            ..recorded.outcome
+        })
+    } else {
+        Err(AppendError::CommandIdReused {
+            stream_id: request.stream_id.clone(),
+            command_id: key.id,
+            recorded_stream: recorded.outcome.stream_id,
+        })
     }
 }
 

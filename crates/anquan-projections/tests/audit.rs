@@ -52,7 +52,7 @@ async fn seed(store: &dyn EventStore) -> Vec<StreamId> {
             let request = AppendRequest {
                 stream_id: stream.clone(),
                 expected: StreamState::Any,
-                command_id: None,
+                command: None,
                 metadata: AppendMetadata {
                     occurred_at: Utc::now(),
                     actor: actor(),

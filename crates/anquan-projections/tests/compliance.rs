@@ -1006,7 +1006,7 @@ async fn a_failed_batch_leaves_rows_and_checkpoint_unchanged(backend: Backend) {
     let bogus = AppendRequest {
         stream_id: stream,
         expected: StreamState::Any,
-        command_id: None,
+        command: None,
         metadata: AppendMetadata {
             occurred_at: day(12),
             actor: admin("city-admin"),

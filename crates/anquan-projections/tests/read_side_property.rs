@@ -447,7 +447,7 @@ async fn append_fixtures(store: &InMemoryEventStore) {
             .append(AppendRequest {
                 stream_id,
                 expected: StreamState::Any,
-                command_id: None,
+                command: None,
                 metadata: AppendMetadata {
                     occurred_at: now(0),
                     actor: admin(),

@@ -27,7 +27,7 @@ use super::agency_types::{
     ServiceCoverage, ServiceReport, ServiceStatisticsView, Staff, StaffMemberInput, StoredFile, WarningKind,
 };
 use super::query::{parse_enterprise_id, scoped_town};
-use super::{actor, app, optional_instant_arg};
+use super::{actor, app, created_id, optional_instant_arg, parse_command_id};
 use crate::AppState;
 use crate::error::ApiError;
 
@@ -296,7 +296,8 @@ impl AgencyQuery {
 
 #[Object]
 impl AgencyMutation {
-    /// Registers an agency (city admin). Its id is client-chosen or made here (UUID v7).
+    /// Registers an agency (city admin). Its id is client-chosen, or made here: derived from
+    /// `commandId` when one is sent (a retry names the same agency), else a UUID v7.
     async fn register_agency(
         &self,
         ctx: &Context<'_>,
@@ -306,7 +307,7 @@ impl AgencyMutation {
     ) -> Result<AgencyCommandPayload, ApiError> {
         let agency_id = match agency_id {
             Some(id) => parse_id::<AgencyId>(&id)?,
-            None => AgencyId::from_uuid(Uuid::now_v7()),
+            None => AgencyId::from_uuid(created_id(parse_command_id(command_id.as_ref())?, "agency", 0)),
         };
         let command = AgencyCommand::Register(RegisterAgency {
             agency_id,
@@ -341,13 +342,15 @@ impl AgencyMutation {
         staff: Vec<StaffMemberInput>,
         command_id: Option<ID>,
     ) -> Result<AgencyCommandPayload, ApiError> {
+        let created_by = parse_command_id(command_id.as_ref())?;
         let staff = staff
             .into_iter()
-            .map(|member| {
+            .enumerate()
+            .map(|(index, member)| {
                 Ok(StaffMember {
                     staff_id: match &member.staff_id {
                         Some(id) => parse_id(id)?,
-                        None => StaffId::from_uuid(Uuid::now_v7()),
+                        None => StaffId::from_uuid(created_id(created_by, "staff", index)),
                     },
                     name: member.name,
                     qualifications: member
@@ -384,7 +387,7 @@ impl AgencyMutation {
         let enterprise_town = enterprise_town(app, enterprise_id).await?;
         let contract_id = match &input.contract_id {
             Some(id) => parse_id(id)?,
-            None => ContractId::from_uuid(Uuid::now_v7()),
+            None => ContractId::from_uuid(created_id(parse_command_id(command_id.as_ref())?, "contract", 0)),
         };
         let command = AgencyCommand::SignContract(SignContract {
             agency_id: parse_id(&input.agency_id)?,
@@ -446,7 +449,7 @@ impl AgencyMutation {
         actor(ctx)?;
         let report_id = match &input.report_id {
             Some(id) => parse_id(id)?,
-            None => ServiceReportId::from_uuid(Uuid::now_v7()),
+            None => ServiceReportId::from_uuid(created_id(parse_command_id(command_id.as_ref())?, "service_report", 0)),
         };
         let mut hazards = Vec::with_capacity(input.hazards.len());
         for hazard in input.hazards {

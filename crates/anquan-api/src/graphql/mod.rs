@@ -13,7 +13,9 @@ pub mod types;
 use async_graphql::{Context, MergedObject, Schema};
 use chrono::{DateTime, Utc};
 
-use anquan_domain::Actor;
+use uuid::Uuid;
+
+use anquan_domain::{Actor, CommandId};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -200,4 +202,34 @@ pub(crate) fn optional_instant_arg(
 
 fn actor<'a>(ctx: &'a Context<'_>) -> Result<&'a Actor, ApiError> {
     ctx.data_opt::<Actor>().ok_or(ApiError::Unauthenticated)
+}
+
+/// The namespace of the ids the API derives from a client's command id (UUID v5).
+const CREATED_ID_NAMESPACE: Uuid = Uuid::from_u128(0x3c0f_9e6a_51d2_4b7e_a8f4_6d20_c1b9_7e35);
+
+/// Parses a mutation's `commandId` (`INVALID_ID` when it is not a UUID).
+fn parse_command_id(command_id: Option<&async_graphql::ID>) -> Result<Option<CommandId>, ApiError> {
+    command_id
+        .map(|id| {
+            id.parse::<CommandId>().map_err(|error| ApiError::BadInput {
+                code: "INVALID_ID",
+                message: error.to_string(),
+            })
+        })
+        .transpose()
+}
+
+/// The id of something a command creates (a document, an agency, a contract, a hazard, …) when
+/// the client named none. With a `commandId` it is a UUID v5 of the command id, the kind of id
+/// and its index among the command's ids of that kind, so a retry names the very same ids: it
+/// is the same command (same digest) and gets the first answer, whose ids exist. Without one it
+/// is a fresh UUID v7.
+fn created_id(command_id: Option<CommandId>, kind: &str, index: usize) -> Uuid {
+    match command_id {
+        Some(command_id) => Uuid::new_v5(
+            &CREATED_ID_NAMESPACE,
+            format!("{}/{kind}/{index}", command_id.0).as_bytes(),
+        ),
+        None => Uuid::now_v7(),
+    }
 }

@@ -18,7 +18,7 @@ use anquan_projections::compliance as read_model;
 
 use super::query::parse_enterprise_id;
 use super::types::{Enterprise, Profile};
-use super::{actor, app};
+use super::{actor, app, created_id, parse_command_id};
 use crate::error::ApiError;
 
 /// Mutations of the foundation gate; part of the mutation root.
@@ -174,7 +174,7 @@ impl EnterpriseMutation {
         let enterprise_id = parse_enterprise_id(&input.enterprise_id)?;
         let document_id = match &input.document_id {
             Some(id) => id.parse::<DocumentId>().map_err(invalid_id)?,
-            None => DocumentId::from_uuid(Uuid::now_v7()),
+            None => DocumentId::from_uuid(created_id(parse_command_id(command_id.as_ref())?, "document", 0)),
         };
         let requirement = RequirementCode::parse(&input.requirement).map_err(invalid_id)?;
         let coverage = coverage(&input)?;

@@ -23,7 +23,7 @@ use anquan_projections::compliance::{self as read_model, HazardFilter, HazardSta
 use super::agency_types::{HazardLevel, StoredFile};
 use super::query::{parse_enterprise_id, scoped_town};
 use super::types::{Enterprise, PageInfo};
-use super::{actor, app, instant_arg, optional_instant_arg};
+use super::{actor, app, created_id, instant_arg, optional_instant_arg, parse_command_id};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::watcher::SupervisionEvent;
@@ -1034,12 +1034,17 @@ impl SupervisionMutation {
                 file,
             })
             .collect();
+        let created_by = parse_command_id(command_id.as_ref())?;
         let hazards = input
             .hazards
             .into_iter()
-            .map(|hazard| new_hazard(hazard, &photos, false))
+            .enumerate()
+            .map(|(index, hazard)| {
+                let hazard_id = HazardId(created_id(created_by, "hazard", index));
+                new_hazard(hazard_id, hazard, &photos, false)
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        let inspection_id = InspectionId(Uuid::now_v7());
+        let inspection_id = InspectionId(created_id(created_by, "inspection", 0));
         let hazard_ids = hazards.iter().map(|hazard| hazard.hazard_id).collect();
         let command = EnterpriseCommand::RecordInspection(RecordInspection {
             enterprise_id,
@@ -1071,7 +1076,8 @@ impl SupervisionMutation {
         actor(ctx)?;
         let enterprise_id = parse_enterprise_id(&input.enterprise_id)?;
         let photos = store_uploads(ctx, app, &photos).await?;
-        let hazard = new_hazard(input.hazard, &photos, true)?;
+        let hazard_id = HazardId(created_id(parse_command_id(command_id.as_ref())?, "hazard", 0));
+        let hazard = new_hazard(hazard_id, input.hazard, &photos, true)?;
         let created = Created {
             hazard_ids: vec![hazard.hazard_id],
             ..Created::default()
@@ -1119,7 +1125,7 @@ impl SupervisionMutation {
         actor(ctx)?;
         let hazard_id = parse_id::<HazardId>(&input.hazard_id)?;
         let photos = store_uploads(ctx, app, &photos).await?;
-        let rectification_id = Uuid::now_v7();
+        let rectification_id = created_id(parse_command_id(command_id.as_ref())?, "rectification", 0);
         let command = EnterpriseCommand::SubmitRectification(SubmitRectification {
             enterprise_id: parse_enterprise_id(&input.enterprise_id)?,
             hazard_id,
@@ -1171,7 +1177,7 @@ impl SupervisionMutation {
         input: ReportAccidentInput,
         command_id: Option<ID>,
     ) -> Result<SupervisionPayload, ApiError> {
-        let accident_id = Uuid::now_v7();
+        let accident_id = created_id(parse_command_id(command_id.as_ref())?, "accident", 0);
         let command = EnterpriseCommand::ReportAccident(ReportAccident {
             enterprise_id: parse_enterprise_id(&input.enterprise_id)?,
             accident_id,
@@ -1196,7 +1202,12 @@ struct Created {
     accident_id: Option<Uuid>,
 }
 
-fn new_hazard(input: NewHazardInput, photos: &[FileRef], all_photos_by_default: bool) -> Result<NewHazard, ApiError> {
+fn new_hazard(
+    hazard_id: HazardId,
+    input: NewHazardInput,
+    photos: &[FileRef],
+    all_photos_by_default: bool,
+) -> Result<NewHazard, ApiError> {
     let photos = match &input.photo_indexes {
         Some(indexes) => indexes
             .iter()
@@ -1221,7 +1232,7 @@ fn new_hazard(input: NewHazardInput, photos: &[FileRef], all_photos_by_default: 
         }
     };
     Ok(NewHazard {
-        hazard_id: HazardId(Uuid::now_v7()),
+        hazard_id,
         category: input.category.into(),
         level: domain_level(input.level),
         severity: input.severity.map(Into::into),

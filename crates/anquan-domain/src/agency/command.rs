@@ -13,7 +13,7 @@ use super::event::{
 use super::rejection::AgencyRejection;
 use super::state::{AgencyRecord, AgencyState};
 use crate::Instant;
-use crate::actor::Role;
+use crate::actor::{Actor, Role};
 pub use crate::aggregate::DecisionContext;
 use crate::bounds::{self, OutOfRange};
 use crate::credit::{Grade, MisconductKind, compute_score};
@@ -31,22 +31,22 @@ pub const LABEL_CHARS_MAX: usize = 100;
 /// Most items in a list (scope items, services, staff, hazards, photos).
 pub const LIST_ITEMS_MAX: usize = 500;
 
-/// Register an agency (city admin). The id is chosen by the caller (UUID v7).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Register an agency (city admin). The id is chosen by the caller.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RegisterAgency {
     pub agency_id: AgencyId,
     pub profile: AgencyProfile,
 }
 
 /// Change an agency's published profile.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ChangeAgencyProfile {
     pub agency_id: AgencyId,
     pub profile: AgencyProfile,
 }
 
 /// Report the staff of a half-year; replaces that half-year's list.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ReportStaff {
     pub agency_id: AgencyId,
     pub half_year: Period,
@@ -55,11 +55,14 @@ pub struct ReportStaff {
 
 /// Sign a service contract with a registered enterprise. The API checked that the enterprise is
 /// registered and supplies its town.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SignContract {
     pub agency_id: AgencyId,
     pub contract_id: ContractId,
     pub enterprise_id: EnterpriseId,
+    /// Read by the API, not given by the client: left out of the command's canonical form, so a
+    /// retry after the enterprise moved town is still the same command.
+    #[serde(skip_serializing)]
     pub enterprise_town: Town,
     pub valid_from: Instant,
     pub valid_until: Instant,
@@ -69,7 +72,7 @@ pub struct SignContract {
 }
 
 /// End a contract early.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TerminateContract {
     pub agency_id: AgencyId,
     pub contract_id: ContractId,
@@ -77,7 +80,7 @@ pub struct TerminateContract {
 }
 
 /// A hazard as the agency reports it; its index is given by its place in the list.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct HazardReport {
     pub category: String,
     pub level: HazardLevel,
@@ -87,7 +90,7 @@ pub struct HazardReport {
 }
 
 /// Report a service visit under a contract.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ReportService {
     pub agency_id: AgencyId,
     pub report_id: ServiceReportId,
@@ -101,7 +104,7 @@ pub struct ReportService {
 }
 
 /// Rate a service record, 1 to 5 stars (the served enterprise, once).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RateService {
     pub agency_id: AgencyId,
     pub report_id: ServiceReportId,
@@ -111,7 +114,7 @@ pub struct RateService {
 }
 
 /// Record the city's quality verdict on a sampled report.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SpotCheckReport {
     pub agency_id: AgencyId,
     pub report_id: ServiceReportId,
@@ -120,14 +123,14 @@ pub struct SpotCheckReport {
 }
 
 /// Record a founded complaint.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FoundComplaint {
     pub agency_id: AgencyId,
     pub complaint: String,
 }
 
 /// Issue a warning notice or a summons.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct WarnAgency {
     pub agency_id: AgencyId,
     pub kind: WarningKind,
@@ -135,7 +138,7 @@ pub struct WarnAgency {
 }
 
 /// Record misconduct found by the city.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RecordMisconduct {
     pub agency_id: AgencyId,
     pub kind: MisconductKind,
@@ -145,7 +148,7 @@ pub struct RecordMisconduct {
 
 /// Grade a half-year: the computed score is decided from the agency's facts; the official gives
 /// the final grade (with a reason when it differs) and the count of missed findings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct GradeAgency {
     pub agency_id: AgencyId,
     pub half_year: Period,
@@ -155,7 +158,7 @@ pub struct GradeAgency {
 }
 
 /// Put an agency on the blacklist, or take it off.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ChangeBlacklist {
     pub agency_id: AgencyId,
     pub blacklisted: bool,
@@ -163,7 +166,7 @@ pub struct ChangeBlacklist {
 }
 
 /// Every command of the agency stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum AgencyCommand {
     Register(RegisterAgency),
     ChangeProfile(ChangeAgencyProfile),
@@ -257,12 +260,60 @@ impl AgencyCommand {
 }
 
 impl AgencyState {
+    /// Tells whether the actor may issue the command against this agency: every scope check of
+    /// the agency stream, in one place. A command on an unregistered agency (other than
+    /// registering it) is `UNKNOWN_AGENCY`, and a rating of an unknown report `UNKNOWN_REPORT`,
+    /// as `decide` has always answered first.
+    pub fn authorise(&self, command: &AgencyCommand, actor: &Actor) -> Result<(), AgencyRejection> {
+        let city_admin = |action| match actor.role {
+            Role::CityAdmin => Ok(()),
+            _ => Err(AgencyRejection::forbidden(action, actor)),
+        };
+        let act_for = |action| {
+            if actor.may_act_for_agency(command.agency_id()) {
+                Ok(())
+            } else {
+                Err(AgencyRejection::forbidden(action, actor))
+            }
+        };
+        if let AgencyCommand::Register(_) = command {
+            return city_admin("register agencies");
+        }
+        self.registered(command.agency_id())?;
+        match command {
+            AgencyCommand::Register(_) => city_admin("register agencies"),
+            AgencyCommand::ChangeProfile(_) => act_for("change this agency's profile"),
+            AgencyCommand::ReportStaff(_) => act_for("report this agency's staff"),
+            AgencyCommand::SignContract(_) => act_for("sign contracts for this agency"),
+            AgencyCommand::TerminateContract(_) => act_for("terminate this agency's contracts"),
+            AgencyCommand::ReportService(_) => act_for("report services for this agency"),
+            AgencyCommand::RateService(c) => {
+                let report = self.report(c.report_id)?;
+                match &actor.role {
+                    Role::Enterprise { enterprise_id } if *enterprise_id == report.enterprise_id => Ok(()),
+                    Role::Enterprise { .. } => Err(AgencyRejection::NotServedEnterprise {
+                        report_id: c.report_id,
+                        served: report.enterprise_id,
+                    }),
+                    _ => Err(AgencyRejection::forbidden("rate services", actor)),
+                }
+            }
+            AgencyCommand::SpotCheckReport(_) => city_admin("spot-check service reports"),
+            AgencyCommand::FoundComplaint(_) => city_admin("find complaints founded"),
+            AgencyCommand::Warn(_) => city_admin("warn agencies"),
+            AgencyCommand::RecordMisconduct(_) => city_admin("record agency misconduct"),
+            AgencyCommand::Grade(_) => city_admin("grade agencies"),
+            AgencyCommand::ChangeBlacklist(_) => city_admin("change the blacklist"),
+        }
+    }
+
     /// Decides a command against the agency's current state: the events to append, or why not.
     pub fn decide(
         &self,
         command: &AgencyCommand,
         context: &DecisionContext<'_>,
     ) -> Result<Vec<Event>, AgencyRejection> {
+        self.authorise(command, context.actor)?;
         command.check_bounds()?;
         if let AgencyCommand::Register(command) = command {
             return self.decide_register(command, context);
@@ -271,20 +322,18 @@ impl AgencyState {
         match command {
             AgencyCommand::Register(_) => Ok(Vec::new()),
             AgencyCommand::ChangeProfile(c) => {
-                act_for_agency(agency.agency_id, "change this agency's profile", context)?;
                 check_profile(&c.profile)?;
                 Ok(vec![Event::AgencyProfileChanged(AgencyProfileChanged {
                     profile: clean_profile(&c.profile),
                     changed_at: context.now,
                 })])
             }
-            AgencyCommand::ReportStaff(c) => self.decide_report_staff(agency, c, context),
+            AgencyCommand::ReportStaff(c) => self.decide_report_staff(c, context),
             AgencyCommand::SignContract(c) => self.decide_sign(agency, c, context),
-            AgencyCommand::TerminateContract(c) => self.decide_terminate(agency, c, context),
-            AgencyCommand::ReportService(c) => self.decide_report_service(agency, c, context),
+            AgencyCommand::TerminateContract(c) => self.decide_terminate(c, context),
+            AgencyCommand::ReportService(c) => self.decide_report_service(c, context),
             AgencyCommand::RateService(c) => self.decide_rate(c, context),
             AgencyCommand::SpotCheckReport(c) => {
-                city_admin("spot-check service reports", context)?;
                 let report = self.report(c.report_id)?;
                 if report.spot_check.is_some() {
                     return Err(AgencyRejection::AlreadySpotChecked { report_id: c.report_id });
@@ -297,21 +346,15 @@ impl AgencyState {
                     checked_at: context.now,
                 })])
             }
-            AgencyCommand::FoundComplaint(c) => {
-                city_admin("find complaints founded", context)?;
-                Ok(vec![Event::AgencyComplaintFounded(AgencyComplaintFounded {
-                    complaint: text("complaint", &c.complaint, TEXT_CHARS_MAX)?,
-                    decided_at: context.now,
-                })])
-            }
-            AgencyCommand::Warn(c) => {
-                city_admin("warn agencies", context)?;
-                Ok(vec![Event::AgencyWarned(AgencyWarned {
-                    kind: c.kind,
-                    reason: text("reason", &c.reason, TEXT_CHARS_MAX)?,
-                    issued_at: context.now,
-                })])
-            }
+            AgencyCommand::FoundComplaint(c) => Ok(vec![Event::AgencyComplaintFounded(AgencyComplaintFounded {
+                complaint: text("complaint", &c.complaint, TEXT_CHARS_MAX)?,
+                decided_at: context.now,
+            })]),
+            AgencyCommand::Warn(c) => Ok(vec![Event::AgencyWarned(AgencyWarned {
+                kind: c.kind,
+                reason: text("reason", &c.reason, TEXT_CHARS_MAX)?,
+                issued_at: context.now,
+            })]),
             AgencyCommand::RecordMisconduct(c) => self.decide_misconduct(c, context),
             AgencyCommand::Grade(c) => self.decide_grade(c, context),
             AgencyCommand::ChangeBlacklist(c) => self.decide_blacklist(agency, c, context),
@@ -323,7 +366,6 @@ impl AgencyState {
         command: &RegisterAgency,
         context: &DecisionContext<'_>,
     ) -> Result<Vec<Event>, AgencyRejection> {
-        city_admin("register agencies", context)?;
         if self.registration.is_some() {
             return Err(AgencyRejection::AlreadyRegistered {
                 agency_id: command.agency_id,
@@ -339,11 +381,9 @@ impl AgencyState {
 
     fn decide_report_staff(
         &self,
-        agency: &AgencyRecord,
         command: &ReportStaff,
         context: &DecisionContext<'_>,
     ) -> Result<Vec<Event>, AgencyRejection> {
-        act_for_agency(agency.agency_id, "report this agency's staff", context)?;
         let start = started_half_year(command.half_year, context)?;
         check_count("staff", command.staff.len())?;
         let mut seen = BTreeSet::new();
@@ -386,7 +426,6 @@ impl AgencyState {
         command: &SignContract,
         context: &DecisionContext<'_>,
     ) -> Result<Vec<Event>, AgencyRejection> {
-        act_for_agency(agency.agency_id, "sign contracts for this agency", context)?;
         if self.is_blacklisted() {
             return Err(AgencyRejection::Blacklisted {
                 agency_id: agency.agency_id,
@@ -430,11 +469,9 @@ impl AgencyState {
 
     fn decide_terminate(
         &self,
-        agency: &AgencyRecord,
         command: &TerminateContract,
         context: &DecisionContext<'_>,
     ) -> Result<Vec<Event>, AgencyRejection> {
-        act_for_agency(agency.agency_id, "terminate this agency's contracts", context)?;
         let contract = self
             .contracts
             .get(&command.contract_id)
@@ -455,11 +492,9 @@ impl AgencyState {
 
     fn decide_report_service(
         &self,
-        agency: &AgencyRecord,
         command: &ReportService,
         context: &DecisionContext<'_>,
     ) -> Result<Vec<Event>, AgencyRejection> {
-        act_for_agency(agency.agency_id, "report services for this agency", context)?;
         if self.reports.contains_key(&command.report_id) {
             return Err(AgencyRejection::DuplicateReport {
                 report_id: command.report_id,
@@ -524,16 +559,6 @@ impl AgencyState {
 
     fn decide_rate(&self, command: &RateService, context: &DecisionContext<'_>) -> Result<Vec<Event>, AgencyRejection> {
         let report = self.report(command.report_id)?;
-        match &context.actor.role {
-            Role::Enterprise { enterprise_id } if *enterprise_id == report.enterprise_id => {}
-            Role::Enterprise { .. } => {
-                return Err(AgencyRejection::NotServedEnterprise {
-                    report_id: command.report_id,
-                    served: report.enterprise_id,
-                });
-            }
-            _ => return Err(AgencyRejection::forbidden("rate services", context.actor)),
-        }
         if report.rating.is_some() {
             return Err(AgencyRejection::AlreadyRated {
                 report_id: command.report_id,
@@ -557,7 +582,6 @@ impl AgencyState {
         command: &RecordMisconduct,
         context: &DecisionContext<'_>,
     ) -> Result<Vec<Event>, AgencyRejection> {
-        city_admin("record agency misconduct", context)?;
         if let Some(report_id) = command.report_id {
             self.report(report_id)?;
         }
@@ -587,7 +611,6 @@ impl AgencyState {
         command: &GradeAgency,
         context: &DecisionContext<'_>,
     ) -> Result<Vec<Event>, AgencyRejection> {
-        city_admin("grade agencies", context)?;
         started_half_year(command.half_year, context)?;
         if self.grades.contains_key(&command.half_year) {
             return Err(AgencyRejection::AlreadyGraded {
@@ -645,7 +668,6 @@ impl AgencyState {
         command: &ChangeBlacklist,
         context: &DecisionContext<'_>,
     ) -> Result<Vec<Event>, AgencyRejection> {
-        city_admin("change the blacklist", context)?;
         let reason = text("reason", &command.reason, TEXT_CHARS_MAX)?;
         match (command.blacklisted, self.is_blacklisted()) {
             // Blacklisting an agency already on the list changes nothing: no event.
@@ -685,25 +707,6 @@ pub fn misconduct_name(kind: MisconductKind) -> &'static str {
         MisconductKind::PerfunctoryFinding => "perfunctory_finding",
         MisconductKind::MaliciousUnderpricing => "malicious_underpricing",
         MisconductKind::RefusedRectification => "refused_rectification",
-    }
-}
-
-fn city_admin(action: &'static str, context: &DecisionContext<'_>) -> Result<(), AgencyRejection> {
-    match context.actor.role {
-        Role::CityAdmin => Ok(()),
-        _ => Err(AgencyRejection::forbidden(action, context.actor)),
-    }
-}
-
-fn act_for_agency(
-    agency_id: AgencyId,
-    action: &'static str,
-    context: &DecisionContext<'_>,
-) -> Result<(), AgencyRejection> {
-    if context.actor.may_act_for_agency(agency_id) {
-        Ok(())
-    } else {
-        Err(AgencyRejection::forbidden(action, context.actor))
     }
 }
 

@@ -45,6 +45,10 @@ impl crate::aggregate::Aggregate for AgencyState {
         AgencyState::apply(self, event);
     }
 
+    fn authorise(&self, command: &AgencyCommand, actor: &crate::actor::Actor) -> Result<(), AgencyRejection> {
+        AgencyState::authorise(self, command, actor)
+    }
+
     fn decide(
         &self,
         command: &AgencyCommand,

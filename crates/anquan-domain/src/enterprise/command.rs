@@ -5,7 +5,7 @@ use chrono::Duration;
 use super::enterprise_id_for;
 use super::event::{
     Coverage, DocumentApproved, DocumentReturned, DocumentUploaded, EnterpriseProfileChanged, EnterpriseRegistered,
-    FileRef,
+    FileRef, HazardSource,
 };
 use super::public_token::RotatePublicToken;
 use super::rejection::EnterpriseRejection;
@@ -13,6 +13,7 @@ use super::state::EnterpriseFile;
 use super::supervision::{
     ExtendHazardDeadline, RecordHazard, RecordInspection, ReportAccident, SubmitRectification, VerifyRectification,
 };
+use crate::actor::Actor;
 pub use crate::aggregate::DecisionContext;
 use crate::bounds::{self, OutOfRange, check_count};
 use crate::credit_code::UnifiedSocialCreditCode;
@@ -32,7 +33,7 @@ pub const FEEDBACK_CHARS_MAX: usize = 2000;
 pub const FILE_NAME_CHARS_MAX: usize = 255;
 
 /// Enrol an enterprise on the platform. Its id is derived from the credit code.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RegisterEnterprise {
     pub name: String,
     pub credit_code: UnifiedSocialCreditCode,
@@ -42,7 +43,7 @@ pub struct RegisterEnterprise {
 }
 
 /// Change an enterprise's name, town, industry or profile flags.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ChangeEnterpriseProfile {
     pub enterprise_id: EnterpriseId,
     pub name: String,
@@ -52,7 +53,7 @@ pub struct ChangeEnterpriseProfile {
 }
 
 /// Upload a record for one requirement of an indicator.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct UploadDocument {
     pub enterprise_id: EnterpriseId,
     pub document_id: DocumentId,
@@ -63,7 +64,7 @@ pub struct UploadDocument {
 }
 
 /// Approve a pending record, or return it with feedback.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ReviewDocument {
     pub enterprise_id: EnterpriseId,
     pub document_id: DocumentId,
@@ -71,14 +72,14 @@ pub struct ReviewDocument {
 }
 
 /// A reviewer's decision on a record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum ReviewDecision {
     Approve { comment: Option<String> },
     Return { feedback: String },
 }
 
 /// Every command of the enterprise stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum EnterpriseCommand {
     Register(RegisterEnterprise),
     ChangeProfile(ChangeEnterpriseProfile),
@@ -172,19 +173,96 @@ impl EnterpriseCommand {
 }
 
 impl EnterpriseFile {
+    /// Tells whether the actor may issue the command against this file: every scope check of
+    /// the enterprise stream, in one place. A command on an unregistered enterprise (other than
+    /// registering it) is `UNKNOWN_ENTERPRISE`, as `decide` has always answered first.
+    pub fn authorise(&self, command: &EnterpriseCommand, actor: &Actor) -> Result<(), EnterpriseRejection> {
+        // Whether an enterprise is registered is itself private: a caller who may not know
+        // gets the same refusal for an unknown id as for one outside their scope.
+        if self.registration.is_none()
+            && !matches!(command, EnterpriseCommand::Register(_))
+            && !actor.may_know_enterprise(command.enterprise_id())
+        {
+            return Err(EnterpriseRejection::forbidden("act on this enterprise", actor));
+        }
+        let (allowed, action) = match command {
+            EnterpriseCommand::Register(command) => (
+                actor.may_supervise_town(&command.town),
+                "register an enterprise in this town",
+            ),
+            EnterpriseCommand::ChangeProfile(command) => {
+                let registration = self.registered(command.enterprise_id)?;
+                (
+                    actor.may_supervise_town(&registration.town) && actor.may_supervise_town(&command.town),
+                    "change this enterprise's profile",
+                )
+            }
+            EnterpriseCommand::UploadDocument(command) => {
+                self.registered(command.enterprise_id)?;
+                (
+                    actor.may_write_enterprise_file(command.enterprise_id),
+                    "upload records to this enterprise's file",
+                )
+            }
+            EnterpriseCommand::ReviewDocument(command) => (
+                actor.may_supervise_town(&self.registered(command.enterprise_id)?.town),
+                "review records of this enterprise",
+            ),
+            EnterpriseCommand::RecordInspection(command) => (
+                actor.may_inspect_town(&self.registered(command.enterprise_id)?.town),
+                "inspect enterprises in this town",
+            ),
+            EnterpriseCommand::RecordHazard(command) => {
+                self.registered(command.enterprise_id)?;
+                let allowed = match &command.source {
+                    HazardSource::SelfInspection => actor.may_write_enterprise_file(command.enterprise_id),
+                    HazardSource::AgencyService { agency_id, .. } => actor.may_act_for_agency(*agency_id),
+                    HazardSource::GovernmentInspection { .. } => false,
+                };
+                (allowed, "record this hazard")
+            }
+            EnterpriseCommand::ExtendHazardDeadline(command) => (
+                actor.may_inspect_town(&self.registered(command.enterprise_id)?.town),
+                "verify hazards in this town",
+            ),
+            EnterpriseCommand::VerifyRectification(command) => (
+                actor.may_inspect_town(&self.registered(command.enterprise_id)?.town),
+                "verify hazards in this town",
+            ),
+            EnterpriseCommand::SubmitRectification(command) => {
+                self.registered(command.enterprise_id)?;
+                (
+                    actor.may_write_enterprise_file(command.enterprise_id),
+                    "rectify this enterprise's hazards",
+                )
+            }
+            EnterpriseCommand::ReportAccident(command) => (
+                actor.may_inspect_town(&self.registered(command.enterprise_id)?.town),
+                "report accidents in this town",
+            ),
+            EnterpriseCommand::RotatePublicToken(command) => {
+                self.registered(command.enterprise_id)?;
+                (
+                    actor.may_write_enterprise_file(command.enterprise_id),
+                    "rotate this enterprise's public token",
+                )
+            }
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(EnterpriseRejection::forbidden(action, actor))
+        }
+    }
+
     /// Decides a command against the file's current state: the events to append, or why not.
     pub fn decide(
         &self,
         command: &EnterpriseCommand,
         context: &DecisionContext<'_>,
     ) -> Result<Vec<Event>, EnterpriseRejection> {
+        self.authorise(command, context.actor)?;
         command.check_bounds()?;
-        if self.registration.is_none()
-            && !matches!(command, EnterpriseCommand::Register(_))
-            && !context.actor.may_know_enterprise(command.enterprise_id())
-        {
-            return Err(EnterpriseRejection::forbidden("act on this enterprise", context.actor));
-        }
         match command {
             EnterpriseCommand::Register(command) => self.decide_register(command, context),
             EnterpriseCommand::ChangeProfile(command) => self.decide_change_profile(command, context),
@@ -205,12 +283,6 @@ impl EnterpriseFile {
         command: &RegisterEnterprise,
         context: &DecisionContext<'_>,
     ) -> Result<Vec<Event>, EnterpriseRejection> {
-        if !context.actor.may_supervise_town(&command.town) {
-            return Err(EnterpriseRejection::forbidden(
-                "register an enterprise in this town",
-                context.actor,
-            ));
-        }
         if let Some(registration) = &self.registration {
             return Err(EnterpriseRejection::AlreadyRegistered {
                 enterprise_id: registration.enterprise_id,
@@ -235,13 +307,6 @@ impl EnterpriseFile {
         command: &ChangeEnterpriseProfile,
         context: &DecisionContext<'_>,
     ) -> Result<Vec<Event>, EnterpriseRejection> {
-        let registration = self.registered(command.enterprise_id)?;
-        if !context.actor.may_supervise_town(&registration.town) || !context.actor.may_supervise_town(&command.town) {
-            return Err(EnterpriseRejection::forbidden(
-                "change this enterprise's profile",
-                context.actor,
-            ));
-        }
         check_text("name", &command.name, NAME_CHARS_MAX)?;
         check_text("industry", &command.industry, INDUSTRY_CHARS_MAX)?;
         Ok(vec![Event::EnterpriseProfileChanged(EnterpriseProfileChanged {
@@ -258,13 +323,6 @@ impl EnterpriseFile {
         command: &UploadDocument,
         context: &DecisionContext<'_>,
     ) -> Result<Vec<Event>, EnterpriseRejection> {
-        self.registered(command.enterprise_id)?;
-        if !context.actor.may_write_enterprise_file(command.enterprise_id) {
-            return Err(EnterpriseRejection::forbidden(
-                "upload records to this enterprise's file",
-                context.actor,
-            ));
-        }
         if self.documents.contains_key(&command.document_id) {
             return Err(EnterpriseRejection::DuplicateDocument {
                 document_id: command.document_id,
@@ -307,13 +365,6 @@ impl EnterpriseFile {
         command: &ReviewDocument,
         context: &DecisionContext<'_>,
     ) -> Result<Vec<Event>, EnterpriseRejection> {
-        let registration = self.registered(command.enterprise_id)?;
-        if !context.actor.may_supervise_town(&registration.town) {
-            return Err(EnterpriseRejection::forbidden(
-                "review records of this enterprise",
-                context.actor,
-            ));
-        }
         let Some(document) = self.documents.get(&command.document_id) else {
             return Err(EnterpriseRejection::UnknownDocument {
                 document_id: command.document_id,

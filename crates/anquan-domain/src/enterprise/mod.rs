@@ -50,6 +50,10 @@ impl crate::aggregate::Aggregate for EnterpriseFile {
         EnterpriseFile::apply(self, event);
     }
 
+    fn authorise(&self, command: &EnterpriseCommand, actor: &crate::actor::Actor) -> Result<(), EnterpriseRejection> {
+        EnterpriseFile::authorise(self, command, actor)
+    }
+
     fn decide(
         &self,
         command: &EnterpriseCommand,

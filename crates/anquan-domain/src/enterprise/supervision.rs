@@ -25,7 +25,7 @@ pub const INSPECTION_HAZARDS_MAX: usize = 200;
 pub const FILES_MAX: usize = 50;
 
 /// A hazard as an inspector, the enterprise or an agency describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct NewHazard {
     pub hazard_id: HazardId,
     pub category: HazardCategory,
@@ -41,7 +41,7 @@ pub struct NewHazard {
 }
 
 /// Record an inspection and the hazards it found.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RecordInspection {
     pub enterprise_id: EnterpriseId,
     pub inspection_id: InspectionId,
@@ -54,7 +54,7 @@ pub struct RecordInspection {
 }
 
 /// Record a hazard found by the enterprise itself or by an agency.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RecordHazard {
     pub enterprise_id: EnterpriseId,
     pub source: HazardSource,
@@ -62,7 +62,7 @@ pub struct RecordHazard {
 }
 
 /// Approve a later deadline for a hazard.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ExtendHazardDeadline {
     pub enterprise_id: EnterpriseId,
     pub hazard_id: HazardId,
@@ -71,7 +71,7 @@ pub struct ExtendHazardDeadline {
 }
 
 /// Submit a rectification of a hazard.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SubmitRectification {
     pub enterprise_id: EnterpriseId,
     pub hazard_id: HazardId,
@@ -81,7 +81,7 @@ pub struct SubmitRectification {
 }
 
 /// Accept or return a submitted rectification.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct VerifyRectification {
     pub enterprise_id: EnterpriseId,
     pub hazard_id: HazardId,
@@ -91,7 +91,7 @@ pub struct VerifyRectification {
 }
 
 /// Report an accident at the enterprise.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ReportAccident {
     pub enterprise_id: EnterpriseId,
     pub accident_id: uuid::Uuid,
@@ -131,13 +131,6 @@ impl EnterpriseFile {
         command: &RecordInspection,
         context: &DecisionContext<'_>,
     ) -> Result<Vec<Event>, EnterpriseRejection> {
-        let town = &self.registered(command.enterprise_id)?.town;
-        if !context.actor.may_inspect_town(town) {
-            return Err(EnterpriseRejection::forbidden(
-                "inspect enterprises in this town",
-                context.actor,
-            ));
-        }
         let level = match context.actor.role {
             Role::TownInspector { .. } => InspectorLevel::Town,
             _ => InspectorLevel::City,
@@ -188,15 +181,6 @@ impl EnterpriseFile {
         command: &RecordHazard,
         context: &DecisionContext<'_>,
     ) -> Result<Vec<Event>, EnterpriseRejection> {
-        self.registered(command.enterprise_id)?;
-        let allowed = match &command.source {
-            HazardSource::SelfInspection => context.actor.may_write_enterprise_file(command.enterprise_id),
-            HazardSource::AgencyService { agency_id, .. } => context.actor.may_act_for_agency(*agency_id),
-            HazardSource::GovernmentInspection { .. } => false,
-        };
-        if !allowed {
-            return Err(EnterpriseRejection::forbidden("record this hazard", context.actor));
-        }
         Ok(vec![self.hazard_found(
             &command.hazard,
             command.source.clone(),
@@ -261,7 +245,7 @@ impl EnterpriseFile {
         command: &ExtendHazardDeadline,
         context: &DecisionContext<'_>,
     ) -> Result<Vec<Event>, EnterpriseRejection> {
-        let hazard = self.supervised_hazard(command.enterprise_id, command.hazard_id, context)?;
+        let hazard = self.hazard(command.hazard_id)?;
         if hazard.closed_at(context.now).is_some() {
             return Err(EnterpriseRejection::HazardClosed {
                 hazard_id: command.hazard_id,
@@ -287,13 +271,6 @@ impl EnterpriseFile {
         command: &SubmitRectification,
         context: &DecisionContext<'_>,
     ) -> Result<Vec<Event>, EnterpriseRejection> {
-        self.registered(command.enterprise_id)?;
-        if !context.actor.may_write_enterprise_file(command.enterprise_id) {
-            return Err(EnterpriseRejection::forbidden(
-                "rectify this enterprise's hazards",
-                context.actor,
-            ));
-        }
         let hazard = self.hazard(command.hazard_id)?;
         if hazard.closed_at(context.now).is_some() {
             return Err(EnterpriseRejection::HazardClosed {
@@ -336,7 +313,7 @@ impl EnterpriseFile {
         command: &VerifyRectification,
         context: &DecisionContext<'_>,
     ) -> Result<Vec<Event>, EnterpriseRejection> {
-        let hazard = self.supervised_hazard(command.enterprise_id, command.hazard_id, context)?;
+        let hazard = self.hazard(command.hazard_id)?;
         if hazard.closed_at(context.now).is_some() {
             return Err(EnterpriseRejection::HazardClosed {
                 hazard_id: command.hazard_id,
@@ -376,13 +353,6 @@ impl EnterpriseFile {
         command: &ReportAccident,
         context: &DecisionContext<'_>,
     ) -> Result<Vec<Event>, EnterpriseRejection> {
-        let town = &self.registered(command.enterprise_id)?.town;
-        if !context.actor.may_inspect_town(town) {
-            return Err(EnterpriseRejection::forbidden(
-                "report accidents in this town",
-                context.actor,
-            ));
-        }
         if command.occurred_at > context.now {
             return Err(EnterpriseRejection::InFuture { field: "occurred_at" });
         }
@@ -410,23 +380,6 @@ impl EnterpriseFile {
         self.hazards
             .get(&hazard_id)
             .ok_or(EnterpriseRejection::UnknownHazard { hazard_id })
-    }
-
-    /// Returns a hazard the actor may supervise (inspectors of its town, the city).
-    fn supervised_hazard(
-        &self,
-        enterprise_id: EnterpriseId,
-        hazard_id: HazardId,
-        context: &DecisionContext<'_>,
-    ) -> Result<&HazardRecord, EnterpriseRejection> {
-        let town = &self.registered(enterprise_id)?.town;
-        if !context.actor.may_inspect_town(town) {
-            return Err(EnterpriseRejection::forbidden(
-                "verify hazards in this town",
-                context.actor,
-            ));
-        }
-        self.hazard(hazard_id)
     }
 }
 

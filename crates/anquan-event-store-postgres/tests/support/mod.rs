@@ -45,7 +45,10 @@ pub fn request(stream: &StreamId, expected: StreamState, count: usize, size: usi
     AppendRequest {
         stream_id: stream.clone(),
         expected,
-        command_id: Some(CommandId(Uuid::now_v7())),
+        command: Some(anquan_event_store::CommandKey {
+            id: CommandId(Uuid::now_v7()),
+            digest: anquan_event_store::CommandDigest::of_bytes(b"postgres test"),
+        }),
         metadata: AppendMetadata {
             occurred_at: Utc::now(),
             actor: actor(),

@@ -25,7 +25,9 @@ use uuid::Uuid;
 
 use anquan_domain::{Actor, CommandId, EnterpriseId, Role, UserId};
 
-use crate::envelope::{AppendMetadata, AppendOutcome, AppendRequest, NewEvent, RecordedEvent};
+use crate::envelope::{
+    AppendMetadata, AppendOutcome, AppendRequest, CommandDigest, CommandKey, NewEvent, RecordedCommand, RecordedEvent,
+};
 use crate::error::{AppendError, InvalidAppend, StoreError};
 use crate::hash_chain::{canonical_time, verify_stream};
 use crate::store::{APPEND_EVENTS_MAX, EVENT_DATA_BYTES_MAX, EventStore, READ_BATCH_MAX};
@@ -124,6 +126,8 @@ macro_rules! event_store_conformance {
             read_all_positions_strictly_increase_and_after_is_exclusive,
             a_repeated_command_id_returns_the_first_outcome_and_appends_nothing,
             command_outcome_finds_an_append_by_its_command_id,
+            a_command_id_used_on_another_stream_is_refused_and_appends_nothing,
+            a_command_id_with_another_digest_is_refused_and_appends_nothing,
             exactly_one_of_concurrent_appends_with_the_same_expected_version_wins,
             concurrent_appends_to_different_streams_all_succeed,
             a_subscription_catches_up_then_follows_live_appends,
@@ -207,10 +211,23 @@ fn request(stream_id: &StreamId, expected: StreamState, events: Vec<NewEvent>) -
     Ok(AppendRequest {
         stream_id: stream_id.clone(),
         expected,
-        command_id: None,
+        command: None,
         metadata: metadata()?,
         events,
     })
+}
+
+/// The key of the command "conformance": one command, whatever its id.
+fn key(id: CommandId) -> CommandKey {
+    keyed(id, "conformance")
+}
+
+/// The key of a command named `command`: another name is another command (another digest).
+fn keyed(id: CommandId, command: &str) -> CommandKey {
+    CommandKey {
+        id,
+        digest: CommandDigest::of_bytes(command.as_bytes()),
+    }
 }
 
 fn events(range: std::ops::Range<usize>) -> Vec<NewEvent> {
@@ -559,7 +576,7 @@ pub async fn a_repeated_command_id_returns_the_first_outcome_and_appends_nothing
     let stream = unique_stream("idempotent")?;
     let command_id = CommandId::from_uuid(Uuid::now_v7());
     let mut first_request = request(&stream, StreamState::NoStream, events(0..2))?;
-    first_request.command_id = Some(command_id);
+    first_request.command = Some(key(command_id));
     let first = store.append(first_request.clone()).await?;
     ensure!(!first.duplicate, "the first append is not a duplicate");
 
@@ -576,7 +593,7 @@ pub async fn a_repeated_command_id_returns_the_first_outcome_and_appends_nothing
 
     // Same command id, new events and a stale expectation: still the first outcome.
     let mut stale = request(&stream, StreamState::NoStream, events(5..8))?;
-    stale.command_id = Some(command_id);
+    stale.command = Some(key(command_id));
     let again = store.append(stale).await?;
     ensure_eq!(
         again,
@@ -591,13 +608,100 @@ pub async fn a_repeated_command_id_returns_the_first_outcome_and_appends_nothing
 
     // A different command id appends normally.
     let mut next = request(&stream, StreamState::At(first.last_version), events(2..3))?;
-    next.command_id = Some(CommandId::from_uuid(Uuid::now_v7()));
+    next.command = Some(key(CommandId::from_uuid(Uuid::now_v7())));
     let next = store.append(next).await?;
     ensure!(!next.duplicate, "a new command id is not a duplicate");
     ensure_eq!(
         next.first_version,
         StreamVersion(2),
         "the next command appends after the first"
+    );
+    Ok(())
+}
+
+/// A command id belongs to the stream it was first appended to: the same id on another stream
+/// is refused, appends nothing there, and leaves the first outcome as it was.
+pub async fn a_command_id_used_on_another_stream_is_refused_and_appends_nothing(
+    store: Arc<dyn EventStore>,
+) -> CaseResult {
+    let stream = unique_stream("keyfirst")?;
+    let other = unique_stream("keyother")?;
+    let command_id = CommandId::from_uuid(Uuid::now_v7());
+    let mut first = request(&stream, StreamState::NoStream, events(0..2))?;
+    first.command = Some(key(command_id));
+    let first = store.append(first).await?;
+
+    let mut elsewhere = request(&other, StreamState::Any, events(0..1))?;
+    elsewhere.command = Some(key(command_id));
+    match store.append(elsewhere).await {
+        Err(AppendError::CommandIdReused {
+            stream_id,
+            command_id: reused,
+            recorded_stream,
+        }) => {
+            ensure_eq!(stream_id, other, "the refusal names the stream asked for");
+            ensure_eq!(reused, command_id, "the refusal names the command id");
+            ensure_eq!(
+                recorded_stream,
+                stream,
+                "the refusal names the stream the id belongs to"
+            );
+        }
+        other => return Err(format!("the same command id on another stream must be refused, got {other:?}").into()),
+    }
+    ensure!(
+        store.read_stream(&other, StreamVersion::FIRST, 10).await?.is_empty(),
+        "a refused command id appends nothing"
+    );
+    let recorded = store.command_outcome(command_id).await?;
+    ensure_eq!(
+        recorded.map(|recorded| recorded.outcome),
+        Some(AppendOutcome {
+            duplicate: true,
+            ..first
+        }),
+        "the first outcome stays the command id's outcome"
+    );
+    Ok(())
+}
+
+/// A command id is bound to its command's digest: the same id on the same stream with another
+/// digest (other input, another caller) is refused and appends nothing.
+pub async fn a_command_id_with_another_digest_is_refused_and_appends_nothing(store: Arc<dyn EventStore>) -> CaseResult {
+    let stream = unique_stream("keydigest")?;
+    let command_id = CommandId::from_uuid(Uuid::now_v7());
+    let mut first = request(&stream, StreamState::NoStream, events(0..2))?;
+    first.command = Some(keyed(command_id, "upload A"));
+    let first = store.append(first).await?;
+
+    let mut other_input = request(&stream, StreamState::At(first.last_version), events(2..3))?;
+    other_input.command = Some(keyed(command_id, "upload B"));
+    match store.append(other_input).await {
+        Err(AppendError::CommandIdReused {
+            stream_id,
+            recorded_stream,
+            ..
+        }) => {
+            ensure_eq!(stream_id, stream, "the refusal names the stream asked for");
+            ensure_eq!(recorded_stream, stream, "the command id belongs to the same stream");
+        }
+        other => return Err(format!("the same command id with another digest must be refused, got {other:?}").into()),
+    }
+    ensure_eq!(
+        store.read_stream(&stream, StreamVersion::FIRST, 10).await?.len(),
+        2,
+        "a refused command id appends nothing"
+    );
+    // The first command's own retry still answers with the first outcome.
+    let mut retry = request(&stream, StreamState::NoStream, events(0..2))?;
+    retry.command = Some(keyed(command_id, "upload A"));
+    ensure_eq!(
+        store.append(retry).await?,
+        AppendOutcome {
+            duplicate: true,
+            ..first
+        },
+        "the first command's retry is still a duplicate"
     );
     Ok(())
 }
@@ -612,21 +716,24 @@ pub async fn command_outcome_finds_an_append_by_its_command_id(store: Arc<dyn Ev
         "an unknown command id has no outcome"
     );
     let mut with_id = request(&stream, StreamState::NoStream, events(0..3))?;
-    with_id.command_id = Some(command_id);
+    with_id.command = Some(key(command_id));
     let outcome = store.append(with_id).await?;
     let found = store.command_outcome(command_id).await?;
     ensure_eq!(
         found,
-        Some(AppendOutcome {
-            duplicate: true,
-            ..outcome
+        Some(RecordedCommand {
+            outcome: AppendOutcome {
+                duplicate: true,
+                ..outcome
+            },
+            digest: Some(key(command_id).digest),
         }),
-        "command_outcome returns the append's outcome"
+        "command_outcome returns the append's outcome and the command's digest"
     );
 
     let failed_id = CommandId::from_uuid(Uuid::now_v7());
     let mut conflicting = request(&stream, StreamState::NoStream, events(3..4))?;
-    conflicting.command_id = Some(failed_id);
+    conflicting.command = Some(key(failed_id));
     ensure!(
         store.append(conflicting).await.is_err(),
         "NoStream on an existing stream conflicts"
@@ -636,7 +743,7 @@ pub async fn command_outcome_finds_an_append_by_its_command_id(store: Arc<dyn Ev
         "a conflicting append records no outcome"
     );
     let mut retried = request(&stream, StreamState::At(StreamVersion(2)), events(3..4))?;
-    retried.command_id = Some(failed_id);
+    retried.command = Some(key(failed_id));
     let retried = store.append(retried).await?;
     ensure!(
         !retried.duplicate,
@@ -872,7 +979,7 @@ pub async fn bad_input_appends_nothing(store: Arc<dyn EventStore>) -> CaseResult
     for (what, events, is_reason) in cases {
         let command_id = CommandId::from_uuid(Uuid::now_v7());
         let mut bad = request(&stream, StreamState::Any, events)?;
-        bad.command_id = Some(command_id);
+        bad.command = Some(key(command_id));
         match store.append(bad).await {
             Err(AppendError::Invalid { stream_id, reason }) => {
                 ensure_eq!(stream_id, stream, "invalid append names its stream ({what})");
@@ -990,7 +1097,7 @@ pub async fn the_envelope_round_trips(store: Arc<dyn EventStore>) -> CaseResult 
         .append(AppendRequest {
             stream_id: stream.clone(),
             expected: StreamState::NoStream,
-            command_id: Some(command_id),
+            command: Some(key(command_id)),
             metadata: metadata.clone(),
             events: vec![new_event.clone(), event(1)],
         })

@@ -90,7 +90,10 @@ fn request(stream: &StreamId, actor: &Actor, event: &Event) -> AppendRequest {
     AppendRequest {
         stream_id: stream.clone(),
         expected: StreamState::Any,
-        command_id: Some(CommandId::from_uuid(Uuid::now_v7())),
+        command: Some(anquan_event_store::CommandKey {
+            id: CommandId::from_uuid(Uuid::now_v7()),
+            digest: anquan_event_store::CommandDigest::of_bytes(b"bench"),
+        }),
         metadata: AppendMetadata {
             occurred_at: Utc::now(),
             actor: actor.clone(),
