@@ -81,6 +81,9 @@ pub async fn fold_to_end(
         page_max: REBUILD_PAGE_EVENTS_MAX,
         until: Until::EndOfLog,
         cancel: Some(cancel),
+        stop: None,
+        isolate: false,
+        read_health: None,
     }
     .run(
         |_, _| {},
