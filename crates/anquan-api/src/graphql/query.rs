@@ -40,7 +40,7 @@ impl EnterpriseQuery {
         let rules = super::audit::rules_for(app, rule_set.as_deref())?;
         let actor = actor(ctx)?;
         let enterprise_id = parse_enterprise_id(&id)?;
-        let Some(file) = read_model::enterprise_file(app.read_models.as_ref(), enterprise_id).await? else {
+        let Some(file) = read_model::enterprise_file(app.compliance_read_models()?, enterprise_id).await? else {
             return Ok(None);
         };
         let Some(registration) = &file.registration else {
@@ -81,9 +81,15 @@ impl EnterpriseQuery {
             responsibility_implemented,
             indicator: None,
         };
-        let page =
-            read_model::enterprise_summaries(app.read_models.as_ref(), &filter, &rules, at, first, after.as_deref())
-                .await?;
+        let page = read_model::enterprise_summaries(
+            app.compliance_read_models()?,
+            &filter,
+            &rules,
+            at,
+            first,
+            after.as_deref(),
+        )
+        .await?;
         let nodes = page
             .items
             .iter()
@@ -116,7 +122,8 @@ impl EnterpriseQuery {
         let app = app(ctx)?;
         let town = scoped_town(ctx, town)?;
         let first = page_size(first)?;
-        let page = read_model::review_queue(app.read_models.as_ref(), town.as_ref(), first, after.as_deref()).await?;
+        let page =
+            read_model::review_queue(app.compliance_read_models()?, town.as_ref(), first, after.as_deref()).await?;
         let now = app.now();
         let nodes = page
             .items
