@@ -18,5 +18,6 @@ mod dashboard;
 mod metrics_follow;
 mod public_page;
 mod rule_sets;
+mod stalled_projection;
 mod supervision_flow;
 mod support;
