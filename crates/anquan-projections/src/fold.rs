@@ -48,6 +48,9 @@ pub(crate) enum Until {
     /// At the end of the log or once the page through this position is committed (a stalled
     /// projection's retry, one event per page, to find the event it fails on).
     Through(Position),
+    /// At the end of the log or before this position: pages stop short of it (a stalled
+    /// projection's retry, committing the events before the one it fails on).
+    Before(Position),
 }
 
 /// What to fold and how.
@@ -272,8 +275,17 @@ impl Reader<'_> {
                 read = read_page(self.event_store, after, self.page_max) => read,
                 () = pages.closed() => return,
             };
+            let mut last_page = false;
             let page = match read {
-                Ok(page) => page,
+                Ok(mut page) => {
+                    if let Until::Before(before) = self.until
+                        && let Some(cut) = page.iter().position(|event| event.position >= before)
+                    {
+                        page.truncate(cut);
+                        last_page = true;
+                    }
+                    page
+                }
                 Err(source) if self.until == Until::Forever => {
                     // Following the log, a store that cannot be read is waited out: every
                     // projection reports stalled until a read succeeds again.
@@ -322,7 +334,7 @@ impl Reader<'_> {
             failures = 0;
             let (Some(first), Some(last)) = (page.first(), page.last()) else {
                 match self.until {
-                    Until::EndOfLog | Until::Through(_) => return,
+                    Until::EndOfLog | Until::Through(_) | Until::Before(_) => return,
                     Until::Forever => {
                         tokio::select! {
                             changed = tokio::time::timeout(RECHECK_INTERVAL, head.changed()) => {
@@ -350,9 +362,8 @@ impl Reader<'_> {
                 return;
             }
             after = Some(positions.1);
-            if let Until::Through(through) = self.until
-                && positions.1 >= through
-            {
+            let through = matches!(self.until, Until::Through(through) if positions.1 >= through);
+            if last_page || through {
                 return;
             }
         }

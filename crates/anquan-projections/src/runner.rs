@@ -283,14 +283,27 @@ impl ProjectionRunner {
     async fn recover(&self, index: usize, mut failed: Failed) -> usize {
         let name = self.projections[index].name();
         let mut attempts: usize = 1;
+        if failed.narrow_through.is_some() && !failed.deterministic {
+            // Most store failures are a blip: the same pages again, after a short pause.
+            tokio::time::sleep(fold::retry_backoff(attempts)).await;
+            let narrow_through = failed.narrow_through.take();
+            match self.retry_alone(index, &mut failed).await {
+                Ok(()) => return self.recovered(index),
+                Err(next) => {
+                    failed = next;
+                    failed.narrow_through = failed.narrow_through.or(narrow_through);
+                }
+            }
+            attempts += 1;
+        }
         if failed.narrow_through.is_some() {
-            // At once, one event at a time through the page it failed on: the others of the
-            // page commit, and it is reported stalled with its checkpoint just before the event.
+            // At once, the events before the failing one (one at a time through the page when
+            // it is not known), so it is reported stalled with its checkpoint just before it.
             match self.retry_alone(index, &mut failed).await {
                 Ok(()) => return self.recovered(index),
                 Err(next) => failed = next,
             }
-            attempts = 2;
+            attempts += 1;
         }
         loop {
             if failed.deterministic || attempts >= APPLY_ATTEMPTS_MAX {
@@ -344,7 +357,21 @@ impl ProjectionRunner {
         if let Some(through) = failed.narrow_through
             && checkpoint.is_none_or(|checkpoint| checkpoint < through)
         {
-            checkpoint = self.fold_alone(index, checkpoint, 1, Until::Through(through)).await?;
+            // The failing event when it is known (it could not be decoded or applied, or was
+            // alone in its page): the events before it in whole pages, then it alone.
+            let known = failed
+                .event
+                .as_ref()
+                .map(|event| event.position)
+                .filter(|position| checkpoint.is_none_or(|checkpoint| checkpoint < *position));
+            if let Some(failing) = known {
+                checkpoint = self
+                    .fold_alone(index, checkpoint, PROJECTION_BATCH_MAX, Until::Before(failing))
+                    .await?;
+                checkpoint = self.fold_alone(index, checkpoint, 1, Until::Through(failing)).await?;
+            } else {
+                checkpoint = self.fold_alone(index, checkpoint, 1, Until::Through(through)).await?;
+            }
         }
         failed.narrow_through = None;
         self.fold_alone(index, checkpoint, PROJECTION_BATCH_MAX, Until::EndOfLog)

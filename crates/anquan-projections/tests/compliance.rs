@@ -93,6 +93,7 @@ on_every_backend!(
     the_runner_publishes_positions_so_writers_can_wait_for_their_events,
     a_failed_batch_leaves_rows_and_checkpoint_unchanged,
     a_failing_projection_stalls_alone_and_resumes_from_its_failing_event,
+    a_store_refusing_one_event_is_narrowed_to_it_and_heals_without_a_restart,
 );
 
 /// An error with its sources, one after the other.
@@ -1051,10 +1052,13 @@ async fn a_failed_batch_leaves_rows_and_checkpoint_unchanged(backend: Backend) {
 }
 
 /// A projection that records every event's position once (a second insert would violate the
-/// key), and cannot apply the event at `fail_at` (0: none): a bug that a new binary fixes.
+/// key), and cannot apply the event at `fail_at` (0: none): a bug that a new binary fixes. The
+/// event at `also_missing_at` also writes to `flaky_missing`, a table only the test creates:
+/// a store that refuses one event's statements until it is repaired.
 #[derive(Default)]
 struct Flaky {
     fail_at: std::sync::atomic::AtomicU64,
+    also_missing_at: std::sync::atomic::AtomicU64,
 }
 
 impl Flaky {
@@ -1091,6 +1095,12 @@ impl Projection for Flaky {
             "INSERT INTO flaky_seen (position) VALUES ($1)",
             vec![SqlValue::Int(i64::try_from(position).unwrap())],
         ));
+        if position == self.also_missing_at.load(std::sync::atomic::Ordering::SeqCst) {
+            out.push(Statement::new(
+                "INSERT INTO flaky_missing (position) VALUES ($1)",
+                vec![SqlValue::Int(i64::try_from(position).unwrap())],
+            ));
+        }
         Ok(())
     }
 }
@@ -1186,6 +1196,83 @@ async fn a_failing_projection_stalls_alone_and_resumes_from_its_failing_event(ba
         .map(|event| i64::try_from(event.position.sequence()).unwrap())
         .collect();
     assert_eq!(seen, log);
+    assert!(!live.is_finished(), "the runner stopped");
+    live.abort();
+}
+
+async fn a_store_refusing_one_event_is_narrowed_to_it_and_heals_without_a_restart(backend: Backend) {
+    let Some(mut world) = World::new(backend).await else {
+        return;
+    };
+    let flaky = Arc::new(Flaky::default());
+    let runner = Arc::new(
+        ProjectionRunner::new(world.events.clone(), world.read_models.clone())
+            .with_projection(Arc::new(ComplianceProjection))
+            .with_projection(flaky.clone()),
+    );
+    let health = runner.health();
+    // Five events in one page; the store refuses the third's statements.
+    for serial in 1..=5 {
+        world.register(serial, "许村", day(0)).await;
+    }
+    let log = world.events.read_all(None, 100).await.unwrap();
+    assert_eq!(log.len(), 5);
+    let (previous, failing) = (log[1].position, log[2].position);
+    flaky
+        .also_missing_at
+        .store(failing.sequence(), std::sync::atomic::Ordering::SeqCst);
+    let head = log[4].position;
+
+    let live = {
+        let runner = runner.clone();
+        tokio::spawn(async move { runner.run().await })
+    };
+    let timeout = Duration::from_secs(40);
+    assert_eq!(
+        health.wait_for(ComplianceProjection::NAME, head, timeout).await,
+        Waited::Reached
+    );
+    // Reported stalled after its retries, narrowed to the event, its checkpoint just before.
+    let Waited::Stalled(stalled) = health.wait_for(Flaky::NAME, head, timeout).await else {
+        panic!("{:?}", health.statuses());
+    };
+    let stall = stalled.stall.clone().unwrap();
+    assert_eq!(
+        stall.event.as_ref().map(|event| event.position),
+        Some(failing),
+        "{stall:?}"
+    );
+    assert!(stall.error.contains("flaky_missing"), "{}", stall.error);
+    assert_eq!(stalled.position, Some(previous));
+    assert_eq!(world.read_models.checkpoint(Flaky::NAME).await.unwrap(), Some(previous));
+
+    // The store is repaired; the next retry commits the event, without a restart.
+    world
+        .read_models
+        .migrate("CREATE TABLE IF NOT EXISTS flaky_missing (position BIGINT PRIMARY KEY)")
+        .await
+        .unwrap();
+    tokio::time::timeout(timeout, async {
+        while health.stalled(Flaky::NAME).is_some() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(health.wait_for(Flaky::NAME, head, timeout).await, Waited::Reached);
+    let seen: Vec<i64> = world
+        .read_models
+        .query("SELECT position FROM flaky_seen ORDER BY position", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.int(0).unwrap())
+        .collect();
+    let expected: Vec<i64> = log
+        .iter()
+        .map(|event| i64::try_from(event.position.sequence()).unwrap())
+        .collect();
+    assert_eq!(seen, expected);
     assert!(!live.is_finished(), "the runner stopped");
     live.abort();
 }
