@@ -7,8 +7,9 @@
 //!
 //! A projection that fails (an event it cannot decode or apply, statements its store refuses)
 //! leaves the shared fold alone: the others' batches of the page commit and they go on, while it
-//! is retried by itself with capped backoff, one event at a time through the page it failed on,
-//! so its checkpoint stays just before the failing event and no event is ever skipped. It is
+//! is retried by itself with capped backoff, narrowed to the event it fails on (the events
+//! before it commit), so its checkpoint stays just before that event and no event is ever
+//! skipped. It is
 //! reported stalled (see [`ProjectionsHealth`]) until it commits that event, then folds alone to
 //! the end of the log and rejoins the shared fold. `run` never returns because of a projection.
 
@@ -57,7 +58,9 @@ struct Failed {
     /// The error without its causes (see [`crate::Stall::summary`]).
     summary: String,
     deterministic: bool,
-    /// Commit one event at a time through this position, to stop just before the failing one.
+    /// The last position of the page it failed on: the next attempt commits the events before
+    /// the failing one (`event`, or one at a time through here when it is not known) and stops
+    /// just before it.
     narrow_through: Option<Position>,
     /// Its tables were not created yet (it failed while preparing).
     migrate: bool,
@@ -329,8 +332,8 @@ impl ProjectionRunner {
         index
     }
 
-    /// One attempt at getting a failed projection going: read its checkpoint, commit one event
-    /// at a time through the page it failed on, then fold alone to the end of the log.
+    /// One attempt at getting a failed projection going: read its checkpoint, narrow to the
+    /// event it failed on (see [`Failed::narrow_through`]), then fold alone to the end of the log.
     async fn retry_alone(&self, index: usize, failed: &mut Failed) -> Result<(), Failed> {
         let projection = Arc::clone(&self.projections[index]);
         if failed.migrate {
