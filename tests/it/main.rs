@@ -20,5 +20,6 @@ mod metrics_follow;
 mod public_page;
 mod read_side;
 mod rule_sets;
+mod stalled_projection;
 mod supervision_flow;
 mod support;

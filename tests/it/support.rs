@@ -102,6 +102,17 @@ async fn fresh_database() -> (String, String) {
 /// Starts the service with extra arguments and waits until it listens.
 pub(crate) async fn spawn_app(backend: Backend, extra_args: &[&str]) -> TestApp {
     let data_dir = tempfile::tempdir().unwrap();
+    let database = if backend == Backend::Postgres {
+        Some(fresh_database().await)
+    } else {
+        None
+    };
+    start(data_dir, database, extra_args).await
+}
+
+/// Starts the service on a data directory (and PostgreSQL database: name and URL) that may
+/// hold a previous run's store.
+async fn start(data_dir: tempfile::TempDir, database: Option<(String, String)>, extra_args: &[&str]) -> TestApp {
     let mut command = Command::new(binary());
     command
         .args([
@@ -122,15 +133,12 @@ pub(crate) async fn spawn_app(backend: Backend, extra_args: &[&str]) -> TestApp 
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let mut database = None;
-    if backend == Backend::Postgres {
-        let (name, url) = fresh_database().await;
+    if let Some((_, url)) = &database {
         command.arg("--database").arg(url);
-        database = Some(name);
     }
     let child = command.spawn().unwrap();
     let mut app = TestApp::listening(child, data_dir).await;
-    app.database = database;
+    app.database = database.map(|(name, _)| name);
     app
 }
 
@@ -179,6 +187,52 @@ impl TestApp {
             database: None,
             log,
         }
+    }
+
+    /// The PostgreSQL URL of the service's database, when it runs on one.
+    pub(crate) fn database_url(&self) -> Option<String> {
+        let name = self.database.as_ref()?;
+        let admin_url = std::env::var("ANQUAN_TEST_POSTGRES_URL").unwrap();
+        let (base, _) = admin_url.rsplit_once('/').unwrap();
+        Some(format!("{base}/{name}"))
+    }
+
+    /// Runs SQL on the service's store from outside the service, as an operator (or an
+    /// accident) would: the SQLite file in the data directory, or its PostgreSQL database.
+    pub(crate) async fn store_sql(&self, sql: &str) {
+        match self.database_url() {
+            Some(url) => {
+                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+                tokio::spawn(connection);
+                client.batch_execute(sql).await.unwrap();
+            }
+            None => {
+                let path = self.data_dir.path().join("anquan.sqlite");
+                let sql = sql.to_owned();
+                tokio::task::spawn_blocking(move || {
+                    let connection = rusqlite::Connection::open(path).unwrap();
+                    connection.busy_timeout(Duration::from_secs(10)).unwrap();
+                    connection.execute_batch(&sql).unwrap();
+                })
+                .await
+                .unwrap();
+            }
+        }
+    }
+
+    /// Whether the service process is still running.
+    pub(crate) fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Stops the service and starts it again on the same store.
+    pub(crate) async fn restart(mut self) -> TestApp {
+        let _ = self.child.kill().await;
+        let database_url = self.database_url();
+        let database = self.database.take().zip(database_url);
+        let data_dir = tempfile::TempDir::new().unwrap();
+        let data_dir = std::mem::replace(&mut self.data_dir, data_dir);
+        start(data_dir, database, &[]).await
     }
 
     /// The service's data directory, for the operator commands.

@@ -136,6 +136,7 @@ async fn run(scale: f64, enterprises: Option<u64>, requests: usize, past_request
         blobs: BlobStore::local(&dir.path().join("blobs")).expect("a blob store"),
         tokens: anquan_api::TokenAuthority::new(b"metrics-latency-bench-secret-of-32-bytes").expect("tokens"),
         projected: runner.applied(),
+        projections: runner.health(),
         clock: Arc::new(move || now),
         upload_bytes_max: anquan_api::UPLOAD_BYTES_MAX_DEFAULT,
         graphiql: false,

@@ -34,6 +34,8 @@ pub enum ApiError {
     },
     /// Something the service computes after it starts is not there yet; the client may retry.
     NotReady(String),
+    /// A read model the answer depends on is stalled on an event (see `/readyz`).
+    ProjectionStalled(String),
     Internal(String),
 }
 
@@ -52,6 +54,7 @@ impl ApiError {
             ApiError::Conflict => "another change to the same record won repeatedly; try again".to_owned(),
             ApiError::FileTooLarge { size, max } => format!("the file is {size} bytes; at most {max} are accepted"),
             ApiError::NotReady(message) => message.clone(),
+            ApiError::ProjectionStalled(message) => message.clone(),
             ApiError::Internal(_) => "internal error".to_owned(),
         }
     }
@@ -68,6 +71,7 @@ impl ApiError {
             ApiError::Conflict => "CONFLICT",
             ApiError::FileTooLarge { .. } => "FILE_TOO_LARGE",
             ApiError::NotReady(_) => "NOT_READY",
+            ApiError::ProjectionStalled(_) => "PROJECTION_STALLED",
             ApiError::Internal(_) => "INTERNAL",
         }
     }
@@ -78,6 +82,26 @@ impl ApiError {
             code: "BAD_INPUT",
             message: message.into(),
         }
+    }
+
+    /// A read model the answer (or a mutation's read-back) depends on is stalled. The message
+    /// names the projection and where it stopped, nothing from the event itself.
+    pub fn stalled(status: &anquan_projections::ProjectionStatus) -> Self {
+        let position = status.position.map_or_else(
+            || "the start of the log".to_owned(),
+            |position| format!("position {position}"),
+        );
+        let at = status
+            .stall
+            .as_ref()
+            .and_then(|stall| stall.event.as_ref())
+            .map(|event| format!(" on the event at position {}", event.position))
+            .unwrap_or_default();
+        ApiError::ProjectionStalled(format!(
+            "the {} read model is stalled at {position}{at}; it would answer with out-of-date data, so it does not \
+             answer until it resumes (see /readyz)",
+            status.name
+        ))
     }
 
     /// Logs an internal failure once, with its whole chain, and hides it from the client.

@@ -55,14 +55,53 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
+/// 200 when the event store answers and no projection is stalled, else 503; the JSON body
+/// says which: `{"ready", "eventStore", "projections": [{"name", "position", "state",
+/// "failingEvent": {"position", "streamId", "eventType"}, "error", "since", "attempts"}]}`.
+/// This is the operators' view: `error` is the store's own message with its causes.
 async fn readyz(State(state): State<HttpState>) -> Response {
-    match state.app.event_store.read_all(None, 1).await {
-        Ok(_) => (StatusCode::OK, "ready").into_response(),
+    let event_store = match state.app.event_store.read_all(None, 1).await {
+        Ok(_) => "ok",
         Err(error) => {
             tracing::warn!(error = %error, "not ready: event store unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, "event store unreachable").into_response()
+            "unreachable"
         }
-    }
+    };
+    let statuses = state.app.projections.statuses();
+    let stalled = statuses
+        .iter()
+        .any(|status| status.state == anquan_projections::ProjectionState::Stalled);
+    let ready = event_store == "ok" && !stalled;
+    let projections: Vec<serde_json::Value> = statuses
+        .iter()
+        .map(|status| {
+            let stall = status.stall.as_ref();
+            serde_json::json!({
+                "name": status.name,
+                "position": status.position.map(|position| position.sequence()),
+                "state": status.state.as_str(),
+                "failingEvent": stall.and_then(|stall| stall.event.as_ref()).map(|event| serde_json::json!({
+                    "position": event.position.sequence(),
+                    "streamId": event.stream_id,
+                    "eventType": event.event_type,
+                })),
+                "error": stall.map(|stall| stall.error.as_str()),
+                "since": stall.map(|stall| stall.since.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+                "attempts": stall.map(|stall| stall.attempts),
+            })
+        })
+        .collect();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "ready": ready,
+        "eventStore": event_store,
+        "projections": projections,
+    });
+    (status, Json(body)).into_response()
 }
 
 async fn graphql_get(State(state): State<HttpState>, headers: HeaderMap, uri: axum::http::Uri) -> Response {

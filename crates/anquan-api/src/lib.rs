@@ -23,6 +23,9 @@ use tokio::sync::watch;
 use anquan_domain::rules::RuleSet;
 use anquan_event_store::{EventStore, Position, ReadModelStore};
 use anquan_projections::rule_sets::RuleSetRegistry;
+use anquan_projections::{AgencyProjection, ComplianceProjection, ProjectionsHealth, Waited};
+
+use crate::error::ApiError;
 
 pub use auth::TokenAuthority;
 pub use blobs::BlobStore;
@@ -52,8 +55,11 @@ pub struct AppState {
     pub rule_sets: Arc<RuleSetRegistry>,
     pub blobs: BlobStore,
     pub tokens: TokenAuthority,
-    /// The position the compliance read model has applied, for read-your-writes.
+    /// The lowest position every read model has applied (the watchers follow it).
     pub projected: watch::Receiver<Option<Position>>,
+    /// Each projection's applied position and state: what a mutation waits for, and what
+    /// tells a query that its read model is stalled.
+    pub projections: ProjectionsHealth,
     pub clock: Clock,
     pub upload_bytes_max: u64,
     /// Serve GraphiQL at `GET /graphql` (development).
@@ -92,14 +98,62 @@ impl AppState {
         anquan_event_store::hash_chain::canonical_time((self.clock)())
     }
 
-    /// Waits until the read models have applied `position`; false on timeout.
-    pub async fn wait_for_projection(&self, position: Position) -> bool {
-        let mut projected = self.projected.clone();
-        let reached = tokio::time::timeout(
-            READ_YOUR_WRITES_TIMEOUT,
-            projected.wait_for(|applied| applied.is_some_and(|applied| applied >= position)),
-        )
-        .await;
-        matches!(reached, Ok(Ok(_)))
+    /// Waits until `projection` has applied `position` (a mutation's own events), so the
+    /// mutation reads back its own write. Only the read model the mutation reads is waited
+    /// for: a stalled agency projection does not hold up enterprise mutations. A timeout is
+    /// logged and the read goes ahead; a stalled projection is `PROJECTION_STALLED` at once,
+    /// never an answer from a read model that will not show the write.
+    pub async fn wait_for_projection(&self, projection: &str, position: Position) -> Result<(), ApiError> {
+        let reached = match self
+            .projections
+            .wait_for(projection, position, READ_YOUR_WRITES_TIMEOUT)
+            .await
+        {
+            Waited::Reached => true,
+            Waited::Stalled(status) => {
+                let ApiError::ProjectionStalled(message) = ApiError::stalled(&status) else {
+                    return Err(ApiError::stalled(&status));
+                };
+                return Err(ApiError::ProjectionStalled(format!(
+                    "the change was recorded (position {position}), but {message}"
+                )));
+            }
+            Waited::TimedOut => false,
+            // No health for it (a test's state without a runner): wait for every read model.
+            Waited::Unknown => {
+                let mut projected = self.projected.clone();
+                let reached = tokio::time::timeout(
+                    READ_YOUR_WRITES_TIMEOUT,
+                    projected.wait_for(|applied| applied.is_some_and(|applied| applied >= position)),
+                )
+                .await;
+                matches!(reached, Ok(Ok(_)))
+            }
+        };
+        if !reached {
+            tracing::warn!(projection, position = %position, "read models did not catch up in time");
+        }
+        Ok(())
+    }
+
+    /// The read models, for a query that reads the projections named; `PROJECTION_STALLED`
+    /// when one of them is stalled, rather than an answer that silently stopped changing.
+    pub fn read_models_of(&self, projections: &[&str]) -> Result<&dyn ReadModelStore, ApiError> {
+        for projection in projections {
+            if let Some(status) = self.projections.stalled(projection) {
+                return Err(ApiError::stalled(&status));
+            }
+        }
+        Ok(self.read_models.as_ref())
+    }
+
+    /// The read models, for a query of the compliance read model.
+    pub fn compliance_read_models(&self) -> Result<&dyn ReadModelStore, ApiError> {
+        self.read_models_of(&[ComplianceProjection::NAME])
+    }
+
+    /// The read models, for a query of the agency read model.
+    pub fn agency_read_models(&self) -> Result<&dyn ReadModelStore, ApiError> {
+        self.read_models_of(&[AgencyProjection::NAME])
     }
 }

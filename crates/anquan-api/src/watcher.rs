@@ -175,7 +175,13 @@ impl SupervisionWatcher {
     /// Runs until the projections' position channel closes. Read failures are logged and
     /// retried; they never stop the service.
     pub async fn run(mut self) {
-        let mut projected = self.app.projected.clone();
+        // It reads the compliance read model only, so it follows that projection alone: a
+        // stalled agency projection does not stop the supervision notifications.
+        let mut projected = self
+            .app
+            .projections
+            .applied_of(anquan_projections::ComplianceProjection::NAME)
+            .unwrap_or_else(|| self.app.projected.clone());
         let mut promotions = self.app.rule_sets.subscribe();
         self.rules = Arc::clone(&promotions.borrow_and_update().1);
         self.after = *projected.borrow_and_update();

@@ -137,6 +137,7 @@ async fn a_past_instant_is_computed_once_until_the_read_models_move() {
         blobs: BlobStore::local(&dir.path().join("blobs")).unwrap(),
         tokens: anquan_api::TokenAuthority::new(b"metrics-streaming-test-secret-of-32-bytes").unwrap(),
         projected: world.runner.applied(),
+        projections: world.runner.health(),
         clock: Arc::new(move || now),
         upload_bytes_max: anquan_api::UPLOAD_BYTES_MAX_DEFAULT,
         graphiql: false,
@@ -172,6 +173,7 @@ async fn a_past_instant_is_computed_once_until_the_read_models_move() {
     let (_moved, projected) = tokio::sync::watch::channel(Some(Position::from_sequence(u64::MAX)));
     let moved = AppState {
         projected,
+        projections: anquan_projections::ProjectionsHealth::default(),
         ..app.clone()
     };
     let again = anquan_api::metrics_service::snapshots_at(&moved, &past).await.unwrap();

@@ -7,11 +7,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Queries that need no token.
-const PUBLIC_QUERIES: [&str; 4] = [
+const PUBLIC_QUERIES: [&str; 5] = [
     "agencyDirectory",
     "publicAgency",
     "publicStaffMember",
     "agencyStatistics",
+    "health",
 ];
 /// Field names that must never be public.
 const PRIVATE_WORDS: [&str; 7] = [

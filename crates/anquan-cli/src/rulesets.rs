@@ -1,4 +1,4 @@
-//! Analysts' commands: `anquan projections list | publish | rebuild | diff | promote`, and the
+//! Analysts' commands: `anquan projections list | publish | rebuild | diff | promote | status`, and the
 //! loading of every rule-set folder under the rules root (`projections/` by default).
 
 use std::collections::BTreeMap;
@@ -182,6 +182,48 @@ pub enum ProjectionsCommand {
     /// Makes a published version the live one: appends `RuleSetPromoted`; running services
     /// switch on their next read of the rule-set stream, without a restart.
     Promote { version: String },
+    /// Shows each projection's checkpoint, how far behind the log's head it is and the next
+    /// event it folds (the failing one when it is stalled). Whether a projection is stalled,
+    /// its error and since when are known only to a running service (`/readyz`, `health`).
+    Status,
+}
+
+/// `anquan projections status`: one line per projection, from the store alone.
+async fn status(event_store: &dyn EventStore, read_models: &dyn ReadModelStore) -> anyhow::Result<()> {
+    let head = *event_store.head().borrow();
+    println_out(&format!(
+        "log head: {}",
+        head.map_or_else(|| "empty".to_owned(), |head| head.to_string())
+    ))?;
+    for name in [ComplianceProjection::NAME, AgencyProjection::NAME] {
+        let checkpoint = read_models
+            .checkpoint(name)
+            .await
+            .with_context(|| format!("cannot read the checkpoint of projection {name}"))?;
+        let behind = head.map_or(0, |head| {
+            head.sequence()
+                .saturating_sub(checkpoint.map_or(0, |checkpoint| checkpoint.sequence()))
+        });
+        let next = event_store
+            .read_all(checkpoint, 1)
+            .await
+            .context("cannot read the event log")?
+            .into_iter()
+            .next();
+        let next = next.map_or_else(
+            || "caught up".to_owned(),
+            |event| {
+                format!(
+                    "{behind} events behind; next event {} {} {}",
+                    event.position, event.stream_id, event.event_type
+                )
+            },
+        );
+        let checkpoint = checkpoint.map_or_else(|| "none".to_owned(), |checkpoint| checkpoint.to_string());
+        println_out(&format!("{name}  checkpoint {checkpoint}  {next}"))?;
+    }
+    println_out("stalled or not, the error and since when: ask a running service (/readyz, GraphQL health)")?;
+    Ok(())
 }
 
 /// Runs `anquan projections …`.
@@ -206,6 +248,7 @@ pub async fn run(args: ProjectionsArgs) -> anyhow::Result<()> {
             Ok(())
         }
         ProjectionsCommand::Publish { version } => publish(event_store.as_ref(), &registry, &version).await,
+        ProjectionsCommand::Status => status(event_store.as_ref(), read_models.as_ref()).await,
         ProjectionsCommand::Promote { version } => {
             publish(event_store.as_ref(), &registry, &version).await?;
             append_rule_set_event(event_store.as_ref(), |log, now| log.promote(&version, now)).await?;

@@ -68,6 +68,7 @@ pub async fn run(
         blobs: BlobStore::local(&config.data_dir.join("blobs")).context("cannot open the blob store")?,
         tokens: config.tokens,
         projected: runner.applied(),
+        projections: runner.health(),
         clock: Arc::new(chrono::Utc::now),
         upload_bytes_max: config.upload_bytes_max,
         graphiql: config.graphiql,
@@ -83,8 +84,10 @@ pub async fn run(
     let server = axum::serve(listener, router).with_graceful_shutdown(shutdown);
     tokio::select! {
         served = server => served.context("the HTTP server failed"),
+        // A projection that fails is retried alone and reported stalled (`/readyz`, `health`);
+        // the runner returns only when the event store closes.
         projected = runner.run() => match projected {
-            Ok(()) => anyhow::bail!("the projection runner stopped"),
+            Ok(()) => anyhow::bail!("the projection runner stopped: the event store closed"),
             Err(error) => Err(error).context("the projection runner stopped"),
         },
         () = watcher.run() => anyhow::bail!("the supervision watcher stopped"),

@@ -35,7 +35,7 @@ pub enum RunnerError {
         #[source]
         source: ProjectionError,
     },
-    #[error("read-model store kept failing for projection {projection} ({attempts} attempts)")]
+    #[error("read-model store failed for projection {projection} ({attempts} attempts)")]
     ReadModel {
         projection: &'static str,
         attempts: usize,

@@ -12,6 +12,7 @@ pub mod compliance;
 mod dump;
 mod error;
 mod fold;
+mod health;
 pub mod metrics;
 mod projection;
 pub mod rule_sets;
@@ -22,8 +23,9 @@ pub use agency::AgencyProjection;
 pub use compliance::ComplianceProjection;
 pub use dump::dump_tables;
 pub use error::{ProjectionError, QueryError, RunnerError};
+pub use health::{FailingEvent, Progress, ProjectionState, ProjectionStatus, ProjectionsHealth, Stall, Waited};
 pub use projection::{BatchStatements, Projection};
 pub use runner::{
     APPLY_ATTEMPTS_MAX, PROJECTION_BATCH_MAX, ProjectionRunner, REBUILD_PROGRESS_EVERY, RebuildReport,
-    wait_for_position,
+    STALLED_RETRY_INTERVAL, wait_for_position,
 };

@@ -4,16 +4,27 @@
 //! once, and folded on one core while the previous page commits on the other). It publishes
 //! how far every projection has got, so a writer can wait for its own events to become
 //! readable.
+//!
+//! A projection that fails (an event it cannot decode or apply, statements its store refuses)
+//! leaves the shared fold alone: the others' batches of the page commit and they go on, while it
+//! is retried by itself with capped backoff, narrowed to the event it fails on (the events
+//! before it commit), so its checkpoint stays just before that event and no event is ever
+//! skipped. It is
+//! reported stalled (see [`ProjectionsHealth`]) until it commits that event, then folds alone to
+//! the end of the log and rejoins the shared fold. `run` never returns because of a projection.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
+use tokio::sync::{Notify, watch};
 
 use anquan_event_store::{EventStore, Position, ReadModelError, ReadModelStore, Statement};
 
 use crate::error::RunnerError;
-use crate::fold::{self, Fold, Until};
+use crate::fold::{self, Fold, SlotFailure, Until};
+use crate::health::{FailingEvent, ProjectionsHealth};
 use crate::projection::Projection;
 
 /// Most events folded into one batch (one transaction). Catching up, larger batches commit
@@ -23,8 +34,11 @@ use crate::projection::Projection;
 /// which appends wait for, for about 90 ms at 5,000 events; the live tail's batches are only
 /// what was appended since the last one.
 pub const PROJECTION_BATCH_MAX: usize = 5_000;
-/// Most attempts at one store call before the projection stops.
+/// Most attempts at one store call before the projection stops (a rebuild), or is reported
+/// stalled and retried every [`STALLED_RETRY_INTERVAL`] at most (the runner).
 pub const APPLY_ATTEMPTS_MAX: usize = fold::STORE_ATTEMPTS_MAX;
+/// The longest pause between a stalled projection's attempts.
+pub const STALLED_RETRY_INTERVAL: Duration = fold::STALLED_RETRY_MAX;
 /// A rebuild reports its progress every this many events.
 pub const REBUILD_PROGRESS_EVERY: u64 = 10_000;
 
@@ -33,10 +47,47 @@ pub struct ProjectionRunner {
     event_store: Arc<dyn EventStore>,
     read_models: Arc<dyn ReadModelStore>,
     projections: Vec<Arc<dyn Projection>>,
-    /// The applied position of each projection, by index in `projections`.
-    positions: Mutex<Vec<Option<Position>>>,
-    /// The lowest applied position over all projections.
-    applied: watch::Sender<Option<Position>>,
+    /// Each projection's applied position and state, by index in `projections`.
+    health: ProjectionsHealth,
+}
+
+/// A projection that failed and is being retried alone.
+struct Failed {
+    event: Option<FailingEvent>,
+    error: String,
+    /// The error without its causes (see [`crate::Stall::summary`]).
+    summary: String,
+    deterministic: bool,
+    /// The last position of the page it failed on: the next attempt commits the events before
+    /// the failing one (`event`, or one at a time through here when it is not known) and stops
+    /// just before it.
+    narrow_through: Option<Position>,
+    /// Its tables were not created yet (it failed while preparing).
+    migrate: bool,
+}
+
+impl Failed {
+    fn from_slot(failure: SlotFailure) -> Self {
+        Failed {
+            event: failure.event,
+            error: fold::error_chain(&failure.error),
+            summary: failure.error.to_string(),
+            deterministic: failure.deterministic,
+            narrow_through: Some(failure.page_last),
+            migrate: false,
+        }
+    }
+
+    fn from_error(error: &(dyn std::error::Error + 'static)) -> Self {
+        Failed {
+            event: None,
+            error: fold::error_chain(error),
+            summary: error.to_string(),
+            deterministic: false,
+            narrow_through: None,
+            migrate: false,
+        }
+    }
 }
 
 /// What a rebuild did.
@@ -66,21 +117,25 @@ impl ProjectionRunner {
             event_store,
             read_models,
             projections: Vec::new(),
-            positions: Mutex::new(Vec::new()),
-            applied: watch::Sender::new(None),
+            health: ProjectionsHealth::default(),
         }
     }
 
     /// Adds a projection.
     pub fn with_projection(mut self, projection: Arc<dyn Projection>) -> Self {
+        self.health.add(projection.name());
         self.projections.push(projection);
-        self.lock_positions().push(None);
         self
     }
 
     /// Returns a receiver of the lowest position every projection has applied.
     pub fn applied(&self) -> watch::Receiver<Option<Position>> {
-        self.applied.subscribe()
+        self.health.applied()
+    }
+
+    /// Returns the projections' positions and states, as the runner updates them.
+    pub fn health(&self) -> ProjectionsHealth {
+        self.health.clone()
     }
 
     /// Creates every projection's tables and reads its checkpoint, so `applied` is right
@@ -92,20 +147,281 @@ impl ProjectionRunner {
         Ok(())
     }
 
-    /// Follows the log for every projection, forever. Returns only when a projection stops
-    /// (an undecodable event, or a store that keeps failing) or the event store closes; cancel
-    /// it by dropping the future.
+    /// Follows the log for every projection, forever. A projection that fails is retried alone
+    /// (see the module documentation) while the others go on; `run` returns only when the event
+    /// store closes. Cancel it by dropping the future.
     pub async fn run(&self) -> Result<(), RunnerError> {
         if self.projections.is_empty() {
             return Ok(());
         }
-        let mut checkpoints = Vec::with_capacity(self.projections.len());
+        let mut following = Vec::with_capacity(self.projections.len());
+        let mut recoveries = FuturesUnordered::new();
         for index in 0..self.projections.len() {
-            checkpoints.push(self.prepare_one(index).await?);
+            match self.prepare_one(index).await {
+                Ok(_) => following.push(index),
+                Err(error) => recoveries.push(self.recover(
+                    index,
+                    Failed {
+                        migrate: true,
+                        ..Failed::from_error(&error)
+                    },
+                )),
+            }
         }
-        let indexes: Vec<usize> = (0..self.projections.len()).collect();
-        self.fold(&indexes, checkpoints, Until::Forever, |_| {}).await?;
+        loop {
+            // A fold starts from the checkpoints in the store, which every commit moved.
+            let mut indexes = Vec::with_capacity(following.len());
+            let mut checkpoints = Vec::with_capacity(following.len());
+            for index in std::mem::take(&mut following) {
+                let name = self.projections[index].name();
+                let read_models = Arc::clone(&self.read_models);
+                match self.retry_read_model(name, || read_models.checkpoint(name)).await {
+                    Ok(checkpoint) => {
+                        self.health.publish(index, checkpoint);
+                        indexes.push(index);
+                        checkpoints.push(checkpoint);
+                    }
+                    Err(error) => recoveries.push(self.recover(index, Failed::from_error(&error))),
+                }
+            }
+            if indexes.is_empty() {
+                // Every projection is stalled: wait for one to get going again.
+                match recoveries.next().await {
+                    Some(index) => following.push(index),
+                    None => return Ok(()),
+                }
+                continue;
+            }
+            let stop = Notify::new();
+            let mut stopping = false;
+            let outcome = {
+                let fold = self.follow(&indexes, checkpoints, &stop);
+                tokio::pin!(fold);
+                loop {
+                    tokio::select! {
+                        outcome = &mut fold => break outcome,
+                        Some(index) = recoveries.next() => {
+                            // It caught up alone; stop the shared fold between pages so it
+                            // starts again with it.
+                            following.push(index);
+                            stopping = true;
+                            stop.notify_one();
+                        }
+                    }
+                }
+            };
+            match outcome {
+                Ok(failures) => {
+                    if failures.is_empty() && !stopping {
+                        tracing::info!("event store closed, projections stop");
+                        return Ok(());
+                    }
+                    let mut failed = vec![false; indexes.len()];
+                    for failure in failures {
+                        if let Some(index) = indexes.get(failure.slot) {
+                            failed[failure.slot] = true;
+                            recoveries.push(self.recover(*index, Failed::from_slot(failure)));
+                        }
+                    }
+                    following.extend(
+                        indexes
+                            .iter()
+                            .zip(failed)
+                            .filter(|(_, failed)| !failed)
+                            .map(|(index, _)| *index),
+                    );
+                }
+                Err(error) => {
+                    // The fold itself failed (a folding task panicked): every projection in it
+                    // is retried alone.
+                    for index in indexes {
+                        recoveries.push(self.recover(index, Failed::from_error(&error)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Folds the log into the projections at `indexes` until one of them fails (returned) or
+    /// `stop` is notified or the event store closes (nothing returned).
+    async fn follow(
+        &self,
+        indexes: &[usize],
+        checkpoints: Vec<Option<Position>>,
+        stop: &Notify,
+    ) -> Result<Vec<SlotFailure>, RunnerError> {
+        let projections = indexes
+            .iter()
+            .filter_map(|index| self.projections.get(*index).cloned())
+            .collect();
+        let (_, failures) = Fold {
+            event_store: self.event_store.as_ref(),
+            read_models: self.read_models.as_ref(),
+            projections,
+            checkpoints,
+            page_max: PROJECTION_BATCH_MAX,
+            until: Until::Forever,
+            cancel: None,
+            stop: Some(stop),
+            isolate: true,
+            read_health: Some((&self.health, indexes)),
+        }
+        .run_isolated(
+            |slot, position| {
+                if let Some(index) = indexes.get(slot) {
+                    self.health.publish(*index, Some(position));
+                }
+            },
+            |_| {},
+        )
+        .await?;
+        Ok(failures)
+    }
+
+    /// Retries a failed projection alone, with backoff capped at [`STALLED_RETRY_INTERVAL`],
+    /// until it has committed the event it failed on and folded alone to the end of the log;
+    /// returns its index, to rejoin the shared fold. It is reported stalled at once when the
+    /// failure is deterministic (an event it cannot decode or apply), else after
+    /// [`APPLY_ATTEMPTS_MAX`] attempts: a store that heals within seconds is not a stall.
+    async fn recover(&self, index: usize, mut failed: Failed) -> usize {
+        let name = self.projections[index].name();
+        let mut attempts: usize = 1;
+        if failed.narrow_through.is_some() && !failed.deterministic {
+            // Most store failures are a blip: the same pages again, after a short pause.
+            tokio::time::sleep(fold::retry_backoff(attempts)).await;
+            let narrow_through = failed.narrow_through.take();
+            match self.retry_alone(index, &mut failed).await {
+                Ok(()) => return self.recovered(index),
+                Err(next) => {
+                    failed = next;
+                    failed.narrow_through = failed.narrow_through.or(narrow_through);
+                }
+            }
+            attempts += 1;
+        }
+        if failed.narrow_through.is_some() {
+            // At once, the events before the failing one (one at a time through the page when
+            // it is not known), so it is reported stalled with its checkpoint just before it.
+            match self.retry_alone(index, &mut failed).await {
+                Ok(()) => return self.recovered(index),
+                Err(next) => failed = next,
+            }
+            attempts += 1;
+        }
+        loop {
+            if failed.deterministic || attempts >= APPLY_ATTEMPTS_MAX {
+                let (event, error, summary) = (failed.event.clone(), failed.error.clone(), failed.summary.clone());
+                self.health.stall(index, event, error, summary, attempts as u64);
+            } else {
+                fold::log_retry(name, attempts, &failed.error);
+            }
+            tokio::time::sleep(fold::retry_backoff(attempts)).await;
+            attempts = attempts.saturating_add(1);
+            match self.retry_alone(index, &mut failed).await {
+                Ok(()) => break,
+                Err(next) => failed = next,
+            }
+        }
+        self.recovered(index)
+    }
+
+    /// Clears a recovered projection's stall; returns its index, to rejoin the shared fold.
+    fn recovered(&self, index: usize) -> usize {
+        self.health.unstall(index);
+        self.health.catching_up_to(index, *self.event_store.head().borrow());
+        index
+    }
+
+    /// One attempt at getting a failed projection going: read its checkpoint, narrow to the
+    /// event it failed on (see [`Failed::narrow_through`]), then fold alone to the end of the log.
+    async fn retry_alone(&self, index: usize, failed: &mut Failed) -> Result<(), Failed> {
+        let projection = Arc::clone(&self.projections[index]);
+        if failed.migrate {
+            let dialect = self.read_models.dialect();
+            for ddl in [projection.schema(dialect), projection.query_indexes(dialect)] {
+                if !ddl.trim().is_empty() {
+                    self.read_models.migrate(ddl).await.map_err(|error| Failed {
+                        migrate: true,
+                        ..Failed::from_error(&error)
+                    })?;
+                }
+            }
+            failed.migrate = false;
+        }
+        let mut checkpoint = self
+            .read_models
+            .checkpoint(projection.name())
+            .await
+            .map_err(|error| Failed {
+                narrow_through: failed.narrow_through,
+                ..Failed::from_error(&error)
+            })?;
+        self.health.publish(index, checkpoint);
+        if let Some(through) = failed.narrow_through
+            && checkpoint.is_none_or(|checkpoint| checkpoint < through)
+        {
+            // The failing event when it is known (it could not be decoded or applied, or was
+            // alone in its page): the events before it in whole pages, then it alone.
+            let known = failed
+                .event
+                .as_ref()
+                .map(|event| event.position)
+                .filter(|position| checkpoint.is_none_or(|checkpoint| checkpoint < *position));
+            if let Some(failing) = known {
+                checkpoint = self
+                    .fold_alone(index, checkpoint, PROJECTION_BATCH_MAX, Until::Before(failing))
+                    .await?;
+                checkpoint = self.fold_alone(index, checkpoint, 1, Until::Through(failing)).await?;
+            } else {
+                checkpoint = self.fold_alone(index, checkpoint, 1, Until::Through(through)).await?;
+            }
+        }
+        failed.narrow_through = None;
+        self.fold_alone(index, checkpoint, PROJECTION_BATCH_MAX, Until::EndOfLog)
+            .await?;
         Ok(())
+    }
+
+    /// Folds one projection alone from `checkpoint`; returns its new checkpoint.
+    async fn fold_alone(
+        &self,
+        index: usize,
+        checkpoint: Option<Position>,
+        page_max: usize,
+        until: Until,
+    ) -> Result<Option<Position>, Failed> {
+        let mut last = checkpoint;
+        let projections = vec![Arc::clone(&self.projections[index])];
+        let folded = Fold {
+            event_store: self.event_store.as_ref(),
+            read_models: self.read_models.as_ref(),
+            projections,
+            checkpoints: vec![checkpoint],
+            page_max,
+            until,
+            cancel: None,
+            stop: None,
+            isolate: true,
+            read_health: None,
+        }
+        .run_isolated(
+            |_, position| {
+                last = Some(position);
+                self.health.publish(index, Some(position));
+            },
+            |_| {},
+        )
+        .await;
+        match folded {
+            Ok((_, failures)) => match failures.into_iter().next() {
+                Some(failure) => Err(Failed::from_slot(failure)),
+                None => Ok(last),
+            },
+            Err(error) => Err(Failed {
+                narrow_through: None,
+                ..Failed::from_error(&error)
+            }),
+        }
     }
 
     /// Deletes a projection's rows and checkpoint, then folds the whole log again up to its
@@ -130,7 +446,7 @@ impl ProjectionRunner {
             read_models.reset(projection.name(), deletes.clone())
         })
         .await?;
-        self.publish(index, None);
+        self.health.publish(index, None);
         tracing::info!(projection.name = projection.name(), "projection reset, rebuilding");
         let mut next_report = REBUILD_PROGRESS_EVERY;
         let folded = self
@@ -171,7 +487,8 @@ impl ProjectionRunner {
         let checkpoint = self
             .retry_read_model(projection.name(), || read_models.checkpoint(projection.name()))
             .await?;
-        self.publish(index, checkpoint);
+        self.health.publish(index, checkpoint);
+        self.health.catching_up_to(index, *self.event_store.head().borrow());
         Ok(checkpoint)
     }
 
@@ -210,11 +527,14 @@ impl ProjectionRunner {
             page_max: PROJECTION_BATCH_MAX,
             until,
             cancel: None,
+            stop: None,
+            isolate: false,
+            read_health: None,
         }
         .run(
             |slot, position| {
                 if let Some(index) = indexes.get(slot) {
-                    self.publish(*index, Some(position));
+                    self.health.publish(*index, Some(position));
                 }
             },
             progress,
@@ -246,26 +566,5 @@ impl ProjectionRunner {
                 }
             }
         }
-    }
-
-    /// Records a projection's applied position and republishes the lowest over all of them.
-    fn publish(&self, index: usize, position: Option<Position>) {
-        let lowest = {
-            let mut positions = self.lock_positions();
-            if let Some(slot) = positions.get_mut(index) {
-                *slot = position;
-            }
-            positions.iter().copied().min().flatten()
-        };
-        self.applied.send_if_modified(|applied| {
-            let changed = *applied != lowest;
-            *applied = lowest;
-            changed
-        });
-    }
-
-    fn lock_positions(&self) -> std::sync::MutexGuard<'_, Vec<Option<Position>>> {
-        // Every write under this lock is a single assignment, so a poisoned lock holds no torn state.
-        self.positions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

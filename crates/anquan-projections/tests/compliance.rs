@@ -48,7 +48,8 @@ use anquan_event_store_postgres::PostgresReadModelStore;
 use anquan_event_store_sqlite::SqliteReadModelStore;
 use anquan_projections::compliance::{self, HazardFilter, HazardStateFilter, HazardView, SummaryFilter};
 use anquan_projections::{
-    BatchStatements, ComplianceProjection, Projection, ProjectionRunner, RunnerError, dump_tables, wait_for_position,
+    BatchStatements, ComplianceProjection, Projection, ProjectionError, ProjectionRunner, ProjectionState, Waited,
+    dump_tables, wait_for_position,
 };
 
 /// Where the read models of a test live.
@@ -91,6 +92,8 @@ on_every_backend!(
     dropping_and_replaying_gives_identical_rows,
     the_runner_publishes_positions_so_writers_can_wait_for_their_events,
     a_failed_batch_leaves_rows_and_checkpoint_unchanged,
+    a_failing_projection_stalls_alone_and_resumes_from_its_failing_event,
+    a_store_refusing_one_event_is_narrowed_to_it_and_heals_without_a_restart,
 );
 
 /// An error with its sources, one after the other.
@@ -997,14 +1000,15 @@ async fn a_failed_batch_leaves_rows_and_checkpoint_unchanged(backend: Backend) {
     assert_eq!(world.dump().await, before);
     assert_eq!(world.checkpoint().await, checkpoint);
 
-    // An event the projection cannot decode stops the runner loudly, and the valid events
-    // folded into the same batch do not commit either.
+    // An event the projection cannot decode stalls it loudly, without stopping the runner:
+    // the valid events before it commit one at a time, so its checkpoint stays just before
+    // the event it fails on, and nothing of that event is written.
     let enterprise_id = world.enterprises[1];
     world
         .upload(enterprise_id, "R01.responsibility_system", Coverage::Once, day(12))
         .await;
     let bogus = AppendRequest {
-        stream_id: stream,
+        stream_id: stream.clone(),
         expected: StreamState::Any,
         command: None,
         metadata: AppendMetadata {
@@ -1020,13 +1024,256 @@ async fn a_failed_batch_leaves_rows_and_checkpoint_unchanged(backend: Backend) {
             data: "{}".into(),
         }],
     };
-    world.events.append(bogus).await.unwrap();
-    let stopped = tokio::time::timeout(Duration::from_secs(10), world.runner.run())
+    let upload = world.events.head().borrow().unwrap();
+    let bogus = world.events.append(bogus).await.unwrap().last_position;
+    let health = world.runner.health();
+    let runner = world.runner.clone();
+    let live = tokio::spawn(async move { runner.run().await });
+    let stalled = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(status) = health.stalled(ComplianceProjection::NAME) {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let stall = stalled.stall.unwrap();
+    let event = stall.event.unwrap();
+    assert_eq!((event.position, event.event_type.as_str()), (bogus, "NoSuchEvent"));
+    assert_eq!(event.stream_id, stream.to_string());
+    assert!(stall.error.contains("NoSuchEvent"), "{}", stall.error);
+    assert_eq!(stalled.position, Some(upload));
+    assert_eq!(world.checkpoint().await, Some(upload));
+    assert_ne!(world.dump().await, before, "the upload before the bogus event commits");
+    assert!(!live.is_finished(), "the runner stopped");
+    live.abort();
+}
+
+/// A projection that records every event's position once (a second insert would violate the
+/// key), and cannot apply the event at `fail_at` (0: none): a bug that a new binary fixes. The
+/// event at `also_missing_at` also writes to `flaky_missing`, a table only the test creates:
+/// a store that refuses one event's statements until it is repaired.
+#[derive(Default)]
+struct Flaky {
+    fail_at: std::sync::atomic::AtomicU64,
+    also_missing_at: std::sync::atomic::AtomicU64,
+}
+
+impl Flaky {
+    const NAME: &'static str = "flaky";
+}
+
+impl Projection for Flaky {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn schema(&self, _: anquan_event_store::Dialect) -> &'static str {
+        "CREATE TABLE IF NOT EXISTS flaky_seen (position BIGINT PRIMARY KEY)"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["flaky_seen"]
+    }
+
+    fn apply(
+        &self,
+        event: &anquan_event_store::RecordedEvent,
+        _: &anquan_domain::Event,
+        out: &mut BatchStatements,
+    ) -> Result<(), ProjectionError> {
+        let position = event.position.sequence();
+        if position == self.fail_at.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ProjectionError::NotAnEnterpriseStream {
+                stream_id: event.stream_id.clone(),
+            });
+        }
+        out.push(Statement::new(
+            "INSERT INTO flaky_seen (position) VALUES ($1)",
+            vec![SqlValue::Int(i64::try_from(position).unwrap())],
+        ));
+        if position == self.also_missing_at.load(std::sync::atomic::Ordering::SeqCst) {
+            out.push(Statement::new(
+                "INSERT INTO flaky_missing (position) VALUES ($1)",
+                vec![SqlValue::Int(i64::try_from(position).unwrap())],
+            ));
+        }
+        Ok(())
+    }
+}
+
+async fn a_failing_projection_stalls_alone_and_resumes_from_its_failing_event(backend: Backend) {
+    let Some(mut world) = World::new(backend).await else {
+        return;
+    };
+    let flaky = Arc::new(Flaky::default());
+    let runner = Arc::new(
+        ProjectionRunner::new(world.events.clone(), world.read_models.clone())
+            .with_projection(Arc::new(ComplianceProjection))
+            .with_projection(flaky.clone()),
+    );
+    let health = runner.health();
+    let events = world.events.clone();
+    let head = || events.head().borrow().unwrap();
+    world.register(1, "许村", day(0)).await;
+    let failing = Position::from_sequence(head().sequence() + 1);
+    flaky
+        .fail_at
+        .store(failing.sequence(), std::sync::atomic::Ordering::SeqCst);
+    world.register(2, "许村", day(0)).await;
+    assert_eq!(head(), failing, "one registration, one event");
+    world.register(3, "许村", day(0)).await;
+
+    let live = {
+        let runner = runner.clone();
+        tokio::spawn(async move { runner.run().await })
+    };
+    let timeout = Duration::from_secs(20);
+    // The compliance projection folds the whole log; the flaky one stalls just before its event.
+    let reached = health.wait_for(ComplianceProjection::NAME, head(), timeout).await;
+    assert_eq!(reached, Waited::Reached);
+    let Waited::Stalled(stalled) = health.wait_for(Flaky::NAME, head(), timeout).await else {
+        panic!("{:?}", health.statuses());
+    };
+    let stall = stalled.stall.clone().unwrap();
+    assert_eq!(stall.event.as_ref().map(|event| event.position), Some(failing));
+    assert_eq!(
+        stall.event.as_ref().map(|event| event.event_type.as_str()),
+        Some("EnterpriseRegistered")
+    );
+    assert!(stall.error.contains("a test event"), "{}", stall.error);
+    let before = world.events.read_all(None, 100).await.unwrap();
+    let previous = before
+        .iter()
+        .rev()
+        .find(|event| event.position < failing)
+        .map(|event| event.position);
+    assert_eq!(stalled.position, previous);
+    assert_eq!(world.read_models.checkpoint(Flaky::NAME).await.unwrap(), previous);
+    assert_eq!(
+        health.status(ComplianceProjection::NAME).unwrap().state,
+        ProjectionState::Running
+    );
+
+    // The others go on.
+    world.register(4, "许村", day(1)).await;
+    assert_eq!(
+        health.wait_for(ComplianceProjection::NAME, head(), timeout).await,
+        Waited::Reached
+    );
+    assert!(health.stalled(Flaky::NAME).is_some());
+
+    // Fixed (as a new binary would be), it resumes from the failing event and follows the log
+    // with the others again: every event exactly once, none skipped.
+    flaky.fail_at.store(0, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::timeout(timeout, async {
+        while health.stalled(Flaky::NAME).is_some() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(health.wait_for(Flaky::NAME, head(), timeout).await, Waited::Reached);
+    world.register(5, "许村", day(2)).await;
+    assert_eq!(health.wait_for(Flaky::NAME, head(), timeout).await, Waited::Reached);
+    let seen: Vec<i64> = world
+        .read_models
+        .query("SELECT position FROM flaky_seen ORDER BY position", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.int(0).unwrap())
+        .collect();
+    let log: Vec<i64> = world
+        .events
+        .read_all(None, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|event| i64::try_from(event.position.sequence()).unwrap())
+        .collect();
+    assert_eq!(seen, log);
+    assert!(!live.is_finished(), "the runner stopped");
+    live.abort();
+}
+
+async fn a_store_refusing_one_event_is_narrowed_to_it_and_heals_without_a_restart(backend: Backend) {
+    let Some(mut world) = World::new(backend).await else {
+        return;
+    };
+    let flaky = Arc::new(Flaky::default());
+    let runner = Arc::new(
+        ProjectionRunner::new(world.events.clone(), world.read_models.clone())
+            .with_projection(Arc::new(ComplianceProjection))
+            .with_projection(flaky.clone()),
+    );
+    let health = runner.health();
+    // Five events in one page; the store refuses the third's statements.
+    for serial in 1..=5 {
+        world.register(serial, "许村", day(0)).await;
+    }
+    let log = world.events.read_all(None, 100).await.unwrap();
+    assert_eq!(log.len(), 5);
+    let (previous, failing) = (log[1].position, log[2].position);
+    flaky
+        .also_missing_at
+        .store(failing.sequence(), std::sync::atomic::Ordering::SeqCst);
+    let head = log[4].position;
+
+    let live = {
+        let runner = runner.clone();
+        tokio::spawn(async move { runner.run().await })
+    };
+    let timeout = Duration::from_secs(40);
+    assert_eq!(
+        health.wait_for(ComplianceProjection::NAME, head, timeout).await,
+        Waited::Reached
+    );
+    // Reported stalled after its retries, narrowed to the event, its checkpoint just before.
+    let Waited::Stalled(stalled) = health.wait_for(Flaky::NAME, head, timeout).await else {
+        panic!("{:?}", health.statuses());
+    };
+    let stall = stalled.stall.clone().unwrap();
+    assert_eq!(
+        stall.event.as_ref().map(|event| event.position),
+        Some(failing),
+        "{stall:?}"
+    );
+    assert!(stall.error.contains("flaky_missing"), "{}", stall.error);
+    assert_eq!(stalled.position, Some(previous));
+    assert_eq!(world.read_models.checkpoint(Flaky::NAME).await.unwrap(), Some(previous));
+
+    // The store is repaired; the next retry commits the event, without a restart.
+    world
+        .read_models
+        .migrate("CREATE TABLE IF NOT EXISTS flaky_missing (position BIGINT PRIMARY KEY)")
         .await
         .unwrap();
-    assert!(matches!(stopped, Err(RunnerError::Undecodable { .. })), "{stopped:?}");
-    assert_eq!(world.dump().await, before);
-    assert_eq!(world.checkpoint().await, checkpoint);
+    tokio::time::timeout(timeout, async {
+        while health.stalled(Flaky::NAME).is_some() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(health.wait_for(Flaky::NAME, head, timeout).await, Waited::Reached);
+    let seen: Vec<i64> = world
+        .read_models
+        .query("SELECT position FROM flaky_seen ORDER BY position", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.int(0).unwrap())
+        .collect();
+    let expected: Vec<i64> = log
+        .iter()
+        .map(|event| i64::try_from(event.position.sequence()).unwrap())
+        .collect();
+    assert_eq!(seen, expected);
+    assert!(!live.is_finished(), "the runner stopped");
+    live.abort();
 }
 
 /// Normalises what is representation, not content, in a dump: JSON objects and arrays are

@@ -134,7 +134,7 @@ impl AgencyQuery {
             include_blacklisted,
         };
         let year = year.unwrap_or_else(|| current_year(app));
-        let entries = read_model::directory(app.read_models.as_ref(), &filter, year, app.rules.time_zone).await?;
+        let entries = read_model::directory(app.agency_read_models()?, &filter, year, app.rules.time_zone).await?;
         Ok(entries.iter().map(Into::into).collect())
     }
 
@@ -150,7 +150,7 @@ impl AgencyQuery {
     async fn public_staff_member(&self, ctx: &Context<'_>, id: ID) -> Result<Option<PublicStaffDetail>, ApiError> {
         let app = app(ctx)?;
         let staff_id = parse_id::<StaffId>(&id)?;
-        let store = app.read_models.as_ref();
+        let store = app.agency_read_models()?;
         let Some(view) = read_model::staff_member(store, staff_id).await? else {
             return Ok(None);
         };
@@ -170,7 +170,7 @@ impl AgencyQuery {
         let app = app(ctx)?;
         let agency_id = parse_id::<AgencyId>(&id)?;
         check_agency_reader(actor(ctx)?, agency_id)?;
-        let store = app.read_models.as_ref();
+        let store = app.agency_read_models()?;
         let Some(agency) = read_model::agency(store, agency_id).await? else {
             return Ok(None);
         };
@@ -217,7 +217,7 @@ impl AgencyQuery {
         let app = app(ctx)?;
         let actor = actor(ctx)?;
         let staff_id = parse_id::<StaffId>(&id)?;
-        let Some(view) = read_model::staff_member(app.read_models.as_ref(), staff_id).await? else {
+        let Some(view) = read_model::staff_member(app.agency_read_models()?, staff_id).await? else {
             return Ok(None);
         };
         check_agency_reader(actor, view.agency_id)?;
@@ -244,7 +244,7 @@ impl AgencyQuery {
                 actor.role.name()
             )));
         }
-        let store = app.read_models.as_ref();
+        let store = app.agency_read_models()?;
         Ok(EnterpriseServices {
             enterprise_id: ID(enterprise_id.to_string()),
             contracts: read_model::contracts_of_enterprise(store, enterprise_id)
@@ -271,7 +271,7 @@ impl AgencyQuery {
         let app = app(ctx)?;
         let town = scoped_town(ctx, town)?;
         let at = optional_instant_arg("at", at)?.unwrap_or_else(|| app.now());
-        let covered = read_model::service_coverage(app.read_models.as_ref(), at, town.as_ref()).await?;
+        let covered = read_model::service_coverage(app.agency_read_models()?, at, town.as_ref()).await?;
         Ok(ServiceCoverage {
             at,
             town: town.map(|town| town.to_string()),
@@ -285,7 +285,7 @@ impl AgencyQuery {
         let app = app(ctx)?;
         let agency_id = parse_id::<AgencyId>(&id)?;
         let statistics = read_model::yearly_statistics(
-            app.read_models.as_ref(),
+            app.agency_read_models()?,
             StatisticsScope::Agency(agency_id),
             app.rules.time_zone,
         )
@@ -655,10 +655,14 @@ async fn run(
     };
     let executed = execute::<AgencyState>(app.event_store.as_ref(), &command, &context, &envelope).await?;
     let outcome = executed.outcome;
+    // The payload is made of the command's own events, not read back, so a stalled agency
+    // read model does not fail the mutation: its queries answer PROJECTION_STALLED instead.
     if let Some(outcome) = &outcome
-        && !app.wait_for_projection(outcome.last_position).await
+        && let Err(error) = app
+            .wait_for_projection(anquan_projections::AgencyProjection::NAME, outcome.last_position)
+            .await
     {
-        tracing::warn!(position = %outcome.last_position, "read models did not catch up in time");
+        tracing::warn!(position = %outcome.last_position, error = %error.message(), "agency read model is stalled");
     }
     let grade = executed.events.iter().find_map(|event| match event {
         Event::CreditGraded(graded) => Some(CreditGradeRecord::from(&read_model::GradeView {
@@ -688,7 +692,7 @@ async fn run(
 }
 
 async fn public_agency(app: &AppState, agency_id: AgencyId) -> Result<Option<PublicAgency>, ApiError> {
-    let store = app.read_models.as_ref();
+    let store = app.agency_read_models()?;
     let Some(agency) = read_model::agency(store, agency_id).await? else {
         return Ok(None);
     };
@@ -713,7 +717,7 @@ fn check_agency_reader(actor: &Actor, agency_id: AgencyId) -> Result<(), ApiErro
 
 /// Returns a registered enterprise's town, from the compliance read model.
 async fn enterprise_town(app: &AppState, enterprise_id: EnterpriseId) -> Result<Town, ApiError> {
-    compliance_model::enterprise_file(app.read_models.as_ref(), enterprise_id)
+    compliance_model::enterprise_file(app.compliance_read_models()?, enterprise_id)
         .await?
         .and_then(|file| file.registration)
         .map(|registration| registration.town)

@@ -239,6 +239,11 @@ const FIRST_COMPUTATION_WAIT: std::time::Duration = std::time::Duration::from_se
 /// is computed for the request.
 async fn snapshots(app: &AppState, as_of: Option<DateTime<Utc>>) -> Result<(Arc<Snapshot>, Arc<Snapshot>), ApiError> {
     let as_of = optional_instant_arg("asOf", as_of)?;
+    // The figures count enterprises and agencies: neither read model may be stalled.
+    app.read_models_of(&[
+        anquan_projections::ComplianceProjection::NAME,
+        anquan_projections::AgencyProjection::NAME,
+    ])?;
     match as_of {
         None => match app.metrics.current() {
             Some(current) if current.rules.version == app.rules.version => Ok((current.now, current.month_ago)),

@@ -3,6 +3,7 @@
 pub mod agency;
 pub mod agency_types;
 pub mod audit;
+pub mod health;
 pub mod metrics;
 pub mod mutation;
 pub mod public_page;
@@ -22,6 +23,7 @@ use crate::error::ApiError;
 
 pub use agency::{AgencyMutation, AgencyQuery};
 pub use audit::AuditQuery;
+pub use health::HealthQuery;
 pub use metrics::{MetricsQuery, MetricsSubscription};
 pub use mutation::EnterpriseMutation;
 pub use public_page::PublicPageMutation;
@@ -30,7 +32,14 @@ pub use supervision::{SubscriptionRoot as SupervisionSubscription, SupervisionMu
 
 /// The query root: every gate's queries merged.
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(EnterpriseQuery, AgencyQuery, SupervisionQuery, AuditQuery, MetricsQuery);
+pub struct QueryRoot(
+    EnterpriseQuery,
+    AgencyQuery,
+    SupervisionQuery,
+    AuditQuery,
+    MetricsQuery,
+    HealthQuery,
+);
 
 /// The mutation root: every gate's commands merged.
 #[derive(MergedObject, Default)]

@@ -282,12 +282,11 @@ pub(super) async fn execute_and_read_back(
     };
     let executed = execute::<EnterpriseFile>(app.event_store.as_ref(), command, &context, &envelope).await?;
     let outcome = executed.outcome;
-    if let Some(outcome) = &outcome
-        && !app.wait_for_projection(outcome.last_position).await
-    {
-        tracing::warn!(position = %outcome.last_position, "read models did not catch up in time");
+    if let Some(outcome) = &outcome {
+        app.wait_for_projection(anquan_projections::ComplianceProjection::NAME, outcome.last_position)
+            .await?;
     }
-    let file = read_model::enterprise_file(app.read_models.as_ref(), command.enterprise_id()).await?;
+    let file = read_model::enterprise_file(app.compliance_read_models()?, command.enterprise_id()).await?;
     let enterprise = file.and_then(|file| Enterprise::at(Arc::new(file), &app.rules, now.max(app.now())));
     Ok((outcome, enterprise))
 }

@@ -73,10 +73,14 @@ impl PublicPageMutation {
             expected_version: None,
         };
         let executed = execute::<EnterpriseFile>(app.event_store.as_ref(), &command, &context, &envelope).await?;
+        // The token is shown only here, so a stalled read model must not swallow it: the
+        // payload is the command's own, and the page answers once the read model resumes.
         if let Some(outcome) = &executed.outcome
-            && !app.wait_for_projection(outcome.last_position).await
+            && let Err(error) = app
+                .wait_for_projection(anquan_projections::ComplianceProjection::NAME, outcome.last_position)
+                .await
         {
-            tracing::warn!(position = %outcome.last_position, "read models did not catch up in time");
+            tracing::warn!(position = %outcome.last_position, error = %error.message(), "compliance read model is stalled");
         }
         let settings = &app.public_page;
         let path = token.as_str();
@@ -107,6 +111,7 @@ pub(super) async fn page_info(ctx: &Context<'_>, file: &EnterpriseFile) -> Resul
     if !allowed {
         return Ok(None);
     }
-    let rotated_at = read_model::public_token_rotated_at(app.read_models.as_ref(), registration.enterprise_id).await?;
+    let rotated_at =
+        read_model::public_token_rotated_at(app.compliance_read_models()?, registration.enterprise_id).await?;
     Ok(rotated_at.map(|rotated_at| PublicPageInfo { rotated_at }))
 }

@@ -41,7 +41,7 @@ impl EnterpriseQuery {
         let actor = actor(ctx)?;
         let enterprise_id = parse_enterprise_id(&id)?;
         let as_of = optional_instant_arg("asOf", as_of)?;
-        let registered = read_model::enterprise_file(app.read_models.as_ref(), enterprise_id)
+        let registered = read_model::enterprise_file(app.compliance_read_models()?, enterprise_id)
             .await?
             .filter(|file| file.registration.is_some());
         let Some(file) = registered else {
@@ -86,9 +86,15 @@ impl EnterpriseQuery {
             responsibility_implemented,
             indicator: None,
         };
-        let page =
-            read_model::enterprise_summaries(app.read_models.as_ref(), &filter, &rules, at, first, after.as_deref())
-                .await?;
+        let page = read_model::enterprise_summaries(
+            app.compliance_read_models()?,
+            &filter,
+            &rules,
+            at,
+            first,
+            after.as_deref(),
+        )
+        .await?;
         let nodes = page
             .items
             .iter()
@@ -121,7 +127,8 @@ impl EnterpriseQuery {
         let app = app(ctx)?;
         let town = scoped_town(ctx, town)?;
         let first = page_size(first)?;
-        let page = read_model::review_queue(app.read_models.as_ref(), town.as_ref(), first, after.as_deref()).await?;
+        let page =
+            read_model::review_queue(app.compliance_read_models()?, town.as_ref(), first, after.as_deref()).await?;
         let now = app.now();
         let nodes = page
             .items

@@ -847,7 +847,7 @@ impl SupervisionQuery {
             state: state.map(Into::into),
         };
         let page = read_model::hazards(
-            app.read_models.as_ref(),
+            app.compliance_read_models()?,
             &filter,
             at,
             page_size(first)?,
@@ -870,7 +870,7 @@ impl SupervisionQuery {
         let town = scoped_town(ctx, town)?;
         let at = optional_instant_arg("asOf", as_of)?.unwrap_or_else(|| app.now());
         let page = read_model::overdue_queue(
-            app.read_models.as_ref(),
+            app.compliance_read_models()?,
             town.as_ref(),
             at,
             page_size(first)?,
@@ -893,7 +893,7 @@ impl SupervisionQuery {
         let rules = super::audit::rules_for(app, rule_set.as_deref())?;
         let town = scoped_town(ctx, town)?;
         let at = optional_instant_arg("asOf", as_of)?.unwrap_or_else(|| app.now());
-        let counts = read_model::colour_distribution(app.read_models.as_ref(), &rules, town.as_ref(), at).await?;
+        let counts = read_model::colour_distribution(app.compliance_read_models()?, &rules, town.as_ref(), at).await?;
         Ok(ColourDistribution {
             at,
             town: town.map(|town| town.to_string()),
@@ -926,7 +926,7 @@ impl SupervisionQuery {
             return Err(ApiError::bad_input("periodEnd must not be before asOf"));
         }
         let (entries, complete) =
-            read_model::supervision_plan(app.read_models.as_ref(), &rules, town.as_ref(), period_end, at).await?;
+            read_model::supervision_plan(app.compliance_read_models()?, &rules, town.as_ref(), period_end, at).await?;
         Ok(SupervisionPlan {
             town: town.map(|town| town.to_string()),
             period_end,

@@ -133,7 +133,7 @@ async fn enterprise_of(app: &AppState, token: &str) -> Result<Option<(PublicToke
     let Some(token) = PublicToken::parse(token) else {
         return Ok(None);
     };
-    let file = compliance::enterprise_by_public_token_digest(app.read_models.as_ref(), &token.digest()).await?;
+    let file = compliance::enterprise_by_public_token_digest(app.compliance_read_models()?, &token.digest()).await?;
     Ok(file.map(|file| (token, file)))
 }
 
@@ -164,7 +164,7 @@ async fn page_data(app: &AppState, file: &EnterpriseFile, at: DateTime<Utc>) -> 
         .filter(|hazard| hazard.state_at(at) != HazardState::Closed)
         .count();
     let overdue_hazards = known().filter(|hazard| hazard.overdue_at(at)).count();
-    let agency = agency::serving_agency(app.read_models.as_ref(), registration.enterprise_id, at)
+    let agency = agency::serving_agency(app.agency_read_models()?, registration.enterprise_id, at)
         .await?
         .map(|serving| (serving.name, serving.grade.map(|(_, grade)| grade)));
     Ok(Some(PageData {
@@ -263,6 +263,12 @@ fn not_found() -> Response {
 }
 
 fn failed(error: &ApiError) -> Response {
+    if let ApiError::ProjectionStalled(message) = error {
+        // Not an answer from a read model that stopped changing: the page comes back when
+        // the projection resumes.
+        tracing::warn!(error = %message, "public page not served: a read model is stalled");
+        return html(StatusCode::SERVICE_UNAVAILABLE, render::failed());
+    }
     tracing::error!(error = ?error, "public page failed");
     html(StatusCode::INTERNAL_SERVER_ERROR, render::failed())
 }

@@ -103,6 +103,9 @@ pub async fn fold_to_end_in_pages(
         page_max: page_events.max(1),
         until: Until::EndOfLog,
         cancel: Some(cancel),
+        stop: None,
+        isolate: false,
+        read_health: None,
     }
     .run(
         |_, _| {},
