@@ -15,6 +15,7 @@ mod bench_store;
 mod browser;
 mod compliance_flow;
 mod dashboard;
+mod graphql_fuzz;
 mod idempotency;
 mod metrics_follow;
 mod public_page;

@@ -35,16 +35,23 @@ pub(crate) struct TestApp {
     log: ServiceLog,
 }
 
-/// The last [`SERVICE_LOG_KEPT`] lines a service logged.
-type ServiceLog = Arc<Mutex<VecDeque<String>>>;
+/// The last [`SERVICE_LOG_KEPT`] lines a service logged, and how many of all its lines reported
+/// a panic.
+type ServiceLog = Arc<Mutex<KeptLog>>;
+
+#[derive(Default)]
+struct KeptLog {
+    lines: VecDeque<String>,
+    panics: usize,
+}
 const SERVICE_LOG_KEPT: usize = 400;
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         if std::thread::panicking() {
             let log = self.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            eprintln!("--- the service's last {} log lines ---", log.len());
-            for line in log.iter() {
+            eprintln!("--- the service's last {} log lines ---", log.lines.len());
+            for line in &log.lines {
                 eprintln!("{line}");
             }
         }
@@ -144,10 +151,13 @@ async fn start(data_dir: tempfile::TempDir, database: Option<(String, String)>, 
 
 fn keep(log: &ServiceLog, line: &str) {
     let mut log = log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    if log.len() == SERVICE_LOG_KEPT {
-        log.pop_front();
+    if line.contains("panicked") {
+        log.panics += 1;
     }
-    log.push_back(line.to_owned());
+    if log.lines.len() == SERVICE_LOG_KEPT {
+        log.lines.pop_front();
+    }
+    log.lines.push_back(line.to_owned());
 }
 
 impl TestApp {
@@ -233,6 +243,14 @@ impl TestApp {
         let data_dir = tempfile::TempDir::new().unwrap();
         let data_dir = std::mem::replace(&mut self.data_dir, data_dir);
         start(data_dir, database, &[]).await
+    }
+
+    /// How many lines the service has logged that report a panic.
+    pub(crate) fn panics(&self) -> usize {
+        self.log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .panics
     }
 
     /// The service's data directory, for the operator commands.

@@ -104,6 +104,14 @@ impl ApiError {
         ))
     }
 
+    /// An argument outside the platform's bounds (`anquan_domain::bounds`).
+    pub fn out_of_range(error: anquan_domain::bounds::OutOfRange) -> Self {
+        ApiError::BadInput {
+            code: "VALUE_OUT_OF_RANGE",
+            message: error.to_string(),
+        }
+    }
+
     /// Logs an internal failure once, with its whole chain, and hides it from the client.
     pub fn internal(error: &(dyn std::error::Error + 'static)) -> Self {
         let mut chain = error.to_string();

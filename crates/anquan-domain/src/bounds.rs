@@ -105,6 +105,18 @@ pub fn check_signed_count(field: &'static str, count: i64) -> Result<(), OutOfRa
     }
 }
 
+/// Checks a calendar year a client names (a statistics year): one a reporting period may be in.
+pub fn check_year(field: &'static str, year: i32) -> Result<(), OutOfRange> {
+    if (PERIOD_YEAR_MIN..=PERIOD_YEAR_MAX).contains(&year) {
+        Ok(())
+    } else {
+        Err(OutOfRange {
+            field,
+            reason: format!("{year} is not in the years {PERIOD_YEAR_MIN} to {PERIOD_YEAR_MAX}"),
+        })
+    }
+}
+
 /// Checks that a reporting period's year is one whose end and due date fall in the window.
 pub fn check_period(field: &'static str, period: &crate::Period) -> Result<(), OutOfRange> {
     if (PERIOD_YEAR_MIN..=PERIOD_YEAR_MAX).contains(&period.year()) {
@@ -139,6 +151,36 @@ pub fn minus(instant: Instant, duration: chrono::Duration) -> Instant {
         } else {
             DateTime::<Utc>::MIN_UTC
         })
+}
+
+/// Checks that the events a command decided hold no text a read model cannot store: a NUL
+/// character (PostgreSQL's `text` and `jsonb` refuse it). Checked over the events rather than
+/// field by field, so no text field of any command can be missed.
+pub fn check_events(events: &[crate::Event]) -> Result<(), OutOfRange> {
+    fn has_nul(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::String(text) => text.contains('\0'),
+            serde_json::Value::Array(items) => items.iter().any(has_nul),
+            serde_json::Value::Object(fields) => fields.iter().any(|(key, field)| key.contains('\0') || has_nul(field)),
+            _ => false,
+        }
+    }
+    for event in events {
+        let data = event.encode_data();
+        // serde_json writes a NUL in a string as `\u0000`; most events have none.
+        if data.contains("\\u0000")
+            && serde_json::from_str::<serde_json::Value>(&data).is_ok_and(|value| has_nul(&value))
+        {
+            return Err(OutOfRange {
+                field: "text",
+                reason: format!(
+                    "{} would hold a NUL character, which no read model can store",
+                    event.event_type()
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Moves an instant that an old event recorded outside the window to the nearest instant inside
@@ -184,6 +226,20 @@ mod tests {
             plus(INSTANT_MIN, chrono::Duration::days(1)),
             INSTANT_MIN + chrono::Duration::days(1)
         );
+    }
+
+    #[test]
+    fn events_with_a_nul_character_are_refused() {
+        let warned = |reason: &str| {
+            crate::Event::AgencyWarned(crate::agency::event::AgencyWarned {
+                kind: crate::agency::WarningKind::Summons,
+                reason: reason.to_owned(),
+                issued_at: INSTANT_MIN,
+            })
+        };
+        assert!(check_events(&[warned("约谈")]).is_ok());
+        assert!(check_events(&[warned("a literal \\u0000 is text")]).is_ok());
+        assert_eq!(check_events(&[warned("nul\0")]).unwrap_err().field, "text");
     }
 
     #[test]

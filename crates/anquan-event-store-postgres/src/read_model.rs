@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Pool};
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
-use anquan_event_store::read_model::storable_instant;
+use anquan_event_store::read_model::{storable_instant, storable_json, storable_text};
 use anquan_event_store::{
     Dialect, Position, ProjectionBatch, ReadModelError, ReadModelStore, Row, SqlValue, Statement,
 };
@@ -86,8 +86,8 @@ impl ToSql for Param<'_> {
                 _ => value.to_sql(ty, out),
             },
             SqlValue::Text(text) => match *ty {
-                Type::JSON | Type::JSONB => json_to_sql(text, ty, out),
-                _ => text.as_str().to_sql(ty, out),
+                Type::JSON | Type::JSONB => json_to_sql(&storable_json(text), ty, out),
+                _ => storable_text(text).as_ref().to_sql(ty, out),
             },
             SqlValue::Timestamp(instant) => match storable_instant(instant) {
                 instant if *ty == Type::TIMESTAMP => instant.naive_utc().to_sql(ty, out),
@@ -95,8 +95,8 @@ impl ToSql for Param<'_> {
                 instant => instant.to_sql(ty, out),
             },
             SqlValue::Json(text) => match *ty {
-                Type::JSON | Type::JSONB => json_to_sql(text, ty, out),
-                _ => text.as_str().to_sql(ty, out),
+                Type::JSON | Type::JSONB => json_to_sql(&storable_json(text), ty, out),
+                _ => storable_json(text).as_ref().to_sql(ty, out),
             },
         }
     }

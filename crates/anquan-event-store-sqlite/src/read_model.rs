@@ -11,7 +11,9 @@ use rusqlite::ToSql;
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, OpenFlags, Transaction};
 
-use anquan_event_store::read_model::{sqlite_timestamp, storable_instant};
+use std::borrow::Cow;
+
+use anquan_event_store::read_model::{sqlite_timestamp, storable_instant, storable_json, storable_text};
 use anquan_event_store::{
     Dialect, Position, ProjectionBatch, ReadModelError, ReadModelStore, Row, SqlValue, Statement,
 };
@@ -491,7 +493,14 @@ impl ToSql for Param<'_> {
             SqlValue::Bool(value) => ToSqlOutput::Owned(Value::Integer(i64::from(*value))),
             SqlValue::Int(value) => ToSqlOutput::Owned(Value::Integer(*value)),
             SqlValue::Real(value) => ToSqlOutput::Owned(Value::Real(*value)),
-            SqlValue::Text(value) | SqlValue::Json(value) => ToSqlOutput::Borrowed(ValueRef::Text(value.as_bytes())),
+            SqlValue::Text(value) => match storable_text(value) {
+                Cow::Borrowed(value) => ToSqlOutput::Borrowed(ValueRef::Text(value.as_bytes())),
+                Cow::Owned(value) => ToSqlOutput::Owned(Value::Text(value)),
+            },
+            SqlValue::Json(value) => match storable_json(value) {
+                Cow::Borrowed(value) => ToSqlOutput::Borrowed(ValueRef::Text(value.as_bytes())),
+                Cow::Owned(value) => ToSqlOutput::Owned(Value::Text(value)),
+            },
             SqlValue::Timestamp(value) => ToSqlOutput::Owned(Value::Text(sqlite_timestamp(&storable_instant(value)))),
         })
     }

@@ -219,6 +219,50 @@ pub fn storable_instant(instant: &DateTime<Utc>) -> DateTime<Utc> {
     stored
 }
 
+/// The text a read model stores for `text`: itself, or with each NUL character (which
+/// PostgreSQL cannot store in `text` or `jsonb`) replaced by U+FFFD. `decide` refuses NUL in
+/// any event (`anquan_domain::bounds::check_events`), so only an event decided before that
+/// reaches the replacement; it is logged. Both backends bind text through here and store the
+/// same rows.
+pub fn storable_text(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains('\0') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    tracing::warn!("an event's text holds a NUL character; the read model stores U+FFFD instead");
+    std::borrow::Cow::Owned(text.replace('\0', "\u{FFFD}"))
+}
+
+/// [`storable_text`] for JSON text, whose NUL characters are escaped (`\u0000`).
+pub fn storable_json(json: &str) -> std::borrow::Cow<'_, str> {
+    fn replace(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(text) => {
+                if text.contains('\0') {
+                    *text = text.replace('\0', "\u{FFFD}");
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(replace),
+            serde_json::Value::Object(fields) => {
+                let entries = std::mem::take(fields);
+                for (key, mut field) in entries {
+                    replace(&mut field);
+                    fields.insert(key.replace('\0', "\u{FFFD}"), field);
+                }
+            }
+            _ => {}
+        }
+    }
+    if !json.contains("\\u0000") {
+        return std::borrow::Cow::Borrowed(json);
+    }
+    let Ok(mut value) = serde_json::from_str::<serde_json::Value>(json) else {
+        return std::borrow::Cow::Borrowed(json);
+    };
+    replace(&mut value);
+    tracing::warn!("an event's JSON holds a NUL character; the read model stores U+FFFD instead");
+    std::borrow::Cow::Owned(value.to_string())
+}
+
 /// Formats a timestamp the way SQLite stores it: RFC 3339, UTC, microseconds, `Z`.
 ///
 /// Every timestamp a projection writes goes through here, so the usual case (years 0 to 9999,

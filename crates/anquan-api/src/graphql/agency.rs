@@ -133,6 +133,9 @@ impl AgencyQuery {
             grade: grade.map(Into::into),
             include_blacklisted,
         };
+        if let Some(year) = year {
+            anquan_domain::bounds::check_year("year", year).map_err(ApiError::out_of_range)?;
+        }
         let year = year.unwrap_or_else(|| current_year(app));
         let entries = read_model::directory(app.agency_read_models()?, &filter, year, app.rules.time_zone).await?;
         Ok(entries.iter().map(Into::into).collect())

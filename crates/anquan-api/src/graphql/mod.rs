@@ -194,10 +194,7 @@ fn app<'a>(ctx: &'a Context<'_>) -> Result<&'a AppState, ApiError> {
 /// platform's window (`anquan_domain::bounds`): every computation a query makes with it (a
 /// metric's window a year back, a colour history's days) then stays far inside the calendar.
 pub(crate) fn instant_arg(field: &'static str, instant: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
-    anquan_domain::bounds::check_instant(field, instant).map_err(|error| ApiError::BadInput {
-        code: "VALUE_OUT_OF_RANGE",
-        message: error.to_string(),
-    })?;
+    anquan_domain::bounds::check_instant(field, instant).map_err(ApiError::out_of_range)?;
     Ok(instant)
 }
 

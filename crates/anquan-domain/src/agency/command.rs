@@ -313,6 +313,16 @@ impl AgencyState {
         command: &AgencyCommand,
         context: &DecisionContext<'_>,
     ) -> Result<Vec<Event>, AgencyRejection> {
+        let events = self.decide_events(command, context)?;
+        bounds::check_events(&events)?;
+        Ok(events)
+    }
+
+    fn decide_events(
+        &self,
+        command: &AgencyCommand,
+        context: &DecisionContext<'_>,
+    ) -> Result<Vec<Event>, AgencyRejection> {
         self.authorise(command, context.actor)?;
         command.check_bounds()?;
         if let AgencyCommand::Register(command) = command {

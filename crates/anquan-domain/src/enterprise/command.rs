@@ -261,6 +261,16 @@ impl EnterpriseFile {
         command: &EnterpriseCommand,
         context: &DecisionContext<'_>,
     ) -> Result<Vec<Event>, EnterpriseRejection> {
+        let events = self.decide_events(command, context)?;
+        bounds::check_events(&events)?;
+        Ok(events)
+    }
+
+    fn decide_events(
+        &self,
+        command: &EnterpriseCommand,
+        context: &DecisionContext<'_>,
+    ) -> Result<Vec<Event>, EnterpriseRejection> {
         self.authorise(command, context.actor)?;
         command.check_bounds()?;
         match command {
