@@ -114,13 +114,7 @@ impl ApiError {
 
     /// Logs an internal failure once, with its whole chain, and hides it from the client.
     pub fn internal(error: &(dyn std::error::Error + 'static)) -> Self {
-        let mut chain = error.to_string();
-        let mut source = error.source();
-        while let Some(cause) = source {
-            chain.push_str(": ");
-            chain.push_str(&cause.to_string());
-            source = cause.source();
-        }
+        let chain = anquan_event_store::error_chain(error);
         tracing::error!(error = %chain, "request failed");
         ApiError::Internal(chain)
     }

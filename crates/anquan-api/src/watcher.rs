@@ -24,7 +24,7 @@ use anquan_domain::enterprise::event::HazardLevel;
 use anquan_domain::risk;
 use anquan_domain::rules::{RiskColour, RuleSet};
 use anquan_domain::{EnterpriseId, HazardId, Town};
-use anquan_event_store::Position;
+use anquan_event_store::{Position, error_chain};
 use anquan_projections::compliance as read_model;
 
 use crate::AppState;
@@ -509,15 +509,4 @@ impl SupervisionWatcher {
             at: now,
         })
     }
-}
-
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut chain = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        chain.push_str(": ");
-        chain.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    chain
 }

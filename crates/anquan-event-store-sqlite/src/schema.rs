@@ -109,14 +109,17 @@ pub(crate) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connec
             [STORE_SCHEMA_VERSION],
         )
         .map_err(sql_error_with(|| format!("record the schema version in {where_}")))?;
-    let stored: Option<i64> = transaction
-        .query_row(
-            "SELECT value FROM event_store_meta WHERE key = 'store_schema_version'",
-            [],
-            |row| row.get(0),
-        )
-        .optional()
-        .map_err(sql_error_with(|| format!("read the schema version of {where_}")))?;
+    let stored_version = |transaction: &rusqlite::Transaction<'_>| -> Result<Option<i64>, StoreError> {
+        transaction
+            .query_row(
+                "SELECT value FROM event_store_meta WHERE key = 'store_schema_version'",
+                [],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(sql_error_with(|| format!("read the schema version of {where_}")))
+    };
+    let stored = stored_version(&transaction)?;
     if let Some(stored) = stored
         && (1..STORE_SCHEMA_VERSION).contains(&stored)
     {
@@ -137,14 +140,7 @@ pub(crate) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connec
             )
             .map_err(sql_error_with(|| format!("record the schema version in {where_}")))?;
     }
-    let stored: Option<i64> = transaction
-        .query_row(
-            "SELECT value FROM event_store_meta WHERE key = 'store_schema_version'",
-            [],
-            |row| row.get(0),
-        )
-        .optional()
-        .map_err(sql_error_with(|| format!("read the schema version of {where_}")))?;
+    let stored = stored_version(&transaction)?;
     if stored != Some(STORE_SCHEMA_VERSION) {
         return Err(StoreError::Backend {
             message: format!(

@@ -70,3 +70,16 @@ pub enum AppendError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// An error with its causes on one line (`outer: cause: root cause`), for logs and health
+/// reports: the one place an error chain is spelt out.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut chain = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    chain
+}

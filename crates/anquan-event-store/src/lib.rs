@@ -22,7 +22,7 @@ pub use envelope::{
     AppendMetadata, AppendOutcome, AppendRequest, CommandDigest, CommandKey, EventMetadata, NewEvent, RecordedCommand,
     RecordedEvent,
 };
-pub use error::{AppendError, InvalidAppend, StoreError};
+pub use error::{AppendError, InvalidAppend, StoreError, error_chain};
 pub use hash_chain::EventHash;
 pub use memory::InMemoryEventStore;
 pub use read_model::{Dialect, ProjectionBatch, ReadModelError, ReadModelStore, Row, SqlValue, Statement};

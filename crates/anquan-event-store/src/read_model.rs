@@ -236,10 +236,8 @@ pub fn storable_text(text: &str) -> std::borrow::Cow<'_, str> {
 pub fn storable_json(json: &str) -> std::borrow::Cow<'_, str> {
     fn replace(value: &mut serde_json::Value) {
         match value {
-            serde_json::Value::String(text) => {
-                if text.contains('\0') {
-                    *text = text.replace('\0', "\u{FFFD}");
-                }
+            serde_json::Value::String(text) if text.contains('\0') => {
+                *text = text.replace('\0', "\u{FFFD}");
             }
             serde_json::Value::Array(items) => items.iter_mut().for_each(replace),
             serde_json::Value::Object(fields) => {

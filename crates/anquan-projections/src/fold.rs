@@ -18,6 +18,7 @@ use tracing::Instrument;
 
 use anquan_event_store::{
     EventStore, Position, ProjectionBatch, READ_BATCH_MAX, ReadModelError, ReadModelStore, RecordedEvent, StoreError,
+    error_chain,
 };
 
 use crate::error::RunnerError;
@@ -607,18 +608,6 @@ async fn commit_isolated(
 pub(crate) fn retry_backoff(attempt: usize) -> Duration {
     let exponent = u32::try_from(attempt.saturating_sub(1)).unwrap_or(u32::MAX).min(16);
     BACKOFF_INITIAL.saturating_mul(1 << exponent).min(STALLED_RETRY_MAX)
-}
-
-/// An error with its causes, one line.
-pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut chain = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        chain.push_str(": ");
-        chain.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    chain
 }
 
 /// The pause before attempt `attempt + 1`.

@@ -70,7 +70,7 @@ impl Failed {
     fn from_slot(failure: SlotFailure) -> Self {
         Failed {
             event: failure.event,
-            error: fold::error_chain(&failure.error),
+            error: anquan_event_store::error_chain(&failure.error),
             summary: failure.error.to_string(),
             deterministic: failure.deterministic,
             narrow_through: Some(failure.page_last),
@@ -81,7 +81,7 @@ impl Failed {
     fn from_error(error: &(dyn std::error::Error + 'static)) -> Self {
         Failed {
             event: None,
-            error: fold::error_chain(error),
+            error: anquan_event_store::error_chain(error),
             summary: error.to_string(),
             deterministic: false,
             narrow_through: None,

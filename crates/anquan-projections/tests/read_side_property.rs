@@ -498,16 +498,6 @@ async fn assert_within_bounds(events: &InMemoryEventStore) {
     }
 }
 
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text
-}
-
 fn projections() -> Vec<Arc<dyn Projection>> {
     vec![Arc::new(ComplianceProjection), Arc::new(AgencyProjection)]
 }
@@ -522,7 +512,12 @@ async fn fold(events: &InMemoryEventStore, read_models: &dyn ReadModelStore, pag
         |_| {},
     )
     .await
-    .unwrap_or_else(|error| panic!("the fold failed in pages of {page_events}: {}", chain(&error)));
+    .unwrap_or_else(|error| {
+        panic!(
+            "the fold failed in pages of {page_events}: {}",
+            anquan_event_store::error_chain(&error)
+        )
+    });
     let mut dump = String::new();
     for projection in projections() {
         dump.push_str(&dump_tables(read_models, projection.as_ref()).await.unwrap());
