@@ -131,12 +131,14 @@ pub async fn history(
         .filter(|first| (1..=HISTORY_PAGE_MAX).contains(first))
         .ok_or_else(|| ApiError::bad_input(format!("first must be between 1 and {HISTORY_PAGE_MAX}")))?;
     let from = match after {
-        Some(cursor) => StreamVersion(
-            cursor
-                .parse::<u64>()
-                .map_err(|_| ApiError::bad_input(format!("cursor {cursor:?} is not a version")))?
-                + 1,
-        ),
+        // A cursor is the version of the last event seen; the next page starts after it. The
+        // last version there can be has no successor: refused, never wrapped to the start.
+        Some(cursor) => cursor
+            .parse::<u64>()
+            .ok()
+            .and_then(|version| version.checked_add(1))
+            .map(StreamVersion)
+            .ok_or_else(|| ApiError::bad_input(format!("cursor {cursor:?} is not a version a page can follow")))?,
         None => StreamVersion::FIRST,
     };
     let stream = stream_of(enterprise_id)?;
