@@ -398,6 +398,7 @@ impl MetricsQuery {
     /// Every metric of one town at `asOf` (default now), optionally for one enterprise type,
     /// computed with rule set `ruleSet` (default: the request's: the `x-anquan-rule-set`
     /// header's version, else the live one).
+    #[graphql(complexity = "super::metrics_cost(as_of, child_complexity)")]
     async fn town_metrics(
         &self,
         ctx: &Context<'_>,
@@ -431,6 +432,7 @@ impl MetricsQuery {
 
     /// Every metric of every town the caller may see, side by side, at `asOf` (default now),
     /// under rule set `ruleSet` (default: the request's).
+    #[graphql(complexity = "super::metrics_cost(as_of, child_complexity)")]
     async fn all_town_metrics(
         &self,
         ctx: &Context<'_>,
@@ -455,6 +457,7 @@ impl MetricsQuery {
 
     /// Every metric of the whole city at `asOf` (default now), under rule set `ruleSet`
     /// (default: the request's).
+    #[graphql(complexity = "super::metrics_cost(as_of, child_complexity)")]
     async fn city_metrics(
         &self,
         ctx: &Context<'_>,
@@ -478,6 +481,7 @@ impl MetricsQuery {
     /// The towns ordered by one metric (highest first) at `asOf` under rule set `ruleSet`
     /// (default: the request's), with month-over-month change.
     /// Town officers see the whole ranking of values (no enterprise detail).
+    #[graphql(complexity = "super::metrics_cost(as_of, child_complexity)")]
     async fn town_ranking(
         &self,
         ctx: &Context<'_>,
@@ -540,6 +544,7 @@ impl MetricsQuery {
 
     /// The five headline rates of a town (or the city when `town` is absent) at `asOf`, under
     /// rule set `ruleSet` (default: the request's).
+    #[graphql(complexity = "super::metrics_cost(as_of, child_complexity)")]
     async fn headline_rates(
         &self,
         ctx: &Context<'_>,

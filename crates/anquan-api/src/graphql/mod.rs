@@ -4,6 +4,7 @@ pub mod agency;
 pub mod agency_types;
 pub mod audit;
 pub mod health;
+pub mod limits;
 pub mod metrics;
 pub mod mutation;
 pub mod public_page;
@@ -60,20 +61,60 @@ pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// Deepest query accepted.
 const QUERY_DEPTH_MAX: usize = 12;
-/// Most complex query accepted (async-graphql's field-count measure).
+/// Most complex query accepted: async-graphql's count of fields, where the fields whose cost
+/// grows with their arguments say so (`complexity = …`: a history page by its size, a colour
+/// history by its span, a metric at a past instant by the pass over every file it makes).
 const QUERY_COMPLEXITY_MAX: usize = 5_000;
 
-/// Builds the schema around the application state.
+/// The cost of a field that returns a page of `first` items, each `child` to resolve.
+pub(crate) fn page_cost(first: i32, child: usize) -> usize {
+    usize::try_from(first)
+        .unwrap_or(0)
+        .max(1)
+        .saturating_mul(child.max(1))
+        .saturating_add(1)
+}
+
+/// The cost of a colour history: one assessment per local midnight in its span, counted per
+/// 30 days; an open end (registration, the file's instant) counts as ten years.
+pub(crate) fn colour_history_cost(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>, child: usize) -> usize {
+    const OPEN_SPAN_DAYS: i64 = 3_650;
+    let days = match (from, to) {
+        (Some(from), Some(to)) => to.signed_duration_since(from).num_days().clamp(0, 200 * 366),
+        _ => OPEN_SPAN_DAYS,
+    };
+    let months = usize::try_from(days / 30).unwrap_or(0);
+    months.saturating_add(20).saturating_add(child)
+}
+
+/// The cost of a metrics field: "now" is a copy of the watcher's sums; a past instant is a pass
+/// over every enterprise file.
+pub(crate) fn metrics_cost(as_of: Option<DateTime<Utc>>, child: usize) -> usize {
+    const PAST_INSTANT_COST: usize = 500;
+    match as_of {
+        None => child.saturating_add(10),
+        Some(_) => child.saturating_add(PAST_INSTANT_COST),
+    }
+}
+
+/// Builds the schema around the application state, with the default time limit per
+/// operation ([`limits::REQUEST_TIMEOUT_DEFAULT`]).
 pub fn schema(app: AppState) -> AppSchema {
-    builder().data(app).finish()
+    schema_with_timeout(app, limits::REQUEST_TIMEOUT_DEFAULT)
+}
+
+/// Builds the schema around the application state; a query (not a mutation) still running after
+/// `timeout` is cancelled and answered `TIMEOUT`.
+pub fn schema_with_timeout(app: AppState, timeout: std::time::Duration) -> AppSchema {
+    builder(timeout).data(app).finish()
 }
 
 /// Renders the schema's SDL (what `schema.graphql` holds); needs no state.
 pub fn sdl() -> String {
-    builder().finish().sdl()
+    builder(limits::REQUEST_TIMEOUT_DEFAULT).finish().sdl()
 }
 
-fn builder() -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
+fn builder(timeout: std::time::Duration) -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
@@ -84,6 +125,7 @@ fn builder() -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, Subscripti
     .extension(async_graphql::extensions::Tracing)
     .extension(LiveRules)
     .extension(ErrorCodes)
+    .extension(limits::QueryLimits { timeout })
 }
 
 /// Gives every error a stable `extensions.code`, including those async-graphql makes itself:
@@ -147,7 +189,17 @@ impl async_graphql::extensions::Extension for ErrorCodes {
         next.run(ctx).await.map_err(|errors| {
             errors
                 .into_iter()
-                .map(|error| with_code(error, GRAPHQL_VALIDATION_FAILED))
+                .map(|error| {
+                    // async-graphql's own words for its complexity and depth limits.
+                    let code = if error.message.starts_with("Query is too complex")
+                        || error.message.starts_with("Query is nested too deep")
+                    {
+                        limits::QUERY_TOO_COMPLEX
+                    } else {
+                        GRAPHQL_VALIDATION_FAILED
+                    };
+                    with_code(error, code)
+                })
                 .collect()
         })
     }

@@ -114,6 +114,7 @@ impl Enterprise {
     /// Its complete history, oldest first: every event with its actor, recorded and occurred
     /// times, correlation and causation, hash and the files it references (read from the
     /// event store, not a read model). `after` is a version from `pageInfo.endCursor`.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
     async fn history(
         &self,
         ctx: &Context<'_>,
@@ -159,6 +160,7 @@ impl Enterprise {
     /// Its colour changes under `compliance.ruleSet` from `from` (default: registration) to
     /// `to` (default: `compliance.at`), evaluated at every local midnight and every recorded
     /// fact; the first entry is the colour at `from`.
+    #[graphql(complexity = "super::colour_history_cost(from, to, child_complexity)")]
     async fn colour_history(
         &self,
         from: Option<DateTime<Utc>>,

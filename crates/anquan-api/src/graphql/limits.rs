@@ -1,0 +1,394 @@
+//! Limits on what one GraphQL operation may ask for, checked on the parsed document before it
+//! is validated or run, on every transport (`POST`, `GET`, the websocket): the number of
+//! fields once every fragment spread is expanded, the number of aliased fields, the number of
+//! root fields, and a time limit on running a query. A mutation sent with `GET` is refused here too,
+//! from the operation the request actually selects.
+//!
+//! The expanded size is counted without expanding anything: each fragment's size is computed
+//! once (memoised, in an explicit stack, so a long chain of fragments cannot overflow the
+//! thread's stack) and a spread adds it, with saturating arithmetic. A document of 25
+//! fragments each spreading the one before twice is 2²⁴ fields when run, and refused here in
+//! microseconds.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute, NextPrepareRequest};
+use async_graphql::parser::types::{
+    DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection, SelectionSet,
+};
+use async_graphql::{Name, Request, ServerError, ServerResult};
+
+/// Most fields one operation may select once its fragments are expanded.
+pub const QUERY_FIELDS_MAX: usize = 2_000;
+/// Most aliased fields one operation may select (fragments expanded).
+pub const QUERY_ALIASES_MAX: usize = 50;
+/// Most root fields one operation may select (fragments expanded).
+pub const QUERY_ROOT_FIELDS_MAX: usize = 30;
+/// The default time one query may run before it is cancelled (mutations are not cut short).
+pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
+
+/// The code of an operation over [`QUERY_FIELDS_MAX`], [`QUERY_ALIASES_MAX`] or
+/// [`QUERY_ROOT_FIELDS_MAX`].
+pub const QUERY_TOO_LARGE: &str = "QUERY_TOO_LARGE";
+/// The code of an operation whose cost is over the complexity limit.
+pub const QUERY_TOO_COMPLEX: &str = "QUERY_TOO_COMPLEX";
+/// The code of an operation cancelled at the time limit.
+pub const TIMEOUT: &str = "TIMEOUT";
+/// The code of a mutation sent with `GET`.
+pub const MUTATION_OVER_GET: &str = "MUTATION_OVER_GET";
+
+/// Request data the HTTP handler adds to a `GET` request: its operation must not be a mutation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadOnlyTransport;
+
+/// What one selection set (or fragment, or operation) selects once expanded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Size {
+    /// Every field, at any depth.
+    pub(crate) fields: usize,
+    /// Every field with an alias, at any depth.
+    pub(crate) aliases: usize,
+    /// The fields directly in the selection set (through fragments, not into sub-selections).
+    pub(crate) top: usize,
+}
+
+/// A fragment's own selections and the fragments it spreads.
+struct Local<'a> {
+    size: Size,
+    /// Every spread, at any depth, once per occurrence.
+    spreads: Vec<&'a Name>,
+    /// The spreads directly in the selection set (through inline fragments), once per occurrence.
+    top_spreads: Vec<&'a Name>,
+}
+
+fn local(selection_set: &SelectionSet) -> Local<'_> {
+    let mut local = Local {
+        size: Size::default(),
+        spreads: Vec::new(),
+        top_spreads: Vec::new(),
+    };
+    walk(selection_set, true, &mut local);
+    local
+}
+
+/// Recursion here is bounded by the nesting of selection sets, which async-graphql limits
+/// (its recursive-depth check runs inside the parse this extension wraps); fragment spreads
+/// are not followed here.
+fn walk<'a>(selection_set: &'a SelectionSet, top: bool, local: &mut Local<'a>) {
+    for selection in &selection_set.items {
+        match &selection.node {
+            Selection::Field(field) => {
+                local.size.fields = local.size.fields.saturating_add(1);
+                if field.node.alias.is_some() {
+                    local.size.aliases = local.size.aliases.saturating_add(1);
+                }
+                if top {
+                    local.size.top = local.size.top.saturating_add(1);
+                }
+                walk(&field.node.selection_set.node, false, local);
+            }
+            Selection::FragmentSpread(spread) => {
+                local.spreads.push(&spread.node.fragment_name.node);
+                if top {
+                    local.top_spreads.push(&spread.node.fragment_name.node);
+                }
+            }
+            Selection::InlineFragment(inline) => walk(&inline.node.selection_set.node, top, local),
+        }
+    }
+}
+
+fn add(size: Size, spread: Size, top: bool) -> Size {
+    Size {
+        fields: size.fields.saturating_add(spread.fields),
+        aliases: size.aliases.saturating_add(spread.aliases),
+        top: if top {
+            size.top.saturating_add(spread.top)
+        } else {
+            size.top
+        },
+    }
+}
+
+/// Every fragment's expanded size, each computed once. An unknown fragment or one in a cycle
+/// counts as empty: validation refuses such a document right after this check.
+fn fragment_sizes(document: &ExecutableDocument) -> HashMap<&Name, Size> {
+    let locals: HashMap<&Name, Local<'_>> = document
+        .fragments
+        .iter()
+        .map(|(name, fragment)| (name, local(&fragment.node.selection_set.node)))
+        .collect();
+    let mut sizes: HashMap<&Name, Size> = HashMap::with_capacity(locals.len());
+    let mut in_progress: std::collections::HashSet<&Name> = std::collections::HashSet::new();
+    for start in locals.keys() {
+        if sizes.contains_key(start) {
+            continue;
+        }
+        // Post-order over the spreads, with an explicit stack.
+        let mut stack: Vec<&Name> = vec![start];
+        while let Some(&name) = stack.last() {
+            let Some(fragment) = locals.get(name) else {
+                sizes.insert(name, Size::default());
+                stack.pop();
+                continue;
+            };
+            if in_progress.insert(name) {
+                for spread in &fragment.spreads {
+                    if !sizes.contains_key(spread) && !in_progress.contains(spread) {
+                        stack.push(spread);
+                    }
+                }
+                continue;
+            }
+            stack.pop();
+            if sizes.contains_key(name) {
+                continue;
+            }
+            let size = expand(fragment, &sizes);
+            sizes.insert(name, size);
+        }
+    }
+    sizes
+}
+
+/// A selection set's size with its spreads replaced by their fragments' sizes (a spread of a
+/// fragment not yet sized, in a cycle, counts as empty).
+fn expand(local: &Local<'_>, sizes: &HashMap<&Name, Size>) -> Size {
+    let mut size = local.size;
+    for spread in &local.spreads {
+        let spread_size = sizes.get(spread).copied().unwrap_or_default();
+        size = add(size, Size { top: 0, ..spread_size }, false);
+    }
+    for spread in &local.top_spreads {
+        let spread_size = sizes.get(spread).copied().unwrap_or_default();
+        size.top = size.top.saturating_add(spread_size.top);
+    }
+    size
+}
+
+/// The expanded size of every operation in a document.
+pub(crate) fn operation_sizes(document: &ExecutableDocument) -> Vec<Size> {
+    let sizes = fragment_sizes(document);
+    document
+        .operations
+        .iter()
+        .map(|(_, operation)| expand(&local(&operation.node.selection_set.node), &sizes))
+        .collect()
+}
+
+/// The operation a request selects, as async-graphql will pick it; `None` when it picks none
+/// (and refuses the request itself).
+fn selected<'a>(document: &'a ExecutableDocument, name: Option<&str>) -> Option<&'a OperationDefinition> {
+    match (&document.operations, name) {
+        (DocumentOperations::Single(operation), None) => Some(&operation.node),
+        (DocumentOperations::Single(_), Some(_)) => None,
+        (DocumentOperations::Multiple(operations), Some(name)) => operations.get(name).map(|operation| &operation.node),
+        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => {
+            operations.values().next().map(|operation| &operation.node)
+        }
+        (DocumentOperations::Multiple(_), None) => None,
+    }
+}
+
+fn refused(code: &'static str, message: String) -> ServerError {
+    let mut error = ServerError::new(message, None);
+    error.extensions.get_or_insert_with(Default::default).set("code", code);
+    error
+}
+
+/// Checks a parsed document against the limits: every operation in it, so a document cannot
+/// bring an unchecked operation along.
+pub(crate) fn check(document: &ExecutableDocument) -> Result<(), ServerError> {
+    for size in operation_sizes(document) {
+        if size.fields > QUERY_FIELDS_MAX {
+            return Err(refused(
+                QUERY_TOO_LARGE,
+                format!(
+                    "the operation selects {} fields once its fragments are expanded; at most {QUERY_FIELDS_MAX} \
+                     are accepted",
+                    display_count(size.fields)
+                ),
+            ));
+        }
+        if size.aliases > QUERY_ALIASES_MAX {
+            return Err(refused(
+                QUERY_TOO_LARGE,
+                format!(
+                    "the operation has {} aliased fields; at most {QUERY_ALIASES_MAX} are accepted",
+                    display_count(size.aliases)
+                ),
+            ));
+        }
+        if size.top > QUERY_ROOT_FIELDS_MAX {
+            return Err(refused(
+                QUERY_TOO_LARGE,
+                format!(
+                    "the operation has {} root fields; at most {QUERY_ROOT_FIELDS_MAX} are accepted",
+                    display_count(size.top)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn display_count(count: usize) -> String {
+    if count == usize::MAX {
+        "more than 2^64".to_owned()
+    } else {
+        count.to_string()
+    }
+}
+
+/// The extension that applies the limits; see the module's documentation.
+pub(crate) struct QueryLimits {
+    pub(crate) timeout: Duration,
+}
+
+impl ExtensionFactory for QueryLimits {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(QueryLimitsExtension {
+            timeout: self.timeout,
+            mutation: AtomicBool::new(false),
+        })
+    }
+}
+
+/// One request's instance (async-graphql makes one per request).
+struct QueryLimitsExtension {
+    timeout: Duration,
+    /// Whether the request selects a mutation, which the time limit leaves alone: cancelled
+    /// after its append, it would be recorded with its answer lost. A mutation is bounded by
+    /// its own steps instead (`execute`'s retries, `READ_YOUR_WRITES_TIMEOUT`).
+    mutation: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Extension for QueryLimitsExtension {
+    /// Parses the document here, before async-graphql's own checks: its recursion-depth check
+    /// follows every fragment spread, so it alone would walk a fan-out document's 2²⁴ fields.
+    /// The parsed document is kept in the request, so it is parsed once. A document that does
+    /// not parse is left to async-graphql, which refuses it (`GRAPHQL_PARSE_FAILED`).
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        mut request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        let read_only = request.data.get(&std::any::TypeId::of::<ReadOnlyTransport>()).is_some();
+        let operation_name = request.operation_name.clone();
+        if let Ok(document) = request.parsed_query() {
+            check(document)?;
+            let mutation = selected(document, operation_name.as_deref())
+                .is_some_and(|operation| operation.ty == OperationType::Mutation);
+            self.mutation.store(mutation, Ordering::Relaxed);
+            if read_only && mutation {
+                return Err(refused(
+                    MUTATION_OVER_GET,
+                    "mutations must be sent with POST".to_owned(),
+                ));
+            }
+        }
+        next.run(ctx, request).await
+    }
+
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> async_graphql::Response {
+        if self.mutation.load(Ordering::Relaxed) {
+            return next.run(ctx, operation_name).await;
+        }
+        match tokio::time::timeout(self.timeout, next.run(ctx, operation_name)).await {
+            Ok(response) => response,
+            Err(_) => {
+                tracing::warn!(
+                    operation = operation_name.unwrap_or_default(),
+                    timeout_ms = self.timeout.as_millis(),
+                    "operation cancelled at the time limit"
+                );
+                async_graphql::Response::from_errors(vec![refused(
+                    TIMEOUT,
+                    format!(
+                        "the operation did not finish within {} ms and was cancelled",
+                        self.timeout.as_millis()
+                    ),
+                )])
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn size(query: &str) -> Size {
+        let document = async_graphql::parser::parse_query(query).unwrap();
+        operation_sizes(&document)[0]
+    }
+
+    #[test]
+    fn fragments_are_counted_expanded_without_expanding_them() {
+        let mut query = String::from("query{...F24} fragment F0 on QueryRoot{__typename}");
+        for i in 1..=24 {
+            query.push_str(&format!(" fragment F{i} on QueryRoot{{...F{p} ...F{p}}}", p = i - 1));
+        }
+        let size = size(&query);
+        assert_eq!(size.fields, 1 << 24);
+        assert_eq!(size.top, 1 << 24);
+        assert!(check(&async_graphql::parser::parse_query(&query).unwrap()).is_err());
+    }
+
+    #[test]
+    fn a_long_chain_of_fragments_does_not_overflow_and_saturates() {
+        let mut query = String::from("query{...F0} fragment F5000 on QueryRoot{__typename}");
+        for i in 0..5000 {
+            query.push_str(&format!(" fragment F{i} on QueryRoot{{...F{n} ...F{n}}}", n = i + 1));
+        }
+        assert_eq!(size(&query).fields, usize::MAX);
+    }
+
+    #[test]
+    fn aliases_nested_fields_and_root_fields_are_counted() {
+        let size = size("query { a: health { b: state x } ...R } fragment R on QueryRoot { c: health { state } }");
+        assert_eq!(
+            size,
+            Size {
+                fields: 5,
+                aliases: 3,
+                top: 2
+            }
+        );
+    }
+
+    #[test]
+    fn cycles_and_unknown_fragments_count_as_empty() {
+        let size = size("query { x ...A ...Z } fragment A on Q { y ...B } fragment B on Q { z ...A }");
+        assert!(size.fields >= 1 && size.fields < 10);
+    }
+
+    #[test]
+    fn the_selected_operation_decides() {
+        let document = async_graphql::parser::parse_query("query A { x } mutation B { y }").unwrap();
+        assert_eq!(
+            selected(&document, Some("B")).map(|operation| operation.ty),
+            Some(OperationType::Mutation)
+        );
+        assert_eq!(
+            selected(&document, Some("A")).map(|operation| operation.ty),
+            Some(OperationType::Query)
+        );
+        assert!(selected(&document, None).is_none());
+        let document = async_graphql::parser::parse_query("\u{feff}#x\nmutation { y }").unwrap();
+        assert_eq!(
+            selected(&document, None).map(|operation| operation.ty),
+            Some(OperationType::Mutation)
+        );
+    }
+}
