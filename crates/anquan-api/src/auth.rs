@@ -86,11 +86,19 @@ impl TokenAuthority {
 
     /// Verifies a token (signature, algorithm, expiry) and returns its actor.
     pub fn verify(&self, token: &str) -> Result<Actor, AuthError> {
+        self.verify_until(token).map(|(actor, _)| actor)
+    }
+
+    /// Verifies a token and returns its actor and the instant it expires (`exp`), for a
+    /// connection that outlives one request (a subscription) and must end when it does.
+    pub fn verify_until(&self, token: &str) -> Result<(Actor, DateTime<Utc>), AuthError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 5;
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
             .map_err(|error| AuthError::InvalidToken(error.to_string()))?;
-        actor_from_claims(&data.claims)
+        let expires_at = DateTime::<Utc>::from_timestamp(data.claims.exp, 0)
+            .ok_or_else(|| AuthError::InvalidToken("the token's expiry is out of range".to_owned()))?;
+        Ok((actor_from_claims(&data.claims)?, expires_at))
     }
 }
 

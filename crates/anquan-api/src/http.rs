@@ -7,18 +7,21 @@ use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource, MultipartOpti
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::body::Body;
 use axum::extract::WebSocketUpgrade;
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use futures::TryStreamExt;
+use chrono::{DateTime, Utc};
+use futures::{SinkExt as _, StreamExt as _, TryStreamExt as _};
 use tokio_util::compat::TokioAsyncReadCompatExt;
 use tower_http::trace::TraceLayer;
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::graphql::AppSchema;
+use crate::graphql::limits::{MUTATION_OVER_GET, ReadOnlyTransport};
 
 /// Bytes a request may carry beyond its largest file (the operation and the multipart framing).
 const REQUEST_OVERHEAD_BYTES_MAX: u64 = 1024 * 1024;
@@ -30,15 +33,53 @@ const UPLOAD_FILES_MAX: usize = 100;
 /// (default: the live one), to read a version side by side with the live one.
 pub const RULE_SET_HEADER: &str = "x-anquan-rule-set";
 
+/// The default largest body of a GraphQL request that is not a multipart upload: 1 MiB.
+pub const GRAPHQL_BODY_BYTES_MAX_DEFAULT: usize = 1024 * 1024;
+
+/// The code of a request whose body is over its limit (answered 413).
+pub const BODY_TOO_LARGE: &str = "BODY_TOO_LARGE";
+
+/// Limits of the HTTP transport.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Largest body of a GraphQL request that is not a multipart upload (JSON, or anything else
+    /// async-graphql would read whole). Uploads are bounded by `AppState::upload_bytes_max`
+    /// plus [`REQUEST_OVERHEAD_BYTES_MAX`].
+    pub graphql_body_bytes_max: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            graphql_body_bytes_max: GRAPHQL_BODY_BYTES_MAX_DEFAULT,
+        }
+    }
+}
+
 #[derive(Clone)]
 struct HttpState {
     schema: AppSchema,
     app: AppState,
+    limits: HttpLimits,
+    /// Largest body of any request: a multipart upload's.
+    multipart_body_bytes_max: usize,
 }
 
-/// Builds the router around a schema.
+/// Builds the router around a schema, with the default [`HttpLimits`].
 pub fn router(schema: AppSchema, app: AppState) -> Router {
-    let body_limit = usize::try_from(app.upload_bytes_max + REQUEST_OVERHEAD_BYTES_MAX).unwrap_or(usize::MAX);
+    router_with(schema, app, HttpLimits::default())
+}
+
+/// Builds the router around a schema with the given transport limits.
+pub fn router_with(schema: AppSchema, app: AppState, limits: HttpLimits) -> Router {
+    let body_limit =
+        usize::try_from(app.upload_bytes_max.saturating_add(REQUEST_OVERHEAD_BYTES_MAX)).unwrap_or(usize::MAX);
+    let state = HttpState {
+        schema,
+        app: app.clone(),
+        limits,
+        multipart_body_bytes_max: body_limit,
+    };
     Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/graphql/ws", get(graphql_ws))
@@ -47,8 +88,44 @@ pub fn router(schema: AppSchema, app: AppState) -> Router {
         .route("/readyz", get(readyz))
         .merge(crate::public_page::router(app.clone()))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            refuse_declared_large_bodies,
+        ))
         .layer(TraceLayer::new_for_http())
-        .with_state(HttpState { schema, app })
+        .with_state(state)
+}
+
+/// Refuses, on every route and before anything reads it, a body whose declared length is over
+/// the largest any request may carry (an upload's). `/graphql` then holds each body to its own
+/// limit as it reads it, whether or not a length was declared; no other route reads a body.
+async fn refuse_declared_large_bodies(
+    State(state): State<HttpState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match declared_length(request.headers()) {
+        Some(length) if length > state.multipart_body_bytes_max => body_too_large(state.multipart_body_bytes_max),
+        _ => next.run(request).await,
+    }
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .map(|length| usize::try_from(length).unwrap_or(usize::MAX))
+}
+
+fn body_too_large(max: usize) -> Response {
+    error_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &ApiError::BadInput {
+            code: BODY_TOO_LARGE,
+            message: format!("the request body is over {max} bytes, the most this request may carry"),
+        },
+    )
 }
 
 async fn healthz() -> &'static str {
@@ -108,10 +185,20 @@ async fn graphql_get(State(state): State<HttpState>, headers: HeaderMap, uri: ax
     if uri.query().is_none_or(str::is_empty) && state.app.graphiql {
         return Html(GraphiQLSource::build().endpoint("/graphql").finish()).into_response();
     }
-    let request = match async_graphql::http::parse_query_string(uri.query().unwrap_or_default()) {
+    let query = uri.query().unwrap_or_default();
+    let mut request = match async_graphql::http::parse_query_string(query) {
         Ok(request) => request,
         Err(error) => return bad_request(&error.to_string()),
     };
+    // GraphQL over HTTP names it `operationName`; async-graphql 7 reads only `operation_name`.
+    if request.operation_name.is_none() {
+        let pairs: Vec<(String, String)> = axum::extract::Query::try_from_uri(&uri)
+            .map(|axum::extract::Query(pairs)| pairs)
+            .unwrap_or_default();
+        request.operation_name = pairs
+            .into_iter()
+            .find_map(|(key, value)| (key == "operationName").then_some(value));
+    }
     execute(&state, &headers, request, Method::GET).await
 }
 
@@ -120,20 +207,62 @@ async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: 
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
-    let stream = body
-        .into_data_stream()
-        .map_err(|error| std::io::Error::other(error.to_string()));
-    let reader = tokio_util::io::StreamReader::new(stream).compat();
+    // async-graphql reads every body that is not multipart as JSON, whole: hold it to the
+    // (small) GraphQL limit; a multipart upload streams, held to the upload limit.
+    let multipart = content_type
+        .as_deref()
+        .is_some_and(|value| value.trim_start().to_ascii_lowercase().starts_with("multipart/"));
+    let limit = if multipart {
+        state.multipart_body_bytes_max
+    } else {
+        state.limits.graphql_body_bytes_max
+    };
+    if declared_length(&headers).is_some_and(|length| length > limit) {
+        return body_too_large(limit);
+    }
     let file_limit = usize::try_from(state.app.upload_bytes_max).unwrap_or(usize::MAX);
     let options = MultipartOptions::default()
         .max_file_size(file_limit)
         .max_num_files(UPLOAD_FILES_MAX);
-    match async_graphql::http::receive_body(content_type, reader, options).await {
+    let over_limit = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let received = if multipart {
+        let mut read = 0usize;
+        let over = over_limit.clone();
+        let stream = body.into_data_stream().map(move |chunk| {
+            let chunk = chunk.map_err(|error| std::io::Error::other(error.to_string()))?;
+            read = read.saturating_add(chunk.len());
+            if read > limit {
+                over.store(true, std::sync::atomic::Ordering::Relaxed);
+                return Err(std::io::Error::other("the request body is over its limit"));
+            }
+            Ok(chunk)
+        });
+        let reader = tokio_util::io::StreamReader::new(stream).compat();
+        async_graphql::http::receive_body(content_type, reader, options).await
+    } else {
+        let mut bytes = Vec::new();
+        let mut stream = body.into_data_stream();
+        loop {
+            match stream.try_next().await {
+                Ok(Some(chunk)) => {
+                    if bytes.len().saturating_add(chunk.len()) > limit {
+                        return body_too_large(limit);
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(error) => return bad_request(&format!("cannot read the request body: {error}")),
+            }
+        }
+        async_graphql::http::receive_body(content_type, futures::io::Cursor::new(bytes), options).await
+    };
+    match received {
         Ok(request) => execute(&state, &headers, request, Method::POST).await,
+        Err(_) if over_limit.load(std::sync::atomic::Ordering::Relaxed) => body_too_large(limit),
         Err(async_graphql::ParseRequestError::PayloadTooLarge) => error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
             &ApiError::FileTooLarge {
-                size: state.app.upload_bytes_max + 1,
+                size: state.app.upload_bytes_max.saturating_add(1),
                 max: state.app.upload_bytes_max,
             },
         ),
@@ -146,9 +275,13 @@ async fn execute(state: &HttpState, headers: &HeaderMap, request: async_graphql:
         Ok(actor) => actor,
         Err(error) => return error_response(StatusCode::UNAUTHORIZED, &error),
     };
-    if method == Method::GET && request.query.trim_start().starts_with("mutation") {
-        return bad_request("mutations must be sent with POST");
-    }
+    // The query-limits extension refuses a mutation over GET from the parsed document and the
+    // operation the request selects (comments, a BOM, several operations cannot hide one).
+    let request = if method == Method::GET {
+        request.data(ReadOnlyTransport)
+    } else {
+        request
+    };
     let request = match actor {
         Some(actor) => request.data(actor),
         None => request,
@@ -165,34 +298,104 @@ async fn execute(state: &HttpState, headers: &HeaderMap, request: async_graphql:
         );
     };
     let response = state.schema.execute(request.data(pinned)).await;
+    let mutation_over_get = response.errors.iter().any(|error| {
+        error
+            .extensions
+            .as_ref()
+            .and_then(|extensions| extensions.get("code"))
+            .is_some_and(|code| *code == async_graphql::Value::from(MUTATION_OVER_GET))
+    });
+    if mutation_over_get {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "POST")],
+            Json(response),
+        )
+            .into_response();
+    }
     Json(response).into_response()
 }
 
 /// Serves subscriptions over a websocket (graphql-ws and graphql-transport-ws). The caller is
 /// read from `{"Authorization": "Bearer …"}` in the `connection_init` payload; none means an
-/// anonymous caller, whom subscriptions refuse.
+/// anonymous caller, whom subscriptions refuse. A connection lives no longer than its token:
+/// when the token expires the server closes it with code [`WS_CLOSE_TOKEN_EXPIRED`] and the
+/// reason `TOKEN_EXPIRED`, ending every subscription on it.
 async fn graphql_ws(State(state): State<HttpState>, protocol: GraphQLProtocol, upgrade: WebSocketUpgrade) -> Response {
     let schema = state.schema.clone();
     let app = state.app.clone();
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |stream| {
-            GraphQLWebSocket::new(stream, schema, protocol)
-                .on_connection_init(move |payload| async move {
-                    let mut data = async_graphql::Data::default();
-                    let header = payload
-                        .get("Authorization")
-                        .or_else(|| payload.get("authorization"))
-                        .and_then(serde_json::Value::as_str);
-                    if let Some(header) = header {
-                        let actor = actor_from_header(&app, header).map_err(async_graphql::Error::from)?;
-                        data.insert(actor);
-                    }
-                    Ok(data)
-                })
-                .serve()
-        })
+        .on_upgrade(move |socket| serve_ws(socket, schema, app, protocol))
         .into_response()
+}
+
+/// The close code of a websocket whose token expired (graphql-transport-ws uses 4401 for
+/// "unauthorized").
+pub const WS_CLOSE_TOKEN_EXPIRED: u16 = 4401;
+/// The reason sent with [`WS_CLOSE_TOKEN_EXPIRED`].
+pub const TOKEN_EXPIRED: &str = "TOKEN_EXPIRED";
+
+async fn serve_ws(socket: WebSocket, schema: AppSchema, app: AppState, protocol: GraphQLProtocol) {
+    let (mut sink, stream) = socket.split();
+    // async-graphql writes into this channel; this task forwards to the socket until the
+    // token's expiry, then closes it.
+    let (outgoing, mut to_send) = futures::channel::mpsc::channel::<WsMessage>(16);
+    let (expiry_sender, expiry) = tokio::sync::oneshot::channel::<DateTime<Utc>>();
+    let served = GraphQLWebSocket::new_with_pair(outgoing, stream, schema, protocol)
+        .on_connection_init(move |payload| async move {
+            let mut data = async_graphql::Data::default();
+            let header = payload
+                .get("Authorization")
+                .or_else(|| payload.get("authorization"))
+                .and_then(serde_json::Value::as_str);
+            if let Some(header) = header {
+                let (actor, expires_at) = actor_until_from_header(&app, header).map_err(async_graphql::Error::from)?;
+                // The receiver lives as long as the connection; if it is gone, so is the socket.
+                let _ = expiry_sender.send(expires_at);
+                data.insert(actor);
+            }
+            Ok(data)
+        })
+        .serve();
+    let expired = async move {
+        match expiry.await {
+            Ok(expires_at) => {
+                let left = expires_at
+                    .signed_duration_since(Utc::now())
+                    .to_std()
+                    .unwrap_or(std::time::Duration::ZERO);
+                tokio::time::sleep(left).await;
+            }
+            // Anonymous: nothing to expire (subscriptions refuse it anyway).
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::pin!(served, expired);
+    let mut serving = true;
+    loop {
+        tokio::select! {
+            message = to_send.next() => match message {
+                Some(message) => {
+                    if sink.send(message).await.is_err() {
+                        return;
+                    }
+                }
+                // async-graphql is done and everything it wrote is sent.
+                None => return,
+            },
+            () = &mut served, if serving => serving = false,
+            () = &mut expired => {
+                let close = WsMessage::Close(Some(CloseFrame {
+                    code: WS_CLOSE_TOKEN_EXPIRED,
+                    reason: TOKEN_EXPIRED.into(),
+                }));
+                // The peer may be gone already; there is nothing more to do either way.
+                let _ = sink.send(close).await;
+                return;
+            }
+        }
+    }
 }
 
 /// Reads the caller from `Authorization: Bearer …`; no header means an anonymous caller.
@@ -209,14 +412,21 @@ fn bearer_actor(app: &AppState, headers: &HeaderMap) -> Result<Option<anquan_dom
 
 /// Verifies the token of an `Authorization` value (`Bearer <token>`).
 fn actor_from_header(app: &AppState, value: &str) -> Result<anquan_domain::Actor, ApiError> {
+    actor_until_from_header(app, value).map(|(actor, _)| actor)
+}
+
+/// Verifies the token of an `Authorization` value; returns its actor and when it expires.
+fn actor_until_from_header(app: &AppState, value: &str) -> Result<(anquan_domain::Actor, DateTime<Utc>), ApiError> {
     let token = value.strip_prefix("Bearer ").ok_or_else(|| ApiError::BadInput {
         code: "UNAUTHENTICATED",
         message: "expected `Bearer <token>`".into(),
     })?;
-    app.tokens.verify(token.trim()).map_err(|error| ApiError::BadInput {
-        code: "UNAUTHENTICATED",
-        message: error.to_string(),
-    })
+    app.tokens
+        .verify_until(token.trim())
+        .map_err(|error| ApiError::BadInput {
+            code: "UNAUTHENTICATED",
+            message: error.to_string(),
+        })
 }
 
 fn bad_request(message: &str) -> Response {

@@ -29,8 +29,11 @@ use crate::error::ApiError;
 
 pub use auth::TokenAuthority;
 pub use blobs::BlobStore;
-pub use graphql::{AppSchema, schema, sdl};
-pub use http::{RULE_SET_HEADER, router};
+pub use graphql::{AppSchema, schema, schema_with_timeout, sdl};
+pub use http::{
+    BODY_TOO_LARGE, GRAPHQL_BODY_BYTES_MAX_DEFAULT, HttpLimits, RULE_SET_HEADER, TOKEN_EXPIRED, WS_CLOSE_TOKEN_EXPIRED,
+    router, router_with,
+};
 pub use metrics_service::{MetricsService, MetricsWatcher};
 pub use public_page::PublicPageSettings;
 pub use watcher::{SupervisionEvents, SupervisionWatcher};

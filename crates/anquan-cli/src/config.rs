@@ -31,7 +31,7 @@ pub struct SecretArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
     /// A TOML file with any of: listen, data_dir, database_url, rules_dir, upload_bytes_max,
-    /// graphiql, jwt_secret, public_base_url, town_contact_default and a `[town_contacts]`
+    /// graphiql, graphql_body_bytes_max, request_timeout_ms, jwt_secret, public_base_url, town_contact_default and a `[town_contacts]`
     /// table (town = "how to reach its safety office").
     #[arg(long, env = "ANQUAN_CONFIG")]
     pub config: Option<PathBuf>,
@@ -51,6 +51,14 @@ pub struct ServeArgs {
     /// Serve GraphiQL at GET /graphql. Default: true.
     #[arg(long, env = "ANQUAN_GRAPHIQL")]
     pub graphiql: Option<bool>,
+    /// Largest body of a GraphQL request that is not a multipart upload, in bytes (413
+    /// `BODY_TOO_LARGE` above). Default: 1 MiB.
+    #[arg(long, env = "ANQUAN_GRAPHQL_BODY_BYTES_MAX")]
+    pub graphql_body_bytes_max: Option<usize>,
+    /// Milliseconds a query (not a mutation) may run before it is cancelled (`TIMEOUT`). Default:
+    /// 30000.
+    #[arg(long, env = "ANQUAN_REQUEST_TIMEOUT_MS")]
+    pub request_timeout_ms: Option<u64>,
     /// The URL the safety QR codes point at (`https://anquan.example.cn`). Default:
     /// `http://<listen address>`.
     #[arg(long, env = "ANQUAN_PUBLIC_BASE_URL")]
@@ -68,6 +76,8 @@ struct ConfigFile {
     rules_dir: Option<PathBuf>,
     upload_bytes_max: Option<u64>,
     graphiql: Option<bool>,
+    graphql_body_bytes_max: Option<usize>,
+    request_timeout_ms: Option<u64>,
     jwt_secret: Option<String>,
     public_base_url: Option<String>,
     #[serde(default)]
@@ -92,6 +102,10 @@ pub struct Config {
     pub rules: RuleSet,
     pub upload_bytes_max: u64,
     pub graphiql: bool,
+    /// Limits of the HTTP transport.
+    pub http_limits: anquan_api::HttpLimits,
+    /// How long a query may run.
+    pub request_timeout: std::time::Duration,
     pub tokens: TokenAuthority,
     /// The public QR pages' base URL; `None` means `http://<bound address>`.
     pub public_base_url: Option<String>,
@@ -152,6 +166,17 @@ impl Config {
                 .or(file.upload_bytes_max)
                 .unwrap_or(anquan_api::UPLOAD_BYTES_MAX_DEFAULT),
             graphiql: args.graphiql.or(file.graphiql).unwrap_or(true),
+            http_limits: anquan_api::HttpLimits {
+                graphql_body_bytes_max: args
+                    .graphql_body_bytes_max
+                    .or(file.graphql_body_bytes_max)
+                    .unwrap_or(anquan_api::GRAPHQL_BODY_BYTES_MAX_DEFAULT),
+            },
+            request_timeout: match args.request_timeout_ms.or(file.request_timeout_ms) {
+                Some(0) => anyhow::bail!("request_timeout_ms must be above 0"),
+                Some(milliseconds) => std::time::Duration::from_millis(milliseconds),
+                None => anquan_api::graphql::limits::REQUEST_TIMEOUT_DEFAULT,
+            },
             tokens: secret.authority()?,
             data_dir,
             public_base_url,

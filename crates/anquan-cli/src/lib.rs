@@ -82,6 +82,9 @@ pub struct TokenArgs {
     /// Hours the token is valid.
     #[arg(long, default_value_t = 24)]
     pub hours: i64,
+    /// Seconds the token is valid, instead of `--hours` (short-lived tokens, tests).
+    #[arg(long, conflicts_with = "hours")]
+    pub seconds: Option<i64>,
     #[command(flatten)]
     pub secret: config::SecretArgs,
 }
@@ -120,7 +123,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn mint_token(args: &TokenArgs) -> anyhow::Result<String> {
     let now = Utc::now();
-    let expires_at = now + chrono::Duration::hours(args.hours);
+    let lifetime = match args.seconds {
+        Some(seconds) => chrono::Duration::try_seconds(seconds),
+        None => chrono::Duration::try_hours(args.hours),
+    }
+    .context("the token's lifetime is out of range")?;
+    let expires_at = now
+        .checked_add_signed(lifetime)
+        .context("the token's lifetime is out of range")?;
     // The token's claims go through the same parser the service verifies them with, so a
     // token minted here is one the service accepts.
     let claims = anquan_api::auth::Claims {

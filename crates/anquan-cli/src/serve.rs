@@ -79,7 +79,11 @@ pub async fn run(
     let watcher = anquan_api::SupervisionWatcher::new(app.clone());
     let metrics_watcher = anquan_api::MetricsWatcher::new(app.clone());
     let rule_set_follower = anquan_projections::rule_sets::follow(app.event_store.clone(), rule_sets);
-    let router = anquan_api::router(anquan_api::schema(app.clone()), app);
+    let router = anquan_api::router_with(
+        anquan_api::schema_with_timeout(app.clone(), config.request_timeout),
+        app,
+        config.http_limits.clone(),
+    );
     tracing::info!(%address, storage = storage_name(&config.storage), "anquan is serving GraphQL at /graphql");
     let server = axum::serve(listener, router).with_graceful_shutdown(shutdown);
     tokio::select! {
