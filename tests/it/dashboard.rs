@@ -1,5 +1,5 @@
 //! The town statistics dashboard in a real browser: five enterprises in two towns with records,
-//! an inspection with hazards and an accepted rectification; `/dashboard?token=…` opened in
+//! an inspection with hazards and an accepted rectification; `/dashboard` opened and signed in through its form in
 //! headless Chromium must show the five headline rates and the town ranking GraphQL returns
 //! (`headlineRates`, `townRanking`, `allTownMetrics`), and a screenshot is kept under
 //! `target/test-output/dashboard/`.
@@ -55,7 +55,19 @@ async fn the_dashboard_shows_the_rates_and_ranking_graphql_returns() {
     seed(&app, &admin).await;
     let figures = caught_up(&app, &admin).await;
 
-    browser.open(&format!("{}/dashboard?token={admin}", app.base_url)).await;
+    // Sign in through the form: the token stays in the page's memory, never in the URL.
+    browser.open(&format!("{}/dashboard", app.base_url)).await;
+    browser
+        .script(&format!(
+            "document.getElementById('token').value = {}; document.getElementById('login').requestSubmit(); return 1",
+            serde_json::to_string(&admin).unwrap()
+        ))
+        .await;
+    let url = browser.script("return location.href").await;
+    assert!(!url.as_str().unwrap_or_default().contains(&admin), "{url}");
+    // Text reaches HTML only through `esc`, which escapes quotes for attributes too.
+    let escaped = browser.script("return esc(`\"'<>&`)").await;
+    assert_eq!(escaped, "&quot;&#39;&lt;&gt;&amp;");
     let deadline = tokio::time::Instant::now() + RENDER_TIMEOUT;
     loop {
         let state = browser

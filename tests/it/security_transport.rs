@@ -450,3 +450,57 @@ async fn a_subscription_ends_when_its_token_expires() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_dashboard_runs_no_inline_script_and_never_reads_a_token_from_its_url() {
+    let app = spawn_app(Backend::Sqlite, &[]).await;
+    let page = app
+        .client
+        .get(format!("{}/dashboard", app.base_url))
+        .send()
+        .await
+        .unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    for directive in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(csp.contains(directive), "{csp}");
+    }
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<script src=\"/dashboard.js\"></script>"), "{html}");
+    assert!(
+        !html.contains("<script>") && !html.contains("<style>") && !html.contains("style="),
+        "{html}"
+    );
+    assert!(!html.contains("onsubmit=") && !html.contains("onchange="), "{html}");
+    for (path, media_type) in [("/dashboard.js", "text/javascript"), ("/dashboard.css", "text/css")] {
+        let response = app.client.get(format!("{}{path}", app.base_url)).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(media_type)
+        );
+        assert!(response.headers().contains_key("content-security-policy"));
+    }
+    let script = app
+        .client
+        .get(format!("{}/dashboard.js", app.base_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !script.contains("get(\"token\")"),
+        "the dashboard reads a token from its URL"
+    );
+    app.stop().await;
+}
