@@ -24,6 +24,9 @@ pub enum Scenario {
     ReviewQueue,
     /// The public QR page `GET /p/<token>` (needs --target <token>).
     PublicPage,
+    /// An anonymous GraphQL query, `health` and the public agency directory (--target is not
+    /// used): what anyone may send without a token.
+    Anonymous,
 }
 
 /// Arguments of `anquan load`.
@@ -131,6 +134,7 @@ fn request(args: &LoadArgs) -> Vec<u8> {
         Scenario::ReviewQueue => graphql(format!(
             "{{ reviewQueue(town: \"{target}\", first: 20) {{ nodes {{ id enterpriseName requirement title uploadedAt }} }} }}"
         )),
+        Scenario::Anonymous => graphql("{ health { name state } agencyDirectory { id name blacklisted } }".to_owned()),
         Scenario::PublicPage => format!("GET /p/{target} HTTP/1.1\r\nHost: {}\r\n\r\n", args.address),
     };
     text.into_bytes()
