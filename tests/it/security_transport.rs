@@ -504,3 +504,107 @@ async fn the_dashboard_runs_no_inline_script_and_never_reads_a_token_from_its_ur
     );
     app.stop().await;
 }
+
+const REGISTER_AS: &str = "mutation($code: String!) { registerEnterprise(input: { name: \"海宁市某厂\", creditCode: $code, \
+                           town: \"许村\", industry: \"家纺\", profile: { staffCount: 1, annualRevenue10kYuan: 1, flags: [] } }) \
+                           { enterprise { id } } }";
+const CODES: [&str; 5] = [
+    "91330481MA2D000017",
+    "91330481MA2D00002A",
+    "91330481MA2D00003D",
+    "91330481MA2D00004G",
+    "91330481MA2D00005K",
+];
+
+async fn post_status(app: &TestApp, token: &str, query: &str, variables: Value) -> (u16, Option<String>, Value) {
+    let response = app
+        .client
+        .post(format!("{}/graphql", app.base_url))
+        .bearer_auth(token)
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|value| value.to_str().unwrap().to_owned());
+    (status, retry_after, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn mutations_and_uploads_are_rate_limited_per_token_and_per_address() {
+    // Per token: the fourth change of one caller is refused; another caller and queries are not.
+    let app = spawn_app(
+        Backend::Sqlite,
+        &[
+            "--mutations-per-minute-per-token",
+            "3",
+            "--mutations-per-minute-per-address",
+            "0",
+        ],
+    )
+    .await;
+    let admin = app.token(&["--role", "city_admin"]);
+    let other = app.token(&["--role", "city_admin", "--user", "admin-2"]);
+    let id = register(&app, &admin, CODES[0], "许村").await;
+    let owner = app.token(&["--role", "enterprise", "--enterprise", &id]);
+    for code in &CODES[1..3] {
+        let (status, _, response) = post_status(&app, &admin, REGISTER_AS, json!({ "code": code })).await;
+        assert_eq!(status, 200, "{response}");
+        data(&response);
+    }
+    let (status, retry_after, response) = post_status(&app, &admin, REGISTER_AS, json!({ "code": CODES[3] })).await;
+    assert_eq!(status, 429, "{response}");
+    assert_eq!(error_code(&response), "RATE_LIMITED");
+    assert!(retry_after.unwrap().parse::<u64>().unwrap() >= 1);
+    let (status, _, response) = post_status(&app, &other, REGISTER_AS, json!({ "code": CODES[3] })).await;
+    assert_eq!(status, 200, "{response}");
+    for _ in 0..10 {
+        let response = app
+            .graphql(Some(&admin), "{ enterprises { nodes { id } } }", json!({}))
+            .await;
+        data(&response);
+    }
+    // An upload counts before its body is read.
+    for attempt in 0..4 {
+        let (status, response) = app
+            .graphql_upload(
+                &owner,
+                "mutation($input: UploadDocumentInput!, $file: Upload!) { uploadDocument(input: $input, file: $file) { documentId } }",
+                json!({ "input": { "enterpriseId": id, "requirement": "R10.plan", "title": "应急预案" }, "file": null }),
+                b"%PDF-1.4 record".to_vec(),
+            )
+            .await;
+        if attempt < 3 {
+            assert_eq!(status, 200, "{response}");
+        } else {
+            assert_eq!(status, 429, "{response}");
+            assert_eq!(error_code(&response), "RATE_LIMITED");
+        }
+    }
+    app.stop().await;
+
+    // Per address: every caller from one address shares its allowance.
+    let app = spawn_app(
+        Backend::Sqlite,
+        &[
+            "--mutations-per-minute-per-token",
+            "0",
+            "--mutations-per-minute-per-address",
+            "2",
+        ],
+    )
+    .await;
+    let tokens: Vec<String> = (0..3)
+        .map(|n| app.token(&["--role", "city_admin", "--user", &format!("admin-{n}")]))
+        .collect();
+    let mut statuses = Vec::new();
+    for (token, code) in tokens.iter().zip(CODES) {
+        statuses.push(post_status(&app, token, REGISTER_AS, json!({ "code": code })).await.0);
+    }
+    assert_eq!(statuses, [200, 200, 429]);
+    assert_eq!(app.panics(), 0);
+    app.stop().await;
+}

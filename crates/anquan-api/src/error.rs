@@ -213,6 +213,7 @@ pub const ERROR_CODES: &[&str] = &[
     "MUTATION_OVER_GET",
     "BODY_TOO_LARGE",
     "TOKEN_EXPIRED",
+    "RATE_LIMITED",
     "IDEMPOTENCY_KEY_REUSED",
     "INTERNAL",
 ];

@@ -22,6 +22,9 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::graphql::AppSchema;
 use crate::graphql::limits::{MUTATION_OVER_GET, ReadOnlyTransport};
+use crate::rate_limit::{ClientAddress, RATE_LIMITED, RateChecked, RateLimiters, rate_limited};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 /// Bytes a request may carry beyond its largest file (the operation and the multipart framing).
 const REQUEST_OVERHEAD_BYTES_MAX: u64 = 1024 * 1024;
@@ -46,13 +49,34 @@ pub struct HttpLimits {
     /// async-graphql would read whole). Uploads are bounded by `AppState::upload_bytes_max`
     /// plus [`REQUEST_OVERHEAD_BYTES_MAX`].
     pub graphql_body_bytes_max: usize,
+    /// The mutation and upload rate limits; the schema's extension counts mutations, the
+    /// router an upload before it reads the upload's body. Share one with the schema.
+    pub rate: Arc<RateLimiters>,
 }
 
 impl Default for HttpLimits {
     fn default() -> Self {
         HttpLimits {
             graphql_body_bytes_max: GRAPHQL_BODY_BYTES_MAX_DEFAULT,
+            rate: Arc::default(),
         }
+    }
+}
+
+/// The client's address, when the server was started with connect info
+/// (`into_make_service_with_connect_info`); rate limits per address need it.
+struct PeerAddress(Option<IpAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PeerAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(PeerAddress(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<SocketAddr>>()
+                .map(|connect| connect.0.ip()),
+        ))
     }
 }
 
@@ -183,7 +207,12 @@ async fn readyz(State(state): State<HttpState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn graphql_get(State(state): State<HttpState>, headers: HeaderMap, uri: axum::http::Uri) -> Response {
+async fn graphql_get(
+    State(state): State<HttpState>,
+    PeerAddress(address): PeerAddress,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
     if uri.query().is_none_or(str::is_empty) && state.app.graphiql {
         return Html(GraphiQLSource::build().endpoint("/graphql").finish()).into_response();
     }
@@ -201,10 +230,15 @@ async fn graphql_get(State(state): State<HttpState>, headers: HeaderMap, uri: ax
             .into_iter()
             .find_map(|(key, value)| (key == "operationName").then_some(value));
     }
-    execute(&state, &headers, request, Method::GET).await
+    execute(&state, &headers, request, Method::GET, address).await
 }
 
-async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: Body) -> Response {
+async fn graphql_post(
+    State(state): State<HttpState>,
+    PeerAddress(address): PeerAddress,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
@@ -221,6 +255,17 @@ async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: 
     };
     if declared_length(&headers).is_some_and(|length| length > limit) {
         return body_too_large(limit);
+    }
+    // An upload counts against the rate limits before its body is read (and only then: the
+    // mutation it carries is not counted again). The caller is authenticated first.
+    if multipart {
+        let caller = match bearer_actor(&state.app, &headers) {
+            Ok(caller) => caller,
+            Err(error) => return error_response(StatusCode::UNAUTHORIZED, &error),
+        };
+        if let Err(wait) = state.limits.rate.check(caller.as_ref(), address) {
+            return too_many_requests(async_graphql::Response::from_errors(vec![rate_limited(wait)]));
+        }
     }
     let file_limit = usize::try_from(state.app.upload_bytes_max).unwrap_or(usize::MAX);
     let options = MultipartOptions::default()
@@ -259,7 +304,8 @@ async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: 
         async_graphql::http::receive_body(content_type, futures::io::Cursor::new(bytes), options).await
     };
     match received {
-        Ok(request) => execute(&state, &headers, request, Method::POST).await,
+        Ok(request) if multipart => execute(&state, &headers, request.data(RateChecked), Method::POST, address).await,
+        Ok(request) => execute(&state, &headers, request, Method::POST, address).await,
         Err(_) if over_limit.load(std::sync::atomic::Ordering::Relaxed) => body_too_large(limit),
         Err(async_graphql::ParseRequestError::PayloadTooLarge) => error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -272,7 +318,13 @@ async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: 
     }
 }
 
-async fn execute(state: &HttpState, headers: &HeaderMap, request: async_graphql::Request, method: Method) -> Response {
+async fn execute(
+    state: &HttpState,
+    headers: &HeaderMap,
+    request: async_graphql::Request,
+    method: Method,
+    address: Option<IpAddr>,
+) -> Response {
     let actor = match bearer_actor(&state.app, headers) {
         Ok(actor) => actor,
         Err(error) => return error_response(StatusCode::UNAUTHORIZED, &error),
@@ -288,6 +340,10 @@ async fn execute(state: &HttpState, headers: &HeaderMap, request: async_graphql:
         Some(actor) => request.data(actor),
         None => request,
     };
+    let request = match address {
+        Some(address) => request.data(ClientAddress(address)),
+        None => request,
+    };
     // Pin the live rule set (or the one named by the header) for the whole request.
     let version = headers.get(RULE_SET_HEADER).and_then(|value| value.to_str().ok());
     let Some(pinned) = state.app.for_request(version) else {
@@ -300,14 +356,19 @@ async fn execute(state: &HttpState, headers: &HeaderMap, request: async_graphql:
         );
     };
     let response = state.schema.execute(request.data(pinned)).await;
-    let mutation_over_get = response.errors.iter().any(|error| {
-        error
-            .extensions
-            .as_ref()
-            .and_then(|extensions| extensions.get("code"))
-            .is_some_and(|code| *code == async_graphql::Value::from(MUTATION_OVER_GET))
-    });
-    if mutation_over_get {
+    let has_code = |code: &str| {
+        response.errors.iter().any(|error| {
+            error
+                .extensions
+                .as_ref()
+                .and_then(|extensions| extensions.get("code"))
+                .is_some_and(|value| *value == async_graphql::Value::from(code))
+        })
+    };
+    if has_code(RATE_LIMITED) {
+        return too_many_requests(response);
+    }
+    if has_code(MUTATION_OVER_GET) {
         return (
             StatusCode::METHOD_NOT_ALLOWED,
             [(header::ALLOW, "POST")],
@@ -318,17 +379,37 @@ async fn execute(state: &HttpState, headers: &HeaderMap, request: async_graphql:
     Json(response).into_response()
 }
 
+/// 429 with `Retry-After` from the error's `retryAfterSeconds`.
+fn too_many_requests(response: async_graphql::Response) -> Response {
+    let retry_after = response
+        .errors
+        .iter()
+        .find_map(|error| error.extensions.as_ref()?.get("retryAfterSeconds").cloned())
+        .map_or_else(|| "1".to_owned(), |seconds| seconds.to_string());
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, retry_after)],
+        Json(response),
+    )
+        .into_response()
+}
+
 /// Serves subscriptions over a websocket (graphql-ws and graphql-transport-ws). The caller is
 /// read from `{"Authorization": "Bearer …"}` in the `connection_init` payload; none means an
 /// anonymous caller, whom subscriptions refuse. A connection lives no longer than its token:
 /// when the token expires the server closes it with code [`WS_CLOSE_TOKEN_EXPIRED`] and the
 /// reason `TOKEN_EXPIRED`, ending every subscription on it.
-async fn graphql_ws(State(state): State<HttpState>, protocol: GraphQLProtocol, upgrade: WebSocketUpgrade) -> Response {
+async fn graphql_ws(
+    State(state): State<HttpState>,
+    PeerAddress(address): PeerAddress,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
     let schema = state.schema.clone();
     let app = state.app.clone();
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| serve_ws(socket, schema, app, protocol))
+        .on_upgrade(move |socket| serve_ws(socket, schema, app, protocol, address))
         .into_response()
 }
 
@@ -338,7 +419,13 @@ pub const WS_CLOSE_TOKEN_EXPIRED: u16 = 4401;
 /// The reason sent with [`WS_CLOSE_TOKEN_EXPIRED`].
 pub const TOKEN_EXPIRED: &str = "TOKEN_EXPIRED";
 
-async fn serve_ws(socket: WebSocket, schema: AppSchema, app: AppState, protocol: GraphQLProtocol) {
+async fn serve_ws(
+    socket: WebSocket,
+    schema: AppSchema,
+    app: AppState,
+    protocol: GraphQLProtocol,
+    address: Option<IpAddr>,
+) {
     let (mut sink, stream) = socket.split();
     // async-graphql writes into this channel; this task forwards to the socket until the
     // token's expiry, then closes it.
@@ -347,6 +434,9 @@ async fn serve_ws(socket: WebSocket, schema: AppSchema, app: AppState, protocol:
     let served = GraphQLWebSocket::new_with_pair(outgoing, stream, schema, protocol)
         .on_connection_init(move |payload| async move {
             let mut data = async_graphql::Data::default();
+            if let Some(address) = address {
+                data.insert(ClientAddress(address));
+            }
             let header = payload
                 .get("Authorization")
                 .or_else(|| payload.get("authorization"))

@@ -12,6 +12,7 @@ pub mod graphql;
 mod http;
 pub mod metrics_service;
 pub mod public_page;
+pub mod rate_limit;
 pub mod watcher;
 
 use std::sync::Arc;
@@ -29,13 +30,14 @@ use crate::error::ApiError;
 
 pub use auth::TokenAuthority;
 pub use blobs::BlobStore;
-pub use graphql::{AppSchema, schema, schema_with_timeout, sdl};
+pub use graphql::{AppSchema, schema, schema_with, sdl};
 pub use http::{
     BODY_TOO_LARGE, GRAPHQL_BODY_BYTES_MAX_DEFAULT, HttpLimits, RULE_SET_HEADER, TOKEN_EXPIRED, WS_CLOSE_TOKEN_EXPIRED,
     router, router_with,
 };
 pub use metrics_service::{MetricsService, MetricsWatcher};
 pub use public_page::PublicPageSettings;
+pub use rate_limit::{RateLimitSettings, RateLimiters};
 pub use watcher::{SupervisionEvents, SupervisionWatcher};
 
 /// The default largest upload: 20 MiB.

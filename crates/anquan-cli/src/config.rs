@@ -31,8 +31,9 @@ pub struct SecretArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
     /// A TOML file with any of: listen, data_dir, database_url, rules_dir, upload_bytes_max,
-    /// graphiql, graphql_body_bytes_max, request_timeout_ms, jwt_secret, public_base_url, town_contact_default and a `[town_contacts]`
-    /// table (town = "how to reach its safety office").
+    /// graphiql, graphql_body_bytes_max, request_timeout_ms, mutations_per_minute_per_token,
+    /// mutations_per_minute_per_address, jwt_secret, public_base_url, town_contact_default and a
+    /// `[town_contacts]` table (town = "how to reach its safety office").
     #[arg(long, env = "ANQUAN_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address to listen on. Default: 127.0.0.1:8080.
@@ -59,6 +60,14 @@ pub struct ServeArgs {
     /// 30000.
     #[arg(long, env = "ANQUAN_REQUEST_TIMEOUT_MS")]
     pub request_timeout_ms: Option<u64>,
+    /// Mutations and uploads per minute one caller (a token's user and role) may send, as a
+    /// burst regained evenly (429 `RATE_LIMITED` above); 0 turns it off. Default: 1200.
+    #[arg(long, env = "ANQUAN_MUTATIONS_PER_MINUTE_PER_TOKEN")]
+    pub mutations_per_minute_per_token: Option<u32>,
+    /// Mutations and uploads per minute one client address may send; 0 turns it off.
+    /// Default: 3000.
+    #[arg(long, env = "ANQUAN_MUTATIONS_PER_MINUTE_PER_ADDRESS")]
+    pub mutations_per_minute_per_address: Option<u32>,
     /// The URL the safety QR codes point at (`https://anquan.example.cn`). Default:
     /// `http://<listen address>`.
     #[arg(long, env = "ANQUAN_PUBLIC_BASE_URL")]
@@ -78,6 +87,8 @@ struct ConfigFile {
     graphiql: Option<bool>,
     graphql_body_bytes_max: Option<usize>,
     request_timeout_ms: Option<u64>,
+    mutations_per_minute_per_token: Option<u32>,
+    mutations_per_minute_per_address: Option<u32>,
     jwt_secret: Option<String>,
     public_base_url: Option<String>,
     #[serde(default)]
@@ -106,6 +117,8 @@ pub struct Config {
     pub http_limits: anquan_api::HttpLimits,
     /// How long a query may run.
     pub request_timeout: std::time::Duration,
+    /// Mutation and upload rate limits.
+    pub rate_limits: anquan_api::RateLimitSettings,
     pub tokens: TokenAuthority,
     /// The public QR pages' base URL; `None` means `http://<bound address>`.
     pub public_base_url: Option<String>,
@@ -167,10 +180,21 @@ impl Config {
                 .unwrap_or(anquan_api::UPLOAD_BYTES_MAX_DEFAULT),
             graphiql: args.graphiql.or(file.graphiql).unwrap_or(true),
             http_limits: anquan_api::HttpLimits {
+                rate: std::sync::Arc::default(),
                 graphql_body_bytes_max: args
                     .graphql_body_bytes_max
                     .or(file.graphql_body_bytes_max)
                     .unwrap_or(anquan_api::GRAPHQL_BODY_BYTES_MAX_DEFAULT),
+            },
+            rate_limits: anquan_api::RateLimitSettings {
+                mutations_per_minute_per_token: args
+                    .mutations_per_minute_per_token
+                    .or(file.mutations_per_minute_per_token)
+                    .unwrap_or(anquan_api::rate_limit::MUTATIONS_PER_MINUTE_PER_TOKEN_DEFAULT),
+                mutations_per_minute_per_address: args
+                    .mutations_per_minute_per_address
+                    .or(file.mutations_per_minute_per_address)
+                    .unwrap_or(anquan_api::rate_limit::MUTATIONS_PER_MINUTE_PER_ADDRESS_DEFAULT),
             },
             request_timeout: match args.request_timeout_ms.or(file.request_timeout_ms) {
                 Some(0) => anyhow::bail!("request_timeout_ms must be above 0"),

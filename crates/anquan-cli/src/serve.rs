@@ -79,13 +79,24 @@ pub async fn run(
     let watcher = anquan_api::SupervisionWatcher::new(app.clone());
     let metrics_watcher = anquan_api::MetricsWatcher::new(app.clone());
     let rule_set_follower = anquan_projections::rule_sets::follow(app.event_store.clone(), rule_sets);
+    // One set of rate limiters for the schema (mutations) and the router (uploads).
+    let rate = Arc::new(anquan_api::RateLimiters::new(config.rate_limits));
+    let http_limits = anquan_api::HttpLimits {
+        rate: rate.clone(),
+        ..config.http_limits.clone()
+    };
     let router = anquan_api::router_with(
-        anquan_api::schema_with_timeout(app.clone(), config.request_timeout),
+        anquan_api::schema_with(app.clone(), config.request_timeout, rate),
         app,
-        config.http_limits.clone(),
+        http_limits,
     );
     tracing::info!(%address, storage = storage_name(&config.storage), "anquan is serving GraphQL at /graphql");
-    let server = axum::serve(listener, router).with_graceful_shutdown(shutdown);
+    // With connect info, so rate limits per client address know the address.
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown);
     tokio::select! {
         served = server => served.context("the HTTP server failed"),
         // A projection that fails is retried alone and reported stalled (`/readyz`, `health`);

@@ -21,6 +21,10 @@ use async_graphql::parser::types::{
 };
 use async_graphql::{Name, Request, ServerError, ServerResult};
 
+use anquan_domain::Actor;
+
+use crate::rate_limit::{ClientAddress, RateChecked, RateLimiters, rate_limited};
+
 /// Most fields one operation may select once its fragments are expanded.
 pub const QUERY_FIELDS_MAX: usize = 2_000;
 /// Most aliased fields one operation may select (fragments expanded).
@@ -193,6 +197,15 @@ fn selected<'a>(document: &'a ExecutableDocument, name: Option<&str>) -> Option<
     }
 }
 
+/// A value of the request's own data, else the connection's (a websocket's `connection_init`).
+fn request_data<'a, T: std::any::Any + Send + Sync>(request: &'a Request, ctx: &ExtensionContext<'a>) -> Option<&'a T> {
+    request
+        .data
+        .get(&std::any::TypeId::of::<T>())
+        .and_then(|value| value.downcast_ref::<T>())
+        .or_else(|| ctx.data_opt::<T>())
+}
+
 fn refused(code: &'static str, message: String) -> ServerError {
     let mut error = ServerError::new(message, None);
     error.extensions.get_or_insert_with(Default::default).set("code", code);
@@ -246,12 +259,14 @@ fn display_count(count: usize) -> String {
 /// The extension that applies the limits; see the module's documentation.
 pub(crate) struct QueryLimits {
     pub(crate) timeout: Duration,
+    pub(crate) rate: Arc<RateLimiters>,
 }
 
 impl ExtensionFactory for QueryLimits {
     fn create(&self) -> Arc<dyn Extension> {
         Arc::new(QueryLimitsExtension {
             timeout: self.timeout,
+            rate: self.rate.clone(),
             mutation: AtomicBool::new(false),
         })
     }
@@ -260,6 +275,7 @@ impl ExtensionFactory for QueryLimits {
 /// One request's instance (async-graphql makes one per request).
 struct QueryLimitsExtension {
     timeout: Duration,
+    rate: Arc<RateLimiters>,
     /// Whether the request selects a mutation, which the time limit leaves alone: cancelled
     /// after its append, it would be recorded with its answer lost. A mutation is bounded by
     /// its own steps instead (`execute`'s retries, `READ_YOUR_WRITES_TIMEOUT`).
@@ -278,7 +294,7 @@ impl Extension for QueryLimitsExtension {
         mut request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
-        let read_only = request.data.get(&std::any::TypeId::of::<ReadOnlyTransport>()).is_some();
+        let read_only = request_data::<ReadOnlyTransport>(&request, ctx).is_some();
         let operation_name = request.operation_name.clone();
         if let Ok(document) = request.parsed_query() {
             check(document)?;
@@ -290,6 +306,11 @@ impl Extension for QueryLimitsExtension {
                     MUTATION_OVER_GET,
                     "mutations must be sent with POST".to_owned(),
                 ));
+            }
+            if mutation && request_data::<RateChecked>(&request, ctx).is_none() {
+                let caller = request_data::<Actor>(&request, ctx);
+                let address = request_data::<ClientAddress>(&request, ctx).map(|address| address.0);
+                self.rate.check(caller, address).map_err(rate_limited)?;
             }
         }
         next.run(ctx, request).await

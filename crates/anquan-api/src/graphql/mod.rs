@@ -19,8 +19,11 @@ use uuid::Uuid;
 
 use anquan_domain::{Actor, CommandId};
 
+use std::sync::Arc;
+
 use crate::AppState;
 use crate::error::ApiError;
+use crate::rate_limit::RateLimiters;
 
 pub use agency::{AgencyMutation, AgencyQuery};
 pub use audit::AuditQuery;
@@ -98,23 +101,27 @@ pub(crate) fn metrics_cost(as_of: Option<DateTime<Utc>>, child: usize) -> usize 
 }
 
 /// Builds the schema around the application state, with the default time limit per
-/// operation ([`limits::REQUEST_TIMEOUT_DEFAULT`]).
+/// operation ([`limits::REQUEST_TIMEOUT_DEFAULT`]) and the default rate limits.
 pub fn schema(app: AppState) -> AppSchema {
-    schema_with_timeout(app, limits::REQUEST_TIMEOUT_DEFAULT)
+    schema_with(app, limits::REQUEST_TIMEOUT_DEFAULT, Arc::default())
 }
 
 /// Builds the schema around the application state; a query (not a mutation) still running after
-/// `timeout` is cancelled and answered `TIMEOUT`.
-pub fn schema_with_timeout(app: AppState, timeout: std::time::Duration) -> AppSchema {
-    builder(timeout).data(app).finish()
+/// `timeout` is cancelled and answered `TIMEOUT`, and mutations count against `rate`
+/// (`RATE_LIMITED` over it; share the limiters with the router, which counts uploads).
+pub fn schema_with(app: AppState, timeout: std::time::Duration, rate: Arc<RateLimiters>) -> AppSchema {
+    builder(timeout, rate).data(app).finish()
 }
 
 /// Renders the schema's SDL (what `schema.graphql` holds); needs no state.
 pub fn sdl() -> String {
-    builder(limits::REQUEST_TIMEOUT_DEFAULT).finish().sdl()
+    builder(limits::REQUEST_TIMEOUT_DEFAULT, Arc::default()).finish().sdl()
 }
 
-fn builder(timeout: std::time::Duration) -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
+fn builder(
+    timeout: std::time::Duration,
+    rate: Arc<RateLimiters>,
+) -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
@@ -125,7 +132,7 @@ fn builder(timeout: std::time::Duration) -> async_graphql::SchemaBuilder<QueryRo
     .extension(async_graphql::extensions::Tracing)
     .extension(LiveRules)
     .extension(ErrorCodes)
-    .extension(limits::QueryLimits { timeout })
+    .extension(limits::QueryLimits { timeout, rate })
 }
 
 /// Gives every error a stable `extensions.code`, including those async-graphql makes itself:
