@@ -891,7 +891,7 @@ impl SupervisionQuery {
     ) -> Result<ColourDistribution, ApiError> {
         let app = app(ctx)?;
         let rules = super::audit::rules_for(app, rule_set.as_deref())?;
-        let town = scoped_town(ctx, town)?;
+        let town = super::query::statistics_town(ctx, town)?;
         let at = optional_instant_arg("asOf", as_of)?.unwrap_or_else(|| app.now());
         let counts = read_model::colour_distribution(app.compliance_read_models()?, &rules, town.as_ref(), at).await?;
         Ok(ColourDistribution {
