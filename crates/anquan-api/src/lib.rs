@@ -12,6 +12,7 @@ pub mod graphql;
 mod http;
 pub mod metrics_service;
 pub mod public_page;
+mod uploads;
 pub mod watcher;
 
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use anquan_projections::{AgencyProjection, ComplianceProjection, ProjectionsHeal
 use crate::error::ApiError;
 
 pub use auth::TokenAuthority;
-pub use blobs::BlobStore;
+pub use blobs::{BlobStore, UploadQuota};
 pub use graphql::{AppSchema, schema, sdl};
 pub use http::{RULE_SET_HEADER, router};
 pub use metrics_service::{MetricsService, MetricsWatcher};
@@ -37,6 +38,8 @@ pub use watcher::{SupervisionEvents, SupervisionWatcher};
 
 /// The default largest upload: 20 MiB.
 pub const UPLOAD_BYTES_MAX_DEFAULT: u64 = 20 * 1024 * 1024;
+/// The default quota of each enterprise and each agency: 10 GiB.
+pub const UPLOAD_QUOTA_BYTES_DEFAULT: u64 = 10 * 1024 * 1024 * 1024;
 /// How long a mutation waits for the read models to show its own write.
 pub const READ_YOUR_WRITES_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -31,7 +31,7 @@ pub struct SecretArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
     /// A TOML file with any of: listen, data_dir, database_url, rules_dir, upload_bytes_max,
-    /// graphiql, jwt_secret, public_base_url, town_contact_default and a `[town_contacts]`
+    /// upload_quota_enterprise_bytes, upload_quota_agency_bytes, graphiql, jwt_secret, public_base_url, town_contact_default and a `[town_contacts]`
     /// table (town = "how to reach its safety office").
     #[arg(long, env = "ANQUAN_CONFIG")]
     pub config: Option<PathBuf>,
@@ -48,6 +48,12 @@ pub struct ServeArgs {
     /// Largest accepted upload in bytes. Default: 20 MiB.
     #[arg(long, env = "ANQUAN_UPLOAD_BYTES_MAX")]
     pub upload_bytes_max: Option<u64>,
+    /// Most bytes each enterprise may store through its own uploads. Default: 10 GiB.
+    #[arg(long, env = "ANQUAN_UPLOAD_QUOTA_ENTERPRISE_BYTES")]
+    pub upload_quota_enterprise_bytes: Option<u64>,
+    /// Most bytes each agency may store through its own uploads. Default: 10 GiB.
+    #[arg(long, env = "ANQUAN_UPLOAD_QUOTA_AGENCY_BYTES")]
+    pub upload_quota_agency_bytes: Option<u64>,
     /// Serve GraphiQL at GET /graphql. Default: true.
     #[arg(long, env = "ANQUAN_GRAPHIQL")]
     pub graphiql: Option<bool>,
@@ -67,6 +73,8 @@ struct ConfigFile {
     database_url: Option<String>,
     rules_dir: Option<PathBuf>,
     upload_bytes_max: Option<u64>,
+    upload_quota_enterprise_bytes: Option<u64>,
+    upload_quota_agency_bytes: Option<u64>,
     graphiql: Option<bool>,
     jwt_secret: Option<String>,
     public_base_url: Option<String>,
@@ -91,6 +99,8 @@ pub struct Config {
     pub storage: Storage,
     pub rules: RuleSet,
     pub upload_bytes_max: u64,
+    /// Most bytes each enterprise and each agency may store through their own uploads.
+    pub upload_quota: anquan_api::UploadQuota,
     pub graphiql: bool,
     pub tokens: TokenAuthority,
     /// The public QR pages' base URL; `None` means `http://<bound address>`.
@@ -151,6 +161,18 @@ impl Config {
                 .upload_bytes_max
                 .or(file.upload_bytes_max)
                 .unwrap_or(anquan_api::UPLOAD_BYTES_MAX_DEFAULT),
+            upload_quota: anquan_api::UploadQuota {
+                enterprise_bytes: Some(
+                    args.upload_quota_enterprise_bytes
+                        .or(file.upload_quota_enterprise_bytes)
+                        .unwrap_or(anquan_api::UPLOAD_QUOTA_BYTES_DEFAULT),
+                ),
+                agency_bytes: Some(
+                    args.upload_quota_agency_bytes
+                        .or(file.upload_quota_agency_bytes)
+                        .unwrap_or(anquan_api::UPLOAD_QUOTA_BYTES_DEFAULT),
+                ),
+            },
             graphiql: args.graphiql.or(file.graphiql).unwrap_or(true),
             tokens: secret.authority()?,
             data_dir,
