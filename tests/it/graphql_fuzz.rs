@@ -240,6 +240,8 @@ async fn fuzz(backend: Backend) {
         Some(app.token(&["--role", "town_officer", "--town", "许村"])),
         Some(app.token(&["--role", "city_inspector"])),
         Some(app.token(&["--role", "agency", "--agency", &agency])),
+        Some(app.token(&["--role", "auditor", "--town", "许村"])),
+        Some(app.token(&["--role", "analyst"])),
     ];
     let introspection = data(&app.graphql(Some(&admin), INTROSPECTION, json!({})).await).clone();
     let schema = Schema::of(&introspection);

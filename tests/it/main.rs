@@ -21,6 +21,7 @@ mod metrics_follow;
 mod public_page;
 mod read_side;
 mod rule_sets;
+mod security_roles;
 mod security_transport;
 mod stalled_projection;
 mod supervision_flow;

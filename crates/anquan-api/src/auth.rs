@@ -34,7 +34,8 @@ pub enum AuthError {
     #[error("the token's role {role:?} needs {needs}")]
     BadScope { role: String, needs: &'static str },
     #[error(
-        "unknown role {0:?}; roles are city_admin, town_officer, enterprise, city_inspector, town_inspector, agency"
+        "unknown role {0:?}; roles are city_admin, town_officer, enterprise, city_inspector, town_inspector, agency, \
+         auditor, analyst"
     )]
     UnknownRole(String),
 }
@@ -66,8 +67,10 @@ impl TokenAuthority {
     ) -> Result<String, AuthError> {
         let (mut town, mut enterprise_id, mut agency_id) = (None, None, None);
         match &actor.role {
-            Role::CityAdmin | Role::CityInspector => {}
-            Role::TownOfficer { town: own } | Role::TownInspector { town: own } => town = Some(own.to_string()),
+            Role::CityAdmin | Role::CityInspector | Role::Analyst | Role::Auditor { town: None } => {}
+            Role::TownOfficer { town: own } | Role::TownInspector { town: own } | Role::Auditor { town: Some(own) } => {
+                town = Some(own.to_string())
+            }
             Role::Enterprise { enterprise_id: own } => enterprise_id = Some(own.to_string()),
             Role::Agency { agency_id: own } => agency_id = Some(own.to_string()),
         }
@@ -137,6 +140,17 @@ pub fn actor_from_claims(claims: &Claims) -> Result<Actor, AuthError> {
             let agency_id: AgencyId = id.parse().map_err(|_| bad_scope("a valid agency_id"))?;
             Role::Agency { agency_id }
         }
+        "auditor" => Role::Auditor {
+            town: claims
+                .town
+                .as_deref()
+                .map(|town| Town::parse(town).map_err(|_| bad_scope("a valid town, or none for the whole city")))
+                .transpose()?,
+        },
+        "analyst" if claims.town.is_some() || claims.enterprise_id.is_some() || claims.agency_id.is_some() => {
+            return Err(bad_scope("no town, enterprise or agency (analysts read city-wide)"));
+        }
+        "analyst" => Role::Analyst,
         other => return Err(AuthError::UnknownRole(other.to_owned())),
     };
     Ok(Actor { user_id, role })
@@ -158,6 +172,26 @@ mod tests {
         let now = Utc::now();
         let token = authority.mint(&actor, now, now + chrono::Duration::hours(1)).unwrap();
         assert_eq!(authority.verify(&token).unwrap(), actor);
+    }
+
+    #[test]
+    fn auditor_and_analyst_tokens_verify_to_their_roles() {
+        let authority = TokenAuthority::new(&[7u8; 32]).unwrap();
+        let now = Utc::now();
+        for role in [
+            Role::Auditor { town: None },
+            Role::Auditor {
+                town: Some(Town::parse("许村").unwrap()),
+            },
+            Role::Analyst,
+        ] {
+            let actor = Actor {
+                user_id: UserId::parse("reader").unwrap(),
+                role,
+            };
+            let token = authority.mint(&actor, now, now + chrono::Duration::hours(1)).unwrap();
+            assert_eq!(authority.verify(&token).unwrap(), actor);
+        }
     }
 
     #[test]

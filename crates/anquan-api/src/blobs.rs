@@ -1,8 +1,14 @@
 //! The content-addressed blob store for uploaded files: bytes are stored under their SHA-256,
 //! events hold only the hash, size and media type.
+//!
+//! Uploads are counted against the enterprise or agency that sent them: beside the bytes, a
+//! marker `owners/<owner>/<sha256>.<size>` (empty) records that the owner stored that content,
+//! so an owner's usage is a listing of its markers (the same content twice counts once) and
+//! works on any `object_store` backend. The API checks an owner's quota before it stores.
 
 use std::sync::Arc;
 
+use futures::TryStreamExt as _;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use sha2::{Digest, Sha256};
@@ -16,16 +22,120 @@ pub enum BlobError {
     Store(#[from] object_store::Error),
 }
 
+/// The most bytes each enterprise and each agency may store; `None` is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UploadQuota {
+    pub enterprise_bytes: Option<u64>,
+    pub agency_bytes: Option<u64>,
+}
+
+/// Whose storage an upload counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobOwner {
+    Enterprise(anquan_domain::EnterpriseId),
+    Agency(anquan_domain::AgencyId),
+}
+
+impl BlobOwner {
+    fn prefix(&self) -> String {
+        match self {
+            BlobOwner::Enterprise(id) => format!("owners/enterprise-{id}"),
+            BlobOwner::Agency(id) => format!("owners/agency-{id}"),
+        }
+    }
+}
+
+/// A file read from a request and checked, not yet stored: its reference is final (the hash is
+/// of these bytes), so a command can be decided on it before anything is written.
+#[derive(Debug, Clone)]
+pub struct StagedFile {
+    pub file: FileRef,
+    bytes: bytes::Bytes,
+}
+
+impl StagedFile {
+    /// Hashes the bytes; nothing is stored.
+    pub fn new(bytes: bytes::Bytes, media_type: &str, file_name: &str) -> Self {
+        let file = FileRef {
+            sha256: hex::encode(Sha256::digest(&bytes)),
+            size_bytes: bytes.len() as u64,
+            media_type: media_type.to_owned(),
+            file_name: file_name.to_owned(),
+        };
+        Self { file, bytes }
+    }
+}
+
 /// Stores files by content hash in any `object_store` backend (local directory by default).
 #[derive(Clone)]
 pub struct BlobStore {
     store: Arc<dyn ObjectStore>,
+    quota: UploadQuota,
 }
 
 impl BlobStore {
-    /// Wraps an object store.
+    /// Wraps an object store, with no quota.
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        Self { store }
+        Self {
+            store,
+            quota: UploadQuota::default(),
+        }
+    }
+
+    /// Sets the quota per enterprise and per agency.
+    #[must_use]
+    pub fn with_quota(self, quota: UploadQuota) -> Self {
+        Self { quota, ..self }
+    }
+
+    /// The quota of an owner, if it has one.
+    pub fn quota_of(&self, owner: BlobOwner) -> Option<u64> {
+        match owner {
+            BlobOwner::Enterprise(_) => self.quota.enterprise_bytes,
+            BlobOwner::Agency(_) => self.quota.agency_bytes,
+        }
+    }
+
+    /// The bytes an owner has stored, each distinct content once, and the hashes of that
+    /// content (uploading it again costs nothing).
+    pub async fn usage(&self, owner: BlobOwner) -> Result<(u64, std::collections::HashSet<String>), BlobError> {
+        let prefix = Path::from(owner.prefix());
+        let mut listing = self.store.list(Some(&prefix));
+        let (mut bytes, mut hashes) = (0u64, std::collections::HashSet::new());
+        while let Some(meta) = listing.try_next().await? {
+            let Some(name) = meta.location.filename() else { continue };
+            let Some((sha256, size)) = name.split_once('.') else {
+                continue;
+            };
+            let Ok(size) = size.parse::<u64>() else { continue };
+            if hashes.insert(sha256.to_owned()) {
+                bytes = bytes.saturating_add(size);
+            }
+        }
+        Ok((bytes, hashes))
+    }
+
+    /// Stores staged files and, when there is an owner, the markers that count them against
+    /// it. Call it only once the command that names the files is authorised and decided.
+    pub async fn store(&self, files: &[StagedFile], owner: Option<BlobOwner>) -> Result<(), BlobError> {
+        for staged in files {
+            self.store
+                .put(
+                    &location(&staged.file.sha256),
+                    PutPayload::from_bytes(staged.bytes.clone()),
+                )
+                .await?;
+            if let Some(owner) = owner {
+                let marker = Path::from(format!(
+                    "{}/{}.{}",
+                    owner.prefix(),
+                    staged.file.sha256,
+                    staged.file.size_bytes
+                ));
+                self.store.put(&marker, PutPayload::new()).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Opens (creating it if needed) a local directory as the blob store.
@@ -36,22 +146,6 @@ impl BlobStore {
         })?;
         let store = object_store::local::LocalFileSystem::new_with_prefix(directory)?;
         Ok(Self::new(Arc::new(store)))
-    }
-
-    /// Stores the bytes (idempotently: the same content lands at the same place) and returns
-    /// the reference events keep.
-    pub async fn put(&self, bytes: bytes::Bytes, media_type: &str, file_name: &str) -> Result<FileRef, BlobError> {
-        let sha256 = hex::encode(Sha256::digest(&bytes));
-        let size_bytes = bytes.len() as u64;
-        self.store
-            .put(&location(&sha256), PutPayload::from_bytes(bytes))
-            .await?;
-        Ok(FileRef {
-            sha256,
-            size_bytes,
-            media_type: media_type.to_owned(),
-            file_name: file_name.to_owned(),
-        })
     }
 
     /// Reads a file by its hash.

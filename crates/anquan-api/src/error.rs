@@ -32,6 +32,12 @@ pub enum ApiError {
         size: u64,
         max: u64,
     },
+    /// The uploading enterprise or agency would store more than its quota.
+    QuotaExceeded {
+        used: u64,
+        adding: u64,
+        quota: u64,
+    },
     /// Something the service computes after it starts is not there yet; the client may retry.
     NotReady(String),
     /// A read model the answer depends on is stalled on an event (see `/readyz`).
@@ -53,6 +59,9 @@ impl ApiError {
             }
             ApiError::Conflict => "another change to the same record won repeatedly; try again".to_owned(),
             ApiError::FileTooLarge { size, max } => format!("the file is {size} bytes; at most {max} are accepted"),
+            ApiError::QuotaExceeded { used, adding, quota } => {
+                format!("the upload quota is {quota} bytes; {used} are stored and these files would add {adding}")
+            }
             ApiError::NotReady(message) => message.clone(),
             ApiError::ProjectionStalled(message) => message.clone(),
             ApiError::Internal(_) => "internal error".to_owned(),
@@ -70,6 +79,7 @@ impl ApiError {
             ApiError::WrongExpectedVersion { .. } => "WRONG_EXPECTED_VERSION",
             ApiError::Conflict => "CONFLICT",
             ApiError::FileTooLarge { .. } => "FILE_TOO_LARGE",
+            ApiError::QuotaExceeded { .. } => "QUOTA_EXCEEDED",
             ApiError::NotReady(_) => "NOT_READY",
             ApiError::ProjectionStalled(_) => "PROJECTION_STALLED",
             ApiError::Internal(_) => "INTERNAL",
@@ -203,6 +213,8 @@ pub const ERROR_CODES: &[&str] = &[
     "CONFLICT",
     "FILE_TOO_LARGE",
     "EMPTY_FILE",
+    "TOO_MANY_FILES",
+    "QUOTA_EXCEEDED",
     "INVALID_EVENT",
     "VALUE_OUT_OF_RANGE",
     "GRAPHQL_PARSE_FAILED",

@@ -13,6 +13,7 @@ mod http;
 pub mod metrics_service;
 pub mod public_page;
 pub mod rate_limit;
+mod uploads;
 pub mod watcher;
 
 use std::sync::Arc;
@@ -29,7 +30,7 @@ use anquan_projections::{AgencyProjection, ComplianceProjection, ProjectionsHeal
 use crate::error::ApiError;
 
 pub use auth::TokenAuthority;
-pub use blobs::BlobStore;
+pub use blobs::{BlobStore, UploadQuota};
 pub use graphql::{AppSchema, schema, schema_with, sdl};
 pub use http::{
     BODY_TOO_LARGE, GRAPHQL_BODY_BYTES_MAX_DEFAULT, HttpLimits, RULE_SET_HEADER, TOKEN_EXPIRED, WS_CLOSE_TOKEN_EXPIRED,
@@ -42,6 +43,8 @@ pub use watcher::{SupervisionEvents, SupervisionWatcher};
 
 /// The default largest upload: 20 MiB.
 pub const UPLOAD_BYTES_MAX_DEFAULT: u64 = 20 * 1024 * 1024;
+/// The default quota of each enterprise and each agency: 10 GiB.
+pub const UPLOAD_QUOTA_BYTES_DEFAULT: u64 = 10 * 1024 * 1024 * 1024;
 /// How long a mutation waits for the read models to show its own write.
 pub const READ_YOUR_WRITES_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -32,8 +32,9 @@ pub struct SecretArgs {
 pub struct ServeArgs {
     /// A TOML file with any of: listen, data_dir, database_url, rules_dir, upload_bytes_max,
     /// graphiql, graphql_body_bytes_max, request_timeout_ms, mutations_per_minute_per_token,
-    /// mutations_per_minute_per_address, jwt_secret, public_base_url, town_contact_default and a
-    /// `[town_contacts]` table (town = "how to reach its safety office").
+    /// mutations_per_minute_per_address, upload_quota_enterprise_bytes, upload_quota_agency_bytes,
+    /// jwt_secret, public_base_url, town_contact_default and a `[town_contacts]` table (town =
+    /// "how to reach its safety office").
     #[arg(long, env = "ANQUAN_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address to listen on. Default: 127.0.0.1:8080.
@@ -49,6 +50,12 @@ pub struct ServeArgs {
     /// Largest accepted upload in bytes. Default: 20 MiB.
     #[arg(long, env = "ANQUAN_UPLOAD_BYTES_MAX")]
     pub upload_bytes_max: Option<u64>,
+    /// Most bytes each enterprise may store through its own uploads. Default: 10 GiB.
+    #[arg(long, env = "ANQUAN_UPLOAD_QUOTA_ENTERPRISE_BYTES")]
+    pub upload_quota_enterprise_bytes: Option<u64>,
+    /// Most bytes each agency may store through its own uploads. Default: 10 GiB.
+    #[arg(long, env = "ANQUAN_UPLOAD_QUOTA_AGENCY_BYTES")]
+    pub upload_quota_agency_bytes: Option<u64>,
     /// Serve GraphiQL at GET /graphql. Default: true.
     #[arg(long, env = "ANQUAN_GRAPHIQL")]
     pub graphiql: Option<bool>,
@@ -84,6 +91,8 @@ struct ConfigFile {
     database_url: Option<String>,
     rules_dir: Option<PathBuf>,
     upload_bytes_max: Option<u64>,
+    upload_quota_enterprise_bytes: Option<u64>,
+    upload_quota_agency_bytes: Option<u64>,
     graphiql: Option<bool>,
     graphql_body_bytes_max: Option<usize>,
     request_timeout_ms: Option<u64>,
@@ -112,6 +121,8 @@ pub struct Config {
     pub storage: Storage,
     pub rules: RuleSet,
     pub upload_bytes_max: u64,
+    /// Most bytes each enterprise and each agency may store through their own uploads.
+    pub upload_quota: anquan_api::UploadQuota,
     pub graphiql: bool,
     /// Limits of the HTTP transport.
     pub http_limits: anquan_api::HttpLimits,
@@ -178,6 +189,18 @@ impl Config {
                 .upload_bytes_max
                 .or(file.upload_bytes_max)
                 .unwrap_or(anquan_api::UPLOAD_BYTES_MAX_DEFAULT),
+            upload_quota: anquan_api::UploadQuota {
+                enterprise_bytes: Some(
+                    args.upload_quota_enterprise_bytes
+                        .or(file.upload_quota_enterprise_bytes)
+                        .unwrap_or(anquan_api::UPLOAD_QUOTA_BYTES_DEFAULT),
+                ),
+                agency_bytes: Some(
+                    args.upload_quota_agency_bytes
+                        .or(file.upload_quota_agency_bytes)
+                        .unwrap_or(anquan_api::UPLOAD_QUOTA_BYTES_DEFAULT),
+                ),
+            },
             graphiql: args.graphiql.or(file.graphiql).unwrap_or(true),
             http_limits: anquan_api::HttpLimits {
                 rate: std::sync::Arc::default(),

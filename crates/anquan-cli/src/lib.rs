@@ -64,10 +64,13 @@ pub enum Command {
 /// Arguments of `anquan token`.
 #[derive(Debug, clap::Args)]
 pub struct TokenArgs {
-    /// city_admin, town_officer, enterprise, city_inspector, town_inspector or agency.
+    /// city_admin, town_officer, enterprise, city_inspector, town_inspector, agency, auditor
+    /// (read-only; city-wide, or one town with --town) or analyst (read-only statistics and
+    /// rule sets, city-wide).
     #[arg(long)]
     pub role: String,
-    /// The town of a town_officer, e.g. 许村.
+    /// The town of a town_officer or town_inspector (required) or of an auditor (optional),
+    /// e.g. 许村.
     #[arg(long)]
     pub town: Option<String>,
     /// The enterprise id of an enterprise user.

@@ -65,7 +65,9 @@ pub async fn run(
         read_models,
         rules: rule_sets.active(),
         rule_sets: rule_sets.clone(),
-        blobs: BlobStore::local(&config.data_dir.join("blobs")).context("cannot open the blob store")?,
+        blobs: BlobStore::local(&config.data_dir.join("blobs"))
+            .context("cannot open the blob store")?
+            .with_quota(config.upload_quota),
         tokens: config.tokens,
         projected: runner.applied(),
         projections: runner.health(),

@@ -20,6 +20,15 @@ pub enum Role {
     TownInspector { town: Town },
     /// A safety-service agency's staff: its own profile, staff, contracts and reports.
     Agency { agency_id: AgencyId },
+    /// An auditor: reads every enterprise's history, verification and status as of any
+    /// instant, city-wide or in one town, and writes nothing.
+    Auditor {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        town: Option<Town>,
+    },
+    /// An analyst: reads statistics, metrics and rule sets city-wide, and writes nothing through
+    /// the API (promotion stays with the city admin).
+    Analyst,
 }
 
 impl Role {
@@ -32,18 +41,28 @@ impl Role {
             Role::CityInspector => "city_inspector",
             Role::TownInspector { .. } => "town_inspector",
             Role::Agency { .. } => "agency",
+            Role::Auditor { .. } => "auditor",
+            Role::Analyst => "analyst",
         }
     }
 
     /// Every role name, as tokens spell them.
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 8] = [
         "city_admin",
         "town_officer",
         "enterprise",
         "city_inspector",
         "town_inspector",
         "agency",
+        "auditor",
+        "analyst",
     ];
+
+    /// Tells whether the role may issue commands at all: auditors and analysts read only, and
+    /// every aggregate refuses them first (`FORBIDDEN`, before any other check).
+    pub fn may_write(&self) -> bool {
+        !matches!(self, Role::Auditor { .. } | Role::Analyst)
+    }
 }
 
 /// The authenticated caller of a command.
@@ -60,19 +79,25 @@ impl Actor {
     /// for an unknown id as for an enterprise outside their scope, so ids cannot be probed.
     pub fn may_know_enterprise(&self, enterprise_id: EnterpriseId) -> bool {
         match &self.role {
-            Role::CityAdmin | Role::CityInspector => true,
+            Role::CityAdmin | Role::CityInspector | Role::Auditor { town: None } => true,
             Role::Enterprise { enterprise_id: own } => *own == enterprise_id,
-            Role::TownOfficer { .. } | Role::TownInspector { .. } | Role::Agency { .. } => false,
+            Role::TownOfficer { .. }
+            | Role::TownInspector { .. }
+            | Role::Agency { .. }
+            | Role::Auditor { town: Some(_) }
+            | Role::Analyst => false,
         }
     }
 
     /// Tells whether this actor may see the file of an enterprise in `town`.
     pub fn may_read_enterprise(&self, enterprise_id: EnterpriseId, town: &Town) -> bool {
         match &self.role {
-            Role::CityAdmin | Role::CityInspector => true,
-            Role::TownOfficer { town: own } | Role::TownInspector { town: own } => own == town,
+            Role::CityAdmin | Role::CityInspector | Role::Auditor { town: None } => true,
+            Role::TownOfficer { town: own } | Role::TownInspector { town: own } | Role::Auditor { town: Some(own) } => {
+                own == town
+            }
             Role::Enterprise { enterprise_id: own } => *own == enterprise_id,
-            Role::Agency { .. } => false,
+            Role::Agency { .. } | Role::Analyst => false,
         }
     }
 
@@ -82,7 +107,11 @@ impl Actor {
         match &self.role {
             Role::CityAdmin | Role::CityInspector => true,
             Role::TownInspector { town: own } => own == town,
-            Role::TownOfficer { .. } | Role::Enterprise { .. } | Role::Agency { .. } => false,
+            Role::TownOfficer { .. }
+            | Role::Enterprise { .. }
+            | Role::Agency { .. }
+            | Role::Auditor { .. }
+            | Role::Analyst => false,
         }
     }
 
@@ -129,5 +158,38 @@ mod tests {
         let json = serde_json::to_string(&actor).unwrap();
         assert_eq!(json, r#"{"user_id":"officer-1","role":"town_officer","town":"许村"}"#);
         assert_eq!(serde_json::from_str::<Actor>(&json).unwrap(), actor);
+    }
+
+    #[test]
+    fn auditors_and_analysts_read_in_their_scope_and_write_nothing() {
+        let town = Town::parse("许村").unwrap();
+        let other = Town::parse("长安镇").unwrap();
+        let enterprise = EnterpriseId::from_uuid(uuid::Uuid::nil());
+        let actor = |role| Actor {
+            user_id: UserId::parse("reader").unwrap(),
+            role,
+        };
+        let city_auditor = actor(Role::Auditor { town: None });
+        let town_auditor = actor(Role::Auditor {
+            town: Some(town.clone()),
+        });
+        let analyst = actor(Role::Analyst);
+        assert!(city_auditor.may_read_enterprise(enterprise, &other));
+        assert!(city_auditor.may_know_enterprise(enterprise));
+        assert!(town_auditor.may_read_enterprise(enterprise, &town));
+        assert!(!town_auditor.may_read_enterprise(enterprise, &other));
+        assert!(!town_auditor.may_know_enterprise(enterprise));
+        assert!(!analyst.may_read_enterprise(enterprise, &town));
+        for reader in [&city_auditor, &town_auditor, &analyst] {
+            assert!(!reader.role.may_write());
+            assert!(!reader.may_write_enterprise_file(enterprise));
+            assert!(!reader.may_supervise_town(&town));
+            assert!(!reader.may_inspect_town(&town));
+        }
+        let json = serde_json::to_string(&city_auditor).unwrap();
+        assert_eq!(json, r#"{"user_id":"reader","role":"auditor"}"#);
+        assert_eq!(serde_json::from_str::<Actor>(&json).unwrap(), city_auditor);
+        let json = serde_json::to_string(&town_auditor).unwrap();
+        assert_eq!(serde_json::from_str::<Actor>(&json).unwrap(), town_auditor);
     }
 }

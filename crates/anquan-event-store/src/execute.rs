@@ -121,31 +121,11 @@ pub async fn execute<A: Aggregate>(
         None => None,
     };
     for _ in 0..=CONFLICT_RETRIES_MAX {
-        let (state, version) = load::<A>(store, &stream_id).await?;
-        state
-            .authorise(command, context.actor)
-            .map_err(ExecuteError::Rejected)?;
-        if let Some(key) = &key
-            && let Some(recorded) = store.command_outcome(key.id).await?
-        {
-            if !recorded.is_retry_of(&stream_id, key) {
-                return Err(ExecuteError::IdempotencyKeyReused {
-                    command_id: key.id,
-                    stream_id,
-                });
-            }
-            return first_answer(store, recorded.outcome).await;
-        }
-        if let Some(expected) = envelope.expected_version
-            && version != Some(expected)
-        {
-            return Err(ExecuteError::WrongExpectedVersion {
-                stream_id,
-                expected,
-                actual: version,
-            });
-        }
-        let events = state.decide(command, context).map_err(ExecuteError::Rejected)?;
+        let (events, version) =
+            match decide_now::<A>(store, &stream_id, key.as_ref(), command, context, envelope).await? {
+                Decided::Repeated(recorded) => return first_answer(store, recorded).await,
+                Decided::Fresh { events, version } => (events, version),
+            };
         if events.is_empty() {
             return Ok(Executed { outcome: None, events });
         }
@@ -190,6 +170,89 @@ pub async fn execute<A: Aggregate>(
         stream_id,
         attempts: CONFLICT_RETRIES_MAX + 1,
     })
+}
+
+/// What a command would do if it were executed now, found without appending anything.
+#[derive(Debug, Clone)]
+pub enum Prepared {
+    /// The command id answers for an earlier append of the same command: executing returns
+    /// that first outcome and appends nothing.
+    Repeated,
+    /// The events a decision now appends (none when the command changes nothing).
+    Fresh(Vec<Event>),
+}
+
+/// Loads, authorises, answers a known command id and decides exactly as [`execute`] does, but
+/// appends nothing: what a caller does before work that must not happen for a refused command
+/// (storing an upload). The stream may move before the real `execute`, which decides again;
+/// a refusal here is the refusal `execute` would give now.
+pub async fn prepare<A: Aggregate>(
+    store: &dyn EventStore,
+    command: &A::Command,
+    context: &DecisionContext<'_>,
+    envelope: &CommandEnvelope,
+) -> Result<Prepared, ExecuteError<A::Rejection>> {
+    let stream_id = StreamId::for_uuid(A::CATEGORY, A::stream_key(command));
+    let key = match envelope.command_id {
+        Some(id) => Some(CommandKey {
+            id,
+            digest: command_digest::<A>(command, context.actor)?,
+        }),
+        None => None,
+    };
+    Ok(
+        match decide_now::<A>(store, &stream_id, key.as_ref(), command, context, envelope).await? {
+            Decided::Repeated(_) => Prepared::Repeated,
+            Decided::Fresh { events, .. } => Prepared::Fresh(events),
+        },
+    )
+}
+
+/// One decision against the stream as it is now.
+enum Decided {
+    Repeated(AppendOutcome),
+    Fresh {
+        events: Vec<Event>,
+        version: Option<StreamVersion>,
+    },
+}
+
+/// Loads the stream, authorises the actor, answers a known command id, checks the expected
+/// version and decides: the order [`execute`] promises, in one place.
+async fn decide_now<A: Aggregate>(
+    store: &dyn EventStore,
+    stream_id: &StreamId,
+    key: Option<&CommandKey>,
+    command: &A::Command,
+    context: &DecisionContext<'_>,
+    envelope: &CommandEnvelope,
+) -> Result<Decided, ExecuteError<A::Rejection>> {
+    let (state, version) = load::<A>(store, stream_id).await?;
+    state
+        .authorise(command, context.actor)
+        .map_err(ExecuteError::Rejected)?;
+    if let Some(key) = key
+        && let Some(recorded) = store.command_outcome(key.id).await?
+    {
+        if !recorded.is_retry_of(stream_id, key) {
+            return Err(ExecuteError::IdempotencyKeyReused {
+                command_id: key.id,
+                stream_id: stream_id.clone(),
+            });
+        }
+        return Ok(Decided::Repeated(recorded.outcome));
+    }
+    if let Some(expected) = envelope.expected_version
+        && version != Some(expected)
+    {
+        return Err(ExecuteError::WrongExpectedVersion {
+            stream_id: stream_id.clone(),
+            expected,
+            actual: version,
+        });
+    }
+    let events = state.decide(command, context).map_err(ExecuteError::Rejected)?;
+    Ok(Decided::Fresh { events, version })
 }
 
 /// The answer to a repeated command id: the first append's outcome and its events, read back

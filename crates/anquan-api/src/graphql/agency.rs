@@ -29,6 +29,7 @@ use super::agency_types::{
 use super::query::{parse_enterprise_id, scoped_town};
 use super::{actor, app, created_id, optional_instant_arg, parse_command_id};
 use crate::AppState;
+use crate::blobs::StagedFile;
 use crate::error::ApiError;
 
 /// Queries of the service gate.
@@ -386,6 +387,10 @@ impl AgencyMutation {
     ) -> Result<AgencyCommandPayload, ApiError> {
         let app = app(ctx)?;
         let enterprise_id = parse_enterprise_id(&input.enterprise_id)?;
+        let agency_id = parse_id::<AgencyId>(&input.agency_id)?;
+        // Authorised before the read model is read: a caller who may not sign for the agency
+        // learns nothing, not even whether the enterprise is registered.
+        may_act_for(actor(ctx)?, agency_id, "sign contracts for this agency")?;
         // Checked at read time: an enterprise is never deleted, so "registered" cannot become false.
         let enterprise_town = enterprise_town(app, enterprise_id).await?;
         let contract_id = match &input.contract_id {
@@ -393,7 +398,7 @@ impl AgencyMutation {
             None => ContractId::from_uuid(created_id(parse_command_id(command_id.as_ref())?, "contract", 0)),
         };
         let command = AgencyCommand::SignContract(SignContract {
-            agency_id: parse_id(&input.agency_id)?,
+            agency_id,
             contract_id,
             enterprise_id,
             enterprise_town,
@@ -432,10 +437,23 @@ impl AgencyMutation {
         run(ctx, command, command_id, None, ids).await
     }
 
-    /// Stores a file (a photo) to name in a later service report; returns its reference.
+    /// Stores a file (a photo) to name in a later service report; returns its reference (an
+    /// agency, counted against its quota, or the city admin).
     async fn store_agency_file(&self, ctx: &Context<'_>, file: Upload) -> Result<StoredFile, ApiError> {
-        actor(ctx)?;
-        let stored = store_upload(ctx, &file).await?;
+        let app = app(ctx)?;
+        let actor = actor(ctx)?;
+        if !matches!(actor.role, Role::Agency { .. } | Role::CityAdmin) {
+            return Err(ApiError::Forbidden(format!(
+                "{} may not store agency files; agencies and the city admin may",
+                actor.role.name()
+            )));
+        }
+        let staged = crate::uploads::stage(ctx, app, std::slice::from_ref(&file), "file", 1)?;
+        crate::uploads::store_checked(app, actor, &staged).await?;
+        let stored = staged
+            .first()
+            .map(|staged| staged.file.clone())
+            .ok_or_else(|| ApiError::bad_input("the upload is missing"))?;
         Ok(StoredFile::from(&stored))
     }
 
@@ -449,7 +467,9 @@ impl AgencyMutation {
         command_id: Option<ID>,
     ) -> Result<AgencyCommandPayload, ApiError> {
         let app = app(ctx)?;
-        actor(ctx)?;
+        let agency_id = parse_id::<AgencyId>(&input.agency_id)?;
+        // Authorised before the blob store is read for the files the report names.
+        may_act_for(actor(ctx)?, agency_id, "report services for this agency")?;
         let report_id = match &input.report_id {
             Some(id) => parse_id(id)?,
             None => ServiceReportId::from_uuid(created_id(parse_command_id(command_id.as_ref())?, "service_report", 0)),
@@ -465,9 +485,14 @@ impl AgencyMutation {
             });
         }
         let photos = stored_files(app, input.photos).await?;
-        let report_file = store_upload(ctx, &report_file).await?;
+        // Read and checked, not stored: stored only once the report is authorised and decided.
+        let staged = crate::uploads::stage(ctx, app, std::slice::from_ref(&report_file), "reportFile", 1)?;
+        let report_file = staged
+            .first()
+            .map(|staged| staged.file.clone())
+            .ok_or_else(|| ApiError::bad_input("the upload is missing"))?;
         let command = AgencyCommand::ReportService(ReportService {
-            agency_id: parse_id(&input.agency_id)?,
+            agency_id,
             report_id,
             contract_id: parse_id(&input.contract_id)?,
             visited_at: input.visited_at,
@@ -481,7 +506,7 @@ impl AgencyMutation {
             contract_id: None,
             report_id: Some(report_id),
         };
-        run(ctx, command, command_id, None, ids).await
+        run_with_files(ctx, command, command_id, None, ids, &staged).await
     }
 
     /// Rates a service record 1 to 5 stars (the served enterprise, once).
@@ -641,6 +666,19 @@ async fn run(
     expected_version: Option<u64>,
     ids: Ids,
 ) -> Result<AgencyCommandPayload, ApiError> {
+    run_with_files(ctx, command, command_id, expected_version, ids, &[]).await
+}
+
+/// Executes an agency command that names uploaded files, storing them only once the command
+/// is authorised and decided (see `uploads`).
+async fn run_with_files(
+    ctx: &Context<'_>,
+    command: AgencyCommand,
+    command_id: Option<ID>,
+    expected_version: Option<u64>,
+    ids: Ids,
+    files: &[StagedFile],
+) -> Result<AgencyCommandPayload, ApiError> {
     let app = app(ctx)?;
     let actor = actor(ctx)?;
     let command_id = command_id.as_ref().map(parse_id::<CommandId>).transpose()?;
@@ -656,6 +694,7 @@ async fn run(
         causation_id: None,
         expected_version: expected_version.map(StreamVersion),
     };
+    crate::uploads::store_for_command::<AgencyState>(app, &command, &context, &envelope, files).await?;
     let executed = execute::<AgencyState>(app.event_store.as_ref(), &command, &context, &envelope).await?;
     let outcome = executed.outcome;
     // The payload is made of the command's own events, not read back, so a stalled agency
@@ -706,6 +745,17 @@ async fn public_agency(app: &AppState, agency_id: AgencyId) -> Result<Option<Pub
     Ok(Some(PublicAgency::new(&agency, &staff, &statistics, &grades)))
 }
 
+/// The API's check, before it reads anything for an agency command, that the caller acts for
+/// the agency (the agency itself or the city admin; never a read-only role). The aggregate
+/// checks the same again when it decides.
+fn may_act_for(actor: &Actor, agency_id: AgencyId, action: &str) -> Result<(), ApiError> {
+    if actor.role.may_write() && actor.may_act_for_agency(agency_id) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!("{} may not {action}", actor.role.name())))
+    }
+}
+
 /// The city and the agency itself may read an agency's private fields.
 fn check_agency_reader(actor: &Actor, agency_id: AgencyId) -> Result<(), ApiError> {
     match &actor.role {
@@ -728,35 +778,6 @@ async fn enterprise_town(app: &AppState, enterprise_id: EnterpriseId) -> Result<
             code: "UNKNOWN_ENTERPRISE",
             message: format!("enterprise {enterprise_id} is not registered"),
         })
-}
-
-/// Stores an upload in the blob store and returns its reference.
-async fn store_upload(ctx: &Context<'_>, file: &Upload) -> Result<FileRef, ApiError> {
-    let app = app(ctx)?;
-    let upload = file
-        .value(ctx)
-        .map_err(|error| ApiError::bad_input(format!("the upload cannot be read: {error}")))?;
-    let size = upload.content.len() as u64;
-    if size > app.upload_bytes_max {
-        return Err(ApiError::FileTooLarge {
-            size,
-            max: app.upload_bytes_max,
-        });
-    }
-    if size == 0 {
-        return Err(ApiError::BadInput {
-            code: "EMPTY_FILE",
-            message: "the file is empty".into(),
-        });
-    }
-    let media_type = upload
-        .content_type
-        .clone()
-        .unwrap_or_else(|| "application/octet-stream".to_owned());
-    app.blobs
-        .put(upload.content.clone(), &media_type, &upload.filename)
-        .await
-        .map_err(|error| ApiError::internal(&error))
 }
 
 /// Checks that files named by a command are stored, with the size claimed.

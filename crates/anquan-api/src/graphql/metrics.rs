@@ -202,8 +202,10 @@ enum Visibility {
 fn visibility(ctx: &Context<'_>) -> Result<Visibility, ApiError> {
     let actor = actor(ctx)?;
     match &actor.role {
-        Role::CityAdmin | Role::CityInspector => Ok(Visibility::All),
-        Role::TownOfficer { town } | Role::TownInspector { town } => Ok(Visibility::Town(town.clone())),
+        Role::CityAdmin | Role::CityInspector | Role::Analyst | Role::Auditor { town: None } => Ok(Visibility::All),
+        Role::TownOfficer { town } | Role::TownInspector { town } | Role::Auditor { town: Some(town) } => {
+            Ok(Visibility::Town(town.clone()))
+        }
         Role::Enterprise { .. } | Role::Agency { .. } => Err(ApiError::Forbidden(format!(
             "an {} may not read town statistics",
             actor.role.name()

@@ -19,6 +19,7 @@ use anquan_projections::compliance as read_model;
 use super::query::parse_enterprise_id;
 use super::types::{Enterprise, Profile};
 use super::{actor, app, created_id, parse_command_id};
+use crate::blobs::StagedFile;
 use crate::error::ApiError;
 
 /// Mutations of the foundation gate; part of the mutation root.
@@ -178,28 +179,12 @@ impl EnterpriseMutation {
         };
         let requirement = RequirementCode::parse(&input.requirement).map_err(invalid_id)?;
         let coverage = coverage(&input)?;
-        let upload = file
-            .value(ctx)
-            .map_err(|error| ApiError::bad_input(format!("the upload cannot be read: {error}")))?;
-        let size = upload.content.len() as u64;
-        if size > app.upload_bytes_max {
-            return Err(ApiError::FileTooLarge {
-                size,
-                max: app.upload_bytes_max,
-            });
-        }
-        if size == 0 {
-            return Err(anquan_domain::enterprise::EnterpriseRejection::EmptyFile.into());
-        }
-        let media_type = upload
-            .content_type
-            .clone()
-            .unwrap_or_else(|| "application/octet-stream".to_owned());
-        let stored = app
-            .blobs
-            .put(upload.content.clone(), &media_type, &upload.filename)
-            .await
-            .map_err(|error| ApiError::internal(&error))?;
+        // Read and checked, not stored: stored only once the command is authorised and decided.
+        let staged = crate::uploads::stage(ctx, app, std::slice::from_ref(&file), "file", 1)?;
+        let stored = staged
+            .first()
+            .map(|staged| staged.file.clone())
+            .ok_or_else(|| ApiError::bad_input("the upload is missing"))?;
         let command = EnterpriseCommand::UploadDocument(UploadDocument {
             enterprise_id,
             document_id,
@@ -208,7 +193,7 @@ impl EnterpriseMutation {
             file: stored,
             coverage,
         });
-        run(ctx, command, command_id, expected_version, Some(document_id)).await
+        run_with_files(ctx, command, command_id, expected_version, Some(document_id), &staged).await
     }
 
     /// Approves a pending record, or returns it with feedback (the officer of the
@@ -244,10 +229,22 @@ async fn run(
     expected_version: Option<u64>,
     document_id: Option<DocumentId>,
 ) -> Result<CommandPayload, ApiError> {
+    run_with_files(ctx, command, command_id, expected_version, document_id, &[]).await
+}
+
+/// Executes a command that names uploaded files, storing them only if it is decided.
+async fn run_with_files(
+    ctx: &Context<'_>,
+    command: EnterpriseCommand,
+    command_id: Option<ID>,
+    expected_version: Option<u64>,
+    document_id: Option<DocumentId>,
+    files: &[StagedFile],
+) -> Result<CommandPayload, ApiError> {
     let command_id = command_id
         .map(|id| id.parse::<CommandId>().map_err(invalid_id))
         .transpose()?;
-    let (outcome, enterprise) = execute_and_read_back(ctx, &command, command_id, expected_version).await?;
+    let (outcome, enterprise) = execute_and_read_back(ctx, &command, command_id, expected_version, files).await?;
     Ok(CommandPayload {
         stream_version: outcome.as_ref().map(|outcome| outcome.last_version.0),
         position: outcome.as_ref().map(|outcome| outcome.last_position.sequence()),
@@ -258,12 +255,14 @@ async fn run(
 }
 
 /// Executes an enterprise command for the caller, waits until the read models show it, and
-/// reads the enterprise back: the one path every enterprise mutation takes.
+/// reads the enterprise back: the one path every enterprise mutation takes. `files` are the
+/// command's uploads, stored only once the command is authorised and decided (see `uploads`).
 pub(super) async fn execute_and_read_back(
     ctx: &Context<'_>,
     command: &EnterpriseCommand,
     command_id: Option<CommandId>,
     expected_version: Option<u64>,
+    files: &[StagedFile],
 ) -> Result<(Option<anquan_event_store::AppendOutcome>, Option<Enterprise>), ApiError> {
     let app = app(ctx)?;
     let actor = actor(ctx)?;
@@ -280,6 +279,7 @@ pub(super) async fn execute_and_read_back(
         causation_id: None,
         expected_version: expected_version.map(StreamVersion),
     };
+    crate::uploads::store_for_command::<EnterpriseFile>(app, command, &context, &envelope, files).await?;
     let executed = execute::<EnterpriseFile>(app.event_store.as_ref(), command, &context, &envelope).await?;
     let outcome = executed.outcome;
     if let Some(outcome) = &outcome {

@@ -167,20 +167,39 @@ pub(super) fn scoped_town(ctx: &Context<'_>, town: Option<String>) -> Result<Opt
         })
         .transpose()?;
     match (&actor.role, town) {
-        (Role::CityAdmin | Role::CityInspector, town) => Ok(town),
-        (Role::TownOfficer { town: own } | Role::TownInspector { town: own }, None) => Ok(Some(own.clone())),
-        (Role::TownOfficer { town: own } | Role::TownInspector { town: own }, Some(town)) if &town == own => {
-            Ok(Some(town))
-        }
-        (Role::TownOfficer { .. } | Role::TownInspector { .. }, Some(town)) => Err(ApiError::Forbidden(format!(
-            "a town {} may not list {town}",
-            actor.role.name()
-        ))),
-        (Role::Enterprise { .. } | Role::Agency { .. }, _) => Err(ApiError::Forbidden(format!(
+        (Role::CityAdmin | Role::CityInspector | Role::Auditor { town: None }, town) => Ok(town),
+        (
+            Role::TownOfficer { town: own } | Role::TownInspector { town: own } | Role::Auditor { town: Some(own) },
+            None,
+        ) => Ok(Some(own.clone())),
+        (
+            Role::TownOfficer { town: own } | Role::TownInspector { town: own } | Role::Auditor { town: Some(own) },
+            Some(town),
+        ) if &town == own => Ok(Some(town)),
+        (Role::TownOfficer { .. } | Role::TownInspector { .. } | Role::Auditor { .. }, Some(town)) => Err(
+            ApiError::Forbidden(format!("a town {} may not list {town}", actor.role.name())),
+        ),
+        (Role::Enterprise { .. } | Role::Agency { .. } | Role::Analyst, _) => Err(ApiError::Forbidden(format!(
             "an {} may not list enterprises",
             actor.role.name()
         ))),
     }
+}
+
+/// The town a statistic (counts, no enterprise named) may be asked for: as [`scoped_town`],
+/// and analysts city-wide.
+pub(super) fn statistics_town(ctx: &Context<'_>, town: Option<String>) -> Result<Option<Town>, ApiError> {
+    if matches!(actor(ctx)?.role, Role::Analyst) {
+        return town
+            .map(|town| {
+                Town::parse(&town).map_err(|error| ApiError::BadInput {
+                    code: "INVALID_ID",
+                    message: error.to_string(),
+                })
+            })
+            .transpose();
+    }
+    scoped_town(ctx, town)
 }
 
 fn page_size(first: i32) -> Result<usize, ApiError> {

@@ -12,10 +12,10 @@ use anquan_domain::compliance::Veto;
 use anquan_domain::enterprise::event::{CriterionRef, HazardSource, InspectionDocument};
 use anquan_domain::enterprise::hazard::{HazardRecord, HazardState as DomainHazardState, InspectionRecord};
 use anquan_domain::enterprise::supervision::{
-    ExtendHazardDeadline, NewHazard, RecordHazard, RecordInspection, ReportAccident, SubmitRectification,
+    ExtendHazardDeadline, FILES_MAX, NewHazard, RecordHazard, RecordInspection, ReportAccident, SubmitRectification,
     VerifyRectification,
 };
-use anquan_domain::enterprise::{EnterpriseCommand, EnterpriseFile, EnterpriseRejection, FileRef};
+use anquan_domain::enterprise::{EnterpriseCommand, EnterpriseFile, FileRef};
 use anquan_domain::rules::RuleSet;
 use anquan_domain::{Actor, CommandId, EnterpriseId, HazardId, InspectionId, Role, Town};
 use anquan_projections::compliance::{self as read_model, HazardFilter, HazardStateFilter, HazardView};
@@ -25,6 +25,7 @@ use super::query::{parse_enterprise_id, scoped_town};
 use super::types::{Enterprise, PageInfo};
 use super::{actor, app, created_id, instant_arg, optional_instant_arg, parse_command_id};
 use crate::AppState;
+use crate::blobs::StagedFile;
 use crate::error::ApiError;
 use crate::watcher::SupervisionEvent;
 
@@ -891,7 +892,7 @@ impl SupervisionQuery {
     ) -> Result<ColourDistribution, ApiError> {
         let app = app(ctx)?;
         let rules = super::audit::rules_for(app, rule_set.as_deref())?;
-        let town = scoped_town(ctx, town)?;
+        let town = super::query::statistics_town(ctx, town)?;
         let at = optional_instant_arg("asOf", as_of)?.unwrap_or_else(|| app.now());
         let counts = read_model::colour_distribution(app.compliance_read_models()?, &rules, town.as_ref(), at).await?;
         Ok(ColourDistribution {
@@ -1019,8 +1020,11 @@ impl SupervisionMutation {
         let app = app(ctx)?;
         actor(ctx)?;
         let enterprise_id = parse_enterprise_id(&input.enterprise_id)?;
-        let documents = store_uploads(ctx, app, &documents).await?;
-        let photos = store_uploads(ctx, app, &photos).await?;
+        let mut staged = crate::uploads::stage(ctx, app, &documents, "documents", FILES_MAX)?;
+        let staged_photos = crate::uploads::stage(ctx, app, &photos, "photos", FILES_MAX)?;
+        let documents = file_refs(&staged);
+        let photos = file_refs(&staged_photos);
+        staged.extend(staged_photos);
         let documents = documents
             .into_iter()
             .enumerate()
@@ -1061,7 +1065,7 @@ impl SupervisionMutation {
             hazard_ids,
             ..Created::default()
         };
-        run(ctx, command, command_id, None, created).await
+        run(ctx, command, command_id, None, created, &staged).await
     }
 
     /// Records a hazard the enterprise found itself (the enterprise, or the city).
@@ -1075,7 +1079,8 @@ impl SupervisionMutation {
         let app = app(ctx)?;
         actor(ctx)?;
         let enterprise_id = parse_enterprise_id(&input.enterprise_id)?;
-        let photos = store_uploads(ctx, app, &photos).await?;
+        let staged = crate::uploads::stage(ctx, app, &photos, "photos", FILES_MAX)?;
+        let photos = file_refs(&staged);
         let hazard_id = HazardId(created_id(parse_command_id(command_id.as_ref())?, "hazard", 0));
         let hazard = new_hazard(hazard_id, input.hazard, &photos, true)?;
         let created = Created {
@@ -1087,7 +1092,7 @@ impl SupervisionMutation {
             source: HazardSource::SelfInspection,
             hazard,
         });
-        run(ctx, command, command_id, None, created).await
+        run(ctx, command, command_id, None, created, &staged).await
     }
 
     /// Approves a later deadline for an open hazard (inspectors of its town, or the city).
@@ -1109,7 +1114,7 @@ impl SupervisionMutation {
             hazard_ids: vec![hazard_id],
             ..Created::default()
         };
-        run(ctx, command, command_id, expected_version, created).await
+        run(ctx, command, command_id, expected_version, created, &[]).await
     }
 
     /// Submits a rectification of one of the enterprise's own hazards, with photos (multipart).
@@ -1124,7 +1129,8 @@ impl SupervisionMutation {
         let app = app(ctx)?;
         actor(ctx)?;
         let hazard_id = parse_id::<HazardId>(&input.hazard_id)?;
-        let photos = store_uploads(ctx, app, &photos).await?;
+        let staged = crate::uploads::stage(ctx, app, &photos, "photos", FILES_MAX)?;
+        let photos = file_refs(&staged);
         let rectification_id = created_id(parse_command_id(command_id.as_ref())?, "rectification", 0);
         let command = EnterpriseCommand::SubmitRectification(SubmitRectification {
             enterprise_id: parse_enterprise_id(&input.enterprise_id)?,
@@ -1138,7 +1144,7 @@ impl SupervisionMutation {
             rectification_id: Some(rectification_id),
             ..Created::default()
         };
-        run(ctx, command, command_id, expected_version, created).await
+        run(ctx, command, command_id, expected_version, created, &staged).await
     }
 
     /// Accepts a submitted rectification (the hazard closes) or returns it with a reason (it
@@ -1167,7 +1173,7 @@ impl SupervisionMutation {
             rectification_id: Some(rectification_id),
             ..Created::default()
         };
-        run(ctx, command, command_id, expected_version, created).await
+        run(ctx, command, command_id, expected_version, created, &[]).await
     }
 
     /// Reports an accident at the enterprise (inspectors of its town, or the city).
@@ -1189,7 +1195,7 @@ impl SupervisionMutation {
             accident_id: Some(accident_id),
             ..Created::default()
         };
-        run(ctx, command, command_id, None, created).await
+        run(ctx, command, command_id, None, created, &[]).await
     }
 }
 
@@ -1243,35 +1249,9 @@ fn new_hazard(
     })
 }
 
-/// Stores uploads in the blob store, in order, before the command names them.
-async fn store_uploads(ctx: &Context<'_>, app: &AppState, uploads: &[Upload]) -> Result<Vec<FileRef>, ApiError> {
-    let mut stored = Vec::with_capacity(uploads.len());
-    for upload in uploads {
-        let upload = upload
-            .value(ctx)
-            .map_err(|error| ApiError::bad_input(format!("an upload cannot be read: {error}")))?;
-        let size = upload.content.len() as u64;
-        if size > app.upload_bytes_max {
-            return Err(ApiError::FileTooLarge {
-                size,
-                max: app.upload_bytes_max,
-            });
-        }
-        if size == 0 {
-            return Err(EnterpriseRejection::EmptyFile.into());
-        }
-        let media_type = upload
-            .content_type
-            .clone()
-            .unwrap_or_else(|| "application/octet-stream".to_owned());
-        let file = app
-            .blobs
-            .put(upload.content.clone(), &media_type, &upload.filename)
-            .await
-            .map_err(|error| ApiError::internal(&error))?;
-        stored.push(file);
-    }
-    Ok(stored)
+/// The references of staged uploads, in order.
+fn file_refs(staged: &[StagedFile]) -> Vec<FileRef> {
+    staged.iter().map(|staged| staged.file.clone()).collect()
 }
 
 /// Executes a command for the caller and reads the enterprise back once projected.
@@ -1281,10 +1261,11 @@ async fn run(
     command_id: Option<ID>,
     expected_version: Option<u64>,
     created: Created,
+    files: &[StagedFile],
 ) -> Result<SupervisionPayload, ApiError> {
     let command_id = command_id.map(|id| parse_id::<CommandId>(&id)).transpose()?;
     let (outcome, enterprise) =
-        super::mutation::execute_and_read_back(ctx, &command, command_id, expected_version).await?;
+        super::mutation::execute_and_read_back(ctx, &command, command_id, expected_version, files).await?;
     Ok(SupervisionPayload {
         stream_version: outcome.as_ref().map(|outcome| outcome.last_version.0),
         position: outcome.as_ref().map(|outcome| outcome.last_position.sequence()),

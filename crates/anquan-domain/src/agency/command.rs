@@ -276,6 +276,10 @@ impl AgencyState {
                 Err(AgencyRejection::forbidden(action, actor))
             }
         };
+        // Read-only roles are refused before anything about the agency is looked at.
+        if !actor.role.may_write() {
+            return Err(AgencyRejection::forbidden("change anything", actor));
+        }
         if let AgencyCommand::Register(_) = command {
             return city_admin("register agencies");
         }

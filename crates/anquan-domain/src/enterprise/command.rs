@@ -177,6 +177,10 @@ impl EnterpriseFile {
     /// the enterprise stream, in one place. A command on an unregistered enterprise (other than
     /// registering it) is `UNKNOWN_ENTERPRISE`, as `decide` has always answered first.
     pub fn authorise(&self, command: &EnterpriseCommand, actor: &Actor) -> Result<(), EnterpriseRejection> {
+        // Read-only roles are refused before anything about the enterprise is looked at.
+        if !actor.role.may_write() {
+            return Err(EnterpriseRejection::forbidden("change anything", actor));
+        }
         // Whether an enterprise is registered is itself private: a caller who may not know
         // gets the same refusal for an unknown id as for one outside their scope.
         if self.registration.is_none()
