@@ -29,7 +29,7 @@ use anquan_projections::{AgencyProjection, ComplianceProjection, ProjectionsHeal
 use crate::error::ApiError;
 
 pub use auth::TokenAuthority;
-pub use blobs::{BlobStore, UploadQuota};
+pub use blobs::{BlobStore, S3Settings, UploadQuota};
 pub use graphql::{AppSchema, schema, sdl};
 pub use http::{RULE_SET_HEADER, router};
 pub use metrics_service::{MetricsService, MetricsWatcher};
