@@ -22,6 +22,7 @@ mod public_page;
 mod read_side;
 mod rule_sets;
 mod security_roles;
+mod shared_files;
 mod stalled_projection;
 mod supervision_flow;
 mod support;
