@@ -356,3 +356,72 @@ pub fn load_rules(directory: &Path) -> anyhow::Result<RuleSet> {
 pub fn embedded_rules() -> anyhow::Result<RuleSet> {
     Ok(anquan_domain::rules::builtin_v1()?)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests abort on failure")]
+mod tests {
+    use super::S3Args;
+
+    fn args(bucket: Option<&str>, endpoint: Option<&str>, key: Option<&str>, secret: Option<&str>) -> S3Args {
+        S3Args {
+            s3_bucket: bucket.map(str::to_owned),
+            s3_endpoint: endpoint.map(str::to_owned),
+            s3_region: None,
+            s3_access_key_id: key.map(str::to_owned),
+            s3_secret_access_key: secret.map(str::to_owned),
+        }
+    }
+
+    fn none() -> S3Args {
+        args(None, None, None, None)
+    }
+
+    #[test]
+    fn no_bucket_is_the_local_directory_and_a_lone_s3_setting_is_an_error() {
+        assert!(none().settings(none()).unwrap().is_none());
+        assert!(
+            args(None, Some("http://127.0.0.1:9000"), None, None)
+                .settings(none())
+                .is_err()
+        );
+        assert!(none().settings(args(None, None, Some("k"), Some("s"))).is_err());
+    }
+
+    #[test]
+    fn a_bucket_needs_both_keys_and_an_http_endpoint() {
+        assert!(args(Some("b"), None, Some("k"), None).settings(none()).is_err());
+        assert!(args(Some("b"), None, None, Some("s")).settings(none()).is_err());
+        assert!(
+            args(Some("b"), Some("s3.example.cn"), Some("k"), Some("s"))
+                .settings(none())
+                .is_err()
+        );
+        let settings = args(Some("b"), Some("http://127.0.0.1:9000"), Some("k"), Some("s"))
+            .settings(none())
+            .unwrap()
+            .unwrap();
+        assert_eq!(settings.region, super::S3_REGION_DEFAULT);
+        assert_eq!(settings.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+    }
+
+    #[test]
+    fn flags_and_variables_win_over_the_file_setting_by_setting() {
+        let file = args(
+            Some("from-file"),
+            Some("https://file.example.cn"),
+            Some("file-key"),
+            Some("file-secret"),
+        );
+        let settings = args(Some("from-flag"), None, None, Some("flag-secret"))
+            .settings(file)
+            .unwrap()
+            .unwrap();
+        assert_eq!(settings.bucket, "from-flag");
+        assert_eq!(settings.endpoint.as_deref(), Some("https://file.example.cn"));
+        assert_eq!(settings.access_key_id, "file-key");
+        assert_eq!(settings.secret_access_key, "flag-secret");
+        assert!(!format!("{settings:?}").contains("flag-secret"));
+        let debug = format!("{:?}", args(Some("b"), None, None, Some("flag-secret")));
+        assert!(!debug.contains("flag-secret"), "{debug}");
+    }
+}
