@@ -23,6 +23,7 @@ mod read_side;
 mod rule_sets;
 mod security_roles;
 mod security_transport;
+mod shared_files;
 mod stalled_projection;
 mod supervision_flow;
 mod support;

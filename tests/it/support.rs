@@ -117,6 +117,17 @@ pub(crate) async fn spawn_app(backend: Backend, extra_args: &[&str]) -> TestApp 
     start(data_dir, database, extra_args).await
 }
 
+/// Starts a second node on the PostgreSQL database of `app` (the same URL), with its own empty
+/// data directory and extra arguments; stopping it leaves the database to `app`.
+pub(crate) async fn spawn_beside(app: &TestApp, extra_args: &[&str]) -> TestApp {
+    let url = app
+        .database_url()
+        .expect("a node beside another needs the other's PostgreSQL database");
+    let mut args = vec!["--database", url.as_str()];
+    args.extend_from_slice(extra_args);
+    start(tempfile::tempdir().unwrap(), None, &args).await
+}
+
 /// Starts the service on a data directory (and PostgreSQL database: name and URL) that may
 /// hold a previous run's store.
 async fn start(data_dir: tempfile::TempDir, database: Option<(String, String)>, extra_args: &[&str]) -> TestApp {
@@ -339,4 +350,37 @@ pub(crate) fn data(response: &Value) -> &Value {
         "unexpected errors: {response}"
     );
     &response["data"]
+}
+
+/// The S3-compatible server's URL from `ANQUAN_TEST_S3_ENDPOINT`, or `None` (with the reason
+/// printed) when the S3 tests may be skipped; with `ANQUAN_TEST_REQUIRE_S3=1` a missing
+/// endpoint fails the test.
+pub(crate) fn s3_endpoint() -> Option<String> {
+    match std::env::var("ANQUAN_TEST_S3_ENDPOINT") {
+        Ok(endpoint) => Some(endpoint),
+        Err(_) if std::env::var("ANQUAN_TEST_REQUIRE_S3").is_ok_and(|value| value == "1") => {
+            panic!("ANQUAN_TEST_REQUIRE_S3=1 but ANQUAN_TEST_S3_ENDPOINT is not set")
+        }
+        Err(_) => {
+            eprintln!("skipping the S3 run: ANQUAN_TEST_S3_ENDPOINT is not set");
+            None
+        }
+    }
+}
+
+/// Creates a fresh bucket on the S3 server with a plain PUT (the test server takes unsigned
+/// requests; object_store cannot create buckets); returns its name.
+pub(crate) async fn fresh_bucket(endpoint: &str) -> String {
+    let bucket = format!("anquan-it-{}", uuid::Uuid::new_v4().simple());
+    let response = reqwest::Client::new()
+        .put(format!("{endpoint}/{bucket}"))
+        .send()
+        .await
+        .unwrap_or_else(|error| panic!("the S3 server at {endpoint} does not answer: {error}"));
+    assert!(
+        response.status().is_success(),
+        "creating bucket {bucket}: {}",
+        response.status()
+    );
+    bucket
 }

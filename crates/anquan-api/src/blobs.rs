@@ -5,6 +5,10 @@
 //! marker `owners/<owner>/<sha256>.<size>` (empty) records that the owner stored that content,
 //! so an owner's usage is a listing of its markers (the same content twice counts once) and
 //! works on any `object_store` backend. The API checks an owner's quota before it stores.
+//!
+//! Two backends: a local directory (the embedded default, [`BlobStore::local`]) and an
+//! S3-compatible bucket ([`BlobStore::s3`]), which several API nodes share. The layout is the
+//! same on both: `sha256/<first two hex digits>/<sha256>` and the `owners/` markers.
 
 use std::sync::Arc;
 
@@ -20,6 +24,37 @@ use anquan_domain::enterprise::FileRef;
 pub enum BlobError {
     #[error("blob store failed")]
     Store(#[from] object_store::Error),
+    /// The S3 settings cannot work; the message names the setting.
+    #[error("the S3 settings are invalid: {0}")]
+    S3Settings(String),
+}
+
+/// Where an S3-compatible bucket is and how to sign requests to it. `Debug` never shows the
+/// secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Settings {
+    /// The bucket; it must exist (object stores do not create buckets).
+    pub bucket: String,
+    /// The service's URL (`https://s3.example.cn`, or `http://127.0.0.1:9000` for a local
+    /// server); `None` is AWS S3 in `region`. Requests name the bucket in the path.
+    pub endpoint: Option<String>,
+    /// The region to sign for (`us-east-1` when the server does not care).
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("S3Settings")
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .finish()
+    }
 }
 
 /// The most bytes each enterprise and each agency may store; `None` is no limit.
@@ -148,9 +183,62 @@ impl BlobStore {
         Ok(Self::new(Arc::new(store)))
     }
 
+    /// Opens an S3-compatible bucket as the blob store. Plain `http://` endpoints are allowed
+    /// (a server on the same host or network); nothing is sent until the first request, so
+    /// call [`BlobStore::check`] to find out whether the bucket answers.
+    pub fn s3(settings: &S3Settings) -> Result<Self, BlobError> {
+        if settings.bucket.is_empty() {
+            return Err(BlobError::S3Settings("the bucket is empty".to_owned()));
+        }
+        if settings.access_key_id.is_empty() || settings.secret_access_key.is_empty() {
+            return Err(BlobError::S3Settings(
+                "both the access key id and the secret access key are required".to_owned(),
+            ));
+        }
+        let mut builder = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(&settings.bucket)
+            .with_region(&settings.region)
+            .with_access_key_id(&settings.access_key_id)
+            .with_secret_access_key(&settings.secret_access_key);
+        if let Some(endpoint) = &settings.endpoint {
+            let plain = endpoint.starts_with("http://");
+            if !plain && !endpoint.starts_with("https://") {
+                return Err(BlobError::S3Settings(format!(
+                    "the endpoint must start with https:// or http://, not {endpoint:?}"
+                )));
+            }
+            builder = builder.with_endpoint(endpoint).with_allow_http(plain);
+        }
+        Ok(Self::new(Arc::new(builder.build()?)))
+    }
+
+    /// Lists the owners' markers once: an error when the store cannot be reached, the bucket
+    /// does not exist or the credentials are refused. Nothing is written.
+    pub async fn check(&self) -> Result<(), BlobError> {
+        self.store.list_with_delimiter(Some(&Path::from("owners"))).await?;
+        Ok(())
+    }
+
     /// Reads a file by its hash.
     pub async fn get(&self, sha256: &str) -> Result<bytes::Bytes, BlobError> {
         Ok(self.store.get(&location(sha256)).await?.bytes().await?)
+    }
+
+    /// The size of a stored file, `None` when no file has that hash; reads no bytes.
+    /// Anything but 64 lower-case hex digits names no file (and is never sent to the store).
+    pub async fn size(&self, sha256: &str) -> Result<Option<u64>, BlobError> {
+        let well_formed = sha256.len() == 64
+            && sha256
+                .bytes()
+                .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte));
+        if !well_formed {
+            return Ok(None);
+        }
+        match self.store.head(&location(sha256)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
     }
 }
 

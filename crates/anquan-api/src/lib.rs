@@ -30,7 +30,7 @@ use anquan_projections::{AgencyProjection, ComplianceProjection, ProjectionsHeal
 use crate::error::ApiError;
 
 pub use auth::TokenAuthority;
-pub use blobs::{BlobStore, UploadQuota};
+pub use blobs::{BlobStore, S3Settings, UploadQuota};
 pub use graphql::{AppSchema, schema, schema_with, sdl};
 pub use http::{
     BODY_TOO_LARGE, GRAPHQL_BODY_BYTES_MAX_DEFAULT, HttpLimits, RULE_SET_HEADER, TOKEN_EXPIRED, WS_CLOSE_TOKEN_EXPIRED,

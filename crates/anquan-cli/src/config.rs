@@ -33,8 +33,9 @@ pub struct ServeArgs {
     /// A TOML file with any of: listen, data_dir, database_url, rules_dir, upload_bytes_max,
     /// graphiql, graphql_body_bytes_max, request_timeout_ms, mutations_per_minute_per_token,
     /// mutations_per_minute_per_address, upload_quota_enterprise_bytes, upload_quota_agency_bytes,
-    /// jwt_secret, public_base_url, town_contact_default and a `[town_contacts]` table (town =
-    /// "how to reach its safety office").
+    /// jwt_secret, public_base_url, s3_bucket, s3_endpoint, s3_region, s3_access_key_id,
+    /// s3_secret_access_key, town_contact_default and a `[town_contacts]` table (town = "how to
+    /// reach its safety office").
     #[arg(long, env = "ANQUAN_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address to listen on. Default: 127.0.0.1:8080.
@@ -80,8 +81,89 @@ pub struct ServeArgs {
     #[arg(long, env = "ANQUAN_PUBLIC_BASE_URL")]
     pub public_base_url: Option<String>,
     #[command(flatten)]
+    pub s3: S3Args,
+    #[command(flatten)]
     pub secret: SecretArgs,
 }
+
+/// Where uploaded files go when not into the data directory: an S3-compatible bucket, which
+/// every API node of a cluster shares. Set the bucket to use it; the others then apply.
+#[derive(Clone, clap::Args)]
+pub struct S3Args {
+    /// The S3 bucket for uploaded files (it must exist). Default: none, files go to
+    /// `<data dir>/blobs`.
+    #[arg(long, env = "ANQUAN_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// The S3-compatible service's URL (`https://…`, or `http://…` for a server on a trusted
+    /// network). Default: AWS S3 in the region.
+    #[arg(long, env = "ANQUAN_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// The region requests are signed for. Default: us-east-1.
+    #[arg(long, env = "ANQUAN_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// The access key id (required with a bucket).
+    #[arg(long, env = "ANQUAN_S3_ACCESS_KEY_ID", hide_env_values = true)]
+    pub s3_access_key_id: Option<String>,
+    /// The secret access key (required with a bucket). Prefer the variable or the config file
+    /// to the flag, which other users of the host can see.
+    #[arg(long, env = "ANQUAN_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+}
+
+impl std::fmt::Debug for S3Args {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("S3Args")
+            .field("s3_bucket", &self.s3_bucket)
+            .field("s3_endpoint", &self.s3_endpoint)
+            .field("s3_region", &self.s3_region)
+            .field("s3_access_key_id", &self.s3_access_key_id)
+            .field(
+                "s3_secret_access_key",
+                &self.s3_secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+impl S3Args {
+    /// The bucket's settings when a bucket is set, each value from the arguments or else the
+    /// config file; an S3 setting without a bucket is an error rather than silently unused.
+    fn settings(self, file: S3Args) -> anyhow::Result<Option<anquan_api::S3Settings>> {
+        let bucket = self.s3_bucket.or(file.s3_bucket);
+        let endpoint = self.s3_endpoint.or(file.s3_endpoint);
+        let region = self.s3_region.or(file.s3_region);
+        let access_key_id = self.s3_access_key_id.or(file.s3_access_key_id);
+        let secret_access_key = self.s3_secret_access_key.or(file.s3_secret_access_key);
+        let Some(bucket) = bucket.filter(|bucket| !bucket.is_empty()) else {
+            if endpoint.is_some() || region.is_some() || access_key_id.is_some() || secret_access_key.is_some() {
+                anyhow::bail!("an S3 setting is given without s3_bucket (ANQUAN_S3_BUCKET, --s3-bucket)");
+            }
+            return Ok(None);
+        };
+        let (Some(access_key_id), Some(secret_access_key)) = (access_key_id, secret_access_key) else {
+            anyhow::bail!(
+                "s3_bucket needs s3_access_key_id and s3_secret_access_key \
+                 (ANQUAN_S3_ACCESS_KEY_ID, ANQUAN_S3_SECRET_ACCESS_KEY)"
+            );
+        };
+        if let Some(endpoint) = &endpoint
+            && !(endpoint.starts_with("https://") || endpoint.starts_with("http://"))
+        {
+            anyhow::bail!("s3_endpoint must start with https:// or http://, not {endpoint:?}");
+        }
+        Ok(Some(anquan_api::S3Settings {
+            bucket,
+            endpoint,
+            region: region.unwrap_or_else(|| S3_REGION_DEFAULT.to_owned()),
+            access_key_id,
+            secret_access_key,
+        }))
+    }
+}
+
+/// The region S3 requests are signed for when none is configured.
+pub const S3_REGION_DEFAULT: &str = "us-east-1";
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -100,6 +182,11 @@ struct ConfigFile {
     mutations_per_minute_per_address: Option<u32>,
     jwt_secret: Option<String>,
     public_base_url: Option<String>,
+    s3_bucket: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_access_key_id: Option<String>,
+    s3_secret_access_key: Option<String>,
     #[serde(default)]
     town_contacts: BTreeMap<String, String>,
     town_contact_default: Option<String>,
@@ -114,11 +201,21 @@ pub enum Storage {
     Postgres { url: String },
 }
 
+/// Where uploaded files are stored.
+#[derive(Debug, Clone)]
+pub enum Blobs {
+    /// A directory (`<data dir>/blobs`), the embedded default.
+    Local { directory: PathBuf },
+    /// An S3-compatible bucket, shared by every node.
+    S3(anquan_api::S3Settings),
+}
+
 /// The validated configuration of `anquan serve`.
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub storage: Storage,
+    pub blobs: Blobs,
     pub rules: RuleSet,
     pub upload_bytes_max: u64,
     /// Most bytes each enterprise and each agency may store through their own uploads.
@@ -177,6 +274,19 @@ impl Config {
         {
             anyhow::bail!("public_base_url must start with https:// or http://, not {url:?}");
         }
+        let file_s3 = S3Args {
+            s3_bucket: file.s3_bucket,
+            s3_endpoint: file.s3_endpoint,
+            s3_region: file.s3_region,
+            s3_access_key_id: file.s3_access_key_id,
+            s3_secret_access_key: file.s3_secret_access_key,
+        };
+        let blobs = match args.s3.settings(file_s3)? {
+            Some(settings) => Blobs::S3(settings),
+            None => Blobs::Local {
+                directory: data_dir.join("blobs"),
+            },
+        };
         let rules = match args.rules_dir.or(file.rules_dir) {
             Some(directory) => load_rules(&directory)?,
             None => embedded_rules()?,
@@ -184,6 +294,7 @@ impl Config {
         Ok(Config {
             listen,
             storage,
+            blobs,
             rules,
             upload_bytes_max: args
                 .upload_bytes_max
@@ -294,4 +405,73 @@ pub fn load_rules(directory: &Path) -> anyhow::Result<RuleSet> {
 /// Rule set v1 as built into the binary.
 pub fn embedded_rules() -> anyhow::Result<RuleSet> {
     Ok(anquan_domain::rules::builtin_v1()?)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests abort on failure")]
+mod tests {
+    use super::S3Args;
+
+    fn args(bucket: Option<&str>, endpoint: Option<&str>, key: Option<&str>, secret: Option<&str>) -> S3Args {
+        S3Args {
+            s3_bucket: bucket.map(str::to_owned),
+            s3_endpoint: endpoint.map(str::to_owned),
+            s3_region: None,
+            s3_access_key_id: key.map(str::to_owned),
+            s3_secret_access_key: secret.map(str::to_owned),
+        }
+    }
+
+    fn none() -> S3Args {
+        args(None, None, None, None)
+    }
+
+    #[test]
+    fn no_bucket_is_the_local_directory_and_a_lone_s3_setting_is_an_error() {
+        assert!(none().settings(none()).unwrap().is_none());
+        assert!(
+            args(None, Some("http://127.0.0.1:9000"), None, None)
+                .settings(none())
+                .is_err()
+        );
+        assert!(none().settings(args(None, None, Some("k"), Some("s"))).is_err());
+    }
+
+    #[test]
+    fn a_bucket_needs_both_keys_and_an_http_endpoint() {
+        assert!(args(Some("b"), None, Some("k"), None).settings(none()).is_err());
+        assert!(args(Some("b"), None, None, Some("s")).settings(none()).is_err());
+        assert!(
+            args(Some("b"), Some("s3.example.cn"), Some("k"), Some("s"))
+                .settings(none())
+                .is_err()
+        );
+        let settings = args(Some("b"), Some("http://127.0.0.1:9000"), Some("k"), Some("s"))
+            .settings(none())
+            .unwrap()
+            .unwrap();
+        assert_eq!(settings.region, super::S3_REGION_DEFAULT);
+        assert_eq!(settings.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+    }
+
+    #[test]
+    fn flags_and_variables_win_over_the_file_setting_by_setting() {
+        let file = args(
+            Some("from-file"),
+            Some("https://file.example.cn"),
+            Some("file-key"),
+            Some("file-secret"),
+        );
+        let settings = args(Some("from-flag"), None, None, Some("flag-secret"))
+            .settings(file)
+            .unwrap()
+            .unwrap();
+        assert_eq!(settings.bucket, "from-flag");
+        assert_eq!(settings.endpoint.as_deref(), Some("https://file.example.cn"));
+        assert_eq!(settings.access_key_id, "file-key");
+        assert_eq!(settings.secret_access_key, "flag-secret");
+        assert!(!format!("{settings:?}").contains("flag-secret"));
+        let debug = format!("{:?}", args(Some("b"), None, None, Some("flag-secret")));
+        assert!(!debug.contains("flag-secret"), "{debug}");
+    }
 }

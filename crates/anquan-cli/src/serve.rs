@@ -12,7 +12,7 @@ use anquan_event_store_postgres::{PostgresEventStore, PostgresOptions, PostgresR
 use anquan_event_store_sqlite::{SqliteEventStore, SqliteOptions, SqliteReadModelStore};
 use anquan_projections::{AgencyProjection, ComplianceProjection, ProjectionRunner};
 
-use crate::config::{Config, Storage};
+use crate::config::{Blobs, Config, Storage};
 
 /// Opens the configured stores.
 pub async fn open_stores(storage: &Storage) -> anyhow::Result<(Arc<dyn EventStore>, Arc<dyn ReadModelStore>)> {
@@ -60,14 +60,13 @@ pub async fn run(
     public_page.town_contacts = config.town_contacts.clone();
     public_page.default_contact = config.town_contact_default.clone();
     let rule_sets = Arc::new(crate::rulesets::serve_registry(&config.rules)?);
+    let blobs = open_blobs(&config.blobs).await?.with_quota(config.upload_quota);
     let app = AppState {
         event_store,
         read_models,
         rules: rule_sets.active(),
         rule_sets: rule_sets.clone(),
-        blobs: BlobStore::local(&config.data_dir.join("blobs"))
-            .context("cannot open the blob store")?
-            .with_quota(config.upload_quota),
+        blobs,
         tokens: config.tokens,
         projected: runner.applied(),
         projections: runner.health(),
@@ -113,6 +112,32 @@ pub async fn run(
             Ok(()) => anyhow::bail!("the rule-set follower stopped"),
             Err(error) => Err(error).context("the rule-set follower stopped"),
         },
+    }
+}
+
+/// Opens the configured blob store; a bucket is listed once, so a wrong endpoint, bucket or key
+/// stops the start instead of the first upload. The secret is never logged.
+pub async fn open_blobs(blobs: &Blobs) -> anyhow::Result<BlobStore> {
+    match blobs {
+        Blobs::Local { directory } => BlobStore::local(directory)
+            .with_context(|| format!("cannot open the blob store in {}", directory.display())),
+        Blobs::S3(settings) => {
+            let store = BlobStore::s3(settings).context("cannot open the S3 blob store")?;
+            store.check().await.with_context(|| {
+                format!(
+                    "cannot list S3 bucket {:?} at {}",
+                    settings.bucket,
+                    settings.endpoint.as_deref().unwrap_or("AWS S3")
+                )
+            })?;
+            tracing::info!(
+                bucket = %settings.bucket,
+                endpoint = settings.endpoint.as_deref().unwrap_or("AWS S3"),
+                region = %settings.region,
+                "uploaded files go to an S3 bucket"
+            );
+            Ok(store)
+        }
     }
 }
 

@@ -784,19 +784,23 @@ async fn enterprise_town(app: &AppState, enterprise_id: EnterpriseId) -> Result<
 async fn stored_files(app: &AppState, files: Vec<StoredFile>) -> Result<Vec<FileRef>, ApiError> {
     let mut checked = Vec::with_capacity(files.len());
     for file in files {
-        let stored = app.blobs.get(&file.sha256).await.map_err(|_| ApiError::BadInput {
-            code: "UNKNOWN_FILE",
-            message: format!(
-                "no stored file has sha256 {}; store it with storeAgencyFile first",
-                file.sha256
-            ),
-        })?;
-        if stored.len() as u64 != file.size_bytes {
+        // A missing file is the caller's mistake; a store that cannot answer is not.
+        let stored = app
+            .blobs
+            .size(&file.sha256)
+            .await
+            .map_err(|error| ApiError::internal(&error))?
+            .ok_or_else(|| ApiError::BadInput {
+                code: "UNKNOWN_FILE",
+                message: format!(
+                    "no stored file has sha256 {}; store it with storeAgencyFile first",
+                    file.sha256
+                ),
+            })?;
+        if stored != file.size_bytes {
             return Err(ApiError::bad_input(format!(
                 "file {} has {} bytes, not {}",
-                file.sha256,
-                stored.len(),
-                file.size_bytes
+                file.sha256, stored, file.size_bytes
             )));
         }
         checked.push(file.into());
