@@ -66,6 +66,7 @@ impl EnterpriseQuery {
     /// whether their main responsibility is implemented, ordered by id, paged by cursor.
     /// Town officers see only their town; enterprises cannot list.
     #[allow(clippy::too_many_arguments, reason = "each argument is a GraphQL argument")]
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
     async fn enterprises(
         &self,
         ctx: &Context<'_>,
@@ -117,6 +118,7 @@ impl EnterpriseQuery {
 
     /// Records awaiting review, oldest upload first: a town's queue for town officers, any
     /// town (or all) for the city.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
     async fn review_queue(
         &self,
         ctx: &Context<'_>,
@@ -202,7 +204,8 @@ pub(super) fn statistics_town(ctx: &Context<'_>, town: Option<String>) -> Result
     scoped_town(ctx, town)
 }
 
-fn page_size(first: i32) -> Result<usize, ApiError> {
+/// Checks a page size argument (`first`).
+pub(super) fn page_size(first: i32) -> Result<usize, ApiError> {
     usize::try_from(first)
         .ok()
         .filter(|first| (1..=PAGE_SIZE_MAX).contains(first))

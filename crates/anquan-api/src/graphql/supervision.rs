@@ -21,7 +21,7 @@ use anquan_domain::{Actor, CommandId, EnterpriseId, HazardId, InspectionId, Role
 use anquan_projections::compliance::{self as read_model, HazardFilter, HazardStateFilter, HazardView};
 
 use super::agency_types::{HazardLevel, StoredFile};
-use super::query::{parse_enterprise_id, scoped_town};
+use super::query::{page_size, parse_enterprise_id, scoped_town};
 use super::types::{Enterprise, PageInfo};
 use super::{actor, app, created_id, instant_arg, optional_instant_arg, parse_command_id};
 use crate::AppState;
@@ -828,6 +828,7 @@ impl SupervisionQuery {
     /// ordered by id. Town officers and inspectors see their town, the city every town, an
     /// enterprise only its own hazards.
     #[expect(clippy::too_many_arguments, reason = "one argument per GraphQL filter")]
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
     async fn hazards(
         &self,
         ctx: &Context<'_>,
@@ -859,6 +860,7 @@ impl SupervisionQuery {
     }
 
     /// A town's hazards overdue at `asOf` (default now), the oldest deadline in force first.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
     async fn overdue_queue(
         &self,
         ctx: &Context<'_>,
@@ -989,13 +991,6 @@ fn connection(page: &read_model::Page<HazardView>, rules: &RuleSet, at: DateTime
             end_cursor: page.end_cursor.clone(),
         },
     }
-}
-
-fn page_size(first: i32) -> Result<usize, ApiError> {
-    usize::try_from(first)
-        .ok()
-        .filter(|first| (1..=read_model::PAGE_SIZE_MAX).contains(first))
-        .ok_or_else(|| ApiError::bad_input(format!("first must be between 1 and {}", read_model::PAGE_SIZE_MAX)))
 }
 
 // ----- mutations -------------------------------------------------------------------------------
