@@ -113,13 +113,7 @@ pub async fn execute<A: Aggregate>(
 ) -> Result<Executed, ExecuteError<A::Rejection>> {
     let stream_id = StreamId::for_uuid(A::CATEGORY, A::stream_key(command));
     tracing::Span::current().record("stream.id", stream_id.as_str());
-    let key = match envelope.command_id {
-        Some(id) => Some(CommandKey {
-            id,
-            digest: command_digest::<A>(command, context.actor)?,
-        }),
-        None => None,
-    };
+    let key = command_key::<A>(command, context, envelope)?;
     for _ in 0..=CONFLICT_RETRIES_MAX {
         let (events, version) =
             match decide_now::<A>(store, &stream_id, key.as_ref(), command, context, envelope).await? {
@@ -193,19 +187,30 @@ pub async fn prepare<A: Aggregate>(
     envelope: &CommandEnvelope,
 ) -> Result<Prepared, ExecuteError<A::Rejection>> {
     let stream_id = StreamId::for_uuid(A::CATEGORY, A::stream_key(command));
-    let key = match envelope.command_id {
-        Some(id) => Some(CommandKey {
-            id,
-            digest: command_digest::<A>(command, context.actor)?,
-        }),
-        None => None,
-    };
+    let key = command_key::<A>(command, context, envelope)?;
     Ok(
         match decide_now::<A>(store, &stream_id, key.as_ref(), command, context, envelope).await? {
             Decided::Repeated(_) => Prepared::Repeated,
             Decided::Fresh { events, .. } => Prepared::Fresh(events),
         },
     )
+}
+
+/// The key a command's id is recorded under: the id with the command's digest.
+fn command_key<A: Aggregate>(
+    command: &A::Command,
+    context: &DecisionContext<'_>,
+    envelope: &CommandEnvelope,
+) -> Result<Option<CommandKey>, ExecuteError<A::Rejection>> {
+    envelope
+        .command_id
+        .map(|id| {
+            Ok(CommandKey {
+                id,
+                digest: command_digest::<A>(command, context.actor)?,
+            })
+        })
+        .transpose()
 }
 
 /// One decision against the stream as it is now.

@@ -13,8 +13,7 @@ use anquan_domain::agency::{
 };
 use anquan_domain::enterprise::FileRef;
 use anquan_domain::{
-    Actor, AgencyId, CommandId, ContractId, DecisionContext, EnterpriseId, Event, Period, Role, ServiceReportId,
-    StaffId, Town,
+    Actor, AgencyId, ContractId, DecisionContext, EnterpriseId, Event, Period, Role, ServiceReportId, StaffId, Town,
 };
 use anquan_event_store::StreamVersion;
 use anquan_event_store::execute::{CommandEnvelope, execute};
@@ -233,14 +232,10 @@ impl AgencyQuery {
         let app = app(ctx)?;
         let actor = actor(ctx)?;
         let enterprise_id = parse_enterprise_id(&enterprise_id)?;
-        let town = match enterprise_town(app, enterprise_id).await {
-            Err(ApiError::Rejected {
-                code: "UNKNOWN_ENTERPRISE",
-                ..
-            }) if !actor.may_know_enterprise(enterprise_id) => {
-                return Err(super::query::forbidden_to_read(actor, enterprise_id));
-            }
-            town => town?,
+        let town = match enterprise_town(app, enterprise_id).await? {
+            Some(town) => town,
+            None if actor.may_know_enterprise(enterprise_id) => return Err(unknown_enterprise(enterprise_id)),
+            None => return Err(super::query::forbidden_to_read(actor, enterprise_id)),
         };
         if !actor.may_read_enterprise(enterprise_id, &town) {
             return Err(ApiError::Forbidden(format!(
@@ -392,7 +387,9 @@ impl AgencyMutation {
         // learns nothing, not even whether the enterprise is registered.
         may_act_for(actor(ctx)?, agency_id, "sign contracts for this agency")?;
         // Checked at read time: an enterprise is never deleted, so "registered" cannot become false.
-        let enterprise_town = enterprise_town(app, enterprise_id).await?;
+        let enterprise_town = enterprise_town(app, enterprise_id)
+            .await?
+            .ok_or_else(|| unknown_enterprise(enterprise_id))?;
         let contract_id = match &input.contract_id {
             Some(id) => parse_id(id)?,
             None => ContractId::from_uuid(created_id(parse_command_id(command_id.as_ref())?, "contract", 0)),
@@ -681,7 +678,7 @@ async fn run_with_files(
 ) -> Result<AgencyCommandPayload, ApiError> {
     let app = app(ctx)?;
     let actor = actor(ctx)?;
-    let command_id = command_id.as_ref().map(parse_id::<CommandId>).transpose()?;
+    let command_id = parse_command_id(command_id.as_ref())?;
     let decision_rules = app.decision_rules();
     let context = DecisionContext {
         actor,
@@ -768,16 +765,22 @@ fn check_agency_reader(actor: &Actor, agency_id: AgencyId) -> Result<(), ApiErro
     }
 }
 
-/// Returns a registered enterprise's town, from the compliance read model.
-async fn enterprise_town(app: &AppState, enterprise_id: EnterpriseId) -> Result<Town, ApiError> {
-    compliance_model::enterprise_file(app.compliance_read_models()?, enterprise_id)
-        .await?
-        .and_then(|file| file.registration)
-        .map(|registration| registration.town)
-        .ok_or_else(|| ApiError::Rejected {
-            code: "UNKNOWN_ENTERPRISE",
-            message: format!("enterprise {enterprise_id} is not registered"),
-        })
+/// Returns a registered enterprise's town, from the compliance read model; `None` when it is
+/// not registered.
+async fn enterprise_town(app: &AppState, enterprise_id: EnterpriseId) -> Result<Option<Town>, ApiError> {
+    Ok(
+        compliance_model::enterprise_file(app.compliance_read_models()?, enterprise_id)
+            .await?
+            .and_then(|file| file.registration)
+            .map(|registration| registration.town),
+    )
+}
+
+fn unknown_enterprise(enterprise_id: EnterpriseId) -> ApiError {
+    ApiError::Rejected {
+        code: "UNKNOWN_ENTERPRISE",
+        message: format!("enterprise {enterprise_id} is not registered"),
+    }
 }
 
 /// Checks that files named by a command are stored, with the size claimed.

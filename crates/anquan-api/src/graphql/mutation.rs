@@ -241,9 +241,7 @@ async fn run_with_files(
     document_id: Option<DocumentId>,
     files: &[StagedFile],
 ) -> Result<CommandPayload, ApiError> {
-    let command_id = command_id
-        .map(|id| id.parse::<CommandId>().map_err(invalid_id))
-        .transpose()?;
+    let command_id = parse_command_id(command_id.as_ref())?;
     let (outcome, enterprise) = execute_and_read_back(ctx, &command, command_id, expected_version, files).await?;
     Ok(CommandPayload {
         stream_version: outcome.as_ref().map(|outcome| outcome.last_version.0),

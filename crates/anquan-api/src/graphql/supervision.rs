@@ -17,7 +17,7 @@ use anquan_domain::enterprise::supervision::{
 };
 use anquan_domain::enterprise::{EnterpriseCommand, EnterpriseFile, FileRef};
 use anquan_domain::rules::RuleSet;
-use anquan_domain::{Actor, CommandId, EnterpriseId, HazardId, InspectionId, Role, Town};
+use anquan_domain::{Actor, EnterpriseId, HazardId, InspectionId, Role, Town};
 use anquan_projections::compliance::{self as read_model, HazardFilter, HazardStateFilter, HazardView};
 
 use super::agency_types::{HazardLevel, StoredFile};
@@ -1258,7 +1258,7 @@ async fn run(
     created: Created,
     files: &[StagedFile],
 ) -> Result<SupervisionPayload, ApiError> {
-    let command_id = command_id.map(|id| parse_id::<CommandId>(&id)).transpose()?;
+    let command_id = parse_command_id(command_id.as_ref())?;
     let (outcome, enterprise) =
         super::mutation::execute_and_read_back(ctx, &command, command_id, expected_version, files).await?;
     Ok(SupervisionPayload {
