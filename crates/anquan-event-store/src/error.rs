@@ -73,7 +73,7 @@ pub enum AppendError {
 
 /// An error with its causes on one line (`outer: cause: root cause`), for logs and health
 /// reports: the one place an error chain is spelt out.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut chain = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

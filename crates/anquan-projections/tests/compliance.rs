@@ -96,17 +96,6 @@ on_every_backend!(
     a_store_refusing_one_event_is_narrowed_to_it_and_heals_without_a_restart,
 );
 
-/// An error with its sources, one after the other.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text
-}
-
 /// Opens an empty read-model store on `backend`, with whatever must outlive it (the temporary
 /// directory, or the test database dropped at the end). `None`: PostgreSQL is not configured;
 /// the reason is printed and the test returns without testing anything.
@@ -124,7 +113,7 @@ async fn read_model_store(backend: Backend) -> Option<(Arc<dyn ReadModelStore>, 
             let test = std::thread::current().name().unwrap_or("compliance test").to_owned();
             let database = match anquan_event_store_postgres::testing::fresh_database(&test).await {
                 Ok(database) => database?,
-                Err(error) => panic!("{test} needs PostgreSQL: {}", error_chain(&error)),
+                Err(error) => panic!("{test} needs PostgreSQL: {}", anquan_event_store::error_chain(&error)),
             };
             let store = PostgresReadModelStore::connect(&database.url, 4).await.unwrap();
             Some((Arc::new(store), Box::new(database)))

@@ -16,20 +16,8 @@ pub use anquan_event_store_postgres::testing::TestDatabase;
 pub async fn fresh_database(test: &str) -> Option<TestDatabase> {
     match anquan_event_store_postgres::testing::fresh_database(test).await {
         Ok(database) => database,
-        Err(error) => panic!("{test} needs PostgreSQL: {}", error_chain(&error)),
+        Err(error) => panic!("{test} needs PostgreSQL: {}", anquan_event_store::error_chain(&error)),
     }
-}
-
-/// An error with its sources, one after the other.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 pub fn actor() -> Actor {
