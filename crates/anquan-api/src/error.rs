@@ -42,6 +42,9 @@ pub enum ApiError {
     NotReady(String),
     /// A read model the answer depends on is stalled on an event (see `/readyz`).
     ProjectionStalled(String),
+    /// This node cannot decide commands: the live rule set was promoted to a version it cannot
+    /// load (see `/readyz`); another node can.
+    RuleSetUnavailable(String),
     Internal(String),
 }
 
@@ -64,6 +67,7 @@ impl ApiError {
             }
             ApiError::NotReady(message) => message.clone(),
             ApiError::ProjectionStalled(message) => message.clone(),
+            ApiError::RuleSetUnavailable(message) => message.clone(),
             ApiError::Internal(_) => "internal error".to_owned(),
         }
     }
@@ -82,6 +86,7 @@ impl ApiError {
             ApiError::QuotaExceeded { .. } => "QUOTA_EXCEEDED",
             ApiError::NotReady(_) => "NOT_READY",
             ApiError::ProjectionStalled(_) => "PROJECTION_STALLED",
+            ApiError::RuleSetUnavailable(_) => "RULE_SET_UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL",
         }
     }

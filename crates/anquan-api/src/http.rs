@@ -52,6 +52,8 @@ pub struct HttpLimits {
     /// The mutation and upload rate limits; the schema's extension counts mutations, the
     /// router an upload before it reads the upload's body. Share one with the schema.
     pub rate: Arc<RateLimiters>,
+    /// How far behind the log the read models may be while `/readyz` says ready.
+    pub readiness: Readiness,
 }
 
 impl Default for HttpLimits {
@@ -59,6 +61,32 @@ impl Default for HttpLimits {
         HttpLimits {
             graphql_body_bytes_max: GRAPHQL_BODY_BYTES_MAX_DEFAULT,
             rate: Arc::default(),
+            readiness: Readiness::default(),
+        }
+    }
+}
+
+/// How far behind the head of the log a node's read models may be while it is ready: a node
+/// further behind (catching up after a start, or whose leader is slow) answers queries with
+/// old data, so a load balancer should send clients elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Readiness {
+    /// Most events between a projection's shared checkpoint and the head.
+    pub lag_events: u64,
+    /// Most seconds since the first event a projection has not applied was recorded.
+    pub lag_seconds: f64,
+}
+
+/// The default [`Readiness::lag_events`].
+pub const READY_LAG_EVENTS_DEFAULT: u64 = 10_000;
+/// The default [`Readiness::lag_seconds`].
+pub const READY_LAG_SECONDS_DEFAULT: f64 = 30.0;
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Readiness {
+            lag_events: READY_LAG_EVENTS_DEFAULT,
+            lag_seconds: READY_LAG_SECONDS_DEFAULT,
         }
     }
 }
@@ -158,10 +186,13 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// 200 when the event store answers and no projection is stalled, else 503; the JSON body
-/// says which: `{"ready", "eventStore", "projections": [{"name", "position", "state",
-/// "failingEvent": {"position", "streamId", "eventType"}, "error", "since", "attempts"}]}`.
-/// This is the operators' view: `error` is the store's own message with its causes.
+/// 200 when the event store answers, this node agrees with the rule-set log (it runs the live
+/// version), no projection is stalled and none is further behind the log's head than
+/// [`Readiness`] allows; else 503. The JSON body says which: `{"ready", "eventStore",
+/// "ruleSet": {"live", "agrees", "reason"}, "leading": term or null, "projections": [{"name",
+/// "position", "state", "lagEvents", "lagSeconds", "failingEvent": {"position", "streamId",
+/// "eventType"}, "error", "since", "attempts"}]}`. This is the operators' view: `error` is the
+/// store's own message with its causes.
 async fn readyz(State(state): State<HttpState>) -> Response {
     let event_store = match state.app.event_store.read_all(None, 1).await {
         Ok(_) => "ok",
@@ -170,11 +201,19 @@ async fn readyz(State(state): State<HttpState>) -> Response {
             "unreachable"
         }
     };
+    let agreement = state.app.rule_sets.agreement();
+    let limits = state.limits.readiness;
+    let now = Utc::now();
     let statuses = state.app.projections.statuses();
     let stalled = statuses
         .iter()
         .any(|status| status.state == anquan_projections::ProjectionState::Stalled);
-    let ready = event_store == "ok" && !stalled;
+    let behind = statuses.iter().any(|status| {
+        status
+            .lag
+            .is_some_and(|lag| lag.events > limits.lag_events || lag.seconds(now) > limits.lag_seconds)
+    });
+    let ready = event_store == "ok" && agreement.is_ok() && !stalled && !behind;
     let projections: Vec<serde_json::Value> = statuses
         .iter()
         .map(|status| {
@@ -183,6 +222,8 @@ async fn readyz(State(state): State<HttpState>) -> Response {
                 "name": status.name,
                 "position": status.position.map(|position| position.sequence()),
                 "state": status.state.as_str(),
+                "lagEvents": status.lag.map(|lag| lag.events),
+                "lagSeconds": status.lag.map(|lag| lag.seconds(now)),
                 "failingEvent": stall.and_then(|stall| stall.event.as_ref()).map(|event| serde_json::json!({
                     "position": event.position.sequence(),
                     "streamId": event.stream_id,
@@ -202,6 +243,12 @@ async fn readyz(State(state): State<HttpState>) -> Response {
     let body = serde_json::json!({
         "ready": ready,
         "eventStore": event_store,
+        "ruleSet": {
+            "live": state.app.rule_sets.active_version(),
+            "agrees": agreement.is_ok(),
+            "reason": agreement.err(),
+        },
+        "leading": state.app.projections.leading(),
         "projections": projections,
     });
     (status, Json(body)).into_response()

@@ -33,8 +33,8 @@ pub use auth::TokenAuthority;
 pub use blobs::{BlobStore, S3Settings, UploadQuota};
 pub use graphql::{AppSchema, schema, schema_with, sdl};
 pub use http::{
-    BODY_TOO_LARGE, GRAPHQL_BODY_BYTES_MAX_DEFAULT, HttpLimits, RULE_SET_HEADER, TOKEN_EXPIRED, WS_CLOSE_TOKEN_EXPIRED,
-    router, router_with,
+    BODY_TOO_LARGE, GRAPHQL_BODY_BYTES_MAX_DEFAULT, HttpLimits, READY_LAG_EVENTS_DEFAULT, READY_LAG_SECONDS_DEFAULT,
+    RULE_SET_HEADER, Readiness, TOKEN_EXPIRED, WS_CLOSE_TOKEN_EXPIRED, router, router_with,
 };
 pub use metrics_service::{MetricsService, MetricsWatcher};
 pub use public_page::PublicPageSettings;
@@ -94,9 +94,17 @@ impl AppState {
     }
 
     /// The rule set commands are decided with: always the live one. A request that reads with
-    /// another version (header or `ruleSet`) still writes under the rules in force.
-    pub fn decision_rules(&self) -> Arc<RuleSet> {
-        self.rule_sets.active()
+    /// another version (header or `ruleSet`) still writes under the rules in force. Refused
+    /// with `RULE_SET_UNAVAILABLE` while this node cannot honour the rule-set log (a version
+    /// was promoted that it cannot load, or it has not read the log yet): it must not decide
+    /// under rules that are no longer in force.
+    pub fn decision_rules(&self) -> Result<Arc<RuleSet>, crate::error::ApiError> {
+        self.rule_sets.agreement().map_err(|reason| {
+            crate::error::ApiError::RuleSetUnavailable(format!(
+                "this node cannot decide commands now: {reason}; try again or another node"
+            ))
+        })?;
+        Ok(self.rule_sets.active())
     }
 
     /// Returns the current instant.

@@ -83,8 +83,48 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub s3: S3Args,
     #[command(flatten)]
+    pub node: NodeArgs,
+    #[command(flatten)]
     pub secret: SecretArgs,
 }
+
+/// This node among several on one database: who it is, how its projection lease works, when it
+/// is ready and how it stops.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeArgs {
+    /// This node's name in the projection lease table and the logs (a pod's name). Default:
+    /// the host name and the process id.
+    #[arg(long, env = "ANQUAN_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Milliseconds a projection leader's lease lasts unless renewed (renewed every fifth of
+    /// it): a leader that dies without releasing it is replaced after at most this plus one
+    /// renewal. Default: 5000; at least 500.
+    #[arg(long, env = "ANQUAN_LEADER_LEASE_MS")]
+    pub leader_lease_ms: Option<u64>,
+    /// `/readyz` answers 503 while a read model is more than this many events behind the log.
+    /// Default: 10000.
+    #[arg(long, env = "ANQUAN_READY_LAG_EVENTS")]
+    pub ready_lag_events: Option<u64>,
+    /// `/readyz` answers 503 while the oldest event a read model has not applied was recorded
+    /// more than this many seconds ago. Default: 30.
+    #[arg(long, env = "ANQUAN_READY_LAG_SECONDS")]
+    pub ready_lag_seconds: Option<f64>,
+    /// Seconds SIGTERM waits for requests in flight (and subscriptions) before it closes them.
+    /// Default: 20.
+    #[arg(long, env = "ANQUAN_DRAIN_SECONDS")]
+    pub drain_seconds: Option<u64>,
+}
+
+/// The validated [`NodeArgs`].
+#[derive(Debug, Clone)]
+pub struct NodeSettings {
+    pub node_id: String,
+    pub leader_lease: std::time::Duration,
+    pub drain: std::time::Duration,
+}
+
+/// The default of `--drain-seconds`.
+pub const DRAIN_SECONDS_DEFAULT: u64 = 20;
 
 /// Where uploaded files go when not into the data directory: an S3-compatible bucket, which
 /// every API node of a cluster shares. Set the bucket to use it; the others then apply.
@@ -190,6 +230,11 @@ struct ConfigFile {
     #[serde(default)]
     town_contacts: BTreeMap<String, String>,
     town_contact_default: Option<String>,
+    node_id: Option<String>,
+    leader_lease_ms: Option<u64>,
+    ready_lag_events: Option<u64>,
+    ready_lag_seconds: Option<f64>,
+    drain_seconds: Option<u64>,
 }
 
 /// Where events and read models live.
@@ -234,6 +279,8 @@ pub struct Config {
     pub town_contacts: BTreeMap<String, String>,
     /// Shown for a town without an entry.
     pub town_contact_default: String,
+    /// This node among several.
+    pub node: NodeSettings,
 }
 
 impl Config {
@@ -319,6 +366,20 @@ impl Config {
                     .graphql_body_bytes_max
                     .or(file.graphql_body_bytes_max)
                     .unwrap_or(anquan_api::GRAPHQL_BODY_BYTES_MAX_DEFAULT),
+                readiness: anquan_api::Readiness {
+                    lag_events: args
+                        .node
+                        .ready_lag_events
+                        .or(file.ready_lag_events)
+                        .unwrap_or(anquan_api::READY_LAG_EVENTS_DEFAULT),
+                    lag_seconds: match args.node.ready_lag_seconds.or(file.ready_lag_seconds) {
+                        Some(seconds) if !(seconds.is_finite() && seconds > 0.0) => {
+                            anyhow::bail!("ready_lag_seconds must be a number above 0, not {seconds}")
+                        }
+                        Some(seconds) => seconds,
+                        None => anquan_api::READY_LAG_SECONDS_DEFAULT,
+                    },
+                },
             },
             rate_limits: anquan_api::RateLimitSettings {
                 mutations_per_minute_per_token: args
@@ -342,6 +403,28 @@ impl Config {
             town_contact_default: file
                 .town_contact_default
                 .unwrap_or_else(|| anquan_api::public_page::DEFAULT_CONTACT.to_owned()),
+            node: NodeSettings {
+                node_id: match args.node.node_id.or(file.node_id) {
+                    Some(id) if id.trim().is_empty() || id.len() > 200 => {
+                        anyhow::bail!("node_id must be 1 to 200 characters")
+                    }
+                    Some(id) => id,
+                    None => default_node_id(),
+                },
+                leader_lease: match args.node.leader_lease_ms.or(file.leader_lease_ms) {
+                    Some(milliseconds) if milliseconds < 500 => {
+                        anyhow::bail!("leader_lease_ms must be at least 500, not {milliseconds}")
+                    }
+                    Some(milliseconds) => std::time::Duration::from_millis(milliseconds),
+                    None => anquan_projections::leadership::LEASE_DEFAULT,
+                },
+                drain: std::time::Duration::from_secs(
+                    args.node
+                        .drain_seconds
+                        .or(file.drain_seconds)
+                        .unwrap_or(DRAIN_SECONDS_DEFAULT),
+                ),
+            },
         })
     }
 }
@@ -405,6 +488,18 @@ pub fn load_rules(directory: &Path) -> anyhow::Result<RuleSet> {
 /// Rule set v1 as built into the binary.
 pub fn embedded_rules() -> anyhow::Result<RuleSet> {
     Ok(anquan_domain::rules::builtin_v1()?)
+}
+
+/// The host's name and this process's id: unique among the nodes of one database unless two
+/// hosts share a name.
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|host| host.trim().to_owned())
+        .filter(|host| !host.is_empty())
+        .unwrap_or_else(|| "anquan".to_owned());
+    format!("{host}:{}", std::process::id())
 }
 
 #[cfg(test)]

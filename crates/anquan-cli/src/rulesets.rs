@@ -13,9 +13,10 @@ use anquan_domain::Actor;
 use anquan_domain::rules::log::RuleSetLog;
 use anquan_domain::rules::{RULE_SET_FILES, RuleSetFiles};
 use anquan_event_store::{
-    AppendMetadata, AppendRequest, EventStore, NewEvent, ReadModelStore, StreamState, StreamVersion,
+    AppendMetadata, AppendRequest, EventStore, LeaseTerm, NewEvent, ReadModelStore, StreamState, StreamVersion,
 };
 use anquan_event_store_sqlite::{ReadModelDurability, SqliteReadModelStore};
+use anquan_projections::leadership::{self, Leadership};
 use anquan_projections::rule_sets::rebuild::fold_to_end;
 use anquan_projections::rule_sets::snapshot::{self, SnapshotOutcome};
 use anquan_projections::rule_sets::{RuleSetRegistry, read_log, rule_set_stream};
@@ -169,6 +170,11 @@ pub enum ProjectionsCommand {
         /// With `--read-models`: a SQLite file to rebuild into instead of the live database.
         #[arg(long)]
         into: Option<PathBuf>,
+        /// Folding into the live database takes the read models' projection lease, and is
+        /// refused while a running node holds it; with this flag it takes the lease from the
+        /// node (which follows until the rebuild releases it).
+        #[arg(long)]
+        take_over: bool,
     },
     /// Reports the enterprises whose status, indicators or colour change from `a` to `b`, and
     /// the town metrics that move.
@@ -222,6 +228,20 @@ async fn status(event_store: &dyn EventStore, read_models: &dyn ReadModelStore) 
         let checkpoint = checkpoint.map_or_else(|| "none".to_owned(), |checkpoint| checkpoint.to_string());
         println_out(&format!("{name}  checkpoint {checkpoint}  {next}"))?;
     }
+    for lease in read_models
+        .leases()
+        .await
+        .context("cannot read the projection leases")?
+    {
+        let state = if lease.is_held() {
+            format!("held by {} for {} ms more", lease.holder, lease.expires_in_ms)
+        } else if lease.holder.is_empty() {
+            "released".to_owned()
+        } else {
+            format!("expired (last held by {})", lease.holder)
+        };
+        println_out(&format!("lease {}  term {}  {state}", lease.group, lease.term))?;
+    }
     println_out("stalled or not, the error and since when: ask a running service (/readyz, GraphQL health)")?;
     Ok(())
 }
@@ -260,6 +280,7 @@ pub async fn run(args: ProjectionsArgs) -> anyhow::Result<()> {
             at,
             read_models: refold,
             into,
+            take_over,
         } => {
             let cancel = cancel_on_ctrl_c();
             // With `--into`, the whole set (facts and snapshots) goes to the fresh database,
@@ -273,8 +294,10 @@ pub async fn run(args: ProjectionsArgs) -> anyhow::Result<()> {
                 Some(into) => Arc::new(into.clone()),
                 None => read_models,
             };
+            // Into the live database, the fold holds the projection lease like a node's runner.
+            let live = into.is_none();
             if refold {
-                rebuild_read_models(event_store.as_ref(), read_models.as_ref(), &cancel).await?;
+                rebuild_read_models(event_store.as_ref(), &read_models, live, take_over, &cancel).await?;
                 if let Some(into) = &into {
                     into.make_durable().await?;
                 }
@@ -284,7 +307,7 @@ pub async fn run(args: ProjectionsArgs) -> anyhow::Result<()> {
             }
             if !refold && read_models.checkpoint(ComplianceProjection::NAME).await?.is_none() {
                 // No service has folded the log into this database yet: the snapshots need the facts.
-                rebuild_read_models(event_store.as_ref(), read_models.as_ref(), &cancel).await?;
+                rebuild_read_models(event_store.as_ref(), &read_models, live, take_over, &cancel).await?;
             }
             let version = version.unwrap_or_else(|| registry.active_version());
             let at = at.unwrap_or_else(|| anquan_event_store::hash_chain::canonical_time(Utc::now()));
@@ -398,15 +421,70 @@ fn cancel_on_ctrl_c() -> Arc<AtomicBool> {
 }
 
 /// Refolds the fact read models (compliance, agency) from the log into `target`, from its
-/// checkpoints, printing events/s. Returns the number of events folded.
+/// checkpoints, printing events/s. Returns the number of events folded. Into live read models
+/// (`lead`) it holds the projection lease for the whole fold, each batch fenced by its term,
+/// so it never races a node's runner: it refuses while a node holds the lease, unless
+/// `take_over`, and releases it at the end so a node resumes from the new checkpoints.
 pub async fn rebuild_read_models(
     event_store: &dyn EventStore,
+    target: &Arc<dyn ReadModelStore>,
+    lead: bool,
+    take_over: bool,
+    cancel: &AtomicBool,
+) -> anyhow::Result<u64> {
+    if !lead {
+        return fold_read_models(event_store, target.as_ref(), None, cancel).await;
+    }
+    let leadership = Leadership::new(
+        Arc::clone(target),
+        leadership::READ_MODELS_GROUP,
+        &format!(
+            "cli:{}",
+            std::env::var("USER").unwrap_or_else(|_| "operator".to_owned())
+        ),
+        leadership::LEASE_DEFAULT,
+    );
+    let term = if take_over {
+        leadership.take_over().await?
+    } else {
+        match leadership.try_acquire().await? {
+            Some(term) => term,
+            None => {
+                let holder = target
+                    .leases()
+                    .await?
+                    .into_iter()
+                    .find(|lease| lease.group == leadership::READ_MODELS_GROUP);
+                let holder = holder.map_or_else(
+                    || "another process".to_owned(),
+                    |lease| format!("{} (term {})", lease.holder, lease.term),
+                );
+                anyhow::bail!(
+                    "the live read models are folded by {holder}: a rebuild beside it would race it. \
+                     Stop the nodes, or pass --take-over to take the projection lease from them \
+                     (they serve and follow until the rebuild ends), or rebuild --into a fresh file"
+                );
+            }
+        }
+    };
+    eprintln!("holding the read models' projection lease ({term})");
+    let folded = tokio::select! {
+        folded = fold_read_models(event_store, target.as_ref(), Some(&term), cancel) => folded,
+        () = leadership.hold(&term) => Err(anyhow::anyhow!("lost the projection lease ({term}) during the rebuild; run it again")),
+    };
+    leadership.release(&term).await;
+    folded
+}
+
+async fn fold_read_models(
+    event_store: &dyn EventStore,
     target: &dyn ReadModelStore,
+    lease: Option<&LeaseTerm>,
     cancel: &AtomicBool,
 ) -> anyhow::Result<u64> {
     let projections: Vec<Arc<dyn Projection>> = vec![Arc::new(ComplianceProjection), Arc::new(AgencyProjection)];
     let mut next_report = 0u64;
-    let report = fold_to_end(event_store, target, &projections, cancel, |progress| {
+    let report = fold_to_end(event_store, target, &projections, lease, cancel, |progress| {
         if progress.events >= next_report {
             next_report = progress.events + 100_000;
             eprintln!(

@@ -10,6 +10,7 @@ use anquan_api::{AppState, BlobStore};
 use anquan_event_store::{EventStore, ReadModelStore};
 use anquan_event_store_postgres::{PostgresEventStore, PostgresOptions, PostgresReadModelStore};
 use anquan_event_store_sqlite::{SqliteEventStore, SqliteOptions, SqliteReadModelStore};
+use anquan_projections::leadership::{self, Leadership};
 use anquan_projections::{AgencyProjection, ComplianceProjection, ProjectionRunner};
 
 use crate::config::{Blobs, Config, Storage};
@@ -39,7 +40,14 @@ pub async fn open_stores(storage: &Storage) -> anyhow::Result<(Arc<dyn EventStor
     }
 }
 
-/// Runs the service until `shutdown` completes or a component stops.
+/// The longest SIGTERM waits for the projection batch in flight and the lease's release after
+/// the HTTP server has drained: a store that hangs must not keep the process alive.
+const PROJECTIONS_STOP_MAX: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Runs the service until `shutdown` completes or a component stops. On shutdown it stops
+/// accepting connections and drains the requests in flight (at most `--drain-seconds`), while
+/// the projection runner, if this node leads, commits the batch in flight and releases the
+/// lease so another node leads at once; then it returns.
 pub async fn run(
     config: Config,
     listener: tokio::net::TcpListener,
@@ -50,6 +58,12 @@ pub async fn run(
         ProjectionRunner::new(event_store.clone(), read_models.clone()).with_projection(Arc::new(ComplianceProjection));
     let runner = runner.with_projection(Arc::new(AgencyProjection));
     runner.prepare().await.context("cannot prepare the read models")?;
+    let leadership = Leadership::new(
+        read_models.clone(),
+        leadership::READ_MODELS_GROUP,
+        &config.node.node_id,
+        config.node.leader_lease,
+    );
     let address = listener.local_addr().context("listener has no address")?;
     let mut public_page = anquan_api::PublicPageSettings::new(
         config
@@ -60,6 +74,9 @@ pub async fn run(
     public_page.town_contacts = config.town_contacts.clone();
     public_page.default_contact = config.town_contact_default.clone();
     let rule_sets = Arc::new(crate::rulesets::serve_registry(&config.rules)?);
+    // No command is decided until the rule-set log has been read: it may have promoted a
+    // version since this node's configured one.
+    rule_sets.await_log();
     let blobs = open_blobs(&config.blobs).await?.with_quota(config.upload_quota);
     let app = AppState {
         event_store,
@@ -91,28 +108,78 @@ pub async fn run(
         app,
         http_limits,
     );
-    tracing::info!(%address, storage = storage_name(&config.storage), "anquan is serving GraphQL at /graphql");
+    tracing::info!(
+        %address,
+        storage = storage_name(&config.storage),
+        node = %config.node.node_id,
+        lease.holder = leadership.holder(),
+        "anquan is serving GraphQL at /graphql"
+    );
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let stop_on_signal = stop.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stop_on_signal.send_replace(true);
+    });
+    let mut drained = stopping.clone();
     // With connect info, so rate limits per client address know the address.
     let server = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown);
-    tokio::select! {
-        served = server => served.context("the HTTP server failed"),
-        // A projection that fails is retried alone and reported stalled (`/readyz`, `health`);
-        // the runner returns only when the event store closes.
-        projected = runner.run() => match projected {
-            Ok(()) => anyhow::bail!("the projection runner stopped: the event store closed"),
-            Err(error) => Err(error).context("the projection runner stopped"),
-        },
-        () = watcher.run() => anyhow::bail!("the supervision watcher stopped"),
-        () = metrics_watcher.run() => anyhow::bail!("the metrics watcher stopped"),
-        followed = rule_set_follower => match followed {
-            Ok(()) => anyhow::bail!("the rule-set follower stopped"),
-            Err(error) => Err(error).context("the rule-set follower stopped"),
-        },
-    }
+    .with_graceful_shutdown(async move {
+        let _ = drained.wait_for(|stop| *stop).await;
+    });
+    let drain = config.node.drain;
+    let mut drain_started = stopping.clone();
+    let serving = async move {
+        let server = std::future::IntoFuture::into_future(server);
+        tokio::pin!(server);
+        tokio::select! {
+            served = &mut server => served.context("the HTTP server failed"),
+            () = async {
+                let _ = drain_started.wait_for(|stop| *stop).await;
+                tokio::time::sleep(drain).await;
+            } => {
+                tracing::warn!(drain_seconds = drain.as_secs(), "requests still open after the drain; closing them");
+                Ok(())
+            }
+        }
+    };
+    let work = async {
+        let outcome = tokio::select! {
+            served = serving => served,
+            () = runner.follow_shared_checkpoints() => Err(anyhow::anyhow!("the shared-checkpoint follower stopped")),
+            () = watcher.run() => Err(anyhow::anyhow!("the supervision watcher stopped")),
+            () = metrics_watcher.run() => Err(anyhow::anyhow!("the metrics watcher stopped")),
+            followed = rule_set_follower => match followed {
+                Ok(()) => Err(anyhow::anyhow!("the rule-set follower stopped")),
+                Err(error) => Err(error).context("the rule-set follower stopped"),
+            },
+        };
+        // Whatever ended the service, the projections stop after their batch in flight and the
+        // lease is released.
+        stop.send_replace(true);
+        outcome
+    };
+    let leading = async {
+        // A projection that fails is retried alone and reported stalled (`/readyz`,
+        // `health`); `lead` returns only once shutdown is asked for.
+        runner.lead(&leadership, stopping.clone()).await;
+    };
+    let (outcome, ()) = tokio::join!(work, async {
+        let mut stopped = stopping.clone();
+        tokio::pin!(leading);
+        tokio::select! {
+            () = &mut leading => {}
+            _ = stopped.wait_for(|stop| *stop) => {
+                if tokio::time::timeout(PROJECTIONS_STOP_MAX, leading).await.is_err() {
+                    tracing::warn!("the projection runner did not stop in time; its lease expires by itself");
+                }
+            }
+        }
+    });
+    outcome
 }
 
 /// Opens the configured blob store; a bucket is listed once, so a wrong endpoint, bucket or key

@@ -1,5 +1,7 @@
-//! Feeds the store's head watch from `LISTEN anquan_events`, reconnecting when the connection
-//! drops. No polling: the task sleeps until PostgreSQL delivers a notification.
+//! Listeners on PostgreSQL channels, reconnecting when the connection drops: the store's head
+//! watch from `LISTEN anquan_events`, and the read models' checkpoint moves from
+//! `LISTEN anquan_checkpoints`. No polling: a task sleeps until PostgreSQL delivers a
+//! notification.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,18 +40,64 @@ impl Drop for ListenerTask {
     }
 }
 
-/// Starts the listener task.
+/// What a listener does with its channel.
+pub(crate) trait Listening: Send + Sync + 'static {
+    /// The channel it listens on.
+    const CHANNEL: &'static str;
+    /// After (re)connecting, before the first notification: catch up with what was missed
+    /// while no one listened.
+    fn caught_up(
+        &self,
+        client: &tokio_postgres::Client,
+    ) -> impl std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send;
+    /// A notification's payload.
+    fn notified(&self, payload: &str);
+}
+
+/// The event log's head: every append notifies its last position.
+pub(crate) struct Head(pub(crate) Arc<watch::Sender<Option<Position>>>);
+
+impl Listening for Head {
+    const CHANNEL: &'static str = CHANNEL;
+
+    async fn caught_up(&self, client: &tokio_postgres::Client) -> Result<(), tokio_postgres::Error> {
+        let row = client
+            .query_one("SELECT COALESCE(MAX(position), 0) FROM event_log", &[])
+            .await?;
+        let last: i64 = row.try_get(0)?;
+        if let Ok(last) = u64::try_from(last)
+            && last > 0
+        {
+            advance(&self.0, Position::from_sequence(last));
+        }
+        Ok(())
+    }
+
+    fn notified(&self, payload: &str) {
+        match payload.parse::<u64>() {
+            Ok(sequence) => advance(&self.0, Position::from_sequence(sequence)),
+            Err(_) => tracing::warn!(payload, "ignoring malformed event notification"),
+        }
+    }
+}
+
+/// Starts the event log's listener task.
 pub(crate) fn spawn(config: tokio_postgres::Config, head: Arc<watch::Sender<Option<Position>>>) -> ListenerTask {
+    spawn_listener(config, Head(head))
+}
+
+/// Starts a listener task, reconnecting with backoff whenever its connection drops.
+pub(crate) fn spawn_listener<L: Listening>(config: tokio_postgres::Config, listening: L) -> ListenerTask {
     ListenerTask(tokio::spawn(async move {
         let mut delay = RECONNECT_DELAY_MIN;
         loop {
-            match listen(&config, &head).await {
+            match listen(&config, &listening).await {
                 Ok(()) => {
-                    tracing::warn!("event store listener connection closed; reconnecting");
+                    tracing::warn!(channel = L::CHANNEL, "listener connection closed; reconnecting");
                     delay = RECONNECT_DELAY_MIN;
                 }
                 Err(error) => {
-                    tracing::warn!(%error, ?delay, "event store listener failed; reconnecting");
+                    tracing::warn!(channel = L::CHANNEL, %error, ?delay, "listener failed; reconnecting");
                 }
             }
             tokio::time::sleep(delay).await;
@@ -59,10 +107,7 @@ pub(crate) fn spawn(config: tokio_postgres::Config, head: Arc<watch::Sender<Opti
 }
 
 /// Listens on one connection until it ends.
-async fn listen(
-    config: &tokio_postgres::Config,
-    head: &watch::Sender<Option<Position>>,
-) -> Result<(), tokio_postgres::Error> {
+async fn listen<L: Listening>(config: &tokio_postgres::Config, listening: &L) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = config.connect(NoTls).await?;
     let (sender, mut notifications) = mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
@@ -83,28 +128,12 @@ async fn listen(
         }
     });
     let _abort_driver = ListenerTask(driver);
-    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
-    // Catch up with what was appended while no one listened.
-    let row = client
-        .query_one("SELECT COALESCE(MAX(position), 0) FROM event_log", &[])
-        .await?;
-    let last: i64 = row.try_get(0)?;
-    if let Ok(last) = u64::try_from(last)
-        && last > 0
-    {
-        advance(head, Position::from_sequence(last));
-    }
+    client.batch_execute(&format!("LISTEN {}", L::CHANNEL)).await?;
+    listening.caught_up(&client).await?;
     while let Some(notification) = notifications.recv().await {
         let notification = notification?;
-        if notification.channel() != CHANNEL {
-            continue;
-        }
-        match notification.payload().parse::<u64>() {
-            Ok(sequence) => advance(head, Position::from_sequence(sequence)),
-            Err(_) => tracing::warn!(
-                payload = notification.payload(),
-                "ignoring malformed event notification"
-            ),
+        if notification.channel() == L::CHANNEL {
+            listening.notified(notification.payload());
         }
     }
     Ok(())

@@ -10,12 +10,25 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Pool};
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
-use anquan_event_store::read_model::{storable_instant, storable_json, storable_text};
+use tokio::sync::watch;
+
+use anquan_event_store::read_model::{
+    LEASES_DDL, RELEASE_LEASE_SQL, check_expected, check_fence, claim_lease_sql, leases_sql, storable_instant,
+    storable_json, storable_text,
+};
 use anquan_event_store::{
-    Dialect, Position, ProjectionBatch, ReadModelError, ReadModelStore, Row, SqlValue, Statement,
+    CheckpointExpected, Dialect, LeaseClaim, LeaseHolder, LeaseTerm, Position, ProjectionBatch, ReadModelError,
+    ReadModelStore, Row, SqlValue, Statement,
 };
 
+use crate::listener::{self, ListenerTask, Listening};
 use crate::store::build_pool;
+
+/// The channel a committed batch notifies, so every node's followers read the new checkpoints.
+pub(crate) const CHECKPOINTS_CHANNEL: &str = "anquan_checkpoints";
+/// PostgreSQL's clock in milliseconds since the Unix epoch (the wall clock, not the
+/// transaction's start), for leases.
+const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 /// The advisory-lock key that serialises read-model migrations ("anquanrm").
 const MIGRATION_LOCK_KEY: i64 = 0x616e_7175_616e_726d;
@@ -26,28 +39,116 @@ const CHECKPOINTS_DDL: &str = "CREATE TABLE IF NOT EXISTS projection_checkpoints
     prepare    BIGINT NOT NULL
 )";
 
-/// Moves a projection's checkpoint, last in its batch's transaction.
+/// Moves a projection's checkpoint whatever it was (a batch that expects nothing).
 const CHECKPOINT_UPSERT: &str = "INSERT INTO projection_checkpoints (projection, commit, prepare) VALUES ($1, $2, $3) \
     ON CONFLICT (projection) DO UPDATE SET commit = EXCLUDED.commit, prepare = EXCLUDED.prepare";
+/// Sets a projection's first checkpoint; no row when it has one already.
+const CHECKPOINT_INSERT_NEW: &str = "INSERT INTO projection_checkpoints (projection, commit, prepare) VALUES ($1, $2, $3) \
+    ON CONFLICT (projection) DO NOTHING";
+/// Moves a projection's checkpoint from the expected one (`$4`, `$5`); no row otherwise.
+const CHECKPOINT_MOVE: &str = "UPDATE projection_checkpoints SET commit = $2, prepare = $3 WHERE projection = $1 AND commit = $4 AND prepare = $5";
+/// A fenced batch's first statement: one row while its term is the group's current one, and
+/// a share lock on the lease row until the batch commits, so a claim of the lease (an update
+/// of that row) waits for the batch and the batch never lands after its term ended.
+const LEASE_FENCE: &str = "SELECT term FROM projection_leases WHERE lease_group = $1 AND term = $2 FOR SHARE";
+const CHECKPOINT_NOTIFY: &str = "SELECT pg_notify('anquan_checkpoints', $1)";
 /// Removes a projection's checkpoint, last in its reset's transaction.
 const CHECKPOINT_DELETE: &str = "DELETE FROM projection_checkpoints WHERE projection = $1";
 
-fn backend(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> ReadModelError {
+fn backend(what: &'static str) -> impl Fn(tokio_postgres::Error) -> ReadModelError + Copy {
     move |error| ReadModelError::backend(what, error)
 }
 
 /// Read models in PostgreSQL, written by the same projection code as SQLite.
 pub struct PostgresReadModelStore {
     pool: Pool,
+    /// Bumped for every batch committed through this store and every `anquan_checkpoints`
+    /// notification (any node's commit).
+    moves: Arc<watch::Sender<u64>>,
+    _listener: ListenerTask,
+}
+
+/// Feeds [`PostgresReadModelStore::checkpoint_moves`] from `LISTEN anquan_checkpoints`.
+struct CheckpointMoves(Arc<watch::Sender<u64>>);
+
+impl Listening for CheckpointMoves {
+    const CHANNEL: &'static str = CHECKPOINTS_CHANNEL;
+
+    async fn caught_up(&self, _: &tokio_postgres::Client) -> Result<(), tokio_postgres::Error> {
+        // Whatever moved while no one listened is read by the followers on this wake-up.
+        bump(&self.0);
+        Ok(())
+    }
+
+    fn notified(&self, _: &str) {
+        bump(&self.0);
+    }
+}
+
+fn bump(moves: &watch::Sender<u64>) {
+    moves.send_modify(|count| *count = count.wrapping_add(1));
 }
 
 impl PostgresReadModelStore {
-    /// Connects and creates the checkpoint table.
+    /// Connects, creates the checkpoint and lease tables, and starts listening for checkpoint
+    /// moves by other nodes.
     pub async fn connect(url: &str, pool_size: usize) -> Result<Self, ReadModelError> {
-        let (pool, _) = build_pool(url, pool_size).map_err(|error| ReadModelError::backend("connect", error))?;
-        let store = Self { pool };
+        let (pool, config) = build_pool(url, pool_size).map_err(|error| ReadModelError::backend("connect", error))?;
+        let moves = Arc::new(watch::Sender::new(0));
+        let listener = listener::spawn_listener(config, CheckpointMoves(Arc::clone(&moves)));
+        let store = Self {
+            pool,
+            moves,
+            _listener: listener,
+        };
         store.migrate(CHECKPOINTS_DDL).await?;
+        store.migrate(LEASES_DDL).await?;
         Ok(store)
+    }
+
+    /// Why a batch's fence or expected checkpoint did not hold, read after its transaction
+    /// rolled back.
+    async fn refusal(&self, failed: &Check<'_>) -> ReadModelError {
+        match failed {
+            Check::Lease(lease) => {
+                let current = match self.lease_term(&lease.group).await {
+                    Ok(current) => current,
+                    Err(error) => return error,
+                };
+                match check_fence(lease, current) {
+                    Err(error) => error,
+                    // It was taken and given back meanwhile: still not this batch's term.
+                    Ok(()) => ReadModelError::Fenced {
+                        lease: (*lease).clone(),
+                        current,
+                    },
+                }
+            }
+            Check::Checkpoint(batch) => {
+                let found = match self.checkpoint(&batch.projection).await {
+                    Ok(found) => found,
+                    Err(error) => return error,
+                };
+                match check_expected(batch, found) {
+                    Err(error) => error,
+                    Ok(()) => ReadModelError::CheckpointMoved {
+                        projection: batch.projection.clone(),
+                        expected: batch.after,
+                        found,
+                    },
+                }
+            }
+        }
+    }
+
+    async fn lease_term(&self, group: &str) -> Result<Option<i64>, ReadModelError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt("SELECT term FROM projection_leases WHERE lease_group = $1", &[&group])
+            .await
+            .map_err(backend("read a lease"))?;
+        row.map(|row| row.try_get::<_, i64>(0).map_err(backend("read a lease")))
+            .transpose()
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, ReadModelError> {
@@ -118,16 +219,25 @@ fn json_to_sql(text: &str, ty: &Type, out: &mut bytes::BytesMut) -> Result<IsNul
     Ok(IsNull::No)
 }
 
+/// What must hold for a batch to commit: each checks one statement's row count.
+enum Check<'a> {
+    /// The fence statement returned its row: the term is current.
+    Lease(&'a LeaseTerm),
+    /// The checkpoint statement changed its row: it was the expected one.
+    Checkpoint(&'a ProjectionBatch),
+}
+
 /// Runs statements in order, pipelined: the distinct statements are prepared (once per
 /// connection, through the statement cache), then every execution is sent without waiting
 /// for the one before, and the replies are awaited together. One connection runs its requests
 /// strictly in the order they were sent, so the effect is that of running them one by one;
 /// the first failure (in statement order) is returned, and the server rejects every later
-/// statement of the then-aborted transaction, which the caller rolls back.
+/// statement of the then-aborted transaction, which the caller rolls back. Returns each
+/// statement's row count.
 async fn execute_all(
     transaction: &deadpool_postgres::Transaction<'_>,
     statements: &[&Statement],
-) -> Result<(), ReadModelError> {
+) -> Result<Vec<u64>, ReadModelError> {
     let mut distinct: HashMap<&str, tokio_postgres::Statement> = HashMap::new();
     let mut prepared = Vec::with_capacity(statements.len());
     for statement in statements {
@@ -165,7 +275,7 @@ async fn execute_all(
                 .await
                 .map_err(|error| ReadModelError::backend(format!("execute {:?}", statement.sql), error))
         });
-    futures::future::try_join_all(executions).await.map(|_| ())
+    futures::future::try_join_all(executions).await
 }
 
 fn to_value(row: &tokio_postgres::Row, column: usize) -> Result<SqlValue, ReadModelError> {
@@ -266,30 +376,64 @@ impl ReadModelStore for PostgresReadModelStore {
     }
 
     async fn apply_together(&self, batches: &[Arc<ProjectionBatch>]) -> Result<(), ReadModelError> {
+        let position = |value: u64| SqlValue::Int(i64::try_from(value).unwrap_or(i64::MAX));
+        // A fenced call's batches are all of one group, folded under one term.
+        let lease = batches.iter().find_map(|batch| batch.lease.as_ref());
+        let fence = lease.map(|lease| {
+            Statement::new(
+                LEASE_FENCE,
+                vec![SqlValue::Text(lease.group.clone()), SqlValue::Int(lease.term)],
+            )
+        });
         let checkpoints: Vec<Statement> = batches
             .iter()
             .map(|batch| {
-                let commit = i64::try_from(batch.checkpoint.commit).unwrap_or(i64::MAX);
-                let prepare = i64::try_from(batch.checkpoint.prepare).unwrap_or(i64::MAX);
-                Statement::new(
-                    CHECKPOINT_UPSERT,
-                    vec![
-                        SqlValue::Text(batch.projection.clone()),
-                        SqlValue::Int(commit),
-                        SqlValue::Int(prepare),
-                    ],
-                )
+                let mut params = vec![
+                    SqlValue::Text(batch.projection.clone()),
+                    position(batch.checkpoint.commit),
+                    position(batch.checkpoint.prepare),
+                ];
+                let sql = match batch.after {
+                    CheckpointExpected::Any => CHECKPOINT_UPSERT,
+                    CheckpointExpected::Absent => CHECKPOINT_INSERT_NEW,
+                    CheckpointExpected::At(after) => {
+                        params.extend([position(after.commit), position(after.prepare)]);
+                        CHECKPOINT_MOVE
+                    }
+                };
+                Statement::new(sql, params)
             })
             .collect();
+        let notify = Statement::new(CHECKPOINT_NOTIFY, vec![SqlValue::Text(String::new())]);
+        // The checks first, so the rows they lock are locked before any statement runs.
         let mut statements: Vec<&Statement> = Vec::new();
-        for (batch, checkpoint) in batches.iter().zip(&checkpoints) {
-            statements.extend(&batch.statements);
-            statements.push(checkpoint);
+        let mut checks: Vec<(usize, Check<'_>)> = Vec::new();
+        if let (Some(fence), Some(lease)) = (&fence, lease) {
+            checks.push((statements.len(), Check::Lease(lease)));
+            statements.push(fence);
         }
+        for (batch, checkpoint) in batches.iter().zip(&checkpoints) {
+            if batch.after != CheckpointExpected::Any {
+                checks.push((statements.len(), Check::Checkpoint(batch)));
+            }
+            statements.push(checkpoint);
+            statements.extend(&batch.statements);
+        }
+        statements.push(&notify);
         let mut client = self.client().await?;
         let transaction = client.transaction().await.map_err(backend("begin projection batch"))?;
-        execute_all(&transaction, &statements).await?;
-        transaction.commit().await.map_err(backend("commit projection batch"))
+        let counts = execute_all(&transaction, &statements).await?;
+        if let Some((_, failed)) = checks.iter().find(|(index, _)| counts.get(*index).copied() != Some(1)) {
+            transaction
+                .rollback()
+                .await
+                .map_err(backend("roll back a refused projection batch"))?;
+            drop(client);
+            return Err(self.refusal(failed).await);
+        }
+        transaction.commit().await.map_err(backend("commit projection batch"))?;
+        bump(&self.moves);
+        Ok(())
     }
 
     async fn checkpoint(&self, projection: &str) -> Result<Option<Position>, ReadModelError> {
@@ -327,7 +471,9 @@ impl ReadModelStore for PostgresReadModelStore {
         let transaction = client.transaction().await.map_err(backend("begin reset"))?;
         let statements: Vec<&Statement> = statements.iter().collect();
         execute_all(&transaction, &statements).await?;
-        transaction.commit().await.map_err(backend("commit reset"))
+        transaction.commit().await.map_err(backend("commit reset"))?;
+        bump(&self.moves);
+        Ok(())
     }
 
     async fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>, ReadModelError> {
@@ -350,5 +496,90 @@ impl ReadModelStore for PostgresReadModelStore {
                     .map(Row)
             })
             .collect()
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<(String, Position)>, ReadModelError> {
+        let client = self.client().await?;
+        let rows = client
+            .query("SELECT projection, commit, prepare FROM projection_checkpoints", &[])
+            .await
+            .map_err(backend("read checkpoints"))?;
+        rows.iter()
+            .map(|row| {
+                let name: String = row.try_get(0).map_err(backend("read checkpoints"))?;
+                let part = |column| {
+                    let value: i64 = row.try_get(column).map_err(backend("read checkpoints"))?;
+                    u64::try_from(value).map_err(|_| ReadModelError::Type {
+                        column,
+                        expected: "a non-negative position",
+                        found: value.to_string(),
+                    })
+                };
+                Ok((
+                    name,
+                    Position {
+                        commit: part(1)?,
+                        prepare: part(2)?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    async fn claim_lease(&self, claim: &LeaseClaim) -> Result<Option<LeaseTerm>, ReadModelError> {
+        let client = self.client().await?;
+        let sql = claim_lease_sql(NOW_MS);
+        let statement = client
+            .prepare_cached(&sql)
+            .await
+            .map_err(backend("prepare a lease claim"))?;
+        let renewing = claim.renewing.unwrap_or(-1);
+        let force = i64::from(claim.force);
+        let row = client
+            .query_opt(
+                &statement,
+                &[&claim.group, &claim.holder, &renewing, &claim.duration_ms, &force],
+            )
+            .await
+            .map_err(backend("claim a lease"))?;
+        row.map(|row| {
+            Ok(LeaseTerm {
+                group: claim.group.clone(),
+                term: row.try_get(0).map_err(backend("claim a lease"))?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn release_lease(&self, lease: &LeaseTerm, holder: &str) -> Result<(), ReadModelError> {
+        let client = self.client().await?;
+        client
+            .execute(RELEASE_LEASE_SQL, &[&lease.group, &holder, &lease.term])
+            .await
+            .map_err(backend("release a lease"))?;
+        Ok(())
+    }
+
+    async fn leases(&self) -> Result<Vec<LeaseHolder>, ReadModelError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(&leases_sql(NOW_MS), &[])
+            .await
+            .map_err(backend("read leases"))?;
+        rows.iter()
+            .map(|row| {
+                let read = backend("read leases");
+                Ok(LeaseHolder {
+                    group: row.try_get(0).map_err(read)?,
+                    term: row.try_get(1).map_err(read)?,
+                    holder: row.try_get(2).map_err(read)?,
+                    expires_in_ms: row.try_get(3).map_err(read)?,
+                })
+            })
+            .collect()
+    }
+
+    fn checkpoint_moves(&self) -> watch::Receiver<u64> {
+        self.moves.subscribe()
     }
 }

@@ -63,14 +63,14 @@ async fn every_sql_value_kind_round_trips_and_the_checkpoint_commits_with_the_ba
         SqlValue::Null,
     ];
     store
-        .apply(Arc::new(ProjectionBatch {
-            projection: "sample".to_owned(),
-            statements: vec![
+        .apply(Arc::new(ProjectionBatch::new(
+            "sample".to_owned(),
+            vec![
                 Statement::new(UPSERT, values.clone()),
                 Statement::new(UPSERT, nulls.clone()),
             ],
-            checkpoint: Position::from_sequence(7),
-        }))
+            Position::from_sequence(7),
+        )))
         .await
         .unwrap();
     assert_eq!(
@@ -94,14 +94,14 @@ async fn every_sql_value_kind_round_trips_and_the_checkpoint_commits_with_the_ba
 
     // A failing statement rolls back the whole batch, checkpoint included.
     let failed = store
-        .apply(Arc::new(ProjectionBatch {
-            projection: "sample".to_owned(),
-            statements: vec![
+        .apply(Arc::new(ProjectionBatch::new(
+            "sample".to_owned(),
+            vec![
                 Statement::new("DELETE FROM sample WHERE id = $1", vec![SqlValue::Int(1)]),
                 Statement::new("INSERT INTO sample (id) VALUES ($1)", vec![SqlValue::Null]),
             ],
-            checkpoint: Position::from_sequence(9),
-        }))
+            Position::from_sequence(9),
+        )))
         .await;
     assert!(failed.is_err());
     assert_eq!(
@@ -159,11 +159,11 @@ async fn a_long_batch_runs_in_order_and_fails_as_a_whole() {
         }
     }
     store
-        .apply(Arc::new(ProjectionBatch {
-            projection: "counter".to_owned(),
+        .apply(Arc::new(ProjectionBatch::new(
+            "counter".to_owned(),
             statements,
-            checkpoint: Position::from_sequence(310),
-        }))
+            Position::from_sequence(310),
+        )))
         .await
         .unwrap();
     let rows = store
@@ -189,11 +189,11 @@ async fn a_long_batch_runs_in_order_and_fails_as_a_whole() {
         vec![SqlValue::Int(0)],
     );
     let error = store
-        .apply(Arc::new(ProjectionBatch {
-            projection: "counter".to_owned(),
+        .apply(Arc::new(ProjectionBatch::new(
+            "counter".to_owned(),
             statements,
-            checkpoint: Position::from_sequence(710),
-        }))
+            Position::from_sequence(710),
+        )))
         .await
         .unwrap_err();
     // The first failure is reported, not the aborted statements after it.
@@ -213,14 +213,14 @@ async fn a_long_batch_runs_in_order_and_fails_as_a_whole() {
 
     // The connection that saw the failure commits the next batch.
     store
-        .apply(Arc::new(ProjectionBatch {
-            projection: "counter".to_owned(),
-            statements: vec![Statement::new(
+        .apply(Arc::new(ProjectionBatch::new(
+            "counter".to_owned(),
+            vec![Statement::new(
                 "DELETE FROM counter WHERE id = $1",
                 vec![SqlValue::Int(9)],
             )],
-            checkpoint: Position::from_sequence(711),
-        }))
+            Position::from_sequence(711),
+        )))
         .await
         .unwrap();
     assert_eq!(
@@ -232,11 +232,11 @@ async fn a_long_batch_runs_in_order_and_fails_as_a_whole() {
 
     // Two projections' batches commit together or not at all, each moving its own checkpoint.
     let batch = |projection: &str, statements, checkpoint| {
-        Arc::new(ProjectionBatch {
-            projection: projection.to_owned(),
+        Arc::new(ProjectionBatch::new(
+            projection.to_owned(),
             statements,
-            checkpoint: Position::from_sequence(checkpoint),
-        })
+            Position::from_sequence(checkpoint),
+        ))
     };
     let delete = |id| Statement::new("DELETE FROM counter WHERE id = $1", vec![SqlValue::Int(id)]);
     let failing = Statement::new("INSERT INTO missing_table VALUES ($1)", vec![SqlValue::Int(1)]);

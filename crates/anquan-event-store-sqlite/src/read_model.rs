@@ -9,14 +9,24 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::ToSql;
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
-use rusqlite::{Connection, OpenFlags, Transaction};
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use tokio::sync::watch;
 
 use std::borrow::Cow;
 
-use anquan_event_store::read_model::{sqlite_timestamp, storable_instant, storable_json, storable_text};
-use anquan_event_store::{
-    Dialect, Position, ProjectionBatch, ReadModelError, ReadModelStore, Row, SqlValue, Statement,
+use anquan_event_store::read_model::{
+    LEASE_TERM_SQL, LEASES_DDL, RELEASE_LEASE_SQL, check_expected, check_fence, claim_lease_sql, leases_sql,
+    sqlite_timestamp, storable_instant, storable_json, storable_text,
 };
+use anquan_event_store::{
+    CheckpointExpected, Dialect, LeaseClaim, LeaseHolder, LeaseTerm, Position, ProjectionBatch, ReadModelError,
+    ReadModelStore, Row, SqlValue, Statement,
+};
+
+/// SQLite's clock in milliseconds since the Unix epoch, for leases.
+const NOW_MS: &str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
+const CHECKPOINT_READ: &str =
+    "SELECT commit_position, prepare_position FROM projection_checkpoints WHERE projection = $1";
 
 /// Read connections kept open beside the write connection.
 const READ_CONNECTIONS_MAX: usize = 4;
@@ -65,6 +75,9 @@ pub struct SqliteReadModelStore {
 
 struct Inner {
     path: PathBuf,
+    /// Bumped for every batch committed through this store. Another process's commits (a
+    /// rebuild beside `serve`) are seen by the followers' poll.
+    moves: watch::Sender<u64>,
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
@@ -108,6 +121,9 @@ impl SqliteReadModelStore {
         writer
             .execute_batch(CHECKPOINTS_DDL)
             .map_err(|error| backend("create projection_checkpoints", error))?;
+        writer
+            .execute_batch(LEASES_DDL)
+            .map_err(|error| backend("create projection_leases", error))?;
         let mut readers = Vec::with_capacity(READ_CONNECTIONS_MAX);
         for _ in 0..READ_CONNECTIONS_MAX {
             let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -116,6 +132,7 @@ impl SqliteReadModelStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
+                moves: watch::Sender::new(0),
                 writer: Mutex::new(writer),
                 readers,
                 next_reader: AtomicUsize::new(0),
@@ -214,10 +231,26 @@ impl ReadModelStore for SqliteReadModelStore {
     async fn apply_together(&self, batches: &[Arc<ProjectionBatch>]) -> Result<(), ReadModelError> {
         let batches = batches.to_vec();
         self.with_writer(move |connection| {
+            // Immediate: the checks below read under the write lock, so nothing moves between
+            // them and the commit (another process may write the file too).
             let transaction = connection
-                .transaction()
+                .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(|error| backend("begin projection batch", error))?;
+            if let Some(lease) = batches.iter().find_map(|batch| batch.lease.as_ref()) {
+                let rows = query_rows(&transaction, LEASE_TERM_SQL, &[SqlValue::Text(lease.group.clone())])?;
+                let current = rows.first().map(|row| row.int(0)).transpose()?;
+                check_fence(lease, current)?;
+            }
             for batch in &batches {
+                if batch.after != CheckpointExpected::Any {
+                    let rows = query_rows(
+                        &transaction,
+                        CHECKPOINT_READ,
+                        &[SqlValue::Text(batch.projection.clone())],
+                    )?;
+                    let found = rows.first().map(checkpoint_of).transpose()?;
+                    check_expected(batch, found)?;
+                }
                 execute_all(&transaction, &batch.statements)?;
                 let checkpoint = [
                     SqlValue::Text(batch.projection.clone()),
@@ -236,30 +269,16 @@ impl ReadModelStore for SqliteReadModelStore {
                 .commit()
                 .map_err(|error| backend("commit projection batch", error))
         })
-        .await
+        .await?;
+        self.inner.moves.send_modify(|count| *count = count.wrapping_add(1));
+        Ok(())
     }
 
     async fn checkpoint(&self, projection: &str) -> Result<Option<Position>, ReadModelError> {
         let rows = self
-            .query(
-                "SELECT commit_position, prepare_position FROM projection_checkpoints WHERE projection = $1",
-                &[SqlValue::Text(projection.to_owned())],
-            )
+            .query(CHECKPOINT_READ, &[SqlValue::Text(projection.to_owned())])
             .await?;
-        let Some(row) = rows.first() else {
-            return Ok(None);
-        };
-        let part = |column| {
-            u64::try_from(row.int(column)?).map_err(|_| ReadModelError::Type {
-                column,
-                expected: "non-negative position",
-                found: format!("{:?}", row.0.get(column)),
-            })
-        };
-        Ok(Some(Position {
-            commit: part(0)?,
-            prepare: part(1)?,
-        }))
+        rows.first().map(checkpoint_of).transpose()
     }
 
     async fn reset(&self, projection: &str, statements: Vec<Statement>) -> Result<(), ReadModelError> {
@@ -278,7 +297,9 @@ impl ReadModelStore for SqliteReadModelStore {
                 .commit()
                 .map_err(|error| backend("commit projection reset", error))
         })
-        .await
+        .await?;
+        self.inner.moves.send_modify(|count| *count = count.wrapping_add(1));
+        Ok(())
     }
 
     async fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>, ReadModelError> {
@@ -287,6 +308,90 @@ impl ReadModelStore for SqliteReadModelStore {
         self.with_reader(move |connection| query_rows(connection, &sql, &params))
             .await
     }
+
+    async fn checkpoints(&self) -> Result<Vec<(String, Position)>, ReadModelError> {
+        let rows = self
+            .query(
+                "SELECT projection, commit_position, prepare_position FROM projection_checkpoints",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let position = checkpoint_of(&Row(row.0.iter().skip(1).cloned().collect()))?;
+                Ok((row.text(0)?, position))
+            })
+            .collect()
+    }
+
+    async fn claim_lease(&self, claim: &LeaseClaim) -> Result<Option<LeaseTerm>, ReadModelError> {
+        let claim = claim.clone();
+        self.with_writer(move |connection| {
+            let rows = query_rows(
+                connection,
+                &claim_lease_sql(NOW_MS),
+                &[
+                    SqlValue::Text(claim.group.clone()),
+                    SqlValue::Text(claim.holder.clone()),
+                    SqlValue::Int(claim.renewing.unwrap_or(-1)),
+                    SqlValue::Int(claim.duration_ms),
+                    SqlValue::Int(i64::from(claim.force)),
+                ],
+            )?;
+            rows.first()
+                .map(|row| {
+                    Ok(LeaseTerm {
+                        group: claim.group.clone(),
+                        term: row.int(0)?,
+                    })
+                })
+                .transpose()
+        })
+        .await
+    }
+
+    async fn release_lease(&self, lease: &LeaseTerm, holder: &str) -> Result<(), ReadModelError> {
+        let params = [
+            SqlValue::Text(lease.group.clone()),
+            SqlValue::Text(holder.to_owned()),
+            SqlValue::Int(lease.term),
+        ];
+        self.with_writer(move |connection| execute(connection, RELEASE_LEASE_SQL, &params).map(|_| ()))
+            .await
+    }
+
+    async fn leases(&self) -> Result<Vec<LeaseHolder>, ReadModelError> {
+        let rows = self.query(&leases_sql(NOW_MS), &[]).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(LeaseHolder {
+                    group: row.text(0)?,
+                    term: row.int(1)?,
+                    holder: row.text(2)?,
+                    expires_in_ms: row.int(3)?,
+                })
+            })
+            .collect()
+    }
+
+    fn checkpoint_moves(&self) -> watch::Receiver<u64> {
+        self.inner.moves.subscribe()
+    }
+}
+
+/// A checkpoint from its row's first two columns (commit, prepare).
+fn checkpoint_of(row: &Row) -> Result<Position, ReadModelError> {
+    let part = |column| {
+        u64::try_from(row.int(column)?).map_err(|_| ReadModelError::Type {
+            column,
+            expected: "non-negative position",
+            found: format!("{:?}", row.0.get(column)),
+        })
+    };
+    Ok(Position {
+        commit: part(0)?,
+        prepare: part(1)?,
+    })
 }
 
 fn open_connection(path: &Path, flags: OpenFlags, journal_mode: &str) -> Result<Connection, ReadModelError> {
@@ -574,11 +679,11 @@ mod tests {
             ],
         );
         store
-            .apply(Arc::new(ProjectionBatch {
-                projection: "test".into(),
-                statements: vec![statement],
-                checkpoint: Position::from_sequence(3),
-            }))
+            .apply(Arc::new(ProjectionBatch::new(
+                "test",
+                vec![statement],
+                Position::from_sequence(3),
+            )))
             .await
             .unwrap();
         let rows = store
@@ -610,20 +715,16 @@ mod tests {
     #[tokio::test]
     async fn a_failing_batch_leaves_rows_and_checkpoint_unchanged() {
         let (_directory, store) = store().await;
-        let first = ProjectionBatch {
-            projection: "test".into(),
-            statements: vec![insert("a", 1)],
-            checkpoint: Position::from_sequence(1),
-        };
+        let first = ProjectionBatch::new("test", vec![insert("a", 1)], Position::from_sequence(1));
         store.apply(Arc::new(first)).await.unwrap();
-        let failing = ProjectionBatch {
-            projection: "test".into(),
-            statements: vec![
+        let failing = ProjectionBatch::new(
+            "test",
+            vec![
                 insert("a", 2),
                 Statement::new("INSERT INTO missing_table VALUES ($1)", vec![SqlValue::Int(1)]),
             ],
-            checkpoint: Position::from_sequence(2),
-        };
+            Position::from_sequence(2),
+        );
         assert!(store.apply(Arc::new(failing)).await.is_err());
         let rows = store.query("SELECT id, count FROM items", &[]).await.unwrap();
         assert_eq!(rows, vec![Row(vec![SqlValue::Text("a".into()), SqlValue::Int(1)])]);
@@ -637,11 +738,11 @@ mod tests {
     async fn batches_applied_together_commit_together_or_not_at_all() {
         let (_directory, store) = store().await;
         let batch = |projection: &str, statements, checkpoint| {
-            Arc::new(ProjectionBatch {
-                projection: projection.to_owned(),
+            Arc::new(ProjectionBatch::new(
+                projection.to_owned(),
                 statements,
-                checkpoint: Position::from_sequence(checkpoint),
-            })
+                Position::from_sequence(checkpoint),
+            ))
         };
         let failing = Statement::new("INSERT INTO missing_table VALUES ($1)", vec![SqlValue::Int(1)]);
         assert!(
@@ -670,11 +771,11 @@ mod tests {
     async fn reset_clears_rows_and_checkpoint_together() {
         let (_directory, store) = store().await;
         store
-            .apply(Arc::new(ProjectionBatch {
-                projection: "test".into(),
-                statements: vec![insert("a", 1), insert("b", 2)],
-                checkpoint: Position::from_sequence(9),
-            }))
+            .apply(Arc::new(ProjectionBatch::new(
+                "test",
+                vec![insert("a", 1), insert("b", 2)],
+                Position::from_sequence(9),
+            )))
             .await
             .unwrap();
         store
@@ -710,21 +811,21 @@ mod tests {
             .await
             .unwrap();
         let batch = |id: &str, count, position| {
-            Arc::new(ProjectionBatch {
-                projection: "test".into(),
-                statements: vec![insert(id, count)],
-                checkpoint: Position::from_sequence(position),
-            })
+            Arc::new(ProjectionBatch::new(
+                "test",
+                vec![insert(id, count)],
+                Position::from_sequence(position),
+            ))
         };
         store.apply(batch("a", 1, 1)).await.unwrap();
-        let failing = Arc::new(ProjectionBatch {
-            projection: "test".into(),
-            statements: vec![
+        let failing = Arc::new(ProjectionBatch::new(
+            "test",
+            vec![
                 insert("b", 2),
                 Statement::new("INSERT INTO missing_table VALUES (1)", vec![]),
             ],
-            checkpoint: Position::from_sequence(2),
-        });
+            Position::from_sequence(2),
+        ));
         assert!(store.apply(failing).await.is_err(), "the failed batch rolls back");
         store.make_durable().await.unwrap();
         store.apply(batch("c", 3, 3)).await.unwrap();

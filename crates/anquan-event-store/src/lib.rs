@@ -25,7 +25,10 @@ pub use envelope::{
 pub use error::{AppendError, InvalidAppend, StoreError, error_chain};
 pub use hash_chain::EventHash;
 pub use memory::InMemoryEventStore;
-pub use read_model::{Dialect, ProjectionBatch, ReadModelError, ReadModelStore, Row, SqlValue, Statement};
+pub use read_model::{
+    CheckpointExpected, Dialect, LeaseClaim, LeaseHolder, LeaseTerm, ProjectionBatch, ReadModelError, ReadModelStore,
+    Row, SqlValue, Statement,
+};
 pub use store::{APPEND_EVENTS_MAX, EVENT_DATA_BYTES_MAX, EventStore, READ_BATCH_MAX, answer_recorded_command};
 pub use stream::{Position, StreamId, StreamIdError, StreamState, StreamVersion};
 pub use subscription::subscribe_all;

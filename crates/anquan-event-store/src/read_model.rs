@@ -53,11 +53,111 @@ impl Statement {
 }
 
 /// The statements of one projection batch and the checkpoint to commit with them.
+///
+/// A batch commits only if its projection's stored checkpoint is still the one it was folded
+/// after ([`ProjectionBatch::after`]) and, when it carries a [`LeaseTerm`], only while that term
+/// is its group's current one: a compare-and-set on (projection, term, expected position), so
+/// a batch that lost a race (a deposed leader's late batch, a retry of a batch that did commit)
+/// fails with [`ReadModelError::CheckpointMoved`] or [`ReadModelError::Fenced`] and changes
+/// nothing, and no checkpoint ever moves backwards or applies an event twice.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProjectionBatch {
     pub projection: String,
     pub statements: Vec<Statement>,
     pub checkpoint: Position,
+    /// The checkpoint the batch was folded after.
+    pub after: CheckpointExpected,
+    /// The leadership term the batch was folded under, if its group is led.
+    pub lease: Option<LeaseTerm>,
+}
+
+impl ProjectionBatch {
+    /// A batch that commits whatever the stored checkpoint is (tools that own their table:
+    /// snapshots, tests).
+    pub fn new(projection: impl Into<String>, statements: Vec<Statement>, checkpoint: Position) -> Self {
+        Self {
+            projection: projection.into(),
+            statements,
+            checkpoint,
+            after: CheckpointExpected::Any,
+            lease: None,
+        }
+    }
+
+    /// The batch commits only if the stored checkpoint is `after` (none: no checkpoint yet).
+    pub fn after(mut self, after: Option<Position>) -> Self {
+        self.after = match after {
+            Some(position) => CheckpointExpected::At(position),
+            None => CheckpointExpected::Absent,
+        };
+        self
+    }
+
+    /// The batch commits only while `lease` is its group's current term.
+    pub fn fenced(mut self, lease: Option<LeaseTerm>) -> Self {
+        self.lease = lease;
+        self
+    }
+}
+
+/// What a batch expects its projection's stored checkpoint to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointExpected {
+    /// Anything: the batch overwrites it.
+    Any,
+    /// No checkpoint yet.
+    Absent,
+    /// This position.
+    At(Position),
+}
+
+/// One leadership term of a projection group: the term number the store handed out when this
+/// holder took the group's lease. Terms only grow; a batch carrying an older term is fenced.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LeaseTerm {
+    pub group: String,
+    pub term: i64,
+}
+
+impl std::fmt::Display for LeaseTerm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} term {}", self.group, self.term)
+    }
+}
+
+/// A request to take or renew a projection group's lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseClaim {
+    pub group: String,
+    /// Who asks: a node id with a per-process nonce, so a restarted node never renews the term
+    /// of its previous life.
+    pub holder: String,
+    /// The term this holder holds and renews; `None` to take the lease when it is free
+    /// (expired or released), as a new term.
+    pub renewing: Option<i64>,
+    /// How long the lease lasts from now, by the store's clock.
+    pub duration_ms: i64,
+    /// Take it even from a live holder, as a new term (an operator's rebuild taking over from
+    /// the nodes): the holder's next batch is fenced and its next renewal refused.
+    pub force: bool,
+}
+
+/// Who holds a projection group's lease, as the store has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseHolder {
+    pub group: String,
+    pub term: i64,
+    /// Empty when released.
+    pub holder: String,
+    /// Milliseconds until it expires, by the store's clock; zero or less when expired.
+    pub expires_in_ms: i64,
+}
+
+impl LeaseHolder {
+    /// Whether someone holds it now.
+    pub fn is_held(&self) -> bool {
+        !self.holder.is_empty() && self.expires_in_ms > 0
+    }
 }
 
 /// A result row.
@@ -73,6 +173,18 @@ pub enum ReadModelError {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
+    /// A batch's projection checkpoint is not the one it was folded after: another writer moved
+    /// it, or this batch already committed and is being retried. Nothing was changed.
+    #[error("projection {projection}'s checkpoint is {found:?}, not {expected:?}: another writer moved it")]
+    CheckpointMoved {
+        projection: String,
+        expected: CheckpointExpected,
+        found: Option<Position>,
+    },
+    /// A batch's leadership term is no longer its group's: another holder took the lease.
+    /// Nothing was changed.
+    #[error("{lease} is over: {group} is now at term {current:?}", group = lease.group)]
+    Fenced { lease: LeaseTerm, current: Option<i64> },
     #[error("column {column} holds {found}, not {expected}")]
     Type {
         column: usize,
@@ -82,6 +194,15 @@ pub enum ReadModelError {
 }
 
 impl ReadModelError {
+    /// A batch refused by its guards (its checkpoint moved, or its term ended): trying the same
+    /// batch again cannot succeed, so it is not retried.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            ReadModelError::CheckpointMoved { .. } | ReadModelError::Fenced { .. }
+        )
+    }
+
     /// Wraps a backend error with what was being done.
     pub fn backend(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         ReadModelError::Backend {
@@ -125,6 +246,97 @@ pub trait ReadModelStore: Send + Sync + 'static {
 
     /// Runs a query and returns its rows.
     async fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>, ReadModelError>;
+
+    /// Every projection's checkpoint, by name (one read, for followers of the shared
+    /// checkpoints).
+    async fn checkpoints(&self) -> Result<Vec<(String, Position)>, ReadModelError>;
+
+    /// Takes or renews a projection group's lease, atomically, by the store's clock: granted
+    /// (with its term) when the claim renews the current term of the same holder, or the lease
+    /// is free (never taken, expired or released), which starts a new, higher term; `None`
+    /// when another holder has it.
+    async fn claim_lease(&self, claim: &LeaseClaim) -> Result<Option<LeaseTerm>, ReadModelError>;
+
+    /// Releases a lease this holder has at this term (so another node takes it at once instead
+    /// of when it expires); does nothing otherwise.
+    async fn release_lease(&self, lease: &LeaseTerm, holder: &str) -> Result<(), ReadModelError>;
+
+    /// Every lease the store has.
+    async fn leases(&self) -> Result<Vec<LeaseHolder>, ReadModelError>;
+
+    /// A receiver that changes when a checkpoint may have moved: at once for commits through
+    /// this store, and for other processes where the backend can tell (PostgreSQL's `NOTIFY`).
+    /// Followers also poll, so a missed change is late, never lost.
+    fn checkpoint_moves(&self) -> tokio::sync::watch::Receiver<u64>;
+}
+
+/// The table of projection-group leases, in portable SQL: its expiry is milliseconds since the
+/// Unix epoch by the store's clock, so nodes' clocks do not matter.
+pub const LEASES_DDL: &str = "CREATE TABLE IF NOT EXISTS projection_leases (
+    lease_group TEXT PRIMARY KEY,
+    term BIGINT NOT NULL,
+    holder TEXT NOT NULL,
+    expires_ms BIGINT NOT NULL
+)";
+
+/// Takes or renews a lease: `$1` group, `$2` holder, `$3` the term renewed (-1 for none), `$4`
+/// the lease's duration in milliseconds, `$5` 1 to take it from a live holder (else 0);
+/// `{now_ms}` is the backend's clock in milliseconds.
+/// Returns the term when granted, no row otherwise.
+pub fn claim_lease_sql(now_ms: &str) -> String {
+    format!(
+        "INSERT INTO projection_leases (lease_group, term, holder, expires_ms) VALUES ($1, 1, $2, {now_ms} + $4) \
+         ON CONFLICT (lease_group) DO UPDATE SET \
+         term = CASE WHEN projection_leases.holder = $2 AND projection_leases.term = $3 \
+                THEN projection_leases.term ELSE projection_leases.term + 1 END, \
+         holder = $2, expires_ms = {now_ms} + $4 \
+         WHERE (projection_leases.holder = $2 AND projection_leases.term = $3) \
+            OR projection_leases.holder = '' OR projection_leases.expires_ms <= {now_ms} OR CAST($5 AS BIGINT) <> 0 \
+         RETURNING term"
+    )
+}
+
+/// Releases a lease: `$1` group, `$2` holder, `$3` term.
+pub const RELEASE_LEASE_SQL: &str =
+    "UPDATE projection_leases SET holder = '', expires_ms = 0 WHERE lease_group = $1 AND holder = $2 AND term = $3";
+
+/// Reads every lease; `{now_ms}` is the backend's clock in milliseconds.
+pub fn leases_sql(now_ms: &str) -> String {
+    format!("SELECT lease_group, term, holder, expires_ms - {now_ms} FROM projection_leases ORDER BY lease_group")
+}
+
+/// The current term of a group, read under a share lock where the backend has one, first in a
+/// fenced batch's transaction: `$1` group.
+pub const LEASE_TERM_SQL: &str = "SELECT term FROM projection_leases WHERE lease_group = $1";
+
+/// Checks a fenced batch's term against the group's current one.
+pub fn check_fence(lease: &LeaseTerm, current: Option<i64>) -> Result<(), ReadModelError> {
+    if current == Some(lease.term) {
+        Ok(())
+    } else {
+        Err(ReadModelError::Fenced {
+            lease: lease.clone(),
+            current,
+        })
+    }
+}
+
+/// Checks a batch's expected checkpoint against the stored one.
+pub fn check_expected(batch: &ProjectionBatch, found: Option<Position>) -> Result<(), ReadModelError> {
+    let matches = match batch.after {
+        CheckpointExpected::Any => true,
+        CheckpointExpected::Absent => found.is_none(),
+        CheckpointExpected::At(position) => found == Some(position),
+    };
+    if matches {
+        Ok(())
+    } else {
+        Err(ReadModelError::CheckpointMoved {
+            projection: batch.projection.clone(),
+            expected: batch.after,
+            found,
+        })
+    }
 }
 
 impl Row {

@@ -49,6 +49,9 @@ pub enum RunnerError {
         #[source]
         source: StoreError,
     },
+    /// The runner's leadership term ended: another node (or a rebuild) leads the group now.
+    #[error("{lease} ended: another holder leads the projection group")]
+    Fenced { lease: anquan_event_store::LeaseTerm },
     #[error("projection {0} is not registered with this runner")]
     UnknownProjection(String),
     #[error("folding a page of the log failed")]

@@ -17,8 +17,8 @@ use tokio::sync::{Notify, mpsc};
 use tracing::Instrument;
 
 use anquan_event_store::{
-    EventStore, Position, ProjectionBatch, READ_BATCH_MAX, ReadModelError, ReadModelStore, RecordedEvent, StoreError,
-    error_chain,
+    EventStore, LeaseTerm, Position, ProjectionBatch, READ_BATCH_MAX, ReadModelError, ReadModelStore, RecordedEvent,
+    StoreError, error_chain,
 };
 
 use crate::error::RunnerError;
@@ -75,6 +75,9 @@ pub(crate) struct Fold<'a> {
     /// Where to report the log's reads failing for long, for the projections (by the runner's
     /// index) of a fold that follows the log forever; such a fold retries reads forever.
     pub(crate) read_health: Option<(&'a ProjectionsHealth, &'a [usize])>,
+    /// The leadership term the fold runs under, if its projections are led: every batch is
+    /// fenced by it.
+    pub(crate) lease: Option<LeaseTerm>,
 }
 
 /// A projection that failed on a page, by its slot in the fold.
@@ -158,10 +161,12 @@ impl Fold<'_> {
             stop,
             isolate,
             read_health,
+            lease,
         } = self;
         let reader = Reader {
             event_store,
             projections: projections.clone(),
+            lease,
             checkpoints,
             page_max,
             until,
@@ -252,6 +257,7 @@ impl Fold<'_> {
 struct Reader<'a> {
     event_store: &'a dyn EventStore,
     projections: Vec<Arc<dyn Projection>>,
+    lease: Option<LeaseTerm>,
     checkpoints: Vec<Option<Position>>,
     page_max: usize,
     until: Until,
@@ -264,6 +270,9 @@ impl Reader<'_> {
     /// is set or the receiver is dropped, or after sending an error.
     async fn run(self, pages: mpsc::Sender<PageResult>) {
         let mut after = self.checkpoints.iter().copied().min().flatten();
+        // Each projection's checkpoint before its next batch: the batch commits only if the
+        // stored one is still that (its pages commit in order, and the fold ends at a failure).
+        let mut expected = self.checkpoints.clone();
         let mut head = self.event_store.head();
         let mut failures = 0;
         loop {
@@ -353,11 +362,20 @@ impl Reader<'_> {
             let positions = (first.position, last.position);
             let projections = self.projections.clone();
             let checkpoints = self.checkpoints.clone();
+            let guards = (expected.clone(), self.lease.clone());
             // Decoding and folding a page is a few milliseconds of CPU per thousand events:
             // off the async workers, beside the committer's blocking writes.
-            let folded = tokio::task::spawn_blocking(move || fold_page(&projections, &checkpoints, &page, positions))
-                .await
-                .unwrap_or_else(|source| Err(RunnerError::FoldTask { source }));
+            let folded =
+                tokio::task::spawn_blocking(move || fold_page(&projections, &checkpoints, &guards, &page, positions))
+                    .await
+                    .unwrap_or_else(|source| Err(RunnerError::FoldTask { source }));
+            if let Ok(folded) = &folded {
+                for (slot, batch) in folded.batches.iter().enumerate() {
+                    if let (SlotBatch::Batch(batch), Some(expected)) = (batch, expected.get_mut(slot)) {
+                        *expected = Some(batch.checkpoint);
+                    }
+                }
+            }
             let failed = folded.is_err();
             if pages.send(folded).await.is_err() || failed {
                 return;
@@ -418,6 +436,7 @@ enum SlotOut {
 fn fold_page(
     projections: &[Arc<dyn Projection>],
     checkpoints: &[Option<Position>],
+    (expected, lease): &(Vec<Option<Position>>, Option<LeaseTerm>),
     page: &[RecordedEvent],
     (first_position, last_position): (Position, Position),
 ) -> PageResult {
@@ -501,14 +520,15 @@ fn fold_page(
     let batches = projections
         .iter()
         .zip(outs)
-        .map(|(projection, out)| match out {
+        .zip(expected)
+        .map(|((projection, out), after)| match out {
             SlotOut::Skip => SlotBatch::Skip,
             SlotOut::Failed(failure) => SlotBatch::Failed(failure),
-            SlotOut::Folding(out) => SlotBatch::Batch(Arc::new(ProjectionBatch {
-                projection: projection.name().to_owned(),
-                statements: out.into_statements(),
-                checkpoint: last_position,
-            })),
+            SlotOut::Folding(out) => SlotBatch::Batch(Arc::new(
+                ProjectionBatch::new(projection.name(), out.into_statements(), last_position)
+                    .after(*after)
+                    .fenced(lease.clone()),
+            )),
         })
         .collect();
     let first_event = page.first().map_or_else(
@@ -561,6 +581,14 @@ async fn commit(
         attempts += 1;
         match read_models.apply_together(batches).await {
             Ok(()) => return Ok(()),
+            Err(source) if source.is_refusal() => {
+                tracing::warn!(projection.name = projection, error = %source, "projection batch refused");
+                return Err(RunnerError::ReadModel {
+                    projection,
+                    attempts,
+                    source,
+                });
+            }
             Err(source) if attempts >= STORE_ATTEMPTS_MAX => {
                 tracing::error!(projection.name = projection, error = %source, attempts, "read-model store keeps failing, projection stops");
                 return Err(RunnerError::ReadModel {

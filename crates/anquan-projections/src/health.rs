@@ -61,6 +61,27 @@ pub struct Stall {
     pub attempts: u64,
 }
 
+/// How far behind the log's head a projection is, as this node last measured it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lag {
+    /// Events between its checkpoint and the head of the log.
+    pub events: u64,
+    /// When the first event it has not applied was recorded (none when caught up).
+    pub oldest_unapplied: Option<DateTime<Utc>>,
+}
+
+impl Lag {
+    /// Seconds since the first event not applied was recorded, at `now`; zero when caught up.
+    pub fn seconds(&self, now: DateTime<Utc>) -> f64 {
+        self.oldest_unapplied.map_or(0.0, |oldest| {
+            let millis = now.signed_duration_since(oldest).num_milliseconds().max(0);
+            #[expect(clippy::cast_precision_loss, reason = "a lag in milliseconds is far below 2^52")]
+            let seconds = millis as f64 / 1000.0;
+            seconds
+        })
+    }
+}
+
 /// One projection's status.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProjectionStatus {
@@ -69,6 +90,8 @@ pub struct ProjectionStatus {
     pub position: Option<Position>,
     pub state: ProjectionState,
     pub stall: Option<Stall>,
+    /// How far behind the head it is (measured by the shared-checkpoint follower).
+    pub lag: Option<Lag>,
 }
 
 /// What a reader of one projection waits on: its applied position, and whether it is stalled.
@@ -83,7 +106,7 @@ pub struct Progress {
 pub enum Waited {
     Reached,
     /// The projection is stalled below the position.
-    Stalled(ProjectionStatus),
+    Stalled(Box<ProjectionStatus>),
     TimedOut,
     /// No projection of that name runs here.
     Unknown,
@@ -97,10 +120,13 @@ struct Entry {
     /// Until the projection has applied this position it is catching up.
     catch_up_to: Option<Position>,
     stall: Option<Stall>,
+    lag: Option<Lag>,
 }
 
 struct Inner {
     entries: Mutex<Vec<Entry>>,
+    /// The leadership term this node folds under, if it leads.
+    leading: watch::Sender<Option<i64>>,
     /// The lowest applied position over every projection.
     lowest: watch::Sender<Option<Position>>,
 }
@@ -129,6 +155,7 @@ impl ProjectionsHealth {
         let health = Self {
             inner: Arc::new(Inner {
                 entries: Mutex::new(Vec::new()),
+                leading: watch::Sender::new(None),
                 lowest: watch::Sender::new(None),
             }),
         };
@@ -145,7 +172,33 @@ impl ProjectionsHealth {
             applied: watch::Sender::new(None),
             catch_up_to: None,
             stall: None,
+            lag: None,
         });
+    }
+
+    /// The leadership term this node's runner folds under; `None` on a follower (or a node
+    /// whose runner is not led).
+    pub fn leading(&self) -> Option<i64> {
+        *self.inner.leading.borrow()
+    }
+
+    pub(crate) fn lead(&self, term: Option<i64>) {
+        self.inner.leading.send_replace(term);
+    }
+
+    /// Raises a projection's applied position to `position` if it is further along (a
+    /// follower's view of the shared checkpoint, which only moves forward).
+    pub(crate) fn advance(&self, index: usize, position: Position) {
+        self.set_position(index, Some(position), true);
+    }
+
+    pub(crate) fn set_lag(&self, index: usize, events: u64, oldest_unapplied: Option<DateTime<Utc>>) {
+        if let Some(entry) = self.lock().get_mut(index) {
+            entry.lag = Some(Lag {
+                events,
+                oldest_unapplied,
+            });
+        }
     }
 
     /// Returns a receiver of the lowest position every projection has applied.
@@ -200,16 +253,22 @@ impl ProjectionsHealth {
             return Waited::Reached;
         }
         match self.stalled(name) {
-            Some(status) => Waited::Stalled(status),
+            Some(status) => Waited::Stalled(Box::new(status)),
             None => Waited::TimedOut,
         }
     }
 
     /// Records a projection's applied position and republishes the lowest over all of them.
     pub(crate) fn publish(&self, index: usize, position: Option<Position>) {
+        self.set_position(index, position, false);
+    }
+
+    fn set_position(&self, index: usize, position: Option<Position>, forward_only: bool) {
         let lowest = {
             let mut entries = self.lock();
-            if let Some(entry) = entries.get_mut(index) {
+            if let Some(entry) = entries.get_mut(index)
+                && !(forward_only && entry.progress.borrow().applied >= position)
+            {
                 if entry
                     .catch_up_to
                     .is_some_and(|target| position.is_some_and(|position| position >= target))
@@ -321,5 +380,6 @@ fn status(entry: &Entry) -> ProjectionStatus {
         position: entry.progress.borrow().applied,
         state,
         stall: entry.stall.clone(),
+        lag: entry.lag,
     }
 }

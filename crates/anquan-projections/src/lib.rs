@@ -13,6 +13,7 @@ mod dump;
 mod error;
 mod fold;
 mod health;
+pub mod leadership;
 pub mod metrics;
 mod projection;
 pub mod rule_sets;
@@ -23,9 +24,9 @@ pub use agency::AgencyProjection;
 pub use compliance::ComplianceProjection;
 pub use dump::dump_tables;
 pub use error::{ProjectionError, QueryError, RunnerError};
-pub use health::{FailingEvent, Progress, ProjectionState, ProjectionStatus, ProjectionsHealth, Stall, Waited};
+pub use health::{FailingEvent, Lag, Progress, ProjectionState, ProjectionStatus, ProjectionsHealth, Stall, Waited};
 pub use projection::{BatchStatements, Projection};
 pub use runner::{
     APPLY_ATTEMPTS_MAX, PROJECTION_BATCH_MAX, ProjectionRunner, REBUILD_PROGRESS_EVERY, RebuildReport,
-    STALLED_RETRY_INTERVAL, wait_for_position,
+    SHARED_CHECKPOINTS_POLL, STALLED_RETRY_INTERVAL, wait_for_position,
 };

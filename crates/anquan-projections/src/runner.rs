@@ -20,12 +20,17 @@ use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
 use tokio::sync::{Notify, watch};
 
-use anquan_event_store::{EventStore, Position, ReadModelError, ReadModelStore, Statement};
+use anquan_event_store::{EventStore, LeaseTerm, Position, ReadModelError, ReadModelStore, Statement};
 
 use crate::error::RunnerError;
 use crate::fold::{self, Fold, SlotFailure, Until};
 use crate::health::{FailingEvent, ProjectionsHealth};
+use crate::leadership::Leadership;
 use crate::projection::Projection;
+
+/// How often a node reads the shared checkpoints when no move was notified: a safety net for
+/// a missed notification, and the pace of the lag figures.
+pub const SHARED_CHECKPOINTS_POLL: Duration = Duration::from_secs(1);
 
 /// Most events folded into one batch (one transaction). Catching up, larger batches commit
 /// (and fsync) less often and fold more reviews into their upload's insert: serve caught up with
@@ -49,6 +54,9 @@ pub struct ProjectionRunner {
     projections: Vec<Arc<dyn Projection>>,
     /// Each projection's applied position and state, by index in `projections`.
     health: ProjectionsHealth,
+    /// The leadership term the runner folds under, when its group is led: every batch is
+    /// fenced by it.
+    lease: std::sync::Mutex<Option<LeaseTerm>>,
 }
 
 /// A projection that failed and is being retried alone.
@@ -118,6 +126,126 @@ impl ProjectionRunner {
             read_models,
             projections: Vec::new(),
             health: ProjectionsHealth::default(),
+            lease: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn lease(&self) -> Option<LeaseTerm> {
+        self.lease
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_lease(&self, lease: Option<LeaseTerm>) {
+        *self.lease.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = lease;
+    }
+
+    /// Folds the log whenever this node leads the projections' group, and only then, until
+    /// `shutdown` turns true: takes the lease (waiting while another node has it), runs the
+    /// projections fenced by its term until the lease is lost or shutdown comes, and on
+    /// shutdown lets the batch in flight commit, then releases the lease so another node leads
+    /// at once. A follower's positions come from [`Self::follow_shared_checkpoints`].
+    pub async fn lead(&self, leadership: &Leadership, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let term = tokio::select! {
+                term = leadership.acquire() => term,
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            };
+            self.health.lead(Some(term.term));
+            // Everything committed before this term is in the store: start from there.
+            self.set_lease(Some(term.clone()));
+            let stopping = shutdown.clone();
+            let outcome = tokio::select! {
+                outcome = self.run_until(async move {
+                    let mut stopping = stopping;
+                    let _ = stopping.wait_for(|stop| *stop).await;
+                }) => Some(outcome),
+                () = leadership.hold(&term) => None,
+            };
+            self.set_lease(None);
+            self.health.lead(None);
+            match outcome {
+                Some(Err(RunnerError::Fenced { lease })) => {
+                    tracing::warn!(%lease, "this node's projection term ended; following again");
+                }
+                Some(Err(error)) => {
+                    tracing::error!(error = %anquan_event_store::error_chain(&error), "the projection runner stopped; releasing the lease");
+                    leadership.release(&term).await;
+                    tokio::time::sleep(leadership.renew_interval()).await;
+                }
+                Some(Ok(())) => {
+                    leadership.release(&term).await;
+                    if *shutdown.borrow() {
+                        return;
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Keeps this node's view of every projection's position up to date from the shared
+    /// checkpoints (whoever commits them), woken by the store's checkpoint moves (PostgreSQL's
+    /// `NOTIFY`) and every [`SHARED_CHECKPOINTS_POLL`]; also measures how far behind the log's
+    /// head each projection is, in events and in the age of the oldest event it has not
+    /// applied. Runs forever.
+    pub async fn follow_shared_checkpoints(&self) {
+        let mut moves = self.read_models.checkpoint_moves();
+        let mut failures: u32 = 0;
+        loop {
+            moves.borrow_and_update();
+            match self.read_models.checkpoints().await {
+                Ok(checkpoints) => {
+                    failures = 0;
+                    for (index, projection) in self.projections.iter().enumerate() {
+                        let position = checkpoints
+                            .iter()
+                            .find(|(name, _)| name == projection.name())
+                            .map(|(_, position)| *position);
+                        if let Some(position) = position {
+                            self.health.advance(index, position);
+                        }
+                    }
+                    self.measure_lag().await;
+                }
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    if failures == 1 || failures.is_multiple_of(60) {
+                        tracing::warn!(%error, failures, "cannot read the shared checkpoints");
+                    }
+                }
+            }
+            tokio::select! {
+                changed = moves.changed() => {
+                    if changed.is_err() {
+                        tokio::time::sleep(SHARED_CHECKPOINTS_POLL).await;
+                    }
+                }
+                () = tokio::time::sleep(SHARED_CHECKPOINTS_POLL) => {}
+            }
+        }
+    }
+
+    /// Records each projection's lag: events between its position and the log's head, and the
+    /// time since the first event it has not applied was recorded.
+    async fn measure_lag(&self) {
+        let head = *self.event_store.head().borrow();
+        for (index, status) in self.health.statuses().into_iter().enumerate() {
+            let behind = match (head, status.position) {
+                (Some(head), Some(position)) => head.sequence().saturating_sub(position.sequence()),
+                (Some(head), None) => head.sequence(),
+                (None, _) => 0,
+            };
+            let oldest = if behind == 0 {
+                None
+            } else {
+                match self.event_store.read_all(status.position, 1).await {
+                    Ok(events) => events.first().map(|event| event.recorded_at),
+                    Err(_) => status.lag.and_then(|lag| lag.oldest_unapplied),
+                }
+            };
+            self.health.set_lag(index, behind, oldest);
         }
     }
 
@@ -151,9 +279,18 @@ impl ProjectionRunner {
     /// (see the module documentation) while the others go on; `run` returns only when the event
     /// store closes. Cancel it by dropping the future.
     pub async fn run(&self) -> Result<(), RunnerError> {
+        self.run_until(std::future::pending()).await
+    }
+
+    /// [`Self::run`] until `shutdown` completes: the batch being committed then commits, the
+    /// shared fold stops before the next, and it returns. A batch refused because the runner's
+    /// term ended returns [`RunnerError::Fenced`].
+    pub async fn run_until(&self, shutdown: impl Future<Output = ()>) -> Result<(), RunnerError> {
         if self.projections.is_empty() {
             return Ok(());
         }
+        tokio::pin!(shutdown);
+        let mut shutting_down = false;
         let mut following = Vec::with_capacity(self.projections.len());
         let mut recoveries = FuturesUnordered::new();
         for index in 0..self.projections.len() {
@@ -184,11 +321,17 @@ impl ProjectionRunner {
                     Err(error) => recoveries.push(self.recover(index, Failed::from_error(&error))),
                 }
             }
+            if shutting_down {
+                return Ok(());
+            }
             if indexes.is_empty() {
                 // Every projection is stalled: wait for one to get going again.
-                match recoveries.next().await {
-                    Some(index) => following.push(index),
-                    None => return Ok(()),
+                tokio::select! {
+                    recovered = recoveries.next() => match recovered {
+                        Some(index) => following.push(index),
+                        None => return Ok(()),
+                    },
+                    () = &mut shutdown, if !shutting_down => return Ok(()),
                 }
                 continue;
             }
@@ -207,9 +350,19 @@ impl ProjectionRunner {
                             stopping = true;
                             stop.notify_one();
                         }
+                        () = &mut shutdown, if !shutting_down => {
+                            shutting_down = true;
+                            stopping = true;
+                            stop.notify_one();
+                        }
                     }
                 }
             };
+            if let Ok(failures) = &outcome
+                && let Some(lease) = failures.iter().find_map(|failure| fenced(&failure.error))
+            {
+                return Err(RunnerError::Fenced { lease });
+            }
             match outcome {
                 Ok(failures) => {
                     if failures.is_empty() && !stopping {
@@ -265,6 +418,7 @@ impl ProjectionRunner {
             stop: Some(stop),
             isolate: true,
             read_health: Some((&self.health, indexes)),
+            lease: self.lease(),
         }
         .run_isolated(
             |slot, position| {
@@ -403,6 +557,7 @@ impl ProjectionRunner {
             stop: None,
             isolate: true,
             read_health: None,
+            lease: self.lease(),
         }
         .run_isolated(
             |_, position| {
@@ -530,6 +685,7 @@ impl ProjectionRunner {
             stop: None,
             isolate: false,
             read_health: None,
+            lease: self.lease(),
         }
         .run(
             |slot, position| {
@@ -552,7 +708,7 @@ impl ProjectionRunner {
             attempts += 1;
             match call().await {
                 Ok(value) => return Ok(value),
-                Err(source) if attempts >= APPLY_ATTEMPTS_MAX => {
+                Err(source) if attempts >= APPLY_ATTEMPTS_MAX || source.is_refusal() => {
                     tracing::error!(projection.name = projection, error = %source, attempts, "read-model store keeps failing, projection stops");
                     return Err(RunnerError::ReadModel {
                         projection,
@@ -566,5 +722,16 @@ impl ProjectionRunner {
                 }
             }
         }
+    }
+}
+
+/// The term that ended, if a failure is a batch refused for it.
+fn fenced(error: &RunnerError) -> Option<LeaseTerm> {
+    match error {
+        RunnerError::ReadModel {
+            source: ReadModelError::Fenced { lease, .. },
+            ..
+        } => Some(lease.clone()),
+        _ => None,
     }
 }

@@ -322,7 +322,7 @@ async fn enterprise_log(rules: &RuleSet) -> Arc<InMemoryEventStore> {
 /// returns the SHA-256 of their dumps.
 async fn rebuild_digest(log: &dyn EventStore, target: &dyn ReadModelStore, rules: &RuleSet) -> String {
     let projections: Vec<Arc<dyn Projection>> = vec![Arc::new(ComplianceProjection), Arc::new(AgencyProjection)];
-    let report = fold_to_end(log, target, &projections, &AtomicBool::new(false), |_| {})
+    let report = fold_to_end(log, target, &projections, None, &AtomicBool::new(false), |_| {})
         .await
         .unwrap();
     assert!(report.events > 0 && !report.cancelled);

@@ -980,11 +980,11 @@ async fn a_failed_batch_leaves_rows_and_checkpoint_unchanged(backend: Backend) {
         "INSERT INTO no_such_table VALUES ($1)",
         vec![SqlValue::Int(1)],
     ));
-    let batch = ProjectionBatch {
-        projection: ComplianceProjection::NAME.into(),
-        statements: statements.into_statements(),
-        checkpoint: Position::from_sequence(checkpoint.unwrap().sequence() + 100),
-    };
+    let batch = ProjectionBatch::new(
+        ComplianceProjection::NAME,
+        statements.into_statements(),
+        Position::from_sequence(checkpoint.unwrap().sequence() + 100),
+    );
     assert!(world.read_models.apply(Arc::new(batch)).await.is_err());
     assert_eq!(world.dump().await, before);
     assert_eq!(world.checkpoint().await, checkpoint);

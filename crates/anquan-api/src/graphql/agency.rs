@@ -679,7 +679,7 @@ async fn run_with_files(
     let app = app(ctx)?;
     let actor = actor(ctx)?;
     let command_id = parse_command_id(command_id.as_ref())?;
-    let decision_rules = app.decision_rules();
+    let decision_rules = app.decision_rules()?;
     let context = DecisionContext {
         actor,
         rules: &decision_rules,

@@ -265,7 +265,7 @@ pub(super) async fn execute_and_read_back(
     let app = app(ctx)?;
     let actor = actor(ctx)?;
     let now = app.now();
-    let decision_rules = app.decision_rules();
+    let decision_rules = app.decision_rules()?;
     let context = DecisionContext {
         actor,
         rules: &decision_rules,

@@ -60,7 +60,7 @@ impl PublicPageMutation {
             token: token.clone(),
         });
         let now = app.now();
-        let decision_rules = app.decision_rules();
+        let decision_rules = app.decision_rules()?;
         let context = DecisionContext {
             actor,
             rules: &decision_rules,

@@ -79,6 +79,10 @@ pub enum RegistryError {
 pub struct RuleSetRegistry {
     versions: BTreeMap<String, LoadedRuleSet>,
     active: watch::Sender<(String, Arc<RuleSet>)>,
+    /// Why this node does not agree with the rule-set log, if it does not: it has not read the
+    /// log yet, or the live version there is one it cannot load. Commands are not decided
+    /// and the node is not ready meanwhile.
+    disagreement: watch::Sender<Option<String>>,
 }
 
 impl std::fmt::Debug for RuleSetRegistry {
@@ -112,7 +116,38 @@ impl RuleSetRegistry {
         Ok(Self {
             versions,
             active: watch::Sender::new(active),
+            disagreement: watch::Sender::new(None),
         })
+    }
+
+    /// Whether this node's live rule set is the one the rule-set log says is live: `Err` with
+    /// the reason when it is not (see [`follow`]).
+    pub fn agreement(&self) -> Result<(), String> {
+        match &*self.disagreement.borrow() {
+            None => Ok(()),
+            Some(reason) => Err(reason.clone()),
+        }
+    }
+
+    /// Marks the node as not yet agreeing with the log until [`follow`] has read it: a service
+    /// does this before it serves, so no command is decided under rules the log replaced.
+    pub fn await_log(&self) {
+        self.disagreement
+            .send_replace(Some("the rule-set log has not been read yet".to_owned()));
+    }
+
+    fn agree(&self, outcome: Result<bool, RegistryError>) -> Result<bool, RegistryError> {
+        match &outcome {
+            Ok(_) => {
+                self.disagreement.send_replace(None);
+            }
+            Err(error) => {
+                self.disagreement.send_replace(Some(format!(
+                    "the live rule set was promoted, but this node cannot switch to it: {error}"
+                )));
+            }
+        }
+        outcome
     }
 
     /// A registry of one rule set, active (tests and tools).
@@ -216,8 +251,11 @@ pub async fn read_log(
 
 /// Follows the `rulesets` stream forever and switches the registry's active version at every
 /// promotion, on the first read after the event is appended (woken by the store's head, which
-/// moves for appends by any process; [`FOLLOW_POLL`] is a safety net). A promotion this node cannot honour is logged and the current
-/// rules stay active. Returns only if the store keeps failing.
+/// moves for appends by any process; [`FOLLOW_POLL`] is a safety net). A promotion this node
+/// cannot honour (it lacks the version, or its files differ from the published digest) is
+/// logged and recorded in [`RuleSetRegistry::agreement`]: queries go on with the current rules,
+/// but the node decides no command and is not ready until a later read agrees. Returns only if
+/// the store keeps failing.
 pub async fn follow(store: Arc<dyn EventStore>, registry: Arc<RuleSetRegistry>) -> Result<(), StoreError> {
     let mut log = RuleSetLog::default();
     let mut next = StreamVersion::FIRST;
@@ -228,8 +266,8 @@ pub async fn follow(store: Arc<dyn EventStore>, registry: Arc<RuleSetRegistry>) 
             Ok(version) => {
                 failures = 0;
                 next = version;
-                if let Err(error) = registry.apply_log(&log) {
-                    tracing::error!(%error, "cannot switch to the promoted rule set; the current one stays live");
+                if let Err(error) = registry.agree(registry.apply_log(&log)) {
+                    tracing::error!(%error, "cannot switch to the promoted rule set: this node decides no command and is not ready until it can");
                 }
             }
             Err(error) if failures >= 8 => return Err(error),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use anquan_event_store::{EventStore, Position, ReadModelStore};
+use anquan_event_store::{EventStore, LeaseTerm, Position, ReadModelStore};
 
 use crate::error::RunnerError;
 use crate::fold::{Fold, Until};
@@ -41,19 +41,23 @@ pub struct FoldReport {
 }
 
 /// Folds the log into `projections` from their checkpoints (the lowest of them) to the end of
-/// the log as it is now, then creates their query indexes (unless cancelled).
+/// the log as it is now, then creates their query indexes (unless cancelled). Into live read
+/// models, pass the leadership term the caller holds (see `crate::leadership`): every batch is
+/// fenced by it, so a node that takes the lease meanwhile stops the rebuild instead of racing it.
 pub async fn fold_to_end(
     event_store: &dyn EventStore,
     read_models: &dyn ReadModelStore,
     projections: &[Arc<dyn Projection>],
+    lease: Option<&LeaseTerm>,
     cancel: &AtomicBool,
     progress: impl FnMut(&FoldProgress),
 ) -> Result<FoldReport, RunnerError> {
-    fold_to_end_in_pages(
+    fold_pages(
         event_store,
         read_models,
         projections,
         REBUILD_PAGE_EVENTS_MAX,
+        lease,
         cancel,
         progress,
     )
@@ -68,6 +72,27 @@ pub async fn fold_to_end_in_pages(
     read_models: &dyn ReadModelStore,
     projections: &[Arc<dyn Projection>],
     page_events: usize,
+    cancel: &AtomicBool,
+    progress: impl FnMut(&FoldProgress),
+) -> Result<FoldReport, RunnerError> {
+    fold_pages(
+        event_store,
+        read_models,
+        projections,
+        page_events,
+        None,
+        cancel,
+        progress,
+    )
+    .await
+}
+
+async fn fold_pages(
+    event_store: &dyn EventStore,
+    read_models: &dyn ReadModelStore,
+    projections: &[Arc<dyn Projection>],
+    page_events: usize,
+    lease: Option<&LeaseTerm>,
     cancel: &AtomicBool,
     mut progress: impl FnMut(&FoldProgress),
 ) -> Result<FoldReport, RunnerError> {
@@ -106,6 +131,7 @@ pub async fn fold_to_end_in_pages(
         stop: None,
         isolate: false,
         read_health: None,
+        lease: lease.cloned(),
     }
     .run(
         |_, _| {},

@@ -161,11 +161,11 @@ pub async fn materialise(
                 build_statement(&rules.version, digest, at, "", 0, false),
             ];
             store
-                .apply(Arc::new(ProjectionBatch {
-                    projection: projection.clone(),
+                .apply(Arc::new(ProjectionBatch::new(
+                    projection.clone(),
                     statements,
                     checkpoint,
-                }))
+                )))
                 .await?;
             (String::new(), 0)
         }
@@ -224,11 +224,11 @@ pub async fn materialise(
         written += files.len() as u64;
         statements.push(build_statement(&rules.version, digest, at, &last, written, false));
         store
-            .apply(Arc::new(ProjectionBatch {
-                projection: projection.clone(),
+            .apply(Arc::new(ProjectionBatch::new(
+                projection.clone(),
                 statements,
                 checkpoint,
-            }))
+            )))
             .await?;
         cursor = last;
         let seconds = started.elapsed().as_secs_f64().max(f64::EPSILON);
@@ -246,11 +246,11 @@ pub async fn materialise(
         }
     }
     store
-        .apply(Arc::new(ProjectionBatch {
+        .apply(Arc::new(ProjectionBatch::new(
             projection,
-            statements: vec![build_statement(&rules.version, digest, at, &cursor, written, true)],
+            vec![build_statement(&rules.version, digest, at, &cursor, written, true)],
             checkpoint,
-        }))
+        )))
         .await?;
     Ok(SnapshotOutcome::Complete {
         enterprises: written,
