@@ -264,7 +264,7 @@ mod tests {
     fn the_label_is_the_operation_type_and_its_sorted_root_fields() {
         assert_eq!(label("{ health { state } }", None), "query health");
         assert_eq!(
-            label("query Anything { enterprises { totalCount } }", None),
+            label("query Anything { enterprises { nodes { id } } }", None),
             "query enterprises"
         );
         assert_eq!(
@@ -323,7 +323,7 @@ mod tests {
     fn many_root_fields_are_several() {
         assert_eq!(
             label(
-                "query { health { state } ruleSets { version } enterprises { totalCount } }",
+                "query { health { state } ruleSets { version } enterprises { nodes { id } } }",
                 None
             ),
             "query (several)"
