@@ -1,5 +1,5 @@
 //! Prometheus metrics: the process's one recorder behind the `metrics` facade, the description
-//! (help text and unit) of every metric anquan records, and a timer for the watchers' passes.
+//! (help text) of every metric anquan records, and a timer for the watchers' passes.
 //! The router installs the recorder and serves its text at `GET /metrics`; any crate records
 //! through the facade without holding a handle (the event store's `MeteredEventStore`, the
 //! projections, the API's GraphQL extension and watchers).
@@ -139,7 +139,8 @@ fn spawn_upkeep(handle: PrometheusHandle) {
     }
 }
 
-/// Describes every metric anquan records, so `/metrics` has `HELP` lines (and units) for each.
+/// Describes every metric anquan records, so `/metrics` has a `HELP` line for each (the units
+/// are kept by the exporter, which does not render them unless it renames metrics by them).
 fn describe() {
     describe_counter!(
         APPENDS_TOTAL,
