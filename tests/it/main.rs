@@ -17,6 +17,7 @@ mod compliance_flow;
 mod dashboard;
 mod graphql_fuzz;
 mod idempotency;
+mod metrics_endpoint;
 mod metrics_follow;
 mod public_page;
 mod read_side;

@@ -1,6 +1,6 @@
 //! The HTTP surface: `/graphql` (POST, GET, multipart uploads), `/graphql/ws` (subscriptions
 //! over a websocket; the bearer token goes in `connection_init`), GraphiQL in development,
-//! `/healthz` and `/readyz`, and the public QR pages (`/p/{token}`, `/qr/…`, see
+//! `/healthz`, `/readyz` and `/metrics` (Prometheus), and the public QR pages (`/p/{token}`, `/qr/…`, see
 //! [`crate::public_page`]).
 
 use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource, MultipartOptions};
@@ -126,6 +126,8 @@ pub fn router(schema: AppSchema, app: AppState) -> Router {
 pub fn router_with(schema: AppSchema, app: AppState, limits: HttpLimits) -> Router {
     let body_limit =
         usize::try_from(app.upload_bytes_max.saturating_add(REQUEST_OVERHEAD_BYTES_MAX)).unwrap_or(usize::MAX);
+    // The router serves `/metrics`, so it installs the recorder that fills it (once a process).
+    crate::observability::install();
     let state = HttpState {
         schema,
         app: app.clone(),
@@ -136,6 +138,7 @@ pub fn router_with(schema: AppSchema, app: AppState, limits: HttpLimits) -> Rout
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(prometheus_metrics))
         .route("/dashboard", get(dashboard))
         .route("/dashboard.js", get(dashboard_js))
         .route("/dashboard.css", get(dashboard_css))
@@ -610,6 +613,16 @@ fn dashboard_file(content_type: &'static str, body: &'static str) -> Response {
             (header::X_FRAME_OPTIONS, "DENY"),
         ],
         body,
+    )
+        .into_response()
+}
+
+/// Every metric in Prometheus's text format, for scrapers: no token, and no rate limit (those
+/// count mutations and uploads only).
+async fn prometheus_metrics() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        crate::observability::render(),
     )
         .into_response()
 }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod graphql;
 mod http;
 pub mod metrics_service;
+pub mod observability;
 pub mod public_page;
 pub mod rate_limit;
 mod uploads;

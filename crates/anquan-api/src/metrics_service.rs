@@ -27,6 +27,7 @@ use anquan_projections::metrics::{
 };
 
 use crate::AppState;
+use crate::observability::{METRICS_WATCHER_PASS_DURATION_SECONDS, PassTimer};
 
 /// How often everything is recomputed as time passes (windows, validity, deadlines), at most.
 pub const METRICS_REFRESH: Duration = Duration::from_secs(60);
@@ -309,6 +310,7 @@ impl MetricsWatcher {
     }
 
     async fn recompute_all(&mut self, announce: Announce) -> Result<(), String> {
+        let _pass = PassTimer::start(metrics::histogram!(METRICS_WATCHER_PASS_DURATION_SECONDS, "pass" => "full"));
         let started = std::time::Instant::now();
         let now = self.app.now();
         let rules = self.rules.clone();
@@ -360,6 +362,8 @@ impl MetricsWatcher {
         let Some(applied) = applied else {
             return Ok(());
         };
+        // A follow that turns into a full pass is timed as that full pass only.
+        let pass = PassTimer::start(metrics::histogram!(METRICS_WATCHER_PASS_DURATION_SECONDS, "pass" => "follow"));
         let mut enterprises: BTreeSet<EnterpriseId> = BTreeSet::new();
         let mut agencies = false;
         let mut terminated = Vec::new();
@@ -407,6 +411,7 @@ impl MetricsWatcher {
                 // Everything is recomputed from the read models, which hold at least `applied`:
                 // the rest of the span need not be read.
                 self.after = Some(applied);
+                pass.discard();
                 return self.recompute_all(Announce::Changed).await;
             }
             if last >= applied {
@@ -415,6 +420,7 @@ impl MetricsWatcher {
         }
         if force_all {
             self.after = Some(applied);
+            pass.discard();
             return self.recompute_all(Announce::Changed).await;
         }
         for (agency_id, contract_id) in terminated {
@@ -429,6 +435,7 @@ impl MetricsWatcher {
                 // not, recompute everything rather than miss its enterprise.
                 None => {
                     self.after = Some(applied);
+                    pass.discard();
                     return self.recompute_all(Announce::Changed).await;
                 }
             }

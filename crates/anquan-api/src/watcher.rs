@@ -28,6 +28,7 @@ use anquan_event_store::{Position, error_chain};
 use anquan_projections::compliance as read_model;
 
 use crate::AppState;
+use crate::observability::{PassTimer, SUPERVISION_WATCHER_PASS_DURATION_SECONDS};
 
 /// How many supervision notifications a slow subscriber may fall behind before it skips some.
 pub const SUPERVISION_EVENTS_CAPACITY: usize = 1024;
@@ -257,6 +258,7 @@ impl SupervisionWatcher {
     /// made the watcher's memory grow with the city. What is announced is the same as looking
     /// at them together: overdue hazards first, then colour changes in enterprise order.
     async fn tick(&mut self, applied: Option<Position>) -> Result<(), String> {
+        let _pass = PassTimer::start(metrics::histogram!(SUPERVISION_WATCHER_PASS_DURATION_SECONDS));
         let now = self.app.now();
         let previous = self.checked_at;
         // Refresh the deadlines of changed enterprises before looking at passed ones, so a

@@ -24,7 +24,7 @@ pub async fn open_stores(storage: &Storage) -> anyhow::Result<(Arc<dyn EventStor
             let read_models = SqliteReadModelStore::open(database_file)
                 .await
                 .with_context(|| format!("cannot open the read models in {}", database_file.display()))?;
-            Ok((Arc::new(events), Arc::new(read_models)))
+            Ok((metered(Arc::new(events)), Arc::new(read_models)))
         }
         Storage::Postgres { url } => {
             let options = PostgresOptions::default();
@@ -35,9 +35,14 @@ pub async fn open_stores(storage: &Storage) -> anyhow::Result<(Arc<dyn EventStor
             let read_models = PostgresReadModelStore::connect(url, pool_size)
                 .await
                 .context("cannot open the PostgreSQL read models")?;
-            Ok((Arc::new(events), Arc::new(read_models)))
+            Ok((metered(Arc::new(events)), Arc::new(read_models)))
         }
     }
+}
+
+/// Records the store's appends as metrics (`anquan_event_store_appends_total`, …).
+fn metered(event_store: Arc<dyn EventStore>) -> Arc<dyn EventStore> {
+    Arc::new(anquan_event_store::metered::MeteredEventStore::new(event_store))
 }
 
 /// The longest SIGTERM waits for the projection batch in flight and the lease's release after

@@ -1,7 +1,8 @@
 //! The storage boundary of anquan: the [`EventStore`] and [`ReadModelStore`] traits, the event
 //! envelope with its per-stream SHA-256 hash chain, `execute` (load, decide, append with
-//! optimistic concurrency), an in-memory store for tests, and the conformance suite every
-//! backend runs (feature `conformance`).
+//! optimistic concurrency), an in-memory store for tests, a decorator that records any store's
+//! appends as metrics (`metered`), and the conformance suite every backend runs (feature
+//! `conformance`).
 //!
 //! This crate must not know any concrete database, HTTP or configuration.
 
@@ -10,6 +11,7 @@ mod error;
 pub mod execute;
 pub mod hash_chain;
 mod memory;
+pub mod metered;
 pub mod read_model;
 mod store;
 mod stream;

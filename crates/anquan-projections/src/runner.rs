@@ -147,12 +147,19 @@ impl ProjectionRunner {
     /// shutdown lets the batch in flight commit, then releases the lease so another node leads
     /// at once. A follower's positions come from [`Self::follow_shared_checkpoints`].
     pub async fn lead(&self, leadership: &Leadership, mut shutdown: watch::Receiver<bool>) {
+        let group = leadership.group().to_owned();
+        let leader = metrics::gauge!("anquan_projection_leader", "group" => group.clone());
+        let leader_term = metrics::gauge!("anquan_projection_leader_term", "group" => group);
+        leader.set(0.0);
         loop {
             let term = tokio::select! {
                 term = leadership.acquire() => term,
                 _ = shutdown.wait_for(|stop| *stop) => return,
             };
             self.health.lead(Some(term.term));
+            leader.set(1.0);
+            #[expect(clippy::cast_precision_loss, reason = "a term is far below 2^52")]
+            leader_term.set(term.term as f64);
             // Everything committed before this term is in the store: start from there.
             self.set_lease(Some(term.clone()));
             let stopping = shutdown.clone();
@@ -165,6 +172,7 @@ impl ProjectionRunner {
             };
             self.set_lease(None);
             self.health.lead(None);
+            leader.set(0.0);
             match outcome {
                 Some(Err(RunnerError::Fenced { lease })) => {
                     tracing::warn!(%lease, "this node's projection term ended; following again");
@@ -246,6 +254,19 @@ impl ProjectionRunner {
                 }
             };
             self.health.set_lag(index, behind, oldest);
+            let projection = status.name;
+            #[expect(clippy::cast_precision_loss, reason = "positions and lags are far below 2^52")]
+            {
+                metrics::gauge!("anquan_projection_position", "projection" => projection)
+                    .set(status.position.map_or(0.0, |position| position.sequence() as f64));
+                metrics::gauge!("anquan_projection_lag_events", "projection" => projection).set(behind as f64);
+            }
+            let lag = crate::health::Lag {
+                events: behind,
+                oldest_unapplied: oldest,
+            };
+            metrics::gauge!("anquan_projection_lag_seconds", "projection" => projection)
+                .set(lag.seconds(chrono::Utc::now()));
         }
     }
 

@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod mutation;
 pub mod public_page;
 pub mod query;
+pub mod request_metrics;
 pub mod supervision;
 pub mod types;
 
@@ -129,6 +130,8 @@ fn builder(
     )
     .limit_depth(QUERY_DEPTH_MAX)
     .limit_complexity(QUERY_COMPLEXITY_MAX)
+    // First, so it times the others too and sees the codes `ErrorCodes` adds.
+    .extension(request_metrics::RequestMetrics)
     .extension(async_graphql::extensions::Tracing)
     .extension(LiveRules)
     .extension(ErrorCodes)

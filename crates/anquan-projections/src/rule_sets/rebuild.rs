@@ -21,6 +21,13 @@ use crate::projection::Projection;
 /// for about 100 MiB more memory in flight.
 pub const REBUILD_PAGE_EVENTS_MAX: usize = 30_000;
 
+/// Gauge of the events the running rebuild has folded so far, labelled `projection_group`.
+pub const REBUILD_EVENTS: &str = "anquan_rebuild_events";
+/// Gauge of the log position the running rebuild has folded up to, labelled `projection_group`.
+pub const REBUILD_POSITION: &str = "anquan_rebuild_position";
+/// The `projection_group` label of a rebuild of the fact read models.
+const REBUILD_GROUP: &str = "read_models";
+
 /// How a fold is going.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FoldProgress {
@@ -137,7 +144,9 @@ async fn fold_pages(
         |_, _| {},
         |folded| {
             let elapsed = started.elapsed();
+            metrics::gauge!(REBUILD_EVENTS, "projection_group" => REBUILD_GROUP).set(folded.events as f64);
             if let Some(position) = folded.last_position {
+                metrics::gauge!(REBUILD_POSITION, "projection_group" => REBUILD_GROUP).set(position.commit as f64);
                 progress(&FoldProgress {
                     events: folded.events,
                     position,
