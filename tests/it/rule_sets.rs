@@ -34,7 +34,7 @@ const R10: &str = "query($id: ID!, $ruleSet: String) { enterprise(id: $id, ruleS
   compliance { indicators { code state } } } }";
 
 /// A valid unified social credit code: 17 characters and the GB 32100 check character.
-fn credit_code(serial: usize) -> String {
+pub(crate) fn credit_code(serial: usize) -> String {
     let first = format!("91330481MA2R{serial:05}");
     let sum: usize = first
         .bytes()
@@ -57,7 +57,7 @@ fn copy_rule_set(from: &Path, to: &Path, edit: impl Fn(&str, String) -> String) 
 /// Rule sets v1 (the repository's) and v2 (drills need a record, whatever the period, and G02
 /// reads that requirement's state, since there is no drill cadence to keep) in a temporary
 /// rules root.
-fn rules_root() -> tempfile::TempDir {
+pub(crate) fn rules_root() -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
     let v1 = Path::new(env!("CARGO_MANIFEST_DIR")).join("../projections/v1");
     copy_rule_set(&v1, &root.path().join("v1"), |_, text| text);

@@ -87,7 +87,7 @@ pub(crate) fn binary() -> PathBuf {
     binary
 }
 
-async fn admin_sql(sql: &str) {
+pub(crate) async fn admin_sql(sql: &str) {
     let admin_url = std::env::var("ANQUAN_TEST_POSTGRES_URL").unwrap();
     let (client, connection) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
         .await
@@ -108,29 +108,44 @@ async fn fresh_database() -> (String, String) {
 
 /// Starts the service with extra arguments and waits until it listens.
 pub(crate) async fn spawn_app(backend: Backend, extra_args: &[&str]) -> TestApp {
+    spawn_app_with_env(backend, extra_args, &[]).await
+}
+
+/// [`spawn_app`] with extra environment variables.
+pub(crate) async fn spawn_app_with_env(backend: Backend, extra_args: &[&str], envs: &[(&str, &str)]) -> TestApp {
     let data_dir = tempfile::tempdir().unwrap();
     let database = if backend == Backend::Postgres {
         Some(fresh_database().await)
     } else {
         None
     };
-    start(data_dir, database, extra_args).await
+    start(data_dir, database, extra_args, envs).await
 }
 
 /// Starts a second node on the PostgreSQL database of `app` (the same URL), with its own empty
 /// data directory and extra arguments; stopping it leaves the database to `app`.
 pub(crate) async fn spawn_beside(app: &TestApp, extra_args: &[&str]) -> TestApp {
+    spawn_beside_with_env(app, extra_args, &[]).await
+}
+
+/// [`spawn_beside`] with extra environment variables.
+pub(crate) async fn spawn_beside_with_env(app: &TestApp, extra_args: &[&str], envs: &[(&str, &str)]) -> TestApp {
     let url = app
         .database_url()
         .expect("a node beside another needs the other's PostgreSQL database");
     let mut args = vec!["--database", url.as_str()];
     args.extend_from_slice(extra_args);
-    start(tempfile::tempdir().unwrap(), None, &args).await
+    start(tempfile::tempdir().unwrap(), None, &args, envs).await
 }
 
 /// Starts the service on a data directory (and PostgreSQL database: name and URL) that may
 /// hold a previous run's store.
-async fn start(data_dir: tempfile::TempDir, database: Option<(String, String)>, extra_args: &[&str]) -> TestApp {
+async fn start(
+    data_dir: tempfile::TempDir,
+    database: Option<(String, String)>,
+    extra_args: &[&str],
+    envs: &[(&str, &str)],
+) -> TestApp {
     let mut command = Command::new(binary());
     command
         .args([
@@ -148,6 +163,7 @@ async fn start(data_dir: tempfile::TempDir, database: Option<(String, String)>, 
         .env("ANQUAN_JWT_SECRET", JWT_SECRET)
         .env("RUST_LOG", "info")
         .env_remove("ANQUAN_DATABASE_URL")
+        .envs(envs.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -253,7 +269,22 @@ impl TestApp {
         let database = self.database.take().zip(database_url);
         let data_dir = tempfile::TempDir::new().unwrap();
         let data_dir = std::mem::replace(&mut self.data_dir, data_dir);
-        start(data_dir, database, &[]).await
+        start(data_dir, database, &[], &[]).await
+    }
+
+    /// Kills the service at once (SIGKILL): no drain, no lease released.
+    pub(crate) async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// Asks the service to stop (SIGTERM) and waits for it; returns its exit status.
+    pub(crate) async fn terminate(&mut self) -> std::process::ExitStatus {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        self.child.wait().await.unwrap()
     }
 
     /// How many lines the service has logged that report a panic.

@@ -20,7 +20,7 @@ use anquan_projections::leadership::{self, Leadership};
 use anquan_projections::rule_sets::rebuild::fold_to_end;
 use anquan_projections::rule_sets::snapshot::{self, SnapshotOutcome};
 use anquan_projections::rule_sets::{RuleSetRegistry, read_log, rule_set_stream};
-use anquan_projections::{AgencyProjection, ComplianceProjection, Projection};
+use anquan_projections::{AgencyProjection, ComplianceProjection, LogTallyProjection, Projection};
 
 use crate::config::Storage;
 
@@ -201,7 +201,11 @@ async fn status(event_store: &dyn EventStore, read_models: &dyn ReadModelStore) 
         "log head: {}",
         head.map_or_else(|| "empty".to_owned(), |head| head.to_string())
     ))?;
-    for name in [ComplianceProjection::NAME, AgencyProjection::NAME] {
+    for name in [
+        ComplianceProjection::NAME,
+        AgencyProjection::NAME,
+        LogTallyProjection::NAME,
+    ] {
         let checkpoint = read_models
             .checkpoint(name)
             .await
@@ -482,7 +486,11 @@ async fn fold_read_models(
     lease: Option<&LeaseTerm>,
     cancel: &AtomicBool,
 ) -> anyhow::Result<u64> {
-    let projections: Vec<Arc<dyn Projection>> = vec![Arc::new(ComplianceProjection), Arc::new(AgencyProjection)];
+    let projections: Vec<Arc<dyn Projection>> = vec![
+        Arc::new(ComplianceProjection),
+        Arc::new(AgencyProjection),
+        Arc::new(LogTallyProjection),
+    ];
     let mut next_report = 0u64;
     let report = fold_to_end(event_store, target, &projections, lease, cancel, |progress| {
         if progress.events >= next_report {

@@ -11,7 +11,7 @@ use anquan_event_store::{EventStore, ReadModelStore};
 use anquan_event_store_postgres::{PostgresEventStore, PostgresOptions, PostgresReadModelStore};
 use anquan_event_store_sqlite::{SqliteEventStore, SqliteOptions, SqliteReadModelStore};
 use anquan_projections::leadership::{self, Leadership};
-use anquan_projections::{AgencyProjection, ComplianceProjection, ProjectionRunner};
+use anquan_projections::{AgencyProjection, ComplianceProjection, LogTallyProjection, ProjectionRunner};
 
 use crate::config::{Blobs, Config, Storage};
 
@@ -27,7 +27,20 @@ pub async fn open_stores(storage: &Storage) -> anyhow::Result<(Arc<dyn EventStor
             Ok((metered(Arc::new(events)), Arc::new(read_models)))
         }
         Storage::Postgres { url } => {
-            let options = PostgresOptions::default();
+            // Each of the two pools (events, read models) holds up to this many connections, and
+            // each store one more to listen: N nodes need N x (2 x pool + 2) within the server's
+            // max_connections.
+            let mut options = PostgresOptions::default();
+            if let Some(size) = std::env::var("ANQUAN_DATABASE_POOL_SIZE")
+                .ok()
+                .filter(|size| !size.is_empty())
+            {
+                options.pool_size = size
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|size| (1..=1000).contains(size))
+                    .with_context(|| format!("ANQUAN_DATABASE_POOL_SIZE must be 1 to 1000, not {size:?}"))?;
+            }
             let pool_size = options.pool_size;
             let events = PostgresEventStore::connect(url, options)
                 .await
@@ -61,7 +74,9 @@ pub async fn run(
     let (event_store, read_models) = open_stores(&config.storage).await?;
     let runner =
         ProjectionRunner::new(event_store.clone(), read_models.clone()).with_projection(Arc::new(ComplianceProjection));
-    let runner = runner.with_projection(Arc::new(AgencyProjection));
+    let runner = runner
+        .with_projection(Arc::new(AgencyProjection))
+        .with_projection(Arc::new(LogTallyProjection));
     runner.prepare().await.context("cannot prepare the read models")?;
     let leadership = Leadership::new(
         read_models.clone(),
@@ -177,7 +192,10 @@ pub async fn run(
         tokio::pin!(leading);
         tokio::select! {
             () = &mut leading => {}
-            _ = stopped.wait_for(|stop| *stop) => {
+            () = async {
+                // The guard `wait_for` returns must not live on: `work` writes the same watch.
+                let _ = stopped.wait_for(|stop| *stop).await;
+            } => {
                 if tokio::time::timeout(PROJECTIONS_STOP_MAX, leading).await.is_err() {
                     tracing::warn!("the projection runner did not stop in time; its lease expires by itself");
                 }

@@ -266,3 +266,12 @@ async fn a_long_batch_runs_in_order_and_fails_as_a_whole() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_and_guarded_batches_behave_as_every_store_must() {
+    let Some(database) = support::fresh_database("read-model guards test").await else {
+        return;
+    };
+    let store = PostgresReadModelStore::connect(&database.url, 4).await.unwrap();
+    anquan_event_store::conformance::read_model_guards::leases_and_guarded_batches(Arc::new(store)).await;
+}

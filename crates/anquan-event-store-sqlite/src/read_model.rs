@@ -861,4 +861,10 @@ mod tests {
         let error = store.query("SELECT x'00ff'", &[]).await.unwrap_err();
         assert!(matches!(error, ReadModelError::Type { column: 0, .. }), "{error}");
     }
+
+    #[tokio::test]
+    async fn leases_and_guarded_batches_behave_as_every_store_must() {
+        let (_directory, store) = store().await;
+        anquan_event_store::conformance::read_model_guards::leases_and_guarded_batches(Arc::new(store)).await;
+    }
 }

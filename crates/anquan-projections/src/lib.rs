@@ -18,6 +18,7 @@ pub mod metrics;
 mod projection;
 pub mod rule_sets;
 mod runner;
+pub mod tally;
 mod values;
 
 pub use agency::AgencyProjection;
@@ -30,3 +31,4 @@ pub use runner::{
     APPLY_ATTEMPTS_MAX, PROJECTION_BATCH_MAX, ProjectionRunner, REBUILD_PROGRESS_EVERY, RebuildReport,
     SHARED_CHECKPOINTS_POLL, STALLED_RETRY_INTERVAL, wait_for_position,
 };
+pub use tally::LogTallyProjection;

@@ -34,6 +34,8 @@ use crate::store::{APPEND_EVENTS_MAX, EVENT_DATA_BYTES_MAX, EventStore, READ_BAT
 use crate::stream::{Position, StreamId, StreamState, StreamVersion};
 use crate::subscription::subscribe_all;
 
+pub mod read_model_guards;
+
 /// What a case returns: `Err` names the broken expectation.
 pub type CaseResult = Result<(), BoxError>;
 
