@@ -171,6 +171,17 @@ async fn read_model_digests(client: &tokio_postgres::Client) -> BTreeMap<String,
     digests
 }
 
+/// Runs `anquan projections …` against a database and a rules root.
+async fn projections(url: &str, root: &str, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(crate::support::binary())
+        .arg("projections")
+        .args(args)
+        .args(["--database", url, "--rules-root", root])
+        .output()
+        .await
+        .unwrap()
+}
+
 /// Sums a gauge over the text of several `/metrics` scrapes.
 fn gauge_sum(scrapes: &[String], name: &str) -> f64 {
     scrapes
@@ -477,56 +488,19 @@ async fn a_rule_set_rebuilt_beside_two_serving_nodes_is_promoted_on_every_node()
             answered
         })
     };
-    let rebuild = tokio::process::Command::new(crate::support::binary())
-        .args([
-            "projections",
-            "rebuild",
-            "--rules",
-            "v2",
-            "--database",
-            &url,
-            "--rules-root",
-            &root,
-        ])
-        .output()
-        .await
-        .unwrap();
+    let rebuild = projections(&url, &root, &["rebuild", "--rules", "v2"]).await;
     assert!(rebuild.status.success(), "{}", String::from_utf8_lossy(&rebuild.stderr));
     serving.store(false, Ordering::Relaxed);
     let answered = queries.await.unwrap();
     assert!(answered > 0);
 
     // A rebuild of the live read models while a node leads is refused, with the reason.
-    let refused = tokio::process::Command::new(crate::support::binary())
-        .args([
-            "projections",
-            "rebuild",
-            "--read-models",
-            "--database",
-            &url,
-            "--rules-root",
-            &root,
-        ])
-        .output()
-        .await
-        .unwrap();
+    let refused = projections(&url, &root, &["rebuild", "--read-models"]).await;
     assert!(!refused.status.success());
     let message = String::from_utf8_lossy(&refused.stderr);
     assert!(message.contains("--take-over"), "{message}");
 
-    let promote = tokio::process::Command::new(crate::support::binary())
-        .args([
-            "projections",
-            "promote",
-            "v2",
-            "--database",
-            &url,
-            "--rules-root",
-            &root,
-        ])
-        .output()
-        .await
-        .unwrap();
+    let promote = projections(&url, &root, &["promote", "v2"]).await;
     assert!(promote.status.success(), "{}", String::from_utf8_lossy(&promote.stderr));
     let promoted = Instant::now();
     for node in [&first, &second, &third] {
