@@ -6,7 +6,8 @@
 //! answers every enterprise the same, the read models equal a fresh single-node rebuild of the
 //! same log, no checkpoint ever moved backwards, the counting read model (`log_tally`) equals
 //! the log's length (no event applied twice or skipped), and `/metrics` shows one leader in
-//! total. A second test rebuilds rule set v2 beside the live one while two nodes serve queries,
+//! total. A second test subscribes on a follower and hears of a change written through another
+//! node, rebuilds rule set v2 beside the live one while two nodes serve queries,
 //! promotes it, and checks that every node switches, and that a node that cannot load v2 goes
 //! not ready and decides no command.
 //!
@@ -22,6 +23,7 @@ use serde_json::{Value, json};
 use tokio::sync::RwLock;
 
 use crate::rule_sets::{credit_code, rules_root};
+use crate::supervision_flow::{next_of, subscribe};
 use crate::support::{
     Backend, TestApp, admin_sql, backends, data, error_code, spawn_app_with_env, spawn_beside_with_env,
 };
@@ -456,8 +458,34 @@ async fn a_rule_set_rebuilt_beside_two_serving_nodes_is_promoted_on_every_node()
     let url = first.database_url().unwrap();
     let token = first.token(&["--role", "city_admin"]);
     let client = reqwest::Client::new();
+    // A dashboard subscribed on a node that does not lead hears of changes written through
+    // another node: its watcher reads the shared read models.
+    let three = [&first, &second, &third];
+    let started = Instant::now();
+    let leader = loop {
+        let bases: Vec<String> = three.iter().map(|node| node.base_url.clone()).collect();
+        if let [leader] = leaders(&client, &bases).await[..] {
+            break leader;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "no node leads");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let follower = three[(leader + 1) % 3];
+    let writer = three[(leader + 2) % 3];
+    let mut socket = subscribe(
+        follower,
+        &token,
+        &[("colour", "subscription { colourChanged { enterpriseId colour } }")],
+    )
+    .await;
+    let alive = RwLock::new(vec![writer.base_url.clone()]);
+    register_one(&client, &alive, &token, 20_000).await;
+    let heard = next_of(&mut socket, "colour", Duration::from_secs(10)).await;
+    assert!(heard["colourChanged"]["colour"].is_string(), "{heard}");
+    drop(socket);
+
     let alive = RwLock::new(vec![first.base_url.clone(), second.base_url.clone()]);
-    for serial in 0..30 {
+    for serial in 1..30 {
         register_one(&client, &alive, &token, 20_000 + serial).await;
     }
 
