@@ -13,7 +13,6 @@ mod agency_flow;
 mod bad_input;
 mod bench_store;
 mod browser;
-mod cluster;
 mod compliance_flow;
 mod dashboard;
 mod graphql_fuzz;

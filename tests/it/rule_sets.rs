@@ -22,71 +22,13 @@ use tokio::process::Command;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::compliance_flow::{review, upload};
-use crate::supervision_flow::{next_message, next_of, subscribe};
-use crate::support::{TestApp, binary, data, error_code};
+use crate::support::{TestApp, binary, credit_code, data, error_code, next_message, next_of, rules_root, subscribe};
 
 const JWT_SECRET: &str = "black-box-tests-secret-of-at-least-32-bytes";
-const ALPHABET: &[u8; 31] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
-const WEIGHTS: [usize; 17] = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
 const REGISTER: &str =
     "mutation($input: RegisterEnterpriseInput!) { registerEnterprise(input: $input) { enterprise { id } } }";
 const R10: &str = "query($id: ID!, $ruleSet: String) { enterprise(id: $id, ruleSet: $ruleSet) {
   compliance { indicators { code state } } } }";
-
-/// A valid unified social credit code: 17 characters and the GB 32100 check character.
-pub(crate) fn credit_code(serial: usize) -> String {
-    let first = format!("91330481MA2R{serial:05}");
-    let sum: usize = first
-        .bytes()
-        .zip(WEIGHTS)
-        .map(|(byte, weight)| ALPHABET.iter().position(|c| *c == byte).unwrap() * weight)
-        .sum();
-    format!("{first}{}", ALPHABET[(31 - sum % 31) % 31] as char)
-}
-
-fn copy_rule_set(from: &Path, to: &Path, edit: impl Fn(&str, String) -> String) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
-        let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::write(to.join(&name), edit(&name, text)).unwrap();
-    }
-}
-
-/// Rule sets v1 (the repository's) and v2 (drills need a record, whatever the period, and G02
-/// reads that requirement's state, since there is no drill cadence to keep) in a temporary
-/// rules root.
-pub(crate) fn rules_root() -> tempfile::TempDir {
-    let root = tempfile::tempdir().unwrap();
-    let v1 = Path::new(env!("CARGO_MANIFEST_DIR")).join("../projections/v1");
-    copy_rule_set(&v1, &root.path().join("v1"), |_, text| text);
-    copy_rule_set(&v1, &root.path().join("v2"), |name, text| match name {
-        "ruleset.toml" => text.replacen("version = \"v1\"", "version = \"v2\"", 1).replacen(
-            "title = \"",
-            "title = \"v2: drills need a record; ",
-            1,
-        ),
-        "indicators.toml" => {
-            let periodic = "[indicators.requirements.evidence]\nkind = \"periodic\"\ncadence = [\n    { when = { any_of = [{ flag = \"high_risk_industry\" }, { flag = \"crowded_place\" }, { class = \"key_supervised\" }] }, every = \"half_yearly\" },\n    { every = \"yearly\" },\n]";
-            let start = text.find("code = \"R10.drill\"").unwrap();
-            let at = start + text[start..].find(periodic).unwrap();
-            format!(
-                "{}[indicators.requirements.evidence]\nkind = \"review\"{}",
-                &text[..at],
-                &text[at + periodic.len()..]
-            )
-        }
-        // G02 keeps R10.drill's cadence, which v2 no longer has: it reads the state instead.
-        "metrics.toml" => text.replacen(
-            "measure = \"cadence_met\"\nrequirement = \"R10.drill\"",
-            "measure = \"requirement_satisfied\"\nrequirement = \"R10.drill\"\ndenominator_of = \"applicable\"",
-            1,
-        ),
-        _ => text,
-    });
-    root
-}
 
 /// Starts the service with the rules root in `ANQUAN_RULES_ROOT`.
 async fn spawn(rules: &Path) -> TestApp {

@@ -57,7 +57,7 @@ fn ws_error_code(message: &Value) -> Option<String> {
     errors[0]["extensions"]["code"].as_str().map(str::to_owned)
 }
 
-async fn open_socket(app: &TestApp, token: &str) -> crate::supervision_flow::Socket {
+async fn open_socket(app: &TestApp, token: &str) -> crate::support::Socket {
     let url = format!("{}/graphql/ws", app.base_url.replacen("http", "ws", 1));
     let mut request = url.into_client_request().unwrap();
     request
@@ -66,7 +66,7 @@ async fn open_socket(app: &TestApp, token: &str) -> crate::supervision_flow::Soc
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
     let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } });
     socket.send(Message::text(init.to_string())).await.unwrap();
-    let ack = crate::supervision_flow::next_message(&mut socket, Duration::from_secs(10)).await;
+    let ack = crate::support::next_message(&mut socket, Duration::from_secs(10)).await;
     assert_eq!(ack["type"], "connection_ack", "{ack}");
     socket
 }
@@ -102,7 +102,7 @@ async fn query_limits(backend: Backend) {
     let started = Instant::now();
     let subscribe = json!({ "id": "fan", "type": "subscribe", "payload": { "query": fan_out } });
     socket.send(Message::text(subscribe.to_string())).await.unwrap();
-    let message = crate::supervision_flow::next_message(&mut socket, Duration::from_secs(10)).await;
+    let message = crate::support::next_message(&mut socket, Duration::from_secs(10)).await;
     assert_eq!(ws_error_code(&message).as_deref(), Some("QUERY_TOO_LARGE"), "{message}");
     assert!(started.elapsed() < REFUSED_WITHIN, "took {:?}", started.elapsed());
 
@@ -421,7 +421,7 @@ async fn a_subscription_ends_when_its_token_expires() {
     let app = spawn_app(Backend::Sqlite, &[]).await;
     let short = app.token(&["--role", "city_admin", "--seconds", "3"]);
     let started = Instant::now();
-    let mut socket = crate::supervision_flow::subscribe(
+    let mut socket = crate::support::subscribe(
         &app,
         &short,
         &[("colours", "subscription { colourChanged { enterpriseId colour } }")],

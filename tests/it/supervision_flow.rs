@@ -8,13 +8,10 @@
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
-use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::compliance_flow::register;
-use crate::support::{Backend, TestApp, backends, data, error_code, spawn_app};
+use crate::support::{Backend, TestApp, backends, data, error_code, next_of, spawn_app, subscribe};
 
 /// How long after the deadline the subscriber may wait for its notification.
 const NOTIFICATION_GRACE: StdDuration = StdDuration::from_secs(15);
@@ -100,84 +97,6 @@ pub(crate) async fn multipart(
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
     response.json().await.unwrap()
-}
-
-pub(crate) type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Opens a graphql-transport-ws connection with the token in `connection_init`.
-pub(crate) async fn subscribe(app: &TestApp, token: &str, subscriptions: &[(&str, &str)]) -> Socket {
-    let url = format!("{}/graphql/ws", app.base_url.replacen("http", "ws", 1));
-    let mut request = url.into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().unwrap());
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } });
-    socket.send(Message::text(init.to_string())).await.unwrap();
-    let ack = next_message(&mut socket, StdDuration::from_secs(10)).await;
-    assert_eq!(ack["type"], "connection_ack", "{ack}");
-    for (id, query) in subscriptions {
-        let subscribe = json!({ "id": id, "type": "subscribe", "payload": { "query": query } });
-        socket.send(Message::text(subscribe.to_string())).await.unwrap();
-    }
-    // The server handles a connection's messages in order: once a query sent after the
-    // subscriptions completes, they have started, and no push is missed for starting late.
-    let probe = json!({ "id": "subscribed", "type": "subscribe", "payload": { "query": "{ __typename }" } });
-    socket.send(Message::text(probe.to_string())).await.unwrap();
-    loop {
-        let message = next_message(&mut socket, StdDuration::from_secs(10)).await;
-        assert_ne!(message["type"], "error", "{message}");
-        if message["id"] == "subscribed" && message["type"] == "complete" {
-            return socket;
-        }
-    }
-}
-
-/// The next JSON message (pings answered and skipped), or a panic after `timeout`.
-pub(crate) async fn next_message(socket: &mut Socket, timeout: StdDuration) -> Value {
-    next_message_within(socket, timeout)
-        .await
-        .unwrap_or_else(|| panic!("no subscription message within {timeout:?}"))
-}
-
-/// The next JSON message (pings answered and skipped), or `None` after `timeout`.
-async fn next_message_within(socket: &mut Socket, timeout: StdDuration) -> Option<Value> {
-    tokio::time::timeout(timeout, async {
-        loop {
-            match socket.next().await.unwrap().unwrap() {
-                Message::Text(text) => {
-                    let message: Value = serde_json::from_str(text.as_str()).unwrap();
-                    if message["type"] == "ping" {
-                        socket
-                            .send(Message::text(json!({"type": "pong"}).to_string()))
-                            .await
-                            .unwrap();
-                        continue;
-                    }
-                    return message;
-                }
-                Message::Ping(payload) => socket.send(Message::Pong(payload)).await.unwrap(),
-                _ => {}
-            }
-        }
-    })
-    .await
-    .ok()
-}
-
-/// The next `next` message of subscription `id`, skipping others.
-pub(crate) async fn next_of(socket: &mut Socket, id: &str, timeout: StdDuration) -> Value {
-    let until = tokio::time::Instant::now() + timeout;
-    loop {
-        let left = until.saturating_duration_since(tokio::time::Instant::now());
-        let message = next_message_within(socket, left)
-            .await
-            .unwrap_or_else(|| panic!("no \"{id}\" message within {timeout:?}"));
-        assert_ne!(message["type"], "error", "{message}");
-        if message["id"] == id && message["type"] == "next" {
-            return message["payload"]["data"].clone();
-        }
-    }
 }
 
 async fn enterprise(app: &TestApp, token: &str, id: &str, as_of: Option<DateTime<Utc>>) -> Value {

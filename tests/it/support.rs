@@ -2,10 +2,15 @@
 //! asked), a GraphQL client, and token minting through `anquan token`.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration as StdDuration;
+
+use futures::{SinkExt, StreamExt};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -273,11 +278,13 @@ impl TestApp {
     }
 
     /// Kills the service at once (SIGKILL): no drain, no lease released.
+    #[allow(dead_code, reason = "the cluster tests use it")]
     pub(crate) async fn kill(&mut self) {
         let _ = self.child.kill().await;
     }
 
     /// Asks the service to stop (SIGTERM) and waits for it; returns its exit status.
+    #[allow(dead_code, reason = "the cluster tests use it")]
     pub(crate) async fn terminate(&mut self) -> std::process::ExitStatus {
         if let Some(pid) = self.child.id() {
             let _ = std::process::Command::new("kill")
@@ -414,4 +421,140 @@ pub(crate) async fn fresh_bucket(endpoint: &str) -> String {
         response.status()
     );
     bucket
+}
+
+const ALPHABET: &[u8; 31] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
+const WEIGHTS: [usize; 17] = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
+
+/// A valid unified social credit code: 17 characters and the GB 32100 check character.
+pub(crate) fn credit_code(serial: usize) -> String {
+    let first = format!("91330481MA2R{serial:05}");
+    let sum: usize = first
+        .bytes()
+        .zip(WEIGHTS)
+        .map(|(byte, weight)| ALPHABET.iter().position(|c| *c == byte).unwrap() * weight)
+        .sum();
+    format!("{first}{}", ALPHABET[(31 - sum % 31) % 31] as char)
+}
+
+pub(crate) fn copy_rule_set(from: &Path, to: &Path, edit: impl Fn(&str, String) -> String) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(to.join(&name), edit(&name, text)).unwrap();
+    }
+}
+
+/// Rule sets v1 (the repository's) and v2 (drills need a record, whatever the period, and G02
+/// reads that requirement's state, since there is no drill cadence to keep) in a temporary
+/// rules root.
+pub(crate) fn rules_root() -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    let v1 = Path::new(env!("CARGO_MANIFEST_DIR")).join("../projections/v1");
+    copy_rule_set(&v1, &root.path().join("v1"), |_, text| text);
+    copy_rule_set(&v1, &root.path().join("v2"), |name, text| match name {
+        "ruleset.toml" => text.replacen("version = \"v1\"", "version = \"v2\"", 1).replacen(
+            "title = \"",
+            "title = \"v2: drills need a record; ",
+            1,
+        ),
+        "indicators.toml" => {
+            let periodic = "[indicators.requirements.evidence]\nkind = \"periodic\"\ncadence = [\n    { when = { any_of = [{ flag = \"high_risk_industry\" }, { flag = \"crowded_place\" }, { class = \"key_supervised\" }] }, every = \"half_yearly\" },\n    { every = \"yearly\" },\n]";
+            let start = text.find("code = \"R10.drill\"").unwrap();
+            let at = start + text[start..].find(periodic).unwrap();
+            format!(
+                "{}[indicators.requirements.evidence]\nkind = \"review\"{}",
+                &text[..at],
+                &text[at + periodic.len()..]
+            )
+        }
+        // G02 keeps R10.drill's cadence, which v2 no longer has: it reads the state instead.
+        "metrics.toml" => text.replacen(
+            "measure = \"cadence_met\"\nrequirement = \"R10.drill\"",
+            "measure = \"requirement_satisfied\"\nrequirement = \"R10.drill\"\ndenominator_of = \"applicable\"",
+            1,
+        ),
+        _ => text,
+    });
+    root
+}
+
+pub(crate) type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a graphql-transport-ws connection with the token in `connection_init`.
+pub(crate) async fn subscribe(app: &TestApp, token: &str, subscriptions: &[(&str, &str)]) -> Socket {
+    let url = format!("{}/graphql/ws", app.base_url.replacen("http", "ws", 1));
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } });
+    socket.send(Message::text(init.to_string())).await.unwrap();
+    let ack = next_message(&mut socket, StdDuration::from_secs(10)).await;
+    assert_eq!(ack["type"], "connection_ack", "{ack}");
+    for (id, query) in subscriptions {
+        let subscribe = json!({ "id": id, "type": "subscribe", "payload": { "query": query } });
+        socket.send(Message::text(subscribe.to_string())).await.unwrap();
+    }
+    // The server handles a connection's messages in order: once a query sent after the
+    // subscriptions completes, they have started, and no push is missed for starting late.
+    let probe = json!({ "id": "subscribed", "type": "subscribe", "payload": { "query": "{ __typename }" } });
+    socket.send(Message::text(probe.to_string())).await.unwrap();
+    loop {
+        let message = next_message(&mut socket, StdDuration::from_secs(10)).await;
+        assert_ne!(message["type"], "error", "{message}");
+        if message["id"] == "subscribed" && message["type"] == "complete" {
+            return socket;
+        }
+    }
+}
+
+/// The next JSON message (pings answered and skipped), or a panic after `timeout`.
+pub(crate) async fn next_message(socket: &mut Socket, timeout: StdDuration) -> Value {
+    next_message_within(socket, timeout)
+        .await
+        .unwrap_or_else(|| panic!("no subscription message within {timeout:?}"))
+}
+
+/// The next JSON message (pings answered and skipped), or `None` after `timeout`.
+pub(crate) async fn next_message_within(socket: &mut Socket, timeout: StdDuration) -> Option<Value> {
+    tokio::time::timeout(timeout, async {
+        loop {
+            match socket.next().await.unwrap().unwrap() {
+                Message::Text(text) => {
+                    let message: Value = serde_json::from_str(text.as_str()).unwrap();
+                    if message["type"] == "ping" {
+                        socket
+                            .send(Message::text(json!({"type": "pong"}).to_string()))
+                            .await
+                            .unwrap();
+                        continue;
+                    }
+                    return message;
+                }
+                Message::Ping(payload) => socket.send(Message::Pong(payload)).await.unwrap(),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .ok()
+}
+
+/// The next `next` message of subscription `id`, skipping others.
+pub(crate) async fn next_of(socket: &mut Socket, id: &str, timeout: StdDuration) -> Value {
+    let until = tokio::time::Instant::now() + timeout;
+    loop {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        let message = next_message_within(socket, left)
+            .await
+            .unwrap_or_else(|| panic!("no \"{id}\" message within {timeout:?}"));
+        assert_ne!(message["type"], "error", "{message}");
+        if message["id"] == id && message["type"] == "next" {
+            return message["payload"]["data"].clone();
+        }
+    }
 }

@@ -116,6 +116,7 @@ pub async fn run(
     };
     let watcher = anquan_api::SupervisionWatcher::new(app.clone());
     let metrics_watcher = anquan_api::MetricsWatcher::new(app.clone());
+    anquan_projections::rule_sets::agree_once(app.event_store.as_ref(), &rule_sets).await;
     let rule_set_follower = anquan_projections::rule_sets::follow(app.event_store.clone(), rule_sets);
     // One set of rate limiters for the schema (mutations) and the router (uploads).
     let rate = Arc::new(anquan_api::RateLimiters::new(config.rate_limits));

@@ -249,6 +249,22 @@ pub async fn read_log(
     }
 }
 
+/// Reads the `rulesets` stream once and makes its live version active (or records why this
+/// node cannot), before a service serves: a node decides no command until it agrees with the
+/// log, and this makes that true from its first request instead of after [`follow`]'s first
+/// read. A store that cannot be read leaves the node disagreeing until `follow` reads it.
+pub async fn agree_once(store: &dyn EventStore, registry: &RuleSetRegistry) {
+    let mut log = RuleSetLog::default();
+    match read_log(store, &mut log, StreamVersion::FIRST).await {
+        Ok(_) => {
+            if let Err(error) = registry.agree(registry.apply_log(&log)) {
+                tracing::error!(%error, "cannot switch to the promoted rule set: this node decides no command and is not ready until it can");
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot read the rule-set stream at start; the follower retries"),
+    }
+}
+
 /// Follows the `rulesets` stream forever and switches the registry's active version at every
 /// promotion, on the first read after the event is appended (woken by the store's head, which
 /// moves for appends by any process; [`FOLLOW_POLL`] is a safety net). A promotion this node

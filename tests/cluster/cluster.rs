@@ -22,10 +22,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::sync::RwLock;
 
-use crate::rule_sets::{credit_code, rules_root};
-use crate::supervision_flow::{next_of, subscribe};
 use crate::support::{
-    Backend, TestApp, admin_sql, backends, data, error_code, spawn_app_with_env, spawn_beside_with_env,
+    Backend, TestApp, admin_sql, backends, credit_code, data, error_code, next_of, rules_root, spawn_app_with_env,
+    spawn_beside_with_env, subscribe,
 };
 
 /// Mutations sent in all (each registers an enterprise).
