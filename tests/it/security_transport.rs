@@ -9,7 +9,6 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::compliance_flow::register;
 use crate::support::{Backend, TestApp, backends, data, error_code, spawn_app};
@@ -57,20 +56,6 @@ fn ws_error_code(message: &Value) -> Option<String> {
     errors[0]["extensions"]["code"].as_str().map(str::to_owned)
 }
 
-async fn open_socket(app: &TestApp, token: &str) -> crate::support::Socket {
-    let url = format!("{}/graphql/ws", app.base_url.replacen("http", "ws", 1));
-    let mut request = url.into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().unwrap());
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } });
-    socket.send(Message::text(init.to_string())).await.unwrap();
-    let ack = crate::support::next_message(&mut socket, Duration::from_secs(10)).await;
-    assert_eq!(ack["type"], "connection_ack", "{ack}");
-    socket
-}
-
 #[tokio::test]
 async fn costly_documents_are_refused_before_they_run_on_every_transport() {
     for backend in backends() {
@@ -98,7 +83,7 @@ async fn query_limits(backend: Backend) {
     assert!(started.elapsed() < REFUSED_WITHIN, "took {:?}", started.elapsed());
 
     // The websocket.
-    let mut socket = open_socket(&app, &admin).await;
+    let mut socket = crate::support::open_socket(&app, &admin).await;
     let started = Instant::now();
     let subscribe = json!({ "id": "fan", "type": "subscribe", "payload": { "query": fan_out } });
     socket.send(Message::text(subscribe.to_string())).await.unwrap();

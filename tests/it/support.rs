@@ -483,8 +483,9 @@ pub(crate) fn rules_root() -> tempfile::TempDir {
 
 pub(crate) type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// Opens a graphql-transport-ws connection with the token in `connection_init`.
-pub(crate) async fn subscribe(app: &TestApp, token: &str, subscriptions: &[(&str, &str)]) -> Socket {
+/// Opens a graphql-transport-ws connection and sends the token in `connection_init`; returns
+/// it once acknowledged.
+pub(crate) async fn open_socket(app: &TestApp, token: &str) -> Socket {
     let url = format!("{}/graphql/ws", app.base_url.replacen("http", "ws", 1));
     let mut request = url.into_client_request().unwrap();
     request
@@ -495,6 +496,12 @@ pub(crate) async fn subscribe(app: &TestApp, token: &str, subscriptions: &[(&str
     socket.send(Message::text(init.to_string())).await.unwrap();
     let ack = next_message(&mut socket, StdDuration::from_secs(10)).await;
     assert_eq!(ack["type"], "connection_ack", "{ack}");
+    socket
+}
+
+/// [`open_socket`], then starts the subscriptions (id, document).
+pub(crate) async fn subscribe(app: &TestApp, token: &str, subscriptions: &[(&str, &str)]) -> Socket {
+    let mut socket = open_socket(app, token).await;
     for (id, query) in subscriptions {
         let subscribe = json!({ "id": id, "type": "subscribe", "payload": { "query": query } });
         socket.send(Message::text(subscribe.to_string())).await.unwrap();

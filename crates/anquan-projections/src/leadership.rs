@@ -17,8 +17,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
-
 use anquan_event_store::{LeaseClaim, LeaseTerm, ReadModelError, ReadModelStore};
 
 /// The group of the fact read models (compliance and agency), folded by one runner.
@@ -37,7 +35,6 @@ pub struct Leadership {
     group: String,
     holder: String,
     lease: Duration,
-    leading: Arc<watch::Sender<Option<i64>>>,
 }
 
 impl std::fmt::Debug for Leadership {
@@ -61,7 +58,6 @@ impl Leadership {
             group: group.to_owned(),
             holder: format!("{node_id}/{}", &nonce[..8]),
             lease: lease.max(LEASE_MIN),
-            leading: Arc::new(watch::Sender::new(None)),
         }
     }
 
@@ -73,11 +69,6 @@ impl Leadership {
     /// The group.
     pub fn group(&self) -> &str {
         &self.group
-    }
-
-    /// The term this node leads, if it does (for health and metrics).
-    pub fn leading(&self) -> watch::Receiver<Option<i64>> {
-        self.leading.subscribe()
     }
 
     /// How often a leader renews, and a follower tries to take, the lease.
@@ -112,7 +103,6 @@ impl Leadership {
                 source: None,
             })?;
         tracing::info!(lease.group = %self.group, lease.term = term.term, holder = %self.holder, "took the projection lease over");
-        self.leading.send_replace(Some(term.term));
         Ok(term)
     }
 
@@ -121,7 +111,6 @@ impl Leadership {
         let term = self.read_models.claim_lease(&self.claim(None)).await?;
         if let Some(term) = &term {
             tracing::info!(lease.group = %self.group, lease.term = term.term, holder = %self.holder, "this node leads the projection group");
-            self.leading.send_replace(Some(term.term));
         }
         Ok(term)
     }
@@ -167,12 +156,10 @@ impl Leadership {
                 }
             }
         }
-        self.leading.send_replace(None);
     }
 
     /// Gives the lease up, so another node takes it at once.
     pub async fn release(&self, term: &LeaseTerm) {
-        self.leading.send_replace(None);
         match self.read_models.release_lease(term, &self.holder).await {
             Ok(()) => tracing::info!(lease.group = %self.group, lease.term = term.term, "projection lease released"),
             Err(error) => {

@@ -249,6 +249,13 @@ pub async fn read_log(
     }
 }
 
+/// Switches to the log's live version, or records (and logs) why this node cannot.
+fn honour(registry: &RuleSetRegistry, log: &RuleSetLog) {
+    if let Err(error) = registry.agree(registry.apply_log(log)) {
+        tracing::error!(%error, "cannot switch to the promoted rule set: this node decides no command and is not ready until it can");
+    }
+}
+
 /// Reads the `rulesets` stream once and makes its live version active (or records why this
 /// node cannot), before a service serves: a node decides no command until it agrees with the
 /// log, and this makes that true from its first request instead of after [`follow`]'s first
@@ -256,11 +263,7 @@ pub async fn read_log(
 pub async fn agree_once(store: &dyn EventStore, registry: &RuleSetRegistry) {
     let mut log = RuleSetLog::default();
     match read_log(store, &mut log, StreamVersion::FIRST).await {
-        Ok(_) => {
-            if let Err(error) = registry.agree(registry.apply_log(&log)) {
-                tracing::error!(%error, "cannot switch to the promoted rule set: this node decides no command and is not ready until it can");
-            }
-        }
+        Ok(_) => honour(registry, &log),
         Err(error) => tracing::warn!(%error, "cannot read the rule-set stream at start; the follower retries"),
     }
 }
@@ -282,9 +285,7 @@ pub async fn follow(store: Arc<dyn EventStore>, registry: Arc<RuleSetRegistry>) 
             Ok(version) => {
                 failures = 0;
                 next = version;
-                if let Err(error) = registry.agree(registry.apply_log(&log)) {
-                    tracing::error!(%error, "cannot switch to the promoted rule set: this node decides no command and is not ready until it can");
-                }
+                honour(registry.as_ref(), &log);
             }
             Err(error) if failures >= 8 => return Err(error),
             Err(error) => {
