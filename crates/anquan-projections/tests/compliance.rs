@@ -697,7 +697,7 @@ async fn hazard_queries_decide_state_overdue_colour_and_plan_at_the_instant(back
             .is_empty()
     );
     assert_eq!(
-        ids(&list(None, Some(HazardStateFilter::Open), day(11)).await),
+        ids(&list(None, Some(HazardStateFilter::NotClosed), day(11)).await),
         sorted(vec![major, late, own])
     );
     // Known only once recorded.

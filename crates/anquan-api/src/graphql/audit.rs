@@ -1,16 +1,20 @@
-//! Auditors' and analysts' reads: an enterprise's full history and the verification of its
-//! hash chain (read from the event store: the chain is over the stored events, which no read
-//! model holds), and the rule-set versions with the live one.
+//! Auditors' and analysts' reads: the full history of any stream (an enterprise's, an agency's,
+//! the rule-set log) and the verification of its hash chain, read from the event store (the
+//! chain is over the stored events, which no read model holds); and the rule-set versions with
+//! the live one. One path serves every kind of stream; who may read which is decided by the
+//! field that names the stream (`enterprise`, `agency`, `ruleSetLog`).
 
 use async_graphql::{Context, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
-use anquan_domain::EnterpriseId;
 use anquan_domain::rules::RuleSet;
+use anquan_domain::rules::log::RULE_SET_STREAM;
+use anquan_domain::{AgencyId, EnterpriseId, Role};
 use anquan_event_store::{StreamId, StreamVersion};
 use anquan_projections::audit;
 
-use super::types::PageInfo;
+use super::foundation::types::PageInfo;
+use super::scalars::Int64;
 use super::{actor, app};
 use crate::AppState;
 use crate::error::ApiError;
@@ -24,7 +28,7 @@ pub struct FileReference {
     /// Lower-case hex SHA-256 of the content.
     pub sha256: String,
     /// Size in bytes.
-    pub size_bytes: String,
+    pub size_bytes: Int64,
     /// Media type.
     pub media_type: String,
     /// The file name given at upload.
@@ -35,9 +39,9 @@ pub struct FileReference {
 #[derive(SimpleObject, Clone)]
 pub struct HistoryEvent {
     /// The event's number in its stream, from 0.
-    pub version: String,
+    pub version: Int64,
     /// Its place in the global log.
-    pub position: String,
+    pub position: Int64,
     /// The event id (UUID v7).
     pub event_id: ID,
     /// The event type, e.g. `DocumentApproved`.
@@ -79,7 +83,7 @@ pub struct HistoryConnection {
 #[derive(SimpleObject, Clone)]
 pub struct ChainBreak {
     /// The version the break is at.
-    pub version: String,
+    pub version: Int64,
     /// `altered`, `missing`, `reordered`, `inserted` or `wrong_stream`.
     pub kind: String,
     /// What was found.
@@ -114,22 +118,40 @@ pub struct RuleSetVersion {
     pub live: bool,
 }
 
-fn stream_of(enterprise_id: EnterpriseId) -> Result<StreamId, ApiError> {
-    StreamId::parse(&anquan_domain::enterprise::stream_name(enterprise_id))
-        .map_err(|error| ApiError::Internal(error.to_string()))
+/// A stream whose history a client may ask for.
+#[derive(Debug, Clone, Copy)]
+pub enum AuditedStream {
+    /// An enterprise's stream (`enterprise-<id>`).
+    Enterprise(EnterpriseId),
+    /// An agency's stream (`agency-<id>`).
+    Agency(AgencyId),
+    /// The rule-set log (`rulesets`): publications and promotions.
+    RuleSets,
 }
 
-/// Reads a page of an enterprise's history: events after version `after`, oldest first.
+impl AuditedStream {
+    fn stream_id(self) -> Result<StreamId, ApiError> {
+        let name = match self {
+            AuditedStream::Enterprise(enterprise_id) => anquan_domain::enterprise::stream_name(enterprise_id),
+            AuditedStream::Agency(agency_id) => anquan_domain::agency::stream_name(agency_id),
+            AuditedStream::RuleSets => RULE_SET_STREAM.to_owned(),
+        };
+        StreamId::parse(&name).map_err(|error| ApiError::Internal(error.to_string()))
+    }
+}
+
+/// Reads a page of a stream's history: events after version `after`, oldest first. The caller
+/// has checked that the client may read the stream.
 pub async fn history(
     app: &AppState,
-    enterprise_id: EnterpriseId,
+    stream: AuditedStream,
     first: i32,
     after: Option<String>,
 ) -> Result<HistoryConnection, ApiError> {
     let first = usize::try_from(first)
         .ok()
         .filter(|first| (1..=HISTORY_PAGE_MAX).contains(first))
-        .ok_or_else(|| ApiError::bad_input(format!("first must be between 1 and {HISTORY_PAGE_MAX}")))?;
+        .ok_or_else(|| ApiError::bad_input(format!("每页条数 first 应在 1 到 {HISTORY_PAGE_MAX} 之间")))?;
     let from = match after {
         // A cursor is the version of the last event seen; the next page starts after it. The
         // last version there can be has no successor: refused, never wrapped to the start.
@@ -138,10 +160,10 @@ pub async fn history(
             .ok()
             .and_then(|version| version.checked_add(1))
             .map(StreamVersion)
-            .ok_or_else(|| ApiError::bad_input(format!("cursor {cursor:?} is not a version a page can follow")))?,
+            .ok_or_else(|| ApiError::bad_input(format!("游标“{cursor}”不是可以接续的事件版本号")))?,
         None => StreamVersion::FIRST,
     };
-    let stream = stream_of(enterprise_id)?;
+    let stream = stream.stream_id()?;
     let mut events = app.event_store.read_stream(&stream, from, first + 1).await?;
     let has_next_page = events.len() > first;
     events.truncate(first);
@@ -154,8 +176,8 @@ pub async fn history(
                 .map(|decoded| audit::file_refs(&decoded))
                 .unwrap_or_default();
             HistoryEvent {
-                version: event.version.0.to_string(),
-                position: event.position.to_string(),
+                version: Int64(event.version.0),
+                position: Int64(event.position.sequence()),
                 event_id: ID(event.event_id.to_string()),
                 event_type: event.event_type.clone(),
                 schema_version: i32::try_from(event.schema_version).unwrap_or(i32::MAX),
@@ -172,7 +194,7 @@ pub async fn history(
                     .into_iter()
                     .map(|file| FileReference {
                         sha256: file.sha256,
-                        size_bytes: file.size_bytes.to_string(),
+                        size_bytes: Int64(file.size_bytes),
                         media_type: file.media_type,
                         file_name: file.file_name,
                     })
@@ -189,14 +211,15 @@ pub async fn history(
     })
 }
 
-/// Reads an enterprise's whole stream and recomputes its chain.
-pub async fn verification(app: &AppState, enterprise_id: EnterpriseId) -> Result<ChainVerification, ApiError> {
-    let verification = audit::verify_stream_in(app.event_store.as_ref(), &stream_of(enterprise_id)?).await?;
+/// Reads a whole stream and recomputes its chain. The caller has checked that the client may
+/// read the stream.
+pub async fn verification(app: &AppState, stream: AuditedStream) -> Result<ChainVerification, ApiError> {
+    let verification = audit::verify_stream_in(app.event_store.as_ref(), &stream.stream_id()?).await?;
     let breaks: Vec<ChainBreak> = verification
         .breaks
         .iter()
         .map(|chain_break| ChainBreak {
-            version: chain_break.version.to_string(),
+            version: Int64(chain_break.version),
             kind: chain_break.kind.name().to_owned(),
             detail: chain_break.detail.clone(),
         })
@@ -223,7 +246,7 @@ pub fn rules_for(app: &AppState, version: Option<&str>) -> Result<std::sync::Arc
             .map(|loaded| loaded.rules.clone())
             .ok_or_else(|| ApiError::BadInput {
                 code: "UNKNOWN_RULE_SET",
-                message: format!("rule set {version} is not loaded on this node"),
+                message: format!("本节点未加载规则集 {version}"),
             }),
     }
 }
@@ -232,9 +255,21 @@ pub fn rules_for(app: &AppState, version: Option<&str>) -> Result<std::sync::Arc
 #[derive(Default)]
 pub struct AuditQuery;
 
-/// Reads: rule-set versions.
+/// Reads: rule-set versions and the rule-set log.
 #[Object]
 impl AuditQuery {
+    /// The rule-set log's history and the verification of its chain: the city admin, auditors
+    /// and analysts (rule sets are public to them; nothing in the log is personal).
+    async fn rule_set_log(&self, ctx: &Context<'_>) -> Result<RuleSetLog, ApiError> {
+        let actor = actor(ctx)?;
+        match actor.role {
+            Role::CityAdmin | Role::Auditor { .. } | Role::Analyst => Ok(RuleSetLog),
+            _ => Err(ApiError::Forbidden(
+                "规则集记录仅供市级管理员、审计员和分析员查看".to_owned(),
+            )),
+        }
+    }
+
     /// Every rule-set version this node has loaded, with the live one marked. Pass a version
     /// as `ruleSet` to `enterprise`/`enterprises` to evaluate with it side by side.
     async fn rule_sets(&self, ctx: &Context<'_>) -> Result<Vec<RuleSetVersion>, ApiError> {
@@ -251,5 +286,29 @@ impl AuditQuery {
                 live: *version == live,
             })
             .collect())
+    }
+}
+
+/// The rule-set log's stream (`rulesets`).
+#[derive(Default)]
+pub struct RuleSetLog;
+
+/// The rule-set log: every publication and promotion of a rule set, as recorded, and its chain.
+#[Object]
+impl RuleSetLog {
+    /// The log's events, oldest first, paged by version (`after` is the last version seen).
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
+    async fn history(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 100)] first: i32,
+        after: Option<String>,
+    ) -> Result<HistoryConnection, ApiError> {
+        history(app(ctx)?, AuditedStream::RuleSets, first, after).await
+    }
+
+    /// The log's hash chain, recomputed now.
+    async fn verification(&self, ctx: &Context<'_>) -> Result<ChainVerification, ApiError> {
+        verification(app(ctx)?, AuditedStream::RuleSets).await
     }
 }

@@ -9,6 +9,7 @@ use anquan_projections::{ProjectionState, ProjectionStatus};
 
 use super::app;
 use crate::error::ApiError;
+use crate::graphql::scalars::Int64;
 
 /// Health queries.
 #[derive(Default)]
@@ -45,7 +46,7 @@ pub struct ProjectionHealth {
     /// The projection (`compliance`, `agency`).
     pub name: String,
     /// The global position of the last event it applied; null before the first.
-    pub position: Option<u64>,
+    pub position: Option<Int64>,
     /// Running, catching up or stalled.
     pub state: ProjectionRunState,
     /// The event it is stalled on, when the failure is one event's.
@@ -55,14 +56,14 @@ pub struct ProjectionHealth {
     /// When it was reported stalled.
     pub since: Option<DateTime<Utc>>,
     /// Attempts at the failing step so far.
-    pub attempts: Option<u64>,
+    pub attempts: Option<Int64>,
 }
 
 /// The event a projection is stalled on.
 #[derive(SimpleObject, Clone)]
 pub struct FailingEventInfo {
     /// Its global position.
-    pub position: u64,
+    pub position: Int64,
     /// Its stream.
     pub stream_id: String,
     /// Its type.
@@ -74,7 +75,7 @@ impl From<&ProjectionStatus> for ProjectionHealth {
         let stall = status.stall.as_ref();
         ProjectionHealth {
             name: status.name.to_owned(),
-            position: status.position.map(|position| position.sequence()),
+            position: status.position.map(|position| Int64(position.sequence())),
             state: match status.state {
                 ProjectionState::Running => ProjectionRunState::Running,
                 ProjectionState::CatchingUp => ProjectionRunState::CatchingUp,
@@ -83,13 +84,13 @@ impl From<&ProjectionStatus> for ProjectionHealth {
             failing_event: stall
                 .and_then(|stall| stall.event.as_ref())
                 .map(|event| FailingEventInfo {
-                    position: event.position.sequence(),
+                    position: Int64(event.position.sequence()),
                     stream_id: event.stream_id.clone(),
                     event_type: event.event_type.clone(),
                 }),
             error: stall.map(|stall| stall.summary.clone()),
             since: stall.map(|stall| stall.since),
-            attempts: stall.map(|stall| stall.attempts),
+            attempts: stall.map(|stall| Int64(stall.attempts)),
         }
     }
 }

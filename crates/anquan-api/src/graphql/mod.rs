@@ -1,24 +1,27 @@
 //! The GraphQL schema: queries read read models, mutations issue commands.
+//!
+//! The layout is by gate around one path: `foundation` (enterprises and their records),
+//! `supervision` (inspections and hazards) and `agency` (safety-service agencies) each build
+//! their commands and views; every mutation goes down `command::execute_command`; the checks of
+//! what clients pass live in `args`, the scalar policy in `scalars`. `audit`, `metrics` and
+//! `health` are the cross-gate reads; `limits` and `request_metrics` wrap every request.
 
 pub mod agency;
-pub mod agency_types;
+mod args;
 pub mod audit;
+mod command;
+pub mod foundation;
 pub mod health;
 pub mod limits;
 pub mod metrics;
-pub mod mutation;
-pub mod public_page;
-pub mod query;
 pub mod request_metrics;
+pub mod scalars;
 pub mod supervision;
-pub mod types;
 
 use async_graphql::{Context, MergedObject, Schema};
 use chrono::{DateTime, Utc};
 
-use uuid::Uuid;
-
-use anquan_domain::{Actor, CommandId};
+use anquan_domain::Actor;
 
 use std::sync::Arc;
 
@@ -27,12 +30,12 @@ use crate::error::ApiError;
 use crate::rate_limit::RateLimiters;
 
 pub use agency::{AgencyMutation, AgencyQuery};
+pub(crate) use args::{instant_arg, optional_instant_arg};
 pub use audit::AuditQuery;
+pub use foundation::{EnterpriseMutation, EnterpriseQuery, PublicPageMutation};
 pub use health::HealthQuery;
 pub use metrics::{MetricsQuery, MetricsSubscription};
-pub use mutation::EnterpriseMutation;
-pub use public_page::PublicPageMutation;
-pub use query::EnterpriseQuery;
+pub use scalars::Int64;
 pub use supervision::{SubscriptionRoot as SupervisionSubscription, SupervisionMutation, SupervisionQuery};
 
 /// The query root: every gate's queries merged.
@@ -252,52 +255,6 @@ fn app<'a>(ctx: &'a Context<'_>) -> Result<&'a AppState, ApiError> {
         .map_err(|error| ApiError::Internal(error.message))
 }
 
-/// Checks an instant a client passed as an argument (`asOf`, `from`, `at`, …) against the
-/// platform's window (`anquan_domain::bounds`): every computation a query makes with it (a
-/// metric's window a year back, a colour history's days) then stays far inside the calendar.
-pub(crate) fn instant_arg(field: &'static str, instant: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
-    anquan_domain::bounds::check_instant(field, instant).map_err(ApiError::out_of_range)?;
-    Ok(instant)
-}
-
-/// [`instant_arg`] for an optional argument.
-pub(crate) fn optional_instant_arg(
-    field: &'static str,
-    instant: Option<DateTime<Utc>>,
-) -> Result<Option<DateTime<Utc>>, ApiError> {
-    instant.map(|instant| instant_arg(field, instant)).transpose()
-}
-
 fn actor<'a>(ctx: &'a Context<'_>) -> Result<&'a Actor, ApiError> {
     ctx.data_opt::<Actor>().ok_or(ApiError::Unauthenticated)
-}
-
-/// The namespace of the ids the API derives from a client's command id (UUID v5).
-const CREATED_ID_NAMESPACE: Uuid = Uuid::from_u128(0x3c0f_9e6a_51d2_4b7e_a8f4_6d20_c1b9_7e35);
-
-/// Parses a mutation's `commandId` (`INVALID_ID` when it is not a UUID).
-fn parse_command_id(command_id: Option<&async_graphql::ID>) -> Result<Option<CommandId>, ApiError> {
-    command_id
-        .map(|id| {
-            id.parse::<CommandId>().map_err(|error| ApiError::BadInput {
-                code: "INVALID_ID",
-                message: error.to_string(),
-            })
-        })
-        .transpose()
-}
-
-/// The id of something a command creates (a document, an agency, a contract, a hazard, …) when
-/// the client named none. With a `commandId` it is a UUID v5 of the command id, the kind of id
-/// and its index among the command's ids of that kind, so a retry names the very same ids: it
-/// is the same command (same digest) and gets the first answer, whose ids exist. Without one it
-/// is a fresh UUID v7.
-fn created_id(command_id: Option<CommandId>, kind: &str, index: usize) -> Uuid {
-    match command_id {
-        Some(command_id) => Uuid::new_v5(
-            &CREATED_ID_NAMESPACE,
-            format!("{}/{kind}/{index}", command_id.0).as_bytes(),
-        ),
-        None => Uuid::now_v7(),
-    }
 }

@@ -475,7 +475,7 @@ fn assemble(hazards: &[Row], extensions: &[Row], rectifications: &[Row]) -> Resu
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HazardStateFilter {
     /// Not closed (待整改 or 已提交, overdue or not).
-    Open,
+    NotClosed,
     /// A rectification awaits verification.
     Submitted,
     /// Not closed and past the deadline in force.
@@ -488,7 +488,7 @@ impl HazardStateFilter {
     /// Tells whether a hazard is in this state at `at`.
     pub fn matches(self, hazard: &HazardRecord, at: Instant) -> bool {
         match self {
-            HazardStateFilter::Open => hazard.state_at(at) != HazardState::Closed,
+            HazardStateFilter::NotClosed => hazard.state_at(at) != HazardState::Closed,
             HazardStateFilter::Submitted => hazard.state_at(at) == HazardState::Submitted,
             HazardStateFilter::Overdue => hazard.overdue_at(at),
             HazardStateFilter::Closed => hazard.state_at(at) == HazardState::Closed,
@@ -498,7 +498,7 @@ impl HazardStateFilter {
     /// The SQL narrowing of `candidates!()`.
     fn narrowing(self) -> &'static str {
         match self {
-            HazardStateFilter::Open | HazardStateFilter::Submitted => "unclosed",
+            HazardStateFilter::NotClosed | HazardStateFilter::Submitted => "unclosed",
             HazardStateFilter::Overdue => "overdue",
             HazardStateFilter::Closed => "closed",
         }

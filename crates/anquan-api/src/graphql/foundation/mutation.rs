@@ -5,22 +5,21 @@ use std::sync::Arc;
 
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject, Upload};
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use anquan_domain::enterprise::{
-    ChangeEnterpriseProfile, Coverage, DecisionContext, EnterpriseCommand, EnterpriseFile, RegisterEnterprise,
-    ReviewDecision, ReviewDocument, UploadDocument,
+    ChangeEnterpriseProfile, Coverage, EnterpriseCommand, EnterpriseFile, RegisterEnterprise, ReviewDecision,
+    ReviewDocument, UploadDocument,
 };
-use anquan_domain::{CommandId, DocumentId, RequirementCode, Town, UnifiedSocialCreditCode};
-use anquan_event_store::StreamVersion;
-use anquan_event_store::execute::{CommandEnvelope, execute};
+use anquan_domain::{DocumentId, RequirementCode, UnifiedSocialCreditCode};
 use anquan_projections::compliance as read_model;
 
-use super::query::parse_enterprise_id;
 use super::types::{Enterprise, Profile};
-use super::{actor, app, created_id, parse_command_id};
 use crate::blobs::StagedFile;
 use crate::error::ApiError;
+use crate::graphql::args::{parse_enterprise_id, parse_id, parse_town};
+use crate::graphql::command::{CommandArgs, ReadBack, Recorded, execute_command};
+use crate::graphql::scalars::Int64;
+use crate::graphql::{actor, app};
 
 /// Mutations of the foundation gate; part of the mutation root.
 #[derive(Default)]
@@ -104,13 +103,9 @@ pub struct ReviewDocumentInput {
 /// What a command did.
 #[derive(SimpleObject)]
 pub struct CommandPayload {
-    /// The stream version after the command (pass as `expectedVersion` next time).
-    pub stream_version: Option<u64>,
-    /// The global position of the last event written.
-    pub position: Option<u64>,
-    /// True when `commandId` had been used before: nothing new was written and this is the
-    /// first call's result.
-    pub duplicate: bool,
+    /// What it wrote.
+    #[graphql(flatten)]
+    pub recorded: Recorded,
     /// The enterprise as the read models now show it.
     pub enterprise: Option<Enterprise>,
     /// The record the command created or reviewed, if any.
@@ -139,7 +134,7 @@ impl EnterpriseMutation {
             industry: input.industry,
             profile: input.profile.into(),
         });
-        run(ctx, command, command_id, None, None).await
+        run(ctx, command, CommandArgs::parse(command_id.as_ref(), None)?, None, &[]).await
     }
 
     /// Changes an enterprise's name, town, industry or profile flags.
@@ -148,7 +143,7 @@ impl EnterpriseMutation {
         ctx: &Context<'_>,
         input: ChangeEnterpriseProfileInput,
         command_id: Option<ID>,
-        expected_version: Option<u64>,
+        expected_version: Option<Int64>,
     ) -> Result<CommandPayload, ApiError> {
         let command = EnterpriseCommand::ChangeProfile(ChangeEnterpriseProfile {
             enterprise_id: parse_enterprise_id(&input.enterprise_id)?,
@@ -157,7 +152,14 @@ impl EnterpriseMutation {
             industry: input.industry,
             profile: input.profile.into(),
         });
-        run(ctx, command, command_id, expected_version, None).await
+        run(
+            ctx,
+            command,
+            CommandArgs::parse(command_id.as_ref(), expected_version)?,
+            None,
+            &[],
+        )
+        .await
     }
 
     /// Uploads a record for a requirement (GraphQL multipart request). The file is stored by
@@ -168,23 +170,27 @@ impl EnterpriseMutation {
         input: UploadDocumentInput,
         file: Upload,
         command_id: Option<ID>,
-        expected_version: Option<u64>,
+        expected_version: Option<Int64>,
     ) -> Result<CommandPayload, ApiError> {
         let app = app(ctx)?;
         actor(ctx)?;
+        let args = CommandArgs::parse(command_id.as_ref(), expected_version)?;
         let enterprise_id = parse_enterprise_id(&input.enterprise_id)?;
         let document_id = match &input.document_id {
-            Some(id) => id.parse::<DocumentId>().map_err(invalid_id)?,
-            None => DocumentId::from_uuid(created_id(parse_command_id(command_id.as_ref())?, "document", 0)),
+            Some(id) => parse_id::<DocumentId>(id)?,
+            None => DocumentId::from_uuid(args.created_id("document", 0)),
         };
-        let requirement = RequirementCode::parse(&input.requirement).map_err(invalid_id)?;
+        let requirement = RequirementCode::parse(&input.requirement).map_err(|_| ApiError::BadInput {
+            code: "INVALID_ID",
+            message: format!("“{}”不是有效的要求编号（例如 R10.drill）", input.requirement),
+        })?;
         let coverage = coverage(&input)?;
         // Read and checked, not stored: stored only once the command is authorised and decided.
         let staged = crate::uploads::stage(ctx, app, std::slice::from_ref(&file), "file", 1)?;
         let stored = staged
             .first()
             .map(|staged| staged.file.clone())
-            .ok_or_else(|| ApiError::bad_input("the upload is missing"))?;
+            .ok_or_else(|| ApiError::bad_input("缺少上传的文件"))?;
         let command = EnterpriseCommand::UploadDocument(UploadDocument {
             enterprise_id,
             document_id,
@@ -193,7 +199,7 @@ impl EnterpriseMutation {
             file: stored,
             coverage,
         });
-        run_with_files(ctx, command, command_id, expected_version, Some(document_id), &staged).await
+        run(ctx, command, args, Some(document_id), &staged).await
     }
 
     /// Approves a pending record, or returns it with feedback (the officer of the
@@ -203,9 +209,9 @@ impl EnterpriseMutation {
         ctx: &Context<'_>,
         input: ReviewDocumentInput,
         command_id: Option<ID>,
-        expected_version: Option<u64>,
+        expected_version: Option<Int64>,
     ) -> Result<CommandPayload, ApiError> {
-        let document_id = input.document_id.parse::<DocumentId>().map_err(invalid_id)?;
+        let document_id = parse_id::<DocumentId>(&input.document_id)?;
         let decision = match input.decision {
             ReviewDecisionKind::Approve => ReviewDecision::Approve { comment: input.comment },
             ReviewDecisionKind::Return => ReviewDecision::Return {
@@ -217,76 +223,55 @@ impl EnterpriseMutation {
             document_id,
             decision,
         });
-        run(ctx, command, command_id, expected_version, Some(document_id)).await
+        run(
+            ctx,
+            command,
+            CommandArgs::parse(command_id.as_ref(), expected_version)?,
+            Some(document_id),
+            &[],
+        )
+        .await
     }
 }
 
-/// Executes a command for the caller and reads the enterprise back once projected.
+/// Runs an enterprise command down the one path and reads the enterprise back; `files` are
+/// its uploads, stored only once it is authorised and decided.
 async fn run(
     ctx: &Context<'_>,
     command: EnterpriseCommand,
-    command_id: Option<ID>,
-    expected_version: Option<u64>,
-    document_id: Option<DocumentId>,
-) -> Result<CommandPayload, ApiError> {
-    run_with_files(ctx, command, command_id, expected_version, document_id, &[]).await
-}
-
-/// Executes a command that names uploaded files, storing them only if it is decided.
-async fn run_with_files(
-    ctx: &Context<'_>,
-    command: EnterpriseCommand,
-    command_id: Option<ID>,
-    expected_version: Option<u64>,
+    args: CommandArgs,
     document_id: Option<DocumentId>,
     files: &[StagedFile],
 ) -> Result<CommandPayload, ApiError> {
-    let command_id = parse_command_id(command_id.as_ref())?;
-    let (outcome, enterprise) = execute_and_read_back(ctx, &command, command_id, expected_version, files).await?;
+    let (recorded, enterprise) = execute_and_read_back(ctx, &command, args, files).await?;
     Ok(CommandPayload {
-        stream_version: outcome.as_ref().map(|outcome| outcome.last_version.0),
-        position: outcome.as_ref().map(|outcome| outcome.last_position.sequence()),
-        duplicate: outcome.as_ref().is_some_and(|outcome| outcome.duplicate),
+        recorded,
         enterprise,
         document_id: document_id.map(|id| ID(id.to_string())),
     })
 }
 
-/// Executes an enterprise command for the caller, waits until the read models show it, and
-/// reads the enterprise back: the one path every enterprise mutation takes. `files` are the
-/// command's uploads, stored only once the command is authorised and decided (see `uploads`).
-pub(super) async fn execute_and_read_back(
+/// Runs an enterprise command down the one path, then reads the enterprise back as the read
+/// models now show it (the foundation and supervision gates' payloads carry it).
+pub(in crate::graphql) async fn execute_and_read_back(
     ctx: &Context<'_>,
     command: &EnterpriseCommand,
-    command_id: Option<CommandId>,
-    expected_version: Option<u64>,
+    args: CommandArgs,
     files: &[StagedFile],
-) -> Result<(Option<anquan_event_store::AppendOutcome>, Option<Enterprise>), ApiError> {
+) -> Result<(Recorded, Option<Enterprise>), ApiError> {
     let app = app(ctx)?;
-    let actor = actor(ctx)?;
-    let now = app.now();
-    let decision_rules = app.decision_rules()?;
-    let context = DecisionContext {
-        actor,
-        rules: &decision_rules,
-        now,
-    };
-    let envelope = CommandEnvelope {
-        command_id,
-        correlation_id: Uuid::now_v7(),
-        causation_id: None,
-        expected_version: expected_version.map(StreamVersion),
-    };
-    crate::uploads::store_for_command::<EnterpriseFile>(app, command, &context, &envelope, files).await?;
-    let executed = execute::<EnterpriseFile>(app.event_store.as_ref(), command, &context, &envelope).await?;
-    let outcome = executed.outcome;
-    if let Some(outcome) = &outcome {
-        app.wait_for_projection(anquan_projections::ComplianceProjection::NAME, outcome.last_position)
-            .await?;
-    }
+    let executed = execute_command::<EnterpriseFile>(
+        ctx,
+        command,
+        args,
+        files,
+        ReadBack::Required(anquan_projections::ComplianceProjection::NAME),
+    )
+    .await?;
     let file = read_model::enterprise_file(app.compliance_read_models()?, command.enterprise_id()).await?;
-    let enterprise = file.and_then(|file| Enterprise::at(Arc::new(file), &app.rules, now.max(app.now())));
-    Ok((outcome, enterprise))
+    let at = executed.decided_at.max(app.now());
+    let enterprise = file.and_then(|file| Enterprise::at(Arc::new(file), &app.rules, at));
+    Ok((executed.recorded(), enterprise))
 }
 
 fn coverage(input: &UploadDocumentInput) -> Result<Coverage, ApiError> {
@@ -299,21 +284,13 @@ fn coverage(input: &UploadDocumentInput) -> Result<Coverage, ApiError> {
         (None, None, Some(period)) => Ok(Coverage::Period {
             period: period
                 .parse()
-                .map_err(|error: anquan_domain::period::PeriodParseError| ApiError::bad_input(error.to_string()))?,
+                .map_err(|_: anquan_domain::period::PeriodParseError| ApiError::BadInput {
+                    code: "BAD_INPUT",
+                    message: format!("报告期“{period}”格式不对：应写作 2019、2019-H1、2019-Q3 或 2019-07"),
+                })?,
         }),
         _ => Err(ApiError::bad_input(
-            "give validFrom and validUntil together, or period, or neither",
+            "有效期起止（validFrom、validUntil）须同时填写，或只填报告期（period），或都不填",
         )),
-    }
-}
-
-fn parse_town(town: &str) -> Result<Town, ApiError> {
-    Town::parse(town).map_err(invalid_id)
-}
-
-fn invalid_id(error: anquan_domain::IdError) -> ApiError {
-    ApiError::BadInput {
-        code: "INVALID_ID",
-        message: error.to_string(),
     }
 }

@@ -9,8 +9,9 @@ use anquan_domain::compliance::{ComplianceReport, Detail, IndicatorState, Requir
 use anquan_domain::enterprise::{Coverage, DocumentRecord, EnterpriseFile, ReviewOutcome};
 use anquan_domain::rules::{EnterpriseProfile, RuleSet};
 
-use super::supervision;
 use crate::error::ApiError;
+use crate::graphql::scalars::Int64;
+use crate::graphql::supervision;
 
 /// A yes/no fact about an enterprise that decides which indicators apply.
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +55,7 @@ pub struct Profile {
     pub staff_count: u32,
     /// Annual main-business revenue in units of 10,000 yuan (万元).
     #[graphql(name = "annualRevenue10kYuan")]
-    pub annual_revenue_10k_yuan: u64,
+    pub annual_revenue_10k_yuan: Int64,
     /// Profile flags (hazardous chemicals, dust explosion, …).
     pub flags: Vec<ProfileFlag>,
 }
@@ -63,7 +64,7 @@ impl From<&EnterpriseProfile> for Profile {
     fn from(profile: &EnterpriseProfile) -> Self {
         Profile {
             staff_count: profile.staff_count,
-            annual_revenue_10k_yuan: profile.annual_revenue_10k_yuan,
+            annual_revenue_10k_yuan: Int64(profile.annual_revenue_10k_yuan),
             flags: profile.flags.iter().copied().map(ProfileFlag::from).collect(),
         }
     }
@@ -73,7 +74,7 @@ impl From<Profile> for EnterpriseProfile {
     fn from(profile: Profile) -> Self {
         EnterpriseProfile {
             staff_count: profile.staff_count,
-            annual_revenue_10k_yuan: profile.annual_revenue_10k_yuan,
+            annual_revenue_10k_yuan: profile.annual_revenue_10k_yuan.0,
             flags: profile.flags.into_iter().map(Into::into).collect(),
         }
     }
@@ -114,21 +115,31 @@ impl Enterprise {
     /// Its complete history, oldest first: every event with its actor, recorded and occurred
     /// times, correlation and causation, hash and the files it references (read from the
     /// event store, not a read model). `after` is a version from `pageInfo.endCursor`.
-    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
+    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
     async fn history(
         &self,
         ctx: &Context<'_>,
         #[graphql(default = 100)] first: i32,
         after: Option<String>,
-    ) -> Result<super::audit::HistoryConnection, ApiError> {
-        let enterprise_id = super::query::parse_enterprise_id(&self.id)?;
-        super::audit::history(super::app(ctx)?, enterprise_id, first, after).await
+    ) -> Result<crate::graphql::audit::HistoryConnection, ApiError> {
+        let enterprise_id = crate::graphql::args::parse_enterprise_id(&self.id)?;
+        crate::graphql::audit::history(
+            crate::graphql::app(ctx)?,
+            crate::graphql::audit::AuditedStream::Enterprise(enterprise_id),
+            first,
+            after,
+        )
+        .await
     }
 
     /// Its hash chain recomputed now from the stored events: intact, or where it breaks.
-    async fn verification(&self, ctx: &Context<'_>) -> Result<super::audit::ChainVerification, ApiError> {
-        let enterprise_id = super::query::parse_enterprise_id(&self.id)?;
-        super::audit::verification(super::app(ctx)?, enterprise_id).await
+    async fn verification(&self, ctx: &Context<'_>) -> Result<crate::graphql::audit::ChainVerification, ApiError> {
+        let enterprise_id = crate::graphql::args::parse_enterprise_id(&self.id)?;
+        crate::graphql::audit::verification(
+            crate::graphql::app(ctx)?,
+            crate::graphql::audit::AuditedStream::Enterprise(enterprise_id),
+        )
+        .await
     }
 
     /// Records uploaded by `compliance.at`, newest first, optionally for one requirement.
@@ -160,14 +171,14 @@ impl Enterprise {
     /// Its colour changes under `compliance.ruleSet` from `from` (default: registration) to
     /// `to` (default: `compliance.at`), evaluated at every local midnight and every recorded
     /// fact; the first entry is the colour at `from`.
-    #[graphql(complexity = "super::colour_history_cost(from, to, child_complexity)")]
+    #[graphql(complexity = "crate::graphql::colour_history_cost(from, to, child_complexity)")]
     async fn colour_history(
         &self,
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
     ) -> Result<Vec<supervision::ColourChange>, ApiError> {
-        let from = super::optional_instant_arg("from", from)?;
-        let to = super::optional_instant_arg("to", to)?;
+        let from = crate::graphql::optional_instant_arg("from", from)?;
+        let to = crate::graphql::optional_instant_arg("to", to)?;
         let from = from.unwrap_or(self.registered_at).max(self.registered_at);
         supervision::colour_history(&self.file, &self.rules, from, to.unwrap_or(self.at))
     }
@@ -177,10 +188,10 @@ impl Enterprise {
         supervision::vetoes(&self.file, &self.rules, self.at)
     }
 
-    /// Its hazards known at `compliance.at`, optionally in one state then, oldest found first
-    /// (major-hazard criteria named from `compliance.ruleSet`'s catalogues).
-    async fn hazards(&self, state: Option<supervision::HazardState>) -> Vec<supervision::Hazard> {
-        supervision::enterprise_hazards(&self.file, &self.rules, self.at, state)
+    /// Its hazards known at `compliance.at`, optionally only those `filter` selects then, oldest
+    /// found first (major-hazard criteria named from `compliance.ruleSet`'s catalogues).
+    async fn hazards(&self, filter: Option<supervision::HazardSelection>) -> Vec<supervision::Hazard> {
+        supervision::enterprise_hazards(&self.file, &self.rules, self.at, filter)
     }
 
     /// Its inspections recorded by `compliance.at`, newest first.
@@ -525,7 +536,7 @@ pub struct Document {
     /// SHA-256 of the stored file (its address in the blob store).
     pub file_sha256: String,
     /// File size in bytes.
-    pub file_size_bytes: u64,
+    pub file_size_bytes: Int64,
     /// Media type given at upload.
     pub media_type: String,
     /// File name given at upload.
@@ -574,7 +585,7 @@ impl Document {
             indicator: record.requirement.indicator().to_string(),
             title: record.title.clone(),
             file_sha256: record.file.sha256.clone(),
-            file_size_bytes: record.file.size_bytes,
+            file_size_bytes: Int64(record.file.size_bytes),
             media_type: record.file.media_type.clone(),
             file_name: record.file.file_name.clone(),
             valid_from,

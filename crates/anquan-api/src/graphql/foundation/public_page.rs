@@ -5,15 +5,15 @@
 
 use async_graphql::{Context, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
-use anquan_domain::enterprise::{DecisionContext, EnterpriseCommand, EnterpriseFile, RotatePublicToken};
-use anquan_event_store::execute::{CommandEnvelope, execute};
+use anquan_domain::enterprise::{EnterpriseCommand, EnterpriseFile, RotatePublicToken};
 use anquan_projections::compliance as read_model;
 
-use super::query::parse_enterprise_id;
-use super::{actor, app};
 use crate::error::ApiError;
+use crate::graphql::app;
+use crate::graphql::args::parse_enterprise_id;
+use crate::graphql::command::{CommandArgs, ReadBack, execute_command};
+use crate::graphql::scalars::Int64;
 use crate::public_page::new_token;
 
 /// Mutations of the public QR page; part of the mutation root.
@@ -36,7 +36,7 @@ pub struct PublicTokenPayload {
     /// When it was issued; the previous token stopped working at this instant.
     pub rotated_at: DateTime<Utc>,
     /// The global position of the rotation event.
-    pub position: Option<u64>,
+    pub position: Option<Int64>,
 }
 
 /// Whether an enterprise has a public page, for those who may read the enterprise.
@@ -53,35 +53,21 @@ impl PublicPageMutation {
     /// only the token's SHA-256 is stored. Not idempotent: every call draws a new token.
     async fn rotate_public_token(&self, ctx: &Context<'_>, enterprise_id: ID) -> Result<PublicTokenPayload, ApiError> {
         let app = app(ctx)?;
-        let actor = actor(ctx)?;
         let token = new_token()?;
         let command = EnterpriseCommand::RotatePublicToken(RotatePublicToken {
             enterprise_id: parse_enterprise_id(&enterprise_id)?,
             token: token.clone(),
         });
-        let now = app.now();
-        let decision_rules = app.decision_rules()?;
-        let context = DecisionContext {
-            actor,
-            rules: &decision_rules,
-            now,
-        };
-        let envelope = CommandEnvelope {
-            command_id: None,
-            correlation_id: Uuid::now_v7(),
-            causation_id: None,
-            expected_version: None,
-        };
-        let executed = execute::<EnterpriseFile>(app.event_store.as_ref(), &command, &context, &envelope).await?;
         // The token is shown only here, so a stalled read model must not swallow it: the
         // payload is the command's own, and the page answers once the read model resumes.
-        if let Some(outcome) = &executed.outcome
-            && let Err(error) = app
-                .wait_for_projection(anquan_projections::ComplianceProjection::NAME, outcome.last_position)
-                .await
-        {
-            tracing::warn!(position = %outcome.last_position, error = %error.message(), "compliance read model is stalled");
-        }
+        let executed = execute_command::<EnterpriseFile>(
+            ctx,
+            &command,
+            CommandArgs::default(),
+            &[],
+            ReadBack::BestEffort(anquan_projections::ComplianceProjection::NAME),
+        )
+        .await?;
         let settings = &app.public_page;
         let path = token.as_str();
         Ok(PublicTokenPayload {
@@ -90,17 +76,14 @@ impl PublicPageMutation {
             qr_svg_url: settings.url(&format!("/qr/{path}.svg")),
             qr_png_url: settings.url(&format!("/qr/{path}.png")),
             token: path.to_owned(),
-            rotated_at: now,
-            position: executed
-                .outcome
-                .as_ref()
-                .map(|outcome| outcome.last_position.sequence()),
+            rotated_at: executed.decided_at,
+            position: executed.recorded().position,
         })
     }
 }
 
 /// `Enterprise.publicPage`: for callers who may read the enterprise, when its token was issued.
-pub(super) async fn page_info(ctx: &Context<'_>, file: &EnterpriseFile) -> Result<Option<PublicPageInfo>, ApiError> {
+pub(crate) async fn page_info(ctx: &Context<'_>, file: &EnterpriseFile) -> Result<Option<PublicPageInfo>, ApiError> {
     let app = app(ctx)?;
     let Some(registration) = file.registration.as_ref() else {
         return Ok(None);

@@ -2,6 +2,8 @@
 //! unauthenticated caller may see: no certificate numbers, no phone numbers, no credit
 //! breakdowns or sanctions. Private types are returned only to the city and the agency itself.
 
+use crate::graphql::command::Recorded;
+use crate::graphql::scalars::Int64;
 use async_graphql::{Enum, ID, InputObject, SimpleObject};
 use chrono::{DateTime, Utc};
 
@@ -96,9 +98,9 @@ pub enum FeeCheck {
 #[graphql(input_name = "FeeBandInput")]
 pub struct FeeBand {
     /// Lowest fee.
-    pub min_yuan: u64,
+    pub min_yuan: Int64,
     /// Highest fee.
-    pub max_yuan: u64,
+    pub max_yuan: Int64,
 }
 
 /// An agency's profile as the city registers it or the agency changes it.
@@ -148,7 +150,7 @@ pub struct StoredFile {
     /// SHA-256 of the content, lower-case hex.
     pub sha256: String,
     /// Size in bytes.
-    pub size_bytes: u64,
+    pub size_bytes: Int64,
     /// Media type.
     pub media_type: String,
     /// Original file name.
@@ -159,7 +161,7 @@ impl From<&FileRef> for StoredFile {
     fn from(file: &FileRef) -> Self {
         StoredFile {
             sha256: file.sha256.clone(),
-            size_bytes: file.size_bytes,
+            size_bytes: Int64(file.size_bytes),
             media_type: file.media_type.clone(),
             file_name: file.file_name.clone(),
         }
@@ -170,7 +172,7 @@ impl From<StoredFile> for FileRef {
     fn from(file: StoredFile) -> Self {
         FileRef {
             sha256: file.sha256,
-            size_bytes: file.size_bytes,
+            size_bytes: file.size_bytes.0,
             media_type: file.media_type,
             file_name: file.file_name,
         }
@@ -508,7 +510,7 @@ pub struct ServiceContract {
     /// Visits promised.
     pub visits_promised: u32,
     /// Fee in yuan.
-    pub fee_yuan: u64,
+    pub fee_yuan: Int64,
     /// The band in force at signing.
     pub fee_band: FeeBand,
     /// Where the fee lies against the band; outside is flagged.
@@ -531,10 +533,10 @@ impl From<&ContractView> for ServiceContract {
             terminated_at: contract.terminated_at,
             services: contract.services.clone(),
             visits_promised: contract.visits_promised,
-            fee_yuan: contract.fee_yuan,
+            fee_yuan: Int64(contract.fee_yuan),
             fee_band: FeeBand {
-                min_yuan: contract.fee_band.min_yuan,
-                max_yuan: contract.fee_band.max_yuan,
+                min_yuan: Int64(contract.fee_band.min_yuan),
+                max_yuan: Int64(contract.fee_band.max_yuan),
             },
             fee_check: contract.fee_check.into(),
             fee_flagged: contract.fee_check != anquan_domain::agency::FeeCheck::WithinBand,
@@ -628,9 +630,13 @@ impl From<&ReportView> for ServiceReport {
     }
 }
 
-/// An agency with its private fields, for the city and the agency itself.
+/// An agency with its private fields, for the city, city-wide auditors and the agency itself.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct Agency {
+    /// The agency's id, for its history.
+    #[graphql(skip)]
+    pub agency_id: anquan_domain::AgencyId,
     /// The public page.
     pub public: PublicAgency,
     /// Contact phone.
@@ -651,6 +657,40 @@ pub struct Agency {
     pub contracts: Vec<ServiceContract>,
     /// Service reports.
     pub reports: Vec<ServiceReport>,
+}
+
+#[async_graphql::ComplexObject]
+impl Agency {
+    /// Every event of the agency's stream with its full envelope, oldest first, paged by version
+    /// (`after` is the last version seen), as `enterprise { history }`. Events carry the private
+    /// fields (staff phones, certificate numbers) as recorded.
+    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
+    async fn history(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        #[graphql(default = 100)] first: i32,
+        after: Option<String>,
+    ) -> Result<crate::graphql::audit::HistoryConnection, crate::error::ApiError> {
+        crate::graphql::audit::history(
+            crate::graphql::app(ctx)?,
+            crate::graphql::audit::AuditedStream::Agency(self.agency_id),
+            first,
+            after,
+        )
+        .await
+    }
+
+    /// The agency stream's hash chain, recomputed now.
+    async fn verification(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+    ) -> Result<crate::graphql::audit::ChainVerification, crate::error::ApiError> {
+        crate::graphql::audit::verification(
+            crate::graphql::app(ctx)?,
+            crate::graphql::audit::AuditedStream::Agency(self.agency_id),
+        )
+        .await
+    }
 }
 
 /// An enterprise's contracts and service history.
@@ -680,12 +720,9 @@ pub struct ServiceCoverage {
 /// What an agency command did.
 #[derive(SimpleObject)]
 pub struct AgencyCommandPayload {
-    /// The agency's stream version after the command.
-    pub stream_version: Option<u64>,
-    /// The global position of the last event written.
-    pub position: Option<u64>,
-    /// True when `commandId` had been used before and nothing new was written.
-    pub duplicate: bool,
+    /// What it wrote (the agency's stream version and the position).
+    #[graphql(flatten)]
+    pub recorded: Recorded,
     /// The types of the events written (e.g. `CreditGraded`, `AgencyBlacklisted`).
     pub event_types: Vec<String>,
     /// The agency.
@@ -700,8 +737,8 @@ pub struct AgencyCommandPayload {
 
 fn fee_band(profile: &AgencyProfile) -> FeeBand {
     FeeBand {
-        min_yuan: profile.fee_band.min_yuan,
-        max_yuan: profile.fee_band.max_yuan,
+        min_yuan: Int64(profile.fee_band.min_yuan),
+        max_yuan: Int64(profile.fee_band.max_yuan),
     }
 }
 

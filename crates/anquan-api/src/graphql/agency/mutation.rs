@@ -1,0 +1,512 @@
+//! The service gate's mutations: agencies, staff, contracts, service reports, ratings and the
+//! city's supervision of agencies.
+
+use super::*;
+
+/// Mutations of the service gate; part of the mutation root.
+#[derive(Default)]
+pub struct AgencyMutation;
+
+/// Sign a service contract with a registered enterprise.
+#[derive(InputObject)]
+pub(super) struct SignServiceContractInput {
+    /// The agency.
+    pub agency_id: ID,
+    /// A client-chosen contract id; one is made if absent.
+    pub contract_id: Option<ID>,
+    /// The enterprise; it must be registered.
+    pub enterprise_id: ID,
+    /// In force from.
+    pub valid_from: DateTime<Utc>,
+    /// In force until (exclusive).
+    pub valid_until: DateTime<Utc>,
+    /// Services promised.
+    pub services: Vec<String>,
+    /// Visits promised over the period.
+    pub visits_promised: u32,
+    /// Fee in whole yuan.
+    pub fee_yuan: Int64,
+}
+
+/// A hazard found on a service visit.
+#[derive(InputObject)]
+pub(super) struct ServiceHazardInput {
+    /// Category (电气, 消防, …).
+    pub category: String,
+    /// Level.
+    pub level: HazardLevel,
+    /// Description.
+    pub description: String,
+    /// Photos, stored first with `storeAgencyFile`.
+    #[graphql(default)]
+    pub photos: Vec<StoredFile>,
+    /// The deadline the agency suggests.
+    pub suggested_deadline: Option<DateTime<Utc>>,
+}
+
+/// Report a service visit; the report file is the request's upload.
+#[derive(InputObject)]
+pub(super) struct ReportServiceInput {
+    /// The agency.
+    pub agency_id: ID,
+    /// A client-chosen report id; one is made if absent.
+    pub report_id: Option<ID>,
+    /// The contract served under.
+    pub contract_id: ID,
+    /// When the visit was.
+    pub visited_at: DateTime<Utc>,
+    /// Staff who served (from the staff registry).
+    pub staff_ids: Vec<ID>,
+    /// Findings.
+    pub findings: String,
+    /// Hazards found.
+    #[graphql(default)]
+    pub hazards: Vec<ServiceHazardInput>,
+    /// Photos, stored first with `storeAgencyFile`.
+    #[graphql(default)]
+    pub photos: Vec<StoredFile>,
+}
+
+/// Grade an agency's half-year.
+#[derive(InputObject)]
+pub(super) struct GradeAgencyInput {
+    /// The agency.
+    pub agency_id: ID,
+    /// The half-year, e.g. `2019-H1`.
+    pub half_year: String,
+    /// Hazards a later government inspection found that the agency missed (default 0).
+    #[graphql(default)]
+    pub missed_findings: u32,
+    /// The final grade.
+    pub grade: CreditGrade,
+    /// Required when the final grade differs from the computed one.
+    pub reason: Option<String>,
+}
+
+#[Object]
+impl AgencyMutation {
+    /// Registers an agency (city admin). Its id is client-chosen, or made here: derived from
+    /// `commandId` when one is sent (a retry names the same agency), else a UUID v7.
+    async fn register_agency(
+        &self,
+        ctx: &Context<'_>,
+        profile: AgencyProfileInput,
+        agency_id: Option<ID>,
+        command_id: Option<ID>,
+    ) -> Result<AgencyCommandPayload, ApiError> {
+        let args = CommandArgs::parse(command_id.as_ref(), None)?;
+        let agency_id = match agency_id {
+            Some(id) => parse_id::<AgencyId>(&id)?,
+            None => AgencyId::from_uuid(args.created_id("agency", 0)),
+        };
+        let command = AgencyCommand::Register(RegisterAgency {
+            agency_id,
+            profile: profile_of(profile),
+        });
+        run(ctx, command, args, Ids::default()).await
+    }
+
+    /// Changes an agency's published profile (the city or the agency).
+    async fn change_agency_profile(
+        &self,
+        ctx: &Context<'_>,
+        agency_id: ID,
+        profile: AgencyProfileInput,
+        command_id: Option<ID>,
+        expected_version: Option<Int64>,
+    ) -> Result<AgencyCommandPayload, ApiError> {
+        let args = CommandArgs::parse(command_id.as_ref(), expected_version)?;
+        let command = AgencyCommand::ChangeProfile(ChangeAgencyProfile {
+            agency_id: parse_id(&agency_id)?,
+            profile: profile_of(profile),
+        });
+        run(ctx, command, args, Ids::default()).await
+    }
+
+    /// Reports the staff of a half-year; it replaces that half-year's list. Reports after the
+    /// due date are accepted and flagged late.
+    async fn report_agency_staff(
+        &self,
+        ctx: &Context<'_>,
+        agency_id: ID,
+        half_year: String,
+        staff: Vec<StaffMemberInput>,
+        command_id: Option<ID>,
+    ) -> Result<AgencyCommandPayload, ApiError> {
+        let args = CommandArgs::parse(command_id.as_ref(), None)?;
+        let staff = staff
+            .into_iter()
+            .enumerate()
+            .map(|(index, member)| {
+                Ok(StaffMember {
+                    staff_id: match &member.staff_id {
+                        Some(id) => parse_id(id)?,
+                        None => StaffId::from_uuid(args.created_id("staff", index)),
+                    },
+                    name: member.name,
+                    qualifications: member
+                        .qualifications
+                        .into_iter()
+                        .map(|q| anquan_domain::agency::Qualification {
+                            kind: q.kind.into(),
+                            certificate_number: q.certificate_number,
+                        })
+                        .collect(),
+                    phone: member.phone,
+                })
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        let command = AgencyCommand::ReportStaff(ReportStaff {
+            agency_id: parse_id(&agency_id)?,
+            half_year: parse_period(&half_year)?,
+            staff,
+        });
+        run(ctx, command, args, Ids::default()).await
+    }
+
+    /// Signs a service contract with a registered enterprise (the agency; refused while it is
+    /// blacklisted). A fee outside the published band is recorded and flagged.
+    async fn sign_service_contract(
+        &self,
+        ctx: &Context<'_>,
+        input: SignServiceContractInput,
+        command_id: Option<ID>,
+    ) -> Result<AgencyCommandPayload, ApiError> {
+        let args = CommandArgs::parse(command_id.as_ref(), None)?;
+        let app = app(ctx)?;
+        let enterprise_id = parse_enterprise_id(&input.enterprise_id)?;
+        let agency_id = parse_id::<AgencyId>(&input.agency_id)?;
+        // Authorised before the read model is read: a caller who may not sign for the agency
+        // learns nothing, not even whether the enterprise is registered.
+        may_act_for(actor(ctx)?, agency_id, "sign contracts for this agency")?;
+        // Checked at read time: an enterprise is never deleted, so "registered" cannot become false.
+        let enterprise_town = enterprise_town(app, enterprise_id)
+            .await?
+            .ok_or_else(|| unknown_enterprise(enterprise_id))?;
+        let contract_id = match &input.contract_id {
+            Some(id) => parse_id(id)?,
+            None => ContractId::from_uuid(args.created_id("contract", 0)),
+        };
+        let command = AgencyCommand::SignContract(SignContract {
+            agency_id,
+            contract_id,
+            enterprise_id,
+            enterprise_town,
+            valid_from: input.valid_from,
+            valid_until: input.valid_until,
+            services: input.services,
+            visits_promised: input.visits_promised,
+            fee_yuan: input.fee_yuan.0,
+        });
+        let ids = Ids {
+            contract_id: Some(contract_id),
+            report_id: None,
+        };
+        run(ctx, command, args, ids).await
+    }
+
+    /// Ends a contract early (the agency or the city).
+    async fn terminate_service_contract(
+        &self,
+        ctx: &Context<'_>,
+        agency_id: ID,
+        contract_id: ID,
+        reason: String,
+        command_id: Option<ID>,
+    ) -> Result<AgencyCommandPayload, ApiError> {
+        let args = CommandArgs::parse(command_id.as_ref(), None)?;
+        let contract_id = parse_id(&contract_id)?;
+        let command = AgencyCommand::TerminateContract(TerminateContract {
+            agency_id: parse_id(&agency_id)?,
+            contract_id,
+            reason,
+        });
+        let ids = Ids {
+            contract_id: Some(contract_id),
+            report_id: None,
+        };
+        run(ctx, command, args, ids).await
+    }
+
+    /// Stores a file (a photo) to name in a later service report; returns its reference (an
+    /// agency, counted against its quota, or the city admin).
+    async fn store_agency_file(&self, ctx: &Context<'_>, file: Upload) -> Result<StoredFile, ApiError> {
+        let app = app(ctx)?;
+        let actor = actor(ctx)?;
+        if !matches!(actor.role, Role::Agency { .. } | Role::CityAdmin) {
+            return Err(ApiError::Forbidden(format!(
+                "{} may not store agency files; agencies and the city admin may",
+                actor.role.name()
+            )));
+        }
+        let staged = crate::uploads::stage(ctx, app, std::slice::from_ref(&file), "file", 1)?;
+        crate::uploads::store_checked(app, actor, &staged).await?;
+        let stored = staged
+            .first()
+            .map(|staged| staged.file.clone())
+            .ok_or_else(|| ApiError::bad_input("the upload is missing"))?;
+        Ok(StoredFile::from(&stored))
+    }
+
+    /// Reports a service visit (GraphQL multipart request; the upload is the report file).
+    /// Hazards are kept with their index for the enterprise's hazard list.
+    async fn report_service(
+        &self,
+        ctx: &Context<'_>,
+        input: ReportServiceInput,
+        report_file: Upload,
+        command_id: Option<ID>,
+    ) -> Result<AgencyCommandPayload, ApiError> {
+        let args = CommandArgs::parse(command_id.as_ref(), None)?;
+        let app = app(ctx)?;
+        let agency_id = parse_id::<AgencyId>(&input.agency_id)?;
+        // Authorised before the blob store is read for the files the report names.
+        may_act_for(actor(ctx)?, agency_id, "report services for this agency")?;
+        let report_id = match &input.report_id {
+            Some(id) => parse_id(id)?,
+            None => ServiceReportId::from_uuid(args.created_id("service_report", 0)),
+        };
+        let mut hazards = Vec::with_capacity(input.hazards.len());
+        for hazard in input.hazards {
+            hazards.push(HazardReport {
+                category: hazard.category,
+                level: hazard.level.into(),
+                description: hazard.description,
+                photos: stored_files(app, hazard.photos).await?,
+                suggested_deadline: hazard.suggested_deadline,
+            });
+        }
+        let photos = stored_files(app, input.photos).await?;
+        // Read and checked, not stored: stored only once the report is authorised and decided.
+        let staged = crate::uploads::stage(ctx, app, std::slice::from_ref(&report_file), "reportFile", 1)?;
+        let report_file = staged
+            .first()
+            .map(|staged| staged.file.clone())
+            .ok_or_else(|| ApiError::bad_input("the upload is missing"))?;
+        let command = AgencyCommand::ReportService(ReportService {
+            agency_id,
+            report_id,
+            contract_id: parse_id(&input.contract_id)?,
+            visited_at: input.visited_at,
+            staff_ids: input.staff_ids.iter().map(parse_id).collect::<Result<_, _>>()?,
+            findings: input.findings,
+            hazards,
+            photos,
+            report_file,
+        });
+        let ids = Ids {
+            contract_id: None,
+            report_id: Some(report_id),
+        };
+        run_with_files(ctx, command, args, ids, &staged).await
+    }
+
+    /// Rates a service record 1 to 5 stars (the served enterprise, once).
+    async fn rate_service(
+        &self,
+        ctx: &Context<'_>,
+        agency_id: ID,
+        report_id: ID,
+        stars: i32,
+        comment: Option<String>,
+        command_id: Option<ID>,
+    ) -> Result<AgencyCommandPayload, ApiError> {
+        let args = CommandArgs::parse(command_id.as_ref(), None)?;
+        let report_id = parse_id(&report_id)?;
+        let command = AgencyCommand::RateService(RateService {
+            agency_id: parse_id(&agency_id)?,
+            report_id,
+            stars: i64::from(stars),
+            comment,
+        });
+        run(ctx, command, args, Ids::report(report_id)).await
+    }
+
+    /// Records the city's verdict on a sampled service report (city admin).
+    async fn spot_check_service_report(
+        &self,
+        ctx: &Context<'_>,
+        agency_id: ID,
+        report_id: ID,
+        qualified: bool,
+        note: Option<String>,
+        command_id: Option<ID>,
+    ) -> Result<AgencyCommandPayload, ApiError> {
+        let args = CommandArgs::parse(command_id.as_ref(), None)?;
+        let report_id = parse_id(&report_id)?;
+        let command = AgencyCommand::SpotCheckReport(SpotCheckReport {
+            agency_id: parse_id(&agency_id)?,
+            report_id,
+            qualified,
+            note,
+        });
+        run(ctx, command, args, Ids::report(report_id)).await
+    }
+
+    /// Records a founded complaint about an agency (city admin).
+    async fn record_agency_complaint(
+        &self,
+        ctx: &Context<'_>,
+        agency_id: ID,
+        complaint: String,
+        command_id: Option<ID>,
+    ) -> Result<AgencyCommandPayload, ApiError> {
+        let args = CommandArgs::parse(command_id.as_ref(), None)?;
+        let command = AgencyCommand::FoundComplaint(FoundComplaint {
+            agency_id: parse_id(&agency_id)?,
+            complaint,
+        });
+        run(ctx, command, args, Ids::default()).await
+    }
+
+    /// Issues a warning notice or a summons (city admin).
+    async fn warn_agency(
+        &self,
+        ctx: &Context<'_>,
+        agency_id: ID,
+        kind: WarningKind,
+        reason: String,
+        command_id: Option<ID>,
+    ) -> Result<AgencyCommandPayload, ApiError> {
+        let args = CommandArgs::parse(command_id.as_ref(), None)?;
+        let command = AgencyCommand::Warn(WarnAgency {
+            agency_id: parse_id(&agency_id)?,
+            kind: kind.into(),
+            reason,
+        });
+        run(ctx, command, args, Ids::default()).await
+    }
+
+    /// Records misconduct (city admin); a false report or refusing to rectify after a summons
+    /// also puts the agency on the blacklist.
+    async fn record_agency_misconduct(
+        &self,
+        ctx: &Context<'_>,
+        agency_id: ID,
+        kind: MisconductKind,
+        reason: String,
+        report_id: Option<ID>,
+        command_id: Option<ID>,
+    ) -> Result<AgencyCommandPayload, ApiError> {
+        let args = CommandArgs::parse(command_id.as_ref(), None)?;
+        let report_id = report_id.as_ref().map(parse_id).transpose()?;
+        let command = AgencyCommand::RecordMisconduct(RecordMisconduct {
+            agency_id: parse_id(&agency_id)?,
+            kind: kind.into(),
+            report_id,
+            reason,
+        });
+        let ids = Ids {
+            contract_id: None,
+            report_id,
+        };
+        run(ctx, command, args, ids).await
+    }
+
+    /// Grades a half-year (city admin): the score is computed from the agency's facts and
+    /// recorded with the final grade; two consecutive Ds also blacklist.
+    async fn grade_agency(
+        &self,
+        ctx: &Context<'_>,
+        input: GradeAgencyInput,
+        command_id: Option<ID>,
+    ) -> Result<AgencyCommandPayload, ApiError> {
+        let args = CommandArgs::parse(command_id.as_ref(), None)?;
+        let command = AgencyCommand::Grade(GradeAgency {
+            agency_id: parse_id(&input.agency_id)?,
+            half_year: parse_period(&input.half_year)?,
+            missed_findings: input.missed_findings,
+            grade: input.grade.into(),
+            reason: input.reason,
+        });
+        run(ctx, command, args, Ids::default()).await
+    }
+
+    /// Puts an agency on the blacklist or takes it off (city admin).
+    async fn set_agency_blacklisted(
+        &self,
+        ctx: &Context<'_>,
+        agency_id: ID,
+        blacklisted: bool,
+        reason: String,
+        command_id: Option<ID>,
+    ) -> Result<AgencyCommandPayload, ApiError> {
+        let args = CommandArgs::parse(command_id.as_ref(), None)?;
+        let command = AgencyCommand::ChangeBlacklist(ChangeBlacklist {
+            agency_id: parse_id(&agency_id)?,
+            blacklisted,
+            reason,
+        });
+        run(ctx, command, args, Ids::default()).await
+    }
+}
+
+/// Ids a command created or concerns, echoed in the payload.
+#[derive(Default)]
+struct Ids {
+    contract_id: Option<ContractId>,
+    report_id: Option<ServiceReportId>,
+}
+
+impl Ids {
+    fn report(report_id: ServiceReportId) -> Self {
+        Ids {
+            contract_id: None,
+            report_id: Some(report_id),
+        }
+    }
+}
+
+/// Runs an agency command down the one path.
+async fn run(
+    ctx: &Context<'_>,
+    command: AgencyCommand,
+    args: CommandArgs,
+    ids: Ids,
+) -> Result<AgencyCommandPayload, ApiError> {
+    run_with_files(ctx, command, args, ids, &[]).await
+}
+
+/// Runs an agency command that names uploaded files down the one path; the files are stored
+/// only once the command is authorised and decided. The payload is made of the command's own
+/// events, not read back, so a stalled agency read model does not fail the mutation: its queries
+/// answer `PROJECTION_STALLED` instead.
+async fn run_with_files(
+    ctx: &Context<'_>,
+    command: AgencyCommand,
+    args: CommandArgs,
+    ids: Ids,
+    files: &[StagedFile],
+) -> Result<AgencyCommandPayload, ApiError> {
+    let executed = execute_command::<AgencyState>(
+        ctx,
+        &command,
+        args,
+        files,
+        ReadBack::BestEffort(anquan_projections::AgencyProjection::NAME),
+    )
+    .await?;
+    let grade = executed.events.iter().find_map(|event| match event {
+        Event::CreditGraded(graded) => Some(CreditGradeRecord::from(&read_model::GradeView {
+            half_year: graded.half_year,
+            grade: graded.grade,
+            reason: graded.reason.clone(),
+            inputs: graded.inputs.clone(),
+            computed: graded.computed.clone(),
+            graded_at: graded.graded_at,
+        })),
+        _ => None,
+    });
+    Ok(AgencyCommandPayload {
+        recorded: executed.recorded(),
+        event_types: executed
+            .events
+            .iter()
+            .map(|event| event.event_type().to_owned())
+            .collect(),
+        agency_id: ID(command.agency_id().to_string()),
+        contract_id: ids.contract_id.map(|id| ID(id.to_string())),
+        report_id: ids.report_id.map(|id| ID(id.to_string())),
+        grade,
+    })
+}
