@@ -10,6 +10,7 @@
 )]
 
 mod agency_flow;
+mod audit_history;
 mod bad_input;
 mod bench_store;
 mod browser;

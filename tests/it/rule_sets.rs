@@ -191,6 +191,43 @@ async fn a_v2_rule_set_is_rebuilt_beside_v1_diffed_and_promoted_while_queries_ke
         let expected = if index < 2 { "IMPLEMENTED" } else { "NOT_IMPLEMENTED" };
         assert_eq!(r10(&app, &admin, id, None).await, expected, "enterprise {index}");
     }
+    // The rule-set log's history says what was published and promoted, in order, and its chain
+    // holds; analysts read it, a town officer does not.
+    let analyst = app.token(&["--role", "analyst"]);
+    let log = app
+        .graphql(
+            Some(&analyst),
+            "{ ruleSetLog { history(first: 100) { nodes { version eventType data } }
+               verification { intact eventsChecked } } }",
+            json!({}),
+        )
+        .await;
+    let nodes = data(&log)["ruleSetLog"]["history"]["nodes"].as_array().unwrap().clone();
+    let kinds: Vec<&str> = nodes.iter().map(|node| node["eventType"].as_str().unwrap()).collect();
+    assert_eq!(nodes[0]["version"], "0", "{log}");
+    let promoted = nodes
+        .iter()
+        .rposition(|node| node["eventType"] == "RuleSetPromoted")
+        .unwrap_or_else(|| panic!("no promotion in {kinds:?}"));
+    assert!(nodes[promoted]["data"].as_str().unwrap().contains("v2"), "{log}");
+    assert!(
+        kinds
+            .iter()
+            .position(|kind| *kind == "RuleSetPublished")
+            .is_some_and(|published| published < promoted),
+        "{kinds:?}"
+    );
+    assert_eq!(data(&log)["ruleSetLog"]["verification"]["intact"], true, "{log}");
+    assert_eq!(
+        data(&log)["ruleSetLog"]["verification"]["eventsChecked"],
+        nodes.len(),
+        "{log}"
+    );
+    let officer = app.token(&["--role", "town_officer", "--town", "许村"]);
+    let refused = app
+        .graphql(Some(&officer), "{ ruleSetLog { verification { intact } } }", json!({}))
+        .await;
+    assert_eq!(error_code(&refused), "FORBIDDEN");
     if let Ok(app) = Arc::try_unwrap(app) {
         app.stop().await;
     }

@@ -292,7 +292,11 @@ async fn uploads_flow(backend: Backend) {
     // The agency's quota, through storeAgencyFile.
     let first = one_file("agency-first", 60);
     let stored = send_files(&app, &agency, STORE_AGENCY_FILE, json!({ "file": null }), &first).await;
-    assert_eq!(data(&stored)["storeAgencyFile"]["sizeBytes"], 60);
+    assert_eq!(
+        data(&stored)["storeAgencyFile"]["sizeBytes"],
+        "60",
+        "Int64 is a decimal string"
+    );
     assert_stored(&app, &first, "an agency file within the quota");
     let second = one_file("agency-second", 60);
     let refused = send_files(&app, &agency, STORE_AGENCY_FILE, json!({ "file": null }), &second).await;
@@ -583,6 +587,7 @@ fn plausible_call(field: &str, fx: &Fixtures) -> Call {
             json!({ "end": now + Duration::days(30) }),
         ),
         "ruleSets" => call("{ ruleSets { version } }", json!({})),
+        "ruleSetLog" => call("{ ruleSetLog { verification { intact } } }", json!({})),
         "metricCatalogue" => call("{ metricCatalogue { __typename } }", json!({})),
         "metricBreakdowns" => call("{ metricBreakdowns { __typename } }", json!({})),
         "townMetrics" => call("{ townMetrics(town: \"许村\") { town } }", json!({})),

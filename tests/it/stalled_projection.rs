@@ -46,7 +46,7 @@ async fn register_agency(app: &TestApp, admin: &str, name: &str) -> (String, u64
     let registered = &data(&response)["registerAgency"];
     (
         registered["agencyId"].as_str().unwrap().to_owned(),
-        registered["position"].as_u64().unwrap(),
+        registered["position"].as_str().unwrap().parse().unwrap(),
         registered["eventTypes"][0].as_str().unwrap().to_owned(),
     )
 }
@@ -115,8 +115,8 @@ async fn run(backend: Backend) {
     let projections = &data(&health)["health"];
     let stalled = projection(projections, "agency");
     assert_eq!(stalled["state"], "STALLED", "{health}");
-    assert_eq!(stalled["position"], failing - 1, "{health}");
-    assert_eq!(stalled["failingEvent"]["position"], failing, "{health}");
+    assert_eq!(stalled["position"], (failing - 1).to_string(), "{health}");
+    assert_eq!(stalled["failingEvent"]["position"], failing.to_string(), "{health}");
     assert_eq!(stalled["failingEvent"]["eventType"], event_type.as_str(), "{health}");
     assert!(stalled["error"].as_str().unwrap().contains("agency"), "{health}");
     assert!(
