@@ -336,7 +336,7 @@ impl Extension for QueryLimitsExtension {
                 async_graphql::Response::from_errors(vec![refused(
                     TIMEOUT,
                     format!(
-                        "the operation did not finish within {} ms and was cancelled",
+                        "查询超过 {} 毫秒仍未完成，已取消；请缩小范围后重试",
                         self.timeout.as_millis()
                     ),
                 )])

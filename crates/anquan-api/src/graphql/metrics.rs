@@ -13,6 +13,7 @@ use anquan_domain::metrics::{Headline, Metric, Scope, Tally, Unit, Window};
 use anquan_domain::{Role, Town};
 use anquan_projections::metrics::{ScopeTallies, Snapshot};
 
+use super::args::parse_town;
 use super::{actor, app, optional_instant_arg};
 use crate::AppState;
 use crate::error::ApiError;
@@ -206,18 +207,10 @@ fn visibility(ctx: &Context<'_>) -> Result<Visibility, ApiError> {
         Role::TownOfficer { town } | Role::TownInspector { town } | Role::Auditor { town: Some(town) } => {
             Ok(Visibility::Town(town.clone()))
         }
-        Role::Enterprise { .. } | Role::Agency { .. } => Err(ApiError::Forbidden(format!(
-            "an {} may not read town statistics",
-            actor.role.name()
-        ))),
+        Role::Enterprise { .. } | Role::Agency { .. } => {
+            Err(ApiError::Forbidden("企业和服务机构不能查看镇（街道）统计".to_owned()))
+        }
     }
-}
-
-fn parse_town(town: &str) -> Result<Town, ApiError> {
-    Town::parse(town).map_err(|error| ApiError::BadInput {
-        code: "INVALID_ID",
-        message: error.to_string(),
-    })
 }
 
 /// The state a metrics field reads with: `app` with `rules` set to the version its `ruleSet`
@@ -256,8 +249,7 @@ async fn snapshots(app: &AppState, as_of: Option<DateTime<Utc>>) -> Result<(Arc<
                 .map(|current| (current.now, current.month_ago))
                 .ok_or_else(|| {
                     ApiError::NotReady(format!(
-                        "the town statistics for now under rule set {} are still being computed (after the service \
-                         started or the rule set was promoted); try again shortly",
+                        "规则集 {} 下的当前镇（街道）统计仍在计算中（服务刚启动或规则集刚切换），请稍后再试",
                         app.rules.version
                     ))
                 }),
@@ -288,7 +280,7 @@ fn breakdown_index(app: &AppState, breakdown: Option<&str>) -> Result<Option<usi
                 .metrics
                 .breakdown(name)
                 .map(|(index, _)| index)
-                .ok_or_else(|| ApiError::bad_input(format!("unknown breakdown {name:?}")))
+                .ok_or_else(|| ApiError::bad_input(format!("没有名为“{name}”的分组方式")))
         })
         .transpose()
 }
@@ -414,14 +406,12 @@ impl MetricsQuery {
         if let Visibility::Town(own) = visibility(ctx)?
             && own != town
         {
-            return Err(ApiError::Forbidden(format!(
-                "a town officer of {own} may not read {town}"
-            )));
+            return Err(ApiError::Forbidden(format!("您的权限限于{own}，不能查看{town}的数据")));
         }
         let index = breakdown_index(app, breakdown.as_deref())?;
         let (now, earlier) = snapshots(app, as_of).await?;
         if now.town(&town).is_none() && !app.rules.metrics.towns.contains(&town) {
-            return Err(ApiError::NotFound(format!("town {town}")));
+            return Err(ApiError::NotFound(format!("镇（街道）{town}")));
         }
         Ok(scope_metrics(
             app,
@@ -497,11 +487,11 @@ impl MetricsQuery {
             .rules
             .metrics
             .index_of(&metric)
-            .ok_or_else(|| ApiError::bad_input(format!("unknown metric {metric:?}")))?;
+            .ok_or_else(|| ApiError::bad_input(format!("没有编号为“{metric}”的指标")))?;
         let definition = &app.rules.metrics.metrics[index];
         if definition.scope == Scope::City {
             return Err(ApiError::bad_input(format!(
-                "metric {metric} is city-wide; towns have no value"
+                "指标 {metric} 只有全市数值，各镇（街道）没有"
             )));
         }
         let (now, earlier) = snapshots(app, as_of).await?;
@@ -560,9 +550,7 @@ impl MetricsQuery {
         if let (Visibility::Town(own), Some(town)) = (&visible, &town)
             && own != town
         {
-            return Err(ApiError::Forbidden(format!(
-                "a town officer of {own} may not read {town}"
-            )));
+            return Err(ApiError::Forbidden(format!("您的权限限于{own}，不能查看{town}的数据")));
         }
         let (now, _) = snapshots(app, as_of).await?;
         let tallies = match &town {
@@ -610,9 +598,7 @@ impl MetricsSubscription {
             (Visibility::Town(own), None) => Some(own),
             (Visibility::Town(own), Some(town)) if own == town => Some(town),
             (Visibility::Town(own), Some(town)) => {
-                return Err(ApiError::Forbidden(format!(
-                    "a town officer of {own} may not watch {town}"
-                )));
+                return Err(ApiError::Forbidden(format!("您的权限限于{own}，不能订阅{town}的数据")));
             }
         };
         let receiver = app.metrics.subscribe();

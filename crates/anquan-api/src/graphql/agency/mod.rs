@@ -53,7 +53,9 @@ fn may_act_for(actor: &Actor, agency_id: AgencyId, action: &str) -> Result<(), A
     if actor.role.may_write() && actor.may_act_for_agency(agency_id) {
         Ok(())
     } else {
-        Err(ApiError::Forbidden(format!("{} may not {action}", actor.role.name())))
+        Err(ApiError::Forbidden(format!(
+            "只有服务机构 {agency_id} 本身或市级管理员可以{action}"
+        )))
     }
 }
 
@@ -83,7 +85,7 @@ async fn enterprise_town(app: &AppState, enterprise_id: EnterpriseId) -> Result<
 fn unknown_enterprise(enterprise_id: EnterpriseId) -> ApiError {
     ApiError::Rejected {
         code: "UNKNOWN_ENTERPRISE",
-        message: format!("enterprise {enterprise_id} is not registered"),
+        message: format!("企业 {enterprise_id} 尚未登记"),
     }
 }
 

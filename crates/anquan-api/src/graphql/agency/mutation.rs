@@ -178,7 +178,7 @@ impl AgencyMutation {
         let agency_id = parse_id::<AgencyId>(&input.agency_id)?;
         // Authorised before the read model is read: a caller who may not sign for the agency
         // learns nothing, not even whether the enterprise is registered.
-        may_act_for(actor(ctx)?, agency_id, "sign contracts for this agency")?;
+        may_act_for(actor(ctx)?, agency_id, "代表它签订服务合同")?;
         // Checked at read time: an enterprise is never deleted, so "registered" cannot become false.
         let enterprise_town = enterprise_town(app, enterprise_id)
             .await?
@@ -234,17 +234,16 @@ impl AgencyMutation {
         let app = app(ctx)?;
         let actor = actor(ctx)?;
         if !matches!(actor.role, Role::Agency { .. } | Role::CityAdmin) {
-            return Err(ApiError::Forbidden(format!(
-                "{} may not store agency files; agencies and the city admin may",
-                actor.role.name()
-            )));
+            return Err(ApiError::Forbidden(
+                "只有服务机构和市级管理员可以上传服务机构文件".to_owned(),
+            ));
         }
         let staged = crate::uploads::stage(ctx, app, std::slice::from_ref(&file), "file", 1)?;
         crate::uploads::store_checked(app, actor, &staged).await?;
         let stored = staged
             .first()
             .map(|staged| staged.file.clone())
-            .ok_or_else(|| ApiError::bad_input("the upload is missing"))?;
+            .ok_or_else(|| ApiError::bad_input("缺少上传的文件"))?;
         Ok(StoredFile::from(&stored))
     }
 
@@ -261,7 +260,7 @@ impl AgencyMutation {
         let app = app(ctx)?;
         let agency_id = parse_id::<AgencyId>(&input.agency_id)?;
         // Authorised before the blob store is read for the files the report names.
-        may_act_for(actor(ctx)?, agency_id, "report services for this agency")?;
+        may_act_for(actor(ctx)?, agency_id, "代表它报送服务记录")?;
         let report_id = match &input.report_id {
             Some(id) => parse_id(id)?,
             None => ServiceReportId::from_uuid(args.created_id("service_report", 0)),
@@ -282,7 +281,7 @@ impl AgencyMutation {
         let report_file = staged
             .first()
             .map(|staged| staged.file.clone())
-            .ok_or_else(|| ApiError::bad_input("the upload is missing"))?;
+            .ok_or_else(|| ApiError::bad_input("缺少上传的文件"))?;
         let command = AgencyCommand::ReportService(ReportService {
             agency_id,
             report_id,

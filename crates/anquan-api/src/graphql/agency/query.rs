@@ -131,8 +131,7 @@ impl AgencyQuery {
         };
         if !actor.may_read_enterprise(enterprise_id, &town) {
             return Err(ApiError::Forbidden(format!(
-                "{} may not read the services of enterprise {enterprise_id}",
-                actor.role.name()
+                "您无权查看企业 {enterprise_id} 的服务记录"
             )));
         }
         let store = app.agency_read_models()?;

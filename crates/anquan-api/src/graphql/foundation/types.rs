@@ -280,7 +280,7 @@ impl Compliance {
                         let names = rules
                             .requirement(&requirement.code)
                             .map(|(_, r)| (r.name_zh.clone(), r.name_en.clone()));
-                        RequirementStatusView::new(requirement, names.unwrap_or_default())
+                        RequirementStatusView::new(requirement, names.unwrap_or_default(), rules.time_zone)
                     })
                     .collect();
                 let reasons = requirements
@@ -288,7 +288,7 @@ impl Compliance {
                     .filter(|requirement| {
                         requirement.mandatory && requirement.state == RequirementStateView::Unsatisfied
                     })
-                    .map(|requirement| format!("{}: {}", requirement.name_en, requirement.message))
+                    .map(|requirement| format!("{}：{}", requirement.name_zh, requirement.message))
                     .collect();
                 IndicatorStatusView {
                     code: status.code.to_string(),
@@ -350,7 +350,7 @@ pub struct IndicatorStatusView {
     pub name_en: String,
     /// Implemented, not implemented or not applicable.
     pub state: IndicatorStateView,
-    /// Why it is not implemented: one line per unmet mandatory requirement.
+    /// Why it is not implemented, for people (Chinese): one line per unmet mandatory requirement.
     pub reasons: Vec<String>,
     /// Each requirement item and the fact that decides it.
     pub requirements: Vec<RequirementStatusView>,
@@ -386,7 +386,7 @@ pub struct RequirementStatusView {
     /// NO_RECORD, AWAITING_REVIEW, RETURNED, EXPIRED, NOT_YET_VALID, PERIOD_MISSING,
     /// PROFILE_EXCLUDES.
     pub detail: String,
-    /// A sentence saying the same, in English.
+    /// The same for people, in Chinese with local times (programs read `detail` and the fields).
     pub message: String,
     /// The record the detail is about, if any.
     pub document_id: Option<ID>,
@@ -405,7 +405,13 @@ pub struct RequirementStatusView {
 }
 
 impl RequirementStatusView {
-    fn new(status: &anquan_domain::compliance::RequirementStatus, (name_zh, name_en): (String, String)) -> Self {
+    fn new(
+        status: &anquan_domain::compliance::RequirementStatus,
+        (name_zh, name_en): (String, String),
+        time_zone: chrono::FixedOffset,
+    ) -> Self {
+        // People read the message: local time, Chinese; programs read `detail` and the fields.
+        let local = |instant: &DateTime<Utc>| instant.with_timezone(&time_zone).format("%Y-%m-%d %H:%M").to_string();
         let state = match status.state {
             RequirementState::Satisfied => RequirementStateView::Satisfied,
             RequirementState::Unsatisfied => RequirementStateView::Unsatisfied,
@@ -429,13 +435,10 @@ impl RequirementStatusView {
         };
         let id = |document_id: &anquan_domain::DocumentId| Some(ID(document_id.to_string()));
         let (detail, message) = match &status.detail {
-            Detail::ProfileExcludes => (
-                "PROFILE_EXCLUDES",
-                "does not apply to this enterprise's profile".to_owned(),
-            ),
+            Detail::ProfileExcludes => ("PROFILE_EXCLUDES", "按本企业的情况不适用".to_owned()),
             Detail::Approved { document_id } => {
                 view.document_id = id(document_id);
-                ("APPROVED", "an approved record is on file".to_owned())
+                ("APPROVED", "已有审核通过的记录".to_owned())
             }
             Detail::ValidUntil {
                 document_id,
@@ -445,31 +448,31 @@ impl RequirementStatusView {
                 view.document_id = id(document_id);
                 view.valid_until = Some(*valid_until);
                 view.expiring_soon = *expiring_soon;
-                let soon = if *expiring_soon { " (expiring soon)" } else { "" };
-                ("VALID_UNTIL", format!("valid until {valid_until}{soon}"))
+                let soon = if *expiring_soon { "，即将到期" } else { "" };
+                ("VALID_UNTIL", format!("有效期至 {}{soon}", local(valid_until)))
             }
             Detail::PeriodCovered { document_id, period } => {
                 view.document_id = id(document_id);
                 view.period = Some(period.to_string());
-                ("PERIOD_COVERED", format!("record for {period} approved"))
+                ("PERIOD_COVERED", format!("{period} 的记录已审核通过"))
             }
             Detail::NothingDueYet { next_period, due_at } => {
                 view.period = Some(next_period.to_string());
                 view.due_at = Some(*due_at);
                 (
                     "NOTHING_DUE_YET",
-                    format!("first record due for {next_period} by {due_at}"),
+                    format!("首份记录为 {next_period} 期，应于 {} 前上传", local(due_at)),
                 )
             }
-            Detail::NoRecord => ("NO_RECORD", "no record uploaded".to_owned()),
+            Detail::NoRecord => ("NO_RECORD", "尚未上传记录".to_owned()),
             Detail::AwaitingReview { document_id } => {
                 view.document_id = id(document_id);
-                ("AWAITING_REVIEW", "the newest record awaits review".to_owned())
+                ("AWAITING_REVIEW", "最新记录等待审核".to_owned())
             }
             Detail::Returned { document_id, feedback } => {
                 view.document_id = id(document_id);
                 view.feedback = Some(feedback.clone());
-                ("RETURNED", format!("the newest record was returned: {feedback}"))
+                ("RETURNED", format!("最新记录被退回：{feedback}"))
             }
             Detail::Expired {
                 document_id,
@@ -477,7 +480,7 @@ impl RequirementStatusView {
             } => {
                 view.document_id = id(document_id);
                 view.valid_until = Some(*valid_until);
-                ("EXPIRED", format!("the approved record expired at {valid_until}"))
+                ("EXPIRED", format!("已通过的记录于 {} 到期", local(valid_until)))
             }
             Detail::NotYetValid {
                 document_id,
@@ -487,7 +490,7 @@ impl RequirementStatusView {
                 view.valid_from = Some(*valid_from);
                 (
                     "NOT_YET_VALID",
-                    format!("the approved record is valid only from {valid_from}"),
+                    format!("已通过的记录自 {} 起才生效", local(valid_from)),
                 )
             }
             Detail::PeriodMissing { period, due_at } => {
@@ -495,7 +498,7 @@ impl RequirementStatusView {
                 view.due_at = Some(*due_at);
                 (
                     "PERIOD_MISSING",
-                    format!("no approved record for {period}, due by {due_at}"),
+                    format!("{period} 期没有已通过的记录，应于 {} 前上传", local(due_at)),
                 )
             }
         };

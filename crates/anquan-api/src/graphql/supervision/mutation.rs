@@ -358,7 +358,7 @@ fn new_hazard(
                     .ok()
                     .and_then(|index| photos.get(index))
                     .cloned()
-                    .ok_or_else(|| ApiError::bad_input(format!("photo index {index} is not among the uploads")))
+                    .ok_or_else(|| ApiError::bad_input(format!("照片序号 {index} 超出了本次上传的照片范围")))
             })
             .collect::<Result<Vec<_>, _>>()?,
         None if all_photos_by_default => photos.to_vec(),
@@ -369,7 +369,7 @@ fn new_hazard(
         (None, None) => None,
         _ => {
             return Err(ApiError::bad_input(
-                "give criterionCatalogue and criterionItem together",
+                "重大隐患判定依据的目录（criterionCatalogue）和条目（criterionItem）须同时填写",
             ));
         }
     };

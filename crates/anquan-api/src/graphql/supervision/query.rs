@@ -123,7 +123,7 @@ impl SupervisionQuery {
         let at = optional_instant_arg("asOf", as_of)?.unwrap_or_else(|| app.now());
         let period_end = instant_arg("periodEnd", period_end)?;
         if period_end < at {
-            return Err(ApiError::bad_input("periodEnd must not be before asOf"));
+            return Err(ApiError::bad_input("计划截止时间（periodEnd）不能早于所问时点（asOf）"));
         }
         let (entries, complete) =
             read_model::supervision_plan(app.compliance_read_models()?, &rules, town.as_ref(), period_end, at).await?;
@@ -164,12 +164,10 @@ fn hazard_scope(
     let actor = actor(ctx)?;
     if let Role::Enterprise { enterprise_id } = &actor.role {
         if enterprise.is_some_and(|asked| asked != *enterprise_id) {
-            return Err(ApiError::Forbidden(
-                "an enterprise sees only its own hazards".to_owned(),
-            ));
+            return Err(ApiError::Forbidden("企业只能查看本企业的隐患".to_owned()));
         }
         if town.is_some() {
-            return Err(ApiError::Forbidden("an enterprise may not list a town".to_owned()));
+            return Err(ApiError::Forbidden("企业不能按镇（街道）查看隐患".to_owned()));
         }
         return Ok((None, Some(*enterprise_id)));
     }

@@ -656,7 +656,7 @@ pub(crate) fn colour_history(
     to: DateTime<Utc>,
 ) -> Result<Vec<ColourChange>, ApiError> {
     if to < from {
-        return Err(ApiError::bad_input("`to` must not be before `from`"));
+        return Err(ApiError::bad_input("结束时间（to）不能早于开始时间（from）"));
     }
     Ok(anquan_domain::risk::colour_history(file, rules, from, to)
         .into_iter()
