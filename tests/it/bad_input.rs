@@ -110,7 +110,7 @@ async fn run(backend: Backend) {
     let first = app.graphql(Some(&officer), mutation, variables.clone()).await;
     assert_eq!(
         data(&first)["reviewDocument"],
-        json!({ "streamVersion": 2, "duplicate": false })
+        json!({ "streamVersion": "2", "duplicate": false })
     );
 
     // A retry with the same command id returns the first result and writes nothing.

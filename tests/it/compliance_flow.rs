@@ -5,7 +5,7 @@
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use serde_json::{Value, json};
 
-use crate::support::{Backend, TestApp, backends, data, spawn_app};
+use crate::support::{Backend, TestApp, backends, data, error_code, spawn_app};
 
 const REGISTER: &str = "mutation($input: RegisterEnterpriseInput!) {
   registerEnterprise(input: $input) { streamVersion enterprise { id compliance { implemented notImplemented notApplicable summary } } } }";
@@ -169,7 +169,14 @@ async fn run_flow(backend: Backend) {
     assert_eq!(certificate_status["detail"], "EXPIRED");
 
     // As of before the first upload, nothing of this had happened.
-    let before = enterprise_at(&app, &owner, &id, Some(Utc::now() - Duration::days(1))).await;
-    assert!(before.is_null(), "the enterprise did not exist yet: {before}");
+    // As of before its registration, the enterprise did not exist: a coded answer, not a null.
+    let before = app
+        .graphql(
+            Some(&owner),
+            ENTERPRISE,
+            json!({ "id": id, "asOf": Utc::now() - Duration::days(1) }),
+        )
+        .await;
+    assert_eq!(error_code(&before), "NOT_YET_REGISTERED", "{before}");
     app.stop().await;
 }

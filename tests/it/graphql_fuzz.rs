@@ -163,6 +163,18 @@ impl Schema {
 fn scalar(name: &str, draw: &mut Draw, known: &Known) -> Value {
     match name {
         "Int" => json!(*draw.pick(&[0_i64, 1, -1, 20, 100, i64::from(i32::MAX), i64::from(i32::MIN), 5000])),
+        "Int64" => draw
+            .pick(&[
+                json!("0"),
+                json!("1"),
+                json!("5000"),
+                json!("9223372036854775807"),
+                json!("18446744073709551615"),
+                json!("-1"),
+                json!("1e3"),
+                json!(3),
+            ])
+            .clone(),
         "Float" => json!(*draw.pick(&[0.0_f64, -1.5, 1e308, -1e308, 3.5])),
         "Boolean" => json!(draw.below(2) == 0),
         "ID" => {

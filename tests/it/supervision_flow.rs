@@ -38,8 +38,8 @@ const ENTERPRISE: &str = "query($id: ID!, $asOf: DateTime) { enterprise(id: $id,
   hazards { id state overdue deadline closedAt firstTimePass photos { sha256 }
     rectifications { id accepted reason firstTime } }
   colourHistory { colour rule } } }";
-const HAZARDS: &str = "query($town: String, $enterpriseId: ID, $state: HazardState, $asOf: DateTime) {
-  hazards(town: $town, enterpriseId: $enterpriseId, state: $state, asOf: $asOf) { nodes { id state enterpriseName town } } }";
+const HAZARDS: &str = "query($town: String, $enterpriseId: ID, $filter: HazardFilter, $asOf: DateTime) {
+  hazards(town: $town, enterpriseId: $enterpriseId, filter: $filter, asOf: $asOf) { nodes { id state enterpriseName town } } }";
 const OVERDUE_QUEUE: &str =
     "query($town: String) { overdueQueue(town: $town) { nodes { id deadline enterpriseName } } }";
 const DISTRIBUTION: &str = "query($town: String, $asOf: DateTime) {
@@ -224,7 +224,7 @@ async fn run_flow(backend: Backend) {
         .graphql(
             Some(&inspector),
             HAZARDS,
-            json!({ "town": "许村", "state": "SUBMITTED" }),
+            json!({ "town": "许村", "filter": "SUBMITTED" }),
         )
         .await;
     assert_eq!(data(&pending)["hazards"]["nodes"][0]["id"], fixed.as_str());
@@ -316,7 +316,7 @@ async fn run_flow(backend: Backend) {
     assert_eq!(now["risk"]["colour"], "ORANGE");
     assert_eq!(now["risk"]["rule"], "overdue_hazard");
     let listed = app
-        .graphql(Some(&inspector), HAZARDS, json!({ "town": "许村", "state": "OVERDUE" }))
+        .graphql(Some(&inspector), HAZARDS, json!({ "town": "许村", "filter": "OVERDUE" }))
         .await;
     let nodes = data(&listed)["hazards"]["nodes"].as_array().unwrap().clone();
     assert_eq!(nodes.len(), 1, "{listed}");
@@ -334,7 +334,7 @@ async fn run_flow(backend: Backend) {
         .graphql(
             Some(&inspector),
             HAZARDS,
-            json!({ "town": "许村", "state": "OVERDUE", "asOf": before_deadline }),
+            json!({ "town": "许村", "filter": "OVERDUE", "asOf": before_deadline }),
         )
         .await;
     assert_eq!(data(&listed)["hazards"]["nodes"], json!([]));
