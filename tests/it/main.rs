@@ -16,6 +16,7 @@ mod bench_store;
 mod browser;
 mod compliance_flow;
 mod dashboard;
+mod doc_examples;
 mod graphql_fuzz;
 mod idempotency;
 mod metrics_endpoint;
