@@ -23,6 +23,7 @@ mod metrics_endpoint;
 mod metrics_follow;
 mod public_page;
 mod read_side;
+mod readme_walkthrough;
 mod rule_sets;
 mod security_roles;
 mod security_transport;
