@@ -17,6 +17,7 @@ mod browser;
 mod compliance_flow;
 mod dashboard;
 mod doc_examples;
+mod generated_client;
 mod graphql_fuzz;
 mod idempotency;
 mod metrics_endpoint;
