@@ -126,17 +126,11 @@ impl SchemaUnderTest {
     /// Turns a backticked span into a document when it is one by the module's convention.
     fn prose_document(&self, span: &str) -> Option<String> {
         let span = span.trim();
-        let name_end = span
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(span.len());
-        let (name, rest) = span.split_at(name_end);
-        if span.starts_with('{') {
-            let inner = span[1..].trim_start();
-            let inner_name_end = inner
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(inner.len());
-            return self.root_field(&inner[..inner_name_end]).map(|_| span.to_owned());
+        if let Some(inner) = span.strip_prefix('{') {
+            let (name, _) = split_name(inner.trim_start());
+            return self.root_field(name).map(|_| span.to_owned());
         }
+        let (name, rest) = split_name(span);
         if matches!(name, "query" | "mutation" | "subscription") && span.contains('{') {
             return Some(span.to_owned());
         }
@@ -208,6 +202,14 @@ impl SchemaUnderTest {
         }
         examples
     }
+}
+
+/// A GraphQL name at the start of `text`, and the rest.
+fn split_name(text: &str) -> (&str, &str) {
+    let name_end = text
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(text.len());
+    text.split_at(name_end)
 }
 
 /// The repository's root folder.
