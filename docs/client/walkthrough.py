@@ -56,7 +56,7 @@ def main() -> None:
     enterprise_id = registered.enterprise.id
     summary = registered.enterprise.compliance.summary
     assert summary == os.environ["ANQUAN_SUMMARY"], summary
-    assert registered.stream_version == 0, registered.stream_version
+    assert registered.stream_version == 0, repr(registered.stream_version)
 
     enterprise = client(mint_token("--role", "enterprise", "--enterprise", enterprise_id))
     upload_input = UploadDocumentInput.model_validate(
@@ -109,7 +109,8 @@ def main() -> None:
     )
     assert requirement.state == RequirementState.SATISFIED, requirement
     assert requirement.valid_until == upload_input.valid_until, requirement
-    versions = [int(node.version) for node in file.history.nodes]
+    # Int64 arrives as a decimal string; the scalar mapping makes it an int.
+    versions = [node.version for node in file.history.nodes]
     assert versions == list(range(len(versions))), versions
     event_types = [node.event_type for node in file.history.nodes]
     print(f"walked the README through the generated client: {event_types}")
