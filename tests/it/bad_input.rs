@@ -117,7 +117,7 @@ async fn run(backend: Backend) {
     let retry = app.graphql(Some(&officer), mutation, variables).await;
     assert_eq!(
         data(&retry)["reviewDocument"],
-        json!({ "streamVersion": 2, "duplicate": true })
+        json!({ "streamVersion": "2", "duplicate": true })
     );
     let again = app.graphql(Some(&officer), "mutation($input: ReviewDocumentInput!) { reviewDocument(input: $input, expectedVersion: 2) { streamVersion } }", stale).await;
     assert_eq!(error_code(&again), "ALREADY_REVIEWED");
