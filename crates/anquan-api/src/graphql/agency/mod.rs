@@ -1,6 +1,7 @@
 //! The service gate's queries and mutations: agencies, staff, contracts, service reports,
 //! ratings and the city's supervision. Public queries need no token and return only `Public*`
-//! types; private ones are scoped to the city and the agency itself.
+//! types; private ones are scoped to the city, city-wide auditors and the agency itself.
+
 mod mutation;
 mod query;
 pub mod types;
@@ -8,6 +9,8 @@ pub mod types;
 pub use mutation::AgencyMutation;
 pub use query::AgencyQuery;
 
+// The gate's prelude: `query` and `mutation` take these with `use super::*`, with the helpers
+// below that both use.
 use async_graphql::{Context, ID, InputObject, Object, Upload};
 use chrono::{DateTime, Datelike, Utc};
 
@@ -34,6 +37,7 @@ use types::{
     ServiceCoverage, ServiceReport, ServiceStatisticsView, Staff, StaffMemberInput, StoredFile, WarningKind,
 };
 
+/// An agency's public page, from the read model; `None` when it is not registered.
 async fn public_agency(app: &AppState, agency_id: AgencyId) -> Result<Option<PublicAgency>, ApiError> {
     let store = app.agency_read_models()?;
     let Some(agency) = read_model::agency(store, agency_id).await? else {
