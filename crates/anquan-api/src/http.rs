@@ -194,8 +194,12 @@ async fn healthz() -> &'static str {
 /// [`Readiness`] allows; else 503. The JSON body says which: `{"ready", "eventStore",
 /// "ruleSet": {"live", "agrees", "reason"}, "leading": term or null, "projections": [{"name",
 /// "position", "state", "lagEvents", "lagSeconds", "failingEvent": {"position", "streamId",
-/// "eventType"}, "error", "since", "attempts"}]}`. This is the operators' view: `error` is the
-/// store's own message with its causes.
+/// "eventType"}, "error", "since", "attempts"}], "catchUp": {"catchingUp", "position", "head",
+/// "eventsPerSecond", "etaSeconds"}}`. This is the operators' view: `error` is the store's own
+/// message with its causes. `catchUp` is the projections as a whole (the lowest position any
+/// has applied) against the log's head as the runner last measured it (every second at most):
+/// `etaSeconds` is 0 once caught up and null while unknown (no pace measured yet, or the head
+/// moves as fast as the projections); `catchUp` is null before the first measurement.
 async fn readyz(State(state): State<HttpState>) -> Response {
     let event_store = match state.app.event_store.read_all(None, 1).await {
         Ok(_) => "ok",
@@ -253,8 +257,23 @@ async fn readyz(State(state): State<HttpState>) -> Response {
         },
         "leading": state.app.projections.leading(),
         "projections": projections,
+        "catchUp": catch_up_json(&state.app.projections),
     });
     (status, Json(body)).into_response()
+}
+
+/// The `catchUp` object of `/readyz` (see [`readyz`]).
+fn catch_up_json(projections: &anquan_projections::ProjectionsHealth) -> serde_json::Value {
+    let Some(catch_up) = projections.catch_up() else {
+        return serde_json::Value::Null;
+    };
+    serde_json::json!({
+        "catchingUp": projections.catching_up(),
+        "position": catch_up.position,
+        "head": catch_up.head,
+        "eventsPerSecond": catch_up.per_second.round(),
+        "etaSeconds": catch_up.eta.map(|eta| eta.as_secs_f64().ceil()),
+    })
 }
 
 async fn graphql_get(

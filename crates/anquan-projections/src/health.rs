@@ -7,12 +7,14 @@
 //! while it folds the backlog the log held when it started (or recovered), and `Running` after.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 use anquan_event_store::Position;
+
+use crate::catch_up::{CatchUp, CatchUpMeter};
 
 /// Where a projection stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +131,8 @@ struct Inner {
     leading: watch::Sender<Option<i64>>,
     /// The lowest applied position over every projection.
     lowest: watch::Sender<Option<Position>>,
+    /// How fast the lowest applied position closes on the log's head (the runner as a whole).
+    catch_up: Mutex<CatchUpMeter>,
 }
 
 /// The projections' positions and states, shared by the runner and its readers.
@@ -157,6 +161,7 @@ impl ProjectionsHealth {
                 entries: Mutex::new(Vec::new()),
                 leading: watch::Sender::new(None),
                 lowest: watch::Sender::new(None),
+                catch_up: Mutex::new(CatchUpMeter::new()),
             }),
         };
         for name in names {
@@ -199,6 +204,47 @@ impl ProjectionsHealth {
                 oldest_unapplied,
             });
         }
+    }
+
+    /// Records where the projections as a whole stand against the log's `head` at `at`: the
+    /// lowest position every projection has applied (none applied counts as 0). Returns the
+    /// estimate; the caller measures, so this costs no query.
+    pub(crate) fn record_catch_up(&self, at: Instant, head: Option<Position>) -> Option<CatchUp> {
+        let lowest = self
+            .lock()
+            .iter()
+            .map(|entry| {
+                entry
+                    .progress
+                    .borrow()
+                    .applied
+                    .map_or(0, |position| position.sequence())
+            })
+            .min()
+            .unwrap_or(0);
+        let head = head.map_or(0, |head| head.sequence());
+        let mut meter = self.inner.catch_up.lock().unwrap_or_else(PoisonError::into_inner);
+        meter.record(at, lowest, head);
+        meter.estimate()
+    }
+
+    /// Where the projections as a whole stood against the log's head when last measured (every
+    /// [`crate::SHARED_CHECKPOINTS_POLL`] at most): position, head, events per second and the
+    /// time left. `None` before the first measurement.
+    pub fn catch_up(&self) -> Option<CatchUp> {
+        self.inner
+            .catch_up
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .estimate()
+    }
+
+    /// Tells whether any projection is still folding the backlog the log held when it started
+    /// or recovered.
+    pub fn catching_up(&self) -> bool {
+        self.lock()
+            .iter()
+            .any(|entry| entry.stall.is_none() && entry.catch_up_to.is_some())
     }
 
     /// Returns a receiver of the lowest position every projection has applied.

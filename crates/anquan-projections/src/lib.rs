@@ -8,6 +8,7 @@
 
 pub mod agency;
 pub mod audit;
+pub mod catch_up;
 pub mod compliance;
 mod dump;
 mod error;
@@ -22,13 +23,14 @@ pub mod tally;
 mod values;
 
 pub use agency::AgencyProjection;
+pub use catch_up::{CatchUp, CatchUpMeter};
 pub use compliance::ComplianceProjection;
 pub use dump::dump_tables;
 pub use error::{ProjectionError, QueryError, RunnerError};
 pub use health::{FailingEvent, Lag, Progress, ProjectionState, ProjectionStatus, ProjectionsHealth, Stall, Waited};
 pub use projection::{BatchStatements, Projection};
 pub use runner::{
-    APPLY_ATTEMPTS_MAX, PROJECTION_BATCH_MAX, ProjectionRunner, REBUILD_PROGRESS_EVERY, RebuildReport,
-    SHARED_CHECKPOINTS_POLL, STALLED_RETRY_INTERVAL, wait_for_position,
+    APPLY_ATTEMPTS_MAX, CATCH_UP_LOG_INTERVAL, PROJECTION_BATCH_MAX, ProjectionRunner, REBUILD_PROGRESS_EVERY,
+    RebuildReport, SHARED_CHECKPOINTS_POLL, STALLED_RETRY_INTERVAL, wait_for_position,
 };
 pub use tally::LogTallyProjection;

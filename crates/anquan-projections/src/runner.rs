@@ -44,6 +44,9 @@ pub const PROJECTION_BATCH_MAX: usize = 5_000;
 pub const APPLY_ATTEMPTS_MAX: usize = fold::STORE_ATTEMPTS_MAX;
 /// The longest pause between a stalled projection's attempts.
 pub const STALLED_RETRY_INTERVAL: Duration = fold::STALLED_RETRY_MAX;
+/// How often `anquan serve` logs how far the projections have caught up while one of them folds
+/// a backlog (position, head, events/s, time left).
+pub const CATCH_UP_LOG_INTERVAL: Duration = Duration::from_secs(5);
 /// A rebuild reports its progress every this many events.
 pub const REBUILD_PROGRESS_EVERY: u64 = 10_000;
 
@@ -96,6 +99,13 @@ impl Failed {
             migrate: false,
         }
     }
+}
+
+/// When the catch-up being logged started and was last logged.
+#[derive(Default)]
+struct CatchUpLog {
+    started: Option<Instant>,
+    last_logged: Option<Instant>,
 }
 
 /// What a rebuild did.
@@ -197,10 +207,12 @@ impl ProjectionRunner {
     /// checkpoints (whoever commits them), woken by the store's checkpoint moves (PostgreSQL's
     /// `NOTIFY`) and every [`SHARED_CHECKPOINTS_POLL`]; also measures how far behind the log's
     /// head each projection is, in events and in the age of the oldest event it has not
-    /// applied. Runs forever.
+    /// applied, and how fast they close on it (logged every [`CATCH_UP_LOG_INTERVAL`] while one
+    /// catches up, and shown by [`ProjectionsHealth::catch_up`]). Runs forever.
     pub async fn follow_shared_checkpoints(&self) {
         let mut moves = self.read_models.checkpoint_moves();
         let mut failures: u32 = 0;
+        let mut catch_up_log = CatchUpLog::default();
         loop {
             moves.borrow_and_update();
             match self.read_models.checkpoints().await {
@@ -216,6 +228,7 @@ impl ProjectionRunner {
                         }
                     }
                     self.measure_lag().await;
+                    self.measure_catch_up(&mut catch_up_log);
                 }
                 Err(error) => {
                     failures = failures.saturating_add(1);
@@ -267,6 +280,43 @@ impl ProjectionRunner {
             };
             metrics::gauge!("anquan_projection_lag_seconds", "projection" => projection)
                 .set(lag.seconds(chrono::Utc::now()));
+        }
+    }
+
+    /// Samples where the projections as a whole stand against the log's head (no query: the
+    /// head is the store's watch, the positions the health's), and logs it every
+    /// [`CATCH_UP_LOG_INTERVAL`] while a projection catches up, then once when all have.
+    fn measure_catch_up(&self, log: &mut CatchUpLog) {
+        let now = Instant::now();
+        let head = *self.event_store.head().borrow();
+        let Some(catch_up) = self.health.record_catch_up(now, head) else {
+            return;
+        };
+        if self.health.catching_up() {
+            let started = *log.started.get_or_insert(now);
+            if log
+                .last_logged
+                .is_none_or(|last| now.duration_since(last) >= CATCH_UP_LOG_INTERVAL)
+            {
+                log.last_logged = Some(now);
+                tracing::info!(
+                    position = catch_up.position,
+                    head = catch_up.head,
+                    events.remaining = catch_up.remaining(),
+                    events_per_second = catch_up.per_second.round(),
+                    eta_seconds = catch_up.eta.map(|eta| eta.as_secs()),
+                    elapsed_seconds = now.duration_since(started).as_secs(),
+                    "projections catching up with the log"
+                );
+            }
+        } else if let Some(started) = log.started.take() {
+            log.last_logged = None;
+            tracing::info!(
+                position = catch_up.position,
+                head = catch_up.head,
+                elapsed_ms = u64::try_from(now.duration_since(started).as_millis()).unwrap_or(u64::MAX),
+                "projections caught up with the log"
+            );
         }
     }
 
