@@ -1,17 +1,18 @@
 //! `anquan demo`: generates the demo dataset (Haining 2019 at scale 1, a province at scale 100)
 //! into the configured event store through the command path, with a progress bar on stderr
-//! (quiet when stderr is not a terminal), then prints what it generated and the headline rates.
+//! (plain progress lines when stderr is not a terminal), then prints what it generated and the
+//! headline rates.
 //! `anquan serve` on the same data directory builds the read models from the log on start.
 
-use std::io::IsTerminal;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
 
-use anquan_demo::{DemoOptions, DemoSummary, Progress, Tuning};
+use anquan_demo::{DemoOptions, DemoSummary, Tuning};
 
 use crate::config::{Config, ServeArgs};
+use crate::progress::Progress;
 
 /// Arguments of `anquan demo`.
 #[derive(Debug, clap::Args)]
@@ -39,21 +40,22 @@ pub struct DemoArgs {
     pub store: ServeArgs,
 }
 
-struct Bar {
-    bar: ProgressBar,
+/// The demo's phases (enterprises, then agencies) on the shared progress display, with the
+/// events appended so far as its message.
+struct DemoProgress {
+    progress: Progress,
+    events: AtomicU64,
 }
 
-impl Progress for Bar {
+impl anquan_demo::Progress for DemoProgress {
     fn phase(&self, name: &'static str, total: u64) {
-        self.bar.set_length(total);
-        self.bar.set_position(0);
-        self.bar.set_prefix(name);
+        self.progress.phase(name, "histories", total);
     }
 
     fn advance(&self, events: u64) {
-        self.bar.inc(1);
-        let events = self.bar.message().parse::<u64>().unwrap_or(0) + events;
-        self.bar.set_message(events.to_string());
+        let events = self.events.fetch_add(events, Ordering::Relaxed) + events;
+        self.progress.message(format!("{events} events"));
+        self.progress.advance(1);
     }
 }
 
@@ -76,20 +78,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         enterprises: args.enterprises,
         in_flight: args.in_flight,
     };
-    let bar = if std::io::stderr().is_terminal() {
-        ProgressBar::new(0)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{prefix:>11} [{elapsed_precise}] {wide_bar} {pos}/{len} · {msg} events")
-            .context("bad progress template")?,
-    );
-    bar.set_message("0");
-    let progress = Arc::new(Bar { bar: bar.clone() });
+    let progress = Arc::new(DemoProgress {
+        progress: Progress::new("demo", "histories", 0),
+        events: AtomicU64::new(0),
+    });
     let rules = Arc::new(config.rules.clone());
-    let summary = anquan_demo::generate(events, rules, &options, Tuning::default(), progress).await?;
-    bar.finish_and_clear();
+    let summary = anquan_demo::generate(events, rules, &options, Tuning::default(), progress.clone()).await?;
+    progress.progress.finish();
     let report = render(&summary, &options);
     std::io::Write::write_all(&mut std::io::stdout(), report.as_bytes()).context("cannot write the summary")?;
     Ok(())

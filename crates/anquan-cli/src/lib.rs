@@ -8,6 +8,7 @@ pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod load;
+pub mod progress;
 pub mod rulesets;
 pub mod serve;
 pub mod telemetry;
@@ -48,12 +49,14 @@ pub enum Command {
     /// Sends GraphQL or public-page requests at a fixed rate to a local service and prints
     /// p50/p99 latency (loopback only).
     Load(load::LoadArgs),
-    /// Prints an enterprise's complete history as JSON lines, or its status `--as-of` an instant.
+    /// Prints the complete history of an enterprise, an agency or the rule-set log as JSON
+    /// lines, or how it stood `--as-of` an instant.
     Replay(audit::ReplayArgs),
     /// Recomputes every stream's hash chain and reports altered, missing, inserted or
     /// reordered events; exits non-zero on a break.
     Verify(audit::VerifyArgs),
-    /// Exports an enterprise's history (`events.jsonl`, `files.txt`, `manifest.json`).
+    /// Exports the history of an enterprise, an agency or the rule-set log (`events.jsonl`,
+    /// `files.txt`, `manifest.json`).
     Export(audit::ExportArgs),
     /// Verifies an export offline.
     VerifyExport(audit::VerifyExportArgs),

@@ -23,6 +23,7 @@ use anquan_projections::rule_sets::{RuleSetRegistry, read_log, rule_set_stream};
 use anquan_projections::{AgencyProjection, ComplianceProjection, LogTallyProjection, Projection};
 
 use crate::config::Storage;
+use crate::progress::Progress;
 
 /// Where the stores and the rule-set folders are, for the operator commands.
 #[derive(Debug, Clone, clap::Args)]
@@ -325,23 +326,17 @@ pub async fn run(args: ProjectionsArgs) -> anyhow::Result<()> {
                 let loaded = registry
                     .get(&version)
                     .with_context(|| format!("rule set {version} is not loaded"))?;
+                let display = Progress::new(&format!("{version} snapshot"), "enterprises", 0);
                 let outcome = snapshot::materialise(
                     read_models.as_ref(),
                     &loaded.rules,
                     &loaded.digest,
                     at,
                     cancel.clone(),
-                    |progress| {
-                        let eta = progress
-                            .eta
-                            .map_or_else(|| "?".to_owned(), |eta| format!("{:.1}s", eta.as_secs_f64()));
-                        eprintln!(
-                            "{}: {} of {} enterprises, {:.0} enterprises/s, ETA {eta}",
-                            progress.version, progress.done, progress.total, progress.per_second
-                        );
-                    },
+                    |progress| display.update(progress.done, progress.total),
                 )
                 .await?;
+                display.finish();
                 match outcome {
                     SnapshotOutcome::Complete { enterprises, elapsed } => {
                         eprintln!(
@@ -491,17 +486,15 @@ async fn fold_read_models(
         Arc::new(AgencyProjection),
         Arc::new(LogTallyProjection),
     ];
-    let mut next_report = 0u64;
+    // Positions against the log's head: a rebuild that resumes starts part of the way.
+    let head = || event_store.head().borrow().map_or(0, |head| head.sequence());
+    let display = Progress::new("read models", "positions", head());
     let report = fold_to_end(event_store, target, &projections, lease, cancel, |progress| {
-        if progress.events >= next_report {
-            next_report = progress.events + 100_000;
-            eprintln!(
-                "read models: {} events, position {}, {:.0} events/s",
-                progress.events, progress.position, progress.per_second
-            );
-        }
+        display.message(format!("{} events folded", progress.events));
+        display.update(progress.position.sequence(), head());
     })
     .await?;
+    display.finish();
     let rate = report.events as f64 / report.elapsed.as_secs_f64().max(f64::EPSILON);
     eprintln!(
         "read models {}: {} events in {:.2}s ({rate:.0} events/s){}",
