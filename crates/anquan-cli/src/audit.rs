@@ -1,6 +1,7 @@
-//! Auditors' commands: `replay enterprise`, `verify`, `export enterprise` and `verify-export`.
-//! They read the event store directly (never a read model): the hash chain is over the stored
-//! events.
+//! Auditors' commands: `replay`, `verify`, `export` and `verify-export`, over any audited
+//! stream: an enterprise's, an agency's or the rule-set log (one path, [`StreamKind`] says
+//! which). They read the event store directly (never a read model): the hash chain is over the
+//! stored events.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -8,24 +9,27 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-use anquan_domain::EnterpriseId;
-use anquan_event_store::{EventStore, StreamId};
-use anquan_projections::audit::{self, HistoryLine, StreamVerification};
+use anquan_domain::rules::log::RULE_SET_STREAM;
+use anquan_domain::{AgencyId, EnterpriseId};
+use anquan_event_store::{EventStore, RecordedEvent, StreamId};
+use anquan_projections::audit::{self, Cut, HistoryLine, StreamVerification};
 
+use crate::progress::Progress;
 use crate::rulesets::{StoreArgs, registry};
 
-/// Arguments of `anquan replay enterprise`.
+/// Arguments of `anquan replay enterprise|agency <id>` and `anquan replay rule-set`.
 #[derive(Debug, clap::Args)]
 pub struct ReplayArgs {
-    /// `enterprise`: the only kind of history replayed so far.
-    pub kind: EntityKind,
-    /// The enterprise id.
-    pub id: String,
-    /// Print the status at this instant instead of the events: only the events recorded at
-    /// or before it are folded (RFC 3339, e.g. 2026-03-01T00:00:00Z).
+    /// Whose history: `enterprise`, `agency` or `rule-set` (the rule-set log).
+    pub kind: StreamKind,
+    /// The enterprise's or agency's id; none for `rule-set` (there is one rule-set log).
+    pub id: Option<String>,
+    /// Print the state at this instant instead of the events, from the events recorded at or
+    /// before it (RFC 3339, e.g. 2026-03-01T00:00:00Z): an enterprise's status, an agency's
+    /// state as its aggregate folds it, or the rule-set versions published and the live one.
     #[arg(long)]
     pub as_of: Option<DateTime<Utc>>,
-    /// Evaluate `--as-of` with this rule-set version (default: the live one).
+    /// Evaluate an enterprise's `--as-of` with this rule-set version (default: the live one).
     #[arg(long)]
     pub rule_set: Option<String>,
     /// Cut the log by the instant events say they happened (`occurred_at`) instead of when
@@ -36,28 +40,89 @@ pub struct ReplayArgs {
     pub store: StoreArgs,
 }
 
-/// What a history belongs to.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum EntityKind {
+/// Which audited stream a history is: each kind names its streams the way its aggregate does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StreamKind {
+    /// An enterprise's stream, `enterprise-<id>`.
     Enterprise,
+    /// An agency's stream, `agency-<id>`.
+    Agency,
+    /// The rule-set log, `rulesets`: every publication and promotion.
+    RuleSet,
+}
+
+impl StreamKind {
+    /// The stream of `id`: an enterprise or agency needs its id; the rule-set log is one stream
+    /// and takes none.
+    pub fn stream(self, id: Option<&str>) -> anyhow::Result<StreamId> {
+        let name = match (self, id) {
+            (StreamKind::Enterprise, Some(id)) => {
+                let enterprise_id: EnterpriseId =
+                    id.parse().with_context(|| format!("{id} is not an enterprise id"))?;
+                anquan_domain::enterprise::stream_name(enterprise_id)
+            }
+            (StreamKind::Agency, Some(id)) => {
+                let agency_id: AgencyId = id.parse().with_context(|| format!("{id} is not an agency id"))?;
+                anquan_domain::agency::stream_name(agency_id)
+            }
+            (StreamKind::RuleSet, None) => RULE_SET_STREAM.to_owned(),
+            (StreamKind::Enterprise | StreamKind::Agency, None) => {
+                anyhow::bail!("{} needs the {}'s id", self.name(), self.name())
+            }
+            (StreamKind::RuleSet, Some(id)) => {
+                anyhow::bail!("rule-set takes no id (there is one rule-set log), got {id}")
+            }
+        };
+        Ok(StreamId::parse(&name)?)
+    }
+
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            StreamKind::Enterprise => "enterprise",
+            StreamKind::Agency => "agency",
+            StreamKind::RuleSet => "rule-set",
+        }
+    }
+
+    /// Reads the whole stream in version order; an empty stream is an error naming it.
+    async fn read_history(
+        self,
+        store: &dyn EventStore,
+        id: Option<&str>,
+    ) -> anyhow::Result<(StreamId, Vec<RecordedEvent>)> {
+        let stream = self.stream(id)?;
+        let events = audit::read_stream_all(store, &stream)
+            .await
+            .with_context(|| format!("cannot read stream {stream}"))?;
+        match (self, id) {
+            (StreamKind::RuleSet, _) | (_, None) => {
+                anyhow::ensure!(!events.is_empty(), "the rule-set log has no events")
+            }
+            (_, Some(id)) => anyhow::ensure!(!events.is_empty(), "{} {id} has no events", self.name()),
+        }
+        Ok((stream, events))
+    }
 }
 
 /// Arguments of `anquan verify`.
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
-    /// Verify only this stream (e.g. `enterprise-<id>`); default: every stream of the log.
+    /// Verify only this stream (e.g. `enterprise-<id>`, `agency-<id>`, `rulesets`); default:
+    /// every stream of the log.
     #[arg(long)]
     pub stream: Option<String>,
     #[command(flatten)]
     pub store: StoreArgs,
 }
 
-/// Arguments of `anquan export enterprise`.
+/// Arguments of `anquan export enterprise|agency <id>` and `anquan export rule-set`.
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
-    pub kind: EntityKind,
-    /// The enterprise id.
-    pub id: String,
+    /// Whose history: `enterprise`, `agency` or `rule-set`.
+    pub kind: StreamKind,
+    /// The enterprise's or agency's id; none for `rule-set`.
+    pub id: Option<String>,
     /// The directory to write `events.jsonl`, `files.txt` and `manifest.json` into.
     #[arg(long)]
     pub out: PathBuf,
@@ -72,24 +137,21 @@ pub struct VerifyExportArgs {
     pub dir: PathBuf,
 }
 
-fn enterprise_stream(id: &str) -> anyhow::Result<StreamId> {
-    let enterprise_id: EnterpriseId = id.parse().with_context(|| format!("{id} is not an enterprise id"))?;
-    Ok(StreamId::parse(&anquan_domain::enterprise::stream_name(enterprise_id))?)
-}
-
 fn write_line(out: &mut impl std::io::Write, value: &impl serde::Serialize) -> anyhow::Result<()> {
     serde_json::to_writer(&mut *out, value).context("cannot encode a line")?;
     out.write_all(b"\n").context("cannot write")?;
     Ok(())
 }
 
-/// `anquan replay enterprise <id> [--as-of T]`.
+/// `anquan replay enterprise|agency <id> [--as-of T]`, `anquan replay rule-set [--as-of T]`.
 pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
-    let EntityKind::Enterprise = args.kind;
-    let stream = enterprise_stream(&args.id)?;
-    let (event_store, read_models) = args.store.open().await?;
-    let events = audit::read_stream_all(event_store.as_ref(), &stream).await?;
-    anyhow::ensure!(!events.is_empty(), "enterprise {} has no events", args.id);
+    anyhow::ensure!(
+        args.rule_set.is_none() || args.kind == StreamKind::Enterprise,
+        "--rule-set evaluates an enterprise's status; {} has no status to evaluate",
+        args.kind.name()
+    );
+    let (event_store, _read_models) = args.store.open().await?;
+    let (_, events) = args.kind.read_history(event_store.as_ref(), args.id.as_deref()).await?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     match args.as_of {
@@ -99,7 +161,25 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
             }
         }
         Some(at) => {
-            let registry = registry(&args.store, event_store.as_ref()).await?;
+            let value = as_of(&args, event_store.as_ref(), &events, at).await?;
+            write_line(&mut out, &value)?;
+        }
+    }
+    out.flush().context("cannot write")?;
+    Ok(())
+}
+
+/// The state of a history at `at`, as one JSON object.
+async fn as_of(
+    args: &ReplayArgs,
+    event_store: &dyn EventStore,
+    events: &[RecordedEvent],
+    at: DateTime<Utc>,
+) -> anyhow::Result<serde_json::Value> {
+    let cut = if args.by_occurred { Cut::Occurred } else { Cut::Recorded };
+    Ok(match args.kind {
+        StreamKind::Enterprise => {
+            let registry = registry(&args.store, event_store).await?;
             let rules = match &args.rule_set {
                 Some(version) => registry
                     .get(version)
@@ -107,25 +187,41 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
                     .with_context(|| format!("rule set {version} is not loaded"))?,
                 None => registry.active(),
             };
-            let status = if args.by_occurred {
-                audit::status_as_of_occurred(&events, &rules, at)
-            } else {
-                audit::status_as_of(&events, &rules, at)
+            let status = match cut {
+                Cut::Recorded => audit::status_as_of(events, &rules, at),
+                Cut::Occurred => audit::status_as_of_occurred(events, &rules, at),
             };
-            let value = serde_json::json!({
+            serde_json::json!({
                 "enterprise_id": args.id,
                 "at": at,
                 "rule_set": rules.version,
                 "events_recorded_by_then": status.events,
                 "compliance": status.report,
                 "risk": status.risk,
-            });
-            write_line(&mut out, &value)?;
+            })
         }
-    }
-    drop(read_models);
-    out.flush().context("cannot write")?;
-    Ok(())
+        StreamKind::Agency => {
+            let agency = audit::agency_as_of(events, at, cut);
+            serde_json::json!({
+                "agency_id": args.id,
+                "at": at,
+                "events_recorded_by_then": agency.events,
+                "registered": agency.state.registration.is_some(),
+                "agency": agency.state,
+            })
+        }
+        StreamKind::RuleSet => {
+            let log = audit::rule_sets_as_of(events, at, cut);
+            serde_json::json!({
+                "stream_id": RULE_SET_STREAM,
+                "at": at,
+                "events_recorded_by_then": log.events,
+                "published": log.published,
+                "promotions": log.promotions,
+                "live": log.live,
+            })
+        }
+    })
 }
 
 fn report_stream(verification: &StreamVerification) {
@@ -141,20 +237,19 @@ fn report_stream(verification: &StreamVerification) {
 }
 
 /// `anquan verify [--stream S]`: recomputes every stream's chain; fails when one is broken.
+/// Shows its progress (reading the log, then verifying the streams) on stderr.
 pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     let (event_store, _read_models) = args.store.open().await?;
     let started = std::time::Instant::now();
     let mut broken = 0usize;
     let mut events = 0u64;
+    let head = || event_store.head().borrow().map_or(0, |head| head.sequence());
+    let display = Progress::new("list streams", "events", head());
     let streams = match &args.stream {
         Some(stream) => vec![(StreamId::parse(stream)?, 0)],
         None => {
-            let (streams, gaps) = audit::list_streams(event_store.as_ref(), |read| {
-                if read % 100_000 == 0 {
-                    eprintln!("listing streams: {read} events read");
-                }
-            })
-            .await?;
+            let (streams, gaps) =
+                audit::list_streams(event_store.as_ref(), |read| display.update(read, head())).await?;
             for (from, to) in &gaps {
                 broken += 1;
                 eprintln!("BROKEN log: positions {from} to {to} are absent (missing events)");
@@ -163,21 +258,18 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         }
     };
     let total = streams.len();
-    for (index, (stream, _)) in streams.iter().enumerate() {
+    display.phase("verify", "streams", total as u64);
+    for (stream, _) in &streams {
         let verification = audit::verify_stream_in(event_store.as_ref(), stream).await?;
         events += verification.events_checked;
         if !verification.intact() {
             broken += 1;
             report_stream(&verification);
         }
-        if (index + 1) % 1_000 == 0 {
-            let rate = events as f64 / started.elapsed().as_secs_f64().max(f64::EPSILON);
-            eprintln!(
-                "verified {} of {total} streams, {events} events ({rate:.0} events/s)",
-                index + 1
-            );
-        }
+        display.message(format!("{events} events"));
+        display.advance(1);
     }
+    display.finish();
     let summary = serde_json::json!({
         "streams": total, "events": events, "broken": broken,
         "seconds": started.elapsed().as_secs_f64(),
@@ -188,13 +280,10 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `anquan export enterprise <id> --out DIR`.
+/// `anquan export enterprise|agency <id> --out DIR`, `anquan export rule-set --out DIR`.
 pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
-    let EntityKind::Enterprise = args.kind;
-    let stream = enterprise_stream(&args.id)?;
     let (event_store, _read_models) = args.store.open().await?;
-    let events = audit::read_stream_all(event_store.as_ref(), &stream).await?;
-    anyhow::ensure!(!events.is_empty(), "enterprise {} has no events", args.id);
+    let (stream, events) = args.kind.read_history(event_store.as_ref(), args.id.as_deref()).await?;
     let verification = audit::verify_events(&stream, &events);
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     let lines = audit::history_lines(&events);
@@ -298,9 +387,4 @@ pub fn verify_export(args: &VerifyExportArgs) -> anyhow::Result<()> {
     )?;
     anyhow::ensure!(verification.intact(), "the export's chain is broken");
     Ok(())
-}
-
-/// Reads one enterprise's stream and verifies it (for callers holding a store).
-pub async fn verify_enterprise(store: &dyn EventStore, id: &str) -> anyhow::Result<StreamVerification> {
-    Ok(audit::verify_stream_in(store, &enterprise_stream(id)?).await?)
 }

@@ -1,7 +1,8 @@
 //! What auditors run: one stream's complete history (read through the event store, not a read
 //! model, because the hash chain is over the stored events themselves), its verification with
 //! a classification of every break, the files its events reference, the export format that can
-//! be verified offline, and the brute-force "status as of an instant" over the log.
+//! be verified offline, and the brute-force "as of an instant" over a stream's events (an
+//! enterprise's status, an agency's state, the rule-set log's publications and live version).
 //!
 //! Verification recomputes `hash_chain::event_hash` for every event in version order. A break
 //! is classified from the evidence the chain leaves:
@@ -24,10 +25,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use anquan_domain::Event;
+use anquan_domain::agency::AgencyState;
 use anquan_domain::compliance::ComplianceReport;
 use anquan_domain::enterprise::{EnterpriseFile, FileRef};
 use anquan_domain::risk::RiskAssessment;
 use anquan_domain::rules::RuleSet;
+use anquan_domain::rules::log::{RuleSetPromoted, RuleSetPublished};
 use anquan_event_store::hash_chain::event_hash;
 use anquan_event_store::{
     EventHash, EventStore, Position, READ_BATCH_MAX, RecordedEvent, StoreError, StreamId, StreamVersion,
@@ -342,6 +345,35 @@ pub fn referenced_files(lines: &[HistoryLine]) -> Vec<FileRef> {
     files
 }
 
+/// Which instant of an event an as-of cut of a history goes by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// When the event was recorded: what the platform knew at the instant.
+    Recorded,
+    /// When the event says it happened (`occurred_at`): for histories recorded after the fact,
+    /// such as the demo dataset.
+    Occurred,
+}
+
+impl Cut {
+    fn keeps(self, event: &RecordedEvent, at: DateTime<Utc>) -> bool {
+        match self {
+            Cut::Recorded => event.recorded_at <= at,
+            Cut::Occurred => event.metadata.occurred_at <= at,
+        }
+    }
+}
+
+/// The events of a history recorded (or, by [`Cut::Occurred`], that happened) at or before
+/// `at`, decoded and upcast; an event that does not decode is left out.
+pub fn decoded_as_of(events: &[RecordedEvent], at: DateTime<Utc>, cut: Cut) -> Vec<Event> {
+    events
+        .iter()
+        .filter(|event| cut.keeps(event, at))
+        .filter_map(|event| event.decode().ok())
+        .collect()
+}
+
 /// What was known about an enterprise at an instant and how it stood then.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusAsOf {
@@ -354,26 +386,17 @@ pub struct StatusAsOf {
 /// Brute force: folds only the events recorded at or before `at` and evaluates them at `at`,
 /// which is what the live read models showed at that instant.
 pub fn status_as_of(events: &[RecordedEvent], rules: &RuleSet, at: DateTime<Utc>) -> StatusAsOf {
-    status_of_cut(events, rules, at, |event| event.recorded_at <= at)
+    status_of_cut(events, rules, at, Cut::Recorded)
 }
 
 /// Like [`status_as_of`], but cuts the log by the instant each event says it happened
 /// (`occurred_at`): for histories recorded after the fact.
 pub fn status_as_of_occurred(events: &[RecordedEvent], rules: &RuleSet, at: DateTime<Utc>) -> StatusAsOf {
-    status_of_cut(events, rules, at, |event| event.metadata.occurred_at <= at)
+    status_of_cut(events, rules, at, Cut::Occurred)
 }
 
-fn status_of_cut(
-    events: &[RecordedEvent],
-    rules: &RuleSet,
-    at: DateTime<Utc>,
-    keep: impl Fn(&RecordedEvent) -> bool,
-) -> StatusAsOf {
-    let decoded: Vec<Event> = events
-        .iter()
-        .filter(|event| keep(event))
-        .filter_map(|event| event.decode().ok())
-        .collect();
+fn status_of_cut(events: &[RecordedEvent], rules: &RuleSet, at: DateTime<Utc>, cut: Cut) -> StatusAsOf {
+    let decoded = decoded_as_of(events, at, cut);
     let file = EnterpriseFile::from_events(&decoded);
     let report = anquan_domain::compliance::evaluate(&file, rules, at);
     let risk = report
@@ -383,5 +406,58 @@ fn status_of_cut(
         events: decoded.len(),
         report,
         risk,
+    }
+}
+
+/// An agency as the domain folds it from the events of its stream up to an instant.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgencyAsOf {
+    /// Events folded (recorded, or happened, at or before the instant).
+    pub events: usize,
+    /// The agency's state; its `registration` is `None` before the agency was registered.
+    pub state: AgencyState,
+}
+
+/// Folds an agency's events up to `at` (cut by `cut`) the way its aggregate does.
+pub fn agency_as_of(events: &[RecordedEvent], at: DateTime<Utc>, cut: Cut) -> AgencyAsOf {
+    let decoded = decoded_as_of(events, at, cut);
+    AgencyAsOf {
+        events: decoded.len(),
+        state: AgencyState::from_events(&decoded),
+    }
+}
+
+/// The rule-set log up to an instant: which versions were published and which was live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleSetsAsOf {
+    /// Events folded (recorded, or happened, at or before the instant).
+    pub events: usize,
+    /// Every publication by then, in order.
+    pub published: Vec<RuleSetPublished>,
+    /// Every promotion by then, in order.
+    pub promotions: Vec<RuleSetPromoted>,
+    /// The last promotion by then: the live version. `None` when none was promoted yet, when
+    /// every node ran the rule set it was configured with.
+    pub live: Option<RuleSetPromoted>,
+}
+
+/// Reads the rule-set log's events up to `at` (cut by `cut`); the live version is the last
+/// promoted, as [`anquan_domain::rules::log::RuleSetLog`] folds it.
+pub fn rule_sets_as_of(events: &[RecordedEvent], at: DateTime<Utc>, cut: Cut) -> RuleSetsAsOf {
+    let decoded = decoded_as_of(events, at, cut);
+    let mut published = Vec::new();
+    let mut promotions = Vec::new();
+    for event in &decoded {
+        match event {
+            Event::RuleSetPublished(publication) => published.push(publication.clone()),
+            Event::RuleSetPromoted(promotion) => promotions.push(promotion.clone()),
+            _ => {}
+        }
+    }
+    RuleSetsAsOf {
+        events: decoded.len(),
+        live: promotions.last().cloned(),
+        published,
+        promotions,
     }
 }
