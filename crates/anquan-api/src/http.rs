@@ -197,7 +197,8 @@ async fn healthz() -> &'static str {
 /// "eventType"}, "error", "since", "attempts"}], "catchUp": {"catchingUp", "position", "head",
 /// "eventsPerSecond", "etaSeconds"}}`. This is the operators' view: `error` is the store's own
 /// message with its causes. `catchUp` is the projections as a whole (the lowest position any
-/// has applied) against the log's head as the runner last measured it (every second at most):
+/// has applied, whether one still folds its backlog) against the log's head as the runner last
+/// measured it (every second at least):
 /// `etaSeconds` is 0 once caught up and null while unknown (no pace measured yet, or the head
 /// moves as fast as the projections); `catchUp` is null before the first measurement.
 async fn readyz(State(state): State<HttpState>) -> Response {
@@ -264,11 +265,12 @@ async fn readyz(State(state): State<HttpState>) -> Response {
 
 /// The `catchUp` object of `/readyz` (see [`readyz`]).
 fn catch_up_json(projections: &anquan_projections::ProjectionsHealth) -> serde_json::Value {
-    let Some(catch_up) = projections.catch_up() else {
+    let Some(status) = projections.catch_up() else {
         return serde_json::Value::Null;
     };
+    let catch_up = status.progress;
     serde_json::json!({
-        "catchingUp": projections.catching_up(),
+        "catchingUp": status.catching_up,
         "position": catch_up.position,
         "head": catch_up.head,
         "eventsPerSecond": catch_up.per_second.round(),

@@ -212,7 +212,7 @@ mod tests {
     fn a_plain_line_says_how_far_of_what_with_no_division_by_zero_on_an_empty_total() {
         let progress = Progress::with_bar(false, "verify", "streams", 0);
         let line = progress.lock().line();
-        assert_eq!(line, "verify: 0 of 0 streams (100%), 0 streams/s, ETA unknown");
+        assert_eq!(line, "verify: 0 of 0 streams (100%), 0 streams/s, ETA 0s");
         progress.update(3, 12);
         progress.message("7 events".to_owned());
         let line = progress.lock().line();

@@ -131,8 +131,19 @@ struct Inner {
     leading: watch::Sender<Option<i64>>,
     /// The lowest applied position over every projection.
     lowest: watch::Sender<Option<Position>>,
-    /// How fast the lowest applied position closes on the log's head (the runner as a whole).
-    catch_up: Mutex<CatchUpMeter>,
+    /// How fast the lowest applied position closes on the log's head (the runner as a whole),
+    /// and whether a projection was catching up when it was last measured.
+    catch_up: Mutex<(CatchUpMeter, bool)>,
+}
+
+/// Where the projections as a whole stood against the log's head when last measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CatchUpStatus {
+    /// Whether a projection was still folding the backlog the log held when it started or
+    /// recovered.
+    pub catching_up: bool,
+    /// The lowest position every projection had applied, the head, the pace and the time left.
+    pub progress: CatchUp,
 }
 
 /// The projections' positions and states, shared by the runner and its readers.
@@ -161,7 +172,7 @@ impl ProjectionsHealth {
                 entries: Mutex::new(Vec::new()),
                 leading: watch::Sender::new(None),
                 lowest: watch::Sender::new(None),
-                catch_up: Mutex::new(CatchUpMeter::new()),
+                catch_up: Mutex::new((CatchUpMeter::new(), false)),
             }),
         };
         for name in names {
@@ -207,44 +218,47 @@ impl ProjectionsHealth {
     }
 
     /// Records where the projections as a whole stand against the log's `head` at `at`: the
-    /// lowest position every projection has applied (none applied counts as 0). Returns the
-    /// estimate; the caller measures, so this costs no query.
-    pub(crate) fn record_catch_up(&self, at: Instant, head: Option<Position>) -> Option<CatchUp> {
-        let lowest = self
-            .lock()
-            .iter()
-            .map(|entry| {
-                entry
-                    .progress
-                    .borrow()
-                    .applied
-                    .map_or(0, |position| position.sequence())
-            })
-            .min()
-            .unwrap_or(0);
+    /// lowest position every projection has applied (none applied counts as 0), and whether one
+    /// is catching up. Returns the status; the caller measures, so this costs no query.
+    pub(crate) fn record_catch_up(&self, at: Instant, head: Option<Position>) -> Option<CatchUpStatus> {
+        let (lowest, catching_up) = {
+            let entries = self.lock();
+            let lowest = entries
+                .iter()
+                .map(|entry| {
+                    entry
+                        .progress
+                        .borrow()
+                        .applied
+                        .map_or(0, |position| position.sequence())
+                })
+                .min()
+                .unwrap_or(0);
+            let catching_up = entries
+                .iter()
+                .any(|entry| entry.stall.is_none() && entry.catch_up_to.is_some());
+            (lowest, catching_up)
+        };
         let head = head.map_or(0, |head| head.sequence());
-        let mut meter = self.inner.catch_up.lock().unwrap_or_else(PoisonError::into_inner);
-        meter.record(at, lowest, head);
-        meter.estimate()
+        let mut measured = self.inner.catch_up.lock().unwrap_or_else(PoisonError::into_inner);
+        measured.0.record(at, lowest, head);
+        measured.1 = catching_up;
+        measured
+            .0
+            .estimate()
+            .map(|progress| CatchUpStatus { catching_up, progress })
     }
 
     /// Where the projections as a whole stood against the log's head when last measured (every
-    /// [`crate::SHARED_CHECKPOINTS_POLL`] at most): position, head, events per second and the
-    /// time left. `None` before the first measurement.
-    pub fn catch_up(&self) -> Option<CatchUp> {
-        self.inner
-            .catch_up
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .estimate()
-    }
-
-    /// Tells whether any projection is still folding the backlog the log held when it started
-    /// or recovered.
-    pub fn catching_up(&self) -> bool {
-        self.lock()
-            .iter()
-            .any(|entry| entry.stall.is_none() && entry.catch_up_to.is_some())
+    /// [`crate::SHARED_CHECKPOINTS_POLL`] at most): whether one was catching up, the lowest
+    /// position applied, the head, events per second and the time left. `None` before the first
+    /// measurement.
+    pub fn catch_up(&self) -> Option<CatchUpStatus> {
+        let measured = self.inner.catch_up.lock().unwrap_or_else(PoisonError::into_inner);
+        measured.0.estimate().map(|progress| CatchUpStatus {
+            catching_up: measured.1,
+            progress,
+        })
     }
 
     /// Returns a receiver of the lowest position every projection has applied.

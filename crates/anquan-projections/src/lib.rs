@@ -27,7 +27,9 @@ pub use catch_up::{CatchUp, CatchUpMeter};
 pub use compliance::ComplianceProjection;
 pub use dump::dump_tables;
 pub use error::{ProjectionError, QueryError, RunnerError};
-pub use health::{FailingEvent, Lag, Progress, ProjectionState, ProjectionStatus, ProjectionsHealth, Stall, Waited};
+pub use health::{
+    CatchUpStatus, FailingEvent, Lag, Progress, ProjectionState, ProjectionStatus, ProjectionsHealth, Stall, Waited,
+};
 pub use projection::{BatchStatements, Projection};
 pub use runner::{
     APPLY_ATTEMPTS_MAX, CATCH_UP_LOG_INTERVAL, PROJECTION_BATCH_MAX, ProjectionRunner, REBUILD_PROGRESS_EVERY,

@@ -289,10 +289,11 @@ impl ProjectionRunner {
     fn measure_catch_up(&self, log: &mut CatchUpLog) {
         let now = Instant::now();
         let head = *self.event_store.head().borrow();
-        let Some(catch_up) = self.health.record_catch_up(now, head) else {
+        let Some(status) = self.health.record_catch_up(now, head) else {
             return;
         };
-        if self.health.catching_up() {
+        let catch_up = status.progress;
+        if status.catching_up {
             let started = *log.started.get_or_insert(now);
             if log
                 .last_logged
