@@ -11,9 +11,11 @@
 
 mod agency_flow;
 mod audit_history;
+mod audit_streams;
 mod bad_input;
 mod bench_store;
 mod browser;
+mod catch_up;
 mod compliance_flow;
 mod dashboard;
 mod doc_examples;

@@ -294,6 +294,12 @@ impl TestApp {
         self.child.wait().await.unwrap()
     }
 
+    /// The last lines the service logged (at most the last 400).
+    pub(crate) fn log_lines(&self) -> Vec<String> {
+        let log = self.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        log.lines.iter().cloned().collect()
+    }
+
     /// How many lines the service has logged that report a panic.
     pub(crate) fn panics(&self) -> usize {
         self.log
