@@ -58,16 +58,7 @@ impl Progress {
         });
         Progress {
             bar,
-            state: Mutex::new(State {
-                label: label.to_owned(),
-                unit,
-                done: 0,
-                total,
-                message: String::new(),
-                meter: CatchUpMeter::new(),
-                started: Instant::now(),
-                last_line: None,
-            }),
+            state: Mutex::new(State::new(label, unit, total)),
         }
     }
 
@@ -78,16 +69,7 @@ impl Progress {
             // The phase that ends gets its last line, so the plain output shows where it stopped.
             state.write_line_if_new();
         }
-        *state = State {
-            label: label.to_owned(),
-            unit,
-            done: 0,
-            total,
-            message: String::new(),
-            meter: CatchUpMeter::new(),
-            started: Instant::now(),
-            last_line: None,
-        };
+        *state = State::new(label, unit, total);
         if let Some(bar) = &self.bar {
             bar.set_prefix(label.to_owned());
             bar.set_length(total);
@@ -158,6 +140,20 @@ impl Progress {
 }
 
 impl State {
+    /// A phase with nothing done yet.
+    fn new(label: &str, unit: &'static str, total: u64) -> Self {
+        State {
+            label: label.to_owned(),
+            unit,
+            done: 0,
+            total,
+            message: String::new(),
+            meter: CatchUpMeter::new(),
+            started: Instant::now(),
+            last_line: None,
+        }
+    }
+
     /// Writes a plain line unless the last one said as much.
     fn write_line_if_new(&mut self) {
         if self
