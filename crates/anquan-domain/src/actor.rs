@@ -46,6 +46,20 @@ impl Role {
         }
     }
 
+    /// Returns the role's name as a person reads it, in Chinese.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Role::CityAdmin => "市级管理人员",
+            Role::TownOfficer { .. } => "镇（街道）监管人员",
+            Role::Enterprise { .. } => "企业用户",
+            Role::CityInspector => "市级检查人员",
+            Role::TownInspector { .. } => "镇（街道）检查人员",
+            Role::Agency { .. } => "服务机构用户",
+            Role::Auditor { .. } => "审计人员",
+            Role::Analyst => "分析人员",
+        }
+    }
+
     /// Every role name, as tokens spell them.
     pub const NAMES: [&'static str; 8] = [
         "city_admin",

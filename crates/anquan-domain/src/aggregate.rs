@@ -3,6 +3,7 @@
 use crate::Instant;
 use crate::actor::Actor;
 use crate::event::Event;
+use crate::refusal::Details;
 use crate::rules::RuleSet;
 
 /// Everything `decide` needs besides the state and the command: who asks, under which rules,
@@ -14,10 +15,14 @@ pub struct DecisionContext<'a> {
     pub now: Instant,
 }
 
-/// A refusal with a stable code clients branch on.
+/// A refusal, told to both its audiences (`crate::refusal`): its `Display` is the Chinese
+/// sentence a person reads, its code and details are what a program branches on.
 pub trait DomainRejection: std::error::Error + Send + Sync + 'static {
     /// Returns the stable code (`FORBIDDEN`, `UNKNOWN_ENTERPRISE`, …).
     fn code(&self) -> &'static str;
+
+    /// Returns the facts a program needs besides the code (the field, the limit, the record).
+    fn details(&self) -> Details;
 }
 
 /// An aggregate: the state of one stream and the rules its commands are decided by.

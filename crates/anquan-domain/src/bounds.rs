@@ -38,12 +38,71 @@ pub const PERIOD_YEAR_MIN: i32 = 1970;
 /// The last year a reporting period may be in (its due date falls in the next year).
 pub const PERIOD_YEAR_MAX: i32 = 2198;
 
-/// A value outside the platform's bounds: which field, and what it must be.
+/// A value outside the platform's bounds: which field, the value, and what it must be. Its
+/// `Display` is the sentence a person reads (`crate::refusal`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field} is out of range: {reason}")]
+#[error("{}", self.sentence())]
 pub struct OutOfRange {
+    /// The field as the API names it (`validUntil`, `profile.staffCount`).
     pub field: &'static str,
-    pub reason: String,
+    /// The refused value, as text.
+    pub value: String,
+    pub allowed: Allowed,
+}
+
+/// What a bounded value must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allowed {
+    /// An instant from [`INSTANT_MIN`] up to, not including, [`INSTANT_END`].
+    InstantWindow,
+    /// A whole number from 0 to `max`.
+    AtMost { max: u64 },
+    /// A year from `min` to `max`.
+    Years { min: i32, max: i32 },
+    /// Text without a NUL character; `value` names the event that would have held one.
+    NoNulCharacter,
+}
+
+impl OutOfRange {
+    fn sentence(&self) -> String {
+        let label = crate::refusal::field_label(self.field);
+        let value = &self.value;
+        match self.allowed {
+            Allowed::InstantWindow => format!(
+                "{label}（{value}）超出平台可记录的时间范围，应在北京时间1949年10月1日0时（含）至2200年1月1日0时（不含）之间"
+            ),
+            Allowed::AtMost { max } if value.starts_with('-') => {
+                format!("{label}不能为负数（收到 {value}），应在0至{max}之间")
+            }
+            Allowed::AtMost { max } => format!("{label}为 {value}，超过了上限 {max}"),
+            Allowed::Years { min, max } => format!("{label}（{value}）应在{min}年至{max}年之间"),
+            Allowed::NoNulCharacter => {
+                format!("{label}中含有空字符（NUL），无法保存，请删除后重新提交")
+            }
+        }
+    }
+
+    /// Returns the facts programs need: the field, the value and the range.
+    pub fn details(&self) -> crate::refusal::Details {
+        let mut details: crate::refusal::Details =
+            vec![("field", self.field.into()), ("value", self.value.clone().into())];
+        match self.allowed {
+            Allowed::InstantWindow => {
+                details.push(("min", INSTANT_MIN.to_rfc3339().into()));
+                details.push(("end", INSTANT_END.to_rfc3339().into()));
+            }
+            Allowed::AtMost { max } => {
+                details.push(("min", "0".into()));
+                details.push(("max", max.to_string().into()));
+            }
+            Allowed::Years { min, max } => {
+                details.push(("min", min.into()));
+                details.push(("max", max.into()));
+            }
+            Allowed::NoNulCharacter => {}
+        }
+        details
+    }
 }
 
 /// Is `instant` inside the platform's window?
@@ -58,12 +117,8 @@ pub fn check_instant(field: &'static str, instant: Instant) -> Result<(), OutOfR
     } else {
         Err(OutOfRange {
             field,
-            reason: format!(
-                "{} is outside the platform's window {} to {} (exclusive)",
-                instant.to_rfc3339(),
-                INSTANT_MIN.to_rfc3339(),
-                INSTANT_END.to_rfc3339()
-            ),
+            value: instant.to_rfc3339(),
+            allowed: Allowed::InstantWindow,
         })
     }
 }
@@ -89,7 +144,8 @@ fn check_at_most(field: &'static str, value: u64, max: u64) -> Result<(), OutOfR
     } else {
         Err(OutOfRange {
             field,
-            reason: format!("{value} is more than {max}"),
+            value: value.to_string(),
+            allowed: Allowed::AtMost { max },
         })
     }
 }
@@ -100,7 +156,8 @@ pub fn check_signed_count(field: &'static str, count: i64) -> Result<(), OutOfRa
         Ok(count) => check_count(field, count),
         Err(_) => Err(OutOfRange {
             field,
-            reason: format!("{count} is negative"),
+            value: count.to_string(),
+            allowed: Allowed::AtMost { max: COUNT_MAX },
         }),
     }
 }
@@ -112,7 +169,11 @@ pub fn check_year(field: &'static str, year: i32) -> Result<(), OutOfRange> {
     } else {
         Err(OutOfRange {
             field,
-            reason: format!("{year} is not in the years {PERIOD_YEAR_MIN} to {PERIOD_YEAR_MAX}"),
+            value: year.to_string(),
+            allowed: Allowed::Years {
+                min: PERIOD_YEAR_MIN,
+                max: PERIOD_YEAR_MAX,
+            },
         })
     }
 }
@@ -124,7 +185,11 @@ pub fn check_period(field: &'static str, period: &crate::Period) -> Result<(), O
     } else {
         Err(OutOfRange {
             field,
-            reason: format!("period {period} is not in the years {PERIOD_YEAR_MIN} to {PERIOD_YEAR_MAX}"),
+            value: period.to_string(),
+            allowed: Allowed::Years {
+                min: PERIOD_YEAR_MIN,
+                max: PERIOD_YEAR_MAX,
+            },
         })
     }
 }
@@ -173,10 +238,8 @@ pub fn check_events(events: &[crate::Event]) -> Result<(), OutOfRange> {
         {
             return Err(OutOfRange {
                 field: "text",
-                reason: format!(
-                    "{} would hold a NUL character, which no read model can store",
-                    event.event_type()
-                ),
+                value: event.event_type().to_owned(),
+                allowed: Allowed::NoNulCharacter,
             });
         }
     }

@@ -9,21 +9,42 @@ const ALPHABET: &[u8; 31] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
 /// The weight of each of the first 17 positions.
 const WEIGHTS: [u32; 17] = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
 
-/// Why a text is not a unified social credit code.
+/// Why a text is not a unified social credit code. Its `Display` is the sentence a person reads.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CreditCodeError {
-    #[error("credit code {code:?} must have 18 characters, not {length}")]
+    #[error("统一社会信用代码“{}”应为18位，现为{length}位", code.escape_debug())]
     WrongLength { code: String, length: usize },
     #[error(
-        "credit code {code:?} has the character {character:?} at position {position}, which GB 32100 does not allow"
+        "统一社会信用代码“{}”第{position}位的“{}”不是国家标准（GB 32100）允许的字符",
+        code.escape_debug(),
+        character.escape_debug()
     )]
     BadCharacter {
         code: String,
         character: char,
         position: usize,
     },
-    #[error("credit code {code:?} has check character {found:?} but its first 17 characters need {expected:?}")]
+    #[error(
+        "统一社会信用代码“{}”的校验码（第18位）应为“{expected}”，现为“{}”，请核对是否抄错",
+        code.escape_debug(),
+        found.escape_debug()
+    )]
     WrongCheckCharacter { code: String, expected: char, found: char },
+}
+
+impl CreditCodeError {
+    /// Returns the facts programs need: the refused code and what is wrong with it.
+    pub fn details(&self) -> crate::refusal::Details {
+        match self {
+            CreditCodeError::WrongLength { code, length } => {
+                vec![("value", code.clone().into()), ("length", (*length).into())]
+            }
+            CreditCodeError::BadCharacter { code, position, .. } => {
+                vec![("value", code.clone().into()), ("position", (*position).into())]
+            }
+            CreditCodeError::WrongCheckCharacter { code, .. } => vec![("value", code.clone().into())],
+        }
+    }
 }
 
 /// A validated 18-character unified social credit code.

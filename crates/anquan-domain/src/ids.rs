@@ -6,15 +6,30 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// Why a textual identifier could not be parsed.
+/// Why a textual identifier could not be parsed. Its `Display` is the sentence a person reads.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
-    #[error("{kind} {value:?} is not a valid id")]
-    Malformed { kind: &'static str, value: String },
+    /// `kind` is the stable English name of what was expected (`enterprise id`), `label` the
+    /// name a person reads (企业编号).
+    #[error("{label}“{}”的格式不正确", value.escape_debug())]
+    Malformed {
+        kind: &'static str,
+        label: &'static str,
+        value: String,
+    },
+}
+
+impl IdError {
+    /// Returns the facts programs need: what was expected and the refused text.
+    pub fn details(&self) -> crate::refusal::Details {
+        match self {
+            IdError::Malformed { kind, value, .. } => vec![("kind", (*kind).into()), ("value", value.clone().into())],
+        }
+    }
 }
 
 macro_rules! uuid_id {
-    ($(#[$doc:meta])* $name:ident, $kind:literal) => {
+    ($(#[$doc:meta])* $name:ident, $kind:literal, $label:literal) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(transparent)]
@@ -37,7 +52,7 @@ macro_rules! uuid_id {
             fn from_str(value: &str) -> Result<Self, IdError> {
                 Uuid::parse_str(value.trim())
                     .map(Self)
-                    .map_err(|_| IdError::Malformed { kind: $kind, value: value.to_owned() })
+                    .map_err(|_| IdError::Malformed { kind: $kind, label: $label, value: value.to_owned() })
             }
         }
 
@@ -52,47 +67,56 @@ macro_rules! uuid_id {
 uuid_id!(
     /// An enterprise on the platform; its event stream is `enterprise-<id>`.
     EnterpriseId,
-    "enterprise id"
+    "enterprise id",
+    "企业编号"
 );
 uuid_id!(
     /// One uploaded record (document, ledger page, report) in an enterprise's cloud file.
     DocumentId,
-    "document id"
+    "document id",
+    "资料编号"
 );
 uuid_id!(
     /// A safety-service agency (中介服务机构); its event stream is `agency-<id>`.
     AgencyId,
-    "agency id"
+    "agency id",
+    "服务机构编号"
 );
 uuid_id!(
     /// One inspection of an enterprise by city or town inspectors.
     InspectionId,
-    "inspection id"
+    "inspection id",
+    "检查编号"
 );
 uuid_id!(
     /// One hazard (隐患) found at an enterprise.
     HazardId,
-    "hazard id"
+    "hazard id",
+    "隐患编号"
 );
 uuid_id!(
     /// A service contract between an agency and an enterprise, kept on the agency's stream.
     ContractId,
-    "contract id"
+    "contract id",
+    "合同编号"
 );
 uuid_id!(
     /// One service report (a visit) an agency filed under a contract.
     ServiceReportId,
-    "service report id"
+    "service report id",
+    "服务报告编号"
 );
 uuid_id!(
     /// A member of an agency's staff; stable across the half-yearly staff reports.
     StaffId,
-    "staff id"
+    "staff id",
+    "人员编号"
 );
 uuid_id!(
     /// A client-chosen id that makes a command idempotent: a retry appends nothing twice.
     CommandId,
-    "command id"
+    "command id",
+    "请求编号（commandId）"
 );
 
 /// The person or system account that caused an event (the JWT subject).
@@ -112,6 +136,7 @@ impl UserId {
         } else {
             Err(IdError::Malformed {
                 kind: "user id",
+                label: "用户账号",
                 value: value.to_owned(),
             })
         }
@@ -145,6 +170,7 @@ impl Town {
         if count == 0 || count > Self::CHARS_MAX || trimmed.chars().any(char::is_control) {
             return Err(IdError::Malformed {
                 kind: "town",
+                label: "镇（街道）名称",
                 value: value.to_owned(),
             });
         }
@@ -191,6 +217,7 @@ impl IndicatorCode {
         } else {
             Err(IdError::Malformed {
                 kind: "indicator code",
+                label: "指标代码",
                 value: value.to_owned(),
             })
         }
@@ -231,6 +258,7 @@ impl RequirementCode {
     pub fn parse(value: &str) -> Result<Self, IdError> {
         let malformed = || IdError::Malformed {
             kind: "requirement code",
+            label: "要求项代码",
             value: value.to_owned(),
         };
         let (indicator, name) = value.split_once('.').ok_or_else(malformed)?;
@@ -285,7 +313,8 @@ mod tests {
     #[test]
     fn malformed_ids_are_rejected_with_their_kind() {
         let error = "not-a-uuid".parse::<EnterpriseId>().unwrap_err();
-        assert_eq!(error.to_string(), "enterprise id \"not-a-uuid\" is not a valid id");
+        assert_eq!(error.to_string(), "企业编号“not-a-uuid”的格式不正确");
+        assert!(error.details().contains(&("kind", "enterprise id".into())));
         assert!(IndicatorCode::parse("R1").is_err());
         assert!(IndicatorCode::parse("X01").is_err());
         assert!(RequirementCode::parse("R10.Drill").is_err());

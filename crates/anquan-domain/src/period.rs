@@ -28,14 +28,35 @@ pub struct Period {
     index: u32,
 }
 
-/// Why a text is not a period.
+/// Why a text is not a period. Its `Display` is the sentence a person reads.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "period {0:?} is not a year (2019), half-year (2019-H1), quarter (2019-Q3) or month (2019-07) between 1970 and 9999"
+    "报告期“{}”的格式不正确，应写作年度（2019）、半年度（2019-H1）、季度（2019-Q3）或月份（2019-07），年份在1970至9999之间",
+    self.0.escape_debug()
 )]
 pub struct PeriodParseError(pub String);
 
 impl Cadence {
+    /// Returns how often, as a person reads it (月度, 季度, 半年度, 年度).
+    pub fn label(self) -> &'static str {
+        match self {
+            Cadence::Monthly => "月度",
+            Cadence::Quarterly => "季度",
+            Cadence::HalfYearly => "半年度",
+            Cadence::Yearly => "年度",
+        }
+    }
+
+    /// Returns the stable name programs see (`MONTHLY`, …), as the GraphQL enum spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cadence::Monthly => "MONTHLY",
+            Cadence::Quarterly => "QUARTERLY",
+            Cadence::HalfYearly => "HALF_YEARLY",
+            Cadence::Yearly => "YEARLY",
+        }
+    }
+
     fn periods_per_year(self) -> u32 {
         match self {
             Cadence::Monthly => 12,

@@ -21,6 +21,7 @@ use crate::enterprise::FileRef;
 use crate::event::Event;
 use crate::ids::{AgencyId, ContractId, EnterpriseId, ServiceReportId, StaffId, Town};
 use crate::period::{Cadence, Period};
+use crate::refusal::FieldProblem;
 
 /// Longest name (agency, staff), in characters.
 pub const NAME_CHARS_MAX: usize = 200;
@@ -278,19 +279,19 @@ impl AgencyState {
         };
         // Read-only roles are refused before anything about the agency is looked at.
         if !actor.role.may_write() {
-            return Err(AgencyRejection::forbidden("change anything", actor));
+            return Err(AgencyRejection::forbidden("修改任何数据", actor));
         }
         if let AgencyCommand::Register(_) = command {
-            return city_admin("register agencies");
+            return city_admin("登记服务机构");
         }
         self.registered(command.agency_id())?;
         match command {
-            AgencyCommand::Register(_) => city_admin("register agencies"),
-            AgencyCommand::ChangeProfile(_) => act_for("change this agency's profile"),
-            AgencyCommand::ReportStaff(_) => act_for("report this agency's staff"),
-            AgencyCommand::SignContract(_) => act_for("sign contracts for this agency"),
-            AgencyCommand::TerminateContract(_) => act_for("terminate this agency's contracts"),
-            AgencyCommand::ReportService(_) => act_for("report services for this agency"),
+            AgencyCommand::Register(_) => city_admin("登记服务机构"),
+            AgencyCommand::ChangeProfile(_) => act_for("修改该服务机构的基本信息"),
+            AgencyCommand::ReportStaff(_) => act_for("报送该服务机构的人员名单"),
+            AgencyCommand::SignContract(_) => act_for("以该服务机构名义签订合同"),
+            AgencyCommand::TerminateContract(_) => act_for("解除该服务机构的合同"),
+            AgencyCommand::ReportService(_) => act_for("以该服务机构名义报送服务报告"),
             AgencyCommand::RateService(c) => {
                 let report = self.report(c.report_id)?;
                 match &actor.role {
@@ -299,15 +300,15 @@ impl AgencyState {
                         report_id: c.report_id,
                         served: report.enterprise_id,
                     }),
-                    _ => Err(AgencyRejection::forbidden("rate services", actor)),
+                    _ => Err(AgencyRejection::forbidden("评价服务", actor)),
                 }
             }
-            AgencyCommand::SpotCheckReport(_) => city_admin("spot-check service reports"),
-            AgencyCommand::FoundComplaint(_) => city_admin("find complaints founded"),
-            AgencyCommand::Warn(_) => city_admin("warn agencies"),
-            AgencyCommand::RecordMisconduct(_) => city_admin("record agency misconduct"),
-            AgencyCommand::Grade(_) => city_admin("grade agencies"),
-            AgencyCommand::ChangeBlacklist(_) => city_admin("change the blacklist"),
+            AgencyCommand::SpotCheckReport(_) => city_admin("抽查服务报告"),
+            AgencyCommand::FoundComplaint(_) => city_admin("认定投诉成立"),
+            AgencyCommand::Warn(_) => city_admin("对服务机构作出警示"),
+            AgencyCommand::RecordMisconduct(_) => city_admin("记录服务机构的违规行为"),
+            AgencyCommand::Grade(_) => city_admin("评定服务机构的信用等级"),
+            AgencyCommand::ChangeBlacklist(_) => city_admin("调整黑名单"),
         }
     }
 
@@ -412,11 +413,11 @@ impl AgencyState {
             let mut qualifications = member.qualifications.clone();
             for qualification in &mut qualifications {
                 qualification.certificate_number =
-                    text("certificate_number", &qualification.certificate_number, LABEL_CHARS_MAX)?;
+                    text("certificateNumber", &qualification.certificate_number, LABEL_CHARS_MAX)?;
             }
             staff.push(StaffMember {
                 staff_id: member.staff_id,
-                name: text("staff name", &member.name, NAME_CHARS_MAX)?,
+                name: text("staff.name", &member.name, NAME_CHARS_MAX)?,
                 qualifications,
                 phone: optional_text("phone", member.phone.as_deref(), LABEL_CHARS_MAX)?,
             });
@@ -529,7 +530,7 @@ impl AgencyState {
             });
         }
         if command.staff_ids.is_empty() {
-            return Err(invalid("staff_ids", "must name at least one staff member"));
+            return Err(invalid("staffIds", FieldProblem::NoItems));
         }
         let known = self.known_staff();
         let mut seen = BTreeSet::new();
@@ -545,12 +546,12 @@ impl AgencyState {
         check_count("photos", command.photos.len())?;
         let mut hazards = Vec::with_capacity(command.hazards.len());
         for (index, hazard) in command.hazards.iter().enumerate() {
-            check_count("hazard photos", hazard.photos.len())?;
+            check_count("hazards.photos", hazard.photos.len())?;
             hazards.push(ReportedHazard {
                 index: u32::try_from(index).unwrap_or(u32::MAX),
-                category: text("hazard category", &hazard.category, LABEL_CHARS_MAX)?,
+                category: text("hazards.category", &hazard.category, LABEL_CHARS_MAX)?,
                 level: hazard.level,
-                description: text("hazard description", &hazard.description, TEXT_CHARS_MAX)?,
+                description: text("hazards.description", &hazard.description, TEXT_CHARS_MAX)?,
                 photos: hazard.photos.clone(),
                 suggested_deadline: hazard.suggested_deadline,
             });
@@ -736,9 +737,9 @@ fn started_half_year(half_year: Period, context: &DecisionContext<'_>) -> Result
 fn check_profile(profile: &AgencyProfile) -> Result<(), AgencyRejection> {
     text("name", &profile.name, NAME_CHARS_MAX)?;
     optional_text("licence", profile.licence.as_deref(), LABEL_CHARS_MAX)?;
-    labels("service_scope", &profile.service_scope)?;
-    text("service_standards", &profile.service_standards, TEXT_CHARS_MAX)?;
-    optional_text("contact_phone", profile.contact_phone.as_deref(), LABEL_CHARS_MAX)?;
+    labels("serviceScope", &profile.service_scope)?;
+    text("serviceStandards", &profile.service_standards, TEXT_CHARS_MAX)?;
+    optional_text("contactPhone", profile.contact_phone.as_deref(), LABEL_CHARS_MAX)?;
     let band = profile.fee_band;
     if band.min_yuan > band.max_yuan {
         return Err(AgencyRejection::InvalidFeeBand {
@@ -772,21 +773,18 @@ fn clean_profile(profile: &AgencyProfile) -> AgencyProfile {
     }
 }
 
-fn invalid(field: &'static str, reason: &str) -> AgencyRejection {
-    AgencyRejection::InvalidField {
-        field,
-        reason: reason.to_owned(),
-    }
+fn invalid(field: &'static str, problem: FieldProblem) -> AgencyRejection {
+    AgencyRejection::InvalidField { field, problem }
 }
 
 /// Checks a required text and returns it trimmed.
 fn text(field: &'static str, value: &str, chars_max: usize) -> Result<String, AgencyRejection> {
     let trimmed = value.trim();
     if trimmed.is_empty() {
-        return Err(invalid(field, "must not be empty"));
+        return Err(invalid(field, FieldProblem::Empty));
     }
     if trimmed.chars().count() > chars_max {
-        return Err(invalid(field, &format!("must be at most {chars_max} characters")));
+        return Err(invalid(field, FieldProblem::TooLong { chars_max }));
     }
     Ok(trimmed.to_owned())
 }
@@ -805,7 +803,7 @@ fn optional_text(
 
 fn labels(field: &'static str, values: &[String]) -> Result<Vec<String>, AgencyRejection> {
     if values.is_empty() {
-        return Err(invalid(field, "must list at least one item"));
+        return Err(invalid(field, FieldProblem::NoItems));
     }
     check_count(field, values.len())?;
     values.iter().map(|value| text(field, value, LABEL_CHARS_MAX)).collect()
@@ -813,7 +811,12 @@ fn labels(field: &'static str, values: &[String]) -> Result<Vec<String>, AgencyR
 
 fn check_count(field: &'static str, count: usize) -> Result<(), AgencyRejection> {
     if count > LIST_ITEMS_MAX {
-        return Err(invalid(field, &format!("must have at most {LIST_ITEMS_MAX} items")));
+        return Err(invalid(
+            field,
+            FieldProblem::TooManyItems {
+                items_max: LIST_ITEMS_MAX,
+            },
+        ));
     }
     Ok(())
 }

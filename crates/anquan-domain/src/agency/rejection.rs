@@ -4,75 +4,84 @@ use crate::actor::Actor;
 use crate::credit::Grade;
 use crate::ids::{AgencyId, ContractId, EnterpriseId, ServiceReportId, StaffId};
 use crate::period::Period;
+use crate::refusal::{Details, FieldProblem};
 
-/// A refused agency command. Nothing was appended.
+/// A refused agency command. Nothing was appended. Its `Display` is the sentence a person
+/// reads, in Chinese; programs branch on [`AgencyRejection::code`] and read
+/// `DomainRejection::details`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AgencyRejection {
-    #[error("{actor_role} {user_id} may not {action}")]
+    /// `action` is what was refused, as a person reads it (抽查服务报告).
+    #[error("{role_label}（{user_id}）无权{action}")]
     Forbidden {
         action: &'static str,
         actor_role: &'static str,
+        role_label: &'static str,
         user_id: String,
     },
-    #[error("agency {agency_id} is not registered")]
+    #[error("编号为 {agency_id} 的服务机构尚未登记")]
     UnknownAgency { agency_id: AgencyId },
-    #[error("agency {agency_id} is already registered")]
+    #[error("编号为 {agency_id} 的服务机构已经登记，不能重复登记")]
     AlreadyRegistered { agency_id: AgencyId },
-    #[error("{field} {reason}")]
-    InvalidField { field: &'static str, reason: String },
+    #[error("{}", problem.sentence(field))]
+    InvalidField { field: &'static str, problem: FieldProblem },
     /// A value outside the bounds every read model can hold (`crate::bounds`).
     #[error(transparent)]
     ValueOutOfRange(#[from] crate::bounds::OutOfRange),
-    #[error("the fee band's minimum {min_yuan} is above its maximum {max_yuan}")]
+    #[error("收费标准下限（{min_yuan}元）高于上限（{max_yuan}元）")]
     InvalidFeeBand { min_yuan: u64, max_yuan: u64 },
-    #[error("agency {agency_id} is on the blacklist and may not sign contracts")]
+    #[error("服务机构 {agency_id} 已列入黑名单，不能签订服务合同")]
     Blacklisted { agency_id: AgencyId },
-    #[error("agency {agency_id} is not on the blacklist")]
+    #[error("服务机构 {agency_id} 不在黑名单中")]
     NotBlacklisted { agency_id: AgencyId },
-    #[error("contract {contract_id} already exists")]
+    #[error("编号为 {contract_id} 的合同已经存在")]
     DuplicateContract { contract_id: ContractId },
-    #[error("contract {contract_id} does not exist at this agency")]
+    #[error("该服务机构没有编号为 {contract_id} 的合同")]
     UnknownContract { contract_id: ContractId },
-    #[error("contract {contract_id} was already terminated")]
+    #[error("合同 {contract_id} 已经解除")]
     ContractTerminated { contract_id: ContractId },
-    #[error("contract {contract_id} is not in force at the visit")]
+    #[error("服务发生时合同 {contract_id} 不在有效期内")]
     ContractNotInForce { contract_id: ContractId },
-    #[error("a contract must end after it starts")]
+    #[error("合同的截止时间应晚于起始时间")]
     InvalidContractPeriod,
-    #[error("staff member {staff_id} is not in the agency's staff registry")]
+    #[error("人员 {staff_id} 不在该服务机构的人员名录中")]
     UnknownStaff { staff_id: StaffId },
-    #[error("staff member {staff_id} is listed twice")]
+    #[error("人员 {staff_id} 重复列出")]
     DuplicateStaff { staff_id: StaffId },
-    #[error("service report {report_id} already exists")]
+    #[error("编号为 {report_id} 的服务报告已经存在")]
     DuplicateReport { report_id: ServiceReportId },
-    #[error("service report {report_id} does not exist at this agency")]
+    #[error("该服务机构没有编号为 {report_id} 的服务报告")]
     UnknownReport { report_id: ServiceReportId },
-    #[error("a visit cannot be reported before it happens")]
+    #[error("服务时间不能晚于当前时间：尚未发生的服务不能报送")]
     VisitInFuture,
-    #[error("only the served enterprise {served} may rate service report {report_id}")]
+    #[error("服务报告 {report_id} 只能由接受服务的企业（{served}）评价")]
     NotServedEnterprise {
         report_id: ServiceReportId,
         served: EnterpriseId,
     },
-    #[error("service report {report_id} was already rated")]
+    #[error("服务报告 {report_id} 已经评价过")]
     AlreadyRated { report_id: ServiceReportId },
-    #[error("stars must be 1 to 5, not {stars}")]
+    #[error("评价应为1至5星，收到的是 {stars}")]
     StarsOutOfRange { stars: i64 },
-    #[error("service report {report_id} was already spot-checked")]
+    #[error("服务报告 {report_id} 已经抽查过")]
     AlreadySpotChecked { report_id: ServiceReportId },
-    #[error("half-year {half_year} is not a half-year, or has not started")]
+    #[error("报告期 {half_year} 不是半年度（应写作如 2026-H1），或该半年度尚未开始")]
     InvalidHalfYear { half_year: Period },
-    #[error("half-year {half_year} was already graded")]
+    #[error("{half_year} 的信用等级已经评定")]
     AlreadyGraded { half_year: Period },
-    #[error("the final grade {grade} differs from the computed grade {computed}: give the reason")]
+    #[error("评定等级 {grade} 与计算得出的等级 {computed} 不同，须写明理由")]
     GradeReasonRequired { grade: Grade, computed: Grade },
-    #[error("refusing to rectify is only found after a summons")]
+    #[error("拒不整改须在约谈之后才能认定")]
     NoSummons,
 }
 
 impl crate::aggregate::DomainRejection for AgencyRejection {
     fn code(&self) -> &'static str {
         AgencyRejection::code(self)
+    }
+
+    fn details(&self) -> Details {
+        AgencyRejection::details(self)
     }
 }
 
@@ -81,7 +90,52 @@ impl AgencyRejection {
         AgencyRejection::Forbidden {
             action,
             actor_role: actor.role.name(),
+            role_label: actor.role.label(),
             user_id: actor.user_id.to_string(),
+        }
+    }
+
+    /// Returns the facts programs need besides the code: the field and its limit, the record
+    /// at fault.
+    pub fn details(&self) -> Details {
+        let text = |value: &dyn std::fmt::Display| serde_json::Value::from(value.to_string());
+        match self {
+            AgencyRejection::Forbidden { actor_role, .. } => vec![("role", (*actor_role).into())],
+            AgencyRejection::UnknownAgency { agency_id }
+            | AgencyRejection::AlreadyRegistered { agency_id }
+            | AgencyRejection::Blacklisted { agency_id }
+            | AgencyRejection::NotBlacklisted { agency_id } => vec![("agencyId", text(agency_id))],
+            AgencyRejection::InvalidField { field, problem } => problem.details(field),
+            AgencyRejection::ValueOutOfRange(out_of_range) => out_of_range.details(),
+            AgencyRejection::InvalidFeeBand { min_yuan, max_yuan } => {
+                vec![("minYuan", text(min_yuan)), ("maxYuan", text(max_yuan))]
+            }
+            AgencyRejection::DuplicateContract { contract_id }
+            | AgencyRejection::UnknownContract { contract_id }
+            | AgencyRejection::ContractTerminated { contract_id }
+            | AgencyRejection::ContractNotInForce { contract_id } => vec![("contractId", text(contract_id))],
+            AgencyRejection::InvalidContractPeriod | AgencyRejection::VisitInFuture | AgencyRejection::NoSummons => {
+                Vec::new()
+            }
+            AgencyRejection::UnknownStaff { staff_id } | AgencyRejection::DuplicateStaff { staff_id } => {
+                vec![("staffId", text(staff_id))]
+            }
+            AgencyRejection::DuplicateReport { report_id }
+            | AgencyRejection::UnknownReport { report_id }
+            | AgencyRejection::AlreadyRated { report_id }
+            | AgencyRejection::AlreadySpotChecked { report_id } => vec![("reportId", text(report_id))],
+            AgencyRejection::NotServedEnterprise { report_id, served } => {
+                vec![("reportId", text(report_id)), ("servedEnterpriseId", text(served))]
+            }
+            AgencyRejection::StarsOutOfRange { stars } => {
+                vec![("stars", text(stars)), ("min", 1.into()), ("max", 5.into())]
+            }
+            AgencyRejection::InvalidHalfYear { half_year } | AgencyRejection::AlreadyGraded { half_year } => {
+                vec![("halfYear", text(half_year))]
+            }
+            AgencyRejection::GradeReasonRequired { grade, computed } => {
+                vec![("grade", text(grade)), ("computedGrade", text(computed))]
+            }
         }
     }
 
@@ -115,5 +169,130 @@ impl AgencyRejection {
             AgencyRejection::GradeReasonRequired { .. } => "GRADE_REASON_REQUIRED",
             AgencyRejection::NoSummons => "NO_SUMMONS",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::refusal::has_han;
+
+    /// The position of each variant in the samples below. Adding a variant breaks this match,
+    /// and the test then fails until a sample of it is added.
+    fn variant_index(rejection: &AgencyRejection) -> usize {
+        match rejection {
+            AgencyRejection::Forbidden { .. } => 0,
+            AgencyRejection::UnknownAgency { .. } => 1,
+            AgencyRejection::AlreadyRegistered { .. } => 2,
+            AgencyRejection::InvalidField { .. } => 3,
+            AgencyRejection::ValueOutOfRange(_) => 4,
+            AgencyRejection::InvalidFeeBand { .. } => 5,
+            AgencyRejection::Blacklisted { .. } => 6,
+            AgencyRejection::NotBlacklisted { .. } => 7,
+            AgencyRejection::DuplicateContract { .. } => 8,
+            AgencyRejection::UnknownContract { .. } => 9,
+            AgencyRejection::ContractTerminated { .. } => 10,
+            AgencyRejection::ContractNotInForce { .. } => 11,
+            AgencyRejection::InvalidContractPeriod => 12,
+            AgencyRejection::UnknownStaff { .. } => 13,
+            AgencyRejection::DuplicateStaff { .. } => 14,
+            AgencyRejection::DuplicateReport { .. } => 15,
+            AgencyRejection::UnknownReport { .. } => 16,
+            AgencyRejection::VisitInFuture => 17,
+            AgencyRejection::NotServedEnterprise { .. } => 18,
+            AgencyRejection::AlreadyRated { .. } => 19,
+            AgencyRejection::StarsOutOfRange { .. } => 20,
+            AgencyRejection::AlreadySpotChecked { .. } => 21,
+            AgencyRejection::InvalidHalfYear { .. } => 22,
+            AgencyRejection::AlreadyGraded { .. } => 23,
+            AgencyRejection::GradeReasonRequired { .. } => 24,
+            AgencyRejection::NoSummons => 25,
+        }
+    }
+
+    fn samples() -> Vec<AgencyRejection> {
+        let agency_id = AgencyId::from_uuid(uuid::Uuid::from_u128(1));
+        let contract_id = ContractId::from_uuid(uuid::Uuid::from_u128(2));
+        let report_id = ServiceReportId::from_uuid(uuid::Uuid::from_u128(3));
+        let staff_id = StaffId::from_uuid(uuid::Uuid::from_u128(4));
+        let half_year: Period = "2026-H1".parse().unwrap();
+        let actor = Actor {
+            user_id: crate::UserId::parse("li").unwrap(),
+            role: crate::Role::Analyst,
+        };
+        vec![
+            AgencyRejection::forbidden("抽查服务报告", &actor),
+            AgencyRejection::UnknownAgency { agency_id },
+            AgencyRejection::AlreadyRegistered { agency_id },
+            AgencyRejection::InvalidField {
+                field: "staffIds",
+                problem: FieldProblem::NoItems,
+            },
+            crate::bounds::check_yuan("feeYuan", u64::MAX).unwrap_err().into(),
+            AgencyRejection::InvalidFeeBand {
+                min_yuan: 2,
+                max_yuan: 1,
+            },
+            AgencyRejection::Blacklisted { agency_id },
+            AgencyRejection::NotBlacklisted { agency_id },
+            AgencyRejection::DuplicateContract { contract_id },
+            AgencyRejection::UnknownContract { contract_id },
+            AgencyRejection::ContractTerminated { contract_id },
+            AgencyRejection::ContractNotInForce { contract_id },
+            AgencyRejection::InvalidContractPeriod,
+            AgencyRejection::UnknownStaff { staff_id },
+            AgencyRejection::DuplicateStaff { staff_id },
+            AgencyRejection::DuplicateReport { report_id },
+            AgencyRejection::UnknownReport { report_id },
+            AgencyRejection::VisitInFuture,
+            AgencyRejection::NotServedEnterprise {
+                report_id,
+                served: EnterpriseId::from_uuid(uuid::Uuid::from_u128(5)),
+            },
+            AgencyRejection::AlreadyRated { report_id },
+            AgencyRejection::StarsOutOfRange { stars: 6 },
+            AgencyRejection::AlreadySpotChecked { report_id },
+            AgencyRejection::InvalidHalfYear { half_year },
+            AgencyRejection::AlreadyGraded { half_year },
+            AgencyRejection::GradeReasonRequired {
+                grade: Grade::A,
+                computed: Grade::B,
+            },
+            AgencyRejection::NoSummons,
+        ]
+    }
+
+    #[test]
+    fn every_rejection_tells_a_person_in_chinese_and_a_program_in_an_english_code() {
+        let samples = samples();
+        let mut covered: Vec<usize> = samples.iter().map(variant_index).collect();
+        covered.sort_unstable();
+        covered.dedup();
+        assert_eq!(covered, (0..=25).collect::<Vec<_>>(), "a sample of every variant");
+        for rejection in &samples {
+            let message = rejection.to_string();
+            assert!(has_han(&message), "{rejection:?}: {message}");
+            assert!(!message.contains("may not") && !message.contains(" is "), "{message}");
+            let code = rejection.code();
+            assert!(
+                !code.is_empty() && code.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_amount_out_of_range_names_the_field_and_the_limit_for_programs() {
+        let rejection: AgencyRejection = crate::bounds::check_yuan("feeYuan", u64::MAX).unwrap_err().into();
+        assert_eq!(
+            rejection.to_string(),
+            format!("服务费用为 {}，超过了上限 {}", u64::MAX, crate::bounds::YUAN_MAX)
+        );
+        let details = rejection.details();
+        assert!(details.contains(&("field", "feeYuan".into())), "{details:?}");
+        assert!(
+            details.contains(&("max", crate::bounds::YUAN_MAX.to_string().into())),
+            "{details:?}"
+        );
     }
 }

@@ -8,7 +8,7 @@ use super::event::{
     FileRef, HazardSource,
 };
 use super::public_token::RotatePublicToken;
-use super::rejection::EnterpriseRejection;
+use super::rejection::{EnterpriseRejection, ExpectedCoverage};
 use super::state::EnterpriseFile;
 use super::supervision::{
     ExtendHazardDeadline, RecordHazard, RecordInspection, ReportAccident, SubmitRectification, VerifyRectification,
@@ -19,6 +19,7 @@ use crate::bounds::{self, OutOfRange, check_count};
 use crate::credit_code::UnifiedSocialCreditCode;
 use crate::event::Event;
 use crate::ids::{DocumentId, EnterpriseId, RequirementCode, Town};
+use crate::refusal::FieldProblem;
 use crate::rules::{EnterpriseProfile, Evidence};
 
 /// Longest enterprise name, in characters.
@@ -179,7 +180,7 @@ impl EnterpriseFile {
     pub fn authorise(&self, command: &EnterpriseCommand, actor: &Actor) -> Result<(), EnterpriseRejection> {
         // Read-only roles are refused before anything about the enterprise is looked at.
         if !actor.role.may_write() {
-            return Err(EnterpriseRejection::forbidden("change anything", actor));
+            return Err(EnterpriseRejection::forbidden("修改任何数据", actor));
         }
         // Whether an enterprise is registered is itself private: a caller who may not know
         // gets the same refusal for an unknown id as for one outside their scope.
@@ -187,34 +188,31 @@ impl EnterpriseFile {
             && !matches!(command, EnterpriseCommand::Register(_))
             && !actor.may_know_enterprise(command.enterprise_id())
         {
-            return Err(EnterpriseRejection::forbidden("act on this enterprise", actor));
+            return Err(EnterpriseRejection::forbidden("操作该企业", actor));
         }
         let (allowed, action) = match command {
-            EnterpriseCommand::Register(command) => (
-                actor.may_supervise_town(&command.town),
-                "register an enterprise in this town",
-            ),
+            EnterpriseCommand::Register(command) => (actor.may_supervise_town(&command.town), "在该镇（街道）登记企业"),
             EnterpriseCommand::ChangeProfile(command) => {
                 let registration = self.registered(command.enterprise_id)?;
                 (
                     actor.may_supervise_town(&registration.town) && actor.may_supervise_town(&command.town),
-                    "change this enterprise's profile",
+                    "修改该企业的基本信息",
                 )
             }
             EnterpriseCommand::UploadDocument(command) => {
                 self.registered(command.enterprise_id)?;
                 (
                     actor.may_write_enterprise_file(command.enterprise_id),
-                    "upload records to this enterprise's file",
+                    "向该企业的档案上传资料",
                 )
             }
             EnterpriseCommand::ReviewDocument(command) => (
                 actor.may_supervise_town(&self.registered(command.enterprise_id)?.town),
-                "review records of this enterprise",
+                "审核该企业的资料",
             ),
             EnterpriseCommand::RecordInspection(command) => (
                 actor.may_inspect_town(&self.registered(command.enterprise_id)?.town),
-                "inspect enterprises in this town",
+                "检查该镇（街道）的企业",
             ),
             EnterpriseCommand::RecordHazard(command) => {
                 self.registered(command.enterprise_id)?;
@@ -223,32 +221,32 @@ impl EnterpriseFile {
                     HazardSource::AgencyService { agency_id, .. } => actor.may_act_for_agency(*agency_id),
                     HazardSource::GovernmentInspection { .. } => false,
                 };
-                (allowed, "record this hazard")
+                (allowed, "登记这条隐患")
             }
             EnterpriseCommand::ExtendHazardDeadline(command) => (
                 actor.may_inspect_town(&self.registered(command.enterprise_id)?.town),
-                "verify hazards in this town",
+                "延长该镇（街道）隐患的整改期限",
             ),
             EnterpriseCommand::VerifyRectification(command) => (
                 actor.may_inspect_town(&self.registered(command.enterprise_id)?.town),
-                "verify hazards in this town",
+                "核查该镇（街道）的隐患整改",
             ),
             EnterpriseCommand::SubmitRectification(command) => {
                 self.registered(command.enterprise_id)?;
                 (
                     actor.may_write_enterprise_file(command.enterprise_id),
-                    "rectify this enterprise's hazards",
+                    "提交该企业的隐患整改",
                 )
             }
             EnterpriseCommand::ReportAccident(command) => (
                 actor.may_inspect_town(&self.registered(command.enterprise_id)?.town),
-                "report accidents in this town",
+                "上报该镇（街道）的事故",
             ),
             EnterpriseCommand::RotatePublicToken(command) => {
                 self.registered(command.enterprise_id)?;
                 (
                     actor.may_write_enterprise_file(command.enterprise_id),
-                    "rotate this enterprise's public token",
+                    "更换该企业的公示二维码",
                 )
             }
         };
@@ -432,7 +430,7 @@ fn check_text(field: &'static str, value: &str, chars_max: usize) -> Result<(), 
     if value.trim().is_empty() {
         return Err(EnterpriseRejection::InvalidField {
             field,
-            reason: "must not be empty".into(),
+            problem: FieldProblem::Empty,
         });
     }
     check_length(field, value, chars_max)
@@ -442,7 +440,7 @@ fn check_length(field: &'static str, value: &str, chars_max: usize) -> Result<()
     if value.chars().count() > chars_max {
         return Err(EnterpriseRejection::InvalidField {
             field,
-            reason: format!("must be at most {chars_max} characters"),
+            problem: FieldProblem::TooLong { chars_max },
         });
     }
     Ok(())
@@ -460,11 +458,11 @@ fn check_file(file: &FileRef) -> Result<(), EnterpriseRejection> {
     if !hash_ok {
         return Err(EnterpriseRejection::InvalidField {
             field: "file.sha256",
-            reason: "must be 64 lower-case hex digits".into(),
+            problem: FieldProblem::NotSha256,
         });
     }
-    check_text("file.file_name", &file.file_name, FILE_NAME_CHARS_MAX)?;
-    check_text("file.media_type", &file.media_type, 127)
+    check_text("file.fileName", &file.file_name, FILE_NAME_CHARS_MAX)?;
+    check_text("file.mediaType", &file.media_type, 127)
 }
 
 fn check_coverage(
@@ -474,13 +472,13 @@ fn check_coverage(
     profile: &EnterpriseProfile,
     context: &DecisionContext<'_>,
 ) -> Result<(), EnterpriseRejection> {
-    let mismatch = |expected: &'static str| EnterpriseRejection::CoverageMismatch {
+    let mismatch = |expected: ExpectedCoverage| EnterpriseRejection::CoverageMismatch {
         requirement: requirement_code.clone(),
         expected,
     };
     match (evidence, coverage) {
         (Evidence::Review, Coverage::Once) => Ok(()),
-        (Evidence::Review, _) => Err(mismatch("no period and no validity")),
+        (Evidence::Review, _) => Err(mismatch(ExpectedCoverage::Once)),
         (
             Evidence::Validity { validity_days_max },
             Coverage::Validity {
@@ -504,7 +502,7 @@ fn check_coverage(
             }
             Ok(())
         }
-        (Evidence::Validity { .. }, _) => Err(mismatch("a validity period (valid_from, valid_until)")),
+        (Evidence::Validity { .. }, _) => Err(mismatch(ExpectedCoverage::Validity)),
         (Evidence::Periodic { .. }, Coverage::Period { period }) => {
             let Some(cadence) = context.rules.cadence_for(evidence, profile) else {
                 return Err(EnterpriseRejection::RequirementNotApplicable {
@@ -523,7 +521,7 @@ fn check_coverage(
             }
             Ok(())
         }
-        (Evidence::Periodic { .. }, _) => Err(mismatch("a reporting period")),
+        (Evidence::Periodic { .. }, _) => Err(mismatch(ExpectedCoverage::Period)),
     }
 }
 

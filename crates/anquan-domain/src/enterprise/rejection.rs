@@ -5,103 +5,166 @@ use crate::actor::Actor;
 use crate::credit_code::UnifiedSocialCreditCode;
 use crate::ids::{DocumentId, EnterpriseId, HazardId, InspectionId, RequirementCode};
 use crate::period::{Cadence, Period};
+use crate::refusal::{Details, FieldProblem, field_label, instant_text};
 
-/// A refused enterprise command. Nothing was appended.
+/// A refused enterprise command. Nothing was appended. Its `Display` is the sentence a person
+/// reads, in Chinese; programs branch on [`EnterpriseRejection::code`] and read
+/// `DomainRejection::details`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnterpriseRejection {
-    #[error("{actor_role} {user_id} may not {action}")]
+    /// `action` is what was refused, as a person reads it (审核该企业的资料).
+    #[error("{}（{user_id}）无权{action}", role_label)]
     Forbidden {
         action: &'static str,
         actor_role: &'static str,
+        role_label: &'static str,
         user_id: String,
     },
-    #[error("enterprise {enterprise_id} is not registered")]
+    #[error("编号为 {enterprise_id} 的企业尚未登记")]
     UnknownEnterprise { enterprise_id: EnterpriseId },
-    #[error("an enterprise with credit code {credit_code} is already registered as {enterprise_id}")]
+    #[error("统一社会信用代码为 {credit_code} 的企业已经登记（企业编号 {enterprise_id}），不能重复登记")]
     AlreadyRegistered {
         enterprise_id: EnterpriseId,
         credit_code: UnifiedSocialCreditCode,
     },
-    #[error("{field} {reason}")]
-    InvalidField { field: &'static str, reason: String },
+    #[error("{}", problem.sentence(field))]
+    InvalidField { field: &'static str, problem: FieldProblem },
     /// A value outside the bounds every read model can hold (`crate::bounds`).
     #[error(transparent)]
     ValueOutOfRange(#[from] crate::bounds::OutOfRange),
-    #[error("the file is empty")]
+    #[error("上传的文件是空的，请重新选择文件")]
     EmptyFile,
-    #[error("requirement {requirement} is not in rule set {rule_set}")]
+    #[error("规则集 {rule_set} 中没有要求项 {requirement}")]
     UnknownRequirement {
         requirement: RequirementCode,
         rule_set: String,
     },
-    #[error("requirement {requirement} does not apply to this enterprise")]
+    #[error("要求项 {requirement} 不适用于该企业")]
     RequirementNotApplicable { requirement: RequirementCode },
-    #[error("a record for {requirement} must state {expected}")]
+    #[error("要求项 {requirement} 的资料{}", expected.sentence())]
     CoverageMismatch {
         requirement: RequirementCode,
-        expected: &'static str,
+        expected: ExpectedCoverage,
     },
-    #[error("validity must end after it starts (from {valid_from}, until {valid_until})")]
+    #[error(
+        "有效期截止时间（{}）应晚于起始时间（{}）",
+        instant_text(*valid_until),
+        instant_text(*valid_from)
+    )]
     InvalidValidity { valid_from: Instant, valid_until: Instant },
-    #[error("a record for {requirement} may be valid for at most {days_max} days")]
+    #[error("要求项 {requirement} 的资料有效期最长{days_max}天")]
     ValidityTooLong {
         requirement: RequirementCode,
         days_max: u32,
     },
-    #[error("records for {requirement} are due {expected:?} for this enterprise, not for period {period}")]
+    #[error("该企业要求项 {requirement} 的资料按{}报送，报告期 {period} 不是{}报告期", expected.label(), expected.label())]
     WrongCadence {
         requirement: RequirementCode,
         expected: Cadence,
         period: Period,
     },
-    #[error("period {period} has not started yet")]
+    #[error("报告期 {period} 尚未开始，不能提前报送")]
     PeriodNotStarted { period: Period },
-    #[error("document {document_id} already exists")]
+    #[error("编号为 {document_id} 的资料已经存在")]
     DuplicateDocument { document_id: DocumentId },
-    #[error("document {document_id} does not exist in this enterprise's file")]
+    #[error("该企业的档案中没有编号为 {document_id} 的资料")]
     UnknownDocument { document_id: DocumentId },
-    #[error("document {document_id} was already reviewed ({outcome})")]
+    /// `outcome` is the review's stable name (`approved`, `returned`).
+    #[error("资料 {document_id} 已经审核（{}），不能再次审核", review_outcome_label(outcome))]
     AlreadyReviewed {
         document_id: DocumentId,
         outcome: &'static str,
     },
-    #[error("returning document {document_id} needs feedback for the enterprise")]
+    #[error("退回资料 {document_id} 时须写明给企业的反馈意见")]
     FeedbackRequired { document_id: DocumentId },
-    #[error("{field} is in the future")]
+    #[error("{}不能晚于当前时间", field_label(field))]
     InFuture { field: &'static str },
-    #[error("inspection {inspection_id} already exists")]
+    #[error("编号为 {inspection_id} 的检查记录已经存在")]
     DuplicateInspection { inspection_id: InspectionId },
-    #[error("hazard {hazard_id} already exists")]
+    #[error("编号为 {hazard_id} 的隐患已经存在")]
     DuplicateHazard { hazard_id: HazardId },
-    #[error("hazard {hazard_id} does not exist in this enterprise's file")]
+    #[error("该企业的档案中没有编号为 {hazard_id} 的隐患")]
     UnknownHazard { hazard_id: HazardId },
-    #[error("a major hazard must cite an item of the major-hazard catalogue in force")]
+    #[error("重大事故隐患须注明依据的是现行判定标准中的哪一条")]
     CriterionRequired,
-    #[error("criterion {catalogue}/{item} is not in the catalogue in force on {on} ({})", in_force.as_deref().unwrap_or("none"))]
+    #[error(
+        "判定标准条目 {catalogue}/{item} 不在 {on} 施行的判定标准中（当日施行：{}）",
+        in_force.as_deref().unwrap_or("无")
+    )]
     CriterionNotInForce {
         catalogue: String,
         item: String,
         on: chrono::NaiveDate,
         in_force: Option<String>,
     },
-    #[error("the deadline {deadline} is not after the hazard was found ({found_at})")]
+    #[error(
+        "整改期限（{}）应晚于发现隐患的时间（{}）",
+        instant_text(*deadline),
+        instant_text(*found_at)
+    )]
     DeadlineNotAfterFinding { deadline: Instant, found_at: Instant },
-    #[error("the new deadline {requested} is not later than the current one ({current})")]
+    #[error(
+        "新的整改期限（{}）应晚于现在的整改期限（{}）",
+        instant_text(*requested),
+        instant_text(*current)
+    )]
     DeadlineNotLater { current: Instant, requested: Instant },
-    #[error("hazard {hazard_id} is already closed")]
+    #[error("隐患 {hazard_id} 已经销号")]
     HazardClosed { hazard_id: HazardId },
-    #[error("hazard {hazard_id} already has a rectification awaiting verification")]
+    #[error("隐患 {hazard_id} 已有一次整改等待核查，请待核查后再提交")]
     RectificationPending { hazard_id: HazardId },
-    #[error("hazard {hazard_id} has no rectification {rectification_id} awaiting verification")]
+    #[error("隐患 {hazard_id} 没有编号为 {rectification_id} 的待核查整改")]
     NoPendingRectification {
         hazard_id: HazardId,
         rectification_id: uuid::Uuid,
     },
 }
 
+/// What a record for a requirement must state, by the requirement's kind of evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedCoverage {
+    /// A one-off record: neither a period nor a validity.
+    Once,
+    /// A certificate or agreement: when it is valid from and until.
+    Validity,
+    /// A periodic record: the reporting period it covers.
+    Period,
+}
+
+impl ExpectedCoverage {
+    /// Returns the stable name programs see as `extensions.expected`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExpectedCoverage::Once => "ONCE",
+            ExpectedCoverage::Validity => "VALIDITY",
+            ExpectedCoverage::Period => "PERIOD",
+        }
+    }
+
+    fn sentence(self) -> &'static str {
+        match self {
+            ExpectedCoverage::Once => "只需上传一次，不填写报告期或有效期",
+            ExpectedCoverage::Validity => "须填写有效期（起始和截止时间）",
+            ExpectedCoverage::Period => "须填写所属报告期",
+        }
+    }
+}
+
+fn review_outcome_label(outcome: &str) -> &str {
+    match outcome {
+        "approved" => "已通过",
+        "returned" => "已退回",
+        other => other,
+    }
+}
+
 impl crate::aggregate::DomainRejection for EnterpriseRejection {
     fn code(&self) -> &'static str {
         EnterpriseRejection::code(self)
+    }
+
+    fn details(&self) -> Details {
+        EnterpriseRejection::details(self)
     }
 }
 
@@ -110,7 +173,93 @@ impl EnterpriseRejection {
         EnterpriseRejection::Forbidden {
             action,
             actor_role: actor.role.name(),
+            role_label: actor.role.label(),
             user_id: actor.user_id.to_string(),
+        }
+    }
+
+    /// Returns the facts programs need besides the code: the field and its limit, the record
+    /// at fault.
+    pub fn details(&self) -> Details {
+        let text = |value: &dyn std::fmt::Display| serde_json::Value::from(value.to_string());
+        match self {
+            EnterpriseRejection::Forbidden { actor_role, .. } => vec![("role", (*actor_role).into())],
+            EnterpriseRejection::UnknownEnterprise { enterprise_id } => vec![("enterpriseId", text(enterprise_id))],
+            EnterpriseRejection::AlreadyRegistered {
+                enterprise_id,
+                credit_code,
+            } => vec![("enterpriseId", text(enterprise_id)), ("creditCode", text(credit_code))],
+            EnterpriseRejection::InvalidField { field, problem } => problem.details(field),
+            EnterpriseRejection::ValueOutOfRange(out_of_range) => out_of_range.details(),
+            EnterpriseRejection::EmptyFile | EnterpriseRejection::CriterionRequired => Vec::new(),
+            EnterpriseRejection::UnknownRequirement { requirement, rule_set } => {
+                vec![("requirement", text(requirement)), ("ruleSet", rule_set.clone().into())]
+            }
+            EnterpriseRejection::RequirementNotApplicable { requirement } => vec![("requirement", text(requirement))],
+            EnterpriseRejection::CoverageMismatch { requirement, expected } => {
+                vec![("requirement", text(requirement)), ("expected", expected.name().into())]
+            }
+            EnterpriseRejection::InvalidValidity {
+                valid_from,
+                valid_until,
+            } => vec![
+                ("validFrom", valid_from.to_rfc3339().into()),
+                ("validUntil", valid_until.to_rfc3339().into()),
+            ],
+            EnterpriseRejection::ValidityTooLong { requirement, days_max } => {
+                vec![("requirement", text(requirement)), ("daysMax", (*days_max).into())]
+            }
+            EnterpriseRejection::WrongCadence {
+                requirement,
+                expected,
+                period,
+            } => vec![
+                ("requirement", text(requirement)),
+                ("expected", expected.name().into()),
+                ("period", text(period)),
+            ],
+            EnterpriseRejection::PeriodNotStarted { period } => vec![("period", text(period))],
+            EnterpriseRejection::DuplicateDocument { document_id }
+            | EnterpriseRejection::UnknownDocument { document_id }
+            | EnterpriseRejection::FeedbackRequired { document_id } => vec![("documentId", text(document_id))],
+            EnterpriseRejection::AlreadyReviewed { document_id, outcome } => vec![
+                ("documentId", text(document_id)),
+                ("outcome", outcome.to_ascii_uppercase().into()),
+            ],
+            EnterpriseRejection::InFuture { field } => vec![("field", (*field).into())],
+            EnterpriseRejection::DuplicateInspection { inspection_id } => {
+                vec![("inspectionId", text(inspection_id))]
+            }
+            EnterpriseRejection::DuplicateHazard { hazard_id }
+            | EnterpriseRejection::UnknownHazard { hazard_id }
+            | EnterpriseRejection::HazardClosed { hazard_id }
+            | EnterpriseRejection::RectificationPending { hazard_id } => vec![("hazardId", text(hazard_id))],
+            EnterpriseRejection::CriterionNotInForce {
+                catalogue,
+                item,
+                on,
+                in_force,
+            } => vec![
+                ("catalogue", catalogue.clone().into()),
+                ("item", item.clone().into()),
+                ("on", text(on)),
+                ("inForce", in_force.clone().into()),
+            ],
+            EnterpriseRejection::DeadlineNotAfterFinding { deadline, found_at } => vec![
+                ("deadline", deadline.to_rfc3339().into()),
+                ("foundAt", found_at.to_rfc3339().into()),
+            ],
+            EnterpriseRejection::DeadlineNotLater { current, requested } => vec![
+                ("currentDeadline", current.to_rfc3339().into()),
+                ("deadline", requested.to_rfc3339().into()),
+            ],
+            EnterpriseRejection::NoPendingRectification {
+                hazard_id,
+                rectification_id,
+            } => vec![
+                ("hazardId", text(hazard_id)),
+                ("rectificationId", text(rectification_id)),
+            ],
         }
     }
 
@@ -146,5 +295,176 @@ impl EnterpriseRejection {
             EnterpriseRejection::RectificationPending { .. } => "RECTIFICATION_PENDING",
             EnterpriseRejection::NoPendingRectification { .. } => "NO_PENDING_RECTIFICATION",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::refusal::has_han;
+
+    /// The position of each variant in the samples below. Adding a variant breaks this match,
+    /// and the test then fails until a sample of it is added.
+    fn variant_index(rejection: &EnterpriseRejection) -> usize {
+        match rejection {
+            EnterpriseRejection::Forbidden { .. } => 0,
+            EnterpriseRejection::UnknownEnterprise { .. } => 1,
+            EnterpriseRejection::AlreadyRegistered { .. } => 2,
+            EnterpriseRejection::InvalidField { .. } => 3,
+            EnterpriseRejection::ValueOutOfRange(_) => 4,
+            EnterpriseRejection::EmptyFile => 5,
+            EnterpriseRejection::UnknownRequirement { .. } => 6,
+            EnterpriseRejection::RequirementNotApplicable { .. } => 7,
+            EnterpriseRejection::CoverageMismatch { .. } => 8,
+            EnterpriseRejection::InvalidValidity { .. } => 9,
+            EnterpriseRejection::ValidityTooLong { .. } => 10,
+            EnterpriseRejection::WrongCadence { .. } => 11,
+            EnterpriseRejection::PeriodNotStarted { .. } => 12,
+            EnterpriseRejection::DuplicateDocument { .. } => 13,
+            EnterpriseRejection::UnknownDocument { .. } => 14,
+            EnterpriseRejection::AlreadyReviewed { .. } => 15,
+            EnterpriseRejection::FeedbackRequired { .. } => 16,
+            EnterpriseRejection::InFuture { .. } => 17,
+            EnterpriseRejection::DuplicateInspection { .. } => 18,
+            EnterpriseRejection::DuplicateHazard { .. } => 19,
+            EnterpriseRejection::UnknownHazard { .. } => 20,
+            EnterpriseRejection::CriterionRequired => 21,
+            EnterpriseRejection::CriterionNotInForce { .. } => 22,
+            EnterpriseRejection::DeadlineNotAfterFinding { .. } => 23,
+            EnterpriseRejection::DeadlineNotLater { .. } => 24,
+            EnterpriseRejection::HazardClosed { .. } => 25,
+            EnterpriseRejection::RectificationPending { .. } => 26,
+            EnterpriseRejection::NoPendingRectification { .. } => 27,
+        }
+    }
+
+    fn samples() -> Vec<EnterpriseRejection> {
+        let enterprise_id = EnterpriseId::from_uuid(uuid::Uuid::from_u128(1));
+        let document_id = DocumentId::from_uuid(uuid::Uuid::from_u128(2));
+        let hazard_id = HazardId::from_uuid(uuid::Uuid::from_u128(3));
+        let requirement = RequirementCode::parse("R10.drill").unwrap();
+        let period: Period = "2026-Q1".parse().unwrap();
+        let at = crate::bounds::INSTANT_MIN;
+        let actor = Actor {
+            user_id: crate::UserId::parse("zhang").unwrap(),
+            role: crate::Role::Analyst,
+        };
+        vec![
+            EnterpriseRejection::forbidden("审核该企业的资料", &actor),
+            EnterpriseRejection::UnknownEnterprise { enterprise_id },
+            EnterpriseRejection::AlreadyRegistered {
+                enterprise_id,
+                credit_code: UnifiedSocialCreditCode::parse("91330481MA28A0XX07").unwrap(),
+            },
+            EnterpriseRejection::InvalidField {
+                field: "title",
+                problem: FieldProblem::TooLong { chars_max: 200 },
+            },
+            crate::bounds::check_count("fatalities", u64::MAX).unwrap_err().into(),
+            EnterpriseRejection::EmptyFile,
+            EnterpriseRejection::UnknownRequirement {
+                requirement: requirement.clone(),
+                rule_set: "2024.1".into(),
+            },
+            EnterpriseRejection::RequirementNotApplicable {
+                requirement: requirement.clone(),
+            },
+            EnterpriseRejection::CoverageMismatch {
+                requirement: requirement.clone(),
+                expected: ExpectedCoverage::Validity,
+            },
+            EnterpriseRejection::InvalidValidity {
+                valid_from: at,
+                valid_until: at,
+            },
+            EnterpriseRejection::ValidityTooLong {
+                requirement: requirement.clone(),
+                days_max: 365,
+            },
+            EnterpriseRejection::WrongCadence {
+                requirement,
+                expected: Cadence::Monthly,
+                period,
+            },
+            EnterpriseRejection::PeriodNotStarted { period },
+            EnterpriseRejection::DuplicateDocument { document_id },
+            EnterpriseRejection::UnknownDocument { document_id },
+            EnterpriseRejection::AlreadyReviewed {
+                document_id,
+                outcome: "approved",
+            },
+            EnterpriseRejection::FeedbackRequired { document_id },
+            EnterpriseRejection::InFuture { field: "inspectedAt" },
+            EnterpriseRejection::DuplicateInspection {
+                inspection_id: InspectionId::from_uuid(uuid::Uuid::from_u128(4)),
+            },
+            EnterpriseRejection::DuplicateHazard { hazard_id },
+            EnterpriseRejection::UnknownHazard { hazard_id },
+            EnterpriseRejection::CriterionRequired,
+            EnterpriseRejection::CriterionNotInForce {
+                catalogue: "GB-2023".into(),
+                item: "4.1".into(),
+                on: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+                in_force: None,
+            },
+            EnterpriseRejection::DeadlineNotAfterFinding {
+                deadline: at,
+                found_at: at,
+            },
+            EnterpriseRejection::DeadlineNotLater {
+                current: at,
+                requested: at,
+            },
+            EnterpriseRejection::HazardClosed { hazard_id },
+            EnterpriseRejection::RectificationPending { hazard_id },
+            EnterpriseRejection::NoPendingRectification {
+                hazard_id,
+                rectification_id: uuid::Uuid::from_u128(5),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_rejection_tells_a_person_in_chinese_and_a_program_in_an_english_code() {
+        let samples = samples();
+        let mut covered: Vec<usize> = samples.iter().map(variant_index).collect();
+        covered.sort_unstable();
+        covered.dedup();
+        assert_eq!(covered, (0..=27).collect::<Vec<_>>(), "a sample of every variant");
+        for rejection in &samples {
+            let message = rejection.to_string();
+            assert!(has_han(&message), "{rejection:?}: {message}");
+            assert!(!message.contains("may not") && !message.contains(" is "), "{message}");
+            let code = rejection.code();
+            assert!(
+                !code.is_empty() && code.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn refusals_name_the_field_and_its_limit_for_programs() {
+        let too_long = EnterpriseRejection::InvalidField {
+            field: "title",
+            problem: FieldProblem::TooLong { chars_max: 200 },
+        };
+        assert_eq!(too_long.to_string(), "标题不能超过200个字");
+        assert_eq!(
+            too_long.details(),
+            vec![
+                ("field", "title".into()),
+                ("problem", "TOO_LONG".into()),
+                ("charsMax", 200.into())
+            ]
+        );
+        let actor = Actor {
+            user_id: crate::UserId::parse("zhang").unwrap(),
+            role: crate::Role::Analyst,
+        };
+        assert_eq!(
+            EnterpriseRejection::forbidden("修改任何数据", &actor).to_string(),
+            "分析人员（zhang）无权修改任何数据"
+        );
     }
 }

@@ -14,6 +14,7 @@ use super::state::EnterpriseFile;
 use crate::aggregate::DecisionContext;
 use crate::event::Event;
 use crate::ids::{EnterpriseId, HazardId, InspectionId};
+use crate::refusal::FieldProblem;
 use crate::rules::{RuleSet, Severity};
 use crate::{Instant, Role};
 
@@ -141,12 +142,20 @@ impl EnterpriseFile {
             });
         }
         if command.inspected_at > context.now {
-            return Err(EnterpriseRejection::InFuture { field: "inspected_at" });
+            return Err(EnterpriseRejection::InFuture { field: "inspectedAt" });
         }
-        if command.hazards.len() > INSPECTION_HAZARDS_MAX || command.documents.len() > FILES_MAX {
+        if command.hazards.len() > INSPECTION_HAZARDS_MAX {
             return Err(EnterpriseRejection::InvalidField {
                 field: "hazards",
-                reason: "too many entries".into(),
+                problem: FieldProblem::TooManyItems {
+                    items_max: INSPECTION_HAZARDS_MAX,
+                },
+            });
+        }
+        if command.documents.len() > FILES_MAX {
+            return Err(EnterpriseRejection::InvalidField {
+                field: "documents",
+                problem: FieldProblem::TooManyItems { items_max: FILES_MAX },
             });
         }
         let mut events = vec![Event::InspectionRecorded(InspectionRecorded {
@@ -206,7 +215,7 @@ impl EnterpriseFile {
         if hazard.photos.len() > FILES_MAX {
             return Err(EnterpriseRejection::InvalidField {
                 field: "photos",
-                reason: "too many photos".into(),
+                problem: FieldProblem::TooManyItems { items_max: FILES_MAX },
             });
         }
         match (&hazard.level, &hazard.criterion) {
@@ -288,15 +297,15 @@ impl EnterpriseFile {
             .any(|r| r.rectification_id == command.rectification_id)
         {
             return Err(EnterpriseRejection::InvalidField {
-                field: "rectification_id",
-                reason: "was used before".into(),
+                field: "rectificationId",
+                problem: FieldProblem::UsedBefore,
             });
         }
         check_text("text", &command.text)?;
         if command.photos.len() > FILES_MAX {
             return Err(EnterpriseRejection::InvalidField {
                 field: "photos",
-                reason: "too many photos".into(),
+                problem: FieldProblem::TooManyItems { items_max: FILES_MAX },
             });
         }
         Ok(vec![Event::RectificationSubmitted(RectificationSubmitted {
@@ -354,7 +363,7 @@ impl EnterpriseFile {
         context: &DecisionContext<'_>,
     ) -> Result<Vec<Event>, EnterpriseRejection> {
         if command.occurred_at > context.now {
-            return Err(EnterpriseRejection::InFuture { field: "occurred_at" });
+            return Err(EnterpriseRejection::InFuture { field: "occurredAt" });
         }
         if self
             .accidents
@@ -362,8 +371,8 @@ impl EnterpriseFile {
             .any(|accident| accident.accident_id == command.accident_id)
         {
             return Err(EnterpriseRejection::InvalidField {
-                field: "accident_id",
-                reason: "was used before".into(),
+                field: "accidentId",
+                problem: FieldProblem::UsedBefore,
             });
         }
         check_text("description", &command.description)?;
@@ -387,13 +396,15 @@ fn check_text(field: &'static str, value: &str) -> Result<(), EnterpriseRejectio
     if value.trim().is_empty() {
         return Err(EnterpriseRejection::InvalidField {
             field,
-            reason: "must not be empty".into(),
+            problem: FieldProblem::Empty,
         });
     }
     if value.chars().count() > TEXT_CHARS_MAX {
         return Err(EnterpriseRejection::InvalidField {
             field,
-            reason: format!("must be at most {TEXT_CHARS_MAX} characters"),
+            problem: FieldProblem::TooLong {
+                chars_max: TEXT_CHARS_MAX,
+            },
         });
     }
     Ok(())
