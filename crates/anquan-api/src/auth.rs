@@ -40,6 +40,21 @@ pub enum AuthError {
     UnknownRole(String),
 }
 
+impl AuthError {
+    /// Returns why a token was refused, as a person reads it; `Display` keeps the verifier's
+    /// own words for logs, the CLI and `extensions.reason`.
+    pub fn sentence(&self) -> String {
+        match self {
+            AuthError::WeakSecret => "服务的签名密钥过短，请联系系统运维人员".to_owned(),
+            AuthError::InvalidToken(_) => "登录凭据无效或已过期，请重新登录".to_owned(),
+            AuthError::BadScope { .. } => "登录凭据中的角色缺少其管辖范围，请联系管理员重新签发".to_owned(),
+            AuthError::UnknownRole(role) => {
+                format!("登录凭据中的角色“{}”不存在，请联系管理员重新签发", role.escape_debug())
+            }
+        }
+    }
+}
+
 /// Signs and verifies tokens with one HS256 secret.
 #[derive(Clone)]
 pub struct TokenAuthority {

@@ -178,9 +178,13 @@ fn declared_length(headers: &HeaderMap) -> Option<usize> {
 fn body_too_large(max: usize) -> Response {
     error_response(
         StatusCode::PAYLOAD_TOO_LARGE,
-        &ApiError::BadInput {
+        &ApiError::Refused {
             code: BODY_TOO_LARGE,
-            message: format!("the request body is over {max} bytes, the most this request may carry"),
+            message: format!(
+                "请求内容过大，此类请求最多 {}",
+                crate::error::size_text(u64::try_from(max).unwrap_or(u64::MAX))
+            ),
+            details: vec![("maxBytes", max.to_string().into())],
         },
     )
 }
@@ -290,7 +294,7 @@ async fn graphql_get(
     let query = uri.query().unwrap_or_default();
     let mut request = match async_graphql::http::parse_query_string(query) {
         Ok(request) => request,
-        Err(error) => return bad_request(&error.to_string()),
+        Err(error) => return malformed_request(error.to_string()),
     };
     // GraphQL over HTTP names it `operationName`; async-graphql 7 reads only `operation_name`.
     if request.operation_name.is_none() {
@@ -369,7 +373,7 @@ async fn graphql_post(
                     bytes.extend_from_slice(&chunk);
                 }
                 Ok(None) => break,
-                Err(error) => return bad_request(&format!("cannot read the request body: {error}")),
+                Err(error) => return malformed_request(format!("cannot read the request body: {error}")),
             }
         }
         async_graphql::http::receive_body(content_type, futures::io::Cursor::new(bytes), options).await
@@ -385,7 +389,7 @@ async fn graphql_post(
                 max: state.app.upload_bytes_max,
             },
         ),
-        Err(error) => bad_request(&error.to_string()),
+        Err(error) => malformed_request(error.to_string()),
     }
 }
 
@@ -420,9 +424,10 @@ async fn execute(
     let Some(pinned) = state.app.for_request(version) else {
         return error_response(
             StatusCode::BAD_REQUEST,
-            &ApiError::BadInput {
+            &ApiError::Refused {
                 code: "UNKNOWN_RULE_SET",
-                message: format!("rule set {} is not loaded on this node", version.unwrap_or_default()),
+                message: format!("本节点没有载入规则集 {}", version.unwrap_or_default()),
+                details: vec![("ruleSet", version.unwrap_or_default().into())],
             },
         );
     };
@@ -566,10 +571,7 @@ fn bearer_actor(app: &AppState, headers: &HeaderMap) -> Result<Option<anquan_dom
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let value = value.to_str().map_err(|_| ApiError::BadInput {
-        code: "UNAUTHENTICATED",
-        message: "expected `Bearer <token>`".into(),
-    })?;
+    let value = value.to_str().map_err(|_| not_a_bearer_token())?;
     actor_from_header(app, value).map(Some)
 }
 
@@ -580,25 +582,39 @@ fn actor_from_header(app: &AppState, value: &str) -> Result<anquan_domain::Actor
 
 /// Verifies the token of an `Authorization` value; returns its actor and when it expires.
 fn actor_until_from_header(app: &AppState, value: &str) -> Result<(anquan_domain::Actor, DateTime<Utc>), ApiError> {
-    let token = value.strip_prefix("Bearer ").ok_or_else(|| ApiError::BadInput {
-        code: "UNAUTHENTICATED",
-        message: "expected `Bearer <token>`".into(),
-    })?;
+    let token = value.strip_prefix("Bearer ").ok_or_else(not_a_bearer_token)?;
     app.tokens
         .verify_until(token.trim())
-        .map_err(|error| ApiError::BadInput {
+        .map_err(|error| ApiError::Refused {
             code: "UNAUTHENTICATED",
-            message: error.to_string(),
+            message: error.sentence(),
+            // The verifier's own words, for the developer of the client.
+            details: vec![("reason", error.to_string().into())],
         })
 }
 
-fn bad_request(message: &str) -> Response {
-    error_response(StatusCode::BAD_REQUEST, &ApiError::bad_input(message.to_owned()))
+fn not_a_bearer_token() -> ApiError {
+    ApiError::Refused {
+        code: "UNAUTHENTICATED",
+        message: "登录凭据的格式不正确，请重新登录".to_owned(),
+        details: vec![("reason", "expected `Authorization: Bearer <token>`".into())],
+    }
+}
+
+/// A request that is not GraphQL over HTTP: only a client's developer can cause it, so the
+/// parser's own words go in `extensions.reason` beside the sentence for people.
+fn malformed_request(reason: String) -> Response {
+    let error = ApiError::Refused {
+        code: "BAD_INPUT",
+        message: "请求的格式不正确，无法解析".to_owned(),
+        details: vec![("reason", reason.into())],
+    };
+    error_response(StatusCode::BAD_REQUEST, &error)
 }
 
 fn error_response(status: StatusCode, error: &ApiError) -> Response {
     let body = serde_json::json!({
-        "errors": [{ "message": error.message(), "extensions": { "code": error.code() } }]
+        "errors": [{ "message": error.message(), "extensions": error.extensions_json() }]
     });
     (status, Json(body)).into_response()
 }

@@ -100,11 +100,9 @@ impl AppState {
     /// was promoted that it cannot load, or it has not read the log yet): it must not decide
     /// under rules that are no longer in force.
     pub fn decision_rules(&self) -> Result<Arc<RuleSet>, crate::error::ApiError> {
-        self.rule_sets.agreement().map_err(|reason| {
-            crate::error::ApiError::RuleSetUnavailable(format!(
-                "this node cannot decide commands now: {reason}; try again or another node"
-            ))
-        })?;
+        self.rule_sets
+            .agreement()
+            .map_err(|reason| crate::error::ApiError::RuleSetUnavailable { reason })?;
         Ok(self.rule_sets.active())
     }
 
@@ -128,12 +126,11 @@ impl AppState {
         {
             Waited::Reached => true,
             Waited::Stalled(status) => {
-                let ApiError::ProjectionStalled(message) = ApiError::stalled(&status) else {
-                    return Err(ApiError::stalled(&status));
-                };
-                return Err(ApiError::ProjectionStalled(format!(
-                    "the change was recorded (position {position}), but {message}"
-                )));
+                let mut stalled = ApiError::stalled(&status);
+                if let ApiError::ProjectionStalled(stalled) = &mut stalled {
+                    stalled.recorded = Some(position);
+                }
+                return Err(stalled);
             }
             Waited::TimedOut => false,
             // No health for it (a test's state without a runner): wait for every read model.

@@ -112,10 +112,7 @@ impl RateLimiters {
 /// The error of a request over a rate limit, with when to retry (whole seconds, at least 1).
 pub(crate) fn rate_limited(wait: Duration) -> async_graphql::ServerError {
     let seconds = wait.as_secs().saturating_add(u64::from(wait.subsec_nanos() > 0)).max(1);
-    let mut error = async_graphql::ServerError::new(
-        format!("too many changes from this caller or address; retry in {seconds} s"),
-        None,
-    );
+    let mut error = async_graphql::ServerError::new(format!("提交过于频繁，请在 {seconds} 秒后重试"), None);
     let extensions = error.extensions.get_or_insert_with(Default::default);
     extensions.set("code", RATE_LIMITED);
     extensions.set("retryAfterSeconds", seconds);

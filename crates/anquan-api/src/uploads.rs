@@ -23,19 +23,23 @@ pub(crate) fn stage(
     max_files: usize,
 ) -> Result<Vec<StagedFile>, ApiError> {
     if uploads.len() > max_files {
-        return Err(ApiError::BadInput {
+        return Err(ApiError::Refused {
             code: "TOO_MANY_FILES",
-            message: format!(
-                "{argument} has {} files; at most {max_files} are accepted",
-                uploads.len()
-            ),
+            message: format!("一次最多上传 {max_files} 个文件，本次有 {} 个", uploads.len()),
+            details: vec![
+                ("field", argument.into()),
+                ("count", uploads.len().into()),
+                ("max", max_files.into()),
+            ],
         });
     }
     let mut staged = Vec::with_capacity(uploads.len());
     for upload in uploads {
-        let upload = upload
-            .value(ctx)
-            .map_err(|error| ApiError::bad_input(format!("an upload cannot be read: {error}")))?;
+        let upload = upload.value(ctx).map_err(|error| ApiError::Refused {
+            code: "BAD_INPUT",
+            message: "上传的文件无法读取，请重新上传".to_owned(),
+            details: vec![("field", argument.into()), ("reason", error.to_string().into())],
+        })?;
         let size = upload.content.len() as u64;
         if size > app.upload_bytes_max {
             return Err(ApiError::FileTooLarge {
@@ -44,9 +48,10 @@ pub(crate) fn stage(
             });
         }
         if size == 0 {
-            return Err(ApiError::BadInput {
+            return Err(ApiError::Refused {
                 code: "EMPTY_FILE",
-                message: "the file is empty".into(),
+                message: format!("文件“{}”是空的，请重新选择文件", upload.filename.escape_debug()),
+                details: vec![("field", argument.into()), ("fileName", upload.filename.clone().into())],
             });
         }
         let media_type = upload.content_type.as_deref().unwrap_or("application/octet-stream");

@@ -263,10 +263,15 @@ fn not_found() -> Response {
 }
 
 fn failed(error: &ApiError) -> Response {
-    if let ApiError::ProjectionStalled(message) = error {
+    if let ApiError::ProjectionStalled(stalled) = error {
         // Not an answer from a read model that stopped changing: the page comes back when
         // the projection resumes.
-        tracing::warn!(error = %message, "public page not served: a read model is stalled");
+        tracing::warn!(
+            projection = %stalled.projection,
+            position = ?stalled.position,
+            failing_event.position = ?stalled.failing_event,
+            "public page not served: a read model is stalled"
+        );
         return html(StatusCode::SERVICE_UNAVAILABLE, render::failed());
     }
     tracing::error!(error = ?error, "public page failed");
