@@ -1,7 +1,7 @@
 //! Bad input gets a clear error with a stable code and appends nothing; a duplicate command id
 //! returns the first result.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::compliance_flow::{register, review, upload};
 use crate::support::{Backend, backends, data, error_code, spawn_app};
@@ -45,6 +45,17 @@ async fn run(backend: Backend) {
     )
     .await;
     assert_eq!(error_code(&response), "UNKNOWN_ENTERPRISE");
+    assert_eq!(extension(&response, "enterpriseId"), &json!(unknown), "{response}");
+    let response = upload(
+        &app,
+        &owner,
+        json!({ "enterpriseId": id, "requirement": "R10.plan", "title": "标".repeat(1_000) }),
+    )
+    .await;
+    assert_eq!(error_code(&response), "INVALID_FIELD");
+    assert_eq!(extension(&response, "field"), "title", "{response}");
+    assert_eq!(extension(&response, "problem"), "TOO_LONG", "{response}");
+    assert!(extension(&response, "charsMax").is_u64(), "{response}");
     let response = upload(
         &app,
         &owner,
@@ -67,6 +78,7 @@ async fn run(backend: Backend) {
         )
         .await;
     assert_eq!(error_code(&response), "EMPTY_FILE");
+    assert_eq!(extension(&response, "field"), "file", "{response}");
     let (status, response) = app
         .graphql_upload(
             &owner,
@@ -76,6 +88,7 @@ async fn run(backend: Backend) {
         )
         .await;
     assert_eq!(error_code(&response), "FILE_TOO_LARGE", "status {status}");
+    assert_eq!(extension(&response, "maxBytes"), "4096", "{response}");
 
     // Roles outside their scope.
     let response = review(&app, &other_officer, &id, &document, "APPROVE", None).await;
@@ -95,11 +108,14 @@ async fn run(backend: Backend) {
     assert_eq!(error_code(&response), "UNAUTHENTICATED");
     let response = app.graphql(Some("not-a-token"), ENTERPRISE, json!({ "id": id })).await;
     assert_eq!(error_code(&response), "UNAUTHENTICATED");
+    assert!(extension(&response, "reason").is_string(), "{response}");
 
     // A wrong expected version (the stream is at version 1: registered, uploaded).
     let stale = json!({ "input": { "enterpriseId": id, "documentId": document, "decision": "APPROVE" } });
     let response = app.graphql(Some(&officer), "mutation($input: ReviewDocumentInput!) { reviewDocument(input: $input, expectedVersion: 0) { streamVersion } }", stale.clone()).await;
     assert_eq!(error_code(&response), "WRONG_EXPECTED_VERSION");
+    assert_eq!(extension(&response, "expectedVersion"), "0", "{response}");
+    assert_eq!(extension(&response, "actualVersion"), "1", "{response}");
     let response = app.graphql(Some(&officer), "mutation($input: ReviewDocumentInput!) { reviewDocument(input: $input, expectedVersion: 7) { streamVersion } }", stale.clone()).await;
     assert_eq!(error_code(&response), "WRONG_EXPECTED_VERSION");
 
@@ -128,4 +144,18 @@ async fn run(backend: Backend) {
         "{file}"
     );
     app.stop().await;
+}
+
+/// A field of the first error's `extensions`, after checking that its message is for people:
+/// Chinese (`extensions.code` and the other fields are for programs).
+fn extension<'a>(response: &'a Value, name: &str) -> &'a Value {
+    let error = &response["errors"][0];
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(
+        message
+            .chars()
+            .any(|character| ('\u{4E00}'..='\u{9FFF}').contains(&character)),
+        "a message for people is Chinese: {response}"
+    );
+    &error["extensions"][name]
 }
