@@ -147,6 +147,32 @@ pub fn has_han(text: &str) -> bool {
         .any(|character| matches!(character, '\u{4E00}'..='\u{9FFF}' | '\u{3400}'..='\u{4DBF}'))
 }
 
+/// Tells whether a code has the shape of every code clients branch on: UPPER_SNAKE ASCII.
+pub fn is_stable_code(code: &str) -> bool {
+    !code.is_empty() && code.bytes().all(|byte| byte.is_ascii_uppercase() || byte == b'_')
+}
+
+/// Checks a sample of every variant of a rejection: `variant_index` numbers the variants with
+/// an exhaustive match (so a new variant breaks it), and every number below `variants` must
+/// have a sample; each sample reads in Chinese and has a stable code.
+#[cfg(test)]
+pub(crate) fn assert_every_variant_speaks_to_both_audiences<R: crate::DomainRejection>(
+    samples: &[R],
+    variant_index: fn(&R) -> usize,
+    variants: usize,
+) {
+    let mut covered: Vec<usize> = samples.iter().map(variant_index).collect();
+    covered.sort_unstable();
+    covered.dedup();
+    assert_eq!(covered, (0..variants).collect::<Vec<_>>(), "a sample of every variant");
+    for rejection in samples {
+        let message = rejection.to_string();
+        assert!(has_han(&message), "{rejection:?}: {message}");
+        assert!(!message.contains("may not") && !message.contains(" is "), "{message}");
+        assert!(is_stable_code(rejection.code()), "{}", rejection.code());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
