@@ -411,34 +411,6 @@ impl From<ReadModelError> for ApiError {
     }
 }
 
-/// Every code a client may see, for the README and the schema's description.
-pub const ERROR_CODES: &[&str] = &[
-    "BAD_INPUT",
-    "INVALID_ID",
-    "UNAUTHENTICATED",
-    "FORBIDDEN",
-    "NOT_FOUND",
-    "WRONG_EXPECTED_VERSION",
-    "CONFLICT",
-    "FILE_TOO_LARGE",
-    "EMPTY_FILE",
-    "TOO_MANY_FILES",
-    "QUOTA_EXCEEDED",
-    "INVALID_EVENT",
-    "VALUE_OUT_OF_RANGE",
-    "GRAPHQL_PARSE_FAILED",
-    "GRAPHQL_VALIDATION_FAILED",
-    "QUERY_TOO_LARGE",
-    "QUERY_TOO_COMPLEX",
-    "TIMEOUT",
-    "MUTATION_OVER_GET",
-    "BODY_TOO_LARGE",
-    "TOKEN_EXPIRED",
-    "RATE_LIMITED",
-    "IDEMPOTENCY_KEY_REUSED",
-    "INTERNAL",
-];
-
 #[cfg(test)]
 mod tests {
     use anquan_domain::refusal::{has_han, is_stable_code};

@@ -137,9 +137,5 @@ fn current_year(app: &AppState) -> i32 {
 }
 
 fn parse_period(text: &str) -> Result<Period, ApiError> {
-    text.parse().map_err(|_: anquan_domain::period::PeriodParseError| {
-        ApiError::bad_input(format!(
-            "报告期“{text}”格式不对：应写作 2019、2019-H1、2019-Q3 或 2019-07"
-        ))
-    })
+    text.parse().map_err(|error| ApiError::invalid_period(&error))
 }

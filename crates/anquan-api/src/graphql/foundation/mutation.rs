@@ -123,10 +123,8 @@ impl EnterpriseMutation {
         input: RegisterEnterpriseInput,
         command_id: Option<ID>,
     ) -> Result<CommandPayload, ApiError> {
-        let credit_code = UnifiedSocialCreditCode::parse(&input.credit_code).map_err(|error| ApiError::BadInput {
-            code: "INVALID_CREDIT_CODE",
-            message: error.to_string(),
-        })?;
+        let credit_code = UnifiedSocialCreditCode::parse(&input.credit_code)
+            .map_err(|error| ApiError::invalid_credit_code(&error))?;
         let command = EnterpriseCommand::Register(RegisterEnterprise {
             name: input.name,
             credit_code,
@@ -282,12 +280,7 @@ fn coverage(input: &UploadDocumentInput) -> Result<Coverage, ApiError> {
             valid_until: *valid_until,
         }),
         (None, None, Some(period)) => Ok(Coverage::Period {
-            period: period
-                .parse()
-                .map_err(|_: anquan_domain::period::PeriodParseError| ApiError::BadInput {
-                    code: "BAD_INPUT",
-                    message: format!("报告期“{period}”格式不对：应写作 2019、2019-H1、2019-Q3 或 2019-07"),
-                })?,
+            period: period.parse().map_err(|error| ApiError::invalid_period(&error))?,
         }),
         _ => Err(ApiError::bad_input(
             "有效期起止（validFrom、validUntil）须同时填写，或只填报告期（period），或都不填",
