@@ -53,6 +53,7 @@
 //! last position, which feeds [`EventStore::head`](anquan_event_store::EventStore::head). The
 //! listener reconnects with backoff and re-reads the head after each (re)connection.
 
+mod group_commit;
 mod listener;
 mod read_model;
 mod schema;
@@ -60,6 +61,7 @@ mod store;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
+pub use group_commit::GroupCommitStats;
 pub use read_model::PostgresReadModelStore;
 pub use schema::SCHEMA_VERSION;
 pub use store::{PostgresEventStore, PostgresOptions};
