@@ -264,6 +264,7 @@ const GROUPED_WRITERS: usize = 32;
 /// `acknowledged <event id>…` once an append is acknowledged, and `groups <transactions>
 /// <appends>` from the store's counters now and then.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[expect(clippy::print_stdout, reason = "the writer process reports to its parent on stdout")]
 async fn grouped_writer_process() {
     let Ok(url) = std::env::var(WRITER_URL_VARIABLE) else {
         return;
@@ -282,7 +283,7 @@ async fn grouped_writer_process() {
             let mut version = None;
             for append in 0.. {
                 let events = 1 + (writer + append) % 3;
-                let request = if writer % 2 == 0 {
+                let request = if writer.is_multiple_of(2) {
                     request(&hot, events)
                 } else {
                     AppendRequest {

@@ -331,7 +331,7 @@ async fn write(store: Arc<PostgresEventStore>, hot: StreamId, writer: usize, app
     let mut acknowledged = Vec::new();
     for append in 0..appends {
         let events = 1 + (writer + append) % 3;
-        let request = if writer % 2 == 0 {
+        let request = if writer.is_multiple_of(2) {
             support::request(&hot, StreamState::Any, events, 200)
         } else {
             support::request(&own, StreamState::from_actual(version), events, 200)
