@@ -43,8 +43,11 @@ use anquan_event_store::{
 use crate::listener;
 use crate::store::{decode_command, decode_stream_head};
 
-/// Most appends committed in one transaction.
-pub(crate) const GROUP_APPENDS_MAX: usize = 256;
+/// Most appends committed in one transaction. Each written append is a subtransaction (its
+/// savepoint); PostgreSQL caches 64 subtransaction ids per backend (`PGPROC_MAX_CACHED_SUBXIDS`),
+/// and past that every snapshot taken while the group is open must look subtransactions up in
+/// `pg_subtrans`, which slows every reader of the cluster down.
+pub(crate) const GROUP_APPENDS_MAX: usize = 64;
 /// A group stops taking appends once it holds this many events (an append is never split, so
 /// a group may pass this by one append's events).
 pub(crate) const GROUP_EVENTS_MAX: usize = 10_000;

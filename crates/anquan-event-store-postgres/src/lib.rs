@@ -15,8 +15,9 @@
 //!
 //! Every append of a store goes through one committer task (`group_commit`), which commits
 //! the appends that arrive together as a group: the first append waiting starts a group, the
-//! appends queued behind it join (up to 256 appends or 10,000 events), and those arriving
-//! while it commits form the next. An append alone goes at once; nothing waits for company.
+//! appends queued behind it join (up to 64 appends, as many subtransactions as PostgreSQL
+//! caches per backend, or 10,000 events), and those arriving while it commits form the next.
+//! An append alone goes at once; nothing waits for company.
 //! A group is one transaction in three pipelined round trips:
 //!
 //! 1. `BEGIN`, take the `event_log_head` row with `SELECT … FOR UPDATE`, read the last version
