@@ -46,6 +46,19 @@ async fn connect(url: &str) -> tokio_postgres::Client {
     client
 }
 
+/// A fresh database, a store on it and a connection of the test's own (to hold the head row),
+/// or `None` when the test is skipped.
+async fn store_and_holder(
+    test: &str,
+) -> Option<(support::TestDatabase, Arc<PostgresEventStore>, tokio_postgres::Client)> {
+    let database = support::fresh_database(test).await?;
+    let store = PostgresEventStore::connect(&database.url, PostgresOptions::default())
+        .await
+        .unwrap();
+    let holder = connect(&database.url).await;
+    Some((database, Arc::new(store), holder))
+}
+
 /// Takes the head row's lock in a transaction of the test's own connection; every group waits
 /// until [`release`].
 async fn hold_head_row(client: &tokio_postgres::Client) {
@@ -153,15 +166,9 @@ async fn read_gap_free_log(store: &dyn EventStore) -> HashMap<StreamId, Vec<Reco
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_refused_append_in_a_group_fails_alone_while_the_others_commit() {
-    let Some(database) = support::fresh_database("group commit refusal test").await else {
+    let Some((_database, store, holder)) = store_and_holder("group commit refusal test").await else {
         return;
     };
-    let store = Arc::new(
-        PostgresEventStore::connect(&database.url, PostgresOptions::default())
-            .await
-            .unwrap(),
-    );
-    let holder = connect(&database.url).await;
 
     // Before the group: an event whose id a later append reuses, and a recorded command id.
     let earlier = one(&stream("earlier"), StreamState::NoStream);
@@ -279,15 +286,9 @@ async fn a_refused_append_in_a_group_fails_alone_while_the_others_commit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failed_commit_fails_every_append_of_its_group_and_leaves_no_gap() {
-    let Some(database) = support::fresh_database("group commit failure test").await else {
+    let Some((_database, store, holder)) = store_and_holder("group commit failure test").await else {
         return;
     };
-    let store = Arc::new(
-        PostgresEventStore::connect(&database.url, PostgresOptions::default())
-            .await
-            .unwrap(),
-    );
-    let holder = connect(&database.url).await;
     // A deferred constraint trigger refuses one event type when the transaction commits, so
     // every statement of the group succeeds and the COMMIT itself fails.
     holder
