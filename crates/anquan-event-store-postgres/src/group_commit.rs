@@ -107,6 +107,7 @@ pub struct GroupCommitStats {
     pub events: u64,
 }
 
+/// The committer's running totals behind [`GroupCommitStats`].
 #[derive(Default)]
 pub(crate) struct Counters {
     transactions: AtomicU64,
@@ -167,6 +168,7 @@ async fn run(
     }
 }
 
+/// Commits one group on a pooled connection, moves the head, then answers every append of it.
 async fn commit_and_answer(
     pool: &Pool,
     group: &mut Vec<PendingAppend>,
