@@ -6,10 +6,10 @@
 //! - **A** one append per event in file order, with the expected version the writer tracks
 //!   itself from the previous append's outcome (no reads before writing);
 //! - **B** one append of a stream's events per stream (expected: no stream);
-//! - **C** eight async tasks sharing one store, writer *w* owning the streams whose number
-//!   (order of first appearance, which is the number in the name for the generated workload)
-//!   is *w* modulo 8, one event per append with the expected version, timed from the common
-//!   start to the last finish;
+//! - **C** eight async tasks (`--writers`) sharing one store, writer *w* owning the streams
+//!   whose number (order of first appearance, which is the number in the name for the
+//!   generated workload) is *w* modulo the writers, one event per append with the expected
+//!   version, timed from the common start to the last finish;
 //! - **D** `read_all` in pages of 1,000, every body decoded into a `serde_json::Value`;
 //! - **E** as D, folding every event into a map keyed by (enterprise, indicator).
 //!
@@ -67,8 +67,8 @@ pub const WORKLOAD_SHA256: &str = "fb34678927bc077b36c8b3eb4b2e50f04364fd0fcf5f9
 pub const WORKLOAD_DIGEST: &str = "59585439f9e0f05d0932c9f48f2514aa4fba466b6d81c4f0bda837b2a5d79b2c";
 /// Events per `read_all` page in phases D and E.
 const PAGE: usize = 1_000;
-/// Concurrent writers in phase C.
-const WRITERS: usize = 8;
+/// Concurrent writers in phase C, as the workload defines it.
+const WRITERS: u32 = 8;
 
 /// Arguments of `anquan bench`.
 #[derive(Debug, clap::Args)]
@@ -102,6 +102,10 @@ pub struct StoreArgs {
     /// fill their database with an untimed phase A first.
     #[arg(long, value_enum, value_delimiter = ',', ignore_case = true, default_value = "all")]
     pub phase: Vec<PhaseArg>,
+    /// Concurrent writers in phase C (the workload's phase C has 8; other counts are for
+    /// comparison and say so in `settings.writers`).
+    #[arg(long, default_value_t = WRITERS, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub writers: u32,
     /// Repetitions, each on fresh databases.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     pub reps: u32,
@@ -582,14 +586,20 @@ async fn phase_b(store: &dyn EventStore, workload: &Workload, actor: &Actor) -> 
     Ok(start.elapsed().as_secs_f64())
 }
 
-/// Phase C: eight writers start together, writer w owning the streams numbered w modulo 8.
-async fn phase_c(store: Arc<dyn EventStore>, workload: Arc<Workload>, actor: &Actor) -> anyhow::Result<f64> {
-    let mut owned: Vec<Vec<usize>> = vec![Vec::new(); WRITERS];
+/// Phase C: the writers start together, writer w owning the streams numbered w modulo their
+/// count.
+async fn phase_c(
+    store: Arc<dyn EventStore>,
+    workload: Arc<Workload>,
+    actor: &Actor,
+    writer_count: usize,
+) -> anyhow::Result<f64> {
+    let mut owned: Vec<Vec<usize>> = vec![Vec::new(); writer_count];
     for (index, event) in workload.events.iter().enumerate() {
-        owned[event.stream % WRITERS].push(index);
+        owned[event.stream % writer_count].push(index);
     }
-    let barrier = Arc::new(tokio::sync::Barrier::new(WRITERS + 1));
-    let mut writers = Vec::with_capacity(WRITERS);
+    let barrier = Arc::new(tokio::sync::Barrier::new(writer_count + 1));
+    let mut writers = Vec::with_capacity(writer_count);
     for indices in owned {
         let (store, workload, actor, barrier) = (store.clone(), workload.clone(), actor.clone(), barrier.clone());
         writers.push(tokio::spawn(async move {
@@ -795,7 +805,7 @@ fn check_read(tally: &ReadTally, workload: &Workload, run: &mut Run) {
 }
 
 /// Runs one phase on an open store, timed, then checks it.
-async fn run_phase(phase: Phase, opened: &Opened, workload: &Arc<Workload>, actor: &Actor) -> Run {
+async fn run_phase(phase: Phase, opened: &Opened, workload: &Arc<Workload>, actor: &Actor, writers: usize) -> Run {
     let store = opened.store.as_ref();
     let mut run = Run {
         events: workload.events.len() as u64,
@@ -810,7 +820,7 @@ async fn run_phase(phase: Phase, opened: &Opened, workload: &Arc<Workload>, acto
                 let seconds = match phase {
                     Phase::A => phase_a(store, workload, actor).await?,
                     Phase::B => phase_b(store, workload, actor).await?,
-                    _ => phase_c(opened.store.clone(), workload.clone(), actor).await?,
+                    _ => phase_c(opened.store.clone(), workload.clone(), actor, writers).await?,
                 };
                 run.seconds = Some(seconds);
                 run.peak_rss_mb = peak_rss_mb();
@@ -933,7 +943,7 @@ impl Bench {
             settings.insert("fill".into(), json!("phase A ran untimed into this database first"));
         }
         if matches!(phase, Phase::C) {
-            settings.insert("writers".into(), json!(WRITERS));
+            settings.insert("writers".into(), json!(self.args.writers));
         }
         if matches!(phase, Phase::D | Phase::E) {
             settings.insert("page".into(), json!(PAGE));
@@ -946,7 +956,8 @@ impl Bench {
         settings.insert("peak_rss".into(), json!(rss_scope));
         settings.insert("rss_after_loading_workload_mb".into(), json!(self.workload_rss_mb));
         settings.insert("rss_at_start_mb".into(), json!(rss_mb()));
-        let run = run_phase(phase, &opened, &self.workload, &self.actor).await;
+        let writers = usize::try_from(self.args.writers).unwrap_or(1);
+        let run = run_phase(phase, &opened, &self.workload, &self.actor, writers).await;
         let peak = run.peak_rss_mb;
         let store_stats = opened.sqlite.as_ref().map(|store| {
             let stats = store.stats();

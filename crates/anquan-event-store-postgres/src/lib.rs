@@ -11,48 +11,66 @@
 //! transaction holding `pg_advisory_xact_lock`, so nodes starting together queue and the later
 //! ones find the work done.
 //!
-//! # Appends
+//! # Appends: group commit
 //!
-//! An append first reads (pipelined, outside any transaction) the command id's recorded
-//! outcome and the stream's last version and hash. A known command returns its outcome with
-//! `duplicate = true` when the append is on its stream with its digest, and is refused
-//! (`CommandIdReused`) otherwise; an expectation the stream does not meet is a conflict. Otherwise the
-//! events are sealed (hash chain) and written by *one* statement, so one implicit transaction:
-//! it bumps the head row by the number of events (taking its row lock), inserts the events at
-//! the positions after the old head (multi-row insert from arrays), inserts the command row and
-//! calls `pg_notify`. The reads are not locked: if the stream moved in between, the statement
-//! violates `UNIQUE (stream_id, version)` and the append reads again, which turns into a
-//! conflict with the actual version (or, for `Any`/`StreamExists`, a bounded retry). A
-//! concurrent append of the same command violates the command's primary key; the re-read then
-//! returns the winner's outcome.
+//! Every append of a store goes through one committer task (`group_commit`), which commits
+//! the appends that arrive together as a group: the first append waiting starts a group, the
+//! appends queued behind it join (up to 64 appends, as many subtransactions as PostgreSQL
+//! caches per backend, or 10,000 events), and those arriving while it commits form the next.
+//! An append alone goes at once; nothing waits for company.
+//! A group is one transaction in three pipelined round trips:
+//!
+//! 1. `BEGIN`, take the `event_log_head` row with `SELECT … FOR UPDATE`, read the last version
+//!    and hash of every stream of the group and the recorded outcome of every command id;
+//! 2. each append is decided in arrival order against what was read and what the group's
+//!    earlier appends did (a known command id answers its first outcome with `duplicate =
+//!    true`, or is refused as `CommandIdReused`; an expectation the stream does not meet is a
+//!    conflict; otherwise the events are sealed from the stream's last hash and take the next
+//!    positions), then every accepted append is written as `SAVEPOINT append; INSERT …
+//!    (events and command row, one statement); RELEASE SAVEPOINT append`, and the head row is
+//!    moved to the group's last position with one `pg_notify`;
+//! 3. `COMMIT`: one WAL flush for the whole group.
+//!
+//! Because every event insert of every node happens under the head row's lock, the reads of
+//! step 1 are the truth until the group commits: a decision in step 2 is final, and no append
+//! re-reads or retries. A second append to a stream in the same group sees the first one's
+//! events (it is decided after it, inside the same transaction). An insert the database
+//! refuses (an event id already stored) is rolled back to its savepoint and fails alone; the
+//! appends after it are decided again without it and written, at the positions it would have
+//! taken. Each caller hears of its own append only after the commit, and a failed commit fails
+//! every append of the group, none acknowledged.
 //!
 //! # No skipped events
 //!
 //! The classic bug: positions taken from a sequence at insert become visible at commit, in a
 //! different order, so a reader that checkpoints "the highest position seen" skips a lower
 //! position whose transaction commits later. Here positions are not taken from a sequence but
-//! from the `event_log_head` row, whose row lock an append holds from taking its positions
-//! until its commit. A second append waits on that lock, which PostgreSQL releases only after
-//! the first transaction is visible to new snapshots (or rolled back, which restores the head,
-//! so a rolled-back append leaves no gap and its positions are reused). Hence commit order
-//! equals position order: whenever a snapshot sees position `p`, it already sees every
-//! committed position below `p`, and no transaction can later commit a position below one a
-//! reader has seen. `read_all` is therefore a plain `position > after ORDER BY position`
-//! range read, with no visibility horizon that an unrelated long transaction could hold back.
-//! (A visibility horizon alone — `xid < pg_snapshot_xmin(pg_current_snapshot())` — is not
-//! enough when positions come from a sequence: a transaction with a lower xid may take a
-//! higher position, commit first and pass the horizon while a higher-xid, lower-position one
-//! is still in flight.) The price is that appends commit one at a time; every append also
-//! `NOTIFY`s, which PostgreSQL serialises at commit anyway, so little is lost, and batching
-//! events per append is what buys throughput. The proof test (`tests/gap_free.rs`) runs 32
-//! concurrent writers with random rollbacks under a live subscriber.
+//! from the `event_log_head` row, whose row lock a group holds from taking its positions until
+//! its commit. Another group (of this node or another) waits on that lock, which PostgreSQL
+//! releases only after the first transaction is visible to new snapshots (or rolled back,
+//! which restores the head, so a rolled-back group leaves no gap and its positions are
+//! reused). Inside a group, positions are handed out in order to the appends that are
+//! written; a refused append gets none. Hence commit order equals position order, and a
+//! group's positions are contiguous after the previous group's: whenever a snapshot sees
+//! position `p`, it already sees every committed position below `p`, and no transaction can
+//! later commit a position below one a reader has seen. `read_all` is therefore a plain
+//! `position > after ORDER BY position` range read, with no visibility horizon that an
+//! unrelated long transaction could hold back. (A visibility horizon alone — `xid <
+//! pg_snapshot_xmin(pg_current_snapshot())` — is not enough when positions come from a
+//! sequence: a transaction with a lower xid may take a higher position, commit first and pass
+//! the horizon while a higher-xid, lower-position one is still in flight.) Commits are still
+//! serialised, but one commit now carries a whole group. The proof tests: `tests/gap_free.rs`
+//! (32 concurrent writers with random rollbacks under a live subscriber), `tests/group_commit.rs`
+//! (a refused append fails alone, a failed commit fails its group, two nodes writing at once)
+//! and `tests/crash.rs` (SIGKILL of a writer process and of the server during grouped appends).
 //!
 //! # Live tail
 //!
-//! A dedicated connection runs `LISTEN anquan_events`; every append's `pg_notify` carries its
+//! A dedicated connection runs `LISTEN anquan_events`; every group's `pg_notify` carries its
 //! last position, which feeds [`EventStore::head`](anquan_event_store::EventStore::head). The
 //! listener reconnects with backoff and re-reads the head after each (re)connection.
 
+mod group_commit;
 mod listener;
 mod read_model;
 mod schema;
@@ -60,6 +78,7 @@ mod store;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
+pub use group_commit::GroupCommitStats;
 pub use read_model::PostgresReadModelStore;
 pub use schema::SCHEMA_VERSION;
 pub use store::{PostgresEventStore, PostgresOptions};

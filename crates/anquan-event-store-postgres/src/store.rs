@@ -7,25 +7,19 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::NoTls;
-use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
 use anquan_domain::{Actor, CommandId};
-use anquan_event_store::hash_chain::seal;
 use anquan_event_store::{
-    AppendError, AppendOutcome, AppendRequest, CommandDigest, EventHash, EventMetadata, EventStore, InvalidAppend,
-    Position, READ_BATCH_MAX, RecordedCommand, RecordedEvent, StoreError, StreamId, StreamVersion,
-    answer_recorded_command,
+    AppendError, AppendOutcome, AppendRequest, CommandDigest, EventHash, EventMetadata, EventStore, Position,
+    READ_BATCH_MAX, RecordedCommand, RecordedEvent, StoreError, StreamId, StreamVersion,
 };
 
+use crate::group_commit::{self, Counters, Finish, GroupCommitStats, PendingAppend};
 use crate::listener::{self, ListenerTask};
 use crate::schema;
-
-/// How often an append re-reads a stream that moved under it before giving up with a conflict
-/// (only `Any` and `StreamExists` retry; a stale exact expectation conflicts at once).
-const APPEND_RETRIES_MAX: usize = 32;
 
 /// Connection settings of a [`PostgresEventStore`].
 #[derive(Debug, Clone)]
@@ -45,41 +39,17 @@ impl Default for PostgresOptions {
 pub struct PostgresEventStore {
     pool: Pool,
     head: Arc<watch::Sender<Option<Position>>>,
+    /// The group committer's queue; every append goes through it.
+    appends: mpsc::Sender<PendingAppend>,
+    group_commits: Arc<Counters>,
     _listener: ListenerTask,
 }
 
 const COLUMNS: &str = "position, stream_id, version, event_id, event_type, schema_version, data::text, \
      occurred_at, recorded_at, actor::text, correlation_id, causation_id, command_id, hash";
 
-/// The whole write of an append, one statement (so one implicit transaction): take the next
-/// positions from the head row (its row lock is held until commit), insert the events and the
-/// command, notify listeners.
-const APPEND_SQL: &str = "
-WITH head AS (
-    UPDATE event_log_head SET position = position + $1 WHERE id RETURNING position - $1 AS base
-), inserted AS (
-    INSERT INTO event_log (position, stream_id, version, event_id, event_type, schema_version, data,
-                           occurred_at, recorded_at, actor, correlation_id, causation_id, command_id, hash)
-    SELECT head.base + e.ord, $2, e.version, e.event_id, e.event_type, e.schema_version, e.data::json,
-           $3, $4, $5::text::json, $6, $7, $8, e.hash
-    FROM head, unnest($9::bigint[], $10::uuid[], $11::text[], $12::bigint[], $13::text[], $14::bytea[])
-         WITH ORDINALITY AS e(version, event_id, event_type, schema_version, data, hash, ord)
-    RETURNING position
-), command AS (
-    INSERT INTO event_commands (command_id, stream_id, first_version, last_version, last_position, digest)
-    SELECT $8, $2, $15, $16, head.base + $1, $17 FROM head WHERE $8::uuid IS NOT NULL
-)
-SELECT head.base + $1, pg_notify('anquan_events', (head.base + $1)::text) FROM head";
-
 fn backend(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
     move |error| StoreError::backend(what, error)
-}
-
-fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
-    i64::try_from(value).map_err(|_| StoreError::Backend {
-        message: format!("{what} {value} does not fit a BIGINT"),
-        source: None,
-    })
 }
 
 /// Builds a connection pool for `url`.
@@ -97,24 +67,6 @@ pub(crate) fn build_pool(url: &str, pool_size: usize) -> Result<(Pool, tokio_pos
         .build()
         .map_err(|error| StoreError::backend("build connection pool", error))?;
     Ok((pool, config))
-}
-
-/// Why one write attempt failed.
-enum WriteError {
-    /// A unique constraint was violated: someone else got there first.
-    Unique(String),
-    Store(StoreError),
-}
-
-impl From<tokio_postgres::Error> for WriteError {
-    fn from(error: tokio_postgres::Error) -> Self {
-        if let Some(db) = error.as_db_error()
-            && *db.code() == SqlState::UNIQUE_VIOLATION
-        {
-            return WriteError::Unique(db.constraint().unwrap_or_default().to_owned());
-        }
-        WriteError::Store(StoreError::backend("append events", error))
-    }
 }
 
 impl PostgresEventStore {
@@ -139,9 +91,13 @@ impl PostgresEventStore {
             .map(Position::from_sequence);
         let head = Arc::new(watch::Sender::new(initial));
         let listener = listener::spawn(config, head.clone());
+        let group_commits = Arc::new(Counters::default());
+        let appends = group_commit::spawn(pool.clone(), head.clone(), group_commits.clone());
         Ok(Self {
             pool,
             head,
+            appends,
+            group_commits,
             _listener: listener,
         })
     }
@@ -158,55 +114,46 @@ impl PostgresEventStore {
             .map_err(|error| StoreError::backend("get a postgres connection", error))
     }
 
-    /// Test hook: runs an append's write exactly as [`EventStore::append`] does, inside an
-    /// explicit transaction that is then rolled back. Used to prove that a rolled-back append
-    /// never becomes visible and never makes a reader skip a committed one.
+    /// Returns what the group committer has committed since the store was opened.
+    pub fn group_commit_stats(&self) -> GroupCommitStats {
+        self.group_commits.stats()
+    }
+
+    /// Test hook: the appends waiting for the group committer (not counting the group being
+    /// committed). Tests use it to know that appends queued behind a group will form the next.
+    #[doc(hidden)]
+    pub fn queued_appends(&self) -> usize {
+        self.appends.max_capacity() - self.appends.capacity()
+    }
+
+    /// Test hook: runs an append's write exactly as a group of one would, on a connection of
+    /// its own, holds the head row `hold` long, then rolls back. Used to prove that a
+    /// rolled-back append never becomes visible and never makes a reader skip a committed one.
     #[doc(hidden)]
     pub async fn append_then_roll_back(&self, request: AppendRequest, hold: Duration) -> Result<(), AppendError> {
         request.validate()?;
-        let mut client = self.client().await?;
-        let last = stream_head(&client, &request.stream_id).await?;
-        let sealed = seal(&request, last, Utc::now());
-        let transaction = client.transaction().await.map_err(backend("begin"))?;
-        match write(&transaction, &request, &sealed).await {
-            Ok(_) | Err(WriteError::Unique(_)) => {}
-            Err(WriteError::Store(error)) => return Err(error.into()),
-        }
-        // Hold the head row a while, like a slow writer, before giving up.
-        tokio::time::sleep(hold).await;
-        transaction.rollback().await.map_err(backend("roll back"))?;
+        let client = self.client().await?;
+        group_commit::write_group(client, &[&request], Finish::RollBack(hold)).await?;
         Ok(())
     }
 }
 
-/// Reads a stream's last version and hash.
-async fn stream_head(
-    client: &impl GenericClient,
+/// Checks a stream's stored last version and hash.
+pub(crate) fn decode_stream_head(
     stream_id: &StreamId,
-) -> Result<Option<(StreamVersion, EventHash)>, StoreError> {
-    let statement = client
-        .prepare_cached("SELECT version, hash FROM event_log WHERE stream_id = $1 ORDER BY version DESC LIMIT 1")
-        .await
-        .map_err(backend("prepare stream head"))?;
-    let row = client
-        .query_opt(&statement, &[&stream_id.as_str()])
-        .await
-        .map_err(backend("read stream head"))?;
-    row.map(|row| {
-        let version: i64 = row.try_get(0).map_err(backend("read stream head"))?;
-        let hash: &[u8] = row.try_get(1).map_err(backend("read stream head"))?;
-        let location = || format!("{stream_id}@{version}");
-        let version = u64::try_from(version).map_err(|_| StoreError::Corrupt {
-            location: location(),
-            reason: "negative version".to_owned(),
-        })?;
-        let hash = <[u8; 32]>::try_from(hash).map_err(|_| StoreError::Corrupt {
-            location: location(),
-            reason: "hash is not 32 bytes".to_owned(),
-        })?;
-        Ok((StreamVersion(version), EventHash(hash)))
-    })
-    .transpose()
+    version: i64,
+    hash: &[u8],
+) -> Result<(StreamVersion, EventHash), StoreError> {
+    let location = || format!("{stream_id}@{version}");
+    let version = u64::try_from(version).map_err(|_| StoreError::Corrupt {
+        location: location(),
+        reason: "negative version".to_owned(),
+    })?;
+    let hash = <[u8; 32]>::try_from(hash).map_err(|_| StoreError::Corrupt {
+        location: location(),
+        reason: "hash is not 32 bytes".to_owned(),
+    })?;
+    Ok((StreamVersion(version), EventHash(hash)))
 }
 
 /// Reads a command's recorded outcome and digest (none for a command recorded before
@@ -226,107 +173,39 @@ async fn command_outcome(
         .query_opt(&statement, &[&command_id.0])
         .await
         .map_err(backend("read command outcome"))?;
-    row.map(|row| {
-        let read = backend("read command outcome");
-        let stream_id: &str = row.try_get(0).map_err(backend("read command outcome"))?;
-        let first: i64 = row.try_get(1).map_err(backend("read command outcome"))?;
-        let last: i64 = row.try_get(2).map_err(backend("read command outcome"))?;
-        let position: i64 = row.try_get(3).map_err(read)?;
-        let digest: Option<&[u8]> = row.try_get(4).map_err(backend("read command digest"))?;
-        let corrupt = |reason: &str| StoreError::Corrupt {
-            location: format!("command {}", command_id.0),
-            reason: reason.to_owned(),
-        };
-        let digest = digest
-            .map(|bytes| <[u8; 32]>::try_from(bytes).map_err(|_| corrupt("a command digest is not 32 bytes")))
-            .transpose()?
-            .map(CommandDigest);
-        Ok(RecordedCommand {
-            outcome: AppendOutcome {
-                stream_id: StreamId::parse(stream_id).map_err(|error| corrupt(&error.to_string()))?,
-                first_version: StreamVersion(u64::try_from(first).map_err(|_| corrupt("negative version"))?),
-                last_version: StreamVersion(u64::try_from(last).map_err(|_| corrupt("negative version"))?),
-                last_position: Position::from_sequence(
-                    u64::try_from(position).map_err(|_| corrupt("negative position"))?,
-                ),
-                duplicate: true,
-            },
-            digest,
-        })
-    })
-    .transpose()
+    row.map(|row| decode_command(&row, 0, command_id)).transpose()
 }
 
-/// Writes sealed events in one statement; returns the outcome.
-async fn write(
-    client: &impl GenericClient,
-    request: &AppendRequest,
-    sealed: &[RecordedEvent],
-) -> Result<AppendOutcome, WriteError> {
-    let (Some(first), Some(last)) = (sealed.first(), sealed.last()) else {
-        return Err(WriteError::Store(StoreError::Backend {
-            message: "nothing to append".to_owned(),
-            source: None,
-        }));
+/// Decodes a recorded command from `stream_id, first_version, last_version, last_position,
+/// digest` starting at column `first`.
+pub(crate) fn decode_command(
+    row: &tokio_postgres::Row,
+    first: usize,
+    command_id: CommandId,
+) -> Result<RecordedCommand, StoreError> {
+    let read = || backend("read command outcome");
+    let stream_id: &str = row.try_get(first).map_err(read())?;
+    let first_version: i64 = row.try_get(first + 1).map_err(read())?;
+    let last_version: i64 = row.try_get(first + 2).map_err(read())?;
+    let position: i64 = row.try_get(first + 3).map_err(read())?;
+    let digest: Option<&[u8]> = row.try_get(first + 4).map_err(backend("read command digest"))?;
+    let corrupt = |reason: &str| StoreError::Corrupt {
+        location: format!("command {}", command_id.0),
+        reason: reason.to_owned(),
     };
-    let count = i64::try_from(sealed.len()).unwrap_or(i64::MAX);
-    let mut versions = Vec::with_capacity(sealed.len());
-    let mut event_ids = Vec::with_capacity(sealed.len());
-    let mut types = Vec::with_capacity(sealed.len());
-    let mut schema_versions = Vec::with_capacity(sealed.len());
-    let mut data = Vec::with_capacity(sealed.len());
-    let mut hashes = Vec::with_capacity(sealed.len());
-    for event in sealed {
-        versions.push(to_i64(event.version.0, "version").map_err(WriteError::Store)?);
-        event_ids.push(event.event_id);
-        types.push(event.event_type.as_str());
-        schema_versions.push(i64::from(event.schema_version));
-        data.push(event.data.as_str());
-        hashes.push(&event.hash.0[..]);
-    }
-    let metadata = &first.metadata;
-    let actor = serde_json::to_string(&metadata.actor).map_err(|error| {
-        WriteError::Store(StoreError::Backend {
-            message: "serialise actor".to_owned(),
-            source: Some(Box::new(error)),
-        })
-    })?;
-    let command_id = request.command.map(|key| key.id.0);
-    let digest = request.command.as_ref().map(|key| &key.digest.0[..]);
-    let first_version = versions[0];
-    let last_version = to_i64(last.version.0, "version").map_err(WriteError::Store)?;
-    let statement = client.prepare_cached(APPEND_SQL).await?;
-    let row = client
-        .query_one(
-            &statement,
-            &[
-                &count,
-                &request.stream_id.as_str(),
-                &metadata.occurred_at,
-                &first.recorded_at,
-                &actor,
-                &metadata.correlation_id,
-                &metadata.causation_id,
-                &command_id,
-                &versions,
-                &event_ids,
-                &types,
-                &schema_versions,
-                &data,
-                &hashes,
-                &first_version,
-                &last_version,
-                &digest,
-            ],
-        )
-        .await?;
-    let last_position: i64 = row.try_get(0)?;
-    Ok(AppendOutcome {
-        stream_id: request.stream_id.clone(),
-        first_version: first.version,
-        last_version: last.version,
-        last_position: Position::from_sequence(u64::try_from(last_position).unwrap_or(0)),
-        duplicate: false,
+    let digest = digest
+        .map(|bytes| <[u8; 32]>::try_from(bytes).map_err(|_| corrupt("a command digest is not 32 bytes")))
+        .transpose()?
+        .map(CommandDigest);
+    Ok(RecordedCommand {
+        outcome: AppendOutcome {
+            stream_id: StreamId::parse(stream_id).map_err(|error| corrupt(&error.to_string()))?,
+            first_version: StreamVersion(u64::try_from(first_version).map_err(|_| corrupt("negative version"))?),
+            last_version: StreamVersion(u64::try_from(last_version).map_err(|_| corrupt("negative version"))?),
+            last_position: Position::from_sequence(u64::try_from(position).map_err(|_| corrupt("negative position"))?),
+            duplicate: true,
+        },
+        digest,
     })
 }
 
@@ -380,71 +259,16 @@ fn check_limit(limit: usize) -> Result<i64, StoreError> {
 impl EventStore for PostgresEventStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError> {
         request.validate()?;
-        let client = self.client().await?;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            // The two reads are pipelined on one connection.
-            let (recorded, last) = match &request.command {
-                Some(key) => futures::try_join!(
-                    command_outcome(&client, key.id),
-                    stream_head(&client, &request.stream_id)
-                )?,
-                None => (None, stream_head(&client, &request.stream_id).await?),
-            };
-            if let (Some(key), Some(recorded)) = (&request.command, recorded) {
-                return answer_recorded_command(&request, key, recorded);
-            }
-            let actual = last.map(|(version, _)| version);
-            if !request.expected.admits(actual) || attempt > APPEND_RETRIES_MAX {
-                return Err(AppendError::Conflict {
-                    stream_id: request.stream_id.clone(),
-                    expected: request.expected,
-                    actual,
-                });
-            }
-            let sealed = seal(&request, last, Utc::now());
-            match write(&client, &request, &sealed).await {
-                Ok(outcome) => {
-                    listener::advance(&self.head, outcome.last_position);
-                    return Ok(outcome);
-                }
-                // The stream moved or the command was appended concurrently: read again.
-                Err(WriteError::Unique(constraint))
-                    if constraint == "event_log_stream_version_key" || constraint == "event_commands_pkey" => {}
-                Err(WriteError::Unique(constraint)) if constraint == "event_log_event_id_key" => {
-                    if let Some(key) = &request.command
-                        && let Some(recorded) = command_outcome(&client, key.id).await?
-                    {
-                        return answer_recorded_command(&request, key, recorded);
-                    }
-                    let ids: Vec<Uuid> = request.events.iter().map(|event| event.event_id).collect();
-                    let row = client
-                        .query_opt(
-                            "SELECT event_id FROM event_log WHERE event_id = ANY($1) LIMIT 1",
-                            &[&ids],
-                        )
-                        .await
-                        .map_err(backend("find duplicate event id"))?;
-                    let duplicate = match row {
-                        Some(row) => row.try_get(0).map_err(backend("find duplicate event id"))?,
-                        None => continue,
-                    };
-                    return Err(AppendError::Invalid {
-                        stream_id: request.stream_id.clone(),
-                        reason: InvalidAppend::DuplicateEventId(duplicate),
-                    });
-                }
-                Err(WriteError::Unique(constraint)) => {
-                    return Err(StoreError::Backend {
-                        message: format!("append violated unexpected constraint {constraint}"),
-                        source: None,
-                    }
-                    .into());
-                }
-                Err(WriteError::Store(error)) => return Err(error.into()),
-            }
-        }
+        let (reply, answer) = oneshot::channel();
+        let stopped = || StoreError::Backend {
+            message: "the postgres group committer has stopped".to_owned(),
+            source: None,
+        };
+        self.appends
+            .send(PendingAppend { request, reply })
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     async fn read_stream(
