@@ -77,19 +77,25 @@ pub(crate) fn backends() -> Vec<Backend> {
     backends
 }
 
-/// The `anquan` binary cargo built beside this test (`target/<profile>/anquan`).
+/// The `anquan` binary beside this test (`target/<profile>/anquan`), built from the sources
+/// once per test process: `cargo test` builds the tests but not the other packages' binaries,
+/// so a binary left from an earlier build would otherwise be tested instead of the code.
 pub(crate) fn binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap();
-    let binary = profile_dir.join(format!("anquan{}", std::env::consts::EXE_SUFFIX));
-    if !binary.exists() {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-p", "anquan-cli", "--bin", "anquan"])
-            .status()
-            .unwrap();
-        assert!(status.success(), "building the anquan binary failed");
-    }
-    binary
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().unwrap();
+            let profile_dir = exe.parent().unwrap().parent().unwrap();
+            let mut build = std::process::Command::new(env!("CARGO"));
+            build.args(["build", "-p", "anquan-cli", "--bin", "anquan"]);
+            if profile_dir.file_name().is_some_and(|name| name == "release") {
+                build.arg("--release");
+            }
+            let status = build.status().unwrap();
+            assert!(status.success(), "building the anquan binary failed");
+            profile_dir.join(format!("anquan{}", std::env::consts::EXE_SUFFIX))
+        })
+        .clone()
 }
 
 pub(crate) async fn admin_sql(sql: &str) {
