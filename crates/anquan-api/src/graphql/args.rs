@@ -26,12 +26,9 @@ pub(crate) fn optional_instant_arg(
     instant.map(|instant| instant_arg(field, instant)).transpose()
 }
 
-/// Parses a town argument (`INVALID_ID` when it is not a town's name).
+/// Parses a town argument (`INVALID_ID`, with the domain's details, when it is not a town's name).
 pub(super) fn parse_town(town: &str) -> Result<Town, ApiError> {
-    Town::parse(town).map_err(|_| ApiError::BadInput {
-        code: "INVALID_ID",
-        message: format!("“{town}”不是有效的镇（街道）名称"),
-    })
+    Town::parse(town).map_err(|error| ApiError::invalid_id(&error))
 }
 
 /// Parses an id argument of any kind (`INVALID_ID` when it does not parse).
@@ -42,9 +39,10 @@ pub(super) fn parse_id<T: std::str::FromStr>(id: &ID) -> Result<T, ApiError> {
     })
 }
 
-/// Parses an enterprise id (`INVALID_ID`).
+/// Parses an enterprise id (`INVALID_ID`, with the domain's details).
 pub(super) fn parse_enterprise_id(id: &ID) -> Result<EnterpriseId, ApiError> {
-    parse_id(id)
+    id.parse()
+        .map_err(|error: anquan_domain::IdError| ApiError::invalid_id(&error))
 }
 
 /// Applies the caller's scope to a town filter: town officers, town inspectors and town
