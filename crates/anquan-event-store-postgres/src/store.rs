@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use anquan_domain::{Actor, CommandId};
 use anquan_event_store::{
-    AppendError, AppendOutcome, AppendRequest, CommandDigest, EventHash, EventMetadata, EventStore, Position,
+    AppendError, AppendOutcome, AppendRequest, BackendTraits, CommandDigest, EventHash, EventMetadata, EventStore, Position,
     READ_BATCH_MAX, RecordedCommand, RecordedEvent, StoreError, StreamId, StreamVersion,
 };
 
@@ -312,9 +312,17 @@ impl EventStore for PostgresEventStore {
         rows.iter().map(decode).collect()
     }
 
-    async fn command_outcome(&self, command_id: CommandId) -> Result<Option<RecordedCommand>, StoreError> {
+    async fn command_outcome(
+        &self,
+        stream_id: &StreamId,
+        command_id: CommandId,
+    ) -> Result<Option<RecordedCommand>, StoreError> {
         let client = self.client().await?;
-        command_outcome(&client, command_id).await
+        // Command ids are unique across the store (the committer refuses one recorded on
+        // another stream), so the row found by id is this stream's or none of it.
+        Ok(command_outcome(&client, command_id)
+            .await?
+            .filter(|recorded| recorded.outcome.stream_id == *stream_id))
     }
 
     fn head(&self) -> watch::Receiver<Option<Position>> {
@@ -323,5 +331,14 @@ impl EventStore for PostgresEventStore {
 
     fn backend_name(&self) -> &'static str {
         "postgres"
+    }
+
+    /// Positions come from one head row without gaps (crate docs), and `event_commands` is
+    /// keyed by the command id alone.
+    fn traits(&self) -> BackendTraits {
+        BackendTraits {
+            dense_positions: true,
+            store_wide_command_ids: true,
+        }
     }
 }

@@ -182,7 +182,7 @@ async fn a_database_without_command_digests_is_migrated_and_keeps_its_commands()
         .collect();
     let expected: Vec<i32> = (1..=i32::try_from(SCHEMA_VERSION).unwrap()).collect();
     assert_eq!(versions, expected, "the missing migrations ran");
-    let recorded = store.command_outcome(key.id).await.unwrap().unwrap();
+    let recorded = store.command_outcome(&stream, key.id).await.unwrap().unwrap();
     assert_eq!(recorded.digest, None, "a command recorded by version 1 has no digest");
     let retry = store.append(first_request).await.unwrap();
     assert!(retry.duplicate, "a retry on the command's stream is answered");
@@ -197,7 +197,7 @@ async fn a_database_without_command_digests_is_migrated_and_keeps_its_commands()
     let next = support::request(&stream, StreamState::At(first.last_version), 1, 50);
     let next_key = next.command.unwrap();
     store.append(next).await.unwrap();
-    let recorded = store.command_outcome(next_key.id).await.unwrap().unwrap();
+    let recorded = store.command_outcome(&stream, next_key.id).await.unwrap().unwrap();
     assert_eq!(
         recorded.digest,
         Some(next_key.digest),

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use anquan_domain::CommandId;
 use anquan_event_store::{
-    AppendError, AppendOutcome, AppendRequest, EventStore, Position, READ_BATCH_MAX, RecordedCommand, RecordedEvent,
+    AppendError, AppendOutcome, AppendRequest, BackendTraits, EventStore, Position, READ_BATCH_MAX, RecordedCommand, RecordedEvent,
     StoreError, StreamId, StreamVersion,
 };
 
@@ -325,9 +325,17 @@ impl EventStore for SqliteEventStore {
             .await
     }
 
-    async fn command_outcome(&self, command_id: CommandId) -> Result<Option<RecordedCommand>, StoreError> {
-        self.read(move |connection| row::command_outcome(connection, command_id))
-            .await
+    async fn command_outcome(
+        &self,
+        stream_id: &StreamId,
+        command_id: CommandId,
+    ) -> Result<Option<RecordedCommand>, StoreError> {
+        // Command ids are unique across the store (the writer refuses one recorded on another
+        // stream), so the row found by id is this stream's or none of it.
+        let recorded = self
+            .read(move |connection| row::command_outcome(connection, command_id))
+            .await?;
+        Ok(recorded.filter(|recorded| recorded.outcome.stream_id == *stream_id))
     }
 
     fn head(&self) -> watch::Receiver<Option<Position>> {
@@ -336,5 +344,14 @@ impl EventStore for SqliteEventStore {
 
     fn backend_name(&self) -> &'static str {
         "sqlite"
+    }
+
+    /// Positions are `event_log`'s integer key, handed out by one writer without gaps, and
+    /// `event_commands` is keyed by the command id alone.
+    fn traits(&self) -> BackendTraits {
+        BackendTraits {
+            dense_positions: true,
+            store_wide_command_ids: true,
+        }
     }
 }

@@ -76,7 +76,7 @@ async fn reopening_the_file_keeps_every_event_and_its_hash_chain() {
             for stream in &streams {
                 let expected = StreamState::from_actual(round.checked_sub(1).map(|r| StreamVersion(r * 2 + 1)));
                 let request = request(stream, expected, 2);
-                command = request.command.map(|key| key.id);
+                command = request.command.map(|key| (stream.clone(), key.id));
                 store.append(request).await.unwrap();
             }
         }
@@ -94,7 +94,7 @@ async fn reopening_the_file_keeps_every_event_and_its_hash_chain() {
         verify_stream(&events).unwrap();
     }
     let outcome = store
-        .command_outcome(command)
+        .command_outcome(&command.0, command.1)
         .await
         .unwrap()
         .expect("the command is remembered");
@@ -189,7 +189,7 @@ async fn an_event_id_already_stored_is_refused_and_the_rest_of_the_batch_commits
     );
     assert!(
         store
-            .command_outcome(clash.command.unwrap().id)
+            .command_outcome(&other, clash.command.unwrap().id)
             .await
             .unwrap()
             .is_none()
@@ -307,7 +307,7 @@ async fn a_file_without_command_digests_is_migrated_and_keeps_its_commands() {
             .unwrap();
     }
     let store = SqliteEventStore::open(&path, SqliteOptions::default()).unwrap();
-    let recorded = store.command_outcome(key.id).await.unwrap().unwrap();
+    let recorded = store.command_outcome(&stream, key.id).await.unwrap().unwrap();
     assert_eq!(recorded.digest, None, "a command recorded by version 1 has no digest");
     assert_eq!(recorded.outcome.last_position, first.last_position);
     let retry = store.append(first_request).await.unwrap();
@@ -324,7 +324,7 @@ async fn a_file_without_command_digests_is_migrated_and_keeps_its_commands() {
     let next = request(&stream, StreamState::At(first.last_version), 1);
     let next_key = next.command.unwrap();
     store.append(next).await.unwrap();
-    let recorded = store.command_outcome(next_key.id).await.unwrap().unwrap();
+    let recorded = store.command_outcome(&stream, next_key.id).await.unwrap().unwrap();
     assert_eq!(recorded.digest, Some(next_key.digest));
     let version: i64 = rusqlite::Connection::open(&path)
         .unwrap()

@@ -237,7 +237,7 @@ async fn decide_now<A: Aggregate>(
         .authorise(command, context.actor)
         .map_err(ExecuteError::Rejected)?;
     if let Some(key) = key
-        && let Some(recorded) = store.command_outcome(key.id).await?
+        && let Some(recorded) = store.command_outcome(stream_id, key.id).await?
     {
         if !recorded.is_retry_of(stream_id, key) {
             return Err(ExecuteError::IdempotencyKeyReused {

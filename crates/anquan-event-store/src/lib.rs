@@ -31,6 +31,9 @@ pub use read_model::{
     CheckpointExpected, Dialect, LeaseClaim, LeaseHolder, LeaseTerm, ProjectionBatch, ReadModelError, ReadModelStore,
     Row, SqlValue, Statement,
 };
-pub use store::{APPEND_EVENTS_MAX, EVENT_DATA_BYTES_MAX, EventStore, READ_BATCH_MAX, answer_recorded_command};
+pub use store::{
+    APPEND_EVENTS_MAX, BackendTraits, EVENT_DATA_BYTES_MAX, EventStore, LogDistance, READ_BATCH_MAX,
+    answer_recorded_command,
+};
 pub use stream::{Position, StreamId, StreamIdError, StreamState, StreamVersion};
 pub use subscription::subscribe_all;

@@ -12,7 +12,7 @@ use anquan_domain::CommandId;
 use crate::envelope::{AppendOutcome, AppendRequest, RecordedCommand, RecordedEvent};
 use crate::error::{AppendError, StoreError};
 use crate::hash_chain::seal;
-use crate::store::{EventStore, answer_recorded_command, check_limit};
+use crate::store::{BackendTraits, EventStore, answer_recorded_command, check_limit};
 use crate::stream::{Position, StreamId, StreamVersion};
 
 /// Keeps every event in memory, behind one lock.
@@ -142,8 +142,17 @@ impl EventStore for InMemoryEventStore {
         Ok(inner.log[start..].iter().take(limit).cloned().collect())
     }
 
-    async fn command_outcome(&self, command_id: CommandId) -> Result<Option<RecordedCommand>, StoreError> {
-        Ok(self.lock().commands.get(&command_id).cloned())
+    async fn command_outcome(
+        &self,
+        stream_id: &StreamId,
+        command_id: CommandId,
+    ) -> Result<Option<RecordedCommand>, StoreError> {
+        Ok(self
+            .lock()
+            .commands
+            .get(&command_id)
+            .filter(|recorded| recorded.outcome.stream_id == *stream_id)
+            .cloned())
     }
 
     fn head(&self) -> watch::Receiver<Option<Position>> {
@@ -152,5 +161,13 @@ impl EventStore for InMemoryEventStore {
 
     fn backend_name(&self) -> &'static str {
         "memory"
+    }
+
+    /// Positions are 1-based indexes into one log, and command ids are kept in one map.
+    fn traits(&self) -> BackendTraits {
+        BackendTraits {
+            dense_positions: true,
+            store_wide_command_ids: true,
+        }
     }
 }

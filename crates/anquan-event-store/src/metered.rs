@@ -13,7 +13,7 @@ use anquan_domain::CommandId;
 
 use crate::envelope::{AppendOutcome, AppendRequest, RecordedCommand, RecordedEvent};
 use crate::error::{AppendError, StoreError};
-use crate::store::EventStore;
+use crate::store::{BackendTraits, EventStore};
 use crate::stream::{Position, StreamId, StreamVersion};
 
 /// Counter of appends, labelled `backend` and `outcome` ([`append_outcome`]).
@@ -83,8 +83,12 @@ impl EventStore for MeteredEventStore {
         self.inner.read_all(after, limit).await
     }
 
-    async fn command_outcome(&self, command_id: CommandId) -> Result<Option<RecordedCommand>, StoreError> {
-        self.inner.command_outcome(command_id).await
+    async fn command_outcome(
+        &self,
+        stream_id: &StreamId,
+        command_id: CommandId,
+    ) -> Result<Option<RecordedCommand>, StoreError> {
+        self.inner.command_outcome(stream_id, command_id).await
     }
 
     fn head(&self) -> watch::Receiver<Option<Position>> {
@@ -93,6 +97,10 @@ impl EventStore for MeteredEventStore {
 
     fn backend_name(&self) -> &'static str {
         self.inner.backend_name()
+    }
+
+    fn traits(&self) -> BackendTraits {
+        self.inner.traits()
     }
 }
 

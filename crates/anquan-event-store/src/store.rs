@@ -16,11 +16,71 @@ pub const EVENT_DATA_BYTES_MAX: usize = 1024 * 1024;
 /// Most events one read returns.
 pub const READ_BATCH_MAX: usize = 10_000;
 
+/// What a backend promises beyond the [`EventStore`] trait. Code outside the backends asks
+/// before relying on either, and the conformance suite holds every backend to what it claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BackendTraits {
+    /// Positions are one dense sequence: 1, 2, 3, … with `commit == prepare`, and every
+    /// position up to the head holds a committed event. The commit distance between two
+    /// positions then counts the events between them, and a missing position is a lost event.
+    /// Without it (KurrentDB: positions are offsets in the server's log) a distance is in
+    /// positions, not events, and a skipped position means nothing.
+    pub dense_positions: bool,
+    /// A command id is unique across the store: an append whose id was recorded on another
+    /// stream is refused with `AppendError::CommandIdReused`. Without it a command id's scope is
+    /// its target stream, and the same id on another stream is another command.
+    pub store_wide_command_ids: bool,
+}
+
+/// How far one place in the log is behind another, in the unit the backend can count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogDistance {
+    /// Events between the two places (a backend with dense positions).
+    Events(u64),
+    /// The distance between the two commit positions, which is not a count of events (on
+    /// KurrentDB, bytes of its log).
+    Positions(u64),
+}
+
+impl LogDistance {
+    /// The distance in events, where the backend can count them.
+    pub fn events(self) -> Option<u64> {
+        match self {
+            LogDistance::Events(events) => Some(events),
+            LogDistance::Positions(_) => None,
+        }
+    }
+
+    /// The distance between the commit positions, whatever the unit (on a backend with dense
+    /// positions, the same number as [`LogDistance::events`]).
+    pub fn positions(self) -> u64 {
+        match self {
+            LogDistance::Events(distance) | LogDistance::Positions(distance) => distance,
+        }
+    }
+}
+
+impl BackendTraits {
+    /// How far a reader that has seen up to `seen` (none: nothing yet) is behind `head` (none:
+    /// an empty log). Positions start above zero on every backend, so having seen nothing is
+    /// a distance of the head's commit position.
+    pub fn distance(self, seen: Option<Position>, head: Option<Position>) -> LogDistance {
+        let seen = seen.map_or(0, |position| position.commit);
+        let distance = head.map_or(0, |head| head.commit.saturating_sub(seen));
+        if self.dense_positions {
+            LogDistance::Events(distance)
+        } else {
+            LogDistance::Positions(distance)
+        }
+    }
+}
+
 /// An append-only log of events in streams, with a global order.
 ///
 /// Every backend passes the conformance suite (`conformance` feature): appends are atomic per
 /// request, the expected stream state is the only concurrency control, a command id makes an
-/// append idempotent, and `read_all` never skips an event that becomes visible later.
+/// append to its stream idempotent, and `read_all` never skips an event that becomes visible
+/// later. What a backend promises beyond that is in [`EventStore::traits`].
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
     /// Appends events to one stream if it is in the expected state.
@@ -39,15 +99,26 @@ pub trait EventStore: Send + Sync + 'static {
     /// no event may later appear before the last one returned.
     async fn read_all(&self, after: Option<Position>, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
 
-    /// Returns what the store recorded of the append that carried this command id, if there
-    /// was one: its outcome (marked duplicate, naming its stream) and the command's digest.
-    async fn command_outcome(&self, command_id: CommandId) -> Result<Option<RecordedCommand>, StoreError>;
+    /// Returns what the store recorded of the append to `stream_id` that carried this command
+    /// id, if there was one: its outcome (marked duplicate) and the command's digest. An id
+    /// recorded on another stream is not found here, whatever the backend's
+    /// [`BackendTraits::store_wide_command_ids`].
+    async fn command_outcome(
+        &self,
+        stream_id: &StreamId,
+        command_id: CommandId,
+    ) -> Result<Option<RecordedCommand>, StoreError>;
 
     /// Returns a receiver that changes whenever new events may be readable through `read_all`.
     fn head(&self) -> watch::Receiver<Option<Position>>;
 
     /// Returns the backend's name for logs and metrics (`memory`, `sqlite`, `postgres`).
     fn backend_name(&self) -> &'static str;
+
+    /// What the backend promises beyond the trait; none by default.
+    fn traits(&self) -> BackendTraits {
+        BackendTraits::default()
+    }
 }
 
 impl AppendRequest {

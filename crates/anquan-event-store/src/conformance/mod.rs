@@ -126,9 +126,10 @@ macro_rules! event_store_conformance {
             any_appends_whatever_the_stream_state,
             read_stream_returns_versions_in_order_from_a_version_within_the_limit,
             read_all_positions_strictly_increase_and_after_is_exclusive,
+            positions_are_dense_where_the_backend_says_so,
             a_repeated_command_id_returns_the_first_outcome_and_appends_nothing,
             command_outcome_finds_an_append_by_its_command_id,
-            a_command_id_used_on_another_stream_is_refused_and_appends_nothing,
+            a_command_id_used_on_another_stream_is_refused_or_scoped_to_its_stream,
             a_command_id_with_another_digest_is_refused_and_appends_nothing,
             exactly_one_of_concurrent_appends_with_the_same_expected_version_wins,
             concurrent_appends_to_different_streams_all_succeed,
@@ -570,6 +571,55 @@ pub async fn read_all_positions_strictly_increase_and_after_is_exclusive(store: 
     Ok(())
 }
 
+/// A backend that claims dense positions ([`crate::BackendTraits::dense_positions`]) hands out
+/// 1, 2, 3, … with `commit == prepare` and no gap; `read_all` after any position starts at the
+/// next one. A backend that does not claim it is held only to increasing positions (above).
+pub async fn positions_are_dense_where_the_backend_says_so(store: Arc<dyn EventStore>) -> CaseResult {
+    if !store.traits().dense_positions {
+        return Ok(());
+    }
+    let start = current_head(store.as_ref());
+    let stream = unique_stream("dense")?;
+    let mut last = None;
+    for round in 0..3 {
+        last = Some(
+            store
+                .append(request(&stream, StreamState::Any, events(round * 4..round * 4 + 4))?)
+                .await?
+                .last_position,
+        );
+    }
+    let Some(last) = last else {
+        return Err("no append".into());
+    };
+    let mut after = start;
+    let mut seen = 0usize;
+    while after.is_none_or(|position| position < last) {
+        let page = store.read_all(after, 7).await?;
+        ensure!(
+            page.first().is_some_and(|event| event.position <= last),
+            "read_all stops before the last append ({last})"
+        );
+        for event in page.iter().take_while(|event| event.position <= last) {
+            let expected = after.map_or(1, |position| position.commit + 1);
+            ensure!(
+                event.position.commit == event.position.prepare && event.position.commit == expected,
+                "dense positions: expected {expected} after {after:?}, read {}",
+                event.position
+            );
+            after = Some(event.position);
+            seen += 1;
+        }
+    }
+    ensure!(seen >= 12, "every appended event read ({seen})");
+    ensure_eq!(
+        store.traits().distance(start, Some(last)),
+        crate::LogDistance::Events(u64::try_from(seen)?),
+        "the distance between two dense positions counts the events between them"
+    );
+    Ok(())
+}
+
 /// A second append with the same command id returns the first outcome, marked duplicate, even
 /// with an expectation that would now conflict, and appends nothing.
 pub async fn a_repeated_command_id_returns_the_first_outcome_and_appends_nothing(
@@ -621,9 +671,12 @@ pub async fn a_repeated_command_id_returns_the_first_outcome_and_appends_nothing
     Ok(())
 }
 
-/// A command id belongs to the stream it was first appended to: the same id on another stream
-/// is refused, appends nothing there, and leaves the first outcome as it was.
-pub async fn a_command_id_used_on_another_stream_is_refused_and_appends_nothing(
+/// A command id belongs to the stream it was first appended to. On a backend with store-wide
+/// command ids ([`crate::BackendTraits::store_wide_command_ids`]) the same id on another stream
+/// is refused and appends nothing there; on any other, it is another command on that stream,
+/// appended and recorded there. Either way the first outcome stays the first stream's, and
+/// `command_outcome` answers each stream with its own.
+pub async fn a_command_id_used_on_another_stream_is_refused_or_scoped_to_its_stream(
     store: Arc<dyn EventStore>,
 ) -> CaseResult {
     let stream = unique_stream("keyfirst")?;
@@ -635,34 +688,60 @@ pub async fn a_command_id_used_on_another_stream_is_refused_and_appends_nothing(
 
     let mut elsewhere = request(&other, StreamState::Any, events(0..1))?;
     elsewhere.command = Some(key(command_id));
-    match store.append(elsewhere).await {
-        Err(AppendError::CommandIdReused {
-            stream_id,
-            command_id: reused,
-            recorded_stream,
-        }) => {
-            ensure_eq!(stream_id, other, "the refusal names the stream asked for");
-            ensure_eq!(reused, command_id, "the refusal names the command id");
-            ensure_eq!(
+    let elsewhere = store.append(elsewhere).await;
+    if store.traits().store_wide_command_ids {
+        match elsewhere {
+            Err(AppendError::CommandIdReused {
+                stream_id,
+                command_id: reused,
                 recorded_stream,
-                stream,
-                "the refusal names the stream the id belongs to"
-            );
+            }) => {
+                ensure_eq!(stream_id, other, "the refusal names the stream asked for");
+                ensure_eq!(reused, command_id, "the refusal names the command id");
+                ensure_eq!(
+                    recorded_stream,
+                    stream,
+                    "the refusal names the stream the id belongs to"
+                );
+            }
+            other => {
+                return Err(format!(
+                    "store-wide command ids: the same id on another stream must be refused, got {other:?}"
+                )
+                .into());
+            }
         }
-        other => return Err(format!("the same command id on another stream must be refused, got {other:?}").into()),
+        ensure!(
+            store.read_stream(&other, StreamVersion::FIRST, 10).await?.is_empty(),
+            "a refused command id appends nothing"
+        );
+        ensure!(
+            store.command_outcome(&other, command_id).await?.is_none(),
+            "a refused command id records nothing on the other stream"
+        );
+    } else {
+        let elsewhere = elsewhere?;
+        ensure!(
+            !elsewhere.duplicate && elsewhere.stream_id == other,
+            "command ids scoped to their stream: the same id on another stream is another command"
+        );
+        ensure_eq!(
+            store.command_outcome(&other, command_id).await?.map(|recorded| recorded.outcome),
+            Some(AppendOutcome {
+                duplicate: true,
+                ..elsewhere
+            }),
+            "the other stream records its own outcome for the id"
+        );
     }
-    ensure!(
-        store.read_stream(&other, StreamVersion::FIRST, 10).await?.is_empty(),
-        "a refused command id appends nothing"
-    );
-    let recorded = store.command_outcome(command_id).await?;
+    let recorded = store.command_outcome(&stream, command_id).await?;
     ensure_eq!(
         recorded.map(|recorded| recorded.outcome),
         Some(AppendOutcome {
             duplicate: true,
             ..first
         }),
-        "the first outcome stays the command id's outcome"
+        "the first outcome stays the command id's outcome on its stream"
     );
     Ok(())
 }
@@ -714,13 +793,13 @@ pub async fn command_outcome_finds_an_append_by_its_command_id(store: Arc<dyn Ev
     let stream = unique_stream("outcome")?;
     let command_id = CommandId::from_uuid(Uuid::now_v7());
     ensure!(
-        store.command_outcome(command_id).await?.is_none(),
+        store.command_outcome(&stream, command_id).await?.is_none(),
         "an unknown command id has no outcome"
     );
     let mut with_id = request(&stream, StreamState::NoStream, events(0..3))?;
     with_id.command = Some(key(command_id));
     let outcome = store.append(with_id).await?;
-    let found = store.command_outcome(command_id).await?;
+    let found = store.command_outcome(&stream, command_id).await?;
     ensure_eq!(
         found,
         Some(RecordedCommand {
@@ -732,6 +811,11 @@ pub async fn command_outcome_finds_an_append_by_its_command_id(store: Arc<dyn Ev
         }),
         "command_outcome returns the append's outcome and the command's digest"
     );
+    let other = unique_stream("outcome")?;
+    ensure!(
+        store.command_outcome(&other, command_id).await?.is_none(),
+        "a command id is not found on a stream it was not appended to"
+    );
 
     let failed_id = CommandId::from_uuid(Uuid::now_v7());
     let mut conflicting = request(&stream, StreamState::NoStream, events(3..4))?;
@@ -741,7 +825,7 @@ pub async fn command_outcome_finds_an_append_by_its_command_id(store: Arc<dyn Ev
         "NoStream on an existing stream conflicts"
     );
     ensure!(
-        store.command_outcome(failed_id).await?.is_none(),
+        store.command_outcome(&stream, failed_id).await?.is_none(),
         "a conflicting append records no outcome"
     );
     let mut retried = request(&stream, StreamState::At(StreamVersion(2)), events(3..4))?;
@@ -993,7 +1077,7 @@ pub async fn bad_input_appends_nothing(store: Arc<dyn EventStore>) -> CaseResult
             other => return Err(format!("append with {what} should be invalid, got {other:?}").into()),
         }
         ensure!(
-            store.command_outcome(command_id).await?.is_none(),
+            store.command_outcome(&stream, command_id).await?.is_none(),
             "an invalid append records no command outcome ({what})"
         );
     }
