@@ -224,33 +224,37 @@ pub async fn verify_stream_in(store: &dyn EventStore, stream_id: &StreamId) -> R
     Ok(verify_events(stream_id, &events))
 }
 
-/// Lists every stream of the log with its event count, and reports global positions that are
-/// absent (the SQL backends hand out positions without gaps, so a gap is a deleted row).
-/// `progress` is called after every page with the events read so far.
+/// Lists every stream of the log with its event count, and the global positions that are
+/// absent: `Some(gaps)` on a backend that promises dense positions
+/// ([`anquan_event_store::BackendTraits::dense_positions`]: the SQL backends hand out positions
+/// without gaps, so a gap is a deleted row), `None` on one that does not, where a skipped
+/// position means nothing and the check is not made. `progress` is called after every page with
+/// the commit part of the last position read (events read, on a backend with dense positions).
 pub async fn list_streams(
     store: &dyn EventStore,
     mut progress: impl FnMut(u64),
-) -> Result<(Vec<(StreamId, u64)>, Vec<(u64, u64)>), StoreError> {
+) -> Result<(Vec<(StreamId, u64)>, Option<Vec<(u64, u64)>>), StoreError> {
+    let dense = store.traits().dense_positions;
     let mut streams: std::collections::BTreeMap<StreamId, u64> = std::collections::BTreeMap::new();
     let mut gaps = Vec::new();
     let mut after: Option<Position> = None;
-    let mut read: u64 = 0;
     loop {
         let page = store.read_all(after, READ_BATCH_MAX).await?;
         let Some(last) = page.last() else { break };
         for event in &page {
-            let expected = after.map_or(1, |position| position.sequence() + 1);
-            if event.position.commit == event.position.prepare && event.position.sequence() > expected {
-                gaps.push((expected, event.position.sequence() - 1));
+            if dense {
+                let expected = after.map_or(1, |position| position.commit.saturating_add(1));
+                if event.position.commit > expected {
+                    gaps.push((expected, event.position.commit - 1));
+                }
             }
             after = Some(event.position);
             *streams.entry(event.stream_id.clone()).or_default() += 1;
         }
         after = Some(last.position);
-        read += page.len() as u64;
-        progress(read);
+        progress(last.position.commit);
     }
-    Ok((streams.into_iter().collect(), gaps))
+    Ok((streams.into_iter().collect(), dense.then_some(gaps)))
 }
 
 /// The file references in an event's data: every object with `sha256`, `size_bytes`,

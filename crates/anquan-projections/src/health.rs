@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
-use anquan_event_store::Position;
+use anquan_event_store::{LogDistance, Position};
 
 use crate::catch_up::{CatchUp, CatchUpMeter};
 
@@ -66,8 +66,9 @@ pub struct Stall {
 /// How far behind the log's head a projection is, as this node last measured it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lag {
-    /// Events between its checkpoint and the head of the log.
-    pub events: u64,
+    /// How far its checkpoint is behind the head of the log: in events where the backend can
+    /// count them (dense positions), else in commit positions.
+    pub behind: LogDistance,
     /// When the first event it has not applied was recorded (none when caught up).
     pub oldest_unapplied: Option<DateTime<Utc>>,
 }
@@ -132,8 +133,9 @@ struct Inner {
     /// The lowest applied position over every projection.
     lowest: watch::Sender<Option<Position>>,
     /// How fast the lowest applied position closes on the log's head (the runner as a whole),
-    /// and whether a projection was catching up when it was last measured.
-    catch_up: Mutex<(CatchUpMeter, bool)>,
+    /// whether a projection was catching up when it was last measured, and whether the
+    /// positions count events.
+    catch_up: Mutex<(CatchUpMeter, bool, bool)>,
 }
 
 /// Where the projections as a whole stood against the log's head when last measured.
@@ -142,8 +144,12 @@ pub struct CatchUpStatus {
     /// Whether a projection was still folding the backlog the log held when it started or
     /// recovered.
     pub catching_up: bool,
-    /// The lowest position every projection had applied, the head, the pace and the time left.
+    /// The lowest position every projection had applied, the head, the pace and the time left,
+    /// in commit positions: events where the backend counts them (`counts_events`), else
+    /// positions of its log.
     pub progress: CatchUp,
+    /// Whether the positions count events (a backend with dense positions).
+    pub counts_events: bool,
 }
 
 /// The projections' positions and states, shared by the runner and its readers.
@@ -172,7 +178,7 @@ impl ProjectionsHealth {
                 entries: Mutex::new(Vec::new()),
                 leading: watch::Sender::new(None),
                 lowest: watch::Sender::new(None),
-                catch_up: Mutex::new((CatchUpMeter::new(), false)),
+                catch_up: Mutex::new((CatchUpMeter::new(), false, true)),
             }),
         };
         for name in names {
@@ -208,19 +214,22 @@ impl ProjectionsHealth {
         self.set_position(index, Some(position), true);
     }
 
-    pub(crate) fn set_lag(&self, index: usize, events: u64, oldest_unapplied: Option<DateTime<Utc>>) {
+    pub(crate) fn set_lag(&self, index: usize, lag: Lag) {
         if let Some(entry) = self.lock().get_mut(index) {
-            entry.lag = Some(Lag {
-                events,
-                oldest_unapplied,
-            });
+            entry.lag = Some(lag);
         }
     }
 
     /// Records where the projections as a whole stand against the log's `head` at `at`: the
     /// lowest position every projection has applied (none applied counts as 0), and whether one
-    /// is catching up. Returns the status; the caller measures, so this costs no query.
-    pub(crate) fn record_catch_up(&self, at: Instant, head: Option<Position>) -> Option<CatchUpStatus> {
+    /// is catching up. Returns the status; the caller measures, so this costs no query. The
+    /// figures are commit positions, which count events where `counts_events` (dense positions).
+    pub(crate) fn record_catch_up(
+        &self,
+        at: Instant,
+        head: Option<Position>,
+        counts_events: bool,
+    ) -> Option<CatchUpStatus> {
         let (lowest, catching_up) = {
             let entries = self.lock();
             let lowest = entries
@@ -230,7 +239,7 @@ impl ProjectionsHealth {
                         .progress
                         .borrow()
                         .applied
-                        .map_or(0, |position| position.sequence())
+                        .map_or(0, |position| position.commit)
                 })
                 .min()
                 .unwrap_or(0);
@@ -239,14 +248,16 @@ impl ProjectionsHealth {
                 .any(|entry| entry.stall.is_none() && entry.catch_up_to.is_some());
             (lowest, catching_up)
         };
-        let head = head.map_or(0, |head| head.sequence());
+        let head = head.map_or(0, |head| head.commit);
         let mut measured = self.inner.catch_up.lock().unwrap_or_else(PoisonError::into_inner);
         measured.0.record(at, lowest, head);
         measured.1 = catching_up;
-        measured
-            .0
-            .estimate()
-            .map(|progress| CatchUpStatus { catching_up, progress })
+        measured.2 = counts_events;
+        measured.0.estimate().map(|progress| CatchUpStatus {
+            catching_up,
+            progress,
+            counts_events,
+        })
     }
 
     /// Where the projections as a whole stood against the log's head when last measured (every
@@ -258,6 +269,7 @@ impl ProjectionsHealth {
         measured.0.estimate().map(|progress| CatchUpStatus {
             catching_up: measured.1,
             progress,
+            counts_events: measured.2,
         })
     }
 

@@ -14,6 +14,7 @@ mod dump;
 mod error;
 mod fold;
 mod health;
+pub mod layout;
 pub mod leadership;
 pub mod metrics;
 mod projection;

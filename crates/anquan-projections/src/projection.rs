@@ -31,6 +31,13 @@ pub trait Projection: Send + Sync + 'static {
     /// Returns the tables the projection owns, in creation order; reset deletes them in reverse.
     fn tables(&self) -> &'static [&'static str];
 
+    /// Returns the layout of the projection's tables: raise it with a change of their shape
+    /// that `CREATE TABLE IF NOT EXISTS` cannot make (a column's type), and stores in an older
+    /// layout drop the tables and fold the log again ([`crate::layout`]).
+    fn layout(&self) -> u32 {
+        1
+    }
+
     /// Appends the statements that fold one event into the read model.
     fn apply(&self, event: &RecordedEvent, decoded: &Event, out: &mut BatchStatements) -> Result<(), ProjectionError>;
 }

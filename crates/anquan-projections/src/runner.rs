@@ -20,7 +20,7 @@ use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
 use tokio::sync::{Notify, watch};
 
-use anquan_event_store::{EventStore, LeaseTerm, Position, ReadModelError, ReadModelStore, Statement};
+use anquan_event_store::{EventStore, LeaseTerm, LogDistance, Position, ReadModelError, ReadModelStore, Statement};
 
 use crate::error::RunnerError;
 use crate::fold::{self, Fold, SlotFailure, Until};
@@ -248,17 +248,15 @@ impl ProjectionRunner {
         }
     }
 
-    /// Records each projection's lag: events between its position and the log's head, and the
-    /// time since the first event it has not applied was recorded.
+    /// Records each projection's lag: how far its position is behind the log's head (in
+    /// events where the backend can count them, else in commit positions), and the time since
+    /// the first event it has not applied was recorded.
     async fn measure_lag(&self) {
         let head = *self.event_store.head().borrow();
+        let traits = self.event_store.traits();
         for (index, status) in self.health.statuses().into_iter().enumerate() {
-            let behind = match (head, status.position) {
-                (Some(head), Some(position)) => head.sequence().saturating_sub(position.sequence()),
-                (Some(head), None) => head.sequence(),
-                (None, _) => 0,
-            };
-            let oldest = if behind == 0 {
+            let behind = traits.distance(status.position, head);
+            let oldest = if behind.positions() == 0 {
                 None
             } else {
                 match self.event_store.read_all(status.position, 1).await {
@@ -266,18 +264,28 @@ impl ProjectionRunner {
                     Err(_) => status.lag.and_then(|lag| lag.oldest_unapplied),
                 }
             };
-            self.health.set_lag(index, behind, oldest);
+            let lag = crate::health::Lag {
+                behind,
+                oldest_unapplied: oldest,
+            };
+            self.health.set_lag(index, lag);
             let projection = status.name;
             #[expect(clippy::cast_precision_loss, reason = "positions and lags are far below 2^52")]
             {
+                // The commit part: the whole position on a backend with dense positions.
                 metrics::gauge!("anquan_projection_position", "projection" => projection)
-                    .set(status.position.map_or(0.0, |position| position.sequence() as f64));
-                metrics::gauge!("anquan_projection_lag_events", "projection" => projection).set(behind as f64);
+                    .set(status.position.map_or(0.0, |position| position.commit as f64));
+                match behind {
+                    LogDistance::Events(events) => {
+                        metrics::gauge!("anquan_projection_lag_events", "projection" => projection)
+                            .set(events as f64);
+                    }
+                    LogDistance::Positions(positions) => {
+                        metrics::gauge!("anquan_projection_lag_positions", "projection" => projection)
+                            .set(positions as f64);
+                    }
+                }
             }
-            let lag = crate::health::Lag {
-                events: behind,
-                oldest_unapplied: oldest,
-            };
             metrics::gauge!("anquan_projection_lag_seconds", "projection" => projection)
                 .set(lag.seconds(chrono::Utc::now()));
         }
@@ -289,7 +297,8 @@ impl ProjectionRunner {
     fn measure_catch_up(&self, log: &mut CatchUpLog) {
         let now = Instant::now();
         let head = *self.event_store.head().borrow();
-        let Some(status) = self.health.record_catch_up(now, head) else {
+        let counts_events = self.event_store.traits().dense_positions;
+        let Some(status) = self.health.record_catch_up(now, head, counts_events) else {
             return;
         };
         let catch_up = status.progress;
@@ -305,6 +314,7 @@ impl ProjectionRunner {
                     head = catch_up.head,
                     events.remaining = catch_up.remaining(),
                     events_per_second = catch_up.per_second.round(),
+                    counts_events = status.counts_events,
                     eta_seconds = catch_up.eta.map(|eta| eta.as_secs()),
                     elapsed_seconds = now.duration_since(started).as_secs(),
                     "projections catching up with the log"
@@ -723,6 +733,10 @@ impl ProjectionRunner {
     /// catches up, so the indexes are there from the start.
     async fn migrate(&self, projection: &dyn Projection) -> Result<(), RunnerError> {
         let dialect = self.read_models.dialect();
+        self.retry_read_model(projection.name(), || {
+            crate::layout::ensure_layout(self.read_models.as_ref(), projection)
+        })
+        .await?;
         for ddl in [projection.schema(dialect), projection.query_indexes(dialect)] {
             if ddl.trim().is_empty() {
                 continue;

@@ -1,7 +1,7 @@
 //! How a projection turns a fact into the `SqlValue` a read model stores: one place for both
 //! projections.
 
-use anquan_event_store::SqlValue;
+use anquan_event_store::{Position, SqlValue};
 
 use crate::error::ProjectionError;
 
@@ -25,6 +25,14 @@ pub(crate) fn int(what: &'static str, value: u64) -> SqlValue {
     }))
 }
 
+/// A global position as the read models store it: both parts, each as 20 decimal digits
+/// (commit, then prepare), so the text orders as the positions do and two events never share
+/// one, on every backend: SQLite's and PostgreSQL's one dense sequence and KurrentDB's two
+/// offsets alike. Decimal digits alone, so every collation orders it bytewise.
+pub(crate) fn position(position: Position) -> SqlValue {
+    SqlValue::Text(format!("{:020}{:020}", position.commit, position.prepare))
+}
+
 /// A value stored as JSON text.
 pub(crate) fn json(what: &'static str, value: &impl serde::Serialize) -> Result<SqlValue, ProjectionError> {
     serde_json::to_string(value)
@@ -35,6 +43,30 @@ pub(crate) fn json(what: &'static str, value: &impl serde::Serialize) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_positions_order_as_the_positions_do() {
+        let positions = [
+            Position { commit: 0, prepare: 0 },
+            Position { commit: 7, prepare: 7 },
+            Position { commit: 9, prepare: 3 },
+            Position { commit: 9, prepare: 12 },
+            Position { commit: 10, prepare: 1 },
+            Position {
+                commit: u64::MAX,
+                prepare: u64::MAX,
+            },
+        ];
+        let stored: Vec<String> = positions
+            .iter()
+            .map(|&at| match position(at) {
+                SqlValue::Text(text) => text,
+                other => panic!("a position is stored as text, not {other:?}"),
+            })
+            .collect();
+        assert!(stored.windows(2).all(|pair| pair[0] < pair[1]), "{stored:?}");
+        assert!(stored.iter().all(|text| text.len() == 40));
+    }
 
     #[test]
     fn amounts_past_the_column_are_stored_at_its_ceiling() {

@@ -29,7 +29,7 @@ use anquan_event_store::{
 };
 use anquan_event_store_postgres::{PostgresEventStore, PostgresOptions, PostgresReadModelStore};
 use anquan_event_store_sqlite::{ReadModelDurability, SqliteEventStore, SqliteOptions, SqliteReadModelStore};
-use anquan_projections::audit::{BreakKind, verify_stream_in};
+use anquan_projections::audit::{BreakKind, list_streams, verify_stream_in};
 use anquan_projections::rule_sets::rebuild::fold_to_end;
 use anquan_projections::rule_sets::rule_set_digest;
 use anquan_projections::rule_sets::snapshot::{SnapshotOutcome, dump_snapshot, materialise};
@@ -93,6 +93,9 @@ async fn one_changed_byte_a_deleted_row_and_a_swapped_pair_in_the_sqlite_file_ar
         let store = SqliteEventStore::open(&path, SqliteOptions::default()).unwrap();
         let streams = seed(&store).await;
         assert_breaks(&store, &streams, 0, &[]).await;
+        let (listed, gaps) = list_streams(&store, |_| {}).await.unwrap();
+        assert_eq!(listed.len(), 3);
+        assert_eq!(gaps, Some(Vec::new()), "SQLite promises dense positions: the gap check runs");
         streams
     };
     let tamper = |sql: &str, stream: &StreamId| {
@@ -129,6 +132,9 @@ async fn one_changed_byte_a_deleted_row_and_a_swapped_pair_in_the_sqlite_file_ar
         &streams[2],
     );
     let store = reopen();
+    // The third stream's version 2 was the ninth event (three streams, one event each in turn).
+    let (_, gaps) = list_streams(&store, |_| {}).await.unwrap();
+    assert_eq!(gaps, Some(vec![(9, 9)]), "the deleted row is a gap in the dense log");
     let verification = verify_stream_in(&store, &streams[2]).await.unwrap();
     let found: Vec<(u64, BreakKind)> = verification.breaks.iter().map(|b| (b.version, b.kind)).collect();
     assert_eq!(
@@ -381,4 +387,91 @@ async fn two_rebuilds_of_the_same_log_give_identical_read_models_on_postgres() {
     let a = rebuild_digest(log.as_ref(), &first, &rules).await;
     let b = rebuild_digest(log.as_ref(), &second, &rules).await;
     assert_eq!(a, b);
+}
+
+/// Puts `store` in the state a build before read-model layouts left it: the fact projections'
+/// tables with positions as integers (layout 1, no `projection_layouts` row) and checkpoints
+/// part of the way through the log.
+async fn previous_layout(store: &dyn ReadModelStore) {
+    let projections: [&dyn Projection; 2] = [&ComplianceProjection, &AgencyProjection];
+    for projection in projections {
+        let ddl = projection
+            .schema(store.dialect())
+            .replace("position TEXT COLLATE \"C\"", "position BIGINT")
+            .replace("position TEXT", "position INTEGER");
+        assert_ne!(ddl, projection.schema(store.dialect()), "the layout-1 tables differ");
+        store.migrate(&ddl).await.unwrap();
+        store
+            .apply(Arc::new(anquan_event_store::ProjectionBatch::new(
+                projection.name(),
+                Vec::new(),
+                anquan_event_store::Position::from_sequence(3),
+            )))
+            .await
+            .unwrap();
+    }
+}
+
+/// A store in the previous layout is dropped and folded again from the start, to the same
+/// read models as a fresh store; a layout newer than the build's is refused.
+async fn previous_layouts_are_rebuilt(fresh: &dyn ReadModelStore, old: &dyn ReadModelStore, newer: &dyn ReadModelStore) {
+    let rules = anquan_domain::rules::builtin_v1().unwrap();
+    let log = enterprise_log(&rules).await;
+    let expected = rebuild_digest(log.as_ref(), fresh, &rules).await;
+    previous_layout(old).await;
+    assert_eq!(rebuild_digest(log.as_ref(), old, &rules).await, expected);
+    let layouts = old
+        .query("SELECT projection, layout FROM projection_layouts ORDER BY projection", &[])
+        .await
+        .unwrap();
+    let layouts: Vec<(String, i64)> = layouts
+        .iter()
+        .map(|row| (row.text(0).unwrap(), row.int(1).unwrap()))
+        .collect();
+    assert_eq!(layouts, [("agency".to_owned(), 2), ("compliance".to_owned(), 2)]);
+
+    newer
+        .migrate(
+            "CREATE TABLE IF NOT EXISTS projection_layouts (projection TEXT PRIMARY KEY, layout INTEGER NOT NULL); \
+             INSERT INTO projection_layouts (projection, layout) VALUES ('compliance', 3)",
+        )
+        .await
+        .unwrap();
+    let projections: Vec<Arc<dyn Projection>> = vec![Arc::new(ComplianceProjection)];
+    let refused = fold_to_end(log.as_ref(), newer, &projections, None, &AtomicBool::new(false), |_| {}).await;
+    let error = format!("{:?}", refused.unwrap_err());
+    assert!(error.contains("layout 3, newer than this build's 2"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_models_in_a_previous_layout_are_rebuilt_on_sqlite() {
+    let directory = tempfile::tempdir().unwrap();
+    let open = async |name: &str| {
+        SqliteReadModelStore::open(directory.path().join(name))
+            .await
+            .unwrap()
+    };
+    let (fresh, old, newer) = (open("fresh.sqlite").await, open("old.sqlite").await, open("newer.sqlite").await);
+    previous_layouts_are_rebuilt(&fresh, &old, &newer).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_models_in_a_previous_layout_are_rebuilt_on_postgres() {
+    let mut databases = Vec::new();
+    for name in [
+        "postgres layout test (fresh)",
+        "postgres layout test (old)",
+        "postgres layout test (newer)",
+    ] {
+        match anquan_event_store_postgres::testing::fresh_database(name).await {
+            Ok(Some(database)) => databases.push(database),
+            Ok(None) => return,
+            Err(error) => panic!("the postgres layout test needs PostgreSQL: {error}"),
+        }
+    }
+    let mut stores = Vec::new();
+    for database in &databases {
+        stores.push(PostgresReadModelStore::connect(&database.url, 4).await.unwrap());
+    }
+    previous_layouts_are_rebuilt(&stores[0], &stores[1], &stores[2]).await;
 }

@@ -504,9 +504,11 @@ async fn the_projection_builds_enterprise_profile_and_document_rows(backend: Bac
         .unwrap();
     assert_eq!(rows[0].text(0).unwrap(), "海宁企业1（迁址）");
     assert_eq!(rows[0].text(1).unwrap(), "长安");
+    // The position stored whole: commit then prepare, 20 digits each.
+    let checkpoint = world.checkpoint().await.unwrap();
     assert_eq!(
-        u64::try_from(rows[0].int(2).unwrap()).unwrap(),
-        world.checkpoint().await.unwrap().sequence()
+        rows[0].text(2).unwrap(),
+        format!("{:020}{:020}", checkpoint.commit, checkpoint.prepare)
     );
     // Documents follow their enterprise to its new town.
     let towns = store

@@ -1,6 +1,8 @@
 -- Compliance read model (PostgreSQL): enterprises, their profile history and their documents.
 -- Written only by ComplianceProjection, dropped and rebuilt from the event log at will.
 -- Plain tables an analyst can query with SQL, timestamps are timestamptz, profiles jsonb.
+-- Positions are text: the commit and prepare parts as 20 decimal digits each, so text order is log
+-- order on every backend (layout 2; anquan_projections::layout).
 CREATE TABLE IF NOT EXISTS enterprises (
     enterprise_id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -9,7 +11,7 @@ CREATE TABLE IF NOT EXISTS enterprises (
     industry TEXT NOT NULL,
     profile JSONB NOT NULL,
     registered_at TIMESTAMPTZ NOT NULL,
-    last_position BIGINT NOT NULL
+    last_position TEXT COLLATE "C" NOT NULL
 );
 
 CREATE TABLE IF NOT EXISTS enterprise_profiles (
@@ -41,7 +43,7 @@ CREATE TABLE IF NOT EXISTS documents (
     reviewed_by TEXT,
     feedback TEXT,
     comment TEXT,
-    position BIGINT NOT NULL,
+    position TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (enterprise_id, document_id)
 );
 
@@ -59,7 +61,7 @@ CREATE TABLE IF NOT EXISTS inspections (
     documents JSONB NOT NULL,
     notes TEXT NOT NULL,
     recorded_by TEXT NOT NULL,
-    position BIGINT NOT NULL,
+    position TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (enterprise_id, inspection_id)
 );
 
@@ -83,7 +85,7 @@ CREATE TABLE IF NOT EXISTS hazards (
     initial_deadline TIMESTAMPTZ NOT NULL,
     deadline TIMESTAMPTZ NOT NULL,
     closed_at TIMESTAMPTZ,
-    position BIGINT NOT NULL,
+    position TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (enterprise_id, hazard_id)
 );
 
@@ -94,7 +96,7 @@ CREATE TABLE IF NOT EXISTS hazard_extensions (
     reason TEXT NOT NULL,
     extended_at TIMESTAMPTZ NOT NULL,
     extended_by TEXT NOT NULL,
-    position BIGINT NOT NULL,
+    position TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (enterprise_id, hazard_id, position)
 );
 
@@ -111,7 +113,7 @@ CREATE TABLE IF NOT EXISTS rectifications (
     reason TEXT,
     verified_at TIMESTAMPTZ,
     verified_by TEXT,
-    position BIGINT NOT NULL,
+    position TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (enterprise_id, hazard_id, rectification_id)
 );
 
@@ -124,7 +126,7 @@ CREATE TABLE IF NOT EXISTS accidents (
     description TEXT NOT NULL,
     reported_at TIMESTAMPTZ NOT NULL,
     reported_by TEXT NOT NULL,
-    position BIGINT NOT NULL,
+    position TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (enterprise_id, accident_id)
 );
 

@@ -2,6 +2,8 @@
 -- ratings and spot checks, sanctions and grades. Written only by AgencyProjection, dropped and
 -- rebuilt from the event log at will. Contract and report ids are chosen by the agency, so they are
 -- unique only within its stream: every key that holds one starts with the agency. Timestamps are RFC 3339 text in UTC with microseconds.
+-- Positions are text: the commit and prepare parts as 20 decimal digits each, so text order is log
+-- order on every backend (layout 2; anquan_projections::layout).
 CREATE TABLE IF NOT EXISTS agency_agencies (
     agency_id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -13,7 +15,7 @@ CREATE TABLE IF NOT EXISTS agency_agencies (
     contact_phone TEXT,
     registered_at TEXT NOT NULL,
     blacklisted_at TEXT,
-    last_position INTEGER NOT NULL
+    last_position TEXT NOT NULL
 );
 
 CREATE TABLE IF NOT EXISTS agency_staff_reports (
@@ -83,7 +85,7 @@ CREATE TABLE IF NOT EXISTS agency_report_staff (
 );
 
 CREATE TABLE IF NOT EXISTS agency_sanctions (
-    position INTEGER PRIMARY KEY,
+    position TEXT PRIMARY KEY,
     agency_id TEXT NOT NULL,
     kind TEXT NOT NULL,
     reason TEXT NOT NULL,

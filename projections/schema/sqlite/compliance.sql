@@ -1,6 +1,8 @@
 -- Compliance read model (SQLite): enterprises, their profile history and their documents.
 -- Written only by ComplianceProjection, dropped and rebuilt from the event log at will.
 -- Timestamps are RFC 3339 text in UTC with microseconds, so text order is time order.
+-- Positions are text: the commit and prepare parts as 20 decimal digits each, so text order is log
+-- order on every backend (layout 2; anquan_projections::layout).
 CREATE TABLE IF NOT EXISTS enterprises (
     enterprise_id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -9,7 +11,7 @@ CREATE TABLE IF NOT EXISTS enterprises (
     industry TEXT NOT NULL,
     profile TEXT NOT NULL,
     registered_at TEXT NOT NULL,
-    last_position INTEGER NOT NULL
+    last_position TEXT NOT NULL
 );
 
 CREATE TABLE IF NOT EXISTS enterprise_profiles (
@@ -44,7 +46,7 @@ CREATE TABLE IF NOT EXISTS documents (
     reviewed_by TEXT,
     feedback TEXT,
     comment TEXT,
-    position INTEGER NOT NULL,
+    position TEXT NOT NULL,
     PRIMARY KEY (enterprise_id, document_id)
 ) WITHOUT ROWID;
 
@@ -62,7 +64,7 @@ CREATE TABLE IF NOT EXISTS inspections (
     documents TEXT NOT NULL,
     notes TEXT NOT NULL,
     recorded_by TEXT NOT NULL,
-    position INTEGER NOT NULL,
+    position TEXT NOT NULL,
     PRIMARY KEY (enterprise_id, inspection_id)
 ) WITHOUT ROWID;
 
@@ -86,7 +88,7 @@ CREATE TABLE IF NOT EXISTS hazards (
     initial_deadline TEXT NOT NULL,
     deadline TEXT NOT NULL,
     closed_at TEXT,
-    position INTEGER NOT NULL,
+    position TEXT NOT NULL,
     PRIMARY KEY (enterprise_id, hazard_id)
 ) WITHOUT ROWID;
 
@@ -97,7 +99,7 @@ CREATE TABLE IF NOT EXISTS hazard_extensions (
     reason TEXT NOT NULL,
     extended_at TEXT NOT NULL,
     extended_by TEXT NOT NULL,
-    position INTEGER NOT NULL,
+    position TEXT NOT NULL,
     PRIMARY KEY (enterprise_id, hazard_id, position)
 ) WITHOUT ROWID;
 
@@ -114,7 +116,7 @@ CREATE TABLE IF NOT EXISTS rectifications (
     reason TEXT,
     verified_at TEXT,
     verified_by TEXT,
-    position INTEGER NOT NULL,
+    position TEXT NOT NULL,
     PRIMARY KEY (enterprise_id, hazard_id, rectification_id)
 ) WITHOUT ROWID;
 
@@ -127,7 +129,7 @@ CREATE TABLE IF NOT EXISTS accidents (
     description TEXT NOT NULL,
     reported_at TEXT NOT NULL,
     reported_by TEXT NOT NULL,
-    position INTEGER NOT NULL,
+    position TEXT NOT NULL,
     PRIMARY KEY (enterprise_id, accident_id)
 ) WITHOUT ROWID;
 

@@ -113,13 +113,19 @@ impl Projection for AgencyProjection {
         Self::TABLES
     }
 
+    /// Layout 2 stores positions whole (`values::position`, text) instead of the SQL
+    /// backends' sequence number alone.
+    fn layout(&self) -> u32 {
+        2
+    }
+
     fn apply(&self, event: &RecordedEvent, decoded: &Event, out: &mut BatchStatements) -> Result<(), ProjectionError> {
         if event.stream_id.category() != "agency" {
             return Ok(());
         }
         let agency_id = agency_of(event)?;
         let id = text(agency_id);
-        let position = int("position", event.position.sequence());
+        let position = crate::values::position(event.position);
         match decoded {
             Event::AgencyRegistered(e) => {
                 let mut params = profile_params(&id, &e.profile)?;

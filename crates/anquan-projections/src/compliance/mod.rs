@@ -125,12 +125,18 @@ impl Projection for ComplianceProjection {
         Self::TABLES
     }
 
+    /// Layout 2 stores positions whole (`values::position`, text) instead of the SQL
+    /// backends' sequence number alone.
+    fn layout(&self) -> u32 {
+        2
+    }
+
     fn apply(&self, event: &RecordedEvent, decoded: &Event, out: &mut BatchStatements) -> Result<(), ProjectionError> {
         if event.stream_id.category() != "enterprise" {
             return Ok(());
         }
         let enterprise_id = enterprise_of(event)?;
-        let position = int("position", event.position.sequence());
+        let position = crate::values::position(event.position);
         match decoded {
             Event::EnterpriseRegistered(registered) => registered_statements(registered, position, out),
             Event::EnterpriseProfileChanged(changed) => changed_statements(enterprise_id, changed, position, out),

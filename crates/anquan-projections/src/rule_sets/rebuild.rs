@@ -115,6 +115,9 @@ async fn fold_pages(
     };
     let mut checkpoints = Vec::with_capacity(projections.len());
     for projection in projections {
+        crate::layout::ensure_layout(read_models, projection.as_ref())
+            .await
+            .map_err(read_error(projection))?;
         read_models
             .migrate(projection.schema(dialect))
             .await

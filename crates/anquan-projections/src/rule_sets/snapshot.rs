@@ -145,7 +145,8 @@ pub async fn materialise(
     let checkpoint = store
         .checkpoint("compliance")
         .await?
-        .unwrap_or(Position::from_sequence(0));
+        // Before every event on every backend: no position is below (0, 0).
+        .unwrap_or(Position { commit: 0, prepare: 0 });
     let projection = format!("rule_set_snapshot:{}", rules.version);
     let (mut cursor, mut written) = match build_of(store, &rules.version).await? {
         Some(build) if build.digest == digest && build.at == at && build.complete => {
