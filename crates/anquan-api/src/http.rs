@@ -22,6 +22,7 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::graphql::AppSchema;
 use crate::graphql::limits::{MUTATION_OVER_GET, ReadOnlyTransport};
+use crate::graphql::scalars::position_parts;
 use crate::rate_limit::{ClientAddress, RATE_LIMITED, RateChecked, RateLimiters, rate_limited};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -197,9 +198,17 @@ async fn healthz() -> &'static str {
 /// version), no projection is stalled and none is further behind the log's head than
 /// [`Readiness`] allows; else 503. The JSON body says which: `{"ready", "eventStore",
 /// "ruleSet": {"live", "agrees", "reason"}, "leading": term or null, "projections": [{"name",
-/// "position", "state", "lagEvents", "lagSeconds", "failingEvent": {"position", "streamId",
-/// "eventType"}, "error", "since", "attempts"}], "catchUp": {"catchingUp", "position", "head",
-/// "eventsPerSecond", "etaSeconds"}}`. This is the operators' view: `error` is the store's own
+/// "position", "preparePosition", "state", "lagEvents", "lagPositions", "lagSeconds",
+/// "failingEvent": {"position", "preparePosition", "streamId", "eventType"}, "error", "since",
+/// "attempts"}], "catchUp": {"catchingUp", "unit", "position", "head", "eventsPerSecond",
+/// "etaSeconds"}}`. Positions are shown as in GraphQL (`scalars::position_parts`): the commit
+/// part, and the prepare part only where it differs. `lagEvents` is the events between the
+/// projection's position and the head where the backend can count them (dense positions:
+/// SQLite, PostgreSQL), else null; `lagPositions` is the distance between the commit positions
+/// (the same number where positions are dense; on KurrentDB, bytes of its log).
+/// `--ready-lag-events` applies where events are counted, `--ready-lag-seconds` everywhere.
+/// `catchUp.unit` is `events`, or `positions` where the backend cannot count events (its
+/// `position`, `head` and `eventsPerSecond` are then commit positions). This is the operators' view: `error` is the store's own
 /// message with its causes. `catchUp` is the projections as a whole (the lowest position any
 /// has applied, whether one still folds its backlog) against the log's head as the runner last
 /// measured it (every second at least):
@@ -223,7 +232,10 @@ async fn readyz(State(state): State<HttpState>) -> Response {
     let behind = statuses.iter().any(|status| {
         status
             .lag
-            .is_some_and(|lag| lag.events > limits.lag_events || lag.seconds(now) > limits.lag_seconds)
+            .is_some_and(|lag| {
+                lag.behind.events().is_some_and(|events| events > limits.lag_events)
+                    || lag.seconds(now) > limits.lag_seconds
+            })
     });
     let ready = event_store == "ok" && agreement.is_ok() && !stalled && !behind;
     let projections: Vec<serde_json::Value> = statuses
@@ -232,12 +244,15 @@ async fn readyz(State(state): State<HttpState>) -> Response {
             let stall = status.stall.as_ref();
             serde_json::json!({
                 "name": status.name,
-                "position": status.position.map(|position| position.sequence()),
+                "position": status.position.map(|position| position_parts(position).0.0),
+                "preparePosition": status.position.and_then(|position| position_parts(position).1).map(|part| part.0),
                 "state": status.state.as_str(),
-                "lagEvents": status.lag.map(|lag| lag.events),
+                "lagEvents": status.lag.and_then(|lag| lag.behind.events()),
+                "lagPositions": status.lag.map(|lag| lag.behind.positions()),
                 "lagSeconds": status.lag.map(|lag| lag.seconds(now)),
                 "failingEvent": stall.and_then(|stall| stall.event.as_ref()).map(|event| serde_json::json!({
-                    "position": event.position.sequence(),
+                    "position": position_parts(event.position).0.0,
+                    "preparePosition": position_parts(event.position).1.map(|part| part.0),
                     "streamId": event.stream_id,
                     "eventType": event.event_type,
                 })),
@@ -275,6 +290,7 @@ fn catch_up_json(projections: &anquan_projections::ProjectionsHealth) -> serde_j
     let catch_up = status.progress;
     serde_json::json!({
         "catchingUp": status.catching_up,
+        "unit": if status.counts_events { "events" } else { "positions" },
         "position": catch_up.position,
         "head": catch_up.head,
         "eventsPerSecond": catch_up.per_second.round(),

@@ -43,9 +43,6 @@ const CHANGES_CAPACITY: usize = 256;
 /// A follow that touches more enterprises than this recomputes everything instead: one pass
 /// over every file a chunk at a time costs less than this many files read one by one.
 const FOLLOW_ENTERPRISES_MAX: usize = 250;
-/// The projections are catching up while they are more than this many positions behind the
-/// head of the log: the watcher waits for them instead of following every batch.
-const CATCH_UP_LAG: u64 = 10_000;
 /// Past-instant computations kept (each is a few snapshots, a few hundred KB per 13 scopes).
 const PAST_KEPT: usize = 4;
 
@@ -302,11 +299,7 @@ impl MetricsWatcher {
 
     /// Whether the projections are still far behind the head of the log.
     fn catching_up(&self, applied: Option<Position>) -> bool {
-        let head = *self.app.event_store.head().borrow();
-        let (Some(head), applied) = (head, applied.map_or(0, |applied| applied.commit)) else {
-            return false;
-        };
-        head.commit.saturating_sub(applied) > CATCH_UP_LAG
+        crate::watcher::projections_catching_up(&self.app, applied)
     }
 
     async fn recompute_all(&mut self, announce: Announce) -> Result<(), String> {

@@ -27,8 +27,12 @@ pub const METRICS_WATCHER_PASS_DURATION_SECONDS: &str = "anquan_metrics_watcher_
 
 /// Gauge of the position a projection has applied, labelled `projection` (the runner sets it).
 pub const PROJECTION_POSITION: &str = "anquan_projection_position";
-/// Gauge of how many events a projection is behind the head of the log, labelled `projection`.
+/// Gauge of how many events a projection is behind the head of the log, labelled `projection`;
+/// set where the backend can count them (dense positions: SQLite, PostgreSQL).
 pub const PROJECTION_LAG_EVENTS: &str = "anquan_projection_lag_events";
+/// Gauge of how far a projection's commit position is behind the head's where the backend
+/// cannot count events (on KurrentDB, bytes of its log), labelled `projection`.
+pub const PROJECTION_LAG_POSITIONS: &str = "anquan_projection_lag_positions";
 /// Gauge of how far behind the head of the log a projection is in time, labelled `projection`.
 pub const PROJECTION_LAG_SECONDS: &str = "anquan_projection_lag_seconds";
 /// Gauge, 1 when this node leads the projection group, else 0, labelled `group`.
@@ -190,12 +194,17 @@ fn describe() {
     describe_gauge!(
         PROJECTION_POSITION,
         Unit::Count,
-        "Log position a projection has applied, by projection"
+        "Log position (commit part) a projection has applied, by projection"
     );
     describe_gauge!(
         PROJECTION_LAG_EVENTS,
         Unit::Count,
-        "Events a projection is behind the head of the log, by projection"
+        "Events a projection is behind the head of the log, by projection (backends that count events)"
+    );
+    describe_gauge!(
+        PROJECTION_LAG_POSITIONS,
+        Unit::Count,
+        "Commit positions a projection is behind the head of the log, by projection (backends that cannot count events)"
     );
     describe_gauge!(
         PROJECTION_LAG_SECONDS,

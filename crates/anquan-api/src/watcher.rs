@@ -41,10 +41,25 @@ const CLOCK_POLL: Duration = Duration::from_millis(500);
 const LOG_PAGE: usize = 500;
 /// The pause after a failed read, before trying again.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
-/// The projections are catching up while they are more than this many positions behind the
-/// head of the log: the watcher waits for them (one tick over the whole span at the end)
+/// The projections are catching up while they are more than this many events behind the
+/// head of the log: the watchers wait for them (one tick over the whole span at the end)
 /// instead of re-reading the files of every batch's enterprises.
 const CATCH_UP_LAG: u64 = 10_000;
+
+/// Whether the projections that applied up to `applied` are still catching up with the log, for
+/// the watchers: more than [`CATCH_UP_LAG`] events behind its head where the backend can count
+/// events (dense positions), else while the runner reports a projection folding its backlog (a
+/// distance in positions of another backend's log says nothing about how many events remain).
+pub(crate) fn projections_catching_up(app: &crate::AppState, applied: Option<Position>) -> bool {
+    let head = *app.event_store.head().borrow();
+    match app.event_store.traits().distance(applied, head) {
+        anquan_event_store::LogDistance::Events(events) => events > CATCH_UP_LAG,
+        anquan_event_store::LogDistance::Positions(_) => app
+            .projections
+            .catch_up()
+            .is_some_and(|status| status.catching_up),
+    }
+}
 /// A tick whose events touch more enterprises than this looks at every enterprise, reading
 /// the files in rounds of [`FILES_PER_ROUND`], instead of reading the rest of the log to learn
 /// which ones (after a catch-up, the whole log, which the store may map into memory).
@@ -224,11 +239,7 @@ impl SupervisionWatcher {
 
     /// Whether the projections are still far behind the head of the log.
     fn catching_up(&self, applied: Option<Position>) -> bool {
-        let head = *self.app.event_store.head().borrow();
-        let (Some(head), applied) = (head, applied.map_or(0, |applied| applied.commit)) else {
-            return false;
-        };
-        head.commit.saturating_sub(applied) > CATCH_UP_LAG
+        projections_catching_up(&self.app, applied)
     }
 
     /// How long to sleep: until the next deadline has passed, at most `CLOCK_POLL`.

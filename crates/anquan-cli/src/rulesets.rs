@@ -13,7 +13,7 @@ use anquan_domain::Actor;
 use anquan_domain::rules::log::RuleSetLog;
 use anquan_domain::rules::{RULE_SET_FILES, RuleSetFiles};
 use anquan_event_store::{
-    AppendMetadata, AppendRequest, EventStore, LeaseTerm, NewEvent, ReadModelStore, StreamState, StreamVersion,
+    AppendMetadata, AppendRequest, EventStore, LeaseTerm, LogDistance, NewEvent, ReadModelStore, StreamState, StreamVersion,
 };
 use anquan_event_store_sqlite::{ReadModelDurability, SqliteReadModelStore};
 use anquan_projections::leadership::{self, Leadership};
@@ -211,10 +211,10 @@ async fn status(event_store: &dyn EventStore, read_models: &dyn ReadModelStore) 
             .checkpoint(name)
             .await
             .with_context(|| format!("cannot read the checkpoint of projection {name}"))?;
-        let behind = head.map_or(0, |head| {
-            head.sequence()
-                .saturating_sub(checkpoint.map_or(0, |checkpoint| checkpoint.sequence()))
-        });
+        let behind = match event_store.traits().distance(checkpoint, head) {
+            LogDistance::Events(events) => format!("{events} events"),
+            LogDistance::Positions(positions) => format!("{positions} positions"),
+        };
         let next = event_store
             .read_all(checkpoint, 1)
             .await
@@ -486,12 +486,13 @@ async fn fold_read_models(
         Arc::new(AgencyProjection),
         Arc::new(LogTallyProjection),
     ];
-    // Positions against the log's head: a rebuild that resumes starts part of the way.
-    let head = || event_store.head().borrow().map_or(0, |head| head.sequence());
+    // Commit positions against the log's head (events on a backend with dense positions): a
+    // rebuild that resumes starts part of the way.
+    let head = || event_store.head().borrow().map_or(0, |head| head.commit);
     let display = Progress::new("read models", "positions", head());
     let report = fold_to_end(event_store, target, &projections, lease, cancel, |progress| {
         display.message(format!("{} events folded", progress.events));
-        display.update(progress.position.sequence(), head());
+        display.update(progress.position.commit, head());
     })
     .await?;
     display.finish();

@@ -14,7 +14,7 @@ use anquan_event_store::{StreamId, StreamVersion};
 use anquan_projections::audit;
 
 use super::foundation::types::PageInfo;
-use super::scalars::Int64;
+use super::scalars::{Int64, position_parts};
 use super::{actor, app};
 use crate::AppState;
 use crate::error::ApiError;
@@ -40,8 +40,11 @@ pub struct FileReference {
 pub struct HistoryEvent {
     /// The event's number in its stream, from 0.
     pub version: Int64,
-    /// Its place in the global log.
+    /// Its place in the global log (the commit part of its position).
     pub position: Int64,
+    /// The prepare part of its position where it differs from the commit part (a KurrentDB
+    /// store); null on SQLite and PostgreSQL.
+    pub prepare_position: Option<Int64>,
     /// The event id (UUID v7).
     pub event_id: ID,
     /// The event type, e.g. `DocumentApproved`.
@@ -177,7 +180,8 @@ pub async fn history(
                 .unwrap_or_default();
             HistoryEvent {
                 version: Int64(event.version.0),
-                position: Int64(event.position.sequence()),
+                position: position_parts(event.position).0,
+                prepare_position: position_parts(event.position).1,
                 event_id: ID(event.event_id.to_string()),
                 event_type: event.event_type.clone(),
                 schema_version: i32::try_from(event.schema_version).unwrap_or(i32::MAX),

@@ -17,7 +17,7 @@ use anquan_domain::{Aggregate, CommandId, DecisionContext, Event, Instant};
 use anquan_event_store::execute::{CommandEnvelope, execute};
 use anquan_event_store::{AppendOutcome, StreamVersion};
 
-use super::scalars::Int64;
+use super::scalars::{Int64, position_parts};
 use super::{actor, app};
 use crate::blobs::StagedFile;
 use crate::error::ApiError;
@@ -91,12 +91,14 @@ pub(super) struct Executed {
 impl Executed {
     /// What every payload says about the write itself.
     pub(super) fn recorded(&self) -> Recorded {
+        let position = self
+            .outcome
+            .as_ref()
+            .map(|outcome| position_parts(outcome.last_position));
         Recorded {
             stream_version: self.outcome.as_ref().map(|outcome| Int64(outcome.last_version.0)),
-            position: self
-                .outcome
-                .as_ref()
-                .map(|outcome| Int64(outcome.last_position.sequence())),
+            position: position.map(|(commit, _)| commit),
+            prepare_position: position.and_then(|(_, prepare)| prepare),
             duplicate: self.outcome.as_ref().is_some_and(|outcome| outcome.duplicate),
         }
     }
@@ -108,8 +110,12 @@ pub struct Recorded {
     /// The stream version after the command (pass it as `expectedVersion` next time); null when
     /// the command changed nothing.
     pub stream_version: Option<Int64>,
-    /// The global position of the last event written; null when the command changed nothing.
+    /// The global position of the last event written (its commit part); null when the command
+    /// changed nothing.
     pub position: Option<Int64>,
+    /// The prepare part of that position where it differs from the commit part (a KurrentDB
+    /// store); null on SQLite and PostgreSQL.
+    pub prepare_position: Option<Int64>,
     /// True when `commandId` had been used before: nothing new was written and this is the
     /// first call's result.
     pub duplicate: bool,

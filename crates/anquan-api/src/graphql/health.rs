@@ -9,7 +9,7 @@ use anquan_projections::{ProjectionState, ProjectionStatus};
 
 use super::app;
 use crate::error::ApiError;
-use crate::graphql::scalars::Int64;
+use crate::graphql::scalars::{Int64, position_parts};
 
 /// Health queries.
 #[derive(Default)]
@@ -45,8 +45,12 @@ pub enum ProjectionRunState {
 pub struct ProjectionHealth {
     /// The projection (`compliance`, `agency`).
     pub name: String,
-    /// The global position of the last event it applied; null before the first.
+    /// The global position of the last event it applied (its commit part); null before the
+    /// first.
     pub position: Option<Int64>,
+    /// The prepare part of that position where it differs from the commit part (a KurrentDB
+    /// store); null on SQLite and PostgreSQL.
+    pub prepare_position: Option<Int64>,
     /// Running, catching up or stalled.
     pub state: ProjectionRunState,
     /// The event it is stalled on, when the failure is one event's.
@@ -62,8 +66,11 @@ pub struct ProjectionHealth {
 /// The event a projection is stalled on.
 #[derive(SimpleObject, Clone)]
 pub struct FailingEventInfo {
-    /// Its global position.
+    /// Its global position (the commit part).
     pub position: Int64,
+    /// The prepare part of its position where it differs from the commit part (a KurrentDB
+    /// store); null on SQLite and PostgreSQL.
+    pub prepare_position: Option<Int64>,
     /// Its stream.
     pub stream_id: String,
     /// Its type.
@@ -75,7 +82,8 @@ impl From<&ProjectionStatus> for ProjectionHealth {
         let stall = status.stall.as_ref();
         ProjectionHealth {
             name: status.name.to_owned(),
-            position: status.position.map(|position| Int64(position.sequence())),
+            position: status.position.map(|position| position_parts(position).0),
+            prepare_position: status.position.and_then(|position| position_parts(position).1),
             state: match status.state {
                 ProjectionState::Running => ProjectionRunState::Running,
                 ProjectionState::CatchingUp => ProjectionRunState::CatchingUp,
@@ -84,7 +92,8 @@ impl From<&ProjectionStatus> for ProjectionHealth {
             failing_event: stall
                 .and_then(|stall| stall.event.as_ref())
                 .map(|event| FailingEventInfo {
-                    position: Int64(event.position.sequence()),
+                    position: position_parts(event.position).0,
+                    prepare_position: position_parts(event.position).1,
                     stream_id: event.stream_id.clone(),
                     event_type: event.event_type.clone(),
                 }),

@@ -20,6 +20,16 @@ use async_graphql::{InputValueError, InputValueResult, Scalar, ScalarType, Value
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Int64(pub u64);
 
+/// How the API shows a global position. Positions have two parts (commit, prepare) so
+/// KurrentDB's fit: a `position` field is the commit part, and the `preparePosition` beside it
+/// is the prepare part only where it differs from the commit part, else null. SQLite and
+/// PostgreSQL hand out one dense sequence for both, so there `preparePosition` is always null
+/// and `position` is the event's number in the log.
+pub fn position_parts(position: anquan_event_store::Position) -> (Int64, Option<Int64>) {
+    let prepare = (position.prepare != position.commit).then_some(Int64(position.prepare));
+    (Int64(position.commit), prepare)
+}
+
 /// The largest `Int64`: what a signed 64-bit client type (Java's `long`, a database `bigint`)
 /// holds, so every client reads every value the API sends.
 pub const INT64_MAX: u64 = i64::MAX as u64;

@@ -35,8 +35,11 @@ pub struct PublicTokenPayload {
     pub qr_png_url: String,
     /// When it was issued; the previous token stopped working at this instant.
     pub rotated_at: DateTime<Utc>,
-    /// The global position of the rotation event.
+    /// The global position of the rotation event (its commit part).
     pub position: Option<Int64>,
+    /// The prepare part of that position where it differs from the commit part (a KurrentDB
+    /// store); null on SQLite and PostgreSQL.
+    pub prepare_position: Option<Int64>,
 }
 
 /// Whether an enterprise has a public page, for those who may read the enterprise.
@@ -78,6 +81,7 @@ impl PublicPageMutation {
             token: path.to_owned(),
             rotated_at: executed.decided_at,
             position: executed.recorded().position,
+            prepare_position: executed.recorded().prepare_position,
         })
     }
 }
