@@ -54,6 +54,16 @@ fn assert_caught_up(body: &Value) {
         catch_up["eventsPerSecond"].as_f64().is_some_and(|rate| rate >= 0.0),
         "{catch_up}"
     );
+    // SQLite and PostgreSQL have dense positions: the lag counts events (the same number in
+    // both fields), and a position is one number.
+    assert_eq!(catch_up["unit"], "events", "{catch_up}");
+    let projections = body["projections"].as_array().unwrap();
+    assert!(!projections.is_empty(), "{body}");
+    for projection in projections {
+        assert!(projection["lagEvents"].as_u64().is_some(), "{projection}");
+        assert_eq!(projection["lagPositions"], projection["lagEvents"], "{projection}");
+        assert!(projection["preparePosition"].is_null(), "{projection}");
+    }
 }
 
 #[tokio::test]

@@ -230,12 +230,10 @@ async fn readyz(State(state): State<HttpState>) -> Response {
         .iter()
         .any(|status| status.state == anquan_projections::ProjectionState::Stalled);
     let behind = statuses.iter().any(|status| {
-        status
-            .lag
-            .is_some_and(|lag| {
-                lag.behind.events().is_some_and(|events| events > limits.lag_events)
-                    || lag.seconds(now) > limits.lag_seconds
-            })
+        status.lag.is_some_and(|lag| {
+            lag.behind.events().is_some_and(|events| events > limits.lag_events)
+                || lag.seconds(now) > limits.lag_seconds
+        })
     });
     let ready = event_store == "ok" && agreement.is_ok() && !stalled && !behind;
     let projections: Vec<serde_json::Value> = statuses

@@ -54,10 +54,9 @@ pub(crate) fn projections_catching_up(app: &crate::AppState, applied: Option<Pos
     let head = *app.event_store.head().borrow();
     match app.event_store.traits().distance(applied, head) {
         anquan_event_store::LogDistance::Events(events) => events > CATCH_UP_LAG,
-        anquan_event_store::LogDistance::Positions(_) => app
-            .projections
-            .catch_up()
-            .is_some_and(|status| status.catching_up),
+        anquan_event_store::LogDistance::Positions(_) => {
+            app.projections.catch_up().is_some_and(|status| status.catching_up)
+        }
     }
 }
 /// A tick whose events touch more enterprises than this looks at every enterprise, reading

@@ -13,7 +13,8 @@ use anquan_domain::Actor;
 use anquan_domain::rules::log::RuleSetLog;
 use anquan_domain::rules::{RULE_SET_FILES, RuleSetFiles};
 use anquan_event_store::{
-    AppendMetadata, AppendRequest, EventStore, LeaseTerm, LogDistance, NewEvent, ReadModelStore, StreamState, StreamVersion,
+    AppendMetadata, AppendRequest, EventStore, LeaseTerm, LogDistance, NewEvent, ReadModelStore, StreamState,
+    StreamVersion,
 };
 use anquan_event_store_sqlite::{ReadModelDurability, SqliteReadModelStore};
 use anquan_projections::leadership::{self, Leadership};

@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use anquan_domain::{Actor, CommandId};
 use anquan_event_store::{
-    AppendError, AppendOutcome, AppendRequest, BackendTraits, CommandDigest, EventHash, EventMetadata, EventStore, Position,
-    READ_BATCH_MAX, RecordedCommand, RecordedEvent, StoreError, StreamId, StreamVersion,
+    AppendError, AppendOutcome, AppendRequest, BackendTraits, CommandDigest, EventHash, EventMetadata, EventStore,
+    Position, READ_BATCH_MAX, RecordedCommand, RecordedEvent, StoreError, StreamId, StreamVersion,
 };
 
 use crate::group_commit::{self, Counters, Finish, GroupCommitStats, PendingAppend};

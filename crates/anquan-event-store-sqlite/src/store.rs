@@ -12,8 +12,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use anquan_domain::CommandId;
 use anquan_event_store::{
-    AppendError, AppendOutcome, AppendRequest, BackendTraits, EventStore, Position, READ_BATCH_MAX, RecordedCommand, RecordedEvent,
-    StoreError, StreamId, StreamVersion,
+    AppendError, AppendOutcome, AppendRequest, BackendTraits, EventStore, Position, READ_BATCH_MAX, RecordedCommand,
+    RecordedEvent, StoreError, StreamId, StreamVersion,
 };
 
 use crate::row;

@@ -80,8 +80,9 @@ pub struct AppendRequest {
     pub stream_id: StreamId,
     pub expected: StreamState,
     /// Makes the append idempotent: a second append with the same id, stream and digest appends
-    /// nothing and returns the first one's outcome; the same id with another stream or digest
-    /// is `AppendError::CommandIdReused`.
+    /// nothing and returns the first one's outcome; the same id on the stream with another
+    /// digest is `AppendError::CommandIdReused`, and so is the same id on another stream where
+    /// the backend keeps command ids store-wide (`BackendTraits::store_wide_command_ids`).
     pub command: Option<CommandKey>,
     pub metadata: AppendMetadata,
     pub events: Vec<NewEvent>,

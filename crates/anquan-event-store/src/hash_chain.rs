@@ -118,7 +118,8 @@ pub fn seal(
             event_id: event.event_id,
             stream_id: request.stream_id.clone(),
             version,
-            position: Position::from_sequence(0),
+            // A placeholder: the backend sets the position it hands out when it writes.
+            position: Position { commit: 0, prepare: 0 },
             event_type: event.event_type.clone(),
             schema_version: event.schema_version,
             data: event.data.clone(),

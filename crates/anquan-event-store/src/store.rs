@@ -203,3 +203,26 @@ pub(crate) fn check_limit(limit: usize) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_distance_counts_events_only_where_positions_are_dense() {
+        let at = |commit, prepare| Some(Position { commit, prepare });
+        let dense = BackendTraits {
+            dense_positions: true,
+            store_wide_command_ids: true,
+        };
+        assert_eq!(dense.distance(at(40, 40), at(42, 42)), LogDistance::Events(2));
+        assert_eq!(dense.distance(None, at(42, 42)), LogDistance::Events(42));
+        assert_eq!(dense.distance(at(42, 42), None), LogDistance::Events(0));
+        let offsets = BackendTraits::default();
+        let behind = offsets.distance(at(1_000, 900), at(5_096, 5_000));
+        assert_eq!(behind, LogDistance::Positions(4_096));
+        assert_eq!((behind.events(), behind.positions()), (None, 4_096));
+        // A reader ahead of a stale head is not behind.
+        assert_eq!(offsets.distance(at(9, 9), at(5, 5)), LogDistance::Positions(0));
+    }
+}

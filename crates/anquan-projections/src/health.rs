@@ -234,13 +234,7 @@ impl ProjectionsHealth {
             let entries = self.lock();
             let lowest = entries
                 .iter()
-                .map(|entry| {
-                    entry
-                        .progress
-                        .borrow()
-                        .applied
-                        .map_or(0, |position| position.commit)
-                })
+                .map(|entry| entry.progress.borrow().applied.map_or(0, |position| position.commit))
                 .min()
                 .unwrap_or(0);
             let catching_up = entries

@@ -277,8 +277,7 @@ impl ProjectionRunner {
                     .set(status.position.map_or(0.0, |position| position.commit as f64));
                 match behind {
                     LogDistance::Events(events) => {
-                        metrics::gauge!("anquan_projection_lag_events", "projection" => projection)
-                            .set(events as f64);
+                        metrics::gauge!("anquan_projection_lag_events", "projection" => projection).set(events as f64);
                     }
                     LogDistance::Positions(positions) => {
                         metrics::gauge!("anquan_projection_lag_positions", "projection" => projection)

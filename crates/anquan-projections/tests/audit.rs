@@ -95,7 +95,11 @@ async fn one_changed_byte_a_deleted_row_and_a_swapped_pair_in_the_sqlite_file_ar
         assert_breaks(&store, &streams, 0, &[]).await;
         let (listed, gaps) = list_streams(&store, |_| {}).await.unwrap();
         assert_eq!(listed.len(), 3);
-        assert_eq!(gaps, Some(Vec::new()), "SQLite promises dense positions: the gap check runs");
+        assert_eq!(
+            gaps,
+            Some(Vec::new()),
+            "SQLite promises dense positions: the gap check runs"
+        );
         streams
     };
     let tamper = |sql: &str, stream: &StreamId| {
@@ -414,14 +418,21 @@ async fn previous_layout(store: &dyn ReadModelStore) {
 
 /// A store in the previous layout is dropped and folded again from the start, to the same
 /// read models as a fresh store; a layout newer than the build's is refused.
-async fn previous_layouts_are_rebuilt(fresh: &dyn ReadModelStore, old: &dyn ReadModelStore, newer: &dyn ReadModelStore) {
+async fn previous_layouts_are_rebuilt(
+    fresh: &dyn ReadModelStore,
+    old: &dyn ReadModelStore,
+    newer: &dyn ReadModelStore,
+) {
     let rules = anquan_domain::rules::builtin_v1().unwrap();
     let log = enterprise_log(&rules).await;
     let expected = rebuild_digest(log.as_ref(), fresh, &rules).await;
     previous_layout(old).await;
     assert_eq!(rebuild_digest(log.as_ref(), old, &rules).await, expected);
     let layouts = old
-        .query("SELECT projection, layout FROM projection_layouts ORDER BY projection", &[])
+        .query(
+            "SELECT projection, layout FROM projection_layouts ORDER BY projection",
+            &[],
+        )
         .await
         .unwrap();
     let layouts: Vec<(String, i64)> = layouts
@@ -446,12 +457,12 @@ async fn previous_layouts_are_rebuilt(fresh: &dyn ReadModelStore, old: &dyn Read
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_models_in_a_previous_layout_are_rebuilt_on_sqlite() {
     let directory = tempfile::tempdir().unwrap();
-    let open = async |name: &str| {
-        SqliteReadModelStore::open(directory.path().join(name))
-            .await
-            .unwrap()
-    };
-    let (fresh, old, newer) = (open("fresh.sqlite").await, open("old.sqlite").await, open("newer.sqlite").await);
+    let open = async |name: &str| SqliteReadModelStore::open(directory.path().join(name)).await.unwrap();
+    let (fresh, old, newer) = (
+        open("fresh.sqlite").await,
+        open("old.sqlite").await,
+        open("newer.sqlite").await,
+    );
     previous_layouts_are_rebuilt(&fresh, &old, &newer).await;
 }
 

@@ -514,7 +514,8 @@ pub async fn read_all_positions_strictly_increase_and_after_is_exclusive(store: 
         unique_stream("readall")?,
     ];
     let mut appended = HashSet::new();
-    let mut last = Position::from_sequence(0);
+    // Below every event's position on every backend.
+    let mut last = Position { commit: 0, prepare: 0 };
     for round in 0..4 {
         for stream in &streams {
             let request = request(stream, StreamState::Any, events(round * 3..round * 3 + 3))?;
@@ -726,7 +727,10 @@ pub async fn a_command_id_used_on_another_stream_is_refused_or_scoped_to_its_str
             "command ids scoped to their stream: the same id on another stream is another command"
         );
         ensure_eq!(
-            store.command_outcome(&other, command_id).await?.map(|recorded| recorded.outcome),
+            store
+                .command_outcome(&other, command_id)
+                .await?
+                .map(|recorded| recorded.outcome),
             Some(AppendOutcome {
                 duplicate: true,
                 ..elsewhere
@@ -904,7 +908,8 @@ pub async fn concurrent_appends_to_different_streams_all_succeed(store: Arc<dyn 
             Ok::<_, AppendError>(last)
         }));
     }
-    let mut until = Position::from_sequence(0);
+    // Below every event's position on every backend.
+    let mut until = Position { commit: 0, prepare: 0 };
     for task in tasks {
         if let Some(last) = task.await?? {
             until = until.max(last);

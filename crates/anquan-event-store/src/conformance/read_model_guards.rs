@@ -39,6 +39,8 @@ async fn count(store: &dyn ReadModelStore) -> i64 {
     rows.first().map_or(0, |row| row.int(0).unwrap_or(-1))
 }
 
+/// A batch with made-up checkpoints: the read-model store keeps both parts of any position, so
+/// one-sequence positions test it for every event-store backend.
 fn batch(checkpoint: u64, after: Option<u64>, lease: Option<&LeaseTerm>) -> Arc<ProjectionBatch> {
     Arc::new(
         ProjectionBatch::new(
