@@ -30,7 +30,7 @@ pub struct SecretArgs {
 /// Arguments of `anquan serve`; each may also come from the config file.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
-    /// A TOML file with any of: listen, data_dir, database_url, rules_dir, upload_bytes_max,
+    /// A TOML file with any of: listen, data_dir, database_url, event_store_url, rules_dir, upload_bytes_max,
     /// graphiql, graphql_body_bytes_max, request_timeout_ms, mutations_per_minute_per_token,
     /// mutations_per_minute_per_address, upload_quota_enterprise_bytes, upload_quota_agency_bytes,
     /// jwt_secret, public_base_url, s3_bucket, s3_endpoint, s3_region, s3_access_key_id,
@@ -45,6 +45,11 @@ pub struct ServeArgs {
     /// file in the data directory.
     #[arg(long = "database", env = "ANQUAN_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// A KurrentDB connection string for the events (`kurrentdb://…`, `kurrentdb+discover://…`,
+    /// `esdb://…`, `esdb+discover://…`); read models then go to the PostgreSQL `--database`.
+    /// Needs a build with the cargo feature `kurrentdb`. Default: events beside the read models.
+    #[arg(long = "event-store", env = "ANQUAN_EVENT_STORE_URL", hide_env_values = true)]
+    pub event_store_url: Option<String>,
     /// Directory of a rule set (`ruleset.toml`, `indicators.toml`). Default: rule set v1, built in.
     #[arg(long = "rules", env = "ANQUAN_RULES_DIR")]
     pub rules_dir: Option<PathBuf>,
@@ -211,6 +216,7 @@ struct ConfigFile {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
+    event_store_url: Option<String>,
     rules_dir: Option<PathBuf>,
     upload_bytes_max: Option<u64>,
     upload_quota_enterprise_bytes: Option<u64>,
@@ -244,6 +250,66 @@ pub enum Storage {
     Embedded { database_file: PathBuf },
     /// A PostgreSQL server.
     Postgres { url: String },
+    /// Events in KurrentDB, read models in PostgreSQL.
+    KurrentDb {
+        /// The KurrentDB connection string.
+        event_store_url: String,
+        /// The PostgreSQL URL of the read models.
+        read_models_url: String,
+    },
+}
+
+/// The connection-string schemes of KurrentDB (and of EventStoreDB before it).
+pub const KURRENTDB_SCHEMES: &[&str] = &[
+    "kurrentdb://",
+    "kurrentdb+discover://",
+    "kurrent://",
+    "kurrent+discover://",
+    "kdb://",
+    "kdb+discover://",
+    "esdb://",
+    "esdb+discover://",
+];
+
+/// Tells whether this binary was built with the KurrentDB backend (cargo feature `kurrentdb`).
+pub const KURRENTDB_BUILT_IN: bool = cfg!(feature = "kurrentdb");
+
+/// Picks where events and read models live from `--database` and `--event-store`.
+pub(crate) fn storage(
+    database_url: Option<String>,
+    event_store_url: Option<String>,
+    data_dir: &Path,
+) -> anyhow::Result<Storage> {
+    let is_postgres = |url: &str| url.starts_with("postgres://") || url.starts_with("postgresql://");
+    match (database_url, event_store_url) {
+        (database, Some(events)) => {
+            if !KURRENTDB_SCHEMES.iter().any(|scheme| events.starts_with(scheme)) {
+                anyhow::bail!(
+                    "--event-store must be a KurrentDB connection string ({}); events in SQLite or PostgreSQL need no --event-store",
+                    KURRENTDB_SCHEMES.join(", ")
+                );
+            }
+            if !KURRENTDB_BUILT_IN {
+                anyhow::bail!(
+                    "this anquan was built without KurrentDB support; rebuild it with `cargo build --release -p anquan-cli --features kurrentdb`"
+                );
+            }
+            match database {
+                Some(url) if is_postgres(&url) => Ok(Storage::KurrentDb {
+                    event_store_url: events,
+                    read_models_url: url,
+                }),
+                _ => anyhow::bail!(
+                    "--event-store kurrentdb://… keeps the read models in PostgreSQL: give --database postgres://…"
+                ),
+            }
+        }
+        (Some(url), None) if is_postgres(&url) => Ok(Storage::Postgres { url }),
+        (Some(_), None) => anyhow::bail!("--database must be a postgres:// URL (the embedded default needs none)"),
+        (None, None) => Ok(Storage::Embedded {
+            database_file: data_dir.join("anquan.sqlite"),
+        }),
+    }
 }
 
 /// Where uploaded files are stored.
@@ -306,15 +372,11 @@ impl Config {
         let data_dir = secret.data_dir();
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
-        let storage = match args.database_url.or(file.database_url) {
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                Storage::Postgres { url }
-            }
-            Some(_) => anyhow::bail!("--database must be a postgres:// URL (the embedded default needs none)"),
-            None => Storage::Embedded {
-                database_file: data_dir.join("anquan.sqlite"),
-            },
-        };
+        let storage = storage(
+            args.database_url.or(file.database_url),
+            args.event_store_url.or(file.event_store_url),
+            &data_dir,
+        )?;
         let public_base_url = args.public_base_url.or(file.public_base_url);
         if let Some(url) = &public_base_url
             && !(url.starts_with("https://") || url.starts_with("http://"))
@@ -506,6 +568,61 @@ fn default_node_id() -> String {
 #[allow(clippy::unwrap_used, reason = "tests abort on failure")]
 mod tests {
     use super::S3Args;
+
+    mod storage {
+        use std::path::Path;
+
+        use super::super::{KURRENTDB_BUILT_IN, Storage, storage};
+
+        const PG: &str = "postgres://postgres@127.0.0.1:5432/anquan";
+
+        fn pick(database: Option<&str>, events: Option<&str>) -> anyhow::Result<Storage> {
+            storage(
+                database.map(str::to_owned),
+                events.map(str::to_owned),
+                Path::new("/data"),
+            )
+        }
+
+        #[test]
+        fn sqlite_and_postgres_need_no_event_store() {
+            assert!(
+                matches!(pick(None, None).unwrap(), Storage::Embedded { database_file } if database_file == Path::new("/data/anquan.sqlite"))
+            );
+            assert!(matches!(pick(Some(PG), None).unwrap(), Storage::Postgres { url } if url == PG));
+            assert!(pick(Some("mysql://x"), None).is_err());
+        }
+
+        #[test]
+        fn an_event_store_must_be_a_kurrentdb_connection_string() {
+            let error = pick(Some(PG), Some("postgres://other")).unwrap_err().to_string();
+            assert!(error.contains("KurrentDB connection string"), "{error}");
+        }
+
+        #[test]
+        fn kurrentdb_events_take_postgres_read_models_in_a_build_with_the_feature() {
+            for url in [
+                "kurrentdb://admin:changeit@127.0.0.1:2113?tls=false",
+                "kurrentdb+discover://cluster.example:2113",
+                "esdb://127.0.0.1:2113?tls=false",
+                "esdb+discover://cluster.example:2113",
+            ] {
+                let picked = pick(Some(PG), Some(url));
+                if KURRENTDB_BUILT_IN {
+                    assert!(matches!(
+                        picked.unwrap(),
+                        Storage::KurrentDb { event_store_url, read_models_url }
+                            if event_store_url == url && read_models_url == PG
+                    ));
+                    let error = pick(None, Some(url)).unwrap_err().to_string();
+                    assert!(error.contains("give --database postgres://"), "{error}");
+                } else {
+                    let error = picked.unwrap_err().to_string();
+                    assert!(error.contains("built without KurrentDB support"), "{error}");
+                }
+            }
+        }
+    }
 
     fn args(bucket: Option<&str>, endpoint: Option<&str>, key: Option<&str>, secret: Option<&str>) -> S3Args {
         S3Args {

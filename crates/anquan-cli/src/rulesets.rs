@@ -40,6 +40,15 @@ pub struct StoreArgs {
         hide_env_values = true
     )]
     pub database_url: Option<String>,
+    /// A KurrentDB connection string for the events (`kurrentdb://…`); read models then go to
+    /// the PostgreSQL `--database`. Needs a build with the cargo feature `kurrentdb`.
+    #[arg(
+        long = "event-store",
+        global = true,
+        env = "ANQUAN_EVENT_STORE_URL",
+        hide_env_values = true
+    )]
+    pub event_store_url: Option<String>,
     /// The folder holding one sub-folder per rule-set version (`v1/`, `v2/`, …). Default:
     /// `./projections` when it exists; rule set v1 is always built in.
     #[arg(long, global = true, env = "ANQUAN_RULES_ROOT")]
@@ -48,20 +57,13 @@ pub struct StoreArgs {
 
 impl StoreArgs {
     fn storage(&self) -> anyhow::Result<Storage> {
-        match &self.database_url {
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                Ok(Storage::Postgres { url: url.clone() })
-            }
-            Some(_) => anyhow::bail!("--database must be a postgres:// URL"),
-            None => {
-                let data_dir = self.data_dir.clone().unwrap_or_else(crate::default_data_dir);
-                std::fs::create_dir_all(&data_dir)
-                    .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
-                Ok(Storage::Embedded {
-                    database_file: data_dir.join("anquan.sqlite"),
-                })
-            }
+        let data_dir = self.data_dir.clone().unwrap_or_else(crate::default_data_dir);
+        let storage = crate::config::storage(self.database_url.clone(), self.event_store_url.clone(), &data_dir)?;
+        if let Storage::Embedded { .. } = storage {
+            std::fs::create_dir_all(&data_dir)
+                .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
         }
+        Ok(storage)
     }
 
     /// Opens the configured stores.

@@ -26,21 +26,23 @@ pub async fn open_stores(storage: &Storage) -> anyhow::Result<(Arc<dyn EventStor
                 .with_context(|| format!("cannot open the read models in {}", database_file.display()))?;
             Ok((metered(Arc::new(events)), Arc::new(read_models)))
         }
+        Storage::KurrentDb {
+            event_store_url,
+            read_models_url,
+        } => {
+            let events = open_kurrentdb(event_store_url).await?;
+            let read_models = PostgresReadModelStore::connect(read_models_url, pool_size()?)
+                .await
+                .context("cannot open the PostgreSQL read models")?;
+            Ok((metered(events), Arc::new(read_models)))
+        }
         Storage::Postgres { url } => {
             // Each of the two pools (events, read models) holds up to this many connections, and
             // each store one more to listen: N nodes need N x (2 x pool + 2) within the server's
             // max_connections.
-            let mut options = PostgresOptions::default();
-            if let Some(size) = std::env::var("ANQUAN_DATABASE_POOL_SIZE")
-                .ok()
-                .filter(|size| !size.is_empty())
-            {
-                options.pool_size = size
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|size| (1..=1000).contains(size))
-                    .with_context(|| format!("ANQUAN_DATABASE_POOL_SIZE must be 1 to 1000, not {size:?}"))?;
-            }
+            let options = PostgresOptions {
+                pool_size: pool_size()?,
+            };
             let pool_size = options.pool_size;
             let events = PostgresEventStore::connect(url, options)
                 .await
@@ -51,6 +53,39 @@ pub async fn open_stores(storage: &Storage) -> anyhow::Result<(Arc<dyn EventStor
             Ok((metered(Arc::new(events)), Arc::new(read_models)))
         }
     }
+}
+
+/// The size of each PostgreSQL pool: `ANQUAN_DATABASE_POOL_SIZE`, 1 to 1000, or the default.
+fn pool_size() -> anyhow::Result<usize> {
+    match std::env::var("ANQUAN_DATABASE_POOL_SIZE")
+        .ok()
+        .filter(|size| !size.is_empty())
+    {
+        Some(size) => size
+            .parse::<usize>()
+            .ok()
+            .filter(|size| (1..=1000).contains(size))
+            .with_context(|| format!("ANQUAN_DATABASE_POOL_SIZE must be 1 to 1000, not {size:?}")),
+        None => Ok(PostgresOptions::default().pool_size),
+    }
+}
+
+/// Connects to KurrentDB (cargo feature `kurrentdb`).
+#[cfg(feature = "kurrentdb")]
+async fn open_kurrentdb(url: &str) -> anyhow::Result<Arc<dyn EventStore>> {
+    let store = anquan_event_store_kurrentdb::KurrentEventStore::connect(url)
+        .await
+        .context("cannot open the KurrentDB event store")?;
+    Ok(Arc::new(store))
+}
+
+/// Refuses: this build has no KurrentDB client (`Config::load` refuses first; this is the
+/// second line for callers that build a `Storage` themselves).
+#[cfg(not(feature = "kurrentdb"))]
+async fn open_kurrentdb(_url: &str) -> anyhow::Result<Arc<dyn EventStore>> {
+    anyhow::bail!(
+        "this anquan was built without KurrentDB support; rebuild it with `cargo build --release -p anquan-cli --features kurrentdb`"
+    )
 }
 
 /// Records the store's appends as metrics (`anquan_event_store_appends_total`, …).
@@ -236,6 +271,7 @@ fn storage_name(storage: &Storage) -> &'static str {
     match storage {
         Storage::Embedded { .. } => "sqlite",
         Storage::Postgres { .. } => "postgres",
+        Storage::KurrentDb { .. } => "kurrentdb+postgres",
     }
 }
 
