@@ -456,13 +456,12 @@ impl EventStore for KurrentEventStore {
     /// ([`KurrentEventStore::command_outcome_in_stream`]), and `append` uses it. This global
     /// form is replaced when the trait's `command_outcome` takes the target stream (issue #25);
     /// until then it refuses rather than scan the whole of `$all` on every command.
-    async fn command_outcome(&self, command_id: CommandId) -> Result<Option<RecordedCommand>, StoreError> {
-        Err(StoreError::Backend {
-            message: format!(
-                "the KurrentDB backend looks command ids up per stream; command {command_id} was asked for without its stream"
-            ),
-            source: None,
-        })
+    async fn command_outcome(
+        &self,
+        stream_id: &StreamId,
+        command_id: CommandId,
+    ) -> Result<Option<RecordedCommand>, StoreError> {
+        self.command_outcome_in_stream(stream_id, command_id).await
     }
 
     fn head(&self) -> watch::Receiver<Option<Position>> {
