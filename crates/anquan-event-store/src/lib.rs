@@ -10,6 +10,7 @@ mod envelope;
 mod error;
 pub mod execute;
 pub mod hash_chain;
+pub mod merkle;
 mod memory;
 pub mod metered;
 pub mod read_model;
