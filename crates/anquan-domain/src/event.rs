@@ -15,6 +15,7 @@ use crate::enterprise::event::{
     EnterpriseRegistered, HazardDeadlineExtended, HazardFound, InspectionRecorded, PublicTokenRotated,
     RectificationAccepted, RectificationReturned, RectificationSubmitted,
 };
+use crate::anchor::AnchorTaken;
 use crate::rules::log::{RuleSetPromoted, RuleSetPublished};
 
 /// Why stored event data could not be turned back into an [`Event`].
@@ -121,4 +122,5 @@ event_catalogue! {
     AgencyDelisted => 1,
     RuleSetPublished => 1,
     RuleSetPromoted => 1,
+    AnchorTaken => 1,
 }

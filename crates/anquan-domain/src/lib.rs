@@ -6,6 +6,7 @@
 
 pub mod actor;
 pub mod agency;
+pub mod anchor;
 pub mod aggregate;
 pub mod bounds;
 pub mod compliance;
