@@ -223,3 +223,42 @@ async fn rewritten_stream(backend: Backend) {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_leading_node_takes_anchors_periodically_and_none_while_idle() {
+    for backend in backends() {
+        let app = spawn_app(backend, &["--anchor-interval-seconds", "1"]).await;
+        let admin = app.token(&["--role", "city_admin"]);
+        register(&app, &admin, "91330481MA28A0XX07", "许村").await;
+        let anchors = || async {
+            let document: Value = app
+                .client
+                .get(format!("{}/anchors", app.base_url))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            document["anchors"].as_array().unwrap().clone()
+        };
+        let names_the_enterprise = |anchor: &Value| {
+            anchor["heads"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|head| head["stream_id"].as_str().unwrap().starts_with("enterprise-"))
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut taken = anchors().await;
+        while !taken.iter().any(names_the_enterprise) {
+            assert!(std::time::Instant::now() < deadline, "no periodic anchor in 20 s: {taken:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            taken = anchors().await;
+        }
+        // Nothing but the anchor itself was appended since: the next ticks take none.
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+        assert_eq!(anchors().await.len(), taken.len(), "an idle log was anchored again");
+        app.stop().await;
+    }
+}

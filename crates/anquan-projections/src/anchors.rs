@@ -279,8 +279,8 @@ pub fn anchor_stream() -> StreamId {
 }
 
 /// Takes an anchor of the log as it stands and appends it. With `only_when_changed`, nothing
-/// is taken when no event but the previous anchor was appended since it (the periodic anchor
-/// of an idle service). Retries when another node appended an anchor at the same time.
+/// is taken when no event but the previous anchor was appended since it, or the log is empty
+/// (the periodic anchor of an idle service). Retries when another node appended an anchor at the same time.
 pub async fn take_anchor(
     store: &dyn EventStore,
     signer: &AnchorSigner,
@@ -331,7 +331,7 @@ pub async fn take_anchor(
                 break;
             }
         }
-        if only_when_changed && only_anchors && previous.is_some() {
+        if only_when_changed && only_anchors {
             return Ok(None);
         }
         let mut anchor = AnchorTaken {
