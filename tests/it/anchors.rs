@@ -73,7 +73,9 @@ fn chain_hash(previous: &[u8], line: &Value) -> Vec<u8> {
     field(&mut hasher, event["event_type"].as_str().unwrap().as_bytes());
     field(
         &mut hasher,
-        &u32::try_from(event["schema_version"].as_u64().unwrap()).unwrap().to_be_bytes(),
+        &u32::try_from(event["schema_version"].as_u64().unwrap())
+            .unwrap()
+            .to_be_bytes(),
     );
     field(&mut hasher, event["data"].as_str().unwrap().as_bytes());
     field(&mut hasher, &line["recorded_at_micros"].as_i64().unwrap().to_be_bytes());
@@ -175,7 +177,13 @@ async fn rewritten_stream(backend: Backend) {
     let export = kept.path().join("export");
     anquan_ok(
         &app,
-        &["export", "enterprise", &enterprise_id, "--out", export.to_str().unwrap()],
+        &[
+            "export",
+            "enterprise",
+            &enterprise_id,
+            "--out",
+            export.to_str().unwrap(),
+        ],
     );
     let proofs = std::fs::read_to_string(export.join("proofs.jsonl")).unwrap();
     assert_eq!(proofs.lines().count(), 4, "{proofs}");
@@ -209,7 +217,10 @@ async fn rewritten_stream(backend: Backend) {
     // The insider rewrites version 1 and re-hashes the rest of the stream.
     rewrite_and_rehash(&app, &enterprise_id, 1).await;
     let summary: Value = serde_json::from_str(&anquan_ok(&app, &["verify"])).unwrap();
-    assert_eq!(summary["broken"], 0, "plain verify must not see a re-hashed stream: {summary}");
+    assert_eq!(
+        summary["broken"], 0,
+        "plain verify must not see a re-hashed stream: {summary}"
+    );
     let output = anquan(&app, &["verify", "--anchors", anchors_path]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "verify --anchors passed a rewritten stream");
@@ -252,7 +263,10 @@ async fn the_leading_node_takes_anchors_periodically_and_none_while_idle() {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         let mut taken = anchors().await;
         while !taken.iter().any(names_the_enterprise) {
-            assert!(std::time::Instant::now() < deadline, "no periodic anchor in 20 s: {taken:?}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no periodic anchor in 20 s: {taken:?}"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             taken = anchors().await;
         }

@@ -84,9 +84,9 @@ pub async fn run(args: AnchorArgs) -> anyhow::Result<()> {
     let anchor = anchors::take_anchor(event_store.as_ref(), &signer, &actor, chrono::Utc::now(), false)
         .await?
         .context("no anchor was taken")?;
-    let stdout = std::io::stdout();
-    serde_json::to_writer(stdout.lock(), &anchor).context("cannot write the anchor")?;
-    println!();
+    let mut line = serde_json::to_vec(&anchor).context("cannot encode the anchor")?;
+    line.push(b'\n');
+    std::io::Write::write_all(&mut std::io::stdout(), &line).context("cannot write the anchor")?;
     Ok(())
 }
 
@@ -110,9 +110,7 @@ pub async fn periodic(
             continue;
         }
         let taken = match key_file.load_or_create() {
-            Ok(signer) => {
-                anchors::take_anchor(event_store.as_ref(), &signer, &actor, chrono::Utc::now(), true).await
-            }
+            Ok(signer) => anchors::take_anchor(event_store.as_ref(), &signer, &actor, chrono::Utc::now(), true).await,
             Err(error) => Err(error),
         };
         if let Err(error) = taken {

@@ -115,10 +115,17 @@ pub async fn run(
         metrics: anquan_api::MetricsService::default(),
     };
     // The key is created (or read) at start, so a bad key file stops the start, not an anchor.
-    let anchor_signer = config.anchor_key.load_or_create().context("cannot load the anchor signing key")?;
+    let anchor_signer = config
+        .anchor_key
+        .load_or_create()
+        .context("cannot load the anchor signing key")?;
     tracing::info!(key_id = anchor_signer.key_id(), "anchors are signed with this key");
     let periodic_anchors = {
-        let (event_store, health, key_file) = (app.event_store.clone(), app.projections.clone(), config.anchor_key.clone());
+        let (event_store, health, key_file) = (
+            app.event_store.clone(),
+            app.projections.clone(),
+            config.anchor_key.clone(),
+        );
         async move {
             match config.anchor_interval {
                 Some(interval) => crate::anchors::periodic(event_store, health, key_file, interval).await,

@@ -10,12 +10,12 @@ use crate::agency::event::{
     AgencyRegistered, AgencyWarned, ContractSigned, ContractTerminated, CreditGraded, ReportSpotChecked, ServiceRated,
     ServiceReported, StaffReported,
 };
+use crate::anchor::AnchorTaken;
 use crate::enterprise::event::{
     AccidentReported, DocumentApproved, DocumentReturned, DocumentUploaded, EnterpriseProfileChanged,
     EnterpriseRegistered, HazardDeadlineExtended, HazardFound, InspectionRecorded, PublicTokenRotated,
     RectificationAccepted, RectificationReturned, RectificationSubmitted,
 };
-use crate::anchor::AnchorTaken;
 use crate::rules::log::{RuleSetPromoted, RuleSetPublished};
 
 /// Why stored event data could not be turned back into an [`Event`].

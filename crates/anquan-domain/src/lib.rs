@@ -6,8 +6,8 @@
 
 pub mod actor;
 pub mod agency;
-pub mod anchor;
 pub mod aggregate;
+pub mod anchor;
 pub mod bounds;
 pub mod compliance;
 pub mod credit;

@@ -266,7 +266,12 @@ mod tests {
         let hashed: Vec<Node> = data.iter().map(|leaf| leaf_hash(leaf)).collect();
         let mut frontier = Frontier::new();
         for (n, expected) in ROOTS.iter().enumerate() {
-            assert_eq!(hex::encode(root_of_leaf_hashes(&hashed[..=n])), *expected, "tree of {}", n + 1);
+            assert_eq!(
+                hex::encode(root_of_leaf_hashes(&hashed[..=n])),
+                *expected,
+                "tree of {}",
+                n + 1
+            );
             frontier.push(&data[n]);
             assert_eq!(hex::encode(frontier.root()), *expected, "frontier of {}", n + 1);
         }
@@ -279,20 +284,48 @@ mod tests {
             let root = root_of_leaf_hashes(&hashed[..size]);
             for index in 0..size {
                 let path = inclusion_proof(&hashed[..size], index).unwrap();
-                assert!(verify_inclusion(&hashed[index], index as u64, size as u64, &path, &root));
+                assert!(verify_inclusion(
+                    &hashed[index],
+                    index as u64,
+                    size as u64,
+                    &path,
+                    &root
+                ));
                 // Another leaf, another index, another root, another size: refused.
                 let other = (index + 1) % size;
                 if other != index {
-                    assert!(!verify_inclusion(&hashed[other], index as u64, size as u64, &path, &root));
-                    assert!(!verify_inclusion(&hashed[index], other as u64, size as u64, &path, &root));
+                    assert!(!verify_inclusion(
+                        &hashed[other],
+                        index as u64,
+                        size as u64,
+                        &path,
+                        &root
+                    ));
+                    assert!(!verify_inclusion(
+                        &hashed[index],
+                        other as u64,
+                        size as u64,
+                        &path,
+                        &root
+                    ));
                 }
-                assert!(!verify_inclusion(&hashed[index], index as u64, size as u64, &path, &[0; 32]));
+                assert!(!verify_inclusion(
+                    &hashed[index],
+                    index as u64,
+                    size as u64,
+                    &path,
+                    &[0; 32]
+                ));
             }
             assert!(inclusion_proof(&hashed[..size], size).is_none());
             let levels = Levels::new(hashed[..size].to_vec());
             assert_eq!(levels.root(), root);
             for index in 0..size {
-                assert_eq!(levels.proof(index), inclusion_proof(&hashed[..size], index), "leaf {index} of {size}");
+                assert_eq!(
+                    levels.proof(index),
+                    inclusion_proof(&hashed[..size], index),
+                    "leaf {index} of {size}"
+                );
             }
         }
     }

@@ -85,7 +85,9 @@ pub struct AnchorSigner {
 
 impl std::fmt::Debug for AnchorSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AnchorSigner").field("key_id", &self.key_id).finish_non_exhaustive()
+        f.debug_struct("AnchorSigner")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -310,7 +312,11 @@ pub async fn take_anchor(
                         sequence: anchor.sequence,
                         detail: "its frontier does not fit its log size".to_owned(),
                     })?;
-                (frontier, Some(Position::from_sequence(anchor.position)), anchor.sequence + 1)
+                (
+                    frontier,
+                    Some(Position::from_sequence(anchor.position)),
+                    anchor.sequence + 1,
+                )
             }
             None => (Frontier::new(), None, 0),
         };
@@ -411,7 +417,8 @@ impl AnchorsDocument {
     pub fn of(anchors: Vec<AnchorTaken>) -> Self {
         let mut keys = BTreeMap::new();
         for anchor in &anchors {
-            keys.entry(anchor.key_id.clone()).or_insert_with(|| anchor.public_key.clone());
+            keys.entry(anchor.key_id.clone())
+                .or_insert_with(|| anchor.public_key.clone());
         }
         AnchorsDocument {
             format: "anquan anchors v1".to_owned(),
@@ -671,12 +678,23 @@ pub fn verify_proof(proof: &InclusionProof, anchor: &AnchorTaken) -> bool {
     let (Ok(leaf), Ok(root)) = (hash_bytes(&proof.event_hash), hash_bytes(&anchor.root)) else {
         return false;
     };
-    let Ok(path) = proof.path.iter().map(|node| hash_bytes(node)).collect::<Result<Vec<_>, _>>() else {
+    let Ok(path) = proof
+        .path
+        .iter()
+        .map(|node| hash_bytes(node))
+        .collect::<Result<Vec<_>, _>>()
+    else {
         return false;
     };
     proof.anchor == anchor.sequence
         && proof.log_size == anchor.log_size
-        && merkle::verify_inclusion(&merkle::leaf_hash(&leaf), proof.leaf_index, anchor.log_size, &path, &root)
+        && merkle::verify_inclusion(
+            &merkle::leaf_hash(&leaf),
+            proof.leaf_index,
+            anchor.log_size,
+            &path,
+            &root,
+        )
 }
 
 /// The latest anchor and the log's leaves it covers: what proofs are given against.
@@ -795,5 +813,102 @@ mod tests {
             .path()
             .join(format!("keys/anchor-signing-key.{}.retired", first.key_id()));
         assert!(retired.exists());
+    }
+
+    async fn append(store: &dyn EventStore, stream: &str) {
+        store
+            .append(AppendRequest {
+                stream_id: StreamId::parse(stream).unwrap(),
+                expected: StreamState::Any,
+                command: None,
+                metadata: AppendMetadata {
+                    occurred_at: Utc::now(),
+                    actor: actor(),
+                    correlation_id: uuid::Uuid::now_v7(),
+                    causation_id: None,
+                },
+                events: vec![anquan_event_store::NewEvent {
+                    event_id: uuid::Uuid::now_v7(),
+                    event_type: "Noted".to_owned(),
+                    schema_version: 1,
+                    data: "{}".to_owned(),
+                }],
+            })
+            .await
+            .unwrap();
+    }
+
+    fn actor() -> Actor {
+        Actor {
+            user_id: anquan_domain::UserId::parse("test").unwrap(),
+            role: anquan_domain::Role::CityAdmin,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_log_agrees_with_its_anchors_until_a_stream_is_rewritten() {
+        let store = anquan_event_store::InMemoryEventStore::new();
+        let signer = AnchorSigner::from_seed(&[9; 32]);
+        let actor = actor();
+        let take = |changed| take_anchor(&store, &signer, &actor, Utc::now(), changed);
+        assert!(
+            take(true).await.unwrap().is_none(),
+            "an empty log is not anchored periodically"
+        );
+        append(&store, "enterprise-a").await;
+        take(false).await.unwrap().unwrap();
+        assert!(take(true).await.unwrap().is_none(), "only the anchor is new");
+        append(&store, "enterprise-a").await;
+        append(&store, "enterprise-b").await;
+        take(false).await.unwrap().unwrap();
+        append(&store, "enterprise-a").await;
+        append(&store, "enterprise-a").await;
+        let last = take(true).await.unwrap().unwrap();
+        assert_eq!(recorded_head(&last, "enterprise-a"), Some(StreamVersion(3)));
+        // The frontier carried from anchor to anchor gives the root of the whole log.
+        let leaves = read_leaves(&store, None).await.unwrap();
+        let hashed: Vec<Node> = leaves.iter().map(|leaf| merkle::leaf_hash(&leaf.hash.0)).collect();
+        assert_eq!(
+            last.root,
+            hex::encode(merkle::root_of_leaf_hashes(&hashed[..last.log_size as usize]))
+        );
+        let document = AnchorsDocument::of(read_anchors(&store).await.unwrap());
+        assert_eq!(check_log(&document, &leaves), vec![]);
+        // Every covered event has a proof that verifies against the last anchor.
+        let tree = AnchoredTree::new(&last, &leaves).unwrap();
+        for leaf in &leaves[..last.log_size as usize] {
+            let proof = tree.proof(&leaf.stream_id, leaf.version).unwrap();
+            assert!(verify_proof(&proof, &last));
+            let mut wrong = proof.clone();
+            wrong.leaf_index = (wrong.leaf_index + 1) % last.log_size;
+            assert!(!verify_proof(&wrong, &last));
+        }
+        // enterprise-a rewritten from version 2 on: anchor 1 recorded version 1 (still
+        // agreed), anchor 2 recorded version 3, so the first differing event is 2 to 3.
+        let mut rewritten = leaves.clone();
+        for leaf in &mut rewritten {
+            if leaf.stream_id == "enterprise-a" && leaf.version >= 2 {
+                leaf.hash = EventHash([leaf.version as u8; 32]);
+            }
+        }
+        let findings = check_log(&document, &rewritten);
+        let named: Vec<_> = findings.iter().filter(|finding| finding.stream_id.is_some()).collect();
+        assert_eq!(named.len(), 1, "{findings:?}");
+        assert_eq!(named[0].stream_id.as_deref(), Some("enterprise-a"));
+        assert_eq!((named[0].first_version, named[0].recorded_version), (Some(2), Some(3)));
+        assert!(
+            named[0].detail.contains("between versions 2 and 3"),
+            "{}",
+            named[0].detail
+        );
+        assert!(
+            findings
+                .iter()
+                .any(|finding| finding.detail.contains("is not the root"))
+        );
+        // An anchor whose root was altered in the copy fails its signature.
+        let mut altered = document.clone();
+        altered.anchors[0].root = "00".repeat(32);
+        assert!(check_log(&altered, &leaves)[0].detail.contains("does not verify"));
     }
 }
