@@ -187,6 +187,21 @@ async fn rewritten_stream(backend: Backend) {
     );
     let proofs = std::fs::read_to_string(export.join("proofs.jsonl")).unwrap();
     assert_eq!(proofs.lines().count(), 4, "{proofs}");
+    // GraphQL gives an auditor the same proof as the export.
+    let auditor = app.token(&["--role", "auditor"]);
+    let answer = app
+        .graphql(
+            Some(&auditor),
+            "query($id: ID!) { enterprise(id: $id) { inclusionProof(version: 1) { leafIndex root anchor path keyId } } }",
+            json!({ "id": enterprise_id }),
+        )
+        .await;
+    let proof = &data(&answer)["enterprise"]["inclusionProof"];
+    let exported: Value = serde_json::from_str(proofs.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(proof["leafIndex"], exported["leaf_index"].to_string(), "{answer}");
+    assert_eq!(proof["root"], exported["root"], "{answer}");
+    assert_eq!(proof["path"], exported["path"], "{answer}");
+    assert_eq!(proof["keyId"], last["key_id"], "{answer}");
     // No service runs from here on: the offline check, the insider and the auditor's verify
     // work on the export and the database alone.
     let mut app = app;
