@@ -18,27 +18,33 @@ def uuid_bytes(text) -> bytes:
     return uuid.UUID(text).bytes if text else b""
 
 
+def event_hash(previous: bytes, record) -> bytes:
+    """The chain hash of one events.jsonl line, given the previous event's hash."""
+    event, metadata = record["event"], record["event"]["metadata"]
+    return hashlib.sha256(
+        previous
+        + field(event["stream_id"].encode())
+        + field(struct.pack(">Q", event["version"]))
+        + field(uuid_bytes(event["event_id"]))
+        + field(event["event_type"].encode())
+        + field(struct.pack(">I", event["schema_version"]))
+        + field(event["data"].encode())
+        + field(struct.pack(">q", record["recorded_at_micros"]))
+        + field(struct.pack(">q", record["occurred_at_micros"]))
+        + field(record["actor_json"].encode())
+        + field(uuid_bytes(metadata["correlation_id"]))
+        + field(uuid_bytes(metadata.get("causation_id")))
+        + field(uuid_bytes(metadata.get("command_id")))
+    ).digest()
+
+
 def main(directory: str) -> int:
     previous, count = b"\0" * 32, 0
     with open(f"{directory}/events.jsonl", encoding="utf-8") as lines:
         for expected_version, line in enumerate(lines):
             record = json.loads(line)
-            event, metadata = record["event"], record["event"]["metadata"]
-            digest = hashlib.sha256(
-                previous
-                + field(event["stream_id"].encode())
-                + field(struct.pack(">Q", event["version"]))
-                + field(uuid_bytes(event["event_id"]))
-                + field(event["event_type"].encode())
-                + field(struct.pack(">I", event["schema_version"]))
-                + field(event["data"].encode())
-                + field(struct.pack(">q", record["recorded_at_micros"]))
-                + field(struct.pack(">q", record["occurred_at_micros"]))
-                + field(record["actor_json"].encode())
-                + field(uuid_bytes(metadata["correlation_id"]))
-                + field(uuid_bytes(metadata.get("causation_id")))
-                + field(uuid_bytes(metadata.get("command_id")))
-            ).digest()
+            event = record["event"]
+            digest = event_hash(previous, record)
             if event["version"] != expected_version or digest.hex() != event["hash"]:
                 print(f"BROKEN at version {expected_version}")
                 return 1

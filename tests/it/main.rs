@@ -10,6 +10,7 @@
 )]
 
 mod agency_flow;
+mod anchors;
 mod audit_history;
 mod audit_streams;
 mod bad_input;

@@ -144,6 +144,7 @@ pub fn router_with(schema: AppSchema, app: AppState, limits: HttpLimits) -> Rout
         .route("/dashboard.js", get(dashboard_js))
         .route("/dashboard.css", get(dashboard_css))
         .route("/readyz", get(readyz))
+        .route("/anchors", get(anchors))
         .merge(crate::public_page::router(app.clone()))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
@@ -188,6 +189,23 @@ fn body_too_large(max: usize) -> Response {
             details: vec![("maxBytes", max.to_string().into())],
         },
     )
+}
+
+/// Every signed anchor and the public keys they were signed with
+/// (`anquan_projections::anchors::AnchorsDocument`), without a token: auditors keep copies of
+/// it outside the database and check the log against them (`anquan verify --anchors`).
+async fn anchors(State(state): State<HttpState>) -> Response {
+    match anquan_projections::anchors::read_anchors(state.app.event_store.as_ref()).await {
+        Ok(anchors) => (
+            [(header::CACHE_CONTROL, "no-store")],
+            Json(anquan_projections::anchors::AnchorsDocument::of(anchors)),
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::error!(%error, "cannot read the anchors");
+            (StatusCode::SERVICE_UNAVAILABLE, "the anchors cannot be read now").into_response()
+        }
+    }
 }
 
 async fn healthz() -> &'static str {

@@ -112,6 +112,12 @@ pub struct VerifyArgs {
     /// every stream of the log.
     #[arg(long)]
     pub stream: Option<String>,
+    /// Also check the whole log against anchors kept elsewhere: a file saved from
+    /// `GET /anchors` (or an export's `anchors.json`), or that `http://` URL. Every anchor's
+    /// signature must verify with its document's keys, its root must be the log's and every
+    /// stream head it recorded must still be in the log.
+    #[arg(long)]
+    pub anchors: Option<String>,
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -280,13 +286,28 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         display.advance(1);
     }
     display.finish();
+    let mut anchors_checked = None;
+    if let Some(source) = &args.anchors {
+        let document = crate::anchors::load_document(source).await?;
+        let leaves = anquan_projections::anchors::read_leaves(event_store.as_ref(), None).await?;
+        let findings = anquan_projections::anchors::check_log(&document, &leaves);
+        for finding in &findings {
+            eprintln!("BROKEN {finding}");
+        }
+        broken += findings.len();
+        anchors_checked = Some(document.anchors.len());
+    }
     let summary = serde_json::json!({
         "streams": total, "events": events, "broken": broken,
+        "anchors": anchors_checked,
         "seconds": started.elapsed().as_secs_f64(),
     });
     let stdout = std::io::stdout();
     write_line(&mut stdout.lock(), &summary)?;
-    anyhow::ensure!(broken == 0, "{broken} broken chain(s) or gap(s) found");
+    anyhow::ensure!(
+        broken == 0,
+        "{broken} broken chain(s), gap(s) or disagreement(s) with the anchors found"
+    );
     Ok(())
 }
 
@@ -312,11 +333,39 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
         .context("cannot write files.txt")?;
     }
     files.flush().context("cannot write files.txt")?;
+    // The anchors (all of them: they are public) and, for every event the latest anchor
+    // covers, its inclusion proof against that anchor.
+    let anchors = anquan_projections::anchors::read_anchors(event_store.as_ref()).await?;
+    let mut proofs = std::io::BufWriter::new(create(&args.out.join("proofs.jsonl"))?);
+    let mut proven = 0usize;
+    if let Some(latest) = anchors.iter().max_by_key(|anchor| anchor.log_size) {
+        let leaves = anquan_projections::anchors::read_leaves(event_store.as_ref(), Some(latest.position)).await?;
+        match anquan_projections::anchors::AnchoredTree::new(latest, &leaves) {
+            Some(tree) => {
+                for event in &events {
+                    if let Some(proof) = tree.proof(stream.as_str(), event.version.0) {
+                        write_line(&mut proofs, &proof)?;
+                        proven += 1;
+                    }
+                }
+            }
+            None => eprintln!(
+                "the log does not match anchor {} (run `anquan verify --anchors`): the export has no inclusion proofs",
+                latest.sequence
+            ),
+        }
+    }
+    proofs.flush().context("cannot write proofs.jsonl")?;
+    let document = anquan_projections::anchors::AnchorsDocument::of(anchors);
+    let mut anchors_file = create(&args.out.join("anchors.json"))?;
+    write_line(&mut anchors_file, &document)?;
     let manifest = serde_json::json!({
         "stream_id": stream.to_string(),
         "events": events.len(),
         "head_hash": verification.head,
         "intact_when_exported": verification.intact(),
+        "anchors": document.anchors.len(),
+        "events_with_inclusion_proofs": proven,
         "exported_at": Utc::now(),
         "hash_algorithm": "anquan hash chain v1: see README.md, 'Verifying an export offline'",
     });

@@ -91,6 +91,12 @@ pub struct ServeArgs {
     pub node: NodeArgs,
     #[command(flatten)]
     pub secret: SecretArgs,
+    #[command(flatten)]
+    pub anchor_key: crate::anchors::AnchorKeyArgs,
+    /// Seconds between the signed anchors the leading node takes (none while nothing but
+    /// anchors was appended); 0 takes none. Default: 3600.
+    #[arg(long, env = "ANQUAN_ANCHOR_INTERVAL")]
+    pub anchor_interval_seconds: Option<u64>,
 }
 
 /// This node among several on one database: who it is, how its projection lease works, when it
@@ -325,6 +331,10 @@ pub enum Blobs {
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// The anchors' signing key.
+    pub anchor_key: anquan_projections::anchors::AnchorKeyFile,
+    /// How often the leading node takes an anchor; `None`: never.
+    pub anchor_interval: Option<std::time::Duration>,
     pub storage: Storage,
     pub blobs: Blobs,
     pub rules: RuleSet,
@@ -459,6 +469,14 @@ impl Config {
                 None => anquan_api::graphql::limits::REQUEST_TIMEOUT_DEFAULT,
             },
             tokens: secret.authority()?,
+            anchor_key: args.anchor_key.key_file(&data_dir),
+            anchor_interval: match args
+                .anchor_interval_seconds
+                .unwrap_or(crate::anchors::INTERVAL_SECONDS_DEFAULT)
+            {
+                0 => None,
+                seconds => Some(std::time::Duration::from_secs(seconds)),
+            },
             data_dir,
             public_base_url,
             town_contacts: file.town_contacts,

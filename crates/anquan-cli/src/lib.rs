@@ -3,6 +3,7 @@
 //!
 //! This is the only crate that knows a concrete backend or reads configuration.
 
+pub mod anchors;
 pub mod audit;
 pub mod bench;
 pub mod config;
@@ -60,6 +61,8 @@ pub enum Command {
     Export(audit::ExportArgs),
     /// Verifies an export offline.
     VerifyExport(audit::VerifyExportArgs),
+    /// Takes a signed anchor of the log now (`--rotate-key` first replaces the signing key).
+    Anchor(anchors::AnchorArgs),
     /// Rule-set versions and read models: list, publish, rebuild, diff, promote.
     Projections(rulesets::ProjectionsArgs),
 }
@@ -117,6 +120,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(args) => audit::verify(args).await,
         Command::Export(args) => audit::export(args).await,
         Command::VerifyExport(args) => audit::verify_export(&args),
+        Command::Anchor(args) => anchors::run(args).await,
         Command::Projections(args) => rulesets::run(args).await,
         Command::Token(args) => {
             let token = mint_token(&args)?;

@@ -149,6 +149,25 @@ pub async fn run(
         public_page,
         metrics: anquan_api::MetricsService::default(),
     };
+    // The key is created (or read) at start, so a bad key file stops the start, not an anchor.
+    let anchor_signer = config
+        .anchor_key
+        .load_or_create()
+        .context("cannot load the anchor signing key")?;
+    tracing::info!(key_id = anchor_signer.key_id(), "anchors are signed with this key");
+    let periodic_anchors = {
+        let (event_store, health, key_file) = (
+            app.event_store.clone(),
+            app.projections.clone(),
+            config.anchor_key.clone(),
+        );
+        async move {
+            match config.anchor_interval {
+                Some(interval) => crate::anchors::periodic(event_store, health, key_file, interval).await,
+                None => std::future::pending().await,
+            }
+        }
+    };
     let watcher = anquan_api::SupervisionWatcher::new(app.clone());
     let metrics_watcher = anquan_api::MetricsWatcher::new(app.clone());
     anquan_projections::rule_sets::agree_once(app.event_store.as_ref(), &rule_sets).await;
@@ -208,6 +227,7 @@ pub async fn run(
             () = runner.follow_shared_checkpoints() => Err(anyhow::anyhow!("the shared-checkpoint follower stopped")),
             () = watcher.run() => Err(anyhow::anyhow!("the supervision watcher stopped")),
             () = metrics_watcher.run() => Err(anyhow::anyhow!("the metrics watcher stopped")),
+            () = periodic_anchors => Err(anyhow::anyhow!("the periodic anchors stopped")),
             followed = rule_set_follower => match followed {
                 Ok(()) => Err(anyhow::anyhow!("the rule-set follower stopped")),
                 Err(error) => Err(error).context("the rule-set follower stopped"),

@@ -10,6 +10,7 @@ use crate::agency::event::{
     AgencyRegistered, AgencyWarned, ContractSigned, ContractTerminated, CreditGraded, ReportSpotChecked, ServiceRated,
     ServiceReported, StaffReported,
 };
+use crate::anchor::AnchorTaken;
 use crate::enterprise::event::{
     AccidentReported, DocumentApproved, DocumentReturned, DocumentUploaded, EnterpriseProfileChanged,
     EnterpriseRegistered, HazardDeadlineExtended, HazardFound, InspectionRecorded, PublicTokenRotated,
@@ -121,4 +122,5 @@ event_catalogue! {
     AgencyDelisted => 1,
     RuleSetPublished => 1,
     RuleSetPromoted => 1,
+    AnchorTaken => 1,
 }

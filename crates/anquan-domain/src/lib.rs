@@ -7,6 +7,7 @@
 pub mod actor;
 pub mod agency;
 pub mod aggregate;
+pub mod anchor;
 pub mod bounds;
 pub mod compliance;
 pub mod credit;

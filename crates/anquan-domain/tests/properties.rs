@@ -81,7 +81,8 @@ fn event_time(event: &Event) -> Instant {
         | Event::AgencyBlacklisted(_)
         | Event::AgencyDelisted(_)
         | Event::RuleSetPublished(_)
-        | Event::RuleSetPromoted(_) => {
+        | Event::RuleSetPromoted(_)
+        | Event::AnchorTaken(_) => {
             panic!("not an enterprise event: {event:?}")
         }
     }

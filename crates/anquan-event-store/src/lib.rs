@@ -11,6 +11,7 @@ mod error;
 pub mod execute;
 pub mod hash_chain;
 mod memory;
+pub mod merkle;
 pub mod metered;
 pub mod read_model;
 mod store;

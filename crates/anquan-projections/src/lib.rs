@@ -7,6 +7,7 @@
 //! [`ReadModelStore`](anquan_event_store::ReadModelStore) traits only.
 
 pub mod agency;
+pub mod anchors;
 pub mod audit;
 pub mod catch_up;
 pub mod compliance;

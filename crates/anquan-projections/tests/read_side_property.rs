@@ -439,6 +439,7 @@ async fn append_fixtures(store: &InMemoryEventStore) {
                 .unwrap();
         let stream_id = match event.event_type() {
             "RuleSetPublished" | "RuleSetPromoted" => StreamId::parse("rulesets").unwrap(),
+            "AnchorTaken" => StreamId::parse("anchors").unwrap(),
             agency if AGENCY_EVENTS.contains(&agency) => StreamId::for_uuid("agency", agency_id(AGENCIES).0),
             // The projection keys a registration by the id in its data, as `decide` writes it.
             _ => StreamId::for_uuid("enterprise", FIXTURE_ENTERPRISE),

@@ -237,6 +237,78 @@ pub async fn verification(app: &AppState, stream: AuditedStream) -> Result<Chain
     })
 }
 
+/// One event's inclusion proof against the latest signed anchor (RFC 6962 audit path), with
+/// the anchor's signature, for an auditor to check offline (`docs/verify_anchor.py` does it for
+/// an export's `proofs.jsonl`).
+#[derive(SimpleObject)]
+pub struct InclusionProof {
+    /// The event's version in its stream.
+    pub version: Int64,
+    /// The event's id.
+    pub event_id: String,
+    /// The event's chain hash: the leaf's data (the leaf is SHA-256 of `0x00` and its bytes).
+    pub event_hash: String,
+    /// The anchor's sequence.
+    pub anchor: Int64,
+    /// The number of events the anchor covers.
+    pub log_size: Int64,
+    /// The anchor's Merkle root.
+    pub root: String,
+    /// The event's leaf index, in position order.
+    pub leaf_index: Int64,
+    /// The audit path from the leaf's sibling up, hex.
+    pub path: Vec<String>,
+    /// When the anchor was taken.
+    pub taken_at: DateTime<Utc>,
+    /// The signing key's id: the first 16 hex digits of SHA-256 over its public key.
+    pub key_id: String,
+    /// The signing key's Ed25519 public key, hex.
+    pub public_key: String,
+    /// The anchor's Ed25519 signature over its signed bytes (README, "Signed anchors"), hex.
+    pub signature: String,
+}
+
+/// The inclusion proof of a stream's event at `version` against the latest anchor; `None`
+/// when no anchor covers it yet (or the stream has no such version). Reads the log up to the
+/// anchor. The caller has checked that the client may read the stream.
+pub async fn inclusion_proof(
+    app: &AppState,
+    stream: AuditedStream,
+    version: Int64,
+) -> Result<Option<InclusionProof>, ApiError> {
+    use anquan_projections::anchors::{self, AnchorError, AnchoredTree};
+    let stream_id = stream.stream_id()?;
+    let anchored = anchors::latest_anchored(app.event_store.as_ref())
+        .await
+        .map_err(|error| match error {
+            AnchorError::Store(error) => ApiError::from(error),
+            other => ApiError::Internal(other.to_string()),
+        })?;
+    let Some((anchor, leaves)) = anchored else {
+        return Ok(None);
+    };
+    let Some(tree) = AnchoredTree::new(&anchor, &leaves) else {
+        return Err(ApiError::Internal(format!(
+            "the log does not match anchor {}: run `anquan verify --anchors`",
+            anchor.sequence
+        )));
+    };
+    Ok(tree.proof(stream_id.as_str(), version.0).map(|proof| InclusionProof {
+        version: Int64(proof.version),
+        event_id: proof.event_id,
+        event_hash: proof.event_hash,
+        anchor: Int64(proof.anchor),
+        log_size: Int64(proof.log_size),
+        root: proof.root,
+        leaf_index: Int64(proof.leaf_index),
+        path: proof.path,
+        taken_at: anchor.taken_at,
+        key_id: anchor.key_id.clone(),
+        public_key: anchor.public_key.clone(),
+        signature: anchor.signature.clone(),
+    }))
+}
+
 /// Returns the rule set a field evaluates with: the version its `ruleSet` argument names, or
 /// else the request's (`AppState::rules`: the `x-anquan-rule-set` header's version, or the live
 /// one as the request started). This is the one way a version is picked: the argument decides
@@ -314,5 +386,11 @@ impl RuleSetLog {
     /// The log's hash chain, recomputed now.
     async fn verification(&self, ctx: &Context<'_>) -> Result<ChainVerification, ApiError> {
         verification(app(ctx)?, AuditedStream::RuleSets).await
+    }
+
+    /// The inclusion proof of the event at `version` against the latest signed anchor; null
+    /// until an anchor covers it. Reads the log up to the anchor.
+    async fn inclusion_proof(&self, ctx: &Context<'_>, version: Int64) -> Result<Option<InclusionProof>, ApiError> {
+        inclusion_proof(app(ctx)?, AuditedStream::RuleSets, version).await
     }
 }

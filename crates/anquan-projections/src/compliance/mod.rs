@@ -184,7 +184,7 @@ impl Projection for ComplianceProjection {
             | Event::AgencyBlacklisted(_)
             | Event::AgencyDelisted(_) => Ok(()),
             // Rule-set events live on the `rulesets` stream.
-            Event::RuleSetPublished(_) | Event::RuleSetPromoted(_) => Ok(()),
+            Event::RuleSetPublished(_) | Event::RuleSetPromoted(_) | Event::AnchorTaken(_) => Ok(()),
         }
     }
 }

@@ -691,6 +691,21 @@ impl Agency {
         )
         .await
     }
+
+    /// The inclusion proof of its event at `version` against the latest signed anchor; null
+    /// until an anchor covers it. Reads the log up to the anchor.
+    async fn inclusion_proof(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        version: crate::graphql::scalars::Int64,
+    ) -> Result<Option<crate::graphql::audit::InclusionProof>, crate::error::ApiError> {
+        crate::graphql::audit::inclusion_proof(
+            crate::graphql::app(ctx)?,
+            crate::graphql::audit::AuditedStream::Agency(self.agency_id),
+            version,
+        )
+        .await
+    }
 }
 
 /// An enterprise's contracts and service history.

@@ -142,6 +142,22 @@ impl Enterprise {
         .await
     }
 
+    /// The inclusion proof of its event at `version` against the latest signed anchor; null
+    /// until an anchor covers it. Reads the log up to the anchor.
+    async fn inclusion_proof(
+        &self,
+        ctx: &Context<'_>,
+        version: crate::graphql::scalars::Int64,
+    ) -> Result<Option<crate::graphql::audit::InclusionProof>, ApiError> {
+        let enterprise_id = crate::graphql::args::parse_enterprise_id(&self.id)?;
+        crate::graphql::audit::inclusion_proof(
+            crate::graphql::app(ctx)?,
+            crate::graphql::audit::AuditedStream::Enterprise(enterprise_id),
+            version,
+        )
+        .await
+    }
+
     /// Records uploaded by `compliance.at`, newest first, optionally for one requirement.
     async fn documents(&self, requirement: Option<String>) -> Vec<Document> {
         let mut documents: Vec<&DocumentRecord> = self
