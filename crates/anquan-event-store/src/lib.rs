@@ -12,6 +12,7 @@ pub mod execute;
 pub mod hash_chain;
 mod memory;
 pub mod metered;
+pub mod personal;
 pub mod read_model;
 mod store;
 mod stream;
