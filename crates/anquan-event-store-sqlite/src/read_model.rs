@@ -112,10 +112,12 @@ impl SqliteReadModelStore {
             ReadModelDurability::Rebuild => ("MEMORY", "OFF", REBUILD_CACHE_KIB),
         };
         let writer = open_connection(&path, OpenFlags::default(), journal_mode)?;
+        // `secure_delete`: a row an erasure rewrites leaves no old bytes in the page's free
+        // space (ARCHITECTURE.md, "Erasable personal data").
         writer
             .execute_batch(&format!(
                 "PRAGMA synchronous = {synchronous}; PRAGMA cache_size = -{cache_kib}; \
-                 PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES};"
+                 PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES}; PRAGMA secure_delete = ON;"
             ))
             .map_err(|error| backend("configure the read-model writer", error))?;
         writer
