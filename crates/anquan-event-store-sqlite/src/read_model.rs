@@ -230,6 +230,24 @@ impl ReadModelStore for SqliteReadModelStore {
         self.apply_together(&[batch]).await
     }
 
+    async fn settle_erasure(&self) -> Result<(), ReadModelError> {
+        // One file holds events, keys and read models: a full checkpoint copies the rewritten
+        // pages over the file's stale ones (with `secure_delete`, freed space is zeroed) and
+        // truncates the WAL. A reader holding an old snapshot makes it partial; it is logged.
+        self.with_writer(|connection| {
+            let (busy, _, _): (i64, i64, i64) = connection
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })
+                .map_err(|error| backend("checkpoint after an erasure", error))?;
+            if busy != 0 {
+                tracing::warn!("a reader held the WAL: the checkpoint after an erasure was partial");
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn apply_together(&self, batches: &[Arc<ProjectionBatch>]) -> Result<(), ReadModelError> {
         let batches = batches.to_vec();
         self.with_writer(move |connection| {

@@ -471,6 +471,10 @@ impl AgencyMutation {
             ReadBack::Required(anquan_projections::AgencyProjection::NAME),
         )
         .await?;
+        // The rows are rewritten; older copies of their pages go too (SQLite's WAL).
+        if let Err(error) = app(ctx)?.read_models.settle_erasure().await {
+            tracing::warn!(error = %error, "could not settle the read models after an erasure");
+        }
         Ok(AgencyCommandPayload {
             recorded: executed.recorded(),
             event_types: executed
