@@ -155,7 +155,11 @@ async fn run(backend: Backend) {
         "name": "海宁市擦除测试安全服务有限公司", "serviceScope": ["安全管家"],
         "serviceStandards": "每季度上门一次", "feeBand": { "minYuan": 3000, "maxYuan": 12000 }
     });
-    let registered = data(&app.graphql(Some(&admin), REGISTER_AGENCY, json!({ "profile": profile })).await).clone();
+    let registered = data(
+        &app.graphql(Some(&admin), REGISTER_AGENCY, json!({ "profile": profile }))
+            .await,
+    )
+    .clone();
     let agency_id = registered["registerAgency"]["agencyId"].as_str().unwrap().to_owned();
     let agency = app.token(&["--role", "agency", "--agency", &agency_id]);
     let erased_id = uuid::Uuid::now_v7().to_string();
@@ -181,16 +185,25 @@ async fn run(backend: Backend) {
     let stranger = format!("agency-{agency_id}/staff/{}", uuid::Uuid::now_v7());
     let refused = app.graphql(Some(&admin), ERASE, erase("本人申请", &stranger)).await;
     assert_eq!(error_code(&refused), "UNKNOWN_STAFF", "{refused}");
-    let refused = app.graphql(Some(&admin), ERASE, erase("本人申请", "not-a-subject")).await;
+    let refused = app
+        .graphql(Some(&admin), ERASE, erase("本人申请", "not-a-subject"))
+        .await;
     assert_eq!(error_code(&refused), "INVALID_ID", "{refused}");
 
     let erased = app
         .graphql(Some(&admin), ERASE, erase("本人依据个人信息保护法申请删除", &subject))
         .await;
-    assert_eq!(data(&erased)["eraseDataSubject"]["eventTypes"], json!(["DataSubjectErased"]));
+    assert_eq!(
+        data(&erased)["eraseDataSubject"]["eventTypes"],
+        json!(["DataSubjectErased"])
+    );
 
     // The read model shows the erased member as erased and the other as reported.
-    let shown = data(&app.graphql(Some(&admin), PRIVATE_AGENCY, json!({ "id": agency_id })).await).clone();
+    let shown = data(
+        &app.graphql(Some(&admin), PRIVATE_AGENCY, json!({ "id": agency_id }))
+            .await,
+    )
+    .clone();
     let staff = shown["agency"]["staff"].as_array().unwrap();
     let member = |id: &str| staff.iter().find(|member| member["id"] == id).unwrap().clone();
     assert_eq!(member(&erased_id)["name"], "〔已删除〕", "{shown}");
@@ -231,7 +244,13 @@ async fn run(backend: Backend) {
     let rebuilt = app.data_dir().join("rebuilt.db");
     anquan(
         &app,
-        &["projections", "rebuild", "--read-models", "--into", rebuilt.to_str().unwrap()],
+        &[
+            "projections",
+            "rebuild",
+            "--read-models",
+            "--into",
+            rebuilt.to_str().unwrap(),
+        ],
     );
     let live = match app.database_url() {
         Some(url) => postgres_agency_rows(&url).await,
@@ -255,7 +274,14 @@ async fn run(backend: Backend) {
         }
     }
     // The scan sees what is kept: the export and the read models hold the other person.
-    for place in ["events.jsonl", if backend == Backend::Sqlite { "anquan.sqlite" } else { "database" }] {
+    for place in [
+        "events.jsonl",
+        if backend == Backend::Sqlite {
+            "anquan.sqlite"
+        } else {
+            "database"
+        },
+    ] {
         let (_, bytes) = written.iter().find(|(name, _)| name.ends_with(place)).unwrap();
         assert!(contains(bytes, KEPT_NAME), "{KEPT_NAME} not found in {place}");
     }

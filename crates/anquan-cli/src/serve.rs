@@ -27,7 +27,10 @@ pub async fn open_stores(storage: &Storage) -> anyhow::Result<(Arc<dyn EventStor
                 .with_context(|| format!("cannot open the read models in {}", database_file.display()))?;
             let keys = SqliteSubjectKeys::open(database_file)
                 .with_context(|| format!("cannot open the personal data keys in {}", database_file.display()))?;
-            Ok((metered(personal(Arc::new(events), Arc::new(keys))), Arc::new(read_models)))
+            Ok((
+                metered(personal(Arc::new(events), Arc::new(keys))),
+                Arc::new(read_models),
+            ))
         }
         Storage::Postgres { url } => {
             // Each of the two pools (events, read models) holds up to this many connections, and
@@ -52,7 +55,10 @@ pub async fn open_stores(storage: &Storage) -> anyhow::Result<(Arc<dyn EventStor
                 .await
                 .context("cannot open the PostgreSQL read models")?;
             let keys = PostgresSubjectKeys::new(events.pool().clone());
-            Ok((metered(personal(Arc::new(events), Arc::new(keys))), Arc::new(read_models)))
+            Ok((
+                metered(personal(Arc::new(events), Arc::new(keys))),
+                Arc::new(read_models),
+            ))
         }
     }
 }

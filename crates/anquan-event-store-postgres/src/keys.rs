@@ -59,7 +59,10 @@ impl SubjectKeys for PostgresSubjectKeys {
             .await
             .map_err(failed("insert"))?;
         let row = client
-            .query_one("SELECT key_id, key FROM personal_data_keys WHERE subject = $1", &[&subject])
+            .query_one(
+                "SELECT key_id, key FROM personal_data_keys WHERE subject = $1",
+                &[&subject],
+            )
             .await
             .map_err(failed("read"))?;
         Ok(KeyedSubject {
@@ -90,7 +93,10 @@ impl SubjectKeys for PostgresSubjectKeys {
     async fn erase(&self, subject: &DataSubject) -> Result<u64, StoreError> {
         let client = self.client().await?;
         let deleted = client
-            .execute("DELETE FROM personal_data_keys WHERE subject = $1", &[&subject.to_string()])
+            .execute(
+                "DELETE FROM personal_data_keys WHERE subject = $1",
+                &[&subject.to_string()],
+            )
             .await
             .map_err(failed("delete"))?;
         // The deleted row stays in the heap as a dead tuple until vacuumed; vacuum the small

@@ -75,7 +75,13 @@ async fn concurrent_event_store_connects_on_a_fresh_database_all_succeed_and_mig
     assert_eq!(versions, expected, "every migration applied exactly once");
     assert_eq!(
         relations(&client, "r").await,
-        ["event_commands", "event_log", "event_log_head", "personal_data_keys", "store_schema_version"]
+        [
+            "event_commands",
+            "event_log",
+            "event_log_head",
+            "personal_data_keys",
+            "store_schema_version"
+        ]
     );
     let heads: i64 = client
         .query_one("SELECT count(*) FROM event_log_head", &[])

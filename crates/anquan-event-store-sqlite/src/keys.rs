@@ -100,7 +100,9 @@ impl SubjectKeys for SqliteSubjectKeys {
                 )
                 .map_err(failed("read"))?;
             Ok(KeyedSubject {
-                key_id: key_id.parse().map_err(|error| StoreError::backend("personal data keys: key id", error))?,
+                key_id: key_id
+                    .parse()
+                    .map_err(|error| StoreError::backend("personal data keys: key id", error))?,
                 key: key_from(key)?,
             })
         })

@@ -18,8 +18,8 @@ use anquan_domain::agency::event::{
     AgencyBlacklisted, AgencyProfile, ContractSigned, CreditGraded, DataSubjectErased, Qualification, ServiceRated,
     ServiceReported, StaffReported,
 };
-use anquan_domain::personal::{DataSubject, ERASED};
 use anquan_domain::agency::{FeeCheck, HazardLevel, WarningKind, misconduct_name};
+use anquan_domain::personal::{DataSubject, ERASED};
 use anquan_domain::{AgencyId, Event};
 use anquan_event_store::{Dialect, RecordedEvent, SqlValue, Statement};
 
