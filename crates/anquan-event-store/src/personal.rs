@@ -226,15 +226,18 @@ pub fn open_value(
     serde_json::from_slice(&plaintext).map_err(|_| malformed())
 }
 
+/// A sealed field with its JSON pointer.
+type SealedAt = (String, SealedField);
+
 /// The sealed fields anywhere in a value, with their pointers.
-fn sealed_fields(value: &Value, pointer: String, out: &mut Vec<(String, SealedField)>) {
+fn sealed_fields(value: &Value, pointer: String, out: &mut Vec<SealedAt>) {
     match value {
         Value::Object(map) => {
-            if map.get("sealed").and_then(Value::as_str) == Some(SEALED_ALGORITHM) {
-                if let Ok(sealed) = serde_json::from_value::<SealedField>(value.clone()) {
-                    out.push((pointer, sealed));
-                    return;
-                }
+            if map.get("sealed").and_then(Value::as_str) == Some(SEALED_ALGORITHM)
+                && let Ok(sealed) = serde_json::from_value::<SealedField>(value.clone())
+            {
+                out.push((pointer, sealed));
+                return;
             }
             for (key, item) in map {
                 sealed_fields(item, format!("{pointer}/{key}"), out);
@@ -300,7 +303,8 @@ pub async fn open_events(
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     // Most events hold no personal data: the text is searched before anything is parsed.
     let marker = format!("\"{SEALED_ALGORITHM}\"");
-    let mut found: Vec<(usize, Value, Vec<(String, SealedField)>)> = Vec::new();
+    // (the event's index, its data, its sealed fields with their pointers)
+    let mut found: Vec<(usize, Value, Vec<SealedAt>)> = Vec::new();
     for (index, event) in events.iter().enumerate() {
         if event.stored_data.is_some() || !event.data.contains(&marker) {
             continue;
@@ -363,9 +367,9 @@ impl EventStore for PersonalDataStore {
         let mut key_for = HashMap::new();
         for event in &request.events {
             for subject in subjects_of(&request.stream_id, &event.event_type, &event.data) {
-                if !key_for.contains_key(&subject) {
-                    let keyed = self.keys.key_for_sealing(&subject).await?;
-                    key_for.insert(subject, keyed);
+                if let std::collections::hash_map::Entry::Vacant(slot) = key_for.entry(subject) {
+                    let keyed = self.keys.key_for_sealing(slot.key()).await?;
+                    slot.insert(keyed);
                 }
             }
         }
