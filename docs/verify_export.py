@@ -28,7 +28,9 @@ def event_hash(previous: bytes, record) -> bytes:
         + field(uuid_bytes(event["event_id"]))
         + field(event["event_type"].encode())
         + field(struct.pack(">I", event["schema_version"]))
-        + field(event["data"].encode())
+        # `stored_data`, when present, is the text the chain covers (personal fields
+        # sealed); `data` then shows them opened or erased.
+        + field(event.get("stored_data", event["data"]).encode())
         + field(struct.pack(">q", record["recorded_at_micros"]))
         + field(struct.pack(">q", record["occurred_at_micros"]))
         + field(record["actor_json"].encode())

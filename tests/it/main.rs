@@ -20,6 +20,7 @@ mod catch_up;
 mod compliance_flow;
 mod dashboard;
 mod doc_examples;
+mod erasure;
 mod generated_client;
 mod graphql_fuzz;
 mod idempotency;

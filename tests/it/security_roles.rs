@@ -667,6 +667,10 @@ fn plausible_call(field: &str, fx: &Fixtures) -> Call {
             "mutation($input: GradeAgencyInput!) { gradeAgency(input: $input) { agencyId } }",
             json!({ "input": { "agencyId": agency, "halfYear": half_year(), "grade": "B", "reason": "抽查" } }),
         ),
+        "eraseDataSubject" => call(
+            "mutation($subject: String!) { eraseDataSubject(subjectId: $subject, reason: \"本人申请删除\") { agencyId } }",
+            json!({ "subject": format!("agency-{agency}/staff/{}", fx.staff_id) }),
+        ),
         "setAgencyBlacklisted" => call(
             "mutation($id: ID!) { setAgencyBlacklisted(agencyId: $id, blacklisted: false, reason: \"复核\") { agencyId } }",
             json!({ "id": agency }),

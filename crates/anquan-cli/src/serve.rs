@@ -7,9 +7,10 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use anquan_api::{AppState, BlobStore};
+use anquan_event_store::personal::{PersonalDataStore, SubjectKeys};
 use anquan_event_store::{EventStore, ReadModelStore};
-use anquan_event_store_postgres::{PostgresEventStore, PostgresOptions, PostgresReadModelStore};
-use anquan_event_store_sqlite::{SqliteEventStore, SqliteOptions, SqliteReadModelStore};
+use anquan_event_store_postgres::{PostgresEventStore, PostgresOptions, PostgresReadModelStore, PostgresSubjectKeys};
+use anquan_event_store_sqlite::{SqliteEventStore, SqliteOptions, SqliteReadModelStore, SqliteSubjectKeys};
 use anquan_projections::leadership::{self, Leadership};
 use anquan_projections::{AgencyProjection, ComplianceProjection, LogTallyProjection, ProjectionRunner};
 
@@ -24,7 +25,12 @@ pub async fn open_stores(storage: &Storage) -> anyhow::Result<(Arc<dyn EventStor
             let read_models = SqliteReadModelStore::open(database_file)
                 .await
                 .with_context(|| format!("cannot open the read models in {}", database_file.display()))?;
-            Ok((metered(Arc::new(events)), Arc::new(read_models)))
+            let keys = SqliteSubjectKeys::open(database_file)
+                .with_context(|| format!("cannot open the personal data keys in {}", database_file.display()))?;
+            Ok((
+                metered(personal(Arc::new(events), Arc::new(keys))),
+                Arc::new(read_models),
+            ))
         }
         Storage::KurrentDb {
             event_store_url,
@@ -50,7 +56,11 @@ pub async fn open_stores(storage: &Storage) -> anyhow::Result<(Arc<dyn EventStor
             let read_models = PostgresReadModelStore::connect(url, pool_size)
                 .await
                 .context("cannot open the PostgreSQL read models")?;
-            Ok((metered(Arc::new(events)), Arc::new(read_models)))
+            let keys = PostgresSubjectKeys::new(events.pool().clone());
+            Ok((
+                metered(personal(Arc::new(events), Arc::new(keys))),
+                Arc::new(read_models),
+            ))
         }
     }
 }
@@ -86,6 +96,12 @@ async fn open_kurrentdb(_url: &str) -> anyhow::Result<Arc<dyn EventStore>> {
     anyhow::bail!(
         "this anquan was built without KurrentDB support; rebuild it with `cargo build --release -p anquan-cli --features kurrentdb`"
     )
+}
+
+/// Seals personal fields on append, opens them on read, and deletes a subject's key once its
+/// erasure is appended (`anquan_event_store::personal`).
+fn personal(event_store: Arc<dyn EventStore>, keys: Arc<dyn SubjectKeys>) -> Arc<dyn EventStore> {
+    Arc::new(PersonalDataStore::new(event_store, keys))
 }
 
 /// Records the store's appends as metrics (`anquan_event_store_appends_total`, …).

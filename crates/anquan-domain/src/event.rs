@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::agency::event::{
     AgencyBlacklisted, AgencyComplaintFounded, AgencyDelisted, AgencyMisconductFound, AgencyProfileChanged,
-    AgencyRegistered, AgencyWarned, ContractSigned, ContractTerminated, CreditGraded, ReportSpotChecked, ServiceRated,
-    ServiceReported, StaffReported,
+    AgencyRegistered, AgencyWarned, ContractSigned, ContractTerminated, CreditGraded, DataSubjectErased,
+    ReportSpotChecked, ServiceRated, ServiceReported, StaffReported,
 };
 use crate::anchor::AnchorTaken;
 use crate::enterprise::event::{
@@ -120,6 +120,7 @@ event_catalogue! {
     CreditGraded => 1,
     AgencyBlacklisted => 1,
     AgencyDelisted => 1,
+    DataSubjectErased => 1,
     RuleSetPublished => 1,
     RuleSetPromoted => 1,
     AnchorTaken => 1,

@@ -17,6 +17,7 @@ pub mod event;
 pub mod ids;
 pub mod metrics;
 pub mod period;
+pub mod personal;
 pub mod refusal;
 pub mod risk;
 pub mod rules;

@@ -80,6 +80,7 @@ fn event_time(event: &Event) -> Instant {
         | Event::CreditGraded(_)
         | Event::AgencyBlacklisted(_)
         | Event::AgencyDelisted(_)
+        | Event::DataSubjectErased(_)
         | Event::RuleSetPublished(_)
         | Event::RuleSetPromoted(_)
         | Event::AnchorTaken(_) => {

@@ -71,6 +71,7 @@
 //! listener reconnects with backoff and re-reads the head after each (re)connection.
 
 mod group_commit;
+mod keys;
 mod listener;
 mod read_model;
 mod schema;
@@ -79,6 +80,7 @@ mod store;
 pub mod testing;
 
 pub use group_commit::GroupCommitStats;
+pub use keys::PostgresSubjectKeys;
 pub use read_model::PostgresReadModelStore;
 pub use schema::SCHEMA_VERSION;
 pub use store::{PostgresEventStore, PostgresOptions};

@@ -53,6 +53,15 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE event_commands ADD COLUMN digest BYTEA;
     "#,
+    // 3: the data subjects' keys (crypto-shredding): never in the log; erasing deletes the row.
+    r#"
+    CREATE TABLE personal_data_keys (
+        key_id     UUID PRIMARY KEY,
+        subject    TEXT NOT NULL UNIQUE,
+        key        BYTEA NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    );
+    "#,
 ];
 
 /// Brings the schema up to date. Two nodes starting together queue on the advisory lock; the

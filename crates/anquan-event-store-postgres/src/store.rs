@@ -233,6 +233,7 @@ fn decode(row: &tokio_postgres::Row) -> Result<RecordedEvent, StoreError> {
         event_type: row.try_get(4).map_err(read)?,
         schema_version: u32::try_from(schema_version).map_err(|_| corrupt("schema version out of range".to_owned()))?,
         data: row.try_get(6).map_err(read)?,
+        stored_data: None,
         metadata: EventMetadata {
             occurred_at: row.try_get::<_, DateTime<Utc>>(7).map_err(read)?,
             actor: serde_json::from_str::<Actor>(actor).map_err(|error| corrupt(format!("actor: {error}")))?,

@@ -75,7 +75,13 @@ async fn concurrent_event_store_connects_on_a_fresh_database_all_succeed_and_mig
     assert_eq!(versions, expected, "every migration applied exactly once");
     assert_eq!(
         relations(&client, "r").await,
-        ["event_commands", "event_log", "event_log_head", "store_schema_version"]
+        [
+            "event_commands",
+            "event_log",
+            "event_log_head",
+            "personal_data_keys",
+            "store_schema_version"
+        ]
     );
     let heads: i64 = client
         .query_one("SELECT count(*) FROM event_log_head", &[])
@@ -165,7 +171,8 @@ async fn a_database_without_command_digests_is_migrated_and_keeps_its_commands()
     let client = admin(&database.url).await;
     client
         .batch_execute(
-            "ALTER TABLE event_commands DROP COLUMN digest; DELETE FROM store_schema_version WHERE version > 1;",
+            "ALTER TABLE event_commands DROP COLUMN digest; DROP TABLE personal_data_keys; \
+             DELETE FROM store_schema_version WHERE version > 1;",
         )
         .await
         .unwrap();

@@ -5,11 +5,13 @@
 //! transaction, one savepoint per append, one fsync for all); reads run on a few read-only
 //! connections beside it.
 
+mod keys;
 mod row;
 mod schema;
 mod store;
 mod writer;
 
+pub use keys::SqliteSubjectKeys;
 pub use store::{READ_CONNECTIONS_MAX, SqliteEventStore, SqliteOptions, SqliteStats, Synchronous};
 
 mod read_model;

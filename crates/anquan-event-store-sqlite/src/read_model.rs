@@ -112,10 +112,12 @@ impl SqliteReadModelStore {
             ReadModelDurability::Rebuild => ("MEMORY", "OFF", REBUILD_CACHE_KIB),
         };
         let writer = open_connection(&path, OpenFlags::default(), journal_mode)?;
+        // `secure_delete`: a row an erasure rewrites leaves no old bytes in the page's free
+        // space (ARCHITECTURE.md, "Erasable personal data").
         writer
             .execute_batch(&format!(
                 "PRAGMA synchronous = {synchronous}; PRAGMA cache_size = -{cache_kib}; \
-                 PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES};"
+                 PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES}; PRAGMA secure_delete = ON;"
             ))
             .map_err(|error| backend("configure the read-model writer", error))?;
         writer
@@ -226,6 +228,24 @@ impl ReadModelStore for SqliteReadModelStore {
 
     async fn apply(&self, batch: Arc<ProjectionBatch>) -> Result<(), ReadModelError> {
         self.apply_together(&[batch]).await
+    }
+
+    async fn settle_erasure(&self) -> Result<(), ReadModelError> {
+        // One file holds events, keys and read models: a full checkpoint copies the rewritten
+        // pages over the file's stale ones (with `secure_delete`, freed space is zeroed) and
+        // truncates the WAL. A reader holding an old snapshot makes it partial; it is logged.
+        self.with_writer(|connection| {
+            let (busy, _, _): (i64, i64, i64) = connection
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })
+                .map_err(|error| backend("checkpoint after an erasure", error))?;
+            if busy != 0 {
+                tracing::warn!("a reader held the WAL: the checkpoint after an erasure was partial");
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn apply_together(&self, batches: &[Arc<ProjectionBatch>]) -> Result<(), ReadModelError> {

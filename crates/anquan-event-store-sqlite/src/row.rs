@@ -193,6 +193,7 @@ impl Decoder {
             event_type: text(4)?.to_owned(),
             schema_version: u32::try_from(integer(5)?).map_err(|error| corrupt(location(), error))?,
             data: text(6)?.to_owned(),
+            stored_data: None,
             metadata: EventMetadata {
                 occurred_at: time(7)?,
                 actor,

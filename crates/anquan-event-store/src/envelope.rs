@@ -119,7 +119,12 @@ pub struct RecordedEvent {
     pub position: Position,
     pub event_type: String,
     pub schema_version: u32,
+    /// The event's data as readers use it: personal fields opened, or erased
+    /// (`personal::PersonalDataStore`).
     pub data: String,
+    /// The data as stored and hashed, when `data` shows it opened; `None` when they are the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_data: Option<String>,
     pub metadata: EventMetadata,
     pub recorded_at: DateTime<Utc>,
     /// SHA-256 over the previous event's hash and this event's canonical bytes.
@@ -127,6 +132,11 @@ pub struct RecordedEvent {
 }
 
 impl RecordedEvent {
+    /// The data as stored: what the hash chain covers.
+    pub fn stored_data(&self) -> &str {
+        self.stored_data.as_deref().unwrap_or(&self.data)
+    }
+
     /// Decodes the data into a domain event (upcasting old schema versions).
     pub fn decode(&self) -> Result<anquan_domain::Event, anquan_domain::EventDecodeError> {
         anquan_domain::Event::decode(&self.event_type, self.schema_version, &self.data)

@@ -79,7 +79,7 @@ pub fn event_hash(previous: &EventHash, event: &RecordedEvent) -> EventHash {
     field(event.event_id.as_bytes());
     field(event.event_type.as_bytes());
     field(&event.schema_version.to_be_bytes());
-    field(event.data.as_bytes());
+    field(event.stored_data().as_bytes());
     field(&event.recorded_at.timestamp_micros().to_be_bytes());
     let metadata = &event.metadata;
     field(&metadata.occurred_at.timestamp_micros().to_be_bytes());
@@ -123,6 +123,7 @@ pub fn seal(
             event_type: event.event_type.clone(),
             schema_version: event.schema_version,
             data: event.data.clone(),
+            stored_data: None,
             metadata: metadata.clone(),
             recorded_at,
             hash: EventHash::GENESIS,

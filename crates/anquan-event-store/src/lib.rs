@@ -13,6 +13,7 @@ pub mod hash_chain;
 mod memory;
 pub mod merkle;
 pub mod metered;
+pub mod personal;
 pub mod read_model;
 mod store;
 mod stream;

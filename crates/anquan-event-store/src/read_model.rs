@@ -237,6 +237,13 @@ pub trait ReadModelStore: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Writes what was overwritten out of any place that still holds an older copy, after an
+    /// erasure was applied (SQLite: fold the WAL into the file, so the file's stale pages are
+    /// replaced; ARCHITECTURE.md, "Erasable personal data"). The default does nothing.
+    async fn settle_erasure(&self) -> Result<(), ReadModelError> {
+        Ok(())
+    }
+
     /// Returns a projection's checkpoint: the position of the last event it applied.
     async fn checkpoint(&self, projection: &str) -> Result<Option<Position>, ReadModelError>;
 

@@ -290,7 +290,9 @@ fn collect_files(value: &serde_json::Value, found: &mut Vec<FileRef>) {
 /// and the files it references.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HistoryLine {
-    /// The stored event, byte for byte (`data` is the stored JSON text).
+    /// The stored event, byte for byte: `data` is the stored JSON text, or, when `stored_data`
+    /// is present, the data with its personal fields opened or erased while `stored_data` is
+    /// the stored text the hash covers (ARCHITECTURE.md, "Erasable personal data").
     pub event: RecordedEvent,
     /// The hash this event chains from (zeros for version 0), as stored in its predecessor.
     pub previous_hash: String,

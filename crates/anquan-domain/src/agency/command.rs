@@ -6,9 +6,9 @@ use chrono::Duration;
 
 use super::event::{
     AgencyBlacklisted, AgencyComplaintFounded, AgencyDelisted, AgencyMisconductFound, AgencyProfile,
-    AgencyProfileChanged, AgencyRegistered, AgencyWarned, ContractSigned, ContractTerminated, CreditGraded, FeeCheck,
-    HazardLevel, ReportSpotChecked, ReportedHazard, ServiceRated, ServiceReported, StaffMember, StaffReported,
-    WarningKind,
+    AgencyProfileChanged, AgencyRegistered, AgencyWarned, ContractSigned, ContractTerminated, CreditGraded,
+    DataSubjectErased, ErasedStaffEntry, FeeCheck, HazardLevel, ReportSpotChecked, ReportedHazard, ServiceRated,
+    ServiceReported, StaffMember, StaffReported, WarningKind,
 };
 use super::rejection::AgencyRejection;
 use super::state::{AgencyRecord, AgencyState};
@@ -21,6 +21,7 @@ use crate::enterprise::FileRef;
 use crate::event::Event;
 use crate::ids::{AgencyId, ContractId, EnterpriseId, ServiceReportId, StaffId, Town};
 use crate::period::{Cadence, Period};
+use crate::personal::{DataSubject, ERASED};
 use crate::refusal::FieldProblem;
 
 /// Longest name (agency, staff), in characters.
@@ -166,6 +167,14 @@ pub struct ChangeBlacklist {
     pub reason: String,
 }
 
+/// Erase a data subject's personal data (city admin): the store deletes the subject's key once
+/// the event is appended. The reason must not name the person.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EraseDataSubject {
+    pub subject: DataSubject,
+    pub reason: String,
+}
+
 /// Every command of the agency stream.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum AgencyCommand {
@@ -182,6 +191,7 @@ pub enum AgencyCommand {
     RecordMisconduct(RecordMisconduct),
     Grade(GradeAgency),
     ChangeBlacklist(ChangeBlacklist),
+    EraseDataSubject(EraseDataSubject),
 }
 
 impl AgencyCommand {
@@ -217,7 +227,8 @@ impl AgencyCommand {
             | AgencyCommand::FoundComplaint(_)
             | AgencyCommand::Warn(_)
             | AgencyCommand::RecordMisconduct(_)
-            | AgencyCommand::ChangeBlacklist(_) => Ok(()),
+            | AgencyCommand::ChangeBlacklist(_)
+            | AgencyCommand::EraseDataSubject(_) => Ok(()),
         }
     }
 
@@ -237,6 +248,7 @@ impl AgencyCommand {
             AgencyCommand::RecordMisconduct(c) => c.agency_id,
             AgencyCommand::Grade(c) => c.agency_id,
             AgencyCommand::ChangeBlacklist(c) => c.agency_id,
+            AgencyCommand::EraseDataSubject(c) => c.subject.agency_id(),
         }
     }
 
@@ -256,6 +268,7 @@ impl AgencyCommand {
             AgencyCommand::RecordMisconduct(_) => "record_agency_misconduct",
             AgencyCommand::Grade(_) => "grade_agency",
             AgencyCommand::ChangeBlacklist(_) => "change_agency_blacklist",
+            AgencyCommand::EraseDataSubject(_) => "erase_data_subject",
         }
     }
 }
@@ -309,6 +322,7 @@ impl AgencyState {
             AgencyCommand::RecordMisconduct(_) => city_admin("记录服务机构的违规行为"),
             AgencyCommand::Grade(_) => city_admin("评定服务机构的信用等级"),
             AgencyCommand::ChangeBlacklist(_) => city_admin("调整黑名单"),
+            AgencyCommand::EraseDataSubject(_) => city_admin("删除个人信息"),
         }
     }
 
@@ -373,7 +387,53 @@ impl AgencyState {
             AgencyCommand::RecordMisconduct(c) => self.decide_misconduct(c, context),
             AgencyCommand::Grade(c) => self.decide_grade(c, context),
             AgencyCommand::ChangeBlacklist(c) => self.decide_blacklist(agency, c, context),
+            AgencyCommand::EraseDataSubject(c) => self.decide_erase(agency, c, context),
         }
+    }
+
+    fn decide_erase(
+        &self,
+        agency: &AgencyRecord,
+        command: &EraseDataSubject,
+        context: &DecisionContext<'_>,
+    ) -> Result<Vec<Event>, AgencyRejection> {
+        let reason = text("reason", &command.reason, TEXT_CHARS_MAX)?;
+        let (personal, staff_entries): (Vec<&str>, Vec<ErasedStaffEntry>) = match &command.subject {
+            DataSubject::Staff { staff_id, .. } => {
+                let mut values = Vec::new();
+                let mut entries = Vec::new();
+                for (half_year, report) in &self.staff_reports {
+                    for member in report.staff.iter().filter(|member| member.staff_id == *staff_id) {
+                        values.push(member.name.as_str());
+                        values.extend(member.phone.as_deref());
+                        values.extend(member.qualifications.iter().map(|q| q.certificate_number.as_str()));
+                        entries.push(ErasedStaffEntry {
+                            half_year: *half_year,
+                            qualifications: member.qualifications.iter().map(|q| q.kind).collect(),
+                            had_phone: member.phone.is_some(),
+                        });
+                    }
+                }
+                if entries.is_empty() {
+                    return Err(AgencyRejection::UnknownStaff { staff_id: *staff_id });
+                }
+                (values, entries)
+            }
+            DataSubject::AgencyContact { .. } => (
+                agency.profile.contact_phone.as_deref().into_iter().collect(),
+                Vec::new(),
+            ),
+        };
+        // The event is kept forever: a reason that repeats what is erased would keep it.
+        if personal.iter().any(|value| *value != ERASED && reason.contains(value)) {
+            return Err(AgencyRejection::ReasonNamesPerson);
+        }
+        Ok(vec![Event::DataSubjectErased(DataSubjectErased {
+            subject: command.subject.clone(),
+            reason,
+            staff_entries,
+            erased_at: context.now,
+        })])
     }
 
     fn decide_register(

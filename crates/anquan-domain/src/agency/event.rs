@@ -9,6 +9,7 @@ use crate::credit::{CreditInputs, CreditScore, Grade, MisconductKind};
 use crate::enterprise::FileRef;
 use crate::ids::{AgencyId, ContractId, EnterpriseId, ServiceReportId, StaffId, Town};
 use crate::period::Period;
+use crate::personal::DataSubject;
 
 /// What an agency publishes about itself. `contact_phone` is private: only the city and the
 /// agency see it.
@@ -258,4 +259,28 @@ pub struct AgencyBlacklisted {
 pub struct AgencyDelisted {
     pub reason: String,
     pub delisted_at: Instant,
+}
+
+/// The city erased a data subject's personal data (个人信息删除): the subject's key is deleted,
+/// so every field sealed under it reads as [`crate::personal::ERASED`] from then on, in events,
+/// read models and exports. The event holds no personal data: the subject's id, the reason, and
+/// which read-model rows to blank.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataSubjectErased {
+    pub subject: DataSubject,
+    pub reason: String,
+    /// For a staff member, each half-year list naming them as the agency's state held it: what
+    /// the blanked row keeps (qualification kinds, whether a phone was given). Empty for a
+    /// contact.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub staff_entries: Vec<ErasedStaffEntry>,
+    pub erased_at: Instant,
+}
+
+/// A half-year's staff row of an erased staff member, without the personal values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasedStaffEntry {
+    pub half_year: Period,
+    pub qualifications: Vec<QualificationKind>,
+    pub had_phone: bool,
 }

@@ -12,13 +12,13 @@ pub mod rejection;
 pub mod state;
 
 pub use command::{
-    AgencyCommand, ChangeAgencyProfile, ChangeBlacklist, DecisionContext, FoundComplaint, GradeAgency, HazardReport,
-    RateService, RecordMisconduct, RegisterAgency, ReportService, ReportStaff, SignContract, SpotCheckReport,
-    TerminateContract, WarnAgency, misconduct_name,
+    AgencyCommand, ChangeAgencyProfile, ChangeBlacklist, DecisionContext, EraseDataSubject, FoundComplaint,
+    GradeAgency, HazardReport, RateService, RecordMisconduct, RegisterAgency, ReportService, ReportStaff, SignContract,
+    SpotCheckReport, TerminateContract, WarnAgency, misconduct_name,
 };
 pub use event::{
-    AgencyProfile, FeeBand, FeeCheck, HazardLevel, Qualification, QualificationKind, ReportedHazard, StaffMember,
-    WarningKind,
+    AgencyProfile, DataSubjectErased, ErasedStaffEntry, FeeBand, FeeCheck, HazardLevel, Qualification,
+    QualificationKind, ReportedHazard, StaffMember, WarningKind,
 };
 pub use rejection::AgencyRejection;
 pub use state::{AgencyRecord, AgencyState, ContractRecord, GradeRecord, ReportRecord, StaffReport};

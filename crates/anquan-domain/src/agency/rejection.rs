@@ -73,6 +73,8 @@ pub enum AgencyRejection {
     GradeReasonRequired { grade: Grade, computed: Grade },
     #[error("拒不整改须在约谈之后才能认定")]
     NoSummons,
+    #[error("删除理由不能包含要删除的个人信息")]
+    ReasonNamesPerson,
 }
 
 impl crate::aggregate::DomainRejection for AgencyRejection {
@@ -114,9 +116,10 @@ impl AgencyRejection {
             | AgencyRejection::UnknownContract { contract_id }
             | AgencyRejection::ContractTerminated { contract_id }
             | AgencyRejection::ContractNotInForce { contract_id } => vec![("contractId", text(contract_id))],
-            AgencyRejection::InvalidContractPeriod | AgencyRejection::VisitInFuture | AgencyRejection::NoSummons => {
-                Vec::new()
-            }
+            AgencyRejection::InvalidContractPeriod
+            | AgencyRejection::VisitInFuture
+            | AgencyRejection::NoSummons
+            | AgencyRejection::ReasonNamesPerson => Vec::new(),
             AgencyRejection::UnknownStaff { staff_id } | AgencyRejection::DuplicateStaff { staff_id } => {
                 vec![("staffId", text(staff_id))]
             }
@@ -168,6 +171,7 @@ impl AgencyRejection {
             AgencyRejection::AlreadyGraded { .. } => "ALREADY_GRADED",
             AgencyRejection::GradeReasonRequired { .. } => "GRADE_REASON_REQUIRED",
             AgencyRejection::NoSummons => "NO_SUMMONS",
+            AgencyRejection::ReasonNamesPerson => "REASON_NAMES_PERSON",
         }
     }
 }
@@ -206,6 +210,7 @@ mod tests {
             AgencyRejection::AlreadyGraded { .. } => 23,
             AgencyRejection::GradeReasonRequired { .. } => 24,
             AgencyRejection::NoSummons => 25,
+            AgencyRejection::ReasonNamesPerson => 26,
         }
     }
 
@@ -258,12 +263,13 @@ mod tests {
                 computed: Grade::B,
             },
             AgencyRejection::NoSummons,
+            AgencyRejection::ReasonNamesPerson,
         ]
     }
 
     #[test]
     fn every_rejection_tells_a_person_in_chinese_and_a_program_in_an_english_code() {
-        crate::refusal::assert_every_variant_speaks_to_both_audiences(&samples(), variant_index, 26);
+        crate::refusal::assert_every_variant_speaks_to_both_audiences(&samples(), variant_index, 27);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::credit::{CreditInputs, CreditRules, CreditScore, Grade, MisconductKin
 use crate::event::Event;
 use crate::ids::{AgencyId, ContractId, EnterpriseId, ServiceReportId, StaffId};
 use crate::period::{Cadence, Period};
+use crate::personal::{DataSubject, ERASED};
 
 /// One agency, folded from its events.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -170,6 +171,28 @@ impl AgencyState {
             }
             Event::AgencyBlacklisted(e) => self.blacklisted_since = Some(e.blacklisted_at),
             Event::AgencyDelisted(_) => self.blacklisted_since = None,
+            // The store reads the subject's fields as erased from now on; the state agrees at once.
+            Event::DataSubjectErased(e) => match &e.subject {
+                DataSubject::Staff { staff_id, .. } => {
+                    let members = self
+                        .staff_reports
+                        .values_mut()
+                        .flat_map(|report| report.staff.iter_mut());
+                    for member in members.filter(|member| member.staff_id == *staff_id) {
+                        member.name = ERASED.to_owned();
+                        member.phone = member.phone.as_ref().map(|_| ERASED.to_owned());
+                        for qualification in &mut member.qualifications {
+                            qualification.certificate_number = ERASED.to_owned();
+                        }
+                    }
+                }
+                DataSubject::AgencyContact { .. } => {
+                    if let Some(registration) = &mut self.registration {
+                        let phone = &mut registration.profile.contact_phone;
+                        *phone = phone.as_ref().map(|_| ERASED.to_owned());
+                    }
+                }
+            },
             #[allow(unreachable_patterns, reason = "events of other aggregates")]
             _ => {}
         }

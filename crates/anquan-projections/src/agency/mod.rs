@@ -15,9 +15,11 @@ pub use query::{
 pub use serving::{ServingAgency, serving_agency};
 
 use anquan_domain::agency::event::{
-    AgencyBlacklisted, AgencyProfile, ContractSigned, CreditGraded, ServiceRated, ServiceReported, StaffReported,
+    AgencyBlacklisted, AgencyProfile, ContractSigned, CreditGraded, DataSubjectErased, Qualification, ServiceRated,
+    ServiceReported, StaffReported,
 };
 use anquan_domain::agency::{FeeCheck, HazardLevel, WarningKind, misconduct_name};
+use anquan_domain::personal::{DataSubject, ERASED};
 use anquan_domain::{AgencyId, Event};
 use anquan_event_store::{Dialect, RecordedEvent, SqlValue, Statement};
 
@@ -48,6 +50,12 @@ const UPSERT_STAFF_REPORT: &str = "INSERT INTO agency_staff_reports (agency_id, 
 const DELETE_STAFF: &str = "DELETE FROM agency_staff WHERE agency_id = $1 AND half_year = $2";
 const INSERT_STAFF: &str = "INSERT INTO agency_staff (agency_id, half_year, staff_id, name, qualifications, phone) \
     VALUES ($1, $2, $3, $4, $5, $6)";
+/// An erased staff member's row keeps what is not personal; the values read as erased, as a
+/// rebuild from the sealed events writes them.
+const ERASE_STAFF: &str = "UPDATE agency_staff SET name = $4, qualifications = $5, phone = $6 \
+    WHERE agency_id = $1 AND half_year = $2 AND staff_id = $3";
+const ERASE_CONTACT: &str =
+    "UPDATE agency_agencies SET contact_phone = $2 WHERE agency_id = $1 AND contact_phone IS NOT NULL";
 const INSERT_CONTRACT: &str = "INSERT INTO agency_contracts (contract_id, agency_id, enterprise_id, town, \
     valid_from, valid_until, services, visits_promised, fee_yuan, fee_min_yuan, fee_max_yuan, fee_check, signed_at) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
@@ -139,6 +147,7 @@ impl Projection for AgencyProjection {
                 out.push(Statement::new(UPDATE_PROFILE, params));
             }
             Event::StaffReported(e) => staff_statements(&id, e, out)?,
+            Event::DataSubjectErased(e) => erasure_statements(&id, e, out)?,
             Event::ContractSigned(e) => out.push(contract_statement(&id, e)?),
             Event::ContractTerminated(e) => out.push(Statement::new(
                 TERMINATE_CONTRACT,
@@ -235,6 +244,37 @@ fn staff_statements(id: &SqlValue, e: &StaffReported, out: &mut BatchStatements)
                 optional(member.phone.clone()),
             ],
         ));
+    }
+    Ok(())
+}
+
+fn erasure_statements(id: &SqlValue, e: &DataSubjectErased, out: &mut BatchStatements) -> Result<(), ProjectionError> {
+    let erased = || SqlValue::Text(ERASED.to_owned());
+    match &e.subject {
+        DataSubject::Staff { staff_id, .. } => {
+            for entry in &e.staff_entries {
+                let qualifications: Vec<Qualification> = entry
+                    .qualifications
+                    .iter()
+                    .map(|kind| Qualification {
+                        kind: *kind,
+                        certificate_number: ERASED.to_owned(),
+                    })
+                    .collect();
+                out.push(Statement::new(
+                    ERASE_STAFF,
+                    vec![
+                        id.clone(),
+                        SqlValue::Text(entry.half_year.to_string()),
+                        text(staff_id),
+                        erased(),
+                        json("qualifications", &qualifications)?,
+                        if entry.had_phone { erased() } else { SqlValue::Null },
+                    ],
+                ));
+            }
+        }
+        DataSubject::AgencyContact { .. } => out.push(Statement::new(ERASE_CONTACT, vec![id.clone(), erased()])),
     }
     Ok(())
 }

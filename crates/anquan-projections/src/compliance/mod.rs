@@ -182,7 +182,8 @@ impl Projection for ComplianceProjection {
             | Event::AgencyMisconductFound(_)
             | Event::CreditGraded(_)
             | Event::AgencyBlacklisted(_)
-            | Event::AgencyDelisted(_) => Ok(()),
+            | Event::AgencyDelisted(_)
+            | Event::DataSubjectErased(_) => Ok(()),
             // Rule-set events live on the `rulesets` stream.
             Event::RuleSetPublished(_) | Event::RuleSetPromoted(_) | Event::AnchorTaken(_) => Ok(()),
         }

@@ -3,6 +3,9 @@
 
 use super::*;
 
+use anquan_domain::agency::EraseDataSubject;
+use anquan_domain::personal::DataSubject;
+
 /// Mutations of the service gate; part of the mutation root.
 #[derive(Default)]
 pub struct AgencyMutation;
@@ -437,6 +440,53 @@ impl AgencyMutation {
             reason,
         });
         run(ctx, command, args, Ids::default()).await
+    }
+
+    /// Erases a data subject's personal data (city admin): a staff member
+    /// (`agency-<agencyId>/staff/<staffId>`: name, certificate numbers, phone) or an agency's
+    /// contact (`agency-<agencyId>/contact`: the contact phone). Records `DataSubjectErased` on
+    /// the agency's stream, then the store deletes the subject's key; the answer comes once the
+    /// agency read model shows the fields as erased (〔已删除〕). The reason must not contain
+    /// what is erased (`REASON_NAMES_PERSON`).
+    async fn erase_data_subject(
+        &self,
+        ctx: &Context<'_>,
+        subject_id: String,
+        reason: String,
+        command_id: Option<ID>,
+    ) -> Result<AgencyCommandPayload, ApiError> {
+        let args = CommandArgs::parse(command_id.as_ref(), None)?;
+        let subject = DataSubject::parse(&subject_id).map_err(|_| ApiError::BadInput {
+            code: "INVALID_ID",
+            message: format!(
+                "subjectId {subject_id:?} 不是有效的个人信息主体编号（应为 agency-<机构编号>/staff/<人员编号> 或 agency-<机构编号>/contact）"
+            ),
+        })?;
+        let command = AgencyCommand::EraseDataSubject(EraseDataSubject { subject, reason });
+        let executed = execute_command::<AgencyState>(
+            ctx,
+            &command,
+            args,
+            &[],
+            ReadBack::Required(anquan_projections::AgencyProjection::NAME),
+        )
+        .await?;
+        // The rows are rewritten; older copies of their pages go too (SQLite's WAL).
+        if let Err(error) = app(ctx)?.read_models.settle_erasure().await {
+            tracing::warn!(error = %error, "could not settle the read models after an erasure");
+        }
+        Ok(AgencyCommandPayload {
+            recorded: executed.recorded(),
+            event_types: executed
+                .events
+                .iter()
+                .map(|event| event.event_type().to_owned())
+                .collect(),
+            agency_id: ID(command.agency_id().to_string()),
+            contract_id: None,
+            report_id: None,
+            grade: None,
+        })
     }
 }
 

@@ -1,0 +1,289 @@
+//! Erasable personal data, end to end: the city registers an agency whose staff carry names,
+//! certificate numbers and phones, erases one staff member, and nothing the service wrote keeps
+//! that person's plaintext (the store's files or tables, an export, a rebuilt read model, the
+//! service's log), while `verify` and `verify-export` pass and a rebuild gives the live agency
+//! rows. The other staff member's plaintext is found by the same scan, so the scan can fail.
+
+use std::path::Path;
+
+use chrono::{Datelike, FixedOffset, Utc};
+use serde_json::{Value, json};
+
+use crate::support::{Backend, TestApp, backends, binary, data, error_code, spawn_app};
+
+const REGISTER_AGENCY: &str = "mutation($profile: AgencyProfileInput!) {
+  registerAgency(profile: $profile) { agencyId } }";
+const REPORT_STAFF: &str = "mutation($agency: ID!, $halfYear: String!, $staff: [StaffMemberInput!]!) {
+  reportAgencyStaff(agencyId: $agency, halfYear: $halfYear, staff: $staff) { eventTypes } }";
+const ERASE: &str = "mutation($subject: String!, $reason: String!) {
+  eraseDataSubject(subjectId: $subject, reason: $reason) { eventTypes agencyId } }";
+const PRIVATE_AGENCY: &str = "query($id: ID!) { agency(id: $id) {
+  staff { id name phone qualifications { kind certificateNumber } } } }";
+
+/// The erased person's values.
+const ERASED_NAME: &str = "欧阳擦除";
+const ERASED_CERTIFICATE: &str = "ZJ-ERASE-77001";
+const ERASED_PHONE: &str = "13911117701";
+/// The kept person's values: the scan must find them.
+const KEPT_NAME: &str = "司马保留";
+const KEPT_CERTIFICATE: &str = "ZJ-KEEP-77002";
+
+#[tokio::test]
+async fn an_erased_staff_member_leaves_no_plaintext_and_the_chain_still_verifies() {
+    for backend in backends() {
+        run(backend).await;
+    }
+}
+
+fn current_half_year() -> String {
+    let local = Utc::now().with_timezone(&FixedOffset::east_opt(8 * 3600).unwrap());
+    format!("{}-H{}", local.year(), if local.month() <= 6 { 1 } else { 2 })
+}
+
+fn anquan(app: &TestApp, args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new(binary());
+    command.args(args).arg("--data-dir").arg(app.data_dir());
+    if let Some(url) = app.database_url() {
+        command.arg("--database").arg(url);
+    }
+    let output = command.env_remove("ANQUAN_DATABASE_URL").output().unwrap();
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Every file under `dir`, read whole.
+fn files_under(dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files_under(&path, out);
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.push((path.display().to_string(), bytes));
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|window| window == needle.as_bytes())
+}
+
+/// The agency read model's rows as JSON text, sorted (live store or a rebuilt SQLite file).
+fn sqlite_agency_rows(path: &Path) -> Vec<String> {
+    let connection = rusqlite::Connection::open(path).unwrap();
+    let mut rows: Vec<String> = connection
+        .prepare("SELECT agency_id, half_year, staff_id, name, qualifications, phone FROM agency_staff")
+        .unwrap()
+        .query_map([], |row| {
+            Ok(json!([
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                serde_json::from_str::<Value>(&row.get::<_, String>(4)?).unwrap(),
+                row.get::<_, Option<String>>(5)?
+            ])
+            .to_string())
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    rows.sort();
+    rows
+}
+
+async fn postgres_agency_rows(url: &str) -> Vec<String> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let mut rows: Vec<String> = client
+        .query(
+            "SELECT agency_id, half_year, staff_id, name, qualifications::text, phone FROM agency_staff",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| {
+            json!([
+                row.get::<_, String>(0),
+                row.get::<_, String>(1),
+                row.get::<_, String>(2),
+                row.get::<_, String>(3),
+                serde_json::from_str::<Value>(row.get::<_, &str>(4)).unwrap(),
+                row.get::<_, Option<String>>(5)
+            ])
+            .to_string()
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Every row of every table of the database, as text.
+async fn postgres_text(url: &str) -> String {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let tables = client
+        .query(
+            "SELECT quote_ident(table_name) FROM information_schema.tables WHERE table_schema = 'public'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut text = String::new();
+    for table in tables {
+        let table: String = table.get(0);
+        for row in client
+            .query(&format!("SELECT t::text FROM {table} t"), &[])
+            .await
+            .unwrap()
+        {
+            text.push_str(row.get::<_, &str>(0));
+            text.push('\n');
+        }
+    }
+    text
+}
+
+async fn run(backend: Backend) {
+    let mut app = spawn_app(backend, &[]).await;
+    let admin = app.token(&["--role", "city_admin"]);
+    let profile = json!({
+        "name": "海宁市擦除测试安全服务有限公司", "serviceScope": ["安全管家"],
+        "serviceStandards": "每季度上门一次", "feeBand": { "minYuan": 3000, "maxYuan": 12000 }
+    });
+    let registered = data(
+        &app.graphql(Some(&admin), REGISTER_AGENCY, json!({ "profile": profile }))
+            .await,
+    )
+    .clone();
+    let agency_id = registered["registerAgency"]["agencyId"].as_str().unwrap().to_owned();
+    let agency = app.token(&["--role", "agency", "--agency", &agency_id]);
+    let erased_id = uuid::Uuid::now_v7().to_string();
+    let kept_id = uuid::Uuid::now_v7().to_string();
+    let staff = json!([
+        { "staffId": erased_id, "name": ERASED_NAME, "phone": ERASED_PHONE,
+          "qualifications": [{ "kind": "REGISTERED_SAFETY_ENGINEER", "certificateNumber": ERASED_CERTIFICATE }] },
+        { "staffId": kept_id, "name": KEPT_NAME,
+          "qualifications": [{ "kind": "OTHER", "certificateNumber": KEPT_CERTIFICATE }] },
+    ]);
+    let variables = json!({ "agency": agency_id, "halfYear": current_half_year(), "staff": staff });
+    data(&app.graphql(Some(&agency), REPORT_STAFF, variables).await);
+    let subject = format!("agency-{agency_id}/staff/{erased_id}");
+
+    // Only the city admin erases; a reason naming the person and an unknown person are refused.
+    let erase = |reason: &str, subject: &str| json!({ "subject": subject, "reason": reason });
+    let refused = app.graphql(Some(&agency), ERASE, erase("本人申请", &subject)).await;
+    assert_eq!(error_code(&refused), "FORBIDDEN", "{refused}");
+    let refused = app
+        .graphql(Some(&admin), ERASE, erase(&format!("{ERASED_NAME}本人申请"), &subject))
+        .await;
+    assert_eq!(error_code(&refused), "REASON_NAMES_PERSON", "{refused}");
+    let stranger = format!("agency-{agency_id}/staff/{}", uuid::Uuid::now_v7());
+    let refused = app.graphql(Some(&admin), ERASE, erase("本人申请", &stranger)).await;
+    assert_eq!(error_code(&refused), "UNKNOWN_STAFF", "{refused}");
+    let refused = app
+        .graphql(Some(&admin), ERASE, erase("本人申请", "not-a-subject"))
+        .await;
+    assert_eq!(error_code(&refused), "INVALID_ID", "{refused}");
+
+    let erased = app
+        .graphql(Some(&admin), ERASE, erase("本人依据个人信息保护法申请删除", &subject))
+        .await;
+    assert_eq!(
+        data(&erased)["eraseDataSubject"]["eventTypes"],
+        json!(["DataSubjectErased"])
+    );
+
+    // The read model shows the erased member as erased and the other as reported.
+    let shown = data(
+        &app.graphql(Some(&admin), PRIVATE_AGENCY, json!({ "id": agency_id }))
+            .await,
+    )
+    .clone();
+    let staff = shown["agency"]["staff"].as_array().unwrap();
+    let member = |id: &str| staff.iter().find(|member| member["id"] == id).unwrap().clone();
+    assert_eq!(member(&erased_id)["name"], "〔已删除〕", "{shown}");
+    assert_eq!(member(&erased_id)["phone"], "〔已删除〕", "{shown}");
+    assert_eq!(
+        member(&erased_id)["qualifications"][0],
+        json!({ "kind": "REGISTERED_SAFETY_ENGINEER", "certificateNumber": "〔已删除〕" })
+    );
+    assert_eq!(member(&kept_id)["name"], KEPT_NAME);
+
+    // The chains verify; an export of the agency verifies offline and shows the erasure.
+    let verified: Value = serde_json::from_slice(&anquan(&app, &["verify"]).stdout).unwrap();
+    assert_eq!(verified["broken"], 0, "{verified}");
+    let export_dir = app.data_dir().join("export-agency");
+    anquan(
+        &app,
+        &["export", "agency", &agency_id, "--out", export_dir.to_str().unwrap()],
+    );
+    let output = std::process::Command::new(binary())
+        .arg("verify-export")
+        .arg(&export_dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let exported = std::fs::read_to_string(export_dir.join("events.jsonl")).unwrap();
+    assert!(exported.contains("〔已删除〕") && exported.contains(KEPT_NAME));
+    if std::process::Command::new("python3").arg("--version").output().is_ok() {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/verify_export.py");
+        let python = std::process::Command::new("python3")
+            .arg(script)
+            .arg(&export_dir)
+            .output()
+            .unwrap();
+        assert!(python.status.success(), "{}", String::from_utf8_lossy(&python.stdout));
+    }
+
+    // A rebuild from the log gives the live agency rows.
+    let rebuilt = app.data_dir().join("rebuilt.db");
+    anquan(
+        &app,
+        &[
+            "projections",
+            "rebuild",
+            "--read-models",
+            "--into",
+            rebuilt.to_str().unwrap(),
+        ],
+    );
+    let live = match app.database_url() {
+        Some(url) => postgres_agency_rows(&url).await,
+        None => sqlite_agency_rows(&app.data_dir().join("anquan.sqlite")),
+    };
+    assert_eq!(live.len(), 2);
+    assert_eq!(sqlite_agency_rows(&rebuilt), live);
+
+    // Stop the service cleanly (SQLite folds its WAL into the file), then scan what it wrote.
+    app.terminate().await;
+    let log = app.log_lines().join("\n");
+    let mut written = Vec::new();
+    files_under(app.data_dir(), &mut written);
+    if let Some(url) = app.database_url() {
+        written.push(("database".to_owned(), postgres_text(&url).await.into_bytes()));
+    }
+    written.push(("service log".to_owned(), log.into_bytes()));
+    for (place, bytes) in &written {
+        for secret in [ERASED_NAME, ERASED_CERTIFICATE, ERASED_PHONE] {
+            assert!(!contains(bytes, secret), "{secret} remains in {place}");
+        }
+    }
+    // The scan sees what is kept: the export and the read models hold the other person.
+    for place in [
+        "events.jsonl",
+        if backend == Backend::Sqlite {
+            "anquan.sqlite"
+        } else {
+            "database"
+        },
+    ] {
+        let (_, bytes) = written.iter().find(|(name, _)| name.ends_with(place)).unwrap();
+        assert!(contains(bytes, KEPT_NAME), "{KEPT_NAME} not found in {place}");
+    }
+    app.stop().await;
+}
