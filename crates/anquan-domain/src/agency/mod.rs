@@ -13,7 +13,7 @@ pub mod state;
 
 pub use command::{
     AgencyCommand, ChangeAgencyProfile, ChangeBlacklist, DecisionContext, FoundComplaint, GradeAgency, HazardReport,
-    RateService, RecordMisconduct, RegisterAgency, ReportService, ReportStaff, SignContract, SpotCheckReport,
+    RateService, RecordMisconduct, RegisterAgency, RegradeAgency, ReportService, ReportStaff, SignContract, SpotCheckReport,
     TerminateContract, WarnAgency, misconduct_name,
 };
 pub use event::{

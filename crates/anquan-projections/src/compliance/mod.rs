@@ -175,6 +175,7 @@ impl Projection for ComplianceProjection {
             | Event::AgencyWarned(_)
             | Event::AgencyMisconductFound(_)
             | Event::CreditGraded(_)
+            | Event::CreditRegraded(_)
             | Event::AgencyBlacklisted(_)
             | Event::AgencyDelisted(_) => Ok(()),
             // Rule-set events live on the `rulesets` stream.

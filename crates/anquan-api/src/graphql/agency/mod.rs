@@ -15,7 +15,7 @@ use async_graphql::{Context, ID, InputObject, Object, Upload};
 use chrono::{DateTime, Datelike, Utc};
 
 use anquan_domain::agency::{
-    AgencyCommand, AgencyProfile, AgencyState, ChangeAgencyProfile, ChangeBlacklist, FoundComplaint, GradeAgency,
+    AgencyCommand, AgencyProfile, AgencyState, ChangeAgencyProfile, ChangeBlacklist, FoundComplaint, GradeAgency, RegradeAgency,
     HazardReport, RateService, RecordMisconduct, RegisterAgency, ReportService, ReportStaff, SignContract,
     SpotCheckReport, StaffMember, TerminateContract, WarnAgency,
 };
@@ -46,7 +46,13 @@ async fn public_agency(app: &AppState, agency_id: AgencyId) -> Result<Option<Pub
     let staff = read_model::staff_of_agency(store, agency_id, None).await?;
     let statistics =
         read_model::yearly_statistics(store, StatisticsScope::Agency(agency_id), app.rules.time_zone).await?;
-    let grades = read_model::grades(store, agency_id).await?;
+    // Final grades only: a half-year whose only grade is provisional is not public yet.
+    let finals: Vec<_> = read_model::grade_history(store, agency_id)
+        .await?
+        .into_iter()
+        .filter(|grade| grade.kind != read_model::GradeKind::Provisional)
+        .collect();
+    let grades = read_model::current_per_half_year(finals);
     Ok(Some(PublicAgency::new(&agency, &staff, &statistics, &grades)))
 }
 
