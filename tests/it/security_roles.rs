@@ -667,6 +667,10 @@ fn plausible_call(field: &str, fx: &Fixtures) -> Call {
             "mutation($input: GradeAgencyInput!) { gradeAgency(input: $input) { agencyId } }",
             json!({ "input": { "agencyId": agency, "halfYear": half_year(), "grade": "B", "reason": "抽查" } }),
         ),
+        "regradeAgency" => call(
+            "mutation($input: RegradeAgencyInput!) { regradeAgency(input: $input) { agencyId } }",
+            json!({ "input": { "agencyId": agency, "halfYear": half_year(), "grade": "C", "reason": "复核" } }),
+        ),
         "setAgencyBlacklisted" => call(
             "mutation($id: ID!) { setAgencyBlacklisted(agencyId: $id, blacklisted: false, reason: \"复核\") { agencyId } }",
             json!({ "id": agency }),

@@ -480,7 +480,7 @@ fn with(inputs: &CreditInputs, activity: Qualified) -> CreditInputs {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(400))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn more_qualified_activity_never_lowers_the_score_or_the_standing(
