@@ -183,9 +183,24 @@ async fn run_flow(backend: Backend) {
         )
         .await;
     assert_eq!(status, 200, "{reported}");
-    let second = data(&reported)["reportService"]["reportId"].as_str().unwrap().to_owned();
-    ok(&app, Some(&owner), RATE, json!({ "agency": agency_id, "report": second, "stars": 5 })).await;
-    ok(&app, Some(&admin), SPOT_CHECK, json!({ "agency": agency_id, "report": report_id })).await;
+    let second = data(&reported)["reportService"]["reportId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(
+        &app,
+        Some(&owner),
+        RATE,
+        json!({ "agency": agency_id, "report": second, "stars": 5 }),
+    )
+    .await;
+    ok(
+        &app,
+        Some(&admin),
+        SPOT_CHECK,
+        json!({ "agency": agency_id, "report": report_id }),
+    )
+    .await;
     let grade = json!({ "agencyId": agency_id, "halfYear": half_year, "grade": "B" });
     let graded = ok(&app, Some(&admin), GRADE, json!({ "input": grade })).await;
     let graded = &graded["gradeAgency"]["grade"];

@@ -298,18 +298,16 @@ pub enum NotGradedReason {
 impl fmt::Display for NotGradedReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            NotGradedReason::TooFewContracts { contracts_in_force, min } => write!(
-                f,
-                "未评级：该半年度有效服务合同 {contracts_in_force} 份，少于 {min} 份"
-            ),
-            NotGradedReason::TooFewServiceReports { service_reports, min } => write!(
-                f,
-                "未评级：该半年度服务报告 {service_reports} 份，少于 {min} 份"
-            ),
-            NotGradedReason::TooLittleEvidence { evidence_points, min } => write!(
-                f,
-                "未评级：有评价依据的分项合计 {evidence_points} 分，少于 {min} 分"
-            ),
+            NotGradedReason::TooFewContracts {
+                contracts_in_force,
+                min,
+            } => write!(f, "未评级：该半年度有效服务合同 {contracts_in_force} 份，少于 {min} 份"),
+            NotGradedReason::TooFewServiceReports { service_reports, min } => {
+                write!(f, "未评级：该半年度服务报告 {service_reports} 份，少于 {min} 份")
+            }
+            NotGradedReason::TooLittleEvidence { evidence_points, min } => {
+                write!(f, "未评级：有评价依据的分项合计 {evidence_points} 分，少于 {min} 分")
+            }
         }
     }
 }
@@ -542,7 +540,10 @@ fn ratings_component(inputs: &CreditInputs, rules: &CreditRules) -> ComponentSco
         _ if count > 0 && count >= min => (
             star_points / f64::from(count),
             true,
-            format!("mean {:.2} stars of {count} ratings", f64::from(inputs.stars_total) / f64::from(count)),
+            format!(
+                "mean {:.2} stars of {count} ratings",
+                f64::from(inputs.stars_total) / f64::from(count)
+            ),
         ),
         Some(previous) => {
             let previous = previous.clamp(0.0, weight);

@@ -7,9 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::agency::event::{
     AgencyBlacklisted, AgencyComplaintFounded, AgencyDelisted, AgencyMisconductFound, AgencyProfileChanged,
-    AgencyRegistered, AgencyWarned, ContractSigned, ContractTerminated, CreditGraded, CreditRegraded, ReportSpotChecked,
-    ServiceRated,
-    ServiceReported, StaffReported,
+    AgencyRegistered, AgencyWarned, ContractSigned, ContractTerminated, CreditGraded, CreditRegraded,
+    ReportSpotChecked, ServiceRated, ServiceReported, StaffReported,
 };
 use crate::enterprise::event::{
     AccidentReported, DocumentApproved, DocumentReturned, DocumentUploaded, EnterpriseProfileChanged,

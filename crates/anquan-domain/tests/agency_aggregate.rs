@@ -45,8 +45,16 @@ fn active_half_year() -> Vec<Event> {
     extend(
         &mut events,
         &[
-            (agency_user(AGENCY), "2019-02-02T00:00:00Z", report(1, 1, "2019-02-01T00:00:00Z", &[1])),
-            (agency_user(AGENCY), "2019-04-02T00:00:00Z", report(2, 1, "2019-04-01T00:00:00Z", &[2])),
+            (
+                agency_user(AGENCY),
+                "2019-02-02T00:00:00Z",
+                report(1, 1, "2019-02-01T00:00:00Z", &[1]),
+            ),
+            (
+                agency_user(AGENCY),
+                "2019-04-02T00:00:00Z",
+                report(2, 1, "2019-04-01T00:00:00Z", &[2]),
+            ),
             (served.clone(), "2019-04-03T00:00:00Z", rate(1, 5)),
             (served, "2019-04-03T00:00:00Z", rate(2, 5)),
             (
@@ -432,7 +440,11 @@ fn an_idle_half_year_is_not_graded_and_may_not_be_given_a_or_b() {
     );
     for letter in [Grade::A, Grade::B, Grade::C] {
         assert_eq!(
-            given.rejects(&admin(), "2019-07-02T00:00:00Z", &grade("2019-H1", letter, Some("表现良好"))),
+            given.rejects(
+                &admin(),
+                "2019-07-02T00:00:00Z",
+                &grade("2019-H1", letter, Some("表现良好"))
+            ),
             "NOT_GRADABLE"
         );
     }
@@ -462,9 +474,11 @@ fn a_grade_before_the_half_year_ends_is_provisional_and_replaced_by_the_final_on
     let state = AgencyState::from_events(&events);
     assert!(!state.finally_graded("2019-H1".parse().unwrap()));
     // Again while provisional, then final once the half-year has ended.
-    assert!(given(&events)
-        .when(&admin(), "2019-06-20T00:00:00Z", &grade("2019-H1", Grade::A, None))
-        .is_ok());
+    assert!(
+        given(&events)
+            .when(&admin(), "2019-06-20T00:00:00Z", &grade("2019-H1", Grade::A, None))
+            .is_ok()
+    );
     let decided = given(&events)
         .when(&admin(), "2019-07-02T00:00:00Z", &grade("2019-H1", Grade::A, None))
         .unwrap();
@@ -476,7 +490,11 @@ fn a_grade_before_the_half_year_ends_is_provisional_and_replaced_by_the_final_on
         &[(admin(), "2019-06-02T00:00:00Z", grade("2019-H1", Grade::D, Some("差")))],
     );
     let decided = given(&ds)
-        .when(&admin(), "2020-01-02T00:00:00Z", &grade("2019-H2", Grade::D, Some("差")))
+        .when(
+            &admin(),
+            "2020-01-02T00:00:00Z",
+            &grade("2019-H2", Grade::D, Some("差")),
+        )
         .unwrap();
     assert!(matches!(decided.as_slice(), [Event::CreditGraded(_)]));
 }
@@ -498,11 +516,19 @@ fn a_final_grade_is_changed_only_by_a_regrading_with_a_reason() {
         "INVALID_FIELD"
     );
     assert_eq!(
-        given.rejects(&agency_user(AGENCY), "2019-08-02T00:00:00Z", &regrade("2019-H1", Grade::B, "复核")),
+        given.rejects(
+            &agency_user(AGENCY),
+            "2019-08-02T00:00:00Z",
+            &regrade("2019-H1", Grade::B, "复核")
+        ),
         "FORBIDDEN"
     );
     let decided = given
-        .when(&admin(), "2019-08-02T00:00:00Z", &regrade("2019-H1", Grade::B, "复核发现报告不实"))
+        .when(
+            &admin(),
+            "2019-08-02T00:00:00Z",
+            &regrade("2019-H1", Grade::B, "复核发现报告不实"),
+        )
         .unwrap();
     let [Event::CreditRegraded(regraded)] = decided.as_slice() else {
         panic!("{decided:?}");
@@ -513,7 +539,11 @@ fn a_final_grade_is_changed_only_by_a_regrading_with_a_reason() {
     assert_eq!(regraded.reason, "复核发现报告不实");
     extend(
         &mut events,
-        &[(admin(), "2019-08-02T00:00:00Z", regrade("2019-H1", Grade::B, "复核发现报告不实"))],
+        &[(
+            admin(),
+            "2019-08-02T00:00:00Z",
+            regrade("2019-H1", Grade::B, "复核发现报告不实"),
+        )],
     );
     let state = AgencyState::from_events(&events);
     assert_eq!(state.grades[&"2019-H1".parse().unwrap()].grade, Some(Grade::B));

@@ -7,8 +7,8 @@
 use anquan_domain::credit::{
     CreditComponent, CreditInputs, CreditRules, CreditScore, Grade, MisconductKind, NotGradedReason, compute_score,
 };
-use proptest::prelude::*;
 use anquan_domain::rules::{RuleSet, builtin_v1, builtin_v1_files};
+use proptest::prelude::*;
 
 fn rules() -> CreditRules {
     builtin_v1().unwrap().credit
@@ -100,7 +100,11 @@ fn no_rating_and_no_previous_grade_is_no_evidence_not_80_percent() {
         stars_total: 0,
         ..perfect()
     });
-    let ratings = score.components.iter().find(|c| c.component == CreditComponent::Ratings).unwrap();
+    let ratings = score
+        .components
+        .iter()
+        .find(|c| c.component == CreditComponent::Ratings)
+        .unwrap();
     assert!(!ratings.evidence);
     assert_eq!(ratings.points, 0.0);
     assert_eq!(score.evidence_points, 70);
@@ -142,7 +146,14 @@ fn timeliness_is_the_share_of_promised_visits_reported_on_time() {
         },
         &rules(),
     );
-    assert!(!unpromised.components.iter().find(|c| c.component == CreditComponent::Timeliness).unwrap().evidence);
+    assert!(
+        !unpromised
+            .components
+            .iter()
+            .find(|c| c.component == CreditComponent::Timeliness)
+            .unwrap()
+            .evidence
+    );
 }
 
 #[test]

@@ -35,9 +35,9 @@ use uuid::Uuid;
 
 use anquan_domain::agency::event::HazardLevel as AgencyHazardLevel;
 use anquan_domain::agency::{
-    AgencyCommand, AgencyProfile, AgencyState, ChangeBlacklist, FeeBand, GradeAgency, HazardReport, RegradeAgency, Qualification,
-    QualificationKind, RateService, RegisterAgency, ReportService, ReportStaff, SignContract, StaffMember,
-    TerminateContract, WarnAgency, WarningKind,
+    AgencyCommand, AgencyProfile, AgencyState, ChangeBlacklist, FeeBand, GradeAgency, HazardReport, Qualification,
+    QualificationKind, RateService, RegisterAgency, RegradeAgency, ReportService, ReportStaff, SignContract,
+    StaffMember, TerminateContract, WarnAgency, WarningKind,
 };
 use anquan_domain::compliance::{IndicatorState, RequirementState, evaluate};
 use anquan_domain::credit::Grade;

@@ -6,10 +6,9 @@ use chrono::Duration;
 
 use super::event::{
     AgencyBlacklisted, AgencyComplaintFounded, AgencyDelisted, AgencyMisconductFound, AgencyProfile,
-    AgencyProfileChanged, AgencyRegistered, AgencyWarned, ContractSigned, ContractTerminated, CreditGraded, CreditRegraded,
-    FeeCheck,
-    HazardLevel, ReportSpotChecked, ReportedHazard, ServiceRated, ServiceReported, StaffMember, StaffReported,
-    WarningKind,
+    AgencyProfileChanged, AgencyRegistered, AgencyWarned, ContractSigned, ContractTerminated, CreditGraded,
+    CreditRegraded, FeeCheck, HazardLevel, ReportSpotChecked, ReportedHazard, ServiceRated, ServiceReported,
+    StaffMember, StaffReported, WarningKind,
 };
 use super::rejection::AgencyRejection;
 use super::state::{AgencyRecord, AgencyState};
@@ -715,13 +714,7 @@ impl AgencyState {
         context: &DecisionContext<'_>,
     ) -> (crate::credit::CreditInputs, crate::credit::CreditScore) {
         let rules = &context.rules.credit;
-        let inputs = self.credit_inputs(
-            half_year,
-            missed_findings,
-            context.now,
-            rules,
-            context.rules.time_zone,
-        );
+        let inputs = self.credit_inputs(half_year, missed_findings, context.now, rules, context.rules.time_zone);
         let computed = compute_score(&inputs, rules);
         (inputs, computed)
     }

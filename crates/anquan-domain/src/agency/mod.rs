@@ -13,8 +13,8 @@ pub mod state;
 
 pub use command::{
     AgencyCommand, ChangeAgencyProfile, ChangeBlacklist, DecisionContext, FoundComplaint, GradeAgency, HazardReport,
-    RateService, RecordMisconduct, RegisterAgency, RegradeAgency, ReportService, ReportStaff, SignContract, SpotCheckReport,
-    TerminateContract, WarnAgency, misconduct_name,
+    RateService, RecordMisconduct, RegisterAgency, RegradeAgency, ReportService, ReportStaff, SignContract,
+    SpotCheckReport, TerminateContract, WarnAgency, misconduct_name,
 };
 pub use event::{
     AgencyProfile, FeeBand, FeeCheck, HazardLevel, Qualification, QualificationKind, ReportedHazard, StaffMember,

@@ -236,7 +236,11 @@ impl AgencyState {
         let start = half_year.start(time_zone);
         let end = half_year.next().start(time_zone).min(until);
         let mut on_time_per_contract: BTreeMap<ContractId, u32> = BTreeMap::new();
-        let previous_final = self.grades.range(..half_year).rev().find(|(_, grade)| !grade.provisional);
+        let previous_final = self
+            .grades
+            .range(..half_year)
+            .rev()
+            .find(|(_, grade)| !grade.provisional);
         let mut inputs = CreditInputs {
             missed_findings,
             previous_ratings_points: previous_final.and_then(|(_, grade)| {
@@ -285,7 +289,11 @@ impl AgencyState {
             }
             inputs.contracts_in_force += 1;
             let promised = promised_within(contract, from, to);
-            let met = on_time_per_contract.get(contract_id).copied().unwrap_or(0).min(promised);
+            let met = on_time_per_contract
+                .get(contract_id)
+                .copied()
+                .unwrap_or(0)
+                .min(promised);
             inputs.visits_promised = inputs.visits_promised.saturating_add(promised);
             inputs.visits_on_time = inputs.visits_on_time.saturating_add(met);
         }

@@ -7,18 +7,19 @@ mod query;
 mod serving;
 
 pub use query::{
-    AgencyView, ContractView, DirectoryEntry, DirectoryFilter, GradeKind, GradeView, LatestGrade, ReportView, SanctionView, ServiceStatistics,
-    StaffReportView, StaffView, StatisticsScope, agencies, agency, contract, contracts_of_agency,
-    contracts_of_enterprise, current_per_half_year, directory, grade_history, grades, reports_of_agency, reports_of_enterprise, sanctions, service_coverage,
-    staff_member, staff_of_agency, staff_reports, yearly_statistics,
+    AgencyView, ContractView, DirectoryEntry, DirectoryFilter, GradeKind, GradeView, LatestGrade, ReportView,
+    SanctionView, ServiceStatistics, StaffReportView, StaffView, StatisticsScope, agencies, agency, contract,
+    contracts_of_agency, contracts_of_enterprise, current_per_half_year, directory, grade_history, grades,
+    reports_of_agency, reports_of_enterprise, sanctions, service_coverage, staff_member, staff_of_agency,
+    staff_reports, yearly_statistics,
 };
 pub use serving::{ServingAgency, serving_agency};
 
 use anquan_domain::agency::event::{
     AgencyBlacklisted, AgencyProfile, ContractSigned, ServiceRated, ServiceReported, StaffReported,
 };
-use anquan_domain::credit::{CreditInputs, CreditScore, Grade};
 use anquan_domain::agency::{FeeCheck, HazardLevel, WarningKind, misconduct_name};
+use anquan_domain::credit::{CreditInputs, CreditScore, Grade};
 use anquan_domain::{AgencyId, Event};
 use anquan_event_store::{Dialect, RecordedEvent, SqlValue, Statement};
 

@@ -456,9 +456,12 @@ pub async fn directory(
             agency,
         })
         .filter(|entry| {
-            filter
-                .grade
-                .is_none_or(|grade| entry.latest_grade.as_ref().is_some_and(|latest| latest.grade == Some(grade)))
+            filter.grade.is_none_or(|grade| {
+                entry
+                    .latest_grade
+                    .as_ref()
+                    .is_some_and(|latest| latest.grade == Some(grade))
+            })
         })
         .collect();
     entries.sort_by(|a, b| {

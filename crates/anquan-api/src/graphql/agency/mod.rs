@@ -15,9 +15,9 @@ use async_graphql::{Context, ID, InputObject, Object, Upload};
 use chrono::{DateTime, Datelike, Utc};
 
 use anquan_domain::agency::{
-    AgencyCommand, AgencyProfile, AgencyState, ChangeAgencyProfile, ChangeBlacklist, FoundComplaint, GradeAgency, RegradeAgency,
-    HazardReport, RateService, RecordMisconduct, RegisterAgency, ReportService, ReportStaff, SignContract,
-    SpotCheckReport, StaffMember, TerminateContract, WarnAgency,
+    AgencyCommand, AgencyProfile, AgencyState, ChangeAgencyProfile, ChangeBlacklist, FoundComplaint, GradeAgency,
+    HazardReport, RateService, RecordMisconduct, RegisterAgency, RegradeAgency, ReportService, ReportStaff,
+    SignContract, SpotCheckReport, StaffMember, TerminateContract, WarnAgency,
 };
 use anquan_domain::enterprise::FileRef;
 use anquan_domain::{Actor, AgencyId, ContractId, EnterpriseId, Event, Period, Role, ServiceReportId, StaffId, Town};

@@ -11,8 +11,8 @@ use anquan_domain::agency::{AgencyProfile, StaffMember};
 use anquan_domain::credit::{ComponentScore, CreditScore, Deduction};
 use anquan_domain::enterprise::FileRef;
 use anquan_projections::agency::{
-    AgencyView, ContractView, DirectoryEntry, GradeKind, GradeView, ReportView, SanctionView, ServiceStatistics, StaffReportView,
-    StaffView,
+    AgencyView, ContractView, DirectoryEntry, GradeKind, GradeView, ReportView, SanctionView, ServiceStatistics,
+    StaffReportView, StaffView,
 };
 
 /// A half-yearly credit grade.
@@ -275,12 +275,10 @@ impl From<&DirectoryEntry> for PublicAgencyListing {
             latest_grade: entry.latest_grade.as_ref().map(|latest| PublicGrade {
                 half_year: latest.half_year.to_string(),
                 grade: latest.grade.map(Into::into),
-                not_graded_reason: latest.grade.is_none().then(|| {
-                    latest
-                        .not_graded_reason
-                        .clone()
-                        .unwrap_or_else(|| "未评级".to_owned())
-                }),
+                not_graded_reason: latest
+                    .grade
+                    .is_none()
+                    .then(|| latest.not_graded_reason.clone().unwrap_or_else(|| "未评级".to_owned())),
             }),
             statistics: (&entry.statistics).into(),
             blacklisted: entry.agency.blacklisted_at.is_some(),
