@@ -444,7 +444,7 @@ enum Qualified {
     /// A five-star rating.
     FiveStarRating,
     /// A sampled report judged qualified.
-    QualifiedSpotCheck,
+    SpotCheckPassed,
     /// A promised visit, reported on time.
     VisitReportedOnTime,
     /// A contract priced within the band whose promised visits (0 to 3) were all reported on time.
@@ -454,7 +454,7 @@ enum Qualified {
 fn qualified() -> impl Strategy<Value = Qualified> {
     prop_oneof![
         Just(Qualified::FiveStarRating),
-        Just(Qualified::QualifiedSpotCheck),
+        Just(Qualified::SpotCheckPassed),
         Just(Qualified::VisitReportedOnTime),
         (0u32..4).prop_map(Qualified::ContractKept),
     ]
@@ -467,7 +467,7 @@ fn with(inputs: &CreditInputs, activity: Qualified) -> CreditInputs {
             more.ratings_count += 1;
             more.stars_total += 5;
         }
-        Qualified::QualifiedSpotCheck => {
+        Qualified::SpotCheckPassed => {
             more.spot_checks_sampled += 1;
             more.spot_checks_qualified += 1;
         }

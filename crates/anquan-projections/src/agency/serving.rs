@@ -49,8 +49,8 @@ pub async fn serving_agency(
     let grade = grade_history(store, contract.agency_id)
         .await?
         .into_iter()
-        .filter(|grade| grade.graded_at <= at && grade.kind != GradeKind::Provisional)
-        .last()
+        .rev()
+        .find(|grade| grade.graded_at <= at && grade.kind != GradeKind::Provisional)
         .and_then(|grade| grade.grade.map(|letter| (grade.half_year, letter)));
     Ok(Some(ServingAgency {
         agency_id: view.agency_id,
