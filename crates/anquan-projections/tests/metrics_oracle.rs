@@ -663,7 +663,17 @@ async fn agency_step(world: &World, rng: &mut Rng, memory: &mut Memory, now: Dat
             let Some(&agency_id) = rng.pick(&memory.agencies) else {
                 return;
             };
-            let grade = [Some(Grade::A), Some(Grade::B), Some(Grade::C), Some(Grade::D), None][rng.below(5) as usize];
+            // D (with a reason) is allowed whatever the score; A to C only when the half-year
+            // has enough activity, which few generated agencies have, so D is drawn more often.
+            let grade = [
+                Some(Grade::A),
+                Some(Grade::B),
+                Some(Grade::C),
+                Some(Grade::D),
+                Some(Grade::D),
+                Some(Grade::D),
+                None,
+            ][rng.below(7) as usize];
             // A final grade of the last half-year, a regrading of it, or a provisional grade of
             // this one (no metric's fact). Grades the score does not allow are refused.
             let command = match rng.below(4) {
