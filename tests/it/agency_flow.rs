@@ -20,7 +20,10 @@ const REPORT_SERVICE: &str = "mutation($input: ReportServiceInput!, $file: Uploa
 const RATE: &str = "mutation($agency: ID!, $report: ID!, $stars: Int!) {
   rateService(agencyId: $agency, reportId: $report, stars: $stars, comment: \"认真负责\") { eventTypes } }";
 const GRADE: &str = "mutation($input: GradeAgencyInput!) { gradeAgency(input: $input) {
-  eventTypes grade { halfYear grade computedGrade computedScore components { component points maxPoints } } } }";
+  eventTypes grade { halfYear grade provisional notGradedReason computedGrade computedScore evidencePoints
+  components { component points maxPoints evidence } } } }";
+const SPOT_CHECK: &str = "mutation($agency: ID!, $report: ID!) {
+  spotCheckServiceReport(agencyId: $agency, reportId: $report, qualified: true) { eventTypes } }";
 const BLACKLIST: &str = "mutation($agency: ID!) {
   setAgencyBlacklisted(agencyId: $agency, blacklisted: true, reason: \"出具虚假报告\") { eventTypes } }";
 const SERVICES: &str = "query($id: ID!) { enterpriseServices(enterpriseId: $id) {
@@ -140,23 +143,80 @@ async fn run_flow(backend: Backend) {
     let coverage = ok(&app, Some(&admin), COVERAGE, json!({})).await;
     assert_eq!(coverage["serviceCoverage"]["enterprisesCovered"], 1);
 
-    // The city grades the half-year: one rating (fallback 24), unsampled 25, on time 15,
-    // no missed findings 10, the only contract outside the band 0, staff fully qualified
-    // (7, plus 3 if the registry was on time): B either way.
-    let grade = json!({ "agencyId": agency_id, "halfYear": current_half_year(), "grade": "B" });
+    // One visit is too little activity to grade (issue #21: idleness earns nothing): the city
+    // may not give it A or B, only "not graded" with the reason; before the half-year ends the
+    // grade is provisional.
+    let half_year = current_half_year();
+    let refused = app
+        .graphql(
+            Some(&admin),
+            GRADE,
+            json!({ "input": { "agencyId": agency_id, "halfYear": half_year, "grade": "B", "reason": "表现良好" } }),
+        )
+        .await;
+    assert_eq!(error_code(&refused), "NOT_GRADABLE");
+    let grade = json!({ "agencyId": agency_id, "halfYear": half_year, "grade": null });
     let graded = ok(&app, Some(&admin), GRADE, json!({ "input": grade })).await;
     let graded = &graded["gradeAgency"];
     assert_eq!(graded["eventTypes"], json!(["CreditGraded"]));
-    assert_eq!(graded["grade"]["computedGrade"], "B", "{graded}");
+    assert_eq!(graded["grade"]["grade"], Value::Null, "{graded}");
+    assert_eq!(graded["grade"]["computedGrade"], Value::Null, "{graded}");
+    assert_eq!(graded["grade"]["provisional"], true);
+    assert_eq!(
+        graded["grade"]["notGradedReason"],
+        "未评级：该半年度服务报告 1 份，少于 2 份"
+    );
     assert_eq!(graded["grade"]["components"].as_array().unwrap().len(), 6);
+
+    // A second visit, rated, and a qualified spot check: graded by its record. Ratings 30 (two
+    // five-star), report quality 25, hazard findings 10, the contract outside the band 0, staff 7
+    // (the registry's 3 only if on time); timeliness has no evidence yet (no visit is due a day
+    // into a year's contract): 72 or 75 of 85 points, scaled to 100, is B.
+    let input = json!({ "agencyId": agency_id, "contractId": contract_id, "visitedAt": Utc::now() - Duration::minutes(30),
+        "staffIds": [staff_id], "findings": "消防通道畅通", "hazards": [] });
+    let (status, reported) = app
+        .graphql_upload(
+            &agency,
+            REPORT_SERVICE,
+            json!({ "input": input, "file": null }),
+            b"%PDF-1.4 second report".to_vec(),
+        )
+        .await;
+    assert_eq!(status, 200, "{reported}");
+    let second = data(&reported)["reportService"]["reportId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(
+        &app,
+        Some(&owner),
+        RATE,
+        json!({ "agency": agency_id, "report": second, "stars": 5 }),
+    )
+    .await;
+    ok(
+        &app,
+        Some(&admin),
+        SPOT_CHECK,
+        json!({ "agency": agency_id, "report": report_id }),
+    )
+    .await;
+    let grade = json!({ "agencyId": agency_id, "halfYear": half_year, "grade": "B" });
+    let graded = ok(&app, Some(&admin), GRADE, json!({ "input": grade })).await;
+    let graded = &graded["gradeAgency"]["grade"];
+    assert_eq!(graded["computedGrade"], "B", "{graded}");
+    assert_eq!(graded["grade"], "B");
+    assert_eq!(graded["provisional"], true);
+    assert_eq!(graded["evidencePoints"], 85);
 
     // The public directory and page, without a token: the facts, no private field.
     let directory = ok(&app, None, DIRECTORY, json!({})).await;
     let listing = &directory["agencyDirectory"][0];
     assert_eq!(listing["id"], agency_id);
-    assert_eq!(listing["latestGrade"]["grade"], "B");
-    assert_eq!(listing["statistics"]["services"], 1);
-    assert_eq!(listing["statistics"]["totalStars"], 5);
+    // A provisional grade is not public.
+    assert_eq!(listing["latestGrade"], Value::Null);
+    assert_eq!(listing["statistics"]["services"], 2);
+    assert_eq!(listing["statistics"]["totalStars"], 10);
     assert_eq!(listing["statistics"]["enterprisesServed"], 1);
     let page = ok(&app, None, PUBLIC_AGENCY, json!({ "id": agency_id })).await;
     assert_eq!(

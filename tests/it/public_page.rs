@@ -217,8 +217,9 @@ async fn seed(app: &TestApp) -> Seeded {
         "validFrom": now - Duration::days(1), "validUntil": now + Duration::days(365),
         "services": ["安全管家"], "visitsPromised": 4, "feeYuan": 6000 });
     data(&app.graphql(Some(&agency), SIGN, json!({ "input": contract })).await);
-    let grade = json!({ "agencyId": agency_id, "halfYear": current_half_year(), "grade": "B",
-        "reason": "试点期间按 B 级管理" });
+    // Idle in the half-year (no visit reported): not graded, and provisional as the half-year
+    // has not ended, so nothing public yet.
+    let grade = json!({ "agencyId": agency_id, "halfYear": current_half_year(), "grade": null });
     data(&app.graphql(Some(&admin), GRADE, json!({ "input": grade })).await);
 
     let file = enterprise(app, &owner, &id).await;
@@ -424,8 +425,9 @@ async fn browse(app: &TestApp, seeded: &Seeded, url: &str) {
         browser.text("[data-testid=agency-name]").await,
         agency["publicAgency"]["name"]
     );
-    let grade = agency["publicAgency"]["grades"][0]["grade"].as_str().unwrap();
-    assert_eq!(browser.text("[data-testid=agency-grade]").await, format!("{grade}级"));
+    // Only final grades are public: the provisional "not graded" shows as such.
+    assert_eq!(agency["publicAgency"]["grades"], json!([]));
+    assert_eq!(browser.text("[data-testid=agency-grade]").await, "暂未评级");
     assert_eq!(browser.text("[data-testid=town-contact]").await, TOWN_CONTACT);
     let as_of: DateTime<Utc> = browser.attributes("[data-testid=as-of]", "datetime").await[0]
         .parse()

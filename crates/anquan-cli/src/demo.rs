@@ -102,7 +102,7 @@ fn render(summary: &DemoSummary, options: &DemoOptions) -> String {
          generated {} events in {} appends in {seconds:.1} s ({rate:.0} events/s), peak resident memory {}\n\
          enterprises {} · records uploaded {} · reviewed {} (returned {}, feedback {})\n\
          inspections {} · hazards {} (major {}, overdue at year end {})\n\
-         agencies {} · staff {} · contracts {} · service reports {} · ratings {} · grades A/B/C/D {}/{}/{}/{} · blacklisted {}\n\
+         agencies {} · staff {} · contracts {} · service reports {} · ratings {} · grades A/B/C/D/not graded {}/{}/{}/{}/{} · blacklisted {}\n\
          headline rates at the end of {}:\n",
         options.scale,
         options.years,
@@ -129,6 +129,7 @@ fn render(summary: &DemoSummary, options: &DemoOptions) -> String {
         summary.grades[1],
         summary.grades[2],
         summary.grades[3],
+        summary.grades[4],
         summary.blacklisted,
         options.last_year,
     );

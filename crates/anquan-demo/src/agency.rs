@@ -46,7 +46,8 @@ pub(crate) struct AgencyOutcome {
     pub(crate) contracts: u64,
     pub(crate) service_reports: u64,
     pub(crate) ratings: u64,
-    pub(crate) grades: [u64; 4],
+    /// Grades A, B, C, D and not graded.
+    pub(crate) grades: [u64; 5],
     pub(crate) blacklisted: bool,
     /// Enterprise indices with a contract in force at the end.
     pub(crate) covered: Vec<u64>,
@@ -155,7 +156,8 @@ pub(crate) async fn simulate(
         let report_at =
             (half.start(offset) + Duration::days(rng.between(2, 25))).max(registered_at + Duration::hours(1));
         at(&mut queue, report_at, Action::ReportStaff(half));
-        let grade_at = half.end(offset) - Duration::days(rng.between(2, 6));
+        // A final grade only once the half-year has ended (issue #21).
+        let grade_at = half.end(offset) + Duration::days(rng.between(2, 6));
         at(&mut queue, grade_at, Action::Grade(half));
         half = half.next();
     }
@@ -336,7 +338,9 @@ pub(crate) async fn simulate(
                 if writer.state.is_blacklisted() {
                     continue;
                 }
-                let inputs = writer.state.credit_inputs(half_year, 0, &rules.credit, rules.time_zone);
+                let inputs = writer
+                    .state
+                    .credit_inputs(half_year, 0, now, &rules.credit, rules.time_zone);
                 let grade = compute_score(&inputs, &rules.credit).grade;
                 let command = AgencyCommand::Grade(GradeAgency {
                     agency_id,
@@ -347,21 +351,22 @@ pub(crate) async fn simulate(
                 });
                 writer.command(store, rules, &admin, now, correlation, &command).await?;
                 outcome.grades[match grade {
-                    Grade::A => 0,
-                    Grade::B => 1,
-                    Grade::C => 2,
-                    Grade::D => 3,
+                    Some(Grade::A) => 0,
+                    Some(Grade::B) => 1,
+                    Some(Grade::C) => 2,
+                    Some(Grade::D) => 3,
+                    None => 4,
                 }] += 1;
                 let warning = match grade {
-                    Grade::C => Some(WarningKind::WarningNotice),
-                    Grade::D => Some(WarningKind::Summons),
-                    Grade::A | Grade::B => None,
+                    Some(Grade::C) => Some(WarningKind::WarningNotice),
+                    Some(Grade::D) => Some(WarningKind::Summons),
+                    Some(Grade::A | Grade::B) | None => None,
                 };
                 if let Some(kind) = warning {
                     let command = AgencyCommand::Warn(WarnAgency {
                         agency_id,
                         kind,
-                        reason: format!("{half_year} 信用等级 {grade:?}"),
+                        reason: format!("{half_year} 信用等级 {}", grade.map_or("未评级", Grade::letter)),
                     });
                     let correlation = rng.uuid();
                     writer

@@ -214,8 +214,8 @@ pub struct DemoSummary {
     pub contracts: u64,
     pub service_reports: u64,
     pub ratings: u64,
-    /// Half-yearly grades A, B, C, D.
-    pub grades: [u64; 4],
+    /// Half-yearly grades A, B, C, D and not graded (未评级).
+    pub grades: [u64; 5],
     pub blacklisted: u64,
     pub counts: RateCounts,
     pub rates: HeadlineRates,

@@ -86,6 +86,7 @@ pub struct CreditRules {
     pub staff: StaffRules,
     pub deductions: DeductionRules,
     pub grades: GradeThresholds,
+    pub activity: ActivityRules,
     pub automatic_d: AutomaticDRules,
     pub blacklist: BlacklistRules,
 }
@@ -113,23 +114,33 @@ pub struct Weights {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RatingRules {
+    /// Below this many ratings the half-year's ratings are blended with the previous grade's
+    /// component, each missing rating counting as that component.
     pub min_ratings: u32,
-    pub fallback_percent: u32,
 }
 
-/// How report quality is scored when nothing was sampled.
+/// How report quality is scored (no rule values yet: nothing sampled is no evidence).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ReportQualityRules {
-    pub unsampled_percent: u32,
-}
+pub struct ReportQualityRules {}
 
 /// When a service report is on time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimelinessRules {
     pub window_days: u32,
-    pub no_reports_percent: u32,
+}
+
+/// How much activity and evidence a half-year needs to be graded at all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityRules {
+    /// Contracts in force at some time in the half-year.
+    pub min_contracts_in_force: u32,
+    /// Service reports of visits in the half-year.
+    pub min_service_reports: u32,
+    /// The weight (points of 100) of the components that have evidence.
+    pub min_evidence_points: u32,
 }
 
 /// The penalty for hazards the agency missed.
@@ -139,12 +150,10 @@ pub struct HazardFindingRules {
     pub points_per_missed_finding: u32,
 }
 
-/// How contract compliance is scored when no contract was signed.
+/// How contract compliance is scored (no rule values yet: no contract is no evidence).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ContractComplianceRules {
-    pub no_contracts_percent: u32,
-}
+pub struct ContractComplianceRules {}
 
 /// How a contract's fee is checked against the agency's published band.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,6 +211,17 @@ pub struct CreditInputs {
     /// Service reports of visits in the half-year, and how many were uploaded on time.
     pub reports_due: u32,
     pub reports_on_time: u32,
+    /// Visits the contracts promised in the half-year (each contract's promise pro rata of the
+    /// part of its period in the half-year, up to the grading instant, rounded down), and the
+    /// on-time reports that meet them (per contract, at most its promised visits). Absent in
+    /// `CreditGraded` v1 (0).
+    #[serde(default)]
+    pub visits_promised: u32,
+    #[serde(default)]
+    pub visits_on_time: u32,
+    /// Contracts in force at some time in the half-year (absent in v1: 0).
+    #[serde(default)]
+    pub contracts_in_force: u32,
     /// Hazards a later government inspection found that the agency missed (the official's count).
     pub missed_findings: u32,
     /// Contracts signed in the half-year, and how many were priced within the band.
@@ -223,8 +243,13 @@ pub struct CreditInputs {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ComponentScore {
     pub component: CreditComponent,
+    /// Zero when the component has no evidence.
     pub points: f64,
     pub max_points: u32,
+    /// Whether the half-year holds evidence for the component; a component without evidence
+    /// is left out of the total instead of scoring full or partial marks (v1: always true).
+    #[serde(default = "evidence_v1")]
+    pub evidence: bool,
     /// How the points were reached, for the official and the agency.
     pub basis: String,
 }
@@ -242,11 +267,69 @@ pub struct Deduction {
 pub struct CreditScore {
     pub components: Vec<ComponentScore>,
     pub deductions: Vec<Deduction>,
-    /// Components minus deductions, never below zero, rounded to 0.01.
+    /// The weight of the components with evidence (v1: 100).
+    #[serde(default = "evidence_points_v1")]
+    pub evidence_points: u32,
+    /// The points of the components with evidence scaled to 100, minus deductions, never below
+    /// zero, rounded to 0.01.
     pub total: f64,
     /// Misconduct that forces grade D.
     pub automatic_d: Vec<MisconductKind>,
-    pub grade: Grade,
+    /// Why the half-year shows too little activity or evidence to be graded (v1: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insufficient: Option<NotGradedReason>,
+    /// The grade; `None` is "not graded" (未评级): too little activity or evidence and no
+    /// automatic-D misconduct.
+    pub grade: Option<Grade>,
+}
+
+/// Why a half-year is not graded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum NotGradedReason {
+    /// Fewer contracts in force than `activity.min_contracts_in_force`.
+    TooFewContracts { contracts_in_force: u32, min: u32 },
+    /// Fewer service reports than `activity.min_service_reports`.
+    TooFewServiceReports { service_reports: u32, min: u32 },
+    /// The components with evidence weigh less than `activity.min_evidence_points`.
+    TooLittleEvidence { evidence_points: u32, min: u32 },
+}
+
+impl fmt::Display for NotGradedReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotGradedReason::TooFewContracts {
+                contracts_in_force,
+                min,
+            } => write!(f, "未评级：该半年度有效服务合同 {contracts_in_force} 份，少于 {min} 份"),
+            NotGradedReason::TooFewServiceReports { service_reports, min } => {
+                write!(f, "未评级：该半年度服务报告 {service_reports} 份，少于 {min} 份")
+            }
+            NotGradedReason::TooLittleEvidence { evidence_points, min } => {
+                write!(f, "未评级：有评价依据的分项合计 {evidence_points} 分，少于 {min} 分")
+            }
+        }
+    }
+}
+
+impl CreditScore {
+    /// The order of the public directory, best first: grades A to D, then not graded; within a
+    /// grade, a half-year with enough activity before one without, then the higher total.
+    pub fn rank_key(&self) -> (u8, bool, std::cmp::Reverse<i64>) {
+        let grade = self.grade.map_or(4, |grade| grade as u8);
+        // Totals are rounded to hundredths and lie in 0..=100, so the cast is exact.
+        #[allow(clippy::cast_possible_truncation, reason = "a total of 0..=100 in hundredths")]
+        let hundredths = (self.total * 100.0).round() as i64;
+        (grade, self.insufficient.is_some(), std::cmp::Reverse(hundredths))
+    }
+}
+
+fn evidence_v1() -> bool {
+    true
+}
+
+fn evidence_points_v1() -> u32 {
+    100
 }
 
 /// Why the credit rules are not usable.
@@ -286,17 +369,8 @@ impl CreditRules {
             });
         }
         for (field, value) in [
-            ("ratings.fallback_percent", self.ratings.fallback_percent),
-            (
-                "report_quality.unsampled_percent",
-                self.report_quality.unsampled_percent,
-            ),
-            ("timeliness.no_reports_percent", self.timeliness.no_reports_percent),
-            (
-                "contract_compliance.no_contracts_percent",
-                self.contract_compliance.no_contracts_percent,
-            ),
             ("fee_band.tolerance_percent", self.fee_band.tolerance_percent),
+            ("activity.min_evidence_points", self.activity.min_evidence_points),
         ] {
             if value > 100 {
                 return Err(CreditRulesError::PercentAbove100 { field, value });
@@ -337,6 +411,12 @@ impl CreditRules {
 }
 
 /// Computes the half-year score, its breakdown, deductions and grade.
+///
+/// A component without evidence in the half-year (no rating and no previous grade, no report
+/// sampled, no visit promised, no visit and no missed finding, no contract) scores nothing and
+/// is left out: the total is the points of the components with evidence scaled to 100. A
+/// half-year with too little activity or evidence (`activity`) is not graded, unless
+/// misconduct forces a D.
 pub fn compute_score(inputs: &CreditInputs, rules: &CreditRules) -> CreditScore {
     let w = &rules.weights;
     let components = vec![
@@ -346,16 +426,14 @@ pub fn compute_score(inputs: &CreditInputs, rules: &CreditRules) -> CreditScore 
             w.report_quality,
             inputs.spot_checks_qualified,
             inputs.spot_checks_sampled,
-            rules.report_quality.unsampled_percent,
             "qualified of sampled reports",
         ),
         share_component(
             CreditComponent::Timeliness,
             w.timeliness,
-            inputs.reports_on_time,
-            inputs.reports_due,
-            rules.timeliness.no_reports_percent,
-            "reports on time",
+            inputs.visits_on_time,
+            inputs.visits_promised,
+            "promised visits reported on time",
         ),
         hazard_component(inputs, rules),
         share_component(
@@ -363,7 +441,6 @@ pub fn compute_score(inputs: &CreditInputs, rules: &CreditRules) -> CreditScore 
             w.contract_compliance,
             inputs.contracts_within_band,
             inputs.contracts_filed,
-            rules.contract_compliance.no_contracts_percent,
             "contracts priced within the band",
         ),
         staff_component(inputs, rules),
@@ -388,85 +465,137 @@ pub fn compute_score(inputs: &CreditInputs, rules: &CreditRules) -> CreditScore 
         points: count.saturating_mul(each),
     })
     .collect();
+    let evidence_points: u32 = components
+        .iter()
+        .filter(|component| component.evidence)
+        .map(|component| component.max_points)
+        .sum();
     let earned: f64 = components.iter().map(|component| component.points).sum();
+    let scaled = if evidence_points == 0 {
+        0.0
+    } else {
+        earned / f64::from(evidence_points) * 100.0
+    };
     let deducted: u32 = deductions.iter().map(|deduction| deduction.points).sum();
-    let total = round2((earned - f64::from(deducted)).max(0.0));
+    let total = round2((scaled - f64::from(deducted)).max(0.0));
     let automatic_d: Vec<MisconductKind> = inputs
         .misconduct
         .iter()
         .copied()
         .filter(|kind| rules.automatic_d.misconduct.contains(kind))
         .collect();
-    let grade = if automatic_d.is_empty() {
-        rules.grade_for(total)
+    let insufficient = insufficient(inputs, evidence_points, rules);
+    let grade = if !automatic_d.is_empty() {
+        Some(Grade::D)
+    } else if insufficient.is_some() {
+        None
     } else {
-        Grade::D
+        Some(rules.grade_for(total))
     };
     CreditScore {
         components,
         deductions,
+        evidence_points,
         total,
         automatic_d,
+        insufficient,
         grade,
     }
 }
 
-fn ratings_component(inputs: &CreditInputs, rules: &CreditRules) -> ComponentScore {
-    let weight = rules.weights.ratings;
-    let (points, basis) = if inputs.ratings_count >= rules.ratings.min_ratings && inputs.ratings_count > 0 {
-        let mean = f64::from(inputs.stars_total) / f64::from(inputs.ratings_count);
-        (
-            mean / 5.0 * f64::from(weight),
-            format!("mean {:.2} stars of {} ratings", mean, inputs.ratings_count),
-        )
-    } else if let Some(previous) = inputs.previous_ratings_points {
-        (
-            previous,
-            format!(
-                "{} ratings (fewer than {}): the previous grade's component",
-                inputs.ratings_count, rules.ratings.min_ratings
-            ),
-        )
+/// Tells why a half-year shows too little activity or evidence to be graded, if it does.
+fn insufficient(inputs: &CreditInputs, evidence_points: u32, rules: &CreditRules) -> Option<NotGradedReason> {
+    let activity = &rules.activity;
+    if inputs.contracts_in_force < activity.min_contracts_in_force {
+        Some(NotGradedReason::TooFewContracts {
+            contracts_in_force: inputs.contracts_in_force,
+            min: activity.min_contracts_in_force,
+        })
+    } else if inputs.reports_due < activity.min_service_reports {
+        Some(NotGradedReason::TooFewServiceReports {
+            service_reports: inputs.reports_due,
+            min: activity.min_service_reports,
+        })
+    } else if evidence_points < activity.min_evidence_points {
+        Some(NotGradedReason::TooLittleEvidence {
+            evidence_points,
+            min: activity.min_evidence_points,
+        })
     } else {
-        (
-            percent_of(weight, rules.ratings.fallback_percent),
+        None
+    }
+}
+
+/// The ratings component. With at least `min_ratings` ratings: mean stars ÷ 5 × weight. With
+/// fewer and a previous grade: each missing rating counts as the previous grade's component
+/// (a blend, so that a good rating never lowers the score, as plain fallback to the previous
+/// component would when the fifth rating arrives). With fewer and no previous grade: the mean
+/// of the ratings there are; with none, no evidence.
+fn ratings_component(inputs: &CreditInputs, rules: &CreditRules) -> ComponentScore {
+    let weight = f64::from(rules.weights.ratings);
+    let count = inputs.ratings_count;
+    let min = rules.ratings.min_ratings;
+    let star_points = f64::from(inputs.stars_total) / 5.0 * weight;
+    let (points, evidence, basis) = match inputs.previous_ratings_points {
+        _ if count > 0 && count >= min => (
+            star_points / f64::from(count),
+            true,
             format!(
-                "{} ratings (fewer than {}) and no previous grade: {}% of the weight",
-                inputs.ratings_count, rules.ratings.min_ratings, rules.ratings.fallback_percent
+                "mean {:.2} stars of {count} ratings",
+                f64::from(inputs.stars_total) / f64::from(count)
             ),
-        )
+        ),
+        Some(previous) => {
+            let previous = previous.clamp(0.0, weight);
+            // Here count < min (or both are 0), so count + missing = min.
+            let missing = min.saturating_sub(count);
+            let blended = if min == 0 {
+                previous
+            } else {
+                (star_points + previous * f64::from(missing)) / f64::from(min)
+            };
+            (
+                blended,
+                true,
+                format!(
+                    "{count} ratings (fewer than {min}): blended with the previous grade's component {previous:.2} for the {missing} missing"
+                ),
+            )
+        }
+        None if count > 0 => (
+            star_points / f64::from(count),
+            true,
+            format!(
+                "mean {:.2} stars of {count} ratings (fewer than {min}, no previous grade)",
+                f64::from(inputs.stars_total) / f64::from(count)
+            ),
+        ),
+        None => (0.0, false, "no ratings and no previous grade: no evidence".to_owned()),
     };
     ComponentScore {
         component: CreditComponent::Ratings,
-        points: round2(points.clamp(0.0, f64::from(weight))),
-        max_points: weight,
+        points: round2(points.clamp(0.0, weight)),
+        max_points: rules.weights.ratings,
+        evidence,
         basis,
     }
 }
 
-fn share_component(
-    component: CreditComponent,
-    weight: u32,
-    good: u32,
-    total: u32,
-    none_percent: u32,
-    what: &str,
-) -> ComponentScore {
-    let (points, basis) = if total == 0 {
-        (
-            percent_of(weight, none_percent),
-            format!("none in the half-year: {none_percent}% of the weight"),
-        )
+fn share_component(component: CreditComponent, weight: u32, good: u32, total: u32, what: &str) -> ComponentScore {
+    let (points, evidence, basis) = if total == 0 {
+        (0.0, false, "none in the half-year: no evidence".to_owned())
     } else {
         (
             f64::from(good.min(total)) / f64::from(total) * f64::from(weight),
-            format!("{good} of {total} {what}"),
+            true,
+            format!("{} of {total} {what}", good.min(total)),
         )
     };
     ComponentScore {
         component,
         points: round2(points),
         max_points: weight,
+        evidence,
         basis,
     }
 }
@@ -476,11 +605,22 @@ fn hazard_component(inputs: &CreditInputs, rules: &CreditRules) -> ComponentScor
     let penalty = inputs
         .missed_findings
         .saturating_mul(rules.hazard_findings.points_per_missed_finding);
+    // Evidence: a visit the agency reported, or a finding it missed.
+    let evidence = inputs.reports_due > 0 || inputs.missed_findings > 0;
     ComponentScore {
         component: CreditComponent::HazardFindings,
-        points: f64::from(weight.saturating_sub(penalty)),
+        points: if evidence {
+            f64::from(weight.saturating_sub(penalty))
+        } else {
+            0.0
+        },
         max_points: weight,
-        basis: format!("{} missed findings", inputs.missed_findings),
+        evidence,
+        basis: if evidence {
+            format!("{} missed findings", inputs.missed_findings)
+        } else {
+            "no visit and no missed finding: no evidence".to_owned()
+        },
     }
 }
 
@@ -501,6 +641,8 @@ fn staff_component(inputs: &CreditInputs, rules: &CreditRules) -> ComponentScore
         component: CreditComponent::StaffQualification,
         points: round2(share_points + registry_points),
         max_points: rules.weights.staff_qualification,
+        // The staff registry is always evidence: a missing list scores nothing.
+        evidence: true,
         basis: format!(
             "{} of {} staff qualified; registry {}",
             inputs.staff_qualified,
@@ -512,10 +654,6 @@ fn staff_component(inputs: &CreditInputs, rules: &CreditRules) -> ComponentScore
             }
         ),
     }
-}
-
-fn percent_of(weight: u32, percent: u32) -> f64 {
-    f64::from(weight) * f64::from(percent) / 100.0
 }
 
 /// Rounds to hundredths of a point, so stored scores read cleanly and compare exactly.

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agency::event::{
     AgencyBlacklisted, AgencyComplaintFounded, AgencyDelisted, AgencyMisconductFound, AgencyProfileChanged,
-    AgencyRegistered, AgencyWarned, ContractSigned, ContractTerminated, CreditGraded, DataSubjectErased,
+    AgencyRegistered, AgencyWarned, ContractSigned, ContractTerminated, CreditGraded, CreditRegraded, DataSubjectErased,
     ReportSpotChecked, ServiceRated, ServiceReported, StaffReported,
 };
 use crate::anchor::AnchorTaken;
@@ -35,7 +35,10 @@ pub enum EventDecodeError {
 }
 
 macro_rules! event_catalogue {
-    ($($variant:ident => $version:literal),* $(,)?) => {
+    (
+        $($variant:ident => $version:literal),* $(,)?
+        ; older: $($old_variant:ident => $old_version:literal),* $(,)?
+    ) => {
         /// Every event type the platform records.
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
         #[serde(tag = "type", content = "data")]
@@ -82,6 +85,11 @@ macro_rules! event_catalogue {
                     $((stringify!($variant), $version) => {
                         serde_json::from_str(data).map(Event::$variant).map_err(malformed)
                     })*
+                    // Older versions whose fields are a subset of the current ones: the new
+                    // fields' serde defaults are the upcast (documented on each event).
+                    $((stringify!($old_variant), $old_version) => {
+                        serde_json::from_str(data).map(Event::$old_variant).map_err(malformed)
+                    })*
                     _ if Self::CATALOGUE.iter().any(|(name, _)| *name == event_type) => {
                         Err(EventDecodeError::UnknownVersion { event_type: event_type.to_owned(), schema_version })
                     }
@@ -117,11 +125,15 @@ event_catalogue! {
     AgencyComplaintFounded => 1,
     AgencyWarned => 1,
     AgencyMisconductFound => 1,
-    CreditGraded => 1,
+    CreditGraded => 2,
+    CreditRegraded => 1,
     AgencyBlacklisted => 1,
     AgencyDelisted => 1,
     DataSubjectErased => 1,
     RuleSetPublished => 1,
     RuleSetPromoted => 1,
     AnchorTaken => 1,
+    ;
+    older:
+    CreditGraded => 1,
 }

@@ -8,20 +8,68 @@ use agency_support::*;
 use anquan_domain::Event;
 use anquan_domain::agency::{
     AgencyCommand, AgencyState, ChangeAgencyProfile, ChangeBlacklist, FeeCheck, GradeAgency, HazardLevel, HazardReport,
-    RecordMisconduct, ReportService, WarnAgency, WarningKind,
+    RecordMisconduct, RegradeAgency, ReportService, WarnAgency, WarningKind,
 };
 use anquan_domain::credit::{Grade, MisconductKind};
 
 const NOW: &str = "2019-03-01T00:00:00Z";
 
-fn grade(half_year: &str, grade: Grade, reason: Option<&str>) -> AgencyCommand {
+fn grade(half_year: &str, grade: impl Into<Option<Grade>>, reason: Option<&str>) -> AgencyCommand {
     AgencyCommand::Grade(GradeAgency {
         agency_id: AGENCY,
         half_year: half_year.parse().unwrap(),
         missed_findings: 0,
-        grade,
+        grade: grade.into(),
         reason: reason.map(str::to_owned),
     })
+}
+
+fn regrade(half_year: &str, grade: impl Into<Option<Grade>>, reason: &str) -> AgencyCommand {
+    AgencyCommand::Regrade(RegradeAgency {
+        agency_id: AGENCY,
+        half_year: half_year.parse().unwrap(),
+        missed_findings: 0,
+        grade: grade.into(),
+        reason: reason.to_owned(),
+    })
+}
+
+/// `registered_with_contract` and a half-year of work: two visits reported on time (the
+/// contract's 4 visits a year promise one by 2019-H1's end, pro rata and rounded down), both
+/// rated five stars, the first spot-checked and qualified. Score: ratings 30, report quality 25,
+/// timeliness 15, hazard findings 10, contracts 10, staff 6.5 (1 of 2 qualified, registry on
+/// time) = 96.5, grade A.
+fn active_half_year() -> Vec<Event> {
+    let mut events = registered_with_contract();
+    let served = enterprise_user(enterprise(1));
+    extend(
+        &mut events,
+        &[
+            (
+                agency_user(AGENCY),
+                "2019-02-02T00:00:00Z",
+                report(1, 1, "2019-02-01T00:00:00Z", &[1]),
+            ),
+            (
+                agency_user(AGENCY),
+                "2019-04-02T00:00:00Z",
+                report(2, 1, "2019-04-01T00:00:00Z", &[2]),
+            ),
+            (served.clone(), "2019-04-03T00:00:00Z", rate(1, 5)),
+            (served, "2019-04-03T00:00:00Z", rate(2, 5)),
+            (
+                admin(),
+                "2019-04-05T00:00:00Z",
+                AgencyCommand::SpotCheckReport(anquan_domain::agency::SpotCheckReport {
+                    agency_id: AGENCY,
+                    report_id: report_id(1),
+                    qualified: true,
+                    note: None,
+                }),
+            ),
+        ],
+    );
+    events
 }
 
 fn blacklist(blacklisted: bool) -> AgencyCommand {
@@ -318,7 +366,7 @@ fn only_the_served_enterprise_rates_a_service_once_with_one_to_five_stars() {
 
 #[test]
 fn grading_records_the_computed_score_and_a_differing_grade_needs_a_reason() {
-    let events = registered_with_contract();
+    let events = active_half_year();
     let given = given(&events);
     let decided = given
         .when(&admin(), "2019-07-02T00:00:00Z", &grade("2019-H1", Grade::A, None))
@@ -326,13 +374,13 @@ fn grading_records_the_computed_score_and_a_differing_grade_needs_a_reason() {
     let [Event::CreditGraded(graded)] = decided.as_slice() else {
         panic!("{decided:?}");
     };
-    // No ratings, checks or reports: fallback 24 + 25 + 15 + 10; one contract within the band
-    // 10; staff 1 of 2 qualified (3.5) and the registry on time (3).
     assert_eq!(graded.inputs.staff_count, 2);
     assert_eq!(graded.inputs.staff_qualified, 1);
     assert!(graded.inputs.staff_registry_on_time);
-    assert_eq!(graded.computed.total, 90.5);
-    assert_eq!(graded.computed.grade, Grade::A);
+    assert_eq!((graded.inputs.visits_promised, graded.inputs.visits_on_time), (1, 1));
+    assert_eq!(graded.computed.total, 96.5);
+    assert_eq!(graded.computed.grade, Some(Grade::A));
+    assert!(!graded.provisional);
     assert_eq!(
         given.rejects(&admin(), "2019-07-02T00:00:00Z", &grade("2019-H1", Grade::B, None)),
         "GRADE_REASON_REQUIRED"
@@ -374,6 +422,134 @@ fn grading_records_the_computed_score_and_a_differing_grade_needs_a_reason() {
 }
 
 #[test]
+fn an_idle_half_year_is_not_graded_and_may_not_be_given_a_or_b() {
+    // A contract but no visit reported, rating or spot check: the old defaults gave 90.5 (A).
+    let events = registered_with_contract();
+    let given = given(&events);
+    let decided = given
+        .when(&admin(), "2019-07-02T00:00:00Z", &grade("2019-H1", None, None))
+        .unwrap();
+    let [Event::CreditGraded(graded)] = decided.as_slice() else {
+        panic!("{decided:?}");
+    };
+    assert_eq!(graded.grade, None);
+    assert_eq!(graded.computed.grade, None);
+    assert_eq!(
+        graded.computed.insufficient.as_ref().unwrap().to_string(),
+        "未评级：该半年度服务报告 0 份，少于 2 份"
+    );
+    for letter in [Grade::A, Grade::B, Grade::C] {
+        assert_eq!(
+            given.rejects(
+                &admin(),
+                "2019-07-02T00:00:00Z",
+                &grade("2019-H1", letter, Some("表现良好"))
+            ),
+            "NOT_GRADABLE"
+        );
+    }
+    assert_eq!(
+        given.rejects(&admin(), "2019-07-02T00:00:00Z", &grade("2019-H1", Grade::D, None)),
+        "GRADE_REASON_REQUIRED"
+    );
+}
+
+#[test]
+fn a_grade_before_the_half_year_ends_is_provisional_and_replaced_by_the_final_one() {
+    let events = active_half_year();
+    let decided = given(&events)
+        .when(&admin(), "2019-06-02T00:00:00Z", &grade("2019-H1", Grade::A, None))
+        .unwrap();
+    let [Event::CreditGraded(provisional)] = decided.as_slice() else {
+        panic!("{decided:?}");
+    };
+    assert!(provisional.provisional);
+    // Promised visits are counted up to the grading instant.
+    assert_eq!(provisional.inputs.visits_promised, 1);
+    let mut events = events;
+    extend(
+        &mut events,
+        &[(admin(), "2019-06-02T00:00:00Z", grade("2019-H1", Grade::A, None))],
+    );
+    let state = AgencyState::from_events(&events);
+    assert!(!state.finally_graded("2019-H1".parse().unwrap()));
+    // Again while provisional, then final once the half-year has ended.
+    assert!(
+        given(&events)
+            .when(&admin(), "2019-06-20T00:00:00Z", &grade("2019-H1", Grade::A, None))
+            .is_ok()
+    );
+    let decided = given(&events)
+        .when(&admin(), "2019-07-02T00:00:00Z", &grade("2019-H1", Grade::A, None))
+        .unwrap();
+    assert!(matches!(decided.as_slice(), [Event::CreditGraded(e)] if !e.provisional));
+    // A provisional D never counts toward the blacklist's consecutive Ds.
+    let mut ds = registered_with_contract();
+    extend(
+        &mut ds,
+        &[(admin(), "2019-06-02T00:00:00Z", grade("2019-H1", Grade::D, Some("差")))],
+    );
+    let decided = given(&ds)
+        .when(
+            &admin(),
+            "2020-01-02T00:00:00Z",
+            &grade("2019-H2", Grade::D, Some("差")),
+        )
+        .unwrap();
+    assert!(matches!(decided.as_slice(), [Event::CreditGraded(_)]));
+}
+
+#[test]
+fn a_final_grade_is_changed_only_by_a_regrading_with_a_reason() {
+    let mut events = active_half_year();
+    assert_eq!(
+        given(&events).rejects(&admin(), "2019-07-02T00:00:00Z", &regrade("2019-H1", Grade::B, "复核")),
+        "NOT_FINALLY_GRADED"
+    );
+    extend(
+        &mut events,
+        &[(admin(), "2019-07-02T00:00:00Z", grade("2019-H1", Grade::A, None))],
+    );
+    let given = given(&events);
+    assert_eq!(
+        given.rejects(&admin(), "2019-08-02T00:00:00Z", &regrade("2019-H1", Grade::B, "  ")),
+        "INVALID_FIELD"
+    );
+    assert_eq!(
+        given.rejects(
+            &agency_user(AGENCY),
+            "2019-08-02T00:00:00Z",
+            &regrade("2019-H1", Grade::B, "复核")
+        ),
+        "FORBIDDEN"
+    );
+    let decided = given
+        .when(
+            &admin(),
+            "2019-08-02T00:00:00Z",
+            &regrade("2019-H1", Grade::B, "复核发现报告不实"),
+        )
+        .unwrap();
+    let [Event::CreditRegraded(regraded)] = decided.as_slice() else {
+        panic!("{decided:?}");
+    };
+    assert_eq!(regraded.previous_grade, Some(Grade::A));
+    assert_eq!(regraded.grade, Some(Grade::B));
+    assert_eq!(regraded.computed.grade, Some(Grade::A));
+    assert_eq!(regraded.reason, "复核发现报告不实");
+    extend(
+        &mut events,
+        &[(
+            admin(),
+            "2019-08-02T00:00:00Z",
+            regrade("2019-H1", Grade::B, "复核发现报告不实"),
+        )],
+    );
+    let state = AgencyState::from_events(&events);
+    assert_eq!(state.grades[&"2019-H1".parse().unwrap()].grade, Some(Grade::B));
+}
+
+#[test]
 fn two_consecutive_d_grades_put_the_agency_on_the_blacklist() {
     let mut events = registered_with_contract();
     extend(
@@ -397,7 +573,7 @@ fn two_consecutive_d_grades_put_the_agency_on_the_blacklist() {
         [Event::CreditGraded(_), Event::AgencyBlacklisted(_)]
     ));
     // A D after a C is not two in a row.
-    let mut events = registered_with_contract();
+    let mut events = active_half_year();
     extend(
         &mut events,
         &[(
@@ -434,7 +610,7 @@ fn a_confirmed_false_report_forces_grade_d_and_the_blacklist() {
     let Event::CreditGraded(graded) = &graded[0] else {
         panic!("{graded:?}");
     };
-    assert_eq!(graded.computed.grade, Grade::D);
+    assert_eq!(graded.computed.grade, Some(Grade::D));
     assert_eq!(graded.computed.automatic_d, vec![MisconductKind::FalseReport]);
     assert_eq!(
         given(&events).rejects(&agency_user(AGENCY), NOW, &sign(2, 2, 5000)),
@@ -456,7 +632,7 @@ fn subcontracting_forces_d_without_blacklisting() {
     let graded = given(&events)
         .when(&admin(), "2019-07-02T00:00:00Z", &grade("2019-H1", Grade::D, None))
         .unwrap();
-    assert!(matches!(graded.as_slice(), [Event::CreditGraded(e)] if e.computed.grade == Grade::D));
+    assert!(matches!(graded.as_slice(), [Event::CreditGraded(e)] if e.computed.grade == Some(Grade::D)));
 }
 
 #[test]
@@ -478,7 +654,7 @@ fn refusing_to_rectify_is_found_only_after_a_summons_and_blacklists() {
 
 #[test]
 fn warnings_and_complaints_in_the_half_year_are_deducted_from_the_grade() {
-    let mut events = registered_with_contract();
+    let mut events = active_half_year();
     extend(
         &mut events,
         &[
@@ -504,8 +680,8 @@ fn warnings_and_complaints_in_the_half_year_are_deducted_from_the_grade() {
     };
     assert_eq!(graded.inputs.warning_notices, 1);
     assert_eq!(graded.inputs.founded_complaints, 1);
-    assert_eq!(graded.computed.total, 90.5 - 15.0);
-    assert_eq!(graded.computed.grade, Grade::B);
+    assert_eq!(graded.computed.total, 96.5 - 15.0);
+    assert_eq!(graded.computed.grade, Some(Grade::B));
 }
 
 #[test]
@@ -541,11 +717,20 @@ fn the_credit_inputs_count_ratings_spot_checks_timeliness_and_contracts_of_the_h
         ],
     );
     let rules = rules();
-    let inputs =
-        AgencyState::from_events(&events).credit_inputs("2019-H1".parse().unwrap(), 1, &rules.credit, rules.time_zone);
+    let inputs = AgencyState::from_events(&events).credit_inputs(
+        "2019-H1".parse().unwrap(),
+        1,
+        at("2019-07-02T00:00:00Z"),
+        &rules.credit,
+        rules.time_zone,
+    );
     assert_eq!((inputs.ratings_count, inputs.stars_total), (2, 6));
     assert_eq!((inputs.spot_checks_sampled, inputs.spot_checks_qualified), (1, 0));
     assert_eq!((inputs.reports_due, inputs.reports_on_time), (2, 1));
     assert_eq!((inputs.contracts_filed, inputs.contracts_within_band), (2, 1));
+    assert_eq!(inputs.contracts_in_force, 2);
+    // Each contract promises 4 visits a year: one by the half-year's end (pro rata, rounded
+    // down). Contract 1's on-time report meets its one; contract 2 has none.
+    assert_eq!((inputs.visits_promised, inputs.visits_on_time), (2, 1));
     assert_eq!(inputs.missed_findings, 1);
 }

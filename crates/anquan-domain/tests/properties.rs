@@ -78,6 +78,7 @@ fn event_time(event: &Event) -> Instant {
         | Event::AgencyWarned(_)
         | Event::AgencyMisconductFound(_)
         | Event::CreditGraded(_)
+        | Event::CreditRegraded(_)
         | Event::AgencyBlacklisted(_)
         | Event::AgencyDelisted(_)
         | Event::DataSubjectErased(_)

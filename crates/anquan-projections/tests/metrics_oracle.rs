@@ -36,8 +36,8 @@ use uuid::Uuid;
 use anquan_domain::agency::event::HazardLevel as AgencyHazardLevel;
 use anquan_domain::agency::{
     AgencyCommand, AgencyProfile, AgencyState, ChangeBlacklist, FeeBand, GradeAgency, HazardReport, Qualification,
-    QualificationKind, RateService, RegisterAgency, ReportService, ReportStaff, SignContract, StaffMember,
-    TerminateContract, WarnAgency, WarningKind,
+    QualificationKind, RateService, RegisterAgency, RegradeAgency, ReportService, ReportStaff, SignContract,
+    StaffMember, TerminateContract, WarnAgency, WarningKind,
 };
 use anquan_domain::compliance::{IndicatorState, RequirementState, evaluate};
 use anquan_domain::credit::Grade;
@@ -663,13 +663,42 @@ async fn agency_step(world: &World, rng: &mut Rng, memory: &mut Memory, now: Dat
             let Some(&agency_id) = rng.pick(&memory.agencies) else {
                 return;
             };
-            let command = AgencyCommand::Grade(GradeAgency {
-                agency_id,
-                half_year: half_year.previous(),
-                missed_findings: 0,
-                grade: [Grade::A, Grade::B, Grade::C, Grade::D][rng.below(4) as usize],
-                reason: Some("评定".into()),
-            });
+            // D (with a reason) is allowed whatever the score; A to C only when the half-year
+            // has enough activity, which few generated agencies have, so D is drawn more often.
+            let grade = [
+                Some(Grade::A),
+                Some(Grade::B),
+                Some(Grade::C),
+                Some(Grade::D),
+                Some(Grade::D),
+                Some(Grade::D),
+                None,
+            ][rng.below(7) as usize];
+            // A final grade of the last half-year, a regrading of it, or a provisional grade of
+            // this one (no metric's fact). Grades the score does not allow are refused.
+            let command = match rng.below(4) {
+                0 => AgencyCommand::Regrade(RegradeAgency {
+                    agency_id,
+                    half_year: half_year.previous(),
+                    missed_findings: 0,
+                    grade,
+                    reason: "复核".into(),
+                }),
+                1 => AgencyCommand::Grade(GradeAgency {
+                    agency_id,
+                    half_year,
+                    missed_findings: 0,
+                    grade,
+                    reason: Some("预评".into()),
+                }),
+                _ => AgencyCommand::Grade(GradeAgency {
+                    agency_id,
+                    half_year: half_year.previous(),
+                    missed_findings: 0,
+                    grade,
+                    reason: Some("评定".into()),
+                }),
+            };
             world.agency(&admin(), now, command).await;
         }
     }
@@ -1105,7 +1134,8 @@ fn oracle(
         .or_insert_with(|| vec![Tally::default(); catalogue.metrics.len()]);
     let mut registered: BTreeSet<AgencyId> = BTreeSet::new();
     let mut lists: BTreeMap<(AgencyId, Period), (DateTime<Utc>, Vec<(StaffId, bool)>)> = BTreeMap::new();
-    let mut grades: Vec<(AgencyId, Period, Grade, DateTime<Utc>)> = Vec::new();
+    // Final gradings and regradings in log order (provisional grades are no metric's fact).
+    let mut grades: Vec<(AgencyId, Period, Option<Grade>, DateTime<Utc>)> = Vec::new();
     let mut warnings: Vec<(AgencyId, WarningKind, DateTime<Utc>)> = Vec::new();
     let mut listed: BTreeMap<AgencyId, Vec<(bool, DateTime<Utc>)>> = BTreeMap::new();
     for (stream, event) in log {
@@ -1130,7 +1160,8 @@ fn oracle(
                     .collect();
                 lists.insert((agency, e.half_year), (e.reported_at, staff));
             }
-            Event::CreditGraded(e) => grades.push((agency, e.half_year, e.grade, e.graded_at)),
+            Event::CreditGraded(e) if !e.provisional => grades.push((agency, e.half_year, e.grade, e.graded_at)),
+            Event::CreditRegraded(e) => grades.push((agency, e.half_year, e.grade, e.regraded_at)),
             Event::AgencyWarned(e) => warnings.push((agency, e.kind, e.issued_at)),
             Event::AgencyBlacklisted(e) => listed.entry(agency).or_default().push((true, e.blacklisted_at)),
             Event::AgencyDelisted(e) => listed.entry(agency).or_default().push((false, e.delisted_at)),
@@ -1161,11 +1192,16 @@ fn oracle(
                 }
             }
             Measure::AgencyGrades => {
+                // Each agency's last grading of the last half-year given by `at`.
+                let mut current: BTreeMap<AgencyId, Option<Grade>> = BTreeMap::new();
                 for (agency, half, grade, when) in &grades {
                     if registered.contains(agency) && *half == last_half && *when <= at {
-                        tally.numerator += 1;
-                        tally.parts[*grade as usize] += 1;
+                        current.insert(*agency, *grade);
                     }
+                }
+                for grade in current.values().flatten() {
+                    tally.numerator += 1;
+                    tally.parts[*grade as usize] += 1;
                 }
             }
             Measure::AgencyWarnings => {

@@ -395,7 +395,7 @@ async fn decide<A: Aggregate>(store: &InMemoryEventStore, rules: &RuleSet, n: us
 const FIXTURE_ENTERPRISE: Uuid = Uuid::from_u128(0x0192_f0c4_8b1e_5d8c_9a7e_3c2b_1a0f_9e8d);
 
 /// The event types of the agency stream.
-const AGENCY_EVENTS: [&str; 14] = [
+const AGENCY_EVENTS: [&str; 15] = [
     "AgencyRegistered",
     "AgencyProfileChanged",
     "StaffReported",
@@ -408,6 +408,7 @@ const AGENCY_EVENTS: [&str; 14] = [
     "AgencyWarned",
     "AgencyMisconductFound",
     "CreditGraded",
+    "CreditRegraded",
     "AgencyBlacklisted",
     "AgencyDelisted",
 ];

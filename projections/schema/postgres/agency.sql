@@ -93,15 +93,17 @@ CREATE TABLE IF NOT EXISTS agency_sanctions (
     at TIMESTAMPTZ NOT NULL
 );
 
-CREATE TABLE IF NOT EXISTS agency_grades (
+CREATE TABLE IF NOT EXISTS agency_credit_grades (
     agency_id TEXT NOT NULL,
     half_year TEXT NOT NULL,
+    position BIGINT NOT NULL,
+    kind TEXT NOT NULL,
     computed_total DOUBLE PRECISION NOT NULL,
-    computed_grade TEXT NOT NULL,
-    grade TEXT NOT NULL,
+    computed_grade TEXT,
+    grade TEXT,
     reason TEXT,
     inputs JSONB NOT NULL,
     computed JSONB NOT NULL,
     graded_at TIMESTAMPTZ NOT NULL,
-    PRIMARY KEY (agency_id, half_year)
+    PRIMARY KEY (agency_id, half_year, position)
 )

@@ -93,15 +93,17 @@ CREATE TABLE IF NOT EXISTS agency_sanctions (
     at TEXT NOT NULL
 );
 
-CREATE TABLE IF NOT EXISTS agency_grades (
+CREATE TABLE IF NOT EXISTS agency_credit_grades (
     agency_id TEXT NOT NULL,
     half_year TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    kind TEXT NOT NULL,
     computed_total REAL NOT NULL,
-    computed_grade TEXT NOT NULL,
-    grade TEXT NOT NULL,
+    computed_grade TEXT,
+    grade TEXT,
     reason TEXT,
     inputs TEXT NOT NULL,
     computed TEXT NOT NULL,
     graded_at TEXT NOT NULL,
-    PRIMARY KEY (agency_id, half_year)
+    PRIMARY KEY (agency_id, half_year, position)
 )

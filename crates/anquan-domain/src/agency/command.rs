@@ -7,8 +7,8 @@ use chrono::Duration;
 use super::event::{
     AgencyBlacklisted, AgencyComplaintFounded, AgencyDelisted, AgencyMisconductFound, AgencyProfile,
     AgencyProfileChanged, AgencyRegistered, AgencyWarned, ContractSigned, ContractTerminated, CreditGraded,
-    DataSubjectErased, ErasedStaffEntry, FeeCheck, HazardLevel, ReportSpotChecked, ReportedHazard, ServiceRated,
-    ServiceReported, StaffMember, StaffReported, WarningKind,
+    CreditRegraded, DataSubjectErased, ErasedStaffEntry, FeeCheck, HazardLevel, ReportSpotChecked, ReportedHazard,
+    ServiceRated, ServiceReported, StaffMember, StaffReported, WarningKind,
 };
 use super::rejection::AgencyRejection;
 use super::state::{AgencyRecord, AgencyState};
@@ -149,14 +149,27 @@ pub struct RecordMisconduct {
 }
 
 /// Grade a half-year: the computed score is decided from the agency's facts; the official gives
-/// the final grade (with a reason when it differs) and the count of missed findings.
+/// the grade (`None`: not graded; with a reason when it differs from the computed one) and the
+/// count of missed findings. Before the half-year ends the grade is provisional and may be
+/// given again; after, it is final and given once.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct GradeAgency {
     pub agency_id: AgencyId,
     pub half_year: Period,
     pub missed_findings: u32,
-    pub grade: Grade,
+    pub grade: Option<Grade>,
     pub reason: Option<String>,
+}
+
+/// Change a half-year's final grade (city admin), with a reason: the score is recomputed from
+/// the facts known now.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RegradeAgency {
+    pub agency_id: AgencyId,
+    pub half_year: Period,
+    pub missed_findings: u32,
+    pub grade: Option<Grade>,
+    pub reason: String,
 }
 
 /// Put an agency on the blacklist, or take it off.
@@ -190,6 +203,7 @@ pub enum AgencyCommand {
     Warn(WarnAgency),
     RecordMisconduct(RecordMisconduct),
     Grade(GradeAgency),
+    Regrade(RegradeAgency),
     ChangeBlacklist(ChangeBlacklist),
     EraseDataSubject(EraseDataSubject),
 }
@@ -217,9 +231,18 @@ impl AgencyCommand {
                     bounds::check_optional_instant("hazards.suggestedDeadline", hazard.suggested_deadline)
                 })
             }
-            AgencyCommand::Grade(c) => {
-                bounds::check_period("halfYear", &c.half_year)?;
-                bounds::check_count("missedFindings", u64::from(c.missed_findings))
+            AgencyCommand::Grade(GradeAgency {
+                half_year,
+                missed_findings,
+                ..
+            })
+            | AgencyCommand::Regrade(RegradeAgency {
+                half_year,
+                missed_findings,
+                ..
+            }) => {
+                bounds::check_period("halfYear", half_year)?;
+                bounds::check_count("missedFindings", u64::from(*missed_findings))
             }
             AgencyCommand::TerminateContract(_)
             | AgencyCommand::RateService(_)
@@ -247,6 +270,7 @@ impl AgencyCommand {
             AgencyCommand::Warn(c) => c.agency_id,
             AgencyCommand::RecordMisconduct(c) => c.agency_id,
             AgencyCommand::Grade(c) => c.agency_id,
+            AgencyCommand::Regrade(c) => c.agency_id,
             AgencyCommand::ChangeBlacklist(c) => c.agency_id,
             AgencyCommand::EraseDataSubject(c) => c.subject.agency_id(),
         }
@@ -267,6 +291,7 @@ impl AgencyCommand {
             AgencyCommand::Warn(_) => "warn_agency",
             AgencyCommand::RecordMisconduct(_) => "record_agency_misconduct",
             AgencyCommand::Grade(_) => "grade_agency",
+            AgencyCommand::Regrade(_) => "regrade_agency",
             AgencyCommand::ChangeBlacklist(_) => "change_agency_blacklist",
             AgencyCommand::EraseDataSubject(_) => "erase_data_subject",
         }
@@ -321,6 +346,7 @@ impl AgencyState {
             AgencyCommand::Warn(_) => city_admin("对服务机构作出警示"),
             AgencyCommand::RecordMisconduct(_) => city_admin("记录服务机构的违规行为"),
             AgencyCommand::Grade(_) => city_admin("评定服务机构的信用等级"),
+            AgencyCommand::Regrade(_) => city_admin("重新评定服务机构的信用等级"),
             AgencyCommand::ChangeBlacklist(_) => city_admin("调整黑名单"),
             AgencyCommand::EraseDataSubject(_) => city_admin("删除个人信息"),
         }
@@ -386,6 +412,7 @@ impl AgencyState {
             })]),
             AgencyCommand::RecordMisconduct(c) => self.decide_misconduct(c, context),
             AgencyCommand::Grade(c) => self.decide_grade(c, context),
+            AgencyCommand::Regrade(c) => self.decide_regrade(c, context),
             AgencyCommand::ChangeBlacklist(c) => self.decide_blacklist(agency, c, context),
             AgencyCommand::EraseDataSubject(c) => self.decide_erase(agency, c, context),
         }
@@ -687,54 +714,98 @@ impl AgencyState {
         context: &DecisionContext<'_>,
     ) -> Result<Vec<Event>, AgencyRejection> {
         started_half_year(command.half_year, context)?;
-        if self.grades.contains_key(&command.half_year) {
+        if self.finally_graded(command.half_year) {
             return Err(AgencyRejection::AlreadyGraded {
                 half_year: command.half_year,
             });
         }
-        let rules = &context.rules.credit;
-        let inputs = self.credit_inputs(
-            command.half_year,
-            command.missed_findings,
-            rules,
-            context.rules.time_zone,
-        );
-        let computed = compute_score(&inputs, rules);
+        let provisional = context.now < command.half_year.end(context.rules.time_zone);
+        let (inputs, computed) = self.score(command.half_year, command.missed_findings, context);
         let reason = optional_text("reason", command.reason.as_deref(), TEXT_CHARS_MAX)?;
-        if command.grade != computed.grade && reason.is_none() {
-            return Err(AgencyRejection::GradeReasonRequired {
-                grade: command.grade,
-                computed: computed.grade,
-            });
-        }
+        check_official_grade(command.grade, &computed, reason.is_some())?;
         let mut events = vec![Event::CreditGraded(CreditGraded {
             half_year: command.half_year,
             inputs,
             computed,
             grade: command.grade,
+            provisional,
             reason,
             graded_at: context.now,
         })];
-        let consecutive = rules.blacklist.consecutive_d;
-        let mut earlier = command.half_year;
-        let mut run_of_d = u32::from(command.grade == Grade::D);
-        while command.grade == Grade::D && run_of_d < consecutive {
+        if !provisional {
+            events.extend(self.blacklist_after_d(command.half_year, command.grade, context));
+        }
+        Ok(events)
+    }
+
+    fn decide_regrade(
+        &self,
+        command: &RegradeAgency,
+        context: &DecisionContext<'_>,
+    ) -> Result<Vec<Event>, AgencyRejection> {
+        let previous = self
+            .grades
+            .get(&command.half_year)
+            .filter(|grade| !grade.provisional)
+            .ok_or(AgencyRejection::NotFinallyGraded {
+                half_year: command.half_year,
+            })?;
+        let reason = text("reason", &command.reason, TEXT_CHARS_MAX)?;
+        let (inputs, computed) = self.score(command.half_year, command.missed_findings, context);
+        check_official_grade(command.grade, &computed, true)?;
+        let mut events = vec![Event::CreditRegraded(CreditRegraded {
+            half_year: command.half_year,
+            inputs,
+            computed,
+            grade: command.grade,
+            previous_grade: previous.grade,
+            reason,
+            regraded_at: context.now,
+        })];
+        events.extend(self.blacklist_after_d(command.half_year, command.grade, context));
+        Ok(events)
+    }
+
+    /// The half-year's inputs and computed score as of now (its end at the latest).
+    fn score(
+        &self,
+        half_year: Period,
+        missed_findings: u32,
+        context: &DecisionContext<'_>,
+    ) -> (crate::credit::CreditInputs, crate::credit::CreditScore) {
+        let rules = &context.rules.credit;
+        let inputs = self.credit_inputs(half_year, missed_findings, context.now, rules, context.rules.time_zone);
+        let computed = compute_score(&inputs, rules);
+        (inputs, computed)
+    }
+
+    /// The blacklisting a final D brings when it completes `blacklist.consecutive_d`
+    /// consecutive final Ds.
+    fn blacklist_after_d(
+        &self,
+        half_year: Period,
+        grade: Option<Grade>,
+        context: &DecisionContext<'_>,
+    ) -> Option<Event> {
+        let consecutive = context.rules.credit.blacklist.consecutive_d;
+        if grade != Some(Grade::D) || self.is_blacklisted() {
+            return None;
+        }
+        let mut earlier = half_year;
+        let mut run_of_d = 1;
+        while run_of_d < consecutive {
             earlier = earlier.previous();
             match self.grades.get(&earlier) {
-                Some(record) if record.grade == Grade::D => run_of_d += 1,
+                Some(record) if !record.provisional && record.grade == Some(Grade::D) => run_of_d += 1,
                 _ => break,
             }
         }
-        if command.grade == Grade::D && run_of_d >= consecutive && !self.is_blacklisted() {
-            events.push(Event::AgencyBlacklisted(AgencyBlacklisted {
-                reason: format!(
-                    "{consecutive} consecutive half-years graded D, the last {}",
-                    command.half_year
-                ),
+        (run_of_d >= consecutive).then(|| {
+            Event::AgencyBlacklisted(AgencyBlacklisted {
+                reason: format!("{consecutive} consecutive half-years graded D, the last {half_year}"),
                 blacklisted_at: context.now,
-            }));
-        }
-        Ok(events)
+            })
+        })
     }
 
     fn decide_blacklist(
@@ -783,6 +854,32 @@ pub fn misconduct_name(kind: MisconductKind) -> &'static str {
         MisconductKind::MaliciousUnderpricing => "malicious_underpricing",
         MisconductKind::RefusedRectification => "refused_rectification",
     }
+}
+
+/// Checks the official's grade against the computed one: a different grade needs a reason, and
+/// a half-year with too little activity or evidence may only be left ungraded or, with a
+/// reason, graded D (never A, B or C).
+fn check_official_grade(
+    grade: Option<Grade>,
+    computed: &crate::credit::CreditScore,
+    has_reason: bool,
+) -> Result<(), AgencyRejection> {
+    if let (Some(given), Some(insufficient)) = (grade, &computed.insufficient)
+        && given != Grade::D
+        && computed.grade != Some(given)
+    {
+        return Err(AgencyRejection::NotGradable {
+            grade: given,
+            reason: insufficient.to_string(),
+        });
+    }
+    if grade != computed.grade && !has_reason {
+        return Err(AgencyRejection::GradeReasonRequired {
+            grade,
+            computed: computed.grade,
+        });
+    }
+    Ok(())
 }
 
 /// Checks that a period is a half-year that has started; returns its first instant.

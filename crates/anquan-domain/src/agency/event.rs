@@ -235,16 +235,37 @@ pub struct AgencyMisconductFound {
 }
 
 /// The city graded a half-year: the computed score with its inputs and breakdown, and the
-/// official's final grade, with the reason when it differs from the computed one.
+/// official's grade, with the reason when it differs from the computed one.
+///
+/// v2 (issue #21): `grade` may be `None` (not graded, 未评级), `provisional` says the half-year
+/// had not ended (the grade is replaced by the final one), and the score leaves out components
+/// without evidence. v1 data decode into this shape: its grade is `Some`, it is final, and its
+/// score's components all had evidence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CreditGraded {
     pub half_year: Period,
     pub inputs: CreditInputs,
     pub computed: CreditScore,
-    pub grade: Grade,
+    pub grade: Option<Grade>,
+    #[serde(default)]
+    pub provisional: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub graded_at: Instant,
+}
+
+/// The city changed a half-year's final grade, with a reason: the score recomputed from the
+/// facts known now (a late spot check, a missed finding found since), the new grade and the
+/// one it replaces. The earlier `CreditGraded` stays in the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreditRegraded {
+    pub half_year: Period,
+    pub inputs: CreditInputs,
+    pub computed: CreditScore,
+    pub grade: Option<Grade>,
+    pub previous_grade: Option<Grade>,
+    pub reason: String,
+    pub regraded_at: Instant,
 }
 
 /// The agency went on the blacklist.

@@ -13,7 +13,8 @@ pub mod state;
 
 pub use command::{
     AgencyCommand, ChangeAgencyProfile, ChangeBlacklist, DecisionContext, EraseDataSubject, FoundComplaint,
-    GradeAgency, HazardReport, RateService, RecordMisconduct, RegisterAgency, ReportService, ReportStaff, SignContract,
+    GradeAgency, HazardReport, RateService, RecordMisconduct, RegisterAgency, RegradeAgency, ReportService, ReportStaff,
+    SignContract,
     SpotCheckReport, TerminateContract, WarnAgency, misconduct_name,
 };
 pub use event::{

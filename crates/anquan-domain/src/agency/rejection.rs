@@ -67,10 +67,19 @@ pub enum AgencyRejection {
     AlreadySpotChecked { report_id: ServiceReportId },
     #[error("报告期 {half_year} 不是半年度（应写作如 2026-H1），或该半年度尚未开始")]
     InvalidHalfYear { half_year: Period },
-    #[error("{half_year} 的信用等级已经评定")]
+    #[error("{half_year} 的信用等级已经正式评定；如需改变，请重新评定并写明理由")]
     AlreadyGraded { half_year: Period },
-    #[error("评定等级 {grade} 与计算得出的等级 {computed} 不同，须写明理由")]
-    GradeReasonRequired { grade: Grade, computed: Grade },
+    #[error("评定等级 {} 与计算得出的等级 {} 不同，须写明理由", grade_label(*.grade), grade_label(*.computed))]
+    GradeReasonRequired {
+        grade: Option<Grade>,
+        computed: Option<Grade>,
+    },
+    /// The half-year shows too little activity or evidence to be graded; only D (misconduct
+    /// found by other means, with a reason) or "not graded" may be recorded.
+    #[error("{reason}，不能评为 {grade}")]
+    NotGradable { grade: Grade, reason: String },
+    #[error("{half_year} 尚无正式信用等级，不能重新评定")]
+    NotFinallyGraded { half_year: Period },
     #[error("拒不整改须在约谈之后才能认定")]
     NoSummons,
     #[error("删除理由不能包含要删除的个人信息")]
@@ -85,6 +94,11 @@ impl crate::aggregate::DomainRejection for AgencyRejection {
     fn details(&self) -> Details {
         AgencyRejection::details(self)
     }
+}
+
+/// A grade as a person reads it: the letter, or 未评级.
+fn grade_label(grade: Option<Grade>) -> &'static str {
+    grade.map_or("未评级", Grade::letter)
 }
 
 impl AgencyRejection {
@@ -133,11 +147,17 @@ impl AgencyRejection {
             AgencyRejection::StarsOutOfRange { stars } => {
                 vec![("stars", text(stars)), ("min", 1.into()), ("max", 5.into())]
             }
-            AgencyRejection::InvalidHalfYear { half_year } | AgencyRejection::AlreadyGraded { half_year } => {
+            AgencyRejection::InvalidHalfYear { half_year }
+            | AgencyRejection::AlreadyGraded { half_year }
+            | AgencyRejection::NotFinallyGraded { half_year } => {
                 vec![("halfYear", text(half_year))]
             }
             AgencyRejection::GradeReasonRequired { grade, computed } => {
-                vec![("grade", text(grade)), ("computedGrade", text(computed))]
+                let letter = |grade: &Option<Grade>| grade.map_or(serde_json::Value::Null, |grade| text(&grade));
+                vec![("grade", letter(grade)), ("computedGrade", letter(computed))]
+            }
+            AgencyRejection::NotGradable { grade, reason } => {
+                vec![("grade", text(grade)), ("notGradedReason", text(reason))]
             }
         }
     }
@@ -170,6 +190,8 @@ impl AgencyRejection {
             AgencyRejection::InvalidHalfYear { .. } => "INVALID_HALF_YEAR",
             AgencyRejection::AlreadyGraded { .. } => "ALREADY_GRADED",
             AgencyRejection::GradeReasonRequired { .. } => "GRADE_REASON_REQUIRED",
+            AgencyRejection::NotGradable { .. } => "NOT_GRADABLE",
+            AgencyRejection::NotFinallyGraded { .. } => "NOT_FINALLY_GRADED",
             AgencyRejection::NoSummons => "NO_SUMMONS",
             AgencyRejection::ReasonNamesPerson => "REASON_NAMES_PERSON",
         }
@@ -211,6 +233,8 @@ mod tests {
             AgencyRejection::GradeReasonRequired { .. } => 24,
             AgencyRejection::NoSummons => 25,
             AgencyRejection::ReasonNamesPerson => 26,
+            AgencyRejection::NotGradable { .. } => 27,
+            AgencyRejection::NotFinallyGraded { .. } => 28,
         }
     }
 
@@ -259,17 +283,22 @@ mod tests {
             AgencyRejection::InvalidHalfYear { half_year },
             AgencyRejection::AlreadyGraded { half_year },
             AgencyRejection::GradeReasonRequired {
-                grade: Grade::A,
-                computed: Grade::B,
+                grade: Some(Grade::A),
+                computed: Some(Grade::B),
             },
             AgencyRejection::NoSummons,
             AgencyRejection::ReasonNamesPerson,
+            AgencyRejection::NotGradable {
+                grade: Grade::A,
+                reason: "未评级：该半年度服务报告 0 份，少于 2 份".to_owned(),
+            },
+            AgencyRejection::NotFinallyGraded { half_year },
         ]
     }
 
     #[test]
     fn every_rejection_tells_a_person_in_chinese_and_a_program_in_an_english_code() {
-        crate::refusal::assert_every_variant_speaks_to_both_audiences(&samples(), variant_index, 27);
+        crate::refusal::assert_every_variant_speaks_to_both_audiences(&samples(), variant_index, 29);
     }
 
     #[test]

@@ -52,6 +52,9 @@ pub struct ContractRecord {
     pub enterprise_id: EnterpriseId,
     pub valid_from: Instant,
     pub valid_until: Instant,
+    /// Visits promised over the contract's period.
+    #[serde(default)]
+    pub visits_promised: u32,
     pub fee_check: FeeCheck,
     pub signed_at: Instant,
     pub terminated_at: Option<Instant>,
@@ -75,8 +78,12 @@ pub struct ReportRecord {
 /// A half-year's grade.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GradeRecord {
-    pub grade: Grade,
+    /// `None`: not graded (未评级).
+    pub grade: Option<Grade>,
     pub computed: CreditScore,
+    /// Given before the half-year ended; replaced by the final grade.
+    #[serde(default)]
+    pub provisional: bool,
 }
 
 impl ContractRecord {
@@ -121,6 +128,7 @@ impl AgencyState {
                         enterprise_id: e.enterprise_id,
                         valid_from: e.valid_from,
                         valid_until: e.valid_until,
+                        visits_promised: e.visits_promised,
                         fee_check: e.fee_check,
                         signed_at: e.signed_at,
                         terminated_at: None,
@@ -166,6 +174,17 @@ impl AgencyState {
                     GradeRecord {
                         grade: e.grade,
                         computed: e.computed.clone(),
+                        provisional: e.provisional,
+                    },
+                );
+            }
+            Event::CreditRegraded(e) => {
+                self.grades.insert(
+                    e.half_year,
+                    GradeRecord {
+                        grade: e.grade,
+                        computed: e.computed.clone(),
+                        provisional: false,
                     },
                 );
             }
@@ -220,19 +239,34 @@ impl AgencyState {
             .collect()
     }
 
-    /// Gathers the credit inputs of a half-year from the agency's own facts; the missed
-    /// findings come from the official (supervision data the agency stream does not hold).
+    /// Tells whether the half-year has a final (not provisional) grade.
+    pub fn finally_graded(&self, half_year: Period) -> bool {
+        self.grades.get(&half_year).is_some_and(|grade| !grade.provisional)
+    }
+
+    /// Gathers the credit inputs of a half-year from the agency's own facts as of `until` (the
+    /// grading instant; the half-year's end at the latest); the missed findings come from the
+    /// official (supervision data the agency stream does not hold).
     pub fn credit_inputs(
         &self,
         half_year: Period,
         missed_findings: u32,
+        until: Instant,
         rules: &CreditRules,
         time_zone: FixedOffset,
     ) -> CreditInputs {
         let within = |instant: Instant| Cadence::HalfYearly.period_containing(instant, time_zone) == half_year;
+        let start = half_year.start(time_zone);
+        let end = half_year.next().start(time_zone).min(until);
+        let mut on_time_per_contract: BTreeMap<ContractId, u32> = BTreeMap::new();
+        let previous_final = self
+            .grades
+            .range(..half_year)
+            .rev()
+            .find(|(_, grade)| !grade.provisional);
         let mut inputs = CreditInputs {
             missed_findings,
-            previous_ratings_points: self.grades.range(..half_year).next_back().and_then(|(_, grade)| {
+            previous_ratings_points: previous_final.and_then(|(_, grade)| {
                 grade
                     .computed
                     .components
@@ -255,14 +289,36 @@ impl AgencyState {
                 inputs.spot_checks_sampled += 1;
                 inputs.spot_checks_qualified += u32::from(qualified);
             }
-            if within(report.visited_at) {
+            if within(report.visited_at) && report.visited_at < end {
                 inputs.reports_due += 1;
                 inputs.reports_on_time += u32::from(report.on_time);
+                if report.on_time {
+                    *on_time_per_contract.entry(report.contract_id).or_default() += 1;
+                }
             }
         }
         for contract in self.contracts.values().filter(|contract| within(contract.signed_at)) {
             inputs.contracts_filed += 1;
             inputs.contracts_within_band += u32::from(contract.fee_check == FeeCheck::WithinBand);
+        }
+        for (contract_id, contract) in &self.contracts {
+            let contract_end = contract
+                .terminated_at
+                .map_or(contract.valid_until, |terminated| terminated.min(contract.valid_until));
+            let from = contract.valid_from.max(start);
+            let to = contract_end.min(end);
+            if from >= to {
+                continue;
+            }
+            inputs.contracts_in_force += 1;
+            let promised = promised_within(contract, from, to);
+            let met = on_time_per_contract
+                .get(contract_id)
+                .copied()
+                .unwrap_or(0)
+                .min(promised);
+            inputs.visits_promised = inputs.visits_promised.saturating_add(promised);
+            inputs.visits_on_time = inputs.visits_on_time.saturating_add(met);
         }
         let registry = self.staff_reports.get(&half_year).or_else(|| {
             self.staff_reports
@@ -301,6 +357,18 @@ impl AgencyState {
             .collect();
         inputs
     }
+}
+
+/// The visits a contract promised between `from` and `to` (within its period): its promise pro
+/// rata of the time, rounded down, so a visit is due only once its share of time has passed.
+fn promised_within(contract: &ContractRecord, from: Instant, to: Instant) -> u32 {
+    let period = (contract.valid_until - contract.valid_from).num_seconds();
+    let part = (to - from).num_seconds();
+    if period <= 0 || part <= 0 {
+        return 0;
+    }
+    let promised = i128::from(contract.visits_promised) * i128::from(part) / i128::from(period);
+    u32::try_from(promised).unwrap_or(u32::MAX)
 }
 
 fn count<T>(items: impl Iterator<Item = T>) -> u32 {

@@ -84,11 +84,12 @@ pub struct StaffFact {
     pub qualifications: Vec<QualificationKind>,
 }
 
-/// A half-year's grade.
+/// One final grading of a half-year (a final grade or a regrading; provisional grades are not
+/// facts of the metrics). `grade` is `None` when the half-year was not graded (未评级).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GradeFact {
     pub half_year: Period,
-    pub grade: Grade,
+    pub grade: Option<Grade>,
     pub graded_at: Instant,
 }
 
@@ -552,12 +553,19 @@ pub fn agency_tallies(
                 }
                 Measure::AgencyGrades => {
                     let last = Cadence::HalfYearly.period_containing(at, rules.time_zone).previous();
-                    for grade in registered()
-                        .flat_map(|agency| &agency.grades)
-                        .filter(|grade| grade.half_year == last && grade.graded_at <= at)
-                    {
+                    // Each agency's last grading of that half-year given by `at` (a regrading
+                    // replaces the grade); a half-year not graded counts in no part.
+                    for agency in registered() {
+                        let current = agency
+                            .grades
+                            .iter()
+                            .filter(|grade| grade.half_year == last && grade.graded_at <= at)
+                            .max_by_key(|grade| grade.graded_at);
+                        let Some(grade) = current.and_then(|grade| grade.grade) else {
+                            continue;
+                        };
                         tally.numerator += 1;
-                        let slot = match grade.grade {
+                        let slot = match grade {
                             Grade::A => 0,
                             Grade::B => 1,
                             Grade::C => 2,

@@ -7,10 +7,11 @@ mod query;
 mod serving;
 
 pub use query::{
-    AgencyView, ContractView, DirectoryEntry, DirectoryFilter, GradeView, ReportView, SanctionView, ServiceStatistics,
-    StaffReportView, StaffView, StatisticsScope, agencies, agency, contract, contracts_of_agency,
-    contracts_of_enterprise, directory, grades, reports_of_agency, reports_of_enterprise, sanctions, service_coverage,
-    staff_member, staff_of_agency, staff_reports, yearly_statistics,
+    AgencyView, ContractView, DirectoryEntry, DirectoryFilter, GradeKind, GradeView, LatestGrade, ReportView,
+    SanctionView, ServiceStatistics, StaffReportView, StaffView, StatisticsScope, agencies, agency, contract,
+    contracts_of_agency, contracts_of_enterprise, current_per_half_year, directory, grade_history, grades,
+    reports_of_agency, reports_of_enterprise, sanctions, service_coverage, staff_member, staff_of_agency,
+    staff_reports, yearly_statistics,
 };
 pub use serving::{ServingAgency, serving_agency};
 
@@ -20,6 +21,7 @@ use anquan_domain::agency::event::{
 };
 use anquan_domain::agency::{FeeCheck, HazardLevel, WarningKind, misconduct_name};
 use anquan_domain::personal::{DataSubject, ERASED};
+use anquan_domain::credit::{CreditInputs, CreditScore, Grade};
 use anquan_domain::{AgencyId, Event};
 use anquan_event_store::{Dialect, RecordedEvent, SqlValue, Statement};
 
@@ -73,8 +75,11 @@ const SPOT_CHECK_REPORT: &str = "UPDATE agency_reports SET spot_check_qualified 
 const INSERT_SANCTION: &str =
     "INSERT INTO agency_sanctions (position, agency_id, kind, reason, report_id, at) VALUES ($1, $2, $3, $4, $5, $6)";
 const SET_BLACKLISTED: &str = "UPDATE agency_agencies SET blacklisted_at = $2 WHERE agency_id = $1";
-const INSERT_GRADE: &str = "INSERT INTO agency_grades (agency_id, half_year, computed_total, computed_grade, grade, \
-    reason, inputs, computed, graded_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+/// Every grading is a row (provisional, final, regraded), so a grade as known at any instant can
+/// be read back; the current grade of a half-year is its last row.
+const INSERT_GRADE: &str = "INSERT INTO agency_credit_grades (agency_id, half_year, position, kind, computed_total, \
+    computed_grade, grade, reason, inputs, computed, graded_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
 /// Folds agency events into the `agency_*` tables.
 ///
@@ -94,7 +99,7 @@ impl AgencyProjection {
         "agency_reports",
         "agency_report_staff",
         "agency_sanctions",
-        "agency_grades",
+        "agency_credit_grades",
     ];
 }
 
@@ -187,7 +192,32 @@ impl Projection for AgencyProjection {
                 e.report_id.map(text),
                 e.found_at,
             )),
-            Event::CreditGraded(e) => out.push(grade_statement(&id, e)?),
+            Event::CreditGraded(e) => out.push(grade_statement(
+                &id,
+                position,
+                GradeRow {
+                    half_year: e.half_year,
+                    kind: if e.provisional { "provisional" } else { "final" },
+                    computed: &e.computed,
+                    inputs: &e.inputs,
+                    grade: e.grade,
+                    reason: e.reason.as_deref(),
+                    at: e.graded_at,
+                },
+            )?),
+            Event::CreditRegraded(e) => out.push(grade_statement(
+                &id,
+                position,
+                GradeRow {
+                    half_year: e.half_year,
+                    kind: "regraded",
+                    computed: &e.computed,
+                    inputs: &e.inputs,
+                    grade: e.grade,
+                    reason: Some(&e.reason),
+                    at: e.regraded_at,
+                },
+            )?),
             Event::AgencyBlacklisted(AgencyBlacklisted { reason, blacklisted_at }) => {
                 out.push(sanction(position, &id, "blacklisted", reason, None, *blacklisted_at));
                 out.push(Statement::new(
@@ -351,19 +381,33 @@ fn rating_statement(id: &SqlValue, e: &ServiceRated) -> Statement {
     )
 }
 
-fn grade_statement(id: &SqlValue, e: &CreditGraded) -> Result<Statement, ProjectionError> {
+/// The columns of one grading.
+struct GradeRow<'a> {
+    half_year: anquan_domain::Period,
+    kind: &'static str,
+    computed: &'a CreditScore,
+    inputs: &'a CreditInputs,
+    grade: Option<Grade>,
+    reason: Option<&'a str>,
+    at: anquan_domain::Instant,
+}
+
+fn grade_statement(id: &SqlValue, position: SqlValue, row: GradeRow<'_>) -> Result<Statement, ProjectionError> {
+    let letter = |grade: Option<Grade>| grade.map_or(SqlValue::Null, |grade| SqlValue::Text(grade.letter().to_owned()));
     Ok(Statement::new(
         INSERT_GRADE,
         vec![
             id.clone(),
-            SqlValue::Text(e.half_year.to_string()),
-            SqlValue::Real(e.computed.total),
-            SqlValue::Text(e.computed.grade.letter().to_owned()),
-            SqlValue::Text(e.grade.letter().to_owned()),
-            optional(e.reason.clone()),
-            json("credit inputs", &e.inputs)?,
-            json("computed score", &e.computed)?,
-            SqlValue::Timestamp(e.graded_at),
+            SqlValue::Text(row.half_year.to_string()),
+            position,
+            SqlValue::Text(row.kind.to_owned()),
+            SqlValue::Real(row.computed.total),
+            letter(row.computed.grade),
+            letter(row.grade),
+            optional(row.reason.map(str::to_owned)),
+            json("credit inputs", row.inputs)?,
+            json("computed score", row.computed)?,
+            SqlValue::Timestamp(row.at),
         ],
     ))
 }

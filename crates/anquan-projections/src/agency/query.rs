@@ -94,11 +94,23 @@ pub struct SanctionView {
     pub at: Instant,
 }
 
+/// How a grade was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GradeKind {
+    /// Before the half-year ended; replaced by the final grade.
+    Provisional,
+    Final,
+    /// A final grade changed later, with a reason.
+    Regraded,
+}
+
 /// A half-year's grade with the computed score and its inputs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GradeView {
     pub half_year: Period,
-    pub grade: Grade,
+    /// `None`: not graded (未评级); the reason is `computed.insufficient`.
+    pub grade: Option<Grade>,
+    pub kind: GradeKind,
     pub reason: Option<String>,
     pub inputs: CreditInputs,
     pub computed: CreditScore,
@@ -143,12 +155,24 @@ pub struct DirectoryFilter {
     pub include_blacklisted: bool,
 }
 
-/// One agency in the directory, ranked by latest grade, then mean stars of the year.
+/// One agency in the directory, ranked by latest final grade (A to D, then not graded, then
+/// never graded), then mean stars of the year.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DirectoryEntry {
     pub agency: AgencyView,
-    pub latest_grade: Option<(Period, Grade)>,
+    /// The latest half-year with a final grade, and that grade (`None`: not graded, with the
+    /// reason).
+    pub latest_grade: Option<LatestGrade>,
     pub statistics: ServiceStatistics,
+}
+
+/// A half-year's final grade as the directory shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatestGrade {
+    pub half_year: Period,
+    pub grade: Option<Grade>,
+    /// Why the half-year was not graded (未评级：…), when it was not.
+    pub not_graded_reason: Option<String>,
 }
 
 const AGENCY_COLUMNS: &str = "SELECT agency_id, name, licence, service_scope, service_standards, fee_min_yuan, \
@@ -172,7 +196,7 @@ const REPORT_STAFF_OF_ENTERPRISE: &str = "SELECT s.report_id, s.staff_id, s.agen
 const SANCTIONS: &str =
     "SELECT kind, reason, report_id, at FROM agency_sanctions WHERE agency_id = $1 ORDER BY position";
 const GRADE_COLUMNS: &str =
-    "SELECT agency_id, half_year, grade, reason, inputs, computed, graded_at FROM agency_grades";
+    "SELECT agency_id, half_year, grade, reason, inputs, computed, graded_at, kind FROM agency_credit_grades";
 /// Services of an agency: (enterprise, visited, stars).
 const SERVICES_OF_AGENCY: &str =
     "SELECT enterprise_id, visited_at, stars FROM agency_reports WHERE agency_id = $1 LIMIT $2";
@@ -317,11 +341,26 @@ pub async fn sanctions(store: &dyn ReadModelStore, agency_id: AgencyId) -> Resul
         .collect()
 }
 
-/// Lists an agency's grades, oldest half-year first.
+/// Lists an agency's current grade of each half-year (the last grading of it: provisional,
+/// final or regraded), oldest half-year first.
 pub async fn grades(store: &dyn ReadModelStore, agency_id: AgencyId) -> Result<Vec<GradeView>, QueryError> {
-    let sql = format!("{GRADE_COLUMNS} WHERE agency_id = $1 ORDER BY half_year");
+    Ok(current_per_half_year(grade_history(store, agency_id).await?))
+}
+
+/// Lists every grading of an agency, oldest half-year first and in log order within one.
+pub async fn grade_history(store: &dyn ReadModelStore, agency_id: AgencyId) -> Result<Vec<GradeView>, QueryError> {
+    let sql = format!("{GRADE_COLUMNS} WHERE agency_id = $1 ORDER BY half_year, position");
     let rows = store.query(&sql, &[text(agency_id)]).await?;
     rows.iter().map(|row| grade_view(row).map(|(_, view)| view)).collect()
+}
+
+/// Keeps the last grading of each half-year of a history in `grade_history`'s order.
+pub fn current_per_half_year(history: Vec<GradeView>) -> Vec<GradeView> {
+    let mut current: BTreeMap<Period, GradeView> = BTreeMap::new();
+    for view in history {
+        current.insert(view.half_year, view);
+    }
+    current.into_values().collect()
 }
 
 /// Counts the services of an agency or a staff member per calendar year of the visit (local
@@ -355,15 +394,26 @@ pub async fn directory(
     year: i32,
     time_zone: FixedOffset,
 ) -> Result<Vec<DirectoryEntry>, QueryError> {
-    let mut latest: BTreeMap<AgencyId, (Period, Grade)> = BTreeMap::new();
-    for row in &store.query(GRADE_COLUMNS, &[]).await? {
+    let mut latest: BTreeMap<AgencyId, LatestGrade> = BTreeMap::new();
+    let sql = format!("{GRADE_COLUMNS} ORDER BY agency_id, half_year, position");
+    for row in &store.query(&sql, &[]).await? {
         let (agency_id, grade) = grade_view(row)?;
-        let newer = latest
-            .get(&agency_id)
-            .is_none_or(|(half_year, _)| *half_year < grade.half_year);
-        if newer {
-            latest.insert(agency_id, (grade.half_year, grade.grade));
+        if grade.kind == GradeKind::Provisional {
+            continue;
         }
+        // Rows come in half-year and log order, so the last one seen is the latest.
+        latest.insert(
+            agency_id,
+            LatestGrade {
+                half_year: grade.half_year,
+                grade: grade.grade,
+                not_graded_reason: grade
+                    .grade
+                    .is_none()
+                    .then(|| grade.computed.insufficient.as_ref().map(ToString::to_string))
+                    .flatten(),
+            },
+        );
     }
     let year_period = Period::new(anquan_domain::Cadence::Yearly, year, 1).map_err(|error| QueryError::Malformed {
         table: "agency_reports",
@@ -395,7 +445,7 @@ pub async fn directory(
             })
         })
         .map(|agency| DirectoryEntry {
-            latest_grade: latest.get(&agency.agency_id).copied(),
+            latest_grade: latest.get(&agency.agency_id).cloned(),
             statistics: tallies.get(&agency.agency_id.to_string()).map_or(
                 ServiceStatistics {
                     year,
@@ -406,13 +456,22 @@ pub async fn directory(
             agency,
         })
         .filter(|entry| {
-            filter
-                .grade
-                .is_none_or(|grade| entry.latest_grade.is_some_and(|(_, latest)| latest == grade))
+            filter.grade.is_none_or(|grade| {
+                entry
+                    .latest_grade
+                    .as_ref()
+                    .is_some_and(|latest| latest.grade == Some(grade))
+            })
         })
         .collect();
     entries.sort_by(|a, b| {
-        let grade_rank = |entry: &DirectoryEntry| entry.latest_grade.map_or(4, |(_, grade)| grade as u8);
+        // Graded agencies first (A to D), then those not graded (未评级), then those never graded.
+        let grade_rank = |entry: &DirectoryEntry| {
+            entry
+                .latest_grade
+                .as_ref()
+                .map_or(5, |latest| latest.grade.map_or(4, |grade| grade as u8))
+        };
         grade_rank(a)
             .cmp(&grade_rank(b))
             .then_with(|| {
@@ -587,19 +646,27 @@ fn report_view(row: &Row) -> Result<ReportView, QueryError> {
 }
 
 fn grade_view(row: &Row) -> Result<(AgencyId, GradeView), QueryError> {
-    let table = "agency_grades";
-    let grade = match row.text(2)?.as_str() {
-        "A" => Grade::A,
-        "B" => Grade::B,
-        "C" => Grade::C,
-        "D" => Grade::D,
-        other => return Err(malformed(table, format!("unknown grade {other:?}"))),
+    let table = "agency_credit_grades";
+    let grade = match row.opt_text(2)?.as_deref() {
+        None => None,
+        Some("A") => Some(Grade::A),
+        Some("B") => Some(Grade::B),
+        Some("C") => Some(Grade::C),
+        Some("D") => Some(Grade::D),
+        Some(other) => return Err(malformed(table, format!("unknown grade {other:?}"))),
+    };
+    let kind = match row.text(7)?.as_str() {
+        "provisional" => GradeKind::Provisional,
+        "final" => GradeKind::Final,
+        "regraded" => GradeKind::Regraded,
+        other => return Err(malformed(table, format!("unknown grading kind {other:?}"))),
     };
     Ok((
         parse_text(&row.text(0)?, table)?,
         GradeView {
             half_year: parse_column(row, 1, table)?,
             grade,
+            kind,
             reason: row.opt_text(3)?,
             inputs: parse_json(row, 4, table)?,
             computed: parse_json(row, 5, table)?,

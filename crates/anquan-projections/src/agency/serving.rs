@@ -4,7 +4,7 @@ use anquan_domain::credit::Grade;
 use anquan_domain::{AgencyId, EnterpriseId, Instant, Period};
 use anquan_event_store::ReadModelStore;
 
-use super::query::{agency, contracts_of_enterprise, grades};
+use super::query::{GradeKind, agency, contracts_of_enterprise, grade_history};
 use crate::error::QueryError;
 
 /// The agency with a contract in force with an enterprise, and its grade as known then.
@@ -15,7 +15,8 @@ pub struct ServingAgency {
     pub name: String,
     /// The end (exclusive) of the contract in force.
     pub contract_valid_until: Instant,
-    /// The latest grade given by `at`, with its half-year; `None` if not graded yet.
+    /// The latest final grade given by `at`, with its half-year; `None` if never graded, or
+    /// if that half-year was not graded (未评级). Provisional grades are not shown.
     pub grade: Option<(Period, Grade)>,
     /// Whether the agency was on the blacklist at `at`.
     pub blacklisted: bool,
@@ -44,12 +45,13 @@ pub async fn serving_agency(
     let Some(view) = agency(store, contract.agency_id).await? else {
         return Ok(None);
     };
-    let grade = grades(store, contract.agency_id)
+    // The history is in half-year and log order: the last final or regraded row given by `at`.
+    let grade = grade_history(store, contract.agency_id)
         .await?
         .into_iter()
-        .filter(|grade| grade.graded_at <= at)
-        .max_by_key(|grade| grade.half_year)
-        .map(|grade| (grade.half_year, grade.grade));
+        .rev()
+        .find(|grade| grade.graded_at <= at && grade.kind != GradeKind::Provisional)
+        .and_then(|grade| grade.grade.map(|letter| (grade.half_year, letter)));
     Ok(Some(ServingAgency {
         agency_id: view.agency_id,
         name: view.profile.name.clone(),

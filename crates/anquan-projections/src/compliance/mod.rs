@@ -181,6 +181,7 @@ impl Projection for ComplianceProjection {
             | Event::AgencyWarned(_)
             | Event::AgencyMisconductFound(_)
             | Event::CreditGraded(_)
+            | Event::CreditRegraded(_)
             | Event::AgencyBlacklisted(_)
             | Event::AgencyDelisted(_)
             | Event::DataSubjectErased(_) => Ok(()),

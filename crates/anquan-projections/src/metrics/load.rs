@@ -55,7 +55,9 @@ const STAFF_REPORTS: &str = "SELECT agency_id, half_year, reported_at FROM agenc
     ORDER BY agency_id, half_year";
 const STAFF: &str = "SELECT agency_id, half_year, staff_id, qualifications FROM agency_staff \
     ORDER BY agency_id, half_year, staff_id";
-const GRADES: &str = "SELECT agency_id, half_year, grade, graded_at FROM agency_grades ORDER BY agency_id, half_year";
+/// Final gradings and regradings, in log order; provisional grades are no metric's fact.
+const GRADES: &str = "SELECT agency_id, half_year, grade, graded_at FROM agency_credit_grades \
+    WHERE kind <> 'provisional' ORDER BY agency_id, half_year, position";
 const SANCTIONS: &str = "SELECT agency_id, kind, at FROM agency_sanctions \
     WHERE kind IN ('warning_notice', 'summons', 'blacklisted', 'delisted') ORDER BY position";
 
@@ -199,13 +201,14 @@ pub async fn agency_facts(store: &dyn ReadModelStore) -> Result<Vec<AgencyFacts>
         }
     }
     for row in store.query(GRADES, &[]).await? {
-        let table = "agency_grades";
-        let grade = match row.text(2)?.as_str() {
-            "A" => Grade::A,
-            "B" => Grade::B,
-            "C" => Grade::C,
-            "D" => Grade::D,
-            other => return Err(malformed(table, &format!("unknown grade {other:?}"))),
+        let table = "agency_credit_grades";
+        let grade = match row.opt_text(2)?.as_deref() {
+            None => None,
+            Some("A") => Some(Grade::A),
+            Some("B") => Some(Grade::B),
+            Some("C") => Some(Grade::C),
+            Some("D") => Some(Grade::D),
+            Some(other) => return Err(malformed(table, &format!("unknown grade {other:?}"))),
         };
         if let Some(agency) = agencies.get_mut(&id(&row, 0, table)?) {
             agency.grades.push(GradeFact {

@@ -16,8 +16,8 @@ use chrono::{DateTime, Datelike, Utc};
 
 use anquan_domain::agency::{
     AgencyCommand, AgencyProfile, AgencyState, ChangeAgencyProfile, ChangeBlacklist, FoundComplaint, GradeAgency,
-    HazardReport, RateService, RecordMisconduct, RegisterAgency, ReportService, ReportStaff, SignContract,
-    SpotCheckReport, StaffMember, TerminateContract, WarnAgency,
+    HazardReport, RateService, RecordMisconduct, RegisterAgency, RegradeAgency, ReportService, ReportStaff,
+    SignContract, SpotCheckReport, StaffMember, TerminateContract, WarnAgency,
 };
 use anquan_domain::enterprise::FileRef;
 use anquan_domain::{Actor, AgencyId, ContractId, EnterpriseId, Event, Period, Role, ServiceReportId, StaffId, Town};
@@ -46,7 +46,13 @@ async fn public_agency(app: &AppState, agency_id: AgencyId) -> Result<Option<Pub
     let staff = read_model::staff_of_agency(store, agency_id, None).await?;
     let statistics =
         read_model::yearly_statistics(store, StatisticsScope::Agency(agency_id), app.rules.time_zone).await?;
-    let grades = read_model::grades(store, agency_id).await?;
+    // Final grades only: a half-year whose only grade is provisional is not public yet.
+    let finals: Vec<_> = read_model::grade_history(store, agency_id)
+        .await?
+        .into_iter()
+        .filter(|grade| grade.kind != read_model::GradeKind::Provisional)
+        .collect();
+    let grades = read_model::current_per_half_year(finals);
     Ok(Some(PublicAgency::new(&agency, &staff, &statistics, &grades)))
 }
 

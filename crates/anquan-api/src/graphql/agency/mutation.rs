@@ -80,10 +80,27 @@ pub(super) struct GradeAgencyInput {
     /// Hazards a later government inspection found that the agency missed (default 0).
     #[graphql(default)]
     pub missed_findings: u32,
-    /// The final grade.
-    pub grade: CreditGrade,
-    /// Required when the final grade differs from the computed one.
+    /// The grade; null or absent: not graded (未评级). A half-year with too little activity or
+    /// evidence may only be left ungraded or, with a reason, graded D (`NOT_GRADABLE`).
+    pub grade: Option<CreditGrade>,
+    /// Required when the grade differs from the computed one.
     pub reason: Option<String>,
+}
+
+/// Regrade an agency's half-year that has a final grade.
+#[derive(InputObject)]
+pub(super) struct RegradeAgencyInput {
+    /// The agency.
+    pub agency_id: ID,
+    /// The half-year, e.g. `2019-H1`.
+    pub half_year: String,
+    /// Hazards a later government inspection found that the agency missed (default 0).
+    #[graphql(default)]
+    pub missed_findings: u32,
+    /// The new grade; null or absent: not graded (未评级).
+    pub grade: Option<CreditGrade>,
+    /// Why the grade changes (required).
+    pub reason: String,
 }
 
 #[Object]
@@ -406,7 +423,9 @@ impl AgencyMutation {
     }
 
     /// Grades a half-year (city admin): the score is computed from the agency's facts and
-    /// recorded with the final grade; two consecutive Ds also blacklist.
+    /// recorded with the grade. Before the half-year ends the grade is provisional (it may be
+    /// given again, and is not public); after, it is final, given once, and two consecutive
+    /// final Ds also blacklist.
     async fn grade_agency(
         &self,
         ctx: &Context<'_>,
@@ -418,7 +437,27 @@ impl AgencyMutation {
             agency_id: parse_id(&input.agency_id)?,
             half_year: parse_period(&input.half_year)?,
             missed_findings: input.missed_findings,
-            grade: input.grade.into(),
+            grade: input.grade.map(Into::into),
+            reason: input.reason,
+        });
+        run(ctx, command, args, Ids::default()).await
+    }
+
+    /// Changes a half-year's final grade (city admin), with a reason: the score is recomputed
+    /// from the facts known now and recorded as a new event (`CreditRegraded`); the earlier
+    /// grade stays in the log.
+    async fn regrade_agency(
+        &self,
+        ctx: &Context<'_>,
+        input: RegradeAgencyInput,
+        command_id: Option<ID>,
+    ) -> Result<AgencyCommandPayload, ApiError> {
+        let args = CommandArgs::parse(command_id.as_ref(), None)?;
+        let command = AgencyCommand::Regrade(RegradeAgency {
+            agency_id: parse_id(&input.agency_id)?,
+            half_year: parse_period(&input.half_year)?,
+            missed_findings: input.missed_findings,
+            grade: input.grade.map(Into::into),
             reason: input.reason,
         });
         run(ctx, command, args, Ids::default()).await
@@ -539,10 +578,24 @@ async fn run_with_files(
         Event::CreditGraded(graded) => Some(CreditGradeRecord::from(&read_model::GradeView {
             half_year: graded.half_year,
             grade: graded.grade,
+            kind: if graded.provisional {
+                read_model::GradeKind::Provisional
+            } else {
+                read_model::GradeKind::Final
+            },
             reason: graded.reason.clone(),
             inputs: graded.inputs.clone(),
             computed: graded.computed.clone(),
             graded_at: graded.graded_at,
+        })),
+        Event::CreditRegraded(regraded) => Some(CreditGradeRecord::from(&read_model::GradeView {
+            half_year: regraded.half_year,
+            grade: regraded.grade,
+            kind: read_model::GradeKind::Regraded,
+            reason: Some(regraded.reason.clone()),
+            inputs: regraded.inputs.clone(),
+            computed: regraded.computed.clone(),
+            graded_at: regraded.regraded_at,
         })),
         _ => None,
     });

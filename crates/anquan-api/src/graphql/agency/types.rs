@@ -11,8 +11,8 @@ use anquan_domain::agency::{AgencyProfile, StaffMember};
 use anquan_domain::credit::{ComponentScore, CreditScore, Deduction};
 use anquan_domain::enterprise::FileRef;
 use anquan_projections::agency::{
-    AgencyView, ContractView, DirectoryEntry, GradeView, ReportView, SanctionView, ServiceStatistics, StaffReportView,
-    StaffView,
+    AgencyView, ContractView, DirectoryEntry, GradeKind, GradeView, ReportView, SanctionView, ServiceStatistics,
+    StaffReportView, StaffView,
 };
 
 /// A half-yearly credit grade.
@@ -209,13 +209,39 @@ impl From<&ServiceStatistics> for ServiceStatisticsView {
     }
 }
 
-/// A public grade: the half-year and the final grade.
+/// A public grade: the half-year and the final grade, or "not graded" with the reason.
 #[derive(SimpleObject, Clone)]
 pub struct PublicGrade {
     /// The half-year, e.g. `2019-H1`.
     pub half_year: String,
-    /// The final grade.
-    pub grade: CreditGrade,
+    /// The final grade; null when the half-year was not graded (未评级: too little activity or
+    /// evidence, see `notGradedReason`).
+    pub grade: Option<CreditGrade>,
+    /// Why the half-year was not graded (e.g. 未评级：该半年度服务报告 0 份，少于 2 份).
+    pub not_graded_reason: Option<String>,
+}
+
+impl From<&GradeView> for PublicGrade {
+    fn from(grade: &GradeView) -> Self {
+        PublicGrade {
+            half_year: grade.half_year.to_string(),
+            grade: grade.grade.map(Into::into),
+            not_graded_reason: not_graded_reason(grade.grade, &grade.computed),
+        }
+    }
+}
+
+/// The reason a grade is "not graded", when it is.
+fn not_graded_reason(grade: Option<anquan_domain::credit::Grade>, computed: &CreditScore) -> Option<String> {
+    if grade.is_some() {
+        return None;
+    }
+    Some(
+        computed
+            .insufficient
+            .as_ref()
+            .map_or_else(|| "未评级".to_owned(), ToString::to_string),
+    )
 }
 
 /// An agency in the public directory.
@@ -229,7 +255,8 @@ pub struct PublicAgencyListing {
     pub service_scope: Vec<String>,
     /// Published fee band.
     pub fee_band: FeeBand,
-    /// The latest grade, if graded.
+    /// The latest final grade (or "not graded" with the reason); null if never graded. The
+    /// directory ranks grades A to D first, then agencies not graded, then those never graded.
     pub latest_grade: Option<PublicGrade>,
     /// Services in the year asked for.
     pub statistics: ServiceStatisticsView,
@@ -245,9 +272,13 @@ impl From<&DirectoryEntry> for PublicAgencyListing {
             name: profile.name.clone(),
             service_scope: profile.service_scope.clone(),
             fee_band: fee_band(profile),
-            latest_grade: entry.latest_grade.map(|(half_year, grade)| PublicGrade {
-                half_year: half_year.to_string(),
-                grade: grade.into(),
+            latest_grade: entry.latest_grade.as_ref().map(|latest| PublicGrade {
+                half_year: latest.half_year.to_string(),
+                grade: latest.grade.map(Into::into),
+                not_graded_reason: latest
+                    .grade
+                    .is_none()
+                    .then(|| latest.not_graded_reason.clone().unwrap_or_else(|| "未评级".to_owned())),
             }),
             statistics: (&entry.statistics).into(),
             blacklisted: entry.agency.blacklisted_at.is_some(),
@@ -310,7 +341,8 @@ pub struct PublicAgency {
     pub staff: Vec<PublicStaff>,
     /// Services per year.
     pub statistics: Vec<ServiceStatisticsView>,
-    /// Final grades, oldest first.
+    /// Final grades (after regrading, the new one), oldest first; provisional grades are not
+    /// public.
     pub grades: Vec<PublicGrade>,
 }
 
@@ -333,13 +365,7 @@ impl PublicAgency {
             blacklisted: agency.blacklisted_at.is_some(),
             staff: staff.iter().map(|view| (&view.member).into()).collect(),
             statistics: statistics.iter().map(Into::into).collect(),
-            grades: grades
-                .iter()
-                .map(|grade| PublicGrade {
-                    half_year: grade.half_year.to_string(),
-                    grade: grade.grade.into(),
-                })
-                .collect(),
+            grades: grades.iter().map(Into::into).collect(),
         }
     }
 }
@@ -411,6 +437,9 @@ pub struct ScoreComponent {
     pub max_points: u32,
     /// How the points were reached.
     pub basis: String,
+    /// Whether the half-year holds evidence for the component; without, it scores nothing and
+    /// is left out of the total.
+    pub evidence: bool,
 }
 
 /// A deduction from a computed credit score.
@@ -429,19 +458,28 @@ pub struct ScoreDeduction {
 pub struct CreditGradeRecord {
     /// The half-year.
     pub half_year: String,
-    /// The official's final grade.
-    pub grade: CreditGrade,
-    /// The grade the score computed.
-    pub computed_grade: CreditGrade,
-    /// The computed score (0 to 100).
+    /// The official's grade; null: not graded (未评级).
+    pub grade: Option<CreditGrade>,
+    /// Given before the half-year ended: replaced by the final grade, and not public.
+    pub provisional: bool,
+    /// A final grade changed later by a regrading (the reason says why).
+    pub regraded: bool,
+    /// Why the half-year was not graded, when it was not.
+    pub not_graded_reason: Option<String>,
+    /// The grade the score computed; null: too little activity or evidence to grade.
+    pub computed_grade: Option<CreditGrade>,
+    /// The computed score (0 to 100): the points of the components with evidence scaled to
+    /// 100, minus deductions.
     pub computed_score: f64,
+    /// The weight (of 100) of the components with evidence.
+    pub evidence_points: u32,
     /// Points per component.
     pub components: Vec<ScoreComponent>,
     /// Deductions.
     pub deductions: Vec<ScoreDeduction>,
     /// Misconduct that forced grade D.
     pub automatic_d: Vec<MisconductKind>,
-    /// Why the final grade differs from the computed one.
+    /// Why the grade differs from the computed one, or why it was regraded.
     pub reason: Option<String>,
     /// When it was graded.
     pub graded_at: DateTime<Utc>,
@@ -451,9 +489,13 @@ impl From<&GradeView> for CreditGradeRecord {
     fn from(grade: &GradeView) -> Self {
         CreditGradeRecord {
             half_year: grade.half_year.to_string(),
-            grade: grade.grade.into(),
-            computed_grade: grade.computed.grade.into(),
+            grade: grade.grade.map(Into::into),
+            provisional: grade.kind == GradeKind::Provisional,
+            regraded: grade.kind == GradeKind::Regraded,
+            not_graded_reason: not_graded_reason(grade.grade, &grade.computed),
+            computed_grade: grade.computed.grade.map(Into::into),
             computed_score: grade.computed.total,
+            evidence_points: grade.computed.evidence_points,
             components: components(&grade.computed),
             deductions: grade.computed.deductions.iter().map(deduction).collect(),
             automatic_d: grade.computed.automatic_d.iter().map(|kind| (*kind).into()).collect(),
@@ -767,6 +809,7 @@ fn component(component: &ComponentScore) -> ScoreComponent {
         points: component.points,
         max_points: component.max_points,
         basis: component.basis.clone(),
+        evidence: component.evidence,
     }
 }
 
