@@ -12,7 +12,8 @@ use crate::agency::event::{
 };
 use crate::enterprise::event::{
     AccidentReported, DocumentApproved, DocumentReturned, DocumentUploaded, EnterpriseProfileChanged,
-    EnterpriseRegistered, HazardDeadlineExtended, HazardFound, InspectionRecorded, PublicTokenRotated,
+    EnterpriseRegistered, HazardDeadlineExtended, HazardFound, InspectionRecorded, MajorHazardBasisStated,
+    MajorHazardConfirmed, PublicTokenRotated,
     RectificationAccepted, RectificationReturned, RectificationSubmitted,
 };
 use crate::rules::log::{RuleSetPromoted, RuleSetPublished};
@@ -105,6 +106,8 @@ event_catalogue! {
     RectificationReturned => 1,
     AccidentReported => 1,
     PublicTokenRotated => 1,
+    MajorHazardBasisStated => 1,
+    MajorHazardConfirmed => 1,
     AgencyRegistered => 1,
     AgencyProfileChanged => 1,
     StaffReported => 1,

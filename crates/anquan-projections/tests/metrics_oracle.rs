@@ -330,6 +330,7 @@ async fn generate(world: &World, seed: u64, steps: usize) -> DateTime<Utc> {
                         },
                         severity: None,
                         criterion: if major { criterion.clone() } else { None },
+                        basis: None,
                         description: "隐患".into(),
                         photos: Vec::new(),
                         deadline: rng
@@ -372,6 +373,7 @@ async fn generate(world: &World, seed: u64, steps: usize) -> DateTime<Utc> {
                         level: HazardLevel::General,
                         severity: None,
                         criterion: None,
+                        basis: None,
                         description: "自查".into(),
                         photos: Vec::new(),
                         deadline: None,

@@ -146,6 +146,8 @@ impl Projection for ComplianceProjection {
             Event::InspectionRecorded(_)
             | Event::HazardFound(_)
             | Event::HazardDeadlineExtended(_)
+            | Event::MajorHazardBasisStated(_)
+            | Event::MajorHazardConfirmed(_)
             | Event::RectificationSubmitted(_)
             | Event::RectificationAccepted(_)
             | Event::RectificationReturned(_)
