@@ -22,6 +22,7 @@ mod doc_examples;
 mod generated_client;
 mod graphql_fuzz;
 mod idempotency;
+mod major_hazards;
 mod metrics_endpoint;
 mod metrics_follow;
 mod public_page;
