@@ -68,7 +68,10 @@ async fn a_textile_enterprise_gets_major_hazards_under_the_2023_catalogue_and_a_
             &[],
         )
         .await;
-        let ids = data(&recorded)["recordInspection"]["hazardIds"].as_array().unwrap().clone();
+        let ids = data(&recorded)["recordInspection"]["hazardIds"]
+            .as_array()
+            .unwrap()
+            .clone();
         let (cited, free_text) = (ids[0].as_str().unwrap(), ids[1].as_str().unwrap());
 
         let before = data(&app.graphql(Some(&admin), ENTERPRISE, json!({ "id": id })).await).clone();
@@ -91,7 +94,10 @@ async fn a_textile_enterprise_gets_major_hazards_under_the_2023_catalogue_and_a_
         let refused = app.graphql(Some(&inspector), CONFIRM, confirm.clone()).await;
         assert_eq!(error_code(&refused), "FORBIDDEN");
         let confirmed = app.graphql(Some(&officer), CONFIRM, confirm.clone()).await;
-        assert!(data(&confirmed)["confirmMajorHazard"]["streamVersion"].is_string(), "{confirmed}");
+        assert!(
+            data(&confirmed)["confirmMajorHazard"]["streamVersion"].is_string(),
+            "{confirmed}"
+        );
         let twice = app.graphql(Some(&officer), CONFIRM, confirm).await;
         assert_eq!(error_code(&twice), "NOT_PENDING_CONFIRMATION");
 

@@ -13,8 +13,7 @@ use crate::agency::event::{
 use crate::enterprise::event::{
     AccidentReported, DocumentApproved, DocumentReturned, DocumentUploaded, EnterpriseProfileChanged,
     EnterpriseRegistered, HazardDeadlineExtended, HazardFound, InspectionRecorded, MajorHazardBasisStated,
-    MajorHazardConfirmed, PublicTokenRotated,
-    RectificationAccepted, RectificationReturned, RectificationSubmitted,
+    MajorHazardConfirmed, PublicTokenRotated, RectificationAccepted, RectificationReturned, RectificationSubmitted,
 };
 use crate::rules::log::{RuleSetPromoted, RuleSetPublished};
 

@@ -576,7 +576,10 @@ fn the_colour_history_records_each_change() {
 fn every_catalogue_item_can_be_cited_when_recording_a_major_hazard() {
     let rules = rules();
     let catalogues = &rules.supervision.major_hazard_catalogues;
-    assert!(catalogues.len() >= 3, "the 2017 and 2023 industry-and-trade and the chemicals catalogues");
+    assert!(
+        catalogues.len() >= 3,
+        "the 2017 and 2023 industry-and-trade and the chemicals catalogues"
+    );
     let mut cited = 0;
     for (index, catalogue) in catalogues.iter().enumerate() {
         // Noon (+08:00) of the catalogue's second day in force.
@@ -586,7 +589,12 @@ fn every_catalogue_item_can_be_cited_when_recording_a_major_hazard() {
         let registered = format!("{}T02:00:00Z", catalogue.in_force_from);
         let n = 700 + u32::try_from(index).unwrap();
         let mut file = EnterpriseFile::default();
-        apply(&mut file, &officer("许村"), &registered, register(n, "许村", plain_profile()));
+        apply(
+            &mut file,
+            &officer("许村"),
+            &registered,
+            register(n, "许村", plain_profile()),
+        );
         for (k, item) in catalogue.items.iter().enumerate() {
             let mut hazard = major(1 + k as u128, &catalogue.code, &item.code);
             hazard.description = item.text.clone();
@@ -637,9 +645,19 @@ fn the_hazardous_chemicals_catalogue_is_in_force_beside_the_industry_and_trade_o
     let file = compliant(71, plain_profile());
     let command = |hazard| inspection(id(71), 1, COMPLIANT_AT, vec![hazard]);
     let mut chemicals = file.clone();
-    apply(&mut chemicals, &inspector("许村"), COMPLIANT_AT, command(major(1, "hc2017", "chem-6")));
+    apply(
+        &mut chemicals,
+        &inspector("许村"),
+        COMPLIANT_AT,
+        command(major(1, "hc2017", "chem-6")),
+    );
     assert_eq!(
-        refused(&file, &inspector("许村"), COMPLIANT_AT, command(major(1, "hc2017", "dust-3"))),
+        refused(
+            &file,
+            &inspector("许村"),
+            COMPLIANT_AT,
+            command(major(1, "hc2017", "dust-3"))
+        ),
         "CRITERION_NOT_IN_FORCE"
     );
 }
@@ -657,7 +675,12 @@ fn a_free_text_major_hazard_counts_only_after_an_official_confirms_it() {
     let mut both = major(1, "mem10_2023", "dust-3");
     both.basis = free_text.basis.clone();
     assert_eq!(
-        refused(&file, &inspector("许村"), COMPLIANT_AT, inspection(id(72), 1, COMPLIANT_AT, vec![both])),
+        refused(
+            &file,
+            &inspector("许村"),
+            COMPLIANT_AT,
+            inspection(id(72), 1, COMPLIANT_AT, vec![both])
+        ),
         "BASIS_NOT_ALLOWED"
     );
     let mut general_with_basis = general(1, None);
@@ -697,7 +720,12 @@ fn a_free_text_major_hazard_counts_only_after_an_official_confirms_it() {
     assert_eq!(refused(&file, &inspector("许村"), later, confirm("确认")), "FORBIDDEN");
     assert_eq!(refused(&file, &officer("长安"), later, confirm("确认")), "FORBIDDEN");
     assert_eq!(refused(&file, &officer("许村"), later, confirm(" ")), "INVALID_FIELD");
-    apply(&mut file, &officer("许村"), later, confirm("经核对第九条，确认为重大事故隐患"));
+    apply(
+        &mut file,
+        &officer("许村"),
+        later,
+        confirm("经核对第九条，确认为重大事故隐患"),
+    );
     let confirmed = at(later);
     assert!(!file.hazards[&hazard_id(1)].pending_confirmation_at(confirmed));
     // Before the confirmation it still read as general; from it, major: veto and red.
@@ -713,5 +741,8 @@ fn a_free_text_major_hazard_counts_only_after_an_official_confirms_it() {
         (RiskColour::Red, Some("open_major_hazard".into()))
     );
     // Confirming twice, or confirming a hazard that cites an item: refused.
-    assert_eq!(refused(&file, &admin(), later, confirm("再次确认")), "NOT_PENDING_CONFIRMATION");
+    assert_eq!(
+        refused(&file, &admin(), later, confirm("再次确认")),
+        "NOT_PENDING_CONFIRMATION"
+    );
 }

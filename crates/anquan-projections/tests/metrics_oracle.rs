@@ -45,7 +45,8 @@ use anquan_domain::enterprise::event::{
     CriterionRef, HazardCategory, HazardLevel, HazardSource, InspectionKind, InspectorLevel,
 };
 use anquan_domain::enterprise::supervision::{
-    ConfirmMajorHazard, ExtendHazardDeadline, NewHazard, RecordHazard, RecordInspection, SubmitRectification, VerifyRectification,
+    ConfirmMajorHazard, ExtendHazardDeadline, NewHazard, RecordHazard, RecordInspection, SubmitRectification,
+    VerifyRectification,
 };
 use anquan_domain::enterprise::{
     Coverage, EnterpriseCommand, EnterpriseFile, FileRef, RegisterEnterprise, ReviewDecision, ReviewDocument,
@@ -925,7 +926,9 @@ fn oracle(
             let gov_found = |level: Option<HazardLevel>| -> Vec<HazardId> {
                 hazards
                     .iter()
-                    .filter(|(id, h)| h.0 && h.4 <= at && inside(h.3, w) && level.is_none_or(|l| level_at(id, h.2) == l))
+                    .filter(|(id, h)| {
+                        h.0 && h.4 <= at && inside(h.3, w) && level.is_none_or(|l| level_at(id, h.2) == l)
+                    })
                     .map(|(id, _)| *id)
                     .collect()
             };

@@ -11,7 +11,8 @@ use super::public_token::RotatePublicToken;
 use super::rejection::{EnterpriseRejection, ExpectedCoverage};
 use super::state::EnterpriseFile;
 use super::supervision::{
-    ConfirmMajorHazard, ExtendHazardDeadline, RecordHazard, RecordInspection, ReportAccident, SubmitRectification, VerifyRectification,
+    ConfirmMajorHazard, ExtendHazardDeadline, RecordHazard, RecordInspection, ReportAccident, SubmitRectification,
+    VerifyRectification,
 };
 use crate::actor::Actor;
 pub use crate::aggregate::DecisionContext;

@@ -85,7 +85,9 @@ pub enum EnterpriseRejection {
     DuplicateHazard { hazard_id: HazardId },
     #[error("该企业的档案中没有编号为 {hazard_id} 的隐患")]
     UnknownHazard { hazard_id: HazardId },
-    #[error("重大事故隐患须注明依据的是现行判定标准中的哪一条；没有适用条目时，请填写认定依据说明，由镇（街道）或市应急管理部门确认")]
+    #[error(
+        "重大事故隐患须注明依据的是现行判定标准中的哪一条；没有适用条目时，请填写认定依据说明，由镇（街道）或市应急管理部门确认"
+    )]
     CriterionRequired,
     #[error("只有未引用判定标准条目的重大事故隐患才填写认定依据说明")]
     BasisNotAllowed,

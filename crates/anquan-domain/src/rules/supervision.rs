@@ -262,7 +262,10 @@ impl MajorHazardCatalogue {
     fn check(&self) -> Result<(), String> {
         let blank = |value: &str| value.trim().is_empty();
         if blank(&self.code) || blank(&self.title) || blank(&self.document) {
-            return Err(format!("catalogue {:?} needs a code, a title and a document", self.code));
+            return Err(format!(
+                "catalogue {:?} needs a code, a title and a document",
+                self.code
+            ));
         }
         let mut codes: Vec<&str> = self.items.iter().map(|item| item.code.as_str()).collect();
         codes.sort_unstable();

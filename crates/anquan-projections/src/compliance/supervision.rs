@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use anquan_domain::compliance::evaluate;
 use anquan_domain::enterprise::event::{HazardSource, InspectionDocument};
 use anquan_domain::enterprise::hazard::{
-    AccidentRecord, BasisConfirmation, DeadlineExtension, FreeTextBasis, HazardRecord, HazardState, InspectionRecord, Rectification, Verdict,
+    AccidentRecord, BasisConfirmation, DeadlineExtension, FreeTextBasis, HazardRecord, HazardState, InspectionRecord,
+    Rectification, Verdict,
 };
 use anquan_domain::enterprise::{EnterpriseFile, Registration};
 use anquan_domain::risk::{self, ChecksDue, RiskAssessment};

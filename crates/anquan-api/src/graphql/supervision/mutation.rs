@@ -6,8 +6,8 @@ use uuid::Uuid;
 
 use anquan_domain::enterprise::event::{CriterionRef, HazardSource, InspectionDocument};
 use anquan_domain::enterprise::supervision::{
-    ConfirmMajorHazard, ExtendHazardDeadline, FILES_MAX, NewHazard, RecordHazard, RecordInspection, ReportAccident, SubmitRectification,
-    VerifyRectification,
+    ConfirmMajorHazard, ExtendHazardDeadline, FILES_MAX, NewHazard, RecordHazard, RecordInspection, ReportAccident,
+    SubmitRectification, VerifyRectification,
 };
 use anquan_domain::enterprise::{EnterpriseCommand, FileRef};
 use anquan_domain::{HazardId, InspectionId};
