@@ -24,6 +24,7 @@ mod erasure;
 mod generated_client;
 mod graphql_fuzz;
 mod idempotency;
+mod major_hazards;
 mod metrics_endpoint;
 mod metrics_follow;
 mod public_page;

@@ -693,6 +693,10 @@ fn plausible_call(field: &str, fx: &Fixtures) -> Call {
             json!({ "input": { "enterpriseId": enterprise, "hazardId": fx.hazard_id,
                 "deadline": now + Duration::days(400), "reason": "设备采购" } }),
         ),
+        "confirmMajorHazard" => call(
+            "mutation($input: ConfirmMajorHazardInput!) { confirmMajorHazard(input: $input) { streamVersion } }",
+            json!({ "input": { "enterpriseId": enterprise, "hazardId": fx.hazard_id, "note": "确认" } }),
+        ),
         "submitRectification" => call(
             "mutation($input: SubmitRectificationInput!) { submitRectification(input: $input) { streamVersion } }",
             json!({ "input": { "enterpriseId": enterprise, "hazardId": fx.hazard_id, "text": "已整改" } }),

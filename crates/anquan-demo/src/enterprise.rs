@@ -17,6 +17,7 @@ use anquan_domain::enterprise::{
     ReviewDocument, RotatePublicToken, UploadDocument,
 };
 use anquan_domain::ids::{HazardId, InspectionId};
+use anquan_domain::rules::supervision::CatalogueScope;
 use anquan_domain::rules::{Evidence, RuleSet, Severity};
 use anquan_domain::{Actor, DocumentId, Instant, Period, RequirementCode, Role, UserId};
 use anquan_event_store::EventStore;
@@ -499,7 +500,11 @@ impl Life<'_> {
         let inspected_at = now - Duration::hours(self.rng.between(1, 48));
         let count = self.rng.poisson(self.tuning.hazards_per_inspection);
         let day = inspected_at.with_timezone(&rules.time_zone).date_naive();
-        let catalogue = rules.supervision.catalogue_in_force(day);
+        // Demo enterprises are industry and trade: cite that catalogue's items.
+        let catalogue = rules
+            .supervision
+            .catalogues_in_force(day)
+            .find(|catalogue| catalogue.scope == CatalogueScope::IndustryAndTrade);
         let mut hazards = Vec::new();
         for _ in 0..count.min(40) {
             let (category, text) = HAZARD_TEXT[self.rng.below(HAZARD_TEXT.len())];
@@ -537,6 +542,7 @@ impl Life<'_> {
                 level,
                 severity,
                 criterion,
+                basis: None,
                 description: text.to_owned(),
                 photos: vec![photo],
                 deadline: None,

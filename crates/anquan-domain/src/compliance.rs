@@ -174,7 +174,7 @@ pub fn vetoes(file: &EnterpriseFile, rules: &RuleSet, at: Instant) -> Vec<Veto> 
     let veto = &rules.supervision.veto;
     let mut vetoes = Vec::new();
     for hazard in file.hazards.values().filter(|hazard| hazard.known_at(at)) {
-        if veto.open_major_hazard && hazard.level == HazardLevel::Major && hazard.closed_at(at).is_none() {
+        if veto.open_major_hazard && hazard.level_at(at) == HazardLevel::Major && hazard.closed_at(at).is_none() {
             vetoes.push(Veto::OpenMajorHazard {
                 hazard_id: hazard.hazard_id,
             });

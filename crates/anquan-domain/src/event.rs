@@ -13,8 +13,8 @@ use crate::agency::event::{
 use crate::anchor::AnchorTaken;
 use crate::enterprise::event::{
     AccidentReported, DocumentApproved, DocumentReturned, DocumentUploaded, EnterpriseProfileChanged,
-    EnterpriseRegistered, HazardDeadlineExtended, HazardFound, InspectionRecorded, PublicTokenRotated,
-    RectificationAccepted, RectificationReturned, RectificationSubmitted,
+    EnterpriseRegistered, HazardDeadlineExtended, HazardFound, InspectionRecorded, MajorHazardBasisStated,
+    MajorHazardConfirmed, PublicTokenRotated, RectificationAccepted, RectificationReturned, RectificationSubmitted,
 };
 use crate::rules::log::{RuleSetPromoted, RuleSetPublished};
 
@@ -114,6 +114,8 @@ event_catalogue! {
     RectificationReturned => 1,
     AccidentReported => 1,
     PublicTokenRotated => 1,
+    MajorHazardBasisStated => 1,
+    MajorHazardConfirmed => 1,
     AgencyRegistered => 1,
     AgencyProfileChanged => 1,
     StaffReported => 1,

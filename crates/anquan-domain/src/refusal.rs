@@ -82,6 +82,7 @@ pub fn field_label(field: &str) -> std::borrow::Cow<'_, str> {
         "text" => "文字内容",
         "reason" => "理由",
         "note" => "备注",
+        "basis" => "认定依据说明",
         "feedback" => "反馈意见",
         "findings" => "检查发现",
         "complaint" => "投诉内容",

@@ -192,7 +192,7 @@ fn holds(facts: &Facts<'_>, condition: &RiskCondition) -> bool {
     let known = || file.hazards.values().filter(move |hazard| hazard.known_at(at));
     match condition {
         RiskCondition::OpenMajorHazard => {
-            known().any(|hazard| hazard.level == HazardLevel::Major && hazard.closed_at(at).is_none())
+            known().any(|hazard| hazard.level_at(at) == HazardLevel::Major && hazard.closed_at(at).is_none())
         }
         RiskCondition::OpenHazard => known().any(|hazard| hazard.closed_at(at).is_none()),
         RiskCondition::OverdueHazard => known().any(|hazard| hazard.overdue_at(at)),

@@ -61,6 +61,8 @@ fn event_time(event: &Event) -> Instant {
         Event::InspectionRecorded(e) => e.recorded_at,
         Event::HazardFound(e) => e.recorded_at,
         Event::HazardDeadlineExtended(e) => e.extended_at,
+        Event::MajorHazardBasisStated(e) => e.stated_at,
+        Event::MajorHazardConfirmed(e) => e.confirmed_at,
         Event::RectificationSubmitted(e) => e.submitted_at,
         Event::RectificationAccepted(e) => e.verified_at,
         Event::RectificationReturned(e) => e.verified_at,

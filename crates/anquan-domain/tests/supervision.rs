@@ -39,6 +39,7 @@ fn general(n: u128, deadline: Option<Instant>) -> NewHazard {
         level: HazardLevel::General,
         severity: Some(Severity::Minor),
         criterion: None,
+        basis: None,
         description: "消防通道堵塞".into(),
         photos: vec![file_ref(9)],
         deadline,
@@ -55,6 +56,7 @@ fn major(n: u128, catalogue: &str, item: &str) -> NewHazard {
             catalogue: catalogue.into(),
             item: item.into(),
         }),
+        basis: None,
         description: "干式除尘系统未采取任何爆炸防控措施".into(),
         photos: vec![],
         deadline: None,
@@ -565,5 +567,182 @@ fn the_colour_history_records_each_change() {
             (at("2024-03-11T00:00:00Z"), RiskColour::Yellow),
             (deadline + Duration::microseconds(1), RiskColour::Orange),
         ]
+    );
+}
+
+/// Every item of every catalogue can be cited on a day its catalogue is in force, and then makes
+/// the hazard major (veto and red): the walk fails on the first item that cannot be cited.
+#[test]
+fn every_catalogue_item_can_be_cited_when_recording_a_major_hazard() {
+    let rules = rules();
+    let catalogues = &rules.supervision.major_hazard_catalogues;
+    assert!(
+        catalogues.len() >= 3,
+        "the 2017 and 2023 industry-and-trade and the chemicals catalogues"
+    );
+    let mut cited = 0;
+    for (index, catalogue) in catalogues.iter().enumerate() {
+        // Noon (+08:00) of the catalogue's second day in force.
+        let day = catalogue.in_force_from.succ_opt().unwrap();
+        assert!(catalogue.in_force_on(day));
+        let found = format!("{day}T04:00:00Z");
+        let registered = format!("{}T02:00:00Z", catalogue.in_force_from);
+        let n = 700 + u32::try_from(index).unwrap();
+        let mut file = EnterpriseFile::default();
+        apply(
+            &mut file,
+            &officer("许村"),
+            &registered,
+            register(n, "许村", plain_profile()),
+        );
+        for (k, item) in catalogue.items.iter().enumerate() {
+            let mut hazard = major(1 + k as u128, &catalogue.code, &item.code);
+            hazard.description = item.text.clone();
+            let command = inspection(id(n), 1 + k as u128, &found, vec![hazard]);
+            let rules_ref = &rules;
+            let context = DecisionContext {
+                actor: &inspector("许村"),
+                rules: rules_ref,
+                now: at(&found),
+            };
+            let events = file.decide(&command, &context).unwrap_or_else(|rejection| {
+                panic!("{}/{} cannot be cited on {day}: {rejection}", catalogue.code, item.code)
+            });
+            for event in &events {
+                file.apply(event);
+            }
+            assert!(
+                evaluate(&file, &rules, at(&found))
+                    .unwrap()
+                    .vetoes
+                    .contains(&Veto::OpenMajorHazard {
+                        hazard_id: hazard_id(1 + k as u128)
+                    }),
+                "{}/{} does not veto",
+                catalogue.code,
+                item.code
+            );
+            cited += 1;
+        }
+    }
+    let held: usize = catalogues.iter().map(|catalogue| catalogue.items.len()).sum();
+    assert_eq!(cited, held);
+}
+
+/// A catalogue of another scope is in force beside the industry-and-trade one: on one day an
+/// inspector may cite either, and each item only of its own catalogue.
+#[test]
+fn the_hazardous_chemicals_catalogue_is_in_force_beside_the_industry_and_trade_one() {
+    let rules = rules();
+    let day = at(COMPLIANT_AT).with_timezone(&rules.time_zone).date_naive();
+    let mut in_force: Vec<&str> = rules
+        .supervision
+        .catalogues_in_force(day)
+        .map(|catalogue| catalogue.code.as_str())
+        .collect();
+    in_force.sort_unstable();
+    assert_eq!(in_force, vec!["hc2017", "mem10_2023"]);
+    let file = compliant(71, plain_profile());
+    let command = |hazard| inspection(id(71), 1, COMPLIANT_AT, vec![hazard]);
+    let mut chemicals = file.clone();
+    apply(
+        &mut chemicals,
+        &inspector("许村"),
+        COMPLIANT_AT,
+        command(major(1, "hc2017", "chem-6")),
+    );
+    assert_eq!(
+        refused(
+            &file,
+            &inspector("许村"),
+            COMPLIANT_AT,
+            command(major(1, "hc2017", "dust-3"))
+        ),
+        "CRITERION_NOT_IN_FORCE"
+    );
+}
+
+/// A major hazard with a free-text basis is "major, pending confirmation": general for the veto
+/// and the colour until a town officer or the city admin confirms it; then it counts as major.
+#[test]
+fn a_free_text_major_hazard_counts_only_after_an_official_confirms_it() {
+    use anquan_domain::enterprise::supervision::ConfirmMajorHazard;
+    let mut file = compliant(72, plain_profile());
+    let mut free_text = major(1, "", "");
+    free_text.criterion = None;
+    free_text.basis = Some("定型机导热油炉与车间未分隔（第九条原文未收录）".into());
+    // Both a criterion and a basis, or a basis on a general hazard: refused.
+    let mut both = major(1, "mem10_2023", "dust-3");
+    both.basis = free_text.basis.clone();
+    assert_eq!(
+        refused(
+            &file,
+            &inspector("许村"),
+            COMPLIANT_AT,
+            inspection(id(72), 1, COMPLIANT_AT, vec![both])
+        ),
+        "BASIS_NOT_ALLOWED"
+    );
+    let mut general_with_basis = general(1, None);
+    general_with_basis.basis = free_text.basis.clone();
+    assert_eq!(
+        refused(
+            &file,
+            &inspector("许村"),
+            COMPLIANT_AT,
+            inspection(id(72), 1, COMPLIANT_AT, vec![general_with_basis])
+        ),
+        "BASIS_NOT_ALLOWED"
+    );
+    apply(
+        &mut file,
+        &inspector("许村"),
+        COMPLIANT_AT,
+        inspection(id(72), 1, COMPLIANT_AT, vec![free_text]),
+    );
+    let found = at(COMPLIANT_AT);
+    let hazard = &file.hazards[&hazard_id(1)];
+    assert_eq!(hazard.level, HazardLevel::Major);
+    assert!(hazard.pending_confirmation_at(found));
+    assert_eq!(hazard.level_at(found), HazardLevel::General);
+    // Pending: no veto, not red (an open hazard makes it yellow).
+    assert!(evaluate(&file, &rules(), found).unwrap().vetoes.is_empty());
+    assert_eq!(colour(&file, found).0, RiskColour::Yellow);
+    let confirm = |note: &str| {
+        EnterpriseCommand::ConfirmMajorHazard(ConfirmMajorHazard {
+            enterprise_id: id(72),
+            hazard_id: hazard_id(1),
+            note: note.into(),
+        })
+    };
+    let later = "2024-03-11T02:00:00Z";
+    // Inspectors record; officials confirm, each in their own town.
+    assert_eq!(refused(&file, &inspector("许村"), later, confirm("确认")), "FORBIDDEN");
+    assert_eq!(refused(&file, &officer("长安"), later, confirm("确认")), "FORBIDDEN");
+    assert_eq!(refused(&file, &officer("许村"), later, confirm(" ")), "INVALID_FIELD");
+    apply(
+        &mut file,
+        &officer("许村"),
+        later,
+        confirm("经核对第九条，确认为重大事故隐患"),
+    );
+    let confirmed = at(later);
+    assert!(!file.hazards[&hazard_id(1)].pending_confirmation_at(confirmed));
+    // Before the confirmation it still read as general; from it, major: veto and red.
+    assert!(evaluate(&file, &rules(), found).unwrap().vetoes.is_empty());
+    assert_eq!(
+        evaluate(&file, &rules(), confirmed).unwrap().vetoes,
+        vec![Veto::OpenMajorHazard {
+            hazard_id: hazard_id(1)
+        }]
+    );
+    assert_eq!(
+        colour(&file, confirmed),
+        (RiskColour::Red, Some("open_major_hazard".into()))
+    );
+    // Confirming twice, or confirming a hazard that cites an item: refused.
+    assert_eq!(
+        refused(&file, &admin(), later, confirm("再次确认")),
+        "NOT_PENDING_CONFIRMATION"
     );
 }

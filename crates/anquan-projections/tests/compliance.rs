@@ -365,6 +365,7 @@ impl World {
                 catalogue: catalogue.into(),
                 item: item.into(),
             }),
+            basis: None,
             description: "除尘系统未设泄爆装置".into(),
             photos: vec![photo(1)],
             deadline,

@@ -45,7 +45,8 @@ use anquan_domain::enterprise::event::{
     CriterionRef, HazardCategory, HazardLevel, HazardSource, InspectionKind, InspectorLevel,
 };
 use anquan_domain::enterprise::supervision::{
-    ExtendHazardDeadline, NewHazard, RecordHazard, RecordInspection, SubmitRectification, VerifyRectification,
+    ConfirmMajorHazard, ExtendHazardDeadline, NewHazard, RecordHazard, RecordInspection, SubmitRectification,
+    VerifyRectification,
 };
 use anquan_domain::enterprise::{
     Coverage, EnterpriseCommand, EnterpriseFile, FileRef, RegisterEnterprise, ReviewDecision, ReviewDocument,
@@ -310,7 +311,7 @@ async fn generate(world: &World, seed: u64, steps: usize) -> DateTime<Utc> {
                 };
                 let inspected_at = now - Duration::hours(rng.below(72) as i64);
                 let day = inspected_at.with_timezone(&rules.time_zone).date_naive();
-                let criterion = rules.supervision.catalogue_in_force(day).and_then(|catalogue| {
+                let criterion = rules.supervision.catalogues_in_force(day).next().and_then(|catalogue| {
                     catalogue.items.first().map(|item| CriterionRef {
                         catalogue: catalogue.code.clone(),
                         item: item.code.clone(),
@@ -319,6 +320,8 @@ async fn generate(world: &World, seed: u64, steps: usize) -> DateTime<Utc> {
                 let mut hazards = Vec::new();
                 for _ in 0..rng.below(4) {
                     let major = rng.chance(10) && criterion.is_some();
+                    // Half the major hazards cite no item: a free-text basis, confirmed below or not.
+                    let free_text = major && rng.chance(50);
                     let hazard_id = HazardId::from_uuid(Uuid::from_u128(memory.next()));
                     hazards.push(NewHazard {
                         hazard_id,
@@ -329,7 +332,8 @@ async fn generate(world: &World, seed: u64, steps: usize) -> DateTime<Utc> {
                             HazardLevel::General
                         },
                         severity: None,
-                        criterion: if major { criterion.clone() } else { None },
+                        criterion: if major && !free_text { criterion.clone() } else { None },
+                        basis: free_text.then(|| "未收录条目，依原文认定".to_owned()),
                         description: "隐患".into(),
                         photos: Vec::new(),
                         deadline: rng
@@ -338,6 +342,11 @@ async fn generate(world: &World, seed: u64, steps: usize) -> DateTime<Utc> {
                     });
                 }
                 let ids: Vec<HazardId> = hazards.iter().map(|hazard| hazard.hazard_id).collect();
+                let free_text_ids: Vec<HazardId> = hazards
+                    .iter()
+                    .filter(|hazard| hazard.basis.is_some())
+                    .map(|hazard| hazard.hazard_id)
+                    .collect();
                 let command = EnterpriseCommand::RecordInspection(RecordInspection {
                     enterprise_id,
                     inspection_id: InspectionId::from_uuid(Uuid::from_u128(memory.next())),
@@ -353,6 +362,16 @@ async fn generate(world: &World, seed: u64, steps: usize) -> DateTime<Utc> {
                     hazards,
                 });
                 if world.enterprise(&inspector, now, command).await {
+                    for hazard_id in &free_text_ids {
+                        if rng.chance(50) {
+                            let confirm = EnterpriseCommand::ConfirmMajorHazard(ConfirmMajorHazard {
+                                enterprise_id,
+                                hazard_id: *hazard_id,
+                                note: "确认".into(),
+                            });
+                            world.enterprise(&admin(), now + Duration::minutes(1), confirm).await;
+                        }
+                    }
                     memory
                         .hazards
                         .extend(ids.into_iter().map(|id| (enterprise_id, id, town.clone())));
@@ -372,6 +391,7 @@ async fn generate(world: &World, seed: u64, steps: usize) -> DateTime<Utc> {
                         level: HazardLevel::General,
                         severity: None,
                         criterion: None,
+                        basis: None,
                         description: "自查".into(),
                         photos: Vec::new(),
                         deadline: None,
@@ -807,6 +827,8 @@ fn oracle(
         let mut uploads: BTreeMap<DocumentId, (String, DateTime<Utc>, Coverage)> = BTreeMap::new();
         let mut reviews: Vec<(DocumentId, bool, bool, DateTime<Utc>)> = Vec::new(); // (doc, approved, commented, at)
         let mut inspections: BTreeMap<InspectionId, (InspectorLevel, DateTime<Utc>, DateTime<Utc>)> = BTreeMap::new();
+        // Major hazards on a free-text basis, with when an official confirmed them (if ever).
+        let mut pending: BTreeMap<HazardId, Option<DateTime<Utc>>> = BTreeMap::new();
         let mut hazards: BTreeMap<HazardId, (bool, bool, HazardLevel, DateTime<Utc>, DateTime<Utc>, DateTime<Utc>)> =
             BTreeMap::new(); // (government, self, level, found, recorded, deadline)
         let mut extensions: Vec<(HazardId, DateTime<Utc>, DateTime<Utc>)> = Vec::new();
@@ -841,6 +863,12 @@ fn oracle(
                             e.deadline,
                         ),
                     );
+                }
+                Event::MajorHazardBasisStated(e) => {
+                    pending.insert(e.hazard_id, None);
+                }
+                Event::MajorHazardConfirmed(e) => {
+                    pending.insert(e.hazard_id, Some(e.confirmed_at));
                 }
                 Event::HazardDeadlineExtended(e) => extensions.push((e.hazard_id, e.deadline, e.extended_at)),
                 Event::RectificationAccepted(e) => verdicts.push((e.hazard_id, true, e.verified_at)),
@@ -913,10 +941,23 @@ fn oracle(
             let reviewed_in = |filter: &dyn Fn(&(DocumentId, bool, bool, DateTime<Utc>)) -> bool| {
                 count(reviews.iter().filter(|r| inside(r.3, w) && filter(r)).count())
             };
+            // A free-text major hazard counts as general until confirmed (docs/roles.md).
+            let level_at = |id: &HazardId, level: HazardLevel| {
+                let unconfirmed = pending
+                    .get(id)
+                    .is_some_and(|confirmed| confirmed.is_none_or(|when| when > at));
+                if level == HazardLevel::Major && unconfirmed {
+                    HazardLevel::General
+                } else {
+                    level
+                }
+            };
             let gov_found = |level: Option<HazardLevel>| -> Vec<HazardId> {
                 hazards
                     .iter()
-                    .filter(|(_, h)| h.0 && h.4 <= at && inside(h.3, w) && level.is_none_or(|l| h.2 == l))
+                    .filter(|(id, h)| {
+                        h.0 && h.4 <= at && inside(h.3, w) && level.is_none_or(|l| level_at(id, h.2) == l)
+                    })
                     .map(|(id, _)| *id)
                     .collect()
             };

@@ -300,6 +300,7 @@ fn enterprise_command(op: &Op) -> Option<EnterpriseCommand> {
                 level: HazardLevel::General,
                 severity: None,
                 criterion: None,
+                basis: None,
                 description: "消防通道堵塞".into(),
                 photos: Vec::new(),
                 deadline,

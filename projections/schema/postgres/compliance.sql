@@ -85,6 +85,12 @@ CREATE TABLE IF NOT EXISTS hazards (
     initial_deadline TIMESTAMPTZ NOT NULL,
     deadline TIMESTAMPTZ NOT NULL,
     closed_at TIMESTAMPTZ,
+    -- A major hazard citing no catalogue item: its free-text basis and an official's
+    -- confirmation (until then it counts as general).
+    basis TEXT,
+    basis_stated_at TIMESTAMPTZ,
+    basis_note TEXT,
+    basis_confirmed_at TIMESTAMPTZ,
     position TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (enterprise_id, hazard_id)
 );

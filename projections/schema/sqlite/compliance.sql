@@ -88,6 +88,12 @@ CREATE TABLE IF NOT EXISTS hazards (
     initial_deadline TEXT NOT NULL,
     deadline TEXT NOT NULL,
     closed_at TEXT,
+    -- A major hazard citing no catalogue item: its free-text basis and an official's
+    -- confirmation (until then it counts as general).
+    basis TEXT,
+    basis_stated_at TEXT,
+    basis_note TEXT,
+    basis_confirmed_at TEXT,
     position TEXT NOT NULL,
     PRIMARY KEY (enterprise_id, hazard_id)
 ) WITHOUT ROWID;

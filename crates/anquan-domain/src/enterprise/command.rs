@@ -11,7 +11,8 @@ use super::public_token::RotatePublicToken;
 use super::rejection::{EnterpriseRejection, ExpectedCoverage};
 use super::state::EnterpriseFile;
 use super::supervision::{
-    ExtendHazardDeadline, RecordHazard, RecordInspection, ReportAccident, SubmitRectification, VerifyRectification,
+    ConfirmMajorHazard, ExtendHazardDeadline, RecordHazard, RecordInspection, ReportAccident, SubmitRectification,
+    VerifyRectification,
 };
 use crate::actor::Actor;
 pub use crate::aggregate::DecisionContext;
@@ -89,6 +90,7 @@ pub enum EnterpriseCommand {
     RecordInspection(RecordInspection),
     RecordHazard(RecordHazard),
     ExtendHazardDeadline(ExtendHazardDeadline),
+    ConfirmMajorHazard(ConfirmMajorHazard),
     SubmitRectification(SubmitRectification),
     VerifyRectification(VerifyRectification),
     ReportAccident(ReportAccident),
@@ -117,6 +119,7 @@ impl EnterpriseCommand {
                 }
             }
             EnterpriseCommand::ReviewDocument(_)
+            | EnterpriseCommand::ConfirmMajorHazard(_)
             | EnterpriseCommand::SubmitRectification(_)
             | EnterpriseCommand::VerifyRectification(_)
             | EnterpriseCommand::RotatePublicToken(_) => Ok(()),
@@ -148,6 +151,7 @@ impl EnterpriseCommand {
             EnterpriseCommand::RecordInspection(command) => command.enterprise_id,
             EnterpriseCommand::RecordHazard(command) => command.enterprise_id,
             EnterpriseCommand::ExtendHazardDeadline(command) => command.enterprise_id,
+            EnterpriseCommand::ConfirmMajorHazard(command) => command.enterprise_id,
             EnterpriseCommand::SubmitRectification(command) => command.enterprise_id,
             EnterpriseCommand::VerifyRectification(command) => command.enterprise_id,
             EnterpriseCommand::ReportAccident(command) => command.enterprise_id,
@@ -165,6 +169,7 @@ impl EnterpriseCommand {
             EnterpriseCommand::RecordInspection(_) => "record_inspection",
             EnterpriseCommand::RecordHazard(_) => "record_hazard",
             EnterpriseCommand::ExtendHazardDeadline(_) => "extend_hazard_deadline",
+            EnterpriseCommand::ConfirmMajorHazard(_) => "confirm_major_hazard",
             EnterpriseCommand::SubmitRectification(_) => "submit_rectification",
             EnterpriseCommand::VerifyRectification(_) => "verify_rectification",
             EnterpriseCommand::ReportAccident(_) => "report_accident",
@@ -227,6 +232,11 @@ impl EnterpriseFile {
                 actor.may_inspect_town(&self.registered(command.enterprise_id)?.town),
                 "延长该镇（街道）隐患的整改期限",
             ),
+            // Officials (town officer, city admin) confirm; inspectors record (docs/roles.md).
+            EnterpriseCommand::ConfirmMajorHazard(command) => (
+                actor.may_supervise_town(&self.registered(command.enterprise_id)?.town),
+                "确认该镇（街道）的重大事故隐患",
+            ),
             EnterpriseCommand::VerifyRectification(command) => (
                 actor.may_inspect_town(&self.registered(command.enterprise_id)?.town),
                 "核查该镇（街道）的隐患整改",
@@ -283,6 +293,7 @@ impl EnterpriseFile {
             EnterpriseCommand::RecordInspection(command) => self.decide_record_inspection(command, context),
             EnterpriseCommand::RecordHazard(command) => self.decide_record_hazard(command, context),
             EnterpriseCommand::ExtendHazardDeadline(command) => self.decide_extend_deadline(command, context),
+            EnterpriseCommand::ConfirmMajorHazard(command) => self.decide_confirm_major_hazard(command, context),
             EnterpriseCommand::SubmitRectification(command) => self.decide_submit_rectification(command, context),
             EnterpriseCommand::VerifyRectification(command) => self.decide_verify_rectification(command, context),
             EnterpriseCommand::ReportAccident(command) => self.decide_report_accident(command, context),

@@ -202,6 +202,26 @@ pub struct HazardFound {
     pub deadline: Instant,
 }
 
+/// A major hazard was recorded without a catalogue item (none fits, or the item is not
+/// transcribed): the recorder's free-text basis. Recorded with its `HazardFound`; until an
+/// official confirms it (`MajorHazardConfirmed`) the hazard is "major, pending confirmation"
+/// and counts as general: no veto, no red, not in the major-hazard figures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MajorHazardBasisStated {
+    pub hazard_id: HazardId,
+    pub basis: String,
+    pub stated_at: Instant,
+}
+
+/// An official (the town officer of the enterprise's town, or the city admin) confirmed a major
+/// hazard recorded with a free-text basis: it counts as major from `confirmed_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MajorHazardConfirmed {
+    pub hazard_id: HazardId,
+    pub note: String,
+    pub confirmed_at: Instant,
+}
+
 /// An inspector approved a later deadline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HazardDeadlineExtended {

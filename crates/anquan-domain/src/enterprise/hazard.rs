@@ -45,6 +45,25 @@ pub struct HazardRecord {
     pub extensions: Vec<DeadlineExtension>,
     /// Submitted rectifications, oldest first.
     pub rectifications: Vec<Rectification>,
+    /// For a major hazard recorded without a catalogue item: its free-text basis and whether
+    /// an official confirmed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free_text_basis: Option<FreeTextBasis>,
+}
+
+/// The free-text basis of a major hazard that cites no catalogue item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FreeTextBasis {
+    pub basis: String,
+    pub stated_at: Instant,
+    pub confirmation: Option<BasisConfirmation>,
+}
+
+/// An official's confirmation that a hazard with a free-text basis is major.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BasisConfirmation {
+    pub note: String,
+    pub confirmed_at: Instant,
 }
 
 /// An approved later deadline.
@@ -97,6 +116,27 @@ pub enum HazardState {
 }
 
 impl HazardRecord {
+    /// Returns the level the hazard counts at `instant`: a major hazard with a free-text basis
+    /// counts as general until an official confirmed it (the rule in docs/roles.md, "Major
+    /// hazards"); the veto, red and the metrics read this, never `level` alone.
+    pub fn level_at(&self, instant: Instant) -> HazardLevel {
+        if self.level == HazardLevel::Major && self.pending_confirmation_at(instant) {
+            HazardLevel::General
+        } else {
+            self.level
+        }
+    }
+
+    /// Tells whether the hazard is "major, pending confirmation" at `instant`.
+    pub fn pending_confirmation_at(&self, instant: Instant) -> bool {
+        self.free_text_basis.as_ref().is_some_and(|basis| {
+            basis
+                .confirmation
+                .as_ref()
+                .is_none_or(|confirmation| confirmation.confirmed_at > instant)
+        })
+    }
+
     /// Tells whether the platform knew of the hazard at `instant`.
     pub fn known_at(&self, instant: Instant) -> bool {
         self.recorded_at <= instant

@@ -85,8 +85,14 @@ pub enum EnterpriseRejection {
     DuplicateHazard { hazard_id: HazardId },
     #[error("该企业的档案中没有编号为 {hazard_id} 的隐患")]
     UnknownHazard { hazard_id: HazardId },
-    #[error("重大事故隐患须注明依据的是现行判定标准中的哪一条")]
+    #[error(
+        "重大事故隐患须注明依据的是现行判定标准中的哪一条；没有适用条目时，请填写认定依据说明，由镇（街道）或市应急管理部门确认"
+    )]
     CriterionRequired,
+    #[error("只有未引用判定标准条目的重大事故隐患才填写认定依据说明")]
+    BasisNotAllowed,
+    #[error("编号为 {hazard_id} 的隐患不是待确认的重大事故隐患")]
+    NotPendingConfirmation { hazard_id: HazardId },
     #[error(
         "判定标准条目 {catalogue}/{item} 不在 {on} 施行的判定标准中（当日施行：{}）",
         in_force.as_deref().unwrap_or("无")
@@ -191,7 +197,10 @@ impl EnterpriseRejection {
             } => vec![("enterpriseId", text(enterprise_id)), ("creditCode", text(credit_code))],
             EnterpriseRejection::InvalidField { field, problem } => problem.details(field),
             EnterpriseRejection::ValueOutOfRange(out_of_range) => out_of_range.details(),
-            EnterpriseRejection::EmptyFile | EnterpriseRejection::CriterionRequired => Vec::new(),
+            EnterpriseRejection::EmptyFile
+            | EnterpriseRejection::CriterionRequired
+            | EnterpriseRejection::BasisNotAllowed => Vec::new(),
+            EnterpriseRejection::NotPendingConfirmation { hazard_id } => vec![("hazardId", text(hazard_id))],
             EnterpriseRejection::UnknownRequirement { requirement, rule_set } => {
                 vec![("requirement", text(requirement)), ("ruleSet", rule_set.clone().into())]
             }
@@ -288,6 +297,8 @@ impl EnterpriseRejection {
             EnterpriseRejection::DuplicateHazard { .. } => "DUPLICATE_HAZARD",
             EnterpriseRejection::UnknownHazard { .. } => "UNKNOWN_HAZARD",
             EnterpriseRejection::CriterionRequired => "CRITERION_REQUIRED",
+            EnterpriseRejection::BasisNotAllowed => "BASIS_NOT_ALLOWED",
+            EnterpriseRejection::NotPendingConfirmation { .. } => "NOT_PENDING_CONFIRMATION",
             EnterpriseRejection::CriterionNotInForce { .. } => "CRITERION_NOT_IN_FORCE",
             EnterpriseRejection::DeadlineNotAfterFinding { .. } => "DEADLINE_BEFORE_FINDING",
             EnterpriseRejection::DeadlineNotLater { .. } => "DEADLINE_NOT_LATER",
@@ -334,6 +345,8 @@ mod tests {
             EnterpriseRejection::HazardClosed { .. } => 25,
             EnterpriseRejection::RectificationPending { .. } => 26,
             EnterpriseRejection::NoPendingRectification { .. } => 27,
+            EnterpriseRejection::BasisNotAllowed => 28,
+            EnterpriseRejection::NotPendingConfirmation { .. } => 29,
         }
     }
 
@@ -420,12 +433,14 @@ mod tests {
                 hazard_id,
                 rectification_id: uuid::Uuid::from_u128(5),
             },
+            EnterpriseRejection::BasisNotAllowed,
+            EnterpriseRejection::NotPendingConfirmation { hazard_id },
         ]
     }
 
     #[test]
     fn every_rejection_tells_a_person_in_chinese_and_a_program_in_an_english_code() {
-        crate::refusal::assert_every_variant_speaks_to_both_audiences(&samples(), variant_index, 28);
+        crate::refusal::assert_every_variant_speaks_to_both_audiences(&samples(), variant_index, 30);
     }
 
     #[test]

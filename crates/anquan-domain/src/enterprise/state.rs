@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::event::{Coverage, FileRef};
-use super::hazard::{AccidentRecord, DeadlineExtension, HazardRecord, InspectionRecord, Rectification, Verdict};
+use super::hazard::{
+    AccidentRecord, BasisConfirmation, DeadlineExtension, FreeTextBasis, HazardRecord, InspectionRecord, Rectification,
+    Verdict,
+};
 use crate::Instant;
 use crate::credit_code::UnifiedSocialCreditCode;
 use crate::event::Event;
@@ -184,8 +187,30 @@ impl EnterpriseFile {
                         initial_deadline: found.deadline,
                         extensions: Vec::new(),
                         rectifications: Vec::new(),
+                        free_text_basis: None,
                     },
                 );
+            }
+            Event::MajorHazardBasisStated(stated) => {
+                if let Some(hazard) = self.hazards.get_mut(&stated.hazard_id) {
+                    hazard.free_text_basis = Some(FreeTextBasis {
+                        basis: stated.basis.clone(),
+                        stated_at: stated.stated_at,
+                        confirmation: None,
+                    });
+                }
+            }
+            Event::MajorHazardConfirmed(confirmed) => {
+                if let Some(basis) = self
+                    .hazards
+                    .get_mut(&confirmed.hazard_id)
+                    .and_then(|hazard| hazard.free_text_basis.as_mut())
+                {
+                    basis.confirmation = Some(BasisConfirmation {
+                        note: confirmed.note.clone(),
+                        confirmed_at: confirmed.confirmed_at,
+                    });
+                }
             }
             Event::HazardDeadlineExtended(extended) => {
                 if let Some(hazard) = self.hazards.get_mut(&extended.hazard_id) {

@@ -5,8 +5,8 @@ use chrono::{Days, Duration, NaiveTime, TimeZone};
 
 use super::event::{
     AccidentReported, CriterionRef, FileRef, HazardCategory, HazardDeadlineExtended, HazardFound, HazardLevel,
-    HazardSource, InspectionDocument, InspectionKind, InspectionRecorded, InspectorLevel, RectificationAccepted,
-    RectificationReturned, RectificationSubmitted,
+    HazardSource, InspectionDocument, InspectionKind, InspectionRecorded, InspectorLevel, MajorHazardBasisStated,
+    MajorHazardConfirmed, RectificationAccepted, RectificationReturned, RectificationSubmitted,
 };
 use super::hazard::HazardRecord;
 use super::rejection::EnterpriseRejection;
@@ -33,8 +33,11 @@ pub struct NewHazard {
     pub level: HazardLevel,
     /// For a general hazard: sets the default deadline (moderate if absent).
     pub severity: Option<Severity>,
-    /// For a major hazard: the item of the catalogue in force on the day found.
+    /// For a major hazard: the item of a catalogue in force on the day found.
     pub criterion: Option<CriterionRef>,
+    /// For a major hazard no catalogue item fits (or whose item is not transcribed): the
+    /// recorder's basis, in words. Such a hazard is major only once an official confirms it.
+    pub basis: Option<String>,
     pub description: String,
     pub photos: Vec<FileRef>,
     /// Overrides the rule set's default deadline.
@@ -60,6 +63,15 @@ pub struct RecordHazard {
     pub enterprise_id: EnterpriseId,
     pub source: HazardSource,
     pub hazard: NewHazard,
+}
+
+/// An official confirms a major hazard recorded with a free-text basis.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConfirmMajorHazard {
+    pub enterprise_id: EnterpriseId,
+    pub hazard_id: HazardId,
+    /// Why the official agrees it is major (e.g. the article of another standard it meets).
+    pub note: String,
 }
 
 /// Approve a later deadline for a hazard.
@@ -180,7 +192,7 @@ impl EnterpriseFile {
                     hazard_id: hazard.hazard_id,
                 });
             }
-            events.push(self.hazard_found(hazard, source.clone(), command.inspected_at, context)?);
+            events.extend(self.hazard_found(hazard, source.clone(), command.inspected_at, context)?);
         }
         Ok(events)
     }
@@ -190,12 +202,30 @@ impl EnterpriseFile {
         command: &RecordHazard,
         context: &DecisionContext<'_>,
     ) -> Result<Vec<Event>, EnterpriseRejection> {
-        Ok(vec![self.hazard_found(
-            &command.hazard,
-            command.source.clone(),
-            context.now,
-            context,
-        )?])
+        self.hazard_found(&command.hazard, command.source.clone(), context.now, context)
+    }
+
+    pub(super) fn decide_confirm_major_hazard(
+        &self,
+        command: &ConfirmMajorHazard,
+        context: &DecisionContext<'_>,
+    ) -> Result<Vec<Event>, EnterpriseRejection> {
+        let hazard = self.hazard(command.hazard_id)?;
+        let pending = hazard
+            .free_text_basis
+            .as_ref()
+            .is_some_and(|basis| basis.confirmation.is_none());
+        if !pending {
+            return Err(EnterpriseRejection::NotPendingConfirmation {
+                hazard_id: command.hazard_id,
+            });
+        }
+        check_text("note", &command.note)?;
+        Ok(vec![Event::MajorHazardConfirmed(MajorHazardConfirmed {
+            hazard_id: command.hazard_id,
+            note: command.note.trim().to_owned(),
+            confirmed_at: context.now,
+        })])
     }
 
     fn hazard_found(
@@ -204,7 +234,7 @@ impl EnterpriseFile {
         source: HazardSource,
         found_at: Instant,
         context: &DecisionContext<'_>,
-    ) -> Result<Event, EnterpriseRejection> {
+    ) -> Result<Vec<Event>, EnterpriseRejection> {
         let rules = context.rules;
         if self.hazards.contains_key(&hazard.hazard_id) {
             return Err(EnterpriseRejection::DuplicateHazard {
@@ -218,10 +248,15 @@ impl EnterpriseFile {
                 problem: FieldProblem::TooManyItems { items_max: FILES_MAX },
             });
         }
-        match (&hazard.level, &hazard.criterion) {
-            (HazardLevel::Major, None) => return Err(EnterpriseRejection::CriterionRequired),
-            (_, Some(criterion)) => check_criterion(criterion, found_at, rules)?,
-            (HazardLevel::General, None) => {}
+        let basis = hazard.basis.as_deref().map(str::trim).filter(|basis| !basis.is_empty());
+        match (&hazard.level, &hazard.criterion, basis) {
+            (HazardLevel::Major, None, None) => return Err(EnterpriseRejection::CriterionRequired),
+            (HazardLevel::Major, Some(_), Some(_)) | (HazardLevel::General, _, Some(_)) => {
+                return Err(EnterpriseRejection::BasisNotAllowed);
+            }
+            (_, Some(criterion), None) => check_criterion(criterion, found_at, rules)?,
+            (HazardLevel::Major, None, Some(basis)) => check_text("basis", basis)?,
+            (HazardLevel::General, None, None) => {}
         }
         let deadline = match hazard.deadline {
             Some(deadline) if deadline <= found_at => {
@@ -234,7 +269,7 @@ impl EnterpriseFile {
             HazardLevel::General => Some(hazard.severity.unwrap_or(Severity::Moderate)),
             HazardLevel::Major => None,
         };
-        Ok(Event::HazardFound(HazardFound {
+        let mut events = vec![Event::HazardFound(HazardFound {
             hazard_id: hazard.hazard_id,
             source,
             category: hazard.category,
@@ -246,7 +281,15 @@ impl EnterpriseFile {
             found_at,
             recorded_at: context.now,
             deadline,
-        }))
+        })];
+        if let (HazardLevel::Major, None, Some(basis)) = (&hazard.level, &hazard.criterion, basis) {
+            events.push(Event::MajorHazardBasisStated(MajorHazardBasisStated {
+                hazard_id: hazard.hazard_id,
+                basis: basis.to_owned(),
+                stated_at: context.now,
+            }));
+        }
+        Ok(events)
     }
 
     pub(super) fn decide_extend_deadline(
@@ -410,22 +453,28 @@ fn check_text(field: &'static str, value: &str) -> Result<(), EnterpriseRejectio
     Ok(())
 }
 
-/// Checks that the criterion is an item of the catalogue in force on the local day found.
+/// Checks that the criterion is an item of a catalogue in force on the local day found (the
+/// industry-and-trade one or, beside it, the hazardous-chemicals one: the inspector names which).
 fn check_criterion(criterion: &CriterionRef, found_at: Instant, rules: &RuleSet) -> Result<(), EnterpriseRejection> {
     let day = found_at.with_timezone(&rules.time_zone).date_naive();
-    let in_force = rules.supervision.catalogue_in_force(day);
-    let not_in_force = || EnterpriseRejection::CriterionNotInForce {
+    let citable = rules
+        .supervision
+        .catalogues_in_force(day)
+        .find(|catalogue| catalogue.code == criterion.catalogue)
+        .is_some_and(|catalogue| catalogue.item(&criterion.item).is_some());
+    if citable {
+        return Ok(());
+    }
+    let codes: Vec<&str> = rules
+        .supervision
+        .catalogues_in_force(day)
+        .map(|catalogue| catalogue.code.as_str())
+        .collect();
+    let in_force = (!codes.is_empty()).then(|| codes.join("、"));
+    Err(EnterpriseRejection::CriterionNotInForce {
         catalogue: criterion.catalogue.clone(),
         item: criterion.item.clone(),
         on: day,
-        in_force: in_force.map(|catalogue| catalogue.code.clone()),
-    };
-    let catalogue = in_force
-        .filter(|catalogue| catalogue.code == criterion.catalogue)
-        .ok_or_else(not_in_force)?;
-    if catalogue.items.iter().any(|item| item.code == criterion.item) {
-        Ok(())
-    } else {
-        Err(not_in_force())
-    }
+        in_force,
+    })
 }

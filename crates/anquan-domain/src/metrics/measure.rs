@@ -266,7 +266,7 @@ impl Facts<'_> {
             hazard.is_government()
                 && hazard.known_at(self.at)
                 && self.within(hazard.found_at, start)
-                && level.is_none_or(|level| hazard.level == level)
+                && level.is_none_or(|level| hazard.level_at(self.at) == level)
         })
     }
 

@@ -45,17 +45,56 @@ pub enum Severity {
     Serious,
 }
 
-/// One version of the major-hazard criteria (重大事故隐患判定标准).
+/// One version of a major-hazard judgement standard (重大事故隐患判定标准), with the document it
+/// comes from. Catalogues of one scope replace each other by date; catalogues of different
+/// scopes (industry and trade, hazardous chemicals) are in force side by side, and an inspector
+/// names the catalogue and item a hazard meets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MajorHazardCatalogue {
     pub code: String,
     pub title: String,
+    /// The document: issuer and number (文号), e.g. `应急管理部令第10号`.
+    pub document: String,
+    /// Which enterprises the standard is written for.
+    pub scope: CatalogueScope,
     /// First day (local) the catalogue applies to a hazard found on that day.
     pub in_force_from: NaiveDate,
     /// First day it no longer applies (the next catalogue's first day), if replaced.
     pub in_force_until: Option<NaiveDate>,
+    /// Where the transcription was read, by key; items name their keys.
+    #[serde(default)]
+    pub sources: BTreeMap<String, String>,
     pub items: Vec<CatalogueItem>,
+    /// Items of the document not transcribed, with the reason: they cannot be cited, so an
+    /// inspector records such a hazard with a free-text basis an official confirms.
+    #[serde(default)]
+    pub missing: Vec<MissingItems>,
+}
+
+/// Which enterprises a catalogue is written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CatalogueScope {
+    /// 工贸行业 (冶金、有色、建材、机械、轻工、纺织、烟草、商贸).
+    IndustryAndTrade,
+    /// 化工和危险化学品生产经营单位.
+    HazardousChemicals,
+}
+
+/// Which part of a standard an item belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CatalogueCategory {
+    /// 管理类: applies to every enterprise of the scope.
+    Management,
+    /// 行业类: applies to one industry.
+    Industry,
+    /// 专项类: applies to every enterprise with that kind of site or process (dust, ammonia,
+    /// confined spaces).
+    Special,
+    /// A standard without parts (the hazardous-chemicals one).
+    General,
 }
 
 /// One criterion of a catalogue.
@@ -63,7 +102,27 @@ pub struct MajorHazardCatalogue {
 #[serde(deny_unknown_fields)]
 pub struct CatalogueItem {
     pub code: String,
+    pub category: CatalogueCategory,
+    /// The industry or field the item is written for (e.g. `纺织`, `存在粉尘爆炸危险的`).
+    pub industry: String,
+    /// Where in the document (e.g. `第九条第（一）项`, `二、（一）1.`).
+    pub article: String,
     pub text: String,
+    /// Keys of the catalogue's `sources` the text was read from.
+    pub source: Vec<String>,
+}
+
+/// Items of a document that the catalogue does not hold, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MissingItems {
+    /// Where in the document (e.g. `第九条（纺织企业）`).
+    pub article: String,
+    pub industry: String,
+    /// How many items are missing, when known.
+    #[serde(default)]
+    pub count: Option<u32>,
+    pub reason: String,
 }
 
 /// What overrides the 21 indicators (否决项).
@@ -189,16 +248,79 @@ impl RiskCondition {
     }
 }
 
-impl SupervisionRules {
-    /// Finds the catalogue in force on a local date.
-    pub fn catalogue_in_force(&self, date: NaiveDate) -> Option<&MajorHazardCatalogue> {
-        self.major_hazard_catalogues.iter().find(|catalogue| {
-            catalogue.in_force_from <= date && catalogue.in_force_until.is_none_or(|until| date < until)
-        })
+impl MajorHazardCatalogue {
+    /// Tells whether the catalogue applies to a hazard found on a local date.
+    pub fn in_force_on(&self, date: NaiveDate) -> bool {
+        self.in_force_from <= date && self.in_force_until.is_none_or(|until| date < until)
     }
 
-    /// Checks the catalogues do not overlap and their item codes are unique.
+    /// Returns the item with a code.
+    pub fn item(&self, code: &str) -> Option<&CatalogueItem> {
+        self.items.iter().find(|item| item.code == code)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let blank = |value: &str| value.trim().is_empty();
+        if blank(&self.code) || blank(&self.title) || blank(&self.document) {
+            return Err(format!(
+                "catalogue {:?} needs a code, a title and a document",
+                self.code
+            ));
+        }
+        let mut codes: Vec<&str> = self.items.iter().map(|item| item.code.as_str()).collect();
+        codes.sort_unstable();
+        if codes.windows(2).any(|pair| pair[0] == pair[1]) {
+            return Err(format!("catalogue {} lists an item code twice", self.code));
+        }
+        for item in &self.items {
+            if blank(&item.code) || blank(&item.text) || blank(&item.industry) || blank(&item.article) {
+                return Err(format!(
+                    "catalogue {} item {:?} needs a code, a text, an industry and an article",
+                    self.code, item.code
+                ));
+            }
+            if item.source.is_empty() {
+                return Err(format!("catalogue {} item {} names no source", self.code, item.code));
+            }
+            if let Some(unknown) = item.source.iter().find(|key| !self.sources.contains_key(*key)) {
+                return Err(format!(
+                    "catalogue {} item {} names the unknown source {unknown}",
+                    self.code, item.code
+                ));
+            }
+        }
+        for missing in &self.missing {
+            if blank(&missing.article) || blank(&missing.reason) {
+                return Err(format!(
+                    "catalogue {}: a missing part needs its article and the reason",
+                    self.code
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SupervisionRules {
+    /// Returns the catalogues in force on a local date (at most one per scope).
+    pub fn catalogues_in_force(&self, date: NaiveDate) -> impl Iterator<Item = &MajorHazardCatalogue> {
+        self.major_hazard_catalogues
+            .iter()
+            .filter(move |catalogue| catalogue.in_force_on(date))
+    }
+
+    /// Checks the catalogues of one scope do not overlap and every item is citable: a unique
+    /// code, a text, an article and known sources.
     pub(crate) fn check(&self) -> Result<(), String> {
+        let mut codes: Vec<&str> = self
+            .major_hazard_catalogues
+            .iter()
+            .map(|catalogue| catalogue.code.as_str())
+            .collect();
+        codes.sort_unstable();
+        if codes.windows(2).any(|pair| pair[0] == pair[1]) {
+            return Err("two major-hazard catalogues share a code".to_owned());
+        }
         for (index, catalogue) in self.major_hazard_catalogues.iter().enumerate() {
             if catalogue
                 .in_force_until
@@ -209,18 +331,14 @@ impl SupervisionRules {
             for other in &self.major_hazard_catalogues[index + 1..] {
                 let overlaps = catalogue.in_force_until.is_none_or(|until| other.in_force_from < until)
                     && other.in_force_until.is_none_or(|until| catalogue.in_force_from < until);
-                if overlaps {
+                if overlaps && other.scope == catalogue.scope {
                     return Err(format!(
-                        "catalogues {} and {} are in force at the same time",
+                        "catalogues {} and {} of one scope are in force at the same time",
                         catalogue.code, other.code
                     ));
                 }
             }
-            let mut codes: Vec<&str> = catalogue.items.iter().map(|item| item.code.as_str()).collect();
-            codes.sort_unstable();
-            if codes.windows(2).any(|pair| pair[0] == pair[1]) {
-                return Err(format!("catalogue {} lists an item code twice", catalogue.code));
-            }
+            catalogue.check()?;
         }
         for colour in [
             RiskColour::Red,

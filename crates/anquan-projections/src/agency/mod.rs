@@ -127,9 +127,9 @@ impl Projection for AgencyProjection {
     }
 
     /// Layout 2 stores positions whole (`values::position`, text) instead of the SQL
-    /// backends' sequence number alone.
+    /// backends' sequence number alone. Layout 3 adds `agency_credit_grades` and the erased staff rows.
     fn layout(&self) -> u32 {
-        2
+        3
     }
 
     fn apply(&self, event: &RecordedEvent, decoded: &Event, out: &mut BatchStatements) -> Result<(), ProjectionError> {

@@ -126,9 +126,9 @@ impl Projection for ComplianceProjection {
     }
 
     /// Layout 2 stores positions whole (`values::position`, text) instead of the SQL
-    /// backends' sequence number alone.
+    /// backends' sequence number alone. Layout 3 adds the hazards' free-text basis columns.
     fn layout(&self) -> u32 {
-        2
+        3
     }
 
     fn apply(&self, event: &RecordedEvent, decoded: &Event, out: &mut BatchStatements) -> Result<(), ProjectionError> {
@@ -152,6 +152,8 @@ impl Projection for ComplianceProjection {
             Event::InspectionRecorded(_)
             | Event::HazardFound(_)
             | Event::HazardDeadlineExtended(_)
+            | Event::MajorHazardBasisStated(_)
+            | Event::MajorHazardConfirmed(_)
             | Event::RectificationSubmitted(_)
             | Event::RectificationAccepted(_)
             | Event::RectificationReturned(_)

@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use anquan_domain::compliance::evaluate;
 use anquan_domain::enterprise::event::{HazardSource, InspectionDocument};
 use anquan_domain::enterprise::hazard::{
-    AccidentRecord, DeadlineExtension, HazardRecord, HazardState, InspectionRecord, Rectification, Verdict,
+    AccidentRecord, BasisConfirmation, DeadlineExtension, FreeTextBasis, HazardRecord, HazardState, InspectionRecord,
+    Rectification, Verdict,
 };
 use anquan_domain::enterprise::{EnterpriseFile, Registration};
 use anquan_domain::risk::{self, ChecksDue, RiskAssessment};
@@ -56,6 +57,10 @@ const INSERT_RECTIFICATION: &str = "INSERT INTO rectifications \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 const SET_VERDICT: &str = "UPDATE rectifications SET verdict = $4, first_time = $5, reason = $6, verified_at = $7, \
     verified_by = $8 WHERE enterprise_id = $1 AND hazard_id = $2 AND rectification_id = $3";
+const SET_BASIS: &str =
+    "UPDATE hazards SET basis = $3, basis_stated_at = $4 WHERE enterprise_id = $1 AND hazard_id = $2";
+const CONFIRM_BASIS: &str =
+    "UPDATE hazards SET basis_note = $3, basis_confirmed_at = $4 WHERE enterprise_id = $1 AND hazard_id = $2";
 const CLOSE_HAZARD: &str = "UPDATE hazards SET closed_at = $3 WHERE enterprise_id = $1 AND hazard_id = $2";
 const INSERT_ACCIDENT: &str = "INSERT INTO accidents \
     (accident_id, enterprise_id, town, occurred_at, fatalities, description, reported_at, reported_by, position) \
@@ -127,6 +132,24 @@ pub(super) fn statements(
                 ],
             ));
         }
+        Event::MajorHazardBasisStated(stated) => out.push(Statement::new(
+            SET_BASIS,
+            vec![
+                id,
+                text(stated.hazard_id),
+                SqlValue::Text(stated.basis.clone()),
+                SqlValue::Timestamp(stated.stated_at),
+            ],
+        )),
+        Event::MajorHazardConfirmed(confirmed) => out.push(Statement::new(
+            CONFIRM_BASIS,
+            vec![
+                id,
+                text(confirmed.hazard_id),
+                SqlValue::Text(confirmed.note.clone()),
+                SqlValue::Timestamp(confirmed.confirmed_at),
+            ],
+        )),
         Event::HazardDeadlineExtended(extended) => {
             out.push(Statement::new(
                 INSERT_EXTENSION,
@@ -223,7 +246,7 @@ macro_rules! hazard_columns {
     () => {
         "h.hazard_id, h.enterprise_id, e.name, h.town, h.source, h.category, h.level, h.severity, \
          h.criterion_catalogue, h.criterion_item, h.description, h.photos, h.found_at, h.recorded_at, \
-         h.initial_deadline, h.recorded_by \
+         h.initial_deadline, h.recorded_by, h.basis, h.basis_stated_at, h.basis_note, h.basis_confirmed_at \
          FROM hazards h JOIN enterprises e ON e.enterprise_id = h.enterprise_id"
     };
 }
@@ -463,10 +486,27 @@ fn assemble(hazards: &[Row], extensions: &[Row], rectifications: &[Row]) -> Resu
                     initial_deadline: row.timestamp(14)?,
                     extensions: extended.remove(&(enterprise_id, hazard_id)).unwrap_or_default(),
                     rectifications: rectified.remove(&(enterprise_id, hazard_id)).unwrap_or_default(),
+                    free_text_basis: free_text_basis(row)?,
                 },
             })
         })
         .collect()
+}
+
+/// The free-text basis of a hazard row (columns 16 to 19), if it has one.
+fn free_text_basis(row: &Row) -> Result<Option<FreeTextBasis>, QueryError> {
+    let Some(basis) = row.opt_text(16)? else {
+        return Ok(None);
+    };
+    let confirmation = match (row.opt_text(18)?, row.opt_timestamp(19)?) {
+        (Some(note), Some(confirmed_at)) => Some(BasisConfirmation { note, confirmed_at }),
+        _ => None,
+    };
+    Ok(Some(FreeTextBasis {
+        basis,
+        stated_at: row.timestamp(17)?,
+        confirmation,
+    }))
 }
 
 // ----- queries ---------------------------------------------------------------------------------

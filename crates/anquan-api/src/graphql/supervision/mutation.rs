@@ -6,8 +6,8 @@ use uuid::Uuid;
 
 use anquan_domain::enterprise::event::{CriterionRef, HazardSource, InspectionDocument};
 use anquan_domain::enterprise::supervision::{
-    ExtendHazardDeadline, FILES_MAX, NewHazard, RecordHazard, RecordInspection, ReportAccident, SubmitRectification,
-    VerifyRectification,
+    ConfirmMajorHazard, ExtendHazardDeadline, FILES_MAX, NewHazard, RecordHazard, RecordInspection, ReportAccident,
+    SubmitRectification, VerifyRectification,
 };
 use anquan_domain::enterprise::{EnterpriseCommand, FileRef};
 use anquan_domain::{HazardId, InspectionId};
@@ -36,6 +36,11 @@ pub(super) struct NewHazardInput {
     pub criterion_catalogue: Option<String>,
     /// For a major hazard: the item of that catalogue (e.g. `dust-3`).
     pub criterion_item: Option<String>,
+    /// For a major hazard no catalogue item fits (or whose item the rule set lacks): the basis
+    /// in words, instead of `criterionCatalogue`/`criterionItem`. The hazard is then "major,
+    /// pending confirmation" and counts as general until a town officer or the city admin
+    /// confirms it (`confirmMajorHazard`).
+    pub basis: Option<String>,
     /// What is wrong.
     pub description: String,
     /// Overrides the rule set's default deadline; must be after the finding.
@@ -88,6 +93,17 @@ pub(super) struct ExtendHazardDeadlineInput {
     pub deadline: DateTime<Utc>,
     /// Why it is extended.
     pub reason: String,
+}
+
+/// Confirm a major hazard recorded with a free-text basis.
+#[derive(InputObject)]
+pub(super) struct ConfirmMajorHazardInput {
+    /// The enterprise.
+    pub enterprise_id: ID,
+    /// The hazard, "major, pending confirmation".
+    pub hazard_id: ID,
+    /// Why it is major (e.g. the article of the standard it meets).
+    pub note: String,
 }
 
 /// Submit a rectification; photos come as the mutation's `photos` uploads.
@@ -250,6 +266,29 @@ impl SupervisionMutation {
         run(ctx, command, args, created, &[]).await
     }
 
+    /// Confirms a major hazard recorded with a free-text basis (the town officer of its town, or
+    /// the city admin): from now on it counts as major (veto, red, major-hazard figures).
+    async fn confirm_major_hazard(
+        &self,
+        ctx: &Context<'_>,
+        input: ConfirmMajorHazardInput,
+        command_id: Option<ID>,
+        expected_version: Option<Int64>,
+    ) -> Result<SupervisionPayload, ApiError> {
+        let args = CommandArgs::parse(command_id.as_ref(), expected_version)?;
+        let hazard_id = parse_id::<HazardId>(&input.hazard_id)?;
+        let command = EnterpriseCommand::ConfirmMajorHazard(ConfirmMajorHazard {
+            enterprise_id: parse_enterprise_id(&input.enterprise_id)?,
+            hazard_id,
+            note: input.note,
+        });
+        let created = Created {
+            hazard_ids: vec![hazard_id],
+            ..Created::default()
+        };
+        run(ctx, command, args, created, &[]).await
+    }
+
     /// Submits a rectification of one of the enterprise's own hazards, with photos (multipart).
     async fn submit_rectification(
         &self,
@@ -379,6 +418,7 @@ fn new_hazard(
         level: domain_level(input.level),
         severity: input.severity.map(Into::into),
         criterion,
+        basis: input.basis,
         description: input.description,
         photos,
         deadline: input.deadline,

@@ -412,6 +412,13 @@ pub struct Hazard {
     pub criterion_item: Option<String>,
     /// The item's text, from the rule set.
     pub criterion_text: Option<String>,
+    /// A major hazard citing no catalogue item: its basis in words.
+    pub basis: Option<String>,
+    /// Major, with a free-text basis not yet confirmed by an official at `at`: counts as
+    /// general (no veto, no red) until confirmed.
+    pub pending_confirmation: bool,
+    /// When an official confirmed the free-text basis, if by `at`.
+    pub basis_confirmed_at: Option<DateTime<Utc>>,
     /// What is wrong.
     pub description: String,
     /// Photos.
@@ -516,6 +523,14 @@ impl Hazard {
             criterion_catalogue: record.criterion.as_ref().map(|criterion| criterion.catalogue.clone()),
             criterion_item: record.criterion.as_ref().map(|criterion| criterion.item.clone()),
             criterion_text,
+            basis: record.free_text_basis.as_ref().map(|basis| basis.basis.clone()),
+            pending_confirmation: record.pending_confirmation_at(at),
+            basis_confirmed_at: record
+                .free_text_basis
+                .as_ref()
+                .and_then(|basis| basis.confirmation.as_ref())
+                .map(|confirmation| confirmation.confirmed_at)
+                .filter(|confirmed_at| *confirmed_at <= at),
             description: record.description.clone(),
             photos: record.photos.iter().map(StoredFile::from).collect(),
             found_at: record.found_at,
