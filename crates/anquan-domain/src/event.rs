@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::agency::event::{
     AgencyBlacklisted, AgencyComplaintFounded, AgencyDelisted, AgencyMisconductFound, AgencyProfileChanged,
-    AgencyRegistered, AgencyWarned, ContractSigned, ContractTerminated, CreditGraded, CreditRegraded, DataSubjectErased,
-    ReportSpotChecked, ServiceRated, ServiceReported, StaffReported,
+    AgencyRegistered, AgencyWarned, ContractSigned, ContractTerminated, CreditGraded, CreditRegraded,
+    DataSubjectErased, ReportSpotChecked, ServiceRated, ServiceReported, StaffReported,
 };
 use crate::anchor::AnchorTaken;
 use crate::enterprise::event::{

@@ -189,6 +189,7 @@ pub fn decode(stored: &StoredEvent<'_>) -> Result<Decoded, MappingError> {
         event_type: stored.event_type.to_owned(),
         schema_version: metadata.schema_version,
         data: data.to_owned(),
+        stored_data: None,
         metadata: EventMetadata {
             occurred_at: metadata.occurred_at,
             actor: metadata.actor,

@@ -421,8 +421,12 @@ impl EventStore for PersonalDataStore {
         open_events(self.keys.as_ref(), events).await
     }
 
-    async fn command_outcome(&self, command_id: CommandId) -> Result<Option<RecordedCommand>, StoreError> {
-        self.inner.command_outcome(command_id).await
+    async fn command_outcome(
+        &self,
+        stream_id: &StreamId,
+        command_id: CommandId,
+    ) -> Result<Option<RecordedCommand>, StoreError> {
+        self.inner.command_outcome(stream_id, command_id).await
     }
 
     fn head(&self) -> watch::Receiver<Option<Position>> {
@@ -431,6 +435,10 @@ impl EventStore for PersonalDataStore {
 
     fn backend_name(&self) -> &'static str {
         self.inner.backend_name()
+    }
+
+    fn traits(&self) -> crate::store::BackendTraits {
+        self.inner.traits()
     }
 }
 

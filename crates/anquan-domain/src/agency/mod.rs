@@ -13,9 +13,8 @@ pub mod state;
 
 pub use command::{
     AgencyCommand, ChangeAgencyProfile, ChangeBlacklist, DecisionContext, EraseDataSubject, FoundComplaint,
-    GradeAgency, HazardReport, RateService, RecordMisconduct, RegisterAgency, RegradeAgency, ReportService, ReportStaff,
-    SignContract,
-    SpotCheckReport, TerminateContract, WarnAgency, misconduct_name,
+    GradeAgency, HazardReport, RateService, RecordMisconduct, RegisterAgency, RegradeAgency, ReportService,
+    ReportStaff, SignContract, SpotCheckReport, TerminateContract, WarnAgency, misconduct_name,
 };
 pub use event::{
     AgencyProfile, DataSubjectErased, ErasedStaffEntry, FeeBand, FeeCheck, HazardLevel, Qualification,

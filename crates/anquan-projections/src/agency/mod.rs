@@ -20,8 +20,8 @@ use anquan_domain::agency::event::{
     ServiceReported, StaffReported,
 };
 use anquan_domain::agency::{FeeCheck, HazardLevel, WarningKind, misconduct_name};
-use anquan_domain::personal::{DataSubject, ERASED};
 use anquan_domain::credit::{CreditInputs, CreditScore, Grade};
+use anquan_domain::personal::{DataSubject, ERASED};
 use anquan_domain::{AgencyId, Event};
 use anquan_event_store::{Dialect, RecordedEvent, SqlValue, Statement};
 
