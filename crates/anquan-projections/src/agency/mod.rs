@@ -16,8 +16,8 @@ pub use query::{
 pub use serving::{ServingAgency, serving_agency};
 
 use anquan_domain::agency::event::{
-    AgencyBlacklisted, AgencyProfile, ContractSigned, CreditGraded, DataSubjectErased, Qualification, ServiceRated,
-    ServiceReported, StaffReported,
+    AgencyBlacklisted, AgencyProfile, ContractSigned, DataSubjectErased, Qualification, ServiceRated, ServiceReported,
+    StaffReported,
 };
 use anquan_domain::agency::{FeeCheck, HazardLevel, WarningKind, misconduct_name};
 use anquan_domain::credit::{CreditInputs, CreditScore, Grade};
