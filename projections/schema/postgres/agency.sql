@@ -96,7 +96,7 @@ CREATE TABLE IF NOT EXISTS agency_sanctions (
 CREATE TABLE IF NOT EXISTS agency_credit_grades (
     agency_id TEXT NOT NULL,
     half_year TEXT NOT NULL,
-    position BIGINT NOT NULL,
+    position TEXT COLLATE "C" NOT NULL,
     kind TEXT NOT NULL,
     computed_total DOUBLE PRECISION NOT NULL,
     computed_grade TEXT,
