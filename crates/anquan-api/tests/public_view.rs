@@ -24,6 +24,13 @@ const PRIVATE_WORDS: [&str; 7] = [
     "component",
     "contract",
 ];
+/// Fields whose name has a private word but which are public by design, each with why.
+const PUBLIC_BY_DESIGN: [(&str, &str); 1] = [
+    // 未评级 with its reason is what the directory must show (issue #21): the reason is built
+    // only from activity counts the public statistics already publish, never from an
+    // official's free-text reason or a sanction.
+    ("PublicGrade", "notGradedReason"),
+];
 /// Types that hold private fields.
 const PRIVATE_TYPES: [&str; 5] = ["Staff", "Qualification", "Agency", "CreditGradeRecord", "Sanction"];
 
@@ -93,8 +100,9 @@ fn the_public_agency_queries_reach_no_private_field() {
         };
         for (field, named) in fields {
             let lower = field.to_lowercase();
+            let by_design = PUBLIC_BY_DESIGN.contains(&(name.as_str(), field.as_str()));
             assert!(
-                !PRIVATE_WORDS.iter().any(|word| lower.contains(word)),
+                by_design || !PRIVATE_WORDS.iter().any(|word| lower.contains(word)),
                 "public type {name} has private field {field}"
             );
             pending.push(named.clone());
