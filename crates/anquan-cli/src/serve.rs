@@ -37,10 +37,16 @@ pub async fn open_stores(storage: &Storage) -> anyhow::Result<(Arc<dyn EventStor
             read_models_url,
         } => {
             let events = open_kurrentdb(event_store_url).await?;
-            let read_models = PostgresReadModelStore::connect(read_models_url, pool_size()?)
+            let pool_size = pool_size()?;
+            let read_models = PostgresReadModelStore::connect(read_models_url, pool_size)
                 .await
                 .context("cannot open the PostgreSQL read models")?;
-            Ok((metered(events), Arc::new(read_models)))
+            // The keys never go into the log, so not into KurrentDB: they live beside the read
+            // models, and erasing a subject deletes its row there.
+            let keys = PostgresSubjectKeys::connect(read_models_url, pool_size)
+                .await
+                .context("cannot open the personal data keys in the read-model database")?;
+            Ok((metered(personal(events, Arc::new(keys))), Arc::new(read_models)))
         }
         Storage::Postgres { url } => {
             // Each of the two pools (events, read models) holds up to this many connections, and

@@ -452,10 +452,9 @@ impl EventStore for KurrentEventStore {
         Ok(events)
     }
 
-    /// KurrentDB has no index of command ids across streams: the lookup is per stream
-    /// ([`KurrentEventStore::command_outcome_in_stream`]), and `append` uses it. This global
-    /// form is replaced when the trait's `command_outcome` takes the target stream (issue #25);
-    /// until then it refuses rather than scan the whole of `$all` on every command.
+    /// KurrentDB has no index of command ids across streams: the lookup reads the target
+    /// stream backwards ([`KurrentEventStore::command_outcome_in_stream`]), as `append` does
+    /// (`BackendTraits::store_wide_command_ids` is false here).
     async fn command_outcome(
         &self,
         stream_id: &StreamId,

@@ -23,6 +23,38 @@ impl PostgresSubjectKeys {
         Self { pool }
     }
 
+    /// Connects to a database of its own (the read-model database when the events live in
+    /// KurrentDB) and creates the keys table there if it is missing, under the migrations'
+    /// advisory lock so two nodes starting together create it once.
+    pub async fn connect(url: &str, pool_size: usize) -> Result<Self, StoreError> {
+        let (pool, _) = crate::store::build_pool(url, pool_size)?;
+        let keys = Self { pool };
+        let mut client = keys.client().await?;
+        let transaction = client.transaction().await.map_err(failed("begin"))?;
+        transaction
+            .execute(
+                "SELECT pg_advisory_xact_lock($1)",
+                &[&crate::schema::MIGRATION_LOCK_KEY],
+            )
+            .await
+            .map_err(failed("lock"))?;
+        let missing: bool = transaction
+            .query_one("SELECT to_regclass('personal_data_keys') IS NULL", &[])
+            .await
+            .map_err(failed("look for the table"))?
+            .try_get(0)
+            .map_err(failed("look for the table"))?;
+        if missing {
+            transaction
+                .batch_execute(crate::schema::PERSONAL_DATA_KEYS_TABLE)
+                .await
+                .map_err(failed("create the table"))?;
+        }
+        transaction.commit().await.map_err(failed("commit"))?;
+        drop(client);
+        Ok(keys)
+    }
+
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool
             .get()

@@ -5,7 +5,7 @@ use deadpool_postgres::Client;
 use anquan_event_store::StoreError;
 
 /// The advisory-lock key that serialises migrations of one database ("anquanmg").
-const MIGRATION_LOCK_KEY: i64 = 0x616e_7175_616e_6d67;
+pub(crate) const MIGRATION_LOCK_KEY: i64 = 0x616e_7175_616e_6d67;
 
 /// Migrations in order; the schema version is the number applied. Never edit a released one:
 /// append a new one.
@@ -54,15 +54,19 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE event_commands ADD COLUMN digest BYTEA;
     "#,
     // 3: the data subjects' keys (crypto-shredding): never in the log; erasing deletes the row.
-    r#"
+    PERSONAL_DATA_KEYS_TABLE,
+];
+
+/// The data subjects' keys: migration 3 of an event database, and the one table anquan creates
+/// in the read-model database when the events live elsewhere (KurrentDB).
+pub(crate) const PERSONAL_DATA_KEYS_TABLE: &str = r#"
     CREATE TABLE personal_data_keys (
         key_id     UUID PRIMARY KEY,
         subject    TEXT NOT NULL UNIQUE,
         key        BYTEA NOT NULL,
         created_at TIMESTAMPTZ NOT NULL DEFAULT now()
     );
-    "#,
-];
+    "#;
 
 /// Brings the schema up to date. Two nodes starting together queue on the advisory lock; the
 /// second finds the work done.
