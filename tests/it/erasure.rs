@@ -122,6 +122,54 @@ async fn postgres_agency_rows(url: &str) -> Vec<String> {
     rows
 }
 
+/// Every row of every table of a SQLite file (a rebuilt read model), as text, by table.
+fn sqlite_tables(path: &Path) -> std::collections::BTreeMap<String, Vec<String>> {
+    use rusqlite::types::ValueRef;
+    let connection = rusqlite::Connection::open(path).unwrap();
+    let tables: Vec<String> = connection
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut dump = std::collections::BTreeMap::new();
+    for table in tables {
+        let mut statement = connection.prepare(&format!("SELECT * FROM \"{table}\"")).unwrap();
+        let columns = statement.column_count();
+        let mut rows: Vec<String> = statement
+            .query_map([], |row| {
+                let mut values = Vec::with_capacity(columns);
+                for column in 0..columns {
+                    values.push(match row.get_ref(column)? {
+                        ValueRef::Null => Value::Null,
+                        ValueRef::Integer(value) => json!(value),
+                        ValueRef::Real(value) => json!(value),
+                        ValueRef::Text(text) => json!(String::from_utf8_lossy(text)),
+                        ValueRef::Blob(bytes) => json!(hex::encode(bytes)),
+                    });
+                }
+                Ok(Value::Array(values).to_string())
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        rows.sort();
+        dump.insert(table, rows);
+    }
+    dump
+}
+
+fn digest(rows: &[String]) -> String {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    for row in rows {
+        hasher.update(row.as_bytes());
+        hasher.update(b"\n");
+    }
+    hex::encode(hasher.finalize())
+}
+
 /// Every row of every table of the database, as text.
 async fn postgres_text(url: &str) -> String {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
@@ -174,6 +222,29 @@ async fn run(backend: Backend) {
     data(&app.graphql(Some(&agency), REPORT_STAFF, variables).await);
     let subject = format!("agency-{agency_id}/staff/{erased_id}");
 
+    // Before the erasure: an anchor is taken and the published anchors are kept elsewhere, and
+    // the read models are rebuilt from the log into a file of their own.
+    anquan(&app, &["anchor"]);
+    let published = reqwest::get(format!("{}/anchors", app.base_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let anchors_file = app.data_dir().join("anchors-kept.json");
+    std::fs::write(&anchors_file, &published).unwrap();
+    let rebuilt_before = app.data_dir().join("rebuilt-before.db");
+    anquan(
+        &app,
+        &[
+            "projections",
+            "rebuild",
+            "--read-models",
+            "--into",
+            rebuilt_before.to_str().unwrap(),
+        ],
+    );
+
     // Only the city admin erases; a reason naming the person and an unknown person are refused.
     let erase = |reason: &str, subject: &str| json!({ "subject": subject, "reason": reason });
     let refused = app.graphql(Some(&agency), ERASE, erase("本人申请", &subject)).await;
@@ -217,6 +288,10 @@ async fn run(backend: Backend) {
     // The chains verify; an export of the agency verifies offline and shows the erasure.
     let verified: Value = serde_json::from_slice(&anquan(&app, &["verify"]).stdout).unwrap();
     assert_eq!(verified["broken"], 0, "{verified}");
+    // The anchor taken before the erasure still matches the log: the chain covers ciphertext.
+    let anchored: Value =
+        serde_json::from_slice(&anquan(&app, &["verify", "--anchors", anchors_file.to_str().unwrap()]).stdout).unwrap();
+    assert_eq!(anchored["anchors"], 1, "{anchored}");
     let export_dir = app.data_dir().join("export-agency");
     anquan(
         &app,
@@ -258,6 +333,41 @@ async fn run(backend: Backend) {
     };
     assert_eq!(live.len(), 2);
     assert_eq!(sqlite_agency_rows(&rebuilt), live);
+
+    // The rebuild after the erasure is the rebuild before it with the erased values replaced
+    // by the marker, table by table, except what counts or points into the log, which the
+    // erasure event itself moved.
+    let marker = "〔已删除〕";
+    let before = sqlite_tables(&rebuilt_before);
+    let after = sqlite_tables(&rebuilt);
+    assert_eq!(before.keys().collect::<Vec<_>>(), after.keys().collect::<Vec<_>>());
+    let mut differing = Vec::new();
+    for (table, rows) in &before {
+        let blanked: Vec<String> = {
+            let mut rows: Vec<String> = rows
+                .iter()
+                .map(|row| {
+                    [ERASED_NAME, ERASED_CERTIFICATE, ERASED_PHONE]
+                        .iter()
+                        .fold(row.clone(), |row, secret| row.replace(secret, marker))
+                })
+                .collect();
+            rows.sort();
+            rows
+        };
+        if digest(&blanked) != digest(&after[table]) {
+            differing.push(table.clone());
+        }
+    }
+    assert!(
+        before["agency_staff"].iter().any(|row| row.contains(ERASED_NAME)),
+        "the rebuild before the erasure lacks the person"
+    );
+    assert_eq!(
+        differing,
+        Vec::<String>::new(),
+        "tables that differ apart from the erased values"
+    );
 
     // Stop the service cleanly (SQLite folds its WAL into the file), then scan what it wrote.
     app.terminate().await;

@@ -18,6 +18,19 @@ use crate::config::{Blobs, Config, Storage};
 
 /// Opens the configured stores.
 pub async fn open_stores(storage: &Storage) -> anyhow::Result<(Arc<dyn EventStore>, Arc<dyn ReadModelStore>)> {
+    let (events, read_models, _keys) = open_stores_with_keys(storage).await?;
+    Ok((events, read_models))
+}
+
+/// Opens the configured stores and the personal-data key table the event store seals with
+/// (none on KurrentDB, which does not apply [`PersonalDataStore`]).
+pub async fn open_stores_with_keys(
+    storage: &Storage,
+) -> anyhow::Result<(
+    Arc<dyn EventStore>,
+    Arc<dyn ReadModelStore>,
+    Option<Arc<dyn SubjectKeys>>,
+)> {
     match storage {
         Storage::Embedded { database_file } => {
             let events = SqliteEventStore::open(database_file, SqliteOptions::default())
@@ -25,11 +38,14 @@ pub async fn open_stores(storage: &Storage) -> anyhow::Result<(Arc<dyn EventStor
             let read_models = SqliteReadModelStore::open(database_file)
                 .await
                 .with_context(|| format!("cannot open the read models in {}", database_file.display()))?;
-            let keys = SqliteSubjectKeys::open(database_file)
-                .with_context(|| format!("cannot open the personal data keys in {}", database_file.display()))?;
+            let keys: Arc<dyn SubjectKeys> = Arc::new(
+                SqliteSubjectKeys::open(database_file)
+                    .with_context(|| format!("cannot open the personal data keys in {}", database_file.display()))?,
+            );
             Ok((
-                metered(personal(Arc::new(events), Arc::new(keys))),
+                metered(personal(Arc::new(events), keys.clone())),
                 Arc::new(read_models),
+                Some(keys),
             ))
         }
         Storage::KurrentDb {
@@ -40,7 +56,7 @@ pub async fn open_stores(storage: &Storage) -> anyhow::Result<(Arc<dyn EventStor
             let read_models = PostgresReadModelStore::connect(read_models_url, pool_size()?)
                 .await
                 .context("cannot open the PostgreSQL read models")?;
-            Ok((metered(events), Arc::new(read_models)))
+            Ok((metered(events), Arc::new(read_models), None))
         }
         Storage::Postgres { url } => {
             // Each of the two pools (events, read models) holds up to this many connections, and
@@ -56,10 +72,11 @@ pub async fn open_stores(storage: &Storage) -> anyhow::Result<(Arc<dyn EventStor
             let read_models = PostgresReadModelStore::connect(url, pool_size)
                 .await
                 .context("cannot open the PostgreSQL read models")?;
-            let keys = PostgresSubjectKeys::new(events.pool().clone());
+            let keys: Arc<dyn SubjectKeys> = Arc::new(PostgresSubjectKeys::new(events.pool().clone()));
             Ok((
-                metered(personal(Arc::new(events), Arc::new(keys))),
+                metered(personal(Arc::new(events), keys.clone())),
                 Arc::new(read_models),
+                Some(keys),
             ))
         }
     }
@@ -122,7 +139,7 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let (event_store, read_models) = open_stores(&config.storage).await?;
+    let (event_store, read_models, subject_keys) = open_stores_with_keys(&config.storage).await?;
     let runner =
         ProjectionRunner::new(event_store.clone(), read_models.clone()).with_projection(Arc::new(ComplianceProjection));
     let runner = runner
@@ -148,7 +165,10 @@ pub async fn run(
     // No command is decided until the rule-set log has been read: it may have promoted a
     // version since this node's configured one.
     rule_sets.await_log();
-    let blobs = open_blobs(&config.blobs).await?.with_quota(config.upload_quota);
+    let mut blobs = open_blobs(&config.blobs).await?.with_quota(config.upload_quota);
+    if let Some(keys) = subject_keys {
+        blobs = blobs.with_subject_keys(keys);
+    }
     let app = AppState {
         event_store,
         read_models,
@@ -164,6 +184,7 @@ pub async fn run(
         supervision: anquan_api::SupervisionEvents::new(),
         public_page,
         metrics: anquan_api::MetricsService::default(),
+        anchor_key: Some(config.anchor_key.clone()),
     };
     // The key is created (or read) at start, so a bad key file stops the start, not an anchor.
     let anchor_signer = config
