@@ -160,6 +160,11 @@ impl BlobStore {
         }
     }
 
+    /// Whether this store can seal personal files (it has the key table).
+    pub fn seals_personal_files(&self) -> bool {
+        self.keys.is_some()
+    }
+
     /// Seals a staged file under the subject's key: the result is staged like any file, and its
     /// reference carries the sealed bytes' hash and size (the media type and name are kept).
     /// Nothing is stored.

@@ -272,6 +272,13 @@ impl AgencyMutation {
             None => None,
             Some(text) => Some(personal_subject_of(app, actor, text).await?),
         };
+        if subject.is_some() && !app.blobs.seals_personal_files() {
+            return Err(ApiError::Refused {
+                code: "PERSONAL_FILES_UNAVAILABLE",
+                message: "本服务的存储后端不支持可删除的个人文件，请不要上传含个人信息的文件".to_owned(),
+                details: vec![("field", "personalSubject".into())],
+            });
+        }
         let mut staged = crate::uploads::stage(ctx, app, std::slice::from_ref(&file), "file", 1)?;
         if let Some(subject) = &subject {
             let mut sealed = Vec::with_capacity(staged.len());
