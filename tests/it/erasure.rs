@@ -262,7 +262,12 @@ async fn run(backend: Backend) {
         .await;
     assert_eq!(error_code(&refused), "INVALID_ID", "{refused}");
     let (_, refused) = app
-        .graphql_upload(&agency, STORE_FILE, store(Some(&stranger_subject(&agency_id))), document.clone())
+        .graphql_upload(
+            &agency,
+            STORE_FILE,
+            store(Some(&stranger_subject(&agency_id))),
+            document.clone(),
+        )
         .await;
     assert_eq!(error_code(&refused), "UNKNOWN_STAFF", "{refused}");
     let other_agency = app.token(&["--role", "agency", "--agency", &uuid::Uuid::now_v7().to_string()]);
@@ -277,7 +282,10 @@ async fn run(backend: Backend) {
     let sealed = std::fs::read(blob_path(&app, &personal_hash)).unwrap();
     assert_eq!(sha256_hex(&sealed), personal_hash);
     assert_ne!(personal_hash, sha256_hex(&document));
-    assert_eq!(data(&stored)["storeAgencyFile"]["sizeBytes"], json!(sealed.len().to_string()));
+    assert_eq!(
+        data(&stored)["storeAgencyFile"]["sizeBytes"],
+        json!(sealed.len().to_string())
+    );
     assert!(!contains(&sealed, ERASED_NAME) && !contains(&sealed, ERASED_CERTIFICATE));
     // A plain upload that imitates a sealed file is refused, so none can pass for one.
     let (_, refused) = app
@@ -370,7 +378,10 @@ async fn run(backend: Backend) {
     assert_eq!((status, code.as_str()), (410, "FILE_ERASED"));
     assert!(!contains(&body, ERASED_NAME));
     assert_eq!(download(&app, &agency, &personal_hash).await.1, "FILE_ERASED");
-    assert_eq!(sha256_hex(&std::fs::read(blob_path(&app, &personal_hash)).unwrap()), personal_hash);
+    assert_eq!(
+        sha256_hex(&std::fs::read(blob_path(&app, &personal_hash)).unwrap()),
+        personal_hash
+    );
     assert_eq!(download(&app, &admin, &plain_hash).await.2, plain_document);
 
     // takeAnchor: the city admin only; the anchor covers the erasure and signs it.

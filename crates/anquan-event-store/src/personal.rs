@@ -569,6 +569,48 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_sealed_file_opens_with_its_key_only_and_is_erased_with_it() {
+        let keys = InMemorySubjectKeys::default();
+        let keyed = keys.key_for_sealing(&subject(2)).await.unwrap();
+        let plaintext = "上岗证：张三".as_bytes();
+        let sealed = seal_file(&keyed, &subject(2), plaintext).unwrap();
+        assert!(sealed.starts_with(SEALED_FILE_MAGIC));
+        assert!(!sealed.windows(6).any(|window| window == "张三".as_bytes()));
+        assert_eq!(
+            open_file(&sealed, &keys).await.unwrap(),
+            OpenedFile::Readable(plaintext.to_vec())
+        );
+        // A flipped ciphertext byte, or the header moved to another subject, does not open.
+        let mut altered = sealed.clone();
+        let last = altered.len() - 1;
+        altered[last] ^= 1;
+        assert!(matches!(
+            open_file(&altered, &keys).await,
+            Err(StoreError::Corrupt { .. })
+        ));
+        let (header, start) = sealed_file_header(&sealed).unwrap();
+        let moved = SealedFileHeader {
+            subject: subject(3),
+            ..header
+        };
+        let mut moved_file = SEALED_FILE_MAGIC.to_vec();
+        moved_file.extend_from_slice(&serde_json::to_vec(&moved).unwrap());
+        moved_file.push(b'\n');
+        moved_file.extend_from_slice(&sealed[start..]);
+        assert!(matches!(
+            open_file(&moved_file, &keys).await,
+            Err(StoreError::Corrupt { .. })
+        ));
+        // Plain bytes are not a sealed file.
+        assert!(sealed_file_header(b"%PDF-1.7").is_none());
+        keys.erase(&subject(2)).await.unwrap();
+        assert_eq!(
+            open_file(&sealed, &keys).await.unwrap(),
+            OpenedFile::Erased { subject: subject(2) }
+        );
+    }
+
     #[test]
     fn a_sealed_value_opens_with_its_key_and_place_only() {
         let keyed = keyed();
