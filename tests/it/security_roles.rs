@@ -671,6 +671,7 @@ fn plausible_call(field: &str, fx: &Fixtures) -> Call {
             "mutation($subject: String!) { eraseDataSubject(subjectId: $subject, reason: \"本人申请删除\") { agencyId } }",
             json!({ "subject": format!("agency-{agency}/staff/{}", fx.staff_id) }),
         ),
+        "takeAnchor" => call("mutation { takeAnchor { sequence } }", json!({})),
         "regradeAgency" => call(
             "mutation($input: RegradeAgencyInput!) { regradeAgency(input: $input) { agencyId } }",
             json!({ "input": { "agencyId": agency, "halfYear": half_year(), "grade": "C", "reason": "复核" } }),

@@ -143,6 +143,7 @@ async fn run(scale: f64, enterprises: Option<u64>, requests: usize, past_request
         supervision: SupervisionEvents::new(),
         public_page: PublicPageSettings::new("http://127.0.0.1"),
         metrics: MetricsService::default(),
+        anchor_key: None,
     };
 
     // The watcher's first full computation fills the cache that "now" reads.

@@ -9,6 +9,12 @@
 //! Two backends: a local directory (the embedded default, [`BlobStore::local`]) and an
 //! S3-compatible bucket ([`BlobStore::s3`]), which several API nodes share. The layout is the
 //! same on both: `sha256/<first two hex digits>/<sha256>` and the `owners/` markers.
+//!
+//! A personal upload (one that names a person) is sealed before it is stored: the blob is
+//! `anquan_event_store::personal::seal_file` of the content, XChaCha20-Poly1305 under the data
+//! subject's key from the same key table as sealed event fields, and its hash, the one events
+//! name, is the hash of those sealed bytes. Erasing the subject deletes the key, so the blob
+//! keeps its hash (an auditor can still check it against the event) and loses its content.
 
 use std::sync::Arc;
 
@@ -18,6 +24,9 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use sha2::{Digest, Sha256};
 
 use anquan_domain::enterprise::FileRef;
+use anquan_domain::personal::DataSubject;
+use anquan_event_store::StoreError;
+use anquan_event_store::personal::{OpenedFile, SubjectKeys, open_file, seal_file, sealed_file_header};
 
 /// Why a file could not be stored or read.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +36,23 @@ pub enum BlobError {
     /// The S3 settings cannot work; the message names the setting.
     #[error("the S3 settings are invalid: {0}")]
     S3Settings(String),
+    /// The personal-data key table failed, or a sealed file does not open with its key.
+    #[error("personal file keys failed")]
+    Keys(#[from] StoreError),
+    /// This blob store was opened without the key table, so it cannot seal a personal file.
+    #[error("the blob store has no personal-data keys (the KurrentDB backend keeps none)")]
+    NoKeys,
+    #[error("a personal file could not be sealed: {0}")]
+    Seal(String),
+}
+
+/// A stored file as a download: its content, or that its data subject was erased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Download {
+    /// The content: as uploaded, or a personal file opened with its subject's key.
+    Content { bytes: bytes::Bytes, personal: bool },
+    /// A personal file whose subject was erased: no readable content remains.
+    Erased,
 }
 
 /// Where an S3-compatible bucket is and how to sign requests to it. `Debug` never shows the
@@ -99,6 +125,12 @@ impl StagedFile {
         };
         Self { file, bytes }
     }
+
+    /// Whether these bytes look like a sealed file; such an upload is refused, so no plain
+    /// upload can pass for a personal one.
+    pub fn looks_sealed(&self) -> bool {
+        sealed_file_header(&self.bytes).is_some()
+    }
 }
 
 /// Stores files by content hash in any `object_store` backend (local directory by default).
@@ -106,6 +138,7 @@ impl StagedFile {
 pub struct BlobStore {
     store: Arc<dyn ObjectStore>,
     quota: UploadQuota,
+    keys: Option<Arc<dyn SubjectKeys>>,
 }
 
 impl BlobStore {
@@ -114,6 +147,65 @@ impl BlobStore {
         Self {
             store,
             quota: UploadQuota::default(),
+            keys: None,
+        }
+    }
+
+    /// Seals personal files under the data subjects' keys of this table (the event store's).
+    #[must_use]
+    pub fn with_subject_keys(self, keys: Arc<dyn SubjectKeys>) -> Self {
+        Self {
+            keys: Some(keys),
+            ..self
+        }
+    }
+
+    /// Whether this store can seal personal files (it has the key table).
+    pub fn seals_personal_files(&self) -> bool {
+        self.keys.is_some()
+    }
+
+    /// Seals a staged file under the subject's key: the result is staged like any file, and its
+    /// reference carries the sealed bytes' hash and size (the media type and name are kept).
+    /// Nothing is stored.
+    pub async fn seal(&self, staged: &StagedFile, subject: &DataSubject) -> Result<StagedFile, BlobError> {
+        let keys = self.keys.as_ref().ok_or(BlobError::NoKeys)?;
+        let keyed = keys.key_for_sealing(subject).await?;
+        let sealed = seal_file(&keyed, subject, &staged.bytes).map_err(|error| BlobError::Seal(error.to_string()))?;
+        Ok(StagedFile::new(
+            bytes::Bytes::from(sealed),
+            &staged.file.media_type,
+            &staged.file.file_name,
+        ))
+    }
+
+    /// A stored file for download by its hash: `None` when no file has that hash, the content,
+    /// or [`Download::Erased`] for a personal file whose subject's key is gone.
+    pub async fn download(&self, sha256: &str) -> Result<Option<Download>, BlobError> {
+        if self.size(sha256).await?.is_none() {
+            return Ok(None);
+        }
+        let bytes = self.get(sha256).await?;
+        if sealed_file_header(&bytes).is_none() {
+            return Ok(Some(Download::Content { bytes, personal: false }));
+        }
+        let keys = self.keys.as_ref().ok_or(BlobError::NoKeys)?;
+        Ok(Some(match open_file(&bytes, keys.as_ref()).await? {
+            OpenedFile::Readable(plain) => Download::Content {
+                bytes: bytes::Bytes::from(plain),
+                personal: true,
+            },
+            OpenedFile::Erased { .. } => Download::Erased,
+        }))
+    }
+
+    /// Whether the owner stored the file of this hash and size (its marker exists).
+    pub async fn stored_by(&self, owner: BlobOwner, sha256: &str, size: u64) -> Result<bool, BlobError> {
+        let marker = Path::from(format!("{}/{sha256}.{size}", owner.prefix()));
+        match self.store.head(&marker).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(error) => Err(error.into()),
         }
     }
 

@@ -145,6 +145,7 @@ pub fn router_with(schema: AppSchema, app: AppState, limits: HttpLimits) -> Rout
         .route("/dashboard.css", get(dashboard_css))
         .route("/readyz", get(readyz))
         .route("/anchors", get(anchors))
+        .route("/files/{sha256}", get(download_file))
         .merge(crate::public_page::router(app.clone()))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
@@ -205,6 +206,88 @@ async fn anchors(State(state): State<HttpState>) -> Response {
             tracing::error!(%error, "cannot read the anchors");
             (StatusCode::SERVICE_UNAVAILABLE, "the anchors cannot be read now").into_response()
         }
+    }
+}
+
+/// A stored file by its hash, with a bearer token: the city admin and city-wide auditors read
+/// any file; an enterprise's or an agency's staff the files they stored (their quota marker);
+/// nobody else. A personal file is opened with its data subject's key; once the subject is
+/// erased it answers 410 `FILE_ERASED` and no content. An unknown hash is 404 `UNKNOWN_FILE`.
+async fn download_file(
+    State(state): State<HttpState>,
+    axum::extract::Path(sha256): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let app = &state.app;
+    let actor = match bearer_actor(app, &headers) {
+        Ok(Some(actor)) => actor,
+        Ok(None) => return error_response(StatusCode::UNAUTHORIZED, &ApiError::Unauthenticated),
+        Err(error) => return error_response(StatusCode::UNAUTHORIZED, &error),
+    };
+    let unknown = || {
+        error_response(
+            StatusCode::NOT_FOUND,
+            &ApiError::Refused {
+                code: "UNKNOWN_FILE",
+                message: "没有这个文件".to_owned(),
+                details: vec![("sha256", sha256.clone().into())],
+            },
+        )
+    };
+    let forbidden = || {
+        error_response(
+            StatusCode::FORBIDDEN,
+            &ApiError::Forbidden("只有市级管理员、全市审计人员和上传该文件的单位可以下载文件".to_owned()),
+        )
+    };
+    // Authorised before anything is read: the role first, then (for an owner) its marker.
+    let owner = match &actor.role {
+        anquan_domain::Role::CityAdmin | anquan_domain::Role::Auditor { town: None } => None,
+        _ => match crate::uploads::owner_of(&actor) {
+            Some(owner) => Some(owner),
+            None => return forbidden(),
+        },
+    };
+    let size = match app.blobs.size(&sha256).await {
+        Ok(size) => size,
+        Err(error) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, &ApiError::internal(&error)),
+    };
+    if let Some(owner) = owner {
+        let stored = match size {
+            Some(size) => app.blobs.stored_by(owner, &sha256, size).await,
+            None => Ok(false),
+        };
+        match stored {
+            Ok(true) => {}
+            Ok(false) => return forbidden(),
+            Err(error) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, &ApiError::internal(&error)),
+        }
+    }
+    match app.blobs.download(&sha256).await {
+        Ok(Some(crate::blobs::Download::Content { bytes, personal })) => (
+            [
+                (header::CONTENT_TYPE, "application/octet-stream"),
+                (header::CONTENT_DISPOSITION, "attachment"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                (header::CACHE_CONTROL, "no-store"),
+                (
+                    header::HeaderName::from_static("x-anquan-personal"),
+                    if personal { "true" } else { "false" },
+                ),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Ok(Some(crate::blobs::Download::Erased)) => error_response(
+            StatusCode::GONE,
+            &ApiError::Refused {
+                code: "FILE_ERASED",
+                message: "该文件含有已依法删除的个人信息，内容已不可读".to_owned(),
+                details: vec![("sha256", sha256.clone().into())],
+            },
+        ),
+        Ok(None) => unknown(),
+        Err(error) => error_response(StatusCode::INTERNAL_SERVER_ERROR, &ApiError::internal(&error)),
     }
 }
 

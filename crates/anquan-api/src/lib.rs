@@ -80,6 +80,9 @@ pub struct AppState {
     pub public_page: PublicPageSettings,
     /// Town statistics for "now", kept by the `MetricsWatcher`.
     pub metrics: MetricsService,
+    /// The anchors' signing key file, read for each anchor `takeAnchor` takes; `None` where
+    /// the service signs no anchors (tests of other parts).
+    pub anchor_key: Option<anquan_projections::anchors::AnchorKeyFile>,
 }
 
 impl AppState {

@@ -55,7 +55,18 @@ pub(crate) fn stage(
             });
         }
         let media_type = upload.content_type.as_deref().unwrap_or("application/octet-stream");
-        staged.push(StagedFile::new(upload.content.clone(), media_type, &upload.filename));
+        let file = StagedFile::new(upload.content.clone(), media_type, &upload.filename);
+        if file.looks_sealed() {
+            return Err(ApiError::Refused {
+                code: "BAD_INPUT",
+                message: format!(
+                    "文件“{}”的格式与本系统加密保存的个人文件相同，不能作为普通文件上传",
+                    upload.filename.escape_debug()
+                ),
+                details: vec![("field", argument.into()), ("fileName", upload.filename.clone().into())],
+            });
+        }
+        staged.push(file);
     }
     Ok(staged)
 }

@@ -178,3 +178,81 @@ async fn a_missing_bucket_or_bad_settings_are_errors_not_panics() {
         "a bucket that does not exist must fail the check"
     );
 }
+
+/// A personal file on one client of a store, read through another sharing the key table:
+/// sealed at rest under the hash of the sealed bytes, opened while the key lives, erased after.
+async fn exercise_personal(store: &BlobStore, second: &BlobStore) {
+    use anquan_api::blobs::Download;
+    use anquan_domain::personal::DataSubject;
+    use anquan_event_store::personal::SubjectKeys as _;
+    use sha2::Digest as _;
+
+    let agency_id = anquan_domain::AgencyId::from_uuid(uuid::Uuid::now_v7());
+    let owner = BlobOwner::Agency(agency_id);
+    let subject = DataSubject::AgencyContact { agency_id };
+    let plain = StagedFile::new(
+        bytes::Bytes::from_static("联系人：某某某".as_bytes()),
+        "text/plain",
+        "a.txt",
+    );
+    let sealed = store.seal(&plain, &subject).await.unwrap();
+    assert_ne!(sealed.file.sha256, plain.file.sha256);
+    assert_eq!(sealed.file.file_name, "a.txt");
+    store.store(std::slice::from_ref(&sealed), Some(owner)).await.unwrap();
+    let at_rest = store.get(&sealed.file.sha256).await.unwrap();
+    assert_eq!(hex::encode(sha2::Sha256::digest(&at_rest)), sealed.file.sha256);
+    assert!(!at_rest.windows(6).any(|window| window == "某某".as_bytes()));
+    let expected = Download::Content {
+        bytes: bytes::Bytes::from_static("联系人：某某某".as_bytes()),
+        personal: true,
+    };
+    assert_eq!(second.download(&sealed.file.sha256).await.unwrap(), Some(expected));
+    assert!(
+        second
+            .stored_by(owner, &sealed.file.sha256, sealed.file.size_bytes)
+            .await
+            .unwrap()
+    );
+    let stranger = BlobOwner::Agency(anquan_domain::AgencyId::from_uuid(uuid::Uuid::now_v7()));
+    assert!(
+        !second
+            .stored_by(stranger, &sealed.file.sha256, sealed.file.size_bytes)
+            .await
+            .unwrap()
+    );
+    assert_eq!(second.download(&"0".repeat(64)).await.unwrap(), None);
+
+    KEYS.erase(&subject).await.unwrap();
+    assert_eq!(
+        second.download(&sealed.file.sha256).await.unwrap(),
+        Some(Download::Erased)
+    );
+    assert_eq!(store.get(&sealed.file.sha256).await.unwrap(), at_rest);
+}
+
+static KEYS: std::sync::LazyLock<std::sync::Arc<anquan_event_store::personal::InMemorySubjectKeys>> =
+    std::sync::LazyLock::new(Default::default);
+
+fn with_keys(store: BlobStore) -> BlobStore {
+    store.with_subject_keys(KEYS.clone())
+}
+
+#[tokio::test]
+async fn a_personal_file_is_sealed_at_rest_and_erased_with_its_key_in_a_directory() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = with_keys(BlobStore::local(&directory.path().join("blobs")).unwrap());
+    let second = with_keys(BlobStore::local(&directory.path().join("blobs")).unwrap());
+    exercise_personal(&store, &second).await;
+    // Without the key table nothing is sealed, and a sealed file cannot be opened.
+    let keyless = BlobStore::local(&directory.path().join("blobs")).unwrap();
+    assert!(!keyless.seals_personal_files());
+}
+
+#[tokio::test]
+async fn a_personal_file_is_sealed_at_rest_and_erased_with_its_key_in_a_bucket() {
+    let Some(endpoint) = s3_endpoint() else { return };
+    let settings = fresh_bucket(&endpoint).await;
+    let store = with_keys(BlobStore::s3(&settings).unwrap());
+    let second = with_keys(BlobStore::s3(&settings).unwrap());
+    exercise_personal(&store, &second).await;
+}

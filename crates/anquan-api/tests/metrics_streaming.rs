@@ -144,6 +144,7 @@ async fn a_past_instant_is_computed_once_until_the_read_models_move() {
         supervision: SupervisionEvents::new(),
         public_page: PublicPageSettings::new("http://127.0.0.1"),
         metrics: MetricsService::default(),
+        anchor_key: None,
     };
     let past = [local(2019, 6, 30, 12), local(2019, 5, 30, 12)];
     let (first, second) = tokio::join!(

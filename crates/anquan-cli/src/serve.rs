@@ -18,6 +18,19 @@ use crate::config::{Blobs, Config, Storage};
 
 /// Opens the configured stores.
 pub async fn open_stores(storage: &Storage) -> anyhow::Result<(Arc<dyn EventStore>, Arc<dyn ReadModelStore>)> {
+    let (events, read_models, _keys) = open_stores_with_keys(storage).await?;
+    Ok((events, read_models))
+}
+
+/// Opens the configured stores and the personal-data key table the event store seals with (on
+/// KurrentDB, in the read-model database).
+pub async fn open_stores_with_keys(
+    storage: &Storage,
+) -> anyhow::Result<(
+    Arc<dyn EventStore>,
+    Arc<dyn ReadModelStore>,
+    Arc<dyn SubjectKeys>,
+)> {
     match storage {
         Storage::Embedded { database_file } => {
             let events = SqliteEventStore::open(database_file, SqliteOptions::default())
@@ -25,11 +38,14 @@ pub async fn open_stores(storage: &Storage) -> anyhow::Result<(Arc<dyn EventStor
             let read_models = SqliteReadModelStore::open(database_file)
                 .await
                 .with_context(|| format!("cannot open the read models in {}", database_file.display()))?;
-            let keys = SqliteSubjectKeys::open(database_file)
-                .with_context(|| format!("cannot open the personal data keys in {}", database_file.display()))?;
+            let keys: Arc<dyn SubjectKeys> = Arc::new(
+                SqliteSubjectKeys::open(database_file)
+                    .with_context(|| format!("cannot open the personal data keys in {}", database_file.display()))?,
+            );
             Ok((
-                metered(personal(Arc::new(events), Arc::new(keys))),
+                metered(personal(Arc::new(events), keys.clone())),
                 Arc::new(read_models),
+                keys,
             ))
         }
         Storage::KurrentDb {
@@ -43,10 +59,16 @@ pub async fn open_stores(storage: &Storage) -> anyhow::Result<(Arc<dyn EventStor
                 .context("cannot open the PostgreSQL read models")?;
             // The keys never go into the log, so not into KurrentDB: they live beside the read
             // models, and erasing a subject deletes its row there.
-            let keys = PostgresSubjectKeys::connect(read_models_url, pool_size)
-                .await
-                .context("cannot open the personal data keys in the read-model database")?;
-            Ok((metered(personal(events, Arc::new(keys))), Arc::new(read_models)))
+            let keys: Arc<dyn SubjectKeys> = Arc::new(
+                PostgresSubjectKeys::connect(read_models_url, pool_size)
+                    .await
+                    .context("cannot open the personal data keys in the read-model database")?,
+            );
+            Ok((
+                metered(personal(events, keys.clone())),
+                Arc::new(read_models),
+                keys,
+            ))
         }
         Storage::Postgres { url } => {
             // Each of the two pools (events, read models) holds up to this many connections, and
@@ -62,10 +84,11 @@ pub async fn open_stores(storage: &Storage) -> anyhow::Result<(Arc<dyn EventStor
             let read_models = PostgresReadModelStore::connect(url, pool_size)
                 .await
                 .context("cannot open the PostgreSQL read models")?;
-            let keys = PostgresSubjectKeys::new(events.pool().clone());
+            let keys: Arc<dyn SubjectKeys> = Arc::new(PostgresSubjectKeys::new(events.pool().clone()));
             Ok((
-                metered(personal(Arc::new(events), Arc::new(keys))),
+                metered(personal(Arc::new(events), keys.clone())),
                 Arc::new(read_models),
+                keys,
             ))
         }
     }
@@ -128,7 +151,7 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let (event_store, read_models) = open_stores(&config.storage).await?;
+    let (event_store, read_models, subject_keys) = open_stores_with_keys(&config.storage).await?;
     let runner =
         ProjectionRunner::new(event_store.clone(), read_models.clone()).with_projection(Arc::new(ComplianceProjection));
     let runner = runner
@@ -154,7 +177,10 @@ pub async fn run(
     // No command is decided until the rule-set log has been read: it may have promoted a
     // version since this node's configured one.
     rule_sets.await_log();
-    let blobs = open_blobs(&config.blobs).await?.with_quota(config.upload_quota);
+    let blobs = open_blobs(&config.blobs)
+        .await?
+        .with_quota(config.upload_quota)
+        .with_subject_keys(subject_keys);
     let app = AppState {
         event_store,
         read_models,
@@ -170,6 +196,7 @@ pub async fn run(
         supervision: anquan_api::SupervisionEvents::new(),
         public_page,
         metrics: anquan_api::MetricsService::default(),
+        anchor_key: Some(config.anchor_key.clone()),
     };
     // The key is created (or read) at start, so a bad key file stops the start, not an anchor.
     let anchor_signer = config

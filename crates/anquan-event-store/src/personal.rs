@@ -226,6 +226,113 @@ pub fn open_value(
     serde_json::from_slice(&plaintext).map_err(|_| malformed())
 }
 
+/// The first bytes of a sealed file (a personal upload as the blob store holds it): this
+/// line, then one line of JSON ([`SealedFileHeader`]), then the ciphertext with its tag.
+pub const SEALED_FILE_MAGIC: &[u8] = b"anquan-sealed-file v1\n";
+
+/// What opens a sealed file: its subject, the key's id and the nonce. Never the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SealedFileHeader {
+    /// [`SEALED_ALGORITHM`].
+    pub sealed: String,
+    pub subject: DataSubject,
+    pub key_id: Uuid,
+    /// 24 bytes, base64.
+    pub nonce: String,
+}
+
+/// A sealed file, opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpenedFile {
+    /// The key exists: the plaintext.
+    Readable(Vec<u8>),
+    /// The subject's key was erased: the file has no readable content.
+    Erased { subject: DataSubject },
+}
+
+/// What binds a sealed file's ciphertext to its subject and key.
+fn file_associated_data(subject: &DataSubject, key_id: Uuid) -> Vec<u8> {
+    let mut ad = b"anquan personal file v1\0".to_vec();
+    ad.extend_from_slice(subject.to_string().as_bytes());
+    ad.push(0);
+    ad.extend_from_slice(key_id.as_bytes());
+    ad
+}
+
+/// Seals a file's bytes under the subject's key: [`SEALED_FILE_MAGIC`], the header line, the
+/// ciphertext. The result is what the blob store keeps and what its hash is taken over.
+pub fn seal_file(keyed: &KeyedSubject, subject: &DataSubject, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
+    let mut nonce = [0u8; 24];
+    getrandom::fill(&mut nonce).map_err(|error| SealError::Random(error.to_string()))?;
+    let malformed = || SealError::Malformed { pointer: String::new() };
+    let cipher = XChaCha20Poly1305::new((&keyed.key.0).into());
+    let ad = file_associated_data(subject, keyed.key_id);
+    let ciphertext = cipher
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad: &ad,
+            },
+        )
+        .map_err(|_| malformed())?;
+    let header = SealedFileHeader {
+        sealed: SEALED_ALGORITHM.to_owned(),
+        subject: subject.clone(),
+        key_id: keyed.key_id,
+        nonce: BASE64.encode(nonce),
+    };
+    let header = serde_json::to_vec(&header).map_err(|_| malformed())?;
+    let mut sealed = Vec::with_capacity(SEALED_FILE_MAGIC.len() + header.len() + 1 + ciphertext.len());
+    sealed.extend_from_slice(SEALED_FILE_MAGIC);
+    sealed.extend_from_slice(&header);
+    sealed.push(b'\n');
+    sealed.extend_from_slice(&ciphertext);
+    Ok(sealed)
+}
+
+/// The header of a sealed file and where its ciphertext starts; `None` for any other bytes.
+pub fn sealed_file_header(bytes: &[u8]) -> Option<(SealedFileHeader, usize)> {
+    let rest = bytes.strip_prefix(SEALED_FILE_MAGIC)?;
+    let end = rest.iter().position(|byte| *byte == b'\n')?;
+    let header = serde_json::from_slice::<SealedFileHeader>(rest.get(..end)?).ok()?;
+    (header.sealed == SEALED_ALGORITHM).then_some((header, SEALED_FILE_MAGIC.len() + end + 1))
+}
+
+/// Opens a sealed file with the key table: its plaintext, or erased when the key is gone.
+/// Bytes that are not a sealed file, or a key that does not open them, are an error.
+pub async fn open_file(bytes: &[u8], keys: &dyn SubjectKeys) -> Result<OpenedFile, StoreError> {
+    let corrupt = |reason: &str| StoreError::Corrupt {
+        location: "a sealed file".to_owned(),
+        reason: reason.to_owned(),
+    };
+    let (header, start) = sealed_file_header(bytes).ok_or_else(|| corrupt("malformed header"))?;
+    let found = keys.keys(&[header.key_id]).await?;
+    let Some(key) = found.get(&header.key_id) else {
+        return Ok(OpenedFile::Erased {
+            subject: header.subject,
+        });
+    };
+    let nonce = BASE64.decode(&header.nonce).map_err(|_| corrupt("malformed nonce"))?;
+    if nonce.len() != 24 {
+        return Err(corrupt("malformed nonce"));
+    }
+    let ciphertext = bytes.get(start..).ok_or_else(|| corrupt("no ciphertext"))?;
+    let cipher = XChaCha20Poly1305::new((&key.0).into());
+    let ad = file_associated_data(&header.subject, header.key_id);
+    cipher
+        .decrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: ciphertext,
+                aad: &ad,
+            },
+        )
+        .map(OpenedFile::Readable)
+        .map_err(|_| corrupt("does not open with its key (altered)"))
+}
+
 /// A sealed field with its JSON pointer.
 type SealedAt = (String, SealedField);
 
@@ -460,6 +567,48 @@ mod tests {
             key_id: Uuid::from_u128(9),
             key: SubjectKey::generate().unwrap(),
         }
+    }
+
+    #[tokio::test]
+    async fn a_sealed_file_opens_with_its_key_only_and_is_erased_with_it() {
+        let keys = InMemorySubjectKeys::default();
+        let keyed = keys.key_for_sealing(&subject(2)).await.unwrap();
+        let plaintext = "上岗证：张三".as_bytes();
+        let sealed = seal_file(&keyed, &subject(2), plaintext).unwrap();
+        assert!(sealed.starts_with(SEALED_FILE_MAGIC));
+        assert!(!sealed.windows(6).any(|window| window == "张三".as_bytes()));
+        assert_eq!(
+            open_file(&sealed, &keys).await.unwrap(),
+            OpenedFile::Readable(plaintext.to_vec())
+        );
+        // A flipped ciphertext byte, or the header moved to another subject, does not open.
+        let mut altered = sealed.clone();
+        let last = altered.len() - 1;
+        altered[last] ^= 1;
+        assert!(matches!(
+            open_file(&altered, &keys).await,
+            Err(StoreError::Corrupt { .. })
+        ));
+        let (header, start) = sealed_file_header(&sealed).unwrap();
+        let moved = SealedFileHeader {
+            subject: subject(3),
+            ..header
+        };
+        let mut moved_file = SEALED_FILE_MAGIC.to_vec();
+        moved_file.extend_from_slice(&serde_json::to_vec(&moved).unwrap());
+        moved_file.push(b'\n');
+        moved_file.extend_from_slice(&sealed[start..]);
+        assert!(matches!(
+            open_file(&moved_file, &keys).await,
+            Err(StoreError::Corrupt { .. })
+        ));
+        // Plain bytes are not a sealed file.
+        assert!(sealed_file_header(b"%PDF-1.7").is_none());
+        keys.erase(&subject(2)).await.unwrap();
+        assert_eq!(
+            open_file(&sealed, &keys).await.unwrap(),
+            OpenedFile::Erased { subject: subject(2) }
+        );
     }
 
     #[test]

@@ -394,3 +394,68 @@ impl RuleSetLog {
         inclusion_proof(app(ctx)?, AuditedStream::RuleSets, version).await
     }
 }
+
+/// A signed anchor as taken: what it commits to and its signature (README, "Signed anchors").
+#[derive(SimpleObject)]
+pub struct Anchor {
+    /// The anchor's number: 0 for the first, one more for each next.
+    pub sequence: Int64,
+    /// The number of events it covers: every event up to `position`, in position order.
+    pub log_size: Int64,
+    /// The last global position covered (the commit part; 0 when the log was empty).
+    pub position: Int64,
+    /// The RFC 6962 Merkle root over the covered events' chain hashes, hex.
+    pub root: String,
+    /// How many stream heads it records (the streams that gained events since the last one).
+    pub heads: i32,
+    /// When it was taken (the service's clock).
+    pub taken_at: DateTime<Utc>,
+    /// The signing key's id: the first 16 hex digits of SHA-256 over its public key.
+    pub key_id: String,
+    /// The signing key's Ed25519 public key, hex.
+    pub public_key: String,
+    /// The Ed25519 signature over its signed bytes, hex.
+    pub signature: String,
+}
+
+/// The city admin's audit commands.
+#[derive(Default)]
+pub struct AuditMutation;
+
+#[Object]
+impl AuditMutation {
+    /// Takes a signed anchor of the log now, on demand, beside the periodic ones (city admin
+    /// only): the same as `anquan anchor`. It is recorded as an `AnchorTaken` event and
+    /// published at `GET /anchors`; an anchor is taken even when the log gained nothing since
+    /// the last one.
+    async fn take_anchor(&self, ctx: &Context<'_>) -> Result<Anchor, ApiError> {
+        let app = app(ctx)?;
+        let actor = actor(ctx)?;
+        if !matches!(actor.role, Role::CityAdmin) {
+            return Err(ApiError::Forbidden("只有市级管理员可以生成签名锚点".to_owned()));
+        }
+        let key_file = app.anchor_key.as_ref().ok_or_else(|| ApiError::Refused {
+            code: "ANCHOR_KEY_UNAVAILABLE",
+            message: "本服务没有配置锚点签名密钥，无法生成锚点".to_owned(),
+            details: vec![],
+        })?;
+        let anchor_error = |error: anquan_projections::anchors::AnchorError| ApiError::internal(&error);
+        let signer = key_file.load_or_create().map_err(anchor_error)?;
+        let anchor =
+            anquan_projections::anchors::take_anchor(app.event_store.as_ref(), &signer, actor, (app.clock)(), false)
+                .await
+                .map_err(anchor_error)?
+                .ok_or_else(|| ApiError::Internal("no anchor was taken".to_owned()))?;
+        Ok(Anchor {
+            sequence: Int64(anchor.sequence),
+            log_size: Int64(anchor.log_size),
+            position: Int64(anchor.position),
+            root: anchor.root,
+            heads: i32::try_from(anchor.heads.len()).unwrap_or(i32::MAX),
+            taken_at: anchor.taken_at,
+            key_id: anchor.key_id,
+            public_key: anchor.public_key,
+            signature: anchor.signature,
+        })
+    }
+}

@@ -31,7 +31,7 @@ use crate::rate_limit::RateLimiters;
 
 pub use agency::{AgencyMutation, AgencyQuery};
 pub(crate) use args::{instant_arg, optional_instant_arg};
-pub use audit::AuditQuery;
+pub use audit::{AuditMutation, AuditQuery};
 pub use foundation::{EnterpriseMutation, EnterpriseQuery, PublicPageMutation};
 pub use health::HealthQuery;
 pub use metrics::{MetricsQuery, MetricsSubscription};
@@ -56,6 +56,7 @@ pub struct MutationRoot(
     AgencyMutation,
     SupervisionMutation,
     PublicPageMutation,
+    AuditMutation,
 );
 
 /// The subscription root: every gate's subscriptions merged.

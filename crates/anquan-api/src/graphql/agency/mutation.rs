@@ -249,8 +249,18 @@ impl AgencyMutation {
     }
 
     /// Stores a file (a photo) to name in a later service report; returns its reference (an
-    /// agency, counted against its quota, or the city admin).
-    async fn store_agency_file(&self, ctx: &Context<'_>, file: Upload) -> Result<StoredFile, ApiError> {
+    /// agency, counted against its quota, or the city admin). A file that names a person is
+    /// marked with `personalSubject`, the person's data subject id
+    /// (`agency-<agencyId>/staff/<staffId>` of a reported staff member, or
+    /// `agency-<agencyId>/contact`): it is then stored encrypted under that person's key, the
+    /// reference's `sha256` and `sizeBytes` are those of the encrypted bytes, and erasing the
+    /// person (`eraseDataSubject`) leaves the file with no readable content.
+    async fn store_agency_file(
+        &self,
+        ctx: &Context<'_>,
+        file: Upload,
+        personal_subject: Option<String>,
+    ) -> Result<StoredFile, ApiError> {
         let app = app(ctx)?;
         let actor = actor(ctx)?;
         if !matches!(actor.role, Role::Agency { .. } | Role::CityAdmin) {
@@ -258,7 +268,30 @@ impl AgencyMutation {
                 "只有服务机构和市级管理员可以上传服务机构文件".to_owned(),
             ));
         }
-        let staged = crate::uploads::stage(ctx, app, std::slice::from_ref(&file), "file", 1)?;
+        let subject = match personal_subject.as_deref() {
+            None => None,
+            Some(text) => Some(personal_subject_of(app, actor, text).await?),
+        };
+        if subject.is_some() && !app.blobs.seals_personal_files() {
+            return Err(ApiError::Refused {
+                code: "PERSONAL_FILES_UNAVAILABLE",
+                message: "本服务的存储后端不支持可删除的个人文件，请不要上传含个人信息的文件".to_owned(),
+                details: vec![("field", "personalSubject".into())],
+            });
+        }
+        let mut staged = crate::uploads::stage(ctx, app, std::slice::from_ref(&file), "file", 1)?;
+        if let Some(subject) = &subject {
+            let mut sealed = Vec::with_capacity(staged.len());
+            for file in &staged {
+                sealed.push(
+                    app.blobs
+                        .seal(file, subject)
+                        .await
+                        .map_err(|error| ApiError::internal(&error))?,
+                );
+            }
+            staged = sealed;
+        }
         crate::uploads::store_checked(app, actor, &staged).await?;
         let stored = staged
             .first()
@@ -611,4 +644,37 @@ async fn run_with_files(
         report_id: ids.report_id.map(|id| ID(id.to_string())),
         grade,
     })
+}
+
+/// The data subject a personal file names: well formed (`INVALID_ID`), of an agency the caller
+/// acts for (`FORBIDDEN`), and one `eraseDataSubject` can erase: a staff member the agency
+/// reported or the agency's contact (`UNKNOWN_STAFF`), so no file is sealed under a key that
+/// could never be erased.
+async fn personal_subject_of(app: &AppState, actor: &Actor, text: &str) -> Result<DataSubject, ApiError> {
+    let subject = DataSubject::parse(text).map_err(|_| ApiError::Refused {
+        code: "INVALID_ID",
+        message: format!("“{}”不是有效的个人信息主体标识", text.escape_debug()),
+        details: vec![("field", "personalSubject".into())],
+    })?;
+    may_act_for(actor, subject.agency_id(), "为它上传个人文件")?;
+    let known = match &subject {
+        DataSubject::Staff { agency_id, staff_id } => {
+            anquan_projections::agency::staff_member(app.read_models.as_ref(), *staff_id)
+                .await?
+                .is_some_and(|staff| staff.agency_id == *agency_id)
+        }
+        DataSubject::AgencyContact { agency_id } => {
+            anquan_projections::agency::agency(app.read_models.as_ref(), *agency_id)
+                .await?
+                .is_some()
+        }
+    };
+    if !known {
+        return Err(ApiError::Refused {
+            code: "UNKNOWN_STAFF",
+            message: "该服务机构没有报送过这名人员，不能把文件标记为其个人文件".to_owned(),
+            details: vec![("field", "personalSubject".into())],
+        });
+    }
+    Ok(subject)
 }
