@@ -26,11 +26,7 @@ pub async fn open_stores(storage: &Storage) -> anyhow::Result<(Arc<dyn EventStor
 /// KurrentDB, in the read-model database).
 pub async fn open_stores_with_keys(
     storage: &Storage,
-) -> anyhow::Result<(
-    Arc<dyn EventStore>,
-    Arc<dyn ReadModelStore>,
-    Arc<dyn SubjectKeys>,
-)> {
+) -> anyhow::Result<(Arc<dyn EventStore>, Arc<dyn ReadModelStore>, Arc<dyn SubjectKeys>)> {
     match storage {
         Storage::Embedded { database_file } => {
             let events = SqliteEventStore::open(database_file, SqliteOptions::default())
@@ -64,11 +60,7 @@ pub async fn open_stores_with_keys(
                     .await
                     .context("cannot open the personal data keys in the read-model database")?,
             );
-            Ok((
-                metered(personal(events, keys.clone())),
-                Arc::new(read_models),
-                keys,
-            ))
+            Ok((metered(personal(events, keys.clone())), Arc::new(read_models), keys))
         }
         Storage::Postgres { url } => {
             // Each of the two pools (events, read models) holds up to this many connections, and
