@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::compliance_flow::register;
-use crate::support::{Backend, TestApp, backends, data, error_code, spawn_app};
+use crate::support::{Backend, TestApp, backends, binary, data, error_code, spawn_app};
 
 /// Answers to refused requests must come at once, not after the work they would have caused.
 const REFUSED_WITHIN: Duration = Duration::from_secs(2);
@@ -590,6 +590,84 @@ async fn mutations_and_uploads_are_rate_limited_per_token_and_per_address() {
         statuses.push(post_status(&app, token, REGISTER_AS, json!({ "code": code })).await.0);
     }
     assert_eq!(statuses, [200, 200, 429]);
+    // No proxy is trusted by default: a client cannot name another address to escape its limit.
+    let (status, _, response) = post_forwarded(&app, &tokens[2], "198.51.100.77", json!({ "code": CODES[2] })).await;
+    assert_eq!(status, 429, "{response}");
     assert_eq!(app.panics(), 0);
     app.stop().await;
+}
+
+/// A registration sent with an `X-Forwarded-For` header.
+async fn post_forwarded(
+    app: &TestApp,
+    token: &str,
+    forwarded_for: &str,
+    variables: Value,
+) -> (u16, Option<String>, Value) {
+    let response = app
+        .client
+        .post(format!("{}/graphql", app.base_url))
+        .bearer_auth(token)
+        .header("x-forwarded-for", forwarded_for)
+        .json(&json!({ "query": REGISTER_AS, "variables": variables }))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, None, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_has_its_own_allowance_and_cannot_forge_another() {
+    // The test's requests come from 127.0.0.1, which plays the reverse proxy here.
+    let app = spawn_app(
+        Backend::Sqlite,
+        &[
+            "--mutations-per-minute-per-token",
+            "0",
+            "--mutations-per-minute-per-address",
+            "2",
+            "--trusted-proxy",
+            "127.0.0.1,10.0.0.0/8",
+        ],
+    )
+    .await;
+    let admin = app.token(&["--role", "city_admin"]);
+    let status = |(status, _, _): (u16, Option<String>, Value)| status;
+    // Client A spends its allowance; the proxy's own address is not what is counted.
+    assert_eq!(
+        status(post_forwarded(&app, &admin, "198.51.100.1", json!({ "code": CODES[0] })).await),
+        200
+    );
+    assert_eq!(
+        status(post_forwarded(&app, &admin, "198.51.100.1", json!({ "code": CODES[1] })).await),
+        200
+    );
+    let (code, _, response) = post_forwarded(&app, &admin, "198.51.100.1", json!({ "code": CODES[2] })).await;
+    assert_eq!(code, 429, "{response}");
+    assert_eq!(error_code(&response), "RATE_LIMITED");
+    // Client B, behind the same proxy, is not locked out by A.
+    assert_eq!(
+        status(post_forwarded(&app, &admin, "198.51.100.2, 10.1.2.3", json!({ "code": CODES[2] })).await),
+        200
+    );
+    // A forging an address in front of the one the proxy appended is still A.
+    let (code, _, response) =
+        post_forwarded(&app, &admin, "203.0.113.50, 198.51.100.1", json!({ "code": CODES[3] })).await;
+    assert_eq!(code, 429, "{response}");
+    assert_eq!(app.panics(), 0);
+    app.stop().await;
+
+    // An entry that is neither an address nor a network stops the service from starting.
+    let output = std::process::Command::new(binary())
+        .args(["serve", "--trusted-proxy", "proxy.local", "--listen", "127.0.0.1:0"])
+        .env("ANQUAN_DATA_DIR", tempfile::tempdir().unwrap().path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("trusted proxy \"proxy.local\""),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -19,6 +19,7 @@ use tokio_util::compat::TokioAsyncReadCompatExt;
 use tower_http::trace::TraceLayer;
 
 use crate::AppState;
+use crate::client_address::TrustedProxies;
 use crate::error::ApiError;
 use crate::graphql::AppSchema;
 use crate::graphql::limits::{MUTATION_OVER_GET, ReadOnlyTransport};
@@ -55,6 +56,9 @@ pub struct HttpLimits {
     pub rate: Arc<RateLimiters>,
     /// How far behind the log the read models may be while `/readyz` says ready.
     pub readiness: Readiness,
+    /// The reverse proxies whose `X-Forwarded-For` names the client for the per-address rate
+    /// limit; none by default.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for HttpLimits {
@@ -63,6 +67,7 @@ impl Default for HttpLimits {
             graphql_body_bytes_max: GRAPHQL_BODY_BYTES_MAX_DEFAULT,
             rate: Arc::default(),
             readiness: Readiness::default(),
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -93,18 +98,22 @@ impl Default for Readiness {
 }
 
 /// The client's address, when the server was started with connect info
-/// (`into_make_service_with_connect_info`); rate limits per address need it.
+/// (`into_make_service_with_connect_info`); rate limits per address need it. Behind a trusted
+/// reverse proxy it is the client the proxies name (`client_address`).
 struct PeerAddress(Option<IpAddr>);
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PeerAddress {
+impl axum::extract::FromRequestParts<HttpState> for PeerAddress {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &HttpState,
+    ) -> Result<Self, Self::Rejection> {
         Ok(PeerAddress(
             parts
                 .extensions
                 .get::<axum::extract::ConnectInfo<SocketAddr>>()
-                .map(|connect| connect.0.ip()),
+                .map(|connect| state.limits.trusted_proxies.client(connect.0.ip(), &parts.headers)),
         ))
     }
 }

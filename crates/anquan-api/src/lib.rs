@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod blobs;
+pub mod client_address;
 pub mod error;
 pub mod graphql;
 mod http;
@@ -32,6 +33,7 @@ use crate::error::ApiError;
 
 pub use auth::TokenAuthority;
 pub use blobs::{BlobStore, S3Settings, UploadQuota};
+pub use client_address::{TrustedProxies, TrustedProxyError};
 pub use graphql::{AppSchema, schema, schema_with, sdl};
 pub use http::{
     BODY_TOO_LARGE, GRAPHQL_BODY_BYTES_MAX_DEFAULT, HttpLimits, READY_LAG_EVENTS_DEFAULT, READY_LAG_SECONDS_DEFAULT,

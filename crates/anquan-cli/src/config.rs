@@ -32,8 +32,8 @@ pub struct SecretArgs {
 pub struct ServeArgs {
     /// A TOML file with any of: listen, data_dir, database_url, event_store_url, rules_dir, upload_bytes_max,
     /// graphiql, graphql_body_bytes_max, request_timeout_ms, mutations_per_minute_per_token,
-    /// mutations_per_minute_per_address, upload_quota_enterprise_bytes, upload_quota_agency_bytes,
-    /// jwt_secret, public_base_url, s3_bucket, s3_endpoint, s3_region, s3_access_key_id,
+    /// mutations_per_minute_per_address, trusted_proxies (a list), upload_quota_enterprise_bytes,
+    /// upload_quota_agency_bytes, jwt_secret, public_base_url, s3_bucket, s3_endpoint, s3_region, s3_access_key_id,
     /// s3_secret_access_key, town_contact_default and a `[town_contacts]` table (town = "how to
     /// reach its safety office").
     #[arg(long, env = "ANQUAN_CONFIG")]
@@ -81,6 +81,11 @@ pub struct ServeArgs {
     /// Default: 3000.
     #[arg(long, env = "ANQUAN_MUTATIONS_PER_MINUTE_PER_ADDRESS")]
     pub mutations_per_minute_per_address: Option<u32>,
+    /// Reverse proxies (addresses or networks, e.g. `10.0.0.0/8`) whose `X-Forwarded-For`
+    /// names the client for the per-address rate limit; repeat the flag or separate with
+    /// commas. Default: none (the TCP peer is the client).
+    #[arg(long = "trusted-proxy", env = "ANQUAN_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
     /// The URL the safety QR codes point at (`https://anquan.example.cn`). Default:
     /// `http://<listen address>`.
     #[arg(long, env = "ANQUAN_PUBLIC_BASE_URL")]
@@ -232,6 +237,7 @@ struct ConfigFile {
     request_timeout_ms: Option<u64>,
     mutations_per_minute_per_token: Option<u32>,
     mutations_per_minute_per_address: Option<u32>,
+    trusted_proxies: Option<Vec<String>>,
     jwt_secret: Option<String>,
     public_base_url: Option<String>,
     s3_bucket: Option<String>,
@@ -451,6 +457,14 @@ impl Config {
                         Some(seconds) => seconds,
                         None => anquan_api::READY_LAG_SECONDS_DEFAULT,
                     },
+                },
+                trusted_proxies: {
+                    let entries = if args.trusted_proxies.is_empty() {
+                        file.trusted_proxies.unwrap_or_default()
+                    } else {
+                        args.trusted_proxies
+                    };
+                    anquan_api::TrustedProxies::parse(entries.iter().map(String::as_str))?
                 },
             },
             rate_limits: anquan_api::RateLimitSettings {
