@@ -49,7 +49,7 @@ pub const BODY_TOO_LARGE: &str = "BODY_TOO_LARGE";
 pub struct HttpLimits {
     /// Largest body of a GraphQL request that is not a multipart upload (JSON, or anything else
     /// async-graphql would read whole). Uploads are bounded by `AppState::upload_bytes_max`
-    /// plus [`REQUEST_OVERHEAD_BYTES_MAX`].
+    /// plus `REQUEST_OVERHEAD_BYTES_MAX`.
     pub graphql_body_bytes_max: usize,
     /// The mutation and upload rate limits; the schema's extension counts mutations, the
     /// router an upload before it reads the upload's body. Share one with the schema.

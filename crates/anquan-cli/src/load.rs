@@ -16,13 +16,13 @@ use tokio::sync::{Mutex, mpsc};
 /// What to request.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum Scenario {
-    /// `enterprise(id)` with its 21 indicators (needs --target <enterprise id>).
+    /// `enterprise(id)` with its 21 indicators (needs `--target <enterprise id>`).
     Enterprise,
-    /// `townMetrics(town)` (needs --target <town>).
+    /// `townMetrics(town)` (needs `--target <town>`).
     TownMetrics,
-    /// `reviewQueue(town, first: 20)` (needs --target <town>).
+    /// `reviewQueue(town, first: 20)` (needs `--target <town>`).
     ReviewQueue,
-    /// The public QR page `GET /p/<token>` (needs --target <token>).
+    /// The public QR page `GET /p/<token>` (needs `--target <token>`).
     PublicPage,
     /// An anonymous GraphQL query, `health` and the public agency directory (--target is not
     /// used): what anyone may send without a token.

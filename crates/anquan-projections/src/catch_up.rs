@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 /// The span the rate is measured over: long enough to smooth one page's commit, short enough
 /// to follow a change of pace.
 pub const CATCH_UP_WINDOW: Duration = Duration::from_secs(10);
-/// Most samples kept; a sample closer than [`SAMPLE_SPACING_MIN`] to the one before the last
+/// Most samples kept; a sample closer than `SAMPLE_SPACING_MIN` to the one before the last
 /// replaces the last, so a caller that records on every batch keeps at most this many.
 pub const CATCH_UP_SAMPLES_MAX: usize = 64;
 /// The closest two kept samples may be (except the newest).
