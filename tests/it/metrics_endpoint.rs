@@ -146,3 +146,39 @@ fn bounded_operation(operation: &str) -> bool {
                 .all(|name| !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')));
     matches!(kind, "query" | "mutation" | "subscription") && names_ok
 }
+
+#[tokio::test]
+async fn with_a_metrics_token_only_a_scraper_that_sends_it_reads_the_metrics() {
+    const TOKEN: &str = "prometheus-scrape-secret-0123456789";
+    let app = spawn_app(Backend::Sqlite, &["--metrics-token", TOKEN]).await;
+    let get = |authorization: Option<&'static str>| {
+        let mut request = app.client.get(format!("{}/metrics", app.base_url));
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
+        }
+        async move { request.send().await.unwrap() }
+    };
+    for refused in [
+        None,
+        Some("Bearer wrong-secret-of-enough-length-000"),
+        Some("Basic cHJvbWV0aGV1czpzZWNyZXQ="),
+    ] {
+        let response = get(refused).await;
+        assert_eq!(response.status(), 401, "{refused:?}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(error_code(&body), "UNAUTHENTICATED");
+    }
+    let response = get(Some("Bearer prometheus-scrape-secret-0123456789")).await;
+    assert_eq!(response.status(), 200);
+    assert!(response.text().await.unwrap().contains("# HELP"));
+    app.stop().await;
+
+    // A token too short to be a secret stops the service from starting.
+    let output = std::process::Command::new(crate::support::binary())
+        .args(["serve", "--metrics-token", "short", "--listen", "127.0.0.1:0"])
+        .env("ANQUAN_DATA_DIR", tempfile::tempdir().unwrap().path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("at least 24 characters"));
+}

@@ -19,6 +19,8 @@ use tokio_util::compat::TokioAsyncReadCompatExt;
 use tower_http::trace::TraceLayer;
 
 use crate::AppState;
+use sha2::Digest as _;
+
 use crate::client_address::TrustedProxies;
 use crate::error::ApiError;
 use crate::graphql::AppSchema;
@@ -59,6 +61,47 @@ pub struct HttpLimits {
     /// The reverse proxies whose `X-Forwarded-For` names the client for the per-address rate
     /// limit; none by default.
     pub trusted_proxies: TrustedProxies,
+    /// The bearer token a scraper of `/metrics` must send; none: `/metrics` is open (keep it
+    /// off the public entry then).
+    pub metrics_token: Option<MetricsToken>,
+}
+
+/// The secret a Prometheus scraper sends to read `/metrics`.
+#[derive(Clone)]
+pub struct MetricsToken(sha2::digest::Output<sha2::Sha256>);
+
+/// A metrics token too short to be a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the metrics token must be at least {METRICS_TOKEN_CHARS_MIN} characters")]
+pub struct MetricsTokenTooShort;
+
+/// The shortest metrics token accepted.
+pub const METRICS_TOKEN_CHARS_MIN: usize = 24;
+
+impl MetricsToken {
+    /// Keeps the token's SHA-256 only.
+    pub fn new(token: &str) -> Result<Self, MetricsTokenTooShort> {
+        if token.trim().chars().count() < METRICS_TOKEN_CHARS_MIN {
+            return Err(MetricsTokenTooShort);
+        }
+        Ok(MetricsToken(sha2::Sha256::digest(token.trim().as_bytes())))
+    }
+
+    /// Whether the request carries the token. Digests of equal length are compared, so the
+    /// time taken says nothing about how much of a guess was right.
+    fn admits(&self, headers: &HeaderMap) -> bool {
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .is_some_and(|sent| sha2::Sha256::digest(sent.trim().as_bytes()) == self.0)
+    }
+}
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("MetricsToken(…)")
+    }
 }
 
 impl Default for HttpLimits {
@@ -68,6 +111,7 @@ impl Default for HttpLimits {
             rate: Arc::default(),
             readiness: Readiness::default(),
             trusted_proxies: TrustedProxies::default(),
+            metrics_token: None,
         }
     }
 }
@@ -780,7 +824,14 @@ fn dashboard_file(content_type: &'static str, body: &'static str) -> Response {
 
 /// Every metric in Prometheus's text format, for scrapers: no token, and no rate limit (those
 /// count mutations and uploads only).
-async fn prometheus_metrics() -> Response {
+/// The Prometheus metrics; with a metrics token configured, only for a scraper that sends it
+/// (`Authorization: Bearer …`, else 401 `UNAUTHENTICATED`).
+async fn prometheus_metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    if let Some(expected) = &state.limits.metrics_token
+        && !expected.admits(&headers)
+    {
+        return error_response(StatusCode::UNAUTHORIZED, &ApiError::Unauthenticated);
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         crate::observability::render(),

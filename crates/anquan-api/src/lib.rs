@@ -36,8 +36,9 @@ pub use blobs::{BlobStore, S3Settings, UploadQuota};
 pub use client_address::{TrustedProxies, TrustedProxyError};
 pub use graphql::{AppSchema, schema, schema_with, sdl};
 pub use http::{
-    BODY_TOO_LARGE, GRAPHQL_BODY_BYTES_MAX_DEFAULT, HttpLimits, READY_LAG_EVENTS_DEFAULT, READY_LAG_SECONDS_DEFAULT,
-    RULE_SET_HEADER, Readiness, TOKEN_EXPIRED, WS_CLOSE_TOKEN_EXPIRED, router, router_with,
+    BODY_TOO_LARGE, GRAPHQL_BODY_BYTES_MAX_DEFAULT, HttpLimits, METRICS_TOKEN_CHARS_MIN, MetricsToken,
+    MetricsTokenTooShort, READY_LAG_EVENTS_DEFAULT, READY_LAG_SECONDS_DEFAULT, RULE_SET_HEADER, Readiness,
+    TOKEN_EXPIRED, WS_CLOSE_TOKEN_EXPIRED, router, router_with,
 };
 pub use metrics_service::{MetricsService, MetricsWatcher};
 pub use public_page::PublicPageSettings;

@@ -32,9 +32,9 @@ pub struct SecretArgs {
 pub struct ServeArgs {
     /// A TOML file with any of: listen, data_dir, database_url, event_store_url, rules_dir, upload_bytes_max,
     /// graphiql, graphql_body_bytes_max, request_timeout_ms, mutations_per_minute_per_token,
-    /// mutations_per_minute_per_address, trusted_proxies (a list), upload_quota_enterprise_bytes,
-    /// upload_quota_agency_bytes, jwt_secret, public_base_url, s3_bucket, s3_endpoint, s3_region, s3_access_key_id,
-    /// s3_secret_access_key, town_contact_default and a `[town_contacts]` table (town = "how to
+    /// mutations_per_minute_per_address, trusted_proxies (a list), metrics_token,
+    /// upload_quota_enterprise_bytes, upload_quota_agency_bytes, jwt_secret, public_base_url,
+    /// s3_bucket, s3_endpoint, s3_region, s3_access_key_id, s3_secret_access_key, town_contact_default and a `[town_contacts]` table (town = "how to
     /// reach its safety office").
     #[arg(long, env = "ANQUAN_CONFIG")]
     pub config: Option<PathBuf>,
@@ -86,6 +86,10 @@ pub struct ServeArgs {
     /// commas. Default: none (the TCP peer is the client).
     #[arg(long = "trusted-proxy", env = "ANQUAN_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<String>,
+    /// A secret (at least 24 characters) Prometheus must send as `Authorization: Bearer …` to
+    /// read `/metrics`. Default: none, `/metrics` is open (keep it off the public entry).
+    #[arg(long, env = "ANQUAN_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// The URL the safety QR codes point at (`https://anquan.example.cn`). Default:
     /// `http://<listen address>`.
     #[arg(long, env = "ANQUAN_PUBLIC_BASE_URL")]
@@ -238,6 +242,7 @@ struct ConfigFile {
     mutations_per_minute_per_token: Option<u32>,
     mutations_per_minute_per_address: Option<u32>,
     trusted_proxies: Option<Vec<String>>,
+    metrics_token: Option<String>,
     jwt_secret: Option<String>,
     public_base_url: Option<String>,
     s3_bucket: Option<String>,
@@ -466,6 +471,11 @@ impl Config {
                     };
                     anquan_api::TrustedProxies::parse(entries.iter().map(String::as_str))?
                 },
+                metrics_token: args
+                    .metrics_token
+                    .or(file.metrics_token)
+                    .map(|token| anquan_api::MetricsToken::new(&token))
+                    .transpose()?,
             },
             rate_limits: anquan_api::RateLimitSettings {
                 mutations_per_minute_per_token: args
