@@ -155,6 +155,7 @@ pub async fn run(
         rules: rule_sets.active(),
         rule_sets: rule_sets.clone(),
         blobs,
+        rules_pinned: false,
         tokens: config.tokens,
         projected: runner.applied(),
         projections: runner.health(),
