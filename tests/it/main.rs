@@ -37,3 +37,4 @@ mod shared_files;
 mod stalled_projection;
 mod supervision_flow;
 mod support;
+mod time_true;
