@@ -122,6 +122,9 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // The one clock of this service: commands' instants, the watchers' and metrics' "now",
+    // credit periods and anchors all read it (a controllable one only in test mode).
+    let clock = crate::test_clock::from_env()?;
     let (event_store, read_models) = open_stores(&config.storage).await?;
     let runner =
         ProjectionRunner::new(event_store.clone(), read_models.clone()).with_projection(Arc::new(ComplianceProjection));
@@ -159,7 +162,7 @@ pub async fn run(
         tokens: config.tokens,
         projected: runner.applied(),
         projections: runner.health(),
-        clock: Arc::new(chrono::Utc::now),
+        clock: clock.clone(),
         upload_bytes_max: config.upload_bytes_max,
         graphiql: config.graphiql,
         supervision: anquan_api::SupervisionEvents::new(),
@@ -180,7 +183,7 @@ pub async fn run(
         );
         async move {
             match config.anchor_interval {
-                Some(interval) => crate::anchors::periodic(event_store, health, key_file, interval).await,
+                Some(interval) => crate::anchors::periodic(event_store, health, key_file, interval, clock).await,
                 None => std::future::pending().await,
             }
         }
