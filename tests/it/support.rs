@@ -89,7 +89,15 @@ pub(crate) fn binary() -> PathBuf {
             let mut build = std::process::Command::new(env!("CARGO"));
             // With the controllable clock compiled in: still refused unless a test asks for
             // it (`ANQUAN_TEST_CLOCK` with `ANQUAN_TEST_MODE=1`, see `test_clock.rs`).
-            build.args(["build", "-p", "anquan-cli", "--bin", "anquan", "--features", "test-clock"]);
+            build.args([
+                "build",
+                "-p",
+                "anquan-cli",
+                "--bin",
+                "anquan",
+                "--features",
+                "test-clock",
+            ]);
             if profile_dir.file_name().is_some_and(|name| name == "release") {
                 build.arg("--release");
             }

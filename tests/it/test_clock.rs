@@ -90,13 +90,21 @@ async fn moving_the_test_clock_past_a_certificates_validity_end_changes_its_stat
         data(&review(&app, &admin, &id, &document, "APPROVE", None).await);
         let (at, state, detail) = certificate_now(&app, &admin, &id).await;
         assert!(at < valid_until, "{backend:?}: {at}");
-        assert_eq!((state.as_str(), detail.as_str()), ("SATISFIED", "VALID_UNTIL"), "{backend:?}");
+        assert_eq!(
+            (state.as_str(), detail.as_str()),
+            ("SATISFIED", "VALID_UNTIL"),
+            "{backend:?}"
+        );
 
         // Three days on: "now" is past the validity end, with no event in between.
         std::fs::write(&clock, (3 * 24 * 3600).to_string()).unwrap();
         let (at, state, detail) = certificate_now(&app, &admin, &id).await;
         assert!(at >= valid_until, "{backend:?}: the clock did not move: {at}");
-        assert_eq!((state.as_str(), detail.as_str()), ("UNSATISFIED", "EXPIRED"), "{backend:?}");
+        assert_eq!(
+            (state.as_str(), detail.as_str()),
+            ("UNSATISFIED", "EXPIRED"),
+            "{backend:?}"
+        );
 
         // A command decided now is decided at the moved instant.
         let renewed = json!({

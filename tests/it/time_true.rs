@@ -176,9 +176,15 @@ async fn run(backend: Backend) {
         "{backend:?}: an answer about the time before the promotion changed"
     );
     let asked = status(&app, &admin, &id, Some(&t0), Some("v2")).await;
-    assert_eq!((asked.r10.as_str(), asked.rule_set.0.as_str()), ("NOT_IMPLEMENTED", "v2"));
+    assert_eq!(
+        (asked.r10.as_str(), asked.rule_set.0.as_str()),
+        ("NOT_IMPLEMENTED", "v2")
+    );
     let at_t1 = status(&app, &admin, &id, Some(&t1), None).await;
-    assert_eq!(at_t1, after, "{backend:?}: asOf after the promotion is evaluated under v2");
+    assert_eq!(
+        at_t1, after,
+        "{backend:?}: asOf after the promotion is evaluated under v2"
+    );
 
     // The rule files are deleted from disk; the restarted service has only the built-in v1
     // and the log, whose publication of v2 carries its files.
@@ -189,6 +195,9 @@ async fn run(backend: Backend) {
     assert_eq!(digest_of(&versions, "v2"), v2, "{backend:?}: v2 loaded from the log");
     assert_eq!(status(&app, &admin, &id, Some(&t0), None).await, at_t0, "{backend:?}");
     assert_eq!(status(&app, &admin, &id, Some(&t1), None).await, at_t1, "{backend:?}");
-    assert_eq!(status(&app, &admin, &id, None, None).await.rule_set, ("v2".to_owned(), v2));
+    assert_eq!(
+        status(&app, &admin, &id, None, None).await.rule_set,
+        ("v2".to_owned(), v2)
+    );
     app.stop().await;
 }

@@ -322,16 +322,17 @@ pub fn rules_for(
     as_of: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<std::sync::Arc<RuleSet>, ApiError> {
     match (version, as_of) {
-        (None, Some(at)) if !app.rules_pinned => app
-            .rule_sets
-            .in_force_at(at)
-            .map(|loaded| loaded.rules)
-            .ok_or_else(|| ApiError::RuleSetUnavailable {
-                reason: format!(
-                    "the rule set in force at {} is neither on this node nor carried by the rule-set log",
-                    at.to_rfc3339()
-                ),
-            }),
+        (None, Some(at)) if !app.rules_pinned => {
+            app.rule_sets
+                .in_force_at(at)
+                .map(|loaded| loaded.rules)
+                .ok_or_else(|| ApiError::RuleSetUnavailable {
+                    reason: format!(
+                        "the rule set in force at {} is neither on this node nor carried by the rule-set log",
+                        at.to_rfc3339()
+                    ),
+                })
+        }
         (None, _) => Ok(app.rules.clone()),
         (Some(version), _) => app
             .rule_sets

@@ -580,7 +580,7 @@ impl MetricsQuery {
             social_service_coverage: rate(Headline::SocialServiceCoverage),
             service_coverage_over_5m_revenue: rate(Headline::ServiceCoverageOver5mRevenue),
             rule_set: app.rules.version.clone(),
-        rule_set_digest: app.rule_set_digest(&app.rules.version),
+            rule_set_digest: app.rule_set_digest(&app.rules.version),
         })
     }
 }

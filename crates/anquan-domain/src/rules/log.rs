@@ -94,8 +94,7 @@ impl RuleSetLog {
                 self.published
                     .insert(published.version.clone(), published.digest.clone());
                 if !published.files.is_empty() {
-                    self.contents
-                        .insert(published.version.clone(), published.files.clone());
+                    self.contents.insert(published.version.clone(), published.files.clone());
                 }
             }
             Event::RuleSetPromoted(promoted) => {
@@ -175,7 +174,10 @@ mod tests {
     use chrono::TimeZone;
 
     fn at(day: u32) -> Instant {
-        chrono::Utc.with_ymd_and_hms(2026, 3, day, 0, 0, 0).single().unwrap_or_default()
+        chrono::Utc
+            .with_ymd_and_hms(2026, 3, day, 0, 0, 0)
+            .single()
+            .unwrap_or_default()
     }
 
     fn files(text: &str) -> BTreeMap<String, String> {

@@ -97,7 +97,11 @@ impl std::fmt::Debug for RuleSetRegistry {
         f.debug_struct("RuleSetRegistry")
             .field(
                 "versions",
-                &self.versions().into_iter().map(|(version, _)| version).collect::<Vec<_>>(),
+                &self
+                    .versions()
+                    .into_iter()
+                    .map(|(version, _)| version)
+                    .collect::<Vec<_>>(),
             )
             .field("active", &self.active_version())
             .finish()
@@ -229,7 +233,10 @@ impl RuleSetRegistry {
                 }
             }
         }
-        *self.promotions.write().unwrap_or_else(std::sync::PoisonError::into_inner) = log.promotions.clone();
+        *self
+            .promotions
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = log.promotions.clone();
     }
 
     /// Returns the active rule set; a caller keeps it for a whole query.
@@ -258,7 +265,9 @@ impl RuleSetRegistry {
         if &self.active_version() == version {
             return Ok(false);
         }
-        let loaded = self.get(version).ok_or_else(|| RegistryError::Unknown(version.clone()))?;
+        let loaded = self
+            .get(version)
+            .ok_or_else(|| RegistryError::Unknown(version.clone()))?;
         if &loaded.digest != digest {
             return Err(RegistryError::DigestMismatch {
                 version: version.clone(),
