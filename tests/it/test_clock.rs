@@ -2,8 +2,8 @@
 //! offset in seconds that the service adds to the system's clock, accepted only in test mode
 //! (a binary built with the feature `test-clock`, which these tests build, and
 //! `ANQUAN_TEST_MODE=1`). Without test mode the service refuses to start; with it, moving the
-//! clock past a certificate's validity end changes the status "now" and the instant commands
-//! are recorded at.
+//! clock past a certificate's validity end changes the status "now", and the instant commands
+//! are decided at (`occurredAt`) and recorded at (`recordedAt`).
 
 use std::process::Stdio;
 use std::time::Duration as StdDuration;
@@ -114,7 +114,7 @@ async fn moving_the_test_clock_past_a_certificates_validity_end_changes_its_stat
         let history = app
             .graphql(
                 Some(&admin),
-                "query($id: ID!) { enterprise(id: $id) { history(first: 100) { nodes { eventType occurredAt } } } }",
+                "query($id: ID!) { enterprise(id: $id) { history(first: 100) { nodes { eventType occurredAt recordedAt } } } }",
                 json!({ "id": id }),
             )
             .await;
@@ -126,6 +126,9 @@ async fn moving_the_test_clock_past_a_certificates_validity_end_changes_its_stat
         assert_eq!(last["eventType"], "DocumentUploaded", "{history}");
         let occurred: DateTime<Utc> = last["occurredAt"].as_str().unwrap().parse().unwrap();
         assert!(occurred >= valid_until, "{backend:?}: {history}");
+        // And the store records it at the moved instant too: one clock.
+        let recorded: DateTime<Utc> = last["recordedAt"].as_str().unwrap().parse().unwrap();
+        assert!(recorded >= valid_until, "{backend:?}: {history}");
         app.stop().await;
     }
 }

@@ -125,6 +125,10 @@ pub async fn run(
     // The one clock of this service: commands' instants, the watchers' and metrics' "now",
     // credit periods and anchors all read it (a controllable one only in test mode).
     let clock = crate::test_clock::from_env()?;
+    // The stores stamp `recorded_at` with the same clock (installed once per process).
+    if !anquan_event_store::clock::install(clock.clone()) {
+        tracing::debug!("a recording clock was installed already in this process");
+    }
     let (event_store, read_models) = open_stores(&config.storage).await?;
     let runner =
         ProjectionRunner::new(event_store.clone(), read_models.clone()).with_projection(Arc::new(ComplianceProjection));
