@@ -92,6 +92,25 @@ fn projections(app: &TestApp, rules: &Path, args: &[&str]) {
     );
 }
 
+/// Runs `anquan replay enterprise <id> --as-of <at>` against the service's store, as an
+/// auditor would; returns its JSON.
+fn replay(app: &TestApp, rules: &Path, id: &str, at: &str) -> Value {
+    let mut command = std::process::Command::new(binary());
+    command
+        .args(["replay", "enterprise", id, "--as-of", at])
+        .arg("--data-dir")
+        .arg(app.data_dir())
+        .arg("--rules-root")
+        .arg(rules)
+        .env_remove("ANQUAN_DATABASE_URL");
+    if let Some(url) = app.database_url() {
+        command.arg("--database").arg(url);
+    }
+    let output = command.output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 /// Waits until the service says `version` is live.
 async fn wait_live(app: &TestApp, token: &str, version: &str) -> Vec<Value> {
     tokio::time::timeout(Duration::from_secs(20), async {
@@ -197,7 +216,13 @@ async fn run(backend: Backend) {
     assert_eq!(status(&app, &admin, &id, Some(&t1), None).await, at_t1, "{backend:?}");
     assert_eq!(
         status(&app, &admin, &id, None, None).await.rule_set,
-        ("v2".to_owned(), v2)
+        ("v2".to_owned(), v2.clone())
     );
+    // An auditor's replay from the log alone says the same.
+    for (at, version, digest) in [(&t0, "v1", &v1), (&t1, "v2", &v2)] {
+        let replayed = replay(&app, rules.path(), &id, at);
+        assert_eq!(replayed["rule_set"], version, "{backend:?}: {replayed}");
+        assert_eq!(replayed["rule_set_digest"], digest.as_str(), "{backend:?}: {replayed}");
+    }
     app.stop().await;
 }
