@@ -37,3 +37,5 @@ mod shared_files;
 mod stalled_projection;
 mod supervision_flow;
 mod support;
+mod test_clock;
+mod time_true;

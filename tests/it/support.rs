@@ -87,7 +87,17 @@ pub(crate) fn binary() -> PathBuf {
             let exe = std::env::current_exe().unwrap();
             let profile_dir = exe.parent().unwrap().parent().unwrap();
             let mut build = std::process::Command::new(env!("CARGO"));
-            build.args(["build", "-p", "anquan-cli", "--bin", "anquan"]);
+            // With the controllable clock compiled in: still refused unless a test asks for
+            // it (`ANQUAN_TEST_CLOCK` with `ANQUAN_TEST_MODE=1`, see `test_clock.rs`).
+            build.args([
+                "build",
+                "-p",
+                "anquan-cli",
+                "--bin",
+                "anquan",
+                "--features",
+                "test-clock",
+            ]);
             if profile_dir.file_name().is_some_and(|name| name == "release") {
                 build.arg("--release");
             }
@@ -274,13 +284,18 @@ impl TestApp {
     }
 
     /// Stops the service and starts it again on the same store.
-    pub(crate) async fn restart(mut self) -> TestApp {
+    pub(crate) async fn restart(self) -> TestApp {
+        self.restart_with_env(&[]).await
+    }
+
+    /// [`TestApp::restart`] with extra environment variables.
+    pub(crate) async fn restart_with_env(mut self, envs: &[(&str, &str)]) -> TestApp {
         let _ = self.child.kill().await;
         let database_url = self.database_url();
         let database = self.database.take().zip(database_url);
         let data_dir = tempfile::TempDir::new().unwrap();
         let data_dir = std::mem::replace(&mut self.data_dir, data_dir);
-        start(data_dir, database, &[], &[]).await
+        start(data_dir, database, &[], envs).await
     }
 
     /// Kills the service at once (SIGKILL): no drain, no lease released.

@@ -133,6 +133,7 @@ async fn run(scale: f64, enterprises: Option<u64>, requests: usize, past_request
         rule_sets: Arc::new(
             RuleSetRegistry::single(&anquan_domain::rules::builtin_v1_files()).expect("a rule-set registry"),
         ),
+        rules_pinned: false,
         blobs: BlobStore::local(&dir.path().join("blobs")).expect("a blob store"),
         tokens: anquan_api::TokenAuthority::new(b"metrics-latency-bench-secret-of-32-bytes").expect("tokens"),
         projected: runner.applied(),

@@ -65,6 +65,10 @@ pub struct AppState {
     pub rules: Arc<RuleSet>,
     /// Every loaded rule-set version and the live one, switched when a promotion is read.
     pub rule_sets: Arc<RuleSetRegistry>,
+    /// Whether `rules` was named by the request (`x-anquan-rule-set`): then it is the default
+    /// of every field, `asOf` included; otherwise a field with `asOf` evaluates under the rule
+    /// set in force at that instant (`graphql::audit::rules_for`).
+    pub rules_pinned: bool,
     pub blobs: BlobStore,
     pub tokens: TokenAuthority,
     /// The lowest position every read model has applied (the watchers follow it).
@@ -97,7 +101,20 @@ impl AppState {
             None => self.rule_sets.active(),
             Some(version) => self.rule_sets.get(version)?.rules.clone(),
         };
-        Some(AppState { rules, ..self.clone() })
+        Some(AppState {
+            rules,
+            rules_pinned: version.is_some(),
+            ..self.clone()
+        })
+    }
+
+    /// The digest of the files of a loaded rule-set version (empty if it is not loaded): what an
+    /// answer names beside the version it was evaluated with.
+    pub fn rule_set_digest(&self, version: &str) -> String {
+        self.rule_sets
+            .get(version)
+            .map(|loaded| loaded.digest)
+            .unwrap_or_default()
     }
 
     /// The rule set commands are decided with: always the live one. A request that reads with

@@ -134,6 +134,7 @@ async fn a_past_instant_is_computed_once_until_the_read_models_move() {
         read_models: world.read_models.clone(),
         rules: world.rules.clone(),
         rule_sets: Arc::new(RuleSetRegistry::single(&anquan_domain::rules::builtin_v1_files()).unwrap()),
+        rules_pinned: false,
         blobs: BlobStore::local(&dir.path().join("blobs")).unwrap(),
         tokens: anquan_api::TokenAuthority::new(b"metrics-streaming-test-secret-of-32-bytes").unwrap(),
         projected: world.runner.applied(),

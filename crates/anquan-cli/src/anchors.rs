@@ -97,6 +97,7 @@ pub async fn periodic(
     health: anquan_projections::ProjectionsHealth,
     key_file: AnchorKeyFile,
     interval: Duration,
+    clock: anquan_api::Clock,
 ) {
     let Ok(actor) = anchor_actor("service:anchors") else {
         tracing::error!("the anchor actor's id is invalid; no periodic anchors");
@@ -110,7 +111,7 @@ pub async fn periodic(
             continue;
         }
         let taken = match key_file.load_or_create() {
-            Ok(signer) => anchors::take_anchor(event_store.as_ref(), &signer, &actor, chrono::Utc::now(), true).await,
+            Ok(signer) => anchors::take_anchor(event_store.as_ref(), &signer, &actor, clock(), true).await,
             Err(error) => Err(error),
         };
         if let Err(error) = taken {

@@ -29,7 +29,9 @@ pub struct ReplayArgs {
     /// state as its aggregate folds it, or the rule-set versions published and the live one.
     #[arg(long)]
     pub as_of: Option<DateTime<Utc>>,
-    /// Evaluate an enterprise's `--as-of` with this rule-set version (default: the live one).
+    /// Evaluate an enterprise's `--as-of` with this rule-set version (default: the one in force
+    /// at that instant by the rule-set log, loaded from the log's publication when no folder
+    /// holds it).
     #[arg(long)]
     pub rule_set: Option<String>,
     /// Cut the log by the instant events say they happened (`occurred_at`) instead of when
@@ -186,13 +188,17 @@ async fn as_of(
     Ok(match args.kind {
         StreamKind::Enterprise => {
             let registry = registry(&args.store, event_store).await?;
-            let rules = match &args.rule_set {
+            let loaded = match &args.rule_set {
                 Some(version) => registry
                     .get(version)
-                    .map(|loaded| loaded.rules.clone())
                     .with_context(|| format!("rule set {version} is not loaded"))?,
-                None => registry.active(),
+                None => registry.in_force_at(at).with_context(|| {
+                    format!(
+                        "the rule set in force at {at} is neither under the rules root nor carried by the rule-set log"
+                    )
+                })?,
             };
+            let rules = loaded.rules.clone();
             let status = match cut {
                 Cut::Recorded => audit::status_as_of(events, &rules, at),
                 Cut::Occurred => audit::status_as_of_occurred(events, &rules, at),
@@ -201,6 +207,7 @@ async fn as_of(
                 "enterprise_id": args.id,
                 "at": at,
                 "rule_set": rules.version,
+                "rule_set_digest": loaded.digest,
                 "events_recorded_by_then": status.events,
                 "compliance": status.report,
                 "risk": status.risk,

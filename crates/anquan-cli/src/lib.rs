@@ -13,6 +13,7 @@ pub mod progress;
 pub mod rulesets;
 pub mod serve;
 pub mod telemetry;
+pub mod test_clock;
 
 use std::path::PathBuf;
 

@@ -153,8 +153,9 @@ pub struct ProjectionsArgs {
 pub enum ProjectionsCommand {
     /// Lists the rule-set versions, with the live one and the snapshots built.
     List,
-    /// Publishes a version: records the digest of its files in the log (once; a version's
-    /// files can never change afterwards).
+    /// Publishes a version: records its files and their digest in the log (once; a version's
+    /// files can never change afterwards), so the log alone reproduces any status evaluated
+    /// under it. A version published before files were recorded is published again with them.
     Publish { version: String },
     /// Builds a version's rule-dependent views beside the live ones (publishing it if needed),
     /// and the live version's at the same instant, so they can be diffed. With
@@ -261,8 +262,8 @@ pub async fn run(args: ProjectionsArgs) -> anyhow::Result<()> {
     match args.command {
         ProjectionsCommand::List => {
             for (version, loaded) in registry.versions() {
-                let built = snapshot::snapshot_instant(read_models.as_ref(), version).await?;
-                let live = if *version == registry.active_version() {
+                let built = snapshot::snapshot_instant(read_models.as_ref(), &version).await?;
+                let live = if version == registry.active_version() {
                     " (live)"
                 } else {
                     ""
@@ -519,7 +520,10 @@ async fn publish(store: &dyn EventStore, registry: &RuleSetRegistry, version: &s
         format!("rule set {version} is not loaded: is there a folder {version}/ under the rules root?")
     })?;
     let (digest, title) = (loaded.digest.clone(), loaded.rules.title.clone());
-    append_rule_set_event(store, |log, now| log.publish(version, &digest, &title, now)).await
+    append_rule_set_event(store, |log, now| {
+        log.publish(version, &digest, &title, &loaded.files, now)
+    })
+    .await
 }
 
 /// Decides against the rule-set stream and appends with its expected version.

@@ -143,6 +143,13 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // The one clock of this service: commands' instants, the watchers' and metrics' "now",
+    // credit periods and anchors all read it (a controllable one only in test mode).
+    let clock = crate::test_clock::from_env()?;
+    // The stores stamp `recorded_at` with the same clock (installed once per process).
+    if !anquan_event_store::clock::install(clock.clone()) {
+        tracing::debug!("a recording clock was installed already in this process");
+    }
     let (event_store, read_models, subject_keys) = open_stores_with_keys(&config.storage).await?;
     let runner =
         ProjectionRunner::new(event_store.clone(), read_models.clone()).with_projection(Arc::new(ComplianceProjection));
@@ -179,10 +186,11 @@ pub async fn run(
         rules: rule_sets.active(),
         rule_sets: rule_sets.clone(),
         blobs,
+        rules_pinned: false,
         tokens: config.tokens,
         projected: runner.applied(),
         projections: runner.health(),
-        clock: Arc::new(chrono::Utc::now),
+        clock: clock.clone(),
         upload_bytes_max: config.upload_bytes_max,
         graphiql: config.graphiql,
         supervision: anquan_api::SupervisionEvents::new(),
@@ -204,7 +212,7 @@ pub async fn run(
         );
         async move {
             match config.anchor_interval {
-                Some(interval) => crate::anchors::periodic(event_store, health, key_file, interval).await,
+                Some(interval) => crate::anchors::periodic(event_store, health, key_file, interval, clock).await,
                 None => std::future::pending().await,
             }
         }

@@ -132,10 +132,11 @@ event_catalogue! {
     AgencyBlacklisted => 1,
     AgencyDelisted => 1,
     DataSubjectErased => 1,
-    RuleSetPublished => 1,
+    RuleSetPublished => 2,
     RuleSetPromoted => 1,
     AnchorTaken => 1,
     ;
     older:
     CreditGraded => 1,
+    RuleSetPublished => 1,
 }

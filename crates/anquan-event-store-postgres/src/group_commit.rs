@@ -296,7 +296,7 @@ pub(crate) async fn write_group(
     let statements = prepare(&client).await?;
     let transaction = OpenTransaction { client: Some(client) };
     let connection = transaction.client()?;
-    let recorded_at = Utc::now();
+    let recorded_at = anquan_event_store::clock::now();
     let (locked_head, mut state) = begin(connection, &statements, requests).await?;
     let mut results: Vec<Option<Result<AppendOutcome, AppendError>>> = requests.iter().map(|_| None).collect();
     let mut start = 0;

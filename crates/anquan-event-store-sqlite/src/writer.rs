@@ -174,7 +174,7 @@ fn commit_batch(
     head: &watch::Sender<Option<Position>>,
     counters: &Counters,
 ) {
-    let recorded_at = Utc::now();
+    let recorded_at = anquan_event_store::clock::now();
     let mut results: Vec<Result<AppendOutcome, AppendError>> = Vec::with_capacity(batch.len());
     let committed = (|| -> Result<(), StoreError> {
         let transaction = connection

@@ -6,6 +6,7 @@
 //!
 //! This crate must not know any concrete database, HTTP or configuration.
 
+pub mod clock;
 mod envelope;
 mod error;
 pub mod execute;

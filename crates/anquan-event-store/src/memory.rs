@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use chrono::Utc;
 use tokio::sync::watch;
 
 use anquan_domain::CommandId;
@@ -77,7 +76,7 @@ impl EventStore for InMemoryEventStore {
                     actual,
                 });
             }
-            let mut sealed = seal(&request, last, Utc::now());
+            let mut sealed = seal(&request, last, crate::clock::now());
             let first_version = sealed.first().map_or(StreamVersion::FIRST, |event| event.version);
             let mut last_version = first_version;
             let mut last_position = Position::from_sequence(0);

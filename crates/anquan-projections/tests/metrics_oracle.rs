@@ -49,8 +49,8 @@ use anquan_domain::enterprise::supervision::{
     VerifyRectification,
 };
 use anquan_domain::enterprise::{
-    Coverage, EnterpriseCommand, EnterpriseFile, FileRef, RegisterEnterprise, ReviewDecision, ReviewDocument,
-    UploadDocument, enterprise_id_for,
+    ChangeEnterpriseProfile, Coverage, EnterpriseCommand, EnterpriseFile, FileRef, RegisterEnterprise, ReviewDecision,
+    ReviewDocument, UploadDocument, enterprise_id_for,
 };
 use anquan_domain::metrics::{Measure, Scope, Tally, Window};
 use anquan_domain::rules::{EnterpriseProfile, Evidence, ProfileFlag, RuleSet};
@@ -178,6 +178,8 @@ const FLAGS: [ProfileFlag; 12] = [
 #[derive(Default)]
 struct Memory {
     enterprises: Vec<(EnterpriseId, Town)>,
+    /// Each enterprise's profile, kept when it moves to another town.
+    profiles: BTreeMap<EnterpriseId, EnterpriseProfile>,
     diligent: Vec<(EnterpriseId, EnterpriseProfile)>,
     pending_documents: Vec<(EnterpriseId, DocumentId)>,
     hazards: Vec<(EnterpriseId, HazardId, Town)>,
@@ -235,6 +237,7 @@ async fn generate(world: &World, seed: u64, steps: usize) -> DateTime<Utc> {
                 if world.enterprise(&admin(), now, command).await {
                     let enterprise_id = enterprise_id_for(&code);
                     memory.enterprises.push((enterprise_id, town));
+                    memory.profiles.insert(enterprise_id, profile.clone());
                     if rng.chance(50) {
                         memory.diligent.push((enterprise_id, profile.clone()));
                         diligent(world, &mut memory, enterprise_id, &profile, now).await;
@@ -431,7 +434,33 @@ async fn generate(world: &World, seed: u64, steps: usize) -> DateTime<Utc> {
                 });
                 world.enterprise(&actor(Role::CityInspector), now, command).await;
             }
-            86..=89 => {
+            89 => {
+                // The enterprise moves to another town: past metrics must still count it where
+                // it was then.
+                let Some(index) = (!memory.enterprises.is_empty()).then(|| rng.below(memory.enterprises.len() as u64))
+                else {
+                    continue;
+                };
+                let (enterprise_id, _) = memory.enterprises[index as usize].clone();
+                let town = Town::parse(TOWNS[rng.below(TOWNS.len() as u64) as usize]).unwrap();
+                let Some(profile) = memory.profiles.get(&enterprise_id).cloned() else {
+                    continue;
+                };
+                let command = EnterpriseCommand::ChangeProfile(ChangeEnterpriseProfile {
+                    enterprise_id,
+                    name: format!("迁址企业{index}"),
+                    town: town.clone(),
+                    industry: "纺织".into(),
+                    profile,
+                });
+                if world.enterprise(&admin(), now, command).await {
+                    memory.enterprises[index as usize].1 = town.clone();
+                    for hazard in memory.hazards.iter_mut().filter(|hazard| hazard.0 == enterprise_id) {
+                        hazard.2 = town.clone();
+                    }
+                }
+            }
+            86..=88 => {
                 let Some((enterprise_id, profile)) = rng.pick(&memory.diligent).cloned() else {
                     continue;
                 };
@@ -797,16 +826,24 @@ fn oracle(
         if registration.registered_at > at {
             continue;
         }
-        // The profile at `at`, from the raw events.
+        // The profile and the town at `at`, from the raw events.
         let mut profile = None;
+        let mut town_then = None;
         for event in events {
             match event {
-                Event::EnterpriseRegistered(e) if e.registered_at <= at => profile = Some(e.profile.clone()),
-                Event::EnterpriseProfileChanged(e) if e.changed_at <= at => profile = Some(e.profile.clone()),
+                Event::EnterpriseRegistered(e) if e.registered_at <= at => {
+                    profile = Some(e.profile.clone());
+                    town_then = Some(e.town.clone());
+                }
+                Event::EnterpriseProfileChanged(e) if e.changed_at <= at => {
+                    profile = Some(e.profile.clone());
+                    town_then = Some(e.town.clone());
+                }
                 _ => {}
             }
         }
         let profile = profile.unwrap();
+        let town_then = town_then.unwrap();
         if let Some(index) = breakdown
             && !rules.holds(&catalogue.breakdowns[index].when, &profile)
         {
@@ -933,7 +970,7 @@ fn oracle(
             })
             .collect();
 
-        let town = registration.town.clone();
+        let town = town_then;
         let mut tallies = Vec::new();
         for metric in &catalogue.metrics {
             let w = metric.window;

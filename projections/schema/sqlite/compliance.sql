@@ -18,6 +18,9 @@ CREATE TABLE IF NOT EXISTS enterprise_profiles (
     enterprise_id TEXT NOT NULL,
     effective_at TEXT NOT NULL,
     profile TEXT NOT NULL,
+    -- The town from that instant on (registration or profile change): past town metrics count
+    -- the enterprise where it was then.
+    town TEXT NOT NULL,
     PRIMARY KEY (enterprise_id, effective_at)
 ) WITHOUT ROWID;
 

@@ -309,14 +309,32 @@ pub async fn inclusion_proof(
     }))
 }
 
-/// Returns the rule set a field evaluates with: the version its `ruleSet` argument names, or
-/// else the request's (`AppState::rules`: the `x-anquan-rule-set` header's version, or the live
-/// one as the request started). This is the one way a version is picked: the argument decides
-/// for the field and everything under it, the header is only the request's default.
-pub fn rules_for(app: &AppState, version: Option<&str>) -> Result<std::sync::Arc<RuleSet>, ApiError> {
-    match version {
-        None => Ok(app.rules.clone()),
-        Some(version) => app
+/// Returns the rule set a field evaluates with: the version its `ruleSet` argument names; else
+/// the `x-anquan-rule-set` header's version; else, for a past or future instant `as_of`, the
+/// version in force then by the rule-set log (the last promoted at or before it, the configured
+/// one before the first promotion), so a promotion never changes an answer about the time
+/// before it; else (now) the live one as the request started. This is the one way a version is
+/// picked: the argument decides for the field and everything under it, the header is only the
+/// request's default. `as_of` must already be checked (`optional_instant_arg`).
+pub fn rules_for(
+    app: &AppState,
+    version: Option<&str>,
+    as_of: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<std::sync::Arc<RuleSet>, ApiError> {
+    match (version, as_of) {
+        (None, Some(at)) if !app.rules_pinned => {
+            app.rule_sets
+                .in_force_at(at)
+                .map(|loaded| loaded.rules)
+                .ok_or_else(|| ApiError::RuleSetUnavailable {
+                    reason: format!(
+                        "the rule set in force at {} is neither on this node nor carried by the rule-set log",
+                        at.to_rfc3339()
+                    ),
+                })
+        }
+        (None, _) => Ok(app.rules.clone()),
+        (Some(version), _) => app
             .rule_sets
             .get(version)
             .map(|loaded| loaded.rules.clone())
@@ -355,11 +373,12 @@ impl AuditQuery {
         Ok(app
             .rule_sets
             .versions()
+            .into_iter()
             .map(|(version, loaded)| RuleSetVersion {
-                version: version.clone(),
+                live: version == live,
                 title: loaded.rules.title.clone(),
                 digest: loaded.digest.clone(),
-                live: *version == live,
+                version,
             })
             .collect())
     }

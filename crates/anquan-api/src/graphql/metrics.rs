@@ -140,8 +140,11 @@ pub struct ScopeMetrics {
     pub breakdown: Option<String>,
     /// Every metric, in catalogue order.
     pub metrics: Vec<MetricValue>,
-    /// The rule set version the figures were computed with.
+    /// The rule set version the figures were computed with: the one in force at the instant
+    /// asked for (by the rule-set log), unless `ruleSet` or the request named another.
     pub rule_set: String,
+    /// The SHA-256 digest of that rule set's files (as published in the rule-set log).
+    pub rule_set_digest: String,
 }
 
 /// One town in a ranking.
@@ -175,8 +178,11 @@ pub struct HeadlineRates {
     /// 500万以上企业服务覆盖率 (H02), percent.
     #[graphql(name = "serviceCoverageOver5mRevenue")]
     pub service_coverage_over_5m_revenue: Option<f64>,
-    /// The rule set version the rates were computed with.
+    /// The rule set version the rates were computed with: the one in force at the instant
+    /// asked for (by the rule-set log), unless `ruleSet` or the request named another.
     pub rule_set: String,
+    /// The SHA-256 digest of that rule set's files (as published in the rule-set log).
+    pub rule_set_digest: String,
 }
 
 /// An enterprise type the figures can be restricted to.
@@ -215,9 +221,10 @@ fn visibility(ctx: &Context<'_>) -> Result<Visibility, ApiError> {
 
 /// The state a metrics field reads with: `app` with `rules` set to the version its `ruleSet`
 /// argument names (default: the request's).
-fn with_rules(app: &AppState, rule_set: Option<&str>) -> Result<AppState, ApiError> {
+fn with_rules(app: &AppState, rule_set: Option<&str>, as_of: Option<DateTime<Utc>>) -> Result<AppState, ApiError> {
+    let as_of = optional_instant_arg("asOf", as_of)?;
     Ok(AppState {
-        rules: super::audit::rules_for(app, rule_set)?,
+        rules: super::audit::rules_for(app, rule_set, as_of)?,
         ..app.clone()
     })
 }
@@ -350,6 +357,7 @@ fn scope_metrics(
         breakdown: breakdown.map(|(_, name)| name.to_owned()),
         metrics: values(app, town.is_some(), pick(now).as_deref(), pick(earlier).as_deref()),
         rule_set: app.rules.version.clone(),
+        rule_set_digest: app.rule_set_digest(&app.rules.version),
     }
 }
 
@@ -362,7 +370,7 @@ impl MetricsQuery {
         ctx: &Context<'_>,
         rule_set: Option<String>,
     ) -> Result<Vec<MetricDefinition>, ApiError> {
-        Ok(super::audit::rules_for(app(ctx)?, rule_set.as_deref())?
+        Ok(super::audit::rules_for(app(ctx)?, rule_set.as_deref(), None)?
             .metrics
             .metrics
             .iter()
@@ -377,7 +385,7 @@ impl MetricsQuery {
         ctx: &Context<'_>,
         rule_set: Option<String>,
     ) -> Result<Vec<MetricBreakdown>, ApiError> {
-        Ok(super::audit::rules_for(app(ctx)?, rule_set.as_deref())?
+        Ok(super::audit::rules_for(app(ctx)?, rule_set.as_deref(), None)?
             .metrics
             .breakdowns
             .iter()
@@ -401,7 +409,7 @@ impl MetricsQuery {
         breakdown: Option<String>,
         rule_set: Option<String>,
     ) -> Result<ScopeMetrics, ApiError> {
-        let app = &with_rules(app(ctx)?, rule_set.as_deref())?;
+        let app = &with_rules(app(ctx)?, rule_set.as_deref(), as_of)?;
         let town = parse_town(&town)?;
         if let Visibility::Town(own) = visibility(ctx)?
             && own != town
@@ -432,7 +440,7 @@ impl MetricsQuery {
         breakdown: Option<String>,
         rule_set: Option<String>,
     ) -> Result<Vec<ScopeMetrics>, ApiError> {
-        let app = &with_rules(app(ctx)?, rule_set.as_deref())?;
+        let app = &with_rules(app(ctx)?, rule_set.as_deref(), as_of)?;
         let visible = visibility(ctx)?;
         let index = breakdown_index(app, breakdown.as_deref())?;
         let (now, earlier) = snapshots(app, as_of).await?;
@@ -457,7 +465,7 @@ impl MetricsQuery {
         breakdown: Option<String>,
         rule_set: Option<String>,
     ) -> Result<ScopeMetrics, ApiError> {
-        let app = &with_rules(app(ctx)?, rule_set.as_deref())?;
+        let app = &with_rules(app(ctx)?, rule_set.as_deref(), as_of)?;
         visibility(ctx)?;
         let index = breakdown_index(app, breakdown.as_deref())?;
         let (now, earlier) = snapshots(app, as_of).await?;
@@ -481,7 +489,7 @@ impl MetricsQuery {
         as_of: Option<DateTime<Utc>>,
         rule_set: Option<String>,
     ) -> Result<Vec<RankingEntry>, ApiError> {
-        let app = &with_rules(app(ctx)?, rule_set.as_deref())?;
+        let app = &with_rules(app(ctx)?, rule_set.as_deref(), as_of)?;
         visibility(ctx)?;
         let index = app
             .rules
@@ -544,7 +552,7 @@ impl MetricsQuery {
         as_of: Option<DateTime<Utc>>,
         rule_set: Option<String>,
     ) -> Result<HeadlineRates, ApiError> {
-        let app = &with_rules(app(ctx)?, rule_set.as_deref())?;
+        let app = &with_rules(app(ctx)?, rule_set.as_deref(), as_of)?;
         let visible = visibility(ctx)?;
         let town = town.as_deref().map(parse_town).transpose()?;
         if let (Visibility::Town(own), Some(town)) = (&visible, &town)
@@ -572,6 +580,7 @@ impl MetricsQuery {
             social_service_coverage: rate(Headline::SocialServiceCoverage),
             service_coverage_over_5m_revenue: rate(Headline::ServiceCoverageOver5mRevenue),
             rule_set: app.rules.version.clone(),
+            rule_set_digest: app.rule_set_digest(&app.rules.version),
         })
     }
 }

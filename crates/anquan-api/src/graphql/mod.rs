@@ -243,6 +243,7 @@ impl async_graphql::extensions::Extension for LiveRules {
         let request = match ctx.data_opt::<AppState>().filter(|_| !pinned) {
             Some(app) => request.data(AppState {
                 rules: app.rule_sets.active(),
+                rules_pinned: false,
                 ..app.clone()
             }),
             None => request,
@@ -251,7 +252,7 @@ impl async_graphql::extensions::Extension for LiveRules {
     }
 }
 
-fn app<'a>(ctx: &'a Context<'_>) -> Result<&'a AppState, ApiError> {
+pub(crate) fn app<'a>(ctx: &'a Context<'_>) -> Result<&'a AppState, ApiError> {
     ctx.data::<AppState>()
         .map_err(|error| ApiError::Internal(error.message))
 }

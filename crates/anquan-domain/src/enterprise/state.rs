@@ -24,6 +24,12 @@ pub struct EnterpriseFile {
     /// first is the registration's. Kept so that status "as of" a past instant uses the profile
     /// of that instant.
     pub profile_history: Vec<(Instant, EnterpriseProfile)>,
+    /// Every town the enterprise belonged to, oldest first, with the instant it took effect
+    /// (registration, then each `EnterpriseProfileChanged`): past town metrics attribute the
+    /// enterprise to its town at that instant ([`EnterpriseFile::town_at`]). Empty in a file
+    /// built without it; `town_at` then answers the current town.
+    #[serde(default)]
+    pub town_history: Vec<(Instant, Town)>,
     pub documents: BTreeMap<DocumentId, DocumentRecord>,
     pub inspections: BTreeMap<InspectionId, InspectionRecord>,
     pub hazards: BTreeMap<HazardId, HazardRecord>,
@@ -106,6 +112,8 @@ impl EnterpriseFile {
                 });
                 self.profile_history
                     .push((registered.registered_at, registered.profile.clone()));
+                self.town_history
+                    .push((registered.registered_at, registered.town.clone()));
             }
             Event::EnterpriseProfileChanged(changed) => {
                 if let Some(registration) = &mut self.registration {
@@ -113,6 +121,7 @@ impl EnterpriseFile {
                     registration.town = changed.town.clone();
                     registration.industry = changed.industry.clone();
                     self.profile_history.push((changed.changed_at, changed.profile.clone()));
+                    self.town_history.push((changed.changed_at, changed.town.clone()));
                 }
             }
             Event::DocumentUploaded(uploaded) => {
@@ -301,7 +310,18 @@ impl EnterpriseFile {
         self.profile_history.last().map_or(&EMPTY, |(_, profile)| profile)
     }
 
-    /// Returns the profile in force at `instant`, if the enterprise was registered by then.
+    /// Returns the town the enterprise belonged to at `instant`: the last one that took effect
+    /// at or before it; the current town when the history does not reach back that far.
+    pub fn town_at(&self, instant: Instant) -> Option<&Town> {
+        self.town_history
+            .iter()
+            .rev()
+            .find(|(since, _)| *since <= instant)
+            .map(|(_, town)| town)
+            .or_else(|| self.registration.as_ref().map(|registration| &registration.town))
+    }
+
+    /// The profile in force at `instant`: the last one that took effect at or before it.
     pub fn profile_at(&self, instant: Instant) -> Option<&EnterpriseProfile> {
         self.profile_history
             .iter()

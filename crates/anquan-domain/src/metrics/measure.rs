@@ -213,7 +213,8 @@ pub fn enterprise_contribution(
         })
         .collect();
     Some(Contribution {
-        town: registration.town.clone(),
+        // The town at `at`, not today's: an enterprise that moved counts where it was then.
+        town: file.town_at(at).unwrap_or(&registration.town).clone(),
         breakdowns,
         tallies,
     })

@@ -2,6 +2,12 @@
 //! publication (a version and the digest of its files) and every promotion (which published
 //! version the live queries use from then on), so the history says when which rules were live,
 //! and every node finds the live version by folding that one stream.
+//!
+//! Since `RuleSetPublished` v2 a publication carries the full text of the rule set's files, so
+//! the log alone reproduces any past status: [`RuleSetLog::in_force_at`] says which version was
+//! in force at an instant, and [`RuleSetLog::contents`] holds that version's files, whatever is
+//! on a node's disk. A v1 publication (digest only) is upcast with no files; publishing the same
+//! version again with the same files then records them.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +21,9 @@ pub const RULE_SET_STREAM: &str = "rulesets";
 
 /// A rule set's files were published under a version: from now on that version names exactly
 /// these files (their digest), forever.
+///
+/// Schema v2 adds `files`, the text of every file by name (content-addressed by `digest`); a
+/// v1 event upcasts to an empty map (its files were not recorded).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleSetPublished {
     pub version: String,
@@ -22,6 +31,9 @@ pub struct RuleSetPublished {
     pub digest: String,
     pub title: String,
     pub published_at: Instant,
+    /// The files' texts by file name (`ruleset.toml`, `indicators.toml`, …); empty in v1.
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
 }
 
 /// A published version became the live one: queries evaluate with it from the next batch on.
@@ -70,6 +82,8 @@ pub struct RuleSetLog {
     pub live: Option<(String, String)>,
     /// Every promotion in order, with its instant: when which rules were live.
     pub promotions: Vec<(String, Instant)>,
+    /// The files of every version whose publication carried them (schema v2), by version.
+    pub contents: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl RuleSetLog {
@@ -79,6 +93,9 @@ impl RuleSetLog {
             Event::RuleSetPublished(published) => {
                 self.published
                     .insert(published.version.clone(), published.digest.clone());
+                if !published.files.is_empty() {
+                    self.contents.insert(published.version.clone(), published.files.clone());
+                }
             }
             Event::RuleSetPromoted(promoted) => {
                 self.live = Some((promoted.version.clone(), promoted.digest.clone()));
@@ -88,17 +105,37 @@ impl RuleSetLog {
         }
     }
 
-    /// Decides a publication: nothing if this version was already published with these files,
-    /// a refusal if it was published with other files.
+    /// The version in force at `at` by this log: the last one promoted at or before `at`, in
+    /// log order; `None` before the first promotion (the node's configured rule set was live).
+    pub fn in_force_at(&self, at: Instant) -> Option<&str> {
+        self.promotions
+            .iter()
+            .rev()
+            .find(|(_, promoted_at)| *promoted_at <= at)
+            .map(|(version, _)| version.as_str())
+    }
+
+    /// Decides a publication of `files` (whose digest is `digest`): nothing if this version was
+    /// already published with these files and the log holds them, a new publication carrying
+    /// them if it was published with the same digest but without its files (a v1 event), a
+    /// refusal if it was published with other files.
     pub fn publish(
         &self,
         version: &str,
         digest: &str,
         title: &str,
+        files: &BTreeMap<String, String>,
         now: Instant,
     ) -> Result<Vec<Event>, RuleSetLogRejection> {
         match self.published.get(version) {
-            Some(published) if published == digest => Ok(Vec::new()),
+            Some(published) if published == digest && self.contents.contains_key(version) => Ok(Vec::new()),
+            Some(published) if published == digest => Ok(vec![Event::RuleSetPublished(RuleSetPublished {
+                version: version.to_owned(),
+                digest: digest.to_owned(),
+                title: title.to_owned(),
+                published_at: now,
+                files: files.clone(),
+            })]),
             Some(published) => Err(RuleSetLogRejection::DigestChanged {
                 version: version.to_owned(),
                 published: published.clone(),
@@ -109,6 +146,7 @@ impl RuleSetLog {
                 digest: digest.to_owned(),
                 title: title.to_owned(),
                 published_at: now,
+                files: files.clone(),
             })]),
         }
     }
@@ -127,5 +165,62 @@ impl RuleSetLog {
             digest: digest.clone(),
             promoted_at: now,
         })])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(day: u32) -> Instant {
+        chrono::Utc
+            .with_ymd_and_hms(2026, 3, day, 0, 0, 0)
+            .single()
+            .unwrap_or_default()
+    }
+
+    fn files(text: &str) -> BTreeMap<String, String> {
+        [("ruleset.toml".to_owned(), text.to_owned())].into_iter().collect()
+    }
+
+    #[test]
+    fn the_version_in_force_follows_the_promotions_by_their_instants() {
+        let mut log = RuleSetLog::default();
+        for event in log.publish("v2", "d2", "two", &files("v2"), at(1)).unwrap() {
+            log.apply(&event);
+        }
+        assert_eq!(log.contents.get("v2"), Some(&files("v2")));
+        assert_eq!(log.in_force_at(at(5)), None);
+        for event in log.promote("v2", at(5)).unwrap() {
+            log.apply(&event);
+        }
+        assert_eq!(log.in_force_at(at(4)), None);
+        assert_eq!(log.in_force_at(at(5)), Some("v2"));
+        assert_eq!(log.in_force_at(at(9)), Some("v2"));
+    }
+
+    #[test]
+    fn a_publication_without_files_is_completed_by_publishing_the_same_files_again() {
+        let mut log = RuleSetLog::default();
+        log.apply(&Event::RuleSetPublished(RuleSetPublished {
+            version: "v2".to_owned(),
+            digest: "d2".to_owned(),
+            title: "two".to_owned(),
+            published_at: at(1),
+            files: BTreeMap::new(),
+        }));
+        let events = log.publish("v2", "d2", "two", &files("v2"), at(2)).unwrap();
+        assert_eq!(events.len(), 1);
+        for event in &events {
+            log.apply(event);
+        }
+        assert!(log.publish("v2", "d2", "two", &files("v2"), at(3)).unwrap().is_empty());
+        assert_eq!(
+            log.publish("v2", "d3", "two", &files("other"), at(3))
+                .unwrap_err()
+                .code(),
+            "RULE_SET_DIGEST_CHANGED"
+        );
     }
 }

@@ -40,8 +40,9 @@ const INSERT_ENTERPRISE: &str = "INSERT INTO enterprises \
     ON CONFLICT (enterprise_id) DO UPDATE SET name = excluded.name, credit_code = excluded.credit_code, \
     town = excluded.town, industry = excluded.industry, profile = excluded.profile, \
     registered_at = excluded.registered_at, last_position = excluded.last_position";
-const UPSERT_PROFILE: &str = "INSERT INTO enterprise_profiles (enterprise_id, effective_at, profile) \
-    VALUES ($1, $2, $3) ON CONFLICT (enterprise_id, effective_at) DO UPDATE SET profile = excluded.profile";
+const UPSERT_PROFILE: &str = "INSERT INTO enterprise_profiles (enterprise_id, effective_at, profile, town) \
+    VALUES ($1, $2, $3, $4) ON CONFLICT (enterprise_id, effective_at) DO UPDATE SET profile = excluded.profile, \
+    town = excluded.town";
 const UPDATE_ENTERPRISE: &str = "UPDATE enterprises \
     SET name = $2, town = $3, industry = $4, profile = $5, last_position = $6 WHERE enterprise_id = $1";
 const UPDATE_DOCUMENTS_TOWN: &str = "UPDATE documents SET town = $2 WHERE enterprise_id = $1";
@@ -127,8 +128,9 @@ impl Projection for ComplianceProjection {
 
     /// Layout 2 stores positions whole (`values::position`, text) instead of the SQL
     /// backends' sequence number alone. Layout 3 adds the hazards' free-text basis columns.
+    /// Layout 4 adds the town to each `enterprise_profiles` row (the town at that instant).
     fn layout(&self) -> u32 {
-        3
+        4
     }
 
     fn apply(&self, event: &RecordedEvent, decoded: &Event, out: &mut BatchStatements) -> Result<(), ProjectionError> {
@@ -215,7 +217,12 @@ fn registered_statements(
     ));
     out.push(Statement::new(
         UPSERT_PROFILE,
-        vec![id, SqlValue::Timestamp(registered.registered_at), profile],
+        vec![
+            id,
+            SqlValue::Timestamp(registered.registered_at),
+            profile,
+            SqlValue::Text(registered.town.to_string()),
+        ],
     ));
     Ok(())
 }
@@ -242,7 +249,12 @@ fn changed_statements(
     ));
     out.push(Statement::new(
         UPSERT_PROFILE,
-        vec![id.clone(), SqlValue::Timestamp(changed.changed_at), profile],
+        vec![
+            id.clone(),
+            SqlValue::Timestamp(changed.changed_at),
+            profile,
+            town.clone(),
+        ],
     ));
     out.push(Statement::new(UPDATE_DOCUMENTS_TOWN, vec![id.clone(), town.clone()]));
     for sql in UPDATE_SUPERVISION_TOWN {

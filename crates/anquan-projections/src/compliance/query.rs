@@ -65,7 +65,7 @@ const ENTERPRISE_BY_ID: &str = "SELECT enterprise_id, name, credit_code, town, i
 /// `$1 = ''` means any town; `$2` is the cursor (`''` for the first page).
 const ENTERPRISES_PAGE: &str = "SELECT enterprise_id, name, credit_code, town, industry, registered_at \
     FROM enterprises WHERE ($1 = '' OR town = $1) AND enterprise_id > $2 ORDER BY enterprise_id LIMIT $3";
-const PROFILES_IN_RANGE: &str = "SELECT enterprise_id, effective_at, profile FROM enterprise_profiles \
+const PROFILES_IN_RANGE: &str = "SELECT enterprise_id, effective_at, profile, town FROM enterprise_profiles \
     WHERE enterprise_id >= $1 AND enterprise_id <= $2 ORDER BY enterprise_id, effective_at";
 const DOCUMENTS_IN_RANGE: &str = concat!(
     "SELECT ",
@@ -291,7 +291,10 @@ pub(super) async fn load_histories(
         let enterprise_id = parse_id::<EnterpriseId>(&row, 0, "enterprise_profiles")?;
         if let Some(file) = files.get_mut(&enterprise_id) {
             let profile: EnterpriseProfile = parse_json(&row, 2, "enterprise_profiles")?;
-            file.profile_history.push((row.timestamp(1)?, profile));
+            let since = row.timestamp(1)?;
+            file.profile_history.push((since, profile));
+            file.town_history
+                .push((since, parse_column(&row, 3, "enterprise_profiles")?));
         }
     }
     let params = [low.clone(), high.clone(), SqlValue::Text(town.to_owned())];
@@ -318,6 +321,7 @@ pub(super) fn new_file(row: &Row) -> Result<EnterpriseFile, QueryError> {
             registered_at: row.timestamp(5)?,
         }),
         profile_history: Vec::new(),
+        town_history: Vec::new(),
         documents: BTreeMap::new(),
         inspections: BTreeMap::new(),
         hazards: BTreeMap::new(),

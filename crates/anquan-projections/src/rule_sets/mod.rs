@@ -47,11 +47,12 @@ pub fn rule_set_digest(files: &RuleSetFiles) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// A parsed rule set with the digest of its files.
+/// A parsed rule set with the digest of its files, and the files (what a publication records).
 #[derive(Debug, Clone)]
 pub struct LoadedRuleSet {
     pub rules: Arc<RuleSet>,
     pub digest: String,
+    pub files: Arc<RuleSetFiles>,
 }
 
 /// Why the registry cannot be built or switched.
@@ -75,9 +76,15 @@ pub enum RegistryError {
     },
 }
 
-/// Every rule-set version this node knows, and the active one that live queries use.
+/// Every rule-set version this node knows (its folders, and every version whose files the
+/// rule-set log carries), the active one that live queries use, and the log's promotions, which
+/// say which version was in force at any instant ([`RuleSetRegistry::in_force_at`]).
 pub struct RuleSetRegistry {
-    versions: BTreeMap<String, LoadedRuleSet>,
+    versions: std::sync::RwLock<BTreeMap<String, LoadedRuleSet>>,
+    /// The configured version: in force before the log's first promotion.
+    base: String,
+    /// The log's promotions in order, with their instants.
+    promotions: std::sync::RwLock<Vec<(String, anquan_domain::Instant)>>,
     active: watch::Sender<(String, Arc<RuleSet>)>,
     /// Why this node does not agree with the rule-set log, if it does not: it has not read the
     /// log yet, or the live version there is one it cannot load. Commands are not decided
@@ -88,7 +95,14 @@ pub struct RuleSetRegistry {
 impl std::fmt::Debug for RuleSetRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RuleSetRegistry")
-            .field("versions", &self.versions.keys().collect::<Vec<_>>())
+            .field(
+                "versions",
+                &self
+                    .versions()
+                    .into_iter()
+                    .map(|(version, _)| version)
+                    .collect::<Vec<_>>(),
+            )
             .field("active", &self.active_version())
             .finish()
     }
@@ -112,9 +126,11 @@ impl RuleSetRegistry {
         let configured = load("(configured)", configured)?;
         let version = configured.rules.version.clone();
         let active = (version.clone(), Arc::clone(&configured.rules));
-        versions.entry(version).or_insert(configured);
+        versions.entry(version.clone()).or_insert(configured);
         Ok(Self {
-            versions,
+            versions: std::sync::RwLock::new(versions),
+            base: version,
+            promotions: std::sync::RwLock::new(Vec::new()),
             active: watch::Sender::new(active),
             disagreement: watch::Sender::new(None),
         })
@@ -156,13 +172,71 @@ impl RuleSetRegistry {
     }
 
     /// Returns a version.
-    pub fn get(&self, version: &str) -> Option<&LoadedRuleSet> {
-        self.versions.get(version)
+    pub fn get(&self, version: &str) -> Option<LoadedRuleSet> {
+        self.versions
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(version)
+            .cloned()
     }
 
     /// Returns every version, ordered by name.
-    pub fn versions(&self) -> impl Iterator<Item = (&String, &LoadedRuleSet)> {
-        self.versions.iter()
+    pub fn versions(&self) -> Vec<(String, LoadedRuleSet)> {
+        self.versions
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(version, loaded)| (version.clone(), loaded.clone()))
+            .collect()
+    }
+
+    /// The rule set in force at `at` by the rule-set log as last read: the last version
+    /// promoted at or before `at`, or the configured version before the first promotion. `None`
+    /// only when that version is not loaded (the log promoted one whose files it does not
+    /// carry and this node lacks).
+    pub fn in_force_at(&self, at: anquan_domain::Instant) -> Option<LoadedRuleSet> {
+        let version = self
+            .promotions
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .rev()
+            .find(|(_, promoted_at)| *promoted_at <= at)
+            .map_or_else(|| self.base.clone(), |(version, _)| version.clone());
+        self.get(&version)
+    }
+
+    /// Loads every version whose files the log carries and this node does not have, checked
+    /// against the digest they were published with, and takes the log's promotions. A version
+    /// whose carried files do not parse or do not match is logged and left out.
+    fn learn(&self, log: &RuleSetLog) {
+        {
+            let mut versions = self.versions.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (version, files) in &log.contents {
+                if versions.contains_key(version) {
+                    continue;
+                }
+                let published = log.published.get(version);
+                match load(version, files) {
+                    Ok(loaded) if Some(&loaded.digest) == published && &loaded.rules.version == version => {
+                        tracing::info!(rule_set.version = %version, "rule set loaded from the rule-set log");
+                        versions.insert(version.clone(), loaded);
+                    }
+                    Ok(loaded) => tracing::error!(
+                        rule_set.version = %version,
+                        digest = %loaded.digest,
+                        "the files the rule-set log carries for this version do not match its publication"
+                    ),
+                    Err(error) => {
+                        tracing::error!(%error, rule_set.version = %version, "the files the rule-set log carries do not parse")
+                    }
+                }
+            }
+        }
+        *self
+            .promotions
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = log.promotions.clone();
     }
 
     /// Returns the active rule set; a caller keeps it for a whole query.
@@ -184,6 +258,7 @@ impl RuleSetRegistry {
     /// whether it switched. Refuses a version this node does not have, or whose files differ
     /// from the published digest.
     pub fn apply_log(&self, log: &RuleSetLog) -> Result<bool, RegistryError> {
+        self.learn(log);
         let Some((version, digest)) = &log.live else {
             return Ok(false);
         };
@@ -191,7 +266,6 @@ impl RuleSetRegistry {
             return Ok(false);
         }
         let loaded = self
-            .versions
             .get(version)
             .ok_or_else(|| RegistryError::Unknown(version.clone()))?;
         if &loaded.digest != digest {
@@ -215,6 +289,7 @@ fn load(folder: &str, files: &RuleSetFiles) -> Result<LoadedRuleSet, RegistryErr
     Ok(LoadedRuleSet {
         rules: Arc::new(rules),
         digest: rule_set_digest(files),
+        files: Arc::new(files.clone()),
     })
 }
 

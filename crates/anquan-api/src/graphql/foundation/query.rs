@@ -37,10 +37,10 @@ impl EnterpriseQuery {
         rule_set: Option<String>,
     ) -> Result<Option<Enterprise>, ApiError> {
         let app = app(ctx)?;
-        let rules = crate::graphql::audit::rules_for(app, rule_set.as_deref())?;
+        let as_of = optional_instant_arg("asOf", as_of)?;
+        let rules = crate::graphql::audit::rules_for(app, rule_set.as_deref(), as_of)?;
         let actor = actor(ctx)?;
         let enterprise_id = parse_enterprise_id(&id)?;
-        let as_of = optional_instant_arg("asOf", as_of)?;
         let registered = read_model::enterprise_file(app.compliance_read_models()?, enterprise_id)
             .await?
             .filter(|file| file.registration.is_some());
@@ -88,10 +88,11 @@ impl EnterpriseQuery {
         rule_set: Option<String>,
     ) -> Result<EnterpriseConnection, ApiError> {
         let app = app(ctx)?;
-        let rules = crate::graphql::audit::rules_for(app, rule_set.as_deref())?;
+        let as_of = optional_instant_arg("asOf", as_of)?;
+        let rules = crate::graphql::audit::rules_for(app, rule_set.as_deref(), as_of)?;
         let town = scoped_town(ctx, town)?;
         let first = page_size(first)?;
-        let at = optional_instant_arg("asOf", as_of)?.unwrap_or_else(|| app.now());
+        let at = as_of.unwrap_or_else(|| app.now());
         let filter = read_model::SummaryFilter {
             town,
             responsibility_implemented,

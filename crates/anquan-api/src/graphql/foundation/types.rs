@@ -263,10 +263,12 @@ pub struct EnterpriseSummary {
 
 /// "x of 21 implemented" and each indicator's status, at one instant.
 #[derive(SimpleObject, Clone)]
+#[graphql(complex)]
 pub struct Compliance {
     /// The instant the status is for.
     pub at: DateTime<Utc>,
-    /// The rule set version that decided it.
+    /// The rule set version that decided it: at a past or future `asOf`, the one in force then
+    /// by the rule-set log, unless `ruleSet` or the request named another; now, the live one.
     pub rule_set: String,
     /// Indicators implemented (已落实).
     pub implemented: u32,
@@ -280,6 +282,15 @@ pub struct Compliance {
     pub summary: String,
     /// Every indicator of the rule set, in order.
     pub indicators: Vec<IndicatorStatusView>,
+}
+
+#[ComplexObject]
+impl Compliance {
+    /// The SHA-256 digest of the files of the rule set named by `ruleSet` (as published in the
+    /// rule-set log): with the version, what an auditor needs to reproduce this status.
+    async fn rule_set_digest(&self, ctx: &Context<'_>) -> Result<String, ApiError> {
+        Ok(crate::graphql::app(ctx)?.rule_set_digest(&self.rule_set))
+    }
 }
 
 impl Compliance {

@@ -90,9 +90,10 @@ impl SupervisionQuery {
         rule_set: Option<String>,
     ) -> Result<ColourDistribution, ApiError> {
         let app = app(ctx)?;
-        let rules = crate::graphql::audit::rules_for(app, rule_set.as_deref())?;
+        let as_of = optional_instant_arg("asOf", as_of)?;
+        let rules = crate::graphql::audit::rules_for(app, rule_set.as_deref(), as_of)?;
         let town = statistics_town(ctx, town)?;
-        let at = optional_instant_arg("asOf", as_of)?.unwrap_or_else(|| app.now());
+        let at = as_of.unwrap_or_else(|| app.now());
         let counts = read_model::colour_distribution(app.compliance_read_models()?, &rules, town.as_ref(), at).await?;
         Ok(ColourDistribution {
             at,
@@ -103,6 +104,7 @@ impl SupervisionQuery {
             blue: counts.blue,
             complete: counts.complete,
             rule_set: rules.version.clone(),
+            rule_set_digest: app.rule_set_digest(&rules.version),
         })
     }
 
@@ -118,9 +120,10 @@ impl SupervisionQuery {
         rule_set: Option<String>,
     ) -> Result<SupervisionPlan, ApiError> {
         let app = app(ctx)?;
-        let rules = crate::graphql::audit::rules_for(app, rule_set.as_deref())?;
+        let as_of = optional_instant_arg("asOf", as_of)?;
+        let rules = crate::graphql::audit::rules_for(app, rule_set.as_deref(), as_of)?;
         let town = scoped_town(ctx, town)?;
-        let at = optional_instant_arg("asOf", as_of)?.unwrap_or_else(|| app.now());
+        let at = as_of.unwrap_or_else(|| app.now());
         let period_end = instant_arg("periodEnd", period_end)?;
         if period_end < at {
             return Err(ApiError::bad_input("计划截止时间（periodEnd）不能早于所问时点（asOf）"));

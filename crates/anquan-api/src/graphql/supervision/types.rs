@@ -220,6 +220,7 @@ pub struct SupervisionPayload {
 
 /// An enterprise's four-colour risk at an instant.
 #[derive(SimpleObject, Clone)]
+#[graphql(complex)]
 pub struct Risk {
     /// The instant it is for.
     pub at: DateTime<Utc>,
@@ -231,6 +232,15 @@ pub struct Risk {
     pub compliance_percent: u32,
     /// The rule set version whose colour rules decided it.
     pub rule_set: String,
+}
+
+#[async_graphql::ComplexObject]
+impl Risk {
+    /// The SHA-256 digest of the files of the rule set named by `ruleSet` (as published in the
+    /// rule-set log).
+    async fn rule_set_digest(&self, ctx: &async_graphql::Context<'_>) -> Result<String, crate::error::ApiError> {
+        Ok(crate::graphql::app(ctx)?.rule_set_digest(&self.rule_set))
+    }
 }
 
 /// A change of colour.
@@ -591,8 +601,11 @@ pub struct ColourDistribution {
     pub blue: u32,
     /// False when the count stopped at the scan limit.
     pub complete: bool,
-    /// The rule set version whose colour rules were applied.
+    /// The rule set version whose colour rules were applied: the one in force at `at` (by the
+    /// rule-set log), unless `ruleSet` or the request named another.
     pub rule_set: String,
+    /// The SHA-256 digest of that rule set's files (as published in the rule-set log).
+    pub rule_set_digest: String,
 }
 
 /// A step of the escalation path.
