@@ -14,7 +14,7 @@ use crate::anchor::AnchorTaken;
 use crate::enterprise::event::{
     AccidentReported, DocumentApproved, DocumentReturned, DocumentUploaded, EnterpriseProfileChanged,
     EnterpriseRegistered, HazardDeadlineExtended, HazardFound, InspectionRecorded, MajorHazardBasisStated,
-    MajorHazardConfirmed, PublicTokenRotated, RectificationAccepted, RectificationReturned, RectificationSubmitted,
+    HazardSelfClosed, HazardSpotChecked, MajorHazardConfirmed, PublicTokenRotated, RectificationAccepted, RectificationReturned, RectificationSubmitted,
 };
 use crate::rules::log::{RuleSetPromoted, RuleSetPublished};
 
@@ -116,6 +116,8 @@ event_catalogue! {
     PublicTokenRotated => 1,
     MajorHazardBasisStated => 1,
     MajorHazardConfirmed => 1,
+    HazardSelfClosed => 1,
+    HazardSpotChecked => 1,
     AgencyRegistered => 1,
     AgencyProfileChanged => 1,
     StaffReported => 1,
