@@ -126,9 +126,10 @@ impl Projection for ComplianceProjection {
     }
 
     /// Layout 2 stores positions whole (`values::position`, text) instead of the SQL
-    /// backends' sequence number alone. Layout 3 adds the hazards' free-text basis columns.
+    /// backends' sequence number alone. Layout 3 adds the hazards' free-text basis columns, layout 4
+    /// the rectifications' self-closure and spot-check columns.
     fn layout(&self) -> u32 {
-        3
+        4
     }
 
     fn apply(&self, event: &RecordedEvent, decoded: &Event, out: &mut BatchStatements) -> Result<(), ProjectionError> {
@@ -157,6 +158,8 @@ impl Projection for ComplianceProjection {
             | Event::RectificationSubmitted(_)
             | Event::RectificationAccepted(_)
             | Event::RectificationReturned(_)
+            | Event::HazardSelfClosed(_)
+            | Event::HazardSpotChecked(_)
             | Event::AccidentReported(_) => supervision::statements(enterprise_id, event, decoded, position, out),
             Event::PublicTokenRotated(rotated) => {
                 out.push(Statement::new(
