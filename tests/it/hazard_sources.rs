@@ -48,12 +48,19 @@ async fn a_self_reported_hazard_closes_by_the_enterprise_and_a_failed_spot_check
         let owner = app.token(&["--role", "enterprise", "--enterprise", &id]);
         let input = json!({ "enterpriseId": id,
             "hazard": { "category": "FIRE", "level": "GENERAL", "description": "消防通道堵塞" } });
-        let recorded = app.graphql(Some(&owner), RECORD_HAZARD, json!({ "input": input })).await;
+        let recorded = app
+            .graphql(Some(&owner), RECORD_HAZARD, json!({ "input": input }))
+            .await;
         let hazard_id = data(&recorded)["recordHazard"]["hazardIds"][0]
             .as_str()
             .unwrap()
             .to_owned();
-        assert!(read(&app, &admin, &id).await["enterprise"]["vetoes"].as_array().unwrap().is_empty());
+        assert!(
+            read(&app, &admin, &id).await["enterprise"]["vetoes"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
 
         // Without a photo there is no evidence: refused, nothing changes.
         let input = json!({ "enterpriseId": id, "hazardId": hazard_id, "text": "已清理通道" });
@@ -63,7 +70,9 @@ async fn a_self_reported_hazard_closes_by_the_enterprise_and_a_failed_spot_check
 
         // Nothing to spot-check before the enterprise closed it.
         let check = json!({ "enterpriseId": id, "hazardId": hazard_id, "failedBecause": "通道仍堵塞" });
-        let early = app.graphql(Some(&inspector), SPOT_CHECK, json!({ "input": check.clone() })).await;
+        let early = app
+            .graphql(Some(&inspector), SPOT_CHECK, json!({ "input": check.clone() }))
+            .await;
         assert_eq!(error_code(&early), "NOT_SELF_CLOSED");
 
         // With a photo the enterprise closes it itself: no inspector accepts it.
@@ -85,16 +94,23 @@ async fn a_self_reported_hazard_closes_by_the_enterprise_and_a_failed_spot_check
 
         // The enterprise cannot spot-check itself; an inspector of its town can, and a failed
         // check reopens the hazard.
-        let itself = app.graphql(Some(&owner), SPOT_CHECK, json!({ "input": check.clone() })).await;
+        let itself = app
+            .graphql(Some(&owner), SPOT_CHECK, json!({ "input": check.clone() }))
+            .await;
         assert_eq!(error_code(&itself), "FORBIDDEN");
-        data(&app.graphql(Some(&inspector), SPOT_CHECK, json!({ "input": check.clone() })).await);
+        data(
+            &app.graphql(Some(&inspector), SPOT_CHECK, json!({ "input": check.clone() }))
+                .await,
+        );
         let view = read(&app, &admin, &id).await;
         let reopened = hazard(&view, &hazard_id);
         assert_eq!(reopened["state"], "OPEN");
         assert_eq!(reopened["rectifications"][0]["spotCheckPassed"], false);
         assert_eq!(reopened["rectifications"][0]["spotCheckReason"], "通道仍堵塞");
         // Checked once: a second check of the same closure is refused.
-        let again = app.graphql(Some(&inspector), SPOT_CHECK, json!({ "input": check })).await;
+        let again = app
+            .graphql(Some(&inspector), SPOT_CHECK, json!({ "input": check }))
+            .await;
         assert_eq!(error_code(&again), "NOT_SELF_CLOSED");
     }
 }
@@ -132,7 +148,10 @@ async fn a_hazard_in_an_agency_report_enters_the_enterprise_hazard_list_with_its
         let (status, reported) = app
             .graphql_upload(
                 &agency,
-                &REPORT_SERVICE.replace("reportFile: $file)", &format!("reportFile: $file, commandId: \"{command_id}\")")),
+                &REPORT_SERVICE.replace(
+                    "reportFile: $file)",
+                    &format!("reportFile: $file, commandId: \"{command_id}\")"),
+                ),
                 json!({ "input": input, "file": null }),
                 b"%PDF-1.4 report".to_vec(),
             )
@@ -166,7 +185,10 @@ async fn a_hazard_in_an_agency_report_enters_the_enterprise_hazard_list_with_its
         let (status, again) = app
             .graphql_upload(
                 &agency,
-                &REPORT_SERVICE.replace("reportFile: $file)", &format!("reportFile: $file, commandId: \"{command_id}\")")),
+                &REPORT_SERVICE.replace(
+                    "reportFile: $file)",
+                    &format!("reportFile: $file, commandId: \"{command_id}\")"),
+                ),
                 json!({ "input": input, "file": null }),
                 b"%PDF-1.4 report".to_vec(),
             )

@@ -756,7 +756,12 @@ fn self_reported(file: &mut EnterpriseFile, n: u32, hazard: NewHazard) {
     apply(file, &enterprise_user(id(n)), COMPLIANT_AT, record);
 }
 
-fn rectify(n: u32, hazard: u128, rectification: u128, photos: Vec<anquan_domain::enterprise::FileRef>) -> EnterpriseCommand {
+fn rectify(
+    n: u32,
+    hazard: u128,
+    rectification: u128,
+    photos: Vec<anquan_domain::enterprise::FileRef>,
+) -> EnterpriseCommand {
     EnterpriseCommand::SubmitRectification(SubmitRectification {
         enterprise_id: id(n),
         hazard_id: hazard_id(hazard),
@@ -785,7 +790,12 @@ fn the_enterprise_closes_its_own_general_hazard_with_evidence_and_a_failed_spot_
         "INVALID_FIELD"
     );
     let closed_at = "2024-03-10T03:00:00Z";
-    apply(&mut file, &enterprise_user(id(41)), closed_at, rectify(41, 1, 7, vec![file_ref(3)]));
+    apply(
+        &mut file,
+        &enterprise_user(id(41)),
+        closed_at,
+        rectify(41, 1, 7, vec![file_ref(3)]),
+    );
     let hazard = &file.hazards[&hazard_id(1)];
     assert_eq!(hazard.state_at(at(closed_at)), HazardState::Closed);
     let check = |failed: Option<&str>| {
@@ -808,10 +818,21 @@ fn the_enterprise_closes_its_own_general_hazard_with_evidence_and_a_failed_spot_
     assert_eq!(hazard.state_at(at(checked_at)), HazardState::Open);
     assert!(hazard.overdue_at(at(checked_at)));
     assert_eq!(colour(&file, at(checked_at)).0, RiskColour::Orange);
-    assert_eq!(refused(&file, &inspector("许村"), checked_at, check(None)), "NOT_SELF_CLOSED");
+    assert_eq!(
+        refused(&file, &inspector("许村"), checked_at, check(None)),
+        "NOT_SELF_CLOSED"
+    );
     // From then on only an inspector closes it.
-    apply(&mut file, &enterprise_user(id(41)), checked_at, rectify(41, 1, 8, vec![file_ref(4)]));
-    assert_eq!(file.hazards[&hazard_id(1)].state_at(at(checked_at)), HazardState::Submitted);
+    apply(
+        &mut file,
+        &enterprise_user(id(41)),
+        checked_at,
+        rectify(41, 1, 8, vec![file_ref(4)]),
+    );
+    assert_eq!(
+        file.hazards[&hazard_id(1)].state_at(at(checked_at)),
+        HazardState::Submitted
+    );
 }
 
 #[test]
@@ -823,8 +844,16 @@ fn a_government_hazard_still_needs_an_inspector_to_close_it() {
         COMPLIANT_AT,
         inspection(id(42), 1, COMPLIANT_AT, vec![general(1, None)]),
     );
-    apply(&mut file, &enterprise_user(id(42)), COMPLIANT_AT, rectify(42, 1, 7, vec![file_ref(3)]));
-    assert_eq!(file.hazards[&hazard_id(1)].state_at(at(COMPLIANT_AT)), HazardState::Submitted);
+    apply(
+        &mut file,
+        &enterprise_user(id(42)),
+        COMPLIANT_AT,
+        rectify(42, 1, 7, vec![file_ref(3)]),
+    );
+    assert_eq!(
+        file.hazards[&hazard_id(1)].state_at(at(COMPLIANT_AT)),
+        HazardState::Submitted
+    );
 }
 
 #[test]

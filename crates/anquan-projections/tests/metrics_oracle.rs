@@ -45,8 +45,8 @@ use anquan_domain::enterprise::event::{
     CriterionRef, HazardCategory, HazardLevel, HazardSource, InspectionKind, InspectorLevel,
 };
 use anquan_domain::enterprise::supervision::{
-    ConfirmMajorHazard, ExtendHazardDeadline, NewHazard, RecordHazard, RecordInspection, SubmitRectification,
-    VerifyRectification,
+    ConfirmMajorHazard, ExtendHazardDeadline, NewHazard, RecordHazard, RecordInspection, RecordReportedHazards,
+    SpotCheckHazard, SubmitRectification, VerifyRectification,
 };
 use anquan_domain::enterprise::{
     Coverage, EnterpriseCommand, EnterpriseFile, FileRef, RegisterEnterprise, ReviewDecision, ReviewDocument,
@@ -382,21 +382,34 @@ async fn generate(world: &World, seed: u64, steps: usize) -> DateTime<Utc> {
                     continue;
                 };
                 let hazard_id = HazardId::from_uuid(Uuid::from_u128(memory.next()));
-                let command = EnterpriseCommand::RecordHazard(RecordHazard {
-                    enterprise_id,
-                    source: HazardSource::SelfInspection,
-                    hazard: NewHazard {
-                        hazard_id,
-                        category: HazardCategory::Electrical,
-                        level: HazardLevel::General,
-                        severity: None,
-                        criterion: None,
-                        basis: None,
-                        description: "自查".into(),
-                        photos: Vec::new(),
-                        deadline: None,
-                    },
-                });
+                let hazard = NewHazard {
+                    hazard_id,
+                    category: HazardCategory::Electrical,
+                    level: HazardLevel::General,
+                    severity: None,
+                    criterion: None,
+                    basis: None,
+                    description: "自查".into(),
+                    photos: Vec::new(),
+                    deadline: None,
+                };
+                // Both non-government sources (issue 21): self-reported, or relayed from an
+                // agency's service report; the rule set says which count toward colour and veto.
+                let command = if rng.chance(30) {
+                    EnterpriseCommand::RecordReportedHazards(RecordReportedHazards {
+                        enterprise_id,
+                        agency_id: AgencyId::from_uuid(Uuid::from_u128(memory.next())),
+                        report_id: Uuid::from_u128(memory.next()),
+                        found_at: now - Duration::hours(1),
+                        hazards: vec![hazard],
+                    })
+                } else {
+                    EnterpriseCommand::RecordHazard(RecordHazard {
+                        enterprise_id,
+                        source: HazardSource::SelfInspection,
+                        hazard,
+                    })
+                };
                 if world.enterprise(&admin(), now, command).await {
                     memory.hazards.push((enterprise_id, hazard_id, town));
                 }
@@ -411,13 +424,27 @@ async fn generate(world: &World, seed: u64, steps: usize) -> DateTime<Utc> {
                     hazard_id,
                     rectification_id,
                     text: "已整改".into(),
-                    photos: Vec::new(),
+                    // With a photo a self-reported hazard is closed by the enterprise itself.
+                    photos: if rng.chance(50) { vec![file()] } else { Vec::new() },
                 });
                 if world.enterprise(&admin(), now, command).await {
                     memory.rectifications.push((enterprise_id, hazard_id, rectification_id));
                 }
             }
             80..=84 => {
+                if rng.chance(25) {
+                    // An inspector spot-checks a self-closure (refused when there is none).
+                    let Some(&(enterprise_id, hazard_id, _)) = rng.pick(&memory.hazards) else {
+                        continue;
+                    };
+                    let command = EnterpriseCommand::SpotCheckHazard(SpotCheckHazard {
+                        enterprise_id,
+                        hazard_id,
+                        failed_because: rng.chance(50).then(|| "未整改到位".to_owned()),
+                    });
+                    world.enterprise(&actor(Role::CityInspector), now, command).await;
+                    continue;
+                }
                 if memory.rectifications.is_empty() {
                     continue;
                 }

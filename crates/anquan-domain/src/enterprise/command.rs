@@ -246,7 +246,10 @@ impl EnterpriseFile {
             // the report is recorded on the agency's stream).
             EnterpriseCommand::RecordReportedHazards(command) => {
                 self.registered(command.enterprise_id)?;
-                (actor.may_act_for_agency(command.agency_id), "登记该机构服务记录中的隐患")
+                (
+                    actor.may_act_for_agency(command.agency_id),
+                    "登记该机构服务记录中的隐患",
+                )
             }
             EnterpriseCommand::SpotCheckHazard(command) => (
                 actor.may_inspect_town(&self.registered(command.enterprise_id)?.town),

@@ -5,8 +5,9 @@ use chrono::{Days, Duration, NaiveTime, TimeZone};
 
 use super::event::{
     AccidentReported, CriterionRef, FileRef, HazardCategory, HazardDeadlineExtended, HazardFound, HazardLevel,
-    HazardSelfClosed, HazardSource, HazardSpotChecked, InspectionDocument, InspectionKind, InspectionRecorded, InspectorLevel, MajorHazardBasisStated,
-    MajorHazardConfirmed, RectificationAccepted, RectificationReturned, RectificationSubmitted,
+    HazardSelfClosed, HazardSource, HazardSpotChecked, InspectionDocument, InspectionKind, InspectionRecorded,
+    InspectorLevel, MajorHazardBasisStated, MajorHazardConfirmed, RectificationAccepted, RectificationReturned,
+    RectificationSubmitted,
 };
 use super::hazard::HazardRecord;
 use super::rejection::EnterpriseRejection;

@@ -419,7 +419,10 @@ impl SupervisionRules {
             .self_closing
             .contains(&HazardSourceKind::GovernmentInspection)
         {
-            return Err("hazards found by government inspections are closed by an inspector, never by the enterprise".to_owned());
+            return Err(
+                "hazards found by government inspections are closed by an inspector, never by the enterprise"
+                    .to_owned(),
+            );
         }
         Ok(())
     }

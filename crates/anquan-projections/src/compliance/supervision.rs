@@ -861,4 +861,3 @@ pub async fn open_deadlines(
         })
         .collect()
 }
-

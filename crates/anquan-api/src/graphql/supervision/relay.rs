@@ -8,9 +8,9 @@ use uuid::Uuid;
 
 use anquan_domain::agency::event::{HazardLevel as ReportedLevel, ServiceReported};
 use anquan_domain::enterprise::EnterpriseCommand;
+use anquan_domain::enterprise::EnterpriseFile;
 use anquan_domain::enterprise::event::{HazardCategory, HazardLevel};
 use anquan_domain::enterprise::supervision::{NewHazard, RecordReportedHazards};
-use anquan_domain::enterprise::EnterpriseFile;
 use anquan_domain::rules::Severity;
 use anquan_domain::{AgencyId, CommandId, HazardId};
 
@@ -41,7 +41,11 @@ pub(crate) async fn relay_reported_hazards(
                     format!("{report_id}/hazard/{}", hazard.index).as_bytes(),
                 )),
                 category: category(&hazard.category),
-                level: if major { HazardLevel::Major } else { HazardLevel::General },
+                level: if major {
+                    HazardLevel::Major
+                } else {
+                    HazardLevel::General
+                },
                 severity: (!major).then_some(Severity::Moderate),
                 criterion: None,
                 // An agency cites no catalogue item: a major hazard it reports is "major, pending
@@ -49,7 +53,9 @@ pub(crate) async fn relay_reported_hazards(
                 basis: major.then(|| hazard.description.clone()),
                 description: hazard.description.clone(),
                 photos: hazard.photos.clone(),
-                deadline: hazard.suggested_deadline.filter(|deadline| *deadline > report.visited_at),
+                deadline: hazard
+                    .suggested_deadline
+                    .filter(|deadline| *deadline > report.visited_at),
             }
         })
         .collect();
