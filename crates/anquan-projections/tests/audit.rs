@@ -444,14 +444,14 @@ async fn previous_layouts_are_rebuilt(
     newer
         .migrate(
             "CREATE TABLE IF NOT EXISTS projection_layouts (projection TEXT PRIMARY KEY, layout INTEGER NOT NULL); \
-             INSERT INTO projection_layouts (projection, layout) VALUES ('compliance', 4)",
+             INSERT INTO projection_layouts (projection, layout) VALUES ('compliance', 5)",
         )
         .await
         .unwrap();
     let projections: Vec<Arc<dyn Projection>> = vec![Arc::new(ComplianceProjection)];
     let refused = fold_to_end(log.as_ref(), newer, &projections, None, &AtomicBool::new(false), |_| {}).await;
     let error = format!("{:?}", refused.unwrap_err());
-    assert!(error.contains("layout 4, newer than this build's 3"), "{error}");
+    assert!(error.contains("layout 5, newer than this build's 4"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
