@@ -395,7 +395,7 @@ async fn generate(world: &World, seed: u64, steps: usize) -> DateTime<Utc> {
                 };
                 // Both non-government sources (issue 21): self-reported, or relayed from an
                 // agency's service report; the rule set says which count toward colour and veto.
-                let command = if rng.chance(30) {
+                let command = if memory.next() % 3 == 0 {
                     EnterpriseCommand::RecordReportedHazards(RecordReportedHazards {
                         enterprise_id,
                         agency_id: AgencyId::from_uuid(Uuid::from_u128(memory.next())),
@@ -425,26 +425,13 @@ async fn generate(world: &World, seed: u64, steps: usize) -> DateTime<Utc> {
                     rectification_id,
                     text: "已整改".into(),
                     // With a photo a self-reported hazard is closed by the enterprise itself.
-                    photos: if rng.chance(50) { vec![file()] } else { Vec::new() },
+                    photos: if memory.next() % 2 == 0 { vec![file()] } else { Vec::new() },
                 });
                 if world.enterprise(&admin(), now, command).await {
                     memory.rectifications.push((enterprise_id, hazard_id, rectification_id));
                 }
             }
             80..=84 => {
-                if rng.chance(25) {
-                    // An inspector spot-checks a self-closure (refused when there is none).
-                    let Some(&(enterprise_id, hazard_id, _)) = rng.pick(&memory.hazards) else {
-                        continue;
-                    };
-                    let command = EnterpriseCommand::SpotCheckHazard(SpotCheckHazard {
-                        enterprise_id,
-                        hazard_id,
-                        failed_because: rng.chance(50).then(|| "未整改到位".to_owned()),
-                    });
-                    world.enterprise(&actor(Role::CityInspector), now, command).await;
-                    continue;
-                }
                 if memory.rectifications.is_empty() {
                     continue;
                 }
@@ -457,6 +444,19 @@ async fn generate(world: &World, seed: u64, steps: usize) -> DateTime<Utc> {
                     returned_because: rng.chance(30).then(|| "不合格".to_owned()),
                 });
                 world.enterprise(&actor(Role::CityInspector), now, command).await;
+                // Now and then an inspector spot-checks a self-closure (refused when there is
+                // none). The choices come from the id counter, not `rng`, so the histories the
+                // other steps generate stay as they were.
+                if memory.next() % 3 == 0 && !memory.hazards.is_empty() {
+                    let index = (memory.next() % memory.hazards.len() as u128) as usize;
+                    let (enterprise_id, hazard_id, _) = memory.hazards[index];
+                    let command = EnterpriseCommand::SpotCheckHazard(SpotCheckHazard {
+                        enterprise_id,
+                        hazard_id,
+                        failed_because: (memory.next() % 2 == 0).then(|| "未整改到位".to_owned()),
+                    });
+                    world.enterprise(&actor(Role::CityInspector), now, command).await;
+                }
             }
             86..=89 => {
                 let Some((enterprise_id, profile)) = rng.pick(&memory.diligent).cloned() else {
