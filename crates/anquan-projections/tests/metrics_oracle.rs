@@ -182,6 +182,8 @@ struct Memory {
     pending_documents: Vec<(EnterpriseId, DocumentId)>,
     hazards: Vec<(EnterpriseId, HazardId, Town)>,
     rectifications: Vec<(EnterpriseId, HazardId, Uuid)>,
+    /// Hazards a rectification with a photo was submitted for (a self-closure if self-reported).
+    evidenced: Vec<(EnterpriseId, HazardId)>,
     agencies: Vec<AgencyId>,
     contracts: Vec<(AgencyId, ContractId, EnterpriseId)>,
     reports: Vec<(AgencyId, ServiceReportId, EnterpriseId)>,
@@ -425,10 +427,19 @@ async fn generate(world: &World, seed: u64, steps: usize) -> DateTime<Utc> {
                     rectification_id,
                     text: "已整改".into(),
                     // With a photo a self-reported hazard is closed by the enterprise itself.
-                    photos: if memory.next() % 2 == 0 { vec![file()] } else { Vec::new() },
+                    photos: if memory.next() % 2 == 0 {
+                        vec![file()]
+                    } else {
+                        Vec::new()
+                    },
                 });
+                let evidenced =
+                    matches!(&command, EnterpriseCommand::SubmitRectification(submit) if !submit.photos.is_empty());
                 if world.enterprise(&admin(), now, command).await {
                     memory.rectifications.push((enterprise_id, hazard_id, rectification_id));
+                    if evidenced {
+                        memory.evidenced.push((enterprise_id, hazard_id));
+                    }
                 }
             }
             80..=84 => {
@@ -447,9 +458,9 @@ async fn generate(world: &World, seed: u64, steps: usize) -> DateTime<Utc> {
                 // Now and then an inspector spot-checks a self-closure (refused when there is
                 // none). The choices come from the id counter, not `rng`, so the histories the
                 // other steps generate stay as they were.
-                if memory.next() % 3 == 0 && !memory.hazards.is_empty() {
-                    let index = (memory.next() % memory.hazards.len() as u128) as usize;
-                    let (enterprise_id, hazard_id, _) = memory.hazards[index];
+                if memory.next() % 3 == 0 && !memory.evidenced.is_empty() {
+                    let index = (memory.next() % memory.evidenced.len() as u128) as usize;
+                    let (enterprise_id, hazard_id) = memory.evidenced.swap_remove(index);
                     let command = EnterpriseCommand::SpotCheckHazard(SpotCheckHazard {
                         enterprise_id,
                         hazard_id,
