@@ -268,7 +268,9 @@ impl AgencyMutation {
     }
 
     /// Reports a service visit (GraphQL multipart request; the upload is the report file).
-    /// Hazards are kept with their index for the enterprise's hazard list.
+    /// Its hazards are kept with their index and then recorded in the enterprise's hazard list
+    /// (source `AGENCY_SERVICE`, with the agency and the report); a retry with the same
+    /// `commandId` records any that are missing.
     async fn report_service(
         &self,
         ctx: &Context<'_>,
