@@ -48,7 +48,7 @@ async fn an_agency_serves_an_enterprise_is_rated_and_graded_and_the_public_sees_
     }
 }
 
-fn current_half_year() -> String {
+pub(crate) fn current_half_year() -> String {
     let local = Utc::now().with_timezone(&FixedOffset::east_opt(8 * 3600).unwrap());
     format!("{}-H{}", local.year(), if local.month() <= 6 { 1 } else { 2 })
 }

@@ -23,6 +23,7 @@ mod doc_examples;
 mod erasure;
 mod generated_client;
 mod graphql_fuzz;
+mod hazard_sources;
 mod idempotency;
 mod major_hazards;
 mod metrics_endpoint;

@@ -699,6 +699,10 @@ fn plausible_call(field: &str, fx: &Fixtures) -> Call {
             "mutation($input: ConfirmMajorHazardInput!) { confirmMajorHazard(input: $input) { streamVersion } }",
             json!({ "input": { "enterpriseId": enterprise, "hazardId": fx.hazard_id, "note": "确认" } }),
         ),
+        "spotCheckHazard" => call(
+            "mutation($input: SpotCheckHazardInput!) { spotCheckHazard(input: $input) { streamVersion } }",
+            json!({ "input": { "enterpriseId": enterprise, "hazardId": fx.hazard_id, "failedBecause": "通道仍堵塞" } }),
+        ),
         "submitRectification" => call(
             "mutation($input: SubmitRectificationInput!) { submitRectification(input: $input) { streamVersion } }",
             json!({ "input": { "enterpriseId": enterprise, "hazardId": fx.hazard_id, "text": "已整改" } }),

@@ -173,7 +173,12 @@ pub fn evaluate(file: &EnterpriseFile, rules: &RuleSet, at: Instant) -> Option<C
 pub fn vetoes(file: &EnterpriseFile, rules: &RuleSet, at: Instant) -> Vec<Veto> {
     let veto = &rules.supervision.veto;
     let mut vetoes = Vec::new();
-    for hazard in file.hazards.values().filter(|hazard| hazard.known_at(at)) {
+    // Only hazards of the sources the rule set counts toward the veto (`hazard_sources`).
+    let counted = file
+        .hazards
+        .values()
+        .filter(|hazard| hazard.known_at(at) && hazard.counts_toward_veto(rules));
+    for hazard in counted {
         if veto.open_major_hazard && hazard.level_at(at) == HazardLevel::Major && hazard.closed_at(at).is_none() {
             vetoes.push(Veto::OpenMajorHazard {
                 hazard_id: hazard.hazard_id,

@@ -13,8 +13,9 @@ use crate::agency::event::{
 use crate::anchor::AnchorTaken;
 use crate::enterprise::event::{
     AccidentReported, DocumentApproved, DocumentReturned, DocumentUploaded, EnterpriseProfileChanged,
-    EnterpriseRegistered, HazardDeadlineExtended, HazardFound, InspectionRecorded, MajorHazardBasisStated,
-    MajorHazardConfirmed, PublicTokenRotated, RectificationAccepted, RectificationReturned, RectificationSubmitted,
+    EnterpriseRegistered, HazardDeadlineExtended, HazardFound, HazardSelfClosed, HazardSpotChecked, InspectionRecorded,
+    MajorHazardBasisStated, MajorHazardConfirmed, PublicTokenRotated, RectificationAccepted, RectificationReturned,
+    RectificationSubmitted,
 };
 use crate::rules::log::{RuleSetPromoted, RuleSetPublished};
 
@@ -116,6 +117,8 @@ event_catalogue! {
     PublicTokenRotated => 1,
     MajorHazardBasisStated => 1,
     MajorHazardConfirmed => 1,
+    HazardSelfClosed => 1,
+    HazardSpotChecked => 1,
     AgencyRegistered => 1,
     AgencyProfileChanged => 1,
     StaffReported => 1,

@@ -189,7 +189,12 @@ fn holds(facts: &Facts<'_>, condition: &RiskCondition) -> bool {
         report,
     } = facts;
     let at = *at;
-    let known = || file.hazards.values().filter(move |hazard| hazard.known_at(at));
+    // Only hazards of the sources the rule set counts toward the colour (`hazard_sources`).
+    let known = || {
+        file.hazards
+            .values()
+            .filter(move |hazard| hazard.known_at(at) && hazard.counts_toward_colour(rules, at))
+    };
     match condition {
         RiskCondition::OpenMajorHazard => {
             known().any(|hazard| hazard.level_at(at) == HazardLevel::Major && hazard.closed_at(at).is_none())
@@ -283,6 +288,10 @@ fn fact_instants(file: &EnterpriseFile) -> Vec<Instant> {
         for rectification in &hazard.rectifications {
             instants.push(rectification.submitted_at);
             instants.extend(rectification.verdict.as_ref().map(|verdict| verdict.verified_at));
+            if let Some(closure) = &rectification.self_closure {
+                instants.push(closure.closed_at);
+                instants.extend(closure.spot_check.as_ref().map(|check| check.checked_at));
+            }
         }
     }
     instants.extend(file.accidents.iter().map(|accident| accident.reported_at));

@@ -63,6 +63,8 @@ fn event_time(event: &Event) -> Instant {
         Event::HazardDeadlineExtended(e) => e.extended_at,
         Event::MajorHazardBasisStated(e) => e.stated_at,
         Event::MajorHazardConfirmed(e) => e.confirmed_at,
+        Event::HazardSelfClosed(e) => e.closed_at,
+        Event::HazardSpotChecked(e) => e.checked_at,
         Event::RectificationSubmitted(e) => e.submitted_at,
         Event::RectificationAccepted(e) => e.verified_at,
         Event::RectificationReturned(e) => e.verified_at,

@@ -746,3 +746,128 @@ fn a_free_text_major_hazard_counts_only_after_an_official_confirms_it() {
         "NOT_PENDING_CONFIRMATION"
     );
 }
+
+fn self_reported(file: &mut EnterpriseFile, n: u32, hazard: NewHazard) {
+    let record = EnterpriseCommand::RecordHazard(RecordHazard {
+        enterprise_id: id(n),
+        source: HazardSource::SelfInspection,
+        hazard,
+    });
+    apply(file, &enterprise_user(id(n)), COMPLIANT_AT, record);
+}
+
+fn rectify(
+    n: u32,
+    hazard: u128,
+    rectification: u128,
+    photos: Vec<anquan_domain::enterprise::FileRef>,
+) -> EnterpriseCommand {
+    EnterpriseCommand::SubmitRectification(SubmitRectification {
+        enterprise_id: id(n),
+        hazard_id: hazard_id(hazard),
+        rectification_id: uuid::Uuid::from_u128(rectification),
+        text: "已清理消防通道".into(),
+        photos,
+    })
+}
+
+#[test]
+fn an_open_self_reported_hazard_counts_toward_neither_colour_nor_veto_until_overdue() {
+    let mut file = compliant(40, plain_profile());
+    self_reported(&mut file, 40, general(1, Some(at("2024-03-12T00:00:00Z"))));
+    assert_eq!(colour(&file, at(COMPLIANT_AT)), (RiskColour::Blue, None));
+    assert!(evaluate(&file, &rules(), at(COMPLIANT_AT)).unwrap().vetoes.is_empty());
+}
+
+#[test]
+fn the_enterprise_closes_its_own_general_hazard_with_evidence_and_a_failed_spot_check_reopens_it() {
+    use anquan_domain::enterprise::supervision::SpotCheckHazard;
+    let mut file = compliant(41, plain_profile());
+    self_reported(&mut file, 41, general(1, Some(at("2024-03-12T00:00:00Z"))));
+    // No photo, no evidence: refused.
+    assert_eq!(
+        refused(&file, &enterprise_user(id(41)), COMPLIANT_AT, rectify(41, 1, 7, vec![])),
+        "INVALID_FIELD"
+    );
+    let closed_at = "2024-03-10T03:00:00Z";
+    apply(
+        &mut file,
+        &enterprise_user(id(41)),
+        closed_at,
+        rectify(41, 1, 7, vec![file_ref(3)]),
+    );
+    let hazard = &file.hazards[&hazard_id(1)];
+    assert_eq!(hazard.state_at(at(closed_at)), HazardState::Closed);
+    let check = |failed: Option<&str>| {
+        EnterpriseCommand::SpotCheckHazard(SpotCheckHazard {
+            enterprise_id: id(41),
+            hazard_id: hazard_id(1),
+            failed_because: failed.map(str::to_owned),
+        })
+    };
+    assert_eq!(
+        refused(&file, &enterprise_user(id(41)), closed_at, check(None)),
+        "FORBIDDEN"
+    );
+    assert_eq!(refused(&file, &officer("许村"), closed_at, check(None)), "FORBIDDEN");
+    let checked_at = "2024-03-14T03:00:00Z";
+    apply(&mut file, &inspector("许村"), checked_at, check(Some("通道仍堵塞")));
+    let hazard = &file.hazards[&hazard_id(1)];
+    // Closed between the closure and the check; open (and overdue) after it.
+    assert_eq!(hazard.state_at(at("2024-03-13T00:00:00Z")), HazardState::Closed);
+    assert_eq!(hazard.state_at(at(checked_at)), HazardState::Open);
+    assert!(hazard.overdue_at(at(checked_at)));
+    assert_eq!(colour(&file, at(checked_at)).0, RiskColour::Orange);
+    assert_eq!(
+        refused(&file, &inspector("许村"), checked_at, check(None)),
+        "NOT_SELF_CLOSED"
+    );
+    // From then on only an inspector closes it.
+    apply(
+        &mut file,
+        &enterprise_user(id(41)),
+        checked_at,
+        rectify(41, 1, 8, vec![file_ref(4)]),
+    );
+    assert_eq!(
+        file.hazards[&hazard_id(1)].state_at(at(checked_at)),
+        HazardState::Submitted
+    );
+}
+
+#[test]
+fn a_government_hazard_still_needs_an_inspector_to_close_it() {
+    let mut file = compliant(42, plain_profile());
+    apply(
+        &mut file,
+        &inspector("许村"),
+        COMPLIANT_AT,
+        inspection(id(42), 1, COMPLIANT_AT, vec![general(1, None)]),
+    );
+    apply(
+        &mut file,
+        &enterprise_user(id(42)),
+        COMPLIANT_AT,
+        rectify(42, 1, 7, vec![file_ref(3)]),
+    );
+    assert_eq!(
+        file.hazards[&hazard_id(1)].state_at(at(COMPLIANT_AT)),
+        HazardState::Submitted
+    );
+}
+
+#[test]
+fn the_spot_check_sample_is_deterministic_and_near_its_rate() {
+    use anquan_domain::enterprise::supervision::drawn_for_spot_check;
+    let instant = at(COMPLIANT_AT);
+    let drawn = (0..10_000_u128)
+        .filter(|n| drawn_for_spot_check(hazard_id(*n), instant, 20))
+        .count();
+    assert!((1_800..=2_200).contains(&drawn), "{drawn} of 10,000 drawn at 20 %");
+    assert!((0..100_u128).all(|n| !drawn_for_spot_check(hazard_id(n), instant, 0)));
+    assert!((0..100_u128).all(|n| drawn_for_spot_check(hazard_id(n), instant, 100)));
+    assert_eq!(
+        drawn_for_spot_check(hazard_id(5), instant, 20),
+        drawn_for_spot_check(hazard_id(5), instant, 20)
+    );
+}

@@ -400,6 +400,14 @@ impl Row {
         }
     }
 
+    /// Reads a nullable boolean column.
+    pub fn opt_bool(&self, column: usize) -> Result<Option<bool>, ReadModelError> {
+        match self.value(column) {
+            SqlValue::Null => Ok(None),
+            _ => self.bool(column).map(Some),
+        }
+    }
+
     /// Reads a timestamp column (RFC 3339 text in SQLite).
     pub fn timestamp(&self, column: usize) -> Result<DateTime<Utc>, ReadModelError> {
         match self.value(column) {

@@ -45,8 +45,8 @@ use anquan_domain::enterprise::event::{
     CriterionRef, HazardCategory, HazardLevel, HazardSource, InspectionKind, InspectorLevel,
 };
 use anquan_domain::enterprise::supervision::{
-    ConfirmMajorHazard, ExtendHazardDeadline, NewHazard, RecordHazard, RecordInspection, SubmitRectification,
-    VerifyRectification,
+    ConfirmMajorHazard, ExtendHazardDeadline, NewHazard, RecordHazard, RecordInspection, RecordReportedHazards,
+    SpotCheckHazard, SubmitRectification, VerifyRectification,
 };
 use anquan_domain::enterprise::{
     ChangeEnterpriseProfile, Coverage, EnterpriseCommand, EnterpriseFile, FileRef, RegisterEnterprise, ReviewDecision,
@@ -184,6 +184,8 @@ struct Memory {
     pending_documents: Vec<(EnterpriseId, DocumentId)>,
     hazards: Vec<(EnterpriseId, HazardId, Town)>,
     rectifications: Vec<(EnterpriseId, HazardId, Uuid)>,
+    /// Hazards a rectification with a photo was submitted for (a self-closure if self-reported).
+    evidenced: Vec<(EnterpriseId, HazardId)>,
     agencies: Vec<AgencyId>,
     contracts: Vec<(AgencyId, ContractId, EnterpriseId)>,
     reports: Vec<(AgencyId, ServiceReportId, EnterpriseId)>,
@@ -385,21 +387,34 @@ async fn generate(world: &World, seed: u64, steps: usize) -> DateTime<Utc> {
                     continue;
                 };
                 let hazard_id = HazardId::from_uuid(Uuid::from_u128(memory.next()));
-                let command = EnterpriseCommand::RecordHazard(RecordHazard {
-                    enterprise_id,
-                    source: HazardSource::SelfInspection,
-                    hazard: NewHazard {
-                        hazard_id,
-                        category: HazardCategory::Electrical,
-                        level: HazardLevel::General,
-                        severity: None,
-                        criterion: None,
-                        basis: None,
-                        description: "自查".into(),
-                        photos: Vec::new(),
-                        deadline: None,
-                    },
-                });
+                let hazard = NewHazard {
+                    hazard_id,
+                    category: HazardCategory::Electrical,
+                    level: HazardLevel::General,
+                    severity: None,
+                    criterion: None,
+                    basis: None,
+                    description: "自查".into(),
+                    photos: Vec::new(),
+                    deadline: None,
+                };
+                // Both non-government sources (issue 21): self-reported, or relayed from an
+                // agency's service report; the rule set says which count toward colour and veto.
+                let command = if memory.next() % 3 == 0 {
+                    EnterpriseCommand::RecordReportedHazards(RecordReportedHazards {
+                        enterprise_id,
+                        agency_id: AgencyId::from_uuid(Uuid::from_u128(memory.next())),
+                        report_id: Uuid::from_u128(memory.next()),
+                        found_at: now - Duration::hours(1),
+                        hazards: vec![hazard],
+                    })
+                } else {
+                    EnterpriseCommand::RecordHazard(RecordHazard {
+                        enterprise_id,
+                        source: HazardSource::SelfInspection,
+                        hazard,
+                    })
+                };
                 if world.enterprise(&admin(), now, command).await {
                     memory.hazards.push((enterprise_id, hazard_id, town));
                 }
@@ -414,10 +429,20 @@ async fn generate(world: &World, seed: u64, steps: usize) -> DateTime<Utc> {
                     hazard_id,
                     rectification_id,
                     text: "已整改".into(),
-                    photos: Vec::new(),
+                    // With a photo a self-reported hazard is closed by the enterprise itself.
+                    photos: if memory.next() % 2 == 0 {
+                        vec![file()]
+                    } else {
+                        Vec::new()
+                    },
                 });
+                let evidenced =
+                    matches!(&command, EnterpriseCommand::SubmitRectification(submit) if !submit.photos.is_empty());
                 if world.enterprise(&admin(), now, command).await {
                     memory.rectifications.push((enterprise_id, hazard_id, rectification_id));
+                    if evidenced {
+                        memory.evidenced.push((enterprise_id, hazard_id));
+                    }
                 }
             }
             80..=84 => {
@@ -433,6 +458,19 @@ async fn generate(world: &World, seed: u64, steps: usize) -> DateTime<Utc> {
                     returned_because: rng.chance(30).then(|| "不合格".to_owned()),
                 });
                 world.enterprise(&actor(Role::CityInspector), now, command).await;
+                // Now and then an inspector spot-checks a self-closure (refused when there is
+                // none). The choices come from the id counter, not `rng`, so the histories the
+                // other steps generate stay as they were.
+                if memory.next() % 3 == 0 && !memory.evidenced.is_empty() {
+                    let index = (memory.next() % memory.evidenced.len() as u128) as usize;
+                    let (enterprise_id, hazard_id) = memory.evidenced.swap_remove(index);
+                    let command = EnterpriseCommand::SpotCheckHazard(SpotCheckHazard {
+                        enterprise_id,
+                        hazard_id,
+                        failed_because: (memory.next() % 2 == 0).then(|| "未整改到位".to_owned()),
+                    });
+                    world.enterprise(&actor(Role::CityInspector), now, command).await;
+                }
             }
             89 => {
                 // The enterprise moves to another town: past metrics must still count it where

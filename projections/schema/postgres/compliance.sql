@@ -122,6 +122,13 @@ CREATE TABLE IF NOT EXISTS rectifications (
     reason TEXT,
     verified_at TIMESTAMPTZ,
     verified_by TEXT,
+    -- A self-reported hazard the enterprise closed with this rectification (issue 21): when,
+    -- whether the rule set's sample drew it, and an inspector's spot check of it.
+    self_closed_at TIMESTAMPTZ,
+    spot_check_drawn BOOLEAN,
+    spot_check_passed BOOLEAN,
+    spot_check_reason TEXT,
+    spot_checked_at TIMESTAMPTZ,
     position TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (enterprise_id, hazard_id, rectification_id)
 );

@@ -125,6 +125,13 @@ CREATE TABLE IF NOT EXISTS rectifications (
     reason TEXT,
     verified_at TEXT,
     verified_by TEXT,
+    -- A self-reported hazard the enterprise closed with this rectification (issue 21): when,
+    -- whether the rule set's sample drew it, and an inspector's spot check of it.
+    self_closed_at TEXT,
+    spot_check_drawn INTEGER,
+    spot_check_passed INTEGER,
+    spot_check_reason TEXT,
+    spot_checked_at TEXT,
     position TEXT NOT NULL,
     PRIMARY KEY (enterprise_id, hazard_id, rectification_id)
 ) WITHOUT ROWID;

@@ -11,8 +11,8 @@ use super::public_token::RotatePublicToken;
 use super::rejection::{EnterpriseRejection, ExpectedCoverage};
 use super::state::EnterpriseFile;
 use super::supervision::{
-    ConfirmMajorHazard, ExtendHazardDeadline, RecordHazard, RecordInspection, ReportAccident, SubmitRectification,
-    VerifyRectification,
+    ConfirmMajorHazard, ExtendHazardDeadline, RecordHazard, RecordInspection, RecordReportedHazards, ReportAccident,
+    SpotCheckHazard, SubmitRectification, VerifyRectification,
 };
 use crate::actor::Actor;
 pub use crate::aggregate::DecisionContext;
@@ -89,6 +89,8 @@ pub enum EnterpriseCommand {
     ReviewDocument(ReviewDocument),
     RecordInspection(RecordInspection),
     RecordHazard(RecordHazard),
+    RecordReportedHazards(RecordReportedHazards),
+    SpotCheckHazard(SpotCheckHazard),
     ExtendHazardDeadline(ExtendHazardDeadline),
     ConfirmMajorHazard(ConfirmMajorHazard),
     SubmitRectification(SubmitRectification),
@@ -120,6 +122,7 @@ impl EnterpriseCommand {
             }
             EnterpriseCommand::ReviewDocument(_)
             | EnterpriseCommand::ConfirmMajorHazard(_)
+            | EnterpriseCommand::SpotCheckHazard(_)
             | EnterpriseCommand::SubmitRectification(_)
             | EnterpriseCommand::VerifyRectification(_)
             | EnterpriseCommand::RotatePublicToken(_) => Ok(()),
@@ -132,6 +135,13 @@ impl EnterpriseCommand {
             }
             EnterpriseCommand::RecordHazard(command) => {
                 bounds::check_optional_instant("hazard.deadline", command.hazard.deadline)
+            }
+            EnterpriseCommand::RecordReportedHazards(command) => {
+                bounds::check_instant("visitedAt", command.found_at)?;
+                command
+                    .hazards
+                    .iter()
+                    .try_for_each(|hazard| bounds::check_optional_instant("hazards.deadline", hazard.deadline))
             }
             EnterpriseCommand::ExtendHazardDeadline(command) => bounds::check_instant("deadline", command.deadline),
             EnterpriseCommand::ReportAccident(command) => {
@@ -150,6 +160,8 @@ impl EnterpriseCommand {
             EnterpriseCommand::ReviewDocument(command) => command.enterprise_id,
             EnterpriseCommand::RecordInspection(command) => command.enterprise_id,
             EnterpriseCommand::RecordHazard(command) => command.enterprise_id,
+            EnterpriseCommand::RecordReportedHazards(command) => command.enterprise_id,
+            EnterpriseCommand::SpotCheckHazard(command) => command.enterprise_id,
             EnterpriseCommand::ExtendHazardDeadline(command) => command.enterprise_id,
             EnterpriseCommand::ConfirmMajorHazard(command) => command.enterprise_id,
             EnterpriseCommand::SubmitRectification(command) => command.enterprise_id,
@@ -168,6 +180,8 @@ impl EnterpriseCommand {
             EnterpriseCommand::ReviewDocument(_) => "review_document",
             EnterpriseCommand::RecordInspection(_) => "record_inspection",
             EnterpriseCommand::RecordHazard(_) => "record_hazard",
+            EnterpriseCommand::RecordReportedHazards(_) => "record_reported_hazards",
+            EnterpriseCommand::SpotCheckHazard(_) => "spot_check_hazard",
             EnterpriseCommand::ExtendHazardDeadline(_) => "extend_hazard_deadline",
             EnterpriseCommand::ConfirmMajorHazard(_) => "confirm_major_hazard",
             EnterpriseCommand::SubmitRectification(_) => "submit_rectification",
@@ -228,6 +242,19 @@ impl EnterpriseFile {
                 };
                 (allowed, "登记这条隐患")
             }
+            // The agency that filed the report relays its hazards (the API does so right after
+            // the report is recorded on the agency's stream).
+            EnterpriseCommand::RecordReportedHazards(command) => {
+                self.registered(command.enterprise_id)?;
+                (
+                    actor.may_act_for_agency(command.agency_id),
+                    "登记该机构服务记录中的隐患",
+                )
+            }
+            EnterpriseCommand::SpotCheckHazard(command) => (
+                actor.may_inspect_town(&self.registered(command.enterprise_id)?.town),
+                "抽查该镇（街道）企业自行整改销号的隐患",
+            ),
             EnterpriseCommand::ExtendHazardDeadline(command) => (
                 actor.may_inspect_town(&self.registered(command.enterprise_id)?.town),
                 "延长该镇（街道）隐患的整改期限",
@@ -292,6 +319,8 @@ impl EnterpriseFile {
             EnterpriseCommand::ReviewDocument(command) => self.decide_review(command, context),
             EnterpriseCommand::RecordInspection(command) => self.decide_record_inspection(command, context),
             EnterpriseCommand::RecordHazard(command) => self.decide_record_hazard(command, context),
+            EnterpriseCommand::RecordReportedHazards(command) => self.decide_record_reported_hazards(command, context),
+            EnterpriseCommand::SpotCheckHazard(command) => self.decide_spot_check(command, context),
             EnterpriseCommand::ExtendHazardDeadline(command) => self.decide_extend_deadline(command, context),
             EnterpriseCommand::ConfirmMajorHazard(command) => self.decide_confirm_major_hazard(command, context),
             EnterpriseCommand::SubmitRectification(command) => self.decide_submit_rectification(command, context),

@@ -149,6 +149,18 @@ pub enum HazardSource {
     AgencyService { agency_id: AgencyId, report_id: uuid::Uuid },
 }
 
+impl HazardSource {
+    /// Returns the kind of source, as the rule set names it.
+    pub fn kind(&self) -> crate::rules::supervision::HazardSourceKind {
+        use crate::rules::supervision::HazardSourceKind;
+        match self {
+            HazardSource::GovernmentInspection { .. } => HazardSourceKind::GovernmentInspection,
+            HazardSource::SelfInspection => HazardSourceKind::SelfInspection,
+            HazardSource::AgencyService { .. } => HazardSourceKind::AgencyService,
+        }
+    }
+}
+
 /// How grave a hazard is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -258,6 +270,31 @@ pub struct RectificationReturned {
     pub rectification_id: uuid::Uuid,
     pub reason: String,
     pub verified_at: Instant,
+}
+
+/// The enterprise closed a self-reported hazard by its own rectification with evidence (the
+/// rectification recorded just before, `RectificationSubmitted`), as the rule set allows for the
+/// hazard's source (`hazard_sources.self_closing`); no inspector accepted it. `spot_check` says
+/// whether the rule set's deterministic sample drew it for an inspector's spot check (抽查).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HazardSelfClosed {
+    pub hazard_id: HazardId,
+    pub rectification_id: uuid::Uuid,
+    pub spot_check: bool,
+    pub closed_at: Instant,
+}
+
+/// An inspector spot-checked a self-closed hazard on site or from its evidence. A check that
+/// fails reopens the hazard from `checked_at` (its deadline is unchanged, so it may be overdue
+/// at once); from then on only an inspector closes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HazardSpotChecked {
+    pub hazard_id: HazardId,
+    pub rectification_id: uuid::Uuid,
+    pub passed: bool,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    pub checked_at: Instant,
 }
 
 /// The enterprise's public QR token was issued or replaced; the previous one stops working.

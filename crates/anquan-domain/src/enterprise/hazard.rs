@@ -82,6 +82,39 @@ pub struct Rectification {
     pub photos: Vec<FileRef>,
     pub submitted_at: Instant,
     pub verdict: Option<Verdict>,
+    /// When the enterprise closed the hazard with this rectification itself (a self-reported
+    /// hazard, as the rule set allows), and the spot check if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_closure: Option<SelfClosure>,
+}
+
+/// A self-reported hazard closed by the enterprise's own rectification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SelfClosure {
+    pub closed_at: Instant,
+    /// Drawn for a spot check by the rule set's sample.
+    pub spot_check_drawn: bool,
+    pub spot_check: Option<SpotCheck>,
+}
+
+/// An inspector's spot check of a self-closure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpotCheck {
+    pub passed: bool,
+    pub reason: String,
+    pub checked_at: Instant,
+}
+
+impl SelfClosure {
+    /// Tells whether the closure stands at `instant`: made by then and not undone by a failed
+    /// spot check by then.
+    pub fn stands_at(&self, instant: Instant) -> bool {
+        self.closed_at <= instant
+            && self
+                .spot_check
+                .as_ref()
+                .is_none_or(|check| check.passed || check.checked_at > instant)
+    }
 }
 
 /// An inspector's verdict on a rectification.
@@ -159,13 +192,44 @@ impl HazardRecord {
             .map_or(self.initial_deadline, |extension| extension.deadline)
     }
 
-    /// Returns when the hazard was closed, if it was by `instant`.
+    /// Returns when the hazard was closed, if it was by `instant`: an inspector accepted a
+    /// rectification, or the enterprise closed it itself and no failed spot check undid that.
     pub fn closed_at(&self, instant: Instant) -> Option<Instant> {
-        self.rectifications
-            .iter()
-            .filter_map(|rectification| rectification.verdict.as_ref())
-            .find(|verdict| verdict.accepted && verdict.verified_at <= instant)
-            .map(|verdict| verdict.verified_at)
+        self.rectifications.iter().find_map(|rectification| {
+            if let Some(verdict) = &rectification.verdict
+                && verdict.accepted
+                && verdict.verified_at <= instant
+            {
+                return Some(verdict.verified_at);
+            }
+            rectification
+                .self_closure
+                .as_ref()
+                .filter(|closure| closure.stands_at(instant))
+                .map(|closure| closure.closed_at)
+        })
+    }
+
+    /// Tells whether a spot check of a self-closure failed (then only an inspector closes it).
+    pub fn failed_spot_check(&self) -> bool {
+        self.rectifications.iter().any(|rectification| {
+            rectification
+                .self_closure
+                .as_ref()
+                .and_then(|closure| closure.spot_check.as_ref())
+                .is_some_and(|check| !check.passed)
+        })
+    }
+
+    /// Returns the standing self-closure (now) that has not been spot-checked, if any.
+    pub fn unchecked_self_closure(&self) -> Option<(&Rectification, &SelfClosure)> {
+        self.rectifications.iter().find_map(|rectification| {
+            rectification
+                .self_closure
+                .as_ref()
+                .filter(|closure| closure.spot_check.is_none())
+                .map(|closure| (rectification, closure))
+        })
     }
 
     /// Returns the state at `instant`.
@@ -174,7 +238,8 @@ impl HazardRecord {
             return HazardState::Closed;
         }
         let pending = self.rectifications.iter().any(|rectification| {
-            rectification.submitted_at <= instant
+            rectification.self_closure.is_none()
+                && rectification.submitted_at <= instant
                 && rectification
                     .verdict
                     .as_ref()
@@ -193,6 +258,19 @@ impl HazardRecord {
         self.known_at(instant) && self.closed_at(instant).is_none() && instant > self.deadline_at(instant)
     }
 
+    /// Tells whether the rule set counts this hazard toward the colour at `instant`: by its
+    /// source, or (for the sources counted only once overdue) because it is overdue then.
+    pub fn counts_toward_colour(&self, rules: &crate::rules::RuleSet, instant: Instant) -> bool {
+        let sources = &rules.supervision.hazard_sources;
+        let kind = self.source.kind();
+        sources.colour.contains(&kind) || (sources.colour_once_overdue.contains(&kind) && self.overdue_at(instant))
+    }
+
+    /// Tells whether the rule set counts this hazard's source toward the veto.
+    pub fn counts_toward_veto(&self, rules: &crate::rules::RuleSet) -> bool {
+        rules.supervision.hazard_sources.veto.contains(&self.source.kind())
+    }
+
     /// Tells whether a government inspection found it.
     pub fn is_government(&self) -> bool {
         matches!(self.source, HazardSource::GovernmentInspection { .. })
@@ -202,6 +280,6 @@ impl HazardRecord {
     pub fn pending_rectification(&self) -> Option<&Rectification> {
         self.rectifications
             .iter()
-            .find(|rectification| rectification.verdict.is_none())
+            .find(|rectification| rectification.verdict.is_none() && rectification.self_closure.is_none())
     }
 }

@@ -93,6 +93,8 @@ pub enum EnterpriseRejection {
     BasisNotAllowed,
     #[error("编号为 {hazard_id} 的隐患不是待确认的重大事故隐患")]
     NotPendingConfirmation { hazard_id: HazardId },
+    #[error("编号为 {hazard_id} 的隐患没有待抽查的企业自行整改销号")]
+    NotSelfClosed { hazard_id: HazardId },
     #[error(
         "判定标准条目 {catalogue}/{item} 不在 {on} 施行的判定标准中（当日施行：{}）",
         in_force.as_deref().unwrap_or("无")
@@ -201,6 +203,7 @@ impl EnterpriseRejection {
             | EnterpriseRejection::CriterionRequired
             | EnterpriseRejection::BasisNotAllowed => Vec::new(),
             EnterpriseRejection::NotPendingConfirmation { hazard_id } => vec![("hazardId", text(hazard_id))],
+            EnterpriseRejection::NotSelfClosed { hazard_id } => vec![("hazardId", text(hazard_id))],
             EnterpriseRejection::UnknownRequirement { requirement, rule_set } => {
                 vec![("requirement", text(requirement)), ("ruleSet", rule_set.clone().into())]
             }
@@ -299,6 +302,7 @@ impl EnterpriseRejection {
             EnterpriseRejection::CriterionRequired => "CRITERION_REQUIRED",
             EnterpriseRejection::BasisNotAllowed => "BASIS_NOT_ALLOWED",
             EnterpriseRejection::NotPendingConfirmation { .. } => "NOT_PENDING_CONFIRMATION",
+            EnterpriseRejection::NotSelfClosed { .. } => "NOT_SELF_CLOSED",
             EnterpriseRejection::CriterionNotInForce { .. } => "CRITERION_NOT_IN_FORCE",
             EnterpriseRejection::DeadlineNotAfterFinding { .. } => "DEADLINE_BEFORE_FINDING",
             EnterpriseRejection::DeadlineNotLater { .. } => "DEADLINE_NOT_LATER",
@@ -347,6 +351,7 @@ mod tests {
             EnterpriseRejection::NoPendingRectification { .. } => 27,
             EnterpriseRejection::BasisNotAllowed => 28,
             EnterpriseRejection::NotPendingConfirmation { .. } => 29,
+            EnterpriseRejection::NotSelfClosed { .. } => 30,
         }
     }
 
@@ -435,12 +440,13 @@ mod tests {
             },
             EnterpriseRejection::BasisNotAllowed,
             EnterpriseRejection::NotPendingConfirmation { hazard_id },
+            EnterpriseRejection::NotSelfClosed { hazard_id },
         ]
     }
 
     #[test]
     fn every_rejection_tells_a_person_in_chinese_and_a_program_in_an_english_code() {
-        crate::refusal::assert_every_variant_speaks_to_both_audiences(&samples(), variant_index, 30);
+        crate::refusal::assert_every_variant_speaks_to_both_audiences(&samples(), variant_index, 31);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::event::{Coverage, FileRef};
 use super::hazard::{
     AccidentRecord, BasisConfirmation, DeadlineExtension, FreeTextBasis, HazardRecord, InspectionRecord, Rectification,
-    Verdict,
+    SelfClosure, SpotCheck, Verdict,
 };
 use crate::Instant;
 use crate::credit_code::UnifiedSocialCreditCode;
@@ -238,6 +238,7 @@ impl EnterpriseFile {
                         photos: submitted.photos.clone(),
                         submitted_at: submitted.submitted_at,
                         verdict: None,
+                        self_closure: None,
                     });
                 }
             }
@@ -265,6 +266,27 @@ impl EnterpriseFile {
                     },
                 );
             }
+            Event::HazardSelfClosed(closed) => {
+                if let Some(rectification) = self.rectification_mut(closed.hazard_id, closed.rectification_id) {
+                    rectification.self_closure = Some(SelfClosure {
+                        closed_at: closed.closed_at,
+                        spot_check_drawn: closed.spot_check,
+                        spot_check: None,
+                    });
+                }
+            }
+            Event::HazardSpotChecked(checked) => {
+                if let Some(closure) = self
+                    .rectification_mut(checked.hazard_id, checked.rectification_id)
+                    .and_then(|rectification| rectification.self_closure.as_mut())
+                {
+                    closure.spot_check = Some(SpotCheck {
+                        passed: checked.passed,
+                        reason: checked.reason.clone(),
+                        checked_at: checked.checked_at,
+                    });
+                }
+            }
             Event::AccidentReported(reported) => {
                 self.accidents.push(AccidentRecord {
                     accident_id: reported.accident_id,
@@ -280,15 +302,18 @@ impl EnterpriseFile {
     }
 
     fn set_verdict(&mut self, hazard_id: HazardId, rectification_id: uuid::Uuid, verdict: Verdict) {
-        let rectification = self.hazards.get_mut(&hazard_id).and_then(|hazard| {
+        if let Some(rectification) = self.rectification_mut(hazard_id, rectification_id) {
+            rectification.verdict = Some(verdict);
+        }
+    }
+
+    fn rectification_mut(&mut self, hazard_id: HazardId, rectification_id: uuid::Uuid) -> Option<&mut Rectification> {
+        self.hazards.get_mut(&hazard_id).and_then(|hazard| {
             hazard
                 .rectifications
                 .iter_mut()
                 .find(|r| r.rectification_id == rectification_id)
-        });
-        if let Some(rectification) = rectification {
-            rectification.verdict = Some(verdict);
-        }
+        })
     }
 
     /// Builds a file from its events, oldest first.

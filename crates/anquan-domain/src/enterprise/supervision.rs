@@ -5,15 +5,16 @@ use chrono::{Days, Duration, NaiveTime, TimeZone};
 
 use super::event::{
     AccidentReported, CriterionRef, FileRef, HazardCategory, HazardDeadlineExtended, HazardFound, HazardLevel,
-    HazardSource, InspectionDocument, InspectionKind, InspectionRecorded, InspectorLevel, MajorHazardBasisStated,
-    MajorHazardConfirmed, RectificationAccepted, RectificationReturned, RectificationSubmitted,
+    HazardSelfClosed, HazardSource, HazardSpotChecked, InspectionDocument, InspectionKind, InspectionRecorded,
+    InspectorLevel, MajorHazardBasisStated, MajorHazardConfirmed, RectificationAccepted, RectificationReturned,
+    RectificationSubmitted,
 };
 use super::hazard::HazardRecord;
 use super::rejection::EnterpriseRejection;
 use super::state::EnterpriseFile;
 use crate::aggregate::DecisionContext;
 use crate::event::Event;
-use crate::ids::{EnterpriseId, HazardId, InspectionId};
+use crate::ids::{AgencyId, EnterpriseId, HazardId, InspectionId};
 use crate::refusal::FieldProblem;
 use crate::rules::{RuleSet, Severity};
 use crate::{Instant, Role};
@@ -63,6 +64,43 @@ pub struct RecordHazard {
     pub enterprise_id: EnterpriseId,
     pub source: HazardSource,
     pub hazard: NewHazard,
+}
+
+/// Relay the hazards of an agency's service report into the enterprise's hazard list (source
+/// 中介服务, with the agency and the report). Hazards already relayed are skipped, so relaying a
+/// report again appends nothing.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RecordReportedHazards {
+    pub enterprise_id: EnterpriseId,
+    pub agency_id: AgencyId,
+    pub report_id: uuid::Uuid,
+    /// The visit the report is about: when the hazards were found.
+    pub found_at: Instant,
+    pub hazards: Vec<NewHazard>,
+}
+
+/// An inspector spot-checks a hazard the enterprise closed itself (抽查).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SpotCheckHazard {
+    pub enterprise_id: EnterpriseId,
+    pub hazard_id: HazardId,
+    /// `None`: the closure stands; `Some(reason)`: it does not, and the hazard reopens.
+    pub failed_because: Option<String>,
+}
+
+/// Tells whether the rule set's sample draws a self-closed hazard for a spot check: SHA-256 over
+/// the hazard id's bytes and the closing instant's microseconds (big-endian), its first eight
+/// bytes as a big-endian number, modulo 100, below `percent`. The instant is the server's, so
+/// the enterprise cannot choose ids that escape the sample.
+pub fn drawn_for_spot_check(hazard_id: HazardId, closed_at: Instant, percent: u32) -> bool {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(hazard_id.as_uuid().as_bytes());
+    hasher.update(closed_at.timestamp_micros().to_be_bytes());
+    let digest = hasher.finalize();
+    let mut first = [0_u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first) % 100 < u64::from(percent)
 }
 
 /// An official confirms a major hazard recorded with a free-text basis.
@@ -203,6 +241,75 @@ impl EnterpriseFile {
         context: &DecisionContext<'_>,
     ) -> Result<Vec<Event>, EnterpriseRejection> {
         self.hazard_found(&command.hazard, command.source.clone(), context.now, context)
+    }
+
+    pub(super) fn decide_record_reported_hazards(
+        &self,
+        command: &RecordReportedHazards,
+        context: &DecisionContext<'_>,
+    ) -> Result<Vec<Event>, EnterpriseRejection> {
+        if command.found_at > context.now {
+            return Err(EnterpriseRejection::InFuture { field: "visitedAt" });
+        }
+        if command.hazards.len() > INSPECTION_HAZARDS_MAX {
+            return Err(EnterpriseRejection::InvalidField {
+                field: "hazards",
+                problem: FieldProblem::TooManyItems {
+                    items_max: INSPECTION_HAZARDS_MAX,
+                },
+            });
+        }
+        let source = HazardSource::AgencyService {
+            agency_id: command.agency_id,
+            report_id: command.report_id,
+        };
+        let mut events = Vec::new();
+        for (index, hazard) in command.hazards.iter().enumerate() {
+            let relayed = self
+                .hazards
+                .get(&hazard.hazard_id)
+                .is_some_and(|existing| existing.source == source);
+            if relayed {
+                continue;
+            }
+            if command.hazards[..index]
+                .iter()
+                .any(|earlier| earlier.hazard_id == hazard.hazard_id)
+            {
+                return Err(EnterpriseRejection::DuplicateHazard {
+                    hazard_id: hazard.hazard_id,
+                });
+            }
+            events.extend(self.hazard_found(hazard, source.clone(), command.found_at, context)?);
+        }
+        Ok(events)
+    }
+
+    pub(super) fn decide_spot_check(
+        &self,
+        command: &SpotCheckHazard,
+        context: &DecisionContext<'_>,
+    ) -> Result<Vec<Event>, EnterpriseRejection> {
+        let hazard = self.hazard(command.hazard_id)?;
+        let Some((rectification, _)) = hazard.unchecked_self_closure() else {
+            return Err(EnterpriseRejection::NotSelfClosed {
+                hazard_id: command.hazard_id,
+            });
+        };
+        let reason = match &command.failed_because {
+            None => String::new(),
+            Some(reason) => {
+                check_text("reason", reason)?;
+                reason.trim().to_owned()
+            }
+        };
+        Ok(vec![Event::HazardSpotChecked(HazardSpotChecked {
+            hazard_id: command.hazard_id,
+            rectification_id: rectification.rectification_id,
+            passed: command.failed_because.is_none(),
+            reason,
+            checked_at: context.now,
+        })])
     }
 
     pub(super) fn decide_confirm_major_hazard(
@@ -351,13 +458,30 @@ impl EnterpriseFile {
                 problem: FieldProblem::TooManyItems { items_max: FILES_MAX },
             });
         }
-        Ok(vec![Event::RectificationSubmitted(RectificationSubmitted {
+        let mut events = vec![Event::RectificationSubmitted(RectificationSubmitted {
             hazard_id: command.hazard_id,
             rectification_id: command.rectification_id,
             text: command.text.trim().to_owned(),
             photos: command.photos.clone(),
             submitted_at: context.now,
-        })])
+        })];
+        if self.closes_itself(hazard, context) {
+            if command.photos.is_empty() {
+                // Evidence is what lets the enterprise close it without an inspector.
+                return Err(EnterpriseRejection::InvalidField {
+                    field: "photos",
+                    problem: FieldProblem::NoItems,
+                });
+            }
+            let percent = context.rules.supervision.hazard_sources.spot_check_percent;
+            events.push(Event::HazardSelfClosed(HazardSelfClosed {
+                hazard_id: command.hazard_id,
+                rectification_id: command.rectification_id,
+                spot_check: drawn_for_spot_check(command.hazard_id, context.now, percent),
+                closed_at: context.now,
+            }));
+        }
+        Ok(events)
     }
 
     pub(super) fn decide_verify_rectification(
@@ -426,6 +550,20 @@ impl EnterpriseFile {
             description: command.description.trim().to_owned(),
             reported_at: context.now,
         })])
+    }
+
+    /// Tells whether the enterprise closes this hazard itself: its source is self-closing by the
+    /// rule set, it counts as general now (a major hazard needs an official's acceptance), and
+    /// no spot check found a self-closure of it wanting.
+    fn closes_itself(&self, hazard: &HazardRecord, context: &DecisionContext<'_>) -> bool {
+        context
+            .rules
+            .supervision
+            .hazard_sources
+            .self_closing
+            .contains(&hazard.source.kind())
+            && hazard.level_at(context.now) == HazardLevel::General
+            && !hazard.failed_spot_check()
     }
 
     fn hazard(&self, hazard_id: HazardId) -> Result<&HazardRecord, EnterpriseRejection> {

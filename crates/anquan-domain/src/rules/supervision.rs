@@ -2,7 +2,7 @@
 //! major-hazard catalogues with the dates they are in force, the veto, the four-colour risk
 //! rules and the supervision cadence by colour.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -23,6 +23,67 @@ pub struct SupervisionRules {
     /// 联合/委托/交办/派驻执法): the step for an enterprise by its colour and how many of the last
     /// quarter-ends it was red.
     pub escalation: Vec<EscalationStep>,
+    /// Which hazard sources count toward the colour and the veto, and how self-reported
+    /// hazards are closed and spot-checked (issue 21). Absent: every source counts and only
+    /// an inspector closes a hazard, as before.
+    #[serde(default)]
+    pub hazard_sources: HazardSourceRules,
+}
+
+/// Where a hazard was found, as rules name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HazardSourceKind {
+    /// 政府检查.
+    GovernmentInspection,
+    /// 企业自查.
+    SelfInspection,
+    /// 中介服务.
+    AgencyService,
+}
+
+impl HazardSourceKind {
+    /// Every source, in a stable order.
+    pub const ALL: [HazardSourceKind; 3] = [
+        HazardSourceKind::GovernmentInspection,
+        HazardSourceKind::SelfInspection,
+        HazardSourceKind::AgencyService,
+    ];
+}
+
+/// How the sources of hazards are treated (`[hazard_sources]` in `supervision.toml`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HazardSourceRules {
+    /// Sources whose hazards the colour rules (红橙黄) look at while they are known.
+    pub colour: BTreeSet<HazardSourceKind>,
+    /// Sources whose hazards the colour rules look at only once they are overdue (a hazard the
+    /// enterprise reported and then left past its deadline).
+    #[serde(default)]
+    pub colour_once_overdue: BTreeSet<HazardSourceKind>,
+    /// Sources whose hazards the veto (否决项: an open major hazard, an overdue hazard) looks at.
+    pub veto: BTreeSet<HazardSourceKind>,
+    /// Sources whose general hazards the enterprise closes itself, by submitting a
+    /// rectification with at least one photo as evidence; no inspector accepts it.
+    #[serde(default)]
+    pub self_closing: BTreeSet<HazardSourceKind>,
+    /// Percent (0 to 100) of self-closed hazards drawn for an inspector's spot check (抽查):
+    /// a hazard is drawn when the first eight bytes of SHA-256 over its id and the instant its
+    /// rectification was recorded, read as a big-endian number modulo 100, are below this.
+    #[serde(default)]
+    pub spot_check_percent: u32,
+}
+
+impl Default for HazardSourceRules {
+    fn default() -> Self {
+        HazardSourceRules {
+            colour: HazardSourceKind::ALL.into_iter().collect(),
+            colour_once_overdue: BTreeSet::new(),
+            veto: HazardSourceKind::ALL.into_iter().collect(),
+            self_closing: BTreeSet::new(),
+            spot_check_percent: 0,
+        }
+    }
 }
 
 /// Default rectification deadlines, in days after the local day the hazard was found.
@@ -349,6 +410,19 @@ impl SupervisionRules {
             if !self.cadence.contains_key(&colour) {
                 return Err(format!("no supervision cadence for {}", colour.name()));
             }
+        }
+        if self.hazard_sources.spot_check_percent > 100 {
+            return Err("hazard_sources.spot_check_percent is above 100".to_owned());
+        }
+        if self
+            .hazard_sources
+            .self_closing
+            .contains(&HazardSourceKind::GovernmentInspection)
+        {
+            return Err(
+                "hazards found by government inspections are closed by an inspector, never by the enterprise"
+                    .to_owned(),
+            );
         }
         Ok(())
     }

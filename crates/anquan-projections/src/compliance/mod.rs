@@ -128,7 +128,8 @@ impl Projection for ComplianceProjection {
 
     /// Layout 2 stores positions whole (`values::position`, text) instead of the SQL
     /// backends' sequence number alone. Layout 3 adds the hazards' free-text basis columns.
-    /// Layout 4 adds the town to each `enterprise_profiles` row (the town at that instant).
+    /// Layout 4 adds the town to each `enterprise_profiles` row (the town at that instant) and
+    /// the rectifications' self-closure and spot-check columns.
     fn layout(&self) -> u32 {
         4
     }
@@ -159,6 +160,8 @@ impl Projection for ComplianceProjection {
             | Event::RectificationSubmitted(_)
             | Event::RectificationAccepted(_)
             | Event::RectificationReturned(_)
+            | Event::HazardSelfClosed(_)
+            | Event::HazardSpotChecked(_)
             | Event::AccidentReported(_) => supervision::statements(enterprise_id, event, decoded, position, out),
             Event::PublicTokenRotated(rotated) => {
                 out.push(Statement::new(

@@ -12,7 +12,7 @@ use anquan_domain::compliance::evaluate;
 use anquan_domain::enterprise::event::{HazardSource, InspectionDocument};
 use anquan_domain::enterprise::hazard::{
     AccidentRecord, BasisConfirmation, DeadlineExtension, FreeTextBasis, HazardRecord, HazardState, InspectionRecord,
-    Rectification, Verdict,
+    Rectification, SelfClosure, SpotCheck, Verdict,
 };
 use anquan_domain::enterprise::{EnterpriseFile, Registration};
 use anquan_domain::risk::{self, ChecksDue, RiskAssessment};
@@ -57,6 +57,11 @@ const INSERT_RECTIFICATION: &str = "INSERT INTO rectifications \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 const SET_VERDICT: &str = "UPDATE rectifications SET verdict = $4, first_time = $5, reason = $6, verified_at = $7, \
     verified_by = $8 WHERE enterprise_id = $1 AND hazard_id = $2 AND rectification_id = $3";
+const SELF_CLOSE: &str = "UPDATE rectifications SET self_closed_at = $4, spot_check_drawn = $5 \
+    WHERE enterprise_id = $1 AND hazard_id = $2 AND rectification_id = $3";
+const SET_SPOT_CHECK: &str = "UPDATE rectifications SET spot_check_passed = $4, spot_check_reason = $5, \
+    spot_checked_at = $6 WHERE enterprise_id = $1 AND hazard_id = $2 AND rectification_id = $3";
+const REOPEN_HAZARD: &str = "UPDATE hazards SET closed_at = NULL WHERE enterprise_id = $1 AND hazard_id = $2";
 const SET_BASIS: &str =
     "UPDATE hazards SET basis = $3, basis_stated_at = $4 WHERE enterprise_id = $1 AND hazard_id = $2";
 const CONFIRM_BASIS: &str =
@@ -200,6 +205,38 @@ pub(super) fn statements(
                 vec![id, text(accepted.hazard_id), SqlValue::Timestamp(accepted.verified_at)],
             ));
         }
+        Event::HazardSelfClosed(closed) => {
+            out.push(Statement::new(
+                SELF_CLOSE,
+                vec![
+                    id.clone(),
+                    text(closed.hazard_id),
+                    text(closed.rectification_id),
+                    SqlValue::Timestamp(closed.closed_at),
+                    SqlValue::Bool(closed.spot_check),
+                ],
+            ));
+            out.push(Statement::new(
+                CLOSE_HAZARD,
+                vec![id, text(closed.hazard_id), SqlValue::Timestamp(closed.closed_at)],
+            ));
+        }
+        Event::HazardSpotChecked(checked) => {
+            out.push(Statement::new(
+                SET_SPOT_CHECK,
+                vec![
+                    id.clone(),
+                    text(checked.hazard_id),
+                    text(checked.rectification_id),
+                    SqlValue::Bool(checked.passed),
+                    SqlValue::Text(checked.reason.clone()),
+                    SqlValue::Timestamp(checked.checked_at),
+                ],
+            ));
+            if !checked.passed {
+                out.push(Statement::new(REOPEN_HAZARD, vec![id, text(checked.hazard_id)]));
+            }
+        }
         Event::RectificationReturned(returned) => out.push(Statement::new(
             SET_VERDICT,
             vec![
@@ -259,7 +296,8 @@ macro_rules! extension_columns {
 macro_rules! rectification_columns {
     () => {
         "r.enterprise_id, r.hazard_id, r.rectification_id, r.text, r.photos, r.submitted_at, r.verdict, \
-         r.first_time, r.reason, r.verified_at \
+         r.first_time, r.reason, r.verified_at, r.self_closed_at, r.spot_check_drawn, r.spot_check_passed, \
+         r.spot_check_reason, r.spot_checked_at \
          FROM rectifications r JOIN hazards h ON h.enterprise_id = r.enterprise_id AND h.hazard_id = r.hazard_id"
     };
 }
@@ -440,12 +478,28 @@ fn assemble(hazards: &[Row], extensions: &[Row], rectifications: &[Row]) -> Resu
             }),
             Some(other) => return Err(malformed(table, format!("unknown verdict {other:?}"))),
         };
+        let self_closure = match row.opt_timestamp(10)? {
+            None => None,
+            Some(closed_at) => Some(SelfClosure {
+                closed_at,
+                spot_check_drawn: row.opt_bool(11)?.unwrap_or(false),
+                spot_check: match (row.opt_bool(12)?, row.opt_timestamp(14)?) {
+                    (Some(passed), Some(checked_at)) => Some(SpotCheck {
+                        passed,
+                        reason: row.opt_text(13)?.unwrap_or_default(),
+                        checked_at,
+                    }),
+                    _ => None,
+                },
+            }),
+        };
         rectified.entry(key).or_default().push(Rectification {
             rectification_id: parse_id(row, 2, table)?,
             text: row.text(3)?,
             photos: parse_json(row, 4, table)?,
             submitted_at: row.timestamp(5)?,
             verdict,
+            self_closure,
         });
     }
     hazards

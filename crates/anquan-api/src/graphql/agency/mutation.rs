@@ -301,7 +301,9 @@ impl AgencyMutation {
     }
 
     /// Reports a service visit (GraphQL multipart request; the upload is the report file).
-    /// Hazards are kept with their index for the enterprise's hazard list.
+    /// Its hazards are kept with their index and then recorded in the enterprise's hazard list
+    /// (source `AGENCY_SERVICE`, with the agency and the report); a retry with the same
+    /// `commandId` records any that are missing.
     async fn report_service(
         &self,
         ctx: &Context<'_>,
@@ -350,7 +352,16 @@ impl AgencyMutation {
             contract_id: None,
             report_id: Some(report_id),
         };
-        run_with_files(ctx, command, args, ids, &staged).await
+        let (payload, events) = run_with_files_and_events(ctx, command, args, ids, &staged).await?;
+        // The hazards enter the enterprise's hazard list (issue 21). A failure here leaves the
+        // report recorded: the caller retries with the same commandId, which answers the report
+        // again and relays what is missing.
+        for event in &events {
+            if let Event::ServiceReported(reported) = event {
+                crate::graphql::supervision::relay::relay_reported_hazards(ctx, agency_id, reported).await?;
+            }
+        }
+        Ok(payload)
     }
 
     /// Rates a service record 1 to 5 stars (the served enterprise, once).
@@ -599,6 +610,18 @@ async fn run_with_files(
     ids: Ids,
     files: &[StagedFile],
 ) -> Result<AgencyCommandPayload, ApiError> {
+    Ok(run_with_files_and_events(ctx, command, args, ids, files).await?.0)
+}
+
+/// As `run_with_files`, also returning the command's events (those of the first call for a
+/// repeated `commandId`).
+async fn run_with_files_and_events(
+    ctx: &Context<'_>,
+    command: AgencyCommand,
+    args: CommandArgs,
+    ids: Ids,
+    files: &[StagedFile],
+) -> Result<(AgencyCommandPayload, Vec<Event>), ApiError> {
     let executed = execute_command::<AgencyState>(
         ctx,
         &command,
@@ -632,7 +655,7 @@ async fn run_with_files(
         })),
         _ => None,
     });
-    Ok(AgencyCommandPayload {
+    let payload = AgencyCommandPayload {
         recorded: executed.recorded(),
         event_types: executed
             .events
@@ -643,7 +666,8 @@ async fn run_with_files(
         contract_id: ids.contract_id.map(|id| ID(id.to_string())),
         report_id: ids.report_id.map(|id| ID(id.to_string())),
         grade,
-    })
+    };
+    Ok((payload, executed.events))
 }
 
 /// The data subject a personal file names: well formed (`INVALID_ID`), of an agency the caller

@@ -4,6 +4,7 @@
 //! decides a rule.
 mod mutation;
 mod query;
+pub(crate) mod relay;
 mod subscription;
 pub mod types;
 

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use anquan_domain::enterprise::event::{CriterionRef, HazardSource, InspectionDocument};
 use anquan_domain::enterprise::supervision::{
     ConfirmMajorHazard, ExtendHazardDeadline, FILES_MAX, NewHazard, RecordHazard, RecordInspection, ReportAccident,
-    SubmitRectification, VerifyRectification,
+    SpotCheckHazard, SubmitRectification, VerifyRectification,
 };
 use anquan_domain::enterprise::{EnterpriseCommand, FileRef};
 use anquan_domain::{HazardId, InspectionId};
@@ -104,6 +104,18 @@ pub(super) struct ConfirmMajorHazardInput {
     pub hazard_id: ID,
     /// Why it is major (e.g. the article of the standard it meets).
     pub note: String,
+}
+
+/// Spot-check a hazard the enterprise closed itself (抽查).
+#[derive(InputObject)]
+pub(super) struct SpotCheckHazardInput {
+    /// The enterprise.
+    pub enterprise_id: ID,
+    /// The self-closed hazard.
+    pub hazard_id: ID,
+    /// Absent: the closure stands. Given: why it does not; the hazard reopens, and from then on
+    /// only an inspector closes it.
+    pub failed_because: Option<String>,
 }
 
 /// Submit a rectification; photos come as the mutation's `photos` uploads.
@@ -281,6 +293,30 @@ impl SupervisionMutation {
             enterprise_id: parse_enterprise_id(&input.enterprise_id)?,
             hazard_id,
             note: input.note,
+        });
+        let created = Created {
+            hazard_ids: vec![hazard_id],
+            ..Created::default()
+        };
+        run(ctx, command, args, created, &[]).await
+    }
+
+    /// Spot-checks a self-reported hazard the enterprise closed itself (an inspector of its
+    /// town, or a city inspector). A rectification's `spotCheckDrawn` says whether the rule
+    /// set's sample drew it; an inspector may check any self-closure once.
+    async fn spot_check_hazard(
+        &self,
+        ctx: &Context<'_>,
+        input: SpotCheckHazardInput,
+        command_id: Option<ID>,
+        expected_version: Option<Int64>,
+    ) -> Result<SupervisionPayload, ApiError> {
+        let args = CommandArgs::parse(command_id.as_ref(), expected_version)?;
+        let hazard_id = parse_id::<HazardId>(&input.hazard_id)?;
+        let command = EnterpriseCommand::SpotCheckHazard(SpotCheckHazard {
+            enterprise_id: parse_enterprise_id(&input.enterprise_id)?,
+            hazard_id,
+            failed_because: input.failed_because,
         });
         let created = Created {
             hazard_ids: vec![hazard_id],

@@ -391,6 +391,18 @@ pub struct RectificationView {
     pub reason: Option<String>,
     /// When it was verified.
     pub verified_at: Option<DateTime<Utc>>,
+    /// When the enterprise closed the hazard with it itself (a self-reported hazard, as the
+    /// rule set allows); null when an inspector verifies it.
+    pub self_closed_at: Option<DateTime<Utc>>,
+    /// Whether the rule set's sample drew the self-closure for a spot check (抽查).
+    pub spot_check_drawn: Option<bool>,
+    /// The spot check's result: the closure stands (true) or the hazard reopened (false); null
+    /// when not checked.
+    pub spot_check_passed: Option<bool>,
+    /// Why a spot check failed.
+    pub spot_check_reason: Option<String>,
+    /// When it was spot-checked.
+    pub spot_checked_at: Option<DateTime<Utc>>,
 }
 
 /// A hazard as it stood at an instant.
@@ -410,6 +422,8 @@ pub struct Hazard {
     pub inspection_id: Option<ID>,
     /// The agency that found it, for agency hazards.
     pub agency_id: Option<ID>,
+    /// For a hazard from an agency's service report: the report.
+    pub report_id: Option<ID>,
     /// What it concerns.
     pub category: HazardCategory,
     /// General or major.
@@ -467,16 +481,20 @@ impl Hazard {
             DomainHazardState::Submitted => HazardState::Submitted,
             DomainHazardState::Open => HazardState::Open,
         };
-        let (source, inspection_id, agency_id) = match &record.source {
+        let (source, inspection_id, agency_id, report_id) = match &record.source {
             HazardSource::GovernmentInspection { inspection_id } => (
                 HazardSourceKind::GovernmentInspection,
                 Some(ID(inspection_id.to_string())),
                 None,
+                None,
             ),
-            HazardSource::SelfInspection => (HazardSourceKind::SelfInspection, None, None),
-            HazardSource::AgencyService { agency_id, .. } => {
-                (HazardSourceKind::AgencyService, None, Some(ID(agency_id.to_string())))
-            }
+            HazardSource::SelfInspection => (HazardSourceKind::SelfInspection, None, None, None),
+            HazardSource::AgencyService { agency_id, report_id } => (
+                HazardSourceKind::AgencyService,
+                None,
+                Some(ID(agency_id.to_string())),
+                Some(ID(report_id.to_string())),
+            ),
         };
         let criterion_text = record.criterion.as_ref().and_then(|criterion| {
             rules
@@ -497,6 +515,13 @@ impl Hazard {
                     .verdict
                     .as_ref()
                     .filter(|verdict| verdict.verified_at <= at);
+                let closure = rectification
+                    .self_closure
+                    .as_ref()
+                    .filter(|closure| closure.closed_at <= at);
+                let check = closure
+                    .and_then(|closure| closure.spot_check.as_ref())
+                    .filter(|check| check.checked_at <= at);
                 RectificationView {
                     id: ID(rectification.rectification_id.to_string()),
                     text: rectification.text.clone(),
@@ -510,6 +535,11 @@ impl Hazard {
                         .filter(|verdict| !verdict.accepted)
                         .map(|verdict| verdict.reason.clone()),
                     verified_at: verdict.map(|verdict| verdict.verified_at),
+                    self_closed_at: closure.map(|closure| closure.closed_at),
+                    spot_check_drawn: closure.map(|closure| closure.spot_check_drawn),
+                    spot_check_passed: check.map(|check| check.passed),
+                    spot_check_reason: check.filter(|check| !check.passed).map(|check| check.reason.clone()),
+                    spot_checked_at: check.map(|check| check.checked_at),
                 }
             })
             .collect();
@@ -527,6 +557,7 @@ impl Hazard {
             source,
             inspection_id,
             agency_id,
+            report_id,
             category: record.category.into(),
             level: hazard_level(record.level),
             severity: record.severity.map(Into::into),
