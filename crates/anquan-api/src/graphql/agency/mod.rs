@@ -17,7 +17,7 @@ use chrono::{DateTime, Datelike, Utc};
 use anquan_domain::agency::{
     AgencyCommand, AgencyProfile, AgencyState, ChangeAgencyProfile, ChangeBlacklist, FoundComplaint, GradeAgency,
     HazardReport, RateService, RecordMisconduct, RegisterAgency, RegradeAgency, ReportService, ReportStaff,
-    SignContract, SpotCheckReport, StaffMember, TerminateContract, WarnAgency,
+    ProposeContract, ConfirmContract, RejectContract, FileContract, SpotCheckReport, StaffMember, TerminateContract, WarnAgency,
 };
 use anquan_domain::enterprise::FileRef;
 use anquan_domain::{Actor, AgencyId, ContractId, EnterpriseId, Event, Period, Role, ServiceReportId, StaffId, Town};
