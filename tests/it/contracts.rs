@@ -76,7 +76,7 @@ async fn run(backend: Backend) {
     let app = spawn_app(backend, &[]).await;
     let admin = app.token(&["--role", "city_admin"]);
     let enterprise_id = register(&app, &admin, "91330481MA28A0XX07", "许村").await;
-    let other_id = register(&app, &admin, "91330481MA28A0XX15", "许村").await;
+    let other_id = register(&app, &admin, "91330481MA28A0XX1A", "许村").await;
     let owner = app.token(&["--role", "enterprise", "--enterprise", &enterprise_id]);
     let other_owner = app.token(&["--role", "enterprise", "--enterprise", &other_id]);
     let officer = app.token(&["--role", "town_officer", "--town", "许村"]);
