@@ -1,5 +1,5 @@
 //! The service gate over HTTP: the city registers an agency, the agency reports its staff and
-//! signs a contract with a registered enterprise, reports a visit, the enterprise rates it, the
+//! proposes a contract to a registered enterprise (confirmed, filed by the town), reports a visit, the enterprise rates it, the
 //! city grades the half-year; a blacklisted agency's contract is refused with a stable code, and
 //! the public directory without a token shows no private field.
 
@@ -14,7 +14,7 @@ const REGISTER_AGENCY: &str = "mutation($profile: AgencyProfileInput!) {
 const REPORT_STAFF: &str = "mutation($agency: ID!, $halfYear: String!, $staff: [StaffMemberInput!]!) {
   reportAgencyStaff(agencyId: $agency, halfYear: $halfYear, staff: $staff) { eventTypes } }";
 pub(crate) const SIGN: &str =
-    "mutation($input: SignServiceContractInput!) { signServiceContract(input: $input) { contractId eventTypes } }";
+    "mutation($input: ProposeContractInput!) { proposeContract(input: $input) { contractId eventTypes } }";
 const REPORT_SERVICE: &str = "mutation($input: ReportServiceInput!, $file: Upload!) {
   reportService(input: $input, reportFile: $file) { reportId eventTypes } }";
 const RATE: &str = "mutation($agency: ID!, $report: ID!, $stars: Int!) {
@@ -91,7 +91,9 @@ async fn run_flow(backend: Backend) {
         "validFrom": now - Duration::days(1), "validUntil": now + Duration::days(365),
         "services": ["安全管家"], "visitsPromised": 4, "feeYuan": 2000 });
     let signed = ok(&app, Some(&agency), SIGN, json!({ "input": contract })).await;
-    let contract_id = signed["signServiceContract"]["contractId"].as_str().unwrap().to_owned();
+    let contract_id = signed["proposeContract"]["contractId"].as_str().unwrap().to_owned();
+    // The enterprise confirms; the town files it, with a reason as the fee is below the band.
+    crate::contracts::confirm_and_file(&app, &agency_id, &contract_id, &enterprise_id, "许村", Some("首年优惠")).await;
 
     // An unregistered enterprise cannot be signed with.
     let mut stranger = contract.clone();

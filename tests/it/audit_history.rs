@@ -73,7 +73,7 @@ async fn agency_history(backend: Backend) {
     let rest = second["agency"]["history"]["nodes"].as_array().unwrap();
     assert_eq!(rest.len(), 1, "{second}");
     assert_eq!(rest[0]["version"], "2", "{second}");
-    assert_eq!(rest[0]["eventType"], "ContractSigned", "{second}");
+    assert_eq!(rest[0]["eventType"], "ContractProposed", "{second}");
     let verification = &second["agency"]["verification"];
     assert_eq!(verification["intact"], true, "{second}");
     assert_eq!(verification["eventsChecked"], 3, "{second}");

@@ -134,10 +134,11 @@ async fn a_hazard_in_an_agency_report_enters_the_enterprise_hazard_list_with_its
             "validFrom": now - Duration::days(1), "validUntil": now + Duration::days(365),
             "services": ["安全管家"], "visitsPromised": 4, "feeYuan": 5000 });
         let signed = app.graphql(Some(&agency), SIGN, json!({ "input": contract })).await;
-        let contract_id = data(&signed)["signServiceContract"]["contractId"]
+        let contract_id = data(&signed)["proposeContract"]["contractId"]
             .as_str()
             .unwrap()
             .to_owned();
+        crate::contracts::confirm_and_file(&app, &agency_id, &contract_id, &id, "许村", None).await;
         let input = json!({ "agencyId": agency_id, "contractId": contract_id, "visitedAt": now - Duration::hours(1),
             "staffIds": [staff_id], "findings": "配电箱未接地；喷漆间无可燃气体报警",
             "hazards": [

@@ -23,8 +23,8 @@ const CHANGE_AGENCY: &str = "mutation($agency: ID!, $profile: AgencyProfileInput
   changeAgencyProfile(agencyId: $agency, profile: $profile, commandId: $commandId) {
     agencyId eventTypes duplicate streamVersion } }";
 const AGENCY: &str = "query($id: ID!) { agency(id: $id) { contactPhone } }";
-const SIGN: &str = "mutation($input: SignServiceContractInput!, $commandId: ID) {
-  signServiceContract(input: $input, commandId: $commandId) { contractId eventTypes duplicate streamVersion } }";
+const SIGN: &str = "mutation($input: ProposeContractInput!, $commandId: ID) {
+  proposeContract(input: $input, commandId: $commandId) { contractId eventTypes duplicate streamVersion } }";
 const SERVICES: &str = "query($id: ID!) { enterpriseServices(enterpriseId: $id) { contracts { id } } }";
 const RECORD_INSPECTION: &str =
     "mutation($input: RecordInspectionInput!, $documents: [Upload!]!, $photos: [Upload!]!, $commandId: ID) {
@@ -204,7 +204,7 @@ async fn run(backend: Backend) {
     );
     let agency = app.token(&["--role", "agency", "--agency", &agency_id]);
 
-    // signServiceContract without a contractId: the same contract, once.
+    // proposeContract without a contractId: the same contract, once.
     let now = Utc::now().trunc_subsecs(6);
     let contract = json!({ "agencyId": agency_id, "enterpriseId": first,
         "validFrom": now - Duration::days(1), "validUntil": now + Duration::days(365),
@@ -212,12 +212,12 @@ async fn run(backend: Backend) {
     let sign_key = command_id();
     let variables = json!({ "input": contract, "commandId": sign_key });
     let signed = app.graphql(Some(&agency), SIGN, variables.clone()).await;
-    let signed = data(&signed)["signServiceContract"].clone();
-    assert_eq!(signed["eventTypes"], json!(["ContractSigned"]));
+    let signed = data(&signed)["proposeContract"].clone();
+    assert_eq!(signed["eventTypes"], json!(["ContractProposed"]));
     let retried = app.graphql(Some(&agency), SIGN, variables).await;
     assert_eq!(
-        data(&retried)["signServiceContract"],
-        json!({ "contractId": signed["contractId"], "eventTypes": ["ContractSigned"], "duplicate": true,
+        data(&retried)["proposeContract"],
+        json!({ "contractId": signed["contractId"], "eventTypes": ["ContractProposed"], "duplicate": true,
                 "streamVersion": signed["streamVersion"] })
     );
     let services = app.graphql(Some(&owner), SERVICES, json!({ "id": first })).await;

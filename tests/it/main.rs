@@ -18,6 +18,7 @@ mod bench_store;
 mod browser;
 mod catch_up;
 mod compliance_flow;
+mod contracts;
 mod dashboard;
 mod doc_examples;
 mod erasure;

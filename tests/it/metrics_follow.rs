@@ -38,10 +38,12 @@ async fn follow_a_contract(backend: Backend) {
         "validFrom": now - Duration::days(1), "validUntil": now + Duration::days(365),
         "services": ["安全管家"], "visitsPromised": 4, "feeYuan": 6000 });
     let signed = app.graphql(Some(&agency), SIGN, json!({ "input": contract })).await;
-    let contract_id = data(&signed)["signServiceContract"]["contractId"]
+    let contract_id = data(&signed)["proposeContract"]["contractId"]
         .as_str()
         .unwrap()
         .to_owned();
+    // A proposed contract counts only once the enterprise confirmed it and its town filed it.
+    crate::contracts::confirm_and_file(&app, &agency_id, &contract_id, &enterprise_id, "许村", None).await;
     coverage_becomes(&app, &admin, 100.0).await;
 
     let variables = json!({ "agency": agency_id, "contract": contract_id });

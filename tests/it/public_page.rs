@@ -26,7 +26,7 @@ const REGISTER_AGENCY: &str = "mutation($profile: AgencyProfileInput!) {
   registerAgency(profile: $profile) { agencyId } }";
 const REPORT_STAFF: &str = "mutation($agency: ID!, $halfYear: String!, $staff: [StaffMemberInput!]!) {
   reportAgencyStaff(agencyId: $agency, halfYear: $halfYear, staff: $staff) { eventTypes } }";
-const SIGN: &str = "mutation($input: SignServiceContractInput!) { signServiceContract(input: $input) { contractId } }";
+const SIGN: &str = "mutation($input: ProposeContractInput!) { proposeContract(input: $input) { contractId } }";
 const GRADE: &str = "mutation($input: GradeAgencyInput!) { gradeAgency(input: $input) { eventTypes } }";
 const ENTERPRISE: &str = "query($id: ID!) { enterprise(id: $id) {
   name creditCode town industry
@@ -216,7 +216,9 @@ async fn seed(app: &TestApp) -> Seeded {
     let contract = json!({ "agencyId": agency_id, "enterpriseId": id,
         "validFrom": now - Duration::days(1), "validUntil": now + Duration::days(365),
         "services": ["安全管家"], "visitsPromised": 4, "feeYuan": 6000 });
-    data(&app.graphql(Some(&agency), SIGN, json!({ "input": contract })).await);
+    let signed = data(&app.graphql(Some(&agency), SIGN, json!({ "input": contract })).await).clone();
+    let contract_id = signed["proposeContract"]["contractId"].as_str().unwrap();
+    crate::contracts::confirm_and_file(app, &agency_id, contract_id, &id, "许村", None).await;
     // Idle in the half-year (no visit reported): not graded, and provisional as the half-year
     // has not ended, so nothing public yet.
     let grade = json!({ "agencyId": agency_id, "halfYear": current_half_year(), "grade": null });

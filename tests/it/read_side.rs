@@ -173,7 +173,7 @@ async fn run(backend: Backend) {
             "validFrom": now - Duration::days(1), "validUntil": now + Duration::days(365),
             "services": ["安全管家"], "visitsPromised": 4, "feeYuan": 5000 });
         let signed = app.graphql(Some(&agency), SIGN, json!({ "input": contract })).await;
-        assert_eq!(data(&signed)["signServiceContract"]["contractId"], contract_id.as_str());
+        assert_eq!(data(&signed)["proposeContract"]["contractId"], contract_id.as_str());
         // A contract outside the window is refused.
         let mut endless = contract.clone();
         endless["contractId"] = json!(uuid::Uuid::now_v7().to_string());

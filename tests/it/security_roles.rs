@@ -575,6 +575,11 @@ fn plausible_call(field: &str, fx: &Fixtures) -> Call {
             json!({ "id": enterprise }),
         ),
         "serviceCoverage" => call("{ serviceCoverage { enterprisesCovered } }", json!({})),
+        "serviceContract" => call(
+            "query($id: ID!, $contract: ID!) { serviceContract(agencyId: $id, contractId: $contract) { status } }",
+            json!({ "id": agency, "contract": fx.contract_id }),
+        ),
+        "contractsAwaitingFiling" => call("{ contractsAwaitingFiling { id } }", json!({})),
         "agencyStatistics" => call(
             "query($id: ID!) { agencyStatistics(id: $id) { __typename } }",
             json!({ "id": agency }),
@@ -628,10 +633,22 @@ fn plausible_call(field: &str, fx: &Fixtures) -> Call {
   reportAgencyStaff(agencyId: $id, halfYear: $half, staff: $staff) { agencyId } }",
             json!({ "id": agency, "half": half_year(), "staff": [{ "staffId": fx.staff_id, "name": "张伟", "qualifications": [] }] }),
         ),
-        "signServiceContract" => call(
-            "mutation($input: SignServiceContractInput!) { signServiceContract(input: $input) { contractId } }",
+        "proposeContract" => call(
+            "mutation($input: ProposeContractInput!) { proposeContract(input: $input) { contractId } }",
             json!({ "input": { "agencyId": agency, "enterpriseId": enterprise, "validFrom": now - Duration::days(1),
                 "validUntil": now + Duration::days(365), "services": ["安全管家"], "visitsPromised": 4, "feeYuan": 5000 } }),
+        ),
+        "confirmContract" => call(
+            "mutation($id: ID!, $contract: ID!) { confirmContract(agencyId: $id, contractId: $contract) { agencyId } }",
+            json!({ "id": agency, "contract": fx.contract_id }),
+        ),
+        "rejectContract" => call(
+            "mutation($id: ID!, $contract: ID!) { rejectContract(agencyId: $id, contractId: $contract, reason: \"不同意\") { agencyId } }",
+            json!({ "id": agency, "contract": fx.contract_id }),
+        ),
+        "fileContract" => call(
+            "mutation($id: ID!, $contract: ID!) { fileContract(agencyId: $id, contractId: $contract) { agencyId } }",
+            json!({ "id": agency, "contract": fx.contract_id }),
         ),
         "terminateServiceContract" => call(
             "mutation($id: ID!, $contract: ID!) { terminateServiceContract(agencyId: $id, contractId: $contract, reason: \"到期\") { agencyId } }",
@@ -813,11 +830,12 @@ async fn walk_matrix(backend: Backend) {
     };
     let (_, codes) = send(&app, Some(&agency), &plausible_call("reportAgencyStaff", &fx)).await;
     assert!(codes.is_empty(), "{codes:?}");
-    let (signed, _) = send(&app, Some(&agency), &plausible_call("signServiceContract", &fx)).await;
-    fx.contract_id = data(&signed)["signServiceContract"]["contractId"]
+    let (signed, _) = send(&app, Some(&agency), &plausible_call("proposeContract", &fx)).await;
+    fx.contract_id = data(&signed)["proposeContract"]["contractId"]
         .as_str()
         .unwrap()
         .to_owned();
+    crate::contracts::confirm_and_file(&app, &fx.agency_id, &fx.contract_id, &fx.enterprise_id, "许村", None).await;
     let (reported, _) = send(&app, Some(&agency), &plausible_call("reportService", &fx)).await;
     fx.report_id = data(&reported)["reportService"]["reportId"]
         .as_str()

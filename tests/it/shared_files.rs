@@ -115,7 +115,8 @@ async fn two_nodes_on_one_database_and_one_bucket_share_uploaded_files() {
         "validFrom": now - Duration::days(1), "validUntil": now + Duration::days(365),
         "services": ["安全管家"], "visitsPromised": 4, "feeYuan": 6000 });
     let signed = ok(&one, &agency, SIGN, json!({ "input": contract })).await;
-    let contract_id = signed["signServiceContract"]["contractId"].as_str().unwrap().to_owned();
+    let contract_id = signed["proposeContract"]["contractId"].as_str().unwrap().to_owned();
+    crate::contracts::confirm_and_file(&one, &agency_id, &contract_id, &enterprise_id, "许村", None).await;
 
     // A photo stored through node one ...
     let photo = file("photo", 600);

@@ -382,6 +382,11 @@ impl MetricsWatcher {
                         Ok(Event::ContractSigned(e)) => {
                             enterprises.insert(e.enterprise_id);
                         }
+                        // Only a filed contract is a metric's fact; proposing, confirming and
+                        // rejecting change no metric.
+                        Ok(Event::ContractFiled(e)) => {
+                            enterprises.insert(e.enterprise_id);
+                        }
                         Ok(Event::ServiceReported(e)) => {
                             enterprises.insert(e.enterprise_id);
                         }

@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::Duration;
 
 use anquan_domain::agency::{
-    AgencyCommand, AgencyProfile, AgencyState, FeeBand, GradeAgency, HazardLevel, HazardReport, Qualification,
-    QualificationKind, RateService, RegisterAgency, ReportService, ReportStaff, SignContract, SpotCheckReport,
-    StaffMember, TerminateContract, WarnAgency, WarningKind,
+    AgencyCommand, AgencyProfile, AgencyState, ConfirmContract, FeeBand, FileContract, GradeAgency, HazardLevel,
+    HazardReport, ProposeContract, Qualification, QualificationKind, RateService, RegisterAgency, ReportService,
+    ReportStaff, SpotCheckReport, StaffMember, TerminateContract, WarnAgency, WarningKind,
 };
 use anquan_domain::credit::{Grade, compute_score};
 use anquan_domain::enterprise::FileRef;
@@ -202,7 +202,7 @@ pub(crate) async fn simulate(
                 let Some(contract) = contracts.get(position) else {
                     continue;
                 };
-                let command = AgencyCommand::SignContract(SignContract {
+                let command = AgencyCommand::ProposeContract(ProposeContract {
                     agency_id,
                     contract_id: contract.plan.contract_id,
                     enterprise_id: contract.enterprise_id,
@@ -216,6 +216,34 @@ pub(crate) async fn simulate(
                 writer
                     .command(store, rules, &staff_actor, now, correlation, &command)
                     .await?;
+                // The full flow at the same instant, under the same correlation and without
+                // drawing from the generator, so the demo's figures stay: the enterprise confirms
+                // and the officer of its town files the contract (the fee is within the band).
+                let enterprise = agency_actor(
+                    &format!("enterprise-{}", contract.enterprise_index),
+                    Role::Enterprise {
+                        enterprise_id: contract.enterprise_id,
+                    },
+                )?;
+                let confirm = AgencyCommand::ConfirmContract(ConfirmContract {
+                    agency_id,
+                    contract_id: contract.plan.contract_id,
+                });
+                writer
+                    .command(store, rules, &enterprise, now, correlation, &confirm)
+                    .await?;
+                let officer = agency_actor(
+                    &format!("town-officer-{}", contract.town),
+                    Role::TownOfficer {
+                        town: contract.town.clone(),
+                    },
+                )?;
+                let file = AgencyCommand::FileContract(FileContract {
+                    agency_id,
+                    contract_id: contract.plan.contract_id,
+                    exception_reason: None,
+                });
+                writer.command(store, rules, &officer, now, correlation, &file).await?;
                 outcome.contracts += 1;
                 signed.insert(position);
             }

@@ -75,13 +75,17 @@ fn headlines_from_engine(log: &Folded, rules: &anquan_domain::rules::RuleSet) ->
     let mut services: BTreeMap<EnterpriseId, ServiceFacts> = BTreeMap::new();
     for agency in log.agencies.values() {
         for (contract_id, contract) in &agency.contracts {
+            // Only a contract the town filed counts.
+            let Some(filed_at) = contract.filed_at else {
+                continue;
+            };
             services
                 .entry(contract.enterprise_id)
                 .or_default()
                 .contracts
                 .push(ContractFact {
                     contract_id: *contract_id,
-                    signed_at: contract.signed_at,
+                    filed_at,
                     valid_from: contract.valid_from,
                     valid_until: contract.valid_until,
                     terminated_at: contract.terminated_at,

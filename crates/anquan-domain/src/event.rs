@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::agency::event::{
     AgencyBlacklisted, AgencyComplaintFounded, AgencyDelisted, AgencyMisconductFound, AgencyProfileChanged,
-    AgencyRegistered, AgencyWarned, ContractSigned, ContractTerminated, CreditGraded, CreditRegraded,
-    DataSubjectErased, ReportSpotChecked, ServiceRated, ServiceReported, StaffReported,
+    AgencyRegistered, AgencyWarned, ContractConfirmed, ContractFiled, ContractProposed, ContractRejected,
+    ContractSigned, ContractTerminated, CreditGraded, CreditRegraded, DataSubjectErased, ReportSpotChecked,
+    ServiceRated, ServiceReported, StaffReported,
 };
 use crate::anchor::AnchorTaken;
 use crate::enterprise::event::{
@@ -123,6 +124,10 @@ event_catalogue! {
     AgencyProfileChanged => 1,
     StaffReported => 1,
     ContractSigned => 1,
+    ContractProposed => 1,
+    ContractConfirmed => 1,
+    ContractRejected => 1,
+    ContractFiled => 1,
     ContractTerminated => 1,
     ServiceReported => 1,
     ServiceRated => 1,

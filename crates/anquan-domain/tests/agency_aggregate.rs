@@ -217,7 +217,7 @@ fn a_fee_outside_the_published_band_is_recorded_and_flagged() {
         let events = given(&registered)
             .when(&agency_user(AGENCY), NOW, &sign(1, 1, fee))
             .unwrap();
-        let [Event::ContractSigned(signed)] = events.as_slice() else {
+        let [Event::ContractProposed(signed)] = events.as_slice() else {
             panic!("{events:?}");
         };
         assert_eq!(signed.fee_check, expected, "fee {fee}");
@@ -714,6 +714,12 @@ fn the_credit_inputs_count_ratings_spot_checks_timeliness_and_contracts_of_the_h
                 }),
             ),
             (agency_user(AGENCY), "2019-03-02T00:00:00Z", sign(2, 2, 100)),
+            (enterprise_user(enterprise(2)), "2019-03-02T00:00:00Z", confirm(2)),
+            (
+                town_officer("许村"),
+                "2019-03-02T00:00:00Z",
+                file(2, Some("首年优惠，经审核同意")),
+            ),
         ],
     );
     let rules = rules();
@@ -733,4 +739,158 @@ fn the_credit_inputs_count_ratings_spot_checks_timeliness_and_contracts_of_the_h
     // down). Contract 1's on-time report meets its one; contract 2 has none.
     assert_eq!((inputs.visits_promised, inputs.visits_on_time), (2, 1));
     assert_eq!(inputs.missed_findings, 1);
+}
+
+#[test]
+fn a_contract_is_proposed_confirmed_and_filed_in_that_order_by_its_own_parties() {
+    let mut events = history(&[
+        (admin(), "2019-01-02T00:00:00Z", register()),
+        (agency_user(AGENCY), "2019-01-11T00:00:00Z", sign(1, 1, 5000)),
+    ]);
+    // Filing before the enterprise confirmed; the wrong enterprise; the wrong town; other roles.
+    assert_eq!(
+        given(&events).rejects(&town_officer("许村"), NOW, &file(1, None)),
+        "CONTRACT_NOT_CONFIRMED"
+    );
+    assert_eq!(
+        given(&events).rejects(&enterprise_user(enterprise(2)), NOW, &confirm(1)),
+        "NOT_CONTRACT_ENTERPRISE"
+    );
+    assert_eq!(
+        given(&events).rejects(&agency_user(AGENCY), NOW, &confirm(1)),
+        "FORBIDDEN"
+    );
+    assert_eq!(given(&events).rejects(&admin(), NOW, &file(1, None)), "FORBIDDEN");
+    assert_eq!(
+        given(&events).rejects(&town_officer("许村"), NOW, &confirm(99)),
+        "FORBIDDEN"
+    );
+    assert_eq!(
+        given(&events).rejects(&enterprise_user(enterprise(1)), NOW, &confirm(99)),
+        "UNKNOWN_CONTRACT"
+    );
+    extend(&mut events, &[(enterprise_user(enterprise(1)), NOW, confirm(1))]);
+    assert_eq!(
+        given(&events).rejects(&enterprise_user(enterprise(1)), NOW, &confirm(1)),
+        "CONTRACT_ALREADY_ANSWERED"
+    );
+    assert_eq!(
+        given(&events).rejects(&enterprise_user(enterprise(1)), NOW, &reject(1, "不同意")),
+        "CONTRACT_ALREADY_ANSWERED"
+    );
+    assert_eq!(
+        given(&events).rejects(&town_officer("周王庙"), NOW, &file(1, None)),
+        "NOT_CONTRACT_TOWN"
+    );
+    let state = AgencyState::from_events(&events);
+    assert!(!state.contracts[&contract_id(1)].in_force_at(at("2019-06-01T00:00:00Z")));
+    extend(&mut events, &[(town_officer("许村"), NOW, file(1, None))]);
+    assert!(matches!(events.last(), Some(Event::ContractFiled(filed)) if filed.fee_exception_reason.is_none()));
+    assert_eq!(
+        given(&events).rejects(&town_officer("许村"), NOW, &file(1, None)),
+        "CONTRACT_ALREADY_FILED"
+    );
+    let state = AgencyState::from_events(&events);
+    assert!(state.contracts[&contract_id(1)].in_force_at(at("2019-06-01T00:00:00Z")));
+}
+
+#[test]
+fn a_rejected_contract_can_be_neither_confirmed_nor_filed_nor_terminated() {
+    let mut events = history(&[
+        (admin(), "2019-01-02T00:00:00Z", register()),
+        (agency_user(AGENCY), "2019-01-11T00:00:00Z", sign(1, 1, 5000)),
+    ]);
+    assert_eq!(
+        given(&events).rejects(&enterprise_user(enterprise(1)), NOW, &reject(1, "  ")),
+        "INVALID_FIELD"
+    );
+    extend(
+        &mut events,
+        &[(enterprise_user(enterprise(1)), NOW, reject(1, "服务内容与洽谈不符"))],
+    );
+    for (actor, command) in [
+        (enterprise_user(enterprise(1)), confirm(1)),
+        (enterprise_user(enterprise(1)), reject(1, "再次拒绝")),
+        (town_officer("许村"), file(1, None)),
+    ] {
+        assert_eq!(given(&events).rejects(&actor, NOW, &command), "CONTRACT_REJECTED");
+    }
+    let terminate = AgencyCommand::TerminateContract(anquan_domain::agency::TerminateContract {
+        agency_id: AGENCY,
+        contract_id: contract_id(1),
+        reason: "撤回".to_owned(),
+    });
+    assert_eq!(
+        given(&events).rejects(&agency_user(AGENCY), NOW, &terminate),
+        "CONTRACT_REJECTED"
+    );
+}
+
+#[test]
+fn a_fee_outside_the_band_is_filed_only_with_an_exception_reason() {
+    let events = history(&[
+        (admin(), "2019-01-02T00:00:00Z", register()),
+        (agency_user(AGENCY), "2019-01-11T00:00:00Z", sign(1, 1, 100)),
+        (enterprise_user(enterprise(1)), "2019-01-12T00:00:00Z", confirm(1)),
+    ]);
+    assert_eq!(
+        given(&events).rejects(&town_officer("许村"), NOW, &file(1, Some("  "))),
+        "FEE_EXCEPTION_REASON_REQUIRED"
+    );
+    let filed = given(&events)
+        .when(&town_officer("许村"), NOW, &file(1, Some("小微企业首年优惠")))
+        .unwrap();
+    let [Event::ContractFiled(filed)] = filed.as_slice() else {
+        panic!("{filed:?}");
+    };
+    assert_eq!(filed.fee_check, FeeCheck::BelowBand);
+    assert_eq!(filed.fee_exception_reason.as_deref(), Some("小微企业首年优惠"));
+}
+
+#[test]
+fn a_contract_not_filed_serves_no_visit_and_counts_for_no_credit() {
+    let mut events = history(&[
+        (admin(), "2019-01-02T00:00:00Z", register()),
+        (
+            agency_user(AGENCY),
+            "2019-01-10T00:00:00Z",
+            report_staff("2019-H1", &[1, 2]),
+        ),
+        (agency_user(AGENCY), "2019-01-11T00:00:00Z", sign(1, 1, 5000)),
+        (enterprise_user(enterprise(1)), "2019-01-12T00:00:00Z", confirm(1)),
+    ]);
+    assert_eq!(
+        given(&events).rejects(
+            &agency_user(AGENCY),
+            "2019-02-20T00:00:00Z",
+            &report(1, 1, "2019-02-10T00:00:00Z", &[1])
+        ),
+        "CONTRACT_NOT_FILED"
+    );
+    let rules = rules();
+    let inputs = |events: &[Event]| {
+        AgencyState::from_events(events).credit_inputs(
+            "2019-H1".parse().unwrap(),
+            0,
+            at("2019-07-02T00:00:00Z"),
+            &rules.credit,
+            rules.time_zone,
+        )
+    };
+    let before = inputs(&events);
+    assert_eq!(
+        (
+            before.contracts_filed,
+            before.contracts_in_force,
+            before.visits_promised
+        ),
+        (0, 0, 0)
+    );
+    extend(
+        &mut events,
+        &[(town_officer("许村"), "2019-01-13T00:00:00Z", file(1, None))],
+    );
+    let after = inputs(&events);
+    assert_eq!((after.contracts_filed, after.contracts_in_force), (1, 1));
+    assert!(after.visits_promised > 0);
 }

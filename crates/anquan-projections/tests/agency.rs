@@ -17,8 +17,8 @@ use proptest::prelude::*;
 use uuid::Uuid;
 
 use anquan_domain::agency::{
-    AgencyCommand, AgencyProfile, AgencyState, FeeBand, Qualification, QualificationKind, RateService, RegisterAgency,
-    ReportService, ReportStaff, SignContract, StaffMember, TerminateContract,
+    AgencyCommand, AgencyProfile, AgencyState, ConfirmContract, FeeBand, FileContract, ProposeContract, Qualification,
+    QualificationKind, RateService, RegisterAgency, ReportService, ReportStaff, StaffMember, TerminateContract,
 };
 use anquan_domain::enterprise::FileRef;
 use anquan_domain::rules::RuleSet;
@@ -156,16 +156,18 @@ impl World {
     }
 
     async fn sign(&self, agency: u128, contract: u128, enterprise: u128, from: i64, days: i64) {
-        let command = AgencyCommand::SignContract(SignContract {
+        let town = Town::parse(if enterprise.is_multiple_of(2) {
+            "许村"
+        } else {
+            "长安"
+        })
+        .unwrap();
+        let contract_id = ContractId::from_uuid(Uuid::from_u128(contract));
+        let command = AgencyCommand::ProposeContract(ProposeContract {
             agency_id: agency_id(agency),
-            contract_id: ContractId::from_uuid(Uuid::from_u128(contract)),
+            contract_id,
             enterprise_id: enterprise_id(enterprise),
-            enterprise_town: Town::parse(if enterprise.is_multiple_of(2) {
-                "许村"
-            } else {
-                "长安"
-            })
-            .unwrap(),
+            enterprise_town: town.clone(),
             valid_from: day(from),
             valid_until: day(from + days),
             services: vec!["安全管家".into()],
@@ -173,6 +175,28 @@ impl World {
             fee_yuan: 5000,
         });
         assert!(self.execute(&admin(), day(from), command).await);
+        // Confirmed and filed at once: only a filed contract counts.
+        let party = Actor {
+            user_id: UserId::parse("enterprise-user").unwrap(),
+            role: Role::Enterprise {
+                enterprise_id: enterprise_id(enterprise),
+            },
+        };
+        let confirm = AgencyCommand::ConfirmContract(ConfirmContract {
+            agency_id: agency_id(agency),
+            contract_id,
+        });
+        assert!(self.execute(&party, day(from), confirm).await);
+        let officer = Actor {
+            user_id: UserId::parse("town-officer").unwrap(),
+            role: Role::TownOfficer { town },
+        };
+        let file = AgencyCommand::FileContract(FileContract {
+            agency_id: agency_id(agency),
+            contract_id,
+            exception_reason: None,
+        });
+        assert!(self.execute(&officer, day(from), file).await);
     }
 
     async fn all_events(&self) -> Vec<(AgencyId, Event)> {

@@ -439,7 +439,7 @@ async fn previous_layouts_are_rebuilt(
         .iter()
         .map(|row| (row.text(0).unwrap(), row.int(1).unwrap()))
         .collect();
-    assert_eq!(layouts, [("agency".to_owned(), 3), ("compliance".to_owned(), 4)]);
+    assert_eq!(layouts, [("agency".to_owned(), 4), ("compliance".to_owned(), 4)]);
 
     newer
         .migrate(

@@ -35,9 +35,9 @@ use uuid::Uuid;
 
 use anquan_domain::agency::event::HazardLevel as AgencyHazardLevel;
 use anquan_domain::agency::{
-    AgencyCommand, AgencyProfile, AgencyState, ChangeBlacklist, FeeBand, GradeAgency, HazardReport, Qualification,
-    QualificationKind, RateService, RegisterAgency, RegradeAgency, ReportService, ReportStaff, SignContract,
-    StaffMember, TerminateContract, WarnAgency, WarningKind,
+    AgencyCommand, AgencyProfile, AgencyState, ChangeBlacklist, ConfirmContract, FeeBand, FileContract, GradeAgency,
+    HazardReport, ProposeContract, Qualification, QualificationKind, RateService, RegisterAgency, RegradeAgency,
+    RejectContract, ReportService, ReportStaff, StaffMember, TerminateContract, WarnAgency, WarningKind,
 };
 use anquan_domain::compliance::{IndicatorState, RequirementState, evaluate};
 use anquan_domain::credit::Grade;
@@ -654,11 +654,11 @@ async fn agency_step(world: &World, rng: &mut Rng, memory: &mut Memory, now: Dat
             };
             let contract_id = ContractId::from_uuid(Uuid::from_u128(memory.next()));
             let valid_from = now - Duration::days(rng.below(60) as i64);
-            let command = AgencyCommand::SignContract(SignContract {
+            let command = AgencyCommand::ProposeContract(ProposeContract {
                 agency_id,
                 contract_id,
                 enterprise_id,
-                enterprise_town: town,
+                enterprise_town: town.clone(),
                 valid_from,
                 valid_until: valid_from + Duration::days(rng.below(400) as i64 + 10),
                 services: vec!["安全管家".into()],
@@ -667,6 +667,39 @@ async fn agency_step(world: &World, rng: &mut Rng, memory: &mut Memory, now: Dat
             });
             if world.agency(&admin(), now, command).await {
                 memory.contracts.push((agency_id, contract_id, enterprise_id));
+                // Only a filed contract counts: some stay proposed, some are only confirmed,
+                // some rejected; a fee outside the band is filed with an exception reason.
+                let party = Actor {
+                    user_id: UserId::parse("enterprise-user").unwrap(),
+                    role: Role::Enterprise { enterprise_id },
+                };
+                let officer = Actor {
+                    user_id: UserId::parse("town-officer").unwrap(),
+                    role: Role::TownOfficer { town },
+                };
+                match rng.below(5) {
+                    0 => {}
+                    1 => {
+                        let command = AgencyCommand::RejectContract(RejectContract {
+                            agency_id,
+                            contract_id,
+                            reason: "不同意".into(),
+                        });
+                        world.agency(&party, now, command).await;
+                    }
+                    answer => {
+                        let command = AgencyCommand::ConfirmContract(ConfirmContract { agency_id, contract_id });
+                        world.agency(&party, now, command).await;
+                        if answer > 2 {
+                            let command = AgencyCommand::FileContract(FileContract {
+                                agency_id,
+                                contract_id,
+                                exception_reason: Some("例外".into()),
+                            });
+                            world.agency(&officer, now, command).await;
+                        }
+                    }
+                }
             }
         }
         4 => {
@@ -848,6 +881,9 @@ fn oracle(
             Event::ContractSigned(e) => {
                 contract_enterprise.insert(e.contract_id, e.enterprise_id);
             }
+            Event::ContractProposed(e) => {
+                contract_enterprise.insert(e.contract_id, e.enterprise_id);
+            }
             Event::ServiceReported(e) => {
                 report_enterprise.insert(e.report_id, e.enterprise_id);
             }
@@ -966,10 +1002,17 @@ fn oracle(
                 .next_back()
                 .unwrap_or(initial)
         };
-        let contracts: Vec<&anquan_domain::agency::event::ContractSigned> = log
+        // Only filed contracts count, from their filing on.
+        let filed_at = |contract: ContractId| {
+            log.iter().find_map(|(_, event)| match event {
+                Event::ContractFiled(e) if e.contract_id == contract => Some(e.filed_at),
+                _ => None,
+            })
+        };
+        let contracts: Vec<&anquan_domain::agency::event::ContractProposed> = log
             .iter()
             .filter_map(|(_, event)| match event {
-                Event::ContractSigned(e) if e.enterprise_id == *enterprise_id => Some(e),
+                Event::ContractProposed(e) if e.enterprise_id == *enterprise_id => Some(e),
                 _ => None,
             })
             .collect();
@@ -984,7 +1027,7 @@ fn oracle(
         let in_force: Vec<ContractId> = contracts
             .iter()
             .filter(|c| {
-                c.signed_at <= at
+                filed_at(c.contract_id).is_some_and(|filed| filed <= at)
                     && c.valid_from <= at
                     && at < c.valid_until
                     && terminated(c.contract_id).is_none_or(|t| at < t)

@@ -25,7 +25,9 @@ use proptest::test_runner::{Config, TestRunner};
 use uuid::Uuid;
 
 use anquan_domain::agency::state::AgencyState;
-use anquan_domain::agency::{AgencyCommand, AgencyProfile, FeeBand, RegisterAgency, SignContract, TerminateContract};
+use anquan_domain::agency::{
+    AgencyCommand, AgencyProfile, FeeBand, ProposeContract, RegisterAgency, TerminateContract,
+};
 use anquan_domain::bounds::{INSTANT_END, INSTANT_MIN};
 use anquan_domain::enterprise::event::{HazardCategory, HazardLevel, HazardSource};
 use anquan_domain::enterprise::supervision::{ExtendHazardDeadline, NewHazard, RecordHazard, ReportAccident};
@@ -355,7 +357,7 @@ fn agency_command(op: &Op) -> Option<AgencyCommand> {
             from,
             until,
             fee,
-        } => AgencyCommand::SignContract(SignContract {
+        } => AgencyCommand::ProposeContract(ProposeContract {
             agency_id: agency_id(agency),
             contract_id: ContractId(pooled(contract)),
             enterprise_id: enterprise_id(enterprise),
@@ -396,11 +398,15 @@ async fn decide<A: Aggregate>(store: &InMemoryEventStore, rules: &RuleSet, n: us
 const FIXTURE_ENTERPRISE: Uuid = Uuid::from_u128(0x0192_f0c4_8b1e_5d8c_9a7e_3c2b_1a0f_9e8d);
 
 /// The event types of the agency stream.
-const AGENCY_EVENTS: [&str; 15] = [
+const AGENCY_EVENTS: [&str; 19] = [
     "AgencyRegistered",
     "AgencyProfileChanged",
     "StaffReported",
     "ContractSigned",
+    "ContractProposed",
+    "ContractConfirmed",
+    "ContractRejected",
+    "ContractFiled",
     "ContractTerminated",
     "ServiceReported",
     "ServiceRated",

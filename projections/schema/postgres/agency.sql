@@ -52,6 +52,12 @@ CREATE TABLE IF NOT EXISTS agency_contracts (
     fee_max_yuan BIGINT NOT NULL,
     fee_check TEXT NOT NULL,
     signed_at TIMESTAMPTZ NOT NULL,
+    status TEXT NOT NULL,
+    confirmed_at TIMESTAMPTZ,
+    rejected_at TIMESTAMPTZ,
+    rejection_reason TEXT,
+    filed_at TIMESTAMPTZ,
+    fee_exception_reason TEXT,
     PRIMARY KEY (agency_id, contract_id)
 );
 

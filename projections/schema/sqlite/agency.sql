@@ -52,6 +52,12 @@ CREATE TABLE IF NOT EXISTS agency_contracts (
     fee_max_yuan INTEGER NOT NULL,
     fee_check TEXT NOT NULL,
     signed_at TEXT NOT NULL,
+    status TEXT NOT NULL,
+    confirmed_at TEXT,
+    rejected_at TEXT,
+    rejection_reason TEXT,
+    filed_at TEXT,
+    fee_exception_reason TEXT,
     PRIMARY KEY (agency_id, contract_id)
 );
 

@@ -8,4 +8,5 @@ CREATE INDEX IF NOT EXISTS agency_contracts_by_period ON agency_contracts (valid
 CREATE INDEX IF NOT EXISTS agency_reports_by_agency ON agency_reports (agency_id, visited_at);
 CREATE INDEX IF NOT EXISTS agency_reports_by_enterprise ON agency_reports (enterprise_id, visited_at);
 CREATE INDEX IF NOT EXISTS agency_report_staff_by_staff ON agency_report_staff (staff_id);
-CREATE INDEX IF NOT EXISTS agency_sanctions_by_agency ON agency_sanctions (agency_id, position)
+CREATE INDEX IF NOT EXISTS agency_sanctions_by_agency ON agency_sanctions (agency_id, position);
+CREATE INDEX IF NOT EXISTS agency_contracts_awaiting_filing ON agency_contracts (town, status);

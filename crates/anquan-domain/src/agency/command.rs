@@ -6,12 +6,13 @@ use chrono::Duration;
 
 use super::event::{
     AgencyBlacklisted, AgencyComplaintFounded, AgencyDelisted, AgencyMisconductFound, AgencyProfile,
-    AgencyProfileChanged, AgencyRegistered, AgencyWarned, ContractSigned, ContractTerminated, CreditGraded,
-    CreditRegraded, DataSubjectErased, ErasedStaffEntry, FeeCheck, HazardLevel, ReportSpotChecked, ReportedHazard,
-    ServiceRated, ServiceReported, StaffMember, StaffReported, WarningKind,
+    AgencyProfileChanged, AgencyRegistered, AgencyWarned, ContractConfirmed, ContractFiled, ContractProposed,
+    ContractRejected, ContractTerminated, CreditGraded, CreditRegraded, DataSubjectErased, ErasedStaffEntry, FeeCheck,
+    HazardLevel, ReportSpotChecked, ReportedHazard, ServiceRated, ServiceReported, StaffMember, StaffReported,
+    WarningKind,
 };
 use super::rejection::AgencyRejection;
-use super::state::{AgencyRecord, AgencyState};
+use super::state::{AgencyRecord, AgencyState, ContractRecord, ContractStatus};
 use crate::Instant;
 use crate::actor::{Actor, Role};
 pub use crate::aggregate::DecisionContext;
@@ -55,10 +56,11 @@ pub struct ReportStaff {
     pub staff: Vec<StaffMember>,
 }
 
-/// Sign a service contract with a registered enterprise. The API checked that the enterprise is
-/// registered and supplies its town.
+/// Propose a service contract to a registered enterprise (the agency). The API checked that the
+/// enterprise is registered and supplies its town. The contract counts once the enterprise has
+/// confirmed it and the town officer has filed it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct SignContract {
+pub struct ProposeContract {
     pub agency_id: AgencyId,
     pub contract_id: ContractId,
     pub enterprise_id: EnterpriseId,
@@ -73,7 +75,31 @@ pub struct SignContract {
     pub fee_yuan: u64,
 }
 
-/// End a contract early.
+/// Confirm a proposed contract (the enterprise's own user).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConfirmContract {
+    pub agency_id: AgencyId,
+    pub contract_id: ContractId,
+}
+
+/// Reject a proposed contract, with a reason (the enterprise's own user).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RejectContract {
+    pub agency_id: AgencyId,
+    pub contract_id: ContractId,
+    pub reason: String,
+}
+
+/// File (备案) a confirmed contract (the officer of the enterprise's town). A fee outside the
+/// agency's band needs an exception reason.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FileContract {
+    pub agency_id: AgencyId,
+    pub contract_id: ContractId,
+    pub exception_reason: Option<String>,
+}
+
+/// End a contract early: before filing, the agency withdraws it; after, it stops counting.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TerminateContract {
     pub agency_id: AgencyId,
@@ -194,7 +220,10 @@ pub enum AgencyCommand {
     Register(RegisterAgency),
     ChangeProfile(ChangeAgencyProfile),
     ReportStaff(ReportStaff),
-    SignContract(SignContract),
+    ProposeContract(ProposeContract),
+    ConfirmContract(ConfirmContract),
+    RejectContract(RejectContract),
+    FileContract(FileContract),
     TerminateContract(TerminateContract),
     ReportService(ReportService),
     RateService(RateService),
@@ -219,7 +248,7 @@ impl AgencyCommand {
                 bounds::check_yuan("profile.feeBand.maxYuan", profile.fee_band.max_yuan)
             }
             AgencyCommand::ReportStaff(c) => bounds::check_period("halfYear", &c.half_year),
-            AgencyCommand::SignContract(c) => {
+            AgencyCommand::ProposeContract(c) => {
                 bounds::check_instant("validFrom", c.valid_from)?;
                 bounds::check_instant("validUntil", c.valid_until)?;
                 bounds::check_count("visitsPromised", u64::from(c.visits_promised))?;
@@ -245,6 +274,9 @@ impl AgencyCommand {
                 bounds::check_count("missedFindings", u64::from(*missed_findings))
             }
             AgencyCommand::TerminateContract(_)
+            | AgencyCommand::ConfirmContract(_)
+            | AgencyCommand::RejectContract(_)
+            | AgencyCommand::FileContract(_)
             | AgencyCommand::RateService(_)
             | AgencyCommand::SpotCheckReport(_)
             | AgencyCommand::FoundComplaint(_)
@@ -261,7 +293,10 @@ impl AgencyCommand {
             AgencyCommand::Register(c) => c.agency_id,
             AgencyCommand::ChangeProfile(c) => c.agency_id,
             AgencyCommand::ReportStaff(c) => c.agency_id,
-            AgencyCommand::SignContract(c) => c.agency_id,
+            AgencyCommand::ProposeContract(c) => c.agency_id,
+            AgencyCommand::ConfirmContract(c) => c.agency_id,
+            AgencyCommand::RejectContract(c) => c.agency_id,
+            AgencyCommand::FileContract(c) => c.agency_id,
             AgencyCommand::TerminateContract(c) => c.agency_id,
             AgencyCommand::ReportService(c) => c.agency_id,
             AgencyCommand::RateService(c) => c.agency_id,
@@ -282,7 +317,10 @@ impl AgencyCommand {
             AgencyCommand::Register(_) => "register_agency",
             AgencyCommand::ChangeProfile(_) => "change_agency_profile",
             AgencyCommand::ReportStaff(_) => "report_agency_staff",
-            AgencyCommand::SignContract(_) => "sign_service_contract",
+            AgencyCommand::ProposeContract(_) => "propose_service_contract",
+            AgencyCommand::ConfirmContract(_) => "confirm_service_contract",
+            AgencyCommand::RejectContract(_) => "reject_service_contract",
+            AgencyCommand::FileContract(_) => "file_service_contract",
             AgencyCommand::TerminateContract(_) => "terminate_service_contract",
             AgencyCommand::ReportService(_) => "report_service",
             AgencyCommand::RateService(_) => "rate_service",
@@ -327,7 +365,36 @@ impl AgencyState {
             AgencyCommand::Register(_) => city_admin("登记服务机构"),
             AgencyCommand::ChangeProfile(_) => act_for("修改该服务机构的基本信息"),
             AgencyCommand::ReportStaff(_) => act_for("报送该服务机构的人员名单"),
-            AgencyCommand::SignContract(_) => act_for("以该服务机构名义签订合同"),
+            AgencyCommand::ProposeContract(_) => act_for("以该服务机构名义提出服务合同"),
+            AgencyCommand::ConfirmContract(ConfirmContract { contract_id, .. })
+            | AgencyCommand::RejectContract(RejectContract { contract_id, .. }) => {
+                let Role::Enterprise { enterprise_id } = &actor.role else {
+                    return Err(AgencyRejection::forbidden("确认或拒绝服务合同", actor));
+                };
+                let contract = self.contract(*contract_id)?;
+                if *enterprise_id == contract.enterprise_id {
+                    Ok(())
+                } else {
+                    Err(AgencyRejection::NotContractEnterprise {
+                        contract_id: *contract_id,
+                        enterprise_id: contract.enterprise_id,
+                    })
+                }
+            }
+            AgencyCommand::FileContract(c) => {
+                let Role::TownOfficer { town } = &actor.role else {
+                    return Err(AgencyRejection::forbidden("备案服务合同", actor));
+                };
+                let contract = self.contract(c.contract_id)?;
+                if *town == contract.enterprise_town {
+                    Ok(())
+                } else {
+                    Err(AgencyRejection::NotContractTown {
+                        contract_id: c.contract_id,
+                        town: contract.enterprise_town.clone(),
+                    })
+                }
+            }
             AgencyCommand::TerminateContract(_) => act_for("解除该服务机构的合同"),
             AgencyCommand::ReportService(_) => act_for("以该服务机构名义报送服务报告"),
             AgencyCommand::RateService(c) => {
@@ -384,7 +451,35 @@ impl AgencyState {
                 })])
             }
             AgencyCommand::ReportStaff(c) => self.decide_report_staff(c, context),
-            AgencyCommand::SignContract(c) => self.decide_sign(agency, c, context),
+            AgencyCommand::ProposeContract(c) => self.decide_propose(agency, c, context),
+            AgencyCommand::ConfirmContract(c) => {
+                let contract = self.open_contract(c.contract_id)?;
+                if contract.status != ContractStatus::Proposed {
+                    return Err(AgencyRejection::ContractAlreadyAnswered {
+                        contract_id: c.contract_id,
+                    });
+                }
+                Ok(vec![Event::ContractConfirmed(ContractConfirmed {
+                    contract_id: c.contract_id,
+                    enterprise_id: contract.enterprise_id,
+                    confirmed_at: context.now,
+                })])
+            }
+            AgencyCommand::RejectContract(c) => {
+                let contract = self.open_contract(c.contract_id)?;
+                if contract.status != ContractStatus::Proposed {
+                    return Err(AgencyRejection::ContractAlreadyAnswered {
+                        contract_id: c.contract_id,
+                    });
+                }
+                Ok(vec![Event::ContractRejected(ContractRejected {
+                    contract_id: c.contract_id,
+                    enterprise_id: contract.enterprise_id,
+                    reason: text("reason", &c.reason, TEXT_CHARS_MAX)?,
+                    rejected_at: context.now,
+                })])
+            }
+            AgencyCommand::FileContract(c) => self.decide_file(agency, c, context),
             AgencyCommand::TerminateContract(c) => self.decide_terminate(c, context),
             AgencyCommand::ReportService(c) => self.decide_report_service(c, context),
             AgencyCommand::RateService(c) => self.decide_rate(c, context),
@@ -522,10 +617,10 @@ impl AgencyState {
         })])
     }
 
-    fn decide_sign(
+    fn decide_propose(
         &self,
         agency: &AgencyRecord,
-        command: &SignContract,
+        command: &ProposeContract,
         context: &DecisionContext<'_>,
     ) -> Result<Vec<Event>, AgencyRejection> {
         if self.is_blacklisted() {
@@ -554,7 +649,7 @@ impl AgencyState {
         } else {
             FeeCheck::AboveBand
         };
-        Ok(vec![Event::ContractSigned(ContractSigned {
+        Ok(vec![Event::ContractProposed(ContractProposed {
             contract_id: command.contract_id,
             enterprise_id: command.enterprise_id,
             enterprise_town: command.enterprise_town.clone(),
@@ -565,8 +660,68 @@ impl AgencyState {
             fee_yuan: command.fee_yuan,
             fee_band: band,
             fee_check,
-            signed_at: context.now,
+            proposed_at: context.now,
         })])
+    }
+
+    fn decide_file(
+        &self,
+        agency: &AgencyRecord,
+        command: &FileContract,
+        context: &DecisionContext<'_>,
+    ) -> Result<Vec<Event>, AgencyRejection> {
+        let contract = self.open_contract(command.contract_id)?;
+        match contract.status {
+            ContractStatus::Proposed => {
+                return Err(AgencyRejection::ContractNotConfirmed {
+                    contract_id: command.contract_id,
+                });
+            }
+            ContractStatus::Filed => {
+                return Err(AgencyRejection::ContractAlreadyFiled {
+                    contract_id: command.contract_id,
+                });
+            }
+            ContractStatus::Rejected | ContractStatus::Confirmed => {}
+        }
+        if self.is_blacklisted() {
+            return Err(AgencyRejection::Blacklisted {
+                agency_id: agency.agency_id,
+            });
+        }
+        let exception_reason = optional_text("exceptionReason", command.exception_reason.as_deref(), TEXT_CHARS_MAX)?;
+        if contract.fee_check != FeeCheck::WithinBand && exception_reason.is_none() {
+            return Err(AgencyRejection::FeeExceptionReasonRequired {
+                contract_id: command.contract_id,
+                fee_check: contract.fee_check,
+            });
+        }
+        Ok(vec![Event::ContractFiled(ContractFiled {
+            contract_id: command.contract_id,
+            enterprise_id: contract.enterprise_id,
+            enterprise_town: contract.enterprise_town.clone(),
+            fee_check: contract.fee_check,
+            fee_exception_reason: exception_reason,
+            filed_at: context.now,
+        })])
+    }
+
+    fn contract(&self, contract_id: ContractId) -> Result<&ContractRecord, AgencyRejection> {
+        self.contracts
+            .get(&contract_id)
+            .ok_or(AgencyRejection::UnknownContract { contract_id })
+    }
+
+    /// A contract the parties or the officer may still act on: neither rejected nor terminated.
+    fn open_contract(&self, contract_id: ContractId) -> Result<&ContractRecord, AgencyRejection> {
+        let contract = self.contract(contract_id)?;
+        if contract.status == ContractStatus::Rejected {
+            return Err(AgencyRejection::ContractRejected { contract_id });
+        }
+        if contract.terminated_at.is_some() {
+            return Err(AgencyRejection::ContractTerminated { contract_id });
+        }
+        Ok(contract)
     }
 
     fn decide_terminate(
@@ -582,6 +737,11 @@ impl AgencyState {
             })?;
         if contract.terminated_at.is_some() {
             return Err(AgencyRejection::ContractTerminated {
+                contract_id: command.contract_id,
+            });
+        }
+        if contract.status == ContractStatus::Rejected {
+            return Err(AgencyRejection::ContractRejected {
                 contract_id: command.contract_id,
             });
         }
@@ -610,6 +770,11 @@ impl AgencyState {
             })?;
         if command.visited_at > context.now {
             return Err(AgencyRejection::VisitInFuture);
+        }
+        if contract.status != ContractStatus::Filed {
+            return Err(AgencyRejection::ContractNotFiled {
+                contract_id: command.contract_id,
+            });
         }
         if !contract.in_force_at(command.visited_at) {
             return Err(AgencyRejection::ContractNotInForce {

@@ -106,8 +106,9 @@ pub enum FeeCheck {
     AboveBand,
 }
 
-/// An agency signed a service contract with an enterprise. The fee is checked against the
-/// band in force at signing; a fee outside it is recorded and flagged, not refused.
+/// An agency signed a service contract with an enterprise, on its own (before issue #21). Old
+/// logs keep it; the platform reads it as a contract proposed, confirmed and filed at
+/// `signed_at`, since it counted toward coverage from then. No new one is recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContractSigned {
     pub contract_id: ContractId,
@@ -127,7 +128,65 @@ pub struct ContractSigned {
     pub signed_at: Instant,
 }
 
-/// A contract ended before its period did.
+/// An agency proposed a service contract to an enterprise. The fee is checked against the band
+/// in force at the proposal; a fee outside it is recorded and flagged, and the town officer
+/// files it only with an exception reason. The contract counts for nothing until it is filed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContractProposed {
+    pub contract_id: ContractId,
+    pub enterprise_id: EnterpriseId,
+    /// The enterprise's town at the proposal: its officer files the contract, and coverage
+    /// counts it in this town.
+    pub enterprise_town: Town,
+    /// The contract is in force from `valid_from` until just before `valid_until`, once filed.
+    pub valid_from: Instant,
+    pub valid_until: Instant,
+    /// The services promised (e.g. 安全管家, 隐患排查, 安全培训).
+    pub services: Vec<String>,
+    /// Visits promised over the contract's period.
+    pub visits_promised: u32,
+    pub fee_yuan: u64,
+    pub fee_band: FeeBand,
+    pub fee_check: FeeCheck,
+    pub proposed_at: Instant,
+}
+
+/// The enterprise confirmed a proposed contract (its own user).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContractConfirmed {
+    pub contract_id: ContractId,
+    pub enterprise_id: EnterpriseId,
+    pub confirmed_at: Instant,
+}
+
+/// The enterprise rejected a proposed contract, with its reason; the contract never counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContractRejected {
+    pub contract_id: ContractId,
+    pub enterprise_id: EnterpriseId,
+    pub reason: String,
+    pub rejected_at: Instant,
+}
+
+/// The officer of the enterprise's town filed (备案) a confirmed contract: from now on it counts
+/// toward coverage, credit and the public pages. A fee outside the band is filed only with the
+/// officer's exception reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContractFiled {
+    pub contract_id: ContractId,
+    pub enterprise_id: EnterpriseId,
+    /// The town the contract was filed in (the one recorded at the proposal).
+    pub enterprise_town: Town,
+    /// The fee check of the proposal, as the officer saw it.
+    pub fee_check: FeeCheck,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee_exception_reason: Option<String>,
+    pub filed_at: Instant,
+}
+
+/// A contract ended before its period did. Before filing it is withdrawn (it never counted);
+/// after filing it stops counting from `terminated_at`. A rejected contract cannot be
+/// terminated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContractTerminated {
     pub contract_id: ContractId,

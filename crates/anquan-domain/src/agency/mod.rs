@@ -3,7 +3,7 @@
 //! Stream: `agency-<AgencyId>`.
 //!
 //! Contracts, reports and ratings live on the agency's stream so that "a blacklisted agency
-//! cannot sign" and "only the served enterprise rates a service record, once" are single-stream
+//! cannot propose" and "only the served enterprise rates a service record, once" are single-stream
 //! rules, decided with optimistic concurrency.
 
 pub mod command;
@@ -12,16 +12,17 @@ pub mod rejection;
 pub mod state;
 
 pub use command::{
-    AgencyCommand, ChangeAgencyProfile, ChangeBlacklist, DecisionContext, EraseDataSubject, FoundComplaint,
-    GradeAgency, HazardReport, RateService, RecordMisconduct, RegisterAgency, RegradeAgency, ReportService,
-    ReportStaff, SignContract, SpotCheckReport, TerminateContract, WarnAgency, misconduct_name,
+    AgencyCommand, ChangeAgencyProfile, ChangeBlacklist, ConfirmContract, DecisionContext, EraseDataSubject,
+    FileContract, FoundComplaint, GradeAgency, HazardReport, ProposeContract, RateService, RecordMisconduct,
+    RegisterAgency, RegradeAgency, RejectContract, ReportService, ReportStaff, SpotCheckReport, TerminateContract,
+    WarnAgency, misconduct_name,
 };
 pub use event::{
     AgencyProfile, DataSubjectErased, ErasedStaffEntry, FeeBand, FeeCheck, HazardLevel, Qualification,
     QualificationKind, ReportedHazard, StaffMember, WarningKind,
 };
 pub use rejection::AgencyRejection;
-pub use state::{AgencyRecord, AgencyState, ContractRecord, GradeRecord, ReportRecord, StaffReport};
+pub use state::{AgencyRecord, AgencyState, ContractRecord, ContractStatus, GradeRecord, ReportRecord, StaffReport};
 
 use uuid::Uuid;
 

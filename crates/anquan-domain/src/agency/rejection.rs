@@ -1,8 +1,9 @@
 //! Why a command on the agency stream was refused; each variant names the broken rule.
 
+use super::event::FeeCheck;
 use crate::actor::Actor;
 use crate::credit::Grade;
-use crate::ids::{AgencyId, ContractId, EnterpriseId, ServiceReportId, StaffId};
+use crate::ids::{AgencyId, ContractId, EnterpriseId, ServiceReportId, StaffId, Town};
 use crate::period::Period;
 use crate::refusal::{Details, FieldProblem};
 
@@ -40,6 +41,28 @@ pub enum AgencyRejection {
     UnknownContract { contract_id: ContractId },
     #[error("合同 {contract_id} 已经解除")]
     ContractTerminated { contract_id: ContractId },
+    #[error("合同 {contract_id} 只能由合同所列企业（{enterprise_id}）确认或拒绝")]
+    NotContractEnterprise {
+        contract_id: ContractId,
+        enterprise_id: EnterpriseId,
+    },
+    #[error("合同 {contract_id} 只能由企业所在镇（{town}）的镇街管理员备案")]
+    NotContractTown { contract_id: ContractId, town: Town },
+    #[error("合同 {contract_id} 已经由企业答复过，不能再确认或拒绝")]
+    ContractAlreadyAnswered { contract_id: ContractId },
+    #[error("合同 {contract_id} 已被企业拒绝")]
+    ContractRejected { contract_id: ContractId },
+    #[error("合同 {contract_id} 尚未经企业确认，不能备案")]
+    ContractNotConfirmed { contract_id: ContractId },
+    #[error("合同 {contract_id} 已经备案")]
+    ContractAlreadyFiled { contract_id: ContractId },
+    #[error("合同 {contract_id} 的收费不在服务机构公布的收费标准内，备案须写明例外理由")]
+    FeeExceptionReasonRequired {
+        contract_id: ContractId,
+        fee_check: FeeCheck,
+    },
+    #[error("合同 {contract_id} 尚未备案，不能据此报送服务")]
+    ContractNotFiled { contract_id: ContractId },
     #[error("服务发生时合同 {contract_id} 不在有效期内")]
     ContractNotInForce { contract_id: ContractId },
     #[error("合同的截止时间应晚于起始时间")]
@@ -126,7 +149,23 @@ impl AgencyRejection {
             AgencyRejection::InvalidFeeBand { min_yuan, max_yuan } => {
                 vec![("minYuan", text(min_yuan)), ("maxYuan", text(max_yuan))]
             }
-            AgencyRejection::DuplicateContract { contract_id }
+            AgencyRejection::NotContractEnterprise {
+                contract_id,
+                enterprise_id,
+            } => vec![("contractId", text(contract_id)), ("enterpriseId", text(enterprise_id))],
+            AgencyRejection::NotContractTown { contract_id, town } => {
+                vec![("contractId", text(contract_id)), ("town", text(town))]
+            }
+            AgencyRejection::FeeExceptionReasonRequired { contract_id, fee_check } => vec![
+                ("contractId", text(contract_id)),
+                ("feeCheck", serde_json::to_value(fee_check).unwrap_or_default()),
+            ],
+            AgencyRejection::ContractAlreadyAnswered { contract_id }
+            | AgencyRejection::ContractRejected { contract_id }
+            | AgencyRejection::ContractNotConfirmed { contract_id }
+            | AgencyRejection::ContractAlreadyFiled { contract_id }
+            | AgencyRejection::ContractNotFiled { contract_id }
+            | AgencyRejection::DuplicateContract { contract_id }
             | AgencyRejection::UnknownContract { contract_id }
             | AgencyRejection::ContractTerminated { contract_id }
             | AgencyRejection::ContractNotInForce { contract_id } => vec![("contractId", text(contract_id))],
@@ -177,6 +216,14 @@ impl AgencyRejection {
             AgencyRejection::UnknownContract { .. } => "UNKNOWN_CONTRACT",
             AgencyRejection::ContractTerminated { .. } => "CONTRACT_TERMINATED",
             AgencyRejection::ContractNotInForce { .. } => "CONTRACT_NOT_IN_FORCE",
+            AgencyRejection::NotContractEnterprise { .. } => "NOT_CONTRACT_ENTERPRISE",
+            AgencyRejection::NotContractTown { .. } => "NOT_CONTRACT_TOWN",
+            AgencyRejection::ContractAlreadyAnswered { .. } => "CONTRACT_ALREADY_ANSWERED",
+            AgencyRejection::ContractRejected { .. } => "CONTRACT_REJECTED",
+            AgencyRejection::ContractNotConfirmed { .. } => "CONTRACT_NOT_CONFIRMED",
+            AgencyRejection::ContractAlreadyFiled { .. } => "CONTRACT_ALREADY_FILED",
+            AgencyRejection::FeeExceptionReasonRequired { .. } => "FEE_EXCEPTION_REASON_REQUIRED",
+            AgencyRejection::ContractNotFiled { .. } => "CONTRACT_NOT_FILED",
             AgencyRejection::InvalidContractPeriod => "INVALID_CONTRACT_PERIOD",
             AgencyRejection::UnknownStaff { .. } => "UNKNOWN_STAFF",
             AgencyRejection::DuplicateStaff { .. } => "DUPLICATE_STAFF",
@@ -235,6 +282,14 @@ mod tests {
             AgencyRejection::ReasonNamesPerson => 26,
             AgencyRejection::NotGradable { .. } => 27,
             AgencyRejection::NotFinallyGraded { .. } => 28,
+            AgencyRejection::NotContractEnterprise { .. } => 29,
+            AgencyRejection::NotContractTown { .. } => 30,
+            AgencyRejection::ContractAlreadyAnswered { .. } => 31,
+            AgencyRejection::ContractRejected { .. } => 32,
+            AgencyRejection::ContractNotConfirmed { .. } => 33,
+            AgencyRejection::ContractAlreadyFiled { .. } => 34,
+            AgencyRejection::FeeExceptionReasonRequired { .. } => 35,
+            AgencyRejection::ContractNotFiled { .. } => 36,
         }
     }
 
@@ -293,12 +348,29 @@ mod tests {
                 reason: "未评级：该半年度服务报告 0 份，少于 2 份".to_owned(),
             },
             AgencyRejection::NotFinallyGraded { half_year },
+            AgencyRejection::NotContractEnterprise {
+                contract_id,
+                enterprise_id: EnterpriseId::from_uuid(uuid::Uuid::from_u128(5)),
+            },
+            AgencyRejection::NotContractTown {
+                contract_id,
+                town: crate::ids::Town::parse("许村").unwrap(),
+            },
+            AgencyRejection::ContractAlreadyAnswered { contract_id },
+            AgencyRejection::ContractRejected { contract_id },
+            AgencyRejection::ContractNotConfirmed { contract_id },
+            AgencyRejection::ContractAlreadyFiled { contract_id },
+            AgencyRejection::FeeExceptionReasonRequired {
+                contract_id,
+                fee_check: FeeCheck::AboveBand,
+            },
+            AgencyRejection::ContractNotFiled { contract_id },
         ]
     }
 
     #[test]
     fn every_rejection_tells_a_person_in_chinese_and_a_program_in_an_english_code() {
-        crate::refusal::assert_every_variant_speaks_to_both_audiences(&samples(), variant_index, 29);
+        crate::refusal::assert_every_variant_speaks_to_both_audiences(&samples(), variant_index, 37);
     }
 
     #[test]

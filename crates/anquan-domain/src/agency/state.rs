@@ -10,7 +10,7 @@ use super::event::{AgencyProfile, FeeCheck, StaffMember, WarningKind};
 use crate::Instant;
 use crate::credit::{CreditInputs, CreditRules, CreditScore, Grade, MisconductKind};
 use crate::event::Event;
-use crate::ids::{AgencyId, ContractId, EnterpriseId, ServiceReportId, StaffId};
+use crate::ids::{AgencyId, ContractId, EnterpriseId, ServiceReportId, StaffId, Town};
 use crate::period::{Cadence, Period};
 use crate::personal::{DataSubject, ERASED};
 
@@ -46,17 +46,37 @@ pub struct StaffReport {
     pub reported_at: Instant,
 }
 
+/// Where a contract stands between its two parties and the town officer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContractStatus {
+    /// The agency proposed it; the enterprise has not answered.
+    Proposed,
+    /// The enterprise confirmed it; the town officer has not filed it.
+    Confirmed,
+    /// The enterprise rejected it; it never counts.
+    Rejected,
+    /// The town officer filed it: it counts from now on.
+    Filed,
+}
+
 /// A contract.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContractRecord {
     pub enterprise_id: EnterpriseId,
+    /// The enterprise's town at the proposal, whose officer files it.
+    pub enterprise_town: Town,
+    pub status: ContractStatus,
     pub valid_from: Instant,
     pub valid_until: Instant,
     /// Visits promised over the contract's period.
     #[serde(default)]
     pub visits_promised: u32,
     pub fee_check: FeeCheck,
-    pub signed_at: Instant,
+    /// When the agency proposed it (signed it, for a contract of an old log).
+    pub proposed_at: Instant,
+    /// When the town officer filed it.
+    pub filed_at: Option<Instant>,
     pub terminated_at: Option<Instant>,
 }
 
@@ -87,9 +107,10 @@ pub struct GradeRecord {
 }
 
 impl ContractRecord {
-    /// Tells whether the contract is in force at `instant`.
+    /// Tells whether the contract is filed and in force at `instant`.
     pub fn in_force_at(&self, instant: Instant) -> bool {
-        self.valid_from <= instant
+        self.status == ContractStatus::Filed
+            && self.valid_from <= instant
             && instant < self.valid_until
             && self.terminated_at.is_none_or(|terminated| instant < terminated)
     }
@@ -121,19 +142,56 @@ impl AgencyState {
                     },
                 );
             }
+            // A contract of an old log: proposed, confirmed and filed at once.
             Event::ContractSigned(e) => {
                 self.contracts.insert(
                     e.contract_id,
                     ContractRecord {
                         enterprise_id: e.enterprise_id,
+                        enterprise_town: e.enterprise_town.clone(),
+                        status: ContractStatus::Filed,
                         valid_from: e.valid_from,
                         valid_until: e.valid_until,
                         visits_promised: e.visits_promised,
                         fee_check: e.fee_check,
-                        signed_at: e.signed_at,
+                        proposed_at: e.signed_at,
+                        filed_at: Some(e.signed_at),
                         terminated_at: None,
                     },
                 );
+            }
+            Event::ContractProposed(e) => {
+                self.contracts.insert(
+                    e.contract_id,
+                    ContractRecord {
+                        enterprise_id: e.enterprise_id,
+                        enterprise_town: e.enterprise_town.clone(),
+                        status: ContractStatus::Proposed,
+                        valid_from: e.valid_from,
+                        valid_until: e.valid_until,
+                        visits_promised: e.visits_promised,
+                        fee_check: e.fee_check,
+                        proposed_at: e.proposed_at,
+                        filed_at: None,
+                        terminated_at: None,
+                    },
+                );
+            }
+            Event::ContractConfirmed(e) => {
+                if let Some(contract) = self.contracts.get_mut(&e.contract_id) {
+                    contract.status = ContractStatus::Confirmed;
+                }
+            }
+            Event::ContractRejected(e) => {
+                if let Some(contract) = self.contracts.get_mut(&e.contract_id) {
+                    contract.status = ContractStatus::Rejected;
+                }
+            }
+            Event::ContractFiled(e) => {
+                if let Some(contract) = self.contracts.get_mut(&e.contract_id) {
+                    contract.status = ContractStatus::Filed;
+                    contract.filed_at = Some(e.filed_at);
+                }
             }
             Event::ContractTerminated(e) => {
                 if let Some(contract) = self.contracts.get_mut(&e.contract_id) {
@@ -297,11 +355,19 @@ impl AgencyState {
                 }
             }
         }
-        for contract in self.contracts.values().filter(|contract| within(contract.signed_at)) {
+        // Only filed contracts count, in the half-year they were filed.
+        for contract in self
+            .contracts
+            .values()
+            .filter(|contract| contract.filed_at.is_some_and(|filed| within(filed) && filed < end))
+        {
             inputs.contracts_filed += 1;
             inputs.contracts_within_band += u32::from(contract.fee_check == FeeCheck::WithinBand);
         }
         for (contract_id, contract) in &self.contracts {
+            if contract.filed_at.is_none_or(|filed| filed >= end) {
+                continue;
+            }
             let contract_end = contract
                 .terminated_at
                 .map_or(contract.valid_until, |terminated| terminated.min(contract.valid_until));

@@ -24,20 +24,21 @@ pub struct ServiceFacts {
     pub reports: Vec<ReportFact>,
 }
 
-/// A service contract as the metrics see it.
+/// A filed service contract as the metrics see it; contracts not filed are no metric's fact.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContractFact {
     pub contract_id: ContractId,
-    pub signed_at: Instant,
+    /// When the town officer filed it (signed it, for a contract of an old log).
+    pub filed_at: Instant,
     pub valid_from: Instant,
     pub valid_until: Instant,
     pub terminated_at: Option<Instant>,
 }
 
 impl ContractFact {
-    /// Known (signed) by `at`, and in force at `at`.
+    /// Filed by `at`, and in force at `at`.
     pub fn in_force_at(&self, at: Instant) -> bool {
-        self.signed_at <= at
+        self.filed_at <= at
             && self.valid_from <= at
             && at < self.valid_until
             && self.terminated_at.is_none_or(|terminated| at < terminated)

@@ -10,8 +10,9 @@
 )]
 
 use anquan_domain::agency::{
-    AgencyCommand, AgencyProfile, AgencyRejection, AgencyState, DecisionContext, FeeBand, Qualification,
-    QualificationKind, RateService, RegisterAgency, ReportService, ReportStaff, SignContract, StaffMember,
+    AgencyCommand, AgencyProfile, AgencyRejection, AgencyState, ConfirmContract, DecisionContext, FeeBand,
+    FileContract, ProposeContract, Qualification, QualificationKind, RateService, RegisterAgency, RejectContract,
+    ReportService, ReportStaff, StaffMember,
 };
 use anquan_domain::enterprise::FileRef;
 use anquan_domain::rules::RuleSet;
@@ -116,7 +117,7 @@ pub fn report_staff(half_year: &str, members: &[u128]) -> AgencyCommand {
 }
 
 pub fn sign(contract: u128, enterprise_n: u128, fee_yuan: u64) -> AgencyCommand {
-    AgencyCommand::SignContract(SignContract {
+    AgencyCommand::ProposeContract(ProposeContract {
         agency_id: AGENCY,
         contract_id: contract_id(contract),
         enterprise_id: enterprise(enterprise_n),
@@ -127,6 +128,52 @@ pub fn sign(contract: u128, enterprise_n: u128, fee_yuan: u64) -> AgencyCommand 
         visits_promised: 4,
         fee_yuan,
     })
+}
+
+pub fn town_officer(town: &str) -> Actor {
+    Actor {
+        user_id: UserId::parse("town-officer").unwrap(),
+        role: Role::TownOfficer {
+            town: Town::parse(town).unwrap(),
+        },
+    }
+}
+
+pub fn confirm(contract: u128) -> AgencyCommand {
+    AgencyCommand::ConfirmContract(ConfirmContract {
+        agency_id: AGENCY,
+        contract_id: contract_id(contract),
+    })
+}
+
+pub fn reject(contract: u128, reason: &str) -> AgencyCommand {
+    AgencyCommand::RejectContract(RejectContract {
+        agency_id: AGENCY,
+        contract_id: contract_id(contract),
+        reason: reason.to_owned(),
+    })
+}
+
+pub fn file(contract: u128, exception_reason: Option<&str>) -> AgencyCommand {
+    AgencyCommand::FileContract(FileContract {
+        agency_id: AGENCY,
+        contract_id: contract_id(contract),
+        exception_reason: exception_reason.map(str::to_owned),
+    })
+}
+
+/// The enterprise confirms and the officer of 许村 files contract `contract` with enterprise
+/// `enterprise_n`, at `now`.
+pub fn confirmed_and_filed(
+    contract: u128,
+    enterprise_n: u128,
+    now: &'static str,
+    exception_reason: Option<&str>,
+) -> Vec<(Actor, &'static str, AgencyCommand)> {
+    vec![
+        (enterprise_user(enterprise(enterprise_n)), now, confirm(contract)),
+        (town_officer("许村"), now, file(contract, exception_reason)),
+    ]
 }
 
 pub fn file_ref(seed: u8) -> FileRef {
@@ -230,5 +277,7 @@ pub fn registered_with_contract() -> Vec<Event> {
             report_staff("2019-H1", &[1, 2]),
         ),
         (agency_user(AGENCY), "2019-01-11T00:00:00Z", sign(1, 1, 5000)),
+        (enterprise_user(enterprise(1)), "2019-01-11T00:00:00Z", confirm(1)),
+        (town_officer("许村"), "2019-01-11T00:00:00Z", file(1, None)),
     ])
 }

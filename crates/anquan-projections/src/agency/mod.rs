@@ -9,15 +9,15 @@ mod serving;
 pub use query::{
     AgencyView, ContractView, DirectoryEntry, DirectoryFilter, GradeKind, GradeView, LatestGrade, ReportView,
     SanctionView, ServiceStatistics, StaffReportView, StaffView, StatisticsScope, agencies, agency, contract,
-    contracts_of_agency, contracts_of_enterprise, current_per_half_year, directory, grade_history, grades,
-    reports_of_agency, reports_of_enterprise, sanctions, service_coverage, staff_member, staff_of_agency,
-    staff_reports, yearly_statistics,
+    contracts_awaiting_filing, contracts_of_agency, contracts_of_enterprise, current_per_half_year, directory,
+    grade_history, grades, reports_of_agency, reports_of_enterprise, sanctions, service_coverage, staff_member,
+    staff_of_agency, staff_reports, yearly_statistics,
 };
 pub use serving::{ServingAgency, serving_agency};
 
 use anquan_domain::agency::event::{
-    AgencyBlacklisted, AgencyProfile, ContractSigned, DataSubjectErased, Qualification, ServiceRated, ServiceReported,
-    StaffReported,
+    AgencyBlacklisted, AgencyProfile, ContractProposed, DataSubjectErased, Qualification, ServiceRated,
+    ServiceReported, StaffReported,
 };
 use anquan_domain::agency::{FeeCheck, HazardLevel, WarningKind, misconduct_name};
 use anquan_domain::credit::{CreditInputs, CreditScore, Grade};
@@ -58,9 +58,18 @@ const ERASE_STAFF: &str = "UPDATE agency_staff SET name = $4, qualifications = $
     WHERE agency_id = $1 AND half_year = $2 AND staff_id = $3";
 const ERASE_CONTACT: &str =
     "UPDATE agency_agencies SET contact_phone = $2 WHERE agency_id = $1 AND contact_phone IS NOT NULL";
+/// `signed_at` is when the agency proposed the contract; a contract of an old log
+/// (`ContractSigned`) is inserted filed, confirmed and filed at its signing.
 const INSERT_CONTRACT: &str = "INSERT INTO agency_contracts (contract_id, agency_id, enterprise_id, town, \
-    valid_from, valid_until, services, visits_promised, fee_yuan, fee_min_yuan, fee_max_yuan, fee_check, signed_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+    valid_from, valid_until, services, visits_promised, fee_yuan, fee_min_yuan, fee_max_yuan, fee_check, signed_at, \
+    status, confirmed_at, filed_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+const CONFIRM_CONTRACT: &str =
+    "UPDATE agency_contracts SET status = 'confirmed', confirmed_at = $2 WHERE agency_id = $3 AND contract_id = $1";
+const REJECT_CONTRACT: &str = "UPDATE agency_contracts SET status = 'rejected', rejected_at = $2, \
+    rejection_reason = $4 WHERE agency_id = $3 AND contract_id = $1";
+const FILE_CONTRACT: &str = "UPDATE agency_contracts SET status = 'filed', filed_at = $2, \
+    fee_exception_reason = $4 WHERE agency_id = $3 AND contract_id = $1";
 const TERMINATE_CONTRACT: &str =
     "UPDATE agency_contracts SET terminated_at = $2 WHERE agency_id = $3 AND contract_id = $1";
 const INSERT_REPORT: &str = "INSERT INTO agency_reports (report_id, agency_id, contract_id, enterprise_id, \
@@ -128,8 +137,9 @@ impl Projection for AgencyProjection {
 
     /// Layout 2 stores positions whole (`values::position`, text) instead of the SQL
     /// backends' sequence number alone. Layout 3 adds `agency_credit_grades` and the erased staff rows.
+    /// Layout 4 adds the contracts' status (proposed, confirmed, rejected, filed) and its instants.
     fn layout(&self) -> u32 {
-        3
+        4
     }
 
     fn apply(&self, event: &RecordedEvent, decoded: &Event, out: &mut BatchStatements) -> Result<(), ProjectionError> {
@@ -153,7 +163,46 @@ impl Projection for AgencyProjection {
             }
             Event::StaffReported(e) => staff_statements(&id, e, out)?,
             Event::DataSubjectErased(e) => erasure_statements(&id, e, out)?,
-            Event::ContractSigned(e) => out.push(contract_statement(&id, e)?),
+            Event::ContractSigned(e) => out.push(contract_statement(
+                &id,
+                &ContractProposed {
+                    contract_id: e.contract_id,
+                    enterprise_id: e.enterprise_id,
+                    enterprise_town: e.enterprise_town.clone(),
+                    valid_from: e.valid_from,
+                    valid_until: e.valid_until,
+                    services: e.services.clone(),
+                    visits_promised: e.visits_promised,
+                    fee_yuan: e.fee_yuan,
+                    fee_band: e.fee_band,
+                    fee_check: e.fee_check,
+                    proposed_at: e.signed_at,
+                },
+                Some(e.signed_at),
+            )?),
+            Event::ContractProposed(e) => out.push(contract_statement(&id, e, None)?),
+            Event::ContractConfirmed(e) => out.push(Statement::new(
+                CONFIRM_CONTRACT,
+                vec![text(e.contract_id), SqlValue::Timestamp(e.confirmed_at), id.clone()],
+            )),
+            Event::ContractRejected(e) => out.push(Statement::new(
+                REJECT_CONTRACT,
+                vec![
+                    text(e.contract_id),
+                    SqlValue::Timestamp(e.rejected_at),
+                    id.clone(),
+                    SqlValue::Text(e.reason.clone()),
+                ],
+            )),
+            Event::ContractFiled(e) => out.push(Statement::new(
+                FILE_CONTRACT,
+                vec![
+                    text(e.contract_id),
+                    SqlValue::Timestamp(e.filed_at),
+                    id.clone(),
+                    optional(e.fee_exception_reason.clone()),
+                ],
+            )),
             Event::ContractTerminated(e) => out.push(Statement::new(
                 TERMINATE_CONTRACT,
                 vec![text(e.contract_id), SqlValue::Timestamp(e.terminated_at), id.clone()],
@@ -309,7 +358,14 @@ fn erasure_statements(id: &SqlValue, e: &DataSubjectErased, out: &mut BatchState
     Ok(())
 }
 
-fn contract_statement(id: &SqlValue, e: &ContractSigned) -> Result<Statement, ProjectionError> {
+/// The row of a proposed contract; `filed_at` is set for a contract of an old log, signed and
+/// counted at once.
+fn contract_statement(
+    id: &SqlValue,
+    e: &ContractProposed,
+    filed_at: Option<anquan_domain::Instant>,
+) -> Result<Statement, ProjectionError> {
+    let at = |instant: Option<anquan_domain::Instant>| instant.map_or(SqlValue::Null, SqlValue::Timestamp);
     let fee_check = match e.fee_check {
         FeeCheck::WithinBand => "within_band",
         FeeCheck::BelowBand => "below_band",
@@ -330,7 +386,10 @@ fn contract_statement(id: &SqlValue, e: &ContractSigned) -> Result<Statement, Pr
             int("fee band minimum", e.fee_band.min_yuan),
             int("fee band maximum", e.fee_band.max_yuan),
             SqlValue::Text(fee_check.to_owned()),
-            SqlValue::Timestamp(e.signed_at),
+            SqlValue::Timestamp(e.proposed_at),
+            SqlValue::Text(if filed_at.is_some() { "filed" } else { "proposed" }.to_owned()),
+            at(filed_at),
+            at(filed_at),
         ],
     ))
 }

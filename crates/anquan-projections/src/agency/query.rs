@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{Datelike, FixedOffset};
 
-use anquan_domain::agency::{AgencyProfile, FeeBand, FeeCheck, Qualification, ReportedHazard, StaffMember};
+use anquan_domain::agency::{
+    AgencyProfile, ContractStatus, FeeBand, FeeCheck, Qualification, ReportedHazard, StaffMember,
+};
 use anquan_domain::credit::{CreditInputs, CreditScore, Grade};
 use anquan_domain::enterprise::FileRef;
 use anquan_domain::{AgencyId, ContractId, EnterpriseId, Instant, Period, ServiceReportId, StaffId, Town};
@@ -60,7 +62,26 @@ pub struct ContractView {
     pub fee_yuan: u64,
     pub fee_band: FeeBand,
     pub fee_check: FeeCheck,
+    /// When the agency proposed it (signed it, for a contract of an old log).
     pub signed_at: Instant,
+    pub status: ContractStatus,
+    pub confirmed_at: Option<Instant>,
+    pub rejected_at: Option<Instant>,
+    pub rejection_reason: Option<String>,
+    /// When the town officer filed it: it counts from then on.
+    pub filed_at: Option<Instant>,
+    pub fee_exception_reason: Option<String>,
+}
+
+impl ContractView {
+    /// Tells whether the contract was filed by `at` and is in force at `at`: only such a
+    /// contract counts toward coverage and shows on public pages.
+    pub fn counts_at(&self, at: Instant) -> bool {
+        self.filed_at.is_some_and(|filed| filed <= at)
+            && self.valid_from <= at
+            && at < self.valid_until
+            && self.terminated_at.is_none_or(|terminated| at < terminated)
+    }
 }
 
 /// A service report with its rating and spot check.
@@ -184,7 +205,8 @@ const STAFF_OF_HALF_YEAR: &str = "SELECT agency_id, half_year, staff_id, name, q
 const STAFF_BY_ID: &str = "SELECT agency_id, half_year, staff_id, name, qualifications, phone \
     FROM agency_staff WHERE staff_id = $1 ORDER BY half_year DESC LIMIT 1";
 const CONTRACT_COLUMNS: &str = "SELECT contract_id, agency_id, enterprise_id, town, valid_from, valid_until, \
-    terminated_at, services, visits_promised, fee_yuan, fee_min_yuan, fee_max_yuan, fee_check, signed_at \
+    terminated_at, services, visits_promised, fee_yuan, fee_min_yuan, fee_max_yuan, fee_check, signed_at, \
+    status, confirmed_at, rejected_at, rejection_reason, filed_at, fee_exception_reason \
     FROM agency_contracts";
 const REPORT_COLUMNS: &str = "SELECT report_id, agency_id, contract_id, enterprise_id, visited_at, findings, \
     hazards, photos, report_file, on_time, reported_at, stars, comment, rated_at, spot_check_qualified \
@@ -204,9 +226,9 @@ const SERVICES_OF_STAFF: &str = "SELECT r.enterprise_id, r.visited_at, r.stars F
     JOIN agency_reports r ON r.agency_id = s.agency_id AND r.report_id = s.report_id WHERE s.staff_id = $1 LIMIT $2";
 const SERVICES_IN_RANGE: &str = "SELECT agency_id, enterprise_id, stars FROM agency_reports \
     WHERE visited_at >= $1 AND visited_at < $2 LIMIT $3";
-/// Contracts in force at `$1`; `$2 = ''` means every town.
+/// Contracts filed by `$1` and in force at `$1`; `$2 = ''` means every town.
 const COVERAGE: &str = "SELECT DISTINCT enterprise_id, town FROM agency_contracts \
-    WHERE valid_from <= $1 AND valid_until > $1 AND (terminated_at IS NULL OR terminated_at > $1) \
+    WHERE filed_at IS NOT NULL AND filed_at <= $1 AND valid_from <= $1 AND valid_until > $1 AND (terminated_at IS NULL OR terminated_at > $1) \
     AND ($2 = '' OR town = $2) ORDER BY enterprise_id LIMIT $3";
 
 /// Reads one agency.
@@ -299,6 +321,21 @@ pub async fn contracts_of_agency(
 ) -> Result<Vec<ContractView>, QueryError> {
     let sql = format!("{CONTRACT_COLUMNS} WHERE agency_id = $1 ORDER BY signed_at, contract_id LIMIT $2");
     let rows = store.query(&sql, &[text(agency_id), SqlValue::Int(ROWS_MAX)]).await?;
+    rows.iter().map(contract_view).collect()
+}
+
+/// Lists the contracts the enterprises have confirmed and no town officer has filed yet, oldest
+/// first; `town` `None` means every town.
+pub async fn contracts_awaiting_filing(
+    store: &dyn ReadModelStore,
+    town: Option<&Town>,
+) -> Result<Vec<ContractView>, QueryError> {
+    let sql = format!(
+        "{CONTRACT_COLUMNS} WHERE status = 'confirmed' AND terminated_at IS NULL AND ($1 = '' OR town = $1) \
+         ORDER BY confirmed_at, agency_id, contract_id LIMIT $2"
+    );
+    let town = SqlValue::Text(town.map(|town| town.as_str().to_owned()).unwrap_or_default());
+    let rows = store.query(&sql, &[town, SqlValue::Int(ROWS_MAX)]).await?;
     rows.iter().map(contract_view).collect()
 }
 
@@ -596,6 +633,18 @@ fn contract_view(row: &Row) -> Result<ContractView, QueryError> {
         },
         fee_check,
         signed_at: row.timestamp(13)?,
+        status: match row.text(14)?.as_str() {
+            "proposed" => ContractStatus::Proposed,
+            "confirmed" => ContractStatus::Confirmed,
+            "rejected" => ContractStatus::Rejected,
+            "filed" => ContractStatus::Filed,
+            other => return Err(malformed(table, format!("unknown contract status {other:?}"))),
+        },
+        confirmed_at: row.opt_timestamp(15)?,
+        rejected_at: row.opt_timestamp(16)?,
+        rejection_reason: row.opt_text(17)?,
+        filed_at: row.opt_timestamp(18)?,
+        fee_exception_reason: row.opt_text(19)?,
     })
 }
 

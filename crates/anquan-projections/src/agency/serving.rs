@@ -23,7 +23,7 @@ pub struct ServingAgency {
 }
 
 /// Finds the agency whose contract with the enterprise is in force at `at` (valid and not
-/// terminated; the latest signed if several), with its latest grade given by `at`.
+/// terminated; filed by `at`; the latest filed if several), with its latest grade given by `at`.
 pub async fn serving_agency(
     store: &dyn ReadModelStore,
     enterprise_id: EnterpriseId,
@@ -32,13 +32,8 @@ pub async fn serving_agency(
     let contracts = contracts_of_enterprise(store, enterprise_id).await?;
     let in_force = contracts
         .iter()
-        .filter(|contract| {
-            contract.valid_from <= at
-                && at < contract.valid_until
-                && contract.terminated_at.is_none_or(|terminated| at < terminated)
-                && contract.signed_at <= at
-        })
-        .max_by_key(|contract| (contract.signed_at, contract.contract_id));
+        .filter(|contract| contract.counts_at(at))
+        .max_by_key(|contract| (contract.filed_at, contract.contract_id));
     let Some(contract) = in_force else {
         return Ok(None);
     };

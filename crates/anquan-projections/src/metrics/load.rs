@@ -25,8 +25,8 @@ pub const CHUNK: usize = 100;
 macro_rules! contracts {
     ($filter:literal) => {
         concat!(
-            "SELECT enterprise_id, contract_id, signed_at, valid_from, valid_until, terminated_at \
-             FROM agency_contracts WHERE ",
+            "SELECT enterprise_id, contract_id, filed_at, valid_from, valid_until, terminated_at \
+             FROM agency_contracts WHERE filed_at IS NOT NULL AND ",
             $filter,
             " ORDER BY enterprise_id, contract_id"
         )
@@ -117,7 +117,7 @@ pub(super) async fn services(
             .contracts
             .push(ContractFact {
                 contract_id: id(&row, 1, table)?,
-                signed_at: row.timestamp(2)?,
+                filed_at: row.timestamp(2)?,
                 valid_from: row.timestamp(3)?,
                 valid_until: row.timestamp(4)?,
                 terminated_at: row.opt_timestamp(5)?,

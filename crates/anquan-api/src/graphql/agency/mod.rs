@@ -15,9 +15,10 @@ use async_graphql::{Context, ID, InputObject, Object, Upload};
 use chrono::{DateTime, Datelike, Utc};
 
 use anquan_domain::agency::{
-    AgencyCommand, AgencyProfile, AgencyState, ChangeAgencyProfile, ChangeBlacklist, FoundComplaint, GradeAgency,
-    HazardReport, RateService, RecordMisconduct, RegisterAgency, RegradeAgency, ReportService, ReportStaff,
-    SignContract, SpotCheckReport, StaffMember, TerminateContract, WarnAgency,
+    AgencyCommand, AgencyProfile, AgencyState, ChangeAgencyProfile, ChangeBlacklist, ConfirmContract, FileContract,
+    FoundComplaint, GradeAgency, HazardReport, ProposeContract, RateService, RecordMisconduct, RegisterAgency,
+    RegradeAgency, RejectContract, ReportService, ReportStaff, SpotCheckReport, StaffMember, TerminateContract,
+    WarnAgency,
 };
 use anquan_domain::enterprise::FileRef;
 use anquan_domain::{Actor, AgencyId, ContractId, EnterpriseId, Event, Period, Role, ServiceReportId, StaffId, Town};

@@ -10,9 +10,9 @@ use anquan_domain::personal::DataSubject;
 #[derive(Default)]
 pub struct AgencyMutation;
 
-/// Sign a service contract with a registered enterprise.
+/// Propose a service contract to a registered enterprise.
 #[derive(InputObject)]
-pub(super) struct SignServiceContractInput {
+pub(super) struct ProposeContractInput {
     /// The agency.
     pub agency_id: ID,
     /// A client-chosen contract id; one is made if absent.
@@ -184,12 +184,14 @@ impl AgencyMutation {
         run(ctx, command, args, Ids::default()).await
     }
 
-    /// Signs a service contract with a registered enterprise (the agency; refused while it is
-    /// blacklisted). A fee outside the published band is recorded and flagged.
-    async fn sign_service_contract(
+    /// Proposes a service contract to a registered enterprise (the agency; refused while it is
+    /// blacklisted). A fee outside the published band is recorded and flagged. The contract
+    /// counts once the enterprise confirms it (`confirmContract`) and the officer of its town
+    /// files it (`fileContract`).
+    async fn propose_contract(
         &self,
         ctx: &Context<'_>,
-        input: SignServiceContractInput,
+        input: ProposeContractInput,
         command_id: Option<ID>,
     ) -> Result<AgencyCommandPayload, ApiError> {
         let args = CommandArgs::parse(command_id.as_ref(), None)?;
@@ -198,7 +200,7 @@ impl AgencyMutation {
         let agency_id = parse_id::<AgencyId>(&input.agency_id)?;
         // Authorised before the read model is read: a caller who may not sign for the agency
         // learns nothing, not even whether the enterprise is registered.
-        may_act_for(actor(ctx)?, agency_id, "代表它签订服务合同")?;
+        may_act_for(actor(ctx)?, agency_id, "代表它提出服务合同")?;
         // Checked at read time: an enterprise is never deleted, so "registered" cannot become false.
         let enterprise_town = enterprise_town(app, enterprise_id)
             .await?
@@ -207,7 +209,7 @@ impl AgencyMutation {
             Some(id) => parse_id(id)?,
             None => ContractId::from_uuid(args.created_id("contract", 0)),
         };
-        let command = AgencyCommand::SignContract(SignContract {
+        let command = AgencyCommand::ProposeContract(ProposeContract {
             agency_id,
             contract_id,
             enterprise_id,
@@ -225,7 +227,64 @@ impl AgencyMutation {
         run(ctx, command, args, ids).await
     }
 
-    /// Ends a contract early (the agency or the city).
+    /// Confirms a proposed contract (the enterprise named in it).
+    async fn confirm_contract(
+        &self,
+        ctx: &Context<'_>,
+        agency_id: ID,
+        contract_id: ID,
+        command_id: Option<ID>,
+    ) -> Result<AgencyCommandPayload, ApiError> {
+        let args = CommandArgs::parse(command_id.as_ref(), None)?;
+        let contract_id = parse_id(&contract_id)?;
+        let command = AgencyCommand::ConfirmContract(ConfirmContract {
+            agency_id: parse_id(&agency_id)?,
+            contract_id,
+        });
+        run(ctx, command, args, Ids::contract(contract_id)).await
+    }
+
+    /// Rejects a proposed contract with a reason (the enterprise named in it); it never counts.
+    async fn reject_contract(
+        &self,
+        ctx: &Context<'_>,
+        agency_id: ID,
+        contract_id: ID,
+        reason: String,
+        command_id: Option<ID>,
+    ) -> Result<AgencyCommandPayload, ApiError> {
+        let args = CommandArgs::parse(command_id.as_ref(), None)?;
+        let contract_id = parse_id(&contract_id)?;
+        let command = AgencyCommand::RejectContract(RejectContract {
+            agency_id: parse_id(&agency_id)?,
+            contract_id,
+            reason,
+        });
+        run(ctx, command, args, Ids::contract(contract_id)).await
+    }
+
+    /// Files (备案) a confirmed contract (the officer of the enterprise's town); from then on it
+    /// counts toward coverage and shows on the public page. A fee outside the agency's band is
+    /// filed only with an exception reason (`FEE_EXCEPTION_REASON_REQUIRED`).
+    async fn file_contract(
+        &self,
+        ctx: &Context<'_>,
+        agency_id: ID,
+        contract_id: ID,
+        exception_reason: Option<String>,
+        command_id: Option<ID>,
+    ) -> Result<AgencyCommandPayload, ApiError> {
+        let args = CommandArgs::parse(command_id.as_ref(), None)?;
+        let contract_id = parse_id(&contract_id)?;
+        let command = AgencyCommand::FileContract(FileContract {
+            agency_id: parse_id(&agency_id)?,
+            contract_id,
+            exception_reason,
+        });
+        run(ctx, command, args, Ids::contract(contract_id)).await
+    }
+
+    /// Ends a contract early (the agency or the city): before filing it is withdrawn.
     async fn terminate_service_contract(
         &self,
         ctx: &Context<'_>,
@@ -581,6 +640,13 @@ struct Ids {
 }
 
 impl Ids {
+    fn contract(contract_id: ContractId) -> Self {
+        Ids {
+            contract_id: Some(contract_id),
+            report_id: None,
+        }
+    }
+
     fn report(report_id: ServiceReportId) -> Self {
         Ids {
             contract_id: None,

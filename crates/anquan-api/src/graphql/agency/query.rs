@@ -150,6 +150,59 @@ impl AgencyQuery {
         })
     }
 
+    /// One contract and where it stands: the city, the agency, the enterprise named in it, and
+    /// the town's officers, inspectors and auditors. An unknown contract reads as refused to
+    /// anyone else, so ids cannot be probed.
+    async fn service_contract(
+        &self,
+        ctx: &Context<'_>,
+        agency_id: ID,
+        contract_id: ID,
+    ) -> Result<Option<ServiceContract>, ApiError> {
+        let app = app(ctx)?;
+        let actor = actor(ctx)?;
+        let agency_id = parse_id::<AgencyId>(&agency_id)?;
+        let contract_id = parse_id::<ContractId>(&contract_id)?;
+        let refused = || ApiError::Forbidden(format!("您无权查看合同 {contract_id}"));
+        let sees_all = matches!(
+            actor.role,
+            Role::CityAdmin | Role::CityInspector | Role::Auditor { town: None }
+        ) || matches!(actor.role, Role::Agency { agency_id: own } if own == agency_id);
+        if !sees_all
+            && !matches!(
+                actor.role,
+                Role::Enterprise { .. } | Role::TownOfficer { .. } | Role::TownInspector { .. } | Role::Auditor { .. }
+            )
+        {
+            return Err(refused());
+        }
+        match read_model::contract(app.agency_read_models()?, agency_id, contract_id).await? {
+            Some(contract) if sees_all || actor.may_read_enterprise(contract.enterprise_id, &contract.town) => {
+                Ok(Some(ServiceContract::from(&contract)))
+            }
+            None if sees_all => Ok(None),
+            _ => Err(refused()),
+        }
+    }
+
+    /// Contracts the enterprises have confirmed and no officer has filed yet, oldest first: a
+    /// town officer's own town, or the city's for any town (all towns when none is given).
+    async fn contracts_awaiting_filing(
+        &self,
+        ctx: &Context<'_>,
+        town: Option<String>,
+    ) -> Result<Vec<ServiceContract>, ApiError> {
+        let app = app(ctx)?;
+        let town = scoped_town(ctx, town)?;
+        Ok(
+            read_model::contracts_awaiting_filing(app.agency_read_models()?, town.as_ref())
+                .await?
+                .iter()
+                .map(ServiceContract::from)
+                .collect(),
+        )
+    }
+
     /// Enterprises with a valid service contract at `at` (default: now), in a town or all:
     /// the city for any town, town officers for theirs.
     async fn service_coverage(

@@ -93,6 +93,20 @@ pub enum FeeCheck {
     AboveBand,
 }
 
+/// Where a contract stands between the agency, the enterprise and the town officer.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "anquan_domain::agency::ContractStatus")]
+pub enum ContractStatus {
+    /// The agency proposed it; the enterprise has not answered. It does not count.
+    Proposed,
+    /// The enterprise confirmed it; the town officer has not filed it. It does not count.
+    Confirmed,
+    /// The enterprise rejected it. It never counts.
+    Rejected,
+    /// The town officer filed it: it counts toward coverage and shows on the public page.
+    Filed,
+}
+
 /// A fee band in whole yuan per contract year.
 #[derive(SimpleObject, InputObject, Clone, Copy)]
 #[graphql(input_name = "FeeBandInput")]
@@ -559,8 +573,20 @@ pub struct ServiceContract {
     pub fee_check: FeeCheck,
     /// Whether the fee is outside the band.
     pub fee_flagged: bool,
-    /// When it was signed.
+    /// When the agency proposed it (signed it, for a contract recorded before filing existed).
     pub signed_at: DateTime<Utc>,
+    /// Where it stands: only a filed contract counts.
+    pub status: ContractStatus,
+    /// When the enterprise confirmed it.
+    pub confirmed_at: Option<DateTime<Utc>>,
+    /// When the enterprise rejected it.
+    pub rejected_at: Option<DateTime<Utc>>,
+    /// Why the enterprise rejected it.
+    pub rejection_reason: Option<String>,
+    /// When the town officer filed it.
+    pub filed_at: Option<DateTime<Utc>>,
+    /// The officer's reason for filing a fee outside the band.
+    pub fee_exception_reason: Option<String>,
 }
 
 impl From<&ContractView> for ServiceContract {
@@ -583,6 +609,12 @@ impl From<&ContractView> for ServiceContract {
             fee_check: contract.fee_check.into(),
             fee_flagged: contract.fee_check != anquan_domain::agency::FeeCheck::WithinBand,
             signed_at: contract.signed_at,
+            status: contract.status.into(),
+            confirmed_at: contract.confirmed_at,
+            rejected_at: contract.rejected_at,
+            rejection_reason: contract.rejection_reason.clone(),
+            filed_at: contract.filed_at,
+            fee_exception_reason: contract.fee_exception_reason.clone(),
         }
     }
 }
