@@ -502,14 +502,26 @@ const CODES: [&str; 5] = [
 ];
 
 async fn post_status(app: &TestApp, token: &str, query: &str, variables: Value) -> (u16, Option<String>, Value) {
-    let response = app
+    post_status_forwarded(app, token, None, query, variables).await
+}
+
+/// `post_status`, with an `X-Forwarded-For` header when one is given.
+async fn post_status_forwarded(
+    app: &TestApp,
+    token: &str,
+    forwarded_for: Option<&str>,
+    query: &str,
+    variables: Value,
+) -> (u16, Option<String>, Value) {
+    let mut request = app
         .client
         .post(format!("{}/graphql", app.base_url))
         .bearer_auth(token)
-        .json(&json!({ "query": query, "variables": variables }))
-        .send()
-        .await
-        .unwrap();
+        .json(&json!({ "query": query, "variables": variables }));
+    if let Some(forwarded_for) = forwarded_for {
+        request = request.header("x-forwarded-for", forwarded_for);
+    }
+    let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     let retry_after = response
         .headers()
@@ -604,17 +616,7 @@ async fn post_forwarded(
     forwarded_for: &str,
     variables: Value,
 ) -> (u16, Option<String>, Value) {
-    let response = app
-        .client
-        .post(format!("{}/graphql", app.base_url))
-        .bearer_auth(token)
-        .header("x-forwarded-for", forwarded_for)
-        .json(&json!({ "query": REGISTER_AS, "variables": variables }))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, None, response.json().await.unwrap())
+    post_status_forwarded(app, token, Some(forwarded_for), REGISTER_AS, variables).await
 }
 
 #[tokio::test]
