@@ -8,7 +8,6 @@ use chrono::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::Instant;
-use crate::enterprise::event::HazardLevel;
 use crate::enterprise::{Coverage, DocumentRecord, EnterpriseFile, ReviewOutcome};
 use crate::ids::{DocumentId, HazardId, IndicatorCode, RequirementCode};
 use crate::period::{Cadence, Period};
@@ -173,18 +172,16 @@ pub fn evaluate(file: &EnterpriseFile, rules: &RuleSet, at: Instant) -> Option<C
 pub fn vetoes(file: &EnterpriseFile, rules: &RuleSet, at: Instant) -> Vec<Veto> {
     let veto = &rules.supervision.veto;
     let mut vetoes = Vec::new();
-    // Only hazards of the sources the rule set counts toward the veto (`hazard_sources`).
-    let counted = file
-        .hazards
-        .values()
-        .filter(|hazard| hazard.known_at(at) && hazard.counts_toward_veto(rules));
-    for hazard in counted {
-        if veto.open_major_hazard && hazard.level_at(at) == HazardLevel::Major && hazard.closed_at(at).is_none() {
+    // Only hazards of the sources the rule set counts toward the veto (`hazard_sources`), and
+    // listed hazards whatever their source while the rule set counts a listing as open.
+    for hazard in file.hazards.values().filter(|hazard| hazard.known_at(at)) {
+        let source_counts = hazard.counts_toward_veto(rules);
+        if veto.open_major_hazard && hazard.counts_as_open_major(rules, at, source_counts) {
             vetoes.push(Veto::OpenMajorHazard {
                 hazard_id: hazard.hazard_id,
             });
         }
-        if veto.overdue_government_hazard && hazard.is_government() && hazard.overdue_at(at) {
+        if source_counts && veto.overdue_government_hazard && hazard.is_government() && hazard.overdue_at(at) {
             vetoes.push(Veto::OverdueGovernmentHazard {
                 hazard_id: hazard.hazard_id,
                 deadline: hazard.deadline_at(at),

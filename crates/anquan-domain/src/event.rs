@@ -14,9 +14,9 @@ use crate::agency::event::{
 use crate::anchor::AnchorTaken;
 use crate::enterprise::event::{
     AccidentReported, DocumentApproved, DocumentReturned, DocumentUploaded, EnterpriseProfileChanged,
-    EnterpriseRegistered, HazardDeadlineExtended, HazardFound, HazardSelfClosed, HazardSpotChecked, InspectionRecorded,
-    MajorHazardBasisStated, MajorHazardConfirmed, PublicTokenRotated, RectificationAccepted, RectificationReturned,
-    RectificationSubmitted,
+    EnterpriseRegistered, HazardDeadlineExtended, HazardDelisted, HazardFound, HazardListed, HazardSelfClosed,
+    HazardSpotChecked, InspectionRecorded, ListingLiftRequested, ListingProgressReported, MajorHazardBasisStated,
+    MajorHazardConfirmed, PublicTokenRotated, RectificationAccepted, RectificationReturned, RectificationSubmitted,
 };
 use crate::rules::log::{RuleSetPromoted, RuleSetPublished};
 
@@ -120,6 +120,10 @@ event_catalogue! {
     MajorHazardConfirmed => 1,
     HazardSelfClosed => 1,
     HazardSpotChecked => 1,
+    HazardListed => 1,
+    ListingProgressReported => 1,
+    ListingLiftRequested => 1,
+    HazardDelisted => 1,
     AgencyRegistered => 1,
     AgencyProfileChanged => 1,
     StaffReported => 1,

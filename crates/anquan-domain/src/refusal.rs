@@ -83,6 +83,8 @@ pub fn field_label(field: &str) -> std::borrow::Cow<'_, str> {
         "reason" => "理由",
         "note" => "备注",
         "basis" => "认定依据说明",
+        "documentNumber" => "督办文号",
+        "files" => "附件",
         "feedback" => "反馈意见",
         "findings" => "检查发现",
         "complaint" => "投诉内容",

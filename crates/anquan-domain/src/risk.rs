@@ -9,7 +9,7 @@ use crate::Instant;
 use crate::bounds;
 use crate::compliance::{ComplianceReport, evaluate};
 use crate::enterprise::EnterpriseFile;
-use crate::enterprise::event::{HazardLevel, InspectionKind};
+use crate::enterprise::event::InspectionKind;
 use crate::period::Cadence;
 use crate::rules::supervision::{EscalationStep, RiskCondition, RiskRule};
 use crate::rules::{RiskColour, RuleSet};
@@ -196,9 +196,10 @@ fn holds(facts: &Facts<'_>, condition: &RiskCondition) -> bool {
             .filter(move |hazard| hazard.known_at(at) && hazard.counts_toward_colour(rules, at))
     };
     match condition {
-        RiskCondition::OpenMajorHazard => {
-            known().any(|hazard| hazard.level_at(at) == HazardLevel::Major && hazard.closed_at(at).is_none())
-        }
+        // A listed hazard counts whatever its source (the listing is the city's act).
+        RiskCondition::OpenMajorHazard => file.hazards.values().any(|hazard| {
+            hazard.known_at(at) && hazard.counts_as_open_major(rules, at, hazard.counts_toward_colour(rules, at))
+        }),
         RiskCondition::OpenHazard => known().any(|hazard| hazard.closed_at(at).is_none()),
         RiskCondition::OverdueHazard => known().any(|hazard| hazard.overdue_at(at)),
         RiskCondition::GovernmentHazardOverdueDaysOver(days) => known().any(|hazard| {

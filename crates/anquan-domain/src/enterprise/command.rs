@@ -7,6 +7,7 @@ use super::event::{
     Coverage, DocumentApproved, DocumentReturned, DocumentUploaded, EnterpriseProfileChanged, EnterpriseRegistered,
     FileRef, HazardSource,
 };
+use super::listing::{LiftHazardListing, ListHazard, ReportListingProgress, RequestListingLift};
 use super::public_token::RotatePublicToken;
 use super::rejection::{EnterpriseRejection, ExpectedCoverage};
 use super::state::EnterpriseFile;
@@ -93,6 +94,10 @@ pub enum EnterpriseCommand {
     SpotCheckHazard(SpotCheckHazard),
     ExtendHazardDeadline(ExtendHazardDeadline),
     ConfirmMajorHazard(ConfirmMajorHazard),
+    ListHazard(ListHazard),
+    ReportListingProgress(ReportListingProgress),
+    RequestListingLift(RequestListingLift),
+    LiftHazardListing(LiftHazardListing),
     SubmitRectification(SubmitRectification),
     VerifyRectification(VerifyRectification),
     ReportAccident(ReportAccident),
@@ -122,6 +127,9 @@ impl EnterpriseCommand {
             }
             EnterpriseCommand::ReviewDocument(_)
             | EnterpriseCommand::ConfirmMajorHazard(_)
+            | EnterpriseCommand::ReportListingProgress(_)
+            | EnterpriseCommand::RequestListingLift(_)
+            | EnterpriseCommand::LiftHazardListing(_)
             | EnterpriseCommand::SpotCheckHazard(_)
             | EnterpriseCommand::SubmitRectification(_)
             | EnterpriseCommand::VerifyRectification(_)
@@ -144,6 +152,7 @@ impl EnterpriseCommand {
                     .try_for_each(|hazard| bounds::check_optional_instant("hazards.deadline", hazard.deadline))
             }
             EnterpriseCommand::ExtendHazardDeadline(command) => bounds::check_instant("deadline", command.deadline),
+            EnterpriseCommand::ListHazard(command) => bounds::check_instant("deadline", command.deadline),
             EnterpriseCommand::ReportAccident(command) => {
                 bounds::check_instant("occurredAt", command.occurred_at)?;
                 check_count("fatalities", u64::from(command.fatalities))
@@ -164,6 +173,10 @@ impl EnterpriseCommand {
             EnterpriseCommand::SpotCheckHazard(command) => command.enterprise_id,
             EnterpriseCommand::ExtendHazardDeadline(command) => command.enterprise_id,
             EnterpriseCommand::ConfirmMajorHazard(command) => command.enterprise_id,
+            EnterpriseCommand::ListHazard(command) => command.enterprise_id,
+            EnterpriseCommand::ReportListingProgress(command) => command.enterprise_id,
+            EnterpriseCommand::RequestListingLift(command) => command.enterprise_id,
+            EnterpriseCommand::LiftHazardListing(command) => command.enterprise_id,
             EnterpriseCommand::SubmitRectification(command) => command.enterprise_id,
             EnterpriseCommand::VerifyRectification(command) => command.enterprise_id,
             EnterpriseCommand::ReportAccident(command) => command.enterprise_id,
@@ -184,6 +197,10 @@ impl EnterpriseCommand {
             EnterpriseCommand::SpotCheckHazard(_) => "spot_check_hazard",
             EnterpriseCommand::ExtendHazardDeadline(_) => "extend_hazard_deadline",
             EnterpriseCommand::ConfirmMajorHazard(_) => "confirm_major_hazard",
+            EnterpriseCommand::ListHazard(_) => "list_hazard",
+            EnterpriseCommand::ReportListingProgress(_) => "report_listing_progress",
+            EnterpriseCommand::RequestListingLift(_) => "request_listing_lift",
+            EnterpriseCommand::LiftHazardListing(_) => "lift_hazard_listing",
             EnterpriseCommand::SubmitRectification(_) => "submit_rectification",
             EnterpriseCommand::VerifyRectification(_) => "verify_rectification",
             EnterpriseCommand::ReportAccident(_) => "report_accident",
@@ -264,6 +281,24 @@ impl EnterpriseFile {
                 actor.may_supervise_town(&self.registered(command.enterprise_id)?.town),
                 "确认该镇（街道）的重大事故隐患",
             ),
+            // 挂牌督办: the city lists and lifts; the town officer of the enterprise's town (or
+            // the city admin) reports progress and applies for the lift (docs/roles.md).
+            EnterpriseCommand::ListHazard(command) => {
+                self.registered(command.enterprise_id)?;
+                (matches!(actor.role, crate::Role::CityAdmin), "挂牌督办重大事故隐患")
+            }
+            EnterpriseCommand::LiftHazardListing(command) => {
+                self.registered(command.enterprise_id)?;
+                (matches!(actor.role, crate::Role::CityAdmin), "批准重大事故隐患摘牌")
+            }
+            EnterpriseCommand::ReportListingProgress(command) => (
+                actor.may_supervise_town(&self.registered(command.enterprise_id)?.town),
+                "报告该镇（街道）挂牌隐患的整改进展",
+            ),
+            EnterpriseCommand::RequestListingLift(command) => (
+                actor.may_supervise_town(&self.registered(command.enterprise_id)?.town),
+                "申请该镇（街道）挂牌隐患摘牌",
+            ),
             EnterpriseCommand::VerifyRectification(command) => (
                 actor.may_inspect_town(&self.registered(command.enterprise_id)?.town),
                 "核查该镇（街道）的隐患整改",
@@ -323,6 +358,10 @@ impl EnterpriseFile {
             EnterpriseCommand::SpotCheckHazard(command) => self.decide_spot_check(command, context),
             EnterpriseCommand::ExtendHazardDeadline(command) => self.decide_extend_deadline(command, context),
             EnterpriseCommand::ConfirmMajorHazard(command) => self.decide_confirm_major_hazard(command, context),
+            EnterpriseCommand::ListHazard(command) => self.decide_list_hazard(command, context),
+            EnterpriseCommand::ReportListingProgress(command) => self.decide_report_listing_progress(command, context),
+            EnterpriseCommand::RequestListingLift(command) => self.decide_request_listing_lift(command, context),
+            EnterpriseCommand::LiftHazardListing(command) => self.decide_lift_listing(command, context),
             EnterpriseCommand::SubmitRectification(command) => self.decide_submit_rectification(command, context),
             EnterpriseCommand::VerifyRectification(command) => self.decide_verify_rectification(command, context),
             EnterpriseCommand::ReportAccident(command) => self.decide_report_accident(command, context),

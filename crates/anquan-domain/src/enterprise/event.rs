@@ -297,6 +297,49 @@ pub struct HazardSpotChecked {
     pub checked_at: Instant,
 }
 
+/// The city listed a major hazard for supervision (挂牌督办): by its listing document, with a
+/// deadline for remediation, production suspended or not. While listed (until `HazardDelisted`)
+/// the rule set may count it as an open major hazard even once its rectification is verified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HazardListed {
+    pub hazard_id: HazardId,
+    /// The listing document's number (督办文号), as written on it.
+    pub document_number: String,
+    /// Remediation is due by this instant (督办期限).
+    pub deadline: Instant,
+    /// Production (or the affected part of it) is suspended until the listing is lifted.
+    pub production_suspended: bool,
+    pub listed_at: Instant,
+}
+
+/// The town reported the progress of a listed hazard's remediation to the city.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListingProgressReported {
+    pub hazard_id: HazardId,
+    pub text: String,
+    pub files: Vec<FileRef>,
+    pub reported_at: Instant,
+}
+
+/// The town applied to lift a listing (and resume production) after the hazard's remediation
+/// was verified and assessed: the city reviews on site within the rule set's `review_days`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListingLiftRequested {
+    pub hazard_id: HazardId,
+    /// The assessment and the application (评估意见、复产申请), in words.
+    pub text: String,
+    pub requested_at: Instant,
+}
+
+/// The city verified the remediation on site and lifted the listing (摘牌): production may
+/// resume and the listing no longer counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HazardDelisted {
+    pub hazard_id: HazardId,
+    pub note: String,
+    pub delisted_at: Instant,
+}
+
 /// The enterprise's public QR token was issued or replaced; the previous one stops working.
 /// Only the token's SHA-256 is kept, never the token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -49,6 +49,97 @@ pub struct HazardRecord {
     /// an official confirmed it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub free_text_basis: Option<FreeTextBasis>,
+    /// Its listed supervision (挂牌督办), if the city listed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listing: Option<Listing>,
+}
+
+/// A major hazard's listed supervision (挂牌督办): listed by the city, progress reported and a
+/// lift requested by the town, lifted by the city after its on-site review.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listing {
+    pub document_number: String,
+    pub deadline: Instant,
+    pub production_suspended: bool,
+    pub listed_at: Instant,
+    /// Progress reports, oldest first.
+    pub progress: Vec<ListingProgress>,
+    pub lift_request: Option<LiftRequest>,
+    pub lifted: Option<ListingLifted>,
+}
+
+/// One progress report of a listed hazard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListingProgress {
+    pub text: String,
+    pub files: Vec<FileRef>,
+    pub reported_at: Instant,
+}
+
+/// The town's application to lift a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiftRequest {
+    pub text: String,
+    pub requested_at: Instant,
+}
+
+/// The city's lifting of a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListingLifted {
+    pub note: String,
+    pub delisted_at: Instant,
+}
+
+/// Where a listing stands at an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListingState {
+    /// 督办中: listed, no lift requested yet.
+    Listed,
+    /// 申请摘牌: the town applied to lift it; the city reviews.
+    LiftRequested,
+    /// 已摘牌: lifted by the city.
+    Lifted,
+}
+
+impl Listing {
+    /// Tells whether the listing is in force at `instant`: listed by then and not yet lifted.
+    pub fn in_force_at(&self, instant: Instant) -> bool {
+        self.listed_at <= instant && self.lifted.as_ref().is_none_or(|lifted| lifted.delisted_at > instant)
+    }
+
+    /// Returns the listing's state at `instant`, or `None` before it was listed.
+    pub fn state_at(&self, instant: Instant) -> Option<ListingState> {
+        if self.listed_at > instant {
+            return None;
+        }
+        if self.lifted.as_ref().is_some_and(|lifted| lifted.delisted_at <= instant) {
+            return Some(ListingState::Lifted);
+        }
+        if self
+            .lift_request
+            .as_ref()
+            .is_some_and(|request| request.requested_at <= instant)
+        {
+            return Some(ListingState::LiftRequested);
+        }
+        Some(ListingState::Listed)
+    }
+
+    /// Returns when the city's on-site review of the lift request is due: `review_days` after
+    /// the request (domain.md §2: within 10 days).
+    pub fn review_due(&self, review_days: u32) -> Option<Instant> {
+        self.lift_request
+            .as_ref()
+            .map(|request| crate::bounds::plus(request.requested_at, chrono::Duration::days(i64::from(review_days))))
+    }
+
+    /// Tells whether the city's review is overdue at `instant`: requested, not lifted by then,
+    /// and past the review period.
+    pub fn review_overdue_at(&self, instant: Instant, review_days: u32) -> bool {
+        self.state_at(instant) == Some(ListingState::LiftRequested)
+            && self.review_due(review_days).is_some_and(|due| instant > due)
+    }
 }
 
 /// The free-text basis of a major hazard that cites no catalogue item.
@@ -269,6 +360,23 @@ impl HazardRecord {
     /// Tells whether the rule set counts this hazard's source toward the veto.
     pub fn counts_toward_veto(&self, rules: &crate::rules::RuleSet) -> bool {
         rules.supervision.hazard_sources.veto.contains(&self.source.kind())
+    }
+
+    /// Tells whether the hazard is listed (挂牌督办) at `instant`.
+    pub fn listed_at(&self, instant: Instant) -> bool {
+        self.listing
+            .as_ref()
+            .is_some_and(|listing| listing.in_force_at(instant))
+    }
+
+    /// Tells whether the hazard counts as an open major hazard at `instant` for the veto or the
+    /// colour, given whether its source counts (`source_counts`): major and not closed, or listed
+    /// while the rule set counts a listing as an open major hazard until it is lifted.
+    pub fn counts_as_open_major(&self, rules: &crate::rules::RuleSet, instant: Instant, source_counts: bool) -> bool {
+        let open_major =
+            source_counts && self.level_at(instant) == HazardLevel::Major && self.closed_at(instant).is_none();
+        open_major
+            || (rules.supervision.listed_supervision.counts_as_open_major_until_lifted && self.listed_at(instant))
     }
 
     /// Tells whether a government inspection found it.

@@ -4,6 +4,7 @@
 pub mod command;
 pub mod event;
 pub mod hazard;
+pub mod listing;
 pub mod public_token;
 pub mod rejection;
 pub mod state;

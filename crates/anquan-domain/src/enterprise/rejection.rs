@@ -95,6 +95,20 @@ pub enum EnterpriseRejection {
     NotPendingConfirmation { hazard_id: HazardId },
     #[error("编号为 {hazard_id} 的隐患没有待抽查的企业自行整改销号")]
     NotSelfClosed { hazard_id: HazardId },
+    #[error("隐患 {hazard_id} 现在不算重大事故隐患，不能挂牌督办")]
+    NotMajorHazard { hazard_id: HazardId },
+    #[error("隐患 {hazard_id} 已经挂牌督办过，不能重复挂牌")]
+    AlreadyListed { hazard_id: HazardId },
+    #[error("隐患 {hazard_id} 没有正在督办的挂牌")]
+    NotListed { hazard_id: HazardId },
+    #[error("隐患 {hazard_id} 的整改尚未复核通过，不能申请或批准摘牌")]
+    HazardNotClosed { hazard_id: HazardId },
+    #[error("隐患 {hazard_id} 的挂牌尚未申请摘牌（复产）")]
+    LiftNotRequested { hazard_id: HazardId },
+    #[error("隐患 {hazard_id} 的摘牌申请已经提交，等待市应急管理部门核查")]
+    LiftAlreadyRequested { hazard_id: HazardId },
+    #[error("督办期限（{}）应晚于现在（{}）", instant_text(*deadline), instant_text(*now))]
+    ListingDeadlineNotInFuture { deadline: Instant, now: Instant },
     #[error(
         "判定标准条目 {catalogue}/{item} 不在 {on} 施行的判定标准中（当日施行：{}）",
         in_force.as_deref().unwrap_or("无")
@@ -204,6 +218,15 @@ impl EnterpriseRejection {
             | EnterpriseRejection::BasisNotAllowed => Vec::new(),
             EnterpriseRejection::NotPendingConfirmation { hazard_id } => vec![("hazardId", text(hazard_id))],
             EnterpriseRejection::NotSelfClosed { hazard_id } => vec![("hazardId", text(hazard_id))],
+            EnterpriseRejection::NotMajorHazard { hazard_id }
+            | EnterpriseRejection::AlreadyListed { hazard_id }
+            | EnterpriseRejection::NotListed { hazard_id }
+            | EnterpriseRejection::HazardNotClosed { hazard_id }
+            | EnterpriseRejection::LiftNotRequested { hazard_id }
+            | EnterpriseRejection::LiftAlreadyRequested { hazard_id } => vec![("hazardId", text(hazard_id))],
+            EnterpriseRejection::ListingDeadlineNotInFuture { deadline, .. } => {
+                vec![("deadline", instant_text(*deadline).into())]
+            }
             EnterpriseRejection::UnknownRequirement { requirement, rule_set } => {
                 vec![("requirement", text(requirement)), ("ruleSet", rule_set.clone().into())]
             }
@@ -303,6 +326,13 @@ impl EnterpriseRejection {
             EnterpriseRejection::BasisNotAllowed => "BASIS_NOT_ALLOWED",
             EnterpriseRejection::NotPendingConfirmation { .. } => "NOT_PENDING_CONFIRMATION",
             EnterpriseRejection::NotSelfClosed { .. } => "NOT_SELF_CLOSED",
+            EnterpriseRejection::NotMajorHazard { .. } => "NOT_MAJOR_HAZARD",
+            EnterpriseRejection::AlreadyListed { .. } => "ALREADY_LISTED",
+            EnterpriseRejection::NotListed { .. } => "NOT_LISTED",
+            EnterpriseRejection::HazardNotClosed { .. } => "HAZARD_NOT_CLOSED",
+            EnterpriseRejection::LiftNotRequested { .. } => "LIFT_NOT_REQUESTED",
+            EnterpriseRejection::LiftAlreadyRequested { .. } => "LIFT_ALREADY_REQUESTED",
+            EnterpriseRejection::ListingDeadlineNotInFuture { .. } => "DEADLINE_NOT_IN_FUTURE",
             EnterpriseRejection::CriterionNotInForce { .. } => "CRITERION_NOT_IN_FORCE",
             EnterpriseRejection::DeadlineNotAfterFinding { .. } => "DEADLINE_BEFORE_FINDING",
             EnterpriseRejection::DeadlineNotLater { .. } => "DEADLINE_NOT_LATER",
@@ -352,6 +382,13 @@ mod tests {
             EnterpriseRejection::BasisNotAllowed => 28,
             EnterpriseRejection::NotPendingConfirmation { .. } => 29,
             EnterpriseRejection::NotSelfClosed { .. } => 30,
+            EnterpriseRejection::NotMajorHazard { .. } => 31,
+            EnterpriseRejection::AlreadyListed { .. } => 32,
+            EnterpriseRejection::NotListed { .. } => 33,
+            EnterpriseRejection::HazardNotClosed { .. } => 34,
+            EnterpriseRejection::LiftNotRequested { .. } => 35,
+            EnterpriseRejection::LiftAlreadyRequested { .. } => 36,
+            EnterpriseRejection::ListingDeadlineNotInFuture { .. } => 37,
         }
     }
 
@@ -441,12 +478,19 @@ mod tests {
             EnterpriseRejection::BasisNotAllowed,
             EnterpriseRejection::NotPendingConfirmation { hazard_id },
             EnterpriseRejection::NotSelfClosed { hazard_id },
+            EnterpriseRejection::NotMajorHazard { hazard_id },
+            EnterpriseRejection::AlreadyListed { hazard_id },
+            EnterpriseRejection::NotListed { hazard_id },
+            EnterpriseRejection::HazardNotClosed { hazard_id },
+            EnterpriseRejection::LiftNotRequested { hazard_id },
+            EnterpriseRejection::LiftAlreadyRequested { hazard_id },
+            EnterpriseRejection::ListingDeadlineNotInFuture { deadline: at, now: at },
         ]
     }
 
     #[test]
     fn every_rejection_tells_a_person_in_chinese_and_a_program_in_an_english_code() {
-        crate::refusal::assert_every_variant_speaks_to_both_audiences(&samples(), variant_index, 31);
+        crate::refusal::assert_every_variant_speaks_to_both_audiences(&samples(), variant_index, 38);
     }
 
     #[test]

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::event::{Coverage, FileRef};
 use super::hazard::{
-    AccidentRecord, BasisConfirmation, DeadlineExtension, FreeTextBasis, HazardRecord, InspectionRecord, Rectification,
-    SelfClosure, SpotCheck, Verdict,
+    AccidentRecord, BasisConfirmation, DeadlineExtension, FreeTextBasis, HazardRecord, InspectionRecord, LiftRequest,
+    Listing, ListingLifted, ListingProgress, Rectification, SelfClosure, SpotCheck, Verdict,
 };
 use crate::Instant;
 use crate::credit_code::UnifiedSocialCreditCode;
@@ -197,6 +197,7 @@ impl EnterpriseFile {
                         extensions: Vec::new(),
                         rectifications: Vec::new(),
                         free_text_basis: None,
+                        listing: None,
                     },
                 );
             }
@@ -287,6 +288,44 @@ impl EnterpriseFile {
                     });
                 }
             }
+            Event::HazardListed(listed) => {
+                if let Some(hazard) = self.hazards.get_mut(&listed.hazard_id) {
+                    hazard.listing = Some(Listing {
+                        document_number: listed.document_number.clone(),
+                        deadline: listed.deadline,
+                        production_suspended: listed.production_suspended,
+                        listed_at: listed.listed_at,
+                        progress: Vec::new(),
+                        lift_request: None,
+                        lifted: None,
+                    });
+                }
+            }
+            Event::ListingProgressReported(reported) => {
+                if let Some(listing) = self.listing_mut(reported.hazard_id) {
+                    listing.progress.push(ListingProgress {
+                        text: reported.text.clone(),
+                        files: reported.files.clone(),
+                        reported_at: reported.reported_at,
+                    });
+                }
+            }
+            Event::ListingLiftRequested(requested) => {
+                if let Some(listing) = self.listing_mut(requested.hazard_id) {
+                    listing.lift_request = Some(LiftRequest {
+                        text: requested.text.clone(),
+                        requested_at: requested.requested_at,
+                    });
+                }
+            }
+            Event::HazardDelisted(delisted) => {
+                if let Some(listing) = self.listing_mut(delisted.hazard_id) {
+                    listing.lifted = Some(ListingLifted {
+                        note: delisted.note.clone(),
+                        delisted_at: delisted.delisted_at,
+                    });
+                }
+            }
             Event::AccidentReported(reported) => {
                 self.accidents.push(AccidentRecord {
                     accident_id: reported.accident_id,
@@ -305,6 +344,12 @@ impl EnterpriseFile {
         if let Some(rectification) = self.rectification_mut(hazard_id, rectification_id) {
             rectification.verdict = Some(verdict);
         }
+    }
+
+    fn listing_mut(&mut self, hazard_id: HazardId) -> Option<&mut Listing> {
+        self.hazards
+            .get_mut(&hazard_id)
+            .and_then(|hazard| hazard.listing.as_mut())
     }
 
     fn rectification_mut(&mut self, hazard_id: HazardId, rectification_id: uuid::Uuid) -> Option<&mut Rectification> {

@@ -566,14 +566,14 @@ impl EnterpriseFile {
             && !hazard.failed_spot_check()
     }
 
-    fn hazard(&self, hazard_id: HazardId) -> Result<&HazardRecord, EnterpriseRejection> {
+    pub(super) fn hazard(&self, hazard_id: HazardId) -> Result<&HazardRecord, EnterpriseRejection> {
         self.hazards
             .get(&hazard_id)
             .ok_or(EnterpriseRejection::UnknownHazard { hazard_id })
     }
 }
 
-fn check_text(field: &'static str, value: &str) -> Result<(), EnterpriseRejection> {
+pub(super) fn check_text(field: &'static str, value: &str) -> Result<(), EnterpriseRejection> {
     if value.trim().is_empty() {
         return Err(EnterpriseRejection::InvalidField {
             field,

@@ -28,6 +28,33 @@ pub struct SupervisionRules {
     /// an inspector closes a hazard, as before.
     #[serde(default)]
     pub hazard_sources: HazardSourceRules,
+    /// Listed supervision of major hazards (挂牌督办): the review period and the listing's
+    /// effect on the veto and the colour. Absent: a 10-day review and no effect beyond the
+    /// hazard's own.
+    #[serde(default)]
+    pub listed_supervision: ListedSupervisionRules,
+}
+
+/// Listed supervision of major hazards (`[listed_supervision]` in `supervision.toml`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListedSupervisionRules {
+    /// Days the city has to review on site after the town applies to lift a listing (复产申请);
+    /// a lift request older than this without a decision is overdue in the town's list.
+    pub review_days: u32,
+    /// Whether a listed hazard counts as an open major hazard (for the veto `open_major_hazard`
+    /// and the colour condition `open_major_hazard`) from its listing until the city lifts it,
+    /// even once its rectification is verified and whatever its source.
+    pub counts_as_open_major_until_lifted: bool,
+}
+
+impl Default for ListedSupervisionRules {
+    fn default() -> Self {
+        ListedSupervisionRules {
+            review_days: 10,
+            counts_as_open_major_until_lifted: false,
+        }
+    }
 }
 
 /// Where a hazard was found, as rules name it.
@@ -410,6 +437,9 @@ impl SupervisionRules {
             if !self.cadence.contains_key(&colour) {
                 return Err(format!("no supervision cadence for {}", colour.name()));
             }
+        }
+        if self.listed_supervision.review_days == 0 || self.listed_supervision.review_days > 366 {
+            return Err("listed_supervision.review_days is not between 1 and 366".to_owned());
         }
         if self.hazard_sources.spot_check_percent > 100 {
             return Err("hazard_sources.spot_check_percent is above 100".to_owned());
