@@ -439,19 +439,19 @@ async fn previous_layouts_are_rebuilt(
         .iter()
         .map(|row| (row.text(0).unwrap(), row.int(1).unwrap()))
         .collect();
-    assert_eq!(layouts, [("agency".to_owned(), 4), ("compliance".to_owned(), 4)]);
+    assert_eq!(layouts, [("agency".to_owned(), 4), ("compliance".to_owned(), 5)]);
 
     newer
         .migrate(
             "CREATE TABLE IF NOT EXISTS projection_layouts (projection TEXT PRIMARY KEY, layout INTEGER NOT NULL); \
-             INSERT INTO projection_layouts (projection, layout) VALUES ('compliance', 5)",
+             INSERT INTO projection_layouts (projection, layout) VALUES ('compliance', 6)",
         )
         .await
         .unwrap();
     let projections: Vec<Arc<dyn Projection>> = vec![Arc::new(ComplianceProjection)];
     let refused = fold_to_end(log.as_ref(), newer, &projections, None, &AtomicBool::new(false), |_| {}).await;
     let error = format!("{:?}", refused.unwrap_err());
-    assert!(error.contains("layout 5, newer than this build's 4"), "{error}");
+    assert!(error.contains("layout 6, newer than this build's 5"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -669,6 +669,7 @@ async fn hazard_queries_decide_state_overdue_colour_and_plan_at_the_instant(back
             town: town.map(self::town),
             enterprise: None,
             state,
+            listing: None,
         };
         async move { compliance::hazards(store, &filter, at, 100, None).await.unwrap() }
     };

@@ -44,6 +44,7 @@ use anquan_domain::credit::Grade;
 use anquan_domain::enterprise::event::{
     CriterionRef, HazardCategory, HazardLevel, HazardSource, InspectionKind, InspectorLevel,
 };
+use anquan_domain::enterprise::listing::{LiftHazardListing, ListHazard, ReportListingProgress, RequestListingLift};
 use anquan_domain::enterprise::supervision::{
     ConfirmMajorHazard, ExtendHazardDeadline, NewHazard, RecordHazard, RecordInspection, RecordReportedHazards,
     SpotCheckHazard, SubmitRectification, VerifyRectification,
@@ -186,6 +187,8 @@ struct Memory {
     rectifications: Vec<(EnterpriseId, HazardId, Uuid)>,
     /// Hazards a rectification with a photo was submitted for (a self-closure if self-reported).
     evidenced: Vec<(EnterpriseId, HazardId)>,
+    /// Major hazards found by inspections, candidates for listed supervision (挂牌督办).
+    majors: Vec<(EnterpriseId, HazardId)>,
     agencies: Vec<AgencyId>,
     contracts: Vec<(AgencyId, ContractId, EnterpriseId)>,
     reports: Vec<(AgencyId, ServiceReportId, EnterpriseId)>,
@@ -347,6 +350,11 @@ async fn generate(world: &World, seed: u64, steps: usize) -> DateTime<Utc> {
                     });
                 }
                 let ids: Vec<HazardId> = hazards.iter().map(|hazard| hazard.hazard_id).collect();
+                let major_ids: Vec<HazardId> = hazards
+                    .iter()
+                    .filter(|hazard| hazard.level == HazardLevel::Major)
+                    .map(|hazard| hazard.hazard_id)
+                    .collect();
                 let free_text_ids: Vec<HazardId> = hazards
                     .iter()
                     .filter(|hazard| hazard.basis.is_some())
@@ -380,6 +388,9 @@ async fn generate(world: &World, seed: u64, steps: usize) -> DateTime<Utc> {
                     memory
                         .hazards
                         .extend(ids.into_iter().map(|id| (enterprise_id, id, town.clone())));
+                    memory
+                        .majors
+                        .extend(major_ids.into_iter().map(|id| (enterprise_id, id)));
                 }
             }
             70..=73 => {
@@ -471,6 +482,13 @@ async fn generate(world: &World, seed: u64, steps: usize) -> DateTime<Utc> {
                     });
                     world.enterprise(&actor(Role::CityInspector), now, command).await;
                 }
+                // Now and then a major hazard moves one stage through listed supervision: listed,
+                // progress reported, a lift requested, lifted (each refused until it may be).
+                if memory.next() % 2 == 0 && !memory.majors.is_empty() {
+                    let index = (memory.next() % memory.majors.len() as u128) as usize;
+                    let (enterprise_id, hazard_id) = memory.majors[index];
+                    listing_step(world, &mut memory, enterprise_id, hazard_id, now).await;
+                }
             }
             89 => {
                 // The enterprise moves to another town: past metrics must still count it where
@@ -523,6 +541,50 @@ async fn generate(world: &World, seed: u64, steps: usize) -> DateTime<Utc> {
         }
     }
     now
+}
+
+/// Moves a hazard one stage through listed supervision (挂牌督办): the first of listing, lifting
+/// and requesting the lift that the domain accepts, with a progress report now and then.
+async fn listing_step(
+    world: &World,
+    memory: &mut Memory,
+    enterprise_id: EnterpriseId,
+    hazard_id: HazardId,
+    now: DateTime<Utc>,
+) {
+    if memory.next() % 3 == 0 {
+        let report = EnterpriseCommand::ReportListingProgress(ReportListingProgress {
+            enterprise_id,
+            hazard_id,
+            text: "整改中".into(),
+            files: Vec::new(),
+        });
+        world.enterprise(&admin(), now, report).await;
+    }
+    let list = EnterpriseCommand::ListHazard(ListHazard {
+        enterprise_id,
+        hazard_id,
+        document_number: format!("督〔2019〕{}号", memory.next()),
+        deadline: now + Duration::days(60),
+        production_suspended: memory.next() % 2 == 0,
+    });
+    if world.enterprise(&admin(), now, list).await {
+        return;
+    }
+    let lift = EnterpriseCommand::LiftHazardListing(LiftHazardListing {
+        enterprise_id,
+        hazard_id,
+        note: "核查合格".into(),
+    });
+    if world.enterprise(&admin(), now, lift).await {
+        return;
+    }
+    let request = EnterpriseCommand::RequestListingLift(RequestListingLift {
+        enterprise_id,
+        hazard_id,
+        text: "申请摘牌".into(),
+    });
+    world.enterprise(&admin(), now, request).await;
 }
 
 /// Uploads and approves a record for every requirement that applies to the enterprise: the
@@ -1555,6 +1617,9 @@ async fn every_metric_equals_a_brute_force_count_over_the_events_on_postgres() {
 #[tokio::test]
 async fn the_generated_histories_exercise_every_metric() {
     let mut nonzero = BTreeSet::new();
+    // Listed supervision changes B01/B02 and F01-F05 through the veto and the colour, so the
+    // histories must list hazards and lift listings for the oracle to check that effect.
+    let mut listing_events: BTreeMap<&str, usize> = BTreeMap::new();
     let mut recorded = Vec::new();
     for seed in [2, 3, 5] {
         let world = sqlite_world().await;
@@ -1571,6 +1636,9 @@ async fn the_generated_histories_exercise_every_metric() {
             *kinds.entry(event.event_type()).or_default() += 1;
         }
         println!("seed {seed}: {kinds:?}");
+        for kind in ["HazardListed", "ListingLiftRequested", "HazardDelisted"] {
+            *listing_events.entry(kind).or_default() += kinds.get(kind).copied().unwrap_or(0);
+        }
         // Over a few instants (windows reset on 1 January and 1 July).
         for days in [0, 10, 20, 40, 60, 90, 120, 160, 200, 250, 300, 350, 400] {
             let at = end - Duration::days(days);
@@ -1596,4 +1664,8 @@ async fn the_generated_histories_exercise_every_metric() {
         .map(|(_, code)| code.as_str())
         .collect();
     assert!(silent.is_empty(), "metrics never non-zero: {silent:?}");
+    assert!(
+        listing_events.values().all(|count| *count > 0),
+        "listed supervision not exercised: {listing_events:?}"
+    );
 }

@@ -94,6 +94,19 @@ CREATE TABLE IF NOT EXISTS hazards (
     basis_stated_at TIMESTAMPTZ,
     basis_note TEXT,
     basis_confirmed_at TIMESTAMPTZ,
+    -- Listed supervision (挂牌督办, issue 21): the listing, the town's lift request and the
+    -- city's lift; progress reports are rows of listing_progress.
+    listing_document_number TEXT,
+    listing_deadline TIMESTAMPTZ,
+    listing_production_suspended BOOLEAN,
+    listed_at TIMESTAMPTZ,
+    listed_by TEXT,
+    lift_text TEXT,
+    lift_requested_at TIMESTAMPTZ,
+    lift_requested_by TEXT,
+    delisted_note TEXT,
+    delisted_at TIMESTAMPTZ,
+    delisted_by TEXT,
     position TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (enterprise_id, hazard_id)
 );
@@ -105,6 +118,17 @@ CREATE TABLE IF NOT EXISTS hazard_extensions (
     reason TEXT NOT NULL,
     extended_at TIMESTAMPTZ NOT NULL,
     extended_by TEXT NOT NULL,
+    position TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (enterprise_id, hazard_id, position)
+);
+
+CREATE TABLE IF NOT EXISTS listing_progress (
+    hazard_id TEXT NOT NULL,
+    enterprise_id TEXT NOT NULL,
+    text TEXT NOT NULL,
+    files JSONB NOT NULL,
+    reported_at TIMESTAMPTZ NOT NULL,
+    reported_by TEXT NOT NULL,
     position TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (enterprise_id, hazard_id, position)
 );

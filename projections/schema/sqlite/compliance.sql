@@ -97,6 +97,19 @@ CREATE TABLE IF NOT EXISTS hazards (
     basis_stated_at TEXT,
     basis_note TEXT,
     basis_confirmed_at TEXT,
+    -- Listed supervision (挂牌督办, issue 21): the listing, the town's lift request and the
+    -- city's lift; progress reports are rows of listing_progress.
+    listing_document_number TEXT,
+    listing_deadline TEXT,
+    listing_production_suspended INTEGER,
+    listed_at TEXT,
+    listed_by TEXT,
+    lift_text TEXT,
+    lift_requested_at TEXT,
+    lift_requested_by TEXT,
+    delisted_note TEXT,
+    delisted_at TEXT,
+    delisted_by TEXT,
     position TEXT NOT NULL,
     PRIMARY KEY (enterprise_id, hazard_id)
 ) WITHOUT ROWID;
@@ -108,6 +121,17 @@ CREATE TABLE IF NOT EXISTS hazard_extensions (
     reason TEXT NOT NULL,
     extended_at TEXT NOT NULL,
     extended_by TEXT NOT NULL,
+    position TEXT NOT NULL,
+    PRIMARY KEY (enterprise_id, hazard_id, position)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS listing_progress (
+    hazard_id TEXT NOT NULL,
+    enterprise_id TEXT NOT NULL,
+    text TEXT NOT NULL,
+    files TEXT NOT NULL,
+    reported_at TEXT NOT NULL,
+    reported_by TEXT NOT NULL,
     position TEXT NOT NULL,
     PRIMARY KEY (enterprise_id, hazard_id, position)
 ) WITHOUT ROWID;

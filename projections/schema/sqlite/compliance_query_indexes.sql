@@ -11,4 +11,5 @@ CREATE INDEX IF NOT EXISTS inspections_by_town ON inspections (town, inspected_a
 CREATE INDEX IF NOT EXISTS hazards_by_id ON hazards (hazard_id);
 CREATE INDEX IF NOT EXISTS hazards_by_town ON hazards (town, hazard_id);
 CREATE INDEX IF NOT EXISTS hazards_open_by_deadline ON hazards (deadline) WHERE closed_at IS NULL;
-CREATE INDEX IF NOT EXISTS accidents_by_town ON accidents (town, occurred_at)
+CREATE INDEX IF NOT EXISTS accidents_by_town ON accidents (town, occurred_at);
+CREATE INDEX IF NOT EXISTS hazards_listed ON hazards (town, hazard_id) WHERE listed_at IS NOT NULL

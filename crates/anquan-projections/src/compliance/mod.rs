@@ -14,7 +14,7 @@ pub use query::{
     review_queue,
 };
 pub use supervision::{
-    ColourDistribution, HazardFilter, HazardStateFilter, HazardView, OpenDeadline, PlanEntry, SCAN_MAX,
+    ColourDistribution, HazardFilter, HazardStateFilter, HazardView, ListingFilter, OpenDeadline, PlanEntry, SCAN_MAX,
     colour_distribution, hazards, open_deadlines, overdue_queue, supervision_plan,
 };
 
@@ -97,6 +97,7 @@ impl ComplianceProjection {
         "inspections",
         "hazards",
         "hazard_extensions",
+        "listing_progress",
         "rectifications",
         "accidents",
         "public_tokens",
@@ -129,9 +130,10 @@ impl Projection for ComplianceProjection {
     /// Layout 2 stores positions whole (`values::position`, text) instead of the SQL
     /// backends' sequence number alone. Layout 3 adds the hazards' free-text basis columns.
     /// Layout 4 adds the town to each `enterprise_profiles` row (the town at that instant) and
-    /// the rectifications' self-closure and spot-check columns.
+    /// the rectifications' self-closure and spot-check columns. Layout 5 adds the hazards'
+    /// listed-supervision columns (挂牌督办) and the `listing_progress` table.
     fn layout(&self) -> u32 {
-        4
+        5
     }
 
     fn apply(&self, event: &RecordedEvent, decoded: &Event, out: &mut BatchStatements) -> Result<(), ProjectionError> {
@@ -162,6 +164,10 @@ impl Projection for ComplianceProjection {
             | Event::RectificationReturned(_)
             | Event::HazardSelfClosed(_)
             | Event::HazardSpotChecked(_)
+            | Event::HazardListed(_)
+            | Event::ListingProgressReported(_)
+            | Event::ListingLiftRequested(_)
+            | Event::HazardDelisted(_)
             | Event::AccidentReported(_) => supervision::statements(enterprise_id, event, decoded, position, out),
             Event::PublicTokenRotated(rotated) => {
                 out.push(Statement::new(

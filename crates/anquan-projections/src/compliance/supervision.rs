@@ -12,7 +12,7 @@ use anquan_domain::compliance::evaluate;
 use anquan_domain::enterprise::event::{HazardSource, InspectionDocument};
 use anquan_domain::enterprise::hazard::{
     AccidentRecord, BasisConfirmation, DeadlineExtension, FreeTextBasis, HazardRecord, HazardState, InspectionRecord,
-    Rectification, SelfClosure, SpotCheck, Verdict,
+    LiftRequest, Listing, ListingLifted, ListingProgress, ListingState, Rectification, SelfClosure, SpotCheck, Verdict,
 };
 use anquan_domain::enterprise::{EnterpriseFile, Registration};
 use anquan_domain::risk::{self, ChecksDue, RiskAssessment};
@@ -67,6 +67,14 @@ const SET_BASIS: &str =
 const CONFIRM_BASIS: &str =
     "UPDATE hazards SET basis_note = $3, basis_confirmed_at = $4 WHERE enterprise_id = $1 AND hazard_id = $2";
 const CLOSE_HAZARD: &str = "UPDATE hazards SET closed_at = $3 WHERE enterprise_id = $1 AND hazard_id = $2";
+const SET_LISTING: &str = "UPDATE hazards SET listing_document_number = $3, listing_deadline = $4, \
+    listing_production_suspended = $5, listed_at = $6, listed_by = $7 WHERE enterprise_id = $1 AND hazard_id = $2";
+const INSERT_LISTING_PROGRESS: &str = "INSERT INTO listing_progress \
+    (hazard_id, enterprise_id, text, files, reported_at, reported_by, position) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+const SET_LIFT_REQUEST: &str = "UPDATE hazards SET lift_text = $3, lift_requested_at = $4, lift_requested_by = $5 \
+    WHERE enterprise_id = $1 AND hazard_id = $2";
+const SET_DELISTED: &str = "UPDATE hazards SET delisted_note = $3, delisted_at = $4, delisted_by = $5 \
+    WHERE enterprise_id = $1 AND hazard_id = $2";
 const INSERT_ACCIDENT: &str = "INSERT INTO accidents \
     (accident_id, enterprise_id, town, occurred_at, fatalities, description, reported_at, reported_by, position) \
     VALUES ($1, $2, (SELECT town FROM enterprises WHERE enterprise_id = $2), $3, $4, $5, $6, $7, $8)";
@@ -250,6 +258,50 @@ pub(super) fn statements(
                 actor(event),
             ],
         )),
+        Event::HazardListed(listed) => out.push(Statement::new(
+            SET_LISTING,
+            vec![
+                id,
+                text(listed.hazard_id),
+                SqlValue::Text(listed.document_number.clone()),
+                SqlValue::Timestamp(listed.deadline),
+                SqlValue::Bool(listed.production_suspended),
+                SqlValue::Timestamp(listed.listed_at),
+                actor(event),
+            ],
+        )),
+        Event::ListingProgressReported(reported) => out.push(Statement::new(
+            INSERT_LISTING_PROGRESS,
+            vec![
+                text(reported.hazard_id),
+                id,
+                SqlValue::Text(reported.text.clone()),
+                json("listing progress files", &reported.files)?,
+                SqlValue::Timestamp(reported.reported_at),
+                actor(event),
+                position.clone(),
+            ],
+        )),
+        Event::ListingLiftRequested(requested) => out.push(Statement::new(
+            SET_LIFT_REQUEST,
+            vec![
+                id,
+                text(requested.hazard_id),
+                SqlValue::Text(requested.text.clone()),
+                SqlValue::Timestamp(requested.requested_at),
+                actor(event),
+            ],
+        )),
+        Event::HazardDelisted(delisted) => out.push(Statement::new(
+            SET_DELISTED,
+            vec![
+                id,
+                text(delisted.hazard_id),
+                SqlValue::Text(delisted.note.clone()),
+                SqlValue::Timestamp(delisted.delisted_at),
+                actor(event),
+            ],
+        )),
         Event::AccidentReported(reported) => out.push(Statement::new(
             INSERT_ACCIDENT,
             vec![
@@ -283,7 +335,9 @@ macro_rules! hazard_columns {
     () => {
         "h.hazard_id, h.enterprise_id, e.name, h.town, h.source, h.category, h.level, h.severity, \
          h.criterion_catalogue, h.criterion_item, h.description, h.photos, h.found_at, h.recorded_at, \
-         h.initial_deadline, h.recorded_by, h.basis, h.basis_stated_at, h.basis_note, h.basis_confirmed_at \
+         h.initial_deadline, h.recorded_by, h.basis, h.basis_stated_at, h.basis_note, h.basis_confirmed_at, \
+         h.listing_document_number, h.listing_deadline, h.listing_production_suspended, h.listed_at, h.lift_text, \
+         h.lift_requested_at, h.delisted_note, h.delisted_at \
          FROM hazards h JOIN enterprises e ON e.enterprise_id = h.enterprise_id"
     };
 }
@@ -301,6 +355,12 @@ macro_rules! rectification_columns {
          FROM rectifications r JOIN hazards h ON h.enterprise_id = r.enterprise_id AND h.hazard_id = r.hazard_id"
     };
 }
+macro_rules! progress_columns {
+    () => {
+        "p.enterprise_id, p.hazard_id, p.text, p.files, p.reported_at \
+         FROM listing_progress p JOIN hazards h ON h.enterprise_id = p.enterprise_id AND h.hazard_id = p.hazard_id"
+    };
+}
 /// Enterprises with ids in `$1..=$2`.
 macro_rules! in_range {
     () => {
@@ -309,14 +369,15 @@ macro_rules! in_range {
 }
 /// Hazards of town `$1` and enterprise `$2` (`''`: any) known at `$3`, narrowed by `$4`
 /// (`''`: any; `closed`: closed by `$3`; `unclosed`: not closed by `$3`; `overdue`: not closed
-/// and past their first deadline at `$3`), with ids in `($5, $6]` (`''`: unbounded).
+/// and past their first deadline at `$3`; `listed`: listed by `$3`), with ids in `($5, $6]` (`''`: unbounded).
 macro_rules! candidates {
     () => {
         " WHERE ($1 = '' OR h.town = $1) AND ($2 = '' OR h.enterprise_id = $2) AND h.recorded_at <= $3 \
          AND ($4 = '' \
               OR ($4 = 'closed' AND h.closed_at <= $3) \
               OR ($4 = 'unclosed' AND (h.closed_at IS NULL OR h.closed_at > $3)) \
-              OR ($4 = 'overdue' AND h.initial_deadline < $3 AND (h.closed_at IS NULL OR h.closed_at > $3))) \
+              OR ($4 = 'overdue' AND h.initial_deadline < $3 AND (h.closed_at IS NULL OR h.closed_at > $3)) \
+              OR ($4 = 'listed' AND h.listed_at <= $3)) \
          AND h.hazard_id > $5 AND ($6 = '' OR h.hazard_id <= $6)"
     };
 }
@@ -341,6 +402,12 @@ const RECTIFICATIONS_IN_RANGE: &str = concat!(
     rectification_columns!(),
     in_range!(),
     " ORDER BY r.enterprise_id, r.hazard_id, r.position"
+);
+const PROGRESS_IN_RANGE: &str = concat!(
+    "SELECT ",
+    progress_columns!(),
+    in_range!(),
+    " ORDER BY p.enterprise_id, p.hazard_id, p.position"
 );
 const ACCIDENTS_IN_RANGE: &str = "SELECT enterprise_id, accident_id, occurred_at, fatalities, description, \
     reported_at FROM accidents WHERE enterprise_id >= $1 AND enterprise_id <= $2 ORDER BY enterprise_id, position";
@@ -369,6 +436,12 @@ const CANDIDATE_RECTIFICATIONS: &str = concat!(
     candidates!(),
     " ORDER BY r.enterprise_id, r.hazard_id, r.position"
 );
+const CANDIDATE_PROGRESS: &str = concat!(
+    "SELECT ",
+    progress_columns!(),
+    candidates!(),
+    " ORDER BY p.enterprise_id, p.hazard_id, p.position"
+);
 const OPEN_DEADLINES: &str = "SELECT h.enterprise_id, h.hazard_id, h.town, h.deadline FROM hazards h \
     WHERE h.closed_at IS NULL AND h.deadline >= $1 ORDER BY h.deadline, h.hazard_id LIMIT $2";
 
@@ -391,7 +464,8 @@ pub(super) async fn load_supervision(
     let hazards = store.query(HAZARDS_IN_RANGE, &range).await?;
     let extensions = store.query(EXTENSIONS_IN_RANGE, &range).await?;
     let rectifications = store.query(RECTIFICATIONS_IN_RANGE, &range).await?;
-    for view in assemble(&hazards, &extensions, &rectifications)? {
+    let progress = store.query(PROGRESS_IN_RANGE, &range).await?;
+    for view in assemble(&hazards, &extensions, &rectifications, &progress)? {
         if let Some(file) = files.get_mut(&view.enterprise_id) {
             if let HazardSource::GovernmentInspection { inspection_id } = &view.record.source
                 && let Some(inspection) = file.inspections.get_mut(inspection_id)
@@ -449,9 +523,24 @@ pub struct HazardView {
     pub record: HazardRecord,
 }
 
-/// Builds hazards from rows of `hazard_columns!()` (in order) and their extensions and
-/// rectifications (each in order within a hazard).
-fn assemble(hazards: &[Row], extensions: &[Row], rectifications: &[Row]) -> Result<Vec<HazardView>, QueryError> {
+/// Builds hazards from rows of `hazard_columns!()` (in order) and their extensions,
+/// rectifications and listing progress reports (each in order within a hazard).
+fn assemble(
+    hazards: &[Row],
+    extensions: &[Row],
+    rectifications: &[Row],
+    progress: &[Row],
+) -> Result<Vec<HazardView>, QueryError> {
+    let mut reported: BTreeMap<(EnterpriseId, HazardId), Vec<ListingProgress>> = BTreeMap::new();
+    for row in progress {
+        let table = "listing_progress";
+        let key = (parse_id(row, 0, table)?, parse_id(row, 1, table)?);
+        reported.entry(key).or_default().push(ListingProgress {
+            text: row.text(2)?,
+            files: parse_json(row, 3, table)?,
+            reported_at: row.timestamp(4)?,
+        });
+    }
     let mut extended: BTreeMap<(EnterpriseId, HazardId), Vec<DeadlineExtension>> = BTreeMap::new();
     for row in extensions {
         let key = (
@@ -541,6 +630,7 @@ fn assemble(hazards: &[Row], extensions: &[Row], rectifications: &[Row]) -> Resu
                     extensions: extended.remove(&(enterprise_id, hazard_id)).unwrap_or_default(),
                     rectifications: rectified.remove(&(enterprise_id, hazard_id)).unwrap_or_default(),
                     free_text_basis: free_text_basis(row)?,
+                    listing: listing(row, reported.remove(&(enterprise_id, hazard_id)).unwrap_or_default())?,
                 },
             })
         })
@@ -560,6 +650,30 @@ fn free_text_basis(row: &Row) -> Result<Option<FreeTextBasis>, QueryError> {
         basis,
         stated_at: row.timestamp(17)?,
         confirmation,
+    }))
+}
+
+/// The listing of a hazard row (columns 20 to 27), if it was listed.
+fn listing(row: &Row, progress: Vec<ListingProgress>) -> Result<Option<Listing>, QueryError> {
+    let Some(listed_at) = row.opt_timestamp(23)? else {
+        return Ok(None);
+    };
+    let lift_request = match (row.opt_text(24)?, row.opt_timestamp(25)?) {
+        (Some(text), Some(requested_at)) => Some(LiftRequest { text, requested_at }),
+        _ => None,
+    };
+    let lifted = match (row.opt_text(26)?, row.opt_timestamp(27)?) {
+        (Some(note), Some(delisted_at)) => Some(ListingLifted { note, delisted_at }),
+        _ => None,
+    };
+    Ok(Some(Listing {
+        document_number: row.opt_text(20)?.unwrap_or_default(),
+        deadline: row.timestamp(21)?,
+        production_suspended: row.opt_bool(22)?.unwrap_or(false),
+        listed_at,
+        progress,
+        lift_request,
+        lifted,
     }))
 }
 
@@ -599,12 +713,46 @@ impl HazardStateFilter {
     }
 }
 
+/// Which listed hazards (挂牌督办) a list shows, by their listing's state at the list's instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListingFilter {
+    /// Listed by then, whatever came after.
+    Any,
+    /// Listed and not yet lifted (督办中 or 申请摘牌).
+    InForce,
+    /// The town applied to lift it; the city has not decided.
+    LiftRequested,
+    /// The city's review of a lift request is past its `review_days`.
+    ReviewOverdue { review_days: u32 },
+    /// Lifted by the city.
+    Lifted,
+}
+
+impl ListingFilter {
+    /// Tells whether a hazard's listing is in this state at `at`.
+    pub fn matches(self, hazard: &HazardRecord, at: Instant) -> bool {
+        let Some(listing) = &hazard.listing else {
+            return false;
+        };
+        let state = listing.state_at(at);
+        match self {
+            ListingFilter::Any => state.is_some(),
+            ListingFilter::InForce => listing.in_force_at(at),
+            ListingFilter::LiftRequested => state == Some(ListingState::LiftRequested),
+            ListingFilter::ReviewOverdue { review_days } => listing.review_overdue_at(at, review_days),
+            ListingFilter::Lifted => state == Some(ListingState::Lifted),
+        }
+    }
+}
+
 /// Which hazards a list shows.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HazardFilter {
     pub town: Option<Town>,
     pub enterprise: Option<EnterpriseId>,
     pub state: Option<HazardStateFilter>,
+    /// Only listed hazards, by their listing's state.
+    pub listing: Option<ListingFilter>,
 }
 
 fn candidate_params(filter: &HazardFilter, narrowing: &str, at: Instant, after: &str, upto: &str) -> Vec<SqlValue> {
@@ -631,7 +779,10 @@ pub async fn hazards(
         Some(cursor) => parse_cursor::<HazardId>(cursor)?.to_string(),
         None => String::new(),
     };
-    let narrowing = filter.state.map_or("", HazardStateFilter::narrowing);
+    let narrowing = match filter.listing {
+        Some(_) => "listed",
+        None => filter.state.map_or("", HazardStateFilter::narrowing),
+    };
     let mut items = Vec::new();
     let mut scanned = 0;
     while scanned < SCAN_MAX {
@@ -645,10 +796,13 @@ pub async fn hazards(
         let children = candidate_params(filter, narrowing, at, &cursor, &upto);
         let extensions = store.query(CANDIDATE_EXTENSIONS, &children).await?;
         let rectifications = store.query(CANDIDATE_RECTIFICATIONS, &children).await?;
-        for view in assemble(&rows, &extensions, &rectifications)? {
+        let progress = store.query(CANDIDATE_PROGRESS, &children).await?;
+        for view in assemble(&rows, &extensions, &rectifications, &progress)? {
             scanned += 1;
             cursor = view.record.hazard_id.to_string();
-            if filter.state.is_none_or(|state| state.matches(&view.record, at)) {
+            if filter.state.is_none_or(|state| state.matches(&view.record, at))
+                && filter.listing.is_none_or(|listing| listing.matches(&view.record, at))
+            {
                 items.push(view);
                 if items.len() > first {
                     return Ok(hazard_page(items, first, true));
@@ -698,7 +852,8 @@ pub async fn overdue_queue(
     let rows = store.query(CANDIDATES_BY_DEADLINE, &params).await?;
     let extensions = store.query(CANDIDATE_EXTENSIONS, &children).await?;
     let rectifications = store.query(CANDIDATE_RECTIFICATIONS, &children).await?;
-    let mut overdue: Vec<HazardView> = assemble(&rows, &extensions, &rectifications)?
+    let progress = store.query(CANDIDATE_PROGRESS, &children).await?;
+    let mut overdue: Vec<HazardView> = assemble(&rows, &extensions, &rectifications, &progress)?
         .into_iter()
         .filter(|view| view.record.overdue_at(at))
         .collect();
