@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use anquan_domain::enterprise::event::{CriterionRef, HazardSource, InspectionDocument};
+use anquan_domain::enterprise::listing::{LiftHazardListing, ListHazard, ReportListingProgress, RequestListingLift};
 use anquan_domain::enterprise::supervision::{
     ConfirmMajorHazard, ExtendHazardDeadline, FILES_MAX, NewHazard, RecordHazard, RecordInspection, ReportAccident,
     SpotCheckHazard, SubmitRectification, VerifyRectification,
@@ -103,6 +104,55 @@ pub(super) struct ConfirmMajorHazardInput {
     /// The hazard, "major, pending confirmation".
     pub hazard_id: ID,
     /// Why it is major (e.g. the article of the standard it meets).
+    pub note: String,
+}
+
+/// List an open major hazard for supervision (挂牌督办).
+#[derive(InputObject)]
+pub(super) struct ListHazardInput {
+    /// The enterprise.
+    pub enterprise_id: ID,
+    /// The hazard: open, and major as it counts now.
+    pub hazard_id: ID,
+    /// The listing document's number (督办文号).
+    pub document_number: String,
+    /// Remediation is due by this instant (督办期限); must be in the future.
+    pub deadline: DateTime<Utc>,
+    /// Whether production (or the affected part) is suspended until the listing is lifted.
+    pub production_suspended: bool,
+}
+
+/// Report the progress of a listed hazard's remediation (evidence files as the mutation's
+/// `files` uploads).
+#[derive(InputObject)]
+pub(super) struct ReportListingProgressInput {
+    /// The enterprise.
+    pub enterprise_id: ID,
+    /// The listed hazard.
+    pub hazard_id: ID,
+    /// What was done and what remains.
+    pub text: String,
+}
+
+/// Apply to lift a listing once the hazard's remediation is verified (复产申请).
+#[derive(InputObject)]
+pub(super) struct RequestListingLiftInput {
+    /// The enterprise.
+    pub enterprise_id: ID,
+    /// The listed hazard, closed by an inspector's verification.
+    pub hazard_id: ID,
+    /// The assessment and the application, in words.
+    pub text: String,
+}
+
+/// Lift a listing after the city's on-site review (摘牌).
+#[derive(InputObject)]
+pub(super) struct LiftHazardListingInput {
+    /// The enterprise.
+    pub enterprise_id: ID,
+    /// The listed hazard, with a lift requested.
+    pub hazard_id: ID,
+    /// The review's conclusion.
     pub note: String,
 }
 
@@ -301,6 +351,90 @@ impl SupervisionMutation {
         run(ctx, command, args, created, &[]).await
     }
 
+    /// Lists an open major hazard for supervision (挂牌督办; the city admin). While listed, the
+    /// rule set counts it as an open major hazard (veto, red) until `liftHazardListing`.
+    async fn list_hazard(
+        &self,
+        ctx: &Context<'_>,
+        input: ListHazardInput,
+        command_id: Option<ID>,
+        expected_version: Option<Int64>,
+    ) -> Result<SupervisionPayload, ApiError> {
+        let args = CommandArgs::parse(command_id.as_ref(), expected_version)?;
+        let hazard_id = parse_id::<HazardId>(&input.hazard_id)?;
+        let command = EnterpriseCommand::ListHazard(ListHazard {
+            enterprise_id: parse_enterprise_id(&input.enterprise_id)?,
+            hazard_id,
+            document_number: input.document_number,
+            deadline: input.deadline,
+            production_suspended: input.production_suspended,
+        });
+        run(ctx, command, args, Created::hazard(hazard_id), &[]).await
+    }
+
+    /// Reports the progress of a listed hazard's remediation, with evidence files (multipart;
+    /// the town officer of its town, or the city admin).
+    async fn report_listing_progress(
+        &self,
+        ctx: &Context<'_>,
+        input: ReportListingProgressInput,
+        #[graphql(default)] files: Vec<Upload>,
+        command_id: Option<ID>,
+        expected_version: Option<Int64>,
+    ) -> Result<SupervisionPayload, ApiError> {
+        let args = CommandArgs::parse(command_id.as_ref(), expected_version)?;
+        let app = app(ctx)?;
+        actor(ctx)?;
+        let hazard_id = parse_id::<HazardId>(&input.hazard_id)?;
+        let staged = crate::uploads::stage(ctx, app, &files, "files", FILES_MAX)?;
+        let command = EnterpriseCommand::ReportListingProgress(ReportListingProgress {
+            enterprise_id: parse_enterprise_id(&input.enterprise_id)?,
+            hazard_id,
+            text: input.text,
+            files: file_refs(&staged),
+        });
+        run(ctx, command, args, Created::hazard(hazard_id), &staged).await
+    }
+
+    /// Applies to lift a listing once an inspector verified the hazard's remediation (the town
+    /// officer of its town, or the city admin); the city reviews on site within the rule set's
+    /// review days.
+    async fn request_listing_lift(
+        &self,
+        ctx: &Context<'_>,
+        input: RequestListingLiftInput,
+        command_id: Option<ID>,
+        expected_version: Option<Int64>,
+    ) -> Result<SupervisionPayload, ApiError> {
+        let args = CommandArgs::parse(command_id.as_ref(), expected_version)?;
+        let hazard_id = parse_id::<HazardId>(&input.hazard_id)?;
+        let command = EnterpriseCommand::RequestListingLift(RequestListingLift {
+            enterprise_id: parse_enterprise_id(&input.enterprise_id)?,
+            hazard_id,
+            text: input.text,
+        });
+        run(ctx, command, args, Created::hazard(hazard_id), &[]).await
+    }
+
+    /// Lifts a listing after the city's on-site review of the town's request (the city admin);
+    /// the hazard must still be closed.
+    async fn lift_hazard_listing(
+        &self,
+        ctx: &Context<'_>,
+        input: LiftHazardListingInput,
+        command_id: Option<ID>,
+        expected_version: Option<Int64>,
+    ) -> Result<SupervisionPayload, ApiError> {
+        let args = CommandArgs::parse(command_id.as_ref(), expected_version)?;
+        let hazard_id = parse_id::<HazardId>(&input.hazard_id)?;
+        let command = EnterpriseCommand::LiftHazardListing(LiftHazardListing {
+            enterprise_id: parse_enterprise_id(&input.enterprise_id)?,
+            hazard_id,
+            note: input.note,
+        });
+        run(ctx, command, args, Created::hazard(hazard_id), &[]).await
+    }
+
     /// Spot-checks a self-reported hazard the enterprise closed itself (an inspector of its
     /// town, or a city inspector). A rectification's `spotCheckDrawn` says whether the rule
     /// set's sample drew it; an inspector may check any self-closure once.
@@ -417,6 +551,16 @@ pub(crate) struct Created {
     hazard_ids: Vec<HazardId>,
     rectification_id: Option<Uuid>,
     accident_id: Option<Uuid>,
+}
+
+impl Created {
+    /// A command about one existing hazard.
+    fn hazard(hazard_id: HazardId) -> Self {
+        Created {
+            hazard_ids: vec![hazard_id],
+            ..Created::default()
+        }
+    }
 }
 
 fn new_hazard(

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use anquan_domain::rules::RuleSet;
 use anquan_domain::{EnterpriseId, Role, Town};
-use anquan_projections::compliance::{self as read_model, HazardFilter, HazardView};
+use anquan_projections::compliance::{self as read_model, HazardFilter, HazardView, ListingFilter};
 
 use super::types::*;
 use crate::error::ApiError;
@@ -44,6 +44,42 @@ impl SupervisionQuery {
             town,
             enterprise,
             state: filter.map(Into::into),
+            listing: None,
+        };
+        let page = read_model::hazards(
+            app.compliance_read_models()?,
+            &filter,
+            at,
+            page_size(first)?,
+            after.as_deref(),
+        )
+        .await?;
+        Ok(connection(&page, &app.rules, at))
+    }
+
+    /// Hazards under listed supervision (挂牌督办) by `asOf` (default now), by their listing's
+    /// state then (`state`, default: every listed hazard), ordered by hazard id. The town's list:
+    /// town officers and inspectors see their town, the city and auditors every town (or
+    /// `town`), an enterprise only its own hazards.
+    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
+    async fn listed_hazards(
+        &self,
+        ctx: &Context<'_>,
+        town: Option<String>,
+        state: Option<ListingSelection>,
+        as_of: Option<DateTime<Utc>>,
+        #[graphql(default = 20)] first: i32,
+        after: Option<String>,
+    ) -> Result<HazardConnection, ApiError> {
+        let app = app(ctx)?;
+        let (town, enterprise) = hazard_scope(ctx, town, None)?;
+        let at = optional_instant_arg("asOf", as_of)?.unwrap_or_else(|| app.now());
+        let review_days = app.rules.supervision.listed_supervision.review_days;
+        let filter = HazardFilter {
+            town,
+            enterprise,
+            state: None,
+            listing: Some(state.map_or(ListingFilter::Any, |state| state.filter(review_days))),
         };
         let page = read_model::hazards(
             app.compliance_read_models()?,

@@ -7,9 +7,11 @@ use anquan_domain::EnterpriseId;
 use anquan_domain::compliance::Veto;
 use anquan_domain::enterprise::EnterpriseFile;
 use anquan_domain::enterprise::event::HazardSource;
-use anquan_domain::enterprise::hazard::{HazardRecord, HazardState as DomainHazardState, InspectionRecord};
+use anquan_domain::enterprise::hazard::{
+    HazardRecord, HazardState as DomainHazardState, InspectionRecord, Listing, ListingState as DomainListingState,
+};
 use anquan_domain::rules::RuleSet;
-use anquan_projections::compliance::{HazardStateFilter, HazardView};
+use anquan_projections::compliance::{HazardStateFilter, HazardView, ListingFilter};
 
 use crate::error::ApiError;
 use crate::graphql::agency::types::{HazardLevel, StoredFile};
@@ -467,8 +469,129 @@ pub struct Hazard {
     pub extensions: Vec<DeadlineExtensionView>,
     /// Rectifications submitted by `at`, oldest first.
     pub rectifications: Vec<RectificationView>,
+    /// Its listed supervision (挂牌督办) as it stood at `at`; null when not listed by then.
+    pub listing: Option<HazardListing>,
     /// The instant it is shown at.
     pub at: DateTime<Utc>,
+}
+
+/// Where a listed supervision (挂牌督办) stands at an instant.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+pub enum ListingState {
+    /// Listed by the city; remediation under way (督办中).
+    Listed,
+    /// The town applied to lift it; the city reviews on site (申请摘牌).
+    LiftRequested,
+    /// Lifted by the city after its review (已摘牌).
+    Lifted,
+}
+
+/// Which listed hazards a list selects at the instant asked for (a filter: IN_FORCE covers
+/// LISTED and LIFT_REQUESTED; REVIEW_OVERDUE is part of LIFT_REQUESTED).
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+pub enum ListingSelection {
+    /// Listed and not yet lifted.
+    InForce,
+    /// A lift was requested and the city has not decided.
+    LiftRequested,
+    /// The city's on-site review of a lift request is past the rule set's review days.
+    ReviewOverdue,
+    /// Lifted by the city.
+    Lifted,
+}
+
+/// A progress report of a listed hazard, by the town.
+#[derive(SimpleObject, Clone)]
+pub struct ListingProgressView {
+    /// What was reported.
+    pub text: String,
+    /// Evidence files.
+    pub files: Vec<StoredFile>,
+    /// When it was reported.
+    pub reported_at: DateTime<Utc>,
+}
+
+/// A hazard's listed supervision (挂牌督办) as it stood at an instant. While in force the rule
+/// set may count the hazard as an open major hazard (veto, red) even once its rectification is
+/// verified: `[listed_supervision]` in `supervision.toml`.
+#[derive(SimpleObject, Clone)]
+pub struct HazardListing {
+    /// Its state at `at`.
+    pub state: ListingState,
+    /// The listing document's number (督办文号).
+    pub document_number: String,
+    /// Remediation is due by this instant (督办期限).
+    pub deadline: DateTime<Utc>,
+    /// Production is suspended until the listing is lifted.
+    pub production_suspended: bool,
+    /// When the city listed it.
+    pub listed_at: DateTime<Utc>,
+    /// Progress reports by `at`, oldest first.
+    pub progress: Vec<ListingProgressView>,
+    /// The town's application to lift it (assessment and request to resume), if by `at`.
+    pub lift_request: Option<String>,
+    /// When the lift was requested, if by `at`.
+    pub lift_requested_at: Option<DateTime<Utc>>,
+    /// When the city's on-site review of the lift request is due (the rule set's review days
+    /// after the request).
+    pub review_due: Option<DateTime<Utc>>,
+    /// The review is past due at `at` and the listing not lifted.
+    pub review_overdue: bool,
+    /// When the city lifted it, if by `at`.
+    pub lifted_at: Option<DateTime<Utc>>,
+    /// The city's note on lifting it.
+    pub lift_note: Option<String>,
+}
+
+impl HazardListing {
+    /// The listing as it stood at `at`, or `None` before it was listed.
+    fn view_at(listing: &Listing, review_days: u32, at: DateTime<Utc>) -> Option<Self> {
+        let state = match listing.state_at(at)? {
+            DomainListingState::Listed => ListingState::Listed,
+            DomainListingState::LiftRequested => ListingState::LiftRequested,
+            DomainListingState::Lifted => ListingState::Lifted,
+        };
+        let request = listing
+            .lift_request
+            .as_ref()
+            .filter(|request| request.requested_at <= at);
+        let lifted = listing.lifted.as_ref().filter(|lifted| lifted.delisted_at <= at);
+        Some(HazardListing {
+            state,
+            document_number: listing.document_number.clone(),
+            deadline: listing.deadline,
+            production_suspended: listing.production_suspended,
+            listed_at: listing.listed_at,
+            progress: listing
+                .progress
+                .iter()
+                .filter(|progress| progress.reported_at <= at)
+                .map(|progress| ListingProgressView {
+                    text: progress.text.clone(),
+                    files: progress.files.iter().map(StoredFile::from).collect(),
+                    reported_at: progress.reported_at,
+                })
+                .collect(),
+            lift_request: request.map(|request| request.text.clone()),
+            lift_requested_at: request.map(|request| request.requested_at),
+            review_due: request.and_then(|_| listing.review_due(review_days)),
+            review_overdue: listing.review_overdue_at(at, review_days),
+            lifted_at: lifted.map(|lifted| lifted.delisted_at),
+            lift_note: lifted.map(|lifted| lifted.note.clone()),
+        })
+    }
+}
+
+impl ListingSelection {
+    /// The read model's filter, with the rule set's review days.
+    pub(crate) fn filter(self, review_days: u32) -> ListingFilter {
+        match self {
+            ListingSelection::InForce => ListingFilter::InForce,
+            ListingSelection::LiftRequested => ListingFilter::LiftRequested,
+            ListingSelection::ReviewOverdue => ListingFilter::ReviewOverdue { review_days },
+            ListingSelection::Lifted => ListingFilter::Lifted,
+        }
+    }
 }
 
 impl Hazard {
@@ -593,6 +716,9 @@ impl Hazard {
                 })
                 .collect(),
             rectifications,
+            listing: record.listing.as_ref().and_then(|listing| {
+                HazardListing::view_at(listing, rules.supervision.listed_supervision.review_days, at)
+            }),
             at,
         }
     }
