@@ -26,6 +26,7 @@ mod generated_client;
 mod graphql_fuzz;
 mod hazard_sources;
 mod idempotency;
+mod listed_supervision;
 mod major_hazards;
 mod metrics_endpoint;
 mod metrics_follow;
