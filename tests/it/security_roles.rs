@@ -586,6 +586,7 @@ fn plausible_call(field: &str, fx: &Fixtures) -> Call {
         ),
         "hazards" => call("{ hazards { nodes { id } } }", json!({})),
         "overdueQueue" => call("{ overdueQueue { nodes { id } } }", json!({})),
+        "listedHazards" => call("{ listedHazards { nodes { id } } }", json!({})),
         "colourDistribution" => call("{ colourDistribution { red } }", json!({})),
         "supervisionPlan" => call(
             "query($end: DateTime!) { supervisionPlan(periodEnd: $end) { __typename } }",
@@ -715,6 +716,23 @@ fn plausible_call(field: &str, fx: &Fixtures) -> Call {
         "confirmMajorHazard" => call(
             "mutation($input: ConfirmMajorHazardInput!) { confirmMajorHazard(input: $input) { streamVersion } }",
             json!({ "input": { "enterpriseId": enterprise, "hazardId": fx.hazard_id, "note": "确认" } }),
+        ),
+        "listHazard" => call(
+            "mutation($input: ListHazardInput!) { listHazard(input: $input) { streamVersion } }",
+            json!({ "input": { "enterpriseId": enterprise, "hazardId": fx.hazard_id, "documentNumber": "督〔2026〕1号",
+                               "deadline": now + Duration::days(60), "productionSuspended": false } }),
+        ),
+        "reportListingProgress" => call(
+            "mutation($input: ReportListingProgressInput!) { reportListingProgress(input: $input) { streamVersion } }",
+            json!({ "input": { "enterpriseId": enterprise, "hazardId": fx.hazard_id, "text": "整改中" } }),
+        ),
+        "requestListingLift" => call(
+            "mutation($input: RequestListingLiftInput!) { requestListingLift(input: $input) { streamVersion } }",
+            json!({ "input": { "enterpriseId": enterprise, "hazardId": fx.hazard_id, "text": "申请摘牌" } }),
+        ),
+        "liftHazardListing" => call(
+            "mutation($input: LiftHazardListingInput!) { liftHazardListing(input: $input) { streamVersion } }",
+            json!({ "input": { "enterpriseId": enterprise, "hazardId": fx.hazard_id, "note": "核查合格" } }),
         ),
         "spotCheckHazard" => call(
             "mutation($input: SpotCheckHazardInput!) { spotCheckHazard(input: $input) { streamVersion } }",
