@@ -552,7 +552,7 @@ async fn listing_step(
     hazard_id: HazardId,
     now: DateTime<Utc>,
 ) {
-    if memory.next() % 3 == 0 {
+    if memory.next().is_multiple_of(3) {
         let report = EnterpriseCommand::ReportListingProgress(ReportListingProgress {
             enterprise_id,
             hazard_id,
@@ -566,7 +566,7 @@ async fn listing_step(
         hazard_id,
         document_number: format!("督〔2019〕{}号", memory.next()),
         deadline: now + Duration::days(60),
-        production_suspended: memory.next() % 2 == 0,
+        production_suspended: memory.next().is_multiple_of(2),
     });
     if world.enterprise(&admin(), now, list).await {
         return;
