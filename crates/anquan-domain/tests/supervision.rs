@@ -871,3 +871,126 @@ fn the_spot_check_sample_is_deterministic_and_near_its_rate() {
         drawn_for_spot_check(hazard_id(5), instant, 20)
     );
 }
+
+#[test]
+fn a_listed_hazard_vetoes_and_stays_red_until_the_city_lifts_the_listing_even_once_verified() {
+    use anquan_domain::enterprise::listing::{LiftHazardListing, ListHazard, RequestListingLift};
+    let mut file = compliant(73, plain_profile());
+    apply(
+        &mut file,
+        &inspector("许村"),
+        COMPLIANT_AT,
+        inspection(
+            id(73),
+            1,
+            COMPLIANT_AT,
+            vec![major(1, "mem10_2023", "dust-3"), general(2, None)],
+        ),
+    );
+    let list = |n: u128, deadline: &str| {
+        EnterpriseCommand::ListHazard(ListHazard {
+            enterprise_id: id(73),
+            hazard_id: hazard_id(n),
+            document_number: "海应急督〔2024〕1号".into(),
+            deadline: at(deadline),
+            production_suspended: true,
+        })
+    };
+    let listed_at = "2024-03-11T02:00:00Z";
+    assert_eq!(
+        refused(&file, &officer("许村"), listed_at, list(1, "2024-06-01T00:00:00Z")),
+        "FORBIDDEN"
+    );
+    assert_eq!(
+        refused(&file, &admin(), listed_at, list(2, "2024-06-01T00:00:00Z")),
+        "NOT_MAJOR_HAZARD"
+    );
+    assert_eq!(
+        refused(&file, &admin(), listed_at, list(1, COMPLIANT_AT)),
+        "DEADLINE_NOT_IN_FUTURE"
+    );
+    apply(&mut file, &admin(), listed_at, list(1, "2024-06-01T00:00:00Z"));
+    assert_eq!(
+        refused(&file, &admin(), listed_at, list(1, "2024-06-01T00:00:00Z")),
+        "ALREADY_LISTED"
+    );
+
+    let request = EnterpriseCommand::RequestListingLift(RequestListingLift {
+        enterprise_id: id(73),
+        hazard_id: hazard_id(1),
+        text: "整改完成，申请摘牌".into(),
+    });
+    let lift = EnterpriseCommand::LiftHazardListing(LiftHazardListing {
+        enterprise_id: id(73),
+        hazard_id: hazard_id(1),
+        note: "现场核查合格".into(),
+    });
+    assert_eq!(
+        refused(&file, &officer("许村"), listed_at, request.clone()),
+        "HAZARD_NOT_CLOSED"
+    );
+    assert_eq!(refused(&file, &admin(), listed_at, lift.clone()), "LIFT_NOT_REQUESTED");
+
+    // Verified closed on 3-12: closed for the hazard, yet the listing still vetoes and is red.
+    let owner = anquan_domain::Actor {
+        user_id: anquan_domain::UserId::parse("owner").unwrap(),
+        role: anquan_domain::Role::Enterprise { enterprise_id: id(73) },
+    };
+    let rectification = uuid::Uuid::from_u128(77);
+    apply(
+        &mut file,
+        &owner,
+        "2024-03-12T01:00:00Z",
+        EnterpriseCommand::SubmitRectification(SubmitRectification {
+            enterprise_id: id(73),
+            hazard_id: hazard_id(1),
+            rectification_id: rectification,
+            text: "已加装泄爆装置".into(),
+            photos: vec![file_ref(3)],
+        }),
+    );
+    apply(
+        &mut file,
+        &inspector("许村"),
+        "2024-03-12T02:00:00Z",
+        EnterpriseCommand::VerifyRectification(VerifyRectification {
+            enterprise_id: id(73),
+            hazard_id: hazard_id(1),
+            rectification_id: rectification,
+            returned_because: None,
+        }),
+    );
+    let verified = at("2024-03-12T03:00:00Z");
+    assert_eq!(file.hazards[&hazard_id(1)].state_at(verified), HazardState::Closed);
+    assert_eq!(
+        evaluate(&file, &rules(), verified).unwrap().vetoes,
+        vec![Veto::OpenMajorHazard {
+            hazard_id: hazard_id(1)
+        }]
+    );
+    assert_eq!(
+        colour(&file, verified),
+        (RiskColour::Red, Some("open_major_hazard".into()))
+    );
+
+    apply(&mut file, &officer("许村"), "2024-03-13T02:00:00Z", request.clone());
+    assert_eq!(
+        refused(&file, &officer("许村"), "2024-03-13T03:00:00Z", request),
+        "LIFT_ALREADY_REQUESTED"
+    );
+    let listing = file.hazards[&hazard_id(1)].listing.clone().unwrap();
+    // The review is due 10 days after the request and overdue from the first instant after.
+    assert!(!listing.review_overdue_at(at("2024-03-23T02:00:00Z"), 10));
+    assert!(listing.review_overdue_at(at("2024-03-23T02:00:01Z"), 10));
+    assert_eq!(
+        refused(&file, &officer("许村"), "2024-03-14T02:00:00Z", lift.clone()),
+        "FORBIDDEN"
+    );
+    apply(&mut file, &admin(), "2024-03-14T02:00:00Z", lift.clone());
+    let lifted = at("2024-03-14T02:00:00Z");
+    assert!(evaluate(&file, &rules(), lifted).unwrap().vetoes.is_empty());
+    assert_ne!(colour(&file, lifted).0, RiskColour::Red);
+    // Asked about the past, the listing still held then.
+    assert_eq!(colour(&file, verified).0, RiskColour::Red);
+    assert_eq!(refused(&file, &admin(), "2024-03-15T02:00:00Z", lift), "NOT_LISTED");
+}
