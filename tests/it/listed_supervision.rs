@@ -30,7 +30,7 @@ const LIFT: &str = "mutation($input: LiftHazardListingInput!) {
 const ENTERPRISE: &str = "query($id: ID!) { enterprise(id: $id) {
   risk { colour rule }
   vetoes { kind hazardId }
-  hazards { id state listing { state documentNumber productionSuspended progress { text files { sha256 } }
+  hazards { id state listing { state documentNumber productionSuspended overdue progress { text files { sha256 } }
     liftRequest reviewDue reviewOverdue liftedAt liftNote } } } }";
 const LISTED: &str = "query($town: String, $state: ListingSelection, $asOf: DateTime) {
   listedHazards(town: $town, state: $state, asOf: $asOf) { nodes { id town enterpriseName listing { state } } } }";
@@ -161,6 +161,7 @@ async fn the_city_lists_a_major_hazard_the_town_follows_it_up_and_the_listing_ke
         assert_eq!(view["state"], "LISTED");
         assert_eq!(view["documentNumber"], "海应急督〔2026〕3号");
         assert_eq!(view["productionSuspended"], true);
+        assert_eq!(view["overdue"], false);
         assert_eq!(view["progress"][0]["text"], "除尘系统改造已完成一半");
         assert_eq!(view["progress"][0]["files"].as_array().unwrap().len(), 1);
         assert_eq!(hazard(&while_listed, general)["listing"], Value::Null);

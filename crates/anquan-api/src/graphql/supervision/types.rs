@@ -524,6 +524,8 @@ pub struct HazardListing {
     pub deadline: DateTime<Utc>,
     /// Production is suspended until the listing is lifted.
     pub production_suspended: bool,
+    /// In force at `at`, the hazard not closed by then and `at` past the listing's deadline.
+    pub overdue: bool,
     /// When the city listed it.
     pub listed_at: DateTime<Utc>,
     /// Progress reports by `at`, oldest first.
@@ -545,7 +547,7 @@ pub struct HazardListing {
 
 impl HazardListing {
     /// The listing as it stood at `at`, or `None` before it was listed.
-    fn view_at(listing: &Listing, review_days: u32, at: DateTime<Utc>) -> Option<Self> {
+    fn view_at(listing: &Listing, hazard_closed: bool, review_days: u32, at: DateTime<Utc>) -> Option<Self> {
         let state = match listing.state_at(at)? {
             DomainListingState::Listed => ListingState::Listed,
             DomainListingState::LiftRequested => ListingState::LiftRequested,
@@ -561,6 +563,7 @@ impl HazardListing {
             document_number: listing.document_number.clone(),
             deadline: listing.deadline,
             production_suspended: listing.production_suspended,
+            overdue: listing.in_force_at(at) && !hazard_closed && at > listing.deadline,
             listed_at: listing.listed_at,
             progress: listing
                 .progress
@@ -717,7 +720,8 @@ impl Hazard {
                 .collect(),
             rectifications,
             listing: record.listing.as_ref().and_then(|listing| {
-                HazardListing::view_at(listing, rules.supervision.listed_supervision.review_days, at)
+                let review_days = rules.supervision.listed_supervision.review_days;
+                HazardListing::view_at(listing, closed_at.is_some(), review_days, at)
             }),
             at,
         }
