@@ -13,10 +13,10 @@ use crate::agency::event::{
 };
 use crate::anchor::AnchorTaken;
 use crate::enterprise::event::{
-    AccidentReported, DocumentApproved, DocumentReturned, DocumentUploaded, EnterpriseProfileChanged,
-    EnterpriseRegistered, HazardDeadlineExtended, HazardFound, HazardSelfClosed, HazardSpotChecked, InspectionRecorded,
-    MajorHazardBasisStated, MajorHazardConfirmed, PublicTokenRotated, RectificationAccepted, RectificationReturned,
-    RectificationSubmitted,
+    AccidentReported, DocumentApproved, DocumentReturned, DocumentUploaded, EnterpriseClosed, EnterpriseProfileChanged,
+    EnterpriseRegistered, EnterpriseReopened, HazardDeadlineExtended, HazardFound, HazardSelfClosed, HazardSpotChecked,
+    InspectionRecorded, MajorHazardBasisStated, MajorHazardConfirmed, PublicTokenRotated, RectificationAccepted,
+    RectificationReturned, RectificationSubmitted,
 };
 use crate::rules::log::{RuleSetPromoted, RuleSetPublished};
 
@@ -120,6 +120,8 @@ event_catalogue! {
     MajorHazardConfirmed => 1,
     HazardSelfClosed => 1,
     HazardSpotChecked => 1,
+    EnterpriseClosed => 1,
+    EnterpriseReopened => 1,
     AgencyRegistered => 1,
     AgencyProfileChanged => 1,
     StaffReported => 1,

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use anquan_domain::compliance::{ComplianceReport, IndicatorState, evaluate};
 use anquan_domain::enterprise::state::Review;
-use anquan_domain::enterprise::{DocumentRecord, EnterpriseFile, FileRef, Registration, ReviewOutcome};
+use anquan_domain::enterprise::{
+    ClosureKind, ClosureRecord, DocumentRecord, EnterpriseFile, FileRef, Registration, Reopening, ReviewOutcome,
+};
 use anquan_domain::rules::{EnterpriseProfile, RuleSet};
 use anquan_domain::{DocumentId, EnterpriseId, IndicatorCode, Instant, RequirementCode, Town, UserId};
 use anquan_event_store::{ReadModelStore, Row, SqlValue};
@@ -67,6 +69,9 @@ const ENTERPRISES_PAGE: &str = "SELECT enterprise_id, name, credit_code, town, i
     FROM enterprises WHERE ($1 = '' OR town = $1) AND enterprise_id > $2 ORDER BY enterprise_id LIMIT $3";
 const PROFILES_IN_RANGE: &str = "SELECT enterprise_id, effective_at, profile, town FROM enterprise_profiles \
     WHERE enterprise_id >= $1 AND enterprise_id <= $2 ORDER BY enterprise_id, effective_at";
+const CLOSURES_IN_RANGE: &str = "SELECT enterprise_id, kind, reason, effective_at, recorded_at, reopen_reason, \
+    reopened_at, reopen_recorded_at FROM enterprise_closures \
+    WHERE enterprise_id >= $1 AND enterprise_id <= $2 ORDER BY enterprise_id, position";
 const DOCUMENTS_IN_RANGE: &str = concat!(
     "SELECT ",
     document_columns!(),
@@ -297,6 +302,12 @@ pub(super) async fn load_histories(
                 .push((since, parse_column(&row, 3, "enterprise_profiles")?));
         }
     }
+    for row in store.query(CLOSURES_IN_RANGE, &range).await? {
+        let enterprise_id = parse_id::<EnterpriseId>(&row, 0, "enterprise_closures")?;
+        if let Some(file) = files.get_mut(&enterprise_id) {
+            file.closures.push(closure_record(&row)?);
+        }
+    }
     let params = [low.clone(), high.clone(), SqlValue::Text(town.to_owned())];
     for row in store.query(DOCUMENTS_IN_RANGE, &params).await? {
         let view = document_view(&row)?;
@@ -326,6 +337,30 @@ pub(super) fn new_file(row: &Row) -> Result<EnterpriseFile, QueryError> {
         inspections: BTreeMap::new(),
         hazards: BTreeMap::new(),
         accidents: Vec::new(),
+        closures: Vec::new(),
+    })
+}
+
+/// Reads a row of `CLOSURES_IN_RANGE`.
+fn closure_record(row: &Row) -> Result<ClosureRecord, QueryError> {
+    let table = "enterprise_closures";
+    let kind_name = row.text(1)?;
+    let kind = ClosureKind::parse(&kind_name)
+        .ok_or_else(|| malformed(table, format!("unknown closure kind {kind_name:?}")))?;
+    let reopening = match (row.opt_text(5)?, row.opt_timestamp(6)?, row.opt_timestamp(7)?) {
+        (Some(reason), Some(effective_at), Some(recorded_at)) => Some(Reopening {
+            reason,
+            effective_at,
+            recorded_at,
+        }),
+        _ => None,
+    };
+    Ok(ClosureRecord {
+        kind,
+        reason: row.text(2)?,
+        effective_at: row.timestamp(3)?,
+        recorded_at: row.timestamp(4)?,
+        reopening,
     })
 }
 
