@@ -10,8 +10,8 @@ mod supervision;
 
 pub use public_page::{enterprise_by_public_token_digest, public_token_rotated_at};
 pub use query::{
-    DocumentView, PAGE_SIZE_MAX, Page, SummaryFilter, document, enterprise_file, enterprise_summaries, files_after,
-    review_queue,
+    DocumentView, EnterpriseSummary, PAGE_SIZE_MAX, Page, SummaryFilter, document, enterprise_file,
+    enterprise_summaries, files_after, review_queue,
 };
 pub use supervision::{
     ColourDistribution, HazardFilter, HazardStateFilter, HazardView, OpenDeadline, PlanEntry, SCAN_MAX,
