@@ -220,9 +220,15 @@ async fn run(backend: Backend) {
     assert_eq!(figures(&app, &admin, "长安", &t3).await.0, 1.0, "{backend:?}");
 
     // Scope follows the current town: the new town's officer reads it, the old one's no longer.
-    let read = |token: &str| app.graphql(Some(token), ENTERPRISE, json!({ "id": staying }));
-    assert_eq!(error_code(&read(&xucun).await), "FORBIDDEN");
-    assert_eq!(data(&read(&changan).await)["enterprise"]["state"], "ACTIVE");
+    let read = json!({ "id": staying });
+    assert_eq!(
+        error_code(&app.graphql(Some(&xucun), ENTERPRISE, read.clone()).await),
+        "FORBIDDEN"
+    );
+    assert_eq!(
+        data(&app.graphql(Some(&changan), ENTERPRISE, read).await)["enterprise"]["state"],
+        "ACTIVE"
+    );
     assert_eq!(
         ids(&listed(&app, &xucun, json!({ "town": "许村" })).await),
         [closing.as_str()]
