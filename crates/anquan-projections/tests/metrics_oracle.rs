@@ -1087,8 +1087,8 @@ fn oracle(
         let known = |(effective, recorded): (DateTime<Utc>, DateTime<Utc>)| effective <= at && recorded <= at;
         let closed_now = closures
             .iter()
-            .filter(|c| known((c.0, c.1)))
-            .last()
+            .rev()
+            .find(|c| known((c.0, c.1)))
             .is_some_and(|c| !c.2.is_some_and(known));
         let town = town_then;
         let mut tallies = Vec::new();
