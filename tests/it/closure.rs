@@ -6,6 +6,7 @@
 
 use serde_json::{Value, json};
 
+use crate::browser::{Browser, Viewport};
 use crate::compliance_flow::upload;
 use crate::support::{Backend, TestApp, backends, credit_code, data, error_code, spawn_app};
 
@@ -188,6 +189,21 @@ async fn run(backend: Backend) {
     assert!(html.contains("data-testid=\"closed\""), "{html}");
     assert!(html.contains("已注销"), "{html}");
     assert!(!html.contains("data-testid=\"risk\""), "{html}");
+    let since = chrono::DateTime::parse_from_rfc3339(closed["closure"]["effectiveAt"].as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
+        .format("%Y-%m-%d")
+        .to_string();
+    if matches!(backend, Backend::Sqlite)
+        && let Some(mut browser) = Browser::start(Viewport::Phone, "closure").await
+    {
+        browser.open(&page_url).await;
+        assert_eq!(browser.text("[data-testid=closed-label]").await, "已注销");
+        assert_eq!(browser.text("[data-testid=closed-since]").await, since);
+        assert!(browser.elements("[data-testid=risk]").await.is_empty());
+        browser.screenshot("closed.png").await;
+        browser.stop().await;
+    }
 
     // Reopened: active again, in A01; the closure still counts in A08 this year.
     let reopen = json!({ "input": { "enterpriseId": closing, "reason": "重新取得营业执照" } });
