@@ -180,20 +180,22 @@ impl EnterpriseCommand {
 
     /// Tells whether a closed enterprise refuses the command (`ENTERPRISE_CLOSED`): everything
     /// that adds to its file as a working business (records, inspections, hazards, a new QR
-    /// token). Officials still finish what was open when it closed (reviews of pending records,
-    /// hazard verification, spot checks, deadlines, confirmations), report an accident that
-    /// happened, correct its profile, and reopen it; an agency's service report, already on the
-    /// agency's stream, still relays its hazards (the visit happened).
+    /// token). What was open when it closed is still finished: the enterprise rectifies its open
+    /// hazards (停业整顿, suspension for rectification, is a common reason to close) and
+    /// officials review pending records, verify rectifications, spot-check, extend deadlines and
+    /// confirm major hazards; an accident that happened is reported, the profile corrected, and
+    /// the enterprise reopened. An agency's service report, already on the agency's stream,
+    /// still relays its hazards (the visit happened).
     pub fn refused_when_closed(&self) -> bool {
         match self {
             EnterpriseCommand::UploadDocument(_)
             | EnterpriseCommand::RecordInspection(_)
             | EnterpriseCommand::RecordHazard(_)
-            | EnterpriseCommand::SubmitRectification(_)
             | EnterpriseCommand::RotatePublicToken(_) => true,
             EnterpriseCommand::Register(_)
             | EnterpriseCommand::ChangeProfile(_)
             | EnterpriseCommand::RecordReportedHazards(_)
+            | EnterpriseCommand::SubmitRectification(_)
             | EnterpriseCommand::ReviewDocument(_)
             | EnterpriseCommand::SpotCheckHazard(_)
             | EnterpriseCommand::ExtendHazardDeadline(_)

@@ -77,7 +77,7 @@ pub struct UploadDocumentInput {
 }
 
 /// Close an enterprise (注销/停业): from `effectiveAt` it leaves A01 and every snapshot
-/// metric, has no colour, and refuses uploads, inspections, hazards and rectifications.
+/// metric, has no colour, and refuses uploads, inspections, new hazards and a new QR token.
 #[derive(InputObject)]
 pub struct CloseEnterpriseInput {
     /// The enterprise to close.
