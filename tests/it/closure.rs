@@ -1,13 +1,15 @@
 //! Enterprise closure, reopening and moves (issue #22, item 5), over the real binary on SQLite
 //! and PostgreSQL: a closed enterprise refuses uploads, leaves A01 from its closure and counts
 //! in A08's closed part, has no colour, is listed by `state` and says on its public page since
-//! when it is closed; a move between towns counts it in the old town before and in the new one
+//! when it is closed and takes no new service contract; a move between towns counts it in the old town before and in the new one
 //! after, and moves the town officers' scope with it.
 
 use serde_json::{Value, json};
 
+use crate::agency_flow::register_agency;
 use crate::browser::{Browser, Viewport};
 use crate::compliance_flow::upload;
+use crate::contracts::PROPOSE;
 use crate::support::{Backend, TestApp, backends, credit_code, data, error_code, spawn_app};
 
 const REGISTER: &str =
@@ -130,6 +132,18 @@ async fn run(backend: Backend) {
     )
     .await;
     assert_eq!(error_code(&refused), "ENTERPRISE_CLOSED", "{backend:?}");
+    // No new service contract either.
+    let agency_id = register_agency(&app, &admin).await;
+    let agency = app.token(&["--role", "agency", "--agency", &agency_id]);
+    let now = chrono::Utc::now();
+    let proposal = json!({ "input": { "agencyId": agency_id, "enterpriseId": closing,
+        "validFrom": now - chrono::Duration::days(1), "validUntil": now + chrono::Duration::days(365),
+        "services": ["安全管家"], "visitsPromised": 4, "feeYuan": 5000 } });
+    assert_eq!(
+        error_code(&app.graphql(Some(&agency), PROPOSE, proposal).await),
+        "ENTERPRISE_CLOSED",
+        "{backend:?}"
+    );
 
     // Out of A01 from the closure, in A08's closed part; the past is unchanged.
     assert_eq!(
