@@ -17,6 +17,7 @@ mod bad_input;
 mod bench_store;
 mod browser;
 mod catch_up;
+mod closure;
 mod compliance_flow;
 mod contracts;
 mod dashboard;

@@ -612,6 +612,16 @@ fn plausible_call(field: &str, fx: &Fixtures) -> Call {
             json!({ "input": { "enterpriseId": enterprise, "name": "海宁市许村某家纺有限公司", "town": "许村",
                 "industry": "家纺", "profile": profile_input() } }),
         ),
+        // Effective tomorrow: refused (IN_FUTURE) once authorised, so the shared enterprise stays open.
+        "closeEnterprise" => call(
+            "mutation($input: CloseEnterpriseInput!) { closeEnterprise(input: $input) { streamVersion } }",
+            json!({ "input": { "enterpriseId": enterprise, "kind": "SUSPENDED", "reason": "停业整顿",
+                "effectiveAt": now + Duration::days(1) } }),
+        ),
+        "reopenEnterprise" => call(
+            "mutation($input: ReopenEnterpriseInput!) { reopenEnterprise(input: $input) { streamVersion } }",
+            json!({ "input": { "enterpriseId": enterprise, "reason": "恢复经营" } }),
+        ),
         "uploadDocument" => call_with_file(
             UPLOAD,
             json!({ "input": { "enterpriseId": enterprise, "requirement": "R10.plan", "title": "应急预案" }, "file": null }),

@@ -13,10 +13,11 @@ use crate::agency::event::{
 };
 use crate::anchor::AnchorTaken;
 use crate::enterprise::event::{
-    AccidentReported, DocumentApproved, DocumentReturned, DocumentUploaded, EnterpriseProfileChanged,
-    EnterpriseRegistered, HazardDeadlineExtended, HazardDelisted, HazardFound, HazardListed, HazardSelfClosed,
-    HazardSpotChecked, InspectionRecorded, ListingLiftRequested, ListingProgressReported, MajorHazardBasisStated,
-    MajorHazardConfirmed, PublicTokenRotated, RectificationAccepted, RectificationReturned, RectificationSubmitted,
+    AccidentReported, DocumentApproved, DocumentReturned, DocumentUploaded, EnterpriseClosed, EnterpriseProfileChanged,
+    EnterpriseRegistered, EnterpriseReopened, HazardDeadlineExtended, HazardDelisted, HazardFound, HazardListed,
+    HazardSelfClosed, HazardSpotChecked, InspectionRecorded, ListingLiftRequested, ListingProgressReported,
+    MajorHazardBasisStated, MajorHazardConfirmed, PublicTokenRotated, RectificationAccepted, RectificationReturned,
+    RectificationSubmitted,
 };
 use crate::rules::log::{RuleSetPromoted, RuleSetPublished};
 
@@ -124,6 +125,8 @@ event_catalogue! {
     ListingProgressReported => 1,
     ListingLiftRequested => 1,
     HazardDelisted => 1,
+    EnterpriseClosed => 1,
+    EnterpriseReopened => 1,
     AgencyRegistered => 1,
     AgencyProfileChanged => 1,
     StaffReported => 1,

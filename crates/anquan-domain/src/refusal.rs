@@ -117,6 +117,7 @@ pub fn field_label(field: &str) -> std::borrow::Cow<'_, str> {
         "deadline" | "hazard.deadline" | "hazards.deadline" => "整改期限",
         "hazards.suggestedDeadline" => "建议整改期限",
         "occurredAt" => "事故发生时间",
+        "effectiveAt" => "生效时间",
         "fatalities" => "死亡人数",
         "visitedAt" => "服务时间",
         "visitsPromised" => "承诺服务次数",

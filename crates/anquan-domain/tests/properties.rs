@@ -8,8 +8,8 @@ mod support;
 
 use anquan_domain::compliance::evaluate;
 use anquan_domain::enterprise::{
-    ChangeEnterpriseProfile, Coverage, DecisionContext, EnterpriseCommand, EnterpriseFile, ReviewDecision,
-    ReviewDocument,
+    ChangeEnterpriseProfile, CloseEnterprise, ClosureKind, Coverage, DecisionContext, EnterpriseCommand,
+    EnterpriseFile, ReopenEnterprise, ReviewDecision, ReviewDocument,
 };
 use anquan_domain::rules::{Evidence, ProfileFlag};
 use anquan_domain::{Event, Instant, Town};
@@ -31,6 +31,10 @@ enum Step {
     ChangeProfile {
         flags: Vec<ProfileFlag>,
     },
+    /// Close (or, when closed, reopen) the enterprise, effective `days_back` days ago.
+    CloseOrReopen {
+        days_back: i64,
+    },
 }
 
 fn flag() -> impl Strategy<Value = ProfileFlag> {
@@ -48,6 +52,7 @@ fn step() -> impl Strategy<Value = Step> {
         5 => (0usize..64, 1i64..800, 0u32..3).prop_map(|(requirement, validity_days, period_back)| Step::Upload { requirement, validity_days, period_back }),
         4 => (0usize..32, any::<bool>()).prop_map(|(document, approve)| Step::Review { document, approve }),
         1 => proptest::collection::vec(flag(), 0..3).prop_map(|flags| Step::ChangeProfile { flags }),
+        1 => (0i64..3).prop_map(|days_back| Step::CloseOrReopen { days_back }),
     ]
 }
 
@@ -74,6 +79,8 @@ fn event_time(event: &Event) -> Instant {
         Event::RectificationReturned(e) => e.verified_at,
         Event::AccidentReported(e) => e.reported_at,
         Event::PublicTokenRotated(e) => e.rotated_at,
+        Event::EnterpriseClosed(e) => e.recorded_at,
+        Event::EnterpriseReopened(e) => e.recorded_at,
         Event::AgencyRegistered(_)
         | Event::AgencyProfileChanged(_)
         | Event::StaffReported(_)
@@ -204,6 +211,24 @@ fn run(steps: &[Step]) -> (Vec<Event>, EnterpriseFile) {
                     industry: "经编".into(),
                     profile: profile_with(flags),
                 });
+                apply(&mut file, &mut events, &reviewer, now, command);
+            }
+            Step::CloseOrReopen { days_back } => {
+                let effective_at = Some(now - Duration::days(*days_back));
+                let command = if file.current_closure().is_some() {
+                    EnterpriseCommand::Reopen(ReopenEnterprise {
+                        enterprise_id: id,
+                        reason: "恢复经营".into(),
+                        effective_at,
+                    })
+                } else {
+                    EnterpriseCommand::Close(CloseEnterprise {
+                        enterprise_id: id,
+                        kind: ClosureKind::Suspended,
+                        reason: "停业".into(),
+                        effective_at,
+                    })
+                };
                 apply(&mut file, &mut events, &reviewer, now, command);
             }
         }

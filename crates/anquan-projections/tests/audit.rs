@@ -439,19 +439,35 @@ async fn previous_layouts_are_rebuilt(
         .iter()
         .map(|row| (row.text(0).unwrap(), row.int(1).unwrap()))
         .collect();
-    assert_eq!(layouts, [("agency".to_owned(), 4), ("compliance".to_owned(), 5)]);
+    let current = |projection: &dyn Projection| i64::from(projection.layout());
+    assert_eq!(
+        layouts,
+        [
+            ("agency".to_owned(), current(&AgencyProjection)),
+            ("compliance".to_owned(), current(&ComplianceProjection))
+        ]
+    );
 
+    // A store written by a later build (this build's layout plus one) is refused.
+    let this_build = ComplianceProjection.layout();
     newer
-        .migrate(
+        .migrate(&format!(
             "CREATE TABLE IF NOT EXISTS projection_layouts (projection TEXT PRIMARY KEY, layout INTEGER NOT NULL); \
-             INSERT INTO projection_layouts (projection, layout) VALUES ('compliance', 6)",
-        )
+             INSERT INTO projection_layouts (projection, layout) VALUES ('compliance', {})",
+            this_build + 1
+        ))
         .await
         .unwrap();
     let projections: Vec<Arc<dyn Projection>> = vec![Arc::new(ComplianceProjection)];
     let refused = fold_to_end(log.as_ref(), newer, &projections, None, &AtomicBool::new(false), |_| {}).await;
     let error = format!("{:?}", refused.unwrap_err());
-    assert!(error.contains("layout 6, newer than this build's 5"), "{error}");
+    assert!(
+        error.contains(&format!(
+            "layout {}, newer than this build's {this_build}",
+            this_build + 1
+        )),
+        "{error}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

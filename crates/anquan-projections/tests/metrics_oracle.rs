@@ -50,8 +50,8 @@ use anquan_domain::enterprise::supervision::{
     SpotCheckHazard, SubmitRectification, VerifyRectification,
 };
 use anquan_domain::enterprise::{
-    ChangeEnterpriseProfile, Coverage, EnterpriseCommand, EnterpriseFile, FileRef, RegisterEnterprise, ReviewDecision,
-    ReviewDocument, UploadDocument, enterprise_id_for,
+    ChangeEnterpriseProfile, CloseEnterprise, ClosureKind, Coverage, EnterpriseCommand, EnterpriseFile, FileRef,
+    RegisterEnterprise, ReopenEnterprise, ReviewDecision, ReviewDocument, UploadDocument, enterprise_id_for,
 };
 use anquan_domain::metrics::{Measure, Scope, Tally, Window};
 use anquan_domain::rules::{EnterpriseProfile, Evidence, ProfileFlag, RuleSet};
@@ -213,8 +213,32 @@ async fn generate(world: &World, seed: u64, steps: usize) -> DateTime<Utc> {
         .iter()
         .flat_map(|indicator| indicator.requirements.iter())
         .collect();
+    // Closures draw from a generator of their own, so adding them left the other draws (and the
+    // rare facts some metrics need) where they were.
+    let mut closure_rng = Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1);
     for step in 0..steps {
         now += Duration::minutes(rng.below(24 * 60) as i64 + 1);
+        if step >= 6 && closure_rng.below(100) < 2 {
+            // The enterprise closes, or reopens when it is closed, effective up to 20 days
+            // back (before its registration or last change of state: refused, as it should).
+            if let Some(&(enterprise_id, _)) = closure_rng.pick(&memory.enterprises) {
+                let effective_at = Some(now - Duration::days(closure_rng.below(20) as i64));
+                let close = EnterpriseCommand::Close(CloseEnterprise {
+                    enterprise_id,
+                    kind: ClosureKind::Suspended,
+                    reason: "停业".into(),
+                    effective_at,
+                });
+                if !world.enterprise(&admin(), now, close).await {
+                    let reopen = EnterpriseCommand::Reopen(ReopenEnterprise {
+                        enterprise_id,
+                        reason: "恢复经营".into(),
+                        effective_at,
+                    });
+                    world.enterprise(&admin(), now, reopen).await;
+                }
+            }
+        }
         let action = if step < 6 { 0 } else { rng.below(100) };
         match action {
             0..=7 => {
@@ -1113,6 +1137,21 @@ fn oracle(
             })
             .collect();
 
+        // Closures from the raw events: (effective, recorded, reopened (effective, recorded)).
+        let mut closures: Vec<(DateTime<Utc>, DateTime<Utc>, Option<(DateTime<Utc>, DateTime<Utc>)>)> = Vec::new();
+        for event in events {
+            match event {
+                Event::EnterpriseClosed(e) => closures.push((e.effective_at, e.recorded_at, None)),
+                Event::EnterpriseReopened(e) => closures.last_mut().unwrap().2 = Some((e.effective_at, e.recorded_at)),
+                _ => {}
+            }
+        }
+        let known = |(effective, recorded): (DateTime<Utc>, DateTime<Utc>)| effective <= at && recorded <= at;
+        let closed_now = closures
+            .iter()
+            .rev()
+            .find(|c| known((c.0, c.1)))
+            .is_some_and(|c| !c.2.is_some_and(known));
         let town = town_then;
         let mut tallies = Vec::new();
         for metric in &catalogue.metrics {
@@ -1151,12 +1190,14 @@ fn oracle(
                         .count(),
                 )
             };
-            let (numerator, denominator) = if metric.scope == Scope::City {
+            let created = i64::from(inside(registration.registered_at, w));
+            let closed_in_window = count(closures.iter().filter(|c| known((c.0, c.1)) && inside(c.0, w)).count());
+            let (numerator, denominator) = if metric.scope == Scope::City || (closed_now && w == Window::Snapshot) {
                 (0, 0)
             } else {
                 match &metric.measure {
                     Measure::Enterprises { filter } => (i64::from(rules.holds(filter, &profile)), 1),
-                    Measure::RegisteredInWindow => (i64::from(inside(registration.registered_at, w)), 0),
+                    Measure::RegisteredInWindow => (created + closed_in_window, 0),
                     Measure::ResponsibilityImplemented => (i64::from(report.responsibility_implemented), 1),
                     Measure::IndicatorImplemented { indicator } => {
                         let state = report.indicators.iter().find(|s| &s.code == indicator).unwrap().state;
@@ -1336,7 +1377,8 @@ fn oracle(
                 parts: [0; 4],
             };
             if metric.measure == Measure::RegisteredInWindow {
-                tally.parts[0] = numerator;
+                tally.parts[0] = created;
+                tally.parts[1] = closed_in_window;
             }
             tallies.push(tally);
         }
@@ -1621,6 +1663,9 @@ async fn the_generated_histories_exercise_every_metric() {
     // histories must list hazards and lift listings for the oracle to check that effect.
     let mut listing_events: BTreeMap<&str, usize> = BTreeMap::new();
     let mut recorded = Vec::new();
+    // A08's closed part and a reopening: closures must be in the histories, not only possible.
+    let mut closures_counted = false;
+    let mut reopenings = 0;
     for seed in [2, 3, 5] {
         let world = sqlite_world().await;
         let end = generate(&world, seed, 700).await;
@@ -1639,6 +1684,8 @@ async fn the_generated_histories_exercise_every_metric() {
         for kind in ["HazardListed", "ListingLiftRequested", "HazardDelisted"] {
             *listing_events.entry(kind).or_default() += kinds.get(kind).copied().unwrap_or(0);
         }
+        reopenings += kinds.get("EnterpriseReopened").copied().unwrap_or(0);
+        let a08 = rules.metrics.index_of("A08").unwrap();
         // Over a few instants (windows reset on 1 January and 1 July).
         for days in [0, 10, 20, 40, 60, 90, 120, 160, 200, 250, 300, 350, 400] {
             let at = end - Duration::days(days);
@@ -1648,6 +1695,7 @@ async fn the_generated_histories_exercise_every_metric() {
                     nonzero.insert(index);
                 }
             }
+            closures_counted |= snapshot.city.all[a08].parts[1] != 0;
         }
         recorded = rules
             .metrics
@@ -1668,4 +1716,6 @@ async fn the_generated_histories_exercise_every_metric() {
         listing_events.values().all(|count| *count > 0),
         "listed supervision not exercised: {listing_events:?}"
     );
+    assert!(closures_counted, "A08's closed part was never non-zero");
+    assert!(reopenings > 0, "no history reopened an enterprise");
 }

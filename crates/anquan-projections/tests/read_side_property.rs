@@ -32,8 +32,8 @@ use anquan_domain::bounds::{INSTANT_END, INSTANT_MIN};
 use anquan_domain::enterprise::event::{HazardCategory, HazardLevel, HazardSource};
 use anquan_domain::enterprise::supervision::{ExtendHazardDeadline, NewHazard, RecordHazard, ReportAccident};
 use anquan_domain::enterprise::{
-    Coverage, EnterpriseCommand, EnterpriseFile, FileRef, RegisterEnterprise, ReviewDecision, ReviewDocument,
-    UploadDocument, enterprise_id_for,
+    CloseEnterprise, ClosureKind, Coverage, EnterpriseCommand, EnterpriseFile, FileRef, RegisterEnterprise,
+    ReopenEnterprise, ReviewDecision, ReviewDocument, UploadDocument, enterprise_id_for,
 };
 use anquan_domain::rules::{EnterpriseProfile, ProfileFlag, RuleSet};
 use anquan_domain::{
@@ -89,6 +89,12 @@ enum Op {
         enterprise: usize,
         occurred_at: DateTime<Utc>,
         fatalities: u32,
+    },
+    /// Close the enterprise, or reopen it when `reopen`, effective at the instant if given.
+    Close {
+        enterprise: usize,
+        reopen: bool,
+        effective_at: Option<DateTime<Utc>>,
     },
     RegisterAgency {
         agency: usize,
@@ -185,6 +191,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(enterprise, hazard, deadline)| Op::Extend { enterprise, hazard, deadline }),
         1 => (enterprise.clone(), instant(), any::<u32>())
             .prop_map(|(enterprise, occurred_at, fatalities)| Op::Accident { enterprise, occurred_at, fatalities }),
+        1 => (enterprise.clone(), any::<bool>(), proptest::option::of(instant()))
+            .prop_map(|(enterprise, reopen, effective_at)| Op::Close { enterprise, reopen, effective_at }),
         1 => (0..AGENCIES, big(), big())
             .prop_map(|(agency, min_yuan, max_yuan)| Op::RegisterAgency { agency, min_yuan, max_yuan }),
         2 => (0..AGENCIES, id.clone(), enterprise, instant(), instant(), big())
@@ -328,6 +336,25 @@ fn enterprise_command(op: &Op) -> Option<EnterpriseCommand> {
             occurred_at,
             fatalities,
             description: "机械伤害".into(),
+        }),
+        Op::Close {
+            enterprise,
+            reopen: false,
+            effective_at,
+        } => EnterpriseCommand::Close(CloseEnterprise {
+            enterprise_id: enterprise_id(enterprise),
+            kind: ClosureKind::Deregistered,
+            reason: "营业执照注销".into(),
+            effective_at,
+        }),
+        Op::Close {
+            enterprise,
+            reopen: true,
+            effective_at,
+        } => EnterpriseCommand::Reopen(ReopenEnterprise {
+            enterprise_id: enterprise_id(enterprise),
+            reason: "恢复经营".into(),
+            effective_at,
         }),
         _ => return None,
     })

@@ -11,7 +11,25 @@ CREATE TABLE IF NOT EXISTS enterprises (
     industry TEXT NOT NULL,
     profile JSONB NOT NULL,
     registered_at TIMESTAMPTZ NOT NULL,
-    last_position TEXT COLLATE "C" NOT NULL
+    last_position TEXT COLLATE "C" NOT NULL,
+    -- The effective instant of the closure it is under now (注销/停业), NULL while active
+    -- (layout 5): the `state` filter of `enterprises` reads it.
+    closed_since TIMESTAMPTZ
+);
+
+-- Every closure of an enterprise, keyed by the closure event's position, with its reopening
+-- once it reopened (layout 5).
+CREATE TABLE IF NOT EXISTS enterprise_closures (
+    enterprise_id TEXT NOT NULL,
+    position TEXT COLLATE "C" NOT NULL,
+    kind TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    effective_at TIMESTAMPTZ NOT NULL,
+    recorded_at TIMESTAMPTZ NOT NULL,
+    reopen_reason TEXT,
+    reopened_at TIMESTAMPTZ,
+    reopen_recorded_at TIMESTAMPTZ,
+    PRIMARY KEY (enterprise_id, position)
 );
 
 CREATE TABLE IF NOT EXISTS enterprise_profiles (

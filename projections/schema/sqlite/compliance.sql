@@ -11,8 +11,26 @@ CREATE TABLE IF NOT EXISTS enterprises (
     industry TEXT NOT NULL,
     profile TEXT NOT NULL,
     registered_at TEXT NOT NULL,
-    last_position TEXT NOT NULL
+    last_position TEXT NOT NULL,
+    -- The effective instant of the closure it is under now (注销/停业), NULL while active
+    -- (layout 5): the `state` filter of `enterprises` reads it.
+    closed_since TEXT
 );
+
+-- Every closure of an enterprise, keyed by the closure event's position, with its reopening
+-- once it reopened (layout 5).
+CREATE TABLE IF NOT EXISTS enterprise_closures (
+    enterprise_id TEXT NOT NULL,
+    position TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    effective_at TEXT NOT NULL,
+    recorded_at TEXT NOT NULL,
+    reopen_reason TEXT,
+    reopened_at TEXT,
+    reopen_recorded_at TEXT,
+    PRIMARY KEY (enterprise_id, position)
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS enterprise_profiles (
     enterprise_id TEXT NOT NULL,

@@ -118,6 +118,8 @@ pub(crate) struct PageData {
     pub missing: Vec<(String, String)>,
     pub vetoes: Vec<Veto>,
     pub colour: Option<RiskColour>,
+    /// The closure it is under (label such as 已注销 or 停业, effective since); `None` while active.
+    pub closed: Option<(&'static str, DateTime<Utc>)>,
     pub last_inspection: Option<DateTime<Utc>>,
     pub open_hazards: usize,
     pub overdue_hazards: usize,
@@ -152,7 +154,13 @@ async fn page_data(app: &AppState, file: &EnterpriseFile, at: DateTime<Utc>) -> 
             (status.code.to_string(), name.unwrap_or_default())
         })
         .collect();
-    let colour = Some(anquan_domain::risk::assess_with(file, rules, at, &report).colour);
+    // A closed enterprise is not assessed: its page says since when it is closed, no colour.
+    let closed = file
+        .closure_at(at)
+        .map(|closure| (closure.kind.label(), closure.effective_at));
+    let colour = closed
+        .is_none()
+        .then(|| anquan_domain::risk::assess_with(file, rules, at, &report).colour);
     let last_inspection = file
         .inspections
         .values()
@@ -179,6 +187,7 @@ async fn page_data(app: &AppState, file: &EnterpriseFile, at: DateTime<Utc>) -> 
         missing,
         vetoes: report.vetoes.clone(),
         colour,
+        closed,
         last_inspection,
         open_hazards,
         overdue_hazards,

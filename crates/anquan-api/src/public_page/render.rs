@@ -47,6 +47,7 @@ h2{font-size:16px;margin:0 0 8px;color:#4e5969}\
 .red{background:#d93025}.orange{background:#f57c00}.yellow{background:#f9c513;color:#3d2e00}.blue{background:#1a73e8}.none{background:#9aa0a6}\
 .risk strong{font-size:20px}\
 .veto{border:2px solid #d93025}.veto h2{color:#b3261e}\
+.closed{border:2px solid #5f6368}.closed strong{font-size:20px}\
 ul{margin:0;padding-left:20px}li{margin:2px 0}\
 .code{color:#86909c;font-size:13px;margin-right:4px}\
 dl{display:grid;grid-template-columns:auto 1fr;gap:6px 12px;margin:0}\
@@ -104,6 +105,16 @@ pub(crate) fn page(data: &PageData) -> String {
         esc(&data.town),
         esc(&data.industry)
     );
+    if let Some((label, since)) = data.closed {
+        let _ = write!(
+            body,
+            "<section class=\"card closed\" data-testid=\"closed\" data-since=\"{}\">\
+             <strong data-testid=\"closed-label\">{label}</strong>\
+             <div class=\"sub\">自 <span data-testid=\"closed-since\">{}</span> 起不再生产经营，不评定风险等级</div></section>",
+            since.to_rfc3339(),
+            local(since, zone, "%Y-%m-%d")
+        );
+    }
     let (verdict_class, verdict) = if data.responsibility_implemented {
         ("ok", "主体责任：已落实")
     } else {
@@ -123,18 +134,21 @@ pub(crate) fn page(data: &PageData) -> String {
         data.responsibility_implemented
     );
     let (class, name, meaning) = data.colour.map_or(("none", "—", "暂无评定"), colour_zh);
-    let _ = write!(
-        body,
-        "<section class=\"card risk\" data-testid=\"risk\" data-colour=\"{}\">\
+    // A closed enterprise has no colour: its page shows the closure above instead.
+    if data.closed.is_none() {
+        let _ = write!(
+            body,
+            "<section class=\"card risk\" data-testid=\"risk\" data-colour=\"{}\">\
          <div class=\"badge {class}\" data-testid=\"risk-badge\">{name}</div>\
          <div><div>风险等级</div><strong data-testid=\"risk-colour\">{}</strong><div class=\"sub\">{meaning}</div></div></section>",
-        data.colour.map_or("none", RiskColour::name),
-        if data.colour.is_some() {
-            format!("{name}色")
-        } else {
-            "暂无".to_owned()
-        }
-    );
+            data.colour.map_or("none", RiskColour::name),
+            if data.colour.is_some() {
+                format!("{name}色")
+            } else {
+                "暂无".to_owned()
+            }
+        );
+    }
     if !data.vetoes.is_empty() {
         body.push_str("<section class=\"card veto\" data-testid=\"vetoes\"><h2>否决项</h2><ul>");
         for veto in &data.vetoes {

@@ -2,6 +2,7 @@
 
 use chrono::Duration;
 
+use super::closure::{CloseEnterprise, ReopenEnterprise};
 use super::enterprise_id_for;
 use super::event::{
     Coverage, DocumentApproved, DocumentReturned, DocumentUploaded, EnterpriseProfileChanged, EnterpriseRegistered,
@@ -102,6 +103,8 @@ pub enum EnterpriseCommand {
     VerifyRectification(VerifyRectification),
     ReportAccident(ReportAccident),
     RotatePublicToken(RotatePublicToken),
+    Close(CloseEnterprise),
+    Reopen(ReopenEnterprise),
 }
 
 impl EnterpriseCommand {
@@ -157,6 +160,8 @@ impl EnterpriseCommand {
                 bounds::check_instant("occurredAt", command.occurred_at)?;
                 check_count("fatalities", u64::from(command.fatalities))
             }
+            EnterpriseCommand::Close(command) => bounds::check_optional_instant("effectiveAt", command.effective_at),
+            EnterpriseCommand::Reopen(command) => bounds::check_optional_instant("effectiveAt", command.effective_at),
         }
     }
 
@@ -181,6 +186,42 @@ impl EnterpriseCommand {
             EnterpriseCommand::VerifyRectification(command) => command.enterprise_id,
             EnterpriseCommand::ReportAccident(command) => command.enterprise_id,
             EnterpriseCommand::RotatePublicToken(command) => command.enterprise_id,
+            EnterpriseCommand::Close(command) => command.enterprise_id,
+            EnterpriseCommand::Reopen(command) => command.enterprise_id,
+        }
+    }
+
+    /// Tells whether a closed enterprise refuses the command (`ENTERPRISE_CLOSED`): everything
+    /// that adds to its file as a working business (records, inspections, hazards, a new QR
+    /// token). What was open when it closed is still finished: the enterprise rectifies its open
+    /// hazards (停业整顿, suspension for rectification, is a common reason to close) and
+    /// officials review pending records, verify rectifications, spot-check, extend deadlines and
+    /// confirm major hazards; the city lists a major hazard and lifts the listing (listed
+    /// supervision applies most to an enterprise suspended for rectification); an accident that happened is reported, the profile corrected, and
+    /// the enterprise reopened. An agency's service report, already on the agency's stream,
+    /// still relays its hazards (the visit happened).
+    pub fn refused_when_closed(&self) -> bool {
+        match self {
+            EnterpriseCommand::UploadDocument(_)
+            | EnterpriseCommand::RecordInspection(_)
+            | EnterpriseCommand::RecordHazard(_)
+            | EnterpriseCommand::RotatePublicToken(_) => true,
+            EnterpriseCommand::Register(_)
+            | EnterpriseCommand::ChangeProfile(_)
+            | EnterpriseCommand::RecordReportedHazards(_)
+            | EnterpriseCommand::SubmitRectification(_)
+            | EnterpriseCommand::ReviewDocument(_)
+            | EnterpriseCommand::SpotCheckHazard(_)
+            | EnterpriseCommand::ExtendHazardDeadline(_)
+            | EnterpriseCommand::ConfirmMajorHazard(_)
+            | EnterpriseCommand::ListHazard(_)
+            | EnterpriseCommand::ReportListingProgress(_)
+            | EnterpriseCommand::RequestListingLift(_)
+            | EnterpriseCommand::LiftHazardListing(_)
+            | EnterpriseCommand::VerifyRectification(_)
+            | EnterpriseCommand::ReportAccident(_)
+            | EnterpriseCommand::Close(_)
+            | EnterpriseCommand::Reopen(_) => false,
         }
     }
 
@@ -205,6 +246,8 @@ impl EnterpriseCommand {
             EnterpriseCommand::VerifyRectification(_) => "verify_rectification",
             EnterpriseCommand::ReportAccident(_) => "report_accident",
             EnterpriseCommand::RotatePublicToken(_) => "rotate_public_token",
+            EnterpriseCommand::Close(_) => "close_enterprise",
+            EnterpriseCommand::Reopen(_) => "reopen_enterprise",
         }
     }
 }
@@ -321,6 +364,15 @@ impl EnterpriseFile {
                     "更换该企业的公示二维码",
                 )
             }
+            // The officer of its town or the city admin, as for a change of its profile.
+            EnterpriseCommand::Close(command) => (
+                actor.may_supervise_town(&self.registered(command.enterprise_id)?.town),
+                "注销或停业该镇（街道）的企业",
+            ),
+            EnterpriseCommand::Reopen(command) => (
+                actor.may_supervise_town(&self.registered(command.enterprise_id)?.town),
+                "恢复该镇（街道）企业的经营",
+            ),
         };
         if allowed {
             Ok(())
@@ -347,6 +399,9 @@ impl EnterpriseFile {
     ) -> Result<Vec<Event>, EnterpriseRejection> {
         self.authorise(command, context.actor)?;
         command.check_bounds()?;
+        if command.refused_when_closed() {
+            self.refuse_if_closed(command.enterprise_id())?;
+        }
         match command {
             EnterpriseCommand::Register(command) => self.decide_register(command, context),
             EnterpriseCommand::ChangeProfile(command) => self.decide_change_profile(command, context),
@@ -366,6 +421,8 @@ impl EnterpriseFile {
             EnterpriseCommand::VerifyRectification(command) => self.decide_verify_rectification(command, context),
             EnterpriseCommand::ReportAccident(command) => self.decide_report_accident(command, context),
             EnterpriseCommand::RotatePublicToken(command) => self.decide_rotate_public_token(command, context),
+            EnterpriseCommand::Close(command) => self.decide_close(command, context),
+            EnterpriseCommand::Reopen(command) => self.decide_reopen(command, context),
         }
     }
 

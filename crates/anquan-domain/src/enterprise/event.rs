@@ -358,3 +358,73 @@ pub struct AccidentReported {
     pub description: String,
     pub reported_at: Instant,
 }
+
+/// Why an enterprise was closed (domain.md §5, A08's 注销).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClosureKind {
+    /// 注销: the business registration was cancelled.
+    Deregistered,
+    /// 停业: operations stopped (the registration stands; it may reopen).
+    Suspended,
+    /// 迁出: it moved out of the platform's area.
+    MovedAway,
+    Other,
+}
+
+impl ClosureKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [ClosureKind; 4] = [
+        ClosureKind::Deregistered,
+        ClosureKind::Suspended,
+        ClosureKind::MovedAway,
+        ClosureKind::Other,
+    ];
+
+    /// Returns the kind's stable name, as events and read models store it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClosureKind::Deregistered => "deregistered",
+            ClosureKind::Suspended => "suspended",
+            ClosureKind::MovedAway => "moved_away",
+            ClosureKind::Other => "other",
+        }
+    }
+
+    /// Parses a stable name.
+    pub fn parse(name: &str) -> Option<ClosureKind> {
+        Self::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
+    /// Returns what a person reads (已注销, 停业, …).
+    pub fn label(self) -> &'static str {
+        match self {
+            ClosureKind::Deregistered => "已注销",
+            ClosureKind::Suspended => "停业",
+            ClosureKind::MovedAway => "已迁出",
+            ClosureKind::Other => "已关闭",
+        }
+    }
+}
+
+/// The enterprise was closed (注销/停业) by the officer of its town or the city admin: from
+/// `effective_at` (once recorded, `recorded_at`) it is no longer active.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnterpriseClosed {
+    pub kind: ClosureKind,
+    pub reason: String,
+    /// When the closure took effect (at or before `recorded_at`).
+    pub effective_at: Instant,
+    /// When it was entered on the platform.
+    pub recorded_at: Instant,
+}
+
+/// A closed enterprise resumed operations: active again from `effective_at` (once recorded).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnterpriseReopened {
+    pub reason: String,
+    /// When it resumed (at or after the closure took effect, at or before `recorded_at`).
+    pub effective_at: Instant,
+    /// When it was entered on the platform.
+    pub recorded_at: Instant,
+}

@@ -1,6 +1,7 @@
 //! The enterprise aggregate: one enterprise's cloud file (云档案), its profile and its records.
 //! Stream: `enterprise-<EnterpriseId>`.
 
+pub mod closure;
 pub mod command;
 pub mod event;
 pub mod hazard;
@@ -10,11 +11,12 @@ pub mod rejection;
 pub mod state;
 pub mod supervision;
 
+pub use closure::{CloseEnterprise, ClosureRecord, ReopenEnterprise, Reopening};
 pub use command::{
     ChangeEnterpriseProfile, DecisionContext, EnterpriseCommand, RegisterEnterprise, ReviewDecision, ReviewDocument,
     UploadDocument,
 };
-pub use event::{Coverage, FileRef};
+pub use event::{ClosureKind, Coverage, FileRef};
 pub use public_token::{PublicToken, RotatePublicToken};
 pub use rejection::EnterpriseRejection;
 pub use state::{DocumentRecord, EnterpriseFile, Registration, ReviewOutcome};

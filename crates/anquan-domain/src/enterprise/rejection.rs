@@ -140,6 +140,15 @@ pub enum EnterpriseRejection {
         hazard_id: HazardId,
         rectification_id: uuid::Uuid,
     },
+    #[error("该企业已于 {} 注销或停业，不再接受此项操作", instant_text(*since))]
+    EnterpriseClosed {
+        enterprise_id: EnterpriseId,
+        since: Instant,
+    },
+    #[error("该企业没有注销或停业，无需恢复")]
+    NotClosed { enterprise_id: EnterpriseId },
+    #[error("生效时间不能早于 {}（企业登记或上次恢复经营、停业的时间）", instant_text(*not_before))]
+    EffectiveTooEarly { not_before: Instant },
 }
 
 /// What a record for a requirement must state, by the requirement's kind of evidence.
@@ -206,7 +215,17 @@ impl EnterpriseRejection {
         let text = |value: &dyn std::fmt::Display| serde_json::Value::from(value.to_string());
         match self {
             EnterpriseRejection::Forbidden { actor_role, .. } => vec![("role", (*actor_role).into())],
-            EnterpriseRejection::UnknownEnterprise { enterprise_id } => vec![("enterpriseId", text(enterprise_id))],
+            EnterpriseRejection::UnknownEnterprise { enterprise_id }
+            | EnterpriseRejection::NotClosed { enterprise_id } => vec![("enterpriseId", text(enterprise_id))],
+            EnterpriseRejection::EnterpriseClosed { enterprise_id, since } => {
+                vec![
+                    ("enterpriseId", text(enterprise_id)),
+                    ("since", since.to_rfc3339().into()),
+                ]
+            }
+            EnterpriseRejection::EffectiveTooEarly { not_before } => {
+                vec![("notBefore", not_before.to_rfc3339().into())]
+            }
             EnterpriseRejection::AlreadyRegistered {
                 enterprise_id,
                 credit_code,
@@ -339,6 +358,9 @@ impl EnterpriseRejection {
             EnterpriseRejection::HazardClosed { .. } => "HAZARD_CLOSED",
             EnterpriseRejection::RectificationPending { .. } => "RECTIFICATION_PENDING",
             EnterpriseRejection::NoPendingRectification { .. } => "NO_PENDING_RECTIFICATION",
+            EnterpriseRejection::EnterpriseClosed { .. } => "ENTERPRISE_CLOSED",
+            EnterpriseRejection::NotClosed { .. } => "ENTERPRISE_NOT_CLOSED",
+            EnterpriseRejection::EffectiveTooEarly { .. } => "EFFECTIVE_TOO_EARLY",
         }
     }
 }
@@ -389,6 +411,9 @@ mod tests {
             EnterpriseRejection::LiftNotRequested { .. } => 35,
             EnterpriseRejection::LiftAlreadyRequested { .. } => 36,
             EnterpriseRejection::ListingDeadlineNotInFuture { .. } => 37,
+            EnterpriseRejection::EnterpriseClosed { .. } => 38,
+            EnterpriseRejection::NotClosed { .. } => 39,
+            EnterpriseRejection::EffectiveTooEarly { .. } => 40,
         }
     }
 
@@ -485,12 +510,18 @@ mod tests {
             EnterpriseRejection::LiftNotRequested { hazard_id },
             EnterpriseRejection::LiftAlreadyRequested { hazard_id },
             EnterpriseRejection::ListingDeadlineNotInFuture { deadline: at, now: at },
+            EnterpriseRejection::EnterpriseClosed {
+                enterprise_id,
+                since: at,
+            },
+            EnterpriseRejection::NotClosed { enterprise_id },
+            EnterpriseRejection::EffectiveTooEarly { not_before: at },
         ]
     }
 
     #[test]
     fn every_rejection_tells_a_person_in_chinese_and_a_program_in_an_english_code() {
-        crate::refusal::assert_every_variant_speaks_to_both_audiences(&samples(), variant_index, 38);
+        crate::refusal::assert_every_variant_speaks_to_both_audiences(&samples(), variant_index, 41);
     }
 
     #[test]

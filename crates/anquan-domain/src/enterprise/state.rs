@@ -34,6 +34,9 @@ pub struct EnterpriseFile {
     pub inspections: BTreeMap<InspectionId, InspectionRecord>,
     pub hazards: BTreeMap<HazardId, HazardRecord>,
     pub accidents: Vec<AccidentRecord>,
+    /// Every closure (注销/停业), oldest first, each with its reopening if it reopened.
+    #[serde(default)]
+    pub closures: Vec<super::closure::ClosureRecord>,
 }
 
 /// Who the enterprise is (current values).
@@ -335,6 +338,8 @@ impl EnterpriseFile {
                     reported_at: reported.reported_at,
                 });
             }
+            Event::EnterpriseClosed(closed) => self.apply_closed(closed),
+            Event::EnterpriseReopened(reopened) => self.apply_reopened(reopened),
             #[allow(unreachable_patterns, reason = "events of other aggregates arrive with later gates")]
             _ => {}
         }

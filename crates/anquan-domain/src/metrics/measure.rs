@@ -102,6 +102,10 @@ pub struct Contribution {
     pub town: Town,
     pub breakdowns: u32,
     pub tallies: Vec<(i64, i64)>,
+    /// The parts of the metrics that have them, by catalogue index, where not all zero (A08's
+    /// created and closed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<(u16, [i64; 4])>,
 }
 
 /// The local period a metric window covers when asked at `at` (`None` for a snapshot): the
@@ -202,18 +206,35 @@ pub fn enterprise_contribution(
             breakdowns |= 1 << index;
         }
     }
+    // A closed enterprise is not active: it leaves every snapshot metric (A01 and the
+    // population of every "/ A01"); what happened in a window while it was open still counts.
+    let closed = file.closure_at(at).is_some();
+    let mut parts = Vec::new();
     let tallies = catalogue
         .metrics
         .iter()
-        .map(|metric| {
-            if metric.scope == Scope::City {
+        .enumerate()
+        .map(|(index, metric)| {
+            if metric.scope == Scope::City || (closed && metric.window == Window::Snapshot) {
                 return (0, 0);
             }
             let start = window_start(metric.window, at, rules).unwrap_or(at);
+            if metric.measure == Measure::RegisteredInWindow {
+                // A08: created and closed in the window, each a part; the figure is their sum.
+                let created = flag(facts.within(registration.registered_at, start));
+                let closures = i64::try_from(file.closures_within(start, at)).unwrap_or(i64::MAX);
+                if created + closures > 0
+                    && let Ok(index) = u16::try_from(index)
+                {
+                    parts.push((index, [created, closures, 0, 0]));
+                }
+                return (created.saturating_add(closures), 0);
+            }
             facts.tally(&metric.measure, metric.window, start, colour)
         })
         .collect();
     Some(Contribution {
+        parts,
         // The town at `at`, not today's: an enterprise that moved counts where it was then.
         town: file.town_at(at).unwrap_or(&registration.town).clone(),
         breakdowns,
@@ -298,14 +319,8 @@ impl Facts<'_> {
         };
         match measure {
             Measure::Enterprises { filter } => (flag(self.holds(filter)), 1),
-            Measure::RegisteredInWindow => {
-                let registered = self
-                    .file
-                    .registration
-                    .as_ref()
-                    .is_some_and(|registration| self.within(registration.registered_at, start));
-                (flag(registered), 0)
-            }
+            // Counted with its parts by `enterprise_contribution`.
+            Measure::RegisteredInWindow => (0, 0),
             Measure::ResponsibilityImplemented => (flag(self.report.responsibility_implemented), 1),
             Measure::IndicatorImplemented { indicator } => {
                 let state = self

@@ -295,12 +295,10 @@ impl Metric {
         }
     }
 
-    /// Completes a summed tally: fills the parts that follow from the numerator (A08's
-    /// "created"; "closed" stays 0 until a closure event exists).
-    pub fn complete(&self, mut tally: Tally) -> Tally {
-        if self.measure == Measure::RegisteredInWindow {
-            tally.parts[0] = tally.numerator;
-        }
+    /// Completes a summed tally. Every part is now summed from the enterprises' contributions
+    /// (A08's created and closed) or set by the agency figures, so nothing is left to fill; kept
+    /// as the one place a derived part would go.
+    pub fn complete(&self, tally: Tally) -> Tally {
         tally
     }
 

@@ -10,8 +10,8 @@ mod supervision;
 
 pub use public_page::{enterprise_by_public_token_digest, public_token_rotated_at};
 pub use query::{
-    DocumentView, PAGE_SIZE_MAX, Page, SummaryFilter, document, enterprise_file, enterprise_summaries, files_after,
-    review_queue,
+    DocumentView, EnterpriseSummary, PAGE_SIZE_MAX, Page, SummaryFilter, document, enterprise_file,
+    enterprise_summaries, files_after, review_queue,
 };
 pub use supervision::{
     ColourDistribution, HazardFilter, HazardStateFilter, HazardView, ListingFilter, OpenDeadline, PlanEntry, SCAN_MAX,
@@ -56,6 +56,12 @@ const UPDATE_SUPERVISION_TOWN: [&str; 3] = [
 const UPSERT_PUBLIC_TOKEN: &str = "INSERT INTO public_tokens (enterprise_id, token_digest, rotated_at) \
     VALUES ($1, $2, $3) ON CONFLICT (enterprise_id) DO UPDATE SET token_digest = excluded.token_digest, \
     rotated_at = excluded.rotated_at";
+const INSERT_CLOSURE: &str = "INSERT INTO enterprise_closures \
+    (enterprise_id, position, kind, reason, effective_at, recorded_at) VALUES ($1, $2, $3, $4, $5, $6)";
+/// The open closure is the one without a reopening; the domain allows one at a time.
+const REOPEN_CLOSURE: &str = "UPDATE enterprise_closures SET reopen_reason = $2, reopened_at = $3, \
+    reopen_recorded_at = $4 WHERE enterprise_id = $1 AND reopen_recorded_at IS NULL";
+const SET_CLOSED_SINCE: &str = "UPDATE enterprises SET closed_since = $2 WHERE enterprise_id = $1";
 const TOUCH_ENTERPRISE: &str = "UPDATE enterprises SET last_position = $2 WHERE enterprise_id = $1";
 /// The document takes its enterprise's current town, kept in step by `UPDATE_DOCUMENTS_TOWN`.
 const INSERT_DOCUMENT: &str = "INSERT INTO documents \
@@ -101,6 +107,7 @@ impl ComplianceProjection {
         "rectifications",
         "accidents",
         "public_tokens",
+        "enterprise_closures",
     ];
 }
 
@@ -131,7 +138,8 @@ impl Projection for ComplianceProjection {
     /// backends' sequence number alone. Layout 3 adds the hazards' free-text basis columns.
     /// Layout 4 adds the town to each `enterprise_profiles` row (the town at that instant) and
     /// the rectifications' self-closure and spot-check columns. Layout 5 adds the hazards'
-    /// listed-supervision columns (挂牌督办) and the `listing_progress` table.
+    /// listed-supervision columns (挂牌督办) and the `listing_progress` table, and
+    /// `enterprises.closed_since` and `enterprise_closures` (closures and reopenings).
     fn layout(&self) -> u32 {
         5
     }
@@ -169,6 +177,42 @@ impl Projection for ComplianceProjection {
             | Event::ListingLiftRequested(_)
             | Event::HazardDelisted(_)
             | Event::AccidentReported(_) => supervision::statements(enterprise_id, event, decoded, position, out),
+            Event::EnterpriseClosed(closed) => {
+                out.push(Statement::new(
+                    INSERT_CLOSURE,
+                    vec![
+                        text(enterprise_id),
+                        position.clone(),
+                        SqlValue::Text(closed.kind.name().to_owned()),
+                        SqlValue::Text(closed.reason.clone()),
+                        SqlValue::Timestamp(closed.effective_at),
+                        SqlValue::Timestamp(closed.recorded_at),
+                    ],
+                ));
+                out.push(Statement::new(
+                    SET_CLOSED_SINCE,
+                    vec![text(enterprise_id), SqlValue::Timestamp(closed.effective_at)],
+                ));
+                touch(out, enterprise_id, position);
+                Ok(())
+            }
+            Event::EnterpriseReopened(reopened) => {
+                out.push(Statement::new(
+                    REOPEN_CLOSURE,
+                    vec![
+                        text(enterprise_id),
+                        SqlValue::Text(reopened.reason.clone()),
+                        SqlValue::Timestamp(reopened.effective_at),
+                        SqlValue::Timestamp(reopened.recorded_at),
+                    ],
+                ));
+                out.push(Statement::new(
+                    SET_CLOSED_SINCE,
+                    vec![text(enterprise_id), SqlValue::Null],
+                ));
+                touch(out, enterprise_id, position);
+                Ok(())
+            }
             Event::PublicTokenRotated(rotated) => {
                 out.push(Statement::new(
                     UPSERT_PUBLIC_TOKEN,

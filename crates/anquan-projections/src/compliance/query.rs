@@ -5,8 +5,11 @@ use std::collections::BTreeMap;
 
 use anquan_domain::compliance::{ComplianceReport, IndicatorState, evaluate};
 use anquan_domain::enterprise::state::Review;
-use anquan_domain::enterprise::{DocumentRecord, EnterpriseFile, FileRef, Registration, ReviewOutcome};
-use anquan_domain::rules::{EnterpriseProfile, RuleSet};
+use anquan_domain::enterprise::{
+    ClosureKind, ClosureRecord, DocumentRecord, EnterpriseFile, FileRef, Registration, Reopening, ReviewOutcome,
+};
+use anquan_domain::risk::assess_with;
+use anquan_domain::rules::{EnterpriseProfile, RiskColour, RuleSet};
 use anquan_domain::{DocumentId, EnterpriseId, IndicatorCode, Instant, RequirementCode, Town, UserId};
 use anquan_event_store::{ReadModelStore, Row, SqlValue};
 
@@ -29,14 +32,33 @@ pub struct Page<T> {
     pub end_cursor: Option<String>,
 }
 
-/// Which enterprises a summary list shows. Town is filtered in SQL; status filters need the
-/// status engine and are applied after evaluation.
+/// Which enterprises a summary list shows. Town and industry are filtered in SQL, and so is
+/// `state: Closed` as far as it can be (an enterprise with a closure known by the instant);
+/// status, colour and the exact state need the status engine and the file at the instant and
+/// are applied after evaluation, within the scan budget (`SUMMARY_SCAN_MAX`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SummaryFilter {
     pub town: Option<Town>,
     pub responsibility_implemented: Option<bool>,
     /// Only enterprises where this indicator is in this state.
     pub indicator: Option<(IndicatorCode, IndicatorState)>,
+    /// Only enterprises of this industry (exactly as registered).
+    pub industry: Option<String>,
+    /// Only enterprises of this colour at the instant (a closed enterprise has none).
+    pub colour: Option<RiskColour>,
+    /// Only enterprises active (`false`) or closed (`true`) at the instant.
+    pub closed: Option<bool>,
+}
+
+/// An enterprise in a summary list, at the list's instant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnterpriseSummary {
+    pub registration: Registration,
+    pub report: ComplianceReport,
+    /// The closure it was under at the instant; `None` while active.
+    pub closure: Option<ClosureRecord>,
+    /// Its colour at the instant; `None` when closed (a closed enterprise is not assessed).
+    pub colour: Option<RiskColour>,
 }
 
 /// A document with the enterprise it belongs to, as the review queue and document pages show it.
@@ -65,8 +87,17 @@ const ENTERPRISE_BY_ID: &str = "SELECT enterprise_id, name, credit_code, town, i
 /// `$1 = ''` means any town; `$2` is the cursor (`''` for the first page).
 const ENTERPRISES_PAGE: &str = "SELECT enterprise_id, name, credit_code, town, industry, registered_at \
     FROM enterprises WHERE ($1 = '' OR town = $1) AND enterprise_id > $2 ORDER BY enterprise_id LIMIT $3";
+/// `ENTERPRISES_PAGE` for a list with an industry (`$4 = ''` for any) or only enterprises with
+/// a closure known by `$5` (`$6 = 1`), which the exact state at `$5` is then checked on.
+const ENTERPRISES_PAGE_FILTERED: &str = "SELECT enterprise_id, name, credit_code, town, industry, registered_at \
+    FROM enterprises e WHERE ($1 = '' OR town = $1) AND enterprise_id > $2 AND ($4 = '' OR industry = $4) \
+    AND ($6 = 0 OR EXISTS (SELECT 1 FROM enterprise_closures c WHERE c.enterprise_id = e.enterprise_id \
+    AND c.effective_at <= $5 AND c.recorded_at <= $5)) ORDER BY enterprise_id LIMIT $3";
 const PROFILES_IN_RANGE: &str = "SELECT enterprise_id, effective_at, profile, town FROM enterprise_profiles \
     WHERE enterprise_id >= $1 AND enterprise_id <= $2 ORDER BY enterprise_id, effective_at";
+const CLOSURES_IN_RANGE: &str = "SELECT enterprise_id, kind, reason, effective_at, recorded_at, reopen_reason, \
+    reopened_at, reopen_recorded_at FROM enterprise_closures \
+    WHERE enterprise_id >= $1 AND enterprise_id <= $2 ORDER BY enterprise_id, position";
 const DOCUMENTS_IN_RANGE: &str = concat!(
     "SELECT ",
     document_columns!(),
@@ -147,22 +178,33 @@ pub async fn enterprise_summaries(
     at: Instant,
     first: usize,
     after: Option<&str>,
-) -> Result<Page<(Registration, ComplianceReport)>, QueryError> {
+) -> Result<Page<EnterpriseSummary>, QueryError> {
     check_page_size(first)?;
     let mut cursor = match after {
         Some(cursor) => parse_cursor::<EnterpriseId>(cursor)?.to_string(),
         None => String::new(),
     };
     let town = filter.town.as_ref().map_or("", Town::as_str).to_owned();
+    let prefiltered = filter.industry.is_some() || filter.closed == Some(true);
     let mut items = Vec::new();
     let mut scanned = 0;
     while items.len() <= first && scanned < SUMMARY_SCAN_MAX {
-        let params = [
+        let mut params = vec![
             SqlValue::Text(town.clone()),
             SqlValue::Text(cursor.clone()),
             limit(SUMMARY_CHUNK),
         ];
-        let rows = store.query(ENTERPRISES_PAGE, &params).await?;
+        let sql = if prefiltered {
+            params.extend([
+                SqlValue::Text(filter.industry.clone().unwrap_or_default()),
+                SqlValue::Timestamp(at),
+                SqlValue::Int(i64::from(filter.closed == Some(true))),
+            ]);
+            ENTERPRISES_PAGE_FILTERED
+        } else {
+            ENTERPRISES_PAGE
+        };
+        let rows = store.query(sql, &params).await?;
         let (Some(low), Some(high)) = (rows.first(), rows.last()) else {
             return Ok(page(items, first, false));
         };
@@ -237,12 +279,11 @@ pub async fn document(store: &dyn ReadModelStore, document_id: DocumentId) -> Re
 }
 
 /// Evaluates one file and keeps it if it was registered by `at` and passes the status filters.
-fn summary(
-    file: &EnterpriseFile,
-    filter: &SummaryFilter,
-    rules: &RuleSet,
-    at: Instant,
-) -> Option<(Registration, ComplianceReport)> {
+fn summary(file: &EnterpriseFile, filter: &SummaryFilter, rules: &RuleSet, at: Instant) -> Option<EnterpriseSummary> {
+    let closure = file.closure_at(at).cloned();
+    if filter.closed.is_some_and(|closed| closed != closure.is_some()) {
+        return None;
+    }
     let report = evaluate(file, rules, at)?;
     if filter
         .responsibility_implemented
@@ -258,18 +299,26 @@ fn summary(
     {
         return None;
     }
-    Some((file.registration.clone()?, report))
+    let colour = match closure {
+        Some(_) => None,
+        None => Some(assess_with(file, rules, at, &report).colour),
+    };
+    if filter.colour.is_some() && filter.colour != colour {
+        return None;
+    }
+    Some(EnterpriseSummary {
+        registration: file.registration.clone()?,
+        report,
+        closure,
+        colour,
+    })
 }
 
-fn page(
-    mut items: Vec<(Registration, ComplianceReport)>,
-    first: usize,
-    has_next: bool,
-) -> Page<(Registration, ComplianceReport)> {
+fn page(mut items: Vec<EnterpriseSummary>, first: usize, has_next: bool) -> Page<EnterpriseSummary> {
     items.truncate(first);
     let end_cursor = items
         .last()
-        .map(|(registration, _)| registration.enterprise_id.to_string());
+        .map(|summary| summary.registration.enterprise_id.to_string());
     Page {
         items,
         has_next,
@@ -295,6 +344,12 @@ pub(super) async fn load_histories(
             file.profile_history.push((since, profile));
             file.town_history
                 .push((since, parse_column(&row, 3, "enterprise_profiles")?));
+        }
+    }
+    for row in store.query(CLOSURES_IN_RANGE, &range).await? {
+        let enterprise_id = parse_id::<EnterpriseId>(&row, 0, "enterprise_closures")?;
+        if let Some(file) = files.get_mut(&enterprise_id) {
+            file.closures.push(closure_record(&row)?);
         }
     }
     let params = [low.clone(), high.clone(), SqlValue::Text(town.to_owned())];
@@ -326,6 +381,30 @@ pub(super) fn new_file(row: &Row) -> Result<EnterpriseFile, QueryError> {
         inspections: BTreeMap::new(),
         hazards: BTreeMap::new(),
         accidents: Vec::new(),
+        closures: Vec::new(),
+    })
+}
+
+/// Reads a row of `CLOSURES_IN_RANGE`.
+fn closure_record(row: &Row) -> Result<ClosureRecord, QueryError> {
+    let table = "enterprise_closures";
+    let kind_name = row.text(1)?;
+    let kind = ClosureKind::parse(&kind_name)
+        .ok_or_else(|| malformed(table, format!("unknown closure kind {kind_name:?}")))?;
+    let reopening = match (row.opt_text(5)?, row.opt_timestamp(6)?, row.opt_timestamp(7)?) {
+        (Some(reason), Some(effective_at), Some(recorded_at)) => Some(Reopening {
+            reason,
+            effective_at,
+            recorded_at,
+        }),
+        _ => None,
+    };
+    Ok(ClosureRecord {
+        kind,
+        reason: row.text(2)?,
+        effective_at: row.timestamp(3)?,
+        recorded_at: row.timestamp(4)?,
+        reopening,
     })
 }
 

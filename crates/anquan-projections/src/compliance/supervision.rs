@@ -918,7 +918,8 @@ async fn for_each_file(
     Ok(false)
 }
 
-/// Counts the enterprises of a town (or all) registered by `at` by their colour at `at`.
+/// Counts the enterprises of a town (or all) registered by `at` and not closed then by their
+/// colour at `at` (a closed enterprise is not assessed).
 pub async fn colour_distribution(
     store: &dyn ReadModelStore,
     rules: &RuleSet,
@@ -927,6 +928,9 @@ pub async fn colour_distribution(
 ) -> Result<ColourDistribution, QueryError> {
     let mut distribution = ColourDistribution::default();
     distribution.complete = for_each_file(store, town, |file| {
+        if file.closure_at(at).is_some() {
+            return;
+        }
         if let Some(assessment) = risk::assess(file, rules, at) {
             distribution.add(assessment.colour);
         }
@@ -944,8 +948,8 @@ pub struct PlanEntry {
     pub escalation: Option<EscalationStep>,
 }
 
-/// The enterprises of a town (or all) due an online check or an on-site inspection by
-/// `period_end`, by the cadence of their colour at `at`, or on the enforcement plan; ordered
+/// The enterprises of a town (or all), not closed at `at`, due an online check or an on-site
+/// inspection by `period_end`, by the cadence of their colour at `at`, or on the enforcement plan; ordered
 /// red first, then by name. The flag is false when the scan stopped at `SCAN_MAX` enterprises.
 pub async fn supervision_plan(
     store: &dyn ReadModelStore,
@@ -956,6 +960,10 @@ pub async fn supervision_plan(
 ) -> Result<(Vec<PlanEntry>, bool), QueryError> {
     let mut entries = Vec::new();
     let complete = for_each_file(store, town, |file| {
+        // A closed enterprise is on no plan: nothing operates there to inspect.
+        if file.closure_at(at).is_some() {
+            return;
+        }
         let Some(report) = evaluate(file, rules, at) else {
             return;
         };

@@ -60,6 +60,20 @@ impl ScopeTallies {
                     tally.subtract(&part);
                 }
             }
+            for (index, parts) in &contribution.parts {
+                if let Some(tally) = tallies.get_mut(usize::from(*index)) {
+                    let part = Tally {
+                        numerator: 0,
+                        denominator: 0,
+                        parts: *parts,
+                    };
+                    if add {
+                        tally.add(&part);
+                    } else {
+                        tally.subtract(&part);
+                    }
+                }
+            }
         };
         apply(&mut self.all);
         for (index, tallies) in self.by_breakdown.iter_mut().enumerate() {

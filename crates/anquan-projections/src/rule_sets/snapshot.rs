@@ -194,6 +194,10 @@ pub async fn materialise(
             let Some(registration) = &file.registration else {
                 continue;
             };
+            // A closed enterprise has no colour and is in no town figure: not in the snapshot.
+            if file.closure_at(at).is_some() {
+                continue;
+            }
             let Some(report) = evaluate(file, rules, at) else {
                 continue;
             };

@@ -93,6 +93,29 @@ async fn enterprise_town(app: &AppState, enterprise_id: EnterpriseId) -> Result<
     )
 }
 
+/// Returns the town of a registered enterprise a contract may be proposed to: refused with
+/// `UNKNOWN_ENTERPRISE` when it is not registered and `ENTERPRISE_CLOSED` when it is closed now
+/// (a closed enterprise takes no new service; read at proposal time, like its registration).
+async fn contractable_enterprise_town(app: &AppState, enterprise_id: EnterpriseId) -> Result<Town, ApiError> {
+    let file = compliance_model::enterprise_file(app.compliance_read_models()?, enterprise_id).await?;
+    let Some(file) = file else {
+        return Err(unknown_enterprise(enterprise_id));
+    };
+    if let Some(closure) = file.current_closure() {
+        return Err(ApiError::Rejected {
+            code: "ENTERPRISE_CLOSED",
+            message: format!(
+                "企业 {enterprise_id} 已于 {} {}，不能提出服务合同",
+                closure.effective_at.to_rfc3339(),
+                closure.kind.label()
+            ),
+        });
+    }
+    file.registration
+        .map(|registration| registration.town)
+        .ok_or_else(|| unknown_enterprise(enterprise_id))
+}
+
 fn unknown_enterprise(enterprise_id: EnterpriseId) -> ApiError {
     ApiError::Rejected {
         code: "UNKNOWN_ENTERPRISE",

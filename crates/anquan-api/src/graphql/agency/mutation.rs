@@ -201,10 +201,9 @@ impl AgencyMutation {
         // Authorised before the read model is read: a caller who may not sign for the agency
         // learns nothing, not even whether the enterprise is registered.
         may_act_for(actor(ctx)?, agency_id, "代表它提出服务合同")?;
-        // Checked at read time: an enterprise is never deleted, so "registered" cannot become false.
-        let enterprise_town = enterprise_town(app, enterprise_id)
-            .await?
-            .ok_or_else(|| unknown_enterprise(enterprise_id))?;
+        // Checked at read time: an enterprise is never deleted, so "registered" cannot become
+        // false; one closed just before may still be proposed to while the read model lags.
+        let enterprise_town = contractable_enterprise_town(app, enterprise_id).await?;
         let contract_id = match &input.contract_id {
             Some(id) => parse_id(id)?,
             None => ContractId::from_uuid(args.created_id("contract", 0)),

@@ -7,13 +7,13 @@ use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject, Upload
 use chrono::{DateTime, Utc};
 
 use anquan_domain::enterprise::{
-    ChangeEnterpriseProfile, Coverage, EnterpriseCommand, EnterpriseFile, RegisterEnterprise, ReviewDecision,
-    ReviewDocument, UploadDocument,
+    ChangeEnterpriseProfile, CloseEnterprise, Coverage, EnterpriseCommand, EnterpriseFile, RegisterEnterprise,
+    ReopenEnterprise, ReviewDecision, ReviewDocument, UploadDocument,
 };
 use anquan_domain::{DocumentId, RequirementCode, UnifiedSocialCreditCode};
 use anquan_projections::compliance as read_model;
 
-use super::types::{Enterprise, Profile};
+use super::types::{ClosureKind, Enterprise, Profile};
 use crate::blobs::StagedFile;
 use crate::error::ApiError;
 use crate::graphql::args::{parse_enterprise_id, parse_id, parse_town};
@@ -74,6 +74,32 @@ pub struct UploadDocumentInput {
     pub valid_until: Option<DateTime<Utc>>,
     /// The reporting period the record is for.
     pub period: Option<String>,
+}
+
+/// Close an enterprise (注销/停业): from `effectiveAt` it leaves A01 and every snapshot
+/// metric, has no colour, and refuses uploads, inspections, new hazards and a new QR token.
+#[derive(InputObject)]
+pub struct CloseEnterpriseInput {
+    /// The enterprise to close.
+    pub enterprise_id: ID,
+    /// Why it closes.
+    pub kind: ClosureKind,
+    /// The reason, for the record (1 to 500 characters).
+    pub reason: String,
+    /// When the closure took effect (default: now); not before its registration or last
+    /// reopening, not in the future.
+    pub effective_at: Option<DateTime<Utc>>,
+}
+
+/// Reopen a closed enterprise: active again from `effectiveAt`.
+#[derive(InputObject)]
+pub struct ReopenEnterpriseInput {
+    /// The enterprise to reopen.
+    pub enterprise_id: ID,
+    /// The reason, for the record (1 to 500 characters).
+    pub reason: String,
+    /// When it resumed (default: now); not before the closure took effect, not in the future.
+    pub effective_at: Option<DateTime<Utc>>,
 }
 
 /// A reviewer's decision.
@@ -149,6 +175,55 @@ impl EnterpriseMutation {
             town: parse_town(&input.town)?,
             industry: input.industry,
             profile: input.profile.into(),
+        });
+        run(
+            ctx,
+            command,
+            CommandArgs::parse(command_id.as_ref(), expected_version)?,
+            None,
+            &[],
+        )
+        .await
+    }
+
+    /// Closes an enterprise (注销/停业; the officer of its town, or the city admin). Refused
+    /// with `ENTERPRISE_CLOSED` when it is closed already.
+    async fn close_enterprise(
+        &self,
+        ctx: &Context<'_>,
+        input: CloseEnterpriseInput,
+        command_id: Option<ID>,
+        expected_version: Option<Int64>,
+    ) -> Result<CommandPayload, ApiError> {
+        let command = EnterpriseCommand::Close(CloseEnterprise {
+            enterprise_id: parse_enterprise_id(&input.enterprise_id)?,
+            kind: input.kind.into(),
+            reason: input.reason,
+            effective_at: input.effective_at,
+        });
+        run(
+            ctx,
+            command,
+            CommandArgs::parse(command_id.as_ref(), expected_version)?,
+            None,
+            &[],
+        )
+        .await
+    }
+
+    /// Reopens a closed enterprise (the officer of its town, or the city admin). Refused with
+    /// `ENTERPRISE_NOT_CLOSED` when it is not closed.
+    async fn reopen_enterprise(
+        &self,
+        ctx: &Context<'_>,
+        input: ReopenEnterpriseInput,
+        command_id: Option<ID>,
+        expected_version: Option<Int64>,
+    ) -> Result<CommandPayload, ApiError> {
+        let command = EnterpriseCommand::Reopen(ReopenEnterprise {
+            enterprise_id: parse_enterprise_id(&input.enterprise_id)?,
+            reason: input.reason,
+            effective_at: input.effective_at,
         });
         run(
             ctx,

@@ -8,11 +8,12 @@ use chrono::{DateTime, Utc};
 use anquan_projections::compliance as read_model;
 
 use super::types::{
-    Compliance, Document, DocumentConnection, Enterprise, EnterpriseConnection, EnterpriseSummary, PageInfo,
-    RuleSetInfo,
+    Compliance, Document, DocumentConnection, Enterprise, EnterpriseConnection, EnterpriseState, EnterpriseSummary,
+    PageInfo, RuleSetInfo, state_of,
 };
 use crate::error::ApiError;
 use crate::graphql::args::{forbidden_to_read, page_size, parse_enterprise_id, scoped_town};
+use crate::graphql::supervision::RiskColour;
 use crate::graphql::{actor, app, optional_instant_arg};
 
 /// Queries of the foundation gate (enterprises, compliance, review); part of the query root.
@@ -72,9 +73,13 @@ impl EnterpriseQuery {
     }
 
     /// Enterprises with their status at `asOf` (default: now) under rule set `ruleSet`
-    /// (default: the request's, see `enterprise`), filtered by town and by
-    /// whether their main responsibility is implemented, ordered by id, paged by cursor.
-    /// Town officers see only their town; enterprises cannot list.
+    /// (default: the request's, see `enterprise`), filtered by town, by whether their main
+    /// responsibility is implemented, by `industry` (exactly as registered), by `colour` at
+    /// `asOf` (a closed enterprise has none, so never matches) and by `state` at `asOf`
+    /// (ACTIVE or CLOSED), ordered by id, paged by cursor. Town, industry and closures are
+    /// filtered in the database; status and colour are computed per enterprise, at most 5,000
+    /// per request: a rare filter may end a page early with `hasNextPage` and a cursor to go on
+    /// from. Town officers see only their town; enterprises cannot list.
     #[allow(clippy::too_many_arguments, reason = "each argument is a GraphQL argument")]
     #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
     async fn enterprises(
@@ -86,6 +91,9 @@ impl EnterpriseQuery {
         #[graphql(default = 20)] first: i32,
         after: Option<String>,
         rule_set: Option<String>,
+        industry: Option<String>,
+        colour: Option<RiskColour>,
+        state: Option<EnterpriseState>,
     ) -> Result<EnterpriseConnection, ApiError> {
         let app = app(ctx)?;
         let as_of = optional_instant_arg("asOf", as_of)?;
@@ -97,6 +105,9 @@ impl EnterpriseQuery {
             town,
             responsibility_implemented,
             indicator: None,
+            industry: industry.map(|industry| industry.trim().to_owned()),
+            colour: colour.map(Into::into),
+            closed: state.map(|state| state == EnterpriseState::Closed),
         };
         let page = read_model::enterprise_summaries(
             app.compliance_read_models()?,
@@ -110,12 +121,19 @@ impl EnterpriseQuery {
         let nodes = page
             .items
             .iter()
-            .map(|(registration, report)| EnterpriseSummary {
-                id: ID(registration.enterprise_id.to_string()),
-                name: registration.name.clone(),
-                town: registration.town.to_string(),
-                industry: registration.industry.clone(),
-                compliance: Compliance::from_report(report, &rules),
+            .map(|summary| {
+                let registration = &summary.registration;
+                let (state, closure) = state_of(summary.closure.as_ref());
+                EnterpriseSummary {
+                    id: ID(registration.enterprise_id.to_string()),
+                    name: registration.name.clone(),
+                    town: registration.town.to_string(),
+                    industry: registration.industry.clone(),
+                    compliance: Compliance::from_report(&summary.report, &rules),
+                    state,
+                    closure,
+                    colour: summary.colour.map(Into::into),
+                }
             })
             .collect();
         Ok(EnterpriseConnection {

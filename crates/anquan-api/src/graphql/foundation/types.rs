@@ -6,12 +6,70 @@ use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, SimpleObject}
 use chrono::{DateTime, Utc};
 
 use anquan_domain::compliance::{ComplianceReport, Detail, IndicatorState, RequirementState};
-use anquan_domain::enterprise::{Coverage, DocumentRecord, EnterpriseFile, ReviewOutcome};
+use anquan_domain::enterprise::{ClosureRecord, Coverage, DocumentRecord, EnterpriseFile, ReviewOutcome};
 use anquan_domain::rules::{EnterpriseProfile, RuleSet};
 
 use crate::error::ApiError;
 use crate::graphql::scalars::Int64;
 use crate::graphql::supervision;
+
+/// Whether an enterprise operates at an instant.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+pub enum EnterpriseState {
+    /// Operating: counted in A01 and every snapshot metric, assessed for colour.
+    Active,
+    /// Closed (注销/停业/迁出): out of A01 and the snapshot metrics, no colour.
+    Closed,
+}
+
+/// Why an enterprise was closed.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "anquan_domain::enterprise::ClosureKind")]
+pub enum ClosureKind {
+    /// 注销: its business registration was cancelled.
+    Deregistered,
+    /// 停业: it stopped operating (it may reopen).
+    Suspended,
+    /// 迁出: it moved out of the platform's area.
+    MovedAway,
+    /// Another reason, in `reason`.
+    Other,
+}
+
+/// A closure of an enterprise (注销/停业) as known at the instant asked for.
+#[derive(SimpleObject, Clone)]
+pub struct Closure {
+    /// Why it closed.
+    pub kind: ClosureKind,
+    /// What a person reads: 已注销, 停业, 已迁出, 已关闭.
+    pub label: String,
+    /// The reason given by the official who closed it.
+    pub reason: String,
+    /// When the closure took effect.
+    pub effective_at: DateTime<Utc>,
+    /// When it was entered on the platform.
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl From<&ClosureRecord> for Closure {
+    fn from(record: &ClosureRecord) -> Self {
+        Closure {
+            kind: record.kind.into(),
+            label: record.kind.label().to_owned(),
+            reason: record.reason.clone(),
+            effective_at: record.effective_at,
+            recorded_at: record.recorded_at,
+        }
+    }
+}
+
+/// The state and closure of an enterprise whose closure at an instant is `closure`.
+pub fn state_of(closure: Option<&ClosureRecord>) -> (EnterpriseState, Option<Closure>) {
+    match closure {
+        Some(record) => (EnterpriseState::Closed, Some(Closure::from(record))),
+        None => (EnterpriseState::Active, None),
+    }
+}
 
 /// A yes/no fact about an enterprise that decides which indicators apply.
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +158,11 @@ pub struct Enterprise {
     pub profile: Profile,
     /// Its status at the instant asked for (`asOf`, or now).
     pub compliance: Compliance,
+    /// Whether it operates at `compliance.at` (a closed enterprise keeps its file and status,
+    /// but has no colour and counts in no snapshot metric).
+    pub state: EnterpriseState,
+    /// The closure it is under at `compliance.at`; null while active.
+    pub closure: Option<Closure>,
     #[graphql(skip)]
     pub file: Arc<EnterpriseFile>,
     #[graphql(skip)]
@@ -179,8 +242,12 @@ impl Enterprise {
     }
 
     /// Its four-colour risk at `compliance.at` under `compliance.ruleSet`: the colour, the rule
-    /// that decided it and the compliance percentage.
+    /// that decided it and the compliance percentage. Null while it is closed: a closed
+    /// enterprise is not assessed.
     async fn risk(&self) -> Option<supervision::Risk> {
+        if self.state == EnterpriseState::Closed {
+            return None;
+        }
         supervision::enterprise_risk(&self.file, &self.rules, self.at)
     }
 
@@ -230,7 +297,10 @@ impl Enterprise {
         let registration = file.registration.as_ref()?;
         let report = anquan_domain::compliance::evaluate(&file, rules, at)?;
         let profile = file.profile_at(at).map(Profile::from)?;
+        let (state, closure) = state_of(file.closure_at(at));
         Some(Enterprise {
+            state,
+            closure,
             id: ID(registration.enterprise_id.to_string()),
             name: registration.name.clone(),
             credit_code: registration.credit_code.to_string(),
@@ -259,6 +329,12 @@ pub struct EnterpriseSummary {
     pub industry: String,
     /// Its status at the list's instant.
     pub compliance: Compliance,
+    /// Whether it operates at the list's instant.
+    pub state: EnterpriseState,
+    /// The closure it is under at the list's instant; null while active.
+    pub closure: Option<Closure>,
+    /// Its colour at the list's instant; null while closed (not assessed).
+    pub colour: Option<supervision::RiskColour>,
 }
 
 /// "x of 21 implemented" and each indicator's status, at one instant.
