@@ -60,7 +60,7 @@ impl Default for DemoOptions {
     fn default() -> Self {
         DemoOptions {
             scale: 1.0,
-            years: 1,
+            years: 2,
             last_year: 2019,
             seed: 2019,
             enterprises: None,
