@@ -217,7 +217,10 @@ async fn a_just_registered_enterprise_is_not_yet_due_until_its_first_due_instant
         assert!(!not_yet_due.is_empty(), "{backend:?}: {start}");
         assert_eq!(count(&start, "notYetDue"), not_yet_due.len() as i64);
         assert!(
-            start["summary"].as_str().unwrap().contains(&format!("未到期 {}", not_yet_due.len())),
+            start["summary"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("未到期 {}", not_yet_due.len())),
             "{start}"
         );
         let annual = requirement(&start, "R09.annual_report");

@@ -11,9 +11,9 @@ use anquan_demo::rates::{self, RateCounts};
 use anquan_demo::{DemoOptions, NoProgress, Tuning, generate, log_digest, year_end};
 use anquan_domain::agency::AgencyState;
 use anquan_domain::compliance::Detail;
-use anquan_domain::period::Cadence;
 use anquan_domain::enterprise::EnterpriseFile;
 use anquan_domain::metrics::{ContractFact, Headline, ServiceFacts, enterprise_contribution};
+use anquan_domain::period::Cadence;
 use anquan_domain::{Aggregate, EnterpriseId};
 use anquan_event_store::{EventStore, InMemoryEventStore, Position, READ_BATCH_MAX};
 
@@ -186,7 +186,10 @@ async fn the_same_seed_gives_the_same_log_and_the_rates_land_near_the_article() 
             })
             .count();
     }
-    assert!(yearly_missing > 0, "no yearly record is ever missing at the end of 2019");
+    assert!(
+        yearly_missing > 0,
+        "no yearly record is ever missing at the end of 2019"
+    );
     let rates = counts.rates();
     eprintln!("{summary:#?}");
     // 800 enterprises: a binomial share near 90 % has a standard error of about 1 point, so

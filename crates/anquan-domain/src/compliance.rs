@@ -162,7 +162,10 @@ pub fn evaluate(file: &EnterpriseFile, rules: &RuleSet, at: Instant) -> Option<C
     let not_yet_due = count(IndicatorState::NotYetDue);
     let not_applicable = count(IndicatorState::NotApplicable);
     let vetoes = vetoes(file, rules, at);
-    let (met, judged) = rules.status.not_yet_due.tally(implemented, not_implemented, not_yet_due);
+    let (met, judged) = rules
+        .status
+        .not_yet_due
+        .tally(implemented, not_implemented, not_yet_due);
     let indicators_implemented = match rules.status.responsibility {
         ResponsibilityRule::AllApplicable => met == judged,
         ResponsibilityRule::ShareOfApplicable { percent_min } => {

@@ -430,7 +430,11 @@ fn a_just_registered_enterprise_is_not_yet_due_where_only_periodic_items_apply()
         .map(|status| status.code.as_str())
         .collect();
     for code in &not_yet_due {
-        let status = start.indicators.iter().find(|status| status.code.as_str() == *code).unwrap();
+        let status = start
+            .indicators
+            .iter()
+            .find(|status| status.code.as_str() == *code)
+            .unwrap();
         for requirement in status.requirements.iter().filter(|r| r.mandatory) {
             assert!(
                 matches!(

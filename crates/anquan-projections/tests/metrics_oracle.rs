@@ -40,7 +40,6 @@ use anquan_domain::agency::{
     RejectContract, ReportService, ReportStaff, StaffMember, TerminateContract, WarnAgency, WarningKind,
 };
 use anquan_domain::compliance::{IndicatorState, RequirementState, evaluate};
-use anquan_domain::rules::NotYetDue;
 use anquan_domain::credit::Grade;
 use anquan_domain::enterprise::event::{
     CriterionRef, HazardCategory, HazardLevel, HazardSource, InspectionKind, InspectorLevel,
@@ -54,6 +53,7 @@ use anquan_domain::enterprise::{
     ReviewDocument, UploadDocument, enterprise_id_for,
 };
 use anquan_domain::metrics::{Measure, Scope, Tally, Window};
+use anquan_domain::rules::NotYetDue;
 use anquan_domain::rules::{EnterpriseProfile, Evidence, ProfileFlag, RuleSet};
 use anquan_domain::{
     Actor, AgencyId, Cadence, ContractId, DecisionContext, DocumentId, EnterpriseId, Event, HazardId, InspectionId,
