@@ -489,3 +489,15 @@ fn an_indicator_with_its_due_items_done_and_the_rest_not_yet_due_is_implemented(
         IndicatorState::NotImplemented
     );
 }
+
+#[test]
+fn the_rule_set_says_how_a_tally_counts_not_yet_due() {
+    use anquan_domain::rules::NotYetDue;
+    // 3 implemented, 1 not implemented, 2 not yet due: (met, judged).
+    assert_eq!(NotYetDue::Met.tally(3, 1, 2), (5, 6));
+    assert_eq!(NotYetDue::Unmet.tally(3, 1, 2), (3, 6));
+    assert_eq!(NotYetDue::Excluded.tally(3, 1, 2), (3, 4));
+    let rules = rules();
+    assert_eq!(rules.status.not_yet_due, NotYetDue::Met);
+    assert_eq!(rules.metrics.not_yet_due, NotYetDue::Excluded);
+}
