@@ -90,7 +90,7 @@ async fn catch_up_on_start(backend: Backend) {
     let mut app = spawn_app(backend, &[]).await;
     app.kill().await;
     let mut demo = std::process::Command::new(binary());
-    demo.args(["demo", "--enterprises", DEMO_ENTERPRISES, "--data-dir"])
+    demo.args(["demo", "--years", "1", "--enterprises", DEMO_ENTERPRISES, "--data-dir"])
         .arg(app.data_dir())
         .env_remove("ANQUAN_DATABASE_URL");
     if let Some(url) = app.database_url() {

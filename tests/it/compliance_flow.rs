@@ -5,17 +5,17 @@
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use serde_json::{Value, json};
 
-use crate::support::{Backend, TestApp, backends, data, error_code, spawn_app};
+use crate::support::{Backend, TestApp, backends, data, error_code, spawn_app, spawn_app_with_env};
 
 const REGISTER: &str = "mutation($input: RegisterEnterpriseInput!) {
-  registerEnterprise(input: $input) { streamVersion enterprise { id compliance { implemented notImplemented notApplicable summary } } } }";
+  registerEnterprise(input: $input) { streamVersion enterprise { id compliance { implemented notImplemented notYetDue notApplicable summary } } } }";
 const UPLOAD: &str = "mutation($input: UploadDocumentInput!, $file: Upload!) {
   uploadDocument(input: $input, file: $file) { documentId streamVersion duplicate } }";
 const REVIEW: &str = "mutation($input: ReviewDocumentInput!) {
   reviewDocument(input: $input) { streamVersion enterprise { compliance { implemented summary } } } }";
 const ENTERPRISE: &str = "query($id: ID!, $asOf: DateTime) { enterprise(id: $id, asOf: $asOf) {
-  name compliance { at implemented notImplemented notApplicable summary
-    indicators { code state reasons requirements { code state detail message validUntil feedback documentId } } } } }";
+  name compliance { at implemented notImplemented notYetDue notApplicable summary
+    indicators { code state reasons requirements { code state detail message validUntil dueAt feedback documentId } } } } }";
 const QUEUE: &str = "query($town: String) { reviewQueue(town: $town) { nodes { id enterpriseId enterpriseName requirement title reviewState } } }";
 
 pub(crate) async fn register(app: &TestApp, token: &str, credit_code: &str, town: &str) -> String {
@@ -93,7 +93,10 @@ async fn run_flow(backend: Backend) {
 
     let start = enterprise_at(&app, &owner, &id, None).await;
     assert_eq!(
-        count(&start, "implemented") + count(&start, "notImplemented") + count(&start, "notApplicable"),
+        count(&start, "implemented")
+            + count(&start, "notImplemented")
+            + count(&start, "notYetDue")
+            + count(&start, "notApplicable"),
         21
     );
     assert_eq!(requirement(&start, "R10.plan")["detail"], "NO_RECORD");
@@ -179,4 +182,73 @@ async fn run_flow(backend: Backend) {
         .await;
     assert_eq!(error_code(&before), "NOT_YET_REGISTERED", "{before}");
     app.stop().await;
+}
+
+fn indicators_in(compliance: &Value, state: &str) -> Vec<String> {
+    compliance["indicators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|indicator| indicator["state"] == state)
+        .map(|indicator| indicator["code"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A just-registered enterprise with no record: the indicators made only of periodic records
+/// are 未到期 (NOT_YET_DUE), not 已落实, until their first due instant passes; then 未落实.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_just_registered_enterprise_is_not_yet_due_until_its_first_due_instant_passes() {
+    for backend in backends() {
+        let clock_dir = tempfile::tempdir().unwrap();
+        let clock = clock_dir.path().join("clock");
+        let clock_env = clock.to_str().unwrap().to_owned();
+        let app = spawn_app_with_env(
+            backend,
+            &[],
+            &[("ANQUAN_TEST_CLOCK", &clock_env), ("ANQUAN_TEST_MODE", "1")],
+        )
+        .await;
+        let admin = app.token(&["--role", "city_admin"]);
+        let id = register(&app, &admin, "91330481MA28A0XX07", "许村").await;
+
+        let start = enterprise_at(&app, &admin, &id, None).await;
+        assert_eq!(count(&start, "implemented"), 0, "{backend:?}: {start}");
+        let not_yet_due = indicators_in(&start, "NOT_YET_DUE");
+        assert!(!not_yet_due.is_empty(), "{backend:?}: {start}");
+        assert_eq!(count(&start, "notYetDue"), not_yet_due.len() as i64);
+        assert!(
+            start["summary"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("未到期 {}", not_yet_due.len())),
+            "{start}"
+        );
+        let annual = requirement(&start, "R09.annual_report");
+        assert_eq!(
+            (annual["state"].as_str(), annual["detail"].as_str()),
+            (Some("NOT_YET_DUE"), Some("NOTHING_DUE_YET")),
+            "{backend:?}: {annual}"
+        );
+        let due_at: DateTime<Utc> = annual["dueAt"].as_str().unwrap().parse().unwrap();
+        let now: DateTime<Utc> = start["at"].as_str().unwrap().parse().unwrap();
+        assert!(due_at > now, "{backend:?}: {annual}");
+
+        // Past the first due instant of every periodic item (a year's record is due 31 days
+        // after the year ends): the same indicators are 未落实, their records missing.
+        let ahead = (due_at - now + Duration::days(1)).num_seconds();
+        std::fs::write(&clock, ahead.to_string()).unwrap();
+        let later = enterprise_at(&app, &admin, &id, None).await;
+        assert_eq!(count(&later, "notYetDue"), 0, "{backend:?}: {later}");
+        let not_implemented = indicators_in(&later, "NOT_IMPLEMENTED");
+        for code in &not_yet_due {
+            assert!(not_implemented.contains(code), "{backend:?}: {code} in {later}");
+        }
+        let annual = requirement(&later, "R09.annual_report");
+        assert_eq!(
+            (annual["state"].as_str(), annual["detail"].as_str()),
+            (Some("UNSATISFIED"), Some("PERIOD_MISSING")),
+            "{backend:?}: {annual}"
+        );
+        app.stop().await;
+    }
 }

@@ -30,7 +30,7 @@ const SIGN: &str = "mutation($input: ProposeContractInput!) { proposeContract(in
 const GRADE: &str = "mutation($input: GradeAgencyInput!) { gradeAgency(input: $input) { eventTypes } }";
 const ENTERPRISE: &str = "query($id: ID!) { enterprise(id: $id) {
   name creditCode town industry
-  compliance { at implemented notImplemented notApplicable responsibilityImplemented indicators { code nameZh state } }
+  compliance { at implemented notImplemented notYetDue notApplicable responsibilityImplemented indicators { code nameZh state } }
   risk { colour } vetoes { kind } inspections { inspectedAt inspectors } hazards { description state overdue }
   publicPage { rotatedAt } } }";
 const SERVICES: &str = "query($id: ID!) { enterpriseServices(enterpriseId: $id) { contracts { agencyId } } }";
@@ -351,6 +351,10 @@ async fn browse(app: &TestApp, seeded: &Seeded, url: &str) {
     assert_eq!(
         browser.text("[data-testid=not-implemented]").await,
         compliance["notImplemented"].to_string()
+    );
+    assert_eq!(
+        browser.text("[data-testid=not-yet-due]").await,
+        compliance["notYetDue"].to_string()
     );
     assert_eq!(
         browser.text("[data-testid=not-applicable]").await,

@@ -204,11 +204,11 @@ fn quoted_summary(prose: &str) -> String {
     after.split('"').next().unwrap_or_default().to_owned()
 }
 
-/// The three counts of a summary `已落实 x / 未落实 y / 不适用 z`.
-fn summary_counts(summary: &str) -> Option<[u32; 3]> {
-    let mut counts = [0; 3];
+/// The four counts of a summary `已落实 x / 未落实 y / 未到期 w / 不适用 z`.
+fn summary_counts(summary: &str) -> Option<[u32; 4]> {
+    let mut counts = [0; 4];
     let mut parts = summary.split(" / ");
-    for (count, label) in counts.iter_mut().zip(["已落实 ", "未落实 ", "不适用 "]) {
+    for (count, label) in counts.iter_mut().zip(["已落实 ", "未落实 ", "未到期 ", "不适用 "]) {
         *count = parts.next()?.strip_prefix(label)?.parse().ok()?;
     }
     parts.next().is_none().then_some(counts)

@@ -43,6 +43,7 @@ async fn world() -> World {
     let events: Arc<dyn EventStore> = Arc::new(InMemoryEventStore::new());
     let options = DemoOptions {
         enterprises: Some(40),
+        years: 1,
         ..DemoOptions::default()
     };
     generate(

@@ -20,8 +20,9 @@ pub struct DemoArgs {
     /// 1 = Haining (3,212 enterprises, 38 agencies); 100 = a province of 100 such counties.
     #[arg(long, default_value_t = 1.0)]
     pub scale: f64,
-    /// Simulated years, ending with --year.
-    #[arg(long, default_value_t = 1)]
+    /// Simulated years, ending with --year (2: enterprises join in the first, so their annual
+    /// duties are due, and can fail, when the headline rates are taken at the end of the last).
+    #[arg(long, default_value_t = 2)]
     pub years: u32,
     /// The last simulated year.
     #[arg(long, default_value_t = 2019)]

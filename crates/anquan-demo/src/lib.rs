@@ -45,7 +45,8 @@ pub const ENTERPRISES_IN_FLIGHT: usize = 256;
 pub struct DemoOptions {
     /// 1 is Haining (3,212 enterprises, 38 agencies); 100 is a province of 100 such counties.
     pub scale: f64,
-    /// Simulated years, ending with `last_year`.
+    /// Simulated years, ending with `last_year` (default 2: enterprises join during the first,
+    /// so the headline rates at the end of the last are taken where annual duties can fail).
     pub years: u32,
     /// The last simulated year (the article's year, 2019, by default).
     pub last_year: i32,
@@ -60,7 +61,7 @@ impl Default for DemoOptions {
     fn default() -> Self {
         DemoOptions {
             scale: 1.0,
-            years: 1,
+            years: 2,
             last_year: 2019,
             seed: 2019,
             enterprises: None,

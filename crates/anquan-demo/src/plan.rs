@@ -278,11 +278,14 @@ pub(crate) fn enterprise(world: &World, tuning: &Tuning, index: u64) -> Result<E
     let contract = if rng.chance(contract_share) {
         let local = rng.weighted(&agency_weights(world.agencies_per_county, tuning.agency_skew));
         let signed_at = registered_at + Duration::days(rng.between(3, 60)) + Duration::hours(rng.between(1, 6));
+        // A yearly contract renewed until the history ends, as one term of whole years (so a
+        // contract signed in the first of several years is still in force at the end).
+        let years = (((world.end - signed_at).num_days().max(0) + 364) / 365).clamp(1, 3);
         Some(ContractPlan {
             agency: world.agency_index(county, local),
             contract_id: ContractId(rng.uuid()),
             signed_at,
-            valid_until: signed_at + Duration::days(365),
+            valid_until: signed_at + Duration::days(365 * years),
             visits: u32::try_from(rng.between(3, 7)).unwrap_or(3),
             fee_yuan: u64::try_from(rng.between(6, 30)).unwrap_or(10) * 1_000,
         })

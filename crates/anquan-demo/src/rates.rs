@@ -2,7 +2,9 @@
 //! domain's status engine, so the generator can report them and a test can recompute them from
 //! the log alone.
 //!
-//! Definitions used (domain.md §5, at the instant `at`, the end of the generated year):
+//! Definitions used (domain.md §5, at the instant `at`, the end of the last generated year; by
+//! default the history has two years and enterprises join in the first, so at `at` their annual
+//! duties are due and can fail: nothing is 未到期 there, and B02 tests the annual records too):
 //! - B02 企业主体落实率: `compliance::evaluate(..).responsibility_implemented` / enterprises.
 //! - D03 负责人、安管员培训率: enterprises whose training requirement
 //!   (`R04.leader_certificates`, the certificates of the principal and the safety officers) is

@@ -10,8 +10,10 @@ use std::sync::Arc;
 use anquan_demo::rates::{self, RateCounts};
 use anquan_demo::{DemoOptions, NoProgress, Tuning, generate, log_digest, year_end};
 use anquan_domain::agency::AgencyState;
+use anquan_domain::compliance::Detail;
 use anquan_domain::enterprise::EnterpriseFile;
 use anquan_domain::metrics::{ContractFact, Headline, ServiceFacts, enterprise_contribution};
+use anquan_domain::period::Cadence;
 use anquan_domain::{Aggregate, EnterpriseId};
 use anquan_event_store::{EventStore, InMemoryEventStore, Position, READ_BATCH_MAX};
 
@@ -167,6 +169,26 @@ async fn the_same_seed_gives_the_same_log_and_the_rates_land_near_the_article() 
             ("H01", as_i64(counts.covered), as_i64(counts.enterprises)),
             ("H02", as_i64(counts.over_5m_covered), as_i64(counts.over_5m)),
         ]
+    );
+    // The rates are taken where annual duties can fail: every enterprise joined in 2018, so at
+    // the end of 2019 nothing is 未到期 and a missing yearly record shows as missing.
+    let at = year_end(&rules, 2019).unwrap();
+    let mut yearly_missing = 0;
+    for file in log.enterprises.values() {
+        let report = anquan_domain::compliance::evaluate(file, &rules, at).unwrap();
+        assert_eq!(report.not_yet_due, 0, "{report:#?}");
+        yearly_missing += report
+            .indicators
+            .iter()
+            .flat_map(|indicator| &indicator.requirements)
+            .filter(|requirement| {
+                matches!(requirement.detail, Detail::PeriodMissing { period, .. } if period.cadence() == Cadence::Yearly)
+            })
+            .count();
+    }
+    assert!(
+        yearly_missing > 0,
+        "no yearly record is ever missing at the end of 2019"
     );
     let rates = counts.rates();
     eprintln!("{summary:#?}");

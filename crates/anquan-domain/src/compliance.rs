@@ -23,6 +23,8 @@ pub struct ComplianceReport {
     pub rule_set: String,
     pub implemented: u32,
     pub not_implemented: u32,
+    /// 未到期: applicable indicators with nothing due yet (see [`IndicatorState::NotYetDue`]).
+    pub not_yet_due: u32,
     pub not_applicable: u32,
     /// The enterprise-level flag (主体责任落实): see [`ResponsibilityRule`]; false whenever a
     /// veto applies.
@@ -55,6 +57,10 @@ pub enum IndicatorState {
     Implemented,
     /// 未落实: at least one is not.
     NotImplemented,
+    /// 未到期: none is unsatisfied and every applicable mandatory requirement is not yet due (a
+    /// periodic item whose first due instant has not come). An indicator with some requirements
+    /// satisfied and the rest not yet due is implemented: everything due so far is done.
+    NotYetDue,
     /// 不适用: the enterprise's profile excludes the indicator.
     NotApplicable,
 }
@@ -73,6 +79,9 @@ pub struct IndicatorStatus {
 pub enum RequirementState {
     Satisfied,
     Unsatisfied,
+    /// A periodic item with no record whose first period has not come due since registration
+    /// (the detail names the first due instant).
+    NotYetDue,
     NotApplicable,
 }
 
@@ -101,7 +110,8 @@ pub enum Detail {
     },
     /// An approved record covers the due period or a later one.
     PeriodCovered { document_id: DocumentId, period: Period },
-    /// No period has come due since the enterprise registered.
+    /// No period has come due since the enterprise registered (the requirement is not yet due;
+    /// `due_at` is the first due instant).
     NothingDueYet { next_period: Period, due_at: Instant },
     /// No record was ever uploaded.
     NoRecord,
@@ -148,12 +158,17 @@ pub fn evaluate(file: &EnterpriseFile, rules: &RuleSet, at: Instant) -> Option<C
         |state| u32::try_from(indicators.iter().filter(|status| status.state == state).count()).unwrap_or(u32::MAX);
     let implemented = count(IndicatorState::Implemented);
     let not_implemented = count(IndicatorState::NotImplemented);
+    let not_yet_due = count(IndicatorState::NotYetDue);
     let not_applicable = count(IndicatorState::NotApplicable);
     let vetoes = vetoes(file, rules, at);
+    let (met, judged) = rules
+        .status
+        .not_yet_due
+        .tally(implemented, not_implemented, not_yet_due);
     let indicators_implemented = match rules.status.responsibility {
-        ResponsibilityRule::AllApplicable => not_implemented == 0,
+        ResponsibilityRule::AllApplicable => met == judged,
         ResponsibilityRule::ShareOfApplicable { percent_min } => {
-            u64::from(implemented) * 100 >= u64::from(percent_min) * u64::from(implemented + not_implemented)
+            u64::from(met) * 100 >= u64::from(percent_min) * u64::from(judged)
         }
     };
     Some(ComplianceReport {
@@ -161,6 +176,7 @@ pub fn evaluate(file: &EnterpriseFile, rules: &RuleSet, at: Instant) -> Option<C
         rule_set: rules.version.clone(),
         implemented,
         not_implemented,
+        not_yet_due,
         not_applicable,
         responsibility_implemented: indicators_implemented && vetoes.is_empty(),
         vetoes,
@@ -232,13 +248,19 @@ impl Evaluation<'_> {
         let applicable = requirements
             .iter()
             .any(|status| status.state != RequirementState::NotApplicable);
-        let unmet = requirements
-            .iter()
-            .any(|status| status.mandatory && status.state == RequirementState::Unsatisfied);
-        let state = match (applicable, unmet) {
-            (false, _) => IndicatorState::NotApplicable,
-            (true, true) => IndicatorState::NotImplemented,
-            (true, false) => IndicatorState::Implemented,
+        let mandatory = || {
+            requirements
+                .iter()
+                .filter(|status| status.mandatory && status.state != RequirementState::NotApplicable)
+        };
+        let unmet = mandatory().any(|status| status.state == RequirementState::Unsatisfied);
+        let nothing_due =
+            mandatory().next().is_some() && mandatory().all(|status| status.state == RequirementState::NotYetDue);
+        let state = match (applicable, unmet, nothing_due) {
+            (false, _, _) => IndicatorState::NotApplicable,
+            (true, true, _) => IndicatorState::NotImplemented,
+            (true, false, true) => IndicatorState::NotYetDue,
+            (true, false, false) => IndicatorState::Implemented,
         };
         IndicatorStatus {
             code: indicator.code.clone(),
@@ -268,6 +290,7 @@ impl Evaluation<'_> {
             },
         };
         let (state, detail) = match outcome {
+            Ok(detail @ Detail::NothingDueYet { .. }) => (RequirementState::NotYetDue, detail),
             Ok(detail) => (RequirementState::Satisfied, detail),
             Err(detail) => (RequirementState::Unsatisfied, detail),
         };

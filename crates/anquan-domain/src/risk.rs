@@ -76,7 +76,7 @@ pub fn assess_with(file: &EnterpriseFile, rules: &RuleSet, at: Instant, report: 
         at,
         colour,
         rule,
-        compliance_percent: compliance_percent(report),
+        compliance_percent: compliance_percent(report, rules),
     }
 }
 
@@ -164,10 +164,19 @@ pub fn checks_due(file: &EnterpriseFile, rules: &RuleSet, at: Instant, period_en
     })
 }
 
-/// Applicable indicators implemented, in percent, rounded down (100 when none apply).
-pub fn compliance_percent(report: &ComplianceReport) -> u32 {
-    let applicable = report.implemented + report.not_implemented;
-    (report.implemented * 100).checked_div(applicable).unwrap_or(100)
+/// Applicable indicators implemented, in percent, rounded down (100 when none apply); indicators
+/// not yet due count as the rule set's `[status] not_yet_due` says.
+pub fn compliance_percent(report: &ComplianceReport, rules: &RuleSet) -> u32 {
+    let (met, judged) = compliance_tally(report, rules);
+    (met.saturating_mul(100)).checked_div(judged).unwrap_or(100)
+}
+
+/// `(met, judged)` indicators under the rule set's treatment of 未到期.
+fn compliance_tally(report: &ComplianceReport, rules: &RuleSet) -> (u32, u32) {
+    rules
+        .status
+        .not_yet_due
+        .tally(report.implemented, report.not_implemented, report.not_yet_due)
 }
 
 struct Facts<'a> {
@@ -208,8 +217,8 @@ fn holds(facts: &Facts<'_>, condition: &RiskCondition) -> bool {
                 && at > bounds::plus(hazard.deadline_at(at), Duration::days(i64::from(*days)))
         }),
         RiskCondition::CompliancePercentBelow(percent) => {
-            let applicable = u64::from(report.implemented + report.not_implemented);
-            u64::from(report.implemented) * 100 < u64::from(*percent) * applicable
+            let (met, judged) = compliance_tally(report, rules);
+            u64::from(met) * 100 < u64::from(*percent) * u64::from(judged)
         }
         RiskCondition::ResponsibilityNotImplementedMonths(months) => {
             !report.responsibility_implemented

@@ -122,8 +122,8 @@ fn a_plain_enterprise_needs_one_drill_in_the_year() {
     let id = enterprise_id(3);
     let registered = vec![(officer("许村"), REGISTERED, register(3, "许村", plain_profile()))];
     let none = history(&registered);
-    // Nothing is due to the status engine until 2020-01-15, but no drill was held in 2019.
-    assert_eq!(drill_state(&none, YEAR_END), RequirementState::Satisfied);
+    // Nothing is due to the status engine until 2020-01-15 (未到期), but no drill was held in 2019.
+    assert_eq!(drill_state(&none, YEAR_END), RequirementState::NotYetDue);
     assert_eq!(g02(&none, YEAR_END), (0, 1));
 
     let mut steps = registered;

@@ -63,7 +63,10 @@ fn validity(from: &str, until: &str) -> Coverage {
 fn the_counts_always_add_up_to_the_indicator_count() {
     let events = history(&[(officer("许村"), REGISTERED, register(1, "许村", plain_profile()))]);
     let report = report(&events, "2019-02-01T00:00:00Z");
-    assert_eq!(report.implemented + report.not_implemented + report.not_applicable, 21);
+    assert_eq!(
+        report.implemented + report.not_implemented + report.not_yet_due + report.not_applicable,
+        21
+    );
     assert!(!report.responsibility_implemented);
 }
 
@@ -207,7 +210,7 @@ fn a_quarterly_report_is_due_by_the_fifteenth_day_after_the_quarter() {
     let events = history(&[(officer("许村"), REGISTERED, register(6, "许村", plain_profile()))]);
     // Q1 2019 ends at local midnight 1 April (2019-03-31T16:00Z); its report is due 15 days later.
     let in_grace = requirement(&report(&events, "2019-04-15T15:59:59Z"), "R09.quarterly_report").clone();
-    assert_eq!(in_grace.state, RequirementState::Satisfied, "{in_grace:?}");
+    assert_eq!(in_grace.state, RequirementState::NotYetDue, "{in_grace:?}");
     assert!(matches!(in_grace.detail, Detail::NothingDueYet { .. }));
     let late = requirement(&report(&events, "2019-04-15T16:00:00Z"), "R09.quarterly_report").clone();
     assert_eq!(late.state, RequirementState::Unsatisfied);
@@ -266,7 +269,7 @@ fn key_supervised_units_drill_every_half_year_others_every_year() {
     );
     assert_eq!(
         requirement(&report(&plain_events, instant), "R10.drill").state,
-        RequirementState::Satisfied
+        RequirementState::NotYetDue
     );
     // A yearly record is refused for a half-yearly cadence.
     let rejection = given(&key_events)
@@ -411,4 +414,90 @@ fn an_enterprise_with_every_record_approved_is_fully_implemented() {
     let report = evaluate(&file, &rules, now).unwrap();
     assert_eq!(report.not_implemented, 0, "{report:#?}");
     assert!(report.responsibility_implemented);
+}
+
+#[test]
+fn a_just_registered_enterprise_is_not_yet_due_where_only_periodic_items_apply() {
+    let events = history(&[(officer("许村"), REGISTERED, register(10, "许村", plain_profile()))]);
+    let start = report(&events, "2019-01-11T00:00:00Z");
+    // Nothing is on file, so nothing is 已落实; the all-periodic indicators are 未到期.
+    assert_eq!(start.implemented, 0, "{start:#?}");
+    assert!(start.not_yet_due > 0, "{start:#?}");
+    let not_yet_due: Vec<&str> = start
+        .indicators
+        .iter()
+        .filter(|status| status.state == IndicatorState::NotYetDue)
+        .map(|status| status.code.as_str())
+        .collect();
+    for code in &not_yet_due {
+        let status = start
+            .indicators
+            .iter()
+            .find(|status| status.code.as_str() == *code)
+            .unwrap();
+        for requirement in status.requirements.iter().filter(|r| r.mandatory) {
+            assert!(
+                matches!(
+                    requirement.state,
+                    RequirementState::NotYetDue | RequirementState::NotApplicable
+                ),
+                "{requirement:?}"
+            );
+            if requirement.state == RequirementState::NotYetDue {
+                assert!(matches!(requirement.detail, Detail::NothingDueYet { .. }));
+            }
+        }
+    }
+    // Nothing due is missing, so 未到期 does not stop the responsibility flag by itself
+    // (`[status] not_yet_due = "met"`); the missing one-off records do.
+    assert!(!start.responsibility_implemented);
+    // Once every first due instant has passed (the year 2019's annual records are due by
+    // 2020-02-01 local), the same indicators are 未落实.
+    let later = report(&events, "2020-02-02T00:00:00Z");
+    assert_eq!(later.not_yet_due, 0, "{later:#?}");
+    for code in not_yet_due {
+        assert_eq!(indicator(&later, code), IndicatorState::NotImplemented, "{code}");
+    }
+}
+
+#[test]
+fn an_indicator_with_its_due_items_done_and_the_rest_not_yet_due_is_implemented() {
+    let id = enterprise_id(11);
+    let events = history(&[
+        (officer("许村"), REGISTERED, register(11, "许村", plain_profile())),
+        (
+            enterprise_user(id),
+            "2019-03-01T00:00:00Z",
+            upload(id, 1, "R01.responsibility_system", Coverage::Once),
+        ),
+        (officer("许村"), "2019-03-02T00:00:00Z", approve(id, 1)),
+    ]);
+    assert_eq!(
+        indicator(&report(&events, "2019-02-01T00:00:00Z"), "R01"),
+        IndicatorState::NotImplemented
+    );
+    // The one-off document is on file and the annual items are not due until 2020.
+    let done = report(&events, "2019-06-01T00:00:00Z");
+    assert_eq!(
+        requirement(&done, "R01.annual_goals").state,
+        RequirementState::NotYetDue
+    );
+    assert_eq!(indicator(&done, "R01"), IndicatorState::Implemented);
+    // After the annual items fall due without records, it is 未落实.
+    assert_eq!(
+        indicator(&report(&events, "2020-02-02T00:00:00Z"), "R01"),
+        IndicatorState::NotImplemented
+    );
+}
+
+#[test]
+fn the_rule_set_says_how_a_tally_counts_not_yet_due() {
+    use anquan_domain::rules::NotYetDue;
+    // 3 implemented, 1 not implemented, 2 not yet due: (met, judged).
+    assert_eq!(NotYetDue::Met.tally(3, 1, 2), (5, 6));
+    assert_eq!(NotYetDue::Unmet.tally(3, 1, 2), (3, 6));
+    assert_eq!(NotYetDue::Excluded.tally(3, 1, 2), (3, 4));
+    let rules = rules();
+    assert_eq!(rules.status.not_yet_due, NotYetDue::Met);
+    assert_eq!(rules.metrics.not_yet_due, NotYetDue::Excluded);
 }

@@ -125,11 +125,12 @@ pub(crate) fn page(data: &PageData) -> String {
         "<section class=\"card score\"><h2>主体责任指标</h2>\
          <div class=\"big\"><span data-testid=\"implemented\">{}</span><small> / <span data-testid=\"indicator-total\">{}</span></small></div>\
          <div class=\"label\">项已落实</div>\
-         <div class=\"sub\">未落实 <span data-testid=\"not-implemented\">{}</span> 项 · 不适用 <span data-testid=\"not-applicable\">{}</span> 项</div>\
+         <div class=\"sub\">未落实 <span data-testid=\"not-implemented\">{}</span> 项 · 未到期 <span data-testid=\"not-yet-due\">{}</span> 项 · 不适用 <span data-testid=\"not-applicable\">{}</span> 项</div>\
          <div class=\"verdict {verdict_class}\" data-testid=\"responsibility\" data-implemented=\"{}\">{verdict}</div></section>",
         data.implemented,
         data.indicator_total,
         data.not_implemented,
+        data.not_yet_due,
         data.not_applicable,
         data.responsibility_implemented
     );

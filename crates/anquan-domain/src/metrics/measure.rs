@@ -329,10 +329,12 @@ impl Facts<'_> {
                     .iter()
                     .find(|status| &status.code == indicator)
                     .map_or(IndicatorState::NotApplicable, |status| status.state);
-                (
-                    flag(state == IndicatorState::Implemented),
-                    flag(state != IndicatorState::NotApplicable),
-                )
+                let (met, judged) = self.catalogue.not_yet_due.tally(
+                    u32::from(state == IndicatorState::Implemented),
+                    u32::from(state == IndicatorState::NotImplemented),
+                    u32::from(state == IndicatorState::NotYetDue),
+                );
+                (i64::from(met), i64::from(judged))
             }
             Measure::DocumentsUploaded => (count(documents().filter(|d| d.uploaded_at >= start)), 0),
             Measure::DocumentsReviewed => (count(reviewed_in_window()), 0),
@@ -361,11 +363,18 @@ impl Facts<'_> {
                 denominator_of,
             } => {
                 let state = self.requirement_state(requirement);
+                let not_yet_due = state == RequirementState::NotYetDue;
+                let (met, judged) = self.catalogue.not_yet_due.tally(
+                    u32::from(state == RequirementState::Satisfied),
+                    u32::from(state == RequirementState::Unsatisfied),
+                    u32::from(not_yet_due),
+                );
                 let denominator = match denominator_of {
-                    DenominatorOf::Active => 1,
-                    DenominatorOf::Applicable => flag(state != RequirementState::NotApplicable),
+                    // Every active enterprise, unless the rule set leaves not-yet-due ones out.
+                    DenominatorOf::Active => flag(!not_yet_due || judged > 0),
+                    DenominatorOf::Applicable => i64::from(judged),
                 };
-                (flag(state == RequirementState::Satisfied), denominator)
+                (i64::from(met), denominator)
             }
             Measure::PeriodRecordApproved { requirements, filter } => {
                 if !self.holds(filter) {

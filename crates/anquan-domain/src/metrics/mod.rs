@@ -29,6 +29,9 @@ use crate::rules::{Condition, RiskColour};
 pub struct MetricCatalogue {
     /// C05: a record pending review longer than this many days is backlog.
     pub pending_review_days: u32,
+    /// How indicator and requirement rates (`indicator_implemented`, `requirement_satisfied`)
+    /// count an enterprise whose indicator or requirement is not yet due (未到期).
+    pub not_yet_due: crate::rules::NotYetDue,
     /// The towns dashboards list, in order.
     pub towns: Vec<Town>,
     /// Enterprise types the metrics can be filtered by.
@@ -366,6 +369,8 @@ pub(crate) struct MetricsFile {
 #[serde(deny_unknown_fields)]
 struct Parameters {
     pending_review_days: u32,
+    #[serde(default)]
+    not_yet_due: crate::rules::NotYetDue,
     towns: Vec<Town>,
 }
 
@@ -547,6 +552,7 @@ impl MetricsFile {
         }
         Ok(MetricCatalogue {
             pending_review_days: self.parameters.pending_review_days,
+            not_yet_due: self.parameters.not_yet_due,
             towns: self.parameters.towns,
             breakdowns: self.breakdowns,
             metrics,

@@ -87,6 +87,36 @@ pub struct StatusRules {
     pub default_grace_days: u32,
     /// How the enterprise-level "responsibility implemented" follows from the indicators.
     pub responsibility: ResponsibilityRule,
+    /// How an indicator with nothing due yet (未到期) counts toward the responsibility flag and
+    /// the risk colour's compliance share (`met` when a rule set does not say: the reading before
+    /// the state existed).
+    #[serde(default)]
+    pub not_yet_due: NotYetDue,
+}
+
+/// How a tally treats an indicator or requirement with nothing due yet (未到期).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotYetDue {
+    /// Counted as met: nothing that is due is missing.
+    #[default]
+    Met,
+    /// Counted as not met: only evidence on file counts.
+    Unmet,
+    /// Left out of both the met count and the count judged.
+    Excluded,
+}
+
+impl NotYetDue {
+    /// `(met, judged)` for `met` met, `unmet` not met and `not_yet_due` not yet due items.
+    pub fn tally(self, met: u32, unmet: u32, not_yet_due: u32) -> (u32, u32) {
+        let judged = met.saturating_add(unmet);
+        match self {
+            NotYetDue::Met => (met.saturating_add(not_yet_due), judged.saturating_add(not_yet_due)),
+            NotYetDue::Unmet => (met, judged.saturating_add(not_yet_due)),
+            NotYetDue::Excluded => (met, judged),
+        }
+    }
 }
 
 /// How the enterprise-level responsibility flag (主体落实) is decided.

@@ -289,6 +289,7 @@ fn state_name(state: anquan_domain::compliance::IndicatorState) -> &'static str 
     match state {
         IndicatorState::Implemented => "implemented",
         IndicatorState::NotImplemented => "not_implemented",
+        IndicatorState::NotYetDue => "not_yet_due",
         IndicatorState::NotApplicable => "not_applicable",
     }
 }

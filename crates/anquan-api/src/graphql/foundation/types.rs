@@ -350,11 +350,14 @@ pub struct Compliance {
     pub implemented: u32,
     /// Indicators not implemented (未落实).
     pub not_implemented: u32,
+    /// Indicators with nothing due yet (未到期): every applicable mandatory item is periodic and
+    /// its first due instant has not come. Not counted as implemented.
+    pub not_yet_due: u32,
     /// Indicators not applicable (不适用).
     pub not_applicable: u32,
     /// Whether the enterprise's main responsibility is implemented (主体责任落实).
     pub responsibility_implemented: bool,
-    /// "已落实 x / 未落实 y / 不适用 z".
+    /// "已落实 x / 未落实 y / 未到期 w / 不适用 z".
     pub summary: String,
     /// Every indicator of the rule set, in order.
     pub indicators: Vec<IndicatorStatusView>,
@@ -408,11 +411,12 @@ impl Compliance {
             rule_set: report.rule_set.clone(),
             implemented: report.implemented,
             not_implemented: report.not_implemented,
+            not_yet_due: report.not_yet_due,
             not_applicable: report.not_applicable,
             responsibility_implemented: report.responsibility_implemented,
             summary: format!(
-                "已落实 {} / 未落实 {} / 不适用 {}",
-                report.implemented, report.not_implemented, report.not_applicable
+                "已落实 {} / 未落实 {} / 未到期 {} / 不适用 {}",
+                report.implemented, report.not_implemented, report.not_yet_due, report.not_applicable
             ),
             indicators,
         }
@@ -427,6 +431,9 @@ pub enum IndicatorStateView {
     Implemented,
     /// 未落实.
     NotImplemented,
+    /// 未到期: nothing is due yet (each applicable mandatory item's first due instant is still to
+    /// come; its requirements' `dueAt` say when).
+    NotYetDue,
     /// 不适用.
     NotApplicable,
 }
@@ -436,6 +443,7 @@ impl From<IndicatorState> for IndicatorStateView {
         match state {
             IndicatorState::Implemented => IndicatorStateView::Implemented,
             IndicatorState::NotImplemented => IndicatorStateView::NotImplemented,
+            IndicatorState::NotYetDue => IndicatorStateView::NotYetDue,
             IndicatorState::NotApplicable => IndicatorStateView::NotApplicable,
         }
     }
@@ -467,6 +475,9 @@ pub enum RequirementStateView {
     Satisfied,
     /// Not met; `detail` says why.
     Unsatisfied,
+    /// 未到期: a periodic item with no period due yet since registration (`detail`
+    /// NOTHING_DUE_YET; `dueAt` is the first due instant).
+    NotYetDue,
     /// Excluded by the enterprise's profile.
     NotApplicable,
 }
@@ -483,7 +494,7 @@ pub struct RequirementStatusView {
     pub name_en: String,
     /// Whether it decides the indicator (optional items are shown only).
     pub mandatory: bool,
-    /// Satisfied, unsatisfied or not applicable.
+    /// Satisfied, unsatisfied, not yet due or not applicable.
     pub state: RequirementStateView,
     /// What decides the state: APPROVED, VALID_UNTIL, PERIOD_COVERED, NOTHING_DUE_YET,
     /// NO_RECORD, AWAITING_REVIEW, RETURNED, EXPIRED, NOT_YET_VALID, PERIOD_MISSING,
@@ -518,6 +529,7 @@ impl RequirementStatusView {
         let state = match status.state {
             RequirementState::Satisfied => RequirementStateView::Satisfied,
             RequirementState::Unsatisfied => RequirementStateView::Unsatisfied,
+            RequirementState::NotYetDue => RequirementStateView::NotYetDue,
             RequirementState::NotApplicable => RequirementStateView::NotApplicable,
         };
         let mut view = RequirementStatusView {
