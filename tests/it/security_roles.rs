@@ -597,6 +597,8 @@ fn plausible_call(field: &str, fx: &Fixtures) -> Call {
         "metricBreakdowns" => call("{ metricBreakdowns { __typename } }", json!({})),
         "townMetrics" => call("{ townMetrics(town: \"许村\") { town } }", json!({})),
         "allTownMetrics" => call("{ allTownMetrics { town } }", json!({})),
+        "monthlyReports" => call("{ monthlyReports(year: 2026, town: \"许村\") { month } }", json!({})),
+        "monthlyReport" => call("{ monthlyReport(month: \"2026-01\") { month } }", json!({})),
         "cityMetrics" => call("{ cityMetrics { town } }", json!({})),
         "townRanking" => call("{ townRanking(metric: \"A01\") { __typename } }", json!({})),
         "headlineRates" => call("{ headlineRates { __typename } }", json!({})),
@@ -689,6 +691,10 @@ fn plausible_call(field: &str, fx: &Fixtures) -> Call {
             json!({ "subject": format!("agency-{agency}/staff/{}", fx.staff_id) }),
         ),
         "takeAnchor" => call("mutation { takeAnchor { sequence } }", json!({})),
+        "issueMonthlyReport" => call(
+            "mutation { issueMonthlyReport(month: \"2026-01\", reason: \"补发\") { month } }",
+            json!({}),
+        ),
         "regradeAgency" => call(
             "mutation($input: RegradeAgencyInput!) { regradeAgency(input: $input) { agencyId } }",
             json!({ "input": { "agencyId": agency, "halfYear": half_year(), "grade": "C", "reason": "复核" } }),

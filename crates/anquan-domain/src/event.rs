@@ -18,6 +18,7 @@ use crate::enterprise::event::{
     MajorHazardBasisStated, MajorHazardConfirmed, PublicTokenRotated, RectificationAccepted, RectificationReturned,
     RectificationSubmitted,
 };
+use crate::report::MonthlyReportIssued;
 use crate::rules::log::{RuleSetPromoted, RuleSetPublished};
 
 /// Why stored event data could not be turned back into an [`Event`].
@@ -143,6 +144,7 @@ event_catalogue! {
     RuleSetPublished => 2,
     RuleSetPromoted => 1,
     AnchorTaken => 1,
+    MonthlyReportIssued => 1,
     ;
     older:
     CreditGraded => 1,

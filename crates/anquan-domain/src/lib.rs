@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod period;
 pub mod personal;
 pub mod refusal;
+pub mod report;
 pub mod risk;
 pub mod rules;
 
