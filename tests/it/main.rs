@@ -29,6 +29,7 @@ mod idempotency;
 mod major_hazards;
 mod metrics_endpoint;
 mod metrics_follow;
+mod monthly_reports;
 mod public_page;
 mod read_side;
 mod readme_walkthrough;

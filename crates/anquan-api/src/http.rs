@@ -199,6 +199,7 @@ pub fn router_with(schema: AppSchema, app: AppState, limits: HttpLimits) -> Rout
         .route("/readyz", get(readyz))
         .route("/anchors", get(anchors))
         .route("/files/{sha256}", get(download_file))
+        .route("/reports/{month}/{file}", get(download_report))
         .merge(crate::public_page::router(app.clone()))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
@@ -735,6 +736,142 @@ async fn serve_ws(
 }
 
 /// Reads the caller from `Authorization: Bearer …`; no header means an anonymous caller.
+/// Which version of a report a download asks for (default: the latest).
+#[derive(serde::Deserialize)]
+struct ReportVersion {
+    version: Option<u32>,
+}
+
+/// A monthly report as a file, `GET /reports/<YYYY-MM>/<city|town>.<csv|xlsx|html>`
+/// (`?version=N`, default the latest), with a bearer token and the GraphQL fields' rules: city
+/// staff, analysts and city-wide auditors any town, town roles and town auditors their town and
+/// the city, nobody else.
+async fn download_report(
+    State(state): State<HttpState>,
+    axum::extract::Path((month, file)): axum::extract::Path<(String, String)>,
+    axum::extract::Query(query): axum::extract::Query<ReportVersion>,
+    headers: HeaderMap,
+) -> Response {
+    let app = &state.app;
+    let actor = match bearer_actor(app, &headers) {
+        Ok(Some(actor)) => actor,
+        Ok(None) => return error_response(StatusCode::UNAUTHORIZED, &ApiError::Unauthenticated),
+        Err(error) => return error_response(StatusCode::UNAUTHORIZED, &error),
+    };
+    let bad = |error: ApiError| error_response(StatusCode::BAD_REQUEST, &error);
+    let Some((name, extension)) = file.rsplit_once('.') else {
+        return bad(ApiError::BadInput {
+            code: "BAD_INPUT",
+            message: "文件名须为 city 或镇（街道）名，后缀为 .csv、.xlsx 或 .html".to_owned(),
+        });
+    };
+    let town = match name {
+        "city" => None,
+        town => match anquan_domain::Town::parse(town) {
+            Ok(town) => Some(town),
+            Err(error) => return bad(ApiError::invalid_id(&error)),
+        },
+    };
+    // Authorised before anything is read.
+    let town = match crate::graphql::metrics::visibility_of(&actor)
+        .and_then(|visible| crate::graphql::reports::readable_town(&visible, town))
+    {
+        Ok(town) => town,
+        Err(error) => return error_response(StatusCode::FORBIDDEN, &error),
+    };
+    let month = match crate::graphql::reports::parse_month(&month) {
+        Ok(month) => month,
+        Err(error) => return bad(error),
+    };
+    if !matches!(extension, "csv" | "xlsx" | "html") {
+        return bad(ApiError::BadInput {
+            code: "BAD_INPUT",
+            message: "报告文件的后缀须为 .csv、.xlsx 或 .html".to_owned(),
+        });
+    }
+    let report = match crate::reports::read_report(app, month, query.version).await {
+        Ok(Some(report)) => report,
+        Ok(None) => {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                &ApiError::Rejected {
+                    code: "REPORT_NOT_ISSUED",
+                    message: format!("{month} 的月度报告（所问版本）尚未生成"),
+                },
+            );
+        }
+        Err(error) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, &error),
+    };
+    let Some(scope) = crate::reports::scope_of_report(&report, town.as_ref()) else {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            &ApiError::NotFound(format!("{month} 报告中的镇（街道）")),
+        );
+    };
+    let attachment = |extension: &str| {
+        let name = format!(
+            "{month}-{}-v{}.{extension}",
+            scope.town.as_deref().unwrap_or("city"),
+            report.version
+        );
+        format!("attachment; filename*=UTF-8''{}", percent_encode(&name))
+    };
+    let headers = |content_type: &'static str, disposition: String| {
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ]
+    };
+    match extension {
+        "csv" => (
+            headers("text/csv; charset=utf-8", attachment("csv")),
+            crate::report_files::csv(app, &report, scope),
+        )
+            .into_response(),
+        "xlsx" => match crate::report_files::xlsx(app, &report, scope) {
+            Ok(bytes) => (
+                headers(
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                    attachment("xlsx"),
+                ),
+                bytes,
+            )
+                .into_response(),
+            Err(error) => error_response(StatusCode::INTERNAL_SERVER_ERROR, &ApiError::internal(&error)),
+        },
+        _ => (
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8".to_owned()),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+                (header::CACHE_CONTROL, "no-store".to_owned()),
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+                        .to_owned(),
+                ),
+            ],
+            crate::report_files::html(app, &report, scope),
+        )
+            .into_response(),
+    }
+}
+
+/// Percent-encodes a file name for `filename*=UTF-8''…` (RFC 5987): every byte but unreserved
+/// ASCII.
+fn percent_encode(name: &str) -> String {
+    name.bytes()
+        .map(|byte| {
+            if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+                char::from(byte).to_string()
+            } else {
+                format!("%{byte:02X}")
+            }
+        })
+        .collect()
+}
+
 fn bearer_actor(app: &AppState, headers: &HeaderMap) -> Result<Option<anquan_domain::Actor>, ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
