@@ -213,6 +213,84 @@ async fn a_year_of_monthly_reports_is_issued_frozen_and_downloadable() {
             assert!(!city["rankings"].as_array().unwrap().is_empty(), "{backend:?}");
         }
 
+        // The annual assessment, scored from December's report by the rule set's weights.
+        let mut assessment = Value::Null;
+        for _ in 0..150 {
+            let response = app
+                .graphql(
+                    Some(&admin),
+                    "{ annualAssessment(year: 2027) { year version reportVersion towns { town score grade items { metric weight value points } } } }",
+                    json!({}),
+                )
+                .await;
+            assessment = data(&response)["annualAssessment"].clone();
+            if !assessment.is_null() {
+                break;
+            }
+            tokio::time::sleep(StdDuration::from_millis(200)).await;
+        }
+        assert_eq!(assessment["reportVersion"], "1", "{backend:?}: {assessment}");
+        let weights = [
+            ("B02", 30.0),
+            ("D03", 20.0),
+            ("G02", 20.0),
+            ("H01", 15.0),
+            ("H02", 15.0),
+        ];
+        let mut scores = BTreeMap::new();
+        for town in assessment["towns"].as_array().unwrap() {
+            let name = town["town"].as_str().unwrap();
+            let december = report(&app, &admin, "2027-12", Some(name)).await;
+            let expected: f64 = weights
+                .iter()
+                .map(|(code, weight)| {
+                    let value = figure(&december, code)["value"].as_f64().unwrap_or(0.0);
+                    (weight * value / 100.0 * 10.0).round() / 10.0
+                })
+                .sum();
+            let expected = (expected * 10.0).round() / 10.0;
+            let score = town["score"].as_f64().unwrap();
+            assert_eq!(score, expected, "{backend:?} {name}: {town}");
+            let grade = match score {
+                score if score >= 90.0 => "优秀",
+                score if score >= 80.0 => "良好",
+                score if score >= 60.0 => "合格",
+                _ => "不合格",
+            };
+            assert_eq!(town["grade"], grade, "{backend:?} {name}");
+            scores.insert(name.to_owned(), score);
+        }
+        assert_eq!(scores.len(), 12, "{backend:?}: every town of the catalogue is assessed");
+        let officer = app.token(&["--role", "town_officer", "--town", "长安"]);
+        let own = app
+            .graphql(
+                Some(&officer),
+                "{ annualAssessment(year: 2027) { towns { town } } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(
+            data(&own)["annualAssessment"]["towns"],
+            json!([{ "town": "长安" }]),
+            "{backend:?}"
+        );
+        let assessment_csv = app
+            .client
+            .get(format!("{}/assessments/2027.csv", app.base_url))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(assessment_csv.status(), 200, "{backend:?}");
+        let assessment_csv = assessment_csv.text().await.unwrap();
+        let xucun: Vec<&str> = assessment_csv
+            .lines()
+            .find(|line| line.starts_with("许村,"))
+            .unwrap()
+            .split(',')
+            .collect();
+        assert_eq!(xucun[1].parse::<f64>().unwrap(), scores["许村"], "{backend:?}");
+
         // A correction is a new version; the first stays readable as it was.
         let first = report(&app, &admin, "2027-12", Some("许村")).await;
         let corrected = app

@@ -200,6 +200,7 @@ pub fn router_with(schema: AppSchema, app: AppState, limits: HttpLimits) -> Rout
         .route("/anchors", get(anchors))
         .route("/files/{sha256}", get(download_file))
         .route("/reports/{month}/{file}", get(download_report))
+        .route("/assessments/{file}", get(download_assessment))
         .merge(crate::public_page::router(app.clone()))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
@@ -856,6 +857,77 @@ async fn download_report(
         )
             .into_response(),
     }
+}
+
+/// A year's annual town assessment as CSV, `GET /assessments/<YYYY>.csv` (`?version=N`), with a
+/// bearer token: the roles that read `annualAssessment`, town roles their town's line only.
+async fn download_assessment(
+    State(state): State<HttpState>,
+    axum::extract::Path(file): axum::extract::Path<String>,
+    axum::extract::Query(query): axum::extract::Query<ReportVersion>,
+    headers: HeaderMap,
+) -> Response {
+    let app = &state.app;
+    let actor = match bearer_actor(app, &headers) {
+        Ok(Some(actor)) => actor,
+        Ok(None) => return error_response(StatusCode::UNAUTHORIZED, &ApiError::Unauthenticated),
+        Err(error) => return error_response(StatusCode::UNAUTHORIZED, &error),
+    };
+    let visible = match crate::graphql::metrics::visibility_of(&actor) {
+        Ok(visible) => visible,
+        Err(error) => return error_response(StatusCode::FORBIDDEN, &error),
+    };
+    let year = file
+        .strip_suffix(".csv")
+        .and_then(|year| year.parse::<i32>().ok())
+        .filter(|year| anquan_domain::report::ReportMonth::new(*year, 12).is_some());
+    let Some(year) = year else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            &ApiError::BadInput {
+                code: "BAD_INPUT",
+                message: "文件名须为 <年份>.csv，年份在 1970 至 2198 之间".to_owned(),
+            },
+        );
+    };
+    let versions = match crate::reports::read_assessments(app, year).await {
+        Ok(versions) => versions,
+        Err(error) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, &error),
+    };
+    let found = match query.version {
+        None => versions.last(),
+        Some(version) => versions.iter().find(|assessment| assessment.version == version),
+    };
+    let Some(assessment) = found else {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            &ApiError::Rejected {
+                code: "ASSESSMENT_NOT_ISSUED",
+                message: format!("{year} 年度考核（所问版本）尚未生成"),
+            },
+        );
+    };
+    let towns: Vec<&anquan_domain::assessment::TownAssessment> = assessment
+        .towns
+        .iter()
+        .filter(|town| match &visible {
+            crate::graphql::metrics::Visibility::All => true,
+            crate::graphql::metrics::Visibility::Town(own) => own.as_str() == town.town,
+        })
+        .collect();
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"assessment-{year}-v{}.csv\"", assessment.version),
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        crate::report_files::assessment_csv(assessment, &towns),
+    )
+        .into_response()
 }
 
 /// Percent-encodes a file name for `filename*=UTF-8''…` (RFC 5987): every byte but unreserved

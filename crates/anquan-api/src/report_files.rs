@@ -5,6 +5,7 @@
 
 use std::fmt::Write as _;
 
+use anquan_domain::assessment::{AnnualAssessmentIssued, TownAssessment};
 use anquan_domain::report::{MonthlyReportIssued, ReportScope};
 use rust_xlsxwriter::{Format, Workbook, XlsxError};
 
@@ -238,4 +239,36 @@ pub fn html(app: &AppState, report: &MonthlyReportIssued, scope: &ReportScope) -
     }
     page.push_str("</tbody></table></section>\n</body></html>\n");
     page
+}
+
+/// The annual assessment as CSV: one line per town the caller may see (`镇（街道）,得分,等级`, then
+/// each scored metric's value and points).
+pub fn assessment_csv(assessment: &AnnualAssessmentIssued, towns: &[&TownAssessment]) -> String {
+    let mut out = String::from("\u{feff}");
+    let mut header = vec!["镇（街道）".to_owned(), "得分".to_owned(), "等级".to_owned()];
+    if let Some(first) = towns.first() {
+        for item in &first.items {
+            header.push(format!("{}数值", item.metric));
+            header.push(format!("{}得分（权重{}）", item.metric, item.weight));
+        }
+    }
+    let mut push = |cells: &[String]| {
+        let line: Vec<String> = cells.iter().map(|cell| csv_field(cell)).collect();
+        out.push_str(&line.join(","));
+        out.push_str("\r\n");
+    };
+    push(&[format!(
+        "{}年度安全生产责任制考核（第{}版）",
+        assessment.year, assessment.version
+    )]);
+    push(&header);
+    for town in towns {
+        let mut cells = vec![town.town.clone(), town.score.to_string(), town.grade.clone()];
+        for item in &town.items {
+            cells.push(number(item.value));
+            cells.push(item.points.to_string());
+        }
+        push(&cells);
+    }
+    out
 }

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use anquan_domain::assessment::{ANNUAL_ASSESSMENT_STREAM_PREFIX, AnnualAssessmentIssued};
 use anquan_domain::metrics::{Scope, Tally};
 use anquan_domain::report::{
     ColourCounts, MonthlyReportIssued, REPORT_REASON_CHARS_MAX, RankedTown, ReportFigure, ReportMonth, ReportRanking,
@@ -81,15 +82,7 @@ pub async fn issue(
     month: ReportMonth,
     reason: Option<String>,
 ) -> Result<MonthlyReportIssued, ApiError> {
-    if let Some(reason) = &reason
-        && (reason.trim().is_empty() || reason.chars().count() > REPORT_REASON_CHARS_MAX || reason.contains('\0'))
-    {
-        return Err(ApiError::Refused {
-            code: "VALUE_OUT_OF_RANGE",
-            message: format!("理由（reason）须为 1 至 {REPORT_REASON_CHARS_MAX} 个字符，且不含空字符"),
-            details: vec![("field", "reason".into())],
-        });
-    }
+    check_reason(reason.as_deref())?;
     let now = app.now();
     let at = month.end(app.rules.time_zone);
     if at > now {
@@ -106,15 +99,34 @@ pub async fn issue(
     wait_for_read_models(app).await?;
     let version = u32::try_from(existing.len() + 1).unwrap_or(u32::MAX);
     let report = compute(app, month, version, reason, now).await?;
-    let expected = match existing.len() {
+    let event = Event::MonthlyReportIssued(report.clone());
+    match append_version(app, actor, report_stream(month), existing.len(), &event, now).await {
+        Ok(()) => {
+            tracing::info!(month = %month, version, "monthly report issued");
+            Ok(report)
+        }
+        Err(AppendError::Conflict { .. }) if version == 1 => Err(already_issued(month)),
+        Err(AppendError::Conflict { .. }) => Err(ApiError::Conflict),
+        Err(error) => Err(ApiError::internal(&error)),
+    }
+}
+
+/// Appends the next version of a document stream that holds `existing` versions: "no stream"
+/// for the first, so only one node issues it.
+async fn append_version(
+    app: &AppState,
+    actor: &Actor,
+    stream_id: StreamId,
+    existing: usize,
+    event: &Event,
+    now: anquan_domain::Instant,
+) -> Result<(), AppendError> {
+    let expected = match existing {
         0 => StreamState::NoStream,
         count => StreamState::At(StreamVersion(u64::try_from(count - 1).unwrap_or(u64::MAX))),
     };
-    let event = Event::MonthlyReportIssued(report.clone());
-    anquan_domain::bounds::check_events(std::slice::from_ref(&event))
-        .map_err(|error| ApiError::Internal(error.to_string()))?;
     let request = AppendRequest {
-        stream_id: report_stream(month),
+        stream_id,
         expected,
         command: None,
         metadata: AppendMetadata {
@@ -123,16 +135,121 @@ pub async fn issue(
             correlation_id: uuid::Uuid::now_v7(),
             causation_id: None,
         },
-        events: vec![anquan_event_store::execute::new_event(&event)],
+        events: vec![anquan_event_store::execute::new_event(event)],
     };
-    match app.event_store.append(request).await {
-        Ok(_) => {
-            tracing::info!(month = %month, version, "monthly report issued");
-            Ok(report)
+    app.event_store.append(request).await.map(|_| ())
+}
+
+/// A reason is 1 to [`REPORT_REASON_CHARS_MAX`] characters without NUL.
+fn check_reason(reason: Option<&str>) -> Result<(), ApiError> {
+    if let Some(reason) = reason
+        && (reason.trim().is_empty() || reason.chars().count() > REPORT_REASON_CHARS_MAX || reason.contains('\0'))
+    {
+        return Err(ApiError::Refused {
+            code: "VALUE_OUT_OF_RANGE",
+            message: format!("理由（reason）须为 1 至 {REPORT_REASON_CHARS_MAX} 个字符，且不含空字符"),
+            details: vec![("field", "reason".into())],
+        });
+    }
+    Ok(())
+}
+
+/// The stream of a year's town assessments.
+pub fn assessment_stream(year: i32) -> StreamId {
+    // `annual-assessment-YYYY`: always a valid stream id.
+    StreamId::parse(&format!("{ANNUAL_ASSESSMENT_STREAM_PREFIX}{year}"))
+        .unwrap_or_else(|_| unreachable!("a year's assessment stream name is a valid stream id"))
+}
+
+/// Every version of a year's assessment, oldest first.
+pub async fn read_assessments(app: &AppState, year: i32) -> Result<Vec<AnnualAssessmentIssued>, ApiError> {
+    let events = app
+        .event_store
+        .read_stream(&assessment_stream(year), StreamVersion::FIRST, VERSIONS_MAX)
+        .await
+        .map_err(|error| ApiError::internal(&error))?;
+    events
+        .iter()
+        .map(|recorded| match recorded.decode() {
+            Ok(Event::AnnualAssessmentIssued(assessment)) => Ok(assessment),
+            Ok(other) => Err(ApiError::Internal(format!(
+                "{} holds a {} event",
+                recorded.stream_id,
+                other.event_type()
+            ))),
+            Err(error) => Err(ApiError::internal(&error)),
+        })
+        .collect()
+}
+
+/// Scores `year`'s assessment of every town from the latest version of December's report,
+/// with the assessment rules of the rule set that report was computed with. A first version
+/// when there is none, else (with a reason) the next version.
+pub async fn issue_assessment(
+    app: &AppState,
+    actor: &Actor,
+    year: i32,
+    reason: Option<String>,
+) -> Result<AnnualAssessmentIssued, ApiError> {
+    check_reason(reason.as_deref())?;
+    let december = ReportMonth::new(year, 12).ok_or_else(|| ApiError::Refused {
+        code: "VALUE_OUT_OF_RANGE",
+        message: "年份（year）须在 1970 至 2198 之间".to_owned(),
+        details: vec![("field", "year".into())],
+    })?;
+    let existing = read_assessments(app, year).await?;
+    if reason.is_none() && !existing.is_empty() {
+        return Err(assessment_already_issued(year));
+    }
+    let report = read_report(app, december, None)
+        .await?
+        .ok_or_else(|| ApiError::Rejected {
+            code: "REPORT_NOT_ISSUED",
+            message: format!("{year} 年 12 月的月度报告尚未生成，年度考核依据该报告评分"),
+        })?;
+    let rules = app
+        .rule_sets
+        .get(&report.rule_set)
+        .map(|loaded| loaded.rules)
+        .ok_or_else(|| ApiError::RuleSetUnavailable {
+            reason: format!(
+                "rule set {} of the December report is not on this node",
+                report.rule_set
+            ),
+        })?;
+    let scoring = rules.metrics.assessment.as_ref().ok_or_else(|| ApiError::Rejected {
+        code: "ASSESSMENT_NOT_DEFINED",
+        message: format!("规则集 {} 没有规定年度考核的评分办法", rules.version),
+    })?;
+    let now = app.now();
+    let version = u32::try_from(existing.len() + 1).unwrap_or(u32::MAX);
+    let assessment = AnnualAssessmentIssued {
+        year,
+        version,
+        reason,
+        report_version: report.version,
+        at: report.at,
+        issued_at: now,
+        rule_set: report.rule_set.clone(),
+        rule_set_digest: report.rule_set_digest.clone(),
+        towns: scoring.score(&report),
+    };
+    let event = Event::AnnualAssessmentIssued(assessment.clone());
+    match append_version(app, actor, assessment_stream(year), existing.len(), &event, now).await {
+        Ok(()) => {
+            tracing::info!(year, version, "annual assessment issued");
+            Ok(assessment)
         }
-        Err(AppendError::Conflict { .. }) if version == 1 => Err(already_issued(month)),
+        Err(AppendError::Conflict { .. }) if version == 1 => Err(assessment_already_issued(year)),
         Err(AppendError::Conflict { .. }) => Err(ApiError::Conflict),
         Err(error) => Err(ApiError::internal(&error)),
+    }
+}
+
+fn assessment_already_issued(year: i32) -> ApiError {
+    ApiError::Rejected {
+        code: "ASSESSMENT_ALREADY_ISSUED",
+        message: format!("{year} 年度考核已经生成；如需重新评分，请说明理由"),
     }
 }
 
@@ -420,6 +537,16 @@ impl MonthlyReportScheduler {
                     Ok(_) => {}
                     Err(ApiError::Rejected {
                         code: "REPORT_ALREADY_ISSUED",
+                        ..
+                    }) => {}
+                    Err(error) => return Err(error),
+                }
+            }
+            if month.month() == 12 && read_assessments(&app, month.year()).await?.is_empty() {
+                match issue_assessment(&app, actor, month.year(), None).await {
+                    Ok(_) => {}
+                    Err(ApiError::Rejected {
+                        code: "ASSESSMENT_ALREADY_ISSUED" | "ASSESSMENT_NOT_DEFINED",
                         ..
                     }) => {}
                     Err(error) => return Err(error),

@@ -12,6 +12,7 @@ use crate::agency::event::{
     ServiceRated, ServiceReported, StaffReported,
 };
 use crate::anchor::AnchorTaken;
+use crate::assessment::AnnualAssessmentIssued;
 use crate::enterprise::event::{
     AccidentReported, DocumentApproved, DocumentReturned, DocumentUploaded, EnterpriseProfileChanged,
     EnterpriseRegistered, HazardDeadlineExtended, HazardFound, HazardSelfClosed, HazardSpotChecked, InspectionRecorded,
@@ -145,6 +146,7 @@ event_catalogue! {
     RuleSetPromoted => 1,
     AnchorTaken => 1,
     MonthlyReportIssued => 1,
+    AnnualAssessmentIssued => 1,
     ;
     older:
     CreditGraded => 1,

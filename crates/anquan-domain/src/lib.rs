@@ -8,6 +8,7 @@ pub mod actor;
 pub mod agency;
 pub mod aggregate;
 pub mod anchor;
+pub mod assessment;
 pub mod bounds;
 pub mod compliance;
 pub mod credit;

@@ -93,7 +93,8 @@ fn event_time(event: &Event) -> Instant {
         | Event::RuleSetPublished(_)
         | Event::RuleSetPromoted(_)
         | Event::AnchorTaken(_)
-        | Event::MonthlyReportIssued(_) => {
+        | Event::MonthlyReportIssued(_)
+        | Event::AnnualAssessmentIssued(_) => {
             panic!("not an enterprise event: {event:?}")
         }
     }

@@ -36,7 +36,7 @@ pub use audit::{AuditMutation, AuditQuery};
 pub use foundation::{EnterpriseMutation, EnterpriseQuery, PublicPageMutation};
 pub use health::HealthQuery;
 pub use metrics::{MetricsQuery, MetricsSubscription};
-pub use reports::{ReportsMutation, ReportsQuery};
+pub use reports::{AssessmentsMutation, AssessmentsQuery, ReportsMutation, ReportsQuery};
 pub use scalars::Int64;
 pub use supervision::{SubscriptionRoot as SupervisionSubscription, SupervisionMutation, SupervisionQuery};
 
@@ -49,6 +49,7 @@ pub struct QueryRoot(
     AuditQuery,
     MetricsQuery,
     ReportsQuery,
+    AssessmentsQuery,
     HealthQuery,
 );
 
@@ -61,6 +62,7 @@ pub struct MutationRoot(
     PublicPageMutation,
     AuditMutation,
     ReportsMutation,
+    AssessmentsMutation,
 );
 
 /// The subscription root: every gate's subscriptions merged.

@@ -292,3 +292,155 @@ impl ReportsMutation {
         view(app, &report, None, report.version).ok_or_else(|| ApiError::Internal("a report without the city".into()))
     }
 }
+
+/// One scored metric of a town's annual assessment.
+#[derive(SimpleObject)]
+pub struct AssessmentItemView {
+    /// The metric's code.
+    pub metric: String,
+    /// Its weight (the weights add up to 100).
+    pub weight: u32,
+    /// December's value of the metric, percent.
+    pub value: Option<f64>,
+    /// The points it scored: weight × value / 100.
+    pub points: f64,
+}
+
+/// A town's annual assessment.
+#[derive(SimpleObject)]
+pub struct TownAssessmentView {
+    /// The town.
+    pub town: String,
+    /// 0 to 100 points, 1 decimal.
+    pub score: f64,
+    /// 优秀, 良好, 合格 or 不合格 (the rule set's grades).
+    pub grade: String,
+    /// The scored metrics.
+    pub items: Vec<AssessmentItemView>,
+}
+
+/// A year's annual town assessment (年度安全生产责任制考核), scored from December's report.
+#[derive(SimpleObject)]
+pub struct AnnualAssessment {
+    /// The year.
+    pub year: i32,
+    /// 1 for the first assessment of the year, one more for each re-scoring.
+    pub version: Int64,
+    /// How many versions the year has.
+    pub versions: Int64,
+    /// Why this version was issued (none for the scheduled first version).
+    pub reason: Option<String>,
+    /// The version of December's report it was scored from.
+    pub report_version: Int64,
+    /// That report's instant: local 1 January 00:00 of the next year.
+    pub at: DateTime<Utc>,
+    /// When it was issued.
+    pub issued_at: DateTime<Utc>,
+    /// The rule set whose scoring it used (December's report's).
+    pub rule_set: String,
+    /// The SHA-256 digest of that rule set's files.
+    pub rule_set_digest: String,
+    /// The towns the caller may see, in the report's order.
+    pub towns: Vec<TownAssessmentView>,
+}
+
+fn assessment_view(
+    assessment: &anquan_domain::assessment::AnnualAssessmentIssued,
+    visible: &Visibility,
+    versions: u32,
+) -> AnnualAssessment {
+    AnnualAssessment {
+        year: assessment.year,
+        version: Int64(u64::from(assessment.version)),
+        versions: Int64(u64::from(versions)),
+        reason: assessment.reason.clone(),
+        report_version: Int64(u64::from(assessment.report_version)),
+        at: assessment.at,
+        issued_at: assessment.issued_at,
+        rule_set: assessment.rule_set.clone(),
+        rule_set_digest: assessment.rule_set_digest.clone(),
+        towns: assessment
+            .towns
+            .iter()
+            .filter(|town| match visible {
+                Visibility::All => true,
+                Visibility::Town(own) => own.as_str() == town.town,
+            })
+            .map(|town| TownAssessmentView {
+                town: town.town.clone(),
+                score: town.score,
+                grade: town.grade.clone(),
+                items: town
+                    .items
+                    .iter()
+                    .map(|item| AssessmentItemView {
+                        metric: item.metric.clone(),
+                        weight: item.weight,
+                        value: item.value,
+                        points: item.points,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// Annual town assessments.
+#[derive(Default)]
+pub struct AssessmentsQuery;
+
+#[Object]
+impl AssessmentsQuery {
+    /// The annual town assessment of `year` at `version` (default: the latest); none until it
+    /// is issued (after December's report). Town roles see their town only.
+    async fn annual_assessment(
+        &self,
+        ctx: &Context<'_>,
+        year: i32,
+        version: Option<Int64>,
+    ) -> Result<Option<AnnualAssessment>, ApiError> {
+        let app = app(ctx)?;
+        let visible = visibility(ctx)?;
+        if ReportMonth::new(year, 12).is_none() {
+            return Err(ApiError::Refused {
+                code: "VALUE_OUT_OF_RANGE",
+                message: "年份（year）须在 1970 至 2198 之间".to_owned(),
+                details: vec![("field", "year".into())],
+            });
+        }
+        let versions = reports::read_assessments(app, year).await?;
+        let count = u32::try_from(versions.len()).unwrap_or(u32::MAX);
+        let found = match version {
+            None => versions.last(),
+            Some(version) => versions
+                .iter()
+                .find(|assessment| u64::from(assessment.version) == version.0),
+        };
+        Ok(found.map(|assessment| assessment_view(assessment, &visible, count)))
+    }
+}
+
+#[Object]
+impl AssessmentsMutation {
+    /// Scores `year`'s annual town assessment from December's report now (city admin only):
+    /// the first version when the service has not issued it yet, or, with a `reason`, a new
+    /// version scored from the latest version of December's report (e.g. after a correction).
+    async fn issue_annual_assessment(
+        &self,
+        ctx: &Context<'_>,
+        year: i32,
+        reason: Option<String>,
+    ) -> Result<AnnualAssessment, ApiError> {
+        let app = app(ctx)?;
+        let actor = actor(ctx)?;
+        if !matches!(actor.role, Role::CityAdmin) {
+            return Err(ApiError::Forbidden("只有市级管理员可以生成年度考核".to_owned()));
+        }
+        let assessment = reports::issue_assessment(app, actor, year, reason).await?;
+        Ok(assessment_view(&assessment, &Visibility::All, assessment.version))
+    }
+}
+
+/// The city admin's assessment commands.
+#[derive(Default)]
+pub struct AssessmentsMutation;

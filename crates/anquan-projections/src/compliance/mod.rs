@@ -200,7 +200,8 @@ impl Projection for ComplianceProjection {
             Event::RuleSetPublished(_)
             | Event::RuleSetPromoted(_)
             | Event::AnchorTaken(_)
-            | Event::MonthlyReportIssued(_) => Ok(()),
+            | Event::MonthlyReportIssued(_)
+            | Event::AnnualAssessmentIssued(_) => Ok(()),
         }
     }
 }
