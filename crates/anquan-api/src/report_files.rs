@@ -172,6 +172,14 @@ fn escape(text: &str) -> String {
     out
 }
 
+/// An instant as officials read it: local time in the rule set's zone, to the minute.
+fn local(app: &AppState, instant: anquan_domain::Instant) -> String {
+    instant
+        .with_timezone(&app.rules.time_zone)
+        .format("%Y-%m-%d %H:%M (UTC%:z)")
+        .to_string()
+}
+
 const PRINT_CSS: &str = "@page { size: A4 landscape; margin: 12mm; }
 body { font-family: 'Noto Sans CJK SC', 'Source Han Sans SC', 'Microsoft YaHei', sans-serif; font-size: 10pt; color: #000; }
 h1 { font-size: 15pt; margin: 0 0 4pt; }
@@ -196,8 +204,8 @@ pub fn html(app: &AppState, report: &MonthlyReportIssued, scope: &ReportScope) -
         "<!DOCTYPE html>\n<html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><title>{title}</title>\
          <style>{PRINT_CSS}</style></head><body>\n<h1>{title}</h1>\n\
          <p class=\"meta\">统计时点：{at}（月末，不含）　生成时间：{issued}　规则集：{rule_set}（{digest}）{reason}</p>\n",
-        at = escape(&report.at.to_rfc3339()),
-        issued = escape(&report.issued_at.to_rfc3339()),
+        at = local(app, report.at),
+        issued = local(app, report.issued_at),
         rule_set = escape(&report.rule_set),
         digest = escape(report.rule_set_digest.get(..16).unwrap_or(&report.rule_set_digest)),
         reason = report
