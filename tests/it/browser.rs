@@ -145,6 +145,20 @@ impl Browser {
         response["value"].clone()
     }
 
+    /// Prints the page as the browser's print dialog would (print media, A4), returning the PDF.
+    pub(crate) async fn print_pdf(&self) -> Vec<u8> {
+        let encoded = self
+            .command(
+                reqwest::Method::POST,
+                "/print",
+                Some(json!({ "page": { "width": 29.7, "height": 21.0 }, "background": true })),
+            )
+            .await;
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded.as_str().unwrap())
+            .unwrap()
+    }
+
     pub(crate) async fn open(&mut self, url: &str) {
         self.command(reqwest::Method::POST, "/url", Some(json!({ "url": url })))
             .await;

@@ -598,6 +598,9 @@ fn plausible_call(field: &str, fx: &Fixtures) -> Call {
         "metricBreakdowns" => call("{ metricBreakdowns { __typename } }", json!({})),
         "townMetrics" => call("{ townMetrics(town: \"许村\") { town } }", json!({})),
         "allTownMetrics" => call("{ allTownMetrics { town } }", json!({})),
+        "monthlyReports" => call("{ monthlyReports(year: 2026, town: \"许村\") { month } }", json!({})),
+        "monthlyReport" => call("{ monthlyReport(month: \"2026-01\") { month } }", json!({})),
+        "annualAssessment" => call("{ annualAssessment(year: 2025) { year } }", json!({})),
         "cityMetrics" => call("{ cityMetrics { town } }", json!({})),
         "townRanking" => call("{ townRanking(metric: \"A01\") { __typename } }", json!({})),
         "headlineRates" => call("{ headlineRates { __typename } }", json!({})),
@@ -700,6 +703,14 @@ fn plausible_call(field: &str, fx: &Fixtures) -> Call {
             json!({ "subject": format!("agency-{agency}/staff/{}", fx.staff_id) }),
         ),
         "takeAnchor" => call("mutation { takeAnchor { sequence } }", json!({})),
+        "issueAnnualAssessment" => call(
+            "mutation { issueAnnualAssessment(year: 2025, reason: \"重新评分\") { year } }",
+            json!({}),
+        ),
+        "issueMonthlyReport" => call(
+            "mutation { issueMonthlyReport(month: \"2026-01\", reason: \"补发\") { month } }",
+            json!({}),
+        ),
         "regradeAgency" => call(
             "mutation($input: RegradeAgencyInput!) { regradeAgency(input: $input) { agencyId } }",
             json!({ "input": { "agencyId": agency, "halfYear": half_year(), "grade": "C", "reason": "复核" } }),

@@ -199,6 +199,8 @@ pub fn router_with(schema: AppSchema, app: AppState, limits: HttpLimits) -> Rout
         .route("/readyz", get(readyz))
         .route("/anchors", get(anchors))
         .route("/files/{sha256}", get(download_file))
+        .route("/reports/{month}/{file}", get(download_report))
+        .route("/assessments/{file}", get(download_assessment))
         .merge(crate::public_page::router(app.clone()))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
@@ -735,6 +737,213 @@ async fn serve_ws(
 }
 
 /// Reads the caller from `Authorization: Bearer …`; no header means an anonymous caller.
+/// Which version of a report a download asks for (default: the latest).
+#[derive(serde::Deserialize)]
+struct ReportVersion {
+    version: Option<u32>,
+}
+
+/// A monthly report as a file, `GET /reports/<YYYY-MM>/<city|town>.<csv|xlsx|html>`
+/// (`?version=N`, default the latest), with a bearer token and the GraphQL fields' rules: city
+/// staff, analysts and city-wide auditors any town, town roles and town auditors their town and
+/// the city, nobody else.
+async fn download_report(
+    State(state): State<HttpState>,
+    axum::extract::Path((month, file)): axum::extract::Path<(String, String)>,
+    axum::extract::Query(query): axum::extract::Query<ReportVersion>,
+    headers: HeaderMap,
+) -> Response {
+    let app = &state.app;
+    let actor = match bearer_actor(app, &headers) {
+        Ok(Some(actor)) => actor,
+        Ok(None) => return error_response(StatusCode::UNAUTHORIZED, &ApiError::Unauthenticated),
+        Err(error) => return error_response(StatusCode::UNAUTHORIZED, &error),
+    };
+    let bad = |error: ApiError| error_response(StatusCode::BAD_REQUEST, &error);
+    let Some((name, extension)) = file.rsplit_once('.') else {
+        return bad(ApiError::BadInput {
+            code: "BAD_INPUT",
+            message: "文件名须为 city 或镇（街道）名，后缀为 .csv、.xlsx 或 .html".to_owned(),
+        });
+    };
+    let town = match name {
+        "city" => None,
+        town => match anquan_domain::Town::parse(town) {
+            Ok(town) => Some(town),
+            Err(error) => return bad(ApiError::invalid_id(&error)),
+        },
+    };
+    // Authorised before anything is read.
+    let town = match crate::graphql::metrics::visibility_of(&actor)
+        .and_then(|visible| crate::graphql::reports::readable_town(&visible, town))
+    {
+        Ok(town) => town,
+        Err(error) => return error_response(StatusCode::FORBIDDEN, &error),
+    };
+    let month = match crate::graphql::reports::parse_month(&month) {
+        Ok(month) => month,
+        Err(error) => return bad(error),
+    };
+    if !matches!(extension, "csv" | "xlsx" | "html") {
+        return bad(ApiError::BadInput {
+            code: "BAD_INPUT",
+            message: "报告文件的后缀须为 .csv、.xlsx 或 .html".to_owned(),
+        });
+    }
+    let report = match crate::reports::read_report(app, month, query.version).await {
+        Ok(Some(report)) => report,
+        Ok(None) => {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                &ApiError::Rejected {
+                    code: "REPORT_NOT_ISSUED",
+                    message: format!("{month} 的月度报告（所问版本）尚未生成"),
+                },
+            );
+        }
+        Err(error) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, &error),
+    };
+    let Some(scope) = crate::reports::scope_of_report(&report, town.as_ref()) else {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            &ApiError::NotFound(format!("{month} 报告中的镇（街道）")),
+        );
+    };
+    let attachment = |extension: &str| {
+        let name = format!(
+            "{month}-{}-v{}.{extension}",
+            scope.town.as_deref().unwrap_or("city"),
+            report.version
+        );
+        format!("attachment; filename*=UTF-8''{}", percent_encode(&name))
+    };
+    let headers = |content_type: &'static str, disposition: String| {
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ]
+    };
+    match extension {
+        "csv" => (
+            headers("text/csv; charset=utf-8", attachment("csv")),
+            crate::report_files::csv(app, &report, scope),
+        )
+            .into_response(),
+        "xlsx" => match crate::report_files::xlsx(app, &report, scope) {
+            Ok(bytes) => (
+                headers(
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                    attachment("xlsx"),
+                ),
+                bytes,
+            )
+                .into_response(),
+            Err(error) => error_response(StatusCode::INTERNAL_SERVER_ERROR, &ApiError::internal(&error)),
+        },
+        _ => (
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8".to_owned()),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+                (header::CACHE_CONTROL, "no-store".to_owned()),
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+                        .to_owned(),
+                ),
+            ],
+            crate::report_files::html(app, &report, scope),
+        )
+            .into_response(),
+    }
+}
+
+/// A year's annual town assessment as CSV, `GET /assessments/<YYYY>.csv` (`?version=N`), with a
+/// bearer token: the roles that read `annualAssessment`, town roles their town's line only.
+async fn download_assessment(
+    State(state): State<HttpState>,
+    axum::extract::Path(file): axum::extract::Path<String>,
+    axum::extract::Query(query): axum::extract::Query<ReportVersion>,
+    headers: HeaderMap,
+) -> Response {
+    let app = &state.app;
+    let actor = match bearer_actor(app, &headers) {
+        Ok(Some(actor)) => actor,
+        Ok(None) => return error_response(StatusCode::UNAUTHORIZED, &ApiError::Unauthenticated),
+        Err(error) => return error_response(StatusCode::UNAUTHORIZED, &error),
+    };
+    let visible = match crate::graphql::metrics::visibility_of(&actor) {
+        Ok(visible) => visible,
+        Err(error) => return error_response(StatusCode::FORBIDDEN, &error),
+    };
+    let year = file
+        .strip_suffix(".csv")
+        .and_then(|year| year.parse::<i32>().ok())
+        .filter(|year| anquan_domain::report::ReportMonth::new(*year, 12).is_some());
+    let Some(year) = year else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            &ApiError::BadInput {
+                code: "BAD_INPUT",
+                message: "文件名须为 <年份>.csv，年份在 1970 至 2198 之间".to_owned(),
+            },
+        );
+    };
+    let versions = match crate::reports::read_assessments(app, year).await {
+        Ok(versions) => versions,
+        Err(error) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, &error),
+    };
+    let found = match query.version {
+        None => versions.last(),
+        Some(version) => versions.iter().find(|assessment| assessment.version == version),
+    };
+    let Some(assessment) = found else {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            &ApiError::Rejected {
+                code: "ASSESSMENT_NOT_ISSUED",
+                message: format!("{year} 年度考核（所问版本）尚未生成"),
+            },
+        );
+    };
+    let towns: Vec<&anquan_domain::assessment::TownAssessment> = assessment
+        .towns
+        .iter()
+        .filter(|town| match &visible {
+            crate::graphql::metrics::Visibility::All => true,
+            crate::graphql::metrics::Visibility::Town(own) => own.as_str() == town.town,
+        })
+        .collect();
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"assessment-{year}-v{}.csv\"", assessment.version),
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        crate::report_files::assessment_csv(assessment, &towns),
+    )
+        .into_response()
+}
+
+/// Percent-encodes a file name for `filename*=UTF-8''…` (RFC 5987): every byte but unreserved
+/// ASCII.
+fn percent_encode(name: &str) -> String {
+    name.bytes()
+        .map(|byte| {
+            if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+                char::from(byte).to_string()
+            } else {
+                format!("%{byte:02X}")
+            }
+        })
+        .collect()
+}
+
 fn bearer_actor(app: &AppState, headers: &HeaderMap) -> Result<Option<anquan_domain::Actor>, ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);

@@ -15,6 +15,8 @@ pub mod metrics_service;
 pub mod observability;
 pub mod public_page;
 pub mod rate_limit;
+pub mod report_files;
+pub mod reports;
 mod uploads;
 pub mod watcher;
 

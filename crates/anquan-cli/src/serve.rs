@@ -219,6 +219,8 @@ pub async fn run(
     };
     let watcher = anquan_api::SupervisionWatcher::new(app.clone());
     let metrics_watcher = anquan_api::MetricsWatcher::new(app.clone());
+    let report_scheduler =
+        anquan_api::reports::MonthlyReportScheduler::new(app.clone(), anquan_api::reports::REPORT_CHECK_EVERY);
     anquan_projections::rule_sets::agree_once(app.event_store.as_ref(), &rule_sets).await;
     let rule_set_follower = anquan_projections::rule_sets::follow(app.event_store.clone(), rule_sets);
     // One set of rate limiters for the schema (mutations) and the router (uploads).
@@ -276,6 +278,7 @@ pub async fn run(
             () = runner.follow_shared_checkpoints() => Err(anyhow::anyhow!("the shared-checkpoint follower stopped")),
             () = watcher.run() => Err(anyhow::anyhow!("the supervision watcher stopped")),
             () = metrics_watcher.run() => Err(anyhow::anyhow!("the metrics watcher stopped")),
+            () = report_scheduler.run() => Err(anyhow::anyhow!("the monthly report scheduler stopped")),
             () = periodic_anchors => Err(anyhow::anyhow!("the periodic anchors stopped")),
             followed = rule_set_follower => match followed {
                 Ok(()) => Err(anyhow::anyhow!("the rule-set follower stopped")),

@@ -12,6 +12,7 @@ use crate::agency::event::{
     ServiceRated, ServiceReported, StaffReported,
 };
 use crate::anchor::AnchorTaken;
+use crate::assessment::AnnualAssessmentIssued;
 use crate::enterprise::event::{
     AccidentReported, DocumentApproved, DocumentReturned, DocumentUploaded, EnterpriseClosed, EnterpriseProfileChanged,
     EnterpriseRegistered, EnterpriseReopened, HazardDeadlineExtended, HazardDelisted, HazardFound, HazardListed,
@@ -19,6 +20,7 @@ use crate::enterprise::event::{
     MajorHazardBasisStated, MajorHazardConfirmed, PublicTokenRotated, RectificationAccepted, RectificationReturned,
     RectificationSubmitted,
 };
+use crate::report::MonthlyReportIssued;
 use crate::rules::log::{RuleSetPromoted, RuleSetPublished};
 
 /// Why stored event data could not be turned back into an [`Event`].
@@ -150,6 +152,8 @@ event_catalogue! {
     RuleSetPublished => 2,
     RuleSetPromoted => 1,
     AnchorTaken => 1,
+    MonthlyReportIssued => 1,
+    AnnualAssessmentIssued => 1,
     ;
     older:
     CreditGraded => 1,

@@ -8,6 +8,7 @@ pub mod actor;
 pub mod agency;
 pub mod aggregate;
 pub mod anchor;
+pub mod assessment;
 pub mod bounds;
 pub mod compliance;
 pub mod credit;
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod period;
 pub mod personal;
 pub mod refusal;
+pub mod report;
 pub mod risk;
 pub mod rules;
 

@@ -103,7 +103,9 @@ fn event_time(event: &Event) -> Instant {
         | Event::DataSubjectErased(_)
         | Event::RuleSetPublished(_)
         | Event::RuleSetPromoted(_)
-        | Event::AnchorTaken(_) => {
+        | Event::AnchorTaken(_)
+        | Event::MonthlyReportIssued(_)
+        | Event::AnnualAssessmentIssued(_) => {
             panic!("not an enterprise event: {event:?}")
         }
     }

@@ -201,13 +201,17 @@ pub struct MetricBreakdown {
 pub struct MetricsQuery;
 
 /// What a caller may see: every town, or one town (plus the city).
-enum Visibility {
+pub(crate) enum Visibility {
     All,
     Town(Town),
 }
 
-fn visibility(ctx: &Context<'_>) -> Result<Visibility, ApiError> {
-    let actor = actor(ctx)?;
+pub(super) fn visibility(ctx: &Context<'_>) -> Result<Visibility, ApiError> {
+    visibility_of(actor(ctx)?)
+}
+
+/// What `actor` may see of the town statistics and reports.
+pub(crate) fn visibility_of(actor: &anquan_domain::Actor) -> Result<Visibility, ApiError> {
     match &actor.role {
         Role::CityAdmin | Role::CityInspector | Role::Analyst | Role::Auditor { town: None } => Ok(Visibility::All),
         Role::TownOfficer { town } | Role::TownInspector { town } | Role::Auditor { town: Some(town) } => {

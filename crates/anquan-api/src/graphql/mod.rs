@@ -14,6 +14,7 @@ pub mod foundation;
 pub mod health;
 pub mod limits;
 pub mod metrics;
+pub mod reports;
 pub mod request_metrics;
 pub mod scalars;
 pub mod supervision;
@@ -35,6 +36,7 @@ pub use audit::{AuditMutation, AuditQuery};
 pub use foundation::{EnterpriseMutation, EnterpriseQuery, PublicPageMutation};
 pub use health::HealthQuery;
 pub use metrics::{MetricsQuery, MetricsSubscription};
+pub use reports::{AssessmentsMutation, AssessmentsQuery, ReportsMutation, ReportsQuery};
 pub use scalars::Int64;
 pub use supervision::{SubscriptionRoot as SupervisionSubscription, SupervisionMutation, SupervisionQuery};
 
@@ -46,6 +48,8 @@ pub struct QueryRoot(
     SupervisionQuery,
     AuditQuery,
     MetricsQuery,
+    ReportsQuery,
+    AssessmentsQuery,
     HealthQuery,
 );
 
@@ -57,6 +61,8 @@ pub struct MutationRoot(
     SupervisionMutation,
     PublicPageMutation,
     AuditMutation,
+    ReportsMutation,
+    AssessmentsMutation,
 );
 
 /// The subscription root: every gate's subscriptions merged.

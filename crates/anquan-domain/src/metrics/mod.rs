@@ -37,6 +37,9 @@ pub struct MetricCatalogue {
     /// Enterprise types the metrics can be filtered by.
     pub breakdowns: Vec<Breakdown>,
     pub metrics: Vec<Metric>,
+    /// The annual town assessment's scoring (`[assessment]`); none: the rule set scores no
+    /// assessment.
+    pub assessment: Option<crate::assessment::AssessmentRules>,
 }
 
 /// An enterprise type to filter the metrics by: enterprises whose profile at the instant
@@ -363,6 +366,8 @@ pub(crate) struct MetricsFile {
     #[serde(default)]
     breakdowns: Vec<Breakdown>,
     metrics: Vec<RawMetric>,
+    #[serde(default)]
+    assessment: Option<crate::assessment::AssessmentRules>,
 }
 
 #[derive(Deserialize)]
@@ -550,12 +555,20 @@ impl MetricsFile {
         if names.len() != self.breakdowns.len() {
             return Err(CatalogueError::Catalogue("a breakdown name is used twice".into()));
         }
-        Ok(MetricCatalogue {
+        let catalogue = MetricCatalogue {
             pending_review_days: self.parameters.pending_review_days,
             not_yet_due: self.parameters.not_yet_due,
             towns: self.parameters.towns,
             breakdowns: self.breakdowns,
             metrics,
+            assessment: None,
+        };
+        if let Some(assessment) = &self.assessment {
+            assessment.check(&catalogue).map_err(CatalogueError::Catalogue)?;
+        }
+        Ok(MetricCatalogue {
+            assessment: self.assessment,
+            ..catalogue
         })
     }
 }

@@ -247,7 +247,11 @@ impl Projection for ComplianceProjection {
             | Event::AgencyDelisted(_)
             | Event::DataSubjectErased(_) => Ok(()),
             // Rule-set events live on the `rulesets` stream.
-            Event::RuleSetPublished(_) | Event::RuleSetPromoted(_) | Event::AnchorTaken(_) => Ok(()),
+            Event::RuleSetPublished(_)
+            | Event::RuleSetPromoted(_)
+            | Event::AnchorTaken(_)
+            | Event::MonthlyReportIssued(_)
+            | Event::AnnualAssessmentIssued(_) => Ok(()),
         }
     }
 }
