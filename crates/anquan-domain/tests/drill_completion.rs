@@ -144,9 +144,9 @@ fn a_plain_enterprise_needs_one_drill_in_the_year() {
     assert_eq!(g02(&drilled, YEAR_END), (1, 1));
     // Before 2019 ended, the completed span was 2018 (the year before its first half-year
     // ended, then that half-year, in which no yearly period lies: the year before again), all
-    // before the registration: nothing is asked of it.
-    assert_eq!(g02(&drilled, "2019-04-30T00:00:00Z"), (1, 1));
-    assert_eq!(g02(&drilled, "2019-08-01T00:00:00Z"), (1, 1));
+    // before the registration: nothing was due, so it is not in the rate yet.
+    assert_eq!(g02(&drilled, "2019-04-30T00:00:00Z"), (0, 0));
+    assert_eq!(g02(&drilled, "2019-08-01T00:00:00Z"), (0, 0));
     // 2019 is asked for from 2020-01-01 00:00 local until 2021.
     assert_eq!(g02(&none, "2020-08-01T00:00:00Z"), (0, 1));
     assert_eq!(g02(&drilled, "2020-08-01T00:00:00Z"), (1, 1));

@@ -1197,16 +1197,20 @@ fn oracle(
                         } else {
                             let (_, rule) = rules.requirement(requirement).unwrap();
                             let cadence = rules.cadence_for(&rule.evidence, &profile).unwrap();
-                            let met = judged(cadence, completed(w)).into_iter().all(|period| {
-                                period.end(tz) <= registration.registered_at
-                                    || uploads.iter().any(|(id, u)| {
-                                        u.0 == requirement.as_str()
-                                            && u.1 <= at
-                                            && u.2 == Coverage::Period { period }
-                                            && reviews.iter().any(|r| r.0 == *id && r.1 && r.3 <= at)
-                                    })
+                            let due: Vec<Period> = judged(cadence, completed(w))
+                                .into_iter()
+                                .filter(|period| period.end(tz) > registration.registered_at)
+                                .collect();
+                            let met = due.iter().all(|period| {
+                                uploads.iter().any(|(id, u)| {
+                                    u.0 == requirement.as_str()
+                                        && u.1 <= at
+                                        && u.2 == Coverage::Period { period: *period }
+                                        && reviews.iter().any(|r| r.0 == *id && r.1 && r.3 <= at)
+                                })
                             });
-                            (i64::from(met), 1)
+                            // Registered after the span: not in the rate yet.
+                            if due.is_empty() { (0, 0) } else { (i64::from(met), 1) }
                         }
                     }
                     Measure::PeriodRecordApproved { requirements, filter } => {

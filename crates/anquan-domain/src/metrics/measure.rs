@@ -159,6 +159,33 @@ pub struct Span {
     pub completed: bool,
 }
 
+impl Span {
+    /// The span as a person reads it, in the rule set's local time: the period of a completed
+    /// span (2026年下半年, 2026年), a window up to the instant with the instant (2026年（截至
+    /// 12月6日 10:03）; the period alone when the instant ends it), a snapshot the instant
+    /// (截至2026年12月6日 10:03).
+    pub fn label(&self, offset: chrono::FixedOffset) -> String {
+        let local = self.end.with_timezone(&offset);
+        match self.period {
+            None => format!("截至{}", local.format("%Y年%-m月%-d日 %H:%M")),
+            Some(period) if self.completed || period.end(offset) == self.end => period_label(period),
+            Some(period) => format!("{}（截至{}）", period_label(period), local.format("%-m月%-d日 %H:%M")),
+        }
+    }
+}
+
+/// A period as a person reads it: 2026年, 2026年上半年, 2026年第3季度, 2026年7月.
+pub fn period_label(period: Period) -> String {
+    let year = period.year();
+    match period.cadence() {
+        Cadence::Yearly => format!("{year}年"),
+        Cadence::HalfYearly if period.index() == 1 => format!("{year}年上半年"),
+        Cadence::HalfYearly => format!("{year}年下半年"),
+        Cadence::Quarterly => format!("{year}年第{}季度", period.index()),
+        Cadence::Monthly => format!("{year}年{}月", period.index()),
+    }
+}
+
 /// The span a metric's figure at `at` covers: a snapshot the instant, a window from its start
 /// to the instant, a metric counting completed periods the latest such period (see
 /// [`completed_period`]). Every figure says which (the API's `MetricValue.period`).
@@ -211,7 +238,7 @@ pub fn judged_periods(cadence: Cadence, span: Period, offset: chrono::FixedOffse
 /// not end before the enterprise registered has a record for exactly that period approved by
 /// `at`. Records uploaded and approved in the grace days after a period raise its figure from
 /// when they are approved. `None` when the requirement does not apply at `at`, as for
-/// [`cadence_met`].
+/// [`cadence_met`], or when every judged period ended before the enterprise registered.
 pub fn cadence_met_over(
     file: &EnterpriseFile,
     rules: &RuleSet,
@@ -225,10 +252,17 @@ pub fn cadence_met_over(
     }
     let cadence = periodic_cadence(file, rules, requirement, at)?;
     let offset = rules.time_zone;
+    let due: Vec<Period> = judged_periods(cadence, span, offset)
+        .into_iter()
+        .filter(|period| period.end(offset) > registration.registered_at)
+        .collect();
+    // Nothing was due of an enterprise that registered after the span: it is not in the rate
+    // yet, rather than counted as met.
+    if due.is_empty() {
+        return None;
+    }
     Some(
-        judged_periods(cadence, span, offset)
-            .into_iter()
-            .filter(|period| period.end(offset) > registration.registered_at)
+        due.into_iter()
             .all(|period| period_approved(file, requirement, period, at)),
     )
 }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 pub use measure::{
     AgencyFacts, ContractFact, Contribution, GradeFact, ReportFact, ServiceFacts, Span, StaffFact, StaffList,
     agency_tallies, cadence_met, cadence_met_in, cadence_met_over, completed_period, enterprise_contribution,
-    judged_periods, metric_span, window_period, window_start,
+    judged_periods, metric_span, period_label, window_period, window_start,
 };
 
 use crate::agency::QualificationKind;
