@@ -497,10 +497,11 @@ pub(crate) fn rules_root() -> tempfile::TempDir {
                 &text[at + periodic.len()..]
             )
         }
-        // G02 keeps R10.drill's cadence, which v2 no longer has: it reads the state instead.
+        // G02 keeps R10.drill's cadence, which v2 no longer has: it reads the state instead (a
+        // snapshot measure, so it counts no completed periods either).
         "metrics.toml" => text.replacen(
-            "measure = \"cadence_met\"\nrequirement = \"R10.drill\"",
-            "measure = \"requirement_satisfied\"\nrequirement = \"R10.drill\"\ndenominator_of = \"applicable\"",
+            "covers = \"completed_periods\"\nunit = \"percent\"\nmeasure = \"cadence_met\"\nrequirement = \"R10.drill\"",
+            "unit = \"percent\"\nmeasure = \"requirement_satisfied\"\nrequirement = \"R10.drill\"\ndenominator_of = \"applicable\"",
             1,
         ),
         _ => text,
