@@ -32,7 +32,8 @@ const VERIFY: &str = "mutation($input: VerifyRectificationInput!) {
   verifyRectification(input: $input) { streamVersion } }";
 const FIGURES: &str = "{
   headlineRates { enterpriseResponsibilityRate principalAndSafetyOfficerTrainingRate
-    emergencyDrillCompletionRate socialServiceCoverage serviceCoverageOver5mRevenue }
+    emergencyDrillCompletionRate socialServiceCoverage serviceCoverageOver5mRevenue
+    periods { rate code period { label completed } } }
   townRanking(metric: \"B02\") { rank town value period { label } }
   allTownMetrics { town metrics { code value numerator denominator period { start end label period completed } } } }";
 
@@ -189,6 +190,18 @@ async fn the_dashboard_shows_the_rates_and_ranking_graphql_returns() {
         .text("[data-testid=rate-emergencyDrillCompletionRate] [data-testid=rate-period]")
         .await;
     assert_eq!(drill_period, label_of(&figures, "G02"));
+    // headlineRates states them as well.
+    let headline_periods = rates["periods"].as_array().unwrap();
+    assert_eq!(headline_periods.len(), 5, "{rates}");
+    for entry in headline_periods {
+        let code = entry["code"].as_str().unwrap();
+        assert_eq!(
+            entry["period"]["label"].as_str().unwrap(),
+            label_of(&figures, code),
+            "{entry}"
+        );
+        assert_eq!(entry["period"]["completed"], code == "G02", "{entry}");
+    }
     let ranking_period = browser.text("[data-testid=metric-period]").await;
     assert_eq!(
         ranking_period,

@@ -481,7 +481,8 @@ pub(crate) fn rules_root() -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
     let v1 = Path::new(env!("CARGO_MANIFEST_DIR")).join("../projections/v1");
     copy_rule_set(&v1, &root.path().join("v1"), |_, text| text);
-    copy_rule_set(&v1, &root.path().join("v2"), |name, text| match name {
+    copy_rule_set(&v1, &root.path().join("v2"), |name, text| {
+        match name {
         "ruleset.toml" => text.replacen("version = \"v1\"", "version = \"v2\"", 1).replacen(
             "title = \"",
             "title = \"v2: drills need a record; ",
@@ -505,6 +506,7 @@ pub(crate) fn rules_root() -> tempfile::TempDir {
             1,
         ),
         _ => text,
+    }
     });
     root
 }

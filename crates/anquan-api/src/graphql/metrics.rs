@@ -209,6 +209,20 @@ pub struct HeadlineRates {
     pub rule_set: String,
     /// The SHA-256 digest of that rule set's files (as published in the rule-set log).
     pub rule_set_digest: String,
+    /// The stretch of time each rate covers, in the order of the fields above (G02 counts
+    /// completed periods only).
+    pub periods: Vec<HeadlinePeriod>,
+}
+
+/// The stretch of time one headline rate covers.
+#[derive(SimpleObject)]
+pub struct HeadlinePeriod {
+    /// The rate's snake_case name (`emergency_drill_completion_rate`, …).
+    pub rate: String,
+    /// The metric carrying it (B02, D03, G02, H01, H02 in rule set v1).
+    pub code: String,
+    /// The stretch of time it covers.
+    pub period: MetricPeriod,
 }
 
 /// An enterprise type the figures can be restricted to.
@@ -634,6 +648,17 @@ impl MetricsQuery {
             service_coverage_over_5m_revenue: rate(Headline::ServiceCoverageOver5mRevenue),
             rule_set: app.rules.version.clone(),
             rule_set_digest: app.rule_set_digest(&app.rules.version),
+            periods: Headline::ALL
+                .into_iter()
+                .filter_map(|headline| {
+                    let (_, metric) = app.rules.metrics.headline(headline)?;
+                    Some(HeadlinePeriod {
+                        rate: headline_name(headline),
+                        code: metric.code.clone(),
+                        period: covered(app, metric, now.at),
+                    })
+                })
+                .collect(),
         })
     }
 }
