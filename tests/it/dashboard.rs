@@ -10,7 +10,7 @@
 
 use std::time::Duration as StdDuration;
 
-use chrono::{Duration, SubsecRound, Utc};
+use chrono::{Datelike, Duration, SubsecRound, Utc};
 use serde_json::{Value, json};
 
 use crate::browser::{Browser, Viewport};
@@ -32,9 +32,10 @@ const VERIFY: &str = "mutation($input: VerifyRectificationInput!) {
   verifyRectification(input: $input) { streamVersion } }";
 const FIGURES: &str = "{
   headlineRates { enterpriseResponsibilityRate principalAndSafetyOfficerTrainingRate
-    emergencyDrillCompletionRate socialServiceCoverage serviceCoverageOver5mRevenue }
-  townRanking(metric: \"B02\") { rank town value }
-  allTownMetrics { town metrics { code value numerator denominator } } }";
+    emergencyDrillCompletionRate socialServiceCoverage serviceCoverageOver5mRevenue
+    periods { rate code period { label completed } } }
+  townRanking(metric: \"B02\") { rank town value period { label } }
+  allTownMetrics { town metrics { code value numerator denominator period { start end label period completed } } } }";
 
 /// The five headline fields, in the page's order.
 const HEADLINES: [&str; 5] = [
@@ -149,6 +150,67 @@ async fn the_dashboard_shows_the_rates_and_ranking_graphql_returns() {
             "{field} ({code}) is not the towns' sum"
         );
     }
+
+    // Every figure says which stretch of time it covers. Cadence metrics count completed
+    // periods: G03 the latest half-year ended by now, G02 the completed part of its year (its
+    // first half-year, or the whole year once the second ended); A08 the year to now; A01 now.
+    let local = Utc::now().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap());
+    let (year, month) = (local.year(), local.month());
+    let (g03, g02) = if month >= 7 {
+        (
+            (format!("{year}-H1"), format!("{year}年上半年")),
+            (format!("{year}-H1"), format!("{year}年上半年")),
+        )
+    } else {
+        let last = year - 1;
+        (
+            (format!("{last}-H2"), format!("{last}年下半年")),
+            (format!("{last}"), format!("{last}年")),
+        )
+    };
+    for (code, (period, label)) in [("G03", g03), ("G02", g02)] {
+        let covered = &metric(&figures, "许村", code)["period"];
+        assert_eq!(covered["period"], period.as_str(), "{code}: {covered}");
+        assert_eq!(covered["label"], label.as_str(), "{code}: {covered}");
+        assert_eq!(covered["completed"], true, "{code}: {covered}");
+    }
+    let a08 = &metric(&figures, "许村", "A08")["period"];
+    assert_eq!(a08["period"], year.to_string(), "{a08}");
+    assert_eq!(a08["completed"], false, "{a08}");
+    assert!(
+        a08["label"].as_str().unwrap().starts_with(&format!("{year}年（截至")),
+        "{a08}"
+    );
+    let a01 = &metric(&figures, "许村", "A01")["period"];
+    assert_eq!(a01["period"], Value::Null, "{a01}");
+    assert_eq!(a01["start"], a01["end"], "{a01}");
+    assert!(a01["label"].as_str().unwrap().starts_with("截至"), "{a01}");
+    // The page says it too: beside the drill rate and above the ranking.
+    let drill_period = browser
+        .text("[data-testid=rate-emergencyDrillCompletionRate] [data-testid=rate-period]")
+        .await;
+    assert_eq!(drill_period, label_of(&figures, "G02"));
+    // headlineRates states them as well.
+    let headline_periods = rates["periods"].as_array().unwrap();
+    assert_eq!(headline_periods.len(), 5, "{rates}");
+    for entry in headline_periods {
+        let code = entry["code"].as_str().unwrap();
+        assert_eq!(
+            entry["period"]["label"].as_str().unwrap(),
+            label_of(&figures, code),
+            "{entry}"
+        );
+        assert_eq!(entry["period"]["completed"], code == "G02", "{entry}");
+    }
+    let ranking_period = browser.text("[data-testid=metric-period]").await;
+    assert_eq!(
+        ranking_period,
+        format!("统计期：{}", ranking[0]["period"]["label"].as_str().unwrap())
+    );
+    assert_eq!(
+        ranking[0]["period"]["label"],
+        metric(&figures, "许村", "B02")["period"]["label"]
+    );
 
     // The rectification chart shows each town's E08.
     let bars = browser.texts("#rectification text.bar-value").await;
@@ -287,6 +349,14 @@ fn metric<'a>(figures: &'a Value, town: &str, code: &str) -> &'a Value {
                 .find(|metric| metric["code"] == code)
         })
         .unwrap_or_else(|| panic!("no {code} for {town}"))
+}
+
+/// The label of the span a metric of 许村 covers.
+fn label_of(figures: &Value, code: &str) -> String {
+    metric(figures, "许村", code)["period"]["label"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// A percentage as the page writes it: one decimal and `%`, or `—` for none.

@@ -481,7 +481,8 @@ pub(crate) fn rules_root() -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
     let v1 = Path::new(env!("CARGO_MANIFEST_DIR")).join("../projections/v1");
     copy_rule_set(&v1, &root.path().join("v1"), |_, text| text);
-    copy_rule_set(&v1, &root.path().join("v2"), |name, text| match name {
+    copy_rule_set(&v1, &root.path().join("v2"), |name, text| {
+        match name {
         "ruleset.toml" => text.replacen("version = \"v1\"", "version = \"v2\"", 1).replacen(
             "title = \"",
             "title = \"v2: drills need a record; ",
@@ -497,13 +498,15 @@ pub(crate) fn rules_root() -> tempfile::TempDir {
                 &text[at + periodic.len()..]
             )
         }
-        // G02 keeps R10.drill's cadence, which v2 no longer has: it reads the state instead.
+        // G02 keeps R10.drill's cadence, which v2 no longer has: it reads the state instead (a
+        // snapshot measure, so it counts no completed periods either).
         "metrics.toml" => text.replacen(
-            "measure = \"cadence_met\"\nrequirement = \"R10.drill\"",
-            "measure = \"requirement_satisfied\"\nrequirement = \"R10.drill\"\ndenominator_of = \"applicable\"",
+            "covers = \"completed_periods\"\nunit = \"percent\"\nmeasure = \"cadence_met\"\nrequirement = \"R10.drill\"",
+            "unit = \"percent\"\nmeasure = \"requirement_satisfied\"\nrequirement = \"R10.drill\"\ndenominator_of = \"applicable\"",
             1,
         ),
         _ => text,
+    }
     });
     root
 }

@@ -1,13 +1,14 @@
 "use strict";
 const HEADLINES = [
-  ["enterpriseResponsibilityRate", "企业主体落实率", "#1565c0"],
-  ["principalAndSafetyOfficerTrainingRate", "负责人、安管员培训率", "#2e7d32"],
-  ["emergencyDrillCompletionRate", "应急演练完成率", "#f57c00"],
-  ["socialServiceCoverage", "社会化服务覆盖率", "#6a1b9a"],
-  ["serviceCoverageOver5mRevenue", "500万以上企业服务覆盖率", "#00838f"],
+  ["enterpriseResponsibilityRate", "企业主体落实率", "#1565c0", "enterprise_responsibility_rate"],
+  ["principalAndSafetyOfficerTrainingRate", "负责人、安管员培训率", "#2e7d32", "principal_and_safety_officer_training_rate"],
+  ["emergencyDrillCompletionRate", "应急演练完成率", "#f57c00", "emergency_drill_completion_rate"],
+  ["socialServiceCoverage", "社会化服务覆盖率", "#6a1b9a", "social_service_coverage"],
+  ["serviceCoverageOver5mRevenue", "500万以上企业服务覆盖率", "#00838f", "service_coverage_over_5m_revenue"],
 ];
 let token = "";
 let catalogue = [];
+let periods = {};
 const AS_OF = new URLSearchParams(location.search).get("asOf");
 
 function fmt(v, unit) {
@@ -48,13 +49,17 @@ function start() {
 
 async function load() {
   document.getElementById("message").textContent = "";
-  const data = await gql(`query($at: DateTime) { metricCatalogue { code nameZh unit cityOnly }
+  const data = await gql(`query($at: DateTime) { metricCatalogue { code nameZh unit cityOnly headline }
     headlineRates(asOf: $at) { at enterpriseResponsibilityRate principalAndSafetyOfficerTrainingRate emergencyDrillCompletionRate socialServiceCoverage serviceCoverageOver5mRevenue }
+    cityMetrics(asOf: $at) { metrics { code period { label } } }
     allTownMetrics(asOf: $at) { town metrics { code value numerator } } }`, { at: AS_OF });
+  // Which stretch of time each figure covers (cadence metrics: the latest completed period).
+  periods = Object.fromEntries(data.cityMetrics.metrics.map(m => [m.code, m.period.label]));
   catalogue = data.metricCatalogue;
   document.getElementById("at").textContent = "数据时点：" + new Date(data.headlineRates.at).toLocaleString("zh-CN");
-  document.getElementById("rates").innerHTML = HEADLINES.map(([key, name]) =>
-    `<div class="rate" data-rate="${key}" data-testid="rate-${key}"><div class="v" data-testid="rate-value">${fmt(data.headlineRates[key], "PERCENT")}</div><div class="n">${name}</div></div>`).join("");
+  const periodOf = headline => periods[(catalogue.find(m => m.headline === headline) || {}).code] || "";
+  document.getElementById("rates").innerHTML = HEADLINES.map(([key, name, , headline]) =>
+    `<div class="rate" data-rate="${key}" data-testid="rate-${key}"><div class="v" data-testid="rate-value">${fmt(data.headlineRates[key], "PERCENT")}</div><div class="n">${name}</div><div class="p" data-testid="rate-period">${esc(periodOf(headline))}</div></div>`).join("");
   const select = document.getElementById("metric");
   if (!select.options.length) {
     select.innerHTML = catalogue.filter(m => !m.cityOnly)
@@ -70,7 +75,8 @@ async function load() {
 async function loadRanking() {
   const code = document.getElementById("metric").value;
   const unit = (catalogue.find(m => m.code === code) || {}).unit;
-  const data = await gql(`query($m: String!, $at: DateTime) { townRanking(metric: $m, asOf: $at) { rank town value change } }`, { m: code, at: AS_OF });
+  const data = await gql(`query($m: String!, $at: DateTime) { townRanking(metric: $m, asOf: $at) { rank town value change period { label } } }`, { m: code, at: AS_OF });
+  document.getElementById("metric-period").textContent = data.townRanking.length ? "统计期：" + data.townRanking[0].period.label : "";
   document.querySelector("#ranking tbody").innerHTML = data.townRanking.map(r => {
     const change = r.change === null ? "—" : (r.change > 0 ? `<span class="up">▲ ${r.change}</span>` : r.change < 0 ? `<span class="down">▼ ${-r.change}</span>` : "持平");
     return `<tr data-town="${esc(r.town)}" data-testid="ranking-row"><td data-testid="rank">${r.rank ?? "—"}</td><td data-testid="town">${esc(r.town)}</td><td class="value" data-testid="value">${fmt(r.value, unit)}</td><td>${change}</td></tr>`;

@@ -10,9 +10,9 @@
 //!   (`R04.leader_certificates`, the certificates of the principal and the safety officers) is
 //!   satisfied / enterprises.
 //! - G02 应急演练完成率: enterprises with an approved drill record (`R10.drill`) for every period
-//!   of their drill cadence that started in the year so far (and did not end before they
-//!   registered) / enterprises the drill requirement applies to: the metric engine's
-//!   `cadence_met` over the year-to-date window, the one `headlineRates` uses.
+//!   of their drill cadence in the span the metric covers (completed periods only, and not
+//!   ended before they registered) / enterprises the drill requirement applies to: the metric
+//!   engine's `cadence_met_in` over G02's `metric_span`, the one `headlineRates` uses.
 //! - H01 社会化服务覆盖率: enterprises with an agency contract in force / enterprises.
 //! - H02 500万以上企业服务覆盖率: the same among enterprises with revenue of at least 5 M yuan.
 
@@ -21,7 +21,7 @@ use std::collections::BTreeSet;
 use anquan_domain::agency::AgencyState;
 use anquan_domain::compliance::{self, RequirementState};
 use anquan_domain::enterprise::EnterpriseFile;
-use anquan_domain::metrics::{Window, cadence_met, window_start};
+use anquan_domain::metrics::{Headline, cadence_met_in, metric_span};
 use anquan_domain::rules::RuleSet;
 use anquan_domain::{EnterpriseId, Instant};
 
@@ -70,15 +70,15 @@ pub fn enterprise_facts(file: &EnterpriseFile, rules: &RuleSet, at: Instant) -> 
         drills_done: false,
         revenue_over_5m,
     };
-    // G02 is the metric engine's own definition (`cadence_met` over the year-to-date window),
+    // G02 is the metric engine's own definition (`cadence_met_in` over the span G02 covers),
     // so the generator reports what `headlineRates` shows for the same instant.
     let Some(code) = anquan_domain::RequirementCode::parse(DRILL_REQUIREMENT).ok() else {
         return facts;
     };
-    let Some(year_start) = window_start(Window::Ytd, at, rules) else {
+    let Some((_, g02)) = rules.metrics.headline(Headline::EmergencyDrillCompletionRate) else {
         return facts;
     };
-    if let Some(met) = cadence_met(file, rules, &code, year_start, at) {
+    if let Some(met) = cadence_met_in(file, rules, &code, &metric_span(g02, at, rules), at) {
         facts.drill_applies = true;
         facts.drills_done = met;
     }

@@ -101,6 +101,11 @@ impl Period {
         self.year
     }
 
+    /// Returns the 1-based index of the period within its year (month, quarter, half).
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
     /// Returns the period right after this one.
     pub fn next(&self) -> Period {
         if self.index == self.cadence.periods_per_year() {

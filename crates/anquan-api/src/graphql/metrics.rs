@@ -9,7 +9,7 @@ use async_graphql::{Context, Enum, Object, SimpleObject, Subscription};
 use chrono::{DateTime, Utc};
 use futures::Stream;
 
-use anquan_domain::metrics::{Headline, Metric, Scope, Tally, Unit, Window};
+use anquan_domain::metrics::{Covers, Headline, Metric, Scope, Tally, Unit, Window, metric_span};
 use anquan_domain::{Role, Town};
 use anquan_projections::metrics::{ScopeTallies, Snapshot};
 
@@ -42,6 +42,10 @@ pub struct MetricDefinition {
     pub headline: Option<String>,
     /// False when no fact is recorded for it yet (it reads 0).
     pub recorded: bool,
+    /// True when it counts only periods that ended by the instant (cadence metrics G02, G03,
+    /// D04): the latest completed half-year, or the completed part of its year, not the period
+    /// in progress; each figure's `period` says which.
+    pub completed_periods_only: bool,
 }
 
 /// A metric's window.
@@ -90,6 +94,7 @@ impl From<&Metric> for MetricDefinition {
             city_only: metric.scope == Scope::City,
             headline: metric.headline.map(headline_name),
             recorded: metric.recorded,
+            completed_periods_only: metric.covers == Covers::CompletedPeriods,
         }
     }
 }
@@ -110,11 +115,30 @@ pub struct MetricPart {
     pub value: f64,
 }
 
+/// The stretch of time a figure covers.
+#[derive(SimpleObject, Clone)]
+pub struct MetricPeriod {
+    /// Its first instant (the instant asked for, for a snapshot).
+    pub start: DateTime<Utc>,
+    /// Its end: the instant asked for, or, for a figure of completed periods, the end of the
+    /// latest one (exclusive).
+    pub end: DateTime<Utc>,
+    /// As a person reads it, local time: 2026年下半年, 2026年（截至12月6日 10:03）, 截至2026年12月6日 10:03.
+    pub label: String,
+    /// The local period (2026, 2026-H2), none for a snapshot.
+    pub period: Option<String>,
+    /// True when the figure counts only periods that ended by the instant.
+    pub completed: bool,
+}
+
 /// One metric's figure in one scope.
 #[derive(SimpleObject)]
 pub struct MetricValue {
     /// The metric's code.
     pub code: String,
+    /// The stretch of time the figure covers (the window to the instant, the latest completed
+    /// period for cadence metrics, or the instant for a snapshot).
+    pub period: MetricPeriod,
     /// The value (none: a ratio over nothing, or a city-wide metric asked of a town).
     pub value: Option<f64>,
     /// The summed numerator.
@@ -158,6 +182,8 @@ pub struct RankingEntry {
     pub value: Option<f64>,
     /// Month-over-month change.
     pub change: Option<f64>,
+    /// The stretch of time the value covers (the same for every town).
+    pub period: MetricPeriod,
 }
 
 /// The five rates the source article names, in one scope.
@@ -183,6 +209,20 @@ pub struct HeadlineRates {
     pub rule_set: String,
     /// The SHA-256 digest of that rule set's files (as published in the rule-set log).
     pub rule_set_digest: String,
+    /// The stretch of time each rate covers, in the order of the fields above (G02 counts
+    /// completed periods only).
+    pub periods: Vec<HeadlinePeriod>,
+}
+
+/// The stretch of time one headline rate covers.
+#[derive(SimpleObject)]
+pub struct HeadlinePeriod {
+    /// The rate's snake_case name (`emergency_drill_completion_rate`, …).
+    pub rate: String,
+    /// The metric carrying it (B02, D03, G02, H01, H02 in rule set v1).
+    pub code: String,
+    /// The stretch of time it covers.
+    pub period: MetricPeriod,
 }
 
 /// An enterprise type the figures can be restricted to.
@@ -296,7 +336,25 @@ fn breakdown_index(app: &AppState, breakdown: Option<&str>) -> Result<Option<usi
         .transpose()
 }
 
-fn values(app: &AppState, town: bool, now: Option<&[Tally]>, earlier: Option<&[Tally]>) -> Vec<MetricValue> {
+/// The span a metric's figure at `at` covers (`metrics::metric_span`), as the API gives it.
+fn covered(app: &AppState, metric: &Metric, at: DateTime<Utc>) -> MetricPeriod {
+    let span = metric_span(metric, at, &app.rules);
+    MetricPeriod {
+        start: span.start,
+        end: span.end,
+        label: span.label(app.rules.time_zone),
+        period: span.period.map(|period| period.to_string()),
+        completed: span.completed,
+    }
+}
+
+fn values(
+    app: &AppState,
+    town: bool,
+    at: DateTime<Utc>,
+    now: Option<&[Tally]>,
+    earlier: Option<&[Tally]>,
+) -> Vec<MetricValue> {
     app.rules
         .metrics
         .metrics
@@ -327,6 +385,7 @@ fn values(app: &AppState, town: bool, now: Option<&[Tally]>, earlier: Option<&[T
             #[allow(clippy::cast_precision_loss, reason = "tallies are far below 2^52")]
             MetricValue {
                 code: metric.code.clone(),
+                period: covered(app, metric, at),
                 value,
                 numerator: tally.numerator as f64,
                 denominator: tally.denominator as f64,
@@ -359,7 +418,13 @@ fn scope_metrics(
         town: town.map(ToString::to_string),
         at: now.at,
         breakdown: breakdown.map(|(_, name)| name.to_owned()),
-        metrics: values(app, town.is_some(), pick(now).as_deref(), pick(earlier).as_deref()),
+        metrics: values(
+            app,
+            town.is_some(),
+            now.at,
+            pick(now).as_deref(),
+            pick(earlier).as_deref(),
+        ),
         rule_set: app.rules.version.clone(),
         rule_set_digest: app.rule_set_digest(&app.rules.version),
     }
@@ -507,6 +572,7 @@ impl MetricsQuery {
             )));
         }
         let (now, earlier) = snapshots(app, as_of).await?;
+        let period = covered(app, definition, now.at);
         let mut entries: Vec<RankingEntry> = now
             .towns
             .iter()
@@ -517,6 +583,7 @@ impl MetricsQuery {
                     .and_then(|tallies| tallies.all.get(index))
                     .and_then(|tally| definition.value(tally));
                 RankingEntry {
+                    period: period.clone(),
                     rank: None,
                     town: town.to_string(),
                     value,
@@ -585,6 +652,17 @@ impl MetricsQuery {
             service_coverage_over_5m_revenue: rate(Headline::ServiceCoverageOver5mRevenue),
             rule_set: app.rules.version.clone(),
             rule_set_digest: app.rule_set_digest(&app.rules.version),
+            periods: Headline::ALL
+                .into_iter()
+                .filter_map(|headline| {
+                    let (_, metric) = app.rules.metrics.headline(headline)?;
+                    Some(HeadlinePeriod {
+                        rate: headline_name(headline),
+                        code: metric.code.clone(),
+                        period: covered(app, metric, now.at),
+                    })
+                })
+                .collect(),
         })
     }
 }

@@ -4,7 +4,7 @@
 use chrono::Duration;
 use serde::{Deserialize, Serialize};
 
-use super::{DenominatorOf, Measure, MetricCatalogue, Scope, Tally, Window};
+use super::{Covers, DenominatorOf, Measure, Metric, MetricCatalogue, Scope, Tally, Window};
 use crate::Instant;
 use crate::agency::{QualificationKind, WarningKind};
 use crate::compliance::{ComplianceReport, IndicatorState, RequirementState, evaluate};
@@ -132,6 +132,184 @@ pub fn window_start(window: Window, at: Instant, rules: &RuleSet) -> Option<Inst
     window_period(window, at, rules).map(|period| period.start(rules.time_zone))
 }
 
+/// The latest period of a window's length that ended by `at`, for metrics that count
+/// completed periods only (`Covers::CompletedPeriods`; `None` for a snapshot): for `HalfYear`
+/// the latest half-year that ended by `at`; for `Ytd` the completed part of the year of that
+/// half-year: its first half-year when that is the one, the whole year once the second ended.
+/// An instant exactly on 1 January (1 July) 00:00 local has just completed the period ending
+/// there, so 2027-01-01T00:00+08:00 covers 2026, and 2027-01-15 still does, until 1 July.
+pub fn completed_period(window: Window, at: Instant, rules: &RuleSet) -> Option<Period> {
+    let offset = rules.time_zone;
+    // The half-year containing `at` starts at or before it, so the one before ended by `at`.
+    let half = Cadence::HalfYearly.period_containing(at, offset).previous();
+    match window {
+        Window::Snapshot => None,
+        Window::HalfYear => Some(half),
+        Window::Ytd if half.next().year() == half.year() => Some(half),
+        Window::Ytd => Some(Cadence::Yearly.period_containing(half.start(offset), offset)),
+    }
+}
+
+/// The stretch of time a metric's figure at `at` covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Span {
+    /// Its first instant (the instant itself for a snapshot).
+    pub start: Instant,
+    /// The end: the instant asked for, or the end of the completed period it covers.
+    pub end: Instant,
+    /// The local period it is (the year or half-year of the window; `None` for a snapshot).
+    pub period: Option<Period>,
+    /// True when it counts completed periods only (its `end` is the period's end).
+    pub completed: bool,
+}
+
+impl Span {
+    /// The span as a person reads it, in the rule set's local time: the period of a completed
+    /// span (2026年下半年, 2026年), a window up to the instant with the instant (2026年（截至
+    /// 12月6日 10:03）; the period alone when the instant ends it), a snapshot the instant
+    /// (截至2026年12月6日 10:03).
+    pub fn label(&self, offset: chrono::FixedOffset) -> String {
+        let local = self.end.with_timezone(&offset);
+        match self.period {
+            None => format!("截至{}", local.format("%Y年%-m月%-d日 %H:%M")),
+            Some(period) if self.completed || period.end(offset) == self.end => period_label(period),
+            Some(period) => format!("{}（截至{}）", period_label(period), local.format("%-m月%-d日 %H:%M")),
+        }
+    }
+}
+
+/// A period as a person reads it: 2026年, 2026年上半年, 2026年第3季度, 2026年7月.
+pub fn period_label(period: Period) -> String {
+    let year = period.year();
+    match period.cadence() {
+        Cadence::Yearly => format!("{year}年"),
+        Cadence::HalfYearly if period.index() == 1 => format!("{year}年上半年"),
+        Cadence::HalfYearly => format!("{year}年下半年"),
+        Cadence::Quarterly => format!("{year}年第{}季度", period.index()),
+        Cadence::Monthly => format!("{year}年{}月", period.index()),
+    }
+}
+
+/// The span a metric's figure at `at` covers: a snapshot the instant, a window from its start
+/// to the instant, a metric counting completed periods the latest such period (see
+/// [`completed_period`]). Every figure says which (the API's `MetricValue.period`).
+pub fn metric_span(metric: &Metric, at: Instant, rules: &RuleSet) -> Span {
+    let offset = rules.time_zone;
+    let completed = metric.covers == Covers::CompletedPeriods;
+    let period = if completed {
+        completed_period(metric.window, at, rules)
+    } else {
+        window_period(metric.window, at, rules)
+    };
+    match period {
+        None => Span {
+            start: at,
+            end: at,
+            period: None,
+            completed: false,
+        },
+        Some(period) => Span {
+            start: period.start(offset),
+            end: if completed { period.end(offset) } else { at },
+            period: Some(period),
+            completed,
+        },
+    }
+}
+
+/// The periods of a cadence an enterprise is judged on for a completed span: those lying
+/// within it; when none does (a yearly cadence and a span of a first half-year), the latest
+/// one that ended by the span's end (the year before). Never empty, at most 12.
+pub fn judged_periods(cadence: Cadence, span: Period, offset: chrono::FixedOffset) -> Vec<Period> {
+    let (start, end) = (span.start(offset), span.end(offset));
+    let mut periods = Vec::new();
+    let mut period = cadence.period_containing(start, offset);
+    while period.end(offset) <= end {
+        if period.start(offset) >= start {
+            periods.push(period);
+        }
+        period = period.next();
+    }
+    if periods.is_empty() {
+        // The period containing the end starts at or before it: the one before ended by then.
+        periods.push(cadence.period_containing(end, offset).previous());
+    }
+    periods
+}
+
+/// Whether an enterprise kept a periodic requirement's cadence over a completed span: each of
+/// its [`judged_periods`] (the cadence is the rule set's, chosen by the profile at `at`) that did
+/// not end before the enterprise registered has a record for exactly that period approved by
+/// `at`. Records uploaded and approved in the grace days after a period raise its figure from
+/// when they are approved. `None` when the requirement does not apply at `at`, as for
+/// [`cadence_met`], or when every judged period ended before the enterprise registered.
+pub fn cadence_met_over(
+    file: &EnterpriseFile,
+    rules: &RuleSet,
+    requirement: &RequirementCode,
+    span: Period,
+    at: Instant,
+) -> Option<bool> {
+    let registration = file.registration.as_ref()?;
+    if registration.registered_at > at {
+        return None;
+    }
+    let cadence = periodic_cadence(file, rules, requirement, at)?;
+    let offset = rules.time_zone;
+    let due: Vec<Period> = judged_periods(cadence, span, offset)
+        .into_iter()
+        .filter(|period| period.end(offset) > registration.registered_at)
+        .collect();
+    // Nothing was due of an enterprise that registered after the span: it is not in the rate
+    // yet, rather than counted as met.
+    if due.is_empty() {
+        return None;
+    }
+    Some(
+        due.into_iter()
+            .all(|period| period_approved(file, requirement, period, at)),
+    )
+}
+
+/// [`cadence_met_over`] a completed span, else [`cadence_met`] from the span's start to `at`:
+/// what a `cadence_met` metric counts for the enterprise over [`metric_span`].
+pub fn cadence_met_in(
+    file: &EnterpriseFile,
+    rules: &RuleSet,
+    requirement: &RequirementCode,
+    span: &Span,
+    at: Instant,
+) -> Option<bool> {
+    match span.period.filter(|_| span.completed) {
+        Some(period) => cadence_met_over(file, rules, requirement, period, at),
+        None => cadence_met(file, rules, requirement, span.start, at),
+    }
+}
+
+/// The cadence of a periodic requirement for the enterprise's profile at `at`, if it applies.
+fn periodic_cadence(
+    file: &EnterpriseFile,
+    rules: &RuleSet,
+    requirement: &RequirementCode,
+    at: Instant,
+) -> Option<Cadence> {
+    let profile = file.profile_at(at)?;
+    let (indicator, rule) = rules.requirement(requirement)?;
+    if !rules.holds(&indicator.applies_to, profile) || !rules.holds(&rule.applies_to, profile) {
+        return None;
+    }
+    rules.cadence_for(&rule.evidence, profile)
+}
+
+/// Whether a record of the requirement for exactly `period` was approved by `at`.
+fn period_approved(file: &EnterpriseFile, requirement: &RequirementCode, period: Period, at: Instant) -> bool {
+    file.documents.values().any(|document| {
+        &document.requirement == requirement
+            && document.coverage == Coverage::Period { period }
+            && document.approved_by(at)
+    })
+}
+
 /// Whether an enterprise kept a periodic requirement's cadence from `from` to `at`: every
 /// period of its cadence (the rule set's, chosen by the profile at `at`) that began at or after
 /// `from` and before `at`, and did not end before the enterprise registered, has a record for
@@ -153,12 +331,7 @@ pub fn cadence_met(
     if registration.registered_at > at {
         return None;
     }
-    let profile = file.profile_at(at)?;
-    let (indicator, rule) = rules.requirement(requirement)?;
-    if !rules.holds(&indicator.applies_to, profile) || !rules.holds(&rule.applies_to, profile) {
-        return None;
-    }
-    let cadence = rules.cadence_for(&rule.evidence, profile)?;
+    let cadence = periodic_cadence(file, rules, requirement, at)?;
     let offset = rules.time_zone;
     let mut period = cadence.period_containing(from, offset);
     if period.start(offset) < from {
@@ -167,12 +340,7 @@ pub fn cadence_met(
     let mut met = true;
     while period.start(offset) < at {
         if period.end(offset) > registration.registered_at {
-            let covered = file.documents.values().any(|document| {
-                &document.requirement == requirement
-                    && document.coverage == Coverage::Period { period }
-                    && document.approved_by(at)
-            });
-            met &= covered;
+            met &= period_approved(file, requirement, period, at);
         }
         period = period.next();
     }
@@ -218,11 +386,11 @@ pub fn enterprise_contribution(
             if metric.scope == Scope::City || (closed && metric.window == Window::Snapshot) {
                 return (0, 0);
             }
-            let start = window_start(metric.window, at, rules).unwrap_or(at);
+            let span = metric_span(metric, at, rules);
             if metric.measure == Measure::RegisteredInWindow {
                 // A08: created and closed in the window, each a part; the figure is their sum.
-                let created = flag(facts.within(registration.registered_at, start));
-                let closures = i64::try_from(file.closures_within(start, at)).unwrap_or(i64::MAX);
+                let created = flag(facts.within(registration.registered_at, span.start));
+                let closures = i64::try_from(file.closures_within(span.start, at)).unwrap_or(i64::MAX);
                 if created + closures > 0
                     && let Ok(index) = u16::try_from(index)
                 {
@@ -230,7 +398,7 @@ pub fn enterprise_contribution(
                 }
                 return (created.saturating_add(closures), 0);
             }
-            facts.tally(&metric.measure, metric.window, start, colour)
+            facts.tally(&metric.measure, &span, colour)
         })
         .collect();
     Some(Contribution {
@@ -301,8 +469,9 @@ impl Facts<'_> {
         }))
     }
 
-    fn tally(&self, measure: &Measure, window: Window, start: Instant, colour: crate::rules::RiskColour) -> (i64, i64) {
+    fn tally(&self, measure: &Measure, span: &Span, colour: crate::rules::RiskColour) -> (i64, i64) {
         let at = self.at;
+        let start = span.start;
         let documents = || {
             self.file
                 .documents
@@ -381,8 +550,22 @@ impl Facts<'_> {
                     return (0, 0);
                 }
                 let offset = self.rules.time_zone;
+                if span.completed {
+                    // Each listed requirement's own cadence over the completed span.
+                    let covered = span.period.is_some_and(|period| {
+                        requirements.iter().any(|requirement| {
+                            periodic_cadence(self.file, self.rules, requirement, at).is_some_and(|cadence| {
+                                judged_periods(cadence, period, offset)
+                                    .into_iter()
+                                    .all(|judged| period_approved(self.file, requirement, judged, at))
+                            })
+                        })
+                    });
+                    return (flag(covered), 1);
+                }
                 // A snapshot looks at the year it falls in, like a year-to-date window.
-                let current = window_period(window, at, self.rules)
+                let current = span
+                    .period
                     .unwrap_or_else(|| Cadence::Yearly.period_containing(at, offset));
                 let (window_start, window_end) = (current.start(offset), current.end(offset));
                 let covered = documents().any(|document| {
@@ -397,7 +580,7 @@ impl Facts<'_> {
                 });
                 (flag(covered), 1)
             }
-            Measure::CadenceMet { requirement } => match cadence_met(self.file, self.rules, requirement, start, at) {
+            Measure::CadenceMet { requirement } => match cadence_met_in(self.file, self.rules, requirement, span, at) {
                 Some(met) => (flag(met), 1),
                 None => (0, 0),
             },

@@ -15,8 +15,9 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 pub use measure::{
-    AgencyFacts, ContractFact, Contribution, GradeFact, ReportFact, ServiceFacts, StaffFact, StaffList, agency_tallies,
-    cadence_met, enterprise_contribution, window_period, window_start,
+    AgencyFacts, ContractFact, Contribution, GradeFact, ReportFact, ServiceFacts, Span, StaffFact, StaffList,
+    agency_tallies, cadence_met, cadence_met_in, cadence_met_over, completed_period, enterprise_contribution,
+    judged_periods, metric_span, period_label, window_period, window_start,
 };
 
 use crate::agency::QualificationKind;
@@ -63,6 +64,8 @@ pub struct Metric {
     /// Empty for a plain count.
     pub denominator: String,
     pub window: Window,
+    /// Which periods of the window the figure counts (see [`Covers`]).
+    pub covers: Covers,
     pub unit: Unit,
     pub scope: Scope,
     pub headline: Option<Headline>,
@@ -86,6 +89,21 @@ pub enum Window {
     Ytd,
     /// The local half-year containing the instant, up to the instant.
     HalfYear,
+}
+
+/// Which periods a windowed metric counts at an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Covers {
+    /// The window up to the instant, the period in progress included.
+    #[default]
+    ToInstant,
+    /// Only periods that ended by the instant (for cadence metrics, whose period in progress
+    /// reads about 0 at its start): for `half_year` the latest half-year that ended by the
+    /// instant; for `ytd` the part of a year that ended with the latest completed half-year
+    /// (its first half-year, or the whole year once the second ended). See
+    /// [`completed_period`] and [`judged_periods`].
+    CompletedPeriods,
 }
 
 /// How a metric's value follows from its numerator and denominator.
@@ -399,6 +417,8 @@ struct RawMetric {
     #[serde(default)]
     denominator: String,
     window: Window,
+    #[serde(default)]
+    covers: Covers,
     unit: Unit,
     measure: String,
     #[serde(default)]
@@ -529,6 +549,21 @@ impl MetricsFile {
                     | Measure::AgencyWarnings
                     | Measure::AgenciesBlacklisted
             );
+            if raw.covers == Covers::CompletedPeriods {
+                if raw.window == Window::Snapshot {
+                    return Err(fail(
+                        "covers = \"completed_periods\" needs a window (ytd or half_year)".into(),
+                    ));
+                }
+                if !matches!(
+                    measure,
+                    Measure::CadenceMet { .. } | Measure::PeriodRecordApproved { .. }
+                ) {
+                    return Err(fail(
+                        "covers = \"completed_periods\" is for cadence_met and period_record_approved".into(),
+                    ));
+                }
+            }
             if city_measure != (raw.scope == Scope::City) {
                 return Err(fail("agency measures, and only they, have scope = \"city\"".into()));
             }
@@ -540,6 +575,7 @@ impl MetricsFile {
                 numerator: raw.numerator,
                 denominator: raw.denominator,
                 window: raw.window,
+                covers: raw.covers,
                 unit: raw.unit,
                 scope: raw.scope,
                 headline: raw.headline,
