@@ -1,8 +1,8 @@
 //! Monthly town reports over a year on the test clock: the service issues each month's report
 //! after the month ends (Asia/Shanghai), the January to December reports read back over GraphQL
-//! agree with a count of what the test drove and with the metrics recomputed at each month's end
-//! with the same rules, a correction is a new version beside the first, and the CSV, XLSX and
-//! printable HTML downloads carry the same figures (the XLSX parsed back with calamine, the page
+//! agree with a count of what the test drove, with the metrics recomputed at each month's end
+//! with the same rules, and with the brute-force oracle of the metrics over the exported log;
+//! a correction is a new version beside the first, and the CSV, XLSX and printable HTML downloads carry the same figures (the XLSX parsed back with calamine, the page
 //! opened and printed in headless Chromium).
 
 use std::collections::BTreeMap;
@@ -11,9 +11,18 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 use serde_json::{Value, json};
 
+use anquan_domain::Event;
+use anquan_domain::metrics::Scope;
+
 use crate::browser::{Browser, Viewport};
 use crate::compliance_flow::{register, review, upload};
-use crate::support::{TestApp, backends, data, spawn_app_with_env};
+use crate::supervision_flow::multipart;
+use crate::support::{TestApp, backends, binary, data, spawn_app_with_env};
+
+/// The brute-force oracle of `crates/anquan-projections/tests/metrics_oracle.rs`: every metric
+/// computed directly over the raw events, sharing no code with the metric computations.
+#[path = "../../crates/anquan-projections/tests/oracle/mod.rs"]
+mod oracle;
 
 const YEAR: i32 = 2027;
 const REPORT: &str = "query($month: String!, $town: String, $version: Int64) {
@@ -23,6 +32,9 @@ const REPORT: &str = "query($month: String!, $town: String, $version: Int64) {
     colours { red orange yellow blue }
     rankings { code towns { rank town value } }
   } }";
+const RECORD_INSPECTION: &str =
+    "mutation($input: RecordInspectionInput!, $documents: [Upload!]!, $photos: [Upload!]!) {
+  recordInspection(input: $input, documents: $documents, photos: $photos) { hazardIds } }";
 const TOWN_METRICS: &str = "query($town: String!, $at: DateTime!) {
   townMetrics(town: $town, asOf: $at) { ruleSet ruleSetDigest metrics { code value numerator denominator } } }";
 
@@ -39,6 +51,54 @@ fn fifth_of(month: u32) -> DateTime<Utc> {
 fn set_clock(clock: &std::path::Path, to: DateTime<Utc>) {
     let offset = (to - Utc::now()).num_seconds();
     std::fs::write(clock, offset.to_string()).unwrap();
+}
+
+/// The month's end: the first instant of the next month, local time (the report's instant).
+fn month_end(month: u32) -> DateTime<Utc> {
+    let (year, month) = if month == 12 { (YEAR + 1, 1) } else { (YEAR, month + 1) };
+    shanghai().with_ymd_and_hms(year, month, 1, 0, 0, 0).unwrap().to_utc()
+}
+
+/// The enterprises' streams as the auditors' export gives them (`anquan export enterprise`),
+/// decoded: the raw log the oracle walks.
+fn exported_log(app: &TestApp, enterprise_ids: &[String]) -> oracle::Log {
+    let out = tempfile::tempdir().unwrap();
+    let mut log = Vec::new();
+    for id in enterprise_ids {
+        let dir = out.path().join(id);
+        let mut command = std::process::Command::new(binary());
+        command
+            .args(["export", "enterprise", id, "--out"])
+            .arg(&dir)
+            .arg("--data-dir")
+            .arg(app.data_dir())
+            .env_remove("ANQUAN_DATABASE_URL");
+        if let Some(url) = app.database_url() {
+            command.arg("--database").arg(url);
+        }
+        let output = command.output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        for line in std::fs::read_to_string(dir.join("events.jsonl")).unwrap().lines() {
+            let line: Value = serde_json::from_str(line).unwrap();
+            let event = &line["event"];
+            let decoded = Event::decode(
+                event["event_type"].as_str().unwrap(),
+                u32::try_from(event["schema_version"].as_u64().unwrap()).unwrap(),
+                event["data"].as_str().unwrap(),
+            )
+            .unwrap();
+            log.push((event["stream_id"].as_str().unwrap().to_owned(), decoded));
+        }
+    }
+    log
+}
+
+/// A report's summed numerator or denominator (a `Float` holding a whole number) as an integer.
+#[allow(clippy::cast_possible_truncation, reason = "checked whole and small just before")]
+fn integer(value: &Value) -> i64 {
+    let number = value.as_f64().unwrap();
+    assert!(number.fract() == 0.0 && number.abs() < 1e15, "{value}");
+    number as i64
 }
 
 async fn report(app: &TestApp, token: &str, month: &str, town: Option<&str>) -> Value {
@@ -83,6 +143,7 @@ async fn a_year_of_monthly_reports_is_issued_frozen_and_downloadable() {
         )
         .await;
         let admin = app.token(&["--role", "city_admin"]);
+        let inspector = app.token(&["--role", "city_inspector"]);
 
         // Enterprises join over the year; each month one of them files an approved plan.
         let joining: BTreeMap<u32, Vec<(&str, &str)>> = BTreeMap::from([
@@ -110,6 +171,24 @@ async fn a_year_of_monthly_reports_is_issued_frozen_and_downloadable() {
             if month % 3 != 0 {
                 data(&review(&app, &admin, id, &document, "APPROVE", None).await);
             }
+            // An inspection with a hazard due in ten days: open, then overdue at the month's end.
+            let (inspected, _) = &enterprises[usize::try_from(month + 1).unwrap() % enterprises.len()];
+            let inspected_at = fifth_of(month) - chrono::Duration::hours(1);
+            let input = json!({
+                "enterpriseId": inspected, "kind": "ON_SITE", "inspectedAt": inspected_at,
+                "inspectors": ["王检查"],
+                "hazards": [{ "category": "FIRE", "level": "GENERAL", "description": format!("{month}月消防通道堵塞"),
+                              "deadline": inspected_at + chrono::Duration::days(10) }],
+            });
+            let inspection = multipart(
+                &app,
+                &inspector,
+                RECORD_INSPECTION,
+                json!({ "input": input, "documents": [], "photos": [] }),
+                &[],
+            )
+            .await;
+            data(&inspection);
             let mut counts = BTreeMap::new();
             for (_, town) in &enterprises {
                 *counts.entry(*town).or_insert(0) += 1;
@@ -212,6 +291,46 @@ async fn a_year_of_monthly_reports_is_issued_frozen_and_downloadable() {
             assert_eq!(city_total, colours_total, "{backend:?} {month_name}");
             assert!(!city["rankings"].as_array().unwrap().is_empty(), "{backend:?}");
         }
+
+        // The brute-force oracle over the log the year left: every town figure of every month.
+        let ids: Vec<String> = enterprises.iter().map(|(id, _)| id.clone()).collect();
+        let log = exported_log(&app, &ids);
+        let rules = anquan_domain::rules::builtin_v1().unwrap();
+        let mut nonzero = std::collections::BTreeSet::new();
+        for month in 1..=12u32 {
+            let month_name = format!("{YEAR}-{month:02}");
+            let counted = oracle::oracle(&rules, &log, month_end(month), None);
+            for town in towns {
+                let frozen = report(&app, &admin, &month_name, Some(town)).await;
+                let tallies = counted
+                    .iter()
+                    .find(|(key, _)| key.as_ref().is_some_and(|key| key.as_str() == town))
+                    .map(|(_, tallies)| tallies.clone())
+                    .unwrap_or_default();
+                for (index, metric) in rules.metrics.metrics.iter().enumerate() {
+                    if metric.scope == Scope::City {
+                        continue;
+                    }
+                    let kept = figure(&frozen, &metric.code);
+                    let (numerator, denominator) = tallies
+                        .get(index)
+                        .map_or((0, 0), |tally| (tally.numerator, tally.denominator));
+                    if numerator != 0 {
+                        nonzero.insert(metric.code.clone());
+                    }
+                    assert_eq!(
+                        (integer(&kept["numerator"]), integer(&kept["denominator"])),
+                        (numerator, denominator),
+                        "{backend:?} {month_name} {town} {}: the frozen figure against the oracle",
+                        metric.code
+                    );
+                }
+            }
+        }
+
+        // Not an agreement on zeros: registrations, records, reviews, inspections, open and
+        // overdue hazards and the colours all show in the figures compared.
+        assert!(nonzero.len() >= 15, "{backend:?}: only {nonzero:?} were non-zero");
 
         // The annual assessment, scored from December's report by the rule set's weights.
         let mut assessment = Value::Null;
