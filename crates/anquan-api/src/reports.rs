@@ -23,6 +23,7 @@ use anquan_projections::metrics::{ScopeTallies, Snapshot};
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::graphql::metrics::rank_highest_first;
 use crate::metrics_service::snapshots_at;
 
 /// How often the scheduler looks for an ended month without a report.
@@ -41,19 +42,33 @@ pub fn report_stream(month: ReportMonth) -> StreamId {
 
 /// Every version of a month's report, oldest first.
 pub async fn read_versions(app: &AppState, month: ReportMonth) -> Result<Vec<MonthlyReportIssued>, ApiError> {
+    read_document_versions(app, &report_stream(month), |event| match event {
+        Event::MonthlyReportIssued(report) => Ok(report),
+        other => Err(other.event_type()),
+    })
+    .await
+}
+
+/// Every version of a frozen document's stream (a month's report, a year's assessment),
+/// oldest first; `pick` takes the document out of its event and names the type of any other
+/// event, which such a stream never holds.
+async fn read_document_versions<T>(
+    app: &AppState,
+    stream: &StreamId,
+    pick: impl Fn(Event) -> Result<T, &'static str>,
+) -> Result<Vec<T>, ApiError> {
     let events = app
         .event_store
-        .read_stream(&report_stream(month), StreamVersion::FIRST, VERSIONS_MAX)
+        .read_stream(stream, StreamVersion::FIRST, VERSIONS_MAX)
         .await
         .map_err(|error| ApiError::internal(&error))?;
     events
         .iter()
-        .map(|recorded| match recorded.decode() {
-            Ok(Event::MonthlyReportIssued(report)) => Ok(report),
-            Ok(other) => Err(ApiError::Internal(format!(
-                "{} holds a {} event",
-                recorded.stream_id,
-                other.event_type()
+        .map(|recorded| match recorded.decode().map(&pick) {
+            Ok(Ok(document)) => Ok(document),
+            Ok(Err(event_type)) => Err(ApiError::Internal(format!(
+                "{} holds a {event_type} event",
+                recorded.stream_id
             ))),
             Err(error) => Err(ApiError::internal(&error)),
         })
@@ -163,23 +178,11 @@ pub fn assessment_stream(year: i32) -> StreamId {
 
 /// Every version of a year's assessment, oldest first.
 pub async fn read_assessments(app: &AppState, year: i32) -> Result<Vec<AnnualAssessmentIssued>, ApiError> {
-    let events = app
-        .event_store
-        .read_stream(&assessment_stream(year), StreamVersion::FIRST, VERSIONS_MAX)
-        .await
-        .map_err(|error| ApiError::internal(&error))?;
-    events
-        .iter()
-        .map(|recorded| match recorded.decode() {
-            Ok(Event::AnnualAssessmentIssued(assessment)) => Ok(assessment),
-            Ok(other) => Err(ApiError::Internal(format!(
-                "{} holds a {} event",
-                recorded.stream_id,
-                other.event_type()
-            ))),
-            Err(error) => Err(ApiError::internal(&error)),
-        })
-        .collect()
+    read_document_versions(app, &assessment_stream(year), |event| match event {
+        Event::AnnualAssessmentIssued(assessment) => Ok(assessment),
+        other => Err(other.event_type()),
+    })
+    .await
 }
 
 /// Scores `year`'s assessment of every town from the latest version of December's report,
@@ -440,23 +443,13 @@ fn rankings(rules: &RuleSet, now: &Snapshot) -> Vec<ReportRanking> {
                     value: tallies.all.get(index).and_then(|tally| metric.value(tally)),
                 })
                 .collect();
-            towns.sort_by(|a, b| match (a.value, b.value) {
-                (Some(a), Some(b)) => b.total_cmp(&a),
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (None, None) => std::cmp::Ordering::Equal,
-            });
-            let mut rank = 0;
-            let mut last: Option<f64> = None;
-            for (position, entry) in towns.iter_mut().enumerate() {
-                if let Some(value) = entry.value {
-                    if last != Some(value) {
-                        rank = u32::try_from(position + 1).unwrap_or(u32::MAX);
-                        last = Some(value);
-                    }
-                    entry.rank = Some(rank);
-                }
-            }
+            rank_highest_first(
+                &mut towns,
+                |entry| entry.value,
+                |entry, rank| {
+                    entry.rank = Some(u32::try_from(rank).unwrap_or(u32::MAX));
+                },
+            );
             ReportRanking {
                 code: metric.code.clone(),
                 towns,

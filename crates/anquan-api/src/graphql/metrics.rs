@@ -593,23 +593,13 @@ impl MetricsQuery {
                 }
             })
             .collect();
-        entries.sort_by(|a, b| match (a.value, b.value) {
-            (Some(a), Some(b)) => b.total_cmp(&a),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => std::cmp::Ordering::Equal,
-        });
-        let mut rank = 0;
-        let mut last: Option<f64> = None;
-        for (position, entry) in entries.iter_mut().enumerate() {
-            if let Some(value) = entry.value {
-                if last != Some(value) {
-                    rank = i32::try_from(position + 1).unwrap_or(i32::MAX);
-                    last = Some(value);
-                }
-                entry.rank = Some(rank);
-            }
-        }
+        rank_highest_first(
+            &mut entries,
+            |entry| entry.value,
+            |entry, rank| {
+                entry.rank = Some(i32::try_from(rank).unwrap_or(i32::MAX));
+            },
+        );
         Ok(entries)
     }
 
@@ -724,5 +714,32 @@ impl MetricsSubscription {
                 ))
             }
         }))
+    }
+}
+
+/// Orders towns' entries by value, highest first and those without a value last, and gives
+/// each valued entry its competition rank (1-based; equal values share a rank, the next rank
+/// skips as many places): the town ranking of the dashboard and of the monthly reports.
+pub(crate) fn rank_highest_first<T>(
+    entries: &mut [T],
+    value: impl Fn(&T) -> Option<f64>,
+    mut set_rank: impl FnMut(&mut T, usize),
+) {
+    entries.sort_by(|a, b| match (value(a), value(b)) {
+        (Some(a), Some(b)) => b.total_cmp(&a),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    });
+    let mut rank = 0;
+    let mut last: Option<f64> = None;
+    for (position, entry) in entries.iter_mut().enumerate() {
+        if let Some(current) = value(entry) {
+            if last != Some(current) {
+                rank = position + 1;
+                last = Some(current);
+            }
+            set_rank(entry, rank);
+        }
     }
 }
