@@ -274,9 +274,8 @@ async fn download_file(
     headers: HeaderMap,
 ) -> Response {
     let app = &state.app;
-    let actor = match bearer_actor(app, &headers) {
-        Ok(Some(actor)) => actor,
-        Ok(None) => return error_response(StatusCode::UNAUTHORIZED, &ApiError::Unauthenticated),
+    let actor = match authenticated(app, &headers) {
+        Ok(actor) => actor,
         Err(error) => return error_response(StatusCode::UNAUTHORIZED, &error),
     };
     let unknown = || {
@@ -754,9 +753,8 @@ async fn download_report(
     headers: HeaderMap,
 ) -> Response {
     let app = &state.app;
-    let actor = match bearer_actor(app, &headers) {
-        Ok(Some(actor)) => actor,
-        Ok(None) => return error_response(StatusCode::UNAUTHORIZED, &ApiError::Unauthenticated),
+    let actor = match authenticated(app, &headers) {
+        Ok(actor) => actor,
         Err(error) => return error_response(StatusCode::UNAUTHORIZED, &error),
     };
     let bad = |error: ApiError| error_response(StatusCode::BAD_REQUEST, &error);
@@ -868,9 +866,8 @@ async fn download_assessment(
     headers: HeaderMap,
 ) -> Response {
     let app = &state.app;
-    let actor = match bearer_actor(app, &headers) {
-        Ok(Some(actor)) => actor,
-        Ok(None) => return error_response(StatusCode::UNAUTHORIZED, &ApiError::Unauthenticated),
+    let actor = match authenticated(app, &headers) {
+        Ok(actor) => actor,
         Err(error) => return error_response(StatusCode::UNAUTHORIZED, &error),
     };
     let visible = match crate::graphql::metrics::visibility_of(&actor) {
@@ -942,6 +939,12 @@ fn percent_encode(name: &str) -> String {
             }
         })
         .collect()
+}
+
+/// The caller of a download that needs a token (files, reports, assessments), refused as
+/// unauthenticated without one; a token that does not verify is refused as `bearer_actor` says.
+fn authenticated(app: &AppState, headers: &HeaderMap) -> Result<anquan_domain::Actor, ApiError> {
+    bearer_actor(app, headers)?.ok_or(ApiError::Unauthenticated)
 }
 
 fn bearer_actor(app: &AppState, headers: &HeaderMap) -> Result<Option<anquan_domain::Actor>, ApiError> {
