@@ -46,15 +46,7 @@ impl SupervisionQuery {
             state: filter.map(Into::into),
             listing: None,
         };
-        let page = read_model::hazards(
-            app.compliance_read_models()?,
-            &filter,
-            at,
-            page_size(first)?,
-            after.as_deref(),
-        )
-        .await?;
-        Ok(connection(&page, &app.rules, at))
+        hazard_page(app, &filter, at, first, after).await
     }
 
     /// Hazards under listed supervision (挂牌督办) by `asOf` (default now), by their listing's
@@ -81,15 +73,7 @@ impl SupervisionQuery {
             state: None,
             listing: Some(state.map_or(ListingFilter::Any, |state| state.filter(review_days))),
         };
-        let page = read_model::hazards(
-            app.compliance_read_models()?,
-            &filter,
-            at,
-            page_size(first)?,
-            after.as_deref(),
-        )
-        .await?;
-        Ok(connection(&page, &app.rules, at))
+        hazard_page(app, &filter, at, first, after).await
     }
 
     /// A town's hazards overdue at `asOf` (default now), the oldest deadline in force first.
@@ -211,6 +195,25 @@ fn hazard_scope(
         return Ok((None, Some(*enterprise_id)));
     }
     Ok((scoped_town(ctx, town)?, enterprise))
+}
+
+/// One page of the hazards `filter` selects at `at`: the hazard lists' common read.
+async fn hazard_page(
+    app: &crate::AppState,
+    filter: &HazardFilter,
+    at: DateTime<Utc>,
+    first: i32,
+    after: Option<String>,
+) -> Result<HazardConnection, ApiError> {
+    let page = read_model::hazards(
+        app.compliance_read_models()?,
+        filter,
+        at,
+        page_size(first)?,
+        after.as_deref(),
+    )
+    .await?;
+    Ok(connection(&page, &app.rules, at))
 }
 
 fn connection(page: &read_model::Page<HazardView>, rules: &RuleSet, at: DateTime<Utc>) -> HazardConnection {
