@@ -8,14 +8,17 @@
 //! time; [`load_facts`] and [`Snapshot::compute`] do the same over facts held whole (tests).
 //! [`MetricsCache`] keeps each enterprise's contribution and the sums in memory so "now" is
 //! served without reading the store: the API replaces an enterprise's contribution when its
-//! facts change and recomputes everything as time passes ([`compute_streaming`]).
+//! facts change, and its timer index names the enterprises whose contribution may have changed
+//! as time passed ([`MetricsCache::due`]); [`compute_streaming`] fills it at start.
 
 mod load;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anquan_domain::enterprise::EnterpriseFile;
-use anquan_domain::metrics::{AgencyFacts, Contribution, ServiceFacts, Tally, agency_tallies, enterprise_contribution};
+use anquan_domain::metrics::{
+    AgencyFacts, Contribution, ServiceFacts, Tally, agency_tallies, enterprise_contribution, next_change,
+};
 use anquan_domain::rules::RuleSet;
 use anquan_domain::{EnterpriseId, Instant, Town};
 
@@ -206,6 +209,12 @@ fn finish(rules: &RuleSet, scope: &mut ScopeTallies, agency: &[Option<Tally>]) {
 
 /// Each enterprise's contribution at the instant it was last computed, their running sums per
 /// town and for the city, and the agency facts, so a snapshot of "now" costs a copy of the sums.
+///
+/// A timer index keeps each enterprise's next change (`anquan_domain::metrics::next_change`
+/// after the instant its contribution was computed): the contribution is the same at every
+/// instant from then until that change, so the cache is exact at any instant up to
+/// [`MetricsCache::next_due`], and recomputing the [`MetricsCache::due`] enterprises there
+/// keeps it exact, with no periodic pass over every enterprise.
 #[derive(Debug, Clone, Default)]
 pub struct MetricsCache {
     contributions: HashMap<EnterpriseId, Contribution>,
@@ -213,6 +222,31 @@ pub struct MetricsCache {
     agencies: Vec<AgencyFacts>,
     /// The instant of the last full computation, or of the last change.
     at: Option<Instant>,
+    timers: Timers,
+}
+
+/// Each enterprise's next change, and the enterprises by that instant.
+#[derive(Debug, Clone, Default)]
+struct Timers {
+    next: HashMap<EnterpriseId, Instant>,
+    by_instant: BTreeMap<Instant, BTreeSet<EnterpriseId>>,
+}
+
+impl Timers {
+    fn set(&mut self, enterprise_id: EnterpriseId, next: Option<Instant>) {
+        if let Some(before) = self.next.remove(&enterprise_id)
+            && let Some(waiting) = self.by_instant.get_mut(&before)
+        {
+            waiting.remove(&enterprise_id);
+            if waiting.is_empty() {
+                self.by_instant.remove(&before);
+            }
+        }
+        if let Some(next) = next {
+            self.next.insert(enterprise_id, next);
+            self.by_instant.entry(next).or_default().insert(enterprise_id);
+        }
+    }
 }
 
 /// Computes the cache at `at` and the snapshot at `earlier_at` in one pass over the
@@ -237,7 +271,8 @@ pub async fn compute_streaming(
         &rules,
         &[at, earlier_at],
         chunk,
-        |enterprise_id, contributions| {
+        true,
+        |enterprise_id, contributions, next| {
             let mut contributions = contributions.into_iter();
             if let Some(Some(now)) = contributions.next() {
                 cache.sums.apply(&rules, &now, true);
@@ -246,6 +281,7 @@ pub async fn compute_streaming(
             if let Some(Some(before)) = contributions.next() {
                 earlier.apply(&rules, &before, true);
             }
+            cache.timers.set(enterprise_id, next);
         },
     )
     .await?;
@@ -266,7 +302,7 @@ pub async fn snapshots_streaming(
 ) -> Result<Vec<Snapshot>, crate::error::QueryError> {
     let agencies = agency_facts(store).await?;
     let mut sums: Vec<Sums> = instants.iter().map(|_| Sums::new(&rules)).collect();
-    for_each_contribution(store, &rules, instants, chunk, |_, contributions| {
+    for_each_contribution(store, &rules, instants, chunk, false, |_, contributions, _| {
         for (sums, contribution) in sums.iter_mut().zip(contributions) {
             if let Some(contribution) = contribution {
                 sums.apply(&rules, &contribution, true);
@@ -283,14 +319,16 @@ pub async fn snapshots_streaming(
 
 /// Reads the enterprises' files `chunk` at a time, in enterprise order, and hands
 /// `each` every enterprise's contribution at each of `instants` (in that order; `None` where
-/// it contributes nothing). The evaluation runs on a blocking thread, a chunk at a time, so
-/// memory holds one chunk of files (and the agency facts about the enterprises) at once.
+/// it contributes nothing) and, with `timer`, its next change after the first instant. The
+/// evaluation runs on a blocking thread, a chunk at a time, so memory holds one chunk of files
+/// (and the agency facts about the enterprises) at once.
 async fn for_each_contribution(
     store: &dyn anquan_event_store::ReadModelStore,
     rules: &std::sync::Arc<RuleSet>,
     instants: &[Instant],
     chunk: usize,
-    mut each: impl FnMut(EnterpriseId, Vec<Option<Contribution>>),
+    timer: bool,
+    mut each: impl FnMut(EnterpriseId, Vec<Option<Contribution>>, Option<Instant>),
 ) -> Result<(), crate::error::QueryError> {
     let chunk = chunk.max(1);
     let services = std::sync::Arc::new(load::services(store, None).await?);
@@ -314,7 +352,11 @@ async fn for_each_contribution(
                         .iter()
                         .map(|at| enterprise_contribution(&rules.metrics, rules, &file, services, *at))
                         .collect::<Vec<_>>();
-                    (enterprise_id, contributions)
+                    let next = instants
+                        .first()
+                        .filter(|_| timer)
+                        .and_then(|at| next_change(&rules.metrics, rules, &file, services, *at));
+                    (enterprise_id, contributions, next)
                 })
                 .collect::<Vec<_>>()
         })
@@ -323,8 +365,8 @@ async fn for_each_contribution(
             table: "enterprises",
             reason: format!("metrics computation stopped: {error}"),
         })?;
-        for (enterprise_id, contributions) in computed {
-            each(enterprise_id, contributions);
+        for (enterprise_id, contributions, next) in computed {
+            each(enterprise_id, contributions, next);
         }
         if count < chunk {
             return Ok(());
@@ -338,23 +380,26 @@ impl MetricsCache {
         let empty = ServiceFacts::default();
         let mut sums = Sums::new(rules);
         let mut contributions = HashMap::with_capacity(facts.files.len());
+        let mut timers = Timers::default();
         for (enterprise_id, file) in &facts.files {
             let services = facts.services.get(enterprise_id).unwrap_or(&empty);
             if let Some(contribution) = enterprise_contribution(&rules.metrics, rules, file, services, at) {
                 sums.apply(rules, &contribution, true);
                 contributions.insert(*enterprise_id, contribution);
             }
+            timers.set(*enterprise_id, next_change(&rules.metrics, rules, file, services, at));
         }
         MetricsCache {
             contributions,
             sums,
             agencies: facts.agencies.clone(),
             at: Some(at),
+            timers,
         }
     }
 
-    /// Recomputes one enterprise's contribution at `at` from its facts (none: it is gone), and
-    /// returns its town before and after.
+    /// Recomputes one enterprise's contribution at `at` from its facts (none: it is gone) and
+    /// its next change after `at`, and returns its town before and after.
     pub fn update_enterprise(
         &mut self,
         rules: &RuleSet,
@@ -364,6 +409,8 @@ impl MetricsCache {
     ) -> (Option<Town>, Option<Town>) {
         let contribution =
             facts.and_then(|(file, services)| enterprise_contribution(&rules.metrics, rules, file, services, at));
+        let next = facts.and_then(|(file, services)| next_change(&rules.metrics, rules, file, services, at));
+        self.timers.set(enterprise_id, next);
         let before = self.contributions.remove(&enterprise_id);
         if let Some(before) = &before {
             self.sums.apply(rules, before, false);
@@ -397,5 +444,27 @@ impl MetricsCache {
     /// How many enterprises contribute.
     pub fn enterprises(&self) -> usize {
         self.contributions.len()
+    }
+
+    /// Enterprises whose next change is at or before `now`, in id order: recompute each with
+    /// [`MetricsCache::update_enterprise`] at `now` to keep the cache exact.
+    pub fn due(&self, now: Instant) -> Vec<EnterpriseId> {
+        let due: BTreeSet<EnterpriseId> = self
+            .timers
+            .by_instant
+            .range(..=now)
+            .flat_map(|(_, enterprises)| enterprises.iter().copied())
+            .collect();
+        due.into_iter().collect()
+    }
+
+    /// The earliest next change of any enterprise: until then every contribution stands.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.timers.by_instant.keys().next().copied()
+    }
+
+    /// The next change recorded for one enterprise.
+    pub fn next_change_of(&self, enterprise_id: EnterpriseId) -> Option<Instant> {
+        self.timers.next.get(&enterprise_id).copied()
     }
 }
