@@ -22,15 +22,13 @@
 
 use chrono::Duration;
 
-use super::{MetricCatalogue, Window};
+use super::{MetricCatalogue, ServiceFacts, Window};
 use crate::Instant;
 use crate::bounds;
 use crate::enterprise::{Coverage, EnterpriseFile};
 use crate::period::Cadence;
 use crate::rules::supervision::RiskCondition;
 use crate::rules::{Evidence, RuleSet};
-
-use super::ServiceFacts;
 
 /// The smallest step after an instant: a figure defined by `at > c` changes at `c + just_after()`.
 fn just_after() -> Duration {
