@@ -1128,6 +1128,10 @@ fn walk_the_timers(rules: &RuleSet, facts: &MetricFacts, end: DateTime<Utc>, see
                 "seed {seed}: an enterprise's next change is not after {now}"
             );
         }
+        assert!(
+            cache.due(now).is_empty(),
+            "seed {seed}: recomputed enterprises are still due at {now}"
+        );
         steps += 1;
         let changed = cache.snapshot(rules).unwrap();
         // The towns hold every enterprise's contributions (the city adds the agency figures).
