@@ -297,6 +297,7 @@ const ITEM: Footprint = Footprint::writes("items", &[0, 1]);
 /// A log of footprinted statements over few keys, so runs meet repeated keys, updates of rows
 /// inserted earlier in the batch, deletes, a prefix update and a read of another table's row
 /// that changes in between.
+#[expect(clippy::unwrap_used, reason = "a test helper fails the test at once")]
 fn mixed_statements() -> Vec<Statement> {
     let set_label = Shaped::new(
         "INSERT INTO labels (k1, label) VALUES ($1, $2) ON CONFLICT (k1) DO UPDATE SET label = excluded.label",
@@ -355,6 +356,7 @@ fn mixed_statements() -> Vec<Statement> {
     statements
 }
 
+#[expect(clippy::unwrap_used, reason = "a test helper fails the test at once")]
 async fn items(store: &PostgresReadModelStore) -> Vec<Row> {
     let mut rows = store
         .query(
