@@ -53,6 +53,12 @@ const CHECKPOINT_MOVE: &str = "UPDATE projection_checkpoints SET commit = $2, pr
 /// of that row) waits for the batch and the batch never lands after its term ended.
 const LEASE_FENCE: &str = "SELECT term FROM projection_leases WHERE lease_group = $1 AND term = $2 FOR SHARE";
 const CHECKPOINT_NOTIFY: &str = "SELECT pg_notify('anquan_checkpoints', $1)";
+/// A batch's statements are planned for their parameters at each execution. A prepared
+/// statement's cached generic plan knows neither how many rows a run's arrays hold nor, made
+/// while a rebuild's tables were still empty, how large the tables have grown: such a plan
+/// joined a run of five rows to `hazards` by a sequential scan, at about 1.5 ms a statement
+/// and more as the table grew.
+const CUSTOM_PLANS: &str = "SET LOCAL plan_cache_mode = force_custom_plan";
 /// Removes a projection's checkpoint, last in its reset's transaction.
 const CHECKPOINT_DELETE: &str = "DELETE FROM projection_checkpoints WHERE projection = $1";
 
@@ -491,6 +497,10 @@ impl ReadModelStore for PostgresReadModelStore {
         statements.push(&notify);
         let mut client = self.client().await?;
         let transaction = client.transaction().await.map_err(backend("begin projection batch"))?;
+        transaction
+            .batch_execute(CUSTOM_PLANS)
+            .await
+            .map_err(backend("plan projection batch"))?;
         let counts = execute_all(&transaction, &statements).await?;
         if let Some((_, failed)) = checks.iter().find(|(index, _)| counts.get(*index).copied() != Some(1)) {
             transaction
