@@ -73,7 +73,9 @@ const UPDATE_SUPERVISION_TOWN: [Shaped; 3] = [
     ),
 ];
 /// One row per enterprise: a rotation replaces the digest, so the old token stops matching in
-/// the same batch that makes the new one match.
+/// the same batch that makes the new one match. No footprint: the digest is unique across
+/// rows, so two enterprises' rotations do not touch disjoint rows as far as the unique index
+/// is concerned, and they are rare.
 const UPSERT_PUBLIC_TOKEN: &str = "INSERT INTO public_tokens (enterprise_id, token_digest, rotated_at) \
     VALUES ($1, $2, $3) ON CONFLICT (enterprise_id) DO UPDATE SET token_digest = excluded.token_digest, \
     rotated_at = excluded.rotated_at";
@@ -107,6 +109,7 @@ const INSERT_DOCUMENT: Shaped = Shaped::new(
 );
 /// A document whose review is folded in the same batch as its upload: `INSERT_DOCUMENT` with the
 /// review's position and the review columns that `APPROVE_DOCUMENT` and `RETURN_DOCUMENT` set.
+/// `review_statements` gives an `INSERT_DOCUMENT` this text and keeps its footprint, the same.
 const INSERT_REVIEWED_DOCUMENT: Shaped = Shaped::new(
     "INSERT INTO documents \
     (document_id, enterprise_id, town, requirement, indicator, title, file_sha256, file_size_bytes, \
