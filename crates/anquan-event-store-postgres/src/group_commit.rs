@@ -85,6 +85,16 @@ SELECT $8, $2, $15, $16, $17, $18 WHERE $8::uuid IS NOT NULL";
 const ADVANCE_HEAD_SQL: &str = "
 WITH advanced AS (UPDATE event_log_head SET position = $1 WHERE id AND position = $2 RETURNING position)
 SELECT pg_notify('anquan_events', position::text) FROM advanced";
+/// The head row's move on the path that reads nothing first: it takes the row's lock before any
+/// insert of the group, as the lock of [`LOCK_HEAD_SQL`] does, and fails the transaction
+/// (division by zero, `22012`) when the row does not hold the remembered position `$2`, so
+/// the inserts pipelined after it cannot commit; it notifies once for the group otherwise.
+/// (An `UPDATE` that matches no row is no error by itself, hence the division by the count of
+/// rows it moved.)
+const ADVANCE_REMEMBERED_HEAD_SQL: &str = "
+WITH advanced AS (UPDATE event_log_head SET position = $1 WHERE id AND position = $2 RETURNING position)
+SELECT pg_notify('anquan_events', (SELECT position FROM advanced)::text),
+       1 / (SELECT count(*)::int FROM advanced)";
 const SAVEPOINT_SQL: &str = "SAVEPOINT append";
 const RELEASE_SQL: &str = "RELEASE SAVEPOINT append";
 const ROLL_BACK_TO_SQL: &str = "ROLLBACK TO SAVEPOINT append; RELEASE SAVEPOINT append";
@@ -105,6 +115,9 @@ pub struct GroupCommitStats {
     pub appends: u64,
     /// Events those appends wrote.
     pub events: u64,
+    /// Of the transactions, those written in one round trip from what the committer
+    /// remembered, with no reads first.
+    pub from_memory: u64,
 }
 
 /// The committer's running totals behind [`GroupCommitStats`].
@@ -113,6 +126,7 @@ pub(crate) struct Counters {
     transactions: AtomicU64,
     appends: AtomicU64,
     events: AtomicU64,
+    from_memory: AtomicU64,
 }
 
 impl Counters {
@@ -121,6 +135,7 @@ impl Counters {
             transactions: self.transactions.load(Ordering::Relaxed),
             appends: self.appends.load(Ordering::Relaxed),
             events: self.events.load(Ordering::Relaxed),
+            from_memory: self.from_memory.load(Ordering::Relaxed),
         }
     }
 }
@@ -152,6 +167,7 @@ async fn run(
     counters: Arc<Counters>,
 ) {
     let mut group = Vec::with_capacity(GROUP_APPENDS_MAX);
+    let mut memory = Memory::default();
     while let Some(first) = receiver.recv().await {
         let mut events = first.request.events.len();
         group.push(first);
@@ -164,22 +180,63 @@ async fn run(
                 Err(_) => break,
             }
         }
-        commit_and_answer(&pool, &mut group, &head, &counters).await;
+        commit_and_answer(&pool, &mut memory, &mut group, &head, &counters).await;
+    }
+}
+
+/// Most stream heads the committer remembers; beyond this it forgets them all and reads again.
+pub(crate) const HEAD_CACHE_MAX: usize = 100_000;
+
+/// What the committer remembers from the groups it committed: the head row's position after
+/// its last commit and the last version and hash of the streams it read or wrote. With them a
+/// group needs no reads before its writes (the one-round-trip path, [`write_remembered`]).
+///
+/// Another node may have appended since: the memory is then stale, and the database says so
+/// without a read. Another node's append moves the head row, and the remembered position is
+/// checked by the head row's move itself (it names the position it expects and fails the
+/// transaction if the row holds another); a stale stream head would besides make the insert
+/// take a version that exists (`UNIQUE (stream_id, version)`). Either way nothing of the group
+/// commits; the committer forgets the head position and commits the group again on the path
+/// that reads, which also refreshes the group's streams. Memory never refuses an append: a
+/// conflict seen on a remembered head sends the group down the path that reads too.
+#[derive(Default)]
+struct Memory {
+    head: Option<u64>,
+    streams: HashMap<StreamId, Option<(StreamVersion, EventHash)>>,
+}
+
+impl Memory {
+    /// Remembers what a committed group left: the head row's position and its streams' heads.
+    fn learn(&mut self, head: u64, streams: HashMap<StreamId, Option<(StreamVersion, EventHash)>>) {
+        if self.streams.len() + streams.len() > HEAD_CACHE_MAX {
+            self.streams.clear();
+        }
+        self.head = Some(head);
+        self.streams.extend(streams);
+    }
+
+    /// Forgets the head position, so the next group reads (and refreshes what it reads).
+    fn forget_head(&mut self) {
+        self.head = None;
+    }
+
+    /// Forgets everything: after a failed commit nothing remembered can be trusted.
+    fn forget(&mut self) {
+        self.head = None;
+        self.streams.clear();
     }
 }
 
 /// Commits one group on a pooled connection, moves the head, then answers every append of it.
 async fn commit_and_answer(
     pool: &Pool,
+    memory: &mut Memory,
     group: &mut Vec<PendingAppend>,
     head: &watch::Sender<Option<Position>>,
     counters: &Counters,
 ) {
     let requests: Vec<&AppendRequest> = group.iter().map(|pending| &pending.request).collect();
-    let committed = match pool.get().await {
-        Ok(client) => write_group(client, &requests, Finish::Commit).await,
-        Err(error) => Err(StoreError::backend("get a postgres connection", error)),
-    };
+    let committed = commit_group(pool, memory, &requests).await;
     let results = match committed {
         Ok(written) => {
             let mut appends = 0;
@@ -193,6 +250,9 @@ async fn commit_and_answer(
             counters.transactions.fetch_add(1, Ordering::Relaxed);
             counters.appends.fetch_add(appends, Ordering::Relaxed);
             counters.events.fetch_add(events, Ordering::Relaxed);
+            if written.from_memory {
+                counters.from_memory.fetch_add(1, Ordering::Relaxed);
+            }
             // The head moves before anyone hears of their append, so an acknowledged append
             // is always covered by the head.
             if let Some(last) = written.last_position {
@@ -218,12 +278,48 @@ async fn commit_and_answer(
     }
 }
 
+/// Commits a group: in one round trip from what the committer remembers when it can, else
+/// (or when the database finds the memory stale) on the path that reads first.
+async fn commit_group(pool: &Pool, memory: &mut Memory, requests: &[&AppendRequest]) -> Result<Written, StoreError> {
+    let client = pool
+        .get()
+        .await
+        .map_err(|error| StoreError::backend("get a postgres connection", error))?;
+    let client = match write_remembered(client, memory, requests).await {
+        Ok(Remembered::Committed(mut written)) => {
+            memory.learn(written.head, std::mem::take(&mut written.streams));
+            return Ok(written);
+        }
+        Ok(Remembered::NotTried(client)) => client,
+        Ok(Remembered::RolledBack(client)) => {
+            memory.forget_head();
+            client
+        }
+        Err(error) => {
+            memory.forget();
+            return Err(error);
+        }
+    };
+    let mut written = write_group(client, requests, Finish::Commit).await;
+    match &mut written {
+        Ok(written) => memory.learn(written.head, std::mem::take(&mut written.streams)),
+        Err(_) => memory.forget(),
+    }
+    written
+}
+
 /// What a committed group did.
 pub(crate) struct Written {
     /// One result per request, in order.
     pub(crate) results: Vec<Result<AppendOutcome, AppendError>>,
     /// The head row's new position, if the group wrote events.
     pub(crate) last_position: Option<u64>,
+    /// The head row's position when the group ended (the locked one if it wrote nothing).
+    head: u64,
+    /// The last version and hash of the group's streams when it ended.
+    streams: HashMap<StreamId, Option<(StreamVersion, EventHash)>>,
+    /// Written in one round trip from the committer's memory.
+    from_memory: bool,
 }
 
 /// The connection of a group's open transaction. Dropped before the transaction ended (an
@@ -248,6 +344,11 @@ impl OpenTransaction {
     fn ended(mut self) {
         drop(self.client.take());
     }
+
+    /// The transaction ended: the connection, to be used again.
+    fn reuse(mut self) -> Option<Object> {
+        self.client.take()
+    }
 }
 
 impl Drop for OpenTransaction {
@@ -262,6 +363,7 @@ impl Drop for OpenTransaction {
 /// so the pipelined requests need no preparing round trip.
 struct Statements {
     lock_head: Statement,
+    advance_remembered_head: Statement,
     stream_heads: Statement,
     commands: Statement,
     insert: Statement,
@@ -269,8 +371,9 @@ struct Statements {
 }
 
 async fn prepare(client: &Object) -> Result<Statements, StoreError> {
-    let (lock_head, stream_heads, commands, insert, advance_head) = futures::try_join!(
+    let (lock_head, advance_remembered_head, stream_heads, commands, insert, advance_head) = futures::try_join!(
         client.prepare_cached(LOCK_HEAD_SQL),
+        client.prepare_cached(ADVANCE_REMEMBERED_HEAD_SQL),
         client.prepare_cached(STREAM_HEADS_SQL),
         client.prepare_cached(COMMANDS_SQL),
         client.prepare_cached(INSERT_SQL),
@@ -279,6 +382,7 @@ async fn prepare(client: &Object) -> Result<Statements, StoreError> {
     .map_err(|error| StoreError::backend("prepare the group commit statements", error))?;
     Ok(Statements {
         lock_head,
+        advance_remembered_head,
         stream_heads,
         commands,
         insert,
@@ -349,7 +453,137 @@ pub(crate) async fn write_group(
             })
         })
         .collect();
-    Ok(Written { results, last_position })
+    Ok(Written {
+        results,
+        last_position,
+        head: state.last_position,
+        streams: state.heads,
+        from_memory: false,
+    })
+}
+
+/// How the one-round-trip path went.
+enum Remembered {
+    /// Committed.
+    Committed(Written),
+    /// Not tried, nothing sent: the committer does not remember the head or one of the
+    /// group's streams, or it would refuse an append on what it remembers (a refusal is
+    /// decided on what the database holds, never on memory).
+    NotTried(Object),
+    /// The database refused a statement (a stale memory, or an insert refused for another
+    /// reason) and the transaction rolled back; the connection is idle again.
+    RolledBack(Object),
+}
+
+/// Commits a group in one round trip from what the committer remembers: `BEGIN`, the head
+/// row's move from the remembered position (which takes the row's lock first and fails the
+/// transaction if the row moved), one insert per append (no savepoints: a refused insert
+/// aborts the whole transaction, and the group goes again on the path that reads, which
+/// refuses that append alone), `COMMIT`, all pipelined.
+///
+/// Pipelined `COMMIT` after a refused statement ends the aborted transaction with a rollback
+/// and reports no error, so success is read from every statement's outcome, not from
+/// `COMMIT`'s alone.
+async fn write_remembered(
+    client: Object,
+    memory: &Memory,
+    requests: &[&AppendRequest],
+) -> Result<Remembered, StoreError> {
+    let Some(locked_head) = memory.head else {
+        return Ok(Remembered::NotTried(client));
+    };
+    let mut state = GroupState {
+        heads: HashMap::with_capacity(requests.len()),
+        commands: HashMap::new(),
+        last_position: locked_head,
+    };
+    for request in requests {
+        let Some(head) = memory.streams.get(&request.stream_id) else {
+            return Ok(Remembered::NotTried(client));
+        };
+        state.heads.insert(request.stream_id.clone(), *head);
+    }
+    let recorded_at = anquan_event_store::clock::now();
+    let mut writes = Vec::with_capacity(requests.len());
+    for request in requests {
+        // Command ids are taken as new: one already recorded fails its insert on
+        // `event_commands`' primary key, and the path that reads answers it.
+        match state.decide(request, recorded_at) {
+            Decision::Write(write) => writes.push(write),
+            Decision::Answered(_) => return Ok(Remembered::NotTried(client)),
+        }
+    }
+    let statements = prepare(&client).await?;
+    let parameters: Vec<InsertParameters<'_>> = writes.iter().map(InsertParameters::new).collect::<Result<_, _>>()?;
+    let head = (
+        to_i64(state.last_position, "position")?,
+        to_i64(locked_head, "position")?,
+    );
+    let transaction = OpenTransaction { client: Some(client) };
+    let connection = transaction.client()?;
+    let mut steps: Vec<Step<'_>> = Vec::with_capacity(parameters.len() + 3);
+    steps.push(Box::pin(async move {
+        connection.batch_execute("BEGIN").await.map_err(StepError::Database)
+    }));
+    let head = &head;
+    let advance = &statements.advance_remembered_head;
+    steps.push(Box::pin(async move {
+        connection
+            .execute(advance, &[&head.0, &head.1])
+            .await
+            .map(|_| ())
+            .map_err(StepError::Database)
+    }));
+    for parameters in &parameters {
+        let insert = &statements.insert;
+        steps.push(Box::pin(async move {
+            let params = parameters.as_params();
+            connection
+                .execute(insert, &params)
+                .await
+                .map(|_| ())
+                .map_err(StepError::Database)
+        }));
+    }
+    steps.push(Box::pin(async move {
+        connection.batch_execute("COMMIT").await.map_err(StepError::Database)
+    }));
+    let mut outcomes = pipelined(steps).await;
+    let commit = outcomes.pop().unwrap_or(Err(StepError::Lost));
+    let refused = outcomes.into_iter().find_map(Result::err);
+    match (refused, commit) {
+        (None, Ok(())) => {
+            transaction.ended();
+            let last_position = Some(state.last_position);
+            Ok(Remembered::Committed(Written {
+                results: writes.into_iter().map(|write| Ok(write.outcome)).collect(),
+                last_position,
+                head: state.last_position,
+                streams: state.heads,
+                from_memory: true,
+            }))
+        }
+        (None, Err(StepError::Database(error))) => Err(StoreError::backend("commit a group of appends", error)),
+        // The server refused a statement, so the transaction was aborted and `COMMIT` rolled
+        // it back (it answers a failed transaction with a rollback, not an error).
+        (Some(StepError::Database(error)), Ok(())) if error.as_db_error().is_some() => {
+            tracing::debug!(%error, "a group written from memory was refused; writing it again after reading");
+            match transaction.reuse() {
+                Some(client) => Ok(Remembered::RolledBack(client)),
+                None => Err(StoreError::Backend {
+                    message: "the group's connection is gone".to_owned(),
+                    source: None,
+                }),
+            }
+        }
+        (Some(StepError::Database(error)), _) => Err(StoreError::backend("write a group of appends", error)),
+        (Some(StepError::HeadMoved | StepError::Lost), _) | (None, Err(StepError::HeadMoved | StepError::Lost)) => {
+            Err(StoreError::Backend {
+                message: "the outcome of a group step went missing".to_owned(),
+                source: None,
+            })
+        }
+    }
 }
 
 /// Begins the transaction, takes the head row's lock and reads the group's stream heads and

@@ -40,6 +40,22 @@
 //! taken. Each caller hears of its own append only after the commit, and a failed commit fails
 //! every append of the group, none acknowledged.
 //!
+//! **One round trip from memory.** The committer remembers the head row's position after its
+//! last commit and the last version and hash of every stream it has read or written (up to
+//! 100,000 streams). A group whose streams are all remembered skips step 1's reads: it is
+//! decided against memory and sent as one pipelined round trip, `BEGIN`, the head row's move
+//! from the remembered position (an `UPDATE … WHERE position = $remembered`, which takes the
+//! row's lock before any insert, as step 1 does, and fails the transaction when the row holds
+//! another position), one insert per append with no savepoints, and `COMMIT`. Another node's
+//! append makes the memory stale, and always moves the head row, so the guarded move fails;
+//! a stale stream head would also fail its insert on `UNIQUE (stream_id, version)`. Any
+//! refused statement aborts the transaction, the pipelined `COMMIT` then rolls it back, and
+//! the group goes again through steps 1–3, which refuse or accept each append on what the
+//! database holds: memory never refuses an append (a conflict seen on a remembered head sends
+//! the group down the path that reads, without sending anything), and a command id is taken as
+//! new (a recorded one fails its insert on `event_commands`' key). The lock, the positions and
+//! the commit are those of steps 1–3, so the proof below holds unchanged.
+//!
 //! # No skipped events
 //!
 //! The classic bug: positions taken from a sequence at insert become visible at commit, in a

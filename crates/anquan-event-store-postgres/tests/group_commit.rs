@@ -397,3 +397,136 @@ async fn concurrent_appends_from_two_nodes_to_one_stream_and_many_are_gap_free_w
     );
     eprintln!("{appends} appends from two nodes in {transactions} transactions");
 }
+
+/// The committer remembers the head position and the heads of the streams it committed, so an
+/// append to a known stream is written in one round trip with no reads. Another node's appends
+/// make that memory stale; the committer never refuses on memory, and the database catches a
+/// stale head position (the head row's guarded move) before anything commits, so the append
+/// goes again on the path that reads, as if nothing had been remembered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_remembered_head_made_stale_by_another_node_is_caught_and_the_append_goes_again() {
+    let Some((database, store, _holder)) = store_and_holder("group commit memory test").await else {
+        return;
+    };
+    let other = PostgresEventStore::connect(&database.url, PostgresOptions::default())
+        .await
+        .unwrap();
+    let (shared, own) = (stream("shared"), stream("own"));
+    // Unknown streams: read first, then remembered.
+    store.append(one(&shared, StreamState::NoStream)).await.unwrap();
+    store.append(one(&own, StreamState::NoStream)).await.unwrap();
+    let before = store.group_commit_stats();
+    let from_memory = store
+        .append(one(&own, StreamState::At(StreamVersion(0))))
+        .await
+        .unwrap();
+    assert_eq!(from_memory.first_version, StreamVersion(1));
+    assert_eq!(
+        store.group_commit_stats().from_memory - before.from_memory,
+        1,
+        "an append to a remembered stream is written from memory"
+    );
+
+    // The other node appends: the store's memory of `shared` (version 0) and of the head are
+    // stale. An append expecting what the database holds is not refused on memory.
+    let by_other = other
+        .append(one(&shared, StreamState::At(StreamVersion(0))))
+        .await
+        .unwrap();
+    assert_eq!(by_other.first_version, StreamVersion(1));
+    let before = store.group_commit_stats();
+    let after_other = store
+        .append(one(&shared, StreamState::At(StreamVersion(1))))
+        .await
+        .unwrap();
+    assert_eq!(after_other.first_version, StreamVersion(2));
+    assert_eq!(
+        after_other.last_position.sequence(),
+        by_other.last_position.sequence() + 1
+    );
+    assert_eq!(
+        store.group_commit_stats().from_memory,
+        before.from_memory,
+        "read, not remembered"
+    );
+
+    // Again with an append memory would accept (`Any`): the head row's guarded move refuses
+    // it, nothing of it commits, and it is written after reading at the next version.
+    let by_other = other.append(one(&shared, StreamState::Any)).await.unwrap();
+    assert_eq!(by_other.first_version, StreamVersion(3));
+    let before = store.group_commit_stats();
+    let after_other = store.append(one(&shared, StreamState::Any)).await.unwrap();
+    assert_eq!(after_other.first_version, StreamVersion(4));
+    assert_eq!(
+        after_other.last_position.sequence(),
+        by_other.last_position.sequence() + 1
+    );
+    let stats = store.group_commit_stats();
+    assert_eq!(stats.from_memory, before.from_memory, "the stale try did not commit");
+    assert_eq!(stats.transactions - before.transactions, 1, "one commit for the append");
+
+    // A command id the other node recorded on a stream the store remembers is answered with
+    // the other node's outcome, not written again.
+    let command = one(&own, StreamState::At(StreamVersion(1)));
+    let recorded = other.append(command.clone()).await.unwrap();
+    let retried = store.append(command).await.unwrap();
+    assert!(retried.duplicate, "a retry answers the first outcome");
+    assert_eq!(retried.last_position, recorded.last_position);
+
+    // With its memory refreshed by the reads, the store writes from memory again.
+    let before = store.group_commit_stats();
+    let refreshed = store
+        .append(one(&own, StreamState::At(StreamVersion(2))))
+        .await
+        .unwrap();
+    assert_eq!(refreshed.first_version, StreamVersion(3));
+    store
+        .append(one(&own, StreamState::At(StreamVersion(3))))
+        .await
+        .unwrap();
+    assert!(
+        store.group_commit_stats().from_memory - before.from_memory >= 1,
+        "memory is used again once refreshed"
+    );
+
+    let streams = read_gap_free_log(store.as_ref()).await;
+    assert_eq!(streams[&shared].len(), 5);
+    assert_eq!(streams[&own].len(), 5);
+}
+
+/// A group written from memory whose `COMMIT` fails fails every append of it, takes no
+/// position, and leaves the committer's memory forgotten: the next append reads again and
+/// follows the last committed position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_commit_of_a_group_written_from_memory_fails_it_and_leaves_no_gap() {
+    let Some((_database, store, holder)) = store_and_holder("group commit memory failure test").await else {
+        return;
+    };
+    let known = stream("known");
+    let first = store.append(one(&known, StreamState::NoStream)).await.unwrap();
+    holder
+        .batch_execute(
+            "CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN IF NEW.event_type = 'RefusedAtCommit' THEN RAISE EXCEPTION 'refused at commit'; END IF; \
+             RETURN NULL; END $$; \
+             CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT ON event_log \
+             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit();",
+        )
+        .await
+        .unwrap();
+    let mut refused = one(&known, StreamState::At(StreamVersion(0)));
+    refused.events[0].event_type = "RefusedAtCommit".to_owned();
+    let before = store.group_commit_stats();
+    let result = store.append(refused).await;
+    assert!(matches!(result, Err(AppendError::Store(_))), "{result:?}");
+    assert_eq!(store.group_commit_stats(), before, "nothing was committed");
+
+    let next = store
+        .append(one(&known, StreamState::At(StreamVersion(0))))
+        .await
+        .unwrap();
+    assert_eq!(next.first_version, StreamVersion(1));
+    assert_eq!(next.last_position.sequence(), first.last_position.sequence() + 1);
+    let streams = read_gap_free_log(store.as_ref()).await;
+    assert_eq!(streams[&known].len(), 2);
+}
