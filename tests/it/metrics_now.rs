@@ -7,7 +7,7 @@
 
 use std::time::Duration as StdDuration;
 
-use chrono::{Duration, SubsecRound, Utc};
+use chrono::{Datelike, Duration, FixedOffset, SubsecRound, TimeZone, Utc};
 use serde_json::{Value, json};
 
 use crate::compliance_flow::{register, review, upload};
@@ -120,6 +120,49 @@ async fn lapse_restart_and_rebuild(backend: Backend) {
     let logged = app.log_lines().join("\n");
     assert!(!logged.contains("metrics loaded"), "{backend:?}: {logged}");
     assert!(logged.contains("metrics recomputed"), "{backend:?}: {logged}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_year_shows_within_seconds_of_its_start() {
+    for backend in backends() {
+        new_year(backend).await;
+    }
+}
+
+/// Every enterprise may change at a year's start (windows restart): the service computes the
+/// figures at it ahead and swaps them in at the instant, instead of a minute or a pass later.
+async fn new_year(backend: Backend) {
+    let clock_dir = tempfile::tempdir().unwrap();
+    let clock = clock_dir.path().join("clock");
+    let clock_env = clock.to_str().unwrap().to_owned();
+    let envs = [("ANQUAN_TEST_CLOCK", clock_env.as_str()), ("ANQUAN_TEST_MODE", "1")];
+    let app = spawn_app_with_env(backend, &[], &envs).await;
+    let admin = app.token(&["--role", "city_admin"]);
+    register(&app, &admin, "91330481MA28A0XX07", "许村").await;
+    // A08 counts the enterprises registered in the year so far.
+    figures_become(&app, &admin, FOLLOW_TIMEOUT, |figures| numerator(figures, "A08") == 1).await;
+
+    // Five seconds before the next local new year (Asia/Shanghai), then across it.
+    let shanghai = FixedOffset::east_opt(8 * 3600).unwrap();
+    let year = Utc::now().with_timezone(&shanghai).year() + 1;
+    let new_year = shanghai.with_ymd_and_hms(year, 1, 1, 0, 0, 0).unwrap().to_utc();
+    let lead = Duration::seconds(5);
+    std::fs::write(&clock, ((new_year - lead) - Utc::now()).num_seconds().to_string()).unwrap();
+    let before = town_metrics(&app, &admin).await;
+    assert_eq!(numerator(&before, "A08"), 1, "{backend:?}: {before}");
+    figures_become(
+        &app,
+        &admin,
+        lead.to_std().unwrap() + CROSSING_SHOWN_WITHIN,
+        |figures| numerator(figures, "A08") == 0,
+    )
+    .await;
+    let logged = app.log_lines().join("\n");
+    assert!(
+        logged.contains("metrics computed ahead swapped in"),
+        "{backend:?}: {logged}"
+    );
     app.stop().await;
 }
 

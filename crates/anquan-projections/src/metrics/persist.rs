@@ -146,7 +146,7 @@ pub async fn load_contributions(
 /// What a write replaces: every contribution, or those of some enterprises.
 pub enum Write<'a> {
     /// Every contribution (after a full computation): the table is emptied first.
-    Every(Box<dyn Iterator<Item = PersistedContributionRef<'a>> + 'a>),
+    Every(Box<dyn Iterator<Item = PersistedContributionRef<'a>> + Send + 'a>),
     /// These enterprises' contributions (`None`: the enterprise contributes nothing).
     These(Vec<(EnterpriseId, Option<PersistedContributionRef<'a>>)>),
 }
