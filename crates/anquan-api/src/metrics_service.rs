@@ -1,7 +1,10 @@
 //! The town statistics service: keeps the 78 metrics of every town and the city for "now" in
 //! memory (an [`anquan_projections::metrics::MetricsCache`]), replaces an enterprise's
-//! contribution when the projections apply its events, recomputes everything as time passes,
-//! and tells subscribers which towns changed. Past instants (`asOf`) are computed from the
+//! contribution when the projections apply its events, recomputes the enterprises whose next
+//! change has come as time passes (no periodic recomputation of everything; every contribution
+//! at a calendar instant is computed ahead and swapped in at it), and tells subscribers which
+//! towns changed. The read-model leader persists the contributions beside the read models
+//! ([`anquan_projections::metrics::persist`]), so a restart answers at once. Past instants (`asOf`) are computed from the
 //! read models on demand, a chunk of files at a time, and kept for the requests that ask for the
 //! same instants again before the read models move (the root fields of one request ask in turn).
 //!
@@ -522,7 +525,11 @@ impl MetricsWatcher {
     /// once they are done, recomputes at now the enterprises events touched meanwhile (and
     /// those due), and publishes the towns that changed.
     async fn swap_prepared(&mut self, now: DateTime<Utc>) -> Result<(), String> {
-        if !self.prepared.as_ref().is_some_and(|prepared| prepared.task.is_finished()) {
+        if !self
+            .prepared
+            .as_ref()
+            .is_some_and(|prepared| prepared.task.is_finished())
+        {
             return Ok(());
         }
         let Some(prepared) = self.prepared.take() else {

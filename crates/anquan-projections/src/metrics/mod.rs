@@ -1,14 +1,16 @@
 //! Town and city statistics: the 78 metrics of the rule set's catalogue for every town and the
 //! city, at any instant, with breakdowns by enterprise type.
 //!
-//! There is no table of its own: the figures are sums of per-enterprise contributions
+//! There is no read model of its own (the API's metrics watcher persists its contributions
+//! for "now" beside the read models: [`persist`]): the figures are sums of per-enterprise contributions
 //! (`anquan_domain::metrics::enterprise_contribution`) computed from the facts the compliance
 //! and agency read models keep, plus the city-wide agency figures. [`snapshots_streaming`]
 //! sums them at any instants (past instants: what `asOf` asks) reading the files a chunk at a
 //! time; [`load_facts`] and [`Snapshot::compute`] do the same over facts held whole (tests).
 //! [`MetricsCache`] keeps each enterprise's contribution and the sums in memory so "now" is
 //! served without reading the store: the API replaces an enterprise's contribution when its
-//! facts change and recomputes everything as time passes ([`compute_streaming`]).
+//! facts change or its next change comes, and computes everything at once with
+//! [`compute_streaming`].
 
 mod load;
 pub mod persist;
