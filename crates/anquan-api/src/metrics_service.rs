@@ -208,10 +208,12 @@ enum Announce {
 
 /// Which contributions a write to the read-model store replaces.
 enum Persist {
-    /// Every one (after a full computation, or the first write of a leadership term).
+    /// Every one (after a full computation, or a swap of computed-ahead ones).
     Every,
-    /// These enterprises'.
-    These(Vec<EnterpriseId>),
+    /// These enterprises' (every one this node changed since it loaded or last wrote them, as
+    /// a follower too: each row is one enterprise's contribution with its own next change, so
+    /// the rows another leader wrote meanwhile are not wrong, at worst older).
+    These(BTreeSet<EnterpriseId>),
 }
 
 /// Follows the projections, the clock and rule-set promotions; see the module documentation.
@@ -225,9 +227,9 @@ pub struct MetricsWatcher {
     /// When the agency facts were last read (service clock): the city-wide agency figures
     /// depend on the instant, not on any enterprise's timer.
     agencies_read: Option<DateTime<Utc>>,
-    /// The leadership term under which this node last wrote every contribution: a write of
-    /// changes alone is right only while the table holds this node's contributions.
-    persisted_term: Option<i64>,
+    /// What the persisted contributions lack of this cache's, written once a timer poll while
+    /// this node leads the read models (so a follow writes at most once a second).
+    unsaved: Persist,
     /// The snapshot one month earlier being computed in the background, with the rule-set
     /// version it is computed with.
     month_ago_task: Option<(String, tokio::task::JoinHandle<Result<Snapshot, String>>)>,
@@ -268,7 +270,7 @@ impl MetricsWatcher {
             month_ago,
             after: None,
             agencies_read: None,
-            persisted_term: None,
+            unsaved: Persist::Every,
             month_ago_task: None,
             prepared: None,
             last_full: Duration::ZERO,
@@ -389,6 +391,7 @@ impl MetricsWatcher {
         self.cache = MetricsCache::from_contributions(&rules, contributions, agencies, state.at);
         self.month_ago = Arc::new(state.month_ago);
         self.after = Some(state.position);
+        self.unsaved = Persist::These(BTreeSet::new());
         let snapshot = Arc::new(self.cache.snapshot(&rules).ok_or("no snapshot")?);
         tracing::info!(
             enterprises = self.cache.enterprises(),
@@ -422,7 +425,11 @@ impl MetricsWatcher {
         let now = self.app.now();
         self.collect_month_ago().await;
         self.prepare_calendar(now);
-        if self.prepared.as_ref().is_some_and(|prepared| prepared.at <= now) {
+        if self
+            .prepared
+            .as_ref()
+            .is_some_and(|prepared| prepared.at <= now && prepared.task.is_finished())
+        {
             return self.swap_prepared(now).await;
         }
         let agencies_stale = self
@@ -431,10 +438,7 @@ impl MetricsWatcher {
         if self.cache.next_due().is_some_and(|due| due <= now) || agencies_stale {
             self.recompute_due(now).await?;
         }
-        let leading = self.app.projections.leading();
-        if leading.is_some() && leading != self.persisted_term {
-            self.persist(Persist::Every).await;
-        }
+        self.persist().await;
         self.start_month_ago(now);
         Ok(())
     }
@@ -478,7 +482,7 @@ impl MetricsWatcher {
             },
             towns,
         );
-        self.persist(Persist::These(due)).await;
+        self.unsaved_too(due);
         Ok(())
     }
 
@@ -525,13 +529,6 @@ impl MetricsWatcher {
     /// once they are done, recomputes at now the enterprises events touched meanwhile (and
     /// those due), and publishes the towns that changed.
     async fn swap_prepared(&mut self, now: DateTime<Utc>) -> Result<(), String> {
-        if !self
-            .prepared
-            .as_ref()
-            .is_some_and(|prepared| prepared.task.is_finished())
-        {
-            return Ok(());
-        }
         let Some(prepared) = self.prepared.take() else {
             return Ok(());
         };
@@ -586,7 +583,8 @@ impl MetricsWatcher {
             },
             towns,
         );
-        self.persist(Persist::Every).await;
+        self.unsaved = Persist::Every;
+        self.persist().await;
         Ok(())
     }
 
@@ -678,10 +676,20 @@ impl MetricsWatcher {
         );
     }
 
-    /// Writes the contributions to the read-model store with the log position they reflect,
-    /// on the read models' leader only (fenced by its term); failures are logged, and the next
-    /// write then writes every contribution.
-    async fn persist(&mut self, what: Persist) {
+    /// Notes contributions the persisted ones lack.
+    fn unsaved_too(&mut self, changed: impl IntoIterator<Item = EnterpriseId>) {
+        if let Persist::These(unsaved) = &mut self.unsaved {
+            unsaved.extend(changed);
+        }
+    }
+
+    /// Writes the contributions the persisted ones lack to the read-model store, with the log
+    /// position they reflect, on the read models' leader only (fenced by its term). A failed
+    /// write changes nothing and is tried again at the next timer poll.
+    async fn persist(&mut self) {
+        if matches!(&self.unsaved, Persist::These(unsaved) if unsaved.is_empty()) {
+            return;
+        }
         let Some(term) = self.app.projections.leading() else {
             return;
         };
@@ -694,15 +702,6 @@ impl MetricsWatcher {
         let Some(digest) = self.app.rule_sets.get(&self.rules.version).map(|loaded| loaded.digest) else {
             return;
         };
-        let what = match what {
-            Persist::These(_) if self.persisted_term != Some(term) => Persist::Every,
-            what => what,
-        };
-        if let Persist::These(changed) = &what
-            && changed.is_empty()
-        {
-            return;
-        }
         let started = std::time::Instant::now();
         let state = persist::PersistedState {
             rule_set: self.rules.version.clone(),
@@ -717,7 +716,7 @@ impl MetricsWatcher {
         });
         let cache = &self.cache;
         let row = |(enterprise_id, contribution)| persisted_row(cache, enterprise_id, contribution);
-        let (write, every) = match &what {
+        let (write, every) = match &self.unsaved {
             Persist::Every => (persist::Write::Every(Box::new(cache.contributions().map(row))), true),
             Persist::These(changed) => (
                 persist::Write::These(
@@ -738,8 +737,8 @@ impl MetricsWatcher {
         };
         match persist::save(self.app.read_models.as_ref(), &state, write, lease).await {
             Ok(()) => {
+                self.unsaved = Persist::These(BTreeSet::new());
                 if every {
-                    self.persisted_term = Some(term);
                     tracing::info!(
                         enterprises = self.cache.enterprises(),
                         elapsed_ms = started.elapsed().as_millis(),
@@ -748,8 +747,7 @@ impl MetricsWatcher {
                 }
             }
             Err(error) => {
-                self.persisted_term = None;
-                tracing::warn!(error = %error, "metrics could not be persisted; every contribution is written next time");
+                tracing::warn!(error = %error, "metrics could not be persisted; trying again");
             }
         }
     }
@@ -799,7 +797,8 @@ impl MetricsWatcher {
             },
             towns,
         );
-        self.persist(Persist::Every).await;
+        self.unsaved = Persist::Every;
+        self.persist().await;
         Ok(())
     }
 
@@ -937,7 +936,7 @@ impl MetricsWatcher {
             },
             towns,
         );
-        self.persist(Persist::These(changed)).await;
+        self.unsaved_too(changed);
         Ok(())
     }
 }
