@@ -21,7 +21,7 @@ use std::time::Duration;
 use chrono::{DateTime, Months, Utc};
 use tokio::sync::{broadcast, watch};
 
-use anquan_domain::metrics::Contribution;
+use anquan_domain::metrics::{Contribution, next_calendar_change};
 use anquan_domain::rules::RuleSet;
 use anquan_domain::{EnterpriseId, Event, Town};
 use anquan_event_store::Position;
@@ -715,20 +715,23 @@ impl MetricsWatcher {
             term,
         });
         let cache = &self.cache;
-        let row = |(enterprise_id, contribution)| persisted_row(cache, enterprise_id, contribution);
         let (write, every) = match &self.unsaved {
-            Persist::Every => (persist::Write::Every(Box::new(cache.contributions().map(row))), true),
+            Persist::Every => (
+                persist::Write::Every(Box::new(cache.entries().map(persisted_row))),
+                true,
+            ),
             Persist::These(changed) => (
                 persist::Write::These(
                     changed
                         .iter()
                         .map(|&enterprise_id| {
-                            (
+                            let row = persisted_row((
                                 enterprise_id,
-                                cache
-                                    .contribution(enterprise_id)
-                                    .map(|contribution| row((enterprise_id, contribution))),
-                            )
+                                cache.contribution(enterprise_id),
+                                cache.next_change_of(enterprise_id),
+                            ));
+                            let known = row.contribution.is_some() || row.next_change.is_some();
+                            (enterprise_id, known.then_some(row))
                         })
                         .collect(),
                 ),
@@ -941,32 +944,14 @@ impl MetricsWatcher {
     }
 }
 
-/// TEMPORARY SHIM (h/persist) of h/next's `anquan_domain::metrics::next_calendar_change`, with
-/// its signature: the first instant after the next start of a local half-year (an instant on
-/// the boundary still reads the period before it; h/next's also knows the rule set's due
-/// instants). The lead drops it, and imports h/next's, when merging both.
-fn next_calendar_change(
-    _catalogue: &anquan_domain::metrics::MetricCatalogue,
-    rules: &RuleSet,
-    after: DateTime<Utc>,
-) -> Option<DateTime<Utc>> {
-    let offset = rules.time_zone;
-    let boundary = anquan_domain::period::Cadence::HalfYearly
-        .period_containing(after, offset)
-        .end(offset);
-    Some(anquan_domain::bounds::plus(boundary, chrono::Duration::microseconds(1)))
-}
-
-/// An enterprise's contribution as it is written.
-fn persisted_row<'a>(
-    cache: &MetricsCache,
-    enterprise_id: EnterpriseId,
-    contribution: &'a Contribution,
-) -> persist::PersistedContributionRef<'a> {
+/// An enterprise's contribution and next change as they are written.
+fn persisted_row(
+    (enterprise_id, contribution, next_change): (EnterpriseId, Option<&Contribution>, Option<DateTime<Utc>>),
+) -> persist::PersistedContributionRef<'_> {
     persist::PersistedContributionRef {
         enterprise_id,
         contribution,
-        next_change: cache.next_change_of(enterprise_id),
+        next_change,
     }
 }
 

@@ -118,10 +118,18 @@ async fn streamed_metrics_equal_the_metrics_over_all_facts_in_every_chunking() {
             .unwrap();
         assert_eq!(cache.snapshot(rules), Some(expected[0].clone()), "chunks of {chunk}");
         assert_eq!(month_ago, expected[1], "chunks of {chunk}");
-        assert_eq!(
-            cache.enterprises(),
-            MetricsCache::compute(rules, &facts, now).enterprises()
-        );
+        let whole = MetricsCache::compute(rules, &facts, now);
+        assert_eq!(cache.enterprises(), whole.enterprises());
+        // The timer index too: every enterprise's next change, computed in the blocking pass.
+        assert!(cache.next_due().is_some_and(|next| next > now), "chunks of {chunk}");
+        assert_eq!(cache.next_due(), whole.next_due(), "chunks of {chunk}");
+        for enterprise_id in facts.files.keys() {
+            assert_eq!(
+                cache.next_change_of(*enterprise_id),
+                whole.next_change_of(*enterprise_id),
+                "chunks of {chunk}"
+            );
+        }
     }
 }
 

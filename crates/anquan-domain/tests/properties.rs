@@ -1,6 +1,7 @@
 //! Property tests over arbitrary command sequences on one enterprise: every accepted event
 //! folds, replay equals the step-by-step state, events round-trip through serde, and status
-//! as of any instant equals the status of the history cut at that instant.
+//! as of any instant equals the status of the history cut at that instant, and an enterprise's
+//! metric contribution stays the same from any instant until its `next_change`.
 
 #![allow(clippy::unwrap_used, clippy::panic, reason = "tests abort on broken fixtures")]
 
@@ -11,6 +12,7 @@ use anquan_domain::enterprise::{
     ChangeEnterpriseProfile, CloseEnterprise, ClosureKind, Coverage, DecisionContext, EnterpriseCommand,
     EnterpriseFile, ReopenEnterprise, ReviewDecision, ReviewDocument,
 };
+use anquan_domain::metrics::{ServiceFacts, enterprise_contribution, next_calendar_change, next_change};
 use anquan_domain::rules::{Evidence, ProfileFlag};
 use anquan_domain::{Event, Instant, Town};
 use chrono::Duration;
@@ -272,6 +274,61 @@ proptest! {
         prop_assert_eq!(&full, &replayed);
         if let Some(report) = full {
             prop_assert_eq!(report.implemented + report.not_implemented + report.not_yet_due + report.not_applicable, 21);
+        }
+    }
+
+    #[test]
+    fn the_contribution_stands_from_an_instant_until_its_next_change(
+        steps in proptest::collection::vec(step(), 1..60),
+        offset_minutes in 0i64..(60 * 24 * 400),
+        near in any::<proptest::sample::Index>(),
+        before_minutes in 0i64..(60 * 24 * 3),
+    ) {
+        let (_, file) = run(&steps);
+        let rules = rules();
+        let services = ServiceFacts::default();
+        let catalogue = &rules.metrics;
+        // The contribution, and what it is computed from: every requirement's state and the
+        // colour (a change there that no metric happens to show in these files still counts).
+        let contribution = |instant| {
+            let states: Option<Vec<_>> = evaluate(&file, &rules, instant).map(|report| {
+                report
+                    .indicators
+                    .iter()
+                    .flat_map(|indicator| indicator.requirements.iter().map(|requirement| requirement.state))
+                    .collect()
+            });
+            let colour = anquan_domain::risk::assess(&file, &rules, instant).map(|assessment| assessment.colour);
+            (enterprise_contribution(catalogue, &rules, &file, &services, instant), states, colour)
+        };
+        // Mostly shortly before an instant the facts make a change at (a validity's start or
+        // end, a review, the review backlog's days after an upload), else anywhere.
+        let mut moments = Vec::new();
+        for document in file.documents.values() {
+            moments.push(document.uploaded_at + Duration::days(i64::from(rules.metrics.pending_review_days)));
+            moments.extend(document.review.as_ref().map(|review| review.reviewed_at));
+            if let Coverage::Validity { valid_from, valid_until } = document.coverage {
+                moments.extend([valid_from, valid_until]);
+            }
+        }
+        let mut instant = if moments.is_empty() || offset_minutes % 4 == 0 {
+            at("2019-01-04T01:00:00Z") + Duration::minutes(offset_minutes)
+        } else {
+            *near.get(&moments) - Duration::minutes(before_minutes)
+        };
+        // A few changes in a row from the sampled instant.
+        for _ in 0..4 {
+            let next = next_change(catalogue, &rules, &file, &services, instant).unwrap();
+            prop_assert!(next > instant);
+            let calendar = next_calendar_change(catalogue, &rules, instant).unwrap();
+            prop_assert!(next <= calendar, "next change {} after the calendar's {}", next, calendar);
+            let here = contribution(instant);
+            let last = next - Duration::nanoseconds(1);
+            let span = last - instant;
+            for probe in [last, instant + span / 2, instant + span / 5, instant + Duration::nanoseconds(1).min(span)] {
+                prop_assert_eq!(&contribution(probe), &here, "at {} (from {} to {})", probe, instant, next);
+            }
+            instant = next;
         }
     }
 }

@@ -78,6 +78,7 @@ mod schema;
 mod store;
 #[cfg(feature = "test-support")]
 pub mod testing;
+mod unnest;
 
 pub use group_commit::GroupCommitStats;
 pub use keys::PostgresSubjectKeys;

@@ -18,11 +18,12 @@ use anquan_event_store::read_model::{
 };
 use anquan_event_store::{
     CheckpointExpected, Dialect, LeaseClaim, LeaseHolder, LeaseTerm, Position, ProjectionBatch, ReadModelError,
-    ReadModelStore, Row, SqlValue, Statement,
+    ReadModelStore, Row, SqlValue, Statement, plan_runs,
 };
 
 use crate::listener::{self, ListenerTask, Listening};
 use crate::store::build_pool;
+use crate::unnest::unnest_sql;
 
 /// The channel a committed batch notifies, so every node's followers read the new checkpoints.
 pub(crate) const CHECKPOINTS_CHANNEL: &str = "anquan_checkpoints";
@@ -52,6 +53,12 @@ const CHECKPOINT_MOVE: &str = "UPDATE projection_checkpoints SET commit = $2, pr
 /// of that row) waits for the batch and the batch never lands after its term ended.
 const LEASE_FENCE: &str = "SELECT term FROM projection_leases WHERE lease_group = $1 AND term = $2 FOR SHARE";
 const CHECKPOINT_NOTIFY: &str = "SELECT pg_notify('anquan_checkpoints', $1)";
+/// A batch's statements are planned for their parameters at each execution. A prepared
+/// statement's cached generic plan knows neither how many rows a run's arrays hold nor, made
+/// while a rebuild's tables were still empty, how large the tables have grown: such a plan
+/// joined a run of five rows to `hazards` by a sequential scan, at about 1.5 ms a statement
+/// and more as the table grew.
+const CUSTOM_PLANS: &str = "SET LOCAL plan_cache_mode = force_custom_plan";
 /// Removes a projection's checkpoint, last in its reset's transaction.
 const CHECKPOINT_DELETE: &str = "DELETE FROM projection_checkpoints WHERE projection = $1";
 
@@ -227,55 +234,123 @@ enum Check<'a> {
     Checkpoint(&'a ProjectionBatch),
 }
 
-/// Runs statements in order, pipelined: the distinct statements are prepared (once per
-/// connection, through the statement cache), then every execution is sent without waiting
-/// for the one before, and the replies are awaited together. One connection runs its requests
-/// strictly in the order they were sent, so the effect is that of running them one by one;
-/// the first failure (in statement order) is returned, and the server rejects every later
-/// statement of the then-aborted transaction, which the caller rolls back. Returns each
-/// statement's row count.
+/// How one run of statements executes: one statement, or several as one over arrays.
+enum Execution<'a> {
+    One {
+        index: usize,
+        prepared: tokio_postgres::Statement,
+        params: Vec<Param<'a>>,
+    },
+    Together {
+        first: usize,
+        prepared: tokio_postgres::Statement,
+        /// One array per parameter, an element per statement.
+        columns: Vec<Vec<Param<'a>>>,
+    },
+}
+
+/// Runs statements with the effect of running them one by one in order, pipelined: the
+/// statements are grouped into runs ([`plan_runs`]: statements of one SQL text with disjoint
+/// footprints, moved only past statements whose footprints are disjoint from theirs); a run of
+/// several runs as one statement over arrays ([`unnest_sql`]). The distinct statements are
+/// prepared (once per connection, through the statement cache), then every execution is sent
+/// without waiting for the one before, and the replies are awaited together. One connection
+/// runs its requests strictly in the order they were sent; the first failure (in that order) is
+/// returned, and the server rejects every later statement of the then-aborted transaction, which
+/// the caller rolls back. Returns each statement's row count; the statements of a run that ran
+/// as one share theirs, given to the first of them.
 async fn execute_all(
     transaction: &deadpool_postgres::Transaction<'_>,
     statements: &[&Statement],
 ) -> Result<Vec<u64>, ReadModelError> {
-    let mut distinct: HashMap<&str, tokio_postgres::Statement> = HashMap::new();
-    let mut prepared = Vec::with_capacity(statements.len());
-    for statement in statements {
-        let sql: &str = &statement.sql;
-        let handle = match distinct.get(sql) {
-            Some(handle) => handle.clone(),
+    let prepare = |sql: String| async move {
+        transaction
+            .prepare_cached(&sql)
+            .await
+            .map_err(|error| ReadModelError::backend(format!("prepare {sql:?}"), error))
+    };
+    let mut single: HashMap<&str, tokio_postgres::Statement> = HashMap::new();
+    let mut together: HashMap<&str, Option<tokio_postgres::Statement>> = HashMap::new();
+    let mut executions: Vec<Execution<'_>> = Vec::new();
+    for run in plan_runs(statements) {
+        let Some(&first) = run.statements.first() else {
+            continue;
+        };
+        let sql: &str = &statements[first].sql;
+        let prepared = match single.get(sql) {
+            Some(prepared) => prepared.clone(),
             None => {
-                let handle = transaction
-                    .prepare_cached(sql)
-                    .await
-                    .map_err(|error| ReadModelError::backend(format!("prepare {sql:?}"), error))?;
-                distinct.insert(sql, handle.clone());
-                handle
+                let prepared = prepare(sql.to_owned()).await?;
+                single.insert(sql, prepared.clone());
+                prepared
             }
         };
-        prepared.push(handle);
+        let arity = prepared.params().len();
+        let merged = if run.statements.len() > 1
+            && run
+                .statements
+                .iter()
+                .all(|index| statements[*index].params.len() == arity)
+        {
+            match together.get(sql) {
+                Some(merged) => merged.clone(),
+                None => {
+                    let merged = match unnest_sql(sql, prepared.params()) {
+                        Some(merged_sql) => Some(prepare(merged_sql).await?),
+                        None => None,
+                    };
+                    together.insert(sql, merged.clone());
+                    merged
+                }
+            }
+        } else {
+            None
+        };
+        match merged {
+            Some(merged) => executions.push(Execution::Together {
+                first,
+                prepared: merged,
+                columns: (0..arity)
+                    .map(|column| {
+                        run.statements
+                            .iter()
+                            .map(|index| Param(&statements[*index].params[column]))
+                            .collect()
+                    })
+                    .collect(),
+            }),
+            None => executions.extend(run.statements.iter().map(|&index| Execution::One {
+                index,
+                prepared: prepared.clone(),
+                params: statements[index].params.iter().map(Param).collect(),
+            })),
+        }
     }
-    let params: Vec<Vec<Param<'_>>> = statements
+    let refs: Vec<Vec<&(dyn ToSql + Sync)>> = executions
         .iter()
-        .map(|statement| statement.params.iter().map(Param).collect())
-        .collect();
-    let refs: Vec<Vec<&(dyn ToSql + Sync)>> = params
-        .iter()
-        .map(|params| params.iter().map(|param| param as &(dyn ToSql + Sync)).collect())
+        .map(|execution| match execution {
+            Execution::One { params, .. } => params.iter().map(|param| param as &(dyn ToSql + Sync)).collect(),
+            Execution::Together { columns, .. } => columns.iter().map(|column| column as &(dyn ToSql + Sync)).collect(),
+        })
         .collect();
     // `try_join_all` polls the futures first in order, and each sends its request on its
-    // first poll, so the requests go out in statement order.
-    let executions = statements
-        .iter()
-        .zip(&prepared)
-        .zip(&refs)
-        .map(|((statement, prepared), refs)| async move {
-            transaction
-                .execute(prepared, refs)
-                .await
-                .map_err(|error| ReadModelError::backend(format!("execute {:?}", statement.sql), error))
-        });
-    futures::future::try_join_all(executions).await
+    // first poll, so the requests go out in the planned order.
+    let sent = executions.iter().zip(&refs).map(|(execution, refs)| async move {
+        let (index, prepared) = match execution {
+            Execution::One { index, prepared, .. } => (*index, prepared),
+            Execution::Together { first, prepared, .. } => (*first, prepared),
+        };
+        transaction
+            .execute(prepared, refs)
+            .await
+            .map(|count| (index, count))
+            .map_err(|error| ReadModelError::backend(format!("execute {:?}", statements[index].sql), error))
+    });
+    let mut counts = vec![0; statements.len()];
+    for (index, count) in futures::future::try_join_all(sent).await? {
+        counts[index] = count;
+    }
+    Ok(counts)
 }
 
 fn to_value(row: &tokio_postgres::Row, column: usize) -> Result<SqlValue, ReadModelError> {
@@ -422,6 +497,10 @@ impl ReadModelStore for PostgresReadModelStore {
         statements.push(&notify);
         let mut client = self.client().await?;
         let transaction = client.transaction().await.map_err(backend("begin projection batch"))?;
+        transaction
+            .batch_execute(CUSTOM_PLANS)
+            .await
+            .map_err(backend("plan projection batch"))?;
         let counts = execute_all(&transaction, &statements).await?;
         if let Some((_, failed)) = checks.iter().find(|(index, _)| counts.get(*index).copied() != Some(1)) {
             transaction

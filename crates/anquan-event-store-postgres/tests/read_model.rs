@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
 
-use anquan_event_store::{Dialect, Position, ProjectionBatch, ReadModelStore, Row, SqlValue, Statement};
+use anquan_event_store::{
+    Dialect, Footprint, Position, ProjectionBatch, ReadModelStore, Row, Shaped, SqlValue, Statement, plan_runs,
+};
 use anquan_event_store_postgres::PostgresReadModelStore;
 
 const DDL: &str = "
@@ -274,4 +276,148 @@ async fn leases_and_guarded_batches_behave_as_every_store_must() {
     };
     let store = PostgresReadModelStore::connect(&database.url, 4).await.unwrap();
     anquan_event_store::conformance::read_model_guards::leases_and_guarded_batches(Arc::new(store)).await;
+}
+
+const RUNS_DDL: &str = "
+CREATE TABLE IF NOT EXISTS labels (k1 TEXT PRIMARY KEY, label TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    k1    TEXT NOT NULL,
+    k2    BIGINT NOT NULL,
+    label TEXT,
+    note  TEXT,
+    n     BIGINT NOT NULL,
+    at    TIMESTAMPTZ,
+    doc   JSONB,
+    PRIMARY KEY (k1, k2)
+)";
+
+const LABELS: Footprint = Footprint::writes("labels", &[0]);
+const ITEM: Footprint = Footprint::writes("items", &[0, 1]);
+
+/// A log of footprinted statements over few keys, so runs meet repeated keys, updates of rows
+/// inserted earlier in the batch, deletes, a prefix update and a read of another table's row
+/// that changes in between.
+#[expect(clippy::unwrap_used, reason = "a test helper fails the test at once")]
+fn mixed_statements() -> Vec<Statement> {
+    let set_label = Shaped::new(
+        "INSERT INTO labels (k1, label) VALUES ($1, $2) ON CONFLICT (k1) DO UPDATE SET label = excluded.label",
+        LABELS,
+    );
+    let insert = Shaped::new(
+        "INSERT INTO items (k1, k2, label, note, n, at, doc) \
+         VALUES ($1, $2, (SELECT label FROM labels WHERE k1 = $1), 'new', $3, $4, $5) \
+         ON CONFLICT (k1, k2) DO UPDATE SET n = items.n + excluded.n, at = excluded.at, label = excluded.label",
+        ITEM.reading("labels", &[0]),
+    );
+    let note = Shaped::new("UPDATE items SET note = $3 || note WHERE k1 = $1 AND k2 = $2", ITEM);
+    let relabel = Shaped::new(
+        "UPDATE items SET label = $2 WHERE k1 = $1",
+        Footprint::writes("items", &[0]),
+    );
+    let delete = Shaped::new("DELETE FROM items WHERE k1 = $1 AND k2 = $2", ITEM);
+    let base = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move |below: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % below
+    };
+    let mut statements: Vec<Statement> = (0..4)
+        .map(|k1| set_label.statement(vec![SqlValue::Text(format!("e{k1}")), SqlValue::Text("first".into())]))
+        .collect();
+    for step in 0..600_i64 {
+        let k1 = SqlValue::Text(format!("e{}", next(4)));
+        let k2 = SqlValue::Int(i64::try_from(next(12)).unwrap());
+        let statement = match next(20) {
+            0..=8 => insert.statement(vec![
+                k1,
+                k2,
+                SqlValue::Int(step),
+                SqlValue::Timestamp(base + chrono::Duration::microseconds(step * 1_001)),
+                SqlValue::Json(format!(r#"{{"step": {step}, "b": [1, 2]}}"#)),
+            ]),
+            9..=12 => note.statement(vec![k1, k2, SqlValue::Text(format!("{step};"))]),
+            13..=14 => delete.statement(vec![k1, k2]),
+            15 => relabel.statement(vec![k1, SqlValue::Text(format!("re{step}"))]),
+            16..=17 => set_label.statement(vec![k1, SqlValue::Text(format!("l{step}"))]),
+            // A statement without a footprint: everything keeps its side of it.
+            18 => Statement::new(
+                "UPDATE items SET n = n + 1000 WHERE n % 7 = $1",
+                vec![SqlValue::Int(step % 7)],
+            ),
+            _ => Statement::new(
+                "UPDATE items SET note = note || '!' WHERE k1 = $1 AND k2 = $2",
+                vec![k1, k2],
+            ),
+        };
+        statements.push(statement);
+    }
+    statements
+}
+
+#[expect(clippy::unwrap_used, reason = "a test helper fails the test at once")]
+async fn items(store: &PostgresReadModelStore) -> Vec<Row> {
+    let mut rows = store
+        .query(
+            "SELECT k1, k2, label, note, n, at, doc::text FROM items ORDER BY k1, k2",
+            &[],
+        )
+        .await
+        .unwrap();
+    rows.extend(
+        store
+            .query(
+                "SELECT k1, label, NULL, NULL, NULL, NULL, NULL FROM labels ORDER BY k1",
+                &[],
+            )
+            .await
+            .unwrap(),
+    );
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_run_together_leave_the_rows_of_running_them_one_by_one() {
+    let Some(together) = support::fresh_database("read-model runs together").await else {
+        return;
+    };
+    let Some(one_by_one) = support::fresh_database("read-model runs one by one").await else {
+        return;
+    };
+    let statements = mixed_statements();
+    let refs: Vec<&Statement> = statements.iter().collect();
+    let runs = plan_runs(&refs);
+    assert!(
+        runs.iter().filter(|run| run.statements.len() > 1).count() > 20 && runs.len() < statements.len() / 2,
+        "the log should run in far fewer runs than statements: {} runs",
+        runs.len()
+    );
+
+    let together = PostgresReadModelStore::connect(&together.url, 1).await.unwrap();
+    together.migrate(RUNS_DDL).await.unwrap();
+    together
+        .apply(Arc::new(ProjectionBatch::new(
+            "items".to_owned(),
+            statements.clone(),
+            Position::from_sequence(1),
+        )))
+        .await
+        .unwrap();
+
+    let one_by_one = PostgresReadModelStore::connect(&one_by_one.url, 1).await.unwrap();
+    one_by_one.migrate(RUNS_DDL).await.unwrap();
+    for (n, statement) in statements.into_iter().enumerate() {
+        one_by_one
+            .apply(Arc::new(ProjectionBatch::new(
+                "items".to_owned(),
+                vec![statement],
+                Position::from_sequence(n as u64 + 1),
+            )))
+            .await
+            .unwrap();
+    }
+    let rows = items(&together).await;
+    assert!(rows.len() > 10, "the log leaves rows: {rows:?}");
+    assert_eq!(rows, items(&one_by_one).await);
 }

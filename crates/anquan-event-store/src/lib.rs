@@ -16,6 +16,7 @@ pub mod merkle;
 pub mod metered;
 pub mod personal;
 pub mod read_model;
+pub mod runs;
 mod store;
 mod stream;
 mod subscription;
@@ -34,6 +35,7 @@ pub use read_model::{
     CheckpointExpected, Dialect, LeaseClaim, LeaseHolder, LeaseTerm, ProjectionBatch, ReadModelError, ReadModelStore,
     Row, SqlValue, Statement,
 };
+pub use runs::{Footprint, Run, Shaped, plan_runs};
 pub use store::{
     APPEND_EVENTS_MAX, BackendTraits, EVENT_DATA_BYTES_MAX, EventStore, LogDistance, READ_BATCH_MAX,
     answer_recorded_command,

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 
+use crate::runs::Footprint;
 use crate::stream::Position;
 
 /// The SQL dialect a read-model store speaks; selects the table definitions.
@@ -40,6 +41,9 @@ pub enum SqlValue {
 pub struct Statement {
     pub sql: Cow<'static, str>,
     pub params: Vec<SqlValue>,
+    /// The rows it touches, when declared: a backend may then run it together with others of
+    /// the same SQL text ([`crate::runs`]). Without one it runs alone, in its place.
+    pub footprint: Option<Footprint>,
 }
 
 impl Statement {
@@ -48,7 +52,15 @@ impl Statement {
         Self {
             sql: sql.into(),
             params,
+            footprint: None,
         }
+    }
+
+    /// Declares the rows the statement touches (see [`Footprint`] for what that promises).
+    #[must_use]
+    pub fn with_footprint(mut self, footprint: Footprint) -> Self {
+        self.footprint = Some(footprint);
+        self
     }
 }
 

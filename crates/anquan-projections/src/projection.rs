@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use anquan_domain::Event;
-use anquan_event_store::{Dialect, RecordedEvent, Statement};
+use anquan_event_store::{Dialect, RecordedEvent, SqlValue, Statement};
 
 use crate::error::ProjectionError;
 
@@ -56,6 +56,11 @@ pub trait Projection: Send + Sync + 'static {
 ///   change itself (`insert_mut`), instead of an update running after it: a document's review
 ///   usually follows its upload within a thousand events, so most documents are inserted
 ///   reviewed. Nothing in between may read or change what the later event changes.
+/// - An increment (`push_increment`) adds a number to one row's counter. A later increment of
+///   the same counter and row adds its number to the first one's instead of running again, so a
+///   batch counts each row once however many events it counts: additions commute, and nothing a
+///   projection writes may read a counter between its increments. (Updating one row many times
+///   in a transaction is slow on PostgreSQL, each update leaving a row version the next walks.)
 ///
 /// No map here is ever iterated, so the statements' order is the order they were pushed in.
 #[derive(Debug, Default)]
@@ -66,6 +71,8 @@ pub struct BatchStatements {
     overwrites: HashMap<&'static str, HashMap<String, usize>>,
     /// Where the insert of each row is in `statements`, by table.
     inserts: HashMap<&'static str, HashMap<String, usize>>,
+    /// Where the first increment of each row is in `statements`, by the counter it adds to.
+    increments: HashMap<&'static str, HashMap<String, usize>>,
 }
 
 impl BatchStatements {
@@ -108,6 +115,30 @@ impl BatchStatements {
         self.statements.get_mut(index)?.as_mut()
     }
 
+    /// Appends an increment of `counter` (a stable label such as `"log_tally.events"`) of the
+    /// row keyed `row` by the integer parameter `amount` (its index) of `statement`, or adds
+    /// that amount to the batch's earlier increment of the same counter and row.
+    pub fn push_increment(&mut self, counter: &'static str, row: String, amount: usize, statement: Statement) {
+        let add = match statement.params.get(amount) {
+            Some(SqlValue::Int(add)) => Some(*add),
+            _ => None,
+        };
+        let rows = self.increments.entry(counter).or_default();
+        if let Some(add) = add
+            && let Some(&earlier) = rows.get(&row)
+            && let Some(Some(first)) = self.statements.get_mut(earlier)
+            && let Some(SqlValue::Int(total)) = first.params.get_mut(amount)
+            && let Some(sum) = total.checked_add(add)
+        {
+            *total = sum;
+            return;
+        }
+        // The first increment, or one that cannot be added (not an integer, or the sum would
+        // overflow): it runs on its own, and later increments add to it.
+        rows.insert(row, self.statements.len());
+        self.statements.push(Some(statement));
+    }
+
     /// Returns the number of statements that will run.
     pub fn len(&self) -> usize {
         self.statements.iter().flatten().count()
@@ -126,8 +157,6 @@ impl BatchStatements {
 
 #[cfg(test)]
 mod tests {
-    use anquan_event_store::SqlValue;
-
     use super::*;
 
     fn touch(row: &str, position: i64) -> Statement {
@@ -167,6 +196,33 @@ mod tests {
         let insert = batch.insert_mut("u", "a").unwrap();
         insert.params = vec![SqlValue::Int(3)];
         assert_eq!(batch.into_statements(), vec![other(3), other(2)]);
+    }
+
+    #[test]
+    fn increments_of_one_row_add_up_in_the_first_one() {
+        let count = |row: &str, by: i64| {
+            Statement::new(
+                "INSERT INTO c VALUES ($1, $2)",
+                vec![SqlValue::Text(row.into()), SqlValue::Int(by)],
+            )
+        };
+        let mut batch = BatchStatements::new();
+        batch.push_increment("c.n", "a".into(), 1, count("a", 1));
+        batch.push(other(1));
+        batch.push_increment("c.n", "b".into(), 1, count("b", 1));
+        batch.push_increment("c.n", "a".into(), 1, count("a", 2));
+        batch.push_increment("c.m", "a".into(), 1, count("a", 5));
+        batch.push_increment("c.n", "b".into(), 1, count("b", i64::MAX));
+        assert_eq!(
+            batch.into_statements(),
+            vec![
+                count("a", 3),
+                other(1),
+                count("b", 1),
+                count("a", 5),
+                count("b", i64::MAX)
+            ]
+        );
     }
 
     #[test]

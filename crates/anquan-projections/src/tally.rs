@@ -5,7 +5,7 @@
 //! leader is killed mid-batch).
 
 use anquan_domain::Event;
-use anquan_event_store::{Dialect, RecordedEvent, SqlValue, Statement};
+use anquan_event_store::{Dialect, Footprint, RecordedEvent, SqlValue, Statement};
 
 use crate::error::ProjectionError;
 use crate::projection::{BatchStatements, Projection};
@@ -16,8 +16,11 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS log_tally (
     events BIGINT NOT NULL
 )";
 
-const COUNT: &str = "INSERT INTO log_tally (event_type, events) VALUES ($1, 1) \
-    ON CONFLICT (event_type) DO UPDATE SET events = log_tally.events + 1";
+/// Adds `$2` events of type `$1`; a batch adds up its events of each type first
+/// (`BatchStatements::push_increment`).
+const COUNT: &str = "INSERT INTO log_tally (event_type, events) VALUES ($1, $2) \
+    ON CONFLICT (event_type) DO UPDATE SET events = log_tally.events + excluded.events";
+const COUNT_ROWS: Footprint = Footprint::writes("log_tally", &[0]);
 
 /// Counts the log's events by type.
 #[derive(Debug, Clone, Copy, Default)]
@@ -42,7 +45,13 @@ impl Projection for LogTallyProjection {
     }
 
     fn apply(&self, event: &RecordedEvent, _: &Event, out: &mut BatchStatements) -> Result<(), ProjectionError> {
-        out.push(Statement::new(COUNT, vec![SqlValue::Text(event.event_type.clone())]));
+        out.push_increment(
+            "log_tally.events",
+            event.event_type.clone(),
+            1,
+            Statement::new(COUNT, vec![SqlValue::Text(event.event_type.clone()), SqlValue::Int(1)])
+                .with_footprint(COUNT_ROWS),
+        );
         Ok(())
     }
 }

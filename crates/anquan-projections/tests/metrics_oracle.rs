@@ -62,7 +62,7 @@ use anquan_event_store::execute::{CommandEnvelope, ExecuteError, execute};
 use anquan_event_store::{EventStore, InMemoryEventStore, ReadModelStore};
 use anquan_event_store_postgres::PostgresReadModelStore;
 use anquan_event_store_sqlite::SqliteReadModelStore;
-use anquan_projections::metrics::{Snapshot, load_facts};
+use anquan_projections::metrics::{MetricFacts, MetricsCache, Snapshot, load_facts};
 use anquan_projections::{AgencyProjection, ComplianceProjection, ProjectionRunner};
 
 mod oracle;
@@ -934,6 +934,7 @@ async fn check(world: &World, seed: u64, steps: usize) -> BTreeSet<usize> {
     );
     let facts = load_facts(world.read_models.as_ref()).await.unwrap();
     let rules = &world.rules;
+    walk_the_timers(rules, &facts, end, seed);
     let mut rng = Rng(seed ^ 0x5eed);
     let start = Utc.with_ymd_and_hms(2018, 7, 1, 0, 0, 0).unwrap();
     let span = (end - start).num_minutes();
@@ -1031,6 +1032,130 @@ async fn check(world: &World, seed: u64, steps: usize) -> BTreeSet<usize> {
         .collect();
     println!("seed {seed}: {} events, metrics never non-zero: {silent:?}", log.len());
     met_at_boundary
+}
+
+/// The incremental path (issue 19): a cache computed before the history began and advanced only
+/// through its timer index (at each `next_due`, the `due` enterprises recomputed at that
+/// instant) up to 40 days past the end, compared with the brute-force snapshot of the same facts
+/// at random instants, at transitions themselves (an instant where the figures changed), 1 µs
+/// before and after some, and on the new-year and mid-year boundaries. The contributions are
+/// knowledge-time true, so the facts loaded at the end serve every instant: a fact recorded
+/// later is one more transition of the walk.
+fn walk_the_timers(rules: &RuleSet, facts: &MetricFacts, end: DateTime<Utc>, seed: u64) {
+    let mut rng = Rng(seed ^ 0x7153);
+    let empty = anquan_domain::metrics::ServiceFacts::default();
+    let first = Utc.with_ymd_and_hms(2018, 6, 1, 0, 0, 0).unwrap();
+    let last = end + Duration::days(40);
+    let span = (last - first).num_minutes() as u64;
+    let boundaries = [
+        Utc.with_ymd_and_hms(2018, 12, 31, 16, 0, 0).unwrap(),
+        Utc.with_ymd_and_hms(2019, 6, 30, 16, 0, 0).unwrap(),
+    ];
+    // Instants checked between timer steps: random ones (some on whole microseconds near a
+    // boundary) and the boundaries with a microsecond either side.
+    let mut between: Vec<DateTime<Utc>> = (0..10)
+        .map(|_| {
+            first + Duration::minutes(rng.below(span) as i64) + Duration::microseconds(rng.below(60_000_000) as i64)
+        })
+        .collect();
+    for boundary in boundaries {
+        between.extend([
+            boundary - Duration::microseconds(1),
+            boundary,
+            boundary + Duration::microseconds(1),
+        ]);
+    }
+    between.push(last);
+    // The walk stops at `last` (a shorter history ends before the mid-year boundary).
+    between.retain(|at| *at <= last);
+    between.sort_unstable();
+    let mut between = between.into_iter().peekable();
+    let mut cache = MetricsCache::compute(rules, facts, first);
+    let mut checked = 0usize;
+    let mut check_at = |cache: &mut MetricsCache, at: DateTime<Utc>, why: &str| {
+        cache.update_agencies(facts.agencies.clone(), at);
+        let got = cache.snapshot(rules).unwrap();
+        let want = Snapshot::compute(rules, facts, at);
+        assert_eq!(got.at, at);
+        assert_eq!(got.city, want.city, "seed {seed}: city at {at} ({why}) via the timers");
+        for (town, tallies) in &got.towns {
+            match want.town(town) {
+                Some(want) => assert_eq!(tallies, want, "seed {seed}: {town} at {at} ({why}) via the timers"),
+                None => assert!(
+                    tallies.all.iter().all(|tally| *tally == Tally::default()),
+                    "seed {seed}: {town} at {at} ({why}) has figures via the timers and none by brute force"
+                ),
+            }
+        }
+        for (town, _) in &want.towns {
+            assert!(
+                got.town(town).is_some(),
+                "seed {seed}: {town} missing at {at} via the timers"
+            );
+        }
+        checked += 1;
+    };
+    let mut steps = 0usize;
+    let mut transitions = 0usize;
+    let mut recomputed = 0usize;
+    let mut now = first;
+    let mut figures = cache.snapshot(rules).unwrap();
+    loop {
+        let next = cache.next_due().filter(|next| *next <= last);
+        // Until the next change, every contribution stands.
+        while let Some(at) = between.next_if(|at| next.is_none_or(|next| *at < next)) {
+            if at >= now {
+                check_at(&mut cache, at, "between timers");
+            }
+        }
+        let Some(next) = next else { break };
+        assert!(next > now, "seed {seed}: the timer went back from {now} to {next}");
+        // Just before a transition (the last instant the figures of the previous one hold).
+        let before = next - Duration::microseconds(1);
+        if before >= now && rng.chance(1) {
+            check_at(&mut cache, before, "1 µs before a timer");
+        }
+        now = next;
+        let due = cache.due(now);
+        assert!(!due.is_empty(), "seed {seed}: next_due {now} names no enterprise");
+        for enterprise_id in due {
+            let file = &facts.files[&enterprise_id];
+            let services = facts.services.get(&enterprise_id).unwrap_or(&empty);
+            cache.update_enterprise(rules, enterprise_id, Some((file, services)), now);
+            recomputed += 1;
+            assert!(
+                cache.next_change_of(enterprise_id).is_none_or(|next| next > now),
+                "seed {seed}: an enterprise's next change is not after {now}"
+            );
+        }
+        assert!(
+            cache.due(now).is_empty(),
+            "seed {seed}: recomputed enterprises are still due at {now}"
+        );
+        steps += 1;
+        let changed = cache.snapshot(rules).unwrap();
+        // The towns hold every enterprise's contributions (the city adds the agency figures).
+        if changed.towns != figures.towns {
+            transitions += 1;
+            // The transition itself, and 1 µs after it while nothing else is due.
+            if rng.chance(3) {
+                check_at(&mut cache, now, "a transition");
+                let after = now + Duration::microseconds(1);
+                if cache.next_due().is_none_or(|next| after < next) {
+                    check_at(&mut cache, after, "1 µs after a transition");
+                    now = after;
+                }
+            }
+        }
+        figures = changed;
+    }
+    println!(
+        "seed {seed}: timer walk of {steps} steps, {transitions} transitions, {recomputed} recomputations over {} enterprises, {checked} instants checked",
+        facts.files.len()
+    );
+    // Not vacuous: the walk went through the history's changes and checked many of them.
+    assert!(transitions > 200, "seed {seed}: only {transitions} transitions");
+    assert!(checked > 25, "seed {seed}: only {checked} instants checked");
 }
 
 async fn read_log(world: &World) -> Log {

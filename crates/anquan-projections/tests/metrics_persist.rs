@@ -59,7 +59,9 @@ fn state(commit: u64) -> PersistedState {
     }
 }
 
-async fn loaded(store: &dyn ReadModelStore) -> Vec<(EnterpriseId, Contribution, Option<chrono::DateTime<Utc>>)> {
+async fn loaded(
+    store: &dyn ReadModelStore,
+) -> Vec<(EnterpriseId, Option<Contribution>, Option<chrono::DateTime<Utc>>)> {
     let mut rows = Vec::new();
     persist::load_contributions(store, |row| {
         rows.push((row.enterprise_id, row.contribution, row.next_change));
@@ -105,17 +107,27 @@ async fn persisted_metrics_read_back_are_replaced_by_enterprise_fenced_and_clear
         .iter()
         .map(|(enterprise_id, contribution)| PersistedContributionRef {
             enterprise_id: *enterprise_id,
-            contribution,
+            contribution: Some(contribution),
             next_change: (enterprise_id.as_uuid().as_u128() % 3 == 0).then_some(next),
-        });
+        })
+        // One that contributes nothing yet but changes later.
+        .chain(std::iter::once(PersistedContributionRef {
+            enterprise_id: enterprise(1000),
+            contribution: None,
+            next_change: Some(next),
+        }));
     persist::save(store, &state(10), Write::Every(Box::new(rows)), Some(first.clone()))
         .await
         .unwrap();
     assert_eq!(persist::load_state(store).await.unwrap(), Some(state(10)));
     let read = loaded(store).await;
-    assert_eq!(read.len(), 450);
+    assert_eq!(read.len(), 451);
+    assert_eq!(read[450], (enterprise(1000), None, Some(next)));
     for ((enterprise_id, contribution), (read_id, read_contribution, read_next)) in contributions.iter().zip(&read) {
-        assert_eq!((enterprise_id, contribution), (read_id, read_contribution));
+        assert_eq!(
+            (enterprise_id, Some(contribution)),
+            (read_id, read_contribution.as_ref())
+        );
         let expected = (enterprise_id.as_uuid().as_u128() % 3 == 0).then_some(next);
         assert_eq!(*read_next, expected, "{enterprise_id}");
     }
@@ -131,7 +143,7 @@ async fn persisted_metrics_read_back_are_replaced_by_enterprise_fenced_and_clear
             enterprise(2),
             Some(PersistedContributionRef {
                 enterprise_id: enterprise(2),
-                contribution: &replaced,
+                contribution: Some(&replaced),
                 next_change: None,
             }),
         ),
@@ -141,10 +153,10 @@ async fn persisted_metrics_read_back_are_replaced_by_enterprise_fenced_and_clear
         .await
         .unwrap();
     let read = loaded(store).await;
-    assert_eq!(read.len(), 449);
+    assert_eq!(read.len(), 450);
     assert!(read.iter().all(|(id, _, _)| *id != enterprise(3)));
     let two = read.iter().find(|(id, _, _)| *id == enterprise(2)).unwrap();
-    assert_eq!((&two.1, two.2), (&replaced, None));
+    assert_eq!((two.1.as_ref(), two.2), (Some(&replaced), None));
     assert_eq!(
         persist::load_state(store).await.unwrap().unwrap().position,
         Position::from_sequence(12)
@@ -160,7 +172,7 @@ async fn persisted_metrics_read_back_are_replaced_by_enterprise_fenced_and_clear
     )
     .await;
     assert!(late.is_err(), "a deposed leader's write landed");
-    assert_eq!(loaded(store).await.len(), 449);
+    assert_eq!(loaded(store).await.len(), 450);
     assert_eq!(
         persist::load_state(store).await.unwrap().unwrap().position,
         Position::from_sequence(12)

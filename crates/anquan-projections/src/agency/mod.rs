@@ -23,7 +23,7 @@ use anquan_domain::agency::{FeeCheck, HazardLevel, WarningKind, misconduct_name}
 use anquan_domain::credit::{CreditInputs, CreditScore, Grade};
 use anquan_domain::personal::{DataSubject, ERASED};
 use anquan_domain::{AgencyId, Event};
-use anquan_event_store::{Dialect, RecordedEvent, SqlValue, Statement};
+use anquan_event_store::{Dialect, Footprint, RecordedEvent, Shaped, SqlValue, Statement};
 
 use crate::error::ProjectionError;
 use crate::projection::{BatchStatements, Projection};
@@ -34,61 +34,112 @@ const POSTGRES_SCHEMA: &str = include_str!("../../../../projections/schema/postg
 const SQLITE_QUERY_INDEXES: &str = include_str!("../../../../projections/schema/sqlite/agency_query_indexes.sql");
 const POSTGRES_QUERY_INDEXES: &str = include_str!("../../../../projections/schema/postgres/agency_query_indexes.sql");
 
-const UPSERT_AGENCY: &str = "INSERT INTO agency_agencies (agency_id, name, licence, service_scope, \
+const UPSERT_AGENCY: Shaped = Shaped::new(
+    "INSERT INTO agency_agencies (agency_id, name, licence, service_scope, \
     service_standards, fee_min_yuan, fee_max_yuan, contact_phone, registered_at, last_position) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
     ON CONFLICT (agency_id) DO UPDATE SET name = excluded.name, licence = excluded.licence, \
     service_scope = excluded.service_scope, service_standards = excluded.service_standards, \
     fee_min_yuan = excluded.fee_min_yuan, fee_max_yuan = excluded.fee_max_yuan, \
     contact_phone = excluded.contact_phone, registered_at = excluded.registered_at, \
-    last_position = excluded.last_position";
-const UPDATE_PROFILE: &str = "UPDATE agency_agencies SET name = $2, licence = $3, service_scope = $4, \
+    last_position = excluded.last_position",
+    Footprint::writes("agency_agencies", &[0]),
+);
+const UPDATE_PROFILE: Shaped = Shaped::new(
+    "UPDATE agency_agencies SET name = $2, licence = $3, service_scope = $4, \
     service_standards = $5, fee_min_yuan = $6, fee_max_yuan = $7, contact_phone = $8, last_position = $9 \
-    WHERE agency_id = $1";
-const UPSERT_STAFF_REPORT: &str = "INSERT INTO agency_staff_reports (agency_id, half_year, due_at, late, reported_at) \
+    WHERE agency_id = $1",
+    Footprint::writes("agency_agencies", &[0]),
+);
+const UPSERT_STAFF_REPORT: Shaped = Shaped::new(
+    "INSERT INTO agency_staff_reports (agency_id, half_year, due_at, late, reported_at) \
     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (agency_id, half_year) DO UPDATE SET due_at = excluded.due_at, \
-    late = excluded.late, reported_at = excluded.reported_at";
+    late = excluded.late, reported_at = excluded.reported_at",
+    Footprint::writes("agency_staff_reports", &[0, 1]),
+);
 /// A half-year's report replaces its list: the old rows go first.
-const DELETE_STAFF: &str = "DELETE FROM agency_staff WHERE agency_id = $1 AND half_year = $2";
-const INSERT_STAFF: &str = "INSERT INTO agency_staff (agency_id, half_year, staff_id, name, qualifications, phone) \
-    VALUES ($1, $2, $3, $4, $5, $6)";
+const DELETE_STAFF: Shaped = Shaped::new(
+    "DELETE FROM agency_staff WHERE agency_id = $1 AND half_year = $2",
+    Footprint::writes("agency_staff", &[0, 1]),
+);
+const INSERT_STAFF: Shaped = Shaped::new(
+    "INSERT INTO agency_staff (agency_id, half_year, staff_id, name, qualifications, phone) \
+    VALUES ($1, $2, $3, $4, $5, $6)",
+    Footprint::writes("agency_staff", &[0, 1, 2]),
+);
 /// An erased staff member's row keeps what is not personal; the values read as erased, as a
 /// rebuild from the sealed events writes them.
-const ERASE_STAFF: &str = "UPDATE agency_staff SET name = $4, qualifications = $5, phone = $6 \
-    WHERE agency_id = $1 AND half_year = $2 AND staff_id = $3";
-const ERASE_CONTACT: &str =
-    "UPDATE agency_agencies SET contact_phone = $2 WHERE agency_id = $1 AND contact_phone IS NOT NULL";
+const ERASE_STAFF: Shaped = Shaped::new(
+    "UPDATE agency_staff SET name = $4, qualifications = $5, phone = $6 \
+    WHERE agency_id = $1 AND half_year = $2 AND staff_id = $3",
+    Footprint::writes("agency_staff", &[0, 1, 2]),
+);
+const ERASE_CONTACT: Shaped = Shaped::new(
+    "UPDATE agency_agencies SET contact_phone = $2 WHERE agency_id = $1 AND contact_phone IS NOT NULL",
+    Footprint::writes("agency_agencies", &[0]),
+);
 /// `signed_at` is when the agency proposed the contract; a contract of an old log
 /// (`ContractSigned`) is inserted filed, confirmed and filed at its signing.
-const INSERT_CONTRACT: &str = "INSERT INTO agency_contracts (contract_id, agency_id, enterprise_id, town, \
+const INSERT_CONTRACT: Shaped = Shaped::new(
+    "INSERT INTO agency_contracts (contract_id, agency_id, enterprise_id, town, \
     valid_from, valid_until, services, visits_promised, fee_yuan, fee_min_yuan, fee_max_yuan, fee_check, signed_at, \
     status, confirmed_at, filed_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
-const CONFIRM_CONTRACT: &str =
-    "UPDATE agency_contracts SET status = 'confirmed', confirmed_at = $2 WHERE agency_id = $3 AND contract_id = $1";
-const REJECT_CONTRACT: &str = "UPDATE agency_contracts SET status = 'rejected', rejected_at = $2, \
-    rejection_reason = $4 WHERE agency_id = $3 AND contract_id = $1";
-const FILE_CONTRACT: &str = "UPDATE agency_contracts SET status = 'filed', filed_at = $2, \
-    fee_exception_reason = $4 WHERE agency_id = $3 AND contract_id = $1";
-const TERMINATE_CONTRACT: &str =
-    "UPDATE agency_contracts SET terminated_at = $2 WHERE agency_id = $3 AND contract_id = $1";
-const INSERT_REPORT: &str = "INSERT INTO agency_reports (report_id, agency_id, contract_id, enterprise_id, \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+    Footprint::writes("agency_contracts", &[1, 0]),
+);
+const CONFIRM_CONTRACT: Shaped = Shaped::new(
+    "UPDATE agency_contracts SET status = 'confirmed', confirmed_at = $2 WHERE agency_id = $3 AND contract_id = $1",
+    Footprint::writes("agency_contracts", &[2, 0]),
+);
+const REJECT_CONTRACT: Shaped = Shaped::new(
+    "UPDATE agency_contracts SET status = 'rejected', rejected_at = $2, \
+    rejection_reason = $4 WHERE agency_id = $3 AND contract_id = $1",
+    Footprint::writes("agency_contracts", &[2, 0]),
+);
+const FILE_CONTRACT: Shaped = Shaped::new(
+    "UPDATE agency_contracts SET status = 'filed', filed_at = $2, \
+    fee_exception_reason = $4 WHERE agency_id = $3 AND contract_id = $1",
+    Footprint::writes("agency_contracts", &[2, 0]),
+);
+const TERMINATE_CONTRACT: Shaped = Shaped::new(
+    "UPDATE agency_contracts SET terminated_at = $2 WHERE agency_id = $3 AND contract_id = $1",
+    Footprint::writes("agency_contracts", &[2, 0]),
+);
+const INSERT_REPORT: Shaped = Shaped::new(
+    "INSERT INTO agency_reports (report_id, agency_id, contract_id, enterprise_id, \
     visited_at, findings, hazards, hazard_count, major_hazard_count, photos, report_file, on_time, reported_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
-const INSERT_REPORT_STAFF: &str =
-    "INSERT INTO agency_report_staff (report_id, staff_id, agency_id) VALUES ($1, $2, $3)";
-const RATE_REPORT: &str =
-    "UPDATE agency_reports SET stars = $2, comment = $3, rated_at = $4 WHERE agency_id = $5 AND report_id = $1";
-const SPOT_CHECK_REPORT: &str = "UPDATE agency_reports SET spot_check_qualified = $2, spot_checked_at = $3 \
-    WHERE agency_id = $4 AND report_id = $1";
-const INSERT_SANCTION: &str =
-    "INSERT INTO agency_sanctions (position, agency_id, kind, reason, report_id, at) VALUES ($1, $2, $3, $4, $5, $6)";
-const SET_BLACKLISTED: &str = "UPDATE agency_agencies SET blacklisted_at = $2 WHERE agency_id = $1";
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    Footprint::writes("agency_reports", &[1, 0]),
+);
+const INSERT_REPORT_STAFF: Shaped = Shaped::new(
+    "INSERT INTO agency_report_staff (report_id, staff_id, agency_id) VALUES ($1, $2, $3)",
+    Footprint::writes("agency_report_staff", &[2, 0, 1]),
+);
+const RATE_REPORT: Shaped = Shaped::new(
+    "UPDATE agency_reports SET stars = $2, comment = $3, rated_at = $4 WHERE agency_id = $5 AND report_id = $1",
+    Footprint::writes("agency_reports", &[4, 0]),
+);
+const SPOT_CHECK_REPORT: Shaped = Shaped::new(
+    "UPDATE agency_reports SET spot_check_qualified = $2, spot_checked_at = $3 \
+    WHERE agency_id = $4 AND report_id = $1",
+    Footprint::writes("agency_reports", &[3, 0]),
+);
+const INSERT_SANCTION: Shaped = Shaped::new(
+    "INSERT INTO agency_sanctions (position, agency_id, kind, reason, report_id, at) VALUES ($1, $2, $3, $4, $5, $6)",
+    Footprint::writes("agency_sanctions", &[0]),
+);
+const SET_BLACKLISTED: Shaped = Shaped::new(
+    "UPDATE agency_agencies SET blacklisted_at = $2 WHERE agency_id = $1",
+    Footprint::writes("agency_agencies", &[0]),
+);
 /// Every grading is a row (provisional, final, regraded), so a grade as known at any instant can
 /// be read back; the current grade of a half-year is its last row.
-const INSERT_GRADE: &str = "INSERT INTO agency_credit_grades (agency_id, half_year, position, kind, computed_total, \
+const INSERT_GRADE: Shaped = Shaped::new(
+    "INSERT INTO agency_credit_grades (agency_id, half_year, position, kind, computed_total, \
     computed_grade, grade, reason, inputs, computed, graded_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    Footprint::writes("agency_credit_grades", &[0, 1, 2]),
+);
 
 /// Folds agency events into the `agency_*` tables.
 ///
@@ -154,12 +205,12 @@ impl Projection for AgencyProjection {
                 let mut params = profile_params(&id, &e.profile)?;
                 params.push(SqlValue::Timestamp(e.registered_at));
                 params.push(position);
-                out.push(Statement::new(UPSERT_AGENCY, params));
+                out.push(UPSERT_AGENCY.statement(params));
             }
             Event::AgencyProfileChanged(e) => {
                 let mut params = profile_params(&id, &e.profile)?;
                 params.push(position);
-                out.push(Statement::new(UPDATE_PROFILE, params));
+                out.push(UPDATE_PROFILE.statement(params));
             }
             Event::StaffReported(e) => staff_statements(&id, e, out)?,
             Event::DataSubjectErased(e) => erasure_statements(&id, e, out)?,
@@ -181,43 +232,36 @@ impl Projection for AgencyProjection {
                 Some(e.signed_at),
             )?),
             Event::ContractProposed(e) => out.push(contract_statement(&id, e, None)?),
-            Event::ContractConfirmed(e) => out.push(Statement::new(
-                CONFIRM_CONTRACT,
-                vec![text(e.contract_id), SqlValue::Timestamp(e.confirmed_at), id.clone()],
-            )),
-            Event::ContractRejected(e) => out.push(Statement::new(
-                REJECT_CONTRACT,
-                vec![
-                    text(e.contract_id),
-                    SqlValue::Timestamp(e.rejected_at),
-                    id.clone(),
-                    SqlValue::Text(e.reason.clone()),
-                ],
-            )),
-            Event::ContractFiled(e) => out.push(Statement::new(
-                FILE_CONTRACT,
-                vec![
-                    text(e.contract_id),
-                    SqlValue::Timestamp(e.filed_at),
-                    id.clone(),
-                    optional(e.fee_exception_reason.clone()),
-                ],
-            )),
-            Event::ContractTerminated(e) => out.push(Statement::new(
-                TERMINATE_CONTRACT,
-                vec![text(e.contract_id), SqlValue::Timestamp(e.terminated_at), id.clone()],
-            )),
+            Event::ContractConfirmed(e) => out.push(CONFIRM_CONTRACT.statement(vec![
+                text(e.contract_id),
+                SqlValue::Timestamp(e.confirmed_at),
+                id.clone(),
+            ])),
+            Event::ContractRejected(e) => out.push(REJECT_CONTRACT.statement(vec![
+                text(e.contract_id),
+                SqlValue::Timestamp(e.rejected_at),
+                id.clone(),
+                SqlValue::Text(e.reason.clone()),
+            ])),
+            Event::ContractFiled(e) => out.push(FILE_CONTRACT.statement(vec![
+                text(e.contract_id),
+                SqlValue::Timestamp(e.filed_at),
+                id.clone(),
+                optional(e.fee_exception_reason.clone()),
+            ])),
+            Event::ContractTerminated(e) => out.push(TERMINATE_CONTRACT.statement(vec![
+                text(e.contract_id),
+                SqlValue::Timestamp(e.terminated_at),
+                id.clone(),
+            ])),
             Event::ServiceReported(e) => report_statements(&id, e, out)?,
             Event::ServiceRated(e) => out.push(rating_statement(&id, e)),
-            Event::ReportSpotChecked(e) => out.push(Statement::new(
-                SPOT_CHECK_REPORT,
-                vec![
-                    text(e.report_id),
-                    SqlValue::Bool(e.qualified),
-                    SqlValue::Timestamp(e.checked_at),
-                    id.clone(),
-                ],
-            )),
+            Event::ReportSpotChecked(e) => out.push(SPOT_CHECK_REPORT.statement(vec![
+                text(e.report_id),
+                SqlValue::Bool(e.qualified),
+                SqlValue::Timestamp(e.checked_at),
+                id.clone(),
+            ])),
             Event::AgencyComplaintFounded(e) => out.push(sanction(
                 position,
                 &id,
@@ -269,14 +313,11 @@ impl Projection for AgencyProjection {
             )?),
             Event::AgencyBlacklisted(AgencyBlacklisted { reason, blacklisted_at }) => {
                 out.push(sanction(position, &id, "blacklisted", reason, None, *blacklisted_at));
-                out.push(Statement::new(
-                    SET_BLACKLISTED,
-                    vec![id, SqlValue::Timestamp(*blacklisted_at)],
-                ));
+                out.push(SET_BLACKLISTED.statement(vec![id, SqlValue::Timestamp(*blacklisted_at)]));
             }
             Event::AgencyDelisted(e) => {
                 out.push(sanction(position, &id, "delisted", &e.reason, None, e.delisted_at));
-                out.push(Statement::new(SET_BLACKLISTED, vec![id, SqlValue::Null]));
+                out.push(SET_BLACKLISTED.statement(vec![id, SqlValue::Null]));
             }
             // Events of other aggregates never sit on an agency stream.
             _ => {}
@@ -300,29 +341,23 @@ fn profile_params(id: &SqlValue, profile: &AgencyProfile) -> Result<Vec<SqlValue
 
 fn staff_statements(id: &SqlValue, e: &StaffReported, out: &mut BatchStatements) -> Result<(), ProjectionError> {
     let half_year = SqlValue::Text(e.half_year.to_string());
-    out.push(Statement::new(
-        UPSERT_STAFF_REPORT,
-        vec![
+    out.push(UPSERT_STAFF_REPORT.statement(vec![
+        id.clone(),
+        half_year.clone(),
+        SqlValue::Timestamp(e.due_at),
+        SqlValue::Bool(e.late),
+        SqlValue::Timestamp(e.reported_at),
+    ]));
+    out.push(DELETE_STAFF.statement(vec![id.clone(), half_year.clone()]));
+    for member in &e.staff {
+        out.push(INSERT_STAFF.statement(vec![
             id.clone(),
             half_year.clone(),
-            SqlValue::Timestamp(e.due_at),
-            SqlValue::Bool(e.late),
-            SqlValue::Timestamp(e.reported_at),
-        ],
-    ));
-    out.push(Statement::new(DELETE_STAFF, vec![id.clone(), half_year.clone()]));
-    for member in &e.staff {
-        out.push(Statement::new(
-            INSERT_STAFF,
-            vec![
-                id.clone(),
-                half_year.clone(),
-                text(member.staff_id),
-                SqlValue::Text(member.name.clone()),
-                json("qualifications", &member.qualifications)?,
-                optional(member.phone.clone()),
-            ],
-        ));
+            text(member.staff_id),
+            SqlValue::Text(member.name.clone()),
+            json("qualifications", &member.qualifications)?,
+            optional(member.phone.clone()),
+        ]));
     }
     Ok(())
 }
@@ -340,20 +375,17 @@ fn erasure_statements(id: &SqlValue, e: &DataSubjectErased, out: &mut BatchState
                         certificate_number: ERASED.to_owned(),
                     })
                     .collect();
-                out.push(Statement::new(
-                    ERASE_STAFF,
-                    vec![
-                        id.clone(),
-                        SqlValue::Text(entry.half_year.to_string()),
-                        text(staff_id),
-                        erased(),
-                        json("qualifications", &qualifications)?,
-                        if entry.had_phone { erased() } else { SqlValue::Null },
-                    ],
-                ));
+                out.push(ERASE_STAFF.statement(vec![
+                    id.clone(),
+                    SqlValue::Text(entry.half_year.to_string()),
+                    text(staff_id),
+                    erased(),
+                    json("qualifications", &qualifications)?,
+                    if entry.had_phone { erased() } else { SqlValue::Null },
+                ]));
             }
         }
-        DataSubject::AgencyContact { .. } => out.push(Statement::new(ERASE_CONTACT, vec![id.clone(), erased()])),
+        DataSubject::AgencyContact { .. } => out.push(ERASE_CONTACT.statement(vec![id.clone(), erased()])),
     }
     Ok(())
 }
@@ -371,27 +403,24 @@ fn contract_statement(
         FeeCheck::BelowBand => "below_band",
         FeeCheck::AboveBand => "above_band",
     };
-    Ok(Statement::new(
-        INSERT_CONTRACT,
-        vec![
-            text(e.contract_id),
-            id.clone(),
-            text(e.enterprise_id),
-            SqlValue::Text(e.enterprise_town.as_str().to_owned()),
-            SqlValue::Timestamp(e.valid_from),
-            SqlValue::Timestamp(e.valid_until),
-            json("services", &e.services)?,
-            SqlValue::Int(i64::from(e.visits_promised)),
-            int("fee", e.fee_yuan),
-            int("fee band minimum", e.fee_band.min_yuan),
-            int("fee band maximum", e.fee_band.max_yuan),
-            SqlValue::Text(fee_check.to_owned()),
-            SqlValue::Timestamp(e.proposed_at),
-            SqlValue::Text(if filed_at.is_some() { "filed" } else { "proposed" }.to_owned()),
-            at(filed_at),
-            at(filed_at),
-        ],
-    ))
+    Ok(INSERT_CONTRACT.statement(vec![
+        text(e.contract_id),
+        id.clone(),
+        text(e.enterprise_id),
+        SqlValue::Text(e.enterprise_town.as_str().to_owned()),
+        SqlValue::Timestamp(e.valid_from),
+        SqlValue::Timestamp(e.valid_until),
+        json("services", &e.services)?,
+        SqlValue::Int(i64::from(e.visits_promised)),
+        int("fee", e.fee_yuan),
+        int("fee band minimum", e.fee_band.min_yuan),
+        int("fee band maximum", e.fee_band.max_yuan),
+        SqlValue::Text(fee_check.to_owned()),
+        SqlValue::Timestamp(e.proposed_at),
+        SqlValue::Text(if filed_at.is_some() { "filed" } else { "proposed" }.to_owned()),
+        at(filed_at),
+        at(filed_at),
+    ]))
 }
 
 fn report_statements(id: &SqlValue, e: &ServiceReported, out: &mut BatchStatements) -> Result<(), ProjectionError> {
@@ -400,44 +429,35 @@ fn report_statements(id: &SqlValue, e: &ServiceReported, out: &mut BatchStatemen
         .iter()
         .filter(|hazard| hazard.level == HazardLevel::Major)
         .count();
-    out.push(Statement::new(
-        INSERT_REPORT,
-        vec![
-            text(e.report_id),
-            id.clone(),
-            text(e.contract_id),
-            text(e.enterprise_id),
-            SqlValue::Timestamp(e.visited_at),
-            SqlValue::Text(e.findings.clone()),
-            json("hazards", &e.hazards)?,
-            int("hazard count", e.hazards.len() as u64),
-            int("major hazard count", majors as u64),
-            json("photos", &e.photos)?,
-            json("report file", &e.report_file)?,
-            SqlValue::Bool(e.on_time),
-            SqlValue::Timestamp(e.reported_at),
-        ],
-    ));
+    out.push(INSERT_REPORT.statement(vec![
+        text(e.report_id),
+        id.clone(),
+        text(e.contract_id),
+        text(e.enterprise_id),
+        SqlValue::Timestamp(e.visited_at),
+        SqlValue::Text(e.findings.clone()),
+        json("hazards", &e.hazards)?,
+        int("hazard count", e.hazards.len() as u64),
+        int("major hazard count", majors as u64),
+        json("photos", &e.photos)?,
+        json("report file", &e.report_file)?,
+        SqlValue::Bool(e.on_time),
+        SqlValue::Timestamp(e.reported_at),
+    ]));
     for staff_id in &e.staff_ids {
-        out.push(Statement::new(
-            INSERT_REPORT_STAFF,
-            vec![text(e.report_id), text(staff_id), id.clone()],
-        ));
+        out.push(INSERT_REPORT_STAFF.statement(vec![text(e.report_id), text(staff_id), id.clone()]));
     }
     Ok(())
 }
 
 fn rating_statement(id: &SqlValue, e: &ServiceRated) -> Statement {
-    Statement::new(
-        RATE_REPORT,
-        vec![
-            text(e.report_id),
-            SqlValue::Int(i64::from(e.stars)),
-            optional(e.comment.clone()),
-            SqlValue::Timestamp(e.rated_at),
-            id.clone(),
-        ],
-    )
+    RATE_REPORT.statement(vec![
+        text(e.report_id),
+        SqlValue::Int(i64::from(e.stars)),
+        optional(e.comment.clone()),
+        SqlValue::Timestamp(e.rated_at),
+        id.clone(),
+    ])
 }
 
 /// The columns of one grading.
@@ -453,22 +473,19 @@ struct GradeRow<'a> {
 
 fn grade_statement(id: &SqlValue, position: SqlValue, row: GradeRow<'_>) -> Result<Statement, ProjectionError> {
     let letter = |grade: Option<Grade>| grade.map_or(SqlValue::Null, |grade| SqlValue::Text(grade.letter().to_owned()));
-    Ok(Statement::new(
-        INSERT_GRADE,
-        vec![
-            id.clone(),
-            SqlValue::Text(row.half_year.to_string()),
-            position,
-            SqlValue::Text(row.kind.to_owned()),
-            SqlValue::Real(row.computed.total),
-            letter(row.computed.grade),
-            letter(row.grade),
-            optional(row.reason.map(str::to_owned)),
-            json("credit inputs", row.inputs)?,
-            json("computed score", row.computed)?,
-            SqlValue::Timestamp(row.at),
-        ],
-    ))
+    Ok(INSERT_GRADE.statement(vec![
+        id.clone(),
+        SqlValue::Text(row.half_year.to_string()),
+        position,
+        SqlValue::Text(row.kind.to_owned()),
+        SqlValue::Real(row.computed.total),
+        letter(row.computed.grade),
+        letter(row.grade),
+        optional(row.reason.map(str::to_owned)),
+        json("credit inputs", row.inputs)?,
+        json("computed score", row.computed)?,
+        SqlValue::Timestamp(row.at),
+    ]))
 }
 
 fn sanction(
@@ -479,17 +496,14 @@ fn sanction(
     report_id: Option<SqlValue>,
     at: anquan_domain::Instant,
 ) -> Statement {
-    Statement::new(
-        INSERT_SANCTION,
-        vec![
-            position,
-            id.clone(),
-            SqlValue::Text(kind.to_owned()),
-            SqlValue::Text(reason.to_owned()),
-            report_id.unwrap_or(SqlValue::Null),
-            SqlValue::Timestamp(at),
-        ],
-    )
+    INSERT_SANCTION.statement(vec![
+        position,
+        id.clone(),
+        SqlValue::Text(kind.to_owned()),
+        SqlValue::Text(reason.to_owned()),
+        report_id.unwrap_or(SqlValue::Null),
+        SqlValue::Timestamp(at),
+    ])
 }
 
 /// Reads the agency id from the stream name `agency-<uuid>`.

@@ -22,7 +22,7 @@ use anquan_domain::enterprise::event::{
     Coverage, DocumentApproved, DocumentReturned, DocumentUploaded, EnterpriseProfileChanged, EnterpriseRegistered,
 };
 use anquan_domain::{EnterpriseId, Event};
-use anquan_event_store::{Dialect, RecordedEvent, SqlValue, Statement};
+use anquan_event_store::{Dialect, Footprint, RecordedEvent, Shaped, SqlValue, Statement};
 
 use crate::error::ProjectionError;
 use crate::projection::{BatchStatements, Projection};
@@ -34,57 +34,105 @@ const SQLITE_QUERY_INDEXES: &str = include_str!("../../../../projections/schema/
 const POSTGRES_QUERY_INDEXES: &str =
     include_str!("../../../../projections/schema/postgres/compliance_query_indexes.sql");
 
-const INSERT_ENTERPRISE: &str = "INSERT INTO enterprises \
+const INSERT_ENTERPRISE: Shaped = Shaped::new(
+    "INSERT INTO enterprises \
     (enterprise_id, name, credit_code, town, industry, profile, registered_at, last_position) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
     ON CONFLICT (enterprise_id) DO UPDATE SET name = excluded.name, credit_code = excluded.credit_code, \
     town = excluded.town, industry = excluded.industry, profile = excluded.profile, \
-    registered_at = excluded.registered_at, last_position = excluded.last_position";
-const UPSERT_PROFILE: &str = "INSERT INTO enterprise_profiles (enterprise_id, effective_at, profile, town) \
+    registered_at = excluded.registered_at, last_position = excluded.last_position",
+    Footprint::writes("enterprises", &[0]),
+);
+const UPSERT_PROFILE: Shaped = Shaped::new(
+    "INSERT INTO enterprise_profiles (enterprise_id, effective_at, profile, town) \
     VALUES ($1, $2, $3, $4) ON CONFLICT (enterprise_id, effective_at) DO UPDATE SET profile = excluded.profile, \
-    town = excluded.town";
-const UPDATE_ENTERPRISE: &str = "UPDATE enterprises \
-    SET name = $2, town = $3, industry = $4, profile = $5, last_position = $6 WHERE enterprise_id = $1";
-const UPDATE_DOCUMENTS_TOWN: &str = "UPDATE documents SET town = $2 WHERE enterprise_id = $1";
-const UPDATE_SUPERVISION_TOWN: [&str; 3] = [
-    "UPDATE inspections SET town = $2 WHERE enterprise_id = $1",
-    "UPDATE hazards SET town = $2 WHERE enterprise_id = $1",
-    "UPDATE accidents SET town = $2 WHERE enterprise_id = $1",
+    town = excluded.town",
+    Footprint::writes("enterprise_profiles", &[0, 1]),
+);
+const UPDATE_ENTERPRISE: Shaped = Shaped::new(
+    "UPDATE enterprises \
+    SET name = $2, town = $3, industry = $4, profile = $5, last_position = $6 WHERE enterprise_id = $1",
+    Footprint::writes("enterprises", &[0]),
+);
+const UPDATE_DOCUMENTS_TOWN: Shaped = Shaped::new(
+    "UPDATE documents SET town = $2 WHERE enterprise_id = $1",
+    Footprint::writes("documents", &[0]),
+);
+const UPDATE_SUPERVISION_TOWN: [Shaped; 3] = [
+    Shaped::new(
+        "UPDATE inspections SET town = $2 WHERE enterprise_id = $1",
+        Footprint::writes("inspections", &[0]),
+    ),
+    Shaped::new(
+        "UPDATE hazards SET town = $2 WHERE enterprise_id = $1",
+        Footprint::writes("hazards", &[0]),
+    ),
+    Shaped::new(
+        "UPDATE accidents SET town = $2 WHERE enterprise_id = $1",
+        Footprint::writes("accidents", &[0]),
+    ),
 ];
 /// One row per enterprise: a rotation replaces the digest, so the old token stops matching in
-/// the same batch that makes the new one match.
+/// the same batch that makes the new one match. No footprint: the digest is unique across
+/// rows, so two enterprises' rotations do not touch disjoint rows as far as the unique index
+/// is concerned, and they are rare.
 const UPSERT_PUBLIC_TOKEN: &str = "INSERT INTO public_tokens (enterprise_id, token_digest, rotated_at) \
     VALUES ($1, $2, $3) ON CONFLICT (enterprise_id) DO UPDATE SET token_digest = excluded.token_digest, \
     rotated_at = excluded.rotated_at";
-const INSERT_CLOSURE: &str = "INSERT INTO enterprise_closures \
-    (enterprise_id, position, kind, reason, effective_at, recorded_at) VALUES ($1, $2, $3, $4, $5, $6)";
+const INSERT_CLOSURE: Shaped = Shaped::new(
+    "INSERT INTO enterprise_closures \
+    (enterprise_id, position, kind, reason, effective_at, recorded_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    Footprint::writes("enterprise_closures", &[0, 1]),
+);
 /// The open closure is the one without a reopening; the domain allows one at a time.
-const REOPEN_CLOSURE: &str = "UPDATE enterprise_closures SET reopen_reason = $2, reopened_at = $3, \
-    reopen_recorded_at = $4 WHERE enterprise_id = $1 AND reopen_recorded_at IS NULL";
-const SET_CLOSED_SINCE: &str = "UPDATE enterprises SET closed_since = $2 WHERE enterprise_id = $1";
-const TOUCH_ENTERPRISE: &str = "UPDATE enterprises SET last_position = $2 WHERE enterprise_id = $1";
+const REOPEN_CLOSURE: Shaped = Shaped::new(
+    "UPDATE enterprise_closures SET reopen_reason = $2, reopened_at = $3, \
+    reopen_recorded_at = $4 WHERE enterprise_id = $1 AND reopen_recorded_at IS NULL",
+    Footprint::writes("enterprise_closures", &[0]),
+);
+const SET_CLOSED_SINCE: Shaped = Shaped::new(
+    "UPDATE enterprises SET closed_since = $2 WHERE enterprise_id = $1",
+    Footprint::writes("enterprises", &[0]),
+);
+const TOUCH_ENTERPRISE: Shaped = Shaped::new(
+    "UPDATE enterprises SET last_position = $2 WHERE enterprise_id = $1",
+    Footprint::writes("enterprises", &[0]),
+);
 /// The document takes its enterprise's current town, kept in step by `UPDATE_DOCUMENTS_TOWN`.
-const INSERT_DOCUMENT: &str = "INSERT INTO documents \
+const INSERT_DOCUMENT: Shaped = Shaped::new(
+    "INSERT INTO documents \
     (document_id, enterprise_id, town, requirement, indicator, title, file_sha256, file_size_bytes, \
     media_type, file_name, coverage, valid_from, valid_until, period, uploaded_at, uploaded_by, position) \
     VALUES ($1, $2, (SELECT town FROM enterprises WHERE enterprise_id = $2), $3, $4, $5, $6, $7, \
-    $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+    $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+    Footprint::writes("documents", &[1, 0]).reading("enterprises", &[1]),
+);
 /// A document whose review is folded in the same batch as its upload: `INSERT_DOCUMENT` with the
 /// review's position and the review columns that `APPROVE_DOCUMENT` and `RETURN_DOCUMENT` set.
-const INSERT_REVIEWED_DOCUMENT: &str = "INSERT INTO documents \
+/// `review_statements` gives an `INSERT_DOCUMENT` this text and keeps its footprint, the same.
+const INSERT_REVIEWED_DOCUMENT: Shaped = Shaped::new(
+    "INSERT INTO documents \
     (document_id, enterprise_id, town, requirement, indicator, title, file_sha256, file_size_bytes, \
     media_type, file_name, coverage, valid_from, valid_until, period, uploaded_at, uploaded_by, position, \
     review_outcome, reviewed_at, reviewed_by, feedback, comment) \
     VALUES ($1, $2, (SELECT town FROM enterprises WHERE enterprise_id = $2), $3, $4, $5, $6, $7, \
-    $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)";
+    $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
+    Footprint::writes("documents", &[1, 0]).reading("enterprises", &[1]),
+);
 /// The parameters of `INSERT_DOCUMENT` before its last one, the position.
 const DOCUMENT_PARAMS_BEFORE_POSITION: usize = 15;
 /// A review's update names the enterprise too: `(enterprise_id, document_id)` is the table's key,
 /// while the index on `document_id` alone is a query index a rebuild builds only at its end.
-const APPROVE_DOCUMENT: &str = "UPDATE documents SET review_outcome = 'approved', reviewed_at = $2, \
-    reviewed_by = $3, comment = $4, feedback = NULL, position = $5 WHERE enterprise_id = $6 AND document_id = $1";
-const RETURN_DOCUMENT: &str = "UPDATE documents SET review_outcome = 'returned', reviewed_at = $2, \
-    reviewed_by = $3, feedback = $4, comment = NULL, position = $5 WHERE enterprise_id = $6 AND document_id = $1";
+const APPROVE_DOCUMENT: Shaped = Shaped::new(
+    "UPDATE documents SET review_outcome = 'approved', reviewed_at = $2, \
+    reviewed_by = $3, comment = $4, feedback = NULL, position = $5 WHERE enterprise_id = $6 AND document_id = $1",
+    Footprint::writes("documents", &[5, 0]),
+);
+const RETURN_DOCUMENT: Shaped = Shaped::new(
+    "UPDATE documents SET review_outcome = 'returned', reviewed_at = $2, \
+    reviewed_by = $3, feedback = $4, comment = NULL, position = $5 WHERE enterprise_id = $6 AND document_id = $1",
+    Footprint::writes("documents", &[5, 0]),
+);
 
 /// Folds enterprise events into `enterprises`, `enterprise_profiles` and `documents`.
 ///
@@ -178,38 +226,28 @@ impl Projection for ComplianceProjection {
             | Event::HazardDelisted(_)
             | Event::AccidentReported(_) => supervision::statements(enterprise_id, event, decoded, position, out),
             Event::EnterpriseClosed(closed) => {
-                out.push(Statement::new(
-                    INSERT_CLOSURE,
-                    vec![
-                        text(enterprise_id),
-                        position.clone(),
-                        SqlValue::Text(closed.kind.name().to_owned()),
-                        SqlValue::Text(closed.reason.clone()),
-                        SqlValue::Timestamp(closed.effective_at),
-                        SqlValue::Timestamp(closed.recorded_at),
-                    ],
-                ));
-                out.push(Statement::new(
-                    SET_CLOSED_SINCE,
-                    vec![text(enterprise_id), SqlValue::Timestamp(closed.effective_at)],
-                ));
+                out.push(INSERT_CLOSURE.statement(vec![
+                    text(enterprise_id),
+                    position.clone(),
+                    SqlValue::Text(closed.kind.name().to_owned()),
+                    SqlValue::Text(closed.reason.clone()),
+                    SqlValue::Timestamp(closed.effective_at),
+                    SqlValue::Timestamp(closed.recorded_at),
+                ]));
+                out.push(
+                    SET_CLOSED_SINCE.statement(vec![text(enterprise_id), SqlValue::Timestamp(closed.effective_at)]),
+                );
                 touch(out, enterprise_id, position);
                 Ok(())
             }
             Event::EnterpriseReopened(reopened) => {
-                out.push(Statement::new(
-                    REOPEN_CLOSURE,
-                    vec![
-                        text(enterprise_id),
-                        SqlValue::Text(reopened.reason.clone()),
-                        SqlValue::Timestamp(reopened.effective_at),
-                        SqlValue::Timestamp(reopened.recorded_at),
-                    ],
-                ));
-                out.push(Statement::new(
-                    SET_CLOSED_SINCE,
-                    vec![text(enterprise_id), SqlValue::Null],
-                ));
+                out.push(REOPEN_CLOSURE.statement(vec![
+                    text(enterprise_id),
+                    SqlValue::Text(reopened.reason.clone()),
+                    SqlValue::Timestamp(reopened.effective_at),
+                    SqlValue::Timestamp(reopened.recorded_at),
+                ]));
+                out.push(SET_CLOSED_SINCE.statement(vec![text(enterprise_id), SqlValue::Null]));
                 touch(out, enterprise_id, position);
                 Ok(())
             }
@@ -263,28 +301,22 @@ fn registered_statements(
 ) -> Result<(), ProjectionError> {
     let id = text(registered.enterprise_id);
     let profile = json("profile", &registered.profile)?;
-    out.push(Statement::new(
-        INSERT_ENTERPRISE,
-        vec![
-            id.clone(),
-            SqlValue::Text(registered.name.clone()),
-            SqlValue::Text(registered.credit_code.as_str().to_owned()),
-            SqlValue::Text(registered.town.as_str().to_owned()),
-            SqlValue::Text(registered.industry.clone()),
-            profile.clone(),
-            SqlValue::Timestamp(registered.registered_at),
-            position,
-        ],
-    ));
-    out.push(Statement::new(
-        UPSERT_PROFILE,
-        vec![
-            id,
-            SqlValue::Timestamp(registered.registered_at),
-            profile,
-            SqlValue::Text(registered.town.to_string()),
-        ],
-    ));
+    out.push(INSERT_ENTERPRISE.statement(vec![
+        id.clone(),
+        SqlValue::Text(registered.name.clone()),
+        SqlValue::Text(registered.credit_code.as_str().to_owned()),
+        SqlValue::Text(registered.town.as_str().to_owned()),
+        SqlValue::Text(registered.industry.clone()),
+        profile.clone(),
+        SqlValue::Timestamp(registered.registered_at),
+        position,
+    ]));
+    out.push(UPSERT_PROFILE.statement(vec![
+        id,
+        SqlValue::Timestamp(registered.registered_at),
+        profile,
+        SqlValue::Text(registered.town.to_string()),
+    ]));
     Ok(())
 }
 
@@ -297,29 +329,23 @@ fn changed_statements(
     let id = text(enterprise_id);
     let town = SqlValue::Text(changed.town.as_str().to_owned());
     let profile = json("profile", &changed.profile)?;
-    out.push(Statement::new(
-        UPDATE_ENTERPRISE,
-        vec![
-            id.clone(),
-            SqlValue::Text(changed.name.clone()),
-            town.clone(),
-            SqlValue::Text(changed.industry.clone()),
-            profile.clone(),
-            position,
-        ],
-    ));
-    out.push(Statement::new(
-        UPSERT_PROFILE,
-        vec![
-            id.clone(),
-            SqlValue::Timestamp(changed.changed_at),
-            profile,
-            town.clone(),
-        ],
-    ));
-    out.push(Statement::new(UPDATE_DOCUMENTS_TOWN, vec![id.clone(), town.clone()]));
-    for sql in UPDATE_SUPERVISION_TOWN {
-        out.push(Statement::new(sql, vec![id.clone(), town.clone()]));
+    out.push(UPDATE_ENTERPRISE.statement(vec![
+        id.clone(),
+        SqlValue::Text(changed.name.clone()),
+        town.clone(),
+        SqlValue::Text(changed.industry.clone()),
+        profile.clone(),
+        position,
+    ]));
+    out.push(UPSERT_PROFILE.statement(vec![
+        id.clone(),
+        SqlValue::Timestamp(changed.changed_at),
+        profile,
+        town.clone(),
+    ]));
+    out.push(UPDATE_DOCUMENTS_TOWN.statement(vec![id.clone(), town.clone()]));
+    for shaped in UPDATE_SUPERVISION_TOWN {
+        out.push(shaped.statement(vec![id.clone(), town.clone()]));
     }
     Ok(())
 }
@@ -348,27 +374,24 @@ fn uploaded_statements(
     out.push_insert(
         "documents",
         document_row(enterprise_id, &document_id),
-        Statement::new(
-            INSERT_DOCUMENT,
-            vec![
-                SqlValue::Text(document_id),
-                text(enterprise_id),
-                SqlValue::Text(uploaded.requirement.as_str().to_owned()),
-                SqlValue::Text(uploaded.requirement.indicator().as_str().to_owned()),
-                SqlValue::Text(uploaded.title.clone()),
-                SqlValue::Text(file.sha256.clone()),
-                int("file size", file.size_bytes),
-                SqlValue::Text(file.media_type.clone()),
-                SqlValue::Text(file.file_name.clone()),
-                json("coverage", &uploaded.coverage)?,
-                valid_from,
-                valid_until,
-                period,
-                SqlValue::Timestamp(uploaded.uploaded_at),
-                actor(event),
-                position.clone(),
-            ],
-        ),
+        INSERT_DOCUMENT.statement(vec![
+            SqlValue::Text(document_id),
+            text(enterprise_id),
+            SqlValue::Text(uploaded.requirement.as_str().to_owned()),
+            SqlValue::Text(uploaded.requirement.indicator().as_str().to_owned()),
+            SqlValue::Text(uploaded.title.clone()),
+            SqlValue::Text(file.sha256.clone()),
+            int("file size", file.size_bytes),
+            SqlValue::Text(file.media_type.clone()),
+            SqlValue::Text(file.file_name.clone()),
+            json("coverage", &uploaded.coverage)?,
+            valid_from,
+            valid_until,
+            period,
+            SqlValue::Timestamp(uploaded.uploaded_at),
+            actor(event),
+            position.clone(),
+        ]),
     );
     touch(out, enterprise_id, position);
     Ok(())
@@ -443,7 +466,7 @@ fn review_statements(
             matches!(insert.params.len(), 16 | 21),
             "an INSERT_DOCUMENT's parameters"
         );
-        insert.sql = INSERT_REVIEWED_DOCUMENT.into();
+        insert.sql = INSERT_REVIEWED_DOCUMENT.sql.into();
         // Also drops the review columns of an earlier review in the batch: the last one wins,
         // as it would updating the row twice.
         insert.params.truncate(DOCUMENT_PARAMS_BEFORE_POSITION);
@@ -457,7 +480,7 @@ fn review_statements(
         ]);
         return;
     }
-    let sql = if review.outcome == "approved" {
+    let shaped = if review.outcome == "approved" {
         APPROVE_DOCUMENT
     } else {
         RETURN_DOCUMENT
@@ -465,7 +488,7 @@ fn review_statements(
     let mut params = vec![SqlValue::Text(document_id)];
     params.extend(update_params(review));
     params.push(text(enterprise_id));
-    out.push(Statement::new(sql, params));
+    out.push(shaped.statement(params));
 }
 
 /// The batch's key of a document's row: its whole primary key. Document ids are chosen per
@@ -482,7 +505,7 @@ fn touch(out: &mut BatchStatements, enterprise_id: EnterpriseId, position: SqlVa
     out.push_overwrite(
         "enterprises.last_position",
         id.clone(),
-        Statement::new(TOUCH_ENTERPRISE, vec![SqlValue::Text(id), position]),
+        TOUCH_ENTERPRISE.statement(vec![SqlValue::Text(id), position]),
     );
 }
 

@@ -19,7 +19,7 @@ use anquan_domain::risk::{self, ChecksDue, RiskAssessment};
 use anquan_domain::rules::RuleSet;
 use anquan_domain::rules::supervision::{EscalationStep, RiskColour};
 use anquan_domain::{EnterpriseId, Event, HazardId, Instant, Town, UserId};
-use anquan_event_store::{ReadModelStore, RecordedEvent, Row, SqlValue, Statement};
+use anquan_event_store::{Footprint, ReadModelStore, RecordedEvent, Row, Shaped, SqlValue};
 
 use super::query::{
     Page, check_page_size, files_after, limit, malformed, parse_column, parse_cursor, parse_id, parse_json, user_id,
@@ -38,46 +38,95 @@ const ENTERPRISE_CHUNK: usize = 200;
 
 // ----- statements ------------------------------------------------------------------------------
 
-const INSERT_INSPECTION: &str = "INSERT INTO inspections \
+const INSERT_INSPECTION: Shaped = Shaped::new(
+    "INSERT INTO inspections \
     (inspection_id, enterprise_id, town, kind, level, inspected_at, recorded_at, inspectors, documents, notes, \
     recorded_by, position) \
-    VALUES ($1, $2, (SELECT town FROM enterprises WHERE enterprise_id = $2), $3, $4, $5, $6, $7, $8, $9, $10, $11)";
-const INSERT_HAZARD: &str = "INSERT INTO hazards \
+    VALUES ($1, $2, (SELECT town FROM enterprises WHERE enterprise_id = $2), $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    Footprint::writes("inspections", &[1, 0]).reading("enterprises", &[1]),
+);
+const INSERT_HAZARD: Shaped = Shaped::new(
+    "INSERT INTO hazards \
     (hazard_id, enterprise_id, town, source_kind, source, inspection_id, category, level, severity, \
     criterion_catalogue, criterion_item, description, photos, found_at, recorded_at, recorded_by, \
     initial_deadline, deadline, closed_at, position) \
     VALUES ($1, $2, (SELECT town FROM enterprises WHERE enterprise_id = $2), $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-    $12, $13, $14, $15, $16, $16, NULL, $17)";
-const INSERT_EXTENSION: &str = "INSERT INTO hazard_extensions \
+    $12, $13, $14, $15, $16, $16, NULL, $17)",
+    Footprint::writes("hazards", &[1, 0]).reading("enterprises", &[1]),
+);
+const INSERT_EXTENSION: Shaped = Shaped::new(
+    "INSERT INTO hazard_extensions \
     (hazard_id, enterprise_id, deadline, reason, extended_at, extended_by, position) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7)";
-const UPDATE_HAZARD_DEADLINE: &str = "UPDATE hazards SET deadline = $3 WHERE enterprise_id = $1 AND hazard_id = $2";
-const INSERT_RECTIFICATION: &str = "INSERT INTO rectifications \
+    VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    Footprint::writes("hazard_extensions", &[1, 0, 6]),
+);
+const UPDATE_HAZARD_DEADLINE: Shaped = Shaped::new(
+    "UPDATE hazards SET deadline = $3 WHERE enterprise_id = $1 AND hazard_id = $2",
+    Footprint::writes("hazards", &[0, 1]),
+);
+const INSERT_RECTIFICATION: Shaped = Shaped::new(
+    "INSERT INTO rectifications \
     (rectification_id, hazard_id, enterprise_id, text, photos, submitted_at, submitted_by, position) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-const SET_VERDICT: &str = "UPDATE rectifications SET verdict = $4, first_time = $5, reason = $6, verified_at = $7, \
-    verified_by = $8 WHERE enterprise_id = $1 AND hazard_id = $2 AND rectification_id = $3";
-const SELF_CLOSE: &str = "UPDATE rectifications SET self_closed_at = $4, spot_check_drawn = $5 \
-    WHERE enterprise_id = $1 AND hazard_id = $2 AND rectification_id = $3";
-const SET_SPOT_CHECK: &str = "UPDATE rectifications SET spot_check_passed = $4, spot_check_reason = $5, \
-    spot_checked_at = $6 WHERE enterprise_id = $1 AND hazard_id = $2 AND rectification_id = $3";
-const REOPEN_HAZARD: &str = "UPDATE hazards SET closed_at = NULL WHERE enterprise_id = $1 AND hazard_id = $2";
-const SET_BASIS: &str =
-    "UPDATE hazards SET basis = $3, basis_stated_at = $4 WHERE enterprise_id = $1 AND hazard_id = $2";
-const CONFIRM_BASIS: &str =
-    "UPDATE hazards SET basis_note = $3, basis_confirmed_at = $4 WHERE enterprise_id = $1 AND hazard_id = $2";
-const CLOSE_HAZARD: &str = "UPDATE hazards SET closed_at = $3 WHERE enterprise_id = $1 AND hazard_id = $2";
-const SET_LISTING: &str = "UPDATE hazards SET listing_document_number = $3, listing_deadline = $4, \
-    listing_production_suspended = $5, listed_at = $6, listed_by = $7 WHERE enterprise_id = $1 AND hazard_id = $2";
-const INSERT_LISTING_PROGRESS: &str = "INSERT INTO listing_progress \
-    (hazard_id, enterprise_id, text, files, reported_at, reported_by, position) VALUES ($1, $2, $3, $4, $5, $6, $7)";
-const SET_LIFT_REQUEST: &str = "UPDATE hazards SET lift_text = $3, lift_requested_at = $4, lift_requested_by = $5 \
-    WHERE enterprise_id = $1 AND hazard_id = $2";
-const SET_DELISTED: &str = "UPDATE hazards SET delisted_note = $3, delisted_at = $4, delisted_by = $5 \
-    WHERE enterprise_id = $1 AND hazard_id = $2";
-const INSERT_ACCIDENT: &str = "INSERT INTO accidents \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    Footprint::writes("rectifications", &[2, 1, 0]),
+);
+const SET_VERDICT: Shaped = Shaped::new(
+    "UPDATE rectifications SET verdict = $4, first_time = $5, reason = $6, verified_at = $7, \
+    verified_by = $8 WHERE enterprise_id = $1 AND hazard_id = $2 AND rectification_id = $3",
+    Footprint::writes("rectifications", &[0, 1, 2]),
+);
+const SELF_CLOSE: Shaped = Shaped::new(
+    "UPDATE rectifications SET self_closed_at = $4, spot_check_drawn = $5 \
+    WHERE enterprise_id = $1 AND hazard_id = $2 AND rectification_id = $3",
+    Footprint::writes("rectifications", &[0, 1, 2]),
+);
+const SET_SPOT_CHECK: Shaped = Shaped::new(
+    "UPDATE rectifications SET spot_check_passed = $4, spot_check_reason = $5, \
+    spot_checked_at = $6 WHERE enterprise_id = $1 AND hazard_id = $2 AND rectification_id = $3",
+    Footprint::writes("rectifications", &[0, 1, 2]),
+);
+const REOPEN_HAZARD: Shaped = Shaped::new(
+    "UPDATE hazards SET closed_at = NULL WHERE enterprise_id = $1 AND hazard_id = $2",
+    Footprint::writes("hazards", &[0, 1]),
+);
+const SET_BASIS: Shaped = Shaped::new(
+    "UPDATE hazards SET basis = $3, basis_stated_at = $4 WHERE enterprise_id = $1 AND hazard_id = $2",
+    Footprint::writes("hazards", &[0, 1]),
+);
+const CONFIRM_BASIS: Shaped = Shaped::new(
+    "UPDATE hazards SET basis_note = $3, basis_confirmed_at = $4 WHERE enterprise_id = $1 AND hazard_id = $2",
+    Footprint::writes("hazards", &[0, 1]),
+);
+const CLOSE_HAZARD: Shaped = Shaped::new(
+    "UPDATE hazards SET closed_at = $3 WHERE enterprise_id = $1 AND hazard_id = $2",
+    Footprint::writes("hazards", &[0, 1]),
+);
+const SET_LISTING: Shaped = Shaped::new(
+    "UPDATE hazards SET listing_document_number = $3, listing_deadline = $4, \
+    listing_production_suspended = $5, listed_at = $6, listed_by = $7 WHERE enterprise_id = $1 AND hazard_id = $2",
+    Footprint::writes("hazards", &[0, 1]),
+);
+const INSERT_LISTING_PROGRESS: Shaped = Shaped::new(
+    "INSERT INTO listing_progress \
+    (hazard_id, enterprise_id, text, files, reported_at, reported_by, position) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    Footprint::writes("listing_progress", &[1, 0, 6]),
+);
+const SET_LIFT_REQUEST: Shaped = Shaped::new(
+    "UPDATE hazards SET lift_text = $3, lift_requested_at = $4, lift_requested_by = $5 \
+    WHERE enterprise_id = $1 AND hazard_id = $2",
+    Footprint::writes("hazards", &[0, 1]),
+);
+const SET_DELISTED: Shaped = Shaped::new(
+    "UPDATE hazards SET delisted_note = $3, delisted_at = $4, delisted_by = $5 \
+    WHERE enterprise_id = $1 AND hazard_id = $2",
+    Footprint::writes("hazards", &[0, 1]),
+);
+const INSERT_ACCIDENT: Shaped = Shaped::new(
+    "INSERT INTO accidents \
     (accident_id, enterprise_id, town, occurred_at, fatalities, description, reported_at, reported_by, position) \
-    VALUES ($1, $2, (SELECT town FROM enterprises WHERE enterprise_id = $2), $3, $4, $5, $6, $7, $8)";
+    VALUES ($1, $2, (SELECT town FROM enterprises WHERE enterprise_id = $2), $3, $4, $5, $6, $7, $8)",
+    Footprint::writes("accidents", &[1, 0]).reading("enterprises", &[1]),
+);
 
 /// Folds one supervision event of an enterprise stream.
 pub(super) fn statements(
@@ -89,22 +138,19 @@ pub(super) fn statements(
 ) -> Result<(), ProjectionError> {
     let id = text(enterprise_id);
     match decoded {
-        Event::InspectionRecorded(recorded) => out.push(Statement::new(
-            INSERT_INSPECTION,
-            vec![
-                text(recorded.inspection_id),
-                id,
-                SqlValue::Text(name("inspection kind", &recorded.kind)?),
-                SqlValue::Text(name("inspector level", &recorded.level)?),
-                SqlValue::Timestamp(recorded.inspected_at),
-                SqlValue::Timestamp(recorded.recorded_at),
-                json("inspectors", &recorded.inspectors)?,
-                json("inspection documents", &recorded.documents)?,
-                SqlValue::Text(recorded.notes.clone()),
-                actor(event),
-                position.clone(),
-            ],
-        )),
+        Event::InspectionRecorded(recorded) => out.push(INSERT_INSPECTION.statement(vec![
+            text(recorded.inspection_id),
+            id,
+            SqlValue::Text(name("inspection kind", &recorded.kind)?),
+            SqlValue::Text(name("inspector level", &recorded.level)?),
+            SqlValue::Timestamp(recorded.inspected_at),
+            SqlValue::Timestamp(recorded.recorded_at),
+            json("inspectors", &recorded.inspectors)?,
+            json("inspection documents", &recorded.documents)?,
+            SqlValue::Text(recorded.notes.clone()),
+            actor(event),
+            position.clone(),
+        ])),
         Event::HazardFound(found) => {
             let (source_kind, inspection_id) = match &found.source {
                 HazardSource::GovernmentInspection { inspection_id } => ("government_inspection", text(inspection_id)),
@@ -122,199 +168,156 @@ pub(super) fn statements(
                 Some(severity) => SqlValue::Text(name("severity", severity)?),
                 None => SqlValue::Null,
             };
-            out.push(Statement::new(
-                INSERT_HAZARD,
-                vec![
-                    text(found.hazard_id),
-                    id,
-                    SqlValue::Text(source_kind.to_owned()),
-                    json("hazard source", &found.source)?,
-                    inspection_id,
-                    SqlValue::Text(name("hazard category", &found.category)?),
-                    SqlValue::Text(name("hazard level", &found.level)?),
-                    severity,
-                    catalogue,
-                    item,
-                    SqlValue::Text(found.description.clone()),
-                    json("hazard photos", &found.photos)?,
-                    SqlValue::Timestamp(found.found_at),
-                    SqlValue::Timestamp(found.recorded_at),
-                    actor(event),
-                    SqlValue::Timestamp(found.deadline),
-                    position.clone(),
-                ],
-            ));
+            out.push(INSERT_HAZARD.statement(vec![
+                text(found.hazard_id),
+                id,
+                SqlValue::Text(source_kind.to_owned()),
+                json("hazard source", &found.source)?,
+                inspection_id,
+                SqlValue::Text(name("hazard category", &found.category)?),
+                SqlValue::Text(name("hazard level", &found.level)?),
+                severity,
+                catalogue,
+                item,
+                SqlValue::Text(found.description.clone()),
+                json("hazard photos", &found.photos)?,
+                SqlValue::Timestamp(found.found_at),
+                SqlValue::Timestamp(found.recorded_at),
+                actor(event),
+                SqlValue::Timestamp(found.deadline),
+                position.clone(),
+            ]));
         }
-        Event::MajorHazardBasisStated(stated) => out.push(Statement::new(
-            SET_BASIS,
-            vec![
-                id,
-                text(stated.hazard_id),
-                SqlValue::Text(stated.basis.clone()),
-                SqlValue::Timestamp(stated.stated_at),
-            ],
-        )),
-        Event::MajorHazardConfirmed(confirmed) => out.push(Statement::new(
-            CONFIRM_BASIS,
-            vec![
-                id,
-                text(confirmed.hazard_id),
-                SqlValue::Text(confirmed.note.clone()),
-                SqlValue::Timestamp(confirmed.confirmed_at),
-            ],
-        )),
+        Event::MajorHazardBasisStated(stated) => out.push(SET_BASIS.statement(vec![
+            id,
+            text(stated.hazard_id),
+            SqlValue::Text(stated.basis.clone()),
+            SqlValue::Timestamp(stated.stated_at),
+        ])),
+        Event::MajorHazardConfirmed(confirmed) => out.push(CONFIRM_BASIS.statement(vec![
+            id,
+            text(confirmed.hazard_id),
+            SqlValue::Text(confirmed.note.clone()),
+            SqlValue::Timestamp(confirmed.confirmed_at),
+        ])),
         Event::HazardDeadlineExtended(extended) => {
-            out.push(Statement::new(
-                INSERT_EXTENSION,
-                vec![
-                    text(extended.hazard_id),
-                    id.clone(),
-                    SqlValue::Timestamp(extended.deadline),
-                    SqlValue::Text(extended.reason.clone()),
-                    SqlValue::Timestamp(extended.extended_at),
-                    actor(event),
-                    position.clone(),
-                ],
-            ));
-            out.push(Statement::new(
-                UPDATE_HAZARD_DEADLINE,
-                vec![id, text(extended.hazard_id), SqlValue::Timestamp(extended.deadline)],
-            ));
-        }
-        Event::RectificationSubmitted(submitted) => out.push(Statement::new(
-            INSERT_RECTIFICATION,
-            vec![
-                text(submitted.rectification_id),
-                text(submitted.hazard_id),
-                id,
-                SqlValue::Text(submitted.text.clone()),
-                json("rectification photos", &submitted.photos)?,
-                SqlValue::Timestamp(submitted.submitted_at),
+            out.push(INSERT_EXTENSION.statement(vec![
+                text(extended.hazard_id),
+                id.clone(),
+                SqlValue::Timestamp(extended.deadline),
+                SqlValue::Text(extended.reason.clone()),
+                SqlValue::Timestamp(extended.extended_at),
                 actor(event),
                 position.clone(),
-            ],
-        )),
+            ]));
+            out.push(UPDATE_HAZARD_DEADLINE.statement(vec![
+                id,
+                text(extended.hazard_id),
+                SqlValue::Timestamp(extended.deadline),
+            ]));
+        }
+        Event::RectificationSubmitted(submitted) => out.push(INSERT_RECTIFICATION.statement(vec![
+            text(submitted.rectification_id),
+            text(submitted.hazard_id),
+            id,
+            SqlValue::Text(submitted.text.clone()),
+            json("rectification photos", &submitted.photos)?,
+            SqlValue::Timestamp(submitted.submitted_at),
+            actor(event),
+            position.clone(),
+        ])),
         Event::RectificationAccepted(accepted) => {
-            out.push(Statement::new(
-                SET_VERDICT,
-                vec![
-                    id.clone(),
-                    text(accepted.hazard_id),
-                    text(accepted.rectification_id),
-                    SqlValue::Text("accepted".into()),
-                    SqlValue::Bool(accepted.first_time),
-                    SqlValue::Text(String::new()),
-                    SqlValue::Timestamp(accepted.verified_at),
-                    actor(event),
-                ],
-            ));
-            out.push(Statement::new(
-                CLOSE_HAZARD,
-                vec![id, text(accepted.hazard_id), SqlValue::Timestamp(accepted.verified_at)],
-            ));
+            out.push(SET_VERDICT.statement(vec![
+                id.clone(),
+                text(accepted.hazard_id),
+                text(accepted.rectification_id),
+                SqlValue::Text("accepted".into()),
+                SqlValue::Bool(accepted.first_time),
+                SqlValue::Text(String::new()),
+                SqlValue::Timestamp(accepted.verified_at),
+                actor(event),
+            ]));
+            out.push(CLOSE_HAZARD.statement(vec![
+                id,
+                text(accepted.hazard_id),
+                SqlValue::Timestamp(accepted.verified_at),
+            ]));
         }
         Event::HazardSelfClosed(closed) => {
-            out.push(Statement::new(
-                SELF_CLOSE,
-                vec![
-                    id.clone(),
-                    text(closed.hazard_id),
-                    text(closed.rectification_id),
-                    SqlValue::Timestamp(closed.closed_at),
-                    SqlValue::Bool(closed.spot_check),
-                ],
-            ));
-            out.push(Statement::new(
-                CLOSE_HAZARD,
-                vec![id, text(closed.hazard_id), SqlValue::Timestamp(closed.closed_at)],
-            ));
+            out.push(SELF_CLOSE.statement(vec![
+                id.clone(),
+                text(closed.hazard_id),
+                text(closed.rectification_id),
+                SqlValue::Timestamp(closed.closed_at),
+                SqlValue::Bool(closed.spot_check),
+            ]));
+            out.push(CLOSE_HAZARD.statement(vec![id, text(closed.hazard_id), SqlValue::Timestamp(closed.closed_at)]));
         }
         Event::HazardSpotChecked(checked) => {
-            out.push(Statement::new(
-                SET_SPOT_CHECK,
-                vec![
-                    id.clone(),
-                    text(checked.hazard_id),
-                    text(checked.rectification_id),
-                    SqlValue::Bool(checked.passed),
-                    SqlValue::Text(checked.reason.clone()),
-                    SqlValue::Timestamp(checked.checked_at),
-                ],
-            ));
+            out.push(SET_SPOT_CHECK.statement(vec![
+                id.clone(),
+                text(checked.hazard_id),
+                text(checked.rectification_id),
+                SqlValue::Bool(checked.passed),
+                SqlValue::Text(checked.reason.clone()),
+                SqlValue::Timestamp(checked.checked_at),
+            ]));
             if !checked.passed {
-                out.push(Statement::new(REOPEN_HAZARD, vec![id, text(checked.hazard_id)]));
+                out.push(REOPEN_HAZARD.statement(vec![id, text(checked.hazard_id)]));
             }
         }
-        Event::RectificationReturned(returned) => out.push(Statement::new(
-            SET_VERDICT,
-            vec![
-                id,
-                text(returned.hazard_id),
-                text(returned.rectification_id),
-                SqlValue::Text("returned".into()),
-                SqlValue::Bool(false),
-                SqlValue::Text(returned.reason.clone()),
-                SqlValue::Timestamp(returned.verified_at),
-                actor(event),
-            ],
-        )),
-        Event::HazardListed(listed) => out.push(Statement::new(
-            SET_LISTING,
-            vec![
-                id,
-                text(listed.hazard_id),
-                SqlValue::Text(listed.document_number.clone()),
-                SqlValue::Timestamp(listed.deadline),
-                SqlValue::Bool(listed.production_suspended),
-                SqlValue::Timestamp(listed.listed_at),
-                actor(event),
-            ],
-        )),
-        Event::ListingProgressReported(reported) => out.push(Statement::new(
-            INSERT_LISTING_PROGRESS,
-            vec![
-                text(reported.hazard_id),
-                id,
-                SqlValue::Text(reported.text.clone()),
-                json("listing progress files", &reported.files)?,
-                SqlValue::Timestamp(reported.reported_at),
-                actor(event),
-                position.clone(),
-            ],
-        )),
-        Event::ListingLiftRequested(requested) => out.push(Statement::new(
-            SET_LIFT_REQUEST,
-            vec![
-                id,
-                text(requested.hazard_id),
-                SqlValue::Text(requested.text.clone()),
-                SqlValue::Timestamp(requested.requested_at),
-                actor(event),
-            ],
-        )),
-        Event::HazardDelisted(delisted) => out.push(Statement::new(
-            SET_DELISTED,
-            vec![
-                id,
-                text(delisted.hazard_id),
-                SqlValue::Text(delisted.note.clone()),
-                SqlValue::Timestamp(delisted.delisted_at),
-                actor(event),
-            ],
-        )),
-        Event::AccidentReported(reported) => out.push(Statement::new(
-            INSERT_ACCIDENT,
-            vec![
-                text(reported.accident_id),
-                id,
-                SqlValue::Timestamp(reported.occurred_at),
-                SqlValue::Int(i64::from(reported.fatalities)),
-                SqlValue::Text(reported.description.clone()),
-                SqlValue::Timestamp(reported.reported_at),
-                actor(event),
-                position.clone(),
-            ],
-        )),
+        Event::RectificationReturned(returned) => out.push(SET_VERDICT.statement(vec![
+            id,
+            text(returned.hazard_id),
+            text(returned.rectification_id),
+            SqlValue::Text("returned".into()),
+            SqlValue::Bool(false),
+            SqlValue::Text(returned.reason.clone()),
+            SqlValue::Timestamp(returned.verified_at),
+            actor(event),
+        ])),
+        Event::HazardListed(listed) => out.push(SET_LISTING.statement(vec![
+            id,
+            text(listed.hazard_id),
+            SqlValue::Text(listed.document_number.clone()),
+            SqlValue::Timestamp(listed.deadline),
+            SqlValue::Bool(listed.production_suspended),
+            SqlValue::Timestamp(listed.listed_at),
+            actor(event),
+        ])),
+        Event::ListingProgressReported(reported) => out.push(INSERT_LISTING_PROGRESS.statement(vec![
+            text(reported.hazard_id),
+            id,
+            SqlValue::Text(reported.text.clone()),
+            json("listing progress files", &reported.files)?,
+            SqlValue::Timestamp(reported.reported_at),
+            actor(event),
+            position.clone(),
+        ])),
+        Event::ListingLiftRequested(requested) => out.push(SET_LIFT_REQUEST.statement(vec![
+            id,
+            text(requested.hazard_id),
+            SqlValue::Text(requested.text.clone()),
+            SqlValue::Timestamp(requested.requested_at),
+            actor(event),
+        ])),
+        Event::HazardDelisted(delisted) => out.push(SET_DELISTED.statement(vec![
+            id,
+            text(delisted.hazard_id),
+            SqlValue::Text(delisted.note.clone()),
+            SqlValue::Timestamp(delisted.delisted_at),
+            actor(event),
+        ])),
+        Event::AccidentReported(reported) => out.push(INSERT_ACCIDENT.statement(vec![
+            text(reported.accident_id),
+            id,
+            SqlValue::Timestamp(reported.occurred_at),
+            SqlValue::Int(i64::from(reported.fatalities)),
+            SqlValue::Text(reported.description.clone()),
+            SqlValue::Timestamp(reported.reported_at),
+            actor(event),
+            position.clone(),
+        ])),
         _ => return Ok(()),
     }
     touch(out, enterprise_id, position);

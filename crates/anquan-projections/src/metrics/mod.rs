@@ -9,16 +9,18 @@
 //! time; [`load_facts`] and [`Snapshot::compute`] do the same over facts held whole (tests).
 //! [`MetricsCache`] keeps each enterprise's contribution and the sums in memory so "now" is
 //! served without reading the store: the API replaces an enterprise's contribution when its
-//! facts change or its next change comes, and computes everything at once with
-//! [`compute_streaming`].
+//! facts change, and its timer index names the enterprises whose contribution may have changed
+//! as time passed ([`MetricsCache::due`]); [`compute_streaming`] fills it at start.
 
 mod load;
 pub mod persist;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anquan_domain::enterprise::EnterpriseFile;
-use anquan_domain::metrics::{AgencyFacts, Contribution, ServiceFacts, Tally, agency_tallies, enterprise_contribution};
+use anquan_domain::metrics::{
+    AgencyFacts, Contribution, ServiceFacts, Tally, agency_tallies, enterprise_contribution, next_change,
+};
 use anquan_domain::rules::RuleSet;
 use anquan_domain::{EnterpriseId, Instant, Town};
 
@@ -209,6 +211,12 @@ fn finish(rules: &RuleSet, scope: &mut ScopeTallies, agency: &[Option<Tally>]) {
 
 /// Each enterprise's contribution at the instant it was last computed, their running sums per
 /// town and for the city, and the agency facts, so a snapshot of "now" costs a copy of the sums.
+///
+/// A timer index keeps each enterprise's next change (`anquan_domain::metrics::next_change`
+/// after the instant its contribution was computed): the contribution is the same at every
+/// instant from then until that change, so the cache is exact at any instant up to
+/// [`MetricsCache::next_due`], and recomputing the [`MetricsCache::due`] enterprises there
+/// keeps it exact, with no periodic pass over every enterprise.
 #[derive(Debug, Clone, Default)]
 pub struct MetricsCache {
     contributions: HashMap<EnterpriseId, Contribution>,
@@ -216,6 +224,31 @@ pub struct MetricsCache {
     agencies: Vec<AgencyFacts>,
     /// The instant of the last full computation, or of the last change.
     at: Option<Instant>,
+    timers: Timers,
+}
+
+/// Each enterprise's next change, and the enterprises by that instant.
+#[derive(Debug, Clone, Default)]
+struct Timers {
+    next: HashMap<EnterpriseId, Instant>,
+    by_instant: BTreeMap<Instant, BTreeSet<EnterpriseId>>,
+}
+
+impl Timers {
+    fn set(&mut self, enterprise_id: EnterpriseId, next: Option<Instant>) {
+        if let Some(before) = self.next.remove(&enterprise_id)
+            && let Some(waiting) = self.by_instant.get_mut(&before)
+        {
+            waiting.remove(&enterprise_id);
+            if waiting.is_empty() {
+                self.by_instant.remove(&before);
+            }
+        }
+        if let Some(next) = next {
+            self.next.insert(enterprise_id, next);
+            self.by_instant.entry(next).or_default().insert(enterprise_id);
+        }
+    }
 }
 
 /// Computes the cache at `at` and the snapshot at `earlier_at` in one pass over the
@@ -240,7 +273,8 @@ pub async fn compute_streaming(
         &rules,
         &[at, earlier_at],
         chunk,
-        |enterprise_id, contributions| {
+        true,
+        |enterprise_id, contributions, next| {
             let mut contributions = contributions.into_iter();
             if let Some(Some(now)) = contributions.next() {
                 cache.sums.apply(&rules, &now, true);
@@ -249,6 +283,7 @@ pub async fn compute_streaming(
             if let Some(Some(before)) = contributions.next() {
                 earlier.apply(&rules, &before, true);
             }
+            cache.timers.set(enterprise_id, next);
         },
     )
     .await?;
@@ -269,7 +304,7 @@ pub async fn snapshots_streaming(
 ) -> Result<Vec<Snapshot>, crate::error::QueryError> {
     let agencies = agency_facts(store).await?;
     let mut sums: Vec<Sums> = instants.iter().map(|_| Sums::new(&rules)).collect();
-    for_each_contribution(store, &rules, instants, chunk, |_, contributions| {
+    for_each_contribution(store, &rules, instants, chunk, false, |_, contributions, _| {
         for (sums, contribution) in sums.iter_mut().zip(contributions) {
             if let Some(contribution) = contribution {
                 sums.apply(&rules, &contribution, true);
@@ -286,14 +321,16 @@ pub async fn snapshots_streaming(
 
 /// Reads the enterprises' files `chunk` at a time, in enterprise order, and hands
 /// `each` every enterprise's contribution at each of `instants` (in that order; `None` where
-/// it contributes nothing). The evaluation runs on a blocking thread, a chunk at a time, so
-/// memory holds one chunk of files (and the agency facts about the enterprises) at once.
+/// it contributes nothing) and, with `timer`, its next change after the first instant. The
+/// evaluation runs on a blocking thread, a chunk at a time, so memory holds one chunk of files
+/// (and the agency facts about the enterprises) at once.
 async fn for_each_contribution(
     store: &dyn anquan_event_store::ReadModelStore,
     rules: &std::sync::Arc<RuleSet>,
     instants: &[Instant],
     chunk: usize,
-    mut each: impl FnMut(EnterpriseId, Vec<Option<Contribution>>),
+    timer: bool,
+    mut each: impl FnMut(EnterpriseId, Vec<Option<Contribution>>, Option<Instant>),
 ) -> Result<(), crate::error::QueryError> {
     let chunk = chunk.max(1);
     let services = std::sync::Arc::new(load::services(store, None).await?);
@@ -317,7 +354,11 @@ async fn for_each_contribution(
                         .iter()
                         .map(|at| enterprise_contribution(&rules.metrics, rules, &file, services, *at))
                         .collect::<Vec<_>>();
-                    (enterprise_id, contributions)
+                    let next = instants
+                        .first()
+                        .filter(|_| timer)
+                        .and_then(|at| next_change(&rules.metrics, rules, &file, services, *at));
+                    (enterprise_id, contributions, next)
                 })
                 .collect::<Vec<_>>()
         })
@@ -326,8 +367,8 @@ async fn for_each_contribution(
             table: "enterprises",
             reason: format!("metrics computation stopped: {error}"),
         })?;
-        for (enterprise_id, contributions) in computed {
-            each(enterprise_id, contributions);
+        for (enterprise_id, contributions, next) in computed {
+            each(enterprise_id, contributions, next);
         }
         if count < chunk {
             return Ok(());
@@ -341,23 +382,26 @@ impl MetricsCache {
         let empty = ServiceFacts::default();
         let mut sums = Sums::new(rules);
         let mut contributions = HashMap::with_capacity(facts.files.len());
+        let mut timers = Timers::default();
         for (enterprise_id, file) in &facts.files {
             let services = facts.services.get(enterprise_id).unwrap_or(&empty);
             if let Some(contribution) = enterprise_contribution(&rules.metrics, rules, file, services, at) {
                 sums.apply(rules, &contribution, true);
                 contributions.insert(*enterprise_id, contribution);
             }
+            timers.set(*enterprise_id, next_change(&rules.metrics, rules, file, services, at));
         }
         MetricsCache {
             contributions,
             sums,
             agencies: facts.agencies.clone(),
             at: Some(at),
+            timers,
         }
     }
 
-    /// Recomputes one enterprise's contribution at `at` from its facts (none: it is gone), and
-    /// returns its town before and after.
+    /// Recomputes one enterprise's contribution at `at` from its facts (none: it is gone) and
+    /// its next change after `at`, and returns its town before and after.
     pub fn update_enterprise(
         &mut self,
         rules: &RuleSet,
@@ -367,6 +411,8 @@ impl MetricsCache {
     ) -> (Option<Town>, Option<Town>) {
         let contribution =
             facts.and_then(|(file, services)| enterprise_contribution(&rules.metrics, rules, file, services, at));
+        let next = facts.and_then(|(file, services)| next_change(&rules.metrics, rules, file, services, at));
+        self.timers.set(enterprise_id, next);
         let before = self.contributions.remove(&enterprise_id);
         if let Some(before) = &before {
             self.sums.apply(rules, before, false);
@@ -402,31 +448,56 @@ impl MetricsCache {
         self.contributions.len()
     }
 
-    // Added by h/persist (issue 19, item 2): building a cache from persisted contributions and
-    // reading them back to persist them. At the end of the impl to ease the merge with h/next.
+    /// Enterprises whose next change is at or before `now`, in id order: recompute each with
+    /// [`MetricsCache::update_enterprise`] at `now` to keep the cache exact.
+    pub fn due(&self, now: Instant) -> Vec<EnterpriseId> {
+        let due: BTreeSet<EnterpriseId> = self
+            .timers
+            .by_instant
+            .range(..=now)
+            .flat_map(|(_, enterprises)| enterprises.iter().copied())
+            .collect();
+        due.into_iter().collect()
+    }
 
-    /// A cache of contributions computed earlier (persisted ones) with each one's next change,
-    /// summed again, with the agency facts as they are now; `at` is the instant they were
-    /// computed at. (The shim keeps no timer index: the next changes are for h/next's.)
+    /// The earliest next change of any enterprise: until then every contribution stands.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.timers.by_instant.keys().next().copied()
+    }
+
+    /// The next change recorded for one enterprise.
+    pub fn next_change_of(&self, enterprise_id: EnterpriseId) -> Option<Instant> {
+        self.timers.next.get(&enterprise_id).copied()
+    }
+
+    // Added by h/persist (issue 19, item 2): a cache built from persisted contributions and
+    // timers, and read back to persist them.
+
+    /// A cache of what was computed earlier (persisted): each enterprise's contribution (none:
+    /// it contributes nothing) and next change, summed again, with the agency facts as they
+    /// are now; `at` is the instant of the computation.
     pub fn from_contributions(
         rules: &RuleSet,
-        contributions: impl IntoIterator<Item = (EnterpriseId, Contribution, Option<Instant>)>,
+        entries: impl IntoIterator<Item = (EnterpriseId, Option<Contribution>, Option<Instant>)>,
         agencies: Vec<AgencyFacts>,
         at: Instant,
     ) -> MetricsCache {
         let mut sums = Sums::new(rules);
-        let contributions: HashMap<EnterpriseId, Contribution> = contributions
-            .into_iter()
-            .map(|(enterprise_id, contribution, _next_change)| {
+        let mut contributions = HashMap::new();
+        let mut timers = Timers::default();
+        for (enterprise_id, contribution, next) in entries {
+            if let Some(contribution) = contribution {
                 sums.apply(rules, &contribution, true);
-                (enterprise_id, contribution)
-            })
-            .collect();
+                contributions.insert(enterprise_id, contribution);
+            }
+            timers.set(enterprise_id, next);
+        }
         MetricsCache {
             contributions,
             sums,
             agencies,
             at: Some(at),
+            timers,
         }
     }
 
@@ -435,36 +506,22 @@ impl MetricsCache {
         self.contributions.get(&enterprise_id)
     }
 
-    /// Every enterprise's contribution, in no particular order.
-    pub fn contributions(&self) -> impl Iterator<Item = (EnterpriseId, &Contribution)> {
-        self.contributions
+    /// Every enterprise the cache knows, with its contribution (if it contributes) and its
+    /// next change (if it has one), in no particular order.
+    pub fn entries(&self) -> impl Iterator<Item = (EnterpriseId, Option<&Contribution>, Option<Instant>)> {
+        let contributing = self.contributions.iter().map(|(enterprise_id, contribution)| {
+            (
+                *enterprise_id,
+                Some(contribution),
+                self.timers.next.get(enterprise_id).copied(),
+            )
+        });
+        let waiting = self
+            .timers
+            .next
             .iter()
-            .map(|(enterprise_id, contribution)| (*enterprise_id, contribution))
-    }
-
-    // TEMPORARY SHIM (h/persist) for the timer index h/next adds to MetricsCache with these
-    // signatures: until it lands on main, an enterprise is "due" once the cache's latest
-    // computation is a minute old, so the watcher recomputes at most every minute. The lead
-    // drops this block when merging h/next.
-
-    /// SHIM: the enterprises due for recomputation at `now`.
-    pub fn due(&self, now: Instant) -> Vec<EnterpriseId> {
-        match self.next_due() {
-            Some(due) if due <= now => self.contributions.keys().copied().collect(),
-            _ => Vec::new(),
-        }
-    }
-
-    /// SHIM: the earliest instant an enterprise is due.
-    pub fn next_due(&self) -> Option<Instant> {
-        self.at.map(|at| anquan_domain::bounds::plus(at, SHIM_DUE_AFTER))
-    }
-
-    /// SHIM: the next instant an enterprise's contribution may change.
-    pub fn next_change_of(&self, enterprise_id: EnterpriseId) -> Option<Instant> {
-        self.contributions.get(&enterprise_id).and_then(|_| self.next_due())
+            .filter(|(enterprise_id, _)| !self.contributions.contains_key(enterprise_id))
+            .map(|(enterprise_id, next)| (*enterprise_id, None, Some(*next)));
+        contributing.chain(waiting)
     }
 }
-
-/// SHIM (h/persist): how old the cache may get before everything is due.
-const SHIM_DUE_AFTER: chrono::Duration = chrono::Duration::minutes(1);

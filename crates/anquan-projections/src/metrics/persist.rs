@@ -82,11 +82,12 @@ pub struct PersistedState {
     pub month_ago: Snapshot,
 }
 
-/// One enterprise's persisted contribution.
+/// One enterprise's persisted contribution (none: it contributes nothing, but has a next
+/// change) and next change.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PersistedContribution {
     pub enterprise_id: EnterpriseId,
-    pub contribution: Contribution,
+    pub contribution: Option<Contribution>,
     pub next_change: Option<Instant>,
 }
 
@@ -128,8 +129,11 @@ pub async fn load_contributions(
             let enterprise_id: EnterpriseId = id
                 .parse()
                 .map_err(|error| malformed(table, &format!("enterprise id: {error}")))?;
-            let contribution: Contribution =
-                serde_json::from_str(&row.text(1)?).map_err(|error| malformed(table, &error.to_string()))?;
+            let contribution: Option<Contribution> = row
+                .opt_text(1)?
+                .map(|json| serde_json::from_str(&json))
+                .transpose()
+                .map_err(|error| malformed(table, &error.to_string()))?;
             each(PersistedContribution {
                 enterprise_id,
                 contribution,
@@ -147,15 +151,16 @@ pub async fn load_contributions(
 pub enum Write<'a> {
     /// Every contribution (after a full computation): the table is emptied first.
     Every(Box<dyn Iterator<Item = PersistedContributionRef<'a>> + Send + 'a>),
-    /// These enterprises' contributions (`None`: the enterprise contributes nothing).
+    /// These enterprises' contributions (`None`: the enterprise contributes nothing and has no
+    /// next change).
     These(Vec<(EnterpriseId, Option<PersistedContributionRef<'a>>)>),
 }
 
-/// A contribution to write, borrowed from the cache.
+/// A contribution and next change to write, borrowed from the cache.
 #[derive(Debug, Clone, Copy)]
 pub struct PersistedContributionRef<'a> {
     pub enterprise_id: EnterpriseId,
-    pub contribution: &'a Contribution,
+    pub contribution: Option<&'a Contribution>,
     pub next_change: Option<Instant>,
 }
 
@@ -187,7 +192,12 @@ pub async fn save(
                     let base = index * 3;
                     sql.push_str(&format!("(${}, ${}, ${})", base + 1, base + 2, base + 3));
                     params.push(SqlValue::Text(row.enterprise_id.to_string()));
-                    params.push(SqlValue::Json(json(row.contribution)?));
+                    params.push(
+                        row.contribution
+                            .map(json)
+                            .transpose()?
+                            .map_or(SqlValue::Null, SqlValue::Json),
+                    );
                     params.push(row.next_change.map_or(SqlValue::Null, SqlValue::Timestamp));
                 }
                 statements.push(Statement::new(sql, params));
@@ -208,7 +218,10 @@ pub async fn save(
                         UPSERT,
                         vec![
                             SqlValue::Text(enterprise_id.to_string()),
-                            SqlValue::Json(json(row.contribution)?),
+                            row.contribution
+                                .map(json)
+                                .transpose()?
+                                .map_or(SqlValue::Null, SqlValue::Json),
                             row.next_change.map_or(SqlValue::Null, SqlValue::Timestamp),
                         ],
                     ),
