@@ -1,6 +1,6 @@
 //! The town statistics for "now" follow the agency events: a contract signed with an enterprise
 //! counts it as served (H01, 社会化服务覆盖率), and the contract's termination, which names the
-//! contract only, takes it out again without waiting for the minute refresh.
+//! contract only, takes it out again without waiting for a recomputation of everything.
 
 use std::time::Duration as StdDuration;
 

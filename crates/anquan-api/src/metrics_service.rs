@@ -1,7 +1,10 @@
 //! The town statistics service: keeps the 78 metrics of every town and the city for "now" in
 //! memory (an [`anquan_projections::metrics::MetricsCache`]), replaces an enterprise's
-//! contribution when the projections apply its events, recomputes everything as time passes,
-//! and tells subscribers which towns changed. Past instants (`asOf`) are computed from the
+//! contribution when the projections apply its events, recomputes the enterprises whose next
+//! change has come as time passes (no periodic recomputation of everything; every contribution
+//! at a calendar instant is computed ahead and swapped in at it), and tells subscribers which
+//! towns changed. The read-model leader persists the contributions beside the read models
+//! ([`anquan_projections::metrics::persist`]), so a restart answers at once. Past instants (`asOf`) are computed from the
 //! read models on demand, a chunk of files at a time, and kept for the requests that ask for the
 //! same instants again before the read models move (the root fields of one request ask in turn).
 //!
@@ -18,24 +21,30 @@ use std::time::Duration;
 use chrono::{DateTime, Months, Utc};
 use tokio::sync::{broadcast, watch};
 
+use anquan_domain::metrics::{Contribution, next_calendar_change};
 use anquan_domain::rules::RuleSet;
 use anquan_domain::{EnterpriseId, Event, Town};
 use anquan_event_store::Position;
 use anquan_projections::QueryError;
 use anquan_projections::metrics::{
-    CHUNK, MetricsCache, Snapshot, agency_facts, compute_streaming, enterprise_facts, snapshots_streaming,
+    CHUNK, MetricsCache, Snapshot, agency_facts, compute_streaming, enterprise_facts, persist, snapshots_streaming,
 };
 
 use crate::AppState;
 use crate::observability::{METRICS_WATCHER_PASS_DURATION_SECONDS, PassTimer};
 
-/// How often everything is recomputed as time passes (windows, validity, deadlines), at most.
-pub const METRICS_REFRESH: Duration = Duration::from_secs(60);
-/// The pause after a recomputation of everything is at least this many times as long as the
-/// recomputation took: it keeps at most a sixth of a core busy. A city's recomputation takes a
-/// few seconds and refreshes every minute; a province's takes minutes and refreshes less often,
-/// instead of recomputing back to back.
-const REFRESH_PAUSE_PER_BUSY: u32 = 5;
+/// How often the watcher looks whether an enterprise's next change has come, by the service
+/// clock (which a test may move): a comparison with the cache's earliest next change, no read.
+pub const TIMER_POLL: Duration = Duration::from_secs(1);
+/// The city-wide agency figures depend on the instant and on no enterprise's timer: their facts
+/// are read again, and the figures computed at now, at least this often.
+const AGENCIES_REFRESH: chrono::Duration = chrono::Duration::minutes(1);
+/// How much earlier than twice the latest full computation the contributions at a calendar
+/// instant start being computed ahead.
+const PREPARE_MARGIN: Duration = Duration::from_secs(10);
+/// The snapshot one month before now (month-over-month) is computed again, in the background,
+/// once its instant is this far from one month before now.
+const MONTH_AGO_STALE: chrono::Duration = chrono::Duration::hours(1);
 /// Events read per page while following the log.
 const LOG_PAGE: usize = 500;
 /// How many change notices a slow subscriber may fall behind.
@@ -186,11 +195,6 @@ pub async fn snapshots_at(app: &AppState, instants: &[DateTime<Utc>]) -> Result<
     .cloned()
 }
 
-/// The pause before the next recomputation of everything, after one that took `took`.
-fn refresh_pause(took: Duration) -> Duration {
-    METRICS_REFRESH.max(took.saturating_mul(REFRESH_PAUSE_PER_BUSY))
-}
-
 /// Which towns a recomputation tells subscribers about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Announce {
@@ -202,6 +206,16 @@ enum Announce {
     Every,
 }
 
+/// Which contributions a write to the read-model store replaces.
+enum Persist {
+    /// Every one (after a full computation, or a swap of computed-ahead ones).
+    Every,
+    /// These enterprises' (every one this node changed since it loaded or last wrote them, as
+    /// a follower too: each row is one enterprise's contribution with its own next change, so
+    /// the rows another leader wrote meanwhile are not wrong, at worst older).
+    These(BTreeSet<EnterpriseId>),
+}
+
 /// Follows the projections, the clock and rule-set promotions; see the module documentation.
 pub struct MetricsWatcher {
     app: AppState,
@@ -210,6 +224,32 @@ pub struct MetricsWatcher {
     cache: MetricsCache,
     month_ago: Arc<Snapshot>,
     after: Option<Position>,
+    /// When the agency facts were last read (service clock): the city-wide agency figures
+    /// depend on the instant, not on any enterprise's timer.
+    agencies_read: Option<DateTime<Utc>>,
+    /// What the persisted contributions lack of this cache's, written once a timer poll while
+    /// this node leads the read models (so a follow writes at most once a second).
+    unsaved: Persist,
+    /// The snapshot one month earlier being computed in the background, with the rule-set
+    /// version it is computed with.
+    month_ago_task: Option<(String, tokio::task::JoinHandle<Result<Snapshot, String>>)>,
+    /// Every contribution being computed ahead for the next calendar instant.
+    prepared: Option<Prepared>,
+    /// How long the latest computation of every contribution took: a calendar instant's is
+    /// started twice as long (plus [`PREPARE_MARGIN`]) before it.
+    last_full: Duration,
+}
+
+/// Every contribution computed ahead at a calendar instant `at` (a year's or half-year's start,
+/// a due instant: when every enterprise may change at once), swapped in at `at`; the
+/// enterprises events touched since it started are recomputed at now then.
+struct Prepared {
+    at: DateTime<Utc>,
+    version: String,
+    task: tokio::task::JoinHandle<Result<(MetricsCache, Snapshot), String>>,
+    /// The enterprises the log touched since the computation started (`None`: too many to
+    /// tell, or an event that names none: everything is recomputed at the swap instead).
+    touched: Option<BTreeSet<EnterpriseId>>,
 }
 
 impl MetricsWatcher {
@@ -229,6 +269,11 @@ impl MetricsWatcher {
             cache: MetricsCache::default(),
             month_ago,
             after: None,
+            agencies_read: None,
+            unsaved: Persist::Every,
+            month_ago_task: None,
+            prepared: None,
+            last_full: Duration::ZERO,
         }
     }
 
@@ -237,20 +282,19 @@ impl MetricsWatcher {
         let mut projected = self.app.projected.clone();
         let mut promotions = self.app.rule_sets.subscribe();
         self.rules = Arc::clone(&promotions.borrow_and_update().1);
-        let mut refresh_every = loop {
-            self.after = *projected.borrow_and_update();
-            let started = std::time::Instant::now();
-            match self.recompute_all(Announce::Nothing).await {
-                Ok(()) => break refresh_pause(started.elapsed()),
+        loop {
+            let applied = *projected.borrow_and_update();
+            match self.start(applied).await {
+                Ok(()) => break,
                 Err(error) => {
                     tracing::warn!(error = %error, "metrics cannot load, retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
-        };
-        let mut last_full = std::time::Instant::now();
+        }
+        let mut timer = tokio::time::interval(TIMER_POLL);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let until_refresh = refresh_every.saturating_sub(last_full.elapsed());
             tokio::select! {
                 changed = projected.changed() => {
                     if changed.is_err() {
@@ -267,16 +311,13 @@ impl MetricsWatcher {
                         tracing::warn!(error = %error, "metrics update failed");
                     }
                 }
-                () = tokio::time::sleep(until_refresh) => {
-                    last_full = std::time::Instant::now();
+                _ = timer.tick() => {
                     if self.catching_up(*projected.borrow()) {
                         continue;
                     }
-                    match self.recompute_all(Announce::Changed).await {
-                        Ok(()) => refresh_every = refresh_pause(last_full.elapsed()),
-                        Err(error) => tracing::warn!(error = %error, "metrics refresh failed"),
+                    if let Err(error) = self.on_time().await {
+                        tracing::warn!(error = %error, "metrics update failed");
                     }
-                    last_full = std::time::Instant::now();
                 }
                 promoted = promotions.changed() => {
                     // The registry lives in `self.app`: its sender cannot be gone.
@@ -284,6 +325,9 @@ impl MetricsWatcher {
                         return;
                     }
                     self.rules = Arc::clone(&promotions.borrow_and_update().1);
+                    if let Some(prepared) = self.prepared.take() {
+                        prepared.task.abort();
+                    }
                     // Every contribution depends on the rules: recompute them all, even while
                     // the projections catch up, so the cache never mixes two versions.
                     while let Err(error) = self.recompute_all(Announce::Every).await {
@@ -291,15 +335,424 @@ impl MetricsWatcher {
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                     tracing::info!(rule_set.version = %self.rules.version, "metrics recomputed with the promoted rule set");
-                    last_full = std::time::Instant::now();
                 }
             }
         }
     }
 
+    /// The first figures: the persisted ones when they are usable (then the log after their
+    /// position is followed), else one computation of everything.
+    async fn start(&mut self, applied: Option<Position>) -> Result<(), String> {
+        persist::migrate(self.app.read_models.as_ref())
+            .await
+            .map_err(|error| error.to_string())?;
+        if self.load(applied).await? {
+            return self.follow(applied).await;
+        }
+        self.after = applied;
+        self.recompute_all(Announce::Nothing).await
+    }
+
+    /// Loads and publishes the persisted contributions when they were computed with the live
+    /// rule set from read models this node's have applied (not a rebuilt or restored store
+    /// behind them); `false` when there are none or they are not usable.
+    async fn load(&mut self, applied: Option<Position>) -> Result<bool, String> {
+        let started = std::time::Instant::now();
+        let store = self.app.read_models.as_ref();
+        let Some(state) = persist::load_state(store).await.map_err(|error| error.to_string())? else {
+            return Ok(false);
+        };
+        let digest = self.app.rule_sets.get(&self.rules.version).map(|loaded| loaded.digest);
+        if state.rule_set != self.rules.version || digest.as_deref() != Some(state.rule_set_digest.as_str()) {
+            tracing::info!(
+                persisted = %state.rule_set,
+                live = %self.rules.version,
+                "persisted metrics are of another rule set: computing them"
+            );
+            return Ok(false);
+        }
+        if applied.is_none_or(|applied| state.position > applied) {
+            tracing::info!(
+                persisted = ?state.position,
+                applied = ?applied,
+                "persisted metrics are ahead of the read models: computing them"
+            );
+            return Ok(false);
+        }
+        let mut contributions = Vec::new();
+        persist::load_contributions(store, |persisted| {
+            contributions.push((persisted.enterprise_id, persisted.contribution, persisted.next_change));
+        })
+        .await
+        .map_err(|error| error.to_string())?;
+        let agencies = agency_facts(store).await.map_err(|error| error.to_string())?;
+        self.agencies_read = Some(self.app.now());
+        let rules = self.rules.clone();
+        self.cache = MetricsCache::from_contributions(&rules, contributions, agencies, state.at);
+        self.month_ago = Arc::new(state.month_ago);
+        self.after = Some(state.position);
+        self.unsaved = Persist::These(BTreeSet::new());
+        let snapshot = Arc::new(self.cache.snapshot(&rules).ok_or("no snapshot")?);
+        tracing::info!(
+            enterprises = self.cache.enterprises(),
+            at = %state.at,
+            position = ?state.position,
+            elapsed_ms = started.elapsed().as_millis(),
+            "metrics loaded"
+        );
+        self.app.metrics.publish(
+            CurrentMetrics {
+                now: snapshot,
+                month_ago: self.month_ago.clone(),
+                rules,
+            },
+            BTreeSet::new(),
+        );
+        Ok(true)
+    }
+
     /// Whether the projections are still far behind the head of the log.
     fn catching_up(&self, applied: Option<Position>) -> bool {
         crate::watcher::projections_catching_up(&self.app, applied)
+    }
+
+    /// What time passing asks for: the enterprises whose next change has come are recomputed
+    /// at now (all of them at once, when more than [`FOLLOW_ENTERPRISES_MAX`]), the agency
+    /// figures at least every [`AGENCIES_REFRESH`], the month-ago snapshot in the background
+    /// when its instant is [`MONTH_AGO_STALE`] behind; and a new leader writes every
+    /// contribution.
+    async fn on_time(&mut self) -> Result<(), String> {
+        let now = self.app.now();
+        self.collect_month_ago().await;
+        self.prepare_calendar(now);
+        if self
+            .prepared
+            .as_ref()
+            .is_some_and(|prepared| prepared.at <= now && prepared.task.is_finished())
+        {
+            return self.swap_prepared(now).await;
+        }
+        let agencies_stale = self
+            .agencies_read
+            .is_none_or(|read| read + AGENCIES_REFRESH <= now || read > now);
+        if self.cache.next_due().is_some_and(|due| due <= now) || agencies_stale {
+            self.recompute_due(now).await?;
+        }
+        self.persist().await;
+        self.start_month_ago(now);
+        Ok(())
+    }
+
+    /// Recomputes the enterprises due at `now` (and the agency facts) and publishes the towns
+    /// that changed.
+    async fn recompute_due(&mut self, now: DateTime<Utc>) -> Result<(), String> {
+        let due = self.cache.due(now);
+        if due.len() > FOLLOW_ENTERPRISES_MAX {
+            return self.recompute_all(Announce::Changed).await;
+        }
+        let _pass = PassTimer::start(metrics::histogram!(METRICS_WATCHER_PASS_DURATION_SECONDS, "pass" => "due"));
+        let rules = self.rules.clone();
+        let previous = self.app_current();
+        for &enterprise_id in &due {
+            let facts = enterprise_facts(self.app.read_models.as_ref(), enterprise_id)
+                .await
+                .map_err(|error| error.to_string())?;
+            self.cache.update_enterprise(
+                &rules,
+                enterprise_id,
+                facts.as_ref().map(|(file, services)| (file, services)),
+                now,
+            );
+        }
+        let agencies = agency_facts(self.app.read_models.as_ref())
+            .await
+            .map_err(|error| error.to_string())?;
+        self.cache.update_agencies(agencies, now);
+        self.agencies_read = Some(now);
+        let snapshot = Arc::new(self.cache.snapshot(&rules).ok_or("no snapshot")?);
+        let towns = changed_towns(previous.as_deref(), &snapshot);
+        if !due.is_empty() {
+            tracing::debug!(enterprises = due.len(), "metrics of due enterprises recomputed");
+        }
+        self.app.metrics.publish(
+            CurrentMetrics {
+                now: snapshot,
+                month_ago: self.month_ago.clone(),
+                rules,
+            },
+            towns,
+        );
+        self.unsaved_too(due);
+        Ok(())
+    }
+
+    /// Starts computing every contribution at the next calendar instant in the background,
+    /// early enough that it is done by then: twice as long before it as the latest full
+    /// computation took, plus [`PREPARE_MARGIN`].
+    fn prepare_calendar(&mut self, now: DateTime<Utc>) {
+        if self.prepared.is_some() {
+            return;
+        }
+        let rules = self.rules.clone();
+        let Some(at) = next_calendar_change(&rules.metrics, &rules, now) else {
+            return;
+        };
+        let ahead = self.last_full.saturating_mul(2).saturating_add(PREPARE_MARGIN);
+        let ahead = chrono::Duration::from_std(ahead).unwrap_or(chrono::Duration::MAX);
+        if now < anquan_domain::bounds::minus(at, ahead) {
+            return;
+        }
+        let month_at = month_before(
+            &AppState {
+                rules: rules.clone(),
+                ..self.app.clone()
+            },
+            at,
+        );
+        let store = self.app.read_models.clone();
+        let version = rules.version.clone();
+        tracing::info!(%at, "computing the metrics ahead for a calendar instant");
+        let task = tokio::spawn(async move {
+            compute_streaming(store.as_ref(), rules, at, month_at, CHUNK)
+                .await
+                .map_err(|error| error.to_string())
+        });
+        self.prepared = Some(Prepared {
+            at,
+            version,
+            task,
+            touched: Some(BTreeSet::new()),
+        });
+    }
+
+    /// At (or after) a prepared calendar instant: swaps in the contributions computed at it
+    /// once they are done, recomputes at now the enterprises events touched meanwhile (and
+    /// those due), and publishes the towns that changed.
+    async fn swap_prepared(&mut self, now: DateTime<Utc>) -> Result<(), String> {
+        let Some(prepared) = self.prepared.take() else {
+            return Ok(());
+        };
+        let computed = match prepared.task.await {
+            Ok(Ok(computed)) => computed,
+            Ok(Err(error)) => return Err(error),
+            Err(error) => return Err(format!("the metrics computation ahead stopped: {error}")),
+        };
+        let Some(touched) = prepared.touched.filter(|_| prepared.version == self.rules.version) else {
+            return self.recompute_all(Announce::Changed).await;
+        };
+        let started = std::time::Instant::now();
+        let (cache, month_ago) = computed;
+        let previous = self.app_current();
+        self.cache = cache;
+        self.month_ago = Arc::new(month_ago);
+        if let Some((_, task)) = self.month_ago_task.take() {
+            task.abort();
+        }
+        let rules = self.rules.clone();
+        let mut recompute: BTreeSet<EnterpriseId> = touched;
+        recompute.extend(self.cache.due(now));
+        for &enterprise_id in &recompute {
+            let facts = enterprise_facts(self.app.read_models.as_ref(), enterprise_id)
+                .await
+                .map_err(|error| error.to_string())?;
+            self.cache.update_enterprise(
+                &rules,
+                enterprise_id,
+                facts.as_ref().map(|(file, services)| (file, services)),
+                now,
+            );
+        }
+        let agencies = agency_facts(self.app.read_models.as_ref())
+            .await
+            .map_err(|error| error.to_string())?;
+        self.cache.update_agencies(agencies, now);
+        self.agencies_read = Some(now);
+        let snapshot = Arc::new(self.cache.snapshot(&rules).ok_or("no snapshot")?);
+        let towns = changed_towns(previous.as_deref(), &snapshot);
+        tracing::info!(
+            at = %prepared.at,
+            touched = recompute.len(),
+            elapsed_ms = started.elapsed().as_millis(),
+            "metrics computed ahead swapped in"
+        );
+        self.app.metrics.publish(
+            CurrentMetrics {
+                now: snapshot,
+                month_ago: self.month_ago.clone(),
+                rules,
+            },
+            towns,
+        );
+        self.unsaved = Persist::Every;
+        self.persist().await;
+        Ok(())
+    }
+
+    /// Notes enterprises the log touched while contributions are computed ahead.
+    fn touched(&mut self, enterprises: Option<&BTreeSet<EnterpriseId>>) {
+        let Some(prepared) = &mut self.prepared else {
+            return;
+        };
+        match (&mut prepared.touched, enterprises) {
+            (Some(touched), Some(enterprises)) => {
+                touched.extend(enterprises);
+                if touched.len() > FOLLOW_ENTERPRISES_MAX {
+                    prepared.touched = None;
+                }
+            }
+            (touched, _) => *touched = None,
+        }
+    }
+
+    /// Starts computing the snapshot one month before now in the background when the one held
+    /// is [`MONTH_AGO_STALE`] behind (its instant is a past one: it never holds "now" back).
+    fn start_month_ago(&mut self, now: DateTime<Utc>) {
+        if self.month_ago_task.is_some() {
+            return;
+        }
+        let rules = self.rules.clone();
+        let month_at = month_before(
+            &AppState {
+                rules: rules.clone(),
+                ..self.app.clone()
+            },
+            now,
+        );
+        let held = self.month_ago.at;
+        if held <= month_at && month_at - held < MONTH_AGO_STALE || held > month_at && held - month_at < MONTH_AGO_STALE
+        {
+            return;
+        }
+        let store = self.app.read_models.clone();
+        let version = rules.version.clone();
+        let task = tokio::spawn(async move {
+            let mut snapshots = snapshots_streaming(store.as_ref(), rules, &[month_at], CHUNK)
+                .await
+                .map_err(|error| error.to_string())?;
+            snapshots.pop().ok_or_else(|| "no snapshot".to_owned())
+        });
+        self.month_ago_task = Some((version, task));
+    }
+
+    /// Takes the month-ago snapshot computed in the background, once it is done, and publishes
+    /// it with "now".
+    async fn collect_month_ago(&mut self) {
+        if !self.month_ago_task.as_ref().is_some_and(|(_, task)| task.is_finished()) {
+            return;
+        }
+        let Some((version, task)) = self.month_ago_task.take() else {
+            return;
+        };
+        let month_ago = match task.await {
+            Ok(Ok(month_ago)) => month_ago,
+            Ok(Err(error)) => {
+                tracing::warn!(error = %error, "the month-ago metrics could not be computed");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "the month-ago metrics computation stopped");
+                return;
+            }
+        };
+        // Computed with a rule set promoted away since: the full computation of the promotion
+        // has its own.
+        if version != self.rules.version {
+            return;
+        }
+        let mut towns = changed_towns(Some(&self.month_ago), &month_ago);
+        self.month_ago = Arc::new(month_ago);
+        let Some(current) = self.app.metrics.current() else {
+            return;
+        };
+        if !Arc::ptr_eq(&current.rules, &self.rules) {
+            towns.clear();
+        }
+        self.app.metrics.publish(
+            CurrentMetrics {
+                month_ago: self.month_ago.clone(),
+                ..current
+            },
+            towns,
+        );
+    }
+
+    /// Notes contributions the persisted ones lack.
+    fn unsaved_too(&mut self, changed: impl IntoIterator<Item = EnterpriseId>) {
+        if let Persist::These(unsaved) = &mut self.unsaved {
+            unsaved.extend(changed);
+        }
+    }
+
+    /// Writes the contributions the persisted ones lack to the read-model store, with the log
+    /// position they reflect, on the read models' leader only (fenced by its term). A failed
+    /// write changes nothing and is tried again at the next timer poll.
+    async fn persist(&mut self) {
+        if matches!(&self.unsaved, Persist::These(unsaved) if unsaved.is_empty()) {
+            return;
+        }
+        let Some(term) = self.app.projections.leading() else {
+            return;
+        };
+        let Some(position) = self.after else {
+            return;
+        };
+        let Some(at) = self.cache.at() else {
+            return;
+        };
+        let Some(digest) = self.app.rule_sets.get(&self.rules.version).map(|loaded| loaded.digest) else {
+            return;
+        };
+        let started = std::time::Instant::now();
+        let state = persist::PersistedState {
+            rule_set: self.rules.version.clone(),
+            rule_set_digest: digest,
+            at,
+            position,
+            month_ago: (*self.month_ago).clone(),
+        };
+        let lease = Some(anquan_event_store::LeaseTerm {
+            group: anquan_projections::leadership::READ_MODELS_GROUP.to_owned(),
+            term,
+        });
+        let cache = &self.cache;
+        let (write, every) = match &self.unsaved {
+            Persist::Every => (
+                persist::Write::Every(Box::new(cache.entries().map(persisted_row))),
+                true,
+            ),
+            Persist::These(changed) => (
+                persist::Write::These(
+                    changed
+                        .iter()
+                        .map(|&enterprise_id| {
+                            let row = persisted_row((
+                                enterprise_id,
+                                cache.contribution(enterprise_id),
+                                cache.next_change_of(enterprise_id),
+                            ));
+                            let known = row.contribution.is_some() || row.next_change.is_some();
+                            (enterprise_id, known.then_some(row))
+                        })
+                        .collect(),
+                ),
+                false,
+            ),
+        };
+        match persist::save(self.app.read_models.as_ref(), &state, write, lease).await {
+            Ok(()) => {
+                self.unsaved = Persist::These(BTreeSet::new());
+                if every {
+                    tracing::info!(
+                        enterprises = self.cache.enterprises(),
+                        elapsed_ms = started.elapsed().as_millis(),
+                        "metrics persisted"
+                    );
+                }
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "metrics could not be persisted; trying again");
+            }
+        }
     }
 
     async fn recompute_all(&mut self, announce: Announce) -> Result<(), String> {
@@ -319,7 +772,12 @@ impl MetricsWatcher {
             .map_err(|error| error.to_string())?;
         let previous = self.app_current();
         self.cache = cache;
+        self.agencies_read = Some(now);
         self.month_ago = Arc::new(month_ago);
+        // A month-ago snapshot being computed for the previous cache is superseded.
+        if let Some((_, task)) = self.month_ago_task.take() {
+            task.abort();
+        }
         let snapshot = Arc::new(self.cache.snapshot(&rules).ok_or("no snapshot")?);
         let towns = match announce {
             Announce::Nothing => BTreeSet::new(),
@@ -328,9 +786,10 @@ impl MetricsWatcher {
                 .chain(snapshot.towns.iter().map(|(town, _)| Some(town.clone())))
                 .collect(),
         };
+        self.last_full = started.elapsed();
         tracing::info!(
             enterprises = self.cache.enterprises(),
-            elapsed_ms = started.elapsed().as_millis(),
+            elapsed_ms = self.last_full.as_millis(),
             "metrics recomputed"
         );
         self.app.metrics.publish(
@@ -341,6 +800,8 @@ impl MetricsWatcher {
             },
             towns,
         );
+        self.unsaved = Persist::Every;
+        self.persist().await;
         Ok(())
     }
 
@@ -406,6 +867,7 @@ impl MetricsWatcher {
             }
             self.after = Some(last.min(applied));
             if enterprises.len() + terminated.len() > FOLLOW_ENTERPRISES_MAX {
+                self.touched(None);
                 // Everything is recomputed from the read models, which hold at least `applied`:
                 // the rest of the span need not be read.
                 self.after = Some(applied);
@@ -417,6 +879,7 @@ impl MetricsWatcher {
             }
         }
         if force_all {
+            self.touched(None);
             self.after = Some(applied);
             pass.discard();
             return self.recompute_all(Announce::Changed).await;
@@ -432,6 +895,7 @@ impl MetricsWatcher {
                 // The read models hold at least `applied`, so the contract is there; if it is
                 // not, recompute everything rather than miss its enterprise.
                 None => {
+                    self.touched(None);
                     self.after = Some(applied);
                     pass.discard();
                     return self.recompute_all(Announce::Changed).await;
@@ -444,6 +908,8 @@ impl MetricsWatcher {
         let now = self.app.now();
         let rules = self.rules.clone();
         let mut towns = BTreeSet::new();
+        self.touched(Some(&enterprises));
+        let changed: Vec<EnterpriseId> = enterprises.iter().copied().collect();
         for enterprise_id in enterprises {
             let facts = enterprise_facts(self.app.read_models.as_ref(), enterprise_id)
                 .await
@@ -461,6 +927,7 @@ impl MetricsWatcher {
                 .await
                 .map_err(|error| error.to_string())?;
             self.cache.update_agencies(facts, now);
+            self.agencies_read = Some(now);
         }
         towns.insert(None);
         let snapshot = Arc::new(self.cache.snapshot(&rules).ok_or("no snapshot")?);
@@ -472,7 +939,19 @@ impl MetricsWatcher {
             },
             towns,
         );
+        self.unsaved_too(changed);
         Ok(())
+    }
+}
+
+/// An enterprise's contribution and next change as they are written.
+fn persisted_row(
+    (enterprise_id, contribution, next_change): (EnterpriseId, Option<&Contribution>, Option<DateTime<Utc>>),
+) -> persist::PersistedContributionRef<'_> {
+    persist::PersistedContributionRef {
+        enterprise_id,
+        contribution,
+        next_change,
     }
 }
 
@@ -533,12 +1012,5 @@ mod tests {
         );
         // Figures of another version are not what a request under v2 waits for.
         assert!(service.current_with("v2", short).await.is_none());
-    }
-
-    #[test]
-    fn a_quick_recomputation_refreshes_every_minute_and_a_slow_one_keeps_a_core_mostly_free() {
-        assert_eq!(refresh_pause(Duration::from_millis(300)), METRICS_REFRESH);
-        assert_eq!(refresh_pause(Duration::from_secs(12)), METRICS_REFRESH);
-        assert_eq!(refresh_pause(Duration::from_secs(100)), Duration::from_secs(500));
     }
 }

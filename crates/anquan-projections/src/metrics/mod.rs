@@ -1,7 +1,8 @@
 //! Town and city statistics: the 78 metrics of the rule set's catalogue for every town and the
 //! city, at any instant, with breakdowns by enterprise type.
 //!
-//! There is no table of its own: the figures are sums of per-enterprise contributions
+//! There is no read model of its own (the API's metrics watcher persists its contributions
+//! for "now" beside the read models: [`persist`]): the figures are sums of per-enterprise contributions
 //! (`anquan_domain::metrics::enterprise_contribution`) computed from the facts the compliance
 //! and agency read models keep, plus the city-wide agency figures. [`snapshots_streaming`]
 //! sums them at any instants (past instants: what `asOf` asks) reading the files a chunk at a
@@ -12,6 +13,7 @@
 //! as time passed ([`MetricsCache::due`]); [`compute_streaming`] fills it at start.
 
 mod load;
+pub mod persist;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -34,7 +36,7 @@ pub struct MetricFacts {
 
 /// The tallies of one scope (a town or the city): every metric over all its enterprises, and
 /// over the enterprises of each breakdown.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ScopeTallies {
     pub all: Vec<Tally>,
     /// By breakdown index of the catalogue.
@@ -96,7 +98,7 @@ impl ScopeTallies {
 }
 
 /// The metrics of every town and the city at one instant.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Snapshot {
     pub at: Instant,
     /// Towns in the catalogue's order, then any other town with enterprises, by name.
@@ -466,5 +468,60 @@ impl MetricsCache {
     /// The next change recorded for one enterprise.
     pub fn next_change_of(&self, enterprise_id: EnterpriseId) -> Option<Instant> {
         self.timers.next.get(&enterprise_id).copied()
+    }
+
+    // Added by h/persist (issue 19, item 2): a cache built from persisted contributions and
+    // timers, and read back to persist them.
+
+    /// A cache of what was computed earlier (persisted): each enterprise's contribution (none:
+    /// it contributes nothing) and next change, summed again, with the agency facts as they
+    /// are now; `at` is the instant of the computation.
+    pub fn from_contributions(
+        rules: &RuleSet,
+        entries: impl IntoIterator<Item = (EnterpriseId, Option<Contribution>, Option<Instant>)>,
+        agencies: Vec<AgencyFacts>,
+        at: Instant,
+    ) -> MetricsCache {
+        let mut sums = Sums::new(rules);
+        let mut contributions = HashMap::new();
+        let mut timers = Timers::default();
+        for (enterprise_id, contribution, next) in entries {
+            if let Some(contribution) = contribution {
+                sums.apply(rules, &contribution, true);
+                contributions.insert(enterprise_id, contribution);
+            }
+            timers.set(enterprise_id, next);
+        }
+        MetricsCache {
+            contributions,
+            sums,
+            agencies,
+            at: Some(at),
+            timers,
+        }
+    }
+
+    /// An enterprise's contribution, if it contributes.
+    pub fn contribution(&self, enterprise_id: EnterpriseId) -> Option<&Contribution> {
+        self.contributions.get(&enterprise_id)
+    }
+
+    /// Every enterprise the cache knows, with its contribution (if it contributes) and its
+    /// next change (if it has one), in no particular order.
+    pub fn entries(&self) -> impl Iterator<Item = (EnterpriseId, Option<&Contribution>, Option<Instant>)> {
+        let contributing = self.contributions.iter().map(|(enterprise_id, contribution)| {
+            (
+                *enterprise_id,
+                Some(contribution),
+                self.timers.next.get(enterprise_id).copied(),
+            )
+        });
+        let waiting = self
+            .timers
+            .next
+            .iter()
+            .filter(|(enterprise_id, _)| !self.contributions.contains_key(enterprise_id))
+            .map(|(enterprise_id, next)| (*enterprise_id, None, Some(*next)));
+        contributing.chain(waiting)
     }
 }

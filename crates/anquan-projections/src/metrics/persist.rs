@@ -1,0 +1,258 @@
+//! The metrics for "now" kept with the read models, so a restarted service answers at once
+//! instead of computing every enterprise's contribution (issue 19, item 2).
+//!
+//! `metrics_contributions` holds each enterprise's contribution at the instant it was last
+//! computed and its next change; `metrics_state` holds one row of what they reflect: the rule
+//! set, the instant of the computation, the log position the read models had applied when the
+//! watcher read them, and the snapshot one local month earlier. The read-model leader writes
+//! them as a [`ProjectionBatch`] of the projection [`PROJECTION`], fenced by its term, so they
+//! commit in one transaction with their position and a deposed leader's late write fails. The
+//! sums are not stored: they are summed again from the contributions as they load, which costs
+//! less than reading them and can never disagree with them.
+
+use std::sync::Arc;
+
+use anquan_domain::metrics::Contribution;
+use anquan_domain::{EnterpriseId, Instant};
+use anquan_event_store::{
+    Dialect, LeaseTerm, Position, ProjectionBatch, ReadModelError, ReadModelStore, SqlValue, Statement,
+};
+
+use super::Snapshot;
+use crate::error::QueryError;
+
+/// The checkpoint the persisted metrics commit with (not a projection the runner folds).
+pub const PROJECTION: &str = "metrics_now";
+/// The tables, in creation order.
+pub const TABLES: &[&str] = &["metrics_contributions", "metrics_state"];
+
+const SQLITE_SCHEMA: &str = include_str!("../../../../projections/schema/sqlite/metrics.sql");
+const POSTGRES_SCHEMA: &str = include_str!("../../../../projections/schema/postgres/metrics.sql");
+/// Rows per `INSERT` when every contribution is written.
+const ROWS_PER_INSERT: usize = 200;
+
+const STATE: &str = "SELECT rule_set, rule_set_digest, at, commit_position, prepare_position, month_ago \
+    FROM metrics_state WHERE id = 1";
+const CONTRIBUTIONS: &str = "SELECT enterprise_id, contribution, next_change FROM metrics_contributions \
+    WHERE enterprise_id > $1 ORDER BY enterprise_id LIMIT 5000";
+const CONTRIBUTIONS_PAGE: usize = 5000;
+const UPSERT: &str = "INSERT INTO metrics_contributions (enterprise_id, contribution, next_change) \
+    VALUES ($1, $2, $3) ON CONFLICT (enterprise_id) DO UPDATE SET contribution = excluded.contribution, \
+    next_change = excluded.next_change";
+const DELETE_ONE: &str = "DELETE FROM metrics_contributions WHERE enterprise_id = $1";
+const WRITE_STATE: &str = "INSERT INTO metrics_state \
+    (id, rule_set, rule_set_digest, at, commit_position, prepare_position, month_ago) \
+    VALUES (1, $1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET rule_set = excluded.rule_set, \
+    rule_set_digest = excluded.rule_set_digest, at = excluded.at, \
+    commit_position = excluded.commit_position, prepare_position = excluded.prepare_position, \
+    month_ago = excluded.month_ago";
+
+/// Creates the tables (idempotent).
+pub async fn migrate(store: &dyn ReadModelStore) -> Result<(), ReadModelError> {
+    store
+        .migrate(match store.dialect() {
+            Dialect::Sqlite => SQLITE_SCHEMA,
+            Dialect::Postgres => POSTGRES_SCHEMA,
+        })
+        .await
+}
+
+/// Deletes the persisted metrics and their checkpoint: what a rebuild of the read models does,
+/// so no service loads figures computed from the read models before it.
+pub async fn clear(store: &dyn ReadModelStore) -> Result<(), ReadModelError> {
+    migrate(store).await?;
+    let deletes = TABLES
+        .iter()
+        .rev()
+        .map(|table| Statement::new(format!("DELETE FROM {table}"), Vec::new()))
+        .collect();
+    store.reset(PROJECTION, deletes).await
+}
+
+/// What the persisted contributions reflect.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PersistedState {
+    pub rule_set: String,
+    pub rule_set_digest: String,
+    /// The instant they were computed at (the latest of their computations).
+    pub at: Instant,
+    /// The log position the read models had applied when they were read: the log after it may
+    /// hold events whose enterprises must be recomputed.
+    pub position: Position,
+    pub month_ago: Snapshot,
+}
+
+/// One enterprise's persisted contribution (none: it contributes nothing, but has a next
+/// change) and next change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PersistedContribution {
+    pub enterprise_id: EnterpriseId,
+    pub contribution: Option<Contribution>,
+    pub next_change: Option<Instant>,
+}
+
+/// Reads the state row (none: nothing persisted, or cleared by a rebuild).
+pub async fn load_state(store: &dyn ReadModelStore) -> Result<Option<PersistedState>, QueryError> {
+    let table = "metrics_state";
+    let Some(row) = store.query(STATE, &[]).await?.into_iter().next() else {
+        return Ok(None);
+    };
+    let position = |column: usize| -> Result<u64, QueryError> {
+        u64::try_from(row.int(column)?).map_err(|_| malformed(table, "negative position"))
+    };
+    let month_ago: Snapshot =
+        serde_json::from_str(&row.text(5)?).map_err(|error| malformed(table, &error.to_string()))?;
+    Ok(Some(PersistedState {
+        rule_set: row.text(0)?,
+        rule_set_digest: row.text(1)?,
+        at: row.timestamp(2)?,
+        position: Position {
+            commit: position(3)?,
+            prepare: position(4)?,
+        },
+        month_ago,
+    }))
+}
+
+/// Reads every persisted contribution, a page at a time, handing each to `each`.
+pub async fn load_contributions(
+    store: &dyn ReadModelStore,
+    mut each: impl FnMut(PersistedContribution),
+) -> Result<(), QueryError> {
+    let table = "metrics_contributions";
+    let mut cursor = String::new();
+    loop {
+        let rows = store.query(CONTRIBUTIONS, &[SqlValue::Text(cursor.clone())]).await?;
+        let count = rows.len();
+        for row in rows {
+            let id = row.text(0)?;
+            let enterprise_id: EnterpriseId = id
+                .parse()
+                .map_err(|error| malformed(table, &format!("enterprise id: {error}")))?;
+            let contribution: Option<Contribution> = row
+                .opt_text(1)?
+                .map(|json| serde_json::from_str(&json))
+                .transpose()
+                .map_err(|error| malformed(table, &error.to_string()))?;
+            each(PersistedContribution {
+                enterprise_id,
+                contribution,
+                next_change: row.opt_timestamp(2)?,
+            });
+            cursor = id;
+        }
+        if count < CONTRIBUTIONS_PAGE {
+            return Ok(());
+        }
+    }
+}
+
+/// What a write replaces: every contribution, or those of some enterprises.
+pub enum Write<'a> {
+    /// Every contribution (after a full computation): the table is emptied first.
+    Every(Box<dyn Iterator<Item = PersistedContributionRef<'a>> + Send + 'a>),
+    /// These enterprises' contributions (`None`: the enterprise contributes nothing and has no
+    /// next change).
+    These(Vec<(EnterpriseId, Option<PersistedContributionRef<'a>>)>),
+}
+
+/// A contribution and next change to write, borrowed from the cache.
+#[derive(Debug, Clone, Copy)]
+pub struct PersistedContributionRef<'a> {
+    pub enterprise_id: EnterpriseId,
+    pub contribution: Option<&'a Contribution>,
+    pub next_change: Option<Instant>,
+}
+
+/// Writes contributions and the state row in one transaction with the checkpoint
+/// [`PROJECTION`] at the state's position, fenced by `lease` (the read-model leader's term).
+pub async fn save(
+    store: &dyn ReadModelStore,
+    state: &PersistedState,
+    write: Write<'_>,
+    lease: Option<LeaseTerm>,
+) -> Result<(), ReadModelError> {
+    let mut statements = Vec::new();
+    match write {
+        Write::Every(contributions) => {
+            statements.push(Statement::new("DELETE FROM metrics_contributions", Vec::new()));
+            let mut rows: Vec<PersistedContributionRef<'_>> = Vec::with_capacity(ROWS_PER_INSERT);
+            let flush = |rows: &mut Vec<PersistedContributionRef<'_>>, statements: &mut Vec<Statement>| {
+                if rows.is_empty() {
+                    return Ok::<(), ReadModelError>(());
+                }
+                let mut sql = String::from(
+                    "INSERT INTO metrics_contributions (enterprise_id, contribution, next_change) VALUES ",
+                );
+                let mut params = Vec::with_capacity(rows.len() * 3);
+                for (index, row) in rows.drain(..).enumerate() {
+                    if index > 0 {
+                        sql.push_str(", ");
+                    }
+                    let base = index * 3;
+                    sql.push_str(&format!("(${}, ${}, ${})", base + 1, base + 2, base + 3));
+                    params.push(SqlValue::Text(row.enterprise_id.to_string()));
+                    params.push(
+                        row.contribution
+                            .map(json)
+                            .transpose()?
+                            .map_or(SqlValue::Null, SqlValue::Json),
+                    );
+                    params.push(row.next_change.map_or(SqlValue::Null, SqlValue::Timestamp));
+                }
+                statements.push(Statement::new(sql, params));
+                Ok(())
+            };
+            for row in contributions {
+                rows.push(row);
+                if rows.len() == ROWS_PER_INSERT {
+                    flush(&mut rows, &mut statements)?;
+                }
+            }
+            flush(&mut rows, &mut statements)?;
+        }
+        Write::These(changes) => {
+            for (enterprise_id, row) in changes {
+                statements.push(match row {
+                    Some(row) => Statement::new(
+                        UPSERT,
+                        vec![
+                            SqlValue::Text(enterprise_id.to_string()),
+                            row.contribution
+                                .map(json)
+                                .transpose()?
+                                .map_or(SqlValue::Null, SqlValue::Json),
+                            row.next_change.map_or(SqlValue::Null, SqlValue::Timestamp),
+                        ],
+                    ),
+                    None => Statement::new(DELETE_ONE, vec![SqlValue::Text(enterprise_id.to_string())]),
+                });
+            }
+        }
+    }
+    let to_int = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+    statements.push(Statement::new(
+        WRITE_STATE,
+        vec![
+            SqlValue::Text(state.rule_set.clone()),
+            SqlValue::Text(state.rule_set_digest.clone()),
+            SqlValue::Timestamp(state.at),
+            SqlValue::Int(to_int(state.position.commit)),
+            SqlValue::Int(to_int(state.position.prepare)),
+            SqlValue::Json(json(&state.month_ago)?),
+        ],
+    ));
+    let batch = ProjectionBatch::new(PROJECTION, statements, state.position).fenced(lease);
+    store.apply(Arc::new(batch)).await
+}
+
+fn json(value: &impl serde::Serialize) -> Result<String, ReadModelError> {
+    serde_json::to_string(value).map_err(|error| ReadModelError::backend("metrics could not be serialised", error))
+}
+
+fn malformed(table: &'static str, reason: &str) -> QueryError {
+    QueryError::Malformed {
+        table,
+        reason: reason.to_owned(),
+    }
+}
