@@ -163,6 +163,9 @@ async fn read_model_digests(client: &tokio_postgres::Client) -> BTreeMap<String,
             || table.starts_with("projection_")
             // A rule set's views and their builds, which `projections rebuild` also makes.
             || table.starts_with("rule_set_")
+            // The metrics watcher's persisted figures (issue 19): computed from the read models
+            // at instants of the service clock, not folded from the log; a rebuild clears them.
+            || table.starts_with("metrics_")
         {
             continue;
         }
