@@ -20,7 +20,7 @@ pub use measure::{
     agency_tallies, cadence_met, cadence_met_in, cadence_met_over, completed_period, enterprise_contribution,
     judged_periods, metric_span, period_label, window_period, window_start,
 };
-pub use next::{next_calendar_change, next_change};
+pub use next::{ContributionHistory, contribution_history, next_calendar_change, next_change};
 
 use crate::agency::QualificationKind;
 use crate::enterprise::event::{HazardLevel, InspectorLevel};

@@ -22,7 +22,7 @@
 
 use chrono::Duration;
 
-use super::{MetricCatalogue, ServiceFacts, Window};
+use super::{Contribution, MetricCatalogue, ServiceFacts, Window};
 use crate::Instant;
 use crate::bounds;
 use crate::enterprise::{Coverage, EnterpriseFile};
@@ -348,5 +348,56 @@ mod tests {
             ),
             None
         );
+    }
+}
+
+/// One enterprise's contribution over a span of time ([`contribution_history`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ContributionHistory {
+    /// Each instant its contribution may have changed at, in order, with the contribution from
+    /// it on (`None`: it contributes nothing); consecutive equal values are merged, so each
+    /// entry differs from the one before it.
+    pub changes: Vec<(Instant, Option<Contribution>)>,
+    /// The next instant after the span at which it may change (`None`: never again).
+    pub next: Option<Instant>,
+}
+
+/// One enterprise's contribution at every instant from `from` through `until`: the contribution
+/// at `from` (or at the file's first profile, when that is later: before it the enterprise
+/// contributes nothing), then its value at each [`next_change`] up to `until`. Because a
+/// contribution is constant on `[at, next_change(at))`, the contribution at any instant `t` of
+/// the span is that of the last change at or before `t`, so a past instant is a lookup instead
+/// of an evaluation of the file. The walk costs one evaluation per candidate instant (a few
+/// dozen a year under v1, most of them calendar instants common to every enterprise).
+pub fn contribution_history(
+    catalogue: &MetricCatalogue,
+    rules: &RuleSet,
+    file: &EnterpriseFile,
+    services: &ServiceFacts,
+    from: Instant,
+    until: Instant,
+) -> ContributionHistory {
+    let mut history = ContributionHistory::default();
+    let Some(first) = file.profile_history.first().map(|(since, _)| *since) else {
+        // No profile: it contributes nothing at any instant.
+        return history;
+    };
+    let mut at = from.max(first);
+    if at > until {
+        history.next = Some(at);
+        return history;
+    }
+    loop {
+        let contribution = super::enterprise_contribution(catalogue, rules, file, services, at);
+        if history.changes.last().is_none_or(|(_, last)| *last != contribution) {
+            history.changes.push((at, contribution));
+        }
+        match next_change(catalogue, rules, file, services, at) {
+            Some(next) if next <= until => at = next,
+            next => {
+                history.next = next;
+                return history;
+            }
+        }
     }
 }

@@ -12,6 +12,7 @@
 //! facts change, and its timer index names the enterprises whose contribution may have changed
 //! as time passed ([`MetricsCache::due`]); [`compute_streaming`] fills it at start.
 
+pub mod history;
 mod load;
 pub mod persist;
 
@@ -332,33 +333,78 @@ async fn for_each_contribution(
     timer: bool,
     mut each: impl FnMut(EnterpriseId, Vec<Option<Contribution>>, Option<Instant>),
 ) -> Result<(), crate::error::QueryError> {
-    let chunk = chunk.max(1);
-    let services = std::sync::Arc::new(load::services(store, None).await?);
     let instants: std::sync::Arc<[Instant]> = instants.into();
-    let mut cursor = String::new();
-    loop {
-        let files = crate::compliance::files_after(store, "", &cursor, chunk).await?;
-        let count = files.len();
-        if let Some(last) = files.keys().next_back() {
-            cursor = last.to_string();
+    let mut files = FileChunks::start(store, chunk).await?;
+    let evaluate = std::sync::Arc::new(
+        move |rules: &RuleSet, enterprise_id: EnterpriseId, file: &EnterpriseFile, services: &ServiceFacts| {
+            let contributions = instants
+                .iter()
+                .map(|at| enterprise_contribution(&rules.metrics, rules, file, services, *at))
+                .collect::<Vec<_>>();
+            let next = instants
+                .first()
+                .filter(|_| timer)
+                .and_then(|at| next_change(&rules.metrics, rules, file, services, *at));
+            Some((enterprise_id, contributions, next))
+        },
+    );
+    while let Some(computed) = files.next(store, rules, evaluate.clone()).await? {
+        for (enterprise_id, contributions, next) in computed {
+            each(enterprise_id, contributions, next);
         }
-        let (rules, services, instants) = (rules.clone(), services.clone(), instants.clone());
+    }
+    Ok(())
+}
+
+/// What [`FileChunks`] computes from each file, on a blocking thread (`None`: nothing for it).
+type Evaluation<T> =
+    std::sync::Arc<dyn Fn(&RuleSet, EnterpriseId, &EnterpriseFile, &ServiceFacts) -> Option<T> + Send + Sync>;
+
+/// Every enterprise's file read `chunk` at a time, in enterprise order, with the agency facts
+/// about it, each chunk evaluated on a blocking thread: memory holds one chunk of files.
+struct FileChunks {
+    services: std::sync::Arc<HashMap<EnterpriseId, ServiceFacts>>,
+    cursor: String,
+    chunk: usize,
+    done: bool,
+}
+
+impl FileChunks {
+    async fn start(
+        store: &dyn anquan_event_store::ReadModelStore,
+        chunk: usize,
+    ) -> Result<FileChunks, crate::error::QueryError> {
+        Ok(FileChunks {
+            services: std::sync::Arc::new(load::services(store, None).await?),
+            cursor: String::new(),
+            chunk: chunk.max(1),
+            done: false,
+        })
+    }
+
+    /// The next chunk's evaluations (`None`: every file was read).
+    async fn next<T: Send + 'static>(
+        &mut self,
+        store: &dyn anquan_event_store::ReadModelStore,
+        rules: &std::sync::Arc<RuleSet>,
+        evaluate: Evaluation<T>,
+    ) -> Result<Option<Vec<T>>, crate::error::QueryError> {
+        if self.done {
+            return Ok(None);
+        }
+        let files = crate::compliance::files_after(store, "", &self.cursor, self.chunk).await?;
+        self.done = files.len() < self.chunk;
+        if let Some(last) = files.keys().next_back() {
+            self.cursor = last.to_string();
+        }
+        let (rules, services) = (rules.clone(), self.services.clone());
         let computed = tokio::task::spawn_blocking(move || {
             let empty = ServiceFacts::default();
-            let rules = &*rules;
             files
                 .into_iter()
-                .map(|(enterprise_id, file)| {
+                .filter_map(|(enterprise_id, file)| {
                     let services = services.get(&enterprise_id).unwrap_or(&empty);
-                    let contributions = instants
-                        .iter()
-                        .map(|at| enterprise_contribution(&rules.metrics, rules, &file, services, *at))
-                        .collect::<Vec<_>>();
-                    let next = instants
-                        .first()
-                        .filter(|_| timer)
-                        .and_then(|at| next_change(&rules.metrics, rules, &file, services, *at));
-                    (enterprise_id, contributions, next)
+                    evaluate(&rules, enterprise_id, &file, services)
                 })
                 .collect::<Vec<_>>()
         })
@@ -367,12 +413,7 @@ async fn for_each_contribution(
             table: "enterprises",
             reason: format!("metrics computation stopped: {error}"),
         })?;
-        for (enterprise_id, contributions, next) in computed {
-            each(enterprise_id, contributions, next);
-        }
-        if count < chunk {
-            return Ok(());
-        }
+        Ok(Some(computed))
     }
 }
 
