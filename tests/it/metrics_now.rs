@@ -86,6 +86,25 @@ async fn lapse_restart_and_rebuild(backend: Backend) {
     })
     .await;
 
+    // Past instants from the history of contributions (issue 19, item 3): half a day on, before
+    // the lapse and the deadline; two and a half days on, after both. The leader walks the
+    // history within a second or two; until it has, a past instant is computed from the files.
+    let half_day = (Utc::now() + Duration::hours(12)).trunc_subsecs(0);
+    let later = (Utc::now() + Duration::hours(60)).trunc_subsecs(0);
+    let (then, answered) = past_from_history(&app, &admin, half_day).await;
+    assert_eq!(
+        (numerator(&then, "D01"), numerator(&then, "E09")),
+        (1, 0),
+        "{backend:?}: {then}"
+    );
+    let (then, _) = past_from_history(&app, &admin, later).await;
+    assert_eq!(
+        (numerator(&then, "D01"), numerator(&then, "E09")),
+        (0, 1),
+        "{backend:?}: {then}"
+    );
+    assert!(answered >= 1.0);
+
     // A restart answers at once from the persisted contributions, with the same figures. The
     // leader writes them right after it publishes them; the restart leaves it time to.
     tokio::time::sleep(PERSIST_SETTLE).await;
@@ -180,6 +199,63 @@ async fn town_metrics(app: &TestApp, token: &str) -> Value {
         })
         .collect::<serde_json::Map<_, _>>()
         .into()
+}
+
+/// The metrics of 许村 at a past instant, once the history of contributions answers them (the
+/// `/metrics` counter of answers from it moves), and that counter.
+async fn past_from_history(app: &TestApp, token: &str, at: chrono::DateTime<Utc>) -> (Value, f64) {
+    const QUERY: &str = "query($town: String!, $asOf: DateTime) {
+      townMetrics(town: $town, asOf: $asOf) { metrics { code value numerator denominator } } }";
+    let deadline = tokio::time::Instant::now() + FOLLOW_TIMEOUT;
+    let mut step = 0;
+    loop {
+        let before = history_answers(app).await;
+        // Another instant each time: the same one would be answered from the cache of past
+        // computations, whatever the source.
+        step += 1;
+        let asked = at + Duration::milliseconds(step);
+        let response = app
+            .graphql(Some(token), QUERY, json!({ "town": "许村", "asOf": asked }))
+            .await;
+        let metrics = data(&response)["townMetrics"]["metrics"].as_array().unwrap().clone();
+        let figures: Value = metrics
+            .iter()
+            .map(|metric| {
+                (
+                    metric["code"].as_str().unwrap().to_owned(),
+                    json!([metric["numerator"], metric["denominator"], metric["value"]]),
+                )
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+        let after = history_answers(app).await;
+        if after > before {
+            return (figures, after);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "past instants were not answered from the history within {FOLLOW_TIMEOUT:?}"
+        );
+        tokio::time::sleep(StdDuration::from_millis(300)).await;
+    }
+}
+
+/// How many past-instant computations the history answered (`/metrics`).
+async fn history_answers(app: &TestApp) -> f64 {
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.base_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|line| line.starts_with("anquan_metrics_past_answers_total{source=\"history\"}"))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0)
 }
 
 fn numerator(figures: &Value, code: &str) -> i64 {

@@ -11,6 +11,7 @@ pub mod client_address;
 pub mod error;
 pub mod graphql;
 mod http;
+pub mod metrics_history;
 pub mod metrics_service;
 pub mod observability;
 pub mod public_page;

@@ -6,7 +6,9 @@
 //! towns changed. The read-model leader persists the contributions beside the read models
 //! ([`anquan_projections::metrics::persist`]), so a restart answers at once. Past instants (`asOf`) are computed from the
 //! read models on demand, a chunk of files at a time, and kept for the requests that ask for the
-//! same instants again before the read models move (the root fields of one request ask in turn).
+//! same instants again before the read models move (the root fields of one request ask in turn);
+//! when the history of contributions answers them ([`crate::metrics_history`]), a past instant
+//! is a lookup of one row per enterprise instead.
 //!
 //! While the projections catch up with a long log, the watcher does not follow them batch by
 //! batch: it waits until they are near the head and recomputes everything once.
@@ -23,7 +25,7 @@ use tokio::sync::{broadcast, watch};
 
 use anquan_domain::metrics::{Contribution, next_calendar_change};
 use anquan_domain::rules::RuleSet;
-use anquan_domain::{EnterpriseId, Event, Town};
+use anquan_domain::{AgencyId, ContractId, EnterpriseId, Event, Town};
 use anquan_event_store::Position;
 use anquan_projections::QueryError;
 use anquan_projections::metrics::{
@@ -31,7 +33,7 @@ use anquan_projections::metrics::{
 };
 
 use crate::AppState;
-use crate::observability::{METRICS_WATCHER_PASS_DURATION_SECONDS, PassTimer};
+use crate::observability::{METRICS_PAST_ANSWERS_TOTAL, METRICS_WATCHER_PASS_DURATION_SECONDS, PassTimer};
 
 /// How often the watcher looks whether an enterprise's next change has come, by the service
 /// clock (which a test may move): a comparison with the cache's earliest next change, no read.
@@ -187,9 +189,15 @@ pub async fn snapshots_at(app: &AppState, instants: &[DateTime<Utc>]) -> Result<
     };
     let cell = app.metrics.past_cell(key);
     cell.get_or_try_init(|| async {
-        snapshots_streaming(app.read_models.as_ref(), app.rules.clone(), instants, CHUNK)
-            .await
-            .map(|snapshots| snapshots.into_iter().map(Arc::new).collect())
+        let (snapshots, source) = match crate::metrics_history::history_snapshots(app, instants).await? {
+            Some(snapshots) => (snapshots, "history"),
+            None => (
+                snapshots_streaming(app.read_models.as_ref(), app.rules.clone(), instants, CHUNK).await?,
+                "files",
+            ),
+        };
+        metrics::counter!(METRICS_PAST_ANSWERS_TOTAL, "source" => source).increment(1);
+        Ok(snapshots.into_iter().map(Arc::new).collect())
     })
     .await
     .cloned()
@@ -279,6 +287,10 @@ impl MetricsWatcher {
 
     /// Runs until the projections' position channel closes; read failures are logged and retried.
     pub async fn run(mut self) {
+        // The history of contributions for past instants is kept beside "now", for as long as
+        // the watcher runs.
+        let history = tokio::spawn(crate::metrics_history::MetricsHistoryKeeper::new(self.app.clone()).run());
+        let _history = AbortOnDrop(history);
         let mut projected = self.app.projected.clone();
         let mut promotions = self.app.rule_sets.subscribe();
         self.rules = Arc::clone(&promotions.borrow_and_update().1);
@@ -818,55 +830,17 @@ impl MetricsWatcher {
         };
         // A follow that turns into a full pass is timed as that full pass only.
         let pass = PassTimer::start(metrics::histogram!(METRICS_WATCHER_PASS_DURATION_SECONDS, "pass" => "follow"));
-        let mut enterprises: BTreeSet<EnterpriseId> = BTreeSet::new();
-        let mut agencies = false;
-        let mut terminated = Vec::new();
-        let mut force_all = false;
+        let mut touched = Touched::default();
         while self.after.is_none_or(|after| after < applied) {
-            let page = self
-                .app
-                .event_store
-                .read_all(self.after, LOG_PAGE)
+            let Some(last) = touched
+                .read_page(&self.app, self.after, applied, LOG_PAGE)
                 .await
-                .map_err(|error| error.to_string())?;
-            let Some(last) = page.last().map(|event| event.position) else {
+                .map_err(|error| error.to_string())?
+            else {
                 break;
             };
-            for recorded in page.iter().filter(|event| event.position <= applied) {
-                if let Some(id) = recorded.stream_id.as_str().strip_prefix("enterprise-") {
-                    if let Ok(enterprise_id) = id.parse() {
-                        enterprises.insert(enterprise_id);
-                    }
-                } else if recorded.stream_id.as_str().starts_with("agency-") {
-                    agencies = true;
-                    match recorded.decode() {
-                        Ok(Event::ContractSigned(e)) => {
-                            enterprises.insert(e.enterprise_id);
-                        }
-                        // Only a filed contract is a metric's fact; proposing, confirming and
-                        // rejecting change no metric.
-                        Ok(Event::ContractFiled(e)) => {
-                            enterprises.insert(e.enterprise_id);
-                        }
-                        Ok(Event::ServiceReported(e)) => {
-                            enterprises.insert(e.enterprise_id);
-                        }
-                        Ok(Event::ServiceRated(e)) => {
-                            enterprises.insert(e.enterprise_id);
-                        }
-                        Ok(Event::ContractTerminated(e)) => {
-                            // Contract ids are unique only within their agency's stream.
-                            match recorded.stream_id.as_str().strip_prefix("agency-").map(str::parse) {
-                                Some(Ok(agency_id)) => terminated.push((agency_id, e.contract_id)),
-                                _ => force_all = true,
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-            }
             self.after = Some(last.min(applied));
-            if enterprises.len() + terminated.len() > FOLLOW_ENTERPRISES_MAX {
+            if touched.len() > FOLLOW_ENTERPRISES_MAX {
                 self.touched(None);
                 // Everything is recomputed from the read models, which hold at least `applied`:
                 // the rest of the span need not be read.
@@ -878,30 +852,21 @@ impl MetricsWatcher {
                 break;
             }
         }
-        if force_all {
+        // A contract the read models lack (they hold at least `applied`, so it should be
+        // there): recompute everything rather than miss its enterprise.
+        let complete = touched
+            .resolve_terminated(&self.app)
+            .await
+            .map_err(|error| error.to_string())?;
+        if touched.force_all || !complete {
             self.touched(None);
             self.after = Some(applied);
             pass.discard();
             return self.recompute_all(Announce::Changed).await;
         }
-        for (agency_id, contract_id) in terminated {
-            let contract = anquan_projections::agency::contract(self.app.read_models.as_ref(), agency_id, contract_id)
-                .await
-                .map_err(|error| error.to_string())?;
-            match contract {
-                Some(contract) => {
-                    enterprises.insert(contract.enterprise_id);
-                }
-                // The read models hold at least `applied`, so the contract is there; if it is
-                // not, recompute everything rather than miss its enterprise.
-                None => {
-                    self.touched(None);
-                    self.after = Some(applied);
-                    pass.discard();
-                    return self.recompute_all(Announce::Changed).await;
-                }
-            }
-        }
+        let Touched {
+            enterprises, agencies, ..
+        } = touched;
         if enterprises.is_empty() && !agencies {
             return Ok(());
         }
@@ -941,6 +906,97 @@ impl MetricsWatcher {
         );
         self.unsaved_too(changed);
         Ok(())
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What a span of the log touched, as far as the metrics go: the enterprises whose facts
+/// changed, whether any agency's did, and contracts terminated (named by contract only until
+/// [`Touched::resolve_terminated`] finds their enterprise).
+#[derive(Debug, Default)]
+pub(crate) struct Touched {
+    pub(crate) enterprises: BTreeSet<EnterpriseId>,
+    pub(crate) agencies: bool,
+    terminated: Vec<(AgencyId, ContractId)>,
+    /// An event that names no enterprise it may change: everything must be recomputed.
+    pub(crate) force_all: bool,
+}
+
+impl Touched {
+    /// How many enterprises (and contracts) it names.
+    pub(crate) fn len(&self) -> usize {
+        self.enterprises.len() + self.terminated.len()
+    }
+
+    /// Reads one page of the log after `after` and notes what its events up to `applied`
+    /// touch; returns the position of the page's last event (`None`: the log ends at `after`).
+    pub(crate) async fn read_page(
+        &mut self,
+        app: &AppState,
+        after: Option<Position>,
+        applied: Position,
+        page: usize,
+    ) -> Result<Option<Position>, anquan_event_store::StoreError> {
+        let page = app.event_store.read_all(after, page).await?;
+        let Some(last) = page.last().map(|event| event.position) else {
+            return Ok(None);
+        };
+        for recorded in page.iter().filter(|event| event.position <= applied) {
+            if let Some(id) = recorded.stream_id.as_str().strip_prefix("enterprise-") {
+                if let Ok(enterprise_id) = id.parse() {
+                    self.enterprises.insert(enterprise_id);
+                }
+            } else if recorded.stream_id.as_str().starts_with("agency-") {
+                self.agencies = true;
+                match recorded.decode() {
+                    Ok(Event::ContractSigned(e)) => {
+                        self.enterprises.insert(e.enterprise_id);
+                    }
+                    // Only a filed contract is a metric's fact; proposing, confirming and
+                    // rejecting change no metric.
+                    Ok(Event::ContractFiled(e)) => {
+                        self.enterprises.insert(e.enterprise_id);
+                    }
+                    Ok(Event::ServiceReported(e)) => {
+                        self.enterprises.insert(e.enterprise_id);
+                    }
+                    Ok(Event::ServiceRated(e)) => {
+                        self.enterprises.insert(e.enterprise_id);
+                    }
+                    Ok(Event::ContractTerminated(e)) => {
+                        // Contract ids are unique only within their agency's stream.
+                        match recorded.stream_id.as_str().strip_prefix("agency-").map(str::parse) {
+                            Some(Ok(agency_id)) => self.terminated.push((agency_id, e.contract_id)),
+                            _ => self.force_all = true,
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(Some(last))
+    }
+
+    /// Finds the enterprise of each terminated contract in the agency read model; `false` when
+    /// one is missing.
+    pub(crate) async fn resolve_terminated(&mut self, app: &AppState) -> Result<bool, QueryError> {
+        for (agency_id, contract_id) in std::mem::take(&mut self.terminated) {
+            match anquan_projections::agency::contract(app.read_models.as_ref(), agency_id, contract_id).await? {
+                Some(contract) => {
+                    self.enterprises.insert(contract.enterprise_id);
+                }
+                None => return Ok(false),
+            }
+        }
+        Ok(true)
     }
 }
 

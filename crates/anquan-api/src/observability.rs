@@ -24,6 +24,9 @@ pub const SUPERVISION_WATCHER_PASS_DURATION_SECONDS: &str = "anquan_supervision_
 /// Histogram of one pass of the metrics watcher, labelled `pass`: `follow` (the enterprises the
 /// newly applied events touched) or `full` (every enterprise).
 pub const METRICS_WATCHER_PASS_DURATION_SECONDS: &str = "anquan_metrics_watcher_pass_duration_seconds";
+/// Counter of past-instant metric computations (`asOf`), labelled `source`: `history` (summed
+/// from the history of contributions) or `files` (every enterprise's file evaluated).
+pub const METRICS_PAST_ANSWERS_TOTAL: &str = "anquan_metrics_past_answers_total";
 
 /// Gauge of the position a projection has applied, labelled `projection` (the runner sets it).
 pub const PROJECTION_POSITION: &str = "anquan_projection_position";
@@ -180,6 +183,11 @@ fn describe() {
         METRICS_WATCHER_PASS_DURATION_SECONDS,
         Unit::Seconds,
         "Duration of one pass of the town-statistics watcher, by pass (follow: touched enterprises; full: every enterprise)"
+    );
+    describe_counter!(
+        METRICS_PAST_ANSWERS_TOTAL,
+        Unit::Count,
+        "Town statistics computed at past instants, by source (history: summed from the history of contributions; files: every enterprise's file evaluated)"
     );
     describe_gauge!(
         REBUILD_EVENTS,

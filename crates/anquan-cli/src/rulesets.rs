@@ -490,11 +490,15 @@ async fn fold_read_models(
         Arc::new(AgencyProjection),
         Arc::new(LogTallyProjection),
     ];
-    // The metrics for "now" a service persisted were computed from the read models before the
-    // rebuild: no service may load them after it (it computes them from the rebuilt ones).
+    // The metrics for "now" and their history a service persisted were computed from the read
+    // models before the rebuild: no service may load them after it (it computes them from the
+    // rebuilt ones).
     anquan_projections::metrics::persist::clear(target)
         .await
         .context("cannot clear the persisted metrics")?;
+    anquan_projections::metrics::history::clear(target)
+        .await
+        .context("cannot clear the metrics history")?;
     // Commit positions against the log's head (events on a backend with dense positions): a
     // rebuild that resumes starts part of the way.
     let head = || event_store.head().borrow().map_or(0, |head| head.commit);

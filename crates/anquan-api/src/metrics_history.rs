@@ -1,0 +1,351 @@
+//! The metrics at past instants as a lookup (issue 19, item 3): the read-model leader keeps
+//! every enterprise's contribution over time in the read-model store
+//! ([`anquan_projections::metrics::history`]), and a past `asOf` sums one row per enterprise
+//! instead of evaluating every file.
+//!
+//! [`MetricsHistoryKeeper`] runs beside the metrics watcher on every node and writes only while
+//! its node leads the read models. Once a second it walks again, whole, each enterprise the log
+//! touched since the history's position (an event may change an enterprise's past: a fact
+//! backdated before its recording), and walks on from their next change the enterprises whose
+//! next change has come; both are written in one fenced transaction with the new position.
+//! With no history of the live rule set (first start, a rebuild of the read models, a
+//! promotion), or when the log touched too many enterprises to walk one by one, it walks every
+//! enterprise in the background, a chunk of files at a time, and writes the state row last.
+//!
+//! [`history_snapshots`] answers past instants from it when it is of the rule set asked with,
+//! has followed the log at least as far as this node's read models had when asked (waiting up
+//! to [`HISTORY_WAIT`] for the leader's next write), and covers every instant asked; otherwise
+//! the caller evaluates the files as before.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use anquan_domain::EnterpriseId;
+use anquan_domain::rules::RuleSet;
+use anquan_event_store::{LeaseTerm, Position};
+use anquan_projections::QueryError;
+use anquan_projections::metrics::history::{self, EnterpriseHistory, HistoryState};
+use anquan_projections::metrics::{CHUNK, Snapshot, agency_facts, enterprise_facts};
+
+use crate::AppState;
+use crate::metrics_service::Touched;
+
+/// How often the keeper looks at the log and the clock.
+pub const HISTORY_POLL: Duration = Duration::from_secs(1);
+/// How long a past-instant query waits for the history to reach the position this node's read
+/// models had applied when it was asked, before it evaluates the files instead.
+pub const HISTORY_WAIT: Duration = Duration::from_secs(2);
+/// More enterprises than this to walk at once (touched by the log, or due) are walked in one
+/// streamed pass over every file rather than file by file.
+const ONE_BY_ONE_MAX: usize = 250;
+/// Events read per page while following the log.
+const LOG_PAGE: usize = 500;
+
+/// Keeps the history; see the module documentation.
+pub struct MetricsHistoryKeeper {
+    app: AppState,
+    /// The state as last read or written while leading (`None`: read it again).
+    state: Option<HistoryState>,
+    /// A walk of every enterprise running in the background.
+    build: Option<tokio::task::JoinHandle<Result<HistoryState, String>>>,
+}
+
+impl MetricsHistoryKeeper {
+    pub fn new(app: AppState) -> Self {
+        MetricsHistoryKeeper {
+            app,
+            state: None,
+            build: None,
+        }
+    }
+
+    /// Runs until the projections' position channel closes.
+    pub async fn run(mut self) {
+        let mut timer = tokio::time::interval(HISTORY_POLL);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            timer.tick().await;
+            if self.app.projected.has_changed().is_err() {
+                return;
+            }
+            if let Err(error) = self.step().await {
+                tracing::warn!(error = %error, "the metrics history could not be kept up to date; trying again");
+                self.state = None;
+            }
+        }
+    }
+
+    /// One look at the log and the clock; see the module documentation.
+    async fn step(&mut self) -> Result<(), String> {
+        let Some(term) = self.app.projections.leading() else {
+            // Another node writes; read the state again when this one leads.
+            self.state = None;
+            if let Some(build) = self.build.take() {
+                build.abort();
+            }
+            return Ok(());
+        };
+        let lease = Some(LeaseTerm {
+            group: anquan_projections::leadership::READ_MODELS_GROUP.to_owned(),
+            term,
+        });
+        let Some(applied) = *self.app.projected.borrow() else {
+            return Ok(());
+        };
+        if crate::watcher::projections_catching_up(&self.app, Some(applied)) {
+            return Ok(());
+        }
+        if self.build.as_ref().is_some_and(|build| !build.is_finished()) {
+            return Ok(());
+        }
+        if let Some(build) = self.build.take() {
+            match build.await {
+                Ok(Ok(state)) => self.state = Some(state),
+                Ok(Err(error)) => return Err(error),
+                Err(error) => return Err(format!("the metrics history walk stopped: {error}")),
+            }
+            return Ok(());
+        }
+        let rules = self.app.rule_sets.active();
+        let Some(digest) = self.app.rule_sets.get(&rules.version).map(|loaded| loaded.digest) else {
+            return Ok(());
+        };
+        let store = self.app.read_models.clone();
+        if self.state.is_none() {
+            history::migrate(store.as_ref())
+                .await
+                .map_err(|error| error.to_string())?;
+            self.state = history::load_state(store.as_ref())
+                .await
+                .map_err(|error| error.to_string())?;
+        }
+        let state = match self.state.clone() {
+            Some(state)
+                if state.rule_set == rules.version && state.rule_set_digest == digest && state.position <= applied =>
+            {
+                state
+            }
+            _ => {
+                self.start_build(rules, digest, applied, lease);
+                return Ok(());
+            }
+        };
+        let mut touched = Touched::default();
+        let mut after = Some(state.position);
+        while after.is_none_or(|after| after < applied) {
+            let Some(last) = touched
+                .read_page(&self.app, after, applied, LOG_PAGE)
+                .await
+                .map_err(|error| error.to_string())?
+            else {
+                break;
+            };
+            after = Some(last.min(applied));
+            if touched.len() > ONE_BY_ONE_MAX {
+                break;
+            }
+        }
+        let complete = touched
+            .resolve_terminated(&self.app)
+            .await
+            .map_err(|error| error.to_string())?;
+        if !complete || touched.force_all || touched.len() > ONE_BY_ONE_MAX {
+            self.start_build(rules, digest, applied, lease);
+            return Ok(());
+        }
+        let now = self.app.now();
+        let due = history::due(store.as_ref(), now, ONE_BY_ONE_MAX + 1)
+            .await
+            .map_err(|error| error.to_string())?;
+        let next = HistoryState {
+            position: after.unwrap_or(state.position).max(state.position),
+            walked_to: now.max(state.walked_to),
+            ..state.clone()
+        };
+        let mut from: HashMap<EnterpriseId, Option<DateTime<Utc>>> = due
+            .into_iter()
+            .map(|(enterprise_id, head)| (enterprise_id, Some(head)))
+            .collect();
+        from.extend(touched.enterprises.iter().map(|enterprise_id| (*enterprise_id, None)));
+        if from.is_empty() && next.position == state.position {
+            // Nothing changed: the rows answer every instant before the earliest next change.
+            return Ok(());
+        }
+        let mut walks = Vec::new();
+        if from.len() > ONE_BY_ONE_MAX {
+            // Every enterprise may change at once (a calendar instant): one streamed pass over
+            // every file walks on those due, the touched ones whole, writing each chunk.
+            let every_due = history::due(store.as_ref(), now, usize::MAX)
+                .await
+                .map_err(|error| error.to_string())?;
+            from.extend(
+                every_due
+                    .into_iter()
+                    .map(|(enterprise_id, head)| (enterprise_id, Some(head))),
+            );
+            from.extend(touched.enterprises.iter().map(|enterprise_id| (*enterprise_id, None)));
+            let walked = self.walk_streaming(&rules, &state, from, now, lease.clone()).await?;
+            tracing::info!(enterprises = walked, "metrics history walked on for a calendar instant");
+        } else {
+            walks = self.walk_one_by_one(&rules, &state, from, now).await?;
+        }
+        history::save(store.as_ref(), &next, false, &walks, lease)
+            .await
+            .map_err(|error| error.to_string())?;
+        self.state = Some(next);
+        Ok(())
+    }
+
+    /// Reads each enterprise's facts and walks it through `now`: whole (`None`) or from its
+    /// next change.
+    async fn walk_one_by_one(
+        &self,
+        rules: &Arc<RuleSet>,
+        state: &HistoryState,
+        from: HashMap<EnterpriseId, Option<DateTime<Utc>>>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<EnterpriseHistory>, String> {
+        let mut facts = Vec::with_capacity(from.len());
+        for (enterprise_id, start) in from {
+            let read = enterprise_facts(self.app.read_models.as_ref(), enterprise_id)
+                .await
+                .map_err(|error| error.to_string())?;
+            facts.push((enterprise_id, start, read));
+        }
+        let (rules, horizon) = (rules.clone(), state.horizon);
+        tokio::task::spawn_blocking(move || {
+            facts
+                .into_iter()
+                .map(|(enterprise_id, start, read)| {
+                    // A gone enterprise is walked whole to nothing: its rows are deleted.
+                    let start = start.filter(|_| read.is_some());
+                    let read = read.as_ref().map(|(file, services)| (file, services));
+                    history::walk(&rules, enterprise_id, read, start, horizon, now)
+                })
+                .collect()
+        })
+        .await
+        .map_err(|error| format!("the metrics history walk stopped: {error}"))
+    }
+
+    /// Walks the enterprises of `from` (whole, or on from their next change) in one streamed
+    /// pass over the files, writing each chunk; returns how many were walked.
+    async fn walk_streaming(
+        &self,
+        rules: &Arc<RuleSet>,
+        state: &HistoryState,
+        from: HashMap<EnterpriseId, Option<DateTime<Utc>>>,
+        now: DateTime<Utc>,
+        lease: Option<LeaseTerm>,
+    ) -> Result<usize, String> {
+        let store = self.app.read_models.clone();
+        let position = state.position;
+        history::walk_streaming(
+            store.as_ref(),
+            rules.clone(),
+            Some(Arc::new(from)),
+            state.horizon,
+            now,
+            CHUNK,
+            |walks| {
+                let (store, lease) = (store.clone(), lease.clone());
+                async move {
+                    history::save_part(store.as_ref(), position, false, &walks, lease)
+                        .await
+                        .map_err(QueryError::from)
+                }
+            },
+        )
+        .await
+        .map_err(|error| error.to_string())
+    }
+
+    /// Starts walking every enterprise whole in the background: the tables are emptied, each
+    /// chunk written as it is walked, and the state row last.
+    fn start_build(&mut self, rules: Arc<RuleSet>, digest: String, applied: Position, lease: Option<LeaseTerm>) {
+        let store = self.app.read_models.clone();
+        let now = self.app.now();
+        self.state = None;
+        tracing::info!(rule_set.version = %rules.version, "walking every enterprise's metrics history");
+        self.build = Some(tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let horizon = history::horizon(&rules, now);
+            let state = HistoryState {
+                rule_set: rules.version.clone(),
+                rule_set_digest: digest,
+                horizon,
+                walked_to: now,
+                position: applied,
+            };
+            history::save_part(store.as_ref(), applied, true, &[], lease.clone())
+                .await
+                .map_err(|error| error.to_string())?;
+            let walked = history::walk_streaming(store.as_ref(), rules, None, horizon, now, CHUNK, |walks| {
+                let (store, lease) = (store.clone(), lease.clone());
+                async move {
+                    history::save_part(store.as_ref(), applied, false, &walks, lease)
+                        .await
+                        .map_err(QueryError::from)
+                }
+            })
+            .await
+            .map_err(|error| error.to_string())?;
+            history::save(store.as_ref(), &state, false, &[], lease)
+                .await
+                .map_err(|error| error.to_string())?;
+            tracing::info!(
+                enterprises = walked,
+                elapsed_ms = started.elapsed().as_millis(),
+                "metrics history walked"
+            );
+            Ok(state)
+        }));
+    }
+}
+
+/// The metrics at `instants` from the history, when it answers them all with the rules of
+/// `app` (see the module documentation); `None`: the caller evaluates the files.
+pub async fn history_snapshots(
+    app: &AppState,
+    instants: &[DateTime<Utc>],
+) -> Result<Option<Vec<Snapshot>>, QueryError> {
+    let store = app.read_models.as_ref();
+    let applied = *app.projected.borrow();
+    let Some(digest) = app.rule_sets.get(&app.rules.version).map(|loaded| loaded.digest) else {
+        return Ok(None);
+    };
+    let waited = std::time::Instant::now();
+    let state = loop {
+        let Some(state) = history::load_state(store).await? else {
+            return Ok(None);
+        };
+        if state.rule_set != app.rules.version || state.rule_set_digest != digest {
+            return Ok(None);
+        }
+        if applied.is_none_or(|applied| state.position >= applied) {
+            break state;
+        }
+        if waited.elapsed() >= HISTORY_WAIT {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let earliest_head = history::earliest_head(store).await?;
+    let answered = |at: &DateTime<Utc>| {
+        history::nanos(*at).is_some()
+            && state.horizon <= *at
+            && (*at <= state.walked_to || earliest_head.is_none_or(|head| *at < head))
+    };
+    if !instants.iter().all(answered) {
+        return Ok(None);
+    }
+    let agencies = agency_facts(store).await?;
+    let mut snapshots = Vec::with_capacity(instants.len());
+    for at in instants {
+        snapshots.push(history::snapshot_at(store, &app.rules, &agencies, *at).await?);
+    }
+    Ok(Some(snapshots))
+}
