@@ -11,6 +11,8 @@
 //! served without reading the store: the API replaces an enterprise's contribution when its
 //! facts change, and its timer index names the enterprises whose contribution may have changed
 //! as time passed ([`MetricsCache::due`]); [`compute_streaming`] fills it at start.
+//! [`history`] keeps each enterprise's contribution over time, so a past instant is a lookup of
+//! one row per enterprise instead of an evaluation of every file.
 
 pub mod history;
 mod load;
