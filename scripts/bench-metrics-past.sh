@@ -5,11 +5,13 @@
 #
 # Starts `target/release/anquan serve` (or $ANQUAN_BIN) on DATA_DIR, waits for the read-model
 # leader's "metrics history walked" log line, then asks `cityMetrics` + `allTownMetrics` (all
-# 78 metrics of the city and every town) at COUNT (default 200) random instants of the last two
-# years, each a distinct instant so none is served from the cache of past computations, and
+# 78 metrics of the city and every town) at COUNT (default 200) random instants between $FROM
+# and $TO (default 2018-01-01 and 2019-12-31, the demo's two years), each a distinct instant so
+# none is served from the cache of past computations, and
 # prints the request times' p50, p99 and max and how many answers came from the history or the
-# files (`anquan_metrics_past_answers_total`). Three more requests at instants before the
-# history's horizon (2022) show what a computation from every file costs in the same run.
+# files (`anquan_metrics_past_answers_total`). Three requests asked as soon as the service
+# answers, while the history is still being walked, show what a computation from every file
+# costs in the same run (beside the walk, on the same cores).
 # Also prints the history's rows and size. The service's log goes to ${TMPDIR:-/tmp}/serve-past.log.
 set -euo pipefail
 DIR=$1
@@ -21,32 +23,38 @@ TOKEN=$("$BIN" token --role city_admin --data-dir "$DIR" 2>/dev/null)
 "$BIN" serve --log-format json --data-dir "$DIR" --listen "127.0.0.1:$PORT" >"$LOG" 2>&1 &
 PID=$!
 trap 'kill -TERM "$PID" 2>/dev/null || true' EXIT
-until grep -q '"message":"metrics history walked"' "$LOG" 2>/dev/null; do
-  kill -0 "$PID" || { cat "$LOG"; exit 1; }
-  sleep 0.5
-done
-grep -o '"message":"metrics history walked[^}]*' "$LOG"
 ask() {
   local query
   query=$(printf '{"query":"query($at: DateTime) { cityMetrics(asOf: $at) { metrics { code numerator denominator } } allTownMetrics(asOf: $at) { town metrics { code numerator denominator } } }","variables":{"at":"%s"}}' "$1")
   curl -s -o /dev/null -w '%{time_total}\n' -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \
     -d "$query" "http://127.0.0.1:$PORT/graphql"
 }
-NOW=$(date -u +%s)
+until curl -fs -o /dev/null "http://127.0.0.1:$PORT/readyz" 2>/dev/null; do
+  kill -0 "$PID" || { cat "$LOG"; exit 1; }
+  sleep 0.2
+done
+for day in 01 02 03; do
+  printf 'from the files (while the history is walked): %s s\n' "$(ask "2019-06-${day}T00:00:00Z")"
+done
+curl -s "http://127.0.0.1:$PORT/metrics" | grep '^anquan_metrics_past_answers_total' || true
+until grep -q '"message":"metrics history walked"' "$LOG" 2>/dev/null; do
+  kill -0 "$PID" || { cat "$LOG"; exit 1; }
+  sleep 0.5
+done
+grep -o '"message":"metrics history walked[^}]*' "$LOG"
+FROM=$(date -u -d "${FROM:-2018-01-01}" +%s)
+TO=$(date -u -d "${TO:-2019-12-31}" +%s)
 TIMES=${TMPDIR:-/tmp}/past-times.txt
 : >"$TIMES"
 for i in $(seq 1 "$COUNT"); do
-  AT=$(date -u -d "@$((NOW - 60 - (RANDOM * 32768 + RANDOM) % (2 * 365 * 86400)))" +%Y-%m-%dT%H:%M:%S.${i}Z)
+  AT=$(date -u -d "@$((FROM + (RANDOM * 32768 + RANDOM) % (TO - FROM)))" +%Y-%m-%dT%H:%M:%S.${i}Z)
   ask "$AT" >>"$TIMES"
 done
 sort -n "$TIMES" | awk '{ t[NR] = $1 } END { printf "history: %d requests, p50 %.4f s, p99 %.4f s, max %.4f s\n", NR, t[int(NR * 0.5)], t[int(NR * 0.99)], t[NR] }'
-for day in 01 02 03; do
-  printf 'before the horizon (from the files): %s s\n' "$(ask "2022-06-${day}T00:00:00Z")"
-done
 curl -s "http://127.0.0.1:$PORT/metrics" | grep '^anquan_metrics_past_answers_total'
 if [ -f "$DIR/anquan.sqlite" ]; then
   sqlite3 "$DIR/anquan.sqlite" "SELECT count(*), count(DISTINCT enterprise_id), sum(length(contribution)) FROM metrics_history" |
     awk -F'|' '{ printf "metrics_history: %d rows, %d enterprises, %.1f MiB of contributions\n", $1, $2, $3 / 1048576 }'
 fi
-grep -E '"VmHWM|VmRSS' "/proc/$PID/status" 2>/dev/null || grep -E "VmHWM|VmRSS" "/proc/$PID/status" | tr -s ' \t' ' ' | tr '\n' ' '
+grep -E "VmHWM|VmRSS" "/proc/$PID/status" | tr -s ' \t' ' ' | tr '\n' ' '
 echo

@@ -319,7 +319,8 @@ pub async fn history_snapshots(
     };
     let waited = std::time::Instant::now();
     let state = loop {
-        let Some(state) = history::load_state(store).await? else {
+        // No history table yet (a node that has not started its watcher) is no history.
+        let Ok(Some(state)) = history::load_state(store).await else {
             return Ok(None);
         };
         if state.rule_set != app.rules.version || state.rule_set_digest != digest {

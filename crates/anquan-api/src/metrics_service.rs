@@ -358,6 +358,9 @@ impl MetricsWatcher {
         persist::migrate(self.app.read_models.as_ref())
             .await
             .map_err(|error| error.to_string())?;
+        anquan_projections::metrics::history::migrate(self.app.read_models.as_ref())
+            .await
+            .map_err(|error| error.to_string())?;
         if self.load(applied).await? {
             return self.follow(applied).await;
         }
