@@ -7,10 +7,10 @@
 //! its node leads the read models. Once a second it walks again, whole, each enterprise the log
 //! touched since the history's position (an event may change an enterprise's past: a fact
 //! backdated before its recording), and walks on from their next change the enterprises whose
-//! next change has come; both are written in one fenced transaction with the new position.
-//! With no history of the live rule set (first start, a rebuild of the read models, a
-//! promotion), or when the log touched too many enterprises to walk one by one, it walks every
-//! enterprise in the background, a chunk of files at a time, and writes the state row last.
+//! next change has come; both are written with the new position (more than
+//! [`ONE_BY_ONE_MAX`] at once in one streamed pass over the files, a chunk at a time). With no
+//! history of the live rule set (first start, a rebuild of the read models, a promotion) it
+//! empties it and walks every enterprise in the background, writing the state row last.
 //!
 //! [`history_snapshots`] answers past instants from it when it is of the rule set asked with,
 //! has followed the log at least as far as this node's read models had when asked (waiting up
@@ -144,18 +144,14 @@ impl MetricsHistoryKeeper {
                 break;
             };
             after = Some(last.min(applied));
-            if touched.len() > ONE_BY_ONE_MAX {
-                break;
-            }
         }
+        // A contract's termination whose enterprise the read models do not give, or an event
+        // that names none: every enterprise is walked again whole.
         let complete = touched
             .resolve_terminated(&self.app)
             .await
             .map_err(|error| error.to_string())?;
-        if !complete || touched.force_all || touched.len() > ONE_BY_ONE_MAX {
-            self.start_build(rules, digest, applied, lease);
-            return Ok(());
-        }
+        let every = !complete || touched.force_all;
         let now = self.app.now();
         let due = history::due(store.as_ref(), now, ONE_BY_ONE_MAX + 1)
             .await
@@ -170,14 +166,21 @@ impl MetricsHistoryKeeper {
             .map(|(enterprise_id, head)| (enterprise_id, Some(head)))
             .collect();
         from.extend(touched.enterprises.iter().map(|enterprise_id| (*enterprise_id, None)));
-        if from.is_empty() && next.position == state.position {
+        if !every && from.is_empty() && next.position == state.position {
             // Nothing changed: the rows answer every instant before the earliest next change.
             return Ok(());
         }
         let mut walks = Vec::new();
-        if from.len() > ONE_BY_ONE_MAX {
-            // Every enterprise may change at once (a calendar instant): one streamed pass over
-            // every file walks on those due, the touched ones whole, writing each chunk.
+        if every {
+            let walked = self.walk_streaming(&rules, &state, None, now, lease.clone()).await?;
+            tracing::info!(
+                enterprises = walked,
+                "metrics history walked again for an event that names no enterprise"
+            );
+        } else if from.len() > ONE_BY_ONE_MAX {
+            // Many at once (a calendar instant makes every enterprise due; a burst of events):
+            // one streamed pass over every file walks on those due and the touched ones whole,
+            // writing each chunk.
             let every_due = history::due(store.as_ref(), now, usize::MAX)
                 .await
                 .map_err(|error| error.to_string())?;
@@ -187,8 +190,10 @@ impl MetricsHistoryKeeper {
                     .map(|(enterprise_id, head)| (enterprise_id, Some(head))),
             );
             from.extend(touched.enterprises.iter().map(|enterprise_id| (*enterprise_id, None)));
-            let walked = self.walk_streaming(&rules, &state, from, now, lease.clone()).await?;
-            tracing::info!(enterprises = walked, "metrics history walked on for a calendar instant");
+            let walked = self
+                .walk_streaming(&rules, &state, Some(from), now, lease.clone())
+                .await?;
+            tracing::info!(enterprises = walked, "metrics history walked on in one pass");
         } else {
             walks = self.walk_one_by_one(&rules, &state, from, now).await?;
         }
@@ -231,13 +236,14 @@ impl MetricsHistoryKeeper {
         .map_err(|error| format!("the metrics history walk stopped: {error}"))
     }
 
-    /// Walks the enterprises of `from` (whole, or on from their next change) in one streamed
-    /// pass over the files, writing each chunk; returns how many were walked.
+    /// Walks the enterprises of `from` (whole, or on from their next change; absent, every
+    /// enterprise whole) in one streamed pass over the files, writing each chunk; returns how
+    /// many were walked.
     async fn walk_streaming(
         &self,
         rules: &Arc<RuleSet>,
         state: &HistoryState,
-        from: HashMap<EnterpriseId, Option<DateTime<Utc>>>,
+        from: Option<HashMap<EnterpriseId, Option<DateTime<Utc>>>>,
         now: DateTime<Utc>,
         lease: Option<LeaseTerm>,
     ) -> Result<usize, String> {
@@ -246,7 +252,7 @@ impl MetricsHistoryKeeper {
         history::walk_streaming(
             store.as_ref(),
             rules.clone(),
-            Some(Arc::new(from)),
+            from.map(Arc::new),
             state.horizon,
             now,
             CHUNK,

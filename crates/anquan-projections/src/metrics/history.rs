@@ -479,7 +479,16 @@ mod tests {
             Contribution {
                 town: town.clone(),
                 breakdowns: 29,
-                tallies: vec![(0, 0), (0, 1), (1, 1), (13, 0), (1, 9), (-3, 2), (i64::MAX, i64::MIN), (0, 7)],
+                tallies: vec![
+                    (0, 0),
+                    (0, 1),
+                    (1, 1),
+                    (13, 0),
+                    (1, 9),
+                    (-3, 2),
+                    (i64::MAX, i64::MIN),
+                    (0, 7),
+                ],
                 parts: vec![(7, [1, 0, 0, 0]), (12, [-1, 2, i64::MAX, 4])],
             },
             Contribution {
@@ -493,7 +502,14 @@ mod tests {
             let text = encode(&contribution);
             assert_eq!(decode(&text), Some(contribution), "{text}");
         }
-        for text in ["", "x;;;许村", "1;a/b;;许村", "1;;7:1:2:3;许村", "1;;7:1:2:3:4:5;许村", "1;;;"] {
+        for text in [
+            "",
+            "x;;;许村",
+            "1;a/b;;许村",
+            "1;;7:1:2:3;许村",
+            "1;;7:1:2:3:4:5;许村",
+            "1;;;",
+        ] {
             assert_eq!(decode(text), None, "{text}");
         }
     }
