@@ -8,7 +8,7 @@
 //! touched since the history's position (an event may change an enterprise's past: a fact
 //! backdated before its recording), and walks on from their next change the enterprises whose
 //! next change has come; both are written with the new position (more than
-//! [`ONE_BY_ONE_MAX`] at once in one streamed pass over the files, a chunk at a time). With no
+//! 250 at once in one streamed pass over the files, a chunk at a time). With no
 //! history of the live rule set (first start, a rebuild of the read models, a promotion) it
 //! empties it and walks every enterprise in the background, writing the state row last.
 //!
