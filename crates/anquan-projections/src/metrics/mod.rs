@@ -402,13 +402,30 @@ impl FileChunks {
         let (rules, services) = (rules.clone(), self.services.clone());
         let computed = tokio::task::spawn_blocking(move || {
             let empty = ServiceFacts::default();
-            files
-                .into_iter()
-                .filter_map(|(enterprise_id, file)| {
-                    let services = services.get(&enterprise_id).unwrap_or(&empty);
-                    evaluate(&rules, enterprise_id, &file, services)
-                })
-                .collect::<Vec<_>>()
+            let files: Vec<(EnterpriseId, EnterpriseFile)> = files.into_iter().collect();
+            // The chunk's files are split over the machine's cores (in order): a full pass, a
+            // past instant from the files or a walk of every history is a core's work per file.
+            let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+            let per_core = files.len().div_ceil(cores).max(1);
+            let evaluate_part = |part: &[(EnterpriseId, EnterpriseFile)]| {
+                part.iter()
+                    .filter_map(|(enterprise_id, file)| {
+                        let services = services.get(enterprise_id).unwrap_or(&empty);
+                        evaluate(&rules, *enterprise_id, file, services)
+                    })
+                    .collect::<Vec<_>>()
+            };
+            std::thread::scope(|scope| {
+                let parts: Vec<_> = files
+                    .chunks(per_core)
+                    .map(|part| scope.spawn(move || evaluate_part(part)))
+                    .collect();
+                parts
+                    .into_iter()
+                    // A panic in a part is the chunk's: it reaches the task's join as one.
+                    .flat_map(|part| part.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+                    .collect::<Vec<_>>()
+            })
         })
         .await
         .map_err(|error| crate::error::QueryError::Malformed {
