@@ -1004,12 +1004,12 @@ impl Touched {
 }
 
 /// An enterprise's contribution and next change as they are written.
-fn persisted_row(
-    (enterprise_id, contribution, next_change): (EnterpriseId, Option<&Contribution>, Option<DateTime<Utc>>),
-) -> persist::PersistedContributionRef<'_> {
+fn persisted_row<'a>(
+    (enterprise_id, contribution, next_change): (EnterpriseId, Option<Contribution>, Option<DateTime<Utc>>),
+) -> persist::PersistedContributionRef<'a> {
     persist::PersistedContributionRef {
         enterprise_id,
-        contribution,
+        contribution: contribution.map(std::borrow::Cow::Owned),
         next_change,
     }
 }

@@ -14,6 +14,8 @@ use anquan_domain::{EnterpriseId, Town};
 use anquan_event_store::{LeaseClaim, LeaseTerm, Position, ReadModelStore};
 use anquan_event_store_sqlite::SqliteReadModelStore;
 use anquan_projections::leadership::READ_MODELS_GROUP;
+use std::borrow::Cow;
+
 use anquan_projections::metrics::persist::{self, PersistedContributionRef, PersistedState, Write};
 use anquan_projections::metrics::{ScopeTallies, Snapshot};
 
@@ -107,7 +109,7 @@ async fn persisted_metrics_read_back_are_replaced_by_enterprise_fenced_and_clear
         .iter()
         .map(|(enterprise_id, contribution)| PersistedContributionRef {
             enterprise_id: *enterprise_id,
-            contribution: Some(contribution),
+            contribution: Some(Cow::Borrowed(contribution)),
             next_change: (enterprise_id.as_uuid().as_u128() % 3 == 0).then_some(next),
         })
         // One that contributes nothing yet but changes later.
@@ -143,7 +145,7 @@ async fn persisted_metrics_read_back_are_replaced_by_enterprise_fenced_and_clear
             enterprise(2),
             Some(PersistedContributionRef {
                 enterprise_id: enterprise(2),
-                contribution: Some(&replaced),
+                contribution: Some(Cow::Borrowed(&replaced)),
                 next_change: None,
             }),
         ),

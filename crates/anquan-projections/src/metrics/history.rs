@@ -4,8 +4,8 @@
 //!
 //! `metrics_history` holds, per enterprise, each instant its contribution changed (in
 //! nanoseconds since the epoch: the walk steps by one nanosecond where a figure reads `at > x`,
-//! finer than a stored timestamp's microsecond) with its value from then on (null: it contributes
-//! nothing), walked with `anquan_domain::metrics::contribution_history` from the history's
+//! finer than a stored timestamp's microsecond) with its value from then on (as
+//! [`super::compact`] text; null: it contributes nothing), walked with `anquan_domain::metrics::contribution_history` from the history's
 //! horizon; `metrics_history_heads` each enterprise's next change after its last walked instant
 //! (null: none), so the rows answer every instant before it; `metrics_history_state` one row of
 //! what they reflect: the rule set, the horizon, the instant every enterprise is walked through
@@ -270,11 +270,9 @@ fn rows(enterprises: &[EnterpriseHistory]) -> Result<Vec<Statement>, ReadModelEr
             let Some(at) = nanos(*at) else { continue };
             values.push(id.clone());
             values.push(SqlValue::Int(at));
-            values.push(
-                contribution
-                    .as_ref()
-                    .map_or(SqlValue::Null, |contribution| SqlValue::Text(encode(contribution))),
-            );
+            values.push(contribution.as_ref().map_or(SqlValue::Null, |contribution| {
+                SqlValue::Text(super::compact::encode(contribution))
+            }));
             if values.len() == ROWS_PER_INSERT * 3 {
                 flush(&mut values, &mut statements);
             }
@@ -340,7 +338,8 @@ pub async fn snapshot_at(
     let mut sums = Sums::new(rules);
     for row in rows {
         if let Some(text) = row.opt_text(0)? {
-            let contribution = decode(&text).ok_or_else(|| malformed(table, "a contribution that does not decode"))?;
+            let contribution =
+                super::compact::decode(&text).ok_or_else(|| malformed(table, "a contribution that does not decode"))?;
             sums.apply(rules, &contribution, true);
         }
     }
@@ -391,126 +390,5 @@ fn malformed(table: &'static str, reason: &str) -> QueryError {
     QueryError::Malformed {
         table,
         reason: reason.to_owned(),
-    }
-}
-
-/// A contribution as the history stores it, about a third of its JSON (a history holds one per
-/// change of every enterprise): `breakdowns;tallies;parts;town`, the tallies comma-separated in
-/// catalogue order, each empty for 0/0, `-` for 0/1, `+` for 1/1, `n` for n/0 and `n/d` otherwise,
-/// the parts `index:a:b:c:d` comma-separated; the town last, so any character it holds is its own.
-pub fn encode(contribution: &Contribution) -> String {
-    use std::fmt::Write;
-    let mut text = String::with_capacity(160);
-    // Writing to a String cannot fail: the results below are ignored for that reason.
-    let _ = write!(text, "{};", contribution.breakdowns);
-    for (index, (numerator, denominator)) in contribution.tallies.iter().enumerate() {
-        if index > 0 {
-            text.push(',');
-        }
-        let _ = match (numerator, denominator) {
-            (0, 0) => Ok(()),
-            (0, 1) => write!(text, "-"),
-            (1, 1) => write!(text, "+"),
-            (numerator, 0) => write!(text, "{numerator}"),
-            (numerator, denominator) => write!(text, "{numerator}/{denominator}"),
-        };
-    }
-    text.push(';');
-    for (index, (metric, [a, b, c, d])) in contribution.parts.iter().enumerate() {
-        if index > 0 {
-            text.push(',');
-        }
-        let _ = write!(text, "{metric}:{a}:{b}:{c}:{d}");
-    }
-    text.push(';');
-    text.push_str(contribution.town.as_str());
-    text
-}
-
-/// The contribution [`encode`] wrote (`None`: the text is not one).
-pub fn decode(text: &str) -> Option<Contribution> {
-    let mut fields = text.splitn(4, ';');
-    let breakdowns = fields.next()?.parse().ok()?;
-    let tallies = fields
-        .next()?
-        .split(',')
-        .map(|tally| match tally {
-            "" => Some((0, 0)),
-            "-" => Some((0, 1)),
-            "+" => Some((1, 1)),
-            tally => match tally.split_once('/') {
-                Some((numerator, denominator)) => Some((numerator.parse().ok()?, denominator.parse().ok()?)),
-                None => Some((tally.parse().ok()?, 0)),
-            },
-        })
-        .collect::<Option<Vec<_>>>()?;
-    let parts = match fields.next()? {
-        "" => Vec::new(),
-        parts => parts
-            .split(',')
-            .map(|part| {
-                let mut numbers = part.split(':');
-                let metric = numbers.next()?.parse().ok()?;
-                let mut values = [0i64; 4];
-                for value in &mut values {
-                    *value = numbers.next()?.parse().ok()?;
-                }
-                numbers.next().is_none().then_some((metric, values))
-            })
-            .collect::<Option<Vec<_>>>()?,
-    };
-    let town = anquan_domain::Town::parse(fields.next()?).ok()?;
-    Some(Contribution {
-        town,
-        breakdowns,
-        tallies,
-        parts,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_contribution_decodes_as_it_was_encoded() {
-        let town = anquan_domain::Town::parse("许村;镇,1/2").unwrap();
-        let contributions = [
-            Contribution {
-                town: town.clone(),
-                breakdowns: 29,
-                tallies: vec![
-                    (0, 0),
-                    (0, 1),
-                    (1, 1),
-                    (13, 0),
-                    (1, 9),
-                    (-3, 2),
-                    (i64::MAX, i64::MIN),
-                    (0, 7),
-                ],
-                parts: vec![(7, [1, 0, 0, 0]), (12, [-1, 2, i64::MAX, 4])],
-            },
-            Contribution {
-                town,
-                breakdowns: 0,
-                tallies: vec![(0, 0)],
-                parts: Vec::new(),
-            },
-        ];
-        for contribution in contributions {
-            let text = encode(&contribution);
-            assert_eq!(decode(&text), Some(contribution), "{text}");
-        }
-        for text in [
-            "",
-            "x;;;许村",
-            "1;a/b;;许村",
-            "1;;7:1:2:3;许村",
-            "1;;7:1:2:3:4:5;许村",
-            "1;;;",
-        ] {
-            assert_eq!(decode(text), None, "{text}");
-        }
     }
 }

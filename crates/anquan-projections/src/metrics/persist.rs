@@ -156,11 +156,11 @@ pub enum Write<'a> {
     These(Vec<(EnterpriseId, Option<PersistedContributionRef<'a>>)>),
 }
 
-/// A contribution and next change to write, borrowed from the cache.
-#[derive(Debug, Clone, Copy)]
+/// A contribution and next change to write (borrowed, or unpacked from the cache).
+#[derive(Debug, Clone)]
 pub struct PersistedContributionRef<'a> {
     pub enterprise_id: EnterpriseId,
-    pub contribution: Option<&'a Contribution>,
+    pub contribution: Option<std::borrow::Cow<'a, Contribution>>,
     pub next_change: Option<Instant>,
 }
 
@@ -194,6 +194,7 @@ pub async fn save(
                     params.push(SqlValue::Text(row.enterprise_id.to_string()));
                     params.push(
                         row.contribution
+                            .as_deref()
                             .map(json)
                             .transpose()?
                             .map_or(SqlValue::Null, SqlValue::Json),
@@ -219,6 +220,7 @@ pub async fn save(
                         vec![
                             SqlValue::Text(enterprise_id.to_string()),
                             row.contribution
+                                .as_deref()
                                 .map(json)
                                 .transpose()?
                                 .map_or(SqlValue::Null, SqlValue::Json),
