@@ -12,10 +12,10 @@ use tokio_postgres::NoTls;
 use tokio_postgres::types::{FromSql, Type};
 use uuid::Uuid;
 
-use anquan_domain::{Actor, CommandId};
+use anquan_domain::CommandId;
 use anquan_event_store::{
     AppendError, AppendOutcome, AppendRequest, BackendTraits, CommandDigest, EventHash, EventMetadata, EventStore,
-    Position, READ_BATCH_MAX, RecordedCommand, RecordedEvent, StoreError, StreamId, StreamVersion,
+    Position, READ_BATCH_MAX, RecordedCommand, RecordedEvent, RepeatedColumns, StoreError, StreamId, StreamVersion,
 };
 
 use crate::group_commit::{self, Counters, Finish, GroupCommitStats, PendingAppend};
@@ -233,11 +233,7 @@ impl<'a> FromSql<'a> for Text<'a> {
 /// Decodes rows, reusing the last stream id and actor when the next row repeats them (the
 /// actor is JSON, and one writer's events mostly share it).
 #[derive(Default)]
-struct Decoder {
-    stream: Option<StreamId>,
-    actor_text: String,
-    actor: Option<Actor>,
-}
+struct Decoder(RepeatedColumns);
 
 impl Decoder {
     /// Turns a row of [`COLUMNS`] into an event.
@@ -249,26 +245,12 @@ impl Decoder {
             reason,
         };
         let Text(stream_text) = row.try_get(1).map_err(read)?;
-        let stream_id = match &self.stream {
-            Some(stream) if stream.as_str() == stream_text => stream.clone(),
-            _ => {
-                let stream = StreamId::parse(stream_text).map_err(|error| corrupt(error.to_string()))?;
-                self.stream = Some(stream.clone());
-                stream
-            }
-        };
+        let stream_id = self.0.stream(stream_text).map_err(|error| corrupt(error.to_string()))?;
         let Text(actor_text) = row.try_get(9).map_err(read)?;
-        let actor = match &self.actor {
-            Some(actor) if self.actor_text == actor_text => actor.clone(),
-            _ => {
-                let actor: Actor =
-                    serde_json::from_str(actor_text).map_err(|error| corrupt(format!("actor: {error}")))?;
-                self.actor_text.clear();
-                self.actor_text.push_str(actor_text);
-                self.actor = Some(actor.clone());
-                actor
-            }
-        };
+        let actor = self
+            .0
+            .actor(actor_text)
+            .map_err(|error| corrupt(format!("actor: {error}")))?;
         let version: i64 = row.try_get(2).map_err(read)?;
         let schema_version: i64 = row.try_get(5).map_err(read)?;
         let hash: &[u8] = row.try_get(13).map_err(read)?;

@@ -8,10 +8,10 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Row};
 use uuid::Uuid;
 
-use anquan_domain::{Actor, CommandId};
+use anquan_domain::CommandId;
 use anquan_event_store::{
-    AppendOutcome, CommandDigest, EventHash, EventMetadata, Position, RecordedCommand, RecordedEvent, StoreError,
-    StreamId, StreamVersion,
+    AppendOutcome, CommandDigest, EventHash, EventMetadata, Position, RecordedCommand, RecordedEvent, RepeatedColumns,
+    StoreError, StreamId, StreamVersion,
 };
 
 use crate::schema::{sql_error, sql_error_with};
@@ -115,11 +115,7 @@ fn decode_rows(rows: &mut rusqlite::Rows<'_>, limit: usize) -> Result<Vec<Record
 
 /// Decodes rows, reusing the last stream id and actor when the next row repeats them.
 #[derive(Default)]
-struct Decoder {
-    stream: Option<StreamId>,
-    actor_text: String,
-    actor: Option<Actor>,
-}
+struct Decoder(RepeatedColumns);
 
 impl Decoder {
     fn decode(&mut self, row: &Row<'_>) -> Result<RecordedEvent, StoreError> {
@@ -159,26 +155,8 @@ impl Decoder {
                 .ok_or_else(|| corrupt(location(), format!("column {index}: {micros} is out of range")))
         };
 
-        let stream_text = text(1)?;
-        let stream_id = match &self.stream {
-            Some(stream) if stream.as_str() == stream_text => stream.clone(),
-            _ => {
-                let stream = StreamId::parse(stream_text).map_err(|error| corrupt(location(), error))?;
-                self.stream = Some(stream.clone());
-                stream
-            }
-        };
-        let actor_text = text(9)?;
-        let actor = match &self.actor {
-            Some(actor) if self.actor_text == actor_text => actor.clone(),
-            _ => {
-                let actor: Actor = serde_json::from_str(actor_text).map_err(|error| corrupt(location(), error))?;
-                self.actor_text.clear();
-                self.actor_text.push_str(actor_text);
-                self.actor = Some(actor.clone());
-                actor
-            }
-        };
+        let stream_id = self.0.stream(text(1)?).map_err(|error| corrupt(location(), error))?;
+        let actor = self.0.actor(text(9)?).map_err(|error| corrupt(location(), error))?;
         let hash_bytes = blob(13)?.ok_or_else(|| corrupt(location(), "hash is null"))?;
         let hash = EventHash(
             hash_bytes

@@ -16,6 +16,7 @@ pub mod merkle;
 pub mod metered;
 pub mod personal;
 pub mod read_model;
+mod repeated;
 pub mod runs;
 mod store;
 mod stream;
@@ -35,6 +36,7 @@ pub use read_model::{
     CheckpointExpected, Dialect, LeaseClaim, LeaseHolder, LeaseTerm, ProjectionBatch, ReadModelError, ReadModelStore,
     Row, SqlValue, Statement,
 };
+pub use repeated::RepeatedColumns;
 pub use runs::{Footprint, Run, Shaped, plan_runs};
 pub use store::{
     APPEND_EVENTS_MAX, BackendTraits, EVENT_DATA_BYTES_MAX, EventStore, LogDistance, READ_BATCH_MAX,
