@@ -161,11 +161,7 @@ impl MetricsHistoryKeeper {
             walked_to: now.max(state.walked_to),
             ..state.clone()
         };
-        let mut from: HashMap<EnterpriseId, Option<DateTime<Utc>>> = due
-            .into_iter()
-            .map(|(enterprise_id, head)| (enterprise_id, Some(head)))
-            .collect();
-        from.extend(touched.enterprises.iter().map(|enterprise_id| (*enterprise_id, None)));
+        let from = walks_from(due, &touched);
         if !every && from.is_empty() && next.position == state.position {
             // Nothing changed: the rows answer every instant before the earliest next change.
             return Ok(());
@@ -184,20 +180,20 @@ impl MetricsHistoryKeeper {
             let every_due = history::due(store.as_ref(), now, usize::MAX)
                 .await
                 .map_err(|error| error.to_string())?;
-            from.extend(
-                every_due
-                    .into_iter()
-                    .map(|(enterprise_id, head)| (enterprise_id, Some(head))),
-            );
-            from.extend(touched.enterprises.iter().map(|enterprise_id| (*enterprise_id, None)));
             let walked = self
-                .walk_streaming(&rules, &state, Some(from), now, lease.clone())
+                .walk_streaming(
+                    &rules,
+                    &state,
+                    Some(walks_from(every_due, &touched)),
+                    now,
+                    lease.clone(),
+                )
                 .await?;
             tracing::info!(enterprises = walked, "metrics history walked on in one pass");
         } else {
             walks = self.walk_one_by_one(&rules, &state, from, now).await?;
         }
-        history::save(store.as_ref(), &next, false, &walks, lease)
+        history::save(store.as_ref(), &next, &walks, lease)
             .await
             .map_err(|error| error.to_string())?;
         self.state = Some(next);
@@ -299,7 +295,7 @@ impl MetricsHistoryKeeper {
             })
             .await
             .map_err(|error| error.to_string())?;
-            history::save(store.as_ref(), &state, false, &[], lease)
+            history::save(store.as_ref(), &state, &[], lease)
                 .await
                 .map_err(|error| error.to_string())?;
             tracing::info!(
@@ -310,6 +306,20 @@ impl MetricsHistoryKeeper {
             Ok(state)
         }));
     }
+}
+
+/// Where to walk each enterprise from: the due ones from their next change, the touched ones
+/// whole (`None`), which wins for an enterprise that is both.
+fn walks_from(
+    due: Vec<(EnterpriseId, DateTime<Utc>)>,
+    touched: &Touched,
+) -> HashMap<EnterpriseId, Option<DateTime<Utc>>> {
+    let mut from: HashMap<EnterpriseId, Option<DateTime<Utc>>> = due
+        .into_iter()
+        .map(|(enterprise_id, head)| (enterprise_id, Some(head)))
+        .collect();
+    from.extend(touched.enterprises.iter().map(|enterprise_id| (*enterprise_id, None)));
+    from
 }
 
 /// The metrics at `instants` from the history, when it answers them all with the rules of
@@ -341,12 +351,7 @@ pub async fn history_snapshots(
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let earliest_head = history::earliest_head(store).await?;
-    let answered = |at: &DateTime<Utc>| {
-        history::nanos(*at).is_some()
-            && state.horizon <= *at
-            && (*at <= state.walked_to || earliest_head.is_none_or(|head| *at < head))
-    };
-    if !instants.iter().all(answered) {
+    if !instants.iter().all(|at| state.covers(*at, earliest_head)) {
         return Ok(None);
     }
     let agencies = agency_facts(store).await?;

@@ -1201,7 +1201,7 @@ async fn history_lookup(world: &World, rules: &RuleSet, facts: &MetricFacts, end
         walked_to: until,
         position,
     };
-    history::save(store, &state, false, &[], None).await.unwrap();
+    history::save(store, &state, &[], None).await.unwrap();
     assert_eq!(history::load_state(store).await.unwrap(), Some(state));
     let changes: Vec<i64> = store
         .query(

@@ -25,9 +25,7 @@ use anquan_domain::enterprise::EnterpriseFile;
 use anquan_domain::metrics::{AgencyFacts, Contribution, ServiceFacts, contribution_history};
 use anquan_domain::rules::RuleSet;
 use anquan_domain::{EnterpriseId, Instant};
-use anquan_event_store::{
-    Dialect, LeaseTerm, Position, ProjectionBatch, ReadModelError, ReadModelStore, SqlValue, Statement,
-};
+use anquan_event_store::{LeaseTerm, Position, ProjectionBatch, ReadModelError, ReadModelStore, SqlValue, Statement};
 
 use super::{Evaluation, FileChunks, Snapshot, Sums};
 use crate::error::QueryError;
@@ -69,23 +67,13 @@ const AT: &str = "SELECT (SELECT h.contribution FROM metrics_history h WHERE h.e
 
 /// Creates the tables (idempotent).
 pub async fn migrate(store: &dyn ReadModelStore) -> Result<(), ReadModelError> {
-    store
-        .migrate(match store.dialect() {
-            Dialect::Sqlite => SQLITE_SCHEMA,
-            Dialect::Postgres => POSTGRES_SCHEMA,
-        })
-        .await
+    super::migrate_ddl(store, SQLITE_SCHEMA, POSTGRES_SCHEMA).await
 }
 
 /// Deletes the history and its checkpoint (a rebuild of the read models, a new rule set).
 pub async fn clear(store: &dyn ReadModelStore) -> Result<(), ReadModelError> {
     migrate(store).await?;
-    let deletes = TABLES
-        .iter()
-        .rev()
-        .map(|table| Statement::new(format!("DELETE FROM {table}"), Vec::new()))
-        .collect();
-    store.reset(PROJECTION, deletes).await
+    super::clear_tables(store, PROJECTION, TABLES).await
 }
 
 /// An instant as the history stores it: nanoseconds since the epoch (`None` outside
@@ -122,9 +110,13 @@ pub struct HistoryState {
 }
 
 impl HistoryState {
-    /// Whether the rows answer the instant `at`.
-    pub fn covers(&self, at: Instant) -> bool {
-        self.horizon <= at && at <= self.walked_to && nanos(at).is_some()
+    /// Whether the rows answer the instant `at`: it is after the horizon and every enterprise
+    /// is walked through it (the state says so, or it is before the earliest next change,
+    /// [`earliest_head`]).
+    pub fn covers(&self, at: Instant, earliest_head: Option<Instant>) -> bool {
+        nanos(at).is_some()
+            && self.horizon <= at
+            && (at <= self.walked_to || earliest_head.is_none_or(|head| at < head))
     }
 }
 
@@ -183,21 +175,14 @@ pub fn walk(
 }
 
 /// Writes walked enterprises and the state in one transaction with the checkpoint
-/// [`PROJECTION`] at the state's position, fenced by `lease`; `every` empties the history first.
+/// [`PROJECTION`] at the state's position, fenced by `lease`.
 pub async fn save(
     store: &dyn ReadModelStore,
     state: &HistoryState,
-    every: bool,
     enterprises: &[EnterpriseHistory],
     lease: Option<LeaseTerm>,
 ) -> Result<(), ReadModelError> {
-    let mut statements = Vec::new();
-    if every {
-        for table in TABLES {
-            statements.push(Statement::new(format!("DELETE FROM {table}"), Vec::new()));
-        }
-    }
-    statements.extend(rows(enterprises)?);
+    let mut statements = rows(enterprises);
     let to_int = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
     let stored = |at: Instant| nanos(at).map_or(SqlValue::Null, SqlValue::Int);
     statements.push(Statement::new(
@@ -211,8 +196,7 @@ pub async fn save(
             SqlValue::Int(to_int(state.position.prepare)),
         ],
     ));
-    let batch = ProjectionBatch::new(PROJECTION, statements, state.position).fenced(lease);
-    store.apply(Arc::new(batch)).await
+    apply(store, statements, state.position, lease).await
 }
 
 /// Writes walked enterprises without the state row (a chunk of a streamed walk: the state is
@@ -224,19 +208,27 @@ pub async fn save_part(
     enterprises: &[EnterpriseHistory],
     lease: Option<LeaseTerm>,
 ) -> Result<(), ReadModelError> {
-    let mut statements = Vec::new();
-    if every {
-        for table in TABLES {
-            statements.push(Statement::new(format!("DELETE FROM {table}"), Vec::new()));
-        }
-    }
-    statements.extend(rows(enterprises)?);
+    let emptied = TABLES
+        .iter()
+        .filter(|_| every)
+        .map(|table| Statement::new(format!("DELETE FROM {table}"), Vec::new()));
+    let statements = emptied.chain(rows(enterprises)).collect();
+    apply(store, statements, position, lease).await
+}
+
+/// Commits statements with the checkpoint [`PROJECTION`] at `position`, fenced by `lease`.
+async fn apply(
+    store: &dyn ReadModelStore,
+    statements: Vec<Statement>,
+    position: Position,
+    lease: Option<LeaseTerm>,
+) -> Result<(), ReadModelError> {
     let batch = ProjectionBatch::new(PROJECTION, statements, position).fenced(lease);
     store.apply(Arc::new(batch)).await
 }
 
 /// The statements that write walked enterprises, each after deleting the rows it replaces.
-fn rows(enterprises: &[EnterpriseHistory]) -> Result<Vec<Statement>, ReadModelError> {
+fn rows(enterprises: &[EnterpriseHistory]) -> Vec<Statement> {
     let mut statements = Vec::new();
     let mut values: Vec<SqlValue> = Vec::new();
     let flush = |values: &mut Vec<SqlValue>, statements: &mut Vec<Statement>| {
@@ -287,7 +279,7 @@ fn rows(enterprises: &[EnterpriseHistory]) -> Result<Vec<Statement>, ReadModelEr
             ],
         ));
     }
-    Ok(statements)
+    statements
 }
 
 /// The earliest next change of any enterprise: the rows answer every instant before it.

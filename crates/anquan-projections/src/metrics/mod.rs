@@ -30,6 +30,36 @@ use anquan_domain::{EnterpriseId, Instant, Town};
 
 pub use load::{CHUNK, agency_facts, enterprise_facts, load_facts};
 
+/// Creates tables the metrics derive beside the read models, from their DDL in the store's
+/// dialect (idempotent).
+async fn migrate_ddl(
+    store: &dyn anquan_event_store::ReadModelStore,
+    sqlite: &str,
+    postgres: &str,
+) -> Result<(), anquan_event_store::ReadModelError> {
+    store
+        .migrate(match store.dialect() {
+            anquan_event_store::Dialect::Sqlite => sqlite,
+            anquan_event_store::Dialect::Postgres => postgres,
+        })
+        .await
+}
+
+/// Deletes every row of derived `tables` (in creation order: deleted in reverse) with their
+/// checkpoint `projection`.
+async fn clear_tables(
+    store: &dyn anquan_event_store::ReadModelStore,
+    projection: &str,
+    tables: &[&str],
+) -> Result<(), anquan_event_store::ReadModelError> {
+    let deletes = tables
+        .iter()
+        .rev()
+        .map(|table| anquan_event_store::Statement::new(format!("DELETE FROM {table}"), Vec::new()))
+        .collect();
+    store.reset(projection, deletes).await
+}
+
 /// Everything the metrics are computed from, as the read models hold it.
 #[derive(Debug, Clone, Default)]
 pub struct MetricFacts {

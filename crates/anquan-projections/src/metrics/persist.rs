@@ -14,9 +14,7 @@ use std::sync::Arc;
 
 use anquan_domain::metrics::Contribution;
 use anquan_domain::{EnterpriseId, Instant};
-use anquan_event_store::{
-    Dialect, LeaseTerm, Position, ProjectionBatch, ReadModelError, ReadModelStore, SqlValue, Statement,
-};
+use anquan_event_store::{LeaseTerm, Position, ProjectionBatch, ReadModelError, ReadModelStore, SqlValue, Statement};
 
 use super::Snapshot;
 use crate::error::QueryError;
@@ -49,24 +47,14 @@ const WRITE_STATE: &str = "INSERT INTO metrics_state \
 
 /// Creates the tables (idempotent).
 pub async fn migrate(store: &dyn ReadModelStore) -> Result<(), ReadModelError> {
-    store
-        .migrate(match store.dialect() {
-            Dialect::Sqlite => SQLITE_SCHEMA,
-            Dialect::Postgres => POSTGRES_SCHEMA,
-        })
-        .await
+    super::migrate_ddl(store, SQLITE_SCHEMA, POSTGRES_SCHEMA).await
 }
 
 /// Deletes the persisted metrics and their checkpoint: what a rebuild of the read models does,
 /// so no service loads figures computed from the read models before it.
 pub async fn clear(store: &dyn ReadModelStore) -> Result<(), ReadModelError> {
     migrate(store).await?;
-    let deletes = TABLES
-        .iter()
-        .rev()
-        .map(|table| Statement::new(format!("DELETE FROM {table}"), Vec::new()))
-        .collect();
-    store.reset(PROJECTION, deletes).await
+    super::clear_tables(store, PROJECTION, TABLES).await
 }
 
 /// What the persisted contributions reflect.
