@@ -12,12 +12,15 @@
 //! history of the live rule set (first start, a rebuild of the read models, a promotion) it
 //! empties it and walks every enterprise in the background, writing the state row last.
 //!
-//! [`history_snapshots`] answers past instants from it when it is of the rule set asked with,
-//! has followed the log at least as far as this node's read models had when asked (waiting up
-//! to [`HISTORY_WAIT`] for the leader's next write), and covers every instant asked; otherwise
-//! the caller evaluates the files as before.
+//! [`history_snapshots`] answers past instants from it when it is of the rule set asked with
+//! and covers every instant asked. Where the history's position is behind what this node's read
+//! models had applied when asked (the keeper writes once a second, and a streamed pass takes
+//! longer), the enterprises the log touched in between are evaluated from their files at the
+//! instants instead of read, and the rest read: at most [`ONE_BY_ONE_MAX`] of them, else the
+//! query waits up to [`HISTORY_WAIT`] for the leader's next write. Otherwise the caller
+//! evaluates every file as before.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,8 +44,6 @@ pub const HISTORY_WAIT: Duration = Duration::from_secs(2);
 /// More enterprises than this to walk at once (touched by the log, or due) are walked in one
 /// streamed pass over every file rather than file by file.
 const ONE_BY_ONE_MAX: usize = 250;
-/// Events read per page while following the log.
-const LOG_PAGE: usize = 500;
 
 /// Keeps the history; see the module documentation.
 pub struct MetricsHistoryKeeper {
@@ -134,17 +135,10 @@ impl MetricsHistoryKeeper {
             }
         };
         let mut touched = Touched::default();
-        let mut after = Some(state.position);
-        while after.is_none_or(|after| after < applied) {
-            let Some(last) = touched
-                .read_page(&self.app, after, applied, LOG_PAGE)
-                .await
-                .map_err(|error| error.to_string())?
-            else {
-                break;
-            };
-            after = Some(last.min(applied));
-        }
+        let (after, _) = touched
+            .read_span(&self.app, Some(state.position), applied, usize::MAX)
+            .await
+            .map_err(|error| error.to_string())?;
         // A contract's termination whose enterprise the read models do not give, or an event
         // that names none: every enterprise is walked again whole.
         let complete = touched
@@ -323,18 +317,20 @@ fn walks_from(
 }
 
 /// The metrics at `instants` from the history, when it answers them all with the rules of
-/// `app` (see the module documentation); `None`: the caller evaluates the files.
+/// `app` (see the module documentation), with where they came from: `"history"`, or
+/// `"history_and_files"` when some enterprises were evaluated from their files; `None`: the
+/// caller evaluates every file.
 pub async fn history_snapshots(
     app: &AppState,
     instants: &[DateTime<Utc>],
-) -> Result<Option<Vec<Snapshot>>, QueryError> {
+) -> Result<Option<(Vec<Snapshot>, &'static str)>, QueryError> {
     let store = app.read_models.as_ref();
     let applied = *app.projected.borrow();
     let Some(digest) = app.rule_sets.get(&app.rules.version).map(|loaded| loaded.digest) else {
         return Ok(None);
     };
     let waited = std::time::Instant::now();
-    let state = loop {
+    let (state, touched) = loop {
         // No history table yet (a node that has not started its watcher) is no history.
         let Ok(Some(state)) = history::load_state(store).await else {
             return Ok(None);
@@ -342,8 +338,11 @@ pub async fn history_snapshots(
         if state.rule_set != app.rules.version || state.rule_set_digest != digest {
             return Ok(None);
         }
-        if applied.is_none_or(|applied| state.position >= applied) {
-            break state;
+        let Some(applied) = applied.filter(|applied| state.position < *applied) else {
+            break (state, BTreeSet::new());
+        };
+        if let Some(touched) = touched_since(app, state.position, applied).await? {
+            break (state, touched);
         }
         if waited.elapsed() >= HISTORY_WAIT {
             return Ok(None);
@@ -354,10 +353,40 @@ pub async fn history_snapshots(
     if !instants.iter().all(|at| state.covers(*at, earliest_head)) {
         return Ok(None);
     }
-    let agencies = agency_facts(store).await?;
-    let mut snapshots = Vec::with_capacity(instants.len());
-    for at in instants {
-        snapshots.push(history::snapshot_at(store, &app.rules, &agencies, *at).await?);
+    let source = if touched.is_empty() {
+        "history"
+    } else {
+        "history_and_files"
+    };
+    let mut fresh = history::Fresh::with_capacity(touched.len());
+    for enterprise_id in touched {
+        fresh.insert(enterprise_id, enterprise_facts(store, enterprise_id).await?);
     }
-    Ok(Some(snapshots))
+    let agencies = agency_facts(store).await?;
+    let snapshots = history::snapshots_at(store, &app.rules, &agencies, instants, &Arc::new(fresh)).await?;
+    Ok(Some((snapshots, source)))
+}
+
+/// The enterprises the log touched after the history's position `from` through `applied`,
+/// whose rows the keeper has yet to walk again; `None` when more than [`ONE_BY_ONE_MAX`] (a
+/// query evaluates each from its file), or when one cannot be named (an event that names no
+/// enterprise, a contract the read models lack) or the log cannot be read: the history cannot
+/// answer for them yet.
+async fn touched_since(
+    app: &AppState,
+    from: Position,
+    applied: Position,
+) -> Result<Option<BTreeSet<EnterpriseId>>, QueryError> {
+    let mut touched = Touched::default();
+    let too_many = match touched.read_span(app, Some(from), applied, ONE_BY_ONE_MAX).await {
+        Ok((_, too_many)) => too_many,
+        Err(error) => {
+            tracing::warn!(error = %error, "the log after the metrics history could not be read; answering from the files");
+            return Ok(None);
+        }
+    };
+    if too_many || touched.force_all || !touched.resolve_terminated(app).await? {
+        return Ok(None);
+    }
+    Ok(Some(touched.enterprises))
 }

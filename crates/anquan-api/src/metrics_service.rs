@@ -190,7 +190,7 @@ pub async fn snapshots_at(app: &AppState, instants: &[DateTime<Utc>]) -> Result<
     let cell = app.metrics.past_cell(key);
     cell.get_or_try_init(|| async {
         let (snapshots, source) = match crate::metrics_history::history_snapshots(app, instants).await? {
-            Some(snapshots) => (snapshots, "history"),
+            Some(answer) => answer,
             None => (
                 snapshots_streaming(app.read_models.as_ref(), app.rules.clone(), instants, CHUNK).await?,
                 "files",
@@ -834,27 +834,21 @@ impl MetricsWatcher {
         // A follow that turns into a full pass is timed as that full pass only.
         let pass = PassTimer::start(metrics::histogram!(METRICS_WATCHER_PASS_DURATION_SECONDS, "pass" => "follow"));
         let mut touched = Touched::default();
-        while self.after.is_none_or(|after| after < applied) {
-            let Some(last) = touched
-                .read_page(&self.app, self.after, applied, LOG_PAGE)
-                .await
-                .map_err(|error| error.to_string())?
-            else {
-                break;
-            };
-            self.after = Some(last.min(applied));
-            if touched.len() > FOLLOW_ENTERPRISES_MAX {
-                self.touched(None);
-                // Everything is recomputed from the read models, which hold at least `applied`:
-                // the rest of the span need not be read.
-                self.after = Some(applied);
-                pass.discard();
-                return self.recompute_all(Announce::Changed).await;
-            }
-            if last >= applied {
-                break;
-            }
+        // The position moves only once the span is read: a failed read leaves it where the
+        // enterprises of the pages before it are still to be recomputed.
+        let (after, too_many) = touched
+            .read_span(&self.app, self.after, applied, FOLLOW_ENTERPRISES_MAX)
+            .await
+            .map_err(|error| error.to_string())?;
+        if too_many {
+            self.touched(None);
+            // Everything is recomputed from the read models, which hold at least `applied`:
+            // the rest of the span need not be read.
+            self.after = Some(applied);
+            pass.discard();
+            return self.recompute_all(Announce::Changed).await;
         }
+        self.after = after;
         // A contract the read models lack (they hold at least `applied`, so it should be
         // there): recompute everything rather than miss its enterprise.
         let complete = touched
@@ -986,6 +980,29 @@ impl Touched {
             }
         }
         Ok(Some(last))
+    }
+
+    /// Reads the log after `after` through `applied` a page at a time, noting what it touches,
+    /// and stops early once it names more than `enterprises_max` enterprises; returns the
+    /// position read through (`after` when the log holds nothing more) and whether it stopped
+    /// early.
+    pub(crate) async fn read_span(
+        &mut self,
+        app: &AppState,
+        mut after: Option<Position>,
+        applied: Position,
+        enterprises_max: usize,
+    ) -> Result<(Option<Position>, bool), anquan_event_store::StoreError> {
+        while after.is_none_or(|after| after < applied) {
+            let Some(last) = self.read_page(app, after, applied, LOG_PAGE).await? else {
+                break;
+            };
+            after = Some(last.min(applied));
+            if self.len() > enterprises_max {
+                return Ok((after, true));
+            }
+        }
+        Ok((after, false))
     }
 
     /// Finds the enterprise of each terminated contract in the agency read model; `false` when

@@ -187,7 +187,7 @@ fn describe() {
     describe_counter!(
         METRICS_PAST_ANSWERS_TOTAL,
         Unit::Count,
-        "Town statistics computed at past instants, by source (history: summed from the history of contributions; files: every enterprise's file evaluated)"
+        "Town statistics computed at past instants, by source (history: summed from the history of contributions; history_and_files: from the history, with the enterprises the log touched since its position evaluated from their files; files: every enterprise's file evaluated)"
     );
     describe_gauge!(
         REBUILD_EVENTS,

@@ -16,13 +16,13 @@
 //! event may still change an enterprise's past (a fact backdated before its recording), so an
 //! enterprise the log touches is walked again whole and its rows replaced.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{Datelike, TimeZone};
 
 use anquan_domain::enterprise::EnterpriseFile;
-use anquan_domain::metrics::{AgencyFacts, Contribution, ServiceFacts, contribution_history};
+use anquan_domain::metrics::{AgencyFacts, Contribution, ServiceFacts, contribution_history, enterprise_contribution};
 use anquan_domain::rules::RuleSet;
 use anquan_domain::{EnterpriseId, Instant};
 use anquan_event_store::{LeaseTerm, Position, ProjectionBatch, ReadModelError, ReadModelStore, SqlValue, Statement};
@@ -62,8 +62,9 @@ const EARLIEST_HEAD: &str = "SELECT MIN(next_change) FROM metrics_history_heads"
 /// Each enterprise's contribution at `$1`: the row of its last change at or before it, one
 /// seek of the primary key per enterprise, driven by the heads (a join let SQLite scan every row
 /// of the history and take the subquery for each: 1.4 s on the scale-1 demo against 30 ms).
-const AT: &str = "SELECT (SELECT h.contribution FROM metrics_history h WHERE h.enterprise_id = e.enterprise_id \
-    AND h.changed_at <= $1 ORDER BY h.changed_at DESC LIMIT 1) FROM metrics_history_heads e";
+const AT: &str = "SELECT e.enterprise_id, (SELECT h.contribution FROM metrics_history h \
+    WHERE h.enterprise_id = e.enterprise_id AND h.changed_at <= $1 ORDER BY h.changed_at DESC LIMIT 1) \
+    FROM metrics_history_heads e";
 
 /// Creates the tables (idempotent).
 pub async fn migrate(store: &dyn ReadModelStore) -> Result<(), ReadModelError> {
@@ -314,28 +315,66 @@ pub async fn due(
         .collect()
 }
 
-/// The metrics at `at` from the history: each enterprise's contribution at `at` summed, with
-/// the agency figures of `agencies` at `at`. The caller checks [`HistoryState::covers`].
-pub async fn snapshot_at(
+/// Enterprises a lookup does not read from the history, with their facts as the read models
+/// hold them now (`None`: gone): the log touched them after the history's position, so their
+/// rows may be stale, and each is evaluated at the instants instead.
+pub type Fresh = HashMap<EnterpriseId, Option<(EnterpriseFile, ServiceFacts)>>;
+
+/// The metrics at each of `instants` (in that order) from the history: each enterprise's
+/// contribution there summed (those of `fresh` evaluated from their facts instead of read),
+/// with the agency figures of `agencies`. The instants are looked up concurrently, each summed
+/// on a blocking thread. The caller checks [`HistoryState::covers`].
+pub async fn snapshots_at(
     store: &dyn ReadModelStore,
-    rules: &RuleSet,
+    rules: &Arc<RuleSet>,
     agencies: &[AgencyFacts],
+    instants: &[Instant],
+    fresh: &Arc<Fresh>,
+) -> Result<Vec<Snapshot>, QueryError> {
+    let lookups = instants.iter().map(|at| sums_at(store, rules, fresh, *at));
+    let sums = futures::future::try_join_all(lookups).await?;
+    Ok(sums
+        .iter()
+        .zip(instants)
+        .map(|(sums, at)| sums.snapshot(rules, agencies, *at))
+        .collect())
+}
+
+/// Every enterprise's contribution at `at` summed; see [`snapshots_at`].
+async fn sums_at(
+    store: &dyn ReadModelStore,
+    rules: &Arc<RuleSet>,
+    fresh: &Arc<Fresh>,
     at: Instant,
-) -> Result<Snapshot, QueryError> {
+) -> Result<Sums, QueryError> {
     let table = "metrics_history";
     let Some(stored) = nanos(at) else {
         return Err(malformed(table, "an instant outside the history"));
     };
     let rows = store.query(AT, &[SqlValue::Int(stored)]).await?;
-    let mut sums = Sums::new(rules);
-    for row in rows {
-        if let Some(text) = row.opt_text(0)? {
-            let contribution =
-                super::compact::decode(&text).ok_or_else(|| malformed(table, "a contribution that does not decode"))?;
-            sums.apply(rules, &contribution, true);
+    let (rules, fresh) = (rules.clone(), fresh.clone());
+    tokio::task::spawn_blocking(move || {
+        let skipped: HashSet<String> = fresh.keys().map(ToString::to_string).collect();
+        let mut sums = Sums::new(&rules);
+        for row in rows {
+            if !skipped.is_empty() && skipped.contains(&row.text(0)?) {
+                continue;
+            }
+            if let Some(text) = row.opt_text(1)? {
+                let contribution = super::compact::decode(&text)
+                    .ok_or_else(|| malformed(table, "a contribution that does not decode"))?;
+                sums.apply(&rules, &contribution, true);
+            }
         }
-    }
-    Ok(sums.snapshot(rules, agencies, at))
+        for (file, services) in fresh.values().flatten() {
+            if let Some(contribution) = enterprise_contribution(&rules.metrics, &rules, file, services, at) {
+                sums.apply(&rules, &contribution, true);
+            }
+        }
+        Ok(sums)
+    })
+    .await
+    .map_err(|error| malformed(table, &format!("the lookup stopped: {error}")))?
 }
 
 /// Walks every enterprise whose file the read models hold (`from`: where to start each one,
