@@ -834,8 +834,8 @@ impl MetricsWatcher {
         // A follow that turns into a full pass is timed as that full pass only.
         let pass = PassTimer::start(metrics::histogram!(METRICS_WATCHER_PASS_DURATION_SECONDS, "pass" => "follow"));
         let mut touched = Touched::default();
-        // The position moves only once the span is read: a failed read leaves it where the
-        // enterprises of the pages before it are still to be recomputed.
+        // The position moves only once the span's enterprises are recomputed: a failed read or
+        // recomputation leaves it where the next follow reads the span again.
         let (after, too_many) = touched
             .read_span(&self.app, self.after, applied, FOLLOW_ENTERPRISES_MAX)
             .await
@@ -848,7 +848,6 @@ impl MetricsWatcher {
             pass.discard();
             return self.recompute_all(Announce::Changed).await;
         }
-        self.after = after;
         // A contract the read models lack (they hold at least `applied`, so it should be
         // there): recompute everything rather than miss its enterprise.
         let complete = touched
@@ -865,6 +864,7 @@ impl MetricsWatcher {
             enterprises, agencies, ..
         } = touched;
         if enterprises.is_empty() && !agencies {
+            self.after = after;
             return Ok(());
         }
         let now = self.app.now();
@@ -876,13 +876,13 @@ impl MetricsWatcher {
             let facts = enterprise_facts(self.app.read_models.as_ref(), enterprise_id)
                 .await
                 .map_err(|error| error.to_string())?;
-            let (before, after) = self.cache.update_enterprise(
+            let (town_before, town_after) = self.cache.update_enterprise(
                 &rules,
                 enterprise_id,
                 facts.as_ref().map(|(file, services)| (file, services)),
                 now,
             );
-            towns.extend([before, after].into_iter().flatten().map(Some));
+            towns.extend([town_before, town_after].into_iter().flatten().map(Some));
         }
         if agencies {
             let facts = agency_facts(self.app.read_models.as_ref())
@@ -902,6 +902,7 @@ impl MetricsWatcher {
             towns,
         );
         self.unsaved_too(changed);
+        self.after = after;
         Ok(())
     }
 }
