@@ -85,13 +85,20 @@ pub async fn ensure_layout(
                 .map(|table| Statement::new(format!("DROP TABLE IF EXISTS {table}"), Vec::new()))
                 .collect();
             statements.push(record);
+            // A store that never folded the projection (a fresh one, the demo's log alone) has
+            // nothing to drop: only the layout is news, and no warning.
+            let folded_before = from.is_some() || store.checkpoint(name).await?.is_some();
             store.reset(name, statements).await?;
-            tracing::warn!(
-                projection.name = name,
-                from,
-                to = layout,
-                "projection tables dropped for a new layout: the projection folds the log again"
-            );
+            if folded_before {
+                tracing::warn!(
+                    projection.name = name,
+                    from,
+                    to = layout,
+                    "projection tables dropped for a new layout: the projection folds the log again"
+                );
+            } else {
+                tracing::info!(projection.name = name, layout, "projection tables created");
+            }
             Ok(LayoutCheck::Dropped { from })
         }
     }
