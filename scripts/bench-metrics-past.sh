@@ -9,9 +9,9 @@
 # and $TO (default 2018-01-01 and 2019-12-31, the demo's two years), each a distinct instant so
 # none is served from the cache of past computations, and
 # prints the request times' p50, p99 and max and how many answers came from the history or the
-# files (`anquan_metrics_past_answers_total`). Three requests asked as soon as the service
-# answers, while the history is still being walked, show what a computation from every file
-# costs in the same run (beside the walk, on the same cores).
+# files (`anquan_metrics_past_answers_total`). Three requests asked as soon as the read models
+# have caught up with the log, while the history is still being walked, show what a computation
+# from every file costs in the same run (beside the walk, on the same cores).
 # Also prints the history's rows and size. The service's log goes to ${TMPDIR:-/tmp}/serve-past.log.
 set -euo pipefail
 DIR=$1
@@ -32,6 +32,12 @@ ask() {
 until curl -fs -o /dev/null "http://127.0.0.1:$PORT/readyz" 2>/dev/null; do
   kill -0 "$PID" || { cat "$LOG"; exit 1; }
   sleep 0.2
+done
+# A serve after `anquan demo` first folds the log into its read models (files asked before
+# that would be the few folded so far); the walk starts once they have caught up.
+until grep -q '"message":"walking every enterprise'"'"'s metrics history"' "$LOG" 2>/dev/null; do
+  kill -0 "$PID" || { cat "$LOG"; exit 1; }
+  sleep 0.5
 done
 for day in 01 02 03; do
   printf 'from the files (while the history is walked): %s s\n' "$(ask "2019-06-${day}T00:00:00Z")"

@@ -187,7 +187,7 @@ impl MetricsHistoryKeeper {
         } else {
             walks = self.walk_one_by_one(&rules, &state, from, now).await?;
         }
-        history::save(store.as_ref(), &next, &walks, lease)
+        history::save(store.as_ref(), &next, walks, lease)
             .await
             .map_err(|error| error.to_string())?;
         self.state = Some(next);
@@ -249,7 +249,7 @@ impl MetricsHistoryKeeper {
             |walks| {
                 let (store, lease) = (store.clone(), lease.clone());
                 async move {
-                    history::save_part(store.as_ref(), position, false, &walks, lease)
+                    history::save_part(store.as_ref(), position, false, walks, lease)
                         .await
                         .map_err(QueryError::from)
                 }
@@ -276,20 +276,20 @@ impl MetricsHistoryKeeper {
                 walked_to: now,
                 position: applied,
             };
-            history::save_part(store.as_ref(), applied, true, &[], lease.clone())
+            history::save_part(store.as_ref(), applied, true, Vec::new(), lease.clone())
                 .await
                 .map_err(|error| error.to_string())?;
             let walked = history::walk_streaming(store.as_ref(), rules, None, horizon, now, CHUNK, |walks| {
                 let (store, lease) = (store.clone(), lease.clone());
                 async move {
-                    history::save_part(store.as_ref(), applied, false, &walks, lease)
+                    history::save_part(store.as_ref(), applied, false, walks, lease)
                         .await
                         .map_err(QueryError::from)
                 }
             })
             .await
             .map_err(|error| error.to_string())?;
-            history::save(store.as_ref(), &state, &[], lease)
+            history::save(store.as_ref(), &state, Vec::new(), lease)
                 .await
                 .map_err(|error| error.to_string())?;
             tracing::info!(

@@ -1174,11 +1174,11 @@ async fn history_lookup(world: &World, rules: &RuleSet, facts: &MetricFacts, end
     let position = anquan_event_store::Position { commit: 1, prepare: 1 };
     let shared = Arc::new(rules.clone());
     let save = |walks: Vec<history::EnterpriseHistory>| async move {
-        history::save_part(store, position, false, &walks, None)
+        history::save_part(store, position, false, walks, None)
             .await
             .map_err(anquan_projections::QueryError::from)
     };
-    history::save_part(store, position, true, &[], None).await.unwrap();
+    history::save_part(store, position, true, Vec::new(), None).await.unwrap();
     let walked = history::walk_streaming(store, shared.clone(), None, horizon, middle, 7, save)
         .await
         .unwrap();
@@ -1201,7 +1201,7 @@ async fn history_lookup(world: &World, rules: &RuleSet, facts: &MetricFacts, end
         walked_to: until,
         position,
     };
-    history::save(store, &state, &[], None).await.unwrap();
+    history::save(store, &state, Vec::new(), None).await.unwrap();
     assert_eq!(history::load_state(store).await.unwrap(), Some(state));
     let changes: Vec<i64> = store
         .query(
@@ -1292,7 +1292,7 @@ async fn history_behind_the_log(
                     horizon,
                     horizon + (until - horizon) / 4,
                 );
-                history::save_part(store, position, false, &[stale], None)
+                history::save_part(store, position, false, vec![stale], None)
                     .await
                     .unwrap();
             }
@@ -1322,7 +1322,7 @@ async fn history_behind_the_log(
     let services = facts.services.get(model_id).unwrap_or(&empty);
     let walked = history::walk(rules, gone, Some((model_file, services)), None, horizon, until);
     assert!(!walked.changes.is_empty());
-    history::save_part(store, position, false, &[walked], None)
+    history::save_part(store, position, false, vec![walked], None)
         .await
         .unwrap();
     fresh.insert(gone, None);

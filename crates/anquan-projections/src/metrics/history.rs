@@ -22,7 +22,7 @@ use std::sync::Arc;
 use chrono::{Datelike, TimeZone};
 
 use anquan_domain::enterprise::EnterpriseFile;
-use anquan_domain::metrics::{AgencyFacts, Contribution, ServiceFacts, contribution_history, enterprise_contribution};
+use anquan_domain::metrics::{AgencyFacts, ServiceFacts, contribution_history, enterprise_contribution};
 use anquan_domain::rules::RuleSet;
 use anquan_domain::{EnterpriseId, Instant};
 use anquan_event_store::{LeaseTerm, Position, ProjectionBatch, ReadModelError, ReadModelStore, SqlValue, Statement};
@@ -149,7 +149,10 @@ pub struct EnterpriseHistory {
     /// Whether its rows from `changes`' first instant on replace those it has (a walk from its
     /// head) or all of them (a walk of its whole history, or none left: it is gone).
     pub whole: bool,
-    pub changes: Vec<(Instant, Option<Contribution>)>,
+    /// Each change with the contribution from then on as [`super::compact`] text (`None`: it
+    /// contributes nothing), encoded as it is walked: a chunk of walks unpacked held hundreds of
+    /// contributions per enterprise at about 1.3 KB each.
+    pub changes: Vec<(Instant, Option<String>)>,
     pub next: Option<Instant>,
 }
 
@@ -166,7 +169,14 @@ pub fn walk(
     let history = facts.map(|(file, services)| {
         contribution_history(&rules.metrics, rules, file, services, from.unwrap_or(horizon), until)
     });
-    let (changes, next) = history.map_or((Vec::new(), None), |history| (history.changes, history.next));
+    let (changes, next) = history.map_or((Vec::new(), None), |history| {
+        let changes = history
+            .changes
+            .into_iter()
+            .map(|(at, contribution)| (at, contribution.as_ref().map(super::compact::encode)))
+            .collect();
+        (changes, history.next)
+    });
     EnterpriseHistory {
         enterprise_id,
         whole: from.is_none(),
@@ -180,7 +190,7 @@ pub fn walk(
 pub async fn save(
     store: &dyn ReadModelStore,
     state: &HistoryState,
-    enterprises: &[EnterpriseHistory],
+    enterprises: Vec<EnterpriseHistory>,
     lease: Option<LeaseTerm>,
 ) -> Result<(), ReadModelError> {
     let mut statements = rows(enterprises);
@@ -206,7 +216,7 @@ pub async fn save_part(
     store: &dyn ReadModelStore,
     position: Position,
     every: bool,
-    enterprises: &[EnterpriseHistory],
+    enterprises: Vec<EnterpriseHistory>,
     lease: Option<LeaseTerm>,
 ) -> Result<(), ReadModelError> {
     let emptied = TABLES
@@ -229,7 +239,7 @@ async fn apply(
 }
 
 /// The statements that write walked enterprises, each after deleting the rows it replaces.
-fn rows(enterprises: &[EnterpriseHistory]) -> Vec<Statement> {
+fn rows(enterprises: Vec<EnterpriseHistory>) -> Vec<Statement> {
     let mut statements = Vec::new();
     let mut values: Vec<SqlValue> = Vec::new();
     let flush = |values: &mut Vec<SqlValue>, statements: &mut Vec<Statement>| {
@@ -259,13 +269,11 @@ fn rows(enterprises: &[EnterpriseHistory]) -> Vec<Statement> {
             }
             (false, None) => {}
         }
-        for (at, contribution) in &enterprise.changes {
-            let Some(at) = nanos(*at) else { continue };
+        for (at, contribution) in enterprise.changes {
+            let Some(at) = nanos(at) else { continue };
             values.push(id.clone());
             values.push(SqlValue::Int(at));
-            values.push(contribution.as_ref().map_or(SqlValue::Null, |contribution| {
-                SqlValue::Text(super::compact::encode(contribution))
-            }));
+            values.push(contribution.map_or(SqlValue::Null, SqlValue::Text));
             if values.len() == ROWS_PER_INSERT * 3 {
                 flush(&mut values, &mut statements);
             }
