@@ -16,8 +16,8 @@
 //! and covers every instant asked. Where the history's position is behind what this node's read
 //! models had applied when asked (the keeper writes once a second, and a streamed pass takes
 //! longer), the enterprises the log touched in between are evaluated from their files at the
-//! instants instead of read, and the rest read: at most [`ONE_BY_ONE_MAX`] of them, else the
-//! query waits up to [`HISTORY_WAIT`] for the leader's next write. Otherwise the caller
+//! instants instead of read, and the rest read: at most [`FRESH_MAX`] of them, else the query
+//! waits up to [`HISTORY_WAIT`] for the leader's next write. Otherwise the caller
 //! evaluates every file as before.
 
 use std::collections::{BTreeSet, HashMap};
@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
 
 use anquan_domain::EnterpriseId;
 use anquan_domain::rules::RuleSet;
@@ -41,6 +42,15 @@ pub const HISTORY_POLL: Duration = Duration::from_secs(1);
 /// How long a past-instant query waits for the history to reach the position this node's read
 /// models had applied when it was asked, before it evaluates the files instead.
 pub const HISTORY_WAIT: Duration = Duration::from_secs(2);
+/// At most this many enterprises the log touched after the history's position are evaluated
+/// from their files by a past-instant query, the rest read from the history; with more it waits
+/// for the keeper. Right after a walk of every enterprise the history is behind by what the
+/// read models applied during it (1,502 enterprises at scale 10), and the keeper's streamed pass
+/// over them takes a minute, in which every file was evaluated instead (30 s and more).
+const FRESH_MAX: usize = 5_000;
+/// Files a query reads at once for the enterprises it evaluates (the stores read on a few
+/// connections).
+const FRESH_READS: usize = 8;
 /// More enterprises than this to walk at once (touched by the log, or due) are walked in one
 /// streamed pass over every file rather than file by file.
 const ONE_BY_ONE_MAX: usize = 250;
@@ -358,18 +368,21 @@ pub async fn history_snapshots(
     } else {
         "history_and_files"
     };
-    let mut fresh = history::Fresh::with_capacity(touched.len());
-    for enterprise_id in touched {
-        fresh.insert(enterprise_id, enterprise_facts(store, enterprise_id).await?);
-    }
+    let fresh: history::Fresh = futures::stream::iter(touched)
+        .map(|enterprise_id| async move {
+            Ok::<_, QueryError>((enterprise_id, enterprise_facts(store, enterprise_id).await?))
+        })
+        .buffer_unordered(FRESH_READS)
+        .try_collect()
+        .await?;
     let agencies = agency_facts(store).await?;
     let snapshots = history::snapshots_at(store, &app.rules, &agencies, instants, &Arc::new(fresh)).await?;
     Ok(Some((snapshots, source)))
 }
 
 /// The enterprises the log touched after the history's position `from` through `applied`,
-/// whose rows the keeper has yet to walk again; `None` when more than [`ONE_BY_ONE_MAX`] (a
-/// query evaluates each from its file), or when one cannot be named (an event that names no
+/// whose rows the keeper has yet to walk again; `None` when more than [`FRESH_MAX`] (a query
+/// evaluates each from its file), or when one cannot be named (an event that names no
 /// enterprise, a contract the read models lack) or the log cannot be read: the history cannot
 /// answer for them yet.
 async fn touched_since(
@@ -378,7 +391,7 @@ async fn touched_since(
     applied: Position,
 ) -> Result<Option<BTreeSet<EnterpriseId>>, QueryError> {
     let mut touched = Touched::default();
-    let too_many = match touched.read_span(app, Some(from), applied, ONE_BY_ONE_MAX).await {
+    let too_many = match touched.read_span(app, Some(from), applied, FRESH_MAX).await {
         Ok((_, too_many)) => too_many,
         Err(error) => {
             tracing::warn!(error = %error, "the log after the metrics history could not be read; answering from the files");

@@ -1178,7 +1178,9 @@ async fn history_lookup(world: &World, rules: &RuleSet, facts: &MetricFacts, end
             .await
             .map_err(anquan_projections::QueryError::from)
     };
-    history::save_part(store, position, true, Vec::new(), None).await.unwrap();
+    history::save_part(store, position, true, Vec::new(), None)
+        .await
+        .unwrap();
     let walked = history::walk_streaming(store, shared.clone(), None, horizon, middle, 7, save)
         .await
         .unwrap();
@@ -1262,7 +1264,10 @@ async fn history_lookup(world: &World, rules: &RuleSet, facts: &MetricFacts, end
 /// enterprises are stale, some enterprises are missing from it (registered since), and one it
 /// holds is gone from the read models. Looked up with those enterprises evaluated from their
 /// facts, the figures equal the brute force at every instant; read as they are, they do not.
-#[expect(clippy::too_many_arguments, reason = "the oracle's facts, instants and span, passed as they are")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the oracle's facts, instants and span, passed as they are"
+)]
 async fn history_behind_the_log(
     world: &World,
     rules: &RuleSet,
