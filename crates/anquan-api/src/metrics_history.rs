@@ -16,7 +16,7 @@
 //! and covers every instant asked. Where the history's position is behind what this node's read
 //! models had applied when asked (the keeper writes once a second, and a streamed pass takes
 //! longer), the enterprises the log touched in between are evaluated from their files at the
-//! instants instead of read, and the rest read: at most [`FRESH_MAX`] of them, else the query
+//! instants instead of read, and the rest read: at most `FRESH_MAX` (5,000) of them, else the query
 //! waits up to [`HISTORY_WAIT`] for the leader's next write. Otherwise the caller
 //! evaluates every file as before.
 
