@@ -48,13 +48,13 @@ pub const HISTORY_WAIT: Duration = Duration::from_secs(2);
 /// read models applied during it (1,502 enterprises at scale 10), and the keeper's streamed pass
 /// over them takes a minute, in which every file was evaluated instead (30 s and more).
 const FRESH_MAX: usize = 5_000;
+/// Files a query reads at once for the enterprises it evaluates (the stores read on a few
+/// connections).
+const FRESH_READS: usize = 8;
 /// A walk of every enterprise starts once the read models are this close to the log's head...
 const BUILD_LAG_MAX: u64 = 100;
 /// ...or once it has waited this long for them (a log that keeps growing).
 const BUILD_WAIT_MAX: Duration = Duration::from_secs(60);
-/// Files a query reads at once for the enterprises it evaluates (the stores read on a few
-/// connections).
-const FRESH_READS: usize = 8;
 /// More enterprises than this to walk at once (touched by the log, or due) are walked in one
 /// streamed pass over every file rather than file by file.
 const ONE_BY_ONE_MAX: usize = 250;
