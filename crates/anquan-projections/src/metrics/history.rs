@@ -339,7 +339,9 @@ pub async fn snapshots_at(
     instants: &[Instant],
     fresh: &Arc<Fresh>,
 ) -> Result<Vec<Snapshot>, QueryError> {
-    let lookups = instants.iter().map(|at| sums_at(store, rules, fresh, *at));
+    // Their ids as the rows give them, once for every instant.
+    let skipped: Arc<HashSet<String>> = Arc::new(fresh.keys().map(ToString::to_string).collect());
+    let lookups = instants.iter().map(|at| sums_at(store, rules, fresh, &skipped, *at));
     let sums = futures::future::try_join_all(lookups).await?;
     Ok(sums
         .iter()
@@ -353,6 +355,7 @@ async fn sums_at(
     store: &dyn ReadModelStore,
     rules: &Arc<RuleSet>,
     fresh: &Arc<Fresh>,
+    skipped: &Arc<HashSet<String>>,
     at: Instant,
 ) -> Result<Sums, QueryError> {
     let table = "metrics_history";
@@ -360,9 +363,8 @@ async fn sums_at(
         return Err(malformed(table, "an instant outside the history"));
     };
     let rows = store.query(AT, &[SqlValue::Int(stored)]).await?;
-    let (rules, fresh) = (rules.clone(), fresh.clone());
+    let (rules, fresh, skipped) = (rules.clone(), fresh.clone(), skipped.clone());
     tokio::task::spawn_blocking(move || {
-        let skipped: HashSet<String> = fresh.keys().map(ToString::to_string).collect();
         let mut sums = Sums::new(&rules);
         for row in rows {
             if !skipped.is_empty() && skipped.contains(&row.text(0)?) {
