@@ -161,11 +161,10 @@ impl MetricsHistoryKeeper {
             .map_err(|error| error.to_string())?;
         // A contract's termination whose enterprise the read models do not give, or an event
         // that names none: every enterprise is walked again whole.
-        let complete = touched
-            .resolve_terminated(&self.app)
+        let every = touched
+            .names_every(&self.app)
             .await
             .map_err(|error| error.to_string())?;
-        let every = !complete || touched.force_all;
         let now = self.app.now();
         let due = history::due(store.as_ref(), now, ONE_BY_ONE_MAX + 1)
             .await
@@ -286,11 +285,8 @@ impl MetricsHistoryKeeper {
     /// [`BUILD_LAG_MAX`] events of the head, or after [`BUILD_WAIT_MAX`] of a log that keeps
     /// growing.
     fn build_waits(&mut self, applied: Position) -> bool {
-        let head = *self.app.event_store.head().borrow();
-        let behind = match self.app.event_store.traits().distance(Some(applied), head) {
-            anquan_event_store::LogDistance::Events(events) => events > BUILD_LAG_MAX,
-            anquan_event_store::LogDistance::Positions(_) => false,
-        };
+        let behind =
+            crate::watcher::events_behind(&self.app, Some(applied)).is_some_and(|events| events > BUILD_LAG_MAX);
         if !behind {
             self.build_waiting = None;
             return false;
@@ -370,6 +366,9 @@ pub async fn history_snapshots(
         return Ok(None);
     };
     let waited = std::time::Instant::now();
+    // The position whose span was read and found too wide: read again only once the keeper
+    // has written a newer one.
+    let mut read_from = None;
     let (state, touched) = loop {
         // No history table yet (a node that has not started its watcher) is no history.
         let Ok(Some(state)) = history::load_state(store).await else {
@@ -381,8 +380,11 @@ pub async fn history_snapshots(
         let Some(applied) = applied.filter(|applied| state.position < *applied) else {
             break (state, BTreeSet::new());
         };
-        if let Some(touched) = touched_since(app, state.position, applied).await? {
-            break (state, touched);
+        if read_from != Some(state.position) {
+            read_from = Some(state.position);
+            if let Some(touched) = touched_since(app, state.position, applied).await? {
+                break (state, touched);
+            }
         }
         if waited.elapsed() >= HISTORY_WAIT {
             return Ok(None);
@@ -428,7 +430,7 @@ async fn touched_since(
             return Ok(None);
         }
     };
-    if too_many || touched.force_all || !touched.resolve_terminated(app).await? {
+    if too_many || touched.names_every(app).await? {
         return Ok(None);
     }
     Ok(Some(touched.enterprises))

@@ -840,21 +840,15 @@ impl MetricsWatcher {
             .read_span(&self.app, self.after, applied, FOLLOW_ENTERPRISES_MAX)
             .await
             .map_err(|error| error.to_string())?;
-        if too_many {
-            self.touched(None);
-            // Everything is recomputed from the read models, which hold at least `applied`:
-            // the rest of the span need not be read.
-            self.after = Some(applied);
-            pass.discard();
-            return self.recompute_all(Announce::Changed).await;
-        }
-        // A contract the read models lack (they hold at least `applied`, so it should be
-        // there): recompute everything rather than miss its enterprise.
-        let complete = touched
-            .resolve_terminated(&self.app)
-            .await
-            .map_err(|error| error.to_string())?;
-        if touched.force_all || !complete {
+        // Too many, or one that cannot be named (a contract the read models lack: they hold at
+        // least `applied`, so it should be there): everything is recomputed from the read
+        // models, which hold at least `applied`, so the rest of the span need not be read.
+        let every = too_many
+            || touched
+                .names_every(&self.app)
+                .await
+                .map_err(|error| error.to_string())?;
+        if every {
             self.touched(None);
             self.after = Some(applied);
             pass.discard();
@@ -918,14 +912,14 @@ impl Drop for AbortOnDrop {
 
 /// What a span of the log touched, as far as the metrics go: the enterprises whose facts
 /// changed, whether any agency's did, and contracts terminated (named by contract only until
-/// [`Touched::resolve_terminated`] finds their enterprise).
+/// [`Touched::names_every`] finds their enterprise).
 #[derive(Debug, Default)]
 pub(crate) struct Touched {
     pub(crate) enterprises: BTreeSet<EnterpriseId>,
     pub(crate) agencies: bool,
     terminated: Vec<(AgencyId, ContractId)>,
     /// An event that names no enterprise it may change: everything must be recomputed.
-    pub(crate) force_all: bool,
+    force_all: bool,
 }
 
 impl Touched {
@@ -1006,18 +1000,22 @@ impl Touched {
         Ok((after, false))
     }
 
-    /// Finds the enterprise of each terminated contract in the agency read model; `false` when
-    /// one is missing.
-    pub(crate) async fn resolve_terminated(&mut self, app: &AppState) -> Result<bool, QueryError> {
+    /// Whether the span must be taken as touching every enterprise: an event in it names none
+    /// it may change, or a terminated contract's enterprise is missing from the agency read
+    /// model. Otherwise each terminated contract's enterprise is added to those it touched.
+    pub(crate) async fn names_every(&mut self, app: &AppState) -> Result<bool, QueryError> {
+        if self.force_all {
+            return Ok(true);
+        }
         for (agency_id, contract_id) in std::mem::take(&mut self.terminated) {
             match anquan_projections::agency::contract(app.read_models.as_ref(), agency_id, contract_id).await? {
                 Some(contract) => {
                     self.enterprises.insert(contract.enterprise_id);
                 }
-                None => return Ok(false),
+                None => return Ok(true),
             }
         }
-        Ok(true)
+        Ok(false)
     }
 }
 

@@ -51,12 +51,20 @@ const CATCH_UP_LAG: u64 = 10_000;
 /// events (dense positions), else while the runner reports a projection folding its backlog (a
 /// distance in positions of another backend's log says nothing about how many events remain).
 pub(crate) fn projections_catching_up(app: &crate::AppState, applied: Option<Position>) -> bool {
+    match events_behind(app, applied) {
+        Some(events) => events > CATCH_UP_LAG,
+        None => app.projections.catch_up().is_some_and(|status| status.catching_up),
+    }
+}
+
+/// How many events of the log's head the projections that applied up to `applied` have yet to
+/// apply, where the backend can count them (dense positions); `None` on another backend, whose
+/// distance in positions says nothing about how many events remain.
+pub(crate) fn events_behind(app: &crate::AppState, applied: Option<Position>) -> Option<u64> {
     let head = *app.event_store.head().borrow();
     match app.event_store.traits().distance(applied, head) {
-        anquan_event_store::LogDistance::Events(events) => events > CATCH_UP_LAG,
-        anquan_event_store::LogDistance::Positions(_) => {
-            app.projections.catch_up().is_some_and(|status| status.catching_up)
-        }
+        anquan_event_store::LogDistance::Events(events) => Some(events),
+        anquan_event_store::LogDistance::Positions(_) => None,
     }
 }
 /// A tick whose events touch more enterprises than this looks at every enterprise, reading
