@@ -74,9 +74,19 @@ const TOUCHED_MAX: usize = 500;
 /// Files read per round when a tick looks at every enterprise.
 const FILES_PER_ROUND: usize = 100;
 
+/// The instant just before `decided`: an event's facts are in force from the instant it was
+/// decided at, so a file assessed here does not show them.
+fn just_before(decided: DateTime<Utc>) -> DateTime<Utc> {
+    decided
+        .checked_sub_signed(chrono::TimeDelta::nanoseconds(1))
+        .unwrap_or(decided)
+}
+
 /// The enterprises a tick looks at.
 enum Touched {
-    These(BTreeSet<EnterpriseId>),
+    /// Each enterprise with events in the span, with the instant the first of them was decided
+    /// at: what it looked like before them is what a colour change is measured from.
+    These(BTreeMap<EnterpriseId, DateTime<Utc>>),
     Every,
 }
 
@@ -284,9 +294,14 @@ impl SupervisionWatcher {
         let mut colours: BTreeMap<EnterpriseId, Option<ColourChanged>> = BTreeMap::new();
         match self.applied_enterprises(applied).await? {
             Touched::These(touched) => {
-                for enterprise_id in touched {
+                for (enterprise_id, first_decided) in touched {
+                    // An enterprise not seen before is compared with its colour before these
+                    // events, not at the last check: the read models deliver an event after it
+                    // was decided (on a follower, after the leader's checkpoint), so a check
+                    // may fall between, and the enterprise would already look as it does now.
+                    let before = previous.min(just_before(first_decided));
                     let file = self.file(enterprise_id).await?;
-                    let change = file.map(|file| self.look_at(enterprise_id, &file, previous, now));
+                    let change = file.map(|file| self.look_at(enterprise_id, &file, before, now));
                     colours.insert(enterprise_id, change.flatten());
                 }
             }
@@ -350,17 +365,17 @@ impl SupervisionWatcher {
         &mut self,
         enterprise_id: EnterpriseId,
         file: &EnterpriseFile,
-        previous: DateTime<Utc>,
+        before: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Option<ColourChanged> {
         self.watch_hazards(enterprise_id, file);
-        self.colour_change(file, previous, now)
+        self.colour_change(file, before, now)
     }
 
     /// The enterprises with events in the log after `self.after` up to `applied`, or every
     /// enterprise once they are more than [`TOUCHED_MAX`] (the rest of the span is not read).
     async fn applied_enterprises(&mut self, applied: Option<Position>) -> Result<Touched, String> {
-        let mut enterprises = BTreeSet::new();
+        let mut enterprises: BTreeMap<EnterpriseId, DateTime<Utc>> = BTreeMap::new();
         let Some(applied) = applied else {
             return Ok(Touched::These(enterprises));
         };
@@ -379,7 +394,11 @@ impl SupervisionWatcher {
                 if let Some(id) = event.stream_id.as_str().strip_prefix("enterprise-")
                     && let Ok(enterprise_id) = id.parse()
                 {
-                    enterprises.insert(enterprise_id);
+                    let decided = event.metadata.occurred_at;
+                    enterprises
+                        .entry(enterprise_id)
+                        .and_modify(|first| *first = (*first).min(decided))
+                        .or_insert(decided);
                 }
             }
             self.after = Some(last.min(applied));
@@ -487,18 +506,19 @@ impl SupervisionWatcher {
     }
 
     /// The colour change to announce at `now`, if the colour differs from the last known one
-    /// (for an enterprise not seen before, its colour at `previous`, when the facts recorded
-    /// since were unknown); remembers the colour.
+    /// (for an enterprise not seen before, its colour at `before`: the last check, or just
+    /// before the first of its events this tick looks at if that is earlier); remembers the
+    /// colour.
     fn colour_change(
         &mut self,
         file: &EnterpriseFile,
-        previous: DateTime<Utc>,
+        before: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Option<ColourChanged> {
         let registration = file.registration.as_ref()?;
         let last = match self.colours.get(&registration.enterprise_id) {
             Some(colour) => Some(*colour),
-            None => risk::assess(file, &self.rules, previous).map(|earlier| earlier.colour),
+            None => risk::assess(file, &self.rules, before).map(|earlier| earlier.colour),
         };
         self.colour_change_from(file, last, now)
     }
