@@ -34,7 +34,7 @@ pub use health::{
 };
 pub use projection::{BatchStatements, Projection};
 pub use runner::{
-    APPLY_ATTEMPTS_MAX, CATCH_UP_LOG_INTERVAL, PROJECTION_BATCH_MAX, ProjectionRunner, REBUILD_PROGRESS_EVERY,
-    RebuildReport, SHARED_CHECKPOINTS_POLL, STALLED_RETRY_INTERVAL, wait_for_position,
+    APPLY_ATTEMPTS_MAX, CATCH_UP_LOG_INTERVAL, PROJECTION_BATCH_MAX, PROJECTION_BATCH_MAX_UNLOCKED, ProjectionRunner,
+    REBUILD_PROGRESS_EVERY, RebuildReport, SHARED_CHECKPOINTS_POLL, STALLED_RETRY_INTERVAL, wait_for_position,
 };
 pub use tally::LogTallyProjection;

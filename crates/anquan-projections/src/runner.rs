@@ -20,7 +20,9 @@ use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
 use tokio::sync::{Notify, watch};
 
-use anquan_event_store::{EventStore, LeaseTerm, LogDistance, Position, ReadModelError, ReadModelStore, Statement};
+use anquan_event_store::{
+    Dialect, EventStore, LeaseTerm, LogDistance, Position, ReadModelError, ReadModelStore, Statement,
+};
 
 use crate::error::RunnerError;
 use crate::fold::{self, Fold, SlotFailure, Until};
@@ -39,6 +41,12 @@ pub const SHARED_CHECKPOINTS_POLL: Duration = Duration::from_secs(1);
 /// which appends wait for, for about 90 ms at 5,000 events; the live tail's batches are only
 /// what was appended since the last one.
 pub const PROJECTION_BATCH_MAX: usize = 5_000;
+/// Most events folded into one batch by a runner whose read models are in PostgreSQL, which
+/// blocks no append while a batch commits (SQLite's batch holds the file's write lock): the
+/// rebuild's pages ([`crate::rule_sets::rebuild::REBUILD_PAGE_EVENTS_MAX`]), so catching up
+/// folds as many reviews into their upload's insert and runs as few statements per event as a
+/// rebuild. Caught up, a batch is what was appended since the last one, as on SQLite.
+pub const PROJECTION_BATCH_MAX_UNLOCKED: usize = crate::rule_sets::rebuild::REBUILD_PAGE_EVENTS_MAX;
 /// Most attempts at one store call before the projection stops (a rebuild), or is reported
 /// stalled and retried every [`STALLED_RETRY_INTERVAL`] at most (the runner).
 pub const APPLY_ATTEMPTS_MAX: usize = fold::STORE_ATTEMPTS_MAX;
@@ -493,7 +501,7 @@ impl ProjectionRunner {
             read_models: self.read_models.as_ref(),
             projections,
             checkpoints,
-            page_max: PROJECTION_BATCH_MAX,
+            page_max: self.follow_batch_max(),
             until: Until::Forever,
             cancel: None,
             stop: Some(stop),
@@ -511,6 +519,14 @@ impl ProjectionRunner {
         )
         .await?;
         Ok(failures)
+    }
+
+    /// Most events per batch while following the log: larger where a batch blocks no append.
+    fn follow_batch_max(&self) -> usize {
+        match self.read_models.dialect() {
+            Dialect::Postgres => PROJECTION_BATCH_MAX_UNLOCKED,
+            Dialect::Sqlite => PROJECTION_BATCH_MAX,
+        }
     }
 
     /// Retries a failed projection alone, with backoff capped at [`STALLED_RETRY_INTERVAL`],
