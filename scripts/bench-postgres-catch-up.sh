@@ -63,4 +63,5 @@ print(f"events {events}; serve's elapsed {elapsed_ms / 1000:.1f} s, {events / (e
       f"wall from start {wall:.1f} s, {events / wall:,.0f} events/s")
 PY
 grep -E "Maximum resident" "$log.time" | sed 's/^\s*/serve /'
+if [ -n "${KEEP_LOG:-}" ]; then cp "$log" "$KEEP_LOG"; fi
 rm -f "$log" "$log.time"
