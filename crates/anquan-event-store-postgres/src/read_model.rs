@@ -13,8 +13,8 @@ use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use tokio::sync::watch;
 
 use anquan_event_store::read_model::{
-    LEASES_DDL, RELEASE_LEASE_SQL, check_expected, check_fence, claim_lease_sql, leases_sql, storable_instant,
-    storable_json, storable_text,
+    LEASES_DDL, RELEASE_LEASE_SQL, check_expected, check_fence, claim_lease_sql, leases_sql, renew_lease_sql,
+    storable_instant, storable_json, storable_text,
 };
 use anquan_event_store::{
     CheckpointExpected, Dialect, LeaseClaim, LeaseHolder, LeaseTerm, Position, ProjectionBatch, ReadModelError,
@@ -49,9 +49,16 @@ const CHECKPOINT_INSERT_NEW: &str = "INSERT INTO projection_checkpoints (project
 /// Moves a projection's checkpoint from the expected one (`$4`, `$5`); no row otherwise.
 const CHECKPOINT_MOVE: &str = "UPDATE projection_checkpoints SET commit = $2, prepare = $3 WHERE projection = $1 AND commit = $4 AND prepare = $5";
 /// A fenced batch's first statement: one row while its term is the group's current one, and
-/// a share lock on the lease row until the batch commits, so a claim of the lease (an update
-/// of that row) waits for the batch and the batch never lands after its term ended.
-const LEASE_FENCE: &str = "SELECT term FROM projection_leases WHERE lease_group = $1 AND term = $2 FOR SHARE";
+/// a key-share lock on the lease row until the batch commits, so a claim of the lease, which
+/// takes the row `FOR UPDATE` first ([`LEASE_CLAIM_LOCK`]), waits for the batch and the batch
+/// never lands after its term ended; while the holder's renewal ([`LEASE_RENEW`]), an update of
+/// no key, does not wait for its own term's batches (a batch of 30,000 events held a share
+/// lock for up to a second, and the renewal with it).
+const LEASE_FENCE: &str = "SELECT term FROM projection_leases WHERE lease_group = $1 AND term = $2 FOR KEY SHARE";
+/// The lock a claim that may start a new term takes on the lease row before deciding: it
+/// conflicts with the fence's key-share lock, so it waits for the batches in flight of the term
+/// it may end, and a batch begun after it sees the new term.
+const LEASE_CLAIM_LOCK: &str = "SELECT 1 FROM projection_leases WHERE lease_group = $1 FOR UPDATE";
 const CHECKPOINT_NOTIFY: &str = "SELECT pg_notify('anquan_checkpoints', $1)";
 /// A batch's statements are planned for their parameters at each execution. A prepared
 /// statement's cached generic plan knows neither how many rows a run's arrays hold nor, made
@@ -606,7 +613,23 @@ impl ReadModelStore for PostgresReadModelStore {
     }
 
     async fn claim_lease(&self, claim: &LeaseClaim) -> Result<Option<LeaseTerm>, ReadModelError> {
-        let client = self.client().await?;
+        let mut client = self.client().await?;
+        if let (Some(term), false) = (claim.renewing, claim.force) {
+            let statement = client
+                .prepare_cached(&renew_lease_sql(NOW_MS))
+                .await
+                .map_err(backend("prepare a lease renewal"))?;
+            let renewed = client
+                .query_opt(&statement, &[&claim.group, &claim.holder, &term, &claim.duration_ms])
+                .await
+                .map_err(backend("renew a lease"))?;
+            if renewed.is_some() {
+                return Ok(Some(LeaseTerm {
+                    group: claim.group.clone(),
+                    term,
+                }));
+            }
+        }
         let sql = claim_lease_sql(NOW_MS);
         let statement = client
             .prepare_cached(&sql)
@@ -614,13 +637,19 @@ impl ReadModelStore for PostgresReadModelStore {
             .map_err(backend("prepare a lease claim"))?;
         let renewing = claim.renewing.unwrap_or(-1);
         let force = i64::from(claim.force);
-        let row = client
+        let transaction = client.transaction().await.map_err(backend("begin a lease claim"))?;
+        transaction
+            .execute(LEASE_CLAIM_LOCK, &[&claim.group])
+            .await
+            .map_err(backend("lock the lease"))?;
+        let row = transaction
             .query_opt(
                 &statement,
                 &[&claim.group, &claim.holder, &renewing, &claim.duration_ms, &force],
             )
             .await
             .map_err(backend("claim a lease"))?;
+        transaction.commit().await.map_err(backend("commit a lease claim"))?;
         row.map(|row| {
             Ok(LeaseTerm {
                 group: claim.group.clone(),

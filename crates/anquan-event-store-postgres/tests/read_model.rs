@@ -278,6 +278,91 @@ async fn leases_and_guarded_batches_behave_as_every_store_must() {
     anquan_event_store::conformance::read_model_guards::leases_and_guarded_batches(Arc::new(store)).await;
 }
 
+/// A batch in flight holds its term's fence until it commits: its leader's renewal does not
+/// wait for it (a renewal held up by a long batch let the lease lapse), while a claim that
+/// takes the lease from that leader waits for it, so the batch still lands in its term and a
+/// batch after the claim is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_does_not_wait_for_its_terms_batch_and_a_takeover_does() {
+    use std::time::{Duration, Instant};
+
+    use anquan_event_store::LeaseClaim;
+
+    let Some(database) = support::fresh_database("lease renewal test").await else {
+        return;
+    };
+    let store = Arc::new(PostgresReadModelStore::connect(&database.url, 4).await.unwrap());
+    store
+        .migrate("CREATE TABLE IF NOT EXISTS counter (n BIGINT)")
+        .await
+        .unwrap();
+    let claim = |holder: &str, renewing: Option<i64>, force: bool| LeaseClaim {
+        group: "read_models".to_owned(),
+        holder: holder.to_owned(),
+        renewing,
+        duration_ms: 60_000,
+        force,
+    };
+    let leader = store.claim_lease(&claim("a", None, false)).await.unwrap().unwrap();
+    // A batch of its term that takes two seconds to commit.
+    let slow = ProjectionBatch::new(
+        "counter",
+        vec![
+            Statement::new("SELECT pg_sleep(2)", vec![]),
+            Statement::new("INSERT INTO counter (n) VALUES (1)", vec![]),
+        ],
+        Position::from_sequence(1),
+    )
+    .fenced(Some(leader.clone()));
+    let batch = {
+        let store = store.clone();
+        tokio::spawn(async move { store.apply(Arc::new(slow)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let asked = Instant::now();
+    let renewed = store.claim_lease(&claim("a", Some(leader.term), false)).await.unwrap();
+    assert_eq!(renewed.map(|term| term.term), Some(leader.term));
+    assert!(
+        asked.elapsed() < Duration::from_millis(1_000),
+        "the renewal waited {:?} for the batch in flight",
+        asked.elapsed()
+    );
+
+    let asked = Instant::now();
+    let taken = store.claim_lease(&claim("b", None, true)).await.unwrap().unwrap();
+    assert!(taken.term > leader.term);
+    assert!(batch.is_finished(), "the takeover did not wait for the batch in flight");
+    assert!(asked.elapsed() >= Duration::from_millis(500));
+    batch.await.unwrap().unwrap();
+    let rows = store.query("SELECT count(*) FROM counter", &[]).await.unwrap();
+    assert_eq!(
+        rows[0].int(0).unwrap(),
+        1,
+        "the batch of the ended term landed in its term"
+    );
+
+    let late = ProjectionBatch::new(
+        "counter",
+        vec![Statement::new("INSERT INTO counter (n) VALUES (2)", vec![])],
+        Position::from_sequence(2),
+    )
+    .after(Some(Position::from_sequence(1)))
+    .fenced(Some(leader.clone()));
+    assert!(
+        store.apply(Arc::new(late)).await.is_err(),
+        "a batch of the ended term landed"
+    );
+    assert!(
+        store
+            .claim_lease(&claim("a", Some(leader.term), false))
+            .await
+            .unwrap()
+            .is_none(),
+        "the deposed leader renewed its ended term"
+    );
+}
+
 const RUNS_DDL: &str = "
 CREATE TABLE IF NOT EXISTS labels (k1 TEXT PRIMARY KEY, label TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (

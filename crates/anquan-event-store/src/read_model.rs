@@ -315,6 +315,19 @@ pub fn claim_lease_sql(now_ms: &str) -> String {
     )
 }
 
+/// Renews the term a holder holds, whether or not it has expired meanwhile (no other holder
+/// took it, or the term would differ), as [`claim_lease_sql`] does: `$1` group, `$2` holder,
+/// `$3` the term, `$4` the lease's duration in milliseconds; `{now_ms}` is the backend's clock
+/// in milliseconds. Returns the term when renewed, no row otherwise (then a claim may take it as
+/// a new term). It changes no key column, so on PostgreSQL it does not wait for the term's
+/// batches in flight.
+pub fn renew_lease_sql(now_ms: &str) -> String {
+    format!(
+        "UPDATE projection_leases SET expires_ms = {now_ms} + $4 \
+         WHERE lease_group = $1 AND holder = $2 AND term = $3 RETURNING term"
+    )
+}
+
 /// Releases a lease: `$1` group, `$2` holder, `$3` term.
 pub const RELEASE_LEASE_SQL: &str =
     "UPDATE projection_leases SET holder = '', expires_ms = 0 WHERE lease_group = $1 AND holder = $2 AND term = $3";
