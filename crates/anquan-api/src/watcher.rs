@@ -74,8 +74,9 @@ const TOUCHED_MAX: usize = 500;
 /// Files read per round when a tick looks at every enterprise.
 const FILES_PER_ROUND: usize = 100;
 
-/// The instant just before `decided`: an event's facts are in force from the instant it was
-/// decided at, so a file assessed here does not show them.
+/// The instant just before `decided`: a file assessed here does not show the facts of an
+/// event decided at `decided` (a registration, an upload, a review), only those of events
+/// decided earlier and facts dated earlier (an inspection recorded after the visit).
 fn just_before(decided: DateTime<Utc>) -> DateTime<Utc> {
     decided
         .checked_sub_signed(chrono::TimeDelta::nanoseconds(1))

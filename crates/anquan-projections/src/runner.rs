@@ -34,7 +34,8 @@ use crate::projection::Projection;
 /// a missed notification, and the pace of the lag figures.
 pub const SHARED_CHECKPOINTS_POLL: Duration = Duration::from_secs(1);
 
-/// Most events folded into one batch (one transaction). Catching up, larger batches commit
+/// Most events folded into one batch (one transaction) by a runner whose read models are in
+/// SQLite, and by a stalled projection's retries on any backend. Catching up, larger batches commit
 /// (and fsync) less often and fold more reviews into their upload's insert: serve caught up with
 /// the scale-1 demo at about 39k events/s with 2,000, 55k with 5,000 and 63-77k with 10,000, its
 /// peak RSS growing from 150 to 185 and 215 MiB. A batch also holds the SQLite file's write lock,
