@@ -28,14 +28,16 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Value, json};
 
-use anquan_api::{AppState, BlobStore, MetricsService, MetricsWatcher, PublicPageSettings, SupervisionEvents};
+use anquan_api::MetricsWatcher;
 use anquan_demo::{DemoOptions, NoProgress, Tuning, generate};
 use anquan_domain::ids::UserId;
 use anquan_domain::{Actor, Role};
 use anquan_event_store::{EventStore, InMemoryEventStore};
 use anquan_event_store_sqlite::SqliteReadModelStore;
-use anquan_projections::rule_sets::RuleSetRegistry;
 use anquan_projections::{AgencyProjection, ComplianceProjection, ProjectionRunner};
+
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 /// The demo's last simulated year.
 const YEAR: i32 = 2019;
@@ -128,26 +130,14 @@ async fn run(scale: f64, enterprises: Option<u64>, requests: usize, past_request
 
     let now = local(YEAR, 12, 31, 23, 59, 59);
     let past = local(YEAR, 6, 30, 23, 59, 59);
-    let app = AppState {
-        event_store: events,
+    let app = support::in_process_app(
+        events,
         read_models,
-        rules: rules.clone(),
-        rule_sets: Arc::new(
-            RuleSetRegistry::single(&anquan_domain::rules::builtin_v1_files()).expect("a rule-set registry"),
-        ),
-        rules_pinned: false,
-        blobs: BlobStore::local(&dir.path().join("blobs")).expect("a blob store"),
-        tokens: anquan_api::TokenAuthority::new(b"metrics-latency-bench-secret-of-32-bytes").expect("tokens"),
-        projected: runner.applied(),
-        projections: runner.health(),
-        clock: Arc::new(move || now),
-        upload_bytes_max: anquan_api::UPLOAD_BYTES_MAX_DEFAULT,
-        graphiql: false,
-        supervision: SupervisionEvents::new(),
-        public_page: PublicPageSettings::new("http://127.0.0.1"),
-        metrics: MetricsService::default(),
-        anchor_key: None,
-    };
+        rules.clone(),
+        &runner,
+        Arc::new(move || now),
+        dir.path(),
+    );
 
     // The watcher's first full computation fills the cache that "now" reads.
     let started = Instant::now();

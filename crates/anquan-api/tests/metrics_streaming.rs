@@ -5,17 +5,18 @@
 
 #![allow(clippy::unwrap_used, reason = "a test stops at its first failure")]
 
+mod support;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
-use anquan_api::{AppState, BlobStore, MetricsService, PublicPageSettings, SupervisionEvents};
+use anquan_api::AppState;
 use anquan_demo::{DemoOptions, NoProgress, Tuning, generate};
 use anquan_domain::rules::RuleSet;
 use anquan_event_store::{EventStore, InMemoryEventStore, Position};
 use anquan_event_store_sqlite::SqliteReadModelStore;
 use anquan_projections::metrics::{MetricsCache, Snapshot, compute_streaming, load_facts, snapshots_streaming};
-use anquan_projections::rule_sets::RuleSetRegistry;
 use anquan_projections::{AgencyProjection, ComplianceProjection, ProjectionRunner};
 
 /// Local (UTC+8) wall-clock instant as UTC.
@@ -138,24 +139,14 @@ async fn a_past_instant_is_computed_once_until_the_read_models_move() {
     let world = world().await;
     let dir = tempfile::tempdir().unwrap();
     let now = local(2019, 12, 31, 23);
-    let app = AppState {
-        event_store: world.events.clone(),
-        read_models: world.read_models.clone(),
-        rules: world.rules.clone(),
-        rule_sets: Arc::new(RuleSetRegistry::single(&anquan_domain::rules::builtin_v1_files()).unwrap()),
-        rules_pinned: false,
-        blobs: BlobStore::local(&dir.path().join("blobs")).unwrap(),
-        tokens: anquan_api::TokenAuthority::new(b"metrics-streaming-test-secret-of-32-bytes").unwrap(),
-        projected: world.runner.applied(),
-        projections: world.runner.health(),
-        clock: Arc::new(move || now),
-        upload_bytes_max: anquan_api::UPLOAD_BYTES_MAX_DEFAULT,
-        graphiql: false,
-        supervision: SupervisionEvents::new(),
-        public_page: PublicPageSettings::new("http://127.0.0.1"),
-        metrics: MetricsService::default(),
-        anchor_key: None,
-    };
+    let app = support::in_process_app(
+        world.events.clone(),
+        world.read_models.clone(),
+        world.rules.clone(),
+        &world.runner,
+        Arc::new(move || now),
+        dir.path(),
+    );
     let past = [local(2019, 6, 30, 12), local(2019, 5, 30, 12)];
     let (first, second) = tokio::join!(
         anquan_api::metrics_service::snapshots_at(&app, &past),

@@ -6,21 +6,22 @@
 
 #![allow(clippy::unwrap_used, clippy::panic, reason = "a test stops at its first failure")]
 
+mod support;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use uuid::Uuid;
 
+use anquan_api::SupervisionWatcher;
 use anquan_api::watcher::SupervisionEvent;
-use anquan_api::{AppState, BlobStore, MetricsService, PublicPageSettings, SupervisionEvents, SupervisionWatcher};
 use anquan_domain::enterprise::{EnterpriseCommand, EnterpriseFile, RegisterEnterprise, enterprise_id_for};
 use anquan_domain::rules::EnterpriseProfile;
 use anquan_domain::{Actor, DecisionContext, Role, Town, UnifiedSocialCreditCode, UserId};
 use anquan_event_store::execute::{CommandEnvelope, execute};
 use anquan_event_store::{EventStore, InMemoryEventStore};
 use anquan_event_store_sqlite::SqliteReadModelStore;
-use anquan_projections::rule_sets::RuleSetRegistry;
 use anquan_projections::{ComplianceProjection, ProjectionRunner};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,27 +40,17 @@ async fn a_registration_delivered_after_a_check_of_the_clock_is_announced() {
     runner.prepare().await.unwrap();
     let registered_at = Utc.with_ymd_and_hms(2026, 3, 2, 1, 0, 0).single().unwrap();
     let clock = Arc::new(Mutex::new(registered_at));
-    let app = AppState {
-        event_store: events.clone(),
-        read_models: read_models.clone(),
-        rules: rules.clone(),
-        rule_sets: Arc::new(RuleSetRegistry::single(&anquan_domain::rules::builtin_v1_files()).unwrap()),
-        rules_pinned: false,
-        blobs: BlobStore::local(&dir.path().join("blobs")).unwrap(),
-        tokens: anquan_api::TokenAuthority::new(b"supervision-watcher-test-secret-of-32-bytes").unwrap(),
-        projected: runner.applied(),
-        projections: runner.health(),
-        clock: {
+    let app = support::in_process_app(
+        events.clone(),
+        read_models.clone(),
+        rules.clone(),
+        &runner,
+        {
             let clock = clock.clone();
             Arc::new(move || *clock.lock().unwrap())
         },
-        upload_bytes_max: anquan_api::UPLOAD_BYTES_MAX_DEFAULT,
-        graphiql: false,
-        supervision: SupervisionEvents::new(),
-        public_page: PublicPageSettings::new("http://127.0.0.1"),
-        metrics: MetricsService::default(),
-        anchor_key: None,
-    };
+        dir.path(),
+    );
     let mut notifications = app.supervision.subscribe();
     let watcher = tokio::spawn(SupervisionWatcher::new(app.clone()).run());
 
