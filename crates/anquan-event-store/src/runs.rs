@@ -9,6 +9,7 @@
 //! before everything after it.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 
 use crate::read_model::{SqlValue, Statement};
 
@@ -80,75 +81,109 @@ pub struct Run {
     pub statements: Vec<usize>,
 }
 
-/// One key prefix of one table, rendered.
-type Rows = (&'static str, String);
+/// Fingerprints of one statement's rows in one table: `[0]` names the whole table, `[k]` the
+/// rows whose first `k` key columns equal the statement's values (see [`Footprint`]).
+///
+/// A fingerprint is a 64-bit hash of the table's name and the key values as the stores compare
+/// them, chained value by value. Equal keys always have equal fingerprints; two different keys
+/// that collide only look as if they overlapped, which keeps a pair of statements in order that
+/// could have changed places: a collision costs a run, never a reordering.
+type Prefixes = Vec<u64>;
+
+/// The planner's hasher: fixed, so equal keys get equal fingerprints within a plan.
+type Fingerprinter = foldhash::fast::FixedState;
 
 /// Where the conflicting statements planned so far are.
 #[derive(Default)]
 struct Seen {
     /// The last run that touched exactly this key prefix.
-    at: HashMap<Rows, usize>,
+    at: HashMap<u64, usize, Fingerprinter>,
     /// The last run that touched this key prefix or a longer one under it.
-    under: HashMap<Rows, usize>,
+    under: HashMap<u64, usize, Fingerprinter>,
 }
 
 impl Seen {
-    /// The last run that touched rows overlapping `key` of `table`.
-    fn last_overlap(&self, table: &'static str, key: &[String]) -> Option<usize> {
-        let mut last = self.under.get(&(table, join(key))).copied();
-        for length in 0..key.len() {
-            last = last.max(self.at.get(&(table, join(&key[..length]))).copied());
+    /// The last run that touched rows overlapping the rows `prefixes` name.
+    fn last_overlap(&self, prefixes: &[u64]) -> Option<usize> {
+        let (whole, shorter) = prefixes.split_last()?;
+        let mut last = self.under.get(whole).copied();
+        for prefix in shorter {
+            last = last.max(self.at.get(prefix).copied());
         }
         last
     }
 
-    fn record(&mut self, table: &'static str, key: &[String], run: usize) {
-        let at = self.at.entry((table, join(key))).or_insert(run);
+    fn record(&mut self, prefixes: &[u64], run: usize) {
+        let Some(whole) = prefixes.last() else { return };
+        let at = self.at.entry(*whole).or_insert(run);
         *at = (*at).max(run);
-        for length in 0..=key.len() {
-            let under = self.under.entry((table, join(&key[..length]))).or_insert(run);
+        for prefix in prefixes {
+            let under = self.under.entry(*prefix).or_insert(run);
             *under = (*under).max(run);
         }
     }
 }
 
-fn join(parts: &[String]) -> String {
-    parts.join("\u{1f}")
-}
-
-/// A key value as the stores compare it: text as stored (NUL replaced), instants to the
-/// microsecond inside the platform's window.
-fn key_part(value: Option<&SqlValue>) -> String {
+/// Feeds a key value to `hasher` as the stores compare it: text as stored (NUL replaced),
+/// instants to the microsecond inside the platform's window; text and JSON alike.
+fn hash_key_part(hasher: &mut impl Hasher, value: Option<&SqlValue>) {
     match value {
-        None => "missing".to_owned(),
-        Some(SqlValue::Null) => "null".to_owned(),
-        Some(SqlValue::Bool(value)) => format!("b{}", i64::from(*value)),
-        Some(SqlValue::Int(value)) => format!("i{value}"),
-        Some(SqlValue::Real(value)) => format!("r{}", value.to_bits()),
-        Some(SqlValue::Text(text) | SqlValue::Json(text)) => format!("t{}", text.replace('\0', "\u{FFFD}")),
+        None => hasher.write_u8(0),
+        Some(SqlValue::Null) => hasher.write_u8(1),
+        Some(SqlValue::Bool(value)) => {
+            hasher.write_u8(2);
+            hasher.write_u8(u8::from(*value));
+        }
+        Some(SqlValue::Int(value)) => {
+            hasher.write_u8(3);
+            hasher.write_i64(*value);
+        }
+        Some(SqlValue::Real(value)) => {
+            hasher.write_u8(4);
+            hasher.write_u64(value.to_bits());
+        }
+        Some(SqlValue::Text(text) | SqlValue::Json(text)) => {
+            hasher.write_u8(5);
+            if text.contains('\0') {
+                let stored = text.replace('\0', "\u{FFFD}");
+                hasher.write_usize(stored.len());
+                hasher.write(stored.as_bytes());
+            } else {
+                hasher.write_usize(text.len());
+                hasher.write(text.as_bytes());
+            }
+        }
         Some(SqlValue::Timestamp(instant)) => {
-            format!(
-                "s{}",
-                anquan_domain::bounds::clamp_instant(*instant).0.timestamp_micros()
-            )
+            hasher.write_u8(6);
+            hasher.write_i64(anquan_domain::bounds::clamp_instant(*instant).0.timestamp_micros());
         }
     }
 }
 
-fn key_of(statement: &Statement, key: &[usize]) -> Vec<String> {
-    key.iter().map(|index| key_part(statement.params.get(*index))).collect()
+fn prefixes_of(state: &Fingerprinter, table: &str, statement: &Statement, key: &[usize]) -> Prefixes {
+    let mut hasher = state.build_hasher();
+    hasher.write(table.as_bytes());
+    hasher.write_u8(0xff);
+    let mut prefixes = Vec::with_capacity(key.len() + 1);
+    prefixes.push(hasher.finish());
+    for index in key {
+        hash_key_part(&mut hasher, statement.params.get(*index));
+        prefixes.push(hasher.finish());
+    }
+    prefixes
 }
 
 /// Groups `statements` into runs that, executed in the returned order (each run's statements
 /// together), leave the same rows as executing the statements one by one in slice order.
 pub fn plan_runs(statements: &[&Statement]) -> Vec<Run> {
     let mut runs: Vec<Run> = Vec::new();
+    let state = Fingerprinter::default();
     let mut writes = Seen::default();
     let mut reads = Seen::default();
     // The last run of a statement without a footprint.
     let mut barrier: Option<usize> = None;
     // The latest run of each SQL text.
-    let mut latest: HashMap<&str, usize> = HashMap::new();
+    let mut latest: HashMap<&str, usize, Fingerprinter> = HashMap::default();
     for (index, statement) in statements.iter().enumerate() {
         let Some(footprint) = statement.footprint else {
             barrier = Some(runs.len());
@@ -157,17 +192,15 @@ pub fn plan_runs(statements: &[&Statement]) -> Vec<Run> {
             });
             continue;
         };
-        let key = key_of(statement, footprint.key);
+        let key = prefixes_of(&state, footprint.table, statement, footprint.key);
         let read = footprint
             .reads
-            .map(|(table, read_key)| (table, key_of(statement, read_key)));
+            .map(|(table, read_key)| prefixes_of(&state, table, statement, read_key));
         // The last run this statement must follow: it wrote or read what this one writes, or
         // wrote what this one reads.
-        let mut after = barrier
-            .max(writes.last_overlap(footprint.table, &key))
-            .max(reads.last_overlap(footprint.table, &key));
-        if let Some((table, read_key)) = &read {
-            after = after.max(writes.last_overlap(table, read_key));
+        let mut after = barrier.max(writes.last_overlap(&key)).max(reads.last_overlap(&key));
+        if let Some(read) = &read {
+            after = after.max(writes.last_overlap(read));
         }
         let sql: &str = &statement.sql;
         let run = match latest.get(sql) {
@@ -183,9 +216,9 @@ pub fn plan_runs(statements: &[&Statement]) -> Vec<Run> {
                 runs.len() - 1
             }
         };
-        writes.record(footprint.table, &key, run);
-        if let Some((table, read_key)) = &read {
-            reads.record(table, read_key, run);
+        writes.record(&key, run);
+        if let Some(read) = &read {
+            reads.record(read, run);
         }
     }
     runs
@@ -276,6 +309,33 @@ mod tests {
             set_town("e3", "z"),
         ];
         assert_eq!(plan(&statements), vec![vec![0], vec![1], vec![2, 3]]);
+    }
+
+    #[test]
+    fn text_is_one_key_as_stored() {
+        // The stores keep a NUL as U+FFFD, so these two name one row; JSON compares as text.
+        let statements = [
+            set_town("e\u{0}1", "x"),
+            set_town("e\u{FFFD}1", "y"),
+            set_town("e1", "z"),
+            Statement::new(
+                "UPDATE enterprise town",
+                vec![SqlValue::Json("e1".to_owned()), text("w")],
+            )
+            .with_footprint(TOWN),
+        ];
+        assert_eq!(plan(&statements), vec![vec![0], vec![1, 2], vec![3]]);
+    }
+
+    #[test]
+    fn a_key_value_does_not_run_into_the_next() {
+        // ("ab", "c") and ("a", "bc") are different rows of a two-column key.
+        let profile = |enterprise: &str, at: &str| {
+            Statement::new("UPSERT profile", vec![text(enterprise), text(at)])
+                .with_footprint(Footprint::writes("enterprise_profiles", &[0, 1]))
+        };
+        assert_eq!(plan(&[profile("ab", "c"), profile("a", "bc")]), vec![vec![0, 1]]);
+        assert_eq!(plan(&[profile("ab", "c"), profile("ab", "c")]), vec![vec![0], vec![1]]);
     }
 
     #[test]
