@@ -32,8 +32,9 @@ use anquan_domain::bounds::{INSTANT_END, INSTANT_MIN};
 use anquan_domain::enterprise::event::{HazardCategory, HazardLevel, HazardSource};
 use anquan_domain::enterprise::supervision::{ExtendHazardDeadline, NewHazard, RecordHazard, ReportAccident};
 use anquan_domain::enterprise::{
-    CloseEnterprise, ClosureKind, Coverage, EnterpriseCommand, EnterpriseFile, FileRef, RegisterEnterprise,
-    ReopenEnterprise, ReviewDecision, ReviewDocument, UploadDocument, enterprise_id_for,
+    CloseEnterprise, ClosureKind, Coverage, EnterpriseCommand, EnterpriseFile, FileRef, PublicToken,
+    RegisterEnterprise, ReopenEnterprise, ReviewDecision, ReviewDocument, RotatePublicToken, UploadDocument,
+    enterprise_id_for,
 };
 use anquan_domain::rules::{EnterpriseProfile, ProfileFlag, RuleSet};
 use anquan_domain::{
@@ -89,6 +90,13 @@ enum Op {
         enterprise: usize,
         occurred_at: DateTime<Utc>,
         fatalities: u32,
+    },
+    /// Issue or replace the enterprise's public token, the `token`th of its own few (the API
+    /// draws tokens from a CSPRNG, so two enterprises never share one; one enterprise may get
+    /// a token back that it had before).
+    RotateToken {
+        enterprise: usize,
+        token: u128,
     },
     /// Close the enterprise, or reopen it when `reopen`, effective at the instant if given.
     Close {
@@ -193,6 +201,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(enterprise, occurred_at, fatalities)| Op::Accident { enterprise, occurred_at, fatalities }),
         1 => (enterprise.clone(), any::<bool>(), proptest::option::of(instant()))
             .prop_map(|(enterprise, reopen, effective_at)| Op::Close { enterprise, reopen, effective_at }),
+        1 => (enterprise.clone(), id.clone()).prop_map(|(enterprise, token)| Op::RotateToken { enterprise, token }),
         1 => (0..AGENCIES, big(), big())
             .prop_map(|(agency, min_yuan, max_yuan)| Op::RegisterAgency { agency, min_yuan, max_yuan }),
         2 => (0..AGENCIES, id.clone(), enterprise, instant(), instant(), big())
@@ -336,6 +345,10 @@ fn enterprise_command(op: &Op) -> Option<EnterpriseCommand> {
             occurred_at,
             fatalities,
             description: "机械伤害".into(),
+        }),
+        Op::RotateToken { enterprise, token } => EnterpriseCommand::RotatePublicToken(RotatePublicToken {
+            enterprise_id: enterprise_id(enterprise),
+            token: PublicToken::parse(&pooled((enterprise as u128) << 8 | token).simple().to_string()).unwrap(),
         }),
         Op::Close {
             enterprise,
