@@ -56,7 +56,8 @@ use uuid::Uuid;
 
 use anquan_domain::{Actor, Role, UserId};
 use anquan_event_store::{
-    AppendMetadata, AppendRequest, EventStore, NewEvent, Position, READ_BATCH_MAX, StreamId, StreamState, StreamVersion,
+    AppendMetadata, AppendRequest, EventStore, LogPages, NewEvent, Position, READ_BATCH_MAX, StreamId, StreamState,
+    StreamVersion,
 };
 use anquan_event_store_postgres::{PostgresEventStore, PostgresOptions};
 use anquan_event_store_sqlite::{SqliteEventStore, SqliteOptions, Synchronous};
@@ -649,9 +650,11 @@ struct ReadTally {
     malformed: u64,
 }
 
-/// Phases D and E: the whole log in pages through `read_all`, every body decoded; E folds.
+/// Phases D and E: the whole log in pages through the library's reader of the log
+/// ([`LogPages`], which reads the next page while this one is decoded), every body decoded; E
+/// folds.
 async fn phase_read(
-    store: &dyn EventStore,
+    store: &Arc<dyn EventStore>,
     workload: &Workload,
     fold: Option<&mut Fold>,
 ) -> anyhow::Result<(f64, ReadTally)> {
@@ -666,10 +669,9 @@ async fn phase_read(
     let mut fold = fold;
     let mut after: Option<Position> = None;
     let start = Instant::now();
-    loop {
-        let page = store.read_all(after, PAGE).await.context("read_all")?;
+    let mut pages = LogPages::new(Arc::clone(store), None, PAGE);
+    while let Some(page) = pages.next_page().await.context("read_all")? {
         tally.pages += 1;
-        let full = page.len() == PAGE;
         for event in page {
             if after.is_some_and(|last| event.position <= last) {
                 tally.ordered = false;
@@ -711,9 +713,6 @@ async fn phase_read(
                 }
             }
         }
-        if !full {
-            break;
-        }
     }
     Ok((start.elapsed().as_secs_f64(), tally))
 }
@@ -730,13 +729,12 @@ fn projection_digest(fold: &Fold) -> String {
 /// After an append phase: the store holds exactly the workload's events, each stream's
 /// versions contiguous in global order, positions strictly increasing. Read through the trait
 /// in pages of [`READ_BATCH_MAX`], untimed.
-async fn check_appended(store: &dyn EventStore, workload: &Workload, run: &mut Run) -> anyhow::Result<()> {
+async fn check_appended(store: &Arc<dyn EventStore>, workload: &Workload, run: &mut Run) -> anyhow::Result<()> {
     let mut counts = vec![0_u64; workload.streams.len()];
     let (mut total, mut ordered, mut contiguous, mut unknown) = (0_u64, true, true, 0_u64);
     let mut after: Option<Position> = None;
-    loop {
-        let page = store.read_all(after, READ_BATCH_MAX).await.context("read_all")?;
-        let full = page.len() == READ_BATCH_MAX;
+    let mut pages = LogPages::new(Arc::clone(store), None, READ_BATCH_MAX);
+    while let Some(page) = pages.next_page().await.context("read_all")? {
         for event in page {
             if after.is_some_and(|last| event.position <= last) {
                 ordered = false;
@@ -752,9 +750,6 @@ async fn check_appended(store: &dyn EventStore, workload: &Workload, run: &mut R
                 }
                 None => unknown += 1,
             }
-        }
-        if !full {
-            break;
         }
     }
     let expected = workload.events.len() as u64;
@@ -824,17 +819,17 @@ async fn run_phase(phase: Phase, opened: &Opened, workload: &Arc<Workload>, acto
                 };
                 run.seconds = Some(seconds);
                 run.peak_rss_mb = peak_rss_mb();
-                check_appended(store, workload, &mut run).await?;
+                check_appended(&opened.store, workload, &mut run).await?;
             }
             Phase::D => {
-                let (seconds, tally) = phase_read(store, workload, None).await?;
+                let (seconds, tally) = phase_read(&opened.store, workload, None).await?;
                 run.seconds = Some(seconds);
                 run.peak_rss_mb = peak_rss_mb();
                 check_read(&tally, workload, &mut run);
             }
             Phase::E => {
                 let mut fold = Fold::new();
-                let (seconds, tally) = phase_read(store, workload, Some(&mut fold)).await?;
+                let (seconds, tally) = phase_read(&opened.store, workload, Some(&mut fold)).await?;
                 run.seconds = Some(seconds);
                 run.peak_rss_mb = peak_rss_mb();
                 check_read(&tally, workload, &mut run);

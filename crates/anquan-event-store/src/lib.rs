@@ -11,6 +11,7 @@ mod envelope;
 mod error;
 pub mod execute;
 pub mod hash_chain;
+mod log_pages;
 mod memory;
 pub mod merkle;
 pub mod metered;
@@ -31,6 +32,7 @@ pub use envelope::{
 };
 pub use error::{AppendError, InvalidAppend, StoreError, error_chain};
 pub use hash_chain::EventHash;
+pub use log_pages::LogPages;
 pub use memory::InMemoryEventStore;
 pub use read_model::{
     CheckpointExpected, Dialect, LeaseClaim, LeaseHolder, LeaseTerm, ProjectionBatch, ReadModelError, ReadModelStore,
