@@ -81,7 +81,7 @@ pub async fn run(args: AnchorArgs) -> anyhow::Result<()> {
         "cli:{}",
         std::env::var("USER").unwrap_or_else(|_| "operator".to_owned())
     ))?;
-    let anchor = anchors::take_anchor(event_store.as_ref(), &signer, &actor, chrono::Utc::now(), false)
+    let anchor = anchors::take_anchor(&event_store, &signer, &actor, chrono::Utc::now(), false)
         .await?
         .context("no anchor was taken")?;
     let mut line = serde_json::to_vec(&anchor).context("cannot encode the anchor")?;
@@ -111,7 +111,7 @@ pub async fn periodic(
             continue;
         }
         let taken = match key_file.load_or_create() {
-            Ok(signer) => anchors::take_anchor(event_store.as_ref(), &signer, &actor, clock(), true).await,
+            Ok(signer) => anchors::take_anchor(&event_store, &signer, &actor, clock(), true).await,
             Err(error) => Err(error),
         };
         if let Err(error) = taken {

@@ -262,8 +262,7 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     let streams = match &args.stream {
         Some(stream) => vec![(StreamId::parse(stream)?, 0)],
         None => {
-            let (streams, gaps) =
-                audit::list_streams(event_store.as_ref(), |read| display.update(read, head())).await?;
+            let (streams, gaps) = audit::list_streams(&event_store, |read| display.update(read, head())).await?;
             match gaps {
                 Some(gaps) => {
                     for (from, to) in &gaps {
@@ -296,7 +295,7 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     let mut anchors_checked = None;
     if let Some(source) = &args.anchors {
         let document = crate::anchors::load_document(source).await?;
-        let leaves = anquan_projections::anchors::read_leaves(event_store.as_ref(), None).await?;
+        let leaves = anquan_projections::anchors::read_leaves(&event_store, None).await?;
         let findings = anquan_projections::anchors::check_log(&document, &leaves);
         for finding in &findings {
             eprintln!("BROKEN {finding}");
@@ -346,7 +345,7 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
     let mut proofs = std::io::BufWriter::new(create(&args.out.join("proofs.jsonl"))?);
     let mut proven = 0usize;
     if let Some(latest) = anchors.iter().max_by_key(|anchor| anchor.log_size) {
-        let leaves = anquan_projections::anchors::read_leaves(event_store.as_ref(), Some(latest.position)).await?;
+        let leaves = anquan_projections::anchors::read_leaves(&event_store, Some(latest.position)).await?;
         match anquan_projections::anchors::AnchoredTree::new(latest, &leaves) {
             Some(tree) => {
                 for event in &events {

@@ -19,6 +19,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -30,8 +31,8 @@ use anquan_domain::{Actor, Event};
 use anquan_event_store::hash_chain::canonical_time;
 use anquan_event_store::merkle::{self, Frontier, Levels, Node};
 use anquan_event_store::{
-    AppendError, AppendMetadata, AppendRequest, EventHash, EventStore, Position, READ_BATCH_MAX, RecordedEvent,
-    StoreError, StreamId, StreamState, StreamVersion,
+    AppendError, AppendMetadata, AppendRequest, EventHash, EventStore, LogPages, Position, READ_BATCH_MAX,
+    RecordedEvent, StoreError, StreamId, StreamState, StreamVersion,
 };
 
 use crate::audit::read_stream_all;
@@ -284,14 +285,14 @@ pub fn anchor_stream() -> StreamId {
 /// is taken when no event but the previous anchor was appended since it, or the log is empty
 /// (the periodic anchor of an idle service). Retries when another node appended an anchor at the same time.
 pub async fn take_anchor(
-    store: &dyn EventStore,
+    store: &Arc<dyn EventStore>,
     signer: &AnchorSigner,
     actor: &Actor,
     now: DateTime<Utc>,
     only_when_changed: bool,
 ) -> Result<Option<AnchorTaken>, AnchorError> {
     for _ in 0..TAKE_ATTEMPTS {
-        let events = read_stream_all(store, &anchor_stream()).await?;
+        let events = read_stream_all(store.as_ref(), &anchor_stream()).await?;
         let previous = match events.last() {
             Some(event) => Some((event.version, anchor_of(event)?)),
             None => None,
@@ -321,20 +322,15 @@ pub async fn take_anchor(
             None => (Frontier::new(), None, 0),
         };
         let mut heads: BTreeMap<String, (u64, EventHash)> = BTreeMap::new();
-        let mut position = after;
         let mut only_anchors = true;
-        loop {
-            let page = store.read_all(position, READ_BATCH_MAX).await?;
-            let Some(last) = page.last() else { break };
-            position = Some(last.position);
-            let full = page.len() == READ_BATCH_MAX;
+        let mut position = after;
+        let mut pages = LogPages::new(Arc::clone(store), after, READ_BATCH_MAX);
+        while let Some(page) = pages.next_page().await? {
             for event in &page {
+                position = Some(event.position);
                 frontier.push(&event.hash.0);
                 only_anchors &= event.stream_id.as_str() == ANCHOR_STREAM;
                 heads.insert(event.stream_id.to_string(), (event.version.0, event.hash));
-            }
-            if !full {
-                break;
             }
         }
         if only_when_changed && only_anchors {
@@ -450,14 +446,10 @@ pub struct Leaf {
 }
 
 /// Reads the log's leaves in position order, up to `up_to` (inclusive) or to the end.
-pub async fn read_leaves(store: &dyn EventStore, up_to: Option<u64>) -> Result<Vec<Leaf>, StoreError> {
+pub async fn read_leaves(store: &Arc<dyn EventStore>, up_to: Option<u64>) -> Result<Vec<Leaf>, StoreError> {
     let mut leaves = Vec::new();
-    let mut after = None;
-    loop {
-        let page = store.read_all(after, READ_BATCH_MAX).await?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.position);
-        let full = page.len() == READ_BATCH_MAX;
+    let mut pages = LogPages::new(Arc::clone(store), None, READ_BATCH_MAX);
+    while let Some(page) = pages.next_page().await? {
         for event in page {
             if up_to.is_some_and(|up_to| event.position.sequence() > up_to) {
                 return Ok(leaves);
@@ -469,9 +461,6 @@ pub async fn read_leaves(store: &dyn EventStore, up_to: Option<u64>) -> Result<V
                 event_id: event.event_id,
                 hash: event.hash,
             });
-        }
-        if !full {
-            break;
         }
     }
     Ok(leaves)
@@ -698,8 +687,8 @@ pub fn verify_proof(proof: &InclusionProof, anchor: &AnchorTaken) -> bool {
 }
 
 /// The latest anchor and the log's leaves it covers: what proofs are given against.
-pub async fn latest_anchored(store: &dyn EventStore) -> Result<Option<(AnchorTaken, Vec<Leaf>)>, AnchorError> {
-    let anchors = read_anchors(store).await?;
+pub async fn latest_anchored(store: &Arc<dyn EventStore>) -> Result<Option<(AnchorTaken, Vec<Leaf>)>, AnchorError> {
+    let anchors = read_anchors(store.as_ref()).await?;
     let Some(latest) = anchors.into_iter().max_by_key(|anchor| anchor.log_size) else {
         return Ok(None);
     };
@@ -847,7 +836,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_log_agrees_with_its_anchors_until_a_stream_is_rewritten() {
-        let store = anquan_event_store::InMemoryEventStore::new();
+        let store: Arc<dyn EventStore> = Arc::new(anquan_event_store::InMemoryEventStore::new());
         let signer = AnchorSigner::from_seed(&[9; 32]);
         let actor = actor();
         let take = |changed| take_anchor(&store, &signer, &actor, Utc::now(), changed);
@@ -855,14 +844,14 @@ mod tests {
             take(true).await.unwrap().is_none(),
             "an empty log is not anchored periodically"
         );
-        append(&store, "enterprise-a").await;
+        append(store.as_ref(), "enterprise-a").await;
         take(false).await.unwrap().unwrap();
         assert!(take(true).await.unwrap().is_none(), "only the anchor is new");
-        append(&store, "enterprise-a").await;
-        append(&store, "enterprise-b").await;
+        append(store.as_ref(), "enterprise-a").await;
+        append(store.as_ref(), "enterprise-b").await;
         take(false).await.unwrap().unwrap();
-        append(&store, "enterprise-a").await;
-        append(&store, "enterprise-a").await;
+        append(store.as_ref(), "enterprise-a").await;
+        append(store.as_ref(), "enterprise-a").await;
         let last = take(true).await.unwrap().unwrap();
         assert_eq!(recorded_head(&last, "enterprise-a"), Some(StreamVersion(3)));
         // The frontier carried from anchor to anchor gives the root of the whole log.
@@ -872,7 +861,7 @@ mod tests {
             last.root,
             hex::encode(merkle::root_of_leaf_hashes(&hashed[..last.log_size as usize]))
         );
-        let document = AnchorsDocument::of(read_anchors(&store).await.unwrap());
+        let document = AnchorsDocument::of(read_anchors(store.as_ref()).await.unwrap());
         assert_eq!(check_log(&document, &leaves), vec![]);
         // Every covered event has a proof that verifies against the last anchor.
         let tree = AnchoredTree::new(&last, &leaves).unwrap();

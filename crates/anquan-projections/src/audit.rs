@@ -20,6 +20,7 @@
 //! manifest), which is why the export writes it.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -33,7 +34,7 @@ use anquan_domain::rules::RuleSet;
 use anquan_domain::rules::log::{RuleSetPromoted, RuleSetPublished};
 use anquan_event_store::hash_chain::event_hash;
 use anquan_event_store::{
-    EventHash, EventStore, Position, READ_BATCH_MAX, RecordedEvent, StoreError, StreamId, StreamVersion,
+    EventHash, EventStore, LogPages, Position, READ_BATCH_MAX, RecordedEvent, StoreError, StreamId, StreamVersion,
 };
 
 /// How far around a broken event verification looks for the version and predecessor its hash
@@ -231,16 +232,15 @@ pub async fn verify_stream_in(store: &dyn EventStore, stream_id: &StreamId) -> R
 /// position means nothing and the check is not made. `progress` is called after every page with
 /// the commit part of the last position read (events read, on a backend with dense positions).
 pub async fn list_streams(
-    store: &dyn EventStore,
+    store: &Arc<dyn EventStore>,
     mut progress: impl FnMut(u64),
 ) -> Result<(Vec<(StreamId, u64)>, Option<Vec<(u64, u64)>>), StoreError> {
     let dense = store.traits().dense_positions;
     let mut streams: std::collections::BTreeMap<StreamId, u64> = std::collections::BTreeMap::new();
     let mut gaps = Vec::new();
     let mut after: Option<Position> = None;
-    loop {
-        let page = store.read_all(after, READ_BATCH_MAX).await?;
-        let Some(last) = page.last() else { break };
+    let mut pages = LogPages::new(Arc::clone(store), None, READ_BATCH_MAX);
+    while let Some(page) = pages.next_page().await? {
         for event in &page {
             if dense {
                 let expected = after.map_or(1, |position| position.commit.saturating_add(1));
@@ -251,8 +251,9 @@ pub async fn list_streams(
             after = Some(event.position);
             *streams.entry(event.stream_id.clone()).or_default() += 1;
         }
-        after = Some(last.position);
-        progress(last.position.commit);
+        if let Some(last) = after {
+            progress(last.commit);
+        }
     }
     Ok((streams.into_iter().collect(), dense.then_some(gaps)))
 }

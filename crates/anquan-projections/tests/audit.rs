@@ -90,9 +90,9 @@ async fn one_changed_byte_a_deleted_row_and_a_swapped_pair_in_the_sqlite_file_ar
     let directory = tempfile::tempdir().unwrap();
     let path = directory.path().join("anquan.sqlite");
     let streams = {
-        let store = SqliteEventStore::open(&path, SqliteOptions::default()).unwrap();
-        let streams = seed(&store).await;
-        assert_breaks(&store, &streams, 0, &[]).await;
+        let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::open(&path, SqliteOptions::default()).unwrap());
+        let streams = seed(store.as_ref()).await;
+        assert_breaks(store.as_ref(), &streams, 0, &[]).await;
         let (listed, gaps) = list_streams(&store, |_| {}).await.unwrap();
         assert_eq!(listed.len(), 3);
         assert_eq!(
@@ -106,21 +106,22 @@ async fn one_changed_byte_a_deleted_row_and_a_swapped_pair_in_the_sqlite_file_ar
         let connection = rusqlite::Connection::open(&path).unwrap();
         connection.execute(sql, [stream.as_str()]).unwrap();
     };
-    let reopen = || SqliteEventStore::open(&path, SqliteOptions::default()).unwrap();
+    let reopen =
+        || -> Arc<dyn EventStore> { Arc::new(SqliteEventStore::open(&path, SqliteOptions::default()).unwrap()) };
 
     // One byte of one event's data: "entry 3" becomes "entry 4".
     tamper(
         "UPDATE event_log SET data = replace(data, 'entry 3', 'entry 4') WHERE stream_id = ?1 AND version = 3",
         &streams[0],
     );
-    assert_breaks(&reopen(), &streams, 0, &[(3, BreakKind::Altered)]).await;
+    assert_breaks(reopen().as_ref(), &streams, 0, &[(3, BreakKind::Altered)]).await;
 
     // One byte of one stored hash.
     tamper(
         "UPDATE event_log SET hash = CAST(zeroblob(1) || substr(hash, 2) AS BLOB) WHERE stream_id = ?1 AND version = 6",
         &streams[1],
     );
-    assert_breaks(&reopen(), &streams[1..], 0, &[(6, BreakKind::Altered)]).await;
+    assert_breaks(reopen().as_ref(), &streams[1..], 0, &[(6, BreakKind::Altered)]).await;
 
     // A deleted row and a swapped pair of versions in the third stream.
     tamper(
@@ -139,7 +140,7 @@ async fn one_changed_byte_a_deleted_row_and_a_swapped_pair_in_the_sqlite_file_ar
     // The third stream's version 2 was the ninth event (three streams, one event each in turn).
     let (_, gaps) = list_streams(&store, |_| {}).await.unwrap();
     assert_eq!(gaps, Some(vec![(9, 9)]), "the deleted row is a gap in the dense log");
-    let verification = verify_stream_in(&store, &streams[2]).await.unwrap();
+    let verification = verify_stream_in(store.as_ref(), &streams[2]).await.unwrap();
     let found: Vec<(u64, BreakKind)> = verification.breaks.iter().map(|b| (b.version, b.kind)).collect();
     assert_eq!(
         found,

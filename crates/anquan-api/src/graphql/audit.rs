@@ -278,7 +278,7 @@ pub async fn inclusion_proof(
 ) -> Result<Option<InclusionProof>, ApiError> {
     use anquan_projections::anchors::{self, AnchorError, AnchoredTree};
     let stream_id = stream.stream_id()?;
-    let anchored = anchors::latest_anchored(app.event_store.as_ref())
+    let anchored = anchors::latest_anchored(&app.event_store)
         .await
         .map_err(|error| match error {
             AnchorError::Store(error) => ApiError::from(error),
@@ -460,11 +460,10 @@ impl AuditMutation {
         })?;
         let anchor_error = |error: anquan_projections::anchors::AnchorError| ApiError::internal(&error);
         let signer = key_file.load_or_create().map_err(anchor_error)?;
-        let anchor =
-            anquan_projections::anchors::take_anchor(app.event_store.as_ref(), &signer, actor, (app.clock)(), false)
-                .await
-                .map_err(anchor_error)?
-                .ok_or_else(|| ApiError::Internal("no anchor was taken".to_owned()))?;
+        let anchor = anquan_projections::anchors::take_anchor(&app.event_store, &signer, actor, (app.clock)(), false)
+            .await
+            .map_err(anchor_error)?
+            .ok_or_else(|| ApiError::Internal("no anchor was taken".to_owned()))?;
         Ok(Anchor {
             sequence: Int64(anchor.sequence),
             log_size: Int64(anchor.log_size),
