@@ -23,7 +23,7 @@ use anquan_event_store::{
 
 use crate::listener::{self, ListenerTask, Listening};
 use crate::store::build_pool;
-use crate::unnest::unnest_sql;
+use crate::unnest::{insert_lookups, unnest_sql};
 
 /// The channel a committed batch notifies, so every node's followers read the new checkpoints.
 pub(crate) const CHECKPOINTS_CHANNEL: &str = "anquan_checkpoints";
@@ -79,6 +79,7 @@ pub struct PostgresReadModelStore {
     /// Bumped for every batch committed through this store and every `anquan_checkpoints`
     /// notification (any node's commit).
     moves: Arc<watch::Sender<u64>>,
+    unique_keys: UniqueKeys,
     _listener: ListenerTask,
 }
 
@@ -113,6 +114,7 @@ impl PostgresReadModelStore {
         let store = Self {
             pool,
             moves,
+            unique_keys: UniqueKeys::default(),
             _listener: listener,
         };
         store.migrate(CHECKPOINTS_DDL).await?;
@@ -233,6 +235,44 @@ fn json_to_sql(text: &str, ty: &Type, out: &mut bytes::BytesMut) -> Result<IsNul
     Ok(IsNull::No)
 }
 
+/// Whether a column alone is unique in its table, as asked of the catalog, by (table, column):
+/// what lets [`unnest_sql`] join a lookup instead of running it per row. Asked once per store;
+/// a projection's tables keep their keys for the store's life.
+#[derive(Default)]
+struct UniqueKeys(std::sync::Mutex<HashMap<(String, String), bool>>);
+
+/// A unique, immediate, valid index on exactly that one column, over every row (not partial).
+const UNIQUE_KEY_SQL: &str = "SELECT EXISTS (SELECT 1 FROM pg_index i \
+     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+     WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indimmediate AND i.indisvalid \
+     AND i.indnkeyatts = 1 AND i.indpred IS NULL AND a.attname = $2)";
+
+impl UniqueKeys {
+    fn known(&self, table: &str, column: &str) -> Option<bool> {
+        let keys = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        keys.get(&(table.to_owned(), column.to_owned())).copied()
+    }
+
+    /// Asks the catalog about every lookup of `sql` not yet known.
+    async fn learn(&self, transaction: &deadpool_postgres::Transaction<'_>, sql: &str) -> Result<(), ReadModelError> {
+        for lookup in insert_lookups(sql) {
+            if self.known(&lookup.table, &lookup.key).is_some() {
+                continue;
+            }
+            let unique: bool = transaction
+                .query_one(UNIQUE_KEY_SQL, &[&lookup.table, &lookup.key])
+                .await
+                .and_then(|row| row.try_get(0))
+                .map_err(|error| {
+                    ReadModelError::backend(format!("ask whether {}.{} is unique", lookup.table, lookup.key), error)
+                })?;
+            let mut keys = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            keys.insert((lookup.table, lookup.key), unique);
+        }
+        Ok(())
+    }
+}
+
 /// What must hold for a batch to commit: each checks one statement's row count.
 enum Check<'a> {
     /// The fence statement returned its row: the term is current.
@@ -269,6 +309,7 @@ enum Execution<'a> {
 async fn execute_all(
     transaction: &deadpool_postgres::Transaction<'_>,
     statements: &[&Statement],
+    unique_keys: &UniqueKeys,
 ) -> Result<Vec<u64>, ReadModelError> {
     let prepare = |sql: String| async move {
         transaction
@@ -302,7 +343,9 @@ async fn execute_all(
             match together.get(sql) {
                 Some(merged) => merged.clone(),
                 None => {
-                    let merged = match unnest_sql(sql, prepared.params()) {
+                    unique_keys.learn(transaction, sql).await?;
+                    let unique = |table: &str, key: &str| unique_keys.known(table, key) == Some(true);
+                    let merged = match unnest_sql(sql, prepared.params(), unique) {
                         Some(merged_sql) => Some(prepare(merged_sql).await?),
                         None => None,
                     };
@@ -508,7 +551,7 @@ impl ReadModelStore for PostgresReadModelStore {
             .batch_execute(CUSTOM_PLANS)
             .await
             .map_err(backend("plan projection batch"))?;
-        let counts = execute_all(&transaction, &statements).await?;
+        let counts = execute_all(&transaction, &statements, &self.unique_keys).await?;
         if let Some((_, failed)) = checks.iter().find(|(index, _)| counts.get(*index).copied() != Some(1)) {
             transaction
                 .rollback()
@@ -556,7 +599,7 @@ impl ReadModelStore for PostgresReadModelStore {
         let mut client = self.client().await?;
         let transaction = client.transaction().await.map_err(backend("begin reset"))?;
         let statements: Vec<&Statement> = statements.iter().collect();
-        execute_all(&transaction, &statements).await?;
+        execute_all(&transaction, &statements, &self.unique_keys).await?;
         transaction.commit().await.map_err(backend("commit reset"))?;
         bump(&self.moves);
         Ok(())

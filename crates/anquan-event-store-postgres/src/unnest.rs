@@ -12,15 +12,111 @@
 //! - `DELETE FROM t WHERE …` → `DELETE FROM t USING unnest(…) WHERE …`.
 //!
 //! Anything else is not rewritten, and its statements run one by one.
+//!
+//! A value of an insert that looks a row up by a parameter, `(SELECT c FROM t WHERE k = $n)`
+//! (the enterprise's town a document, hazard or accident copies), runs once per element as a
+//! scalar subquery, a plan of its own each time. Where `k` alone is unique in `t` (asked by
+//! the caller, which reads the catalog), it becomes a column of `LEFT JOIN t ON t.k = $n`
+//! instead, which the server answers for all rows at once (a hash or merge join): the same
+//! rows, the same `NULL` where no row matches, and no row joined twice.
 
 use tokio_postgres::types::{Kind, Type};
 
 /// The alias of the unnested rows.
 const ROWS: &str = "anquan_rows";
 
+/// A value of an insert that reads one column of the row of `table` whose `key` is parameter
+/// `parameter` (1-based): `(SELECT column FROM table WHERE key = $parameter)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Lookup {
+    pub(crate) column: String,
+    pub(crate) table: String,
+    pub(crate) key: String,
+    pub(crate) parameter: usize,
+}
+
+impl Lookup {
+    /// Reads one value of a `VALUES` list; `None` unless it is exactly a lookup of plain
+    /// (unquoted, lower-case) names.
+    fn parse(value: &str) -> Option<Lookup> {
+        let inner = value.trim().strip_prefix('(')?.strip_suffix(')')?;
+        let words: Vec<&str> = inner.split_whitespace().collect();
+        let [select, column, from, table, where_, key, "=", parameter] = words.as_slice() else {
+            return None;
+        };
+        let plain = |name: &str| {
+            name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        };
+        let keywords = [(select, "SELECT"), (from, "FROM"), (where_, "WHERE")];
+        if !keywords
+            .iter()
+            .all(|(word, keyword)| word.eq_ignore_ascii_case(keyword))
+            || ![column, table, key].iter().all(|name| plain(name))
+        {
+            return None;
+        }
+        let parameter: usize = parameter.strip_prefix('$')?.parse().ok()?;
+        Some(Lookup {
+            column: (*column).to_owned(),
+            table: (*table).to_owned(),
+            key: (*key).to_owned(),
+            parameter,
+        })
+    }
+}
+
+/// The lookups among the values of `sql` if it is an `INSERT … VALUES (…)`, for the caller to
+/// ask which keys are unique before [`unnest_sql`].
+pub(crate) fn insert_lookups(sql: &str) -> Vec<Lookup> {
+    let sql = sql.trim();
+    insert_values(sql)
+        .map(|(_, open, close)| {
+            top_level_items(&sql[open + 1..close])
+                .into_iter()
+                .filter_map(Lookup::parse)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Where an `INSERT … VALUES (…)`'s `VALUES` keyword and the parentheses of its list are.
+fn insert_values(sql: &str) -> Option<(usize, usize, usize)> {
+    let verb = sql.split_whitespace().next()?;
+    if !verb.eq_ignore_ascii_case("INSERT") {
+        return None;
+    }
+    let values = find_keyword(sql, "VALUES")?;
+    let after = values + "VALUES".len();
+    let open = after + sql[after..].find(|c: char| !c.is_whitespace())?;
+    if !sql[open..].starts_with('(') {
+        return None;
+    }
+    Some((values, open, matching_paren(sql, open)?))
+}
+
+/// The comma-separated items of `list` at its top level (commas inside parentheses or quotes
+/// do not separate).
+fn top_level_items(list: &str) -> Vec<&str> {
+    let top = top_level(list);
+    let mut start = 0;
+    let mut items = Vec::new();
+    for (at, byte) in list.bytes().enumerate() {
+        if byte == b',' && top[at] {
+            items.push(&list[start..at]);
+            start = at + 1;
+        }
+    }
+    items.push(&list[start..]);
+    items
+}
+
 /// The statement that runs `sql` once per element of its parameters' arrays, given the
-/// parameters' types; `None` when `sql` is not one of the shapes above.
-pub(crate) fn unnest_sql(sql: &str, types: &[Type]) -> Option<String> {
+/// parameters' types; `None` when `sql` is not one of the shapes above. `unique(table, key)`
+/// says whether `key` alone is unique in `table`, which lets a lookup become a join.
+pub(crate) fn unnest_sql(sql: &str, types: &[Type], unique: impl Fn(&str, &str) -> bool) -> Option<String> {
     if types.is_empty() || types.iter().any(|ty| matches!(ty.kind(), Kind::Array(_))) {
         return None;
     }
@@ -36,21 +132,50 @@ pub(crate) fn unnest_sql(sql: &str, types: &[Type]) -> Option<String> {
     let substitute = |text: &str| substitute(text, types.len());
     match verb.as_str() {
         "INSERT" => {
-            let values = find_keyword(sql, "VALUES")?;
-            let after = values + "VALUES".len();
-            let open = after + sql[after..].find(|c: char| !c.is_whitespace())?;
-            if !sql[open..].starts_with('(') {
-                return None;
-            }
-            let close = matching_paren(sql, open)?;
+            let (values, open, close) = insert_values(sql)?;
             let tail = &sql[close + 1..];
             if tail.contains('$') {
                 return None;
             }
+            let mut joins: Vec<Lookup> = Vec::new();
+            let mut items = Vec::new();
+            for item in top_level_items(&sql[open + 1..close]) {
+                match Lookup::parse(item) {
+                    Some(lookup)
+                        if (1..=types.len()).contains(&lookup.parameter) && unique(&lookup.table, &lookup.key) =>
+                    {
+                        let same_row = |join: &Lookup| {
+                            (&join.table, &join.key, join.parameter) == (&lookup.table, &lookup.key, lookup.parameter)
+                        };
+                        let alias = match joins.iter().position(same_row) {
+                            Some(index) => index + 1,
+                            None => {
+                                joins.push(lookup.clone());
+                                joins.len()
+                            }
+                        };
+                        items.push(format!("anquan_j{alias}.{}", lookup.column));
+                    }
+                    _ => items.push(substitute(item.trim())?),
+                }
+            }
+            let joins: String = joins
+                .iter()
+                .enumerate()
+                .map(|(index, join)| {
+                    let alias = format!("anquan_j{}", index + 1);
+                    format!(
+                        " LEFT JOIN {table} AS {alias} ON {alias}.{key} = {ROWS}.anquan_p{parameter}",
+                        table = join.table,
+                        key = join.key,
+                        parameter = join.parameter
+                    )
+                })
+                .collect();
             Some(format!(
-                "{} SELECT {} FROM {rows}{tail}",
+                "{} SELECT {} FROM {rows}{joins}{tail}",
                 sql[..values].trim_end(),
-                substitute(&sql[open + 1..close])?
+                items.join(", ")
             ))
         }
         "UPDATE" => {
@@ -194,7 +319,7 @@ mod tests {
         let sql = "INSERT INTO t (a, b, c) VALUES ($1, (SELECT x FROM u WHERE id = $2), 'it''s $3') \
                    ON CONFLICT (a) DO UPDATE SET b = excluded.b";
         assert_eq!(
-            unnest_sql(sql, &[Type::TEXT, Type::INT8]).unwrap(),
+            unnest_sql(sql, &[Type::TEXT, Type::INT8], no_unique_keys).unwrap(),
             "INSERT INTO t (a, b, c) SELECT anquan_rows.anquan_p1, (SELECT x FROM u WHERE id = anquan_rows.anquan_p2), \
              'it''s $3' FROM unnest($1::\"pg_catalog\".\"text\"[], $2::\"pg_catalog\".\"int8\"[]) \
              AS anquan_rows(anquan_p1, anquan_p2) ON CONFLICT (a) DO UPDATE SET b = excluded.b"
@@ -206,7 +331,8 @@ mod tests {
         assert_eq!(
             unnest_sql(
                 "UPDATE t SET a = $2, b = 'x' WHERE k = $1 AND c IS NOT NULL",
-                &[Type::TEXT, Type::TIMESTAMPTZ]
+                &[Type::TEXT, Type::TIMESTAMPTZ],
+                no_unique_keys
             )
             .unwrap(),
             "UPDATE t SET a = anquan_rows.anquan_p2, b = 'x' FROM unnest($1::\"pg_catalog\".\"text\"[], \
@@ -218,7 +344,12 @@ mod tests {
     #[test]
     fn a_delete_uses_the_rows() {
         assert_eq!(
-            unnest_sql("DELETE FROM t WHERE a = $1 AND b = $2", &[Type::TEXT, Type::TEXT]).unwrap(),
+            unnest_sql(
+                "DELETE FROM t WHERE a = $1 AND b = $2",
+                &[Type::TEXT, Type::TEXT],
+                no_unique_keys
+            )
+            .unwrap(),
             "DELETE FROM t USING unnest($1::\"pg_catalog\".\"text\"[], $2::\"pg_catalog\".\"text\"[]) \
              AS anquan_rows(anquan_p1, anquan_p2) WHERE a = anquan_rows.anquan_p1 AND b = anquan_rows.anquan_p2"
         );
@@ -234,9 +365,66 @@ mod tests {
             "INSERT INTO t (a) VALUES ($2)",
             "INSERT INTO t (a) SELECT $1",
         ] {
-            assert_eq!(unnest_sql(sql, &[Type::TEXT]), None, "{sql}");
+            assert_eq!(unnest_sql(sql, &[Type::TEXT], no_unique_keys), None, "{sql}");
         }
-        assert_eq!(unnest_sql("INSERT INTO t (a) VALUES ($1)", &[Type::TEXT_ARRAY]), None);
-        assert_eq!(unnest_sql("DELETE FROM t", &[]), None);
+        assert_eq!(
+            unnest_sql("INSERT INTO t (a) VALUES ($1)", &[Type::TEXT_ARRAY], no_unique_keys),
+            None
+        );
+        assert_eq!(unnest_sql("DELETE FROM t", &[], no_unique_keys), None);
+    }
+
+    const INSERT_WITH_LOOKUPS: &str = "INSERT INTO d (id, e, town, region, note) VALUES ($1, $2, \
+        (SELECT town FROM enterprises WHERE enterprise_id = $2), (SELECT region FROM enterprises WHERE enterprise_id = $2), \
+        'a, (b)')";
+
+    #[test]
+    fn a_lookup_by_a_unique_key_becomes_one_left_join_per_row_looked_up() {
+        let unique = |table: &str, key: &str| (table, key) == ("enterprises", "enterprise_id");
+        assert_eq!(
+            unnest_sql(INSERT_WITH_LOOKUPS, &[Type::TEXT, Type::TEXT], unique).unwrap(),
+            "INSERT INTO d (id, e, town, region, note) SELECT anquan_rows.anquan_p1, anquan_rows.anquan_p2, \
+             anquan_j1.town, anquan_j1.region, 'a, (b)' FROM unnest($1::\"pg_catalog\".\"text\"[], \
+             $2::\"pg_catalog\".\"text\"[]) AS anquan_rows(anquan_p1, anquan_p2) \
+             LEFT JOIN enterprises AS anquan_j1 ON anquan_j1.enterprise_id = anquan_rows.anquan_p2"
+        );
+        assert_eq!(
+            insert_lookups(INSERT_WITH_LOOKUPS),
+            ["town", "region"].map(|column| Lookup {
+                column: column.to_owned(),
+                table: "enterprises".to_owned(),
+                key: "enterprise_id".to_owned(),
+                parameter: 2,
+            })
+        );
+    }
+
+    #[test]
+    fn a_lookup_stays_a_subquery_unless_its_key_is_unique_and_it_is_plain() {
+        let subquery = unnest_sql(INSERT_WITH_LOOKUPS, &[Type::TEXT, Type::TEXT], no_unique_keys).unwrap();
+        assert!(!subquery.contains("JOIN"), "{subquery}");
+        assert!(
+            subquery.contains("(SELECT town FROM enterprises WHERE enterprise_id = anquan_rows.anquan_p2)"),
+            "{subquery}"
+        );
+        let every_key = |_: &str, _: &str| true;
+        for value in [
+            "(SELECT town FROM enterprises WHERE enterprise_id = $2 LIMIT 1)",
+            "(SELECT town FROM enterprises WHERE enterprise_id > $2)",
+            "(SELECT town FROM \"Enterprises\" WHERE enterprise_id = $2)",
+            "(SELECT max(town) FROM enterprises WHERE enterprise_id = $2)",
+            "(SELECT town FROM enterprises WHERE enterprise_id = $3)",
+        ] {
+            let sql = format!("INSERT INTO d (id, town) VALUES ($1, {value})");
+            let unnested = unnest_sql(&sql, &[Type::TEXT, Type::TEXT], every_key);
+            assert!(
+                unnested.as_deref().is_none_or(|sql| !sql.contains("JOIN")),
+                "{value}: {unnested:?}"
+            );
+        }
+    }
+
+    fn no_unique_keys(_: &str, _: &str) -> bool {
+        false
     }
 }

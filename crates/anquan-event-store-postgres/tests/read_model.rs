@@ -506,3 +506,82 @@ async fn statements_run_together_leave_the_rows_of_running_them_one_by_one() {
     assert!(rows.len() > 10, "the log leaves rows: {rows:?}");
     assert_eq!(rows, items(&one_by_one).await);
 }
+
+/// A run of inserts that look a row up by a parameter (`(SELECT c FROM t WHERE k = $n)`) joins
+/// the table instead when `k` alone is unique in it, with the subquery's answers: the row's
+/// value, or `NULL` where there is none. On a key that is not unique it stays a subquery, so
+/// a key that names two rows fails the batch, as it does one statement at a time, rather than
+/// inserting a row twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_joins_its_table_only_on_a_unique_key() {
+    let Some(database) = support::fresh_database("read-model lookups").await else {
+        return;
+    };
+    let store = PostgresReadModelStore::connect(&database.url, 1).await.unwrap();
+    store
+        .migrate(
+            "CREATE TABLE IF NOT EXISTS unique_tags (k TEXT PRIMARY KEY, label TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS tags (k TEXT NOT NULL, label TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS tagged (id BIGINT NOT NULL, label TEXT);
+             INSERT INTO unique_tags VALUES ('a', 'x');
+             INSERT INTO tags VALUES ('a', 'x'), ('a', 'y');",
+        )
+        .await
+        .unwrap();
+    let tag = |table: &'static str| {
+        let sql: &'static str = match table {
+            "unique_tags" => "INSERT INTO tagged (id, label) VALUES ($1, (SELECT label FROM unique_tags WHERE k = $2))",
+            _ => "INSERT INTO tagged (id, label) VALUES ($1, (SELECT label FROM tags WHERE k = $2))",
+        };
+        Shaped::new(sql, Footprint::writes("tagged", &[0]).reading(table, &[1]))
+    };
+    let statements = |table: &'static str, keys: &[&str]| -> Vec<Statement> {
+        keys.iter()
+            .enumerate()
+            .map(|(id, key)| {
+                tag(table).statement(vec![
+                    SqlValue::Int(i64::try_from(id).unwrap()),
+                    SqlValue::Text((*key).to_owned()),
+                ])
+            })
+            .collect()
+    };
+    store
+        .apply(Arc::new(ProjectionBatch::new(
+            "tagged".to_owned(),
+            statements("unique_tags", &["a", "missing", "a"]),
+            Position::from_sequence(1),
+        )))
+        .await
+        .unwrap();
+    let rows = store
+        .query("SELECT id, label FROM tagged ORDER BY id", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            Row(vec![SqlValue::Int(0), SqlValue::Text("x".into())]),
+            Row(vec![SqlValue::Int(1), SqlValue::Null]),
+            Row(vec![SqlValue::Int(2), SqlValue::Text("x".into())]),
+        ]
+    );
+
+    let refused = store
+        .apply(Arc::new(ProjectionBatch::new(
+            "tagged".to_owned(),
+            statements("tags", &["a", "a"]),
+            Position::from_sequence(2),
+        )))
+        .await;
+    assert!(
+        refused.is_err(),
+        "a key naming two rows fails as a subquery: {refused:?}"
+    );
+    let count = store.query("SELECT count(*) FROM tagged", &[]).await.unwrap();
+    assert_eq!(
+        count,
+        vec![Row(vec![SqlValue::Int(3)])],
+        "nothing of the refused batch stays"
+    );
+}
