@@ -37,7 +37,7 @@ use anquan_domain::CommandId;
 use anquan_event_store::hash_chain::seal;
 use anquan_event_store::{
     AppendError, AppendOutcome, AppendRequest, EventHash, InvalidAppend, Position, RecordedCommand, RecordedEvent,
-    StoreError, StreamId, StreamVersion, answer_recorded_command,
+    StoreError, StreamId, StreamState, StreamVersion, answer_recorded_command,
 };
 
 use crate::listener;
@@ -199,6 +199,12 @@ pub(crate) const HEAD_CACHE_MAX: usize = 100_000;
 /// commits; the committer forgets the head position and commits the group again on the path
 /// that reads, which also refreshes the group's streams. Memory never refuses an append: a
 /// conflict seen on a remembered head sends the group down the path that reads too.
+///
+/// A stream it does not remember is taken as new when its append expects no stream (a new
+/// enterprise, agency or inspection): were it not new, its version 0 would exist and that
+/// same unique index refuses the insert, so the guess is checked by the database as a
+/// remembered head is. (Only a stream whose version 0 row was deleted behind the store's back,
+/// its hash chain already broken, would be taken as new.)
 #[derive(Default)]
 struct Memory {
     head: Option<u64>,
@@ -467,7 +473,7 @@ enum Remembered {
     /// Committed.
     Committed(Written),
     /// Not tried, nothing sent: the committer does not remember the head or one of the
-    /// group's streams, or it would refuse an append on what it remembers (a refusal is
+    /// group's streams (other than a new one), or it would refuse an append on what it remembers (a refusal is
     /// decided on what the database holds, never on memory).
     NotTried(Object),
     /// The database refused a statement (a stale memory, or an insert refused for another
@@ -498,10 +504,17 @@ async fn write_remembered(
         last_position: locked_head,
     };
     for request in requests {
-        let Some(head) = memory.streams.get(&request.stream_id) else {
-            return Ok(Remembered::NotTried(client));
+        if state.heads.contains_key(&request.stream_id) {
+            continue;
+        }
+        let head = match memory.streams.get(&request.stream_id) {
+            Some(head) => *head,
+            // A stream the append says is new is taken as new: if it is not, its version 0
+            // exists and the insert fails on `UNIQUE (stream_id, version)`.
+            None if request.expected == StreamState::NoStream => None,
+            None => return Ok(Remembered::NotTried(client)),
         };
-        state.heads.insert(request.stream_id.clone(), *head);
+        state.heads.insert(request.stream_id.clone(), head);
     }
     let recorded_at = anquan_event_store::clock::now();
     let mut writes = Vec::with_capacity(requests.len());

@@ -494,6 +494,61 @@ async fn a_remembered_head_made_stale_by_another_node_is_caught_and_the_append_g
     assert_eq!(streams[&own].len(), 5);
 }
 
+/// An append that expects no stream to a stream the committer has not seen is written from
+/// memory, the stream taken as new. When the stream exists after all (created by another node,
+/// or before a restart), its version 0 refuses the insert, nothing of the group commits, and
+/// the append is refused on the path that reads, as it would have been without the guess.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stream_taken_as_new_that_exists_is_refused_by_its_version_0() {
+    let Some((database, store, _holder)) = store_and_holder("group commit new stream test").await else {
+        return;
+    };
+    store
+        .append(one(&stream("first"), StreamState::NoStream))
+        .await
+        .unwrap();
+    let before = store.group_commit_stats();
+    let created = stream("created");
+    let new = store.append(one(&created, StreamState::NoStream)).await.unwrap();
+    assert_eq!(new.first_version, StreamVersion(0));
+    assert_eq!(
+        store.group_commit_stats().from_memory - before.from_memory,
+        1,
+        "a new stream needs no read"
+    );
+
+    // Another node that knows the head position but not the stream.
+    let other = PostgresEventStore::connect(&database.url, PostgresOptions::default())
+        .await
+        .unwrap();
+    other
+        .append(one(&stream("other-first"), StreamState::NoStream))
+        .await
+        .unwrap();
+    let before = other.group_commit_stats();
+    let refused = other.append(one(&created, StreamState::NoStream)).await;
+    assert!(
+        matches!(
+            &refused,
+            Err(AppendError::Conflict {
+                actual: Some(StreamVersion(0)),
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    let stats = other.group_commit_stats();
+    assert_eq!(stats.from_memory, before.from_memory, "the guess did not commit");
+    let next = other
+        .append(one(&created, StreamState::At(StreamVersion(0))))
+        .await
+        .unwrap();
+    assert_eq!(next.first_version, StreamVersion(1));
+
+    let streams = read_gap_free_log(store.as_ref()).await;
+    assert_eq!(streams[&created].len(), 2);
+}
+
 /// A group written from memory whose `COMMIT` fails fails every append of it, takes no
 /// position, and leaves the committer's memory forgotten: the next append reads again and
 /// follows the last committed position.
