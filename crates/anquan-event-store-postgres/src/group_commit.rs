@@ -473,8 +473,8 @@ enum Remembered {
     /// Committed.
     Committed(Written),
     /// Not tried, nothing sent: the committer does not remember the head or one of the
-    /// group's streams (other than a new one), or it would refuse an append on what it remembers (a refusal is
-    /// decided on what the database holds, never on memory).
+    /// group's streams (other than a new one), or it would refuse an append on what it
+    /// remembers (a refusal is decided on what the database holds, never on memory).
     NotTried(Object),
     /// The database refused a statement (a stale memory, or an insert refused for another
     /// reason) and the transaction rolled back; the connection is idle again.
