@@ -10,7 +10,9 @@
 //!   whose number (order of first appearance, which is the number in the name for the
 //!   generated workload) is *w* modulo the writers, one event per append with the expected
 //!   version, timed from the common start to the last finish;
-//! - **D** `read_all` in pages of 1,000, every body decoded into a `serde_json::Value`;
+//! - **D** the whole log in pages of 1,000 through the library's reader of the log
+//!   ([`LogPages`]: `read_all`, the next page read while this one is decoded), every body
+//!   decoded into a `serde_json::Value`;
 //! - **E** as D, folding every event into a map keyed by (enterprise, indicator).
 //!
 //! The workload is parsed before the clock; each event's body is encoded to JSON inside the
