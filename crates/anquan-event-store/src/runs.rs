@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 
-use crate::read_model::{SqlValue, Statement};
+use crate::read_model::{SqlValue, Statement, text_as_stored};
 
 /// The rows one statement writes and reads, named by its parameters.
 ///
@@ -144,14 +144,9 @@ fn hash_key_part(hasher: &mut impl Hasher, value: Option<&SqlValue>) {
         }
         Some(SqlValue::Text(text) | SqlValue::Json(text)) => {
             hasher.write_u8(5);
-            if text.contains('\0') {
-                let stored = text.replace('\0', "\u{FFFD}");
-                hasher.write_usize(stored.len());
-                hasher.write(stored.as_bytes());
-            } else {
-                hasher.write_usize(text.len());
-                hasher.write(text.as_bytes());
-            }
+            let stored = text_as_stored(text);
+            hasher.write_usize(stored.len());
+            hasher.write(stored.as_bytes());
         }
         Some(SqlValue::Timestamp(instant)) => {
             hasher.write_u8(6);
