@@ -51,9 +51,18 @@ const MONTH_AGO_STALE: chrono::Duration = chrono::Duration::hours(1);
 const LOG_PAGE: usize = 500;
 /// How many change notices a slow subscriber may fall behind.
 const CHANGES_CAPACITY: usize = 256;
-/// A follow that touches more enterprises than this recomputes everything instead: one pass
-/// over every file a chunk at a time costs less than this many files read one by one.
+/// Enterprises recomputed one by one at least (a follow, the due ones, those touched while
+/// the figures at a calendar instant were computed ahead); beyond [`one_by_one_max`], everything
+/// is recomputed in one pass over every file a chunk at a time, which costs about as much as
+/// reading a thirteenth of the files one by one (250 of Haining's 3,212).
 const FOLLOW_ENTERPRISES_MAX: usize = 250;
+/// The share of the city (one in this many enterprises) recomputed one by one before a pass
+/// over every file costs less (see [`FOLLOW_ENTERPRISES_MAX`]).
+const ONE_BY_ONE_SHARE: usize = 13;
+/// How long before a calendar instant its figures start being computed ahead while this
+/// process has not yet timed a computation of everything (it loaded the persisted figures): a
+/// pass takes seconds in a city and minutes in a province.
+const PREPARE_LEAD_UNKNOWN: Duration = Duration::from_secs(30 * 60);
 /// Past-instant computations kept (each is a few snapshots, a few hundred KB per 13 scopes).
 const PAST_KEPT: usize = 4;
 
@@ -243,9 +252,10 @@ pub struct MetricsWatcher {
     month_ago_task: Option<(String, tokio::task::JoinHandle<Result<Snapshot, String>>)>,
     /// Every contribution being computed ahead for the next calendar instant.
     prepared: Option<Prepared>,
-    /// How long the latest computation of every contribution took: a calendar instant's is
-    /// started twice as long (plus [`PREPARE_MARGIN`]) before it.
-    last_full: Duration,
+    /// How long the latest computation of every contribution took (none yet: the persisted
+    /// figures were loaded): a calendar instant's is started twice as long (plus
+    /// [`PREPARE_MARGIN`]) before it, or [`PREPARE_LEAD_UNKNOWN`] before it.
+    last_full: Option<Duration>,
 }
 
 /// Every contribution computed ahead at a calendar instant `at` (a year's or half-year's start,
@@ -254,7 +264,9 @@ pub struct MetricsWatcher {
 struct Prepared {
     at: DateTime<Utc>,
     version: String,
-    task: tokio::task::JoinHandle<Result<(MetricsCache, Snapshot), String>>,
+    /// The computation: every contribution at `at`, the snapshot a month earlier and how long
+    /// it took.
+    task: tokio::task::JoinHandle<Result<(MetricsCache, Snapshot, Duration), String>>,
     /// The enterprises the log touched since the computation started (`None`: too many to
     /// tell, or an event that names none: everything is recomputed at the swap instead).
     touched: Option<BTreeSet<EnterpriseId>>,
@@ -281,7 +293,7 @@ impl MetricsWatcher {
             unsaved: Persist::Every,
             month_ago_task: None,
             prepared: None,
-            last_full: Duration::ZERO,
+            last_full: None,
         }
     }
 
@@ -432,7 +444,7 @@ impl MetricsWatcher {
     }
 
     /// What time passing asks for: the enterprises whose next change has come are recomputed
-    /// at now (all of them at once, when more than [`FOLLOW_ENTERPRISES_MAX`]), the agency
+    /// at now (all of them at once, when more than [`Self::one_by_one_max`]), the agency
     /// figures at least every [`AGENCIES_REFRESH`], the month-ago snapshot in the background
     /// when its instant is [`MONTH_AGO_STALE`] behind; and a new leader writes every
     /// contribution.
@@ -462,7 +474,14 @@ impl MetricsWatcher {
     /// that changed.
     async fn recompute_due(&mut self, now: DateTime<Utc>) -> Result<(), String> {
         let due = self.cache.due(now);
-        if due.len() > FOLLOW_ENTERPRISES_MAX {
+        self.recompute(now, due).await
+    }
+
+    /// Recomputes `enterprises` at `now` one by one (everything in one pass, when more than
+    /// [`Self::one_by_one_max`]), reads the agency facts again and publishes the towns that
+    /// changed.
+    async fn recompute(&mut self, now: DateTime<Utc>, due: Vec<EnterpriseId>) -> Result<(), String> {
+        if due.len() > self.one_by_one_max() {
             return self.recompute_all(Announce::Changed).await;
         }
         let _pass = PassTimer::start(metrics::histogram!(METRICS_WATCHER_PASS_DURATION_SECONDS, "pass" => "due"));
@@ -512,8 +531,7 @@ impl MetricsWatcher {
         let Some(at) = next_calendar_change(&rules.metrics, &rules, now) else {
             return;
         };
-        let ahead = self.last_full.saturating_mul(2).saturating_add(PREPARE_MARGIN);
-        let ahead = chrono::Duration::from_std(ahead).unwrap_or(chrono::Duration::MAX);
+        let ahead = chrono::Duration::from_std(prepare_lead(self.last_full)).unwrap_or(chrono::Duration::MAX);
         if now < anquan_domain::bounds::minus(at, ahead) {
             return;
         }
@@ -528,9 +546,11 @@ impl MetricsWatcher {
         let version = rules.version.clone();
         tracing::info!(%at, "computing the metrics ahead for a calendar instant");
         let task = tokio::spawn(async move {
-            compute_streaming(store.as_ref(), rules, at, month_at, CHUNK)
+            let started = std::time::Instant::now();
+            let (cache, month_ago) = compute_streaming(store.as_ref(), rules, at, month_at, CHUNK)
                 .await
-                .map_err(|error| error.to_string())
+                .map_err(|error| error.to_string())?;
+            Ok((cache, month_ago, started.elapsed()))
         });
         self.prepared = Some(Prepared {
             at,
@@ -541,8 +561,8 @@ impl MetricsWatcher {
     }
 
     /// At (or after) a prepared calendar instant: swaps in the contributions computed at it
-    /// once they are done, recomputes at now the enterprises events touched meanwhile (and
-    /// those due), and publishes the towns that changed.
+    /// once they are done and publishes them at once, then recomputes at now the enterprises
+    /// events touched meanwhile (their files were read before those events) and those due.
     async fn swap_prepared(&mut self, now: DateTime<Utc>) -> Result<(), String> {
         let Some(prepared) = self.prepared.take() else {
             return Ok(());
@@ -552,11 +572,13 @@ impl MetricsWatcher {
             Ok(Err(error)) => return Err(error),
             Err(error) => return Err(format!("the metrics computation ahead stopped: {error}")),
         };
-        let Some(touched) = prepared.touched.filter(|_| prepared.version == self.rules.version) else {
+        // Computed with a rule set promoted away since (a promotion aborts it; this is the
+        // guard): the cache must never mix two versions.
+        if prepared.version != self.rules.version {
             return self.recompute_all(Announce::Changed).await;
-        };
-        let started = std::time::Instant::now();
-        let (cache, month_ago) = computed;
+        }
+        let (cache, month_ago, elapsed) = computed;
+        self.last_full = Some(elapsed);
         let previous = self.app_current();
         self.cache = cache;
         self.month_ago = Arc::new(month_ago);
@@ -564,30 +586,13 @@ impl MetricsWatcher {
             task.abort();
         }
         let rules = self.rules.clone();
-        let mut recompute: BTreeSet<EnterpriseId> = touched;
-        recompute.extend(self.cache.due(now));
-        for &enterprise_id in &recompute {
-            let facts = enterprise_facts(self.app.read_models.as_ref(), enterprise_id)
-                .await
-                .map_err(|error| error.to_string())?;
-            self.cache.update_enterprise(
-                &rules,
-                enterprise_id,
-                facts.as_ref().map(|(file, services)| (file, services)),
-                now,
-            );
-        }
-        let agencies = agency_facts(self.app.read_models.as_ref())
-            .await
-            .map_err(|error| error.to_string())?;
-        self.cache.update_agencies(agencies, now);
-        self.agencies_read = Some(now);
         let snapshot = Arc::new(self.cache.snapshot(&rules).ok_or("no snapshot")?);
         let towns = changed_towns(previous.as_deref(), &snapshot);
         tracing::info!(
             at = %prepared.at,
-            touched = recompute.len(),
-            elapsed_ms = started.elapsed().as_millis(),
+            late_ms = (now - prepared.at).num_milliseconds(),
+            touched = prepared.touched.as_ref().map(BTreeSet::len),
+            computed_ms = elapsed.as_millis(),
             "metrics computed ahead swapped in"
         );
         self.app.metrics.publish(
@@ -599,19 +604,27 @@ impl MetricsWatcher {
             towns,
         );
         self.unsaved = Persist::Every;
-        self.persist().await;
-        Ok(())
+        match prepared.touched {
+            Some(mut touched) => {
+                touched.extend(self.cache.due(now));
+                self.recompute(now, touched.into_iter().collect()).await?;
+                self.persist().await;
+                Ok(())
+            }
+            None => self.recompute_all(Announce::Changed).await,
+        }
     }
 
     /// Notes enterprises the log touched while contributions are computed ahead.
     fn touched(&mut self, enterprises: Option<&BTreeSet<EnterpriseId>>) {
+        let max = self.one_by_one_max();
         let Some(prepared) = &mut self.prepared else {
             return;
         };
         match (&mut prepared.touched, enterprises) {
             (Some(touched), Some(enterprises)) => {
                 touched.extend(enterprises);
-                if touched.len() > FOLLOW_ENTERPRISES_MAX {
+                if touched.len() > max {
                     prepared.touched = None;
                 }
             }
@@ -801,10 +814,11 @@ impl MetricsWatcher {
                 .chain(snapshot.towns.iter().map(|(town, _)| Some(town.clone())))
                 .collect(),
         };
-        self.last_full = started.elapsed();
+        let elapsed = started.elapsed();
+        self.last_full = Some(elapsed);
         tracing::info!(
             enterprises = self.cache.enterprises(),
-            elapsed_ms = self.last_full.as_millis(),
+            elapsed_ms = elapsed.as_millis(),
             "metrics recomputed"
         );
         self.app.metrics.publish(
@@ -824,9 +838,15 @@ impl MetricsWatcher {
         self.app.metrics.current().map(|current| current.now)
     }
 
+    /// How many enterprises are recomputed one by one before one pass over every file costs
+    /// less: a share of the city, and at least [`FOLLOW_ENTERPRISES_MAX`].
+    fn one_by_one_max(&self) -> usize {
+        one_by_one_max(self.cache.enterprises())
+    }
+
     /// Recomputes the enterprises (and agencies) whose events were applied up to `applied`
     /// (a contract's termination names the contract only: its enterprise is read from the agency
-    /// read model), or everything when more than [`FOLLOW_ENTERPRISES_MAX`] enterprises changed.
+    /// read model), or everything when more than [`Self::one_by_one_max`] enterprises changed.
     async fn follow(&mut self, applied: Option<Position>) -> Result<(), String> {
         let Some(applied) = applied else {
             return Ok(());
@@ -837,7 +857,7 @@ impl MetricsWatcher {
         // The position moves only once the span's enterprises are recomputed: a failed read or
         // recomputation leaves it where the next follow reads the span again.
         let (after, too_many) = touched
-            .read_span(&self.app, self.after, applied, FOLLOW_ENTERPRISES_MAX)
+            .read_span(&self.app, self.after, applied, self.one_by_one_max())
             .await
             .map_err(|error| error.to_string())?;
         // Too many, or one that cannot be named (a contract the read models lack: they hold at
@@ -1030,6 +1050,25 @@ fn persisted_row<'a>(
     }
 }
 
+/// How long before a calendar instant its figures start being computed ahead: twice as long as
+/// the latest computation of everything took, plus [`PREPARE_MARGIN`]; before this process has
+/// timed one, [`PREPARE_LEAD_UNKNOWN`] (a restart that loaded the persisted figures would
+/// otherwise start 10 s before an instant whose pass takes minutes, and show it that late).
+fn prepare_lead(last_full: Option<Duration>) -> Duration {
+    last_full.map_or(PREPARE_LEAD_UNKNOWN, |took| {
+        took.saturating_mul(2).saturating_add(PREPARE_MARGIN)
+    })
+}
+
+/// How many of a city's `enterprises` are recomputed one by one before one pass over every
+/// file costs less (a follow, the due ones, those touched while the figures at a calendar instant
+/// were computed ahead): a fixed share, and at least [`FOLLOW_ENTERPRISES_MAX`]. A fixed count
+/// tuned in one city made a province (321,200 enterprises) run a pass of minutes for a few
+/// hundred uploads.
+fn one_by_one_max(enterprises: usize) -> usize {
+    (enterprises / ONE_BY_ONE_SHARE).max(FOLLOW_ENTERPRISES_MAX)
+}
+
 /// The towns whose tallies differ between two snapshots (`None`: the city).
 fn changed_towns(previous: Option<&Snapshot>, next: &Snapshot) -> BTreeSet<Option<Town>> {
     let mut towns = BTreeSet::new();
@@ -1065,6 +1104,25 @@ mod tests {
             month_ago: empty,
             rules,
         }
+    }
+
+    #[test]
+    fn a_calendar_instant_is_prepared_ahead_by_the_timed_pass_or_generously_before_one() {
+        assert_eq!(prepare_lead(None), PREPARE_LEAD_UNKNOWN);
+        assert_eq!(
+            prepare_lead(Some(Duration::from_secs(300))),
+            Duration::from_secs(600) + PREPARE_MARGIN
+        );
+        assert_eq!(prepare_lead(Some(Duration::MAX)), Duration::MAX);
+        // Longer than any pass this machine has run (289 s at scale 100).
+        assert!(PREPARE_LEAD_UNKNOWN >= Duration::from_secs(2 * 300) + PREPARE_MARGIN);
+    }
+
+    #[test]
+    fn enterprises_recomputed_one_by_one_grow_with_the_city() {
+        assert_eq!(one_by_one_max(0), FOLLOW_ENTERPRISES_MAX);
+        assert_eq!(one_by_one_max(3_212), FOLLOW_ENTERPRISES_MAX);
+        assert_eq!(one_by_one_max(321_200), 24_707);
     }
 
     #[tokio::test]
