@@ -33,8 +33,8 @@ until grep -q 'metrics computed ahead swapped in' "$LOG"; do
   fi
   sleep 1
 done
-grep -E "VmHWM|VmRSS" "/proc/$PID/status" | tr -s ' \t' ' ' | tr '\n' ' '
+grep -E "VmHWM|VmRSS|RssAnon|RssFile" "/proc/$PID/status" | tr -s ' \t' ' ' | tr '\n' ' '
 echo
 kill -TERM "$PID"
 wait "$PID" || true
-grep -o '"timestamp":"[^"]*"\|"message":"metrics[^}]*' "$LOG" | paste - - | grep metrics || true
+jq -c 'select(.fields.message | startswith("metrics")) | {timestamp} + .fields' "$LOG" || true

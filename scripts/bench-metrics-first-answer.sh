@@ -36,7 +36,7 @@ CPU0=$(awk '{print $14 + $15}' "/proc/$PID/stat")
 sleep 60
 CPU1=$(awk '{print $14 + $15}' "/proc/$PID/stat")
 echo "$LABEL: CPU over 60 s with no traffic: $(echo "scale=2; ($CPU1 - $CPU0) / $(getconf CLK_TCK)" | bc) s"
-grep -E "VmHWM|VmRSS" "/proc/$PID/status" | tr -s ' \t' ' ' | tr '\n' ' '
+grep -E "VmHWM|VmRSS|RssAnon|RssFile" "/proc/$PID/status" | tr -s ' \t' ' ' | tr '\n' ' '
 echo
 kill -TERM "$PID"
 wait "$PID" || true

@@ -186,3 +186,59 @@ async fn persisted_metrics_read_back_are_replaced_by_enterprise_fenced_and_clear
     assert!(loaded(store).await.is_empty());
     assert_eq!(store.checkpoint(persist::PROJECTION).await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn contributions_are_stored_as_compact_text_and_the_earlier_json_objects_still_load() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        SqliteReadModelStore::open(directory.path().join("anquan.db"))
+            .await
+            .unwrap(),
+    );
+    let store: &dyn ReadModelStore = store.as_ref();
+    persist::migrate(store).await.unwrap();
+    let lease = term(store, "node-a").await;
+    let written = contribution("许村", 1);
+    let rows = std::iter::once(PersistedContributionRef {
+        enterprise_id: enterprise(1),
+        contribution: Some(Cow::Borrowed(&written)),
+        next_change: None,
+    });
+    persist::save(store, &state(1), Write::Every(Box::new(rows)), Some(lease))
+        .await
+        .unwrap();
+    let raw = store
+        .query("SELECT contribution FROM metrics_contributions", &[])
+        .await
+        .unwrap();
+    let stored = raw[0].text(0).unwrap();
+    assert_eq!(
+        serde_json::from_str::<String>(&stored).unwrap(),
+        anquan_projections::metrics::compact::encode(&written),
+        "{stored}"
+    );
+
+    // A row an earlier version wrote, as a JSON object.
+    let earlier = contribution("长安", 0);
+    store
+        .apply(Arc::new(anquan_event_store::ProjectionBatch::new(
+            "earlier",
+            vec![anquan_event_store::Statement::new(
+                "INSERT INTO metrics_contributions (enterprise_id, contribution, next_change) VALUES ($1, $2, NULL)",
+                vec![
+                    anquan_event_store::SqlValue::Text(enterprise(2).to_string()),
+                    anquan_event_store::SqlValue::Json(serde_json::to_string(&earlier).unwrap()),
+                ],
+            )],
+            Position::from_sequence(1),
+        )))
+        .await
+        .unwrap();
+    assert_eq!(
+        loaded(store).await,
+        vec![
+            (enterprise(1), Some(written), None),
+            (enterprise(2), Some(earlier), None)
+        ]
+    );
+}

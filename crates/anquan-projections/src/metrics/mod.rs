@@ -563,35 +563,33 @@ impl MetricsCache {
         self.timers.next.get(&enterprise_id).copied()
     }
 
-    // Added by h/persist (issue 19, item 2): a cache built from persisted contributions and
-    // timers, and read back to persist them.
-
-    /// A cache of what was computed earlier (persisted): each enterprise's contribution (none:
-    /// it contributes nothing) and next change, summed again, with the agency facts as they
-    /// are now; `at` is the instant of the computation.
-    pub fn from_contributions(
-        rules: &RuleSet,
-        entries: impl IntoIterator<Item = (EnterpriseId, Option<Contribution>, Option<Instant>)>,
-        agencies: Vec<AgencyFacts>,
-        at: Instant,
-    ) -> MetricsCache {
-        let mut sums = Sums::new(rules);
-        let mut contributions = HashMap::new();
-        let mut timers = Timers::default();
-        for (enterprise_id, contribution, next) in entries {
-            if let Some(contribution) = contribution {
-                sums.apply(rules, &contribution, true);
-                contributions.insert(enterprise_id, pack(&contribution));
-            }
-            timers.set(enterprise_id, next);
-        }
+    /// A cache of what was computed earlier (persisted) at `at`, with the agency facts as they
+    /// are now, filled one enterprise at a time with [`MetricsCache::load`] as the rows are read
+    /// (so the sums run beside the reads).
+    pub fn persisted(rules: &RuleSet, agencies: Vec<AgencyFacts>, at: Instant) -> MetricsCache {
         MetricsCache {
-            contributions,
-            sums,
+            contributions: HashMap::new(),
+            sums: Sums::new(rules),
             agencies,
             at: Some(at),
-            timers,
+            timers: Timers::default(),
         }
+    }
+
+    /// Adds one enterprise's persisted contribution (none: it contributes nothing) and next
+    /// change to a cache being loaded ([`MetricsCache::persisted`]).
+    pub fn load(
+        &mut self,
+        rules: &RuleSet,
+        enterprise_id: EnterpriseId,
+        contribution: Option<Contribution>,
+        next: Option<Instant>,
+    ) {
+        if let Some(contribution) = contribution {
+            self.sums.apply(rules, &contribution, true);
+            self.contributions.insert(enterprise_id, pack(&contribution));
+        }
+        self.timers.set(enterprise_id, next);
     }
 
     /// An enterprise's contribution, if it contributes.
