@@ -314,8 +314,8 @@ impl MetricsWatcher {
         }
         // The history of contributions for past instants is kept beside "now", for as long as
         // the watcher runs. It starts once "now" is published: its walk of every enterprise
-        // takes both cores for an hour in a province, and beside it loading the persisted
-        // figures of 321,200 enterprises took 5 s instead of (measured in BENCHMARKS.md).
+        // takes both cores for about an hour in a province, and the first figures need not
+        // share them.
         let history = tokio::spawn(crate::metrics_history::MetricsHistoryKeeper::new(self.app.clone()).run());
         let _history = AbortOnDrop(history);
         let mut timer = tokio::time::interval(TIMER_POLL);
@@ -487,14 +487,14 @@ impl MetricsWatcher {
     /// Recomputes `enterprises` at `now` one by one (everything in one pass, when more than
     /// [`Self::one_by_one_max`]), reads the agency facts again and publishes the towns that
     /// changed.
-    async fn recompute(&mut self, now: DateTime<Utc>, due: Vec<EnterpriseId>) -> Result<(), String> {
-        if due.len() > self.one_by_one_max() {
+    async fn recompute(&mut self, now: DateTime<Utc>, enterprises: Vec<EnterpriseId>) -> Result<(), String> {
+        if enterprises.len() > self.one_by_one_max() {
             return self.recompute_all(Announce::Changed).await;
         }
         let _pass = PassTimer::start(metrics::histogram!(METRICS_WATCHER_PASS_DURATION_SECONDS, "pass" => "due"));
         let rules = self.rules.clone();
         let previous = self.app_current();
-        for &enterprise_id in &due {
+        for &enterprise_id in &enterprises {
             let facts = enterprise_facts(self.app.read_models.as_ref(), enterprise_id)
                 .await
                 .map_err(|error| error.to_string())?;
@@ -512,8 +512,11 @@ impl MetricsWatcher {
         self.agencies_read = Some(now);
         let snapshot = Arc::new(self.cache.snapshot(&rules).ok_or("no snapshot")?);
         let towns = changed_towns(previous.as_deref(), &snapshot);
-        if !due.is_empty() {
-            tracing::debug!(enterprises = due.len(), "metrics of due enterprises recomputed");
+        if !enterprises.is_empty() {
+            tracing::debug!(
+                enterprises = enterprises.len(),
+                "metrics of due or touched enterprises recomputed"
+            );
         }
         self.app.metrics.publish(
             CurrentMetrics {
@@ -523,7 +526,7 @@ impl MetricsWatcher {
             },
             towns,
         );
-        self.unsaved_too(due);
+        self.unsaved_too(enterprises);
         Ok(())
     }
 

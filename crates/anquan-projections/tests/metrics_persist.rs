@@ -199,8 +199,9 @@ async fn contributions_are_stored_as_compact_text_and_the_earlier_json_objects_s
     persist::migrate(store).await.unwrap();
     let lease = term(store, "node-a").await;
     let written = contribution("许村", 1);
-    let rows = std::iter::once(PersistedContributionRef {
-        enterprise_id: enterprise(1),
+    // More than two pages of the load (5,000 rows each), so pages are read beside the rows.
+    let rows = (1..=10_001).map(|n| PersistedContributionRef {
+        enterprise_id: enterprise(n),
         contribution: Some(Cow::Borrowed(&written)),
         next_change: None,
     });
@@ -208,7 +209,7 @@ async fn contributions_are_stored_as_compact_text_and_the_earlier_json_objects_s
         .await
         .unwrap();
     let raw = store
-        .query("SELECT contribution FROM metrics_contributions", &[])
+        .query("SELECT contribution FROM metrics_contributions LIMIT 1", &[])
         .await
         .unwrap();
     let stored = raw[0].text(0).unwrap();
@@ -226,7 +227,7 @@ async fn contributions_are_stored_as_compact_text_and_the_earlier_json_objects_s
             vec![anquan_event_store::Statement::new(
                 "INSERT INTO metrics_contributions (enterprise_id, contribution, next_change) VALUES ($1, $2, NULL)",
                 vec![
-                    anquan_event_store::SqlValue::Text(enterprise(2).to_string()),
+                    anquan_event_store::SqlValue::Text(enterprise(20_000).to_string()),
                     anquan_event_store::SqlValue::Json(serde_json::to_string(&earlier).unwrap()),
                 ],
             )],
@@ -234,11 +235,9 @@ async fn contributions_are_stored_as_compact_text_and_the_earlier_json_objects_s
         )))
         .await
         .unwrap();
-    assert_eq!(
-        loaded(store).await,
-        vec![
-            (enterprise(1), Some(written), None),
-            (enterprise(2), Some(earlier), None)
-        ]
-    );
+    let expected: Vec<_> = (1..=10_001)
+        .map(|n| (enterprise(n), Some(written.clone()), None))
+        .chain(std::iter::once((enterprise(20_000), Some(earlier), None)))
+        .collect();
+    assert_eq!(loaded(store).await, expected);
 }
