@@ -1124,8 +1124,9 @@ mod tests {
             Duration::from_secs(600) + PREPARE_MARGIN
         );
         assert_eq!(prepare_lead(Some(Duration::MAX)), Duration::MAX);
-        // Longer than any pass this machine has run (289 s at scale 100).
-        assert!(PREPARE_LEAD_UNKNOWN >= Duration::from_secs(2 * 300) + PREPARE_MARGIN);
+        // Longer than twice any pass this machine has run (361 s at scale 100, beside the
+        // history's walk: BENCHMARKS.md).
+        assert!(PREPARE_LEAD_UNKNOWN >= Duration::from_secs(2 * 361) + PREPARE_MARGIN);
     }
 
     #[test]

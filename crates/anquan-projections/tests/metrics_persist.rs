@@ -87,16 +87,18 @@ async fn term(store: &dyn ReadModelStore, holder: &str) -> LeaseTerm {
         .expect("a forced claim is granted")
 }
 
+/// A SQLite read-model store in `directory` with the persisted metrics' tables.
+async fn migrated_store(directory: &std::path::Path) -> Arc<SqliteReadModelStore> {
+    let store = Arc::new(SqliteReadModelStore::open(directory.join("anquan.db")).await.unwrap());
+    persist::migrate(store.as_ref()).await.unwrap();
+    store
+}
+
 #[tokio::test]
 async fn persisted_metrics_read_back_are_replaced_by_enterprise_fenced_and_cleared() {
     let directory = tempfile::tempdir().unwrap();
-    let store = Arc::new(
-        SqliteReadModelStore::open(directory.path().join("anquan.db"))
-            .await
-            .unwrap(),
-    );
+    let store = migrated_store(directory.path()).await;
     let store: &dyn ReadModelStore = store.as_ref();
-    persist::migrate(store).await.unwrap();
     assert_eq!(persist::load_state(store).await.unwrap(), None);
     let first = term(store, "node-a").await;
 
@@ -190,13 +192,8 @@ async fn persisted_metrics_read_back_are_replaced_by_enterprise_fenced_and_clear
 #[tokio::test]
 async fn contributions_are_stored_as_compact_text_and_the_earlier_json_objects_still_load() {
     let directory = tempfile::tempdir().unwrap();
-    let store = Arc::new(
-        SqliteReadModelStore::open(directory.path().join("anquan.db"))
-            .await
-            .unwrap(),
-    );
+    let store = migrated_store(directory.path()).await;
     let store: &dyn ReadModelStore = store.as_ref();
-    persist::migrate(store).await.unwrap();
     let lease = term(store, "node-a").await;
     let written = contribution("许村", 1);
     // More than two pages of the load (5,000 rows each), so pages are read beside the rows.
