@@ -956,14 +956,28 @@ impl Bench {
         let writers = usize::try_from(self.args.writers).unwrap_or(1);
         let run = run_phase(phase, &opened, &self.workload, &self.actor, writers).await;
         let peak = run.peak_rss_mb;
-        let store_stats = opened.sqlite.as_ref().map(|store| {
-            let stats = store.stats();
-            json!({
-                "transactions": stats.transactions,
-                "appends": stats.appends,
-                "events": stats.events,
-            })
-        });
+        // What the store's committer did: transactions against appends shows how many
+        // appends shared each commit.
+        let store_stats = match (&opened.sqlite, &opened.postgres) {
+            (Some(store), _) => {
+                let stats = store.stats();
+                Some(json!({
+                    "transactions": stats.transactions,
+                    "appends": stats.appends,
+                    "events": stats.events,
+                }))
+            }
+            (None, Some(store)) => {
+                let stats = store.group_commit_stats();
+                Some(json!({
+                    "transactions": stats.transactions,
+                    "appends": stats.appends,
+                    "events": stats.events,
+                    "from_memory": stats.from_memory,
+                }))
+            }
+            (None, None) => None,
+        };
         drop(opened);
         let passed = run.failures.is_empty();
         let events_per_s = run
