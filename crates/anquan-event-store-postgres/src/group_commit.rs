@@ -34,6 +34,7 @@ use tokio_postgres::{Client, Statement};
 use uuid::Uuid;
 
 use anquan_domain::CommandId;
+use anquan_event_store::gathering::{Gathering, GroupBounds};
 use anquan_event_store::hash_chain::seal;
 use anquan_event_store::{
     AppendError, AppendOutcome, AppendRequest, EventHash, InvalidAppend, Position, RecordedCommand, RecordedEvent,
@@ -158,8 +159,9 @@ pub(crate) fn spawn(
     sender
 }
 
-/// Takes the first append waiting, everything queued behind it up to the bounds, commits the
-/// group and answers; an append alone goes at once, with no wait for company.
+/// Gathers a group ([`anquan_event_store::gathering`]: what is queued, and after a group of
+/// several a short wait for as many), commits it and answers; after a group of one an append
+/// goes at once, with no wait for company.
 async fn run(
     pool: Pool,
     mut receiver: mpsc::Receiver<PendingAppend>,
@@ -168,18 +170,19 @@ async fn run(
 ) {
     let mut group = Vec::with_capacity(GROUP_APPENDS_MAX);
     let mut memory = Memory::default();
-    while let Some(first) = receiver.recv().await {
-        let mut events = first.request.events.len();
-        group.push(first);
-        while group.len() < GROUP_APPENDS_MAX && events < GROUP_EVENTS_MAX {
-            match receiver.try_recv() {
-                Ok(next) => {
-                    events += next.request.events.len();
-                    group.push(next);
-                }
-                Err(_) => break,
-            }
-        }
+    let mut gathering = Gathering::new(GroupBounds {
+        appends: GROUP_APPENDS_MAX,
+        events: GROUP_EVENTS_MAX,
+    });
+    while gathering
+        .next_group(
+            &mut receiver,
+            &mut group,
+            |pending| pending.request.events.len(),
+            tokio::task::yield_now,
+        )
+        .await
+    {
         commit_and_answer(&pool, &mut memory, &mut group, &head, &counters).await;
     }
 }

@@ -1,7 +1,7 @@
 //! The writer thread: it owns the write connection and commits appends in groups.
 //!
-//! Appends arrive through a bounded channel. The writer takes every request waiting (up to
-//! [`WRITE_BATCH_MAX`]), runs each inside its own savepoint of one transaction, so a request
+//! Appends arrive through a bounded channel. The writer gathers a group of requests
+//! ([`anquan_event_store::gathering`], up to [`WRITE_BATCH_MAX`]), runs each inside its own savepoint of one transaction, so a request
 //! that fails (a conflict, a stored event id) is rolled back alone, commits once, and only then
 //! moves the head and answers every request. One fsync thus acknowledges many appends.
 
@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use anquan_event_store::gathering::{Gathering, GroupBounds};
 use anquan_event_store::hash_chain::seal;
 use anquan_event_store::{
     AppendError, AppendOutcome, AppendRequest, EventHash, Position, StoreError, StreamId, StreamVersion,
@@ -92,18 +93,19 @@ pub(crate) fn run(
     let mut batch = Vec::with_capacity(WRITE_BATCH_MAX);
     let mut heads = Heads::default();
     let mut bytes_since_checkpoint = 0;
-    while let Some(first) = requests.blocking_recv() {
-        let mut events = first.request.events.len();
-        batch.push(first);
-        while batch.len() < WRITE_BATCH_MAX && events < WRITE_BATCH_EVENTS_MAX {
-            match requests.try_recv() {
-                Ok(next) => {
-                    events += next.request.events.len();
-                    batch.push(next);
-                }
-                Err(_) => break,
-            }
-        }
+    let mut gathering = Gathering::new(GroupBounds {
+        appends: WRITE_BATCH_MAX,
+        events: WRITE_BATCH_EVENTS_MAX,
+    });
+    // This thread is no task: between looks at the queue it yields the processor to the
+    // appenders' threads.
+    let pause = || async { std::thread::yield_now() };
+    while futures::executor::block_on(gathering.next_group(
+        &mut requests,
+        &mut batch,
+        |item| item.request.events.len(),
+        pause,
+    )) {
         bytes_since_checkpoint += batch
             .iter()
             .flat_map(|item| &item.request.events)

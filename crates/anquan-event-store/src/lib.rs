@@ -10,6 +10,7 @@ pub mod clock;
 mod envelope;
 mod error;
 pub mod execute;
+pub mod gathering;
 pub mod hash_chain;
 mod log_pages;
 mod memory;
