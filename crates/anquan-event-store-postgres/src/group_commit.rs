@@ -86,14 +86,31 @@ SELECT $8, $2, $15, $16, $17, $18 WHERE $8::uuid IS NOT NULL";
 const ADVANCE_HEAD_SQL: &str = "
 WITH advanced AS (UPDATE event_log_head SET position = $1 WHERE id AND position = $2 RETURNING position)
 SELECT pg_notify('anquan_events', position::text) FROM advanced";
-/// The head row's move on the path that reads nothing first: it takes the row's lock before any
-/// insert of the group, as the lock of [`LOCK_HEAD_SQL`] does, and fails the transaction
-/// (division by zero, `22012`) when the row does not hold the remembered position `$2`, so
-/// the inserts pipelined after it cannot commit; it notifies once for the group otherwise.
-/// (An `UPDATE` that matches no row is no error by itself, hence the division by the count of
-/// rows it moved.)
-const ADVANCE_REMEMBERED_HEAD_SQL: &str = "
-WITH advanced AS (UPDATE event_log_head SET position = $1 WHERE id AND position = $2 RETURNING position)
+/// A group written from what the committer remembers, in one statement and so in one
+/// implicit transaction: the head row's move from the remembered position `$2` to the group's
+/// last `$1`, every event of the group (`$3`–`$16`, one array element per event) and its
+/// command rows (`$17`–`$22`, one per append with a command id), and one notification. The
+/// division fails the statement when the head row did not hold `$2` (another node appended),
+/// so nothing of it commits; an insert the database refuses fails it as well. Commit order
+/// stays position order: the statement holds the head row's lock from its move to its commit,
+/// whatever order it runs its parts in, as nothing of it is visible before the commit.
+const WRITE_REMEMBERED_SQL: &str = "
+WITH advanced AS (
+    UPDATE event_log_head SET position = $1 WHERE id AND position = $2 RETURNING position
+), inserted AS (
+    INSERT INTO event_log (position, stream_id, version, event_id, event_type, schema_version, data,
+                           occurred_at, recorded_at, actor, correlation_id, causation_id, command_id, hash)
+    SELECT e.position, e.stream_id, e.version, e.event_id, e.event_type, e.schema_version, e.data::json,
+           e.occurred_at, e.recorded_at, e.actor::json, e.correlation_id, e.causation_id, e.command_id, e.hash
+    FROM unnest($3::bigint[], $4::text[], $5::bigint[], $6::uuid[], $7::text[], $8::bigint[], $9::text[],
+                $10::timestamptz[], $11::timestamptz[], $12::text[], $13::uuid[], $14::uuid[], $15::uuid[],
+                $16::bytea[])
+         AS e(position, stream_id, version, event_id, event_type, schema_version, data,
+              occurred_at, recorded_at, actor, correlation_id, causation_id, command_id, hash)
+), commands AS (
+    INSERT INTO event_commands (command_id, stream_id, first_version, last_version, last_position, digest)
+    SELECT * FROM unnest($17::uuid[], $18::text[], $19::bigint[], $20::bigint[], $21::bigint[], $22::bytea[])
+)
 SELECT pg_notify('anquan_events', (SELECT position FROM advanced)::text),
        1 / (SELECT count(*)::int FROM advanced)";
 const SAVEPOINT_SQL: &str = "SAVEPOINT append";
@@ -353,11 +370,6 @@ impl OpenTransaction {
     fn ended(mut self) {
         drop(self.client.take());
     }
-
-    /// The transaction ended: the connection, to be used again.
-    fn reuse(mut self) -> Option<Object> {
-        self.client.take()
-    }
 }
 
 impl Drop for OpenTransaction {
@@ -372,7 +384,7 @@ impl Drop for OpenTransaction {
 /// so the pipelined requests need no preparing round trip.
 struct Statements {
     lock_head: Statement,
-    advance_remembered_head: Statement,
+    write_remembered: Statement,
     stream_heads: Statement,
     commands: Statement,
     insert: Statement,
@@ -380,9 +392,9 @@ struct Statements {
 }
 
 async fn prepare(client: &Object) -> Result<Statements, StoreError> {
-    let (lock_head, advance_remembered_head, stream_heads, commands, insert, advance_head) = futures::try_join!(
+    let (lock_head, write_remembered, stream_heads, commands, insert, advance_head) = futures::try_join!(
         client.prepare_cached(LOCK_HEAD_SQL),
-        client.prepare_cached(ADVANCE_REMEMBERED_HEAD_SQL),
+        client.prepare_cached(WRITE_REMEMBERED_SQL),
         client.prepare_cached(STREAM_HEADS_SQL),
         client.prepare_cached(COMMANDS_SQL),
         client.prepare_cached(INSERT_SQL),
@@ -391,7 +403,7 @@ async fn prepare(client: &Object) -> Result<Statements, StoreError> {
     .map_err(|error| StoreError::backend("prepare the group commit statements", error))?;
     Ok(Statements {
         lock_head,
-        advance_remembered_head,
+        write_remembered,
         stream_heads,
         commands,
         insert,
@@ -484,15 +496,10 @@ enum Remembered {
     RolledBack(Object),
 }
 
-/// Commits a group in one round trip from what the committer remembers: `BEGIN`, the head
-/// row's move from the remembered position (which takes the row's lock first and fails the
-/// transaction if the row moved), one insert per append (no savepoints: a refused insert
-/// aborts the whole transaction, and the group goes again on the path that reads, which
-/// refuses that append alone), `COMMIT`, all pipelined.
-///
-/// Pipelined `COMMIT` after a refused statement ends the aborted transaction with a rollback
-/// and reports no error, so success is read from every statement's outcome, not from
-/// `COMMIT`'s alone.
+/// Commits a group in one round trip from what the committer remembers, as one statement
+/// ([`WRITE_REMEMBERED_SQL`]) in its own transaction: no `BEGIN`, no savepoints (a refused
+/// insert fails the whole statement, and the group goes again on the path that reads, which
+/// refuses that append alone), no `COMMIT`.
 async fn write_remembered(
     client: Object,
     memory: &Memory,
@@ -530,75 +537,146 @@ async fn write_remembered(
         }
     }
     let statements = prepare(&client).await?;
-    let parameters: Vec<InsertParameters<'_>> = writes.iter().map(InsertParameters::new).collect::<Result<_, _>>()?;
-    let head = (
-        to_i64(state.last_position, "position")?,
-        to_i64(locked_head, "position")?,
-    );
-    let transaction = OpenTransaction { client: Some(client) };
-    let connection = transaction.client()?;
-    let mut steps: Vec<Step<'_>> = Vec::with_capacity(parameters.len() + 3);
-    steps.push(Box::pin(async move {
-        connection.batch_execute("BEGIN").await.map_err(StepError::Database)
-    }));
-    let head = &head;
-    let advance = &statements.advance_remembered_head;
-    steps.push(Box::pin(async move {
-        connection
-            .execute(advance, &[&head.0, &head.1])
-            .await
-            .map(|_| ())
-            .map_err(StepError::Database)
-    }));
-    for parameters in &parameters {
-        let insert = &statements.insert;
-        steps.push(Box::pin(async move {
-            let params = parameters.as_params();
-            connection
-                .execute(insert, &params)
-                .await
-                .map(|_| ())
-                .map_err(StepError::Database)
-        }));
-    }
-    steps.push(Box::pin(async move {
-        connection.batch_execute("COMMIT").await.map_err(StepError::Database)
-    }));
-    let mut outcomes = pipelined(steps).await;
-    let commit = outcomes.pop().unwrap_or(Err(StepError::Lost));
-    let refused = outcomes.into_iter().find_map(Result::err);
-    match (refused, commit) {
-        (None, Ok(())) => {
-            transaction.ended();
-            let last_position = Some(state.last_position);
-            Ok(Remembered::Committed(Written {
-                results: writes.into_iter().map(|write| Ok(write.outcome)).collect(),
-                last_position,
-                head: state.last_position,
-                streams: state.heads,
-                from_memory: true,
-            }))
-        }
-        (None, Err(StepError::Database(error))) => Err(StoreError::backend("commit a group of appends", error)),
-        // The server refused a statement, so the transaction was aborted and `COMMIT` rolled
-        // it back (it answers a failed transaction with a rollback, not an error).
-        (Some(StepError::Database(error)), Ok(())) if error.as_db_error().is_some() => {
+    let parameters = RememberedParameters::new(&writes, state.last_position, locked_head)?;
+    let written = client
+        .execute(&statements.write_remembered, &parameters.as_params())
+        .await;
+    match written {
+        Ok(_) => Ok(Remembered::Committed(Written {
+            results: writes.into_iter().map(|write| Ok(write.outcome)).collect(),
+            last_position: Some(state.last_position),
+            head: state.last_position,
+            streams: state.heads,
+            from_memory: true,
+        })),
+        // The server refused the statement (a stale memory, or an insert it refuses for
+        // another reason), so its transaction rolled back and the connection is idle.
+        Err(error) if error.as_db_error().is_some() => {
             tracing::debug!(%error, "a group written from memory was refused; writing it again after reading");
-            match transaction.reuse() {
-                Some(client) => Ok(Remembered::RolledBack(client)),
-                None => Err(StoreError::Backend {
-                    message: "the group's connection is gone".to_owned(),
-                    source: None,
-                }),
+            Ok(Remembered::RolledBack(client))
+        }
+        // The connection failed: whether the statement committed is unknown.
+        Err(error) => Err(StoreError::backend("write a group of appends from memory", error)),
+    }
+}
+
+/// The parameters of [`WRITE_REMEMBERED_SQL`]: the head's move, then one element per event
+/// and one per command row of the group, owned so the statement can borrow them.
+struct RememberedParameters<'a> {
+    last_position: i64,
+    remembered_head: i64,
+    positions: Vec<i64>,
+    streams: Vec<&'a str>,
+    versions: Vec<i64>,
+    event_ids: Vec<Uuid>,
+    types: Vec<&'a str>,
+    schema_versions: Vec<i64>,
+    data: Vec<&'a str>,
+    occurred_at: Vec<DateTime<Utc>>,
+    recorded_at: Vec<DateTime<Utc>>,
+    actors: Vec<String>,
+    correlation_ids: Vec<Uuid>,
+    causation_ids: Vec<Option<Uuid>>,
+    command_ids: Vec<Option<Uuid>>,
+    hashes: Vec<&'a [u8]>,
+    command_rows: CommandRows<'a>,
+}
+
+/// The command rows of a group, one element per append with a command id.
+#[derive(Default)]
+struct CommandRows<'a> {
+    ids: Vec<Uuid>,
+    streams: Vec<&'a str>,
+    first_versions: Vec<i64>,
+    last_versions: Vec<i64>,
+    last_positions: Vec<i64>,
+    digests: Vec<&'a [u8]>,
+}
+
+impl<'a> RememberedParameters<'a> {
+    fn new(writes: &'a [PlannedWrite], last_position: u64, remembered_head: u64) -> Result<Self, StoreError> {
+        let events: usize = writes.iter().map(|write| write.sealed.len()).sum();
+        let mut parameters = RememberedParameters {
+            last_position: to_i64(last_position, "position")?,
+            remembered_head: to_i64(remembered_head, "position")?,
+            positions: Vec::with_capacity(events),
+            streams: Vec::with_capacity(events),
+            versions: Vec::with_capacity(events),
+            event_ids: Vec::with_capacity(events),
+            types: Vec::with_capacity(events),
+            schema_versions: Vec::with_capacity(events),
+            data: Vec::with_capacity(events),
+            occurred_at: Vec::with_capacity(events),
+            recorded_at: Vec::with_capacity(events),
+            actors: Vec::with_capacity(events),
+            correlation_ids: Vec::with_capacity(events),
+            causation_ids: Vec::with_capacity(events),
+            command_ids: Vec::with_capacity(events),
+            hashes: Vec::with_capacity(events),
+            command_rows: CommandRows::default(),
+        };
+        for write in writes {
+            let (Some(first), Some(last)) = (write.sealed.first(), write.sealed.last()) else {
+                continue;
+            };
+            let actor = actor_json(first)?;
+            for (offset, event) in (1..).zip(&write.sealed) {
+                let metadata = &event.metadata;
+                parameters.positions.push(to_i64(write.base + offset, "position")?);
+                parameters.streams.push(event.stream_id.as_str());
+                parameters.versions.push(to_i64(event.version.0, "version")?);
+                parameters.event_ids.push(event.event_id);
+                parameters.types.push(event.event_type.as_str());
+                parameters.schema_versions.push(i64::from(event.schema_version));
+                parameters.data.push(event.data.as_str());
+                parameters.occurred_at.push(metadata.occurred_at);
+                parameters.recorded_at.push(event.recorded_at);
+                parameters.actors.push(actor.clone());
+                parameters.correlation_ids.push(metadata.correlation_id);
+                parameters.causation_ids.push(metadata.causation_id);
+                parameters.command_ids.push(write.request_command.map(|(id, _)| id));
+                parameters.hashes.push(&event.hash.0[..]);
+            }
+            if let Some((id, digest)) = &write.request_command {
+                let rows = &mut parameters.command_rows;
+                rows.ids.push(*id);
+                rows.streams.push(first.stream_id.as_str());
+                rows.first_versions.push(to_i64(first.version.0, "version")?);
+                rows.last_versions.push(to_i64(last.version.0, "version")?);
+                rows.last_positions
+                    .push(to_i64(write.outcome.last_position.sequence(), "position")?);
+                rows.digests.push(&digest[..]);
             }
         }
-        (Some(StepError::Database(error)), _) => Err(StoreError::backend("write a group of appends", error)),
-        (Some(StepError::HeadMoved | StepError::Lost), _) | (None, Err(StepError::HeadMoved | StepError::Lost)) => {
-            Err(StoreError::Backend {
-                message: "the outcome of a group step went missing".to_owned(),
-                source: None,
-            })
-        }
+        Ok(parameters)
+    }
+
+    fn as_params(&self) -> [&(dyn ToSql + Sync); 22] {
+        let rows = &self.command_rows;
+        [
+            &self.last_position,
+            &self.remembered_head,
+            &self.positions,
+            &self.streams,
+            &self.versions,
+            &self.event_ids,
+            &self.types,
+            &self.schema_versions,
+            &self.data,
+            &self.occurred_at,
+            &self.recorded_at,
+            &self.actors,
+            &self.correlation_ids,
+            &self.causation_ids,
+            &self.command_ids,
+            &self.hashes,
+            &rows.ids,
+            &rows.streams,
+            &rows.first_versions,
+            &rows.last_versions,
+            &rows.last_positions,
+            &rows.digests,
+        ]
     }
 }
 
@@ -787,10 +865,7 @@ impl<'a> InsertParameters<'a> {
             });
         };
         let metadata = &first.metadata;
-        let actor = serde_json::to_string(&metadata.actor).map_err(|error| StoreError::Backend {
-            message: format!("serialise the actor of an append to {}", first.stream_id),
-            source: Some(Box::new(error)),
-        })?;
+        let actor = actor_json(first)?;
         Ok(Self {
             base: to_i64(write.base, "position")?,
             stream: first.stream_id.as_str(),
@@ -843,6 +918,14 @@ impl<'a> InsertParameters<'a> {
             &self.digest,
         ]
     }
+}
+
+/// An append's actor as the JSON text its events store (every event of an append has its).
+fn actor_json(event: &RecordedEvent) -> Result<String, StoreError> {
+    serde_json::to_string(&event.metadata.actor).map_err(|error| StoreError::Backend {
+        message: format!("serialise the actor of an append to {}", event.stream_id),
+        source: Some(Box::new(error)),
+    })
 }
 
 fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {

@@ -43,18 +43,21 @@
 //! **One round trip from memory.** The committer remembers the head row's position after its
 //! last commit and the last version and hash of every stream it has read or written (up to
 //! 100,000 streams). A group whose streams are all remembered skips step 1's reads: it is
-//! decided against memory and sent as one pipelined round trip, `BEGIN`, the head row's move
-//! from the remembered position (an `UPDATE … WHERE position = $remembered`, which takes the
-//! row's lock before any insert, as step 1 does, and fails the transaction when the row holds
-//! another position), one insert per append with no savepoints, and `COMMIT`. Another node's
-//! append makes the memory stale, and always moves the head row, so the guarded move fails;
-//! a stale stream head would also fail its insert on `UNIQUE (stream_id, version)`. Any
-//! refused statement aborts the transaction, the pipelined `COMMIT` then rolls it back, and
-//! the group goes again through steps 1–3, which refuse or accept each append on what the
+//! decided against memory and sent as one statement, its own transaction: the head row's
+//! move from the remembered position (an `UPDATE … WHERE position = $remembered`, which fails
+//! the statement, by a division by the rows it moved, when the row holds another position), the
+//! group's events and command rows as two multi-row inserts over arrays, and one
+//! `pg_notify`. Another node's append makes the memory stale, and always moves the head row,
+//! so the guarded move fails; a stale stream head would also fail its insert on `UNIQUE
+//! (stream_id, version)`. Any refusal fails the whole statement, which rolls back, and the
+//! group goes again through steps 1–3, which refuse or accept each append on what the
 //! database holds: memory never refuses an append (a conflict seen on a remembered head sends
 //! the group down the path that reads, without sending anything), and a command id is taken as
-//! new (a recorded one fails its insert on `event_commands`' key). The lock, the positions and
-//! the commit are those of steps 1–3, so the proof below holds unchanged.
+//! new (a recorded one fails its insert on `event_commands`' key). The proof below holds
+//! unchanged: the statement holds the head row's lock from its move until its commit, it
+//! commits only if the row held the remembered position (so its positions follow the last
+//! committed ones), and nothing of it is visible before that commit, in whatever order it runs
+//! its parts.
 //!
 //! # No skipped events
 //!

@@ -494,6 +494,87 @@ async fn a_remembered_head_made_stale_by_another_node_is_caught_and_the_append_g
     assert_eq!(streams[&own].len(), 5);
 }
 
+/// A group written from memory is one statement: several appends to several streams (two to
+/// one stream), some with command ids and causations, some without, read back as appended,
+/// and a retried command answered with its first outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_group_written_from_memory_keeps_every_event_and_command_of_its_appends() {
+    let Some((_database, store, holder)) = store_and_holder("group commit memory group test").await else {
+        return;
+    };
+    let (a, b) = (stream("a"), stream("b"));
+    store.append(one(&a, StreamState::NoStream)).await.unwrap();
+    store.append(one(&b, StreamState::NoStream)).await.unwrap();
+    let cause = Uuid::now_v7();
+    let with_cause = |mut request: AppendRequest| {
+        request.metadata.causation_id = Some(cause);
+        request
+    };
+    let without_command = |mut request: AppendRequest| {
+        request.command = None;
+        request
+    };
+    let commanded = support::request(&b, StreamState::At(StreamVersion(0)), 3, 100);
+    let group = vec![
+        commanded.clone(),
+        with_cause(without_command(support::request(
+            &a,
+            StreamState::At(StreamVersion(1)),
+            2,
+            100,
+        ))),
+        with_cause(support::request(&b, StreamState::At(StreamVersion(3)), 1, 100)),
+    ];
+    let before = store.group_commit_stats();
+    let (first, results) = as_one_group(&store, &holder, one(&a, StreamState::At(StreamVersion(0))), group).await;
+    let first = first.unwrap();
+    let results: Vec<AppendOutcome> = results.into_iter().map(Result::unwrap).collect();
+    let stats = store.group_commit_stats();
+    assert_eq!(
+        stats.transactions - before.transactions,
+        2,
+        "the first append, then the group"
+    );
+    assert_eq!(stats.from_memory - before.from_memory, 2, "both written from memory");
+    assert_eq!(stats.events - before.events, 7);
+    let versions: Vec<(u64, u64)> = results
+        .iter()
+        .map(|outcome| (outcome.first_version.0, outcome.last_version.0))
+        .collect();
+    assert_eq!(versions, vec![(1, 3), (2, 3), (4, 4)]);
+    let last_positions: Vec<u64> = results.iter().map(|outcome| outcome.last_position.sequence()).collect();
+    let base = first.last_position.sequence();
+    assert_eq!(
+        last_positions,
+        vec![base + 3, base + 5, base + 6],
+        "positions in arrival order"
+    );
+
+    let streams = read_gap_free_log(store.as_ref()).await;
+    let causes = |stream: &StreamId| -> Vec<Option<Uuid>> {
+        streams[stream]
+            .iter()
+            .map(|event| event.metadata.causation_id)
+            .collect()
+    };
+    assert_eq!(causes(&a), vec![None, None, Some(cause), Some(cause)]);
+    assert_eq!(causes(&b), vec![None, None, None, None, Some(cause)]);
+    let commands: Vec<bool> = streams[&a]
+        .iter()
+        .map(|event| event.metadata.command_id.is_some())
+        .collect();
+    assert_eq!(
+        commands,
+        vec![true, true, false, false],
+        "an append without a command id has none"
+    );
+
+    let retried = store.append(commanded).await.unwrap();
+    assert!(retried.duplicate, "a retry answers the first outcome");
+    assert_eq!(retried.last_position, results[0].last_position);
+    assert_eq!((retried.first_version.0, retried.last_version.0), (1, 3));
+}
+
 /// An append that expects no stream to a stream the committer has not seen is written from
 /// memory, the stream taken as new. When the stream exists after all (created by another node,
 /// or before a restart), its version 0 refuses the insert, nothing of the group commits, and
