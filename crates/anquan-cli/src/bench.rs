@@ -12,7 +12,8 @@
 //!   version, timed from the common start to the last finish;
 //! - **D** the whole log in pages of 1,000 through the library's reader of the log
 //!   ([`LogPages`]: `read_all`, the next page read while this one is decoded), every body
-//!   decoded into a `serde_json::Value`;
+//!   decoded into a `serde_json::Value` (`--decode value`, the default) or into the workload's
+//!   body type, every field owned (`--decode typed`, as the service decodes its events);
 //! - **E** as D, folding every event into a map keyed by (enterprise, indicator).
 //!
 //! The workload is parsed before the clock; each event's body is encoded to JSON inside the
@@ -120,6 +121,29 @@ pub struct StoreArgs {
     /// `normal` (opt-in, for comparison only: it may lose acknowledged appends).
     #[arg(long, value_enum, default_value = "full")]
     pub sqlite_synchronous: SqliteSynchronous,
+    /// Phases D and E: how each body is JSON-decoded: `value` (a `serde_json::Value`, a map of
+    /// every field, as a dynamic client does) or `typed` (the workload's body type, every field
+    /// decoded and owned, as the service decodes its domain events).
+    #[arg(long, value_enum, default_value = "value")]
+    pub decode: BodyDecode,
+}
+
+/// How phases D and E decode each event's body (WORKLOAD.md: "JSON-decode every body").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BodyDecode {
+    /// Into a `serde_json::Value`.
+    Value,
+    /// Into [`DocumentData`], the type the timed appends encode from.
+    Typed,
+}
+
+impl BodyDecode {
+    fn name(self) -> &'static str {
+        match self {
+            BodyDecode::Value => "serde_json::Value",
+            BodyDecode::Typed => "the workload's body type, every field owned",
+        }
+    }
 }
 
 /// The backend of a benchmark.
@@ -658,6 +682,7 @@ struct ReadTally {
 async fn phase_read(
     store: &Arc<dyn EventStore>,
     workload: &Workload,
+    decode: BodyDecode,
     fold: Option<&mut Fold>,
 ) -> anyhow::Result<(f64, ReadTally)> {
     let mut tally = ReadTally {
@@ -680,12 +705,9 @@ async fn phase_read(
             }
             after = Some(event.position);
             tally.events += 1;
-            let body: Value = serde_json::from_str(&event.data)
+            let body = ReadBody::decode(&event.data, decode, fold.is_some())
                 .with_context(|| format!("decoding the event at position {}", event.position))?;
-            let seq = body
-                .get("seq")
-                .and_then(Value::as_u64)
-                .and_then(|seq| usize::try_from(seq).ok());
+            let seq = body.seq.and_then(|seq| usize::try_from(seq).ok());
             match seq {
                 Some(seq)
                     if seq < tally.seen.len()
@@ -697,26 +719,61 @@ async fn phase_read(
                 _ => tally.strays += 1,
             }
             if let Some(fold) = fold.as_deref_mut() {
-                let Value::Object(mut body) = body else {
-                    tally.malformed += 1;
-                    continue;
-                };
-                match (
-                    body.remove("enterprise_id"),
-                    body.remove("indicator"),
-                    body.remove("valid_until"),
-                ) {
-                    (Some(Value::String(enterprise)), Some(Value::String(indicator)), Some(Value::String(until))) => {
+                match body.fold {
+                    Some((enterprise, indicator, until)) => {
                         let entry = fold.entry((enterprise, indicator)).or_insert((0, String::new()));
                         entry.0 += 1;
                         entry.1 = until;
                     }
-                    _ => tally.malformed += 1,
+                    None => tally.malformed += 1,
                 }
             }
         }
     }
     Ok((start.elapsed().as_secs_f64(), tally))
+}
+
+/// What the checks and phase E's fold take from a decoded body.
+struct ReadBody {
+    seq: Option<u64>,
+    /// `enterprise_id`, `indicator`, `valid_until`, when E asks and the body has them.
+    fold: Option<(String, String, String)>,
+}
+
+impl ReadBody {
+    /// Decodes the whole body as `decode` says, then takes what the checks (and E's fold, when
+    /// `for_fold`) need.
+    fn decode(data: &str, decode: BodyDecode, for_fold: bool) -> serde_json::Result<ReadBody> {
+        match decode {
+            BodyDecode::Value => {
+                let body: Value = serde_json::from_str(data)?;
+                let seq = body.get("seq").and_then(Value::as_u64);
+                let fold = match body {
+                    Value::Object(mut body) if for_fold => match (
+                        body.remove("enterprise_id"),
+                        body.remove("indicator"),
+                        body.remove("valid_until"),
+                    ) {
+                        (
+                            Some(Value::String(enterprise)),
+                            Some(Value::String(indicator)),
+                            Some(Value::String(until)),
+                        ) => Some((enterprise, indicator, until)),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                Ok(ReadBody { seq, fold })
+            }
+            BodyDecode::Typed => {
+                let body: DocumentData = serde_json::from_str(data)?;
+                Ok(ReadBody {
+                    seq: Some(body.seq),
+                    fold: for_fold.then_some((body.enterprise_id, body.indicator, body.valid_until)),
+                })
+            }
+        }
+    }
 }
 
 /// The digest of phase E: sha256 over the sorted lines `stream|indicator|count|valid_until\n`.
@@ -802,7 +859,14 @@ fn check_read(tally: &ReadTally, workload: &Workload, run: &mut Run) {
 }
 
 /// Runs one phase on an open store, timed, then checks it.
-async fn run_phase(phase: Phase, opened: &Opened, workload: &Arc<Workload>, actor: &Actor, writers: usize) -> Run {
+async fn run_phase(
+    phase: Phase,
+    opened: &Opened,
+    workload: &Arc<Workload>,
+    actor: &Actor,
+    writers: usize,
+    decode: BodyDecode,
+) -> Run {
     let store = opened.store.as_ref();
     let mut run = Run {
         events: workload.events.len() as u64,
@@ -824,14 +888,14 @@ async fn run_phase(phase: Phase, opened: &Opened, workload: &Arc<Workload>, acto
                 check_appended(&opened.store, workload, &mut run).await?;
             }
             Phase::D => {
-                let (seconds, tally) = phase_read(&opened.store, workload, None).await?;
+                let (seconds, tally) = phase_read(&opened.store, workload, decode, None).await?;
                 run.seconds = Some(seconds);
                 run.peak_rss_mb = peak_rss_mb();
                 check_read(&tally, workload, &mut run);
             }
             Phase::E => {
                 let mut fold = Fold::new();
-                let (seconds, tally) = phase_read(&opened.store, workload, Some(&mut fold)).await?;
+                let (seconds, tally) = phase_read(&opened.store, workload, decode, Some(&mut fold)).await?;
                 run.seconds = Some(seconds);
                 run.peak_rss_mb = peak_rss_mb();
                 check_read(&tally, workload, &mut run);
@@ -944,6 +1008,7 @@ impl Bench {
         }
         if matches!(phase, Phase::D | Phase::E) {
             settings.insert("page".into(), json!(PAGE));
+            settings.insert("decode".into(), json!(self.args.decode.name()));
         }
         let rss_scope = if reset_peak_rss() {
             "VmHWM of the bench process from just before the clock until it stops; the parsed workload stays resident and counts"
@@ -954,7 +1019,7 @@ impl Bench {
         settings.insert("rss_after_loading_workload_mb".into(), json!(self.workload_rss_mb));
         settings.insert("rss_at_start_mb".into(), json!(rss_mb()));
         let writers = usize::try_from(self.args.writers).unwrap_or(1);
-        let run = run_phase(phase, &opened, &self.workload, &self.actor, writers).await;
+        let run = run_phase(phase, &opened, &self.workload, &self.actor, writers, self.args.decode).await;
         let peak = run.peak_rss_mb;
         // What the store's committer did: transactions against appends shows how many
         // appends shared each commit.
@@ -1149,7 +1214,33 @@ async fn run_store(args: StoreArgs) -> anyhow::Result<()> {
 mod tests {
     use std::collections::BTreeMap;
 
-    use super::{projection_digest, with_database};
+    use super::{BodyDecode, ReadBody, projection_digest, with_database};
+
+    const BODY: &str = r#"{"enterprise_id":"enterprise-0000","document_id":"0b8e90e9-f646-6d5f-dae8-5d0928398f9f","indicator":"R01","title":"Safety production responsibility system (2025)","valid_from":"2025-03-11","valid_until":"2026-03-11","sha256":"a02bff2f31bfa6af28b58ab4d47a9a78c4e08e67b822b63b4e6980ee651011cb","uploaded_by":"user-0218","uploaded_at":"2025-03-11T02:30:09Z","seq":7,"comment":"blocked forklift"}"#;
+
+    #[test]
+    fn both_decodes_take_the_same_sequence_and_fold_fields() {
+        for decode in [BodyDecode::Value, BodyDecode::Typed] {
+            let body = ReadBody::decode(BODY, decode, true).expect("a workload body decodes");
+            assert_eq!(body.seq, Some(7), "{decode:?}");
+            assert_eq!(
+                body.fold,
+                Some(("enterprise-0000".to_owned(), "R01".to_owned(), "2026-03-11".to_owned())),
+                "{decode:?}"
+            );
+            let without_fold = ReadBody::decode(BODY, decode, false).expect("a workload body decodes");
+            assert_eq!((without_fold.seq, without_fold.fold), (Some(7), None), "{decode:?}");
+        }
+    }
+
+    #[test]
+    fn a_body_without_a_field_is_malformed_or_refused_never_folded() {
+        let without_indicator = BODY.replace(r#""indicator":"R01","#, "");
+        let value = ReadBody::decode(&without_indicator, BodyDecode::Value, true).expect("still JSON");
+        assert_eq!(value.fold, None);
+        assert!(ReadBody::decode(&without_indicator, BodyDecode::Typed, true).is_err());
+        assert!(ReadBody::decode("{not json", BodyDecode::Value, false).is_err());
+    }
 
     #[test]
     fn the_digest_hashes_sorted_lines() {
