@@ -133,7 +133,7 @@ pub struct StoreArgs {
 pub enum BodyDecode {
     /// Into a `serde_json::Value`.
     Value,
-    /// Into [`DocumentData`], the type the timed appends encode from.
+    /// Into `DocumentData`, the type the timed appends encode from.
     Typed,
 }
 
