@@ -96,8 +96,14 @@ psql -q "$db_url" -c "CREATE SEQUENCE transaction_positions START 1000000000" >/
 
 for variant in service bench no_notify events_alone; do
     for n in 1 8 32; do
-        tps=$("$PG_BIN/pgbench" -n -M prepared -D n="$n" -f "$scratch/$variant.sql" -c 1 -j 1 -T "$seconds" "$db_url" 2>/dev/null |
-            sed -n 's/^tps = \([0-9.]*\).*/\1/p')
+        "$PG_BIN/pgbench" -n -M prepared -D n="$n" -f "$scratch/$variant.sql" -c 1 -j 1 -T "$seconds" "$db_url" \
+            >"$scratch/pgbench.out" 2>&1 || true
+        tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$scratch/pgbench.out")
+        if [ -z "$tps" ] || grep -q 'error' "$scratch/pgbench.out"; then
+            echo "pgbench failed on $variant with $n events:" >&2
+            grep -i 'error' "$scratch/pgbench.out" | head -3 >&2
+            exit 1
+        fi
         events_per_s=$(python3 -c 'import sys; print(round(float(sys.argv[1]) * int(sys.argv[2])))' "$tps" "$n")
         echo "postgres_store_transaction_${variant}_${n}_events ${tps} ${events_per_s}"
     done
