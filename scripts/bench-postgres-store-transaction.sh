@@ -52,21 +52,24 @@ listener=$!
 advance="advanced AS (UPDATE event_log_head SET position = position + :n WHERE id RETURNING position)"
 event_columns="position, stream_id, version, event_id, event_type, schema_version, data,
                occurred_at, recorded_at, actor, correlation_id, causation_id, command_id, hash"
+# The group's positions p, one row each, after the head row's position before the move.
+positions="(SELECT a.position - :n + g AS p FROM advanced a, generate_series(1, :n) g) e"
+# The stream and version of position p; its command id.
+stream="'enterprise-' || lpad((p % 1000)::text, 4, '0')"
+version="p / 1000"
+command_id="('2' || lpad(to_hex(p), 31, '0'))::uuid"
 # One event's values, from its position p.
-event_values="p, 'enterprise-' || lpad((p % 1000)::text, 4, '0'), p / 1000, lpad(to_hex(p), 32, '0')::uuid,
+event_values="p, $stream, $version, lpad(to_hex(p), 32, '0')::uuid,
            'DocumentUploaded', 1, ('{\"pad\":\"' || repeat('x', 1060) || '\"}')::json, now(), now(),
            '{\"role\":\"bench\"}'::json, ('1' || lpad(to_hex(p), 31, '0'))::uuid, NULL, COMMAND_ID,
            sha256(int8send(p))"
 events="inserted AS (
     INSERT INTO event_log ($event_columns)
-    SELECT $event_values FROM (SELECT a.position - :n + g AS p FROM advanced a, generate_series(1, :n) g) e
+    SELECT $event_values FROM $positions
 )"
-command_id="('2' || lpad(to_hex(p), 31, '0'))::uuid"
 commands="commands AS (
     INSERT INTO event_commands (command_id, stream_id, first_version, last_version, last_position, digest)
-    SELECT $command_id, 'enterprise-' || lpad((p % 1000)::text, 4, '0'), p / 1000, p / 1000, p,
-           sha256(int8send(p))
-    FROM (SELECT a.position - :n + g AS p FROM advanced a, generate_series(1, :n) g) e
+    SELECT $command_id, $stream, $version, $version, p, sha256(int8send(p)) FROM $positions
 )"
 notify="pg_notify('anquan_events', (SELECT position FROM advanced)::text)"
 guard="1 / (SELECT count(*)::int FROM advanced)"
@@ -99,7 +102,7 @@ for variant in service bench no_notify events_alone; do
         "$PG_BIN/pgbench" -n -M prepared -D n="$n" -f "$scratch/$variant.sql" -c 1 -j 1 -T "$seconds" "$db_url" \
             >"$scratch/pgbench.out" 2>&1 || true
         tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$scratch/pgbench.out")
-        if [ -z "$tps" ] || grep -q 'error' "$scratch/pgbench.out"; then
+        if [ -z "$tps" ] || grep -qi 'error' "$scratch/pgbench.out"; then
             echo "pgbench failed on $variant with $n events:" >&2
             grep -i 'error' "$scratch/pgbench.out" | head -3 >&2
             exit 1

@@ -14,12 +14,12 @@
 # indexes), with a command row as the service writes commands (`service`) or without, as
 # `anquan bench store` appends (`bench`), the release; `COMMIT`. Groups of 1, 8 and 32 appends of
 # one ~1 KB event each (phase A; phase C with 8 and 32 writers), each SECONDS long (default 10);
-# then one event without the savepoint (`event_alone`). Streams, versions and ids are made as the
-# benchmark's (1,000 streams round robin, ids ordered in time). SQLite's own automatic checkpoints,
-# as in scripts/bench-sqlite-ceiling.sh (the store checkpoints on a thread of its own). Python's sqlite3
-# module drives SQLite: its own cost per statement (a few microseconds, four statements an
-# append) is in these figures, so they are a floor of what SQLite can do with the store's
-# transaction rather than a ceiling. Output: one line per figure,
+# then one event without the savepoint (`event_alone`). Streams, versions and ids are made as
+# the benchmark's (1,000 streams round robin, ids ordered in time). SQLite checkpoints by itself
+# (its default, as in scripts/bench-sqlite-ceiling.sh; the store checkpoints on a thread of its
+# own). Python's sqlite3 module drives SQLite: its own cost per statement (a few microseconds,
+# four statements an append) is in these figures, so they are a floor of what SQLite can do
+# with the store's transaction rather than a ceiling. Output: one line per figure,
 # `name transactions_per_s events_per_s`.
 set -euo pipefail
 
