@@ -404,7 +404,7 @@ where
     F: FnMut(Vec<EnterpriseHistory>) -> Fut,
     Fut: std::future::Future<Output = Result<(), QueryError>>,
 {
-    let mut files = FileChunks::start(store, chunk).await?;
+    let mut files = FileChunks::new(chunk);
     let evaluate: Evaluation<EnterpriseHistory> = Arc::new(move |rules, enterprise_id, file, services| {
         let start = match &from {
             None => None,

@@ -42,14 +42,17 @@ macro_rules! reports {
         )
     };
 }
-/// Every enterprise's contracts and service reports (`$1` is `''`), and one enterprise's
-/// (`$1`): two statements each, as `$1 = '' OR enterprise_id = $1` cannot search the enterprise
-/// index and scanned every contract and report of the province for each enterprise the metrics
-/// follow.
-const CONTRACTS: &str = contracts!("$1 = ''");
+/// Every enterprise's contracts and service reports, those of one enterprise (`$1`), and those
+/// of the enterprises whose ids lie between `$1` and `$2` (a chunk of files, read beside it so
+/// that a pass over the city never holds the province's contracts and reports at once): each
+/// filter its own statement, as `$1 = '' OR enterprise_id = $1` cannot search the enterprise
+/// index and scanned every contract and report of the province for each enterprise.
+const CONTRACTS: &str = contracts!("TRUE");
 const CONTRACTS_OF_ENTERPRISE: &str = contracts!("enterprise_id = $1");
-const REPORTS: &str = reports!("$1 = ''");
+const CONTRACTS_BETWEEN: &str = contracts!("enterprise_id BETWEEN $1 AND $2");
+const REPORTS: &str = reports!("TRUE");
 const REPORTS_OF_ENTERPRISE: &str = reports!("enterprise_id = $1");
+const REPORTS_BETWEEN: &str = reports!("enterprise_id BETWEEN $1 AND $2");
 const AGENCIES: &str = "SELECT agency_id, registered_at FROM agency_agencies ORDER BY agency_id";
 const STAFF_REPORTS: &str = "SELECT agency_id, half_year, reported_at FROM agency_staff_reports \
     ORDER BY agency_id, half_year";
@@ -76,7 +79,7 @@ pub async fn load_facts(store: &dyn ReadModelStore) -> Result<MetricFacts, Query
             break;
         }
     }
-    let services = services(store, None).await?;
+    let services = services(store, Serviced::Every).await?;
     let agencies = agency_facts(store).await?;
     Ok(MetricFacts {
         files,
@@ -93,20 +96,34 @@ pub async fn enterprise_facts(
     let Some(file) = enterprise_file(store, enterprise_id).await? else {
         return Ok(None);
     };
-    let mut services = services(store, Some(enterprise_id)).await?;
+    let mut services = services(store, Serviced::One(enterprise_id)).await?;
     Ok(Some((file, services.remove(&enterprise_id).unwrap_or_default())))
 }
 
+/// The enterprises whose agency facts [`services`] reads.
+pub(super) enum Serviced {
+    /// Every enterprise of the city: [`load_facts`], which holds every file too.
+    Every,
+    /// One enterprise.
+    One(EnterpriseId),
+    /// The enterprises whose ids lie between the two, both included: a chunk of files.
+    Between(EnterpriseId, EnterpriseId),
+}
+
+/// The contracts and service reports of the enterprises `which` names, by enterprise.
 pub(super) async fn services(
     store: &dyn ReadModelStore,
-    enterprise_id: Option<EnterpriseId>,
+    which: Serviced,
 ) -> Result<HashMap<EnterpriseId, ServiceFacts>, QueryError> {
-    let filter = [SqlValue::Text(
-        enterprise_id.map(|id| id.to_string()).unwrap_or_default(),
-    )];
-    let (contracts, reports) = match enterprise_id {
-        Some(_) => (CONTRACTS_OF_ENTERPRISE, REPORTS_OF_ENTERPRISE),
-        None => (CONTRACTS, REPORTS),
+    let text = |id: EnterpriseId| SqlValue::Text(id.to_string());
+    let (contracts, reports, filter) = match which {
+        Serviced::Every => (CONTRACTS, REPORTS, Vec::new()),
+        Serviced::One(enterprise_id) => (
+            CONTRACTS_OF_ENTERPRISE,
+            REPORTS_OF_ENTERPRISE,
+            vec![text(enterprise_id)],
+        ),
+        Serviced::Between(low, high) => (CONTRACTS_BETWEEN, REPORTS_BETWEEN, vec![text(low), text(high)]),
     };
     let mut services: HashMap<EnterpriseId, ServiceFacts> = HashMap::new();
     for row in store.query(contracts, &filter).await? {

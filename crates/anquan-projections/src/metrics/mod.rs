@@ -369,7 +369,7 @@ async fn for_each_contribution(
     mut each: impl FnMut(EnterpriseId, Vec<Option<Contribution>>, Option<Instant>),
 ) -> Result<(), crate::error::QueryError> {
     let instants: std::sync::Arc<[Instant]> = instants.into();
-    let mut files = FileChunks::start(store, chunk).await?;
+    let mut files = FileChunks::new(chunk);
     let evaluate = std::sync::Arc::new(
         move |rules: &RuleSet, enterprise_id: EnterpriseId, file: &EnterpriseFile, services: &ServiceFacts| {
             let contributions = instants
@@ -396,25 +396,22 @@ type Evaluation<T> =
     std::sync::Arc<dyn Fn(&RuleSet, EnterpriseId, &EnterpriseFile, &ServiceFacts) -> Option<T> + Send + Sync>;
 
 /// Every enterprise's file read `chunk` at a time, in enterprise order, with the agency facts
-/// about it, each chunk evaluated on a blocking thread: memory holds one chunk of files.
+/// about it, each chunk evaluated on a blocking thread: memory holds one chunk of files and
+/// their contracts and reports, never the province's (read whole, the contracts and reports of
+/// the scale-100 demo were most of a pass's memory).
 struct FileChunks {
-    services: std::sync::Arc<HashMap<EnterpriseId, ServiceFacts>>,
     cursor: String,
     chunk: usize,
     done: bool,
 }
 
 impl FileChunks {
-    async fn start(
-        store: &dyn anquan_event_store::ReadModelStore,
-        chunk: usize,
-    ) -> Result<FileChunks, crate::error::QueryError> {
-        Ok(FileChunks {
-            services: std::sync::Arc::new(load::services(store, None).await?),
+    fn new(chunk: usize) -> FileChunks {
+        FileChunks {
             cursor: String::new(),
             chunk: chunk.max(1),
             done: false,
-        })
+        }
     }
 
     /// The next chunk's evaluations (`None`: every file was read).
@@ -429,10 +426,12 @@ impl FileChunks {
         }
         let files = crate::compliance::files_after(store, "", &self.cursor, self.chunk).await?;
         self.done = files.len() < self.chunk;
-        if let Some(last) = files.keys().next_back() {
-            self.cursor = last.to_string();
-        }
-        let (rules, services) = (rules.clone(), self.services.clone());
+        let (Some(low), Some(high)) = (files.keys().next(), files.keys().next_back()) else {
+            return Ok(Some(Vec::new()));
+        };
+        let services = load::services(store, load::Serviced::Between(*low, *high)).await?;
+        self.cursor = high.to_string();
+        let rules = rules.clone();
         let computed = tokio::task::spawn_blocking(move || {
             let empty = ServiceFacts::default();
             let files: Vec<(EnterpriseId, EnterpriseFile)> = files.into_iter().collect();
