@@ -33,7 +33,7 @@ struct PageRead {
 }
 
 /// Reads the global log after a position to its end, in pages of a fixed size, one page ahead
-/// of the caller and, while positions are consecutive, two. The end is the first page shorter
+/// of the caller and, where positions are dense, two. The end is the first page shorter
 /// than the size: events appended after that read are not returned (as with a loop of
 /// [`EventStore::read_all`] that stops there).
 pub struct LogPages {

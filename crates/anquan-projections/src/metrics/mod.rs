@@ -397,8 +397,8 @@ type Evaluation<T> =
 
 /// Every enterprise's file read `chunk` at a time, in enterprise order, with the agency facts
 /// about it, each chunk evaluated on a blocking thread: memory holds one chunk of files and
-/// their contracts and reports, never the province's (read whole, the contracts and reports of
-/// the scale-100 demo were most of a pass's memory).
+/// their contracts and reports, never the province's (read whole, those of the scale-100 demo
+/// held about 250 MiB for as long as a pass or the history's walk ran).
 struct FileChunks {
     cursor: String,
     chunk: usize,
