@@ -20,7 +20,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, Months, Utc};
+use chrono::{DateTime, Utc};
 use tokio::sync::{broadcast, watch};
 
 use anquan_domain::metrics::{Contribution, next_calendar_change};
@@ -179,11 +179,7 @@ impl MetricsService {
 
 /// One local month before `at` (the same wall-clock instant, clamped to the month's end).
 pub fn month_before(app: &AppState, at: DateTime<Utc>) -> DateTime<Utc> {
-    let local = at.with_timezone(&app.rules.time_zone);
-    local.checked_sub_months(Months::new(1)).map_or(
-        anquan_domain::bounds::minus(at, chrono::Duration::days(30)),
-        |earlier| earlier.to_utc(),
-    )
+    anquan_projections::metrics::month_before(&app.rules, at)
 }
 
 /// Computes the metrics at past (or any) instants from the read models, in one pass over the
@@ -545,13 +541,7 @@ impl MetricsWatcher {
         if now < anquan_domain::bounds::minus(at, ahead) {
             return;
         }
-        let month_at = month_before(
-            &AppState {
-                rules: rules.clone(),
-                ..self.app.clone()
-            },
-            at,
-        );
+        let month_at = anquan_projections::metrics::month_before(&rules, at);
         let store = self.app.read_models.clone();
         let version = rules.version.clone();
         tracing::info!(%at, "computing the metrics ahead for a calendar instant");
@@ -649,13 +639,7 @@ impl MetricsWatcher {
             return;
         }
         let rules = self.rules.clone();
-        let month_at = month_before(
-            &AppState {
-                rules: rules.clone(),
-                ..self.app.clone()
-            },
-            now,
-        );
+        let month_at = anquan_projections::metrics::month_before(&rules, now);
         let held = self.month_ago.at;
         if held <= month_at && month_at - held < MONTH_AGO_STALE || held > month_at && held - month_at < MONTH_AGO_STALE
         {
@@ -754,10 +738,7 @@ impl MetricsWatcher {
         });
         let cache = &self.cache;
         let (write, every) = match &self.unsaved {
-            Persist::Every => (
-                persist::Write::Every(Box::new(cache.entries().map(persisted_row))),
-                true,
-            ),
+            Persist::Every => (persist::Write::every(cache), true),
             Persist::These(changed) => (
                 persist::Write::These(
                     changed
@@ -798,13 +779,7 @@ impl MetricsWatcher {
         let started = std::time::Instant::now();
         let now = self.app.now();
         let rules = self.rules.clone();
-        let month_at = month_before(
-            &AppState {
-                rules: rules.clone(),
-                ..self.app.clone()
-            },
-            now,
-        );
+        let month_at = anquan_projections::metrics::month_before(&rules, now);
         let (cache, month_ago) = compute_streaming(self.app.read_models.as_ref(), rules.clone(), now, month_at, CHUNK)
             .await
             .map_err(|error| error.to_string())?;

@@ -305,8 +305,17 @@ pub async fn run(args: ProjectionsArgs) -> anyhow::Result<()> {
             };
             // Into the live database, the fold holds the projection lease like a node's runner.
             let live = into.is_none();
+            let now_metrics = NowMetrics::live(&registry)?;
             if refold {
-                rebuild_read_models(event_store.as_ref(), &read_models, live, take_over, &cancel).await?;
+                rebuild_read_models(
+                    event_store.as_ref(),
+                    &read_models,
+                    &now_metrics,
+                    live,
+                    take_over,
+                    &cancel,
+                )
+                .await?;
                 if let Some(into) = &into {
                     into.make_durable().await?;
                 }
@@ -316,7 +325,15 @@ pub async fn run(args: ProjectionsArgs) -> anyhow::Result<()> {
             }
             if !refold && read_models.checkpoint(ComplianceProjection::NAME).await?.is_none() {
                 // No service has folded the log into this database yet: the snapshots need the facts.
-                rebuild_read_models(event_store.as_ref(), &read_models, live, take_over, &cancel).await?;
+                rebuild_read_models(
+                    event_store.as_ref(),
+                    &read_models,
+                    &now_metrics,
+                    live,
+                    take_over,
+                    &cancel,
+                )
+                .await?;
             }
             let version = version.unwrap_or_else(|| registry.active_version());
             let at = at.unwrap_or_else(|| anquan_event_store::hash_chain::canonical_time(Utc::now()));
@@ -423,20 +440,49 @@ fn cancel_on_ctrl_c() -> Arc<AtomicBool> {
     cancel
 }
 
+/// The rule set a rebuild computes the metrics for "now" with, and its clock: what a service
+/// starting on the rebuilt read models would use.
+pub struct NowMetrics {
+    rules: Arc<anquan_domain::rules::RuleSet>,
+    digest: String,
+    clock: anquan_api::Clock,
+}
+
+impl NowMetrics {
+    /// The live rule set by the log (the configured one before any promotion) and the clock
+    /// `serve` reads.
+    pub fn live(registry: &RuleSetRegistry) -> anyhow::Result<NowMetrics> {
+        let version = registry.active_version();
+        let loaded = registry
+            .get(&version)
+            .with_context(|| format!("the live rule set {version} is not loaded"))?;
+        Ok(NowMetrics {
+            rules: loaded.rules,
+            digest: loaded.digest,
+            clock: crate::test_clock::from_env()?,
+        })
+    }
+}
+
 /// Refolds the fact read models (compliance, agency) from the log into `target`, from its
-/// checkpoints, printing events/s. Returns the number of events folded. Into live read models
-/// (`lead`) it holds the projection lease for the whole fold, each batch fenced by its term,
-/// so it never races a node's runner: it refuses while a node holds the lease, unless
-/// `take_over`, and releases it at the end so a node resumes from the new checkpoints.
+/// checkpoints, printing events/s, then computes the metrics for "now" from them and persists
+/// them with their position ([`anquan_projections::metrics::persist`]), so the first service to
+/// start on the rebuilt read models answers at once instead of computing them (one pass over
+/// every file: minutes in a province). Returns the number of events folded. Into live read
+/// models (`lead`) it holds the projection lease for the whole fold and computation, each batch
+/// fenced by its term, so it never races a node's runner: it refuses while a node holds the
+/// lease, unless `take_over`, and releases it at the end so a node resumes from the new
+/// checkpoints.
 pub async fn rebuild_read_models(
     event_store: &dyn EventStore,
     target: &Arc<dyn ReadModelStore>,
+    now_metrics: &NowMetrics,
     lead: bool,
     take_over: bool,
     cancel: &AtomicBool,
 ) -> anyhow::Result<u64> {
     if !lead {
-        return fold_read_models(event_store, target.as_ref(), None, cancel).await;
+        return fold_read_models(event_store, target.as_ref(), now_metrics, None, cancel).await;
     }
     let leadership = Leadership::new(
         Arc::clone(target),
@@ -472,7 +518,7 @@ pub async fn rebuild_read_models(
     };
     eprintln!("holding the read models' projection lease ({term})");
     let folded = tokio::select! {
-        folded = fold_read_models(event_store, target.as_ref(), Some(&term), cancel) => folded,
+        folded = fold_read_models(event_store, target.as_ref(), now_metrics, Some(&term), cancel) => folded,
         () = leadership.hold(&term) => Err(anyhow::anyhow!("lost the projection lease ({term}) during the rebuild; run it again")),
     };
     leadership.release(&term).await;
@@ -482,6 +528,7 @@ pub async fn rebuild_read_models(
 async fn fold_read_models(
     event_store: &dyn EventStore,
     target: &dyn ReadModelStore,
+    now_metrics: &NowMetrics,
     lease: Option<&LeaseTerm>,
     cancel: &AtomicBool,
 ) -> anyhow::Result<u64> {
@@ -491,8 +538,8 @@ async fn fold_read_models(
         Arc::new(LogTallyProjection),
     ];
     // The metrics for "now" and their history a service persisted were computed from the read
-    // models before the rebuild: no service may load them after it (it computes them from the
-    // rebuilt ones).
+    // models before the rebuild: no service may load them after it. "Now" is computed again
+    // below once the fold ends; the history is walked again by the first service that leads.
     anquan_projections::metrics::persist::clear(target)
         .await
         .context("cannot clear the persisted metrics")?;
@@ -521,6 +568,25 @@ async fn fold_read_models(
             ""
         }
     );
+    if let (false, Some(position)) = (report.cancelled, report.last_position) {
+        let started = std::time::Instant::now();
+        let at = anquan_event_store::hash_chain::canonical_time((now_metrics.clock)());
+        let enterprises = anquan_projections::metrics::persist::compute_and_save(
+            target,
+            now_metrics.rules.clone(),
+            &now_metrics.digest,
+            at,
+            position,
+            lease.cloned(),
+        )
+        .await
+        .context("cannot compute the metrics for now")?;
+        eprintln!(
+            "metrics for now computed under {} at {at}: {enterprises} enterprises in {:.2}s",
+            now_metrics.rules.version,
+            started.elapsed().as_secs_f64()
+        );
+    }
     Ok(report.events)
 }
 

@@ -62,7 +62,7 @@ use anquan_event_store::execute::{CommandEnvelope, ExecuteError, execute};
 use anquan_event_store::{EventStore, InMemoryEventStore, ReadModelStore};
 use anquan_event_store_postgres::PostgresReadModelStore;
 use anquan_event_store_sqlite::SqliteReadModelStore;
-use anquan_projections::metrics::{MetricFacts, MetricsCache, Snapshot, history, load_facts};
+use anquan_projections::metrics::{MetricFacts, MetricsCache, Snapshot, history, load_facts, persist};
 use anquan_projections::{AgencyProjection, ComplianceProjection, ProjectionRunner};
 
 mod oracle;
@@ -936,6 +936,7 @@ async fn check(world: &World, seed: u64, steps: usize) -> BTreeSet<usize> {
     let rules = &world.rules;
     walk_the_timers(rules, &facts, end, seed);
     history_lookup(world, rules, &facts, end, seed).await;
+    persisted_now(world, rules, &facts, end, seed).await;
     let mut rng = Rng(seed ^ 0x5eed);
     let start = Utc.with_ymd_and_hms(2018, 7, 1, 0, 0, 0).unwrap();
     let span = (end - start).num_minutes();
@@ -1033,6 +1034,67 @@ async fn check(world: &World, seed: u64, steps: usize) -> BTreeSet<usize> {
         .collect();
     println!("seed {seed}: {} events, metrics never non-zero: {silent:?}", log.len());
     met_at_boundary
+}
+
+/// What a rebuild of the read models ends with (issue 19, item 2): every contribution at an
+/// instant and the snapshot a local month before, computed from the read models and persisted,
+/// load back (as a starting service loads them) into the figures computed from every file at
+/// those instants, each enterprise with its next change.
+async fn persisted_now(world: &World, rules: &RuleSet, facts: &MetricFacts, end: DateTime<Utc>, seed: u64) {
+    let store = world.read_models.as_ref();
+    persist::migrate(store).await.unwrap();
+    let position = anquan_event_store::Position { commit: 7, prepare: 7 };
+    let at = end + Duration::days(3);
+    let shared = Arc::new(rules.clone());
+    let written = persist::compute_and_save(store, shared.clone(), "digest", at, position, None)
+        .await
+        .unwrap();
+    let state = persist::load_state(store).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            state.rule_set.as_str(),
+            state.rule_set_digest.as_str(),
+            state.at,
+            state.position
+        ),
+        (rules.version.as_str(), "digest", at, position),
+        "seed {seed}"
+    );
+    let month_ago = anquan_projections::metrics::month_before(rules, at);
+    assert_eq!(
+        state.month_ago,
+        Snapshot::compute(rules, facts, month_ago),
+        "seed {seed}"
+    );
+    let agencies = anquan_projections::metrics::agency_facts(store).await.unwrap();
+    let mut cache = MetricsCache::persisted(rules, agencies, state.at);
+    let mut loaded = 0;
+    let mut nexts = Vec::new();
+    persist::load_contributions(store, |row| {
+        loaded += usize::from(row.contribution.is_some());
+        nexts.push((row.enterprise_id, row.next_change));
+        cache.load(rules, row.enterprise_id, row.contribution, row.next_change);
+    })
+    .await
+    .unwrap();
+    assert_eq!((loaded, cache.enterprises()), (written, written), "seed {seed}");
+    assert!(written > 0, "seed {seed}: no enterprise contributes at {at}");
+    assert_eq!(
+        cache.snapshot(rules).unwrap(),
+        Snapshot::compute(rules, facts, at),
+        "seed {seed}"
+    );
+    let empty = anquan_domain::metrics::ServiceFacts::default();
+    for (enterprise_id, next) in nexts {
+        let file = &facts.files[&enterprise_id];
+        let services = facts.services.get(&enterprise_id).unwrap_or(&empty);
+        // Stored to the microsecond, so a change a nanosecond past a deadline is due at the
+        // deadline: one recomputation early, never late.
+        let want = anquan_domain::metrics::next_change(&rules.metrics, rules, file, services, at)
+            .map(|next| chrono::SubsecRound::trunc_subsecs(next, 6));
+        assert_eq!(next, want, "seed {seed}: {enterprise_id}'s next change");
+    }
+    persist::clear(store).await.unwrap();
 }
 
 /// The incremental path (issue 19): a cache computed before the history began and advanced only

@@ -287,6 +287,17 @@ impl Timers {
     }
 }
 
+/// One local month before `at` (the same wall-clock instant in the rule set's time zone,
+/// clamped to the month's end; 30 days earlier where that is out of range): the instant of the
+/// month-over-month figures.
+pub fn month_before(rules: &RuleSet, at: Instant) -> Instant {
+    let local = at.with_timezone(&rules.time_zone);
+    local.checked_sub_months(chrono::Months::new(1)).map_or(
+        anquan_domain::bounds::minus(at, chrono::Duration::days(30)),
+        |earlier| earlier.to_utc(),
+    )
+}
+
 /// Computes the cache at `at` and the snapshot at `earlier_at` in one pass over the
 /// enterprises' files, `chunk` at a time ([`CHUNK`] unless a
 /// test wants several rounds): memory holds one chunk of files and every enterprise's

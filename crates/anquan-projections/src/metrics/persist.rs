@@ -6,17 +6,19 @@
 //! set, the instant of the computation, the log position the read models had applied when the
 //! watcher read them, and the snapshot one local month earlier. The read-model leader writes
 //! them as a [`ProjectionBatch`] of the projection [`PROJECTION`], fenced by its term, so they
-//! commit in one transaction with their position and a deposed leader's late write fails. The
+//! commit in one transaction with their position and a deposed leader's late write fails; a
+//! rebuild of the read models writes them too, once it has folded ([`compute_and_save`]). The
 //! sums are not stored: they are summed again from the contributions as they load, which costs
 //! less than reading them and can never disagree with them.
 
 use std::sync::Arc;
 
 use anquan_domain::metrics::Contribution;
+use anquan_domain::rules::RuleSet;
 use anquan_domain::{EnterpriseId, Instant};
 use anquan_event_store::{LeaseTerm, Position, ProjectionBatch, ReadModelError, ReadModelStore, SqlValue, Statement};
 
-use super::{Snapshot, compact};
+use super::{MetricsCache, Snapshot, compact};
 use crate::error::QueryError;
 
 /// The checkpoint the persisted metrics commit with (not a projection the runner folds).
@@ -156,6 +158,46 @@ pub enum Write<'a> {
     /// These enterprises' contributions (`None`: the enterprise contributes nothing and has no
     /// next change).
     These(Vec<(EnterpriseId, Option<PersistedContributionRef<'a>>)>),
+}
+
+impl<'a> Write<'a> {
+    /// Every contribution the cache holds, with each enterprise's next change.
+    pub fn every(cache: &'a MetricsCache) -> Write<'a> {
+        Write::Every(Box::new(cache.entries().map(
+            |(enterprise_id, contribution, next_change)| PersistedContributionRef {
+                enterprise_id,
+                contribution: contribution.map(std::borrow::Cow::Owned),
+                next_change,
+            },
+        )))
+    }
+}
+
+/// Computes every enterprise's contribution at `at` (and the snapshot one local month before)
+/// from the read models and writes them with `position`, the log position the read models have
+/// applied, under the rule set `rules` whose files have `digest`, fenced by `lease`. What a
+/// rebuild of the read models ends with, so the first service to start on them loads "now"
+/// instead of computing it (one pass over every file: minutes in a province). Returns how many
+/// enterprises contribute.
+pub async fn compute_and_save(
+    store: &dyn ReadModelStore,
+    rules: Arc<RuleSet>,
+    digest: &str,
+    at: Instant,
+    position: Position,
+    lease: Option<LeaseTerm>,
+) -> Result<usize, QueryError> {
+    let month_at = super::month_before(&rules, at);
+    let (cache, month_ago) = super::compute_streaming(store, rules.clone(), at, month_at, super::CHUNK).await?;
+    let state = PersistedState {
+        rule_set: rules.version.clone(),
+        rule_set_digest: digest.to_owned(),
+        at,
+        position,
+        month_ago,
+    };
+    save(store, &state, Write::every(&cache), lease).await?;
+    Ok(cache.enterprises())
 }
 
 /// A contribution and next change to write (borrowed, or unpacked from the cache).
