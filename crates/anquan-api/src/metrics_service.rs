@@ -23,7 +23,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::{broadcast, watch};
 
-use anquan_domain::metrics::{Contribution, next_calendar_change};
+use anquan_domain::metrics::next_calendar_change;
 use anquan_domain::rules::RuleSet;
 use anquan_domain::{AgencyId, ContractId, EnterpriseId, Event, Town};
 use anquan_event_store::Position;
@@ -175,11 +175,6 @@ impl MetricsService {
             let _ = self.changes.send(MetricsChanged { towns, at });
         }
     }
-}
-
-/// One local month before `at` (the same wall-clock instant, clamped to the month's end).
-pub fn month_before(app: &AppState, at: DateTime<Utc>) -> DateTime<Utc> {
-    anquan_projections::metrics::month_before(&app.rules, at)
 }
 
 /// Computes the metrics at past (or any) instants from the read models, in one pass over the
@@ -744,7 +739,7 @@ impl MetricsWatcher {
                     changed
                         .iter()
                         .map(|&enterprise_id| {
-                            let row = persisted_row((
+                            let row = persist::PersistedContributionRef::owned((
                                 enterprise_id,
                                 cache.contribution(enterprise_id),
                                 cache.next_change_of(enterprise_id),
@@ -1021,17 +1016,6 @@ impl Touched {
             }
         }
         Ok(false)
-    }
-}
-
-/// An enterprise's contribution and next change as they are written.
-fn persisted_row<'a>(
-    (enterprise_id, contribution, next_change): (EnterpriseId, Option<Contribution>, Option<DateTime<Utc>>),
-) -> persist::PersistedContributionRef<'a> {
-    persist::PersistedContributionRef {
-        enterprise_id,
-        contribution: contribution.map(std::borrow::Cow::Owned),
-        next_change,
     }
 }
 

@@ -305,8 +305,10 @@ pub async fn run(args: ProjectionsArgs) -> anyhow::Result<()> {
             };
             // Into the live database, the fold holds the projection lease like a node's runner.
             let live = into.is_none();
-            let now_metrics = NowMetrics::live(&registry)?;
-            if refold {
+            // Without `--read-models`, the facts are folded only where no service has folded the
+            // log into this database yet: the snapshots need them.
+            if refold || read_models.checkpoint(ComplianceProjection::NAME).await?.is_none() {
+                let now_metrics = NowMetrics::live(&registry)?;
                 rebuild_read_models(
                     event_store.as_ref(),
                     &read_models,
@@ -316,24 +318,14 @@ pub async fn run(args: ProjectionsArgs) -> anyhow::Result<()> {
                     &cancel,
                 )
                 .await?;
+            }
+            if refold {
                 if let Some(into) = &into {
                     into.make_durable().await?;
                 }
                 if cancel.load(Ordering::Relaxed) {
                     return Ok(());
                 }
-            }
-            if !refold && read_models.checkpoint(ComplianceProjection::NAME).await?.is_none() {
-                // No service has folded the log into this database yet: the snapshots need the facts.
-                rebuild_read_models(
-                    event_store.as_ref(),
-                    &read_models,
-                    &now_metrics,
-                    live,
-                    take_over,
-                    &cancel,
-                )
-                .await?;
             }
             let version = version.unwrap_or_else(|| registry.active_version());
             let at = at.unwrap_or_else(|| anquan_event_store::hash_chain::canonical_time(Utc::now()));

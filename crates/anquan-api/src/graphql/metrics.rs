@@ -17,7 +17,7 @@ use super::args::parse_town;
 use super::{actor, app, optional_instant_arg};
 use crate::AppState;
 use crate::error::ApiError;
-use crate::metrics_service::{month_before, snapshots_at};
+use crate::metrics_service::snapshots_at;
 
 /// A metric of the catalogue.
 #[derive(SimpleObject)]
@@ -314,7 +314,7 @@ async fn snapshots(app: &AppState, as_of: Option<DateTime<Utc>>) -> Result<(Arc<
 }
 
 async fn compute_pair(app: &AppState, at: DateTime<Utc>) -> Result<(Arc<Snapshot>, Arc<Snapshot>), ApiError> {
-    let mut snapshots = snapshots_at(app, &[at, month_before(app, at)])
+    let mut snapshots = snapshots_at(app, &[at, anquan_projections::metrics::month_before(&app.rules, at)])
         .await
         .map_err(|error| ApiError::Internal(error.to_string()))?
         .into_iter();

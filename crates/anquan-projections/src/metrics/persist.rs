@@ -163,13 +163,7 @@ pub enum Write<'a> {
 impl<'a> Write<'a> {
     /// Every contribution the cache holds, with each enterprise's next change.
     pub fn every(cache: &'a MetricsCache) -> Write<'a> {
-        Write::Every(Box::new(cache.entries().map(
-            |(enterprise_id, contribution, next_change)| PersistedContributionRef {
-                enterprise_id,
-                contribution: contribution.map(std::borrow::Cow::Owned),
-                next_change,
-            },
-        )))
+        Write::Every(Box::new(cache.entries().map(PersistedContributionRef::owned)))
     }
 }
 
@@ -206,6 +200,20 @@ pub struct PersistedContributionRef<'a> {
     pub enterprise_id: EnterpriseId,
     pub contribution: Option<std::borrow::Cow<'a, Contribution>>,
     pub next_change: Option<Instant>,
+}
+
+impl PersistedContributionRef<'_> {
+    /// An enterprise's contribution and next change as the cache gives them
+    /// ([`MetricsCache::entries`]).
+    pub fn owned(
+        (enterprise_id, contribution, next_change): (EnterpriseId, Option<Contribution>, Option<Instant>),
+    ) -> Self {
+        PersistedContributionRef {
+            enterprise_id,
+            contribution: contribution.map(std::borrow::Cow::Owned),
+            next_change,
+        }
+    }
 }
 
 /// Writes contributions and the state row in one transaction with the checkpoint
