@@ -12,6 +12,10 @@
 //! history of the live rule set (first start, a rebuild of the read models, a promotion) it
 //! empties it and walks every enterprise in the background, writing the state row last.
 //!
+//! Between walks it sums each town's contributions by day ([`days`]), a bounded stretch a step,
+//! so a past instant reads each town's sums at the midnight before it and the enterprises that
+//! changed since, instead of one row per enterprise.
+//!
 //! [`history_snapshots`] answers past instants from it when it is of the rule set asked with
 //! and covers every instant asked. Where the history's position is behind what this node's read
 //! models had applied when asked (the keeper writes once a second, and a streamed pass takes
@@ -31,6 +35,7 @@ use anquan_domain::EnterpriseId;
 use anquan_domain::rules::RuleSet;
 use anquan_event_store::{LeaseTerm, Position};
 use anquan_projections::QueryError;
+use anquan_projections::metrics::days;
 use anquan_projections::metrics::history::{self, EnterpriseHistory, HistoryState};
 use anquan_projections::metrics::{CHUNK, Snapshot, agency_facts, enterprise_facts};
 
@@ -55,6 +60,8 @@ const FRESH_READS: usize = 8;
 const BUILD_LAG_MAX: u64 = 100;
 /// ...or once it has waited this long for them (a log that keeps growing).
 const BUILD_WAIT_MAX: Duration = Duration::from_secs(60);
+/// How long a step sums days at most: the log and the clock are looked at between.
+const DAYS_BUDGET: Duration = Duration::from_secs(2);
 /// More enterprises than this to walk at once (touched by the log, or due) are walked in one
 /// streamed pass over every file rather than file by file.
 const ONE_BY_ONE_MAX: usize = 250;
@@ -68,6 +75,8 @@ pub struct MetricsHistoryKeeper {
     build: Option<tokio::task::JoinHandle<Result<HistoryState, String>>>,
     /// Since when a walk of every enterprise has waited for the read models to reach the head.
     build_waiting: Option<std::time::Instant>,
+    /// Since when days have been summed, until every one the history answers is.
+    days_started: Option<std::time::Instant>,
 }
 
 impl MetricsHistoryKeeper {
@@ -77,6 +86,7 @@ impl MetricsHistoryKeeper {
             state: None,
             build: None,
             build_waiting: None,
+            days_started: None,
         }
     }
 
@@ -177,7 +187,7 @@ impl MetricsHistoryKeeper {
         let from = walks_from(due, &touched);
         if !every && from.is_empty() && next.position == state.position {
             // Nothing changed: the rows answer every instant before the earliest next change.
-            return Ok(());
+            return self.sum_days(&rules, &state, lease).await;
         }
         let mut walks = Vec::new();
         if every {
@@ -206,10 +216,35 @@ impl MetricsHistoryKeeper {
         } else {
             walks = self.walk_one_by_one(&rules, &state, from, now).await?;
         }
-        history::save(store.as_ref(), &next, walks, lease)
+        history::save(store.as_ref(), &next, walks, lease.clone())
             .await
             .map_err(|error| error.to_string())?;
-        self.state = Some(next);
+        self.state = Some(next.clone());
+        self.sum_days(&rules, &next, lease).await
+    }
+
+    /// Sums the days the history answers and are not summed yet, for [`DAYS_BUDGET`] at most
+    /// (the rest at the next step).
+    async fn sum_days(
+        &mut self,
+        rules: &Arc<RuleSet>,
+        state: &HistoryState,
+        lease: Option<LeaseTerm>,
+    ) -> Result<(), String> {
+        let summed = days::sum_days(self.app.read_models.as_ref(), rules, state, lease, DAYS_BUDGET)
+            .await
+            .map_err(|error| error.to_string())?;
+        match (summed.complete, self.days_started) {
+            (false, None) => self.days_started = Some(std::time::Instant::now()),
+            (true, Some(started)) => {
+                self.days_started = None;
+                tracing::info!(
+                    elapsed_ms = started.elapsed().as_millis(),
+                    "metrics history summed by day"
+                );
+            }
+            _ => {}
+        }
         Ok(())
     }
 
@@ -267,11 +302,7 @@ impl MetricsHistoryKeeper {
             CHUNK,
             |walks| {
                 let (store, lease) = (store.clone(), lease.clone());
-                async move {
-                    history::save_part(store.as_ref(), position, false, walks, lease)
-                        .await
-                        .map_err(QueryError::from)
-                }
+                async move { history::save_part(store.as_ref(), position, false, walks, lease).await }
             },
         )
         .await
@@ -317,11 +348,7 @@ impl MetricsHistoryKeeper {
                 .map_err(|error| error.to_string())?;
             let walked = history::walk_streaming(store.as_ref(), rules, None, horizon, now, CHUNK, |walks| {
                 let (store, lease) = (store.clone(), lease.clone());
-                async move {
-                    history::save_part(store.as_ref(), applied, false, walks, lease)
-                        .await
-                        .map_err(QueryError::from)
-                }
+                async move { history::save_part(store.as_ref(), applied, false, walks, lease).await }
             })
             .await
             .map_err(|error| error.to_string())?;

@@ -62,7 +62,7 @@ use anquan_event_store::execute::{CommandEnvelope, ExecuteError, execute};
 use anquan_event_store::{EventStore, InMemoryEventStore, ReadModelStore};
 use anquan_event_store_postgres::PostgresReadModelStore;
 use anquan_event_store_sqlite::SqliteReadModelStore;
-use anquan_projections::metrics::{MetricFacts, MetricsCache, Snapshot, history, load_facts, persist};
+use anquan_projections::metrics::{MetricFacts, MetricsCache, Snapshot, days, history, load_facts, persist};
 use anquan_projections::{AgencyProjection, ComplianceProjection, ProjectionRunner};
 
 mod oracle;
@@ -1236,9 +1236,7 @@ async fn history_lookup(world: &World, rules: &RuleSet, facts: &MetricFacts, end
     let position = anquan_event_store::Position { commit: 1, prepare: 1 };
     let shared = Arc::new(rules.clone());
     let save = |walks: Vec<history::EnterpriseHistory>| async move {
-        history::save_part(store, position, false, walks, None)
-            .await
-            .map_err(anquan_projections::QueryError::from)
+        history::save_part(store, position, false, walks, None).await
     };
     history::save_part(store, position, true, Vec::new(), None)
         .await
@@ -1266,7 +1264,7 @@ async fn history_lookup(world: &World, rules: &RuleSet, facts: &MetricFacts, end
         position,
     };
     history::save(store, &state, Vec::new(), None).await.unwrap();
-    assert_eq!(history::load_state(store).await.unwrap(), Some(state));
+    assert_eq!(history::load_state(store).await.unwrap(), Some(state.clone()));
     let changes: Vec<i64> = store
         .query(
             "SELECT DISTINCT changed_at FROM metrics_history ORDER BY changed_at",
@@ -1295,11 +1293,7 @@ async fn history_lookup(world: &World, rules: &RuleSet, facts: &MetricFacts, end
     }
     for _ in 0..8 {
         let change = DateTime::from_timestamp_nanos(changes[rng.below(changes.len() as u64) as usize]);
-        instants.extend([
-            change - Duration::nanoseconds(1),
-            change,
-            change + Duration::nanoseconds(1),
-        ]);
+        instants.extend(either_side(change));
     }
     instants.retain(|at| horizon <= *at && *at <= until);
     let wanted: Vec<Snapshot> = instants.iter().map(|at| Snapshot::compute(rules, facts, *at)).collect();
@@ -1314,7 +1308,46 @@ async fn history_lookup(world: &World, rules: &RuleSet, facts: &MetricFacts, end
             "seed {seed}: the figures at {at} from the history differ from the brute force"
         );
     }
-    history_behind_the_log(world, rules, facts, &instants, &wanted, horizon, until, seed).await;
+    // The same instants and the summed midnights (each, and a nanosecond either side) from the
+    // towns' sums by day.
+    let summed = sum_every_day(store, &shared, &state).await;
+    assert!(summed > 10_000, "seed {seed}: only {summed} boundaries summed");
+    let day_count = (until - horizon).num_days();
+    for _ in 0..6 {
+        let midnight = horizon + Duration::days(rng.below(day_count as u64) as i64);
+        instants.extend(either_side(midnight));
+    }
+    instants.retain(|at| horizon <= *at && *at <= until);
+    let wanted: Vec<Snapshot> = instants.iter().map(|at| Snapshot::compute(rules, facts, *at)).collect();
+    // Without the heads a lookup per enterprise finds none: the figures come from the days.
+    let heads = |sql: [&'static str; 2]| async move {
+        let statements = sql
+            .iter()
+            .map(|sql| anquan_event_store::Statement::new(*sql, Vec::new()))
+            .collect();
+        let batch = anquan_event_store::ProjectionBatch::new(history::PROJECTION, statements, position);
+        store.apply(Arc::new(batch)).await.unwrap();
+    };
+    heads([
+        "CREATE TABLE heads_kept AS SELECT * FROM metrics_history_heads",
+        "DELETE FROM metrics_history_heads",
+    ])
+    .await;
+    let got = history::snapshots_at(store, &shared, &facts.agencies, &instants, &none)
+        .await
+        .unwrap();
+    heads([
+        "INSERT INTO metrics_history_heads SELECT * FROM heads_kept",
+        "DROP TABLE heads_kept",
+    ])
+    .await;
+    for ((got, want), at) in got.iter().zip(&wanted).zip(&instants) {
+        assert!(
+            got == want,
+            "seed {seed}: the figures at {at} from the sums by day differ from the brute force"
+        );
+    }
+    history_behind_the_log(world, rules, facts, &instants, &wanted, &state, seed).await;
     println!(
         "seed {seed}: history of {} change instants, {} instants compared",
         changes.len(),
@@ -1326,28 +1359,34 @@ async fn history_lookup(world: &World, rules: &RuleSet, facts: &MetricFacts, end
 /// enterprises are stale, some enterprises are missing from it (registered since), and one it
 /// holds is gone from the read models. Looked up with those enterprises evaluated from their
 /// facts, the figures equal the brute force at every instant; read as they are, they do not.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the oracle's facts, instants and span, passed as they are"
-)]
+/// The rows that change the past delete the sums by day from there on; the figures are the
+/// same with them deleted and summed again.
 async fn history_behind_the_log(
     world: &World,
     rules: &RuleSet,
     facts: &MetricFacts,
     instants: &[DateTime<Utc>],
     wanted: &[Snapshot],
-    horizon: DateTime<Utc>,
-    until: DateTime<Utc>,
+    state: &history::HistoryState,
     seed: u64,
 ) {
+    let (horizon, until) = (state.horizon, state.walked_to);
     let store = world.read_models.as_ref();
+    let summed_to = || async {
+        store
+            .query("SELECT summed_to FROM metrics_history_summed", &[])
+            .await
+            .unwrap()[0]
+            .int(0)
+            .unwrap()
+    };
+    let summed_before = summed_to().await;
     let position = anquan_event_store::Position { commit: 1, prepare: 1 };
     let empty = ServiceFacts::default();
     let mut fresh = history::Fresh::new();
     let mut rows_gone = 0;
     for (index, (enterprise_id, file)) in facts.files.iter().enumerate() {
         let services = facts.services.get(enterprise_id).unwrap_or(&empty);
-        let id = vec![anquan_event_store::SqlValue::Text(enterprise_id.to_string())];
         match index % 3 {
             // Stale: its rows are another walk's (from its registration to half the span).
             0 => {
@@ -1365,17 +1404,15 @@ async fn history_behind_the_log(
             }
             // New since the history's position: no rows, no head.
             1 => {
-                let deletes = ["metrics_history", "metrics_history_heads"]
-                    .iter()
-                    .map(|table| {
-                        anquan_event_store::Statement::new(
-                            format!("DELETE FROM {table} WHERE enterprise_id = $1"),
-                            id.clone(),
-                        )
-                    })
-                    .collect();
-                let batch = anquan_event_store::ProjectionBatch::new(history::PROJECTION, deletes, position);
-                store.apply(Arc::new(batch)).await.unwrap();
+                let none = history::EnterpriseHistory {
+                    enterprise_id: *enterprise_id,
+                    whole: true,
+                    changes: Vec::new(),
+                    next: None,
+                };
+                history::save_part(store, position, false, vec![none], None)
+                    .await
+                    .unwrap();
                 rows_gone += 1;
             }
             _ => continue,
@@ -1409,14 +1446,48 @@ async fn history_behind_the_log(
         read_as_they_are.iter().zip(wanted).any(|(got, want)| got != want),
         "seed {seed}: the stale history agreed with the brute force, so it checks nothing"
     );
-    let got = history::snapshots_at(store, &shared, &facts.agencies, instants, &Arc::new(fresh))
-        .await
-        .unwrap();
-    for ((got, want), at) in got.iter().zip(wanted).zip(instants) {
-        assert!(
-            got == want,
-            "seed {seed}: the figures at {at} from a history behind the log, with the enterprises it touched evaluated, differ from the brute force"
-        );
+    // The rows those writes replaced changed the past: the days from there on are deleted.
+    assert!(
+        summed_to().await < summed_before,
+        "seed {seed}: rows that changed the past left the days summed"
+    );
+    let fresh = Arc::new(fresh);
+    // Read as the deletion left them (a query far after the last summed midnight reads one
+    // row per enterprise), then summed again: the same figures.
+    for stage in ["with the days deleted", "summed again"] {
+        if stage == "summed again" {
+            sum_every_day(store, &shared, state).await;
+            assert_eq!(summed_to().await, summed_before, "seed {seed}");
+        }
+        let got = history::snapshots_at(store, &shared, &facts.agencies, instants, &fresh)
+            .await
+            .unwrap();
+        for ((got, want), at) in got.iter().zip(wanted).zip(instants) {
+            assert!(
+                got == want,
+                "seed {seed}: the figures at {at} from a history behind the log ({stage}), with the enterprises it touched evaluated, differ from the brute force"
+            );
+        }
+    }
+}
+
+/// An instant and a nanosecond either side of it.
+fn either_side(at: DateTime<Utc>) -> [DateTime<Utc>; 3] {
+    [at - Duration::nanoseconds(1), at, at + Duration::nanoseconds(1)]
+}
+
+/// Sums every day the history answers, as the keeper does a stretch at a time; returns how
+/// many were summed.
+async fn sum_every_day(store: &dyn ReadModelStore, rules: &Arc<RuleSet>, state: &history::HistoryState) -> usize {
+    let mut summed = 0;
+    loop {
+        let step = days::sum_days(store, rules, state, None, std::time::Duration::from_millis(200))
+            .await
+            .unwrap();
+        summed += step.boundaries;
+        if step.complete {
+            return summed;
+        }
     }
 }
 

@@ -28,3 +28,42 @@ CREATE TABLE IF NOT EXISTS metrics_history_state (
     commit_position BIGINT NOT NULL,
     prepare_position BIGINT NOT NULL
 );
+
+-- Each instant's enterprises in order of time: the ones that changed between two instants.
+CREATE INDEX IF NOT EXISTS metrics_history_by_instant ON metrics_history (changed_at, enterprise_id);
+
+-- Per-town sums by day and hour: each town's tallies summed over its enterprises'
+-- contributions a nanosecond after each local midnight (nanoseconds since the epoch),
+-- written where they differ from the midnight before; what the enterprises that changed between
+-- two instants of a day (every hour and the nanosecond after it) add to a town (a row where not
+-- zero); the towns that have any; and the last instant every one is summed through, from the
+-- history's horizon. A past instant is its day's sums, the hours before it, and the
+-- enterprises that changed since. Derived from `metrics_history`: a change of its rows at or
+-- before `summed_to` deletes the sums from that instant on (and counts a generation, so a
+-- query that read across it knows), summed again after.
+CREATE TABLE IF NOT EXISTS metrics_history_days (
+    town TEXT NOT NULL,
+    day INTEGER NOT NULL,
+    sums TEXT NOT NULL,
+    PRIMARY KEY (town, day)
+) WITHOUT ROWID;
+
+CREATE INDEX IF NOT EXISTS metrics_history_days_by_day ON metrics_history_days (day);
+
+CREATE TABLE IF NOT EXISTS metrics_history_hours (
+    boundary INTEGER NOT NULL,
+    town TEXT NOT NULL,
+    delta TEXT NOT NULL,
+    PRIMARY KEY (boundary, town)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS metrics_history_towns (
+    town TEXT PRIMARY KEY
+);
+
+CREATE TABLE IF NOT EXISTS metrics_history_summed (
+    id INTEGER PRIMARY KEY,
+    horizon INTEGER NOT NULL,
+    summed_to INTEGER NOT NULL,
+    generation INTEGER NOT NULL
+);

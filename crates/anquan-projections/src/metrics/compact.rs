@@ -2,7 +2,9 @@
 //! enterprise and what the cache of "now" holds for each enterprise, at about a third of its
 //! JSON and a tenth of its unpacked size.
 
-use anquan_domain::metrics::Contribution;
+use anquan_domain::metrics::{Contribution, Tally};
+
+use super::ScopeTallies;
 
 /// A contribution as text, about a third of its JSON: `breakdowns;tallies;parts;town`, the
 /// tallies their count then each in catalogue order, comma-separated, each empty for 0/0, `-` for
@@ -80,6 +82,66 @@ pub fn decode(text: &str) -> Option<Contribution> {
     })
 }
 
+/// A town's summed tallies, or what a span of time added to them, as text (what the history
+/// keeps by day and hour): the tallies that are not zero, comma-separated, each `index=n/d`
+/// with `index` its place counting every metric of every enterprise, then of each breakdown
+/// in turn, followed by `/a/b/c/d` when its parts are not all zero; empty when all are zero.
+pub fn encode_tallies(tallies: &ScopeTallies) -> String {
+    use std::fmt::Write;
+    let mut text = String::new();
+    let every = std::iter::once(&tallies.all).chain(&tallies.by_breakdown).flatten();
+    for (index, tally) in every.enumerate() {
+        if *tally == Tally::default() {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push(',');
+        }
+        // Writing to a String cannot fail.
+        let _ = write!(text, "{index}={}/{}", tally.numerator, tally.denominator);
+        if tally.parts != [0; 4] {
+            let [a, b, c, d] = tally.parts;
+            let _ = write!(text, "/{a}/{b}/{c}/{d}");
+        }
+    }
+    text
+}
+
+/// The tallies [`encode_tallies`] wrote for `metrics` metrics and `breakdowns` breakdowns
+/// (`None`: the text is not such tallies).
+pub fn decode_tallies(text: &str, metrics: usize, breakdowns: usize) -> Option<ScopeTallies> {
+    let mut lists = vec![vec![Tally::default(); metrics]; breakdowns + 1];
+    for entry in text.split(',').filter(|_| !text.is_empty()) {
+        let (index, tally) = entry.split_once('=')?;
+        let index: usize = index.parse().ok()?;
+        let list = lists.get_mut(index.checked_div(metrics)?)?;
+        let slot = list.get_mut(index % metrics)?;
+        let numbers = tally
+            .split('/')
+            .map(|number| number.parse::<i64>().ok())
+            .collect::<Option<Vec<_>>>()?;
+        *slot = match numbers.as_slice() {
+            [numerator, denominator] => Tally {
+                numerator: *numerator,
+                denominator: *denominator,
+                parts: [0; 4],
+            },
+            [numerator, denominator, a, b, c, d] => Tally {
+                numerator: *numerator,
+                denominator: *denominator,
+                parts: [*a, *b, *c, *d],
+            },
+            _ => return None,
+        };
+    }
+    let mut lists = lists.into_iter();
+    let all = lists.next()?;
+    Some(ScopeTallies {
+        all,
+        by_breakdown: lists.collect(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +186,44 @@ mod tests {
         ] {
             assert_eq!(decode(text), None, "{text}");
         }
+    }
+
+    #[test]
+    fn a_town_s_tallies_decode_as_they_were_encoded() {
+        let tally = |numerator, denominator, parts| Tally {
+            numerator,
+            denominator,
+            parts,
+        };
+        let tallies = ScopeTallies {
+            all: vec![
+                tally(0, 0, [0; 4]),
+                tally(3, 7, [0; 4]),
+                tally(-1, 0, [1, -2, i64::MAX, 0]),
+            ],
+            by_breakdown: vec![
+                vec![Tally::default(); 3],
+                vec![tally(0, 1, [0; 4]), tally(i64::MIN, 2, [0; 4]), Tally::default()],
+            ],
+        };
+        let text = encode_tallies(&tallies);
+        assert_eq!(
+            text,
+            "1=3/7,2=-1/0/1/-2/9223372036854775807/0,6=0/1,7=-9223372036854775808/2"
+        );
+        assert_eq!(decode_tallies(&text, 3, 2), Some(tallies.clone()), "{text}");
+        // Another catalogue's places.
+        assert_ne!(decode_tallies(&text, 4, 2), Some(tallies.clone()));
+        assert_eq!(decode_tallies(&text, 3, 1), None);
+        let empty = ScopeTallies {
+            all: vec![Tally::default(); 2],
+            by_breakdown: vec![vec![Tally::default(); 2]],
+        };
+        assert_eq!(encode_tallies(&empty), "");
+        assert_eq!(decode_tallies("", 2, 1), Some(empty));
+        for text in [",", "1", "1=2", "1=2/3/4", "a=1/1", "4=1/1", "1=1/x", "=1/1", "1=1/1,"] {
+            assert_eq!(decode_tallies(text, 2, 1), None, "{text}");
+        }
+        assert_eq!(decode_tallies("0=1/1", 0, 0), None);
     }
 }

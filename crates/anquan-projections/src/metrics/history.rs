@@ -33,7 +33,14 @@ use crate::error::QueryError;
 /// The checkpoint the history commits with (not a projection the runner folds).
 pub const PROJECTION: &str = "metrics_history";
 /// The tables, in creation order.
-pub const TABLES: &[&str] = &["metrics_history", "metrics_history_heads", "metrics_history_state"];
+pub const TABLES: &[&str] = &[
+    "metrics_history",
+    "metrics_history_heads",
+    "metrics_history_state",
+    "metrics_history_days",
+    "metrics_history_towns",
+    "metrics_history_summed",
+];
 /// How far back a history built now reaches: the start of the local year this many years
 /// before, or each enterprise's registration when later (the dashboards' and reports' "last
 /// three years" and audits of older years; a walk costs one evaluation per change instant, so
@@ -192,8 +199,9 @@ pub async fn save(
     state: &HistoryState,
     enterprises: Vec<EnterpriseHistory>,
     lease: Option<LeaseTerm>,
-) -> Result<(), ReadModelError> {
-    let mut statements = rows(enterprises);
+) -> Result<(), QueryError> {
+    let mut statements = super::days::truncation(store, &enterprises).await?;
+    statements.extend(rows(enterprises));
     let to_int = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
     let stored = |at: Instant| nanos(at).map_or(SqlValue::Null, SqlValue::Int);
     statements.push(Statement::new(
@@ -207,7 +215,7 @@ pub async fn save(
             SqlValue::Int(to_int(state.position.prepare)),
         ],
     ));
-    apply(store, statements, state.position, lease).await
+    Ok(apply(store, statements, state.position, lease).await?)
 }
 
 /// Writes walked enterprises without the state row (a chunk of a streamed walk: the state is
@@ -218,13 +226,17 @@ pub async fn save_part(
     every: bool,
     enterprises: Vec<EnterpriseHistory>,
     lease: Option<LeaseTerm>,
-) -> Result<(), ReadModelError> {
-    let emptied = TABLES
-        .iter()
-        .filter(|_| every)
-        .map(|table| Statement::new(format!("DELETE FROM {table}"), Vec::new()));
-    let statements = emptied.chain(rows(enterprises)).collect();
-    apply(store, statements, position, lease).await
+) -> Result<(), QueryError> {
+    let mut statements: Vec<Statement> = if every {
+        TABLES
+            .iter()
+            .map(|table| Statement::new(format!("DELETE FROM {table}"), Vec::new()))
+            .collect()
+    } else {
+        super::days::truncation(store, &enterprises).await?
+    };
+    statements.extend(rows(enterprises));
+    Ok(apply(store, statements, position, lease).await?)
 }
 
 /// Commits statements with the checkpoint [`PROJECTION`] at `position`, fenced by `lease`.
@@ -362,6 +374,9 @@ async fn sums_at(
     let Some(stored) = nanos(at) else {
         return Err(malformed(table, "an instant outside the history"));
     };
+    if let Some(sums) = super::days::sums_at(store, rules, fresh, stored).await? {
+        return Ok(sums);
+    }
     let rows = store.query(AT, &[SqlValue::Int(stored)]).await?;
     let (rules, fresh, skipped) = (rules.clone(), fresh.clone(), skipped.clone());
     tokio::task::spawn_blocking(move || {

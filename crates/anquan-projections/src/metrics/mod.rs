@@ -15,6 +15,7 @@
 //! one row per enterprise instead of an evaluation of every file.
 
 pub mod compact;
+pub mod days;
 pub mod history;
 mod load;
 pub mod persist;
@@ -122,6 +123,30 @@ impl ScopeTallies {
         }
     }
 
+    /// Adds every tally of another scope's into this one's.
+    fn add_tallies(&mut self, other: &ScopeTallies) {
+        let lists =
+            std::iter::once((&mut self.all, &other.all)).chain(self.by_breakdown.iter_mut().zip(&other.by_breakdown));
+        for (list, more) in lists {
+            for (tally, more) in list.iter_mut().zip(more) {
+                tally.add(more);
+            }
+        }
+    }
+
+    /// What was added from `before` to these tallies (each tally less the same of `before`).
+    fn minus(&self, before: &ScopeTallies) -> ScopeTallies {
+        let mut difference = self.clone();
+        let lists = std::iter::once((&mut difference.all, &before.all))
+            .chain(difference.by_breakdown.iter_mut().zip(&before.by_breakdown));
+        for (list, less) in lists {
+            for (tally, less) in list.iter_mut().zip(less) {
+                tally.subtract(less);
+            }
+        }
+        difference
+    }
+
     /// The tallies of a breakdown (`None`: all enterprises).
     pub fn tallies(&self, breakdown: Option<usize>) -> Option<&[Tally]> {
         match breakdown {
@@ -193,6 +218,30 @@ impl Sums {
                 .collect(),
             city: Some(ScopeTallies::new(metrics, breakdowns)),
         }
+    }
+
+    /// Sums of towns' tallies, the city their sum.
+    fn from_towns(rules: &RuleSet, towns: impl IntoIterator<Item = (Town, ScopeTallies)>) -> Sums {
+        let mut sums = Sums::new(rules);
+        for (town, tallies) in towns {
+            if let Some(city) = sums.city.as_mut() {
+                city.add_tallies(&tallies);
+            }
+            sums.towns.insert(town, tallies);
+        }
+        sums
+    }
+
+    /// Adds tallies to a town's and the city's.
+    fn add_to_town(&mut self, rules: &RuleSet, town: Town, tallies: &ScopeTallies) {
+        let (metrics, breakdowns) = (rules.metrics.metrics.len(), rules.metrics.breakdowns.len());
+        self.towns
+            .entry(town)
+            .or_insert_with(|| ScopeTallies::new(metrics, breakdowns))
+            .add_tallies(tallies);
+        self.city
+            .get_or_insert_with(|| ScopeTallies::new(metrics, breakdowns))
+            .add_tallies(tallies);
     }
 
     fn apply(&mut self, rules: &RuleSet, contribution: &Contribution, add: bool) {
