@@ -12,6 +12,9 @@
 # files (`anquan_metrics_past_answers_total`). Three requests asked as soon as the read models
 # have caught up with the log, while the history is still being walked, show what a computation
 # from every file costs in the same run (beside the walk, on the same cores).
+# With the history walked, it waits for "metrics history summed by day" too (DAYS=0: a binary
+# without the sums by day). WALKED=1: the store's history is already walked (a second binary on
+# the same store); the walk and the three requests from the files are skipped.
 # Also prints the history's rows and size. The service's log goes to ${TMPDIR:-/tmp}/serve-past.log.
 set -euo pipefail
 DIR=$1
@@ -35,19 +38,30 @@ until curl -fs -o /dev/null "http://127.0.0.1:$PORT/readyz" 2>/dev/null; do
 done
 # A serve after `anquan demo` first folds the log into its read models (files asked before
 # that would be the few folded so far); the walk starts once they have caught up.
-until grep -q '"message":"walking every enterprise'"'"'s metrics history"' "$LOG" 2>/dev/null; do
-  kill -0 "$PID" || { cat "$LOG"; exit 1; }
-  sleep 0.5
-done
-for day in 01 02 03; do
-  printf 'from the files (while the history is walked): %s s\n' "$(ask "2019-06-${day}T00:00:00Z")"
-done
-curl -s "http://127.0.0.1:$PORT/metrics" | grep '^anquan_metrics_past_answers_total' || true
-until grep -q '"message":"metrics history walked"' "$LOG" 2>/dev/null; do
-  kill -0 "$PID" || { cat "$LOG"; exit 1; }
-  sleep 0.5
-done
-grep -o '"message":"metrics history walked[^}]*' "$LOG"
+if [ "${WALKED:-0}" = 1 ]; then
+  sleep 10
+else
+  until grep -q '"message":"walking every enterprise'"'"'s metrics history"' "$LOG" 2>/dev/null; do
+    kill -0 "$PID" || { cat "$LOG"; exit 1; }
+    sleep 0.5
+  done
+  for day in 01 02 03; do
+    printf 'from the files (while the history is walked): %s s\n' "$(ask "2019-06-${day}T00:00:00Z")"
+  done
+  curl -s "http://127.0.0.1:$PORT/metrics" | grep '^anquan_metrics_past_answers_total' || true
+  until grep -q '"message":"metrics history walked"' "$LOG" 2>/dev/null; do
+    kill -0 "$PID" || { cat "$LOG"; exit 1; }
+    sleep 0.5
+  done
+  grep -o '"message":"metrics history walked[^}]*' "$LOG"
+fi
+if [ "${DAYS:-1}" = 1 ]; then
+  until grep -q '"message":"metrics history summed by day"' "$LOG" 2>/dev/null; do
+    kill -0 "$PID" || { cat "$LOG"; exit 1; }
+    sleep 0.5
+  done
+  grep -o '"message":"metrics history summed by day[^}]*' "$LOG"
+fi
 FROM=$(date -u -d "${FROM:-2018-01-01}" +%s)
 TO=$(date -u -d "${TO:-2019-12-31}" +%s)
 TIMES=${TMPDIR:-/tmp}/past-times.txt
@@ -61,6 +75,8 @@ curl -s "http://127.0.0.1:$PORT/metrics" | grep '^anquan_metrics_past_answers_to
 if [ -f "$DIR/anquan.sqlite" ]; then
   sqlite3 "$DIR/anquan.sqlite" "SELECT count(*), count(DISTINCT enterprise_id), sum(length(contribution)) FROM metrics_history" |
     awk -F'|' '{ printf "metrics_history: %d rows, %d enterprises, %.1f MiB of contributions\n", $1, $2, $3 / 1048576 }'
+  sqlite3 "$DIR/anquan.sqlite" "SELECT count(*), count(DISTINCT day), count(DISTINCT town), sum(length(sums)) FROM metrics_history_days" 2>/dev/null |
+    awk -F'|' '{ printf "metrics_history_days: %d rows, %d days, %d towns, %.1f MiB of sums\n", $1, $2, $3, $4 / 1048576 }' || true
 fi
 grep -E "VmHWM|VmRSS" "/proc/$PID/status" | tr -s ' \t' ' ' | tr '\n' ' '
 echo
