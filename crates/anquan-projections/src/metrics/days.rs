@@ -312,10 +312,12 @@ pub async fn sum_days(
     let found = load_summed(store).await?;
     // Sums of another horizon (none: a history walked again is emptied whole) are deleted
     // below; the generation counts it.
-    let generation = found.map_or(0, |found| found.generation + i64::from(found.horizon != horizon));
+    let generation = found.map_or(0, |found| {
+        found.generation.saturating_add(i64::from(found.horizon != horizon))
+    });
     let boundaries = Summed {
         horizon,
-        summed_to: horizon - 1,
+        summed_to: horizon.saturating_sub(1),
         generation,
     };
     let Some(last) = boundaries.at_or_before(walked_to) else {
@@ -522,7 +524,9 @@ pub(super) async fn truncation(
         return Ok(Vec::new());
     };
     // The last boundary before the first change (none: before the horizon).
-    let summed_to = summed.at_or_before(first - 1).unwrap_or(summed.horizon - 1);
+    let summed_to = summed
+        .at_or_before(first.saturating_sub(1))
+        .unwrap_or(summed.horizon.saturating_sub(1));
     Ok(vec![
         Statement::new(DELETE_DAYS_FROM, vec![SqlValue::Int(first)]),
         Statement::new(DELETE_HOURS_FROM, vec![SqlValue::Int(first)]),
