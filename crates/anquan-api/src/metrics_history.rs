@@ -186,8 +186,10 @@ impl MetricsHistoryKeeper {
         };
         let from = walks_from(due, &touched);
         if !every && from.is_empty() && next.position == state.position {
-            // Nothing changed: the rows answer every instant before the earliest next change.
-            return self.sum_days(&rules, &state, lease).await;
+            // Nothing changed: the rows answer every instant before the earliest next change,
+            // which is after now (none is due), so the sums go on to now without a write of
+            // the state (a quiet night is summed hour by hour, not only at the next change).
+            return self.sum_days(&rules, &next, lease).await;
         }
         let mut walks = Vec::new();
         if every {
