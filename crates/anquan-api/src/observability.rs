@@ -11,6 +11,7 @@ use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use anquan_event_store::metered::{APPEND_DURATION_SECONDS, APPENDED_EVENTS_TOTAL, APPENDS_TOTAL};
+use anquan_projections::metrics::history::PAST_LOOKUPS_TOTAL;
 use anquan_projections::rule_sets::rebuild::{REBUILD_EVENTS, REBUILD_POSITION};
 
 /// Histogram of one GraphQL operation over HTTP, labelled `operation` and `outcome`
@@ -188,6 +189,11 @@ fn describe() {
         METRICS_PAST_ANSWERS_TOTAL,
         Unit::Count,
         "Town statistics computed at past instants, by source (history: summed from the history of contributions; history_and_files: from the history, with the enterprises the log touched since its position evaluated from their files; files: every enterprise's file evaluated)"
+    );
+    describe_counter!(
+        PAST_LOOKUPS_TOTAL,
+        Unit::Count,
+        "Instants looked up in the history of contributions, by path (sums_by_day: each town's sums by day and hour, corrected by the enterprises changed since; row_per_enterprise: one row per enterprise, while no summed boundary is within three hours before the instant)"
     );
     describe_gauge!(
         REBUILD_EVENTS,

@@ -30,6 +30,11 @@ use anquan_event_store::{LeaseTerm, Position, ProjectionBatch, ReadModelError, R
 use super::{Evaluation, FileChunks, Snapshot, Sums};
 use crate::error::QueryError;
 
+/// Counter of instants looked up in the history, labelled `path`: `sums_by_day` (each town's
+/// sums by day and hour, [`super::days`]) or `row_per_enterprise` (no summed boundary close
+/// enough before the instant).
+pub const PAST_LOOKUPS_TOTAL: &str = "anquan_metrics_past_lookups_total";
+
 /// The checkpoint the history commits with (not a projection the runner folds).
 pub const PROJECTION: &str = "metrics_history";
 /// The tables, in creation order.
@@ -375,8 +380,10 @@ async fn sums_at(
         return Err(malformed(table, "an instant outside the history"));
     };
     if let Some(sums) = super::days::sums_at(store, rules, fresh, stored).await? {
+        metrics::counter!(PAST_LOOKUPS_TOTAL, "path" => "sums_by_day").increment(1);
         return Ok(sums);
     }
+    metrics::counter!(PAST_LOOKUPS_TOTAL, "path" => "row_per_enterprise").increment(1);
     let rows = store.query(AT, &[SqlValue::Int(stored)]).await?;
     let (rules, fresh, skipped) = (rules.clone(), fresh.clone(), skipped.clone());
     tokio::task::spawn_blocking(move || {
