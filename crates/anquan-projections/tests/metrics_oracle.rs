@@ -1454,10 +1454,17 @@ async fn history_behind_the_log(
     let fresh = Arc::new(fresh);
     // Read as the deletion left them (a query far after the last summed midnight reads one
     // row per enterprise), then summed again: the same figures.
-    for stage in ["with the days deleted", "summed again"] {
+    // Last, a node that has not migrated since an upgrade: no table of sums, a row per
+    // enterprise read.
+    for stage in ["with the days deleted", "summed again", "without the table of sums"] {
         if stage == "summed again" {
             sum_every_day(store, &shared, state).await;
             assert_eq!(summed_to().await, summed_before, "seed {seed}");
+        }
+        if stage == "without the table of sums" {
+            let drop = anquan_event_store::Statement::new("DROP TABLE metrics_history_summed", Vec::new());
+            let batch = anquan_event_store::ProjectionBatch::new(history::PROJECTION, vec![drop], position);
+            store.apply(Arc::new(batch)).await.unwrap();
         }
         let got = history::snapshots_at(store, &shared, &facts.agencies, instants, &fresh)
             .await
@@ -1469,6 +1476,7 @@ async fn history_behind_the_log(
             );
         }
     }
+    history::migrate(store).await.unwrap();
 }
 
 /// An instant and a nanosecond either side of it.

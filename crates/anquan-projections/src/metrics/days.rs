@@ -185,7 +185,9 @@ pub(super) async fn sums_at(
     // Sums deleted while they were read are read again (a handful of times at most: the
     // keeper deletes them only for an enterprise whose past changed).
     for _ in 0..3 {
-        let Some(summed) = load_summed(store).await? else {
+        // No table yet (a node that has not migrated since an upgrade) is no sums: the lookup
+        // per enterprise answers, and reports a store that cannot answer at all.
+        let Ok(Some(summed)) = load_summed(store).await else {
             return Ok(None);
         };
         let Some(start) = summed.start_for(at) else {
