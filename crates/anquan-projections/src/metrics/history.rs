@@ -1,6 +1,8 @@
 //! Past instants as a lookup (issue 19, item 3): each enterprise's contribution over time, kept
 //! with the read models, so the metrics at a past instant are one row per enterprise and a sum
-//! instead of an evaluation of every file.
+//! instead of an evaluation of every file; and, summed from these rows, each town's sums by day
+//! and hour ([`super::days`]), which answer an instant with the towns' rows and the few
+//! enterprises that changed since the last hour (one row per enterprise is the fallback).
 //!
 //! `metrics_history` holds, per enterprise, each instant its contribution changed (in
 //! nanoseconds since the epoch: the walk steps by one nanosecond where a figure reads `at > x`,
