@@ -12,9 +12,10 @@
 //! history of the live rule set (first start, a rebuild of the read models, a promotion) it
 //! empties it and walks every enterprise in the background, writing the state row last.
 //!
-//! Between walks it sums each town's contributions by day ([`days`]), a bounded stretch a step,
-//! so a past instant reads each town's sums at the midnight before it and the enterprises that
-//! changed since, instead of one row per enterprise.
+//! Between walks it sums each town's contributions by day and hour ([`days`]), a bounded
+//! stretch a step, so a past instant reads each town's sums at the day before it, what the
+//! hours since added, and the enterprises that changed since the last hour, instead of one row
+//! per enterprise.
 //!
 //! [`history_snapshots`] answers past instants from it when it is of the rule set asked with
 //! and covers every instant asked. Where the history's position is behind what this node's read

@@ -69,10 +69,6 @@ const CHANGED: &str = "SELECT c.enterprise_id, \
     (SELECT h.contribution FROM metrics_history h WHERE h.enterprise_id = c.enterprise_id \
         AND h.changed_at <= $2 ORDER BY h.changed_at DESC LIMIT 1) \
     FROM (SELECT DISTINCT enterprise_id FROM metrics_history WHERE changed_at > $1 AND changed_at <= $2) c";
-/// Every enterprise's contribution at `$1`.
-const EVERY_AT: &str = "SELECT e.enterprise_id, (SELECT h.contribution FROM metrics_history h \
-    WHERE h.enterprise_id = e.enterprise_id AND h.changed_at <= $1 ORDER BY h.changed_at DESC LIMIT 1) \
-    FROM metrics_history_heads e";
 /// One enterprise's contribution at `$2`.
 const ONE_AT: &str = "SELECT contribution FROM metrics_history WHERE enterprise_id = $1 AND changed_at <= $2 \
     ORDER BY changed_at DESC LIMIT 1";
@@ -150,26 +146,51 @@ async fn load_summed(store: &dyn ReadModelStore) -> Result<Option<Summed>, Query
     }))
 }
 
-/// The towns' sums at the summed boundary `boundary`: their day's sums and what each boundary
-/// since added.
-async fn sums_through(
-    store: &dyn ReadModelStore,
-    rules: &RuleSet,
-    summed: &Summed,
-    boundary: i64,
-) -> Result<Sums, QueryError> {
-    let day = summed.day_of(boundary);
-    let (at_day, span) = ([SqlValue::Int(day)], [SqlValue::Int(day), SqlValue::Int(boundary)]);
-    let (towns, added) = futures::try_join!(store.query(SUMS_AT, &at_day), store.query(ADDED, &span))?;
-    let mut sums = day_sums(rules, &towns)?;
-    let (metrics, breakdowns) = (rules.metrics.metrics.len(), rules.metrics.breakdowns.len());
-    for row in &added {
-        let town = Town::parse(&row.text(0)?).map_err(|_| malformed("metrics_history_hours", "a town"))?;
-        let delta = super::compact::decode_tallies(&row.text(1)?, metrics, breakdowns)
-            .ok_or_else(|| malformed("metrics_history_hours", "additions that do not decode"))?;
-        sums.add_to_town(rules, town, &delta);
+/// The rows behind the towns' sums at a summed boundary: each town's sums at its day boundary
+/// ([`SUMS_AT`]) and what each boundary since added ([`ADDED`]), read together and decoded
+/// where the caller sums (off the runtime for a query).
+struct SummedRows {
+    days: Vec<anquan_event_store::Row>,
+    added: Vec<anquan_event_store::Row>,
+}
+
+impl SummedRows {
+    async fn read(store: &dyn ReadModelStore, summed: &Summed, boundary: i64) -> Result<SummedRows, QueryError> {
+        let day = summed.day_of(boundary);
+        let (at_day, span) = ([SqlValue::Int(day)], [SqlValue::Int(day), SqlValue::Int(boundary)]);
+        let (days, added) = futures::try_join!(store.query(SUMS_AT, &at_day), store.query(ADDED, &span))?;
+        Ok(SummedRows { days, added })
     }
-    Ok(sums)
+
+    /// The towns' sums at the day boundary.
+    fn day_sums(&self, rules: &RuleSet) -> Result<Sums, QueryError> {
+        let mut sums = Sums::new(rules);
+        for row in &self.days {
+            let Some(text) = row.opt_text(1)? else { continue };
+            let tallies = decode_tallies(rules, &text, "metrics_history_days")?;
+            sums.add_to_town(rules, parse_town(&row.text(0)?)?, &tallies);
+        }
+        Ok(sums)
+    }
+
+    /// Adds what each boundary after the day's added.
+    fn add_hours(&self, rules: &RuleSet, sums: &mut Sums) -> Result<(), QueryError> {
+        for row in &self.added {
+            let delta = decode_tallies(rules, &row.text(1)?, "metrics_history_hours")?;
+            sums.add_to_town(rules, parse_town(&row.text(0)?)?, &delta);
+        }
+        Ok(())
+    }
+}
+
+fn decode_tallies(rules: &RuleSet, text: &str, table: &'static str) -> Result<ScopeTallies, QueryError> {
+    let (metrics, breakdowns) = (rules.metrics.metrics.len(), rules.metrics.breakdowns.len());
+    super::compact::decode_tallies(text, metrics, breakdowns)
+        .ok_or_else(|| malformed(table, "tallies that do not decode"))
+}
+
+fn parse_town(name: &str) -> Result<Town, QueryError> {
+    Town::parse(name).map_err(|_| malformed("metrics_history_towns", "a town"))
 }
 
 /// The sums at `at` (nanoseconds) from the summed boundaries, with the enterprises of `fresh`
@@ -194,7 +215,7 @@ pub(super) async fn sums_at(
             return Ok(None);
         };
         let span = [SqlValue::Int(start), SqlValue::Int(at)];
-        let (mut sums, changed) = futures::try_join!(sums_through(store, rules, &summed, start), async {
+        let (summed_rows, changed) = futures::try_join!(SummedRows::read(store, &summed, start), async {
             Ok(store.query(CHANGED, &span).await?)
         },)?;
         let mut changed = changed
@@ -220,6 +241,8 @@ pub(super) async fn sums_at(
         }
         let (rules, fresh) = (rules.clone(), fresh.clone());
         let sums = tokio::task::spawn_blocking(move || {
+            let mut sums = summed_rows.day_sums(&rules)?;
+            summed_rows.add_hours(&rules, &mut sums)?;
             for (before, after) in changed.values() {
                 correct(&rules, &mut sums, before.as_deref(), after.as_deref())?;
             }
@@ -251,20 +274,6 @@ async fn one_at(store: &dyn ReadModelStore, enterprise_id: &str, at: i64) -> Res
         Some(row) => Ok(row.opt_text(0)?),
         None => Ok(None),
     }
-}
-
-/// The towns' sums as [`SUMS_AT`] read them.
-fn day_sums(rules: &RuleSet, rows: &[anquan_event_store::Row]) -> Result<Sums, QueryError> {
-    let (metrics, breakdowns) = (rules.metrics.metrics.len(), rules.metrics.breakdowns.len());
-    let mut towns = Vec::with_capacity(rows.len());
-    for row in rows {
-        let Some(text) = row.opt_text(1)? else { continue };
-        let town = Town::parse(&row.text(0)?).map_err(|_| malformed("metrics_history_towns", "a town"))?;
-        let tallies = super::compact::decode_tallies(&text, metrics, breakdowns)
-            .ok_or_else(|| malformed("metrics_history_days", "sums that do not decode"))?;
-        towns.push((town, tallies));
-    }
-    Ok(Sums::from_towns(rules, towns))
 }
 
 /// Takes the contribution `before` out of the sums and puts `after` in (each as compact text;
@@ -333,16 +342,18 @@ pub async fn sum_days(
     let mut count = 0;
     let (mut boundary, mut sums, mut day_sums_kept) = match summed {
         Some(summed) => {
-            let sums = sums_through(store, rules, &summed, summed.summed_to).await?;
-            let day = sums_through(store, rules, &summed, summed.day_of(summed.summed_to)).await?;
-            (summed.summed_to, sums, day.towns)
+            let rows = SummedRows::read(store, &summed, summed.summed_to).await?;
+            let mut sums = rows.day_sums(rules)?;
+            let day = sums.towns.clone();
+            rows.add_hours(rules, &mut sums)?;
+            (summed.summed_to, sums, day)
         }
         None => {
             // The horizon: every enterprise's contribution there.
             for table in ["metrics_history_days", "metrics_history_hours", "metrics_history_towns"] {
                 statements.push(Statement::new(format!("DELETE FROM {table}"), Vec::new()));
             }
-            let rows = store.query(EVERY_AT, &[SqlValue::Int(horizon)]).await?;
+            let rows = store.query(history::AT, &[SqlValue::Int(horizon)]).await?;
             let mut sums = Sums::new(rules);
             for row in &rows {
                 correct(rules, &mut sums, None, row.opt_text(1)?.as_deref())?;
@@ -439,36 +450,46 @@ fn write_rows<'a>(
 ) {
     let towns: Vec<_> = towns.collect();
     for chunk in towns.chunks(ROWS_PER_INSERT) {
-        let mut rows = match table {
-            Table::Days => String::from("INSERT INTO metrics_history_days (town, day, sums) VALUES "),
-            Table::Hours => String::from("INSERT INTO metrics_history_hours (town, boundary, delta) VALUES "),
+        let (insert, conflict) = match table {
+            Table::Days => (
+                "INSERT INTO metrics_history_days (town, day, sums) VALUES ",
+                " ON CONFLICT (town, day) DO UPDATE SET sums = excluded.sums",
+            ),
+            Table::Hours => (
+                "INSERT INTO metrics_history_hours (town, boundary, delta) VALUES ",
+                " ON CONFLICT (boundary, town) DO UPDATE SET delta = excluded.delta",
+            ),
         };
-        let mut names = String::from("INSERT INTO metrics_history_towns (town) VALUES ");
+        let mut rows = String::from(insert);
         let mut values = Vec::with_capacity(chunk.len() * 3);
-        let mut town_values = Vec::with_capacity(chunk.len());
         for (index, (town, tallies)) in chunk.iter().enumerate() {
             if index > 0 {
                 rows.push_str(", ");
-                names.push_str(", ");
             }
             let base = index * 3;
             rows.push_str(&format!("(${}, ${}, ${})", base + 1, base + 2, base + 3));
-            names.push_str(&format!("(${})", index + 1));
             values.extend([
                 SqlValue::Text(town.as_str().to_owned()),
                 SqlValue::Int(boundary),
                 SqlValue::Text(super::compact::encode_tallies(tallies)),
             ]);
-            town_values.push(SqlValue::Text(town.as_str().to_owned()));
         }
-        rows.push_str(match table {
-            Table::Days => " ON CONFLICT (town, day) DO UPDATE SET sums = excluded.sums",
-            Table::Hours => " ON CONFLICT (boundary, town) DO UPDATE SET delta = excluded.delta",
-        });
-        names.push_str(" ON CONFLICT (town) DO NOTHING");
+        rows.push_str(conflict);
         statements.push(Statement::new(rows, values));
+        // A town's day rows are found through its name.
         if table == Table::Days {
-            statements.push(Statement::new(names, town_values));
+            let names: Vec<String> = (1..=chunk.len()).map(|index| format!("(${index})")).collect();
+            let town_values = chunk
+                .iter()
+                .map(|(town, _)| SqlValue::Text(town.as_str().to_owned()))
+                .collect();
+            statements.push(Statement::new(
+                format!(
+                    "INSERT INTO metrics_history_towns (town) VALUES {} ON CONFLICT (town) DO NOTHING",
+                    names.join(", ")
+                ),
+                town_values,
+            ));
         }
     }
 }

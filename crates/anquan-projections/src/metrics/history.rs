@@ -76,7 +76,7 @@ const EARLIEST_HEAD: &str = "SELECT MIN(next_change) FROM metrics_history_heads"
 /// Each enterprise's contribution at `$1`: the row of its last change at or before it, one
 /// seek of the primary key per enterprise, driven by the heads (a join let SQLite scan every row
 /// of the history and take the subquery for each: 1.4 s on the scale-1 demo against 30 ms).
-const AT: &str = "SELECT e.enterprise_id, (SELECT h.contribution FROM metrics_history h \
+pub(super) const AT: &str = "SELECT e.enterprise_id, (SELECT h.contribution FROM metrics_history h \
     WHERE h.enterprise_id = e.enterprise_id AND h.changed_at <= $1 ORDER BY h.changed_at DESC LIMIT 1) \
     FROM metrics_history_heads e";
 

@@ -123,13 +123,13 @@ impl ScopeTallies {
         }
     }
 
-    /// Adds every tally of another scope's into this one's.
-    fn add_tallies(&mut self, other: &ScopeTallies) {
+    /// Combines each tally with the same of another scope's.
+    fn combine(&mut self, other: &ScopeTallies, combine: impl Fn(&mut Tally, &Tally)) {
         let lists =
             std::iter::once((&mut self.all, &other.all)).chain(self.by_breakdown.iter_mut().zip(&other.by_breakdown));
-        for (list, more) in lists {
-            for (tally, more) in list.iter_mut().zip(more) {
-                tally.add(more);
+        for (list, others) in lists {
+            for (tally, other) in list.iter_mut().zip(others) {
+                combine(tally, other);
             }
         }
     }
@@ -137,13 +137,7 @@ impl ScopeTallies {
     /// What was added from `before` to these tallies (each tally less the same of `before`).
     fn minus(&self, before: &ScopeTallies) -> ScopeTallies {
         let mut difference = self.clone();
-        let lists = std::iter::once((&mut difference.all, &before.all))
-            .chain(difference.by_breakdown.iter_mut().zip(&before.by_breakdown));
-        for (list, less) in lists {
-            for (tally, less) in list.iter_mut().zip(less) {
-                tally.subtract(less);
-            }
-        }
+        difference.combine(before, Tally::subtract);
         difference
     }
 
@@ -220,28 +214,16 @@ impl Sums {
         }
     }
 
-    /// Sums of towns' tallies, the city their sum.
-    fn from_towns(rules: &RuleSet, towns: impl IntoIterator<Item = (Town, ScopeTallies)>) -> Sums {
-        let mut sums = Sums::new(rules);
-        for (town, tallies) in towns {
-            if let Some(city) = sums.city.as_mut() {
-                city.add_tallies(&tallies);
-            }
-            sums.towns.insert(town, tallies);
-        }
-        sums
-    }
-
     /// Adds tallies to a town's and the city's.
     fn add_to_town(&mut self, rules: &RuleSet, town: Town, tallies: &ScopeTallies) {
         let (metrics, breakdowns) = (rules.metrics.metrics.len(), rules.metrics.breakdowns.len());
         self.towns
             .entry(town)
             .or_insert_with(|| ScopeTallies::new(metrics, breakdowns))
-            .add_tallies(tallies);
+            .combine(tallies, Tally::add);
         self.city
             .get_or_insert_with(|| ScopeTallies::new(metrics, breakdowns))
-            .add_tallies(tallies);
+            .combine(tallies, Tally::add);
     }
 
     fn apply(&mut self, rules: &RuleSet, contribution: &Contribution, add: bool) {
