@@ -1348,6 +1348,27 @@ async fn history_lookup(world: &World, rules: &RuleSet, facts: &MetricFacts, end
         );
     }
     history_behind_the_log(world, rules, facts, &instants, &wanted, &state, seed).await;
+    // Cleared (a rebuild of the read models, another rule set), no table keeps a row.
+    history::clear(store).await.unwrap();
+    for table in [
+        "metrics_history",
+        "metrics_history_heads",
+        "metrics_history_state",
+        "metrics_history_days",
+        "metrics_history_hours",
+        "metrics_history_towns",
+        "metrics_history_summed",
+    ] {
+        let rows = store
+            .query(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .unwrap();
+        assert_eq!(
+            rows[0].int(0).unwrap(),
+            0,
+            "seed {seed}: {table} kept rows after a clear"
+        );
+    }
     println!(
         "seed {seed}: history of {} change instants, {} instants compared",
         changes.len(),

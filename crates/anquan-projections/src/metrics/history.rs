@@ -45,6 +45,7 @@ pub const TABLES: &[&str] = &[
     "metrics_history_heads",
     "metrics_history_state",
     "metrics_history_days",
+    "metrics_history_hours",
     "metrics_history_towns",
     "metrics_history_summed",
 ];
