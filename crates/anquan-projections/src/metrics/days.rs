@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use anquan_domain::Town;
 use anquan_domain::rules::RuleSet;
-use anquan_event_store::{LeaseTerm, ReadModelStore, SqlValue, Statement};
+use anquan_event_store::{LeaseTerm, ReadModelStore, Row, SqlValue, Statement};
 
 use super::history::{self, EnterpriseHistory, Fresh, HistoryState};
 use super::{ScopeTallies, Sums};
@@ -340,7 +340,7 @@ pub async fn sum_days(
     }
     let mut statements = Vec::new();
     let mut count = 0;
-    let (mut boundary, mut sums, mut day_sums_kept) = match summed {
+    let (mut boundary, sums, day_sums_kept) = match summed {
         Some(summed) => {
             let rows = SummedRows::read(store, &summed, summed.summed_to).await?;
             let mut sums = rows.day_sums(rules)?;
@@ -364,58 +364,32 @@ pub async fn sum_days(
             (horizon, sums, kept)
         }
     };
-    let empty = ScopeTallies::new(rules.metrics.metrics.len(), rules.metrics.breakdowns.len());
+    let mut summing = Summing {
+        rules: Arc::clone(rules),
+        empty: ScopeTallies::new(rules.metrics.metrics.len(), rules.metrics.breakdowns.len()),
+        sums,
+        day_sums_kept,
+        statements,
+    };
     while boundary < last && started.elapsed() < budget {
         let Some(next) = boundaries.next(boundary) else { break };
         let rows = store
             .query(CHANGED, &[SqlValue::Int(boundary), SqlValue::Int(next)])
             .await?;
-        let mut changes = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let (before, after) = (row.opt_text(1)?, row.opt_text(2)?);
-            if before != after {
-                changes.push((before, after));
-            }
-        }
-        let mut before: BTreeMap<Town, ScopeTallies> = BTreeMap::new();
-        for (was, is) in &changes {
-            for text in [was, is].into_iter().flatten() {
-                let town = super::compact::decode(text)
-                    .ok_or_else(|| malformed("metrics_history", "a contribution that does not decode"))?
-                    .town;
-                if let std::collections::btree_map::Entry::Vacant(entry) = before.entry(town) {
-                    let tallies = sums.towns.get(entry.key()).unwrap_or(&empty).clone();
-                    entry.insert(tallies);
-                }
-            }
-        }
-        for (was, is) in &changes {
-            correct(rules, &mut sums, was.as_deref(), is.as_deref())?;
-        }
-        let added: Vec<(Town, ScopeTallies)> = before
-            .into_iter()
-            .filter_map(|(town, was)| {
-                let is = sums.towns.get(&town).unwrap_or(&empty);
-                (*is != was).then(|| (town, is.minus(&was)))
-            })
-            .collect();
-        write_rows(
-            &mut statements,
-            Table::Hours,
-            next,
-            added.iter().map(|(town, delta)| (town, delta)),
-        );
-        if boundaries.is_day(next) {
-            let differing = sums
-                .towns
-                .iter()
-                .filter(|(town, tallies)| day_sums_kept.get(*town).unwrap_or(&empty) != *tallies);
-            write_rows(&mut statements, Table::Days, next, differing);
-            day_sums_kept.clone_from(&sums.towns);
-        }
+        let day = boundaries.is_day(next);
+        summing = if rows.is_empty() {
+            summing.add_boundary(&rows, next, day)?
+        } else {
+            // Decoding a boundary's changes takes milliseconds at province scale: off the
+            // runtime, as a query's lookup does.
+            tokio::task::spawn_blocking(move || summing.add_boundary(&rows, next, day))
+                .await
+                .map_err(|error| malformed("metrics_history_hours", &format!("the summing stopped: {error}")))??
+        };
         boundary = next;
         count += 1;
     }
+    let mut statements = summing.statements;
     statements.push(Statement::new(
         WRITE_SUMMED,
         vec![
@@ -430,6 +404,70 @@ pub async fn sum_days(
         boundaries: count,
         complete: boundary >= last,
     })
+}
+
+/// The keeper's running sums while it sums boundaries, and the statements that write them.
+struct Summing {
+    rules: Arc<RuleSet>,
+    /// A town's tallies before its first contribution.
+    empty: ScopeTallies,
+    sums: Sums,
+    /// The towns' sums at the last day boundary written: a day row is written where they differ.
+    day_sums_kept: BTreeMap<Town, ScopeTallies>,
+    statements: Vec<Statement>,
+}
+
+impl Summing {
+    /// Adds the boundary `next` from the enterprises whose contribution changed since the one
+    /// before ([`CHANGED`]'s rows): what it added to each town, and at a day boundary the whole
+    /// sums of the towns that differ from the last day's.
+    fn add_boundary(mut self, rows: &[Row], next: i64, day: bool) -> Result<Self, QueryError> {
+        let mut changes = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (before, after) = (row.opt_text(1)?, row.opt_text(2)?);
+            if before != after {
+                changes.push((before, after));
+            }
+        }
+        let mut before: BTreeMap<Town, ScopeTallies> = BTreeMap::new();
+        for (was, is) in &changes {
+            for text in [was, is].into_iter().flatten() {
+                let town = super::compact::decode(text)
+                    .ok_or_else(|| malformed("metrics_history", "a contribution that does not decode"))?
+                    .town;
+                if let std::collections::btree_map::Entry::Vacant(entry) = before.entry(town) {
+                    let tallies = self.sums.towns.get(entry.key()).unwrap_or(&self.empty).clone();
+                    entry.insert(tallies);
+                }
+            }
+        }
+        for (was, is) in &changes {
+            correct(&self.rules, &mut self.sums, was.as_deref(), is.as_deref())?;
+        }
+        let added: Vec<(Town, ScopeTallies)> = before
+            .into_iter()
+            .filter_map(|(town, was)| {
+                let is = self.sums.towns.get(&town).unwrap_or(&self.empty);
+                (*is != was).then(|| (town, is.minus(&was)))
+            })
+            .collect();
+        write_rows(
+            &mut self.statements,
+            Table::Hours,
+            next,
+            added.iter().map(|(town, delta)| (town, delta)),
+        );
+        if day {
+            let differing = self
+                .sums
+                .towns
+                .iter()
+                .filter(|(town, tallies)| self.day_sums_kept.get(*town).unwrap_or(&self.empty) != *tallies);
+            write_rows(&mut self.statements, Table::Days, next, differing);
+            self.day_sums_kept.clone_from(&self.sums.towns);
+        }
+        Ok(self)
+    }
 }
 
 /// Where [`write_rows`] writes.
