@@ -31,6 +31,7 @@ mod listed_supervision;
 mod major_hazards;
 mod metrics_endpoint;
 mod metrics_follow;
+mod metrics_month_ago;
 mod metrics_now;
 mod monthly_reports;
 mod public_page;

@@ -138,7 +138,7 @@ pub struct MetricValue {
     pub code: String,
     /// The stretch of time the figure covers (the window to the instant, the latest completed
     /// period for cadence metrics, or the instant for a snapshot).
-    pub period: MetricPeriod,
+    pub period: Arc<MetricPeriod>,
     /// The value (none: a ratio over nothing, or a city-wide metric asked of a town).
     pub value: Option<f64>,
     /// The summed numerator.
@@ -277,13 +277,18 @@ fn with_rules(app: &AppState, rule_set: Option<&str>, as_of: Option<DateTime<Utc
 /// (after the service starts or a promotion) before it is told to come back.
 const FIRST_COMPUTATION_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// The snapshot at `as_of` (or now) and the one a month earlier, under `app.rules`. "Now" is
+/// The snapshot at `as_of` (or now) and the one a month earlier, under `app.rules`; for a past
+/// instant, the month-ago one only when `month_ago` (a lookup of its own). "Now" is
 /// the watcher's cache when it was computed with the same version. Under the live rules it is
 /// never computed per request: one pass reads every enterprise's file, minutes at province
 /// scale, and a dashboard opened while the service starts must not start one per request; the
 /// request waits for the watcher a while, then gets `NOT_READY`. Under another version "now"
 /// is computed for the request.
-async fn snapshots(app: &AppState, as_of: Option<DateTime<Utc>>) -> Result<(Arc<Snapshot>, Arc<Snapshot>), ApiError> {
+async fn snapshots(
+    app: &AppState,
+    as_of: Option<DateTime<Utc>>,
+    month_ago: bool,
+) -> Result<(Arc<Snapshot>, Option<Arc<Snapshot>>), ApiError> {
     let as_of = optional_instant_arg("asOf", as_of)?;
     // The figures count enterprises and agencies: neither read model may be stalled.
     app.read_models_of(&[
@@ -292,12 +297,12 @@ async fn snapshots(app: &AppState, as_of: Option<DateTime<Utc>>) -> Result<(Arc<
     ])?;
     match as_of {
         None => match app.metrics.current() {
-            Some(current) if current.rules.version == app.rules.version => Ok((current.now, current.month_ago)),
+            Some(current) if current.rules.version == app.rules.version => Ok((current.now, Some(current.month_ago))),
             _ if app.rules.version == app.rule_sets.active_version() => app
                 .metrics
                 .current_with(&app.rules.version, FIRST_COMPUTATION_WAIT)
                 .await
-                .map(|current| (current.now, current.month_ago))
+                .map(|current| (current.now, Some(current.month_ago)))
                 .ok_or_else(|| {
                     ApiError::NotReady(format!(
                         "规则集 {} 下的当前镇（街道）统计仍在计算中（服务刚启动或规则集刚切换），请稍后再试",
@@ -306,22 +311,55 @@ async fn snapshots(app: &AppState, as_of: Option<DateTime<Utc>>) -> Result<(Arc<
                 }),
             _ => {
                 let now = app.now();
-                compute_pair(app, now).await
+                compute(app, now, month_ago).await
             }
         },
-        Some(at) => compute_pair(app, at).await,
+        Some(at) => compute(app, at, month_ago).await,
     }
 }
 
-async fn compute_pair(app: &AppState, at: DateTime<Utc>) -> Result<(Arc<Snapshot>, Arc<Snapshot>), ApiError> {
-    let mut snapshots = snapshots_at(app, &[at, anquan_projections::metrics::month_before(&app.rules, at)])
+/// The snapshot at `at` and, when `month_ago`, the one a local month earlier, looked up together.
+async fn compute(
+    app: &AppState,
+    at: DateTime<Utc>,
+    month_ago: bool,
+) -> Result<(Arc<Snapshot>, Option<Arc<Snapshot>>), ApiError> {
+    let mut instants = vec![at];
+    if month_ago {
+        instants.push(anquan_projections::metrics::month_before(&app.rules, at));
+    }
+    let mut snapshots = snapshots_at(app, &instants)
         .await
         .map_err(|error| ApiError::Internal(error.to_string()))?
         .into_iter();
-    match (snapshots.next(), snapshots.next()) {
-        (Some(now), Some(earlier)) => Ok((now, earlier)),
-        _ => Err(ApiError::Internal("no snapshot computed".into())),
+    let now = snapshots
+        .next()
+        .ok_or_else(|| ApiError::Internal("no snapshot computed".into()))?;
+    Ok((now, snapshots.next()))
+}
+
+/// Whether a field's answer shows month-ago figures: its selection names one of `fields` under
+/// `path` (through fragments; a field under `@skip` or `@include` counts as asked, so the
+/// month-ago figures are looked up when unsure, never left out when shown).
+fn month_ago_asked(ctx: &Context<'_>, path: &[&str], fields: &[&str]) -> bool {
+    let mut selection = ctx.look_ahead();
+    for name in path {
+        selection = selection.field(name);
     }
+    fields.iter().any(|name| selection.field(name).exists())
+}
+
+/// The fields of a `MetricValue` that show the month-ago figures.
+const MONTH_AGO_FIELDS: [&str; 2] = ["previousValue", "change"];
+
+/// Each metric's period at `at`, in catalogue order: the same in every scope of an answer.
+fn periods(app: &AppState, at: DateTime<Utc>) -> Vec<Arc<MetricPeriod>> {
+    app.rules
+        .metrics
+        .metrics
+        .iter()
+        .map(|metric| Arc::new(covered(app, metric, at)))
+        .collect()
 }
 
 fn breakdown_index(app: &AppState, breakdown: Option<&str>) -> Result<Option<usize>, ApiError> {
@@ -351,7 +389,7 @@ fn covered(app: &AppState, metric: &Metric, at: DateTime<Utc>) -> MetricPeriod {
 fn values(
     app: &AppState,
     town: bool,
-    at: DateTime<Utc>,
+    periods: &[Arc<MetricPeriod>],
     now: Option<&[Tally]>,
     earlier: Option<&[Tally]>,
 ) -> Vec<MetricValue> {
@@ -359,8 +397,9 @@ fn values(
         .metrics
         .metrics
         .iter()
+        .zip(periods)
         .enumerate()
-        .map(|(index, metric)| {
+        .map(|(index, (metric, period))| {
             let hidden = town && metric.scope == Scope::City;
             let tally = now.and_then(|tallies| tallies.get(index)).copied().unwrap_or_default();
             let value = if hidden { None } else { metric.value(&tally) };
@@ -385,7 +424,7 @@ fn values(
             #[allow(clippy::cast_precision_loss, reason = "tallies are far below 2^52")]
             MetricValue {
                 code: metric.code.clone(),
-                period: covered(app, metric, at),
+                period: Arc::clone(period),
                 value,
                 numerator: tally.numerator as f64,
                 denominator: tally.denominator as f64,
@@ -403,8 +442,9 @@ fn scope_metrics(
     app: &AppState,
     town: Option<&Town>,
     breakdown: Option<(usize, &str)>,
+    periods: &[Arc<MetricPeriod>],
     now: &Snapshot,
-    earlier: &Snapshot,
+    earlier: Option<&Snapshot>,
 ) -> ScopeMetrics {
     let index = breakdown.map(|(index, _)| index);
     let pick = |snapshot: &Snapshot| -> Option<Vec<Tally>> {
@@ -421,9 +461,9 @@ fn scope_metrics(
         metrics: values(
             app,
             town.is_some(),
-            now.at,
+            periods,
             pick(now).as_deref(),
-            pick(earlier).as_deref(),
+            earlier.and_then(pick).as_deref(),
         ),
         rule_set: app.rules.version.clone(),
         rule_set_digest: app.rule_set_digest(&app.rules.version),
@@ -486,7 +526,8 @@ impl MetricsQuery {
             return Err(ApiError::Forbidden(format!("您的权限限于{own}，不能查看{town}的数据")));
         }
         let index = breakdown_index(app, breakdown.as_deref())?;
-        let (now, earlier) = snapshots(app, as_of).await?;
+        let month_ago = month_ago_asked(ctx, &["metrics"], &MONTH_AGO_FIELDS);
+        let (now, earlier) = snapshots(app, as_of, month_ago).await?;
         if now.town(&town).is_none() && !app.rules.metrics.towns.contains(&town) {
             return Err(ApiError::NotFound(format!("镇（街道）{town}")));
         }
@@ -494,8 +535,9 @@ impl MetricsQuery {
             app,
             Some(&town),
             index.zip(breakdown.as_deref()),
+            &periods(app, now.at),
             &now,
-            &earlier,
+            earlier.as_deref(),
         ))
     }
 
@@ -512,7 +554,9 @@ impl MetricsQuery {
         let app = &with_rules(app(ctx)?, rule_set.as_deref(), as_of)?;
         let visible = visibility(ctx)?;
         let index = breakdown_index(app, breakdown.as_deref())?;
-        let (now, earlier) = snapshots(app, as_of).await?;
+        let month_ago = month_ago_asked(ctx, &["metrics"], &MONTH_AGO_FIELDS);
+        let (now, earlier) = snapshots(app, as_of, month_ago).await?;
+        let periods = periods(app, now.at);
         Ok(now
             .towns
             .iter()
@@ -520,7 +564,16 @@ impl MetricsQuery {
                 Visibility::All => true,
                 Visibility::Town(own) => own == town,
             })
-            .map(|(town, _)| scope_metrics(app, Some(town), index.zip(breakdown.as_deref()), &now, &earlier))
+            .map(|(town, _)| {
+                scope_metrics(
+                    app,
+                    Some(town),
+                    index.zip(breakdown.as_deref()),
+                    &periods,
+                    &now,
+                    earlier.as_deref(),
+                )
+            })
             .collect())
     }
 
@@ -537,13 +590,15 @@ impl MetricsQuery {
         let app = &with_rules(app(ctx)?, rule_set.as_deref(), as_of)?;
         visibility(ctx)?;
         let index = breakdown_index(app, breakdown.as_deref())?;
-        let (now, earlier) = snapshots(app, as_of).await?;
+        let month_ago = month_ago_asked(ctx, &["metrics"], &MONTH_AGO_FIELDS);
+        let (now, earlier) = snapshots(app, as_of, month_ago).await?;
         Ok(scope_metrics(
             app,
             None,
             index.zip(breakdown.as_deref()),
+            &periods(app, now.at),
             &now,
-            &earlier,
+            earlier.as_deref(),
         ))
     }
 
@@ -571,7 +626,7 @@ impl MetricsQuery {
                 "指标 {metric} 只有全市数值，各镇（街道）没有"
             )));
         }
-        let (now, earlier) = snapshots(app, as_of).await?;
+        let (now, earlier) = snapshots(app, as_of, month_ago_asked(ctx, &[], &["change"])).await?;
         let period = covered(app, definition, now.at);
         let mut entries: Vec<RankingEntry> = now
             .towns
@@ -579,7 +634,8 @@ impl MetricsQuery {
             .map(|(town, tallies)| {
                 let value = tallies.all.get(index).and_then(|tally| definition.value(tally));
                 let previous = earlier
-                    .town(town)
+                    .as_ref()
+                    .and_then(|earlier| earlier.town(town))
                     .and_then(|tallies| tallies.all.get(index))
                     .and_then(|tally| definition.value(tally));
                 RankingEntry {
@@ -621,7 +677,7 @@ impl MetricsQuery {
         {
             return Err(ApiError::Forbidden(format!("您的权限限于{own}，不能查看{town}的数据")));
         }
-        let (now, _) = snapshots(app, as_of).await?;
+        let (now, _) = snapshots(app, as_of, false).await?;
         let tallies = match &town {
             None => Some(&now.city),
             Some(town) => now.town(town),
@@ -709,8 +765,9 @@ impl MetricsSubscription {
                     &app,
                     town.as_ref(),
                     None,
+                    &periods(&app, current.now.at),
                     &current.now,
-                    &current.month_ago,
+                    Some(&current.month_ago),
                 ))
             }
         }))

@@ -1,0 +1,85 @@
+//! A past instant's figures look up the instant a month earlier only when the answer shows it
+//! (`previousValue`, `change`): a dashboard or report that asks for the figures alone costs one
+//! lookup, not two. The selection is read through fragments and aliases, so no way of asking for
+//! the month-ago figures leaves them out.
+
+use chrono::{Duration, SecondsFormat, Utc};
+use serde_json::{Value, json};
+
+use crate::compliance_flow::register;
+use crate::support::{Backend, TestApp, backends, data, spawn_app};
+
+const PLAIN: &str = "query($at: DateTime) {
+  townMetrics(town: \"许村\", asOf: $at) { metrics { code value previousValue change } } }";
+const THROUGH_FRAGMENTS: &str = "query($at: DateTime) {
+  townMetrics(town: \"许村\", asOf: $at) { metrics { code value ...Earlier ... on MetricValue { moved: change } } } }
+fragment Earlier on MetricValue { previousValue }";
+const FIGURES_ALONE: &str = "query($at: DateTime) {
+  townMetrics(town: \"许村\", asOf: $at) { metrics { code value numerator denominator } } }";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_month_ago_figures_are_looked_up_only_when_shown() {
+    for backend in backends() {
+        month_ago_when_shown(backend).await;
+    }
+}
+
+async fn month_ago_when_shown(backend: Backend) {
+    let app = spawn_app(backend, &[]).await;
+    let admin = app.token(&["--role", "city_admin"]);
+    register(&app, &admin, "91330481MA28A0XX3G", "许村").await;
+    let instant = |hours: i64| (Utc::now() - Duration::hours(hours)).to_rfc3339_opts(SecondsFormat::Secs, true);
+
+    // Asked plainly and through a fragment spread, an inline fragment and an alias: the same
+    // month-ago figures (the second answer is the first's computation, shared).
+    let at = instant(1);
+    let plain = metrics(&app, &admin, PLAIN, &at).await;
+    assert!(
+        plain.iter().any(|metric| !metric["previousValue"].is_null()),
+        "no month-ago figure at all: {plain:?}"
+    );
+    let through = metrics(&app, &admin, THROUGH_FRAGMENTS, &at).await;
+    assert_eq!(plain.len(), through.len());
+    for (plain, through) in plain.iter().zip(&through) {
+        assert_eq!(plain["code"], through["code"]);
+        assert_eq!(plain["previousValue"], through["previousValue"], "{}", plain["code"]);
+        assert_eq!(plain["change"], through["moved"], "{}", plain["code"]);
+    }
+
+    // The figures alone are one computation of the instant alone: asking for the month-ago
+    // figures at the same instant afterwards is a computation of its own (two instants), and
+    // the figures alone again are the first one's, shared.
+    let at = instant(2);
+    let before = past_answers(&app).await;
+    metrics(&app, &admin, FIGURES_ALONE, &at).await;
+    assert_eq!(past_answers(&app).await, before + 1.0);
+    metrics(&app, &admin, THROUGH_FRAGMENTS, &at).await;
+    assert_eq!(past_answers(&app).await, before + 2.0);
+    metrics(&app, &admin, FIGURES_ALONE, &at).await;
+    assert_eq!(past_answers(&app).await, before + 2.0);
+}
+
+async fn metrics(app: &TestApp, token: &str, query: &str, at: &str) -> Vec<Value> {
+    let response = app.graphql(Some(token), query, json!({ "at": at })).await;
+    data(&response)["townMetrics"]["metrics"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no metrics: {response}"))
+        .clone()
+}
+
+/// How many past-instant computations the service made (`/metrics`, every source).
+async fn past_answers(app: &TestApp) -> f64 {
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.base_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|line| line.starts_with("anquan_metrics_past_answers_total{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
