@@ -15,6 +15,8 @@
 # With the history walked, it waits for "metrics history summed by day" too (DAYS=0: a binary
 # without the sums by day). WALKED=1: the store's history is already walked (a second binary on
 # the same store); the walk and the three requests from the files are skipped.
+# PREVIOUS=1 asks for previousValue and change too (the month-ago instant is then looked up as
+# well); NOW=N asks the same N times at "now" (no asOf: the watcher's cache, the response alone).
 # Also prints the history's rows and size. The service's log goes to ${TMPDIR:-/tmp}/serve-past.log.
 set -euo pipefail
 DIR=$1
@@ -26,9 +28,14 @@ TOKEN=$("$BIN" token --role city_admin --data-dir "$DIR" 2>/dev/null)
 "$BIN" serve --log-format json --data-dir "$DIR" --listen "127.0.0.1:$PORT" >"$LOG" 2>&1 &
 PID=$!
 trap 'kill -TERM "$PID" 2>/dev/null || true' EXIT
+FIELDS="code numerator denominator"
+if [ "${PREVIOUS:-0}" = 1 ]; then
+  FIELDS="$FIELDS previousValue change"
+fi
 ask() {
-  local query
-  query=$(printf '{"query":"query($at: DateTime) { cityMetrics(asOf: $at) { metrics { code numerator denominator } } allTownMetrics(asOf: $at) { town metrics { code numerator denominator } } }","variables":{"at":"%s"}}' "$1")
+  local query at
+  at=$([ "$1" = now ] && echo null || echo "\"$1\"")
+  query=$(printf '{"query":"query($at: DateTime) { cityMetrics(asOf: $at) { metrics { %s } } allTownMetrics(asOf: $at) { town metrics { %s } } }","variables":{"at":%s}}' "$FIELDS" "$FIELDS" "$at")
   curl -s -o /dev/null -w '%{time_total}\n' -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \
     -d "$query" "http://127.0.0.1:$PORT/graphql"
 }
@@ -71,6 +78,11 @@ for i in $(seq 1 "$COUNT"); do
   ask "$AT" >>"$TIMES"
 done
 sort -n "$TIMES" | awk '{ t[NR] = $1 } END { printf "history: %d requests, p50 %.4f s, p99 %.4f s, max %.4f s\n", NR, t[int(NR * 0.5)], t[int(NR * 0.99)], t[NR] }'
+if [ "${NOW:-0}" -gt 0 ]; then
+  : >"$TIMES.now"
+  for _ in $(seq 1 "$NOW"); do ask now >>"$TIMES.now"; done
+  sort -n "$TIMES.now" | awk '{ t[NR] = $1 } END { printf "now (the cache): %d requests, p50 %.4f s, p99 %.4f s, max %.4f s\n", NR, t[int(NR * 0.5)], t[int(NR * 0.99)], t[NR] }'
+fi
 curl -s "http://127.0.0.1:$PORT/metrics" | grep '^anquan_metrics_past_answers_total'
 if [ -f "$DIR/anquan.sqlite" ]; then
   sqlite3 "$DIR/anquan.sqlite" "SELECT count(*), count(DISTINCT enterprise_id), sum(length(contribution)) FROM metrics_history" |
