@@ -34,6 +34,7 @@ mod metrics_follow;
 mod metrics_month_ago;
 mod metrics_now;
 mod monthly_reports;
+mod operation_log;
 mod public_page;
 mod read_side;
 mod readme_walkthrough;

@@ -14,6 +14,7 @@ pub mod foundation;
 pub mod health;
 pub mod limits;
 pub mod metrics;
+mod operation_tracing;
 pub mod reports;
 pub mod request_metrics;
 pub mod scalars;
@@ -142,7 +143,7 @@ fn builder(
     .limit_complexity(QUERY_COMPLEXITY_MAX)
     // First, so it times the others too and sees the codes `ErrorCodes` adds.
     .extension(request_metrics::RequestMetrics)
-    .extension(async_graphql::extensions::Tracing)
+    .extension(operation_tracing::OperationTracing)
     .extension(LiveRules)
     .extension(ErrorCodes)
     .extension(limits::QueryLimits { timeout, rate })
