@@ -1,14 +1,15 @@
 //! The `OperationTracing` extension: `tracing` spans for every GraphQL operation (request, parse
 //! with its source, validation, execution) and for each of its root fields, and an event for
-//! every field that fails, with its path. A subscription's events are resolved under their root
-//! field's span; the stream itself has none (it lives as long as the client's socket).
+//! every field that fails, with its path. A subscription's stream has no span of its own (it
+//! lives as long as the client's socket).
 //!
 //! async-graphql's own `Tracing` extension opens a span for every field that returns an object,
 //! at every depth, with its path, parent type and return type formatted into it. An answer of
 //! every town's metrics is one object per town and metric (9,438 at scale 10, 93,678 at
-//! scale 100), so those spans took a quarter of the response's time (BENCHMARKS.md,
-//! "Spans for root fields only"). A root field's span says which operation and field a log line
-//! belongs to; below it, only failures are logged, each with its own path.
+//! scale 100), so those spans took a quarter to a third of the response's time (BENCHMARKS.md,
+//! "One lookup when the month before is not shown; spans for root fields only"). A root field's
+//! span says which operation and field a log line belongs to; below it, only failures are
+//! logged, each with its own path.
 
 use std::sync::Arc;
 
