@@ -1,6 +1,6 @@
 //! A past instant's figures look up the instant a month earlier only when the answer shows it
 //! (`previousValue`, `change`): a dashboard or report that asks for the figures alone costs one
-//! lookup, not two. The selection is read through fragments and aliases, so no way of asking for
+//! lookup, not two (a ranking's `change` is the month before's too). The selection is read through fragments and aliases, so no way of asking for
 //! the month-ago figures leaves them out.
 
 use chrono::{Duration, SecondsFormat, Utc};
@@ -45,6 +45,24 @@ async fn month_ago_when_shown(backend: Backend) {
         assert_eq!(plain["previousValue"], through["previousValue"], "{}", plain["code"]);
         assert_eq!(plain["change"], through["moved"], "{}", plain["code"]);
     }
+
+    // A ranking's change is the month before's too.
+    let response = app
+        .graphql(
+            Some(&admin),
+            "query($at: DateTime) { townRanking(metric: \"A01\", asOf: $at) { town value change } }",
+            json!({ "at": at }),
+        )
+        .await;
+    let ranking = data(&response)["townRanking"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{response}"))
+        .clone();
+    let ours = ranking
+        .iter()
+        .find(|entry| entry["town"] == "许村")
+        .unwrap_or_else(|| panic!("{response}"));
+    assert!(!ours["change"].is_null(), "no change without the month before: {ours}");
 
     // The figures alone are one computation of the instant alone: asking for the month-ago
     // figures at the same instant afterwards is a computation of its own (two instants), and
