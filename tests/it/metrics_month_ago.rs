@@ -87,17 +87,5 @@ async fn metrics(app: &TestApp, token: &str, query: &str, at: &str) -> Vec<Value
 
 /// How many past-instant computations the service made (`/metrics`, every source).
 async fn past_answers(app: &TestApp) -> f64 {
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.base_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|line| line.starts_with("anquan_metrics_past_answers_total{"))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    app.metric_sum("anquan_metrics_past_answers_total{").await
 }

@@ -257,19 +257,8 @@ async fn past_from_history(app: &TestApp, token: &str, at: chrono::DateTime<Utc>
 /// How many past-instant computations the history answered (`/metrics`; with or without
 /// enterprises the log touched since its position evaluated from their files).
 async fn history_answers(app: &TestApp) -> f64 {
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.base_url))
-        .send()
+    app.metric_sum("anquan_metrics_past_answers_total{source=\"history")
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|line| line.starts_with("anquan_metrics_past_answers_total{source=\"history"))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 fn numerator(figures: &Value, code: &str) -> i64 {

@@ -321,6 +321,24 @@ impl TestApp {
         log.lines.iter().cloned().collect()
     }
 
+    /// The sum of the service's `/metrics` series whose line starts with `prefix` (a name and,
+    /// to pick some of its series, the start of their labels); 0 when none is rendered yet.
+    pub(crate) async fn metric_sum(&self, prefix: &str) -> f64 {
+        let text = self
+            .client
+            .get(format!("{}/metrics", self.base_url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|line| line.starts_with(prefix))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// How many lines the service has logged that report a panic.
     pub(crate) fn panics(&self) -> usize {
         self.log
