@@ -53,7 +53,7 @@ pub struct HttpLimits {
     /// async-graphql would read whole). Uploads are bounded by `AppState::upload_bytes_max`
     /// plus `REQUEST_OVERHEAD_BYTES_MAX`.
     pub graphql_body_bytes_max: usize,
-    /// The mutation and upload rate limits; the schema's extension counts mutations, the
+    /// The mutation and upload rate limits; the schema (`AppSchema`) counts mutations, the
     /// router an upload before it reads the upload's body. Share one with the schema.
     pub rate: Arc<RateLimiters>,
     /// How far behind the log the read models may be while `/readyz` says ready.
@@ -573,7 +573,7 @@ async fn execute(
         Ok(actor) => actor,
         Err(error) => return error_response(StatusCode::UNAUTHORIZED, &error),
     };
-    // The query-limits extension refuses a mutation over GET from the parsed document and the
+    // `AppSchema` refuses a mutation over GET from the parsed document and the
     // operation the request selects (comments, a BOM, several operations cannot hide one).
     let request = if method == Method::GET {
         request.data(ReadOnlyTransport)

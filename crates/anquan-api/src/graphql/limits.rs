@@ -1,8 +1,9 @@
 //! Limits on what one GraphQL operation may ask for, checked on the parsed document before it
 //! is validated or run, on every transport (`POST`, `GET`, the websocket): the number of
 //! fields once every fragment spread is expanded, the number of aliased fields, the number of
-//! root fields, and a time limit on running a query. A mutation sent with `GET` is refused here too,
-//! from the operation the request actually selects.
+//! root fields, and a time limit on running a query. `graphql::operations` applies them, and
+//! refuses a mutation sent with `GET` there too, from the operation the request actually
+//! selects.
 //!
 //! The expanded size is counted without expanding anything: each fragment's size is computed
 //! once (memoised, in an explicit stack, so a long chain of fragments cannot overflow the
@@ -11,19 +12,13 @@
 //! microseconds.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute, NextPrepareRequest};
-use async_graphql::parser::types::{
-    DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection, SelectionSet,
-};
-use async_graphql::{Name, Request, ServerError, ServerResult};
-
-use anquan_domain::Actor;
-
-use crate::rate_limit::{ClientAddress, RateChecked, RateLimiters, rate_limited};
+#[cfg(test)]
+use async_graphql::parser::types::OperationType;
+use async_graphql::parser::types::Selection;
+use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationDefinition, SelectionSet};
+use async_graphql::{Name, ServerError};
 
 /// Most fields one operation may select once its fragments are expanded.
 pub const QUERY_FIELDS_MAX: usize = 2_000;
@@ -78,9 +73,9 @@ fn local(selection_set: &SelectionSet) -> Local<'_> {
     local
 }
 
-/// Recursion here is bounded by the nesting of selection sets, which async-graphql limits
-/// (its recursive-depth check runs inside the parse this extension wraps); fragment spreads
-/// are not followed here.
+/// Recursion here is bounded by the nesting of selection sets, which async-graphql's parser
+/// limits (it refuses a document nested more than 64 selection sets deep); fragment spreads are
+/// not followed here.
 fn walk<'a>(selection_set: &'a SelectionSet, top: bool, local: &mut Local<'a>) {
     for selection in &selection_set.items {
         match &selection.node {
@@ -185,7 +180,7 @@ pub(crate) fn operation_sizes(document: &ExecutableDocument) -> Vec<Size> {
 
 /// The operation a request selects, as async-graphql will pick it; `None` when it picks none
 /// (and refuses the request itself).
-fn selected<'a>(document: &'a ExecutableDocument, name: Option<&str>) -> Option<&'a OperationDefinition> {
+pub(crate) fn selected<'a>(document: &'a ExecutableDocument, name: Option<&str>) -> Option<&'a OperationDefinition> {
     match (&document.operations, name) {
         (DocumentOperations::Single(operation), None) => Some(&operation.node),
         (DocumentOperations::Single(_), Some(_)) => None,
@@ -197,16 +192,7 @@ fn selected<'a>(document: &'a ExecutableDocument, name: Option<&str>) -> Option<
     }
 }
 
-/// A value of the request's own data, else the connection's (a websocket's `connection_init`).
-fn request_data<'a, T: std::any::Any + Send + Sync>(request: &'a Request, ctx: &ExtensionContext<'a>) -> Option<&'a T> {
-    request
-        .data
-        .get(&std::any::TypeId::of::<T>())
-        .and_then(|value| value.downcast_ref::<T>())
-        .or_else(|| ctx.data_opt::<T>())
-}
-
-fn refused(code: &'static str, message: String) -> ServerError {
+pub(crate) fn refused(code: &'static str, message: String) -> ServerError {
     let mut error = ServerError::new(message, None);
     error.extensions.get_or_insert_with(Default::default).set("code", code);
     error
@@ -253,95 +239,6 @@ fn display_count(count: usize) -> String {
         "more than 2^64".to_owned()
     } else {
         count.to_string()
-    }
-}
-
-/// The extension that applies the limits; see the module's documentation.
-pub(crate) struct QueryLimits {
-    pub(crate) timeout: Duration,
-    pub(crate) rate: Arc<RateLimiters>,
-}
-
-impl ExtensionFactory for QueryLimits {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(QueryLimitsExtension {
-            timeout: self.timeout,
-            rate: self.rate.clone(),
-            mutation: AtomicBool::new(false),
-        })
-    }
-}
-
-/// One request's instance (async-graphql makes one per request).
-struct QueryLimitsExtension {
-    timeout: Duration,
-    rate: Arc<RateLimiters>,
-    /// Whether the request selects a mutation, which the time limit leaves alone: cancelled
-    /// after its append, it would be recorded with its answer lost. A mutation is bounded by
-    /// its own steps instead (`execute`'s retries, `READ_YOUR_WRITES_TIMEOUT`).
-    mutation: AtomicBool,
-}
-
-#[async_trait::async_trait]
-impl Extension for QueryLimitsExtension {
-    /// Parses the document here, before async-graphql's own checks: its recursion-depth check
-    /// follows every fragment spread, so it alone would walk a fan-out document's 2²⁴ fields.
-    /// The parsed document is kept in the request, so it is parsed once. A document that does
-    /// not parse is left to async-graphql, which refuses it (`GRAPHQL_PARSE_FAILED`).
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        mut request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        let read_only = request_data::<ReadOnlyTransport>(&request, ctx).is_some();
-        let operation_name = request.operation_name.clone();
-        if let Ok(document) = request.parsed_query() {
-            check(document)?;
-            let mutation = selected(document, operation_name.as_deref())
-                .is_some_and(|operation| operation.ty == OperationType::Mutation);
-            self.mutation.store(mutation, Ordering::Relaxed);
-            if read_only && mutation {
-                return Err(refused(
-                    MUTATION_OVER_GET,
-                    "mutations must be sent with POST".to_owned(),
-                ));
-            }
-            if mutation && request_data::<RateChecked>(&request, ctx).is_none() {
-                let caller = request_data::<Actor>(&request, ctx);
-                let address = request_data::<ClientAddress>(&request, ctx).map(|address| address.0);
-                self.rate.check(caller, address).map_err(rate_limited)?;
-            }
-        }
-        next.run(ctx, request).await
-    }
-
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> async_graphql::Response {
-        if self.mutation.load(Ordering::Relaxed) {
-            return next.run(ctx, operation_name).await;
-        }
-        match tokio::time::timeout(self.timeout, next.run(ctx, operation_name)).await {
-            Ok(response) => response,
-            Err(_) => {
-                tracing::warn!(
-                    operation = operation_name.unwrap_or_default(),
-                    timeout_ms = self.timeout.as_millis(),
-                    "operation cancelled at the time limit"
-                );
-                async_graphql::Response::from_errors(vec![refused(
-                    TIMEOUT,
-                    format!(
-                        "查询超过 {} 毫秒仍未完成，已取消；请缩小范围后重试",
-                        self.timeout.as_millis()
-                    ),
-                )])
-            }
-        }
     }
 }
 

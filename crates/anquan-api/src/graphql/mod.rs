@@ -4,7 +4,8 @@
 //! `supervision` (inspections and hazards) and `agency` (safety-service agencies) each build
 //! their commands and views; every mutation goes down `command::execute_command`; the checks of
 //! what clients pass live in `args`, the scalar policy in `scalars`. `audit`, `metrics` and
-//! `health` are the cross-gate reads; `limits` and `request_metrics` wrap every request.
+//! `health` are the cross-gate reads. Every operation takes `operations`' one path, which applies
+//! `limits`, counts it (`request_metrics`) and traces it (`operation_tracing`).
 
 pub mod agency;
 mod args;
@@ -15,6 +16,7 @@ pub mod health;
 pub mod limits;
 pub mod metrics;
 mod operation_tracing;
+mod operations;
 pub mod reports;
 pub mod request_metrics;
 pub mod scalars;
@@ -37,6 +39,8 @@ pub use audit::{AuditMutation, AuditQuery};
 pub use foundation::{EnterpriseMutation, EnterpriseQuery, PublicPageMutation};
 pub use health::HealthQuery;
 pub use metrics::{MetricsQuery, MetricsSubscription};
+pub use operation_tracing::Traced;
+pub use operations::AppSchema;
 pub use reports::{AssessmentsMutation, AssessmentsQuery, ReportsMutation, ReportsQuery};
 pub use scalars::Int64;
 pub use supervision::{SubscriptionRoot as SupervisionSubscription, SupervisionMutation, SupervisionQuery};
@@ -71,8 +75,8 @@ pub struct MutationRoot(
 #[graphql(name = "Subscription")]
 pub struct SubscriptionRoot(SupervisionSubscription, MetricsSubscription);
 
-/// The API's schema type.
-pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
+/// async-graphql's schema of the API; every operation reaches it through [`AppSchema`].
+pub type GraphqlSchema = Schema<Traced<QueryRoot>, Traced<MutationRoot>, SubscriptionRoot>;
 
 /// Deepest query accepted.
 const QUERY_DEPTH_MAX: usize = 12;
@@ -122,142 +126,30 @@ pub fn schema(app: AppState) -> AppSchema {
 /// `timeout` is cancelled and answered `TIMEOUT`, and mutations count against `rate`
 /// (`RATE_LIMITED` over it; share the limiters with the router, which counts uploads).
 pub fn schema_with(app: AppState, timeout: std::time::Duration, rate: Arc<RateLimiters>) -> AppSchema {
-    builder(timeout, rate).data(app).finish()
+    AppSchema::new(builder().data(app.clone()).finish(), app, timeout, rate)
 }
 
 /// Renders the schema's SDL (what `schema.graphql` holds); needs no state.
 pub fn sdl() -> String {
-    builder(limits::REQUEST_TIMEOUT_DEFAULT, Arc::default()).finish().sdl()
+    builder().finish().sdl()
 }
 
-fn builder(
-    timeout: std::time::Duration,
-    rate: Arc<RateLimiters>,
-) -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
+/// The schema without extensions (see `operations`): the checks, codes, spans and counts of
+/// every operation are `AppSchema`'s.
+fn builder() -> async_graphql::SchemaBuilder<Traced<QueryRoot>, Traced<MutationRoot>, SubscriptionRoot> {
     Schema::build(
-        QueryRoot::default(),
-        MutationRoot::default(),
+        Traced(QueryRoot::default()),
+        Traced(MutationRoot::default()),
         SubscriptionRoot::default(),
     )
     .limit_depth(QUERY_DEPTH_MAX)
     .limit_complexity(QUERY_COMPLEXITY_MAX)
-    // First, so it times the others too and sees the codes `ErrorCodes` adds.
-    .extension(request_metrics::RequestMetrics)
-    .extension(operation_tracing::OperationTracing)
-    .extension(LiveRules)
-    .extension(ErrorCodes)
-    .extension(limits::QueryLimits { timeout, rate })
 }
-
-/// Gives every error a stable `extensions.code`, including those async-graphql makes itself:
-/// a document that does not parse (`GRAPHQL_PARSE_FAILED`), one that breaks the schema or its
-/// depth and complexity limits (`GRAPHQL_VALIDATION_FAILED`), and an argument or variable that
-/// cannot be coerced to its type (`BAD_INPUT`). Resolvers' errors already carry theirs
-/// (`ApiError`).
-struct ErrorCodes;
 
 /// The code of a document that is not GraphQL.
 pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
 /// The code of a document that does not fit the schema or its limits.
 pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
-
-fn with_code(mut error: async_graphql::ServerError, code: &'static str) -> async_graphql::ServerError {
-    let extensions = error.extensions.get_or_insert_with(Default::default);
-    if extensions.get("code").is_none() {
-        extensions.set("code", code);
-    }
-    error
-}
-
-impl async_graphql::extensions::ExtensionFactory for ErrorCodes {
-    fn create(&self) -> std::sync::Arc<dyn async_graphql::extensions::Extension> {
-        std::sync::Arc::new(ErrorCodes)
-    }
-}
-
-#[async_trait::async_trait]
-impl async_graphql::extensions::Extension for ErrorCodes {
-    async fn request(
-        &self,
-        ctx: &async_graphql::extensions::ExtensionContext<'_>,
-        next: async_graphql::extensions::NextRequest<'_>,
-    ) -> async_graphql::Response {
-        let mut response = next.run(ctx).await;
-        response.errors = std::mem::take(&mut response.errors)
-            .into_iter()
-            .map(|error| with_code(error, "BAD_INPUT"))
-            .collect();
-        response
-    }
-
-    async fn parse_query(
-        &self,
-        ctx: &async_graphql::extensions::ExtensionContext<'_>,
-        query: &str,
-        variables: &async_graphql::Variables,
-        next: async_graphql::extensions::NextParseQuery<'_>,
-    ) -> async_graphql::ServerResult<async_graphql::parser::types::ExecutableDocument> {
-        next.run(ctx, query, variables)
-            .await
-            .map_err(|error| with_code(error, GRAPHQL_PARSE_FAILED))
-    }
-
-    async fn validation(
-        &self,
-        ctx: &async_graphql::extensions::ExtensionContext<'_>,
-        next: async_graphql::extensions::NextValidation<'_>,
-    ) -> Result<async_graphql::ValidationResult, Vec<async_graphql::ServerError>> {
-        next.run(ctx).await.map_err(|errors| {
-            errors
-                .into_iter()
-                .map(|error| {
-                    // async-graphql's own words for its complexity and depth limits.
-                    let code = if error.message.starts_with("Query is too complex")
-                        || error.message.starts_with("Query is nested too deep")
-                    {
-                        limits::QUERY_TOO_COMPLEX
-                    } else {
-                        GRAPHQL_VALIDATION_FAILED
-                    };
-                    with_code(error, code)
-                })
-                .collect()
-        })
-    }
-}
-
-/// Pins the live rule set for every operation that did not pin one already. The HTTP handler
-/// pins each request's rules (the live ones, or the `x-anquan-rule-set` header's); operations
-/// over the websocket (`/graphql/ws`) come without that step and would otherwise read the
-/// schema's own `AppState`, whose rules are those live when the service started.
-struct LiveRules;
-
-impl async_graphql::extensions::ExtensionFactory for LiveRules {
-    fn create(&self) -> std::sync::Arc<dyn async_graphql::extensions::Extension> {
-        std::sync::Arc::new(LiveRules)
-    }
-}
-
-#[async_trait::async_trait]
-impl async_graphql::extensions::Extension for LiveRules {
-    async fn prepare_request(
-        &self,
-        ctx: &async_graphql::extensions::ExtensionContext<'_>,
-        request: async_graphql::Request,
-        next: async_graphql::extensions::NextPrepareRequest<'_>,
-    ) -> async_graphql::ServerResult<async_graphql::Request> {
-        let pinned = request.data.contains_key(&std::any::TypeId::of::<AppState>());
-        let request = match ctx.data_opt::<AppState>().filter(|_| !pinned) {
-            Some(app) => request.data(AppState {
-                rules: app.rule_sets.active(),
-                rules_pinned: false,
-                ..app.clone()
-            }),
-            None => request,
-        };
-        next.run(ctx, request).await
-    }
-}
 
 pub(crate) fn app<'a>(ctx: &'a Context<'_>) -> Result<&'a AppState, ApiError> {
     ctx.data::<AppState>()

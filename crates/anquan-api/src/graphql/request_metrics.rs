@@ -1,6 +1,6 @@
-//! The `RequestMetrics` extension: every GraphQL operation over HTTP is counted and timed,
-//! labelled by what it is and how it ended, with label values from bounded sets, since clients
-//! choose operation names and documents.
+//! Every GraphQL operation over HTTP is counted and timed (by `graphql::operations`), labelled
+//! by what it is and how it ended, with label values from bounded sets, since clients choose
+//! operation names and documents.
 //!
 //! `operation` is the operation's type and its distinct root fields, sorted and joined with a
 //! comma (`query enterprises`, `query enterprise,health`, `mutation uploadDocument`); more than
@@ -11,17 +11,15 @@
 //! code base (`ApiError::code`, the domain's rejections, the transport's limits), and one that
 //! does not look like one counts as `INTERNAL`.
 //!
-//! Operations over the websocket (subscriptions, mostly) are not measured: async-graphql runs
-//! them without the request hook, and a subscription's lifetime is not a request's duration.
+//! Operations over the websocket (subscriptions, mostly) are not measured: a subscription's
+//! lifetime is not a request's duration.
 
 use std::collections::{BTreeSet, HashSet};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest, NextRequest};
 use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet};
 use async_graphql::registry::Registry;
-use async_graphql::{Request, ServerResult};
+use async_graphql::{OutputType, Response, SubscriptionType};
 
 use crate::observability::{GRAPHQL_REQUEST_DURATION_SECONDS, GRAPHQL_REQUESTS_TOTAL};
 
@@ -40,64 +38,59 @@ const OUTCOME_INTERNAL: &str = "INTERNAL";
 /// Longest code taken as an `outcome` label.
 const CODE_BYTES_MAX: usize = 64;
 
-/// The extension's factory, registered first in the schema so it times everything after it and
-/// sees the codes the other extensions add.
-pub(crate) struct RequestMetrics;
-
-impl ExtensionFactory for RequestMetrics {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(RequestMetricsExtension {
-            operation: Mutex::new(None),
-        })
-    }
+/// Counts and times one operation: `operation` is its label ([`operation_label`]), `started`
+/// when it was received.
+pub(crate) fn record(operation: &str, response: &Response, started: Instant) {
+    let outcome = outcome(response);
+    metrics::histogram!(
+        GRAPHQL_REQUEST_DURATION_SECONDS,
+        "operation" => operation.to_owned(),
+        "outcome" => outcome.clone(),
+    )
+    .record(started.elapsed());
+    metrics::counter!(GRAPHQL_REQUESTS_TOTAL, "operation" => operation.to_owned(), "outcome" => outcome).increment(1);
 }
 
-/// One request's instance: the label found when the request was prepared.
-struct RequestMetricsExtension {
-    operation: Mutex<Option<String>>,
+/// The schema's root fields by operation type, read once from its types: what an `operation`
+/// label may name.
+pub(crate) struct RootFields {
+    query: HashSet<String>,
+    mutation: HashSet<String>,
+    subscription: HashSet<String>,
 }
 
-#[async_trait::async_trait]
-impl Extension for RequestMetricsExtension {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> async_graphql::Response {
-        let started = Instant::now();
-        let response = next.run(ctx).await;
-        let operation = self
-            .operation
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-            .unwrap_or_else(|| INVALID_OPERATION.to_owned());
-        let outcome = outcome(&response);
-        metrics::histogram!(
-            GRAPHQL_REQUEST_DURATION_SECONDS,
-            "operation" => operation.clone(),
-            "outcome" => outcome.clone(),
-        )
-        .record(started.elapsed());
-        metrics::counter!(GRAPHQL_REQUESTS_TOTAL, "operation" => operation, "outcome" => outcome).increment(1);
-        response
-    }
-
-    /// Parses the document (kept in the request, so it is parsed once for every extension and
-    /// for async-graphql) and finds the label of the operation the request selects.
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        mut request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        let operation_name = request.operation_name.clone();
-        let label = match request.parsed_query() {
-            Ok(document) => operation_label(
-                document,
-                operation_name.as_deref(),
-                &schema_root_fields(&ctx.schema_env.registry),
-            ),
-            Err(_) => INVALID_OPERATION.to_owned(),
+impl RootFields {
+    pub(crate) fn of<Query: OutputType, Mutation: OutputType, Subscription: SubscriptionType>() -> Self {
+        let mut registry = Registry::default();
+        Query::create_type_info(&mut registry);
+        Mutation::create_type_info(&mut registry);
+        Subscription::create_type_info(&mut registry);
+        let fields = |type_name: &str| -> HashSet<String> {
+            registry
+                .types
+                .get(type_name)
+                .and_then(|root| root.fields())
+                .map(|fields| fields.keys().cloned().collect())
+                .unwrap_or_default()
         };
-        *self.operation.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(label);
-        next.run(ctx, request).await
+        let mut query = fields(&Query::type_name());
+        // async-graphql adds the introspection fields to the query root itself.
+        query.extend(["__schema".to_owned(), "__type".to_owned()]);
+        Self {
+            query,
+            mutation: fields(&Mutation::type_name()),
+            subscription: fields(&Subscription::type_name()),
+        }
+    }
+
+    /// Whether the root type of `operation_type` has a field `name`.
+    pub(crate) fn contains(&self, operation_type: OperationType, name: &str) -> bool {
+        match operation_type {
+            OperationType::Query => &self.query,
+            OperationType::Mutation => &self.mutation,
+            OperationType::Subscription => &self.subscription,
+        }
+        .contains(name)
     }
 }
 
@@ -142,22 +135,6 @@ pub fn operation_label(
     format!("{kind} {}", names.join(","))
 }
 
-/// Whether the schema's root type of an operation type has a field of a name (`__schema` and
-/// `__type` included, which async-graphql adds to the query root).
-fn schema_root_fields(registry: &Registry) -> impl Fn(OperationType, &str) -> bool + '_ {
-    move |operation_type, name| {
-        let root_type = match operation_type {
-            OperationType::Query => Some(registry.query_type.as_str()),
-            OperationType::Mutation => registry.mutation_type.as_deref(),
-            OperationType::Subscription => registry.subscription_type.as_deref(),
-        };
-        root_type
-            .and_then(|root_type| registry.types.get(root_type))
-            .and_then(|root_type| root_type.fields())
-            .is_some_and(|fields| fields.contains_key(name))
-    }
-}
-
 /// The distinct names of the fields directly in `selection_set`, through fragments; `None` when
 /// it spreads a fragment the document does not define.
 fn root_field_names<'a>(
@@ -188,7 +165,7 @@ fn root_field_names<'a>(
 }
 
 /// The `outcome` label of a response: `OK`, the first error's code, or `INTERNAL`.
-fn outcome(response: &async_graphql::Response) -> String {
+fn outcome(response: &Response) -> String {
     let Some(error) = response.errors.first() else {
         return OUTCOME_OK.to_owned();
     };
@@ -317,6 +294,29 @@ mod tests {
                 .map(|(kind, fields)| (kind, fields.len()))
                 .collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn the_root_fields_read_from_the_types_are_the_sdl_s() {
+        let from_types =
+            RootFields::of::<super::super::QueryRoot, super::super::MutationRoot, super::super::SubscriptionRoot>();
+        for (kind, names) in sdl_root_fields() {
+            let kind = match kind.as_str() {
+                "query" => OperationType::Query,
+                "mutation" => OperationType::Mutation,
+                _ => OperationType::Subscription,
+            };
+            let mut read = match kind {
+                OperationType::Query => from_types.query.clone(),
+                OperationType::Mutation => from_types.mutation.clone(),
+                OperationType::Subscription => from_types.subscription.clone(),
+            };
+            assert!(names.iter().all(|name| from_types.contains(kind, name)), "{kind}");
+            read.retain(|name| !name.starts_with("__"));
+            assert_eq!(read, names, "{kind}");
+        }
+        assert!(from_types.contains(OperationType::Query, "__schema"));
+        assert!(!from_types.contains(OperationType::Mutation, "health"));
     }
 
     #[test]
