@@ -39,7 +39,7 @@ pub use audit::{AuditMutation, AuditQuery};
 pub use foundation::{EnterpriseMutation, EnterpriseQuery, PublicPageMutation};
 pub use health::HealthQuery;
 pub use metrics::{MetricsQuery, MetricsSubscription};
-pub use operation_tracing::Traced;
+use operation_tracing::Traced;
 pub use operations::AppSchema;
 pub use reports::{AssessmentsMutation, AssessmentsQuery, ReportsMutation, ReportsQuery};
 pub use scalars::Int64;
@@ -76,7 +76,7 @@ pub struct MutationRoot(
 pub struct SubscriptionRoot(SupervisionSubscription, MetricsSubscription);
 
 /// async-graphql's schema of the API; every operation reaches it through [`AppSchema`].
-pub type GraphqlSchema = Schema<Traced<QueryRoot>, Traced<MutationRoot>, SubscriptionRoot>;
+pub(crate) type GraphqlSchema = Schema<Traced<QueryRoot>, Traced<MutationRoot>, SubscriptionRoot>;
 
 /// Deepest query accepted.
 const QUERY_DEPTH_MAX: usize = 12;

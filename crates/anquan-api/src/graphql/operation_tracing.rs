@@ -80,7 +80,7 @@ impl std::fmt::Display for DisplayPath<'_> {
 /// A root type whose every field runs inside a `field` span, with its failure logged there.
 /// It is the type it wraps to the schema (same name, same fields): only the resolution of a
 /// root field passes through it.
-pub struct Traced<T>(pub T);
+pub(crate) struct Traced<T>(pub(crate) T);
 
 impl<T: OutputType> OutputType for Traced<T> {
     fn type_name() -> Cow<'static, str> {

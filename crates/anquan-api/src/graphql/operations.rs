@@ -77,11 +77,6 @@ impl AppSchema {
         }))
     }
 
-    /// The schema's SDL.
-    pub fn sdl(&self) -> String {
-        self.0.schema.sdl()
-    }
-
     /// Runs one operation to its answer, counted and timed by its label and outcome.
     pub async fn execute(&self, request: impl Into<Request>) -> Response {
         let started = Instant::now();
