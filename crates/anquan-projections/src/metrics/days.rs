@@ -34,7 +34,7 @@ use anquan_domain::Town;
 use anquan_domain::rules::RuleSet;
 use anquan_event_store::{LeaseTerm, ReadModelStore, Row, SqlValue, Statement};
 
-use super::history::{self, EnterpriseHistory, Fresh, HistoryState};
+use super::history::{self, EnterpriseHistory, Fresh, HistoryState, malformed, off_the_runtime};
 use super::{ScopeTallies, Sums};
 use crate::error::QueryError;
 
@@ -240,7 +240,7 @@ pub(super) async fn sums_at(
             continue;
         }
         let (rules, fresh) = (rules.clone(), fresh.clone());
-        let sums = tokio::task::spawn_blocking(move || {
+        let sums = off_the_runtime("metrics_history_days", move || {
             let mut sums = summed_rows.day_sums(&rules)?;
             summed_rows.add_hours(&rules, &mut sums)?;
             for (before, after) in changed.values() {
@@ -257,10 +257,9 @@ pub(super) async fn sums_at(
                     sums.apply(&rules, &contribution, true);
                 }
             }
-            Ok::<_, QueryError>(sums)
+            Ok(sums)
         })
-        .await
-        .map_err(|error| malformed("metrics_history_days", &format!("the lookup stopped: {error}")))??;
+        .await?;
         return Ok(Some(sums));
     }
     Ok(None)
@@ -343,9 +342,14 @@ pub async fn sum_days(
     let (mut boundary, sums, day_sums_kept) = match summed {
         Some(summed) => {
             let rows = SummedRows::read(store, &summed, summed.summed_to).await?;
-            let mut sums = rows.day_sums(rules)?;
-            let day = sums.towns.clone();
-            rows.add_hours(rules, &mut sums)?;
+            let rules = Arc::clone(rules);
+            let (sums, day) = off_the_runtime("metrics_history_days", move || {
+                let mut sums = rows.day_sums(&rules)?;
+                let day = sums.towns.clone();
+                rows.add_hours(&rules, &mut sums)?;
+                Ok((sums, day))
+            })
+            .await?;
             (summed.summed_to, sums, day)
         }
         None => {
@@ -354,10 +358,15 @@ pub async fn sum_days(
                 statements.push(Statement::new(format!("DELETE FROM {table}"), Vec::new()));
             }
             let rows = store.query(history::AT, &[SqlValue::Int(horizon)]).await?;
-            let mut sums = Sums::new(rules);
-            for row in &rows {
-                correct(rules, &mut sums, None, row.opt_text(1)?.as_deref())?;
-            }
+            let rules = Arc::clone(rules);
+            let sums = off_the_runtime("metrics_history", move || {
+                let mut sums = Sums::new(&rules);
+                for row in &rows {
+                    correct(&rules, &mut sums, None, row.opt_text(1)?.as_deref())?;
+                }
+                Ok(sums)
+            })
+            .await?;
             write_rows(&mut statements, Table::Days, horizon, sums.towns.iter());
             count += 1;
             let kept = sums.towns.clone();
@@ -380,11 +389,7 @@ pub async fn sum_days(
         summing = if rows.is_empty() {
             summing.add_boundary(&rows, next, day)?
         } else {
-            // Decoding a boundary's changes takes milliseconds at province scale: off the
-            // runtime, as a query's lookup does.
-            tokio::task::spawn_blocking(move || summing.add_boundary(&rows, next, day))
-                .await
-                .map_err(|error| malformed("metrics_history_hours", &format!("the summing stopped: {error}")))??
+            off_the_runtime("metrics_history_hours", move || summing.add_boundary(&rows, next, day)).await?
         };
         boundary = next;
         count += 1;
@@ -615,13 +620,6 @@ fn first_difference(old: &[(i64, Option<&str>)], new: &[(i64, Option<&str>)]) ->
         if was != is {
             return Some(at);
         }
-    }
-}
-
-fn malformed(table: &'static str, reason: &str) -> QueryError {
-    QueryError::Malformed {
-        table,
-        reason: reason.to_owned(),
     }
 }
 

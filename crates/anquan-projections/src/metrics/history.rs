@@ -389,7 +389,7 @@ async fn sums_at(
     metrics::counter!(PAST_LOOKUPS_TOTAL, "path" => "row_per_enterprise").increment(1);
     let rows = store.query(AT, &[SqlValue::Int(stored)]).await?;
     let (rules, fresh, skipped) = (rules.clone(), fresh.clone(), skipped.clone());
-    tokio::task::spawn_blocking(move || {
+    off_the_runtime(table, move || {
         let mut sums = Sums::new(&rules);
         for row in rows {
             if !skipped.is_empty() && skipped.contains(&row.text(0)?) {
@@ -409,7 +409,6 @@ async fn sums_at(
         Ok(sums)
     })
     .await
-    .map_err(|error| malformed(table, &format!("the lookup stopped: {error}")))?
 }
 
 /// Walks every enterprise whose file the read models hold (`from`: where to start each one,
@@ -452,7 +451,19 @@ where
     Ok(walked)
 }
 
-fn malformed(table: &'static str, reason: &str) -> QueryError {
+/// Runs `decode` on a blocking thread: decoding and summing the tallies of every town, or the
+/// contributions of every enterprise, takes milliseconds at city scale and far more in a
+/// province, which must not stall the runtime's workers (`table` names what it reads).
+pub(super) async fn off_the_runtime<T: Send + 'static>(
+    table: &'static str,
+    decode: impl FnOnce() -> Result<T, QueryError> + Send + 'static,
+) -> Result<T, QueryError> {
+    tokio::task::spawn_blocking(decode)
+        .await
+        .map_err(|error| malformed(table, &format!("the decoding stopped: {error}")))?
+}
+
+pub(super) fn malformed(table: &'static str, reason: &str) -> QueryError {
     QueryError::Malformed {
         table,
         reason: reason.to_owned(),
