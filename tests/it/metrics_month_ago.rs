@@ -14,6 +14,12 @@ const PLAIN: &str = "query($at: DateTime) {
 const THROUGH_FRAGMENTS: &str = "query($at: DateTime) {
   townMetrics(town: \"许村\", asOf: $at) { metrics { code value ...Earlier ... on MetricValue { moved: change } } } }
 fragment Earlier on MetricValue { previousValue }";
+const MONTH_AGO_FIRST: &str = "query($at: DateTime) {
+  allTownMetrics(asOf: $at) { town metrics { code change } }
+  cityMetrics(asOf: $at) { metrics { code value } } }";
+const FIGURES_FIRST: &str = "query($at: DateTime) {
+  cityMetrics(asOf: $at) { metrics { code value } }
+  allTownMetrics(asOf: $at) { town metrics { code value previousValue change } } }";
 const FIGURES_ALONE: &str = "query($at: DateTime) {
   townMetrics(town: \"许村\", asOf: $at) { metrics { code value numerator denominator } } }";
 
@@ -75,6 +81,30 @@ async fn month_ago_when_shown(backend: Backend) {
     assert_eq!(past_answers(&app).await, before + 2.0);
     metrics(&app, &admin, FIGURES_ALONE, &at).await;
     assert_eq!(past_answers(&app).await, before + 2.0);
+
+    // The root fields of one request share each instant, whichever shows the month before:
+    // with it first, the figures alone are its computation's.
+    let at = instant(3);
+    let before = past_answers(&app).await;
+    let response = app.graphql(Some(&admin), MONTH_AGO_FIRST, json!({ "at": at })).await;
+    data(&response);
+    assert_eq!(past_answers(&app).await, before + 1.0, "{response}");
+    // With the figures alone first, the month before is a computation of its own beside it, and
+    // the figures are the same as a request of the town alone.
+    let at = instant(4);
+    let before = past_answers(&app).await;
+    let response = app.graphql(Some(&admin), FIGURES_FIRST, json!({ "at": at })).await;
+    assert_eq!(past_answers(&app).await, before + 2.0, "{response}");
+    let shared = data(&response)["allTownMetrics"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{response}"))
+        .iter()
+        .find(|town| town["town"] == "许村")
+        .unwrap_or_else(|| panic!("{response}"))["metrics"]
+        .clone();
+    let alone = metrics(&app, &admin, PLAIN, &at).await;
+    assert_eq!(past_answers(&app).await, before + 2.0, "the town alone reuses both");
+    assert_eq!(shared, Value::Array(alone), "{response}");
 }
 
 async fn metrics(app: &TestApp, token: &str, query: &str, at: &str) -> Vec<Value> {

@@ -115,6 +115,14 @@ struct PastEntry {
     cell: PastCell,
 }
 
+/// One instant of a request: the computation that holds it, that computation's instants, and
+/// the instant's place among them.
+struct PastPart {
+    cell: PastCell,
+    instants: Vec<DateTime<Utc>>,
+    index: usize,
+}
+
 impl Default for MetricsService {
     fn default() -> Self {
         MetricsService {
@@ -150,21 +158,60 @@ impl MetricsService {
 
     /// The cell of the computation for `key`, shared with any caller that asked for the same
     /// key; entries computed for another applied position can never be asked for again.
-    fn past_cell(&self, key: PastKey) -> PastCell {
+    /// Where each of `key`'s instants comes from: a computation kept or under way for the same
+    /// rules and read models that holds it (so `cityMetrics` without the month before and
+    /// `allTownMetrics` with it share their instant), else one new computation of every
+    /// instant none holds.
+    fn past_parts(&self, key: &PastKey) -> Vec<PastPart> {
         let mut past = self.past.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(entry) = past.iter().find(|entry| entry.key == key) {
-            return entry.cell.clone();
-        }
-        past.retain(|entry| entry.key.applied == key.applied);
-        while past.len() >= PAST_KEPT {
-            past.pop_front();
-        }
+        let kept = |at: &DateTime<Utc>| {
+            past.iter()
+                .filter(|entry| Arc::ptr_eq(&entry.key.rules, &key.rules) && entry.key.applied == key.applied)
+                .find_map(|entry| {
+                    let index = entry.key.instants.iter().position(|instant| instant == at)?;
+                    Some(PastPart {
+                        cell: entry.cell.clone(),
+                        instants: entry.key.instants.clone(),
+                        index,
+                    })
+                })
+        };
+        let found: Vec<Option<PastPart>> = key.instants.iter().map(kept).collect();
+        let missing: Vec<DateTime<Utc>> = key
+            .instants
+            .iter()
+            .zip(&found)
+            .filter(|(_, part)| part.is_none())
+            .map(|(at, _)| *at)
+            .collect();
         let cell = PastCell::default();
-        past.push_back(PastEntry {
-            key,
-            cell: cell.clone(),
-        });
-        cell
+        if !missing.is_empty() {
+            past.retain(|entry| entry.key.applied == key.applied);
+            while past.len() >= PAST_KEPT {
+                past.pop_front();
+            }
+            past.push_back(PastEntry {
+                key: PastKey {
+                    instants: missing.clone(),
+                    ..key.clone()
+                },
+                cell: cell.clone(),
+            });
+        }
+        let mut new_index = 0;
+        found
+            .into_iter()
+            .map(|part| {
+                part.unwrap_or_else(|| {
+                    new_index += 1;
+                    PastPart {
+                        cell: cell.clone(),
+                        instants: missing.clone(),
+                        index: new_index - 1,
+                    }
+                })
+            })
+            .collect()
     }
 
     fn publish(&self, current: CurrentMetrics, towns: BTreeSet<Option<Town>>) {
@@ -177,30 +224,59 @@ impl MetricsService {
     }
 }
 
-/// Computes the metrics at past (or any) instants from the read models, in one pass over the
-/// files a chunk at a time. The result is shared with every caller asking for the same instants
-/// with the same rules before the read models move: the root fields of one request (e.g.
-/// `allTownMetrics` and `cityMetrics` with the same `asOf`) compute it once.
+/// Computes the metrics at past (or any) instants from the history, else in one pass over the
+/// files a chunk at a time. Each instant is shared with every caller asking for it with the same
+/// rules before the read models move, whatever else they ask: the root fields of one request
+/// (`allTownMetrics` and `cityMetrics` with the same `asOf`, one of them with the month before)
+/// compute it once. The instants no kept computation holds are computed together.
 pub async fn snapshots_at(app: &AppState, instants: &[DateTime<Utc>]) -> Result<Vec<Arc<Snapshot>>, QueryError> {
     let key = PastKey {
         instants: instants.to_vec(),
         rules: app.rules.clone(),
         applied: *app.projected.borrow(),
     };
-    let cell = app.metrics.past_cell(key);
-    cell.get_or_try_init(|| async {
-        let (snapshots, source) = match crate::metrics_history::history_snapshots(app, instants).await? {
-            Some(answer) => answer,
-            None => (
-                snapshots_streaming(app.read_models.as_ref(), app.rules.clone(), instants, CHUNK).await?,
-                "files",
-            ),
-        };
-        metrics::counter!(METRICS_PAST_ANSWERS_TOTAL, "source" => source).increment(1);
-        Ok(snapshots.into_iter().map(Arc::new).collect())
-    })
-    .await
-    .cloned()
+    let parts = app.metrics.past_parts(&key);
+    // Each computation once, however many of the instants it holds.
+    let mut computations: Vec<&PastPart> = Vec::with_capacity(parts.len());
+    for part in &parts {
+        if !computations.iter().any(|other| Arc::ptr_eq(&other.cell, &part.cell)) {
+            computations.push(part);
+        }
+    }
+    let computed = futures::future::try_join_all(computations.iter().map(|part| async move {
+        part.cell
+            .get_or_try_init(|| compute_past(app, &part.instants))
+            .await
+            .cloned()
+    }))
+    .await?;
+    parts
+        .iter()
+        .map(|part| {
+            computations
+                .iter()
+                .zip(&computed)
+                .find(|(computation, _)| Arc::ptr_eq(&computation.cell, &part.cell))
+                .and_then(|(_, snapshots)| snapshots.get(part.index).cloned())
+                .ok_or_else(|| QueryError::Malformed {
+                    table: "metrics_history",
+                    reason: "a computation without one of its instants".to_owned(),
+                })
+        })
+        .collect()
+}
+
+/// The metrics at `instants` from the history, else from every file.
+async fn compute_past(app: &AppState, instants: &[DateTime<Utc>]) -> Result<Vec<Arc<Snapshot>>, QueryError> {
+    let (snapshots, source) = match crate::metrics_history::history_snapshots(app, instants).await? {
+        Some(answer) => answer,
+        None => (
+            snapshots_streaming(app.read_models.as_ref(), app.rules.clone(), instants, CHUNK).await?,
+            "files",
+        ),
+    };
+    metrics::counter!(METRICS_PAST_ANSWERS_TOTAL, "source" => source).increment(1);
+    Ok(snapshots.into_iter().map(Arc::new).collect())
 }
 
 /// Which towns a recomputation tells subscribers about.
