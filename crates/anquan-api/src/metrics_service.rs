@@ -101,9 +101,11 @@ struct PastKey {
     applied: Option<Position>,
 }
 
-impl PartialEq for PastKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.instants == other.instants && Arc::ptr_eq(&self.rules, &other.rules) && self.applied == other.applied
+impl PastKey {
+    /// Whether a computation for `other` used the same rules and read models: its instants
+    /// are then this key's at those instants.
+    fn same_inputs(&self, other: &PastKey) -> bool {
+        Arc::ptr_eq(&self.rules, &other.rules) && self.applied == other.applied
     }
 }
 
@@ -156,17 +158,16 @@ impl MetricsService {
         self.changes.subscribe()
     }
 
-    /// The cell of the computation for `key`, shared with any caller that asked for the same
-    /// key; entries computed for another applied position can never be asked for again.
     /// Where each of `key`'s instants comes from: a computation kept or under way for the same
     /// rules and read models that holds it (so `cityMetrics` without the month before and
     /// `allTownMetrics` with it share their instant), else one new computation of every
-    /// instant none holds.
+    /// instant none holds. Adding one drops the entries computed for another applied
+    /// position, which can never be asked for again.
     fn past_parts(&self, key: &PastKey) -> Vec<PastPart> {
         let mut past = self.past.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let kept = |at: &DateTime<Utc>| {
             past.iter()
-                .filter(|entry| Arc::ptr_eq(&entry.key.rules, &key.rules) && entry.key.applied == key.applied)
+                .filter(|entry| entry.key.same_inputs(key))
                 .find_map(|entry| {
                     let index = entry.key.instants.iter().position(|instant| instant == at)?;
                     Some(PastPart {

@@ -14,10 +14,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-#[cfg(test)]
-use async_graphql::parser::types::OperationType;
-use async_graphql::parser::types::Selection;
-use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationDefinition, SelectionSet};
+use async_graphql::parser::types::{
+    DocumentOperations, ExecutableDocument, OperationDefinition, Selection, SelectionSet,
+};
 use async_graphql::{Name, ServerError};
 
 /// Most fields one operation may select once its fragments are expanded.
@@ -244,6 +243,8 @@ fn display_count(count: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    use async_graphql::parser::types::OperationType;
+
     use super::*;
 
     fn size(query: &str) -> Size {
